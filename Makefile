@@ -1,0 +1,38 @@
+# Quick start: `make demo` then `make test`. Both create .venv and install the project first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_CASE ?= build/demo-case
+
+.PHONY: install demo test lint bench samples clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_CASE)
+	$(VENV)/bin/triage run samples/exchange-compromised/volume --case $(DEMO_CASE) --examiner demo
+	$(VENV)/bin/triage verify $(DEMO_CASE)
+	@echo
+	@echo "Demo case folder:  $(DEMO_CASE)"
+	@echo "Findings report:   $(DEMO_CASE)/report/findings.csv (canonical: findings.parquet)"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check triage collectors analyzers tests benchmarks samples
+
+bench: $(STAMP)
+	$(PY) benchmarks/collect_throughput.py
+
+samples: $(STAMP)
+	$(PY) samples/build_samples.py
+
+clean:
+	rm -rf build .pytest_cache

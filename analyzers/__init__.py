@@ -1,0 +1,1 @@
+"""Built-in analyzers. Every module here is imported by :func:`triage.registry.discover`."""

@@ -1,0 +1,304 @@
+"""A read-only view of a Windows volume, whatever holds it: a folder, a KAPE or Velociraptor tree, a zip.
+
+Names are matched case-insensitively, as NTFS does. Links are reported, never followed, so a
+collection cannot leave its source; zip members that try to climb out (``../``) are marked unsafe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import re
+import stat
+import urllib.parse
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from triage.hashing import open_readonly, open_source
+
+DIR, FILE, LINK, OTHER, UNSAFE = "dir", "file", "link", "other", "unsafe"
+
+
+@dataclass
+class VNode:
+    """One entry of a source tree."""
+
+    name: str
+    kind: str
+    source_path: str
+    size: int | None = None
+    mtime: float | None = None
+    atime: float | None = None
+    detail: str = ""
+    lister: Callable[[], list[VNode]] | None = field(default=None, repr=False)
+    opener: Callable[[], contextlib.AbstractContextManager[BinaryIO]] | None = field(default=None, repr=False)
+    _children: list[VNode] | None = field(default=None, repr=False)
+
+    def children(self) -> list[VNode]:
+        """The entries of a directory (cached; listing errors surface as OSError)."""
+        if self.kind != DIR or self.lister is None:
+            return []
+        if self._children is None:
+            self._children = self.lister()
+        return self._children
+
+    def child(self, name: str) -> VNode | None:
+        folded = name.casefold()
+        for c in self.children():
+            if c.name.casefold() == folded:
+                return c
+        return None
+
+    def open(self) -> contextlib.AbstractContextManager[BinaryIO]:
+        if self.opener is None:
+            raise OSError(f"{self.source_path}: not a regular file ({self.kind})")
+        return self.opener()
+
+
+# -- folders on disk ---------------------------------------------------------------------------------
+def dir_node(path: str, name: str = "", *, decode: Callable[[str], str] | None = None) -> VNode:
+    """A folder on disk as a VNode tree; ``decode`` maps stored names to logical ones (URL decoding)."""
+    st = os.lstat(path)
+    return _disk_node(path, name or os.path.basename(os.path.normpath(path)), st, decode)
+
+
+def _disk_node(path: str, name: str, st: os.stat_result, decode: Callable[[str], str] | None) -> VNode:
+    mode = st.st_mode
+    common = dict(name=name, source_path=path, mtime=st.st_mtime, atime=st.st_atime)
+    if stat.S_ISLNK(mode):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return VNode(kind=LINK, detail=f"symbolic link to {target!r} not followed", **common)
+    if stat.S_ISDIR(mode):
+        return VNode(kind=DIR, lister=lambda: _list_disk(path, decode), **common)
+    if stat.S_ISREG(mode):
+        return VNode(kind=FILE, size=st.st_size, opener=lambda: open_source(path), **common)
+    return VNode(kind=OTHER, detail="not a regular file (device, fifo or socket)", **common)
+
+
+def _list_disk(path: str, decode: Callable[[str], str] | None) -> list[VNode]:
+    # list through an O_NOATIME descriptor so the listing does not touch the folder's atime
+    fd = open_readonly(path, directory=True)
+    try:
+        out = []
+        with os.scandir(fd) as it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError as exc:
+                    out.append(
+                        VNode(
+                            name=entry.name,
+                            kind=OTHER,
+                            source_path=os.path.join(path, entry.name),
+                            detail=f"cannot stat: {exc}",
+                        )
+                    )
+                    continue
+                logical = decode(entry.name) if decode else entry.name
+                out.append(_disk_node(os.path.join(path, entry.name), logical, st, decode))
+        return out
+    finally:
+        os.close(fd)
+
+
+def url_decode(name: str) -> str:
+    """Velociraptor stores names URL-encoded (``C%3A``); decode, keeping undecodable bytes."""
+    return urllib.parse.unquote(name, encoding="utf-8", errors="surrogateescape")
+
+
+# -- zip containers ---------------------------------------------------------------------------------------
+class ZipTree:
+    """An index of a zip's members as VNodes, read through one O_NOATIME handle."""
+
+    def __init__(self, path: str, *, decode: Callable[[str], str] | None = None) -> None:
+        self.path = path
+        self._fh = open_source(path)
+        self.zf = zipfile.ZipFile(self._fh)  # type: ignore[arg-type]
+        self.root = VNode(name="", kind=DIR, source_path=f"{path}!", lister=lambda: [])
+        self.root._children = []
+        dirs: dict[tuple[str, ...], VNode] = {(): self.root}
+        for info in self.zf.infolist():
+            raw = info.filename.replace("\\", "/")
+            parts = [p for p in raw.split("/") if p not in ("", ".")]
+            unsafe = raw.startswith("/") or ".." in parts or bool(re.match(r"^[A-Za-z]:", raw))
+            if decode:
+                parts = [decode(p) for p in parts]
+            if not parts:
+                continue
+            parent = self._ensure_dirs(dirs, tuple(parts[:-1]))
+            mtime = _zip_time(info)
+            src = f"{path}!{info.filename}"
+            if unsafe:
+                node = VNode(
+                    name=parts[-1],
+                    kind=UNSAFE,
+                    source_path=src,
+                    detail="zip member path escapes the container (path traversal); refused",
+                )
+            elif info.is_dir():
+                self._ensure_dirs(dirs, tuple(parts))
+                continue
+            elif stat.S_ISLNK(info.external_attr >> 16):
+                node = VNode(
+                    name=parts[-1], kind=LINK, source_path=src, detail="symbolic link member not followed"
+                )
+            else:
+                node = VNode(
+                    name=parts[-1],
+                    kind=FILE,
+                    source_path=src,
+                    size=info.file_size,
+                    mtime=mtime,
+                    opener=self._opener(info),
+                )
+            assert parent._children is not None
+            parent._children.append(node)
+
+    def _opener(self, info: zipfile.ZipInfo) -> Callable[[], contextlib.AbstractContextManager[BinaryIO]]:
+        return lambda: self.zf.open(info)  # type: ignore[return-value]
+
+    def _ensure_dirs(self, dirs: dict[tuple[str, ...], VNode], parts: tuple[str, ...]) -> VNode:
+        if parts in dirs:
+            return dirs[parts]
+        parent = self._ensure_dirs(dirs, parts[:-1])
+        node = VNode(
+            name=parts[-1], kind=DIR, source_path=f"{self.path}!{'/'.join(parts)}/", lister=lambda: []
+        )
+        node._children = []
+        assert parent._children is not None
+        parent._children.append(node)
+        dirs[parts] = node
+        return node
+
+    def close(self) -> None:
+        self.zf.close()
+        self._fh.close()
+
+
+def _zip_time(info: zipfile.ZipInfo) -> float | None:
+    import calendar
+
+    try:
+        return float(calendar.timegm((*info.date_time, 0, 0, 0)))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+# -- merging (Velociraptor keeps 'auto' and 'ntfs' uploads side by side) ---------------------------------
+def merged(nodes: list[VNode], name: str = "") -> VNode:
+    """One directory showing the union of several; the first node wins a name clash."""
+    if len(nodes) == 1:
+        return nodes[0]
+
+    def lister() -> list[VNode]:
+        seen: dict[str, list[VNode]] = {}
+        order: list[str] = []
+        for n in nodes:
+            for c in n.children():
+                key = c.name.casefold()
+                if key not in seen:
+                    seen[key] = []
+                    order.append(key)
+                seen[key].append(c)
+        out = []
+        for key in order:
+            group = seen[key]
+            dirs = [g for g in group if g.kind == DIR]
+            out.append(merged(dirs, dirs[0].name) if len(dirs) > 1 else group[0])
+        return out
+
+    return VNode(
+        name=name or nodes[0].name,
+        kind=DIR,
+        source_path=" + ".join(n.source_path for n in nodes),
+        lister=lister,
+    )
+
+
+# -- globbing ----------------------------------------------------------------------------------------------
+def expand_braces(pattern: str) -> list[str]:
+    """``a.{x,y}`` -> ``[a.x, a.y]`` (one level per pass, recursively)."""
+    m = re.search(r"\{([^{}]*)\}", pattern)
+    if not m:
+        return [pattern]
+    out: list[str] = []
+    for alt in m.group(1).split(","):
+        out.extend(expand_braces(pattern[: m.start()] + alt + pattern[m.end() :]))
+    return out
+
+
+def _match(name: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(name.casefold(), pattern.casefold())
+
+
+@dataclass
+class Match:
+    node: VNode
+    parts: tuple[str, ...]
+
+
+def glob(root: VNode, pattern: str, *, errors: list[str] | None = None) -> Iterator[Match]:
+    """Yield nodes under ``root`` matching a ``/``-separated, case-insensitive pattern.
+
+    ``**`` matches any depth (files below it, not the directories themselves). Non-file entries
+    that match (links, unsafe members, devices) are yielded too so the caller can record them.
+    """
+    for pat in expand_braces(pattern):
+        segs = [s for s in pat.replace("\\", "/").split("/") if s]
+        yield from _glob(root, segs, (), errors if errors is not None else [], set())
+
+
+def _glob(
+    node: VNode, segs: list[str], prefix: tuple[str, ...], errors: list[str], seen: set[int]
+) -> Iterator[Match]:
+    if not segs:
+        yield Match(node, prefix)
+        return
+    seg, rest = segs[0], segs[1:]
+    try:
+        kids = node.children()
+    except OSError as exc:
+        errors.append(f"{node.source_path}: cannot list: {exc}")
+        return
+    if seg == "**":
+        if not rest:
+            for kid in kids:
+                if kid.kind == DIR:
+                    yield from _glob(kid, ["**"], (*prefix, kid.name), errors, seen)
+                else:
+                    yield Match(kid, (*prefix, kid.name))
+            return
+        yield from _glob(node, rest, prefix, errors, seen)
+        for kid in kids:
+            if kid.kind == DIR:
+                yield from _glob(kid, segs, (*prefix, kid.name), errors, seen)
+        return
+    literal = not any(ch in seg for ch in "*?[")
+    for kid in kids:
+        if (kid.name.casefold() == seg.casefold()) if literal else _match(kid.name, seg):
+            if rest:
+                if kid.kind == DIR:
+                    yield from _glob(kid, rest, (*prefix, kid.name), errors, seen)
+                elif kid.kind in (LINK, UNSAFE):
+                    yield Match(kid, (*prefix, kid.name))
+            else:
+                yield Match(kid, (*prefix, kid.name))
+
+
+def resolve(root: VNode, parts: list[str] | tuple[str, ...]) -> VNode | None:
+    """Walk literal parts case-insensitively."""
+    node: VNode | None = root
+    for p in parts:
+        if node is None or node.kind != DIR:
+            return None
+        try:
+            node = node.child(p)
+        except OSError:
+            return None
+    return node

@@ -1,0 +1,318 @@
+"""The ``triage`` command line: collect, analyze, report, run, verify, list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from triage import __version__
+from triage.errors import ExitCode, TriageError, UsageError
+from triage.finding import SEVERITIES
+
+log = logging.getLogger("triage")
+stdout = Console(highlight=False)
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+    common.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress")
+    common.add_argument(
+        "--examiner", help="who is doing this (custody log); default $TRIAGE_EXAMINER or login"
+    )
+
+    collect_opts = argparse.ArgumentParser(add_help=False)
+    collect_opts.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SOURCE",
+        help="mounted volume, KAPE output, Velociraptor collection (folder or zip), "
+        "memory image or loose files",
+    )
+    collect_opts.add_argument("--case", required=True, metavar="DIR", help="case folder (created if absent)")
+    collect_opts.add_argument("--host", help="host name (default: from the SYSTEM hive or the collection)")
+    collect_opts.add_argument(
+        "--link",
+        nargs="?",
+        const="reference",
+        choices=("reference", "hard"),
+        help="memory images and loose files: reference them in place (default) or hard "
+        "link them instead of copying; always hashed",
+    )
+    collect_opts.add_argument(
+        "--as",
+        dest="as_type",
+        default="auto",
+        choices=("auto", "volume", "kape", "velociraptor", "memory", "files"),
+        help="what the sources are (default: recognise)",
+    )
+    collect_opts.add_argument("--kind", help="evidence kind for loose files (default: guessed from the name)")
+    collect_opts.add_argument("--case-id", help="case id for a new case")
+
+    analyze_opts = argparse.ArgumentParser(add_help=False)
+    analyze_opts.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="worker processes")
+    analyze_opts.add_argument("--only", type=_csv, default=(), help="comma-separated analyzers to run")
+    analyze_opts.add_argument("--skip", type=_csv, default=(), help="comma-separated analyzers not to run")
+    analyze_opts.add_argument("--force", action="store_true", help="rerun units that already finished")
+    analyze_opts.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE_OR_FILE",
+        help="import extra analyzers (module name or .py file)",
+    )
+
+    report_opts = argparse.ArgumentParser(add_help=False)
+    report_opts.add_argument(
+        "--fail-on",
+        choices=SEVERITIES,
+        default=None,
+        help=f"exit {int(ExitCode.FINDINGS)} when a finding is at or above this severity",
+    )
+
+    p = argparse.ArgumentParser(
+        prog="triage",
+        description="Forensic triage of Windows/Exchange servers along CISA Emergency Directive 21-02.",
+    )
+    p.add_argument("--version", action="version", version=f"triage {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("collect", parents=[common, collect_opts], help="collect sources into a case folder")
+    a = sub.add_parser("analyze", parents=[common, analyze_opts], help="run analyzers over a case")
+    a.add_argument("case", metavar="CASE")
+    r = sub.add_parser("report", parents=[common, report_opts], help="write the findings report of a case")
+    r.add_argument("case", metavar="CASE")
+    sub.add_parser(
+        "run",
+        parents=[common, collect_opts, analyze_opts, report_opts],
+        help="collect, analyze and report in one go",
+    )
+    v = sub.add_parser("verify", parents=[common], help="re-hash the evidence and walk the custody chain")
+    v.add_argument("case", metavar="CASE")
+    li = sub.add_parser("list", parents=[common], help="list analyzers and artifact families")
+    li.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE")
+    return p
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for noisy in ("regipy", "pyarrow"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+# -- commands ---------------------------------------------------------------------------------------
+def cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
+    from triage.case import Case
+    from triage.collectors.collect import CollectStats, collect_files, collect_volume
+    from triage.collectors.sources import open_source_path
+    from triage.progress import byte_progress
+
+    sources = [open_source_path(s, args.as_type) for s in args.sources]  # usage errors before any write
+    case = Case.create_or_open(args.case, examiner=args.examiner, case_id=args.case_id)
+    stats = CollectStats()
+    link = {"reference": "reference", "hard": "hardlink", None: None}[args.link]
+    with byte_progress("collecting", enabled=not args.quiet) as advance:
+        for src in sources:
+            log.info("collecting %s (%s)", src.location, src.source_type)
+            case.custody.append(
+                "collect_start", source=src.location, source_type=src.source_type, host=args.host, link=link
+            )
+            try:
+                if src.drives:
+                    collect_volume(case, src, host=args.host, progress=advance, stats=stats)
+                else:
+                    collect_files(
+                        case, src, host=args.host, kind=args.kind, link=link, progress=advance, stats=stats
+                    )
+            finally:
+                src.close()
+    case.custody.append("collect_end", **stats.as_dict())
+    summary = {"case": str(case.path), "case_id": case.case_id, **stats.as_dict()}
+    if not args.json:
+        t = Table(title=f"Collected into {case.path}")
+        t.add_column("kind")
+        t.add_column("files", justify="right")
+        for kind, n in sorted(stats.kinds.items()):
+            t.add_row(kind, str(n))
+        stdout.print(t)
+        stdout.print(
+            f"outcomes: {dict(stats.outcomes)}; {stats.bytes:,} bytes; hosts: {', '.join(sorted(stats.hosts))}"
+            + (f"; already collected: {stats.skipped_duplicates}" if stats.skipped_duplicates else "")
+        )
+        if stats.exchange:
+            stdout.print(
+                f"Exchange install root: {stats.exchange.get('root') or 'not found'} "
+                f"({stats.exchange.get('how')}: {stats.exchange.get('detail')})"
+            )
+    return summary
+
+
+def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
+    from triage.case import Case
+    from triage.progress import unit_progress
+    from triage.runner import analyze_case
+
+    case = Case.open(args.case)
+    with unit_progress("analyzing", enabled=not args.quiet) as update:
+        summary = analyze_case(
+            case,
+            jobs=max(1, args.jobs),
+            only=args.only,
+            skip=args.skip,
+            force=args.force,
+            plugins=tuple(args.plugin),
+            on_progress=update,
+        )
+    for err in summary.errors[:20]:
+        log.error("analyzer %s failed on %s: %s", err["analyzer"], err["evidence_id"], err["message"])
+    if not args.json:
+        stdout.print(
+            f"analyze {summary.run_id}: {summary.planned} units planned, {summary.reused} already done, "
+            f"statuses {dict(summary.statuses)}, {summary.findings} findings"
+        )
+    return summary.as_dict()
+
+
+def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
+    from triage.case import Case
+    from triage.report import build_report
+
+    case = Case.open(args.case)
+    res = build_report(case)
+    if not args.json:
+        t = Table(title=f"Findings of {case.case_id}")
+        t.add_column("severity")
+        t.add_column("count", justify="right")
+        for sev, n in res.by_severity.items():
+            t.add_row(sev, str(n))
+        stdout.print(t)
+        if res.by_analyzer:
+            stdout.print("by analyzer: " + ", ".join(f"{a} {n}" for a, n in res.by_analyzer.items()))
+        for analyzer, statuses in sorted(res.runs.items()):
+            stdout.print(
+                f"analyzer {analyzer}: " + ", ".join(f"{s} {n}" for s, n in sorted(statuses.items()))
+            )
+        for w in res.warnings:
+            log.warning(w)
+        stdout.print(f"report: {res.outputs['findings.parquet']}")
+        stdout.print(f"        {res.outputs['findings.csv']}")
+    return res.as_dict()
+
+
+def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
+    from triage.case import Case
+    from triage.progress import byte_progress
+    from triage.verify import verify_case
+
+    case = Case.open(args.case)
+    with byte_progress("verifying", enabled=not args.quiet) as advance:
+        rep = verify_case(case, progress=advance)
+    if not args.json:
+        for p in rep.problems:
+            stdout.print(f"[red]CHANGED[/red] {p['where']}: {p['problem']}", markup=True)
+        for w in rep.warnings:
+            stdout.print(f"warning {w['where']}: {w['warning']}")
+        verdict = "OK" if rep.ok else f"FAILED ({len(rep.problems)} problems)"
+        stdout.print(
+            f"verify {verdict}: {rep.artifacts_checked} artifacts, {rep.bytes_checked:,} bytes, "
+            f"{rep.custody_events} custody events"
+        )
+    return rep.as_dict()
+
+
+def cmd_list(args: argparse.Namespace) -> dict[str, Any]:
+    from triage.collectors.families import load_families
+    from triage.registry import discover, import_failures
+
+    reg = discover(tuple(args.plugin))
+    fams = load_families()
+    data = {
+        "analyzers": [c.describe() for _, c in sorted(reg.items())],
+        "import_failures": {k: v.strip().splitlines()[-1] for k, v in import_failures().items()},
+        "families": [{"name": f.name, "kind": f.kind, "step": f.step, "paths": list(f.paths)} for f in fams],
+    }
+    if not args.json:
+        t = Table(title="Analyzers")
+        for col in ("name", "version", "consumes", "description"):
+            t.add_column(col)
+        for d in data["analyzers"]:
+            t.add_row(d["name"], d["version"], ", ".join(d["consumes"]), d["doc"])
+        stdout.print(t)
+        t = Table(title="Artifact families")
+        for col in ("name", "kind", "step", "paths"):
+            t.add_column(col)
+        for f in fams:
+            t.add_row(f.name, f.kind, str(f.step or ""), "\n".join(f.paths))
+        stdout.print(t)
+        for mod, err in data["import_failures"].items():
+            stdout.print(f"[yellow]failed to import {mod}: {err}[/yellow]")
+    return data
+
+
+def _fail_on(args: argparse.Namespace, summary: dict[str, Any]) -> ExitCode:
+    threshold = getattr(args, "fail_on", None)
+    worst = summary.get("max_severity")
+    if threshold and worst and SEVERITIES.index(worst) >= SEVERITIES.index(threshold):
+        return ExitCode.FINDINGS
+    return ExitCode.OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    _setup_logging(args)
+    try:
+        code = ExitCode.OK
+        if args.command == "collect":
+            out: dict[str, Any] = cmd_collect(args)
+        elif args.command == "analyze":
+            out = cmd_analyze(args)
+        elif args.command == "report":
+            out = cmd_report(args)
+            code = _fail_on(args, out)
+        elif args.command == "run":
+            out = {"collect": cmd_collect(args)}
+            args.case = out["collect"]["case"]
+            out["analyze"] = cmd_analyze(args)
+            out["report"] = cmd_report(args)
+            code = _fail_on(args, out["report"])
+        elif args.command == "verify":
+            out = cmd_verify(args)
+            code = ExitCode.OK if out["ok"] else ExitCode.INTEGRITY
+        else:
+            out = cmd_list(args)
+        if args.json:
+            print(json.dumps(out, indent=2, default=str, ensure_ascii=False))
+        return int(code)
+    except TriageError as exc:
+        log.error("%s", exc)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        log.error("interrupted; rerun the same command to resume")
+        return 130
+    except Exception:
+        log.exception("internal error (please report it with this traceback)")
+        return int(ExitCode.INTERNAL)
+
+
+__all__ = ["UsageError", "build_parser", "main"]

@@ -1,0 +1,152 @@
+"""The chain-of-custody log: append-only JSON lines, each event holding the hash of the one before.
+
+Editing, removing or reordering a line breaks the chain at that line; cutting events off the end is
+caught by ``custody.head``, which records the sequence number and hash of the newest event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import json
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from triage import TOOL_NAME, __version__
+from triage.hashing import sha256_bytes
+
+GENESIS = "0" * 64
+
+
+def utcnow() -> str:
+    """The current UTC time as ISO 8601 with microseconds and a Z."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical(obj: Any) -> bytes:
+    """The one byte form that event hashes are computed over."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+def event_hash(event: dict[str, Any]) -> str:
+    body = {k: v for k, v in event.items() if k != "hash"}
+    return sha256_bytes(canonical(body))
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    """One place where the custody chain does not hold."""
+
+    line: int
+    problem: str
+
+
+class CustodyLog:
+    """Append-only, hash-chained custody log of a case."""
+
+    def __init__(self, case_dir: Path, actor: str | None = None) -> None:
+        self.path = case_dir / "custody.jsonl"
+        self.head_path = case_dir / "custody.head"
+        self.lock_path = case_dir / ".lock"
+        self.actor = actor or os.environ.get("TRIAGE_EXAMINER") or getpass.getuser()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise writers (several triage processes may work on one case)."""
+        with open(self.lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _head(self) -> tuple[int, str]:
+        if self.head_path.exists():
+            head = json.loads(self.head_path.read_text())
+            return int(head["seq"]), str(head["hash"])
+        return 0, GENESIS
+
+    def append(self, action: str, **details: Any) -> dict[str, Any]:
+        """Append one event; returns it with its hash."""
+        with self.locked():
+            seq, prev = self._head()
+            event = {
+                "seq": seq + 1,
+                "ts": utcnow(),
+                "action": action,
+                "actor": self.actor,
+                "workstation": socket.gethostname(),
+                "tool": f"{TOOL_NAME} {__version__}",
+                "details": details,
+                "prev": prev,
+            }
+            event["hash"] = event_hash(event)
+            line = json.dumps(event, ensure_ascii=False, default=str, sort_keys=True)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp = self.head_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"seq": event["seq"], "hash": event["hash"]}))
+            os.replace(tmp, self.head_path)
+            return event
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        with open(self.path, encoding="utf-8", errors="surrogateescape") as fh:
+            for line in fh:
+                if line.strip():
+                    yield json.loads(line)
+
+    def verify(self) -> tuple[int, list[ChainProblem]]:
+        """Walk the chain. Returns (events checked, problems)."""
+        problems: list[ChainProblem] = []
+        prev, expect_seq, count = GENESIS, 1, 0
+        if not self.path.exists():
+            return 0, [ChainProblem(0, "custody.jsonl is missing")]
+        with open(self.path, encoding="utf-8", errors="surrogateescape") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    problems.append(ChainProblem(lineno, "blank line in custody log"))
+                    continue
+                try:
+                    event = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    problems.append(ChainProblem(lineno, f"line is not valid JSON ({exc.msg})"))
+                    prev = "?"
+                    expect_seq += 1
+                    continue
+                count += 1
+                if event.get("hash") != event_hash(event):
+                    problems.append(
+                        ChainProblem(lineno, "event was edited: its hash does not match its content")
+                    )
+                if prev != "?" and event.get("prev") != prev:
+                    problems.append(
+                        ChainProblem(lineno, "chain broken: 'prev' is not the hash of the event before")
+                    )
+                if event.get("seq") != expect_seq:
+                    problems.append(
+                        ChainProblem(
+                            lineno, f"sequence number {event.get('seq')} where {expect_seq} was expected"
+                        )
+                    )
+                prev = str(event.get("hash"))
+                expect_seq = int(event.get("seq", expect_seq)) + 1
+        head_seq, head_hash = self._head()
+        if (head_seq, head_hash) != (expect_seq - 1, prev):
+            problems.append(
+                ChainProblem(
+                    count,
+                    f"custody.head names event {head_seq} ({head_hash[:12]}) but the log ends at event "
+                    f"{expect_seq - 1} ({prev[:12]}): events were removed or appended outside triage",
+                )
+            )
+        return count, problems

@@ -1,0 +1,214 @@
+"""The analyzer registry: declared units, found by importing packages, never by scanning the cwd.
+
+An analyzer is a subclass of :class:`Analyzer` decorated with :func:`register`. Built-ins live in
+``triage.analyzers``; third parties register through the ``triage.analyzers`` entry point group or
+``--plugin module_or_file.py``. An import failure is recorded (``import_failures()``), never raised.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import pkgutil
+import sys
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata, resources
+from pathlib import Path
+from typing import Any, ClassVar
+
+from triage.case import ManifestRow
+from triage.finding import Finding
+
+log = logging.getLogger(__name__)
+
+_REGISTRY: dict[str, type[Analyzer]] = {}
+_IMPORT_FAILURES: dict[str, str] = {}
+_DISCOVERED: set[str] = set()
+ENTRY_POINT_GROUP = "triage.analyzers"
+
+
+@dataclass
+class Unit:
+    """One unit of work: an analyzer over one evidence item, with what it may read."""
+
+    case_id: str
+    case_dir: Path
+    host: str
+    evidence: ManifestRow
+    path: Path
+    analyzer: Analyzer
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        """Record a warning in the unit's run record (bad input is data, not a crash)."""
+        self.warnings.append(message)
+        log.warning("%s on %s: %s", self.analyzer.name, self.evidence.relpath, message)
+
+    @property
+    def logical_path(self) -> str:
+        """The artifact's path on the source host (``C:/inetpub/...``), from the manifest."""
+        return logical_path(self.evidence)
+
+    def finding(
+        self,
+        *,
+        rule_id: str,
+        rule_title: str,
+        severity: str,
+        title: str,
+        message: str,
+        location: str = "",
+        **kw: Any,
+    ) -> Finding:
+        """A finding with the analyzer and evidence fields filled in."""
+        return Finding(
+            analyzer=self.analyzer.name,
+            analyzer_version=self.analyzer.version,
+            rule_id=rule_id,
+            rule_title=rule_title,
+            severity=severity,
+            title=title,
+            message=message,
+            evidence_id=self.evidence.artifact_id,
+            evidence_path=self.evidence.relpath or "",
+            evidence_sha256=self.evidence.sha256 or "",
+            location=location,
+            host=self.host,
+            case_id=self.case_id,
+            **kw,
+        )
+
+
+def logical_path(row: ManifestRow) -> str:
+    """Rebuild ``C:/dir/file`` from a stored relpath ``evidence/<host>/<kind>/C/dir/file``."""
+    if not row.relpath:
+        return ""
+    parts = row.relpath.split("/")[3:]
+    if parts and len(parts[0]) == 1 and parts[0].isalpha():
+        return parts[0] + ":/" + "/".join(parts[1:])
+    return "/".join(parts)
+
+
+class Analyzer:
+    """Base class of analyzers. Subclasses declare name, version, consumes, rules and a docstring."""
+
+    name: ClassVar[str] = ""
+    version: ClassVar[str] = ""
+    consumes: ClassVar[tuple[str, ...]] = ()
+    rules: ClassVar[tuple[str, ...]] = ()  # files under signatures/ this analyzer loads
+    _loaded_rules: Any = None
+
+    def load_rules(self) -> Any:
+        """Load and validate rule files once per process; override in analyzers that have rules."""
+        return None
+
+    @property
+    def ruleset(self) -> Any:
+        if self._loaded_rules is None:
+            self._loaded_rules = self.load_rules()
+        return self._loaded_rules
+
+    def analyze(self, unit: Unit) -> Iterable[Finding]:
+        """Yield findings for one evidence item. Raise :class:`triage.errors.Skip` for a soft no."""
+        raise NotImplementedError
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name,
+            "version": cls.version,
+            "consumes": list(cls.consumes),
+            "rules": list(cls.rules),
+            "doc": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
+        }
+
+
+def register(cls: type[Analyzer]) -> type[Analyzer]:
+    """Class decorator adding an analyzer to the registry (checks the declaration)."""
+    problems = [f"no {a}" for a in ("name", "version") if not getattr(cls, a)]
+    if not cls.consumes:
+        problems.append("no evidence kinds in 'consumes'")
+    if not (cls.__doc__ or "").strip():
+        problems.append("no docstring")
+    if problems:
+        raise TypeError(f"analyzer {cls.__qualname__}: {', '.join(problems)}")
+    other = _REGISTRY.get(cls.name)
+    if other is not None and other is not cls and other.__qualname__ != cls.__qualname__:
+        raise TypeError(f"analyzer name {cls.name!r} is taken by {other.__module__}.{other.__qualname__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def signature_path(relative: str) -> Path:
+    """A path to a file under the installed ``signatures/`` folder."""
+    return Path(str(resources.files("triage.signatures").joinpath(relative)))
+
+
+def _import(name: str) -> None:
+    if name in _DISCOVERED:
+        return
+    _DISCOVERED.add(name)
+    try:
+        if name.endswith(".py") and os.path.exists(name):
+            mod_name = f"triage_plugin_{Path(name).stem}"
+            spec = importlib.util.spec_from_file_location(mod_name, name)
+            assert spec and spec.loader
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(name)
+    except Exception:  # a broken plugin must not stop the others
+        _IMPORT_FAILURES[name] = traceback.format_exc(limit=5)
+        log.warning(
+            "analyzer module %s failed to import: %s", name, _IMPORT_FAILURES[name].strip().splitlines()[-1]
+        )
+
+
+def discover(plugins: Iterable[str] = ()) -> dict[str, type[Analyzer]]:
+    """Import built-in analyzers, entry points and extra plugin modules; return the registry."""
+    import triage.analyzers as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
+        if not info.name.rsplit(".", 1)[-1].startswith("_"):
+            _import(info.name)
+    try:
+        eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
+    except Exception:  # pragma: no cover - broken metadata of some installed dist
+        eps = ()  # type: ignore[assignment]
+    for ep in eps:
+        _import(ep.value.split(":")[0])
+    env = os.environ.get("TRIAGE_PLUGINS", "")
+    for name in [*plugins, *[p for p in env.split(os.pathsep) if p]]:
+        _import(name)
+    return dict(_REGISTRY)
+
+
+def analyzers() -> dict[str, type[Analyzer]]:
+    return dict(_REGISTRY)
+
+
+def import_failures() -> dict[str, str]:
+    return dict(_IMPORT_FAILURES)
+
+
+def iter_selected(only: Iterable[str] = (), skip: Iterable[str] = ()) -> Iterator[type[Analyzer]]:
+    """Analyzers after --only/--skip, sorted by name; unknown names are a usage error."""
+    from triage.errors import UsageError
+
+    only, skip = list(only), list(skip)
+    unknown = [n for n in [*only, *skip] if n not in _REGISTRY]
+    if unknown:
+        raise UsageError(f"unknown analyzer(s): {', '.join(unknown)}; known: {', '.join(sorted(_REGISTRY))}")
+    for name in sorted(_REGISTRY):
+        if (not only or name in only) and name not in skip:
+            yield _REGISTRY[name]
+
+
+def registry_snapshot() -> str:
+    return json.dumps({n: c.describe() for n, c in sorted(_REGISTRY.items())}, sort_keys=True)

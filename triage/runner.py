@@ -1,0 +1,263 @@
+"""Runs (analyzer x evidence) units in a local process pool, resumably.
+
+Each unit writes ``results/<analyzer>/<evidence_id>.parquet`` and then ``.run.json`` (both via a
+temporary file and an atomic rename), so a run killed half way leaves only whole results, and the
+next run skips every unit that finished. A crashing analyzer, or a worker that dies, becomes an
+``error`` run record with its traceback; the findings it had yielded before are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from triage.case import Case, ManifestRow
+from triage.custody import utcnow
+from triage.errors import Skip
+from triage.finding import Finding, RunRecord, findings_frame
+from triage.hashing import hash_file
+from triage.registry import Analyzer, Unit, analyzers, discover, iter_selected
+
+log = logging.getLogger(__name__)
+DONE = ("success", "no_findings", "skipped")
+
+
+@dataclass
+class AnalyzeSummary:
+    """The outcome of one ``triage analyze``."""
+
+    run_id: str
+    started: str
+    finished: str = ""
+    planned: int = 0
+    reused: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    findings: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["statuses"] = dict(self.statuses)
+        return d
+
+
+def result_paths(case_dir: Path, analyzer: str, evidence_id: str) -> tuple[Path, Path]:
+    base = case_dir / "results" / analyzer
+    return base / f"{evidence_id}.parquet", base / f"{evidence_id}.run.json"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _finished(case_dir: Path, cls: type[Analyzer], row: ManifestRow) -> bool:
+    parquet, run = result_paths(case_dir, cls.name, row.artifact_id)
+    try:
+        rec = json.loads(run.read_text())
+    except (OSError, ValueError):
+        return False
+    return (
+        rec.get("status") in DONE
+        and rec.get("analyzer_version") == cls.version
+        and rec.get("evidence_sha256") == row.sha256
+        and (rec.get("status") == "skipped" or parquet.exists())
+    )
+
+
+_INSTANCES: dict[str, Analyzer] = {}
+
+
+def run_unit(
+    case_dir: str, case_id: str, analyzer_name: str, row: dict[str, Any], plugins: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Run one unit and write its results; never raises for analyzer errors. Picklable entry point."""
+    started, t0 = utcnow(), time.perf_counter()
+    evidence = ManifestRow(**row)
+    registry = analyzers()
+    if analyzer_name not in registry:
+        registry = discover(plugins)
+    cls = registry[analyzer_name]
+    analyzer = _INSTANCES.get(analyzer_name)
+    if analyzer is None:
+        analyzer = _INSTANCES[analyzer_name] = cls()
+    cdir = Path(case_dir)
+    path = Case(cdir, {"case_id": case_id}).artifact_path(evidence)
+    unit = Unit(
+        case_id=case_id,
+        case_dir=cdir,
+        host=evidence.source_host,
+        evidence=evidence,
+        path=path,
+        analyzer=analyzer,
+    )
+    found: list[Finding] = []
+    status, message, tb = "success", "", ""
+    try:
+        for f in analyzer.analyze(unit):
+            found.append(f)
+    except Skip as exc:
+        status, message = "skipped", str(exc) or "skipped"
+    except Exception as exc:
+        status, message, tb = "error", f"{type(exc).__name__}: {exc}", traceback.format_exc()
+    if status == "success" and not found:
+        status = "no_findings"
+    parquet, run = result_paths(cdir, cls.name, evidence.artifact_id)
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    result_sha = ""
+    if status != "skipped" or found:
+        tmp = parquet.with_name(f".{parquet.name}.tmp-{os.getpid()}")
+        findings_frame(found).to_parquet(tmp, index=False)
+        os.replace(tmp, parquet)
+        result_sha = hash_file(parquet, ("sha256",))[1]["sha256"]
+    record = RunRecord(
+        analyzer=cls.name,
+        analyzer_version=cls.version,
+        evidence_id=evidence.artifact_id,
+        evidence_sha256=evidence.sha256 or "",
+        host=evidence.source_host,
+        status=status,
+        started=started,
+        finished=utcnow(),
+        duration_s=round(time.perf_counter() - t0, 6),
+        findings=len(found),
+        warnings=unit.warnings,
+        message=message,
+        traceback=tb,
+        result_path=parquet.relative_to(cdir).as_posix() if result_sha else "",
+        result_sha256=result_sha,
+    )
+    _atomic_write(run, json.dumps(record.to_dict(), indent=1, ensure_ascii=False, default=str).encode())
+    return record.to_dict()
+
+
+def _died_record(case_dir: Path, cls: type[Analyzer], row: ManifestRow, why: str) -> dict[str, Any]:
+    now = utcnow()
+    rec = RunRecord(
+        analyzer=cls.name,
+        analyzer_version=cls.version,
+        evidence_id=row.artifact_id,
+        evidence_sha256=row.sha256 or "",
+        host=row.source_host,
+        status="error",
+        started=now,
+        finished=now,
+        duration_s=0.0,
+        message=why,
+    )
+    _, run = result_paths(case_dir, cls.name, row.artifact_id)
+    run.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(run, json.dumps(rec.to_dict(), indent=1).encode())
+    return rec.to_dict()
+
+
+def analyze_case(
+    case: Case,
+    *,
+    jobs: int = 1,
+    only: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
+    force: bool = False,
+    plugins: tuple[str, ...] = (),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> AnalyzeSummary:
+    """Plan and run all units of the selected analyzers over the case's evidence."""
+    discover(plugins)
+    selected = list(iter_selected(only, skip))
+    summary = AnalyzeSummary(
+        run_id=f"run-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}",
+        started=utcnow(),
+    )
+    rows = case.evidence()
+    todo: list[tuple[type[Analyzer], ManifestRow]] = []
+    for cls in selected:
+        for row in rows:
+            if row.kind in cls.consumes:
+                summary.planned += 1
+                if not force and _finished(case.path, cls, row):
+                    summary.reused += 1
+                else:
+                    todo.append((cls, row))
+    done = 0
+
+    def record(rec: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        summary.statuses[rec["status"]] += 1
+        summary.findings += rec.get("findings", 0)
+        if rec["status"] == "error":
+            summary.errors.append(
+                {
+                    "analyzer": rec["analyzer"],
+                    "evidence_id": rec["evidence_id"],
+                    "message": rec.get("message", ""),
+                }
+            )
+        if on_progress:
+            on_progress(done, len(todo))
+
+    args = [(str(case.path), case.case_id, cls.name, asdict(row), plugins) for cls, row in todo]
+    if jobs <= 1 or len(todo) <= 1:
+        for a in args:
+            record(run_unit(*a))
+    else:
+        retry: list[int] = []
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures: list[Future[dict[str, Any]]] = [pool.submit(run_unit, *a) for a in args]
+            for i, fut in enumerate(futures):
+                try:
+                    record(fut.result())
+                except BrokenProcessPool:
+                    retry.append(i)
+        # a worker died (segfault in a native parser, os._exit, OOM kill): run the rest one by one
+        # in fresh single-worker pools so only the unit that kills its process is lost
+        for i in retry:
+            cls, row = todo[i]
+            if _finished(case.path, cls, row):
+                record(json.loads(result_paths(case.path, cls.name, row.artifact_id)[1].read_text()))
+                continue
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
+                try:
+                    record(solo.submit(run_unit, *args[i]).result())
+                except BrokenProcessPool:
+                    record(
+                        _died_record(case.path, cls, row, "the worker process died while running this unit")
+                    )
+    summary.finished = utcnow()
+    run_file = case.path / "runs" / f"{summary.run_id}.json"
+    run_file.parent.mkdir(exist_ok=True)
+    body = summary.as_dict() | {
+        "analyzers": {c.name: c.version for c in selected},
+        "jobs": jobs,
+        "force": force,
+    }
+    _atomic_write(run_file, json.dumps(body, indent=1).encode())
+    case.custody.append(
+        "analyze",
+        run_id=summary.run_id,
+        planned=summary.planned,
+        reused=summary.reused,
+        statuses=dict(summary.statuses),
+        findings=summary.findings,
+        analyzers={c.name: c.version for c in selected},
+        run_record=run_file.relative_to(case.path).as_posix(),
+        run_record_sha256=hash_file(run_file, ("sha256",))[1]["sha256"],
+    )
+    return summary
