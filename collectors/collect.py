@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,17 +140,13 @@ def collect_volume(
     families = families if families is not None else load_families()
     if not source.drives:
         raise ValueError(f"{source.location}: no volume found in this source ({'; '.join(source.notes)})")
-    sysdrive = next(
-        (d for d, r in source.drives.items() if r.child("Windows") is not None), next(iter(source.drives))
-    )
+    sysdrive = next((d for d, r in source.drives.items() if r.child("Windows") is not None), next(iter(source.drives)))
     sysroot = source.drives[sysdrive]
     if not host:
         host = computer_name(sysroot) or source.host_hint
         if not host:
             host = "unknown-host"
-            log.warning(
-                "%s: no host name given (--host) or found in the SYSTEM hive; using %r", source.location, host
-            )
+            log.warning("%s: no host name given (--host) or found in the SYSTEM hive; using %r", source.location, host)
     host = safe_host(host)
     stats.hosts.add(host)
     for note in source.notes:
@@ -260,11 +257,7 @@ def guess_kind(path: str) -> str:
     ext = Path(name).suffix
     if ext == ".evtx":
         return "evtx"
-    if (
-        name in HIVE_NAMES
-        or ext == ".hve"
-        or (name.endswith(".dat") and name.startswith(("ntuser", "usrclass")))
-    ):
+    if name in HIVE_NAMES or ext == ".hve" or (name.endswith(".dat") and name.startswith(("ntuser", "usrclass"))):
         return "registry_hive"
     if ext in (".log1", ".log2") and name.split(".")[0] in {n.split(".")[0] for n in HIVE_NAMES}:
         return "registry_hive"
@@ -297,10 +290,28 @@ def collect_files(
     stats.hosts.add(host)
     base = source.location if source.source_type == "files" and os.path.isdir(source.location) else None
     for path in source.files:
-        st = os.lstat(path)
         k = kind or ("memory_image" if source.source_type == "memory" else guess_kind(path))
         rel = os.path.relpath(path, base) if base else os.path.basename(path)
         parts = ["memory" if k == "memory_image" else "loose", *Path(rel).parts]
+        try:
+            st = os.lstat(path)
+            problem = None if stat.S_ISREG(st.st_mode) else "not a regular file (link, device, fifo or socket)"
+        except OSError as exc:  # gone since it was listed
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem:  # reading a fifo would block forever; links are never followed
+            row = case.record_attempt(
+                host=host,
+                kind=k,
+                outcome="failure",
+                source_path=path,
+                collector="triage.collectors.files",
+                collector_version=COLLECTOR_VERSION,
+                details=problem,
+                source_type=source.source_type,
+                family="memory" if k == "memory_image" else "loose",
+            )
+            stats.add(row)
+            continue
         if case.already_collected(host, path, st.st_size, st.st_mtime):
             stats.skipped_duplicates += 1
             continue

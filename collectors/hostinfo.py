@@ -40,8 +40,12 @@ class ExchangeRoot:
 
 def _hive_copy(node: VNode) -> str:
     fd, tmp = tempfile.mkstemp(prefix="triage-hive-")
-    with os.fdopen(fd, "wb") as out, node.open() as src:
-        shutil.copyfileobj(src, out, 1 << 20)
+    try:
+        with os.fdopen(fd, "wb") as out, node.open() as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return tmp
 
 
@@ -51,8 +55,9 @@ def read_hive_value(node: VNode, key_paths: tuple[str, ...], value: str) -> tupl
         from regipy.registry import RegistryHive
     except ImportError:  # pragma: no cover - regipy is a hard dependency
         return None, None
-    tmp = _hive_copy(node)
+    tmp = None
     try:
+        tmp = _hive_copy(node)  # inside the try: an unreadable hive is a warning too
         hive = RegistryHive(tmp)
         for kp in key_paths:
             try:
@@ -67,7 +72,8 @@ def read_hive_value(node: VNode, key_paths: tuple[str, ...], value: str) -> tupl
         log.warning("cannot read hive %s: %s", node.source_path, exc)
         return None, None
     finally:
-        os.unlink(tmp)
+        if tmp is not None:
+            os.unlink(tmp)
 
 
 def _current_control_set(system: VNode) -> list[str]:
@@ -128,6 +134,4 @@ def exchange_root(drives: dict[str, VNode], sysdrive: str, expand: dict[str, str
             return ExchangeRoot(
                 hit.parts, "search", sysdrive, None, "; ".join([*notes, f"found by search for {pattern}"])
             )
-    return ExchangeRoot(
-        None, "none", sysdrive, None, "; ".join([*notes, "no Exchange Server folder found by search"])
-    )
+    return ExchangeRoot(None, "none", sysdrive, None, "; ".join([*notes, "no Exchange Server folder found by search"]))

@@ -97,6 +97,20 @@ def is_velociraptor_zip(path: str) -> bool:
         return False
 
 
+def _walk_files(node: VNode) -> list[str]:
+    """Every non-folder entry below ``node``, links not followed.
+
+    Listed through O_NOATIME handles: ``os.walk`` would move the access times of the source's folders.
+    """
+    out: list[str] = []
+    for child in sorted(node.children(), key=lambda c: c.name):
+        if child.kind == DIR:
+            out.extend(_walk_files(child))
+        else:
+            out.append(child.source_path)
+    return out
+
+
 def open_source_path(location: str, as_type: str = "auto") -> Source:
     """Recognise ``location`` and open it; unrecognisable input is a usage error with advice."""
     if as_type not in SOURCE_TYPES:
@@ -105,9 +119,7 @@ def open_source_path(location: str, as_type: str = "auto") -> Source:
     if not os.path.lexists(path):
         raise UsageError(f"source {location} does not exist")
     if os.path.islink(path):
-        raise UsageError(
-            f"source {location} is a symbolic link; give the real path (links are never followed)"
-        )
+        raise UsageError(f"source {location} is a symbolic link; give the real path (links are never followed)")
     if os.path.isfile(path):
         ext = Path(path).suffix.lower()
         if as_type == "memory" or (as_type == "auto" and ext in MEMORY_EXTENSIONS):
@@ -137,13 +149,11 @@ def open_source_path(location: str, as_type: str = "auto") -> Source:
         and root.child("uploads") is not None
         and (
             as_type == "velociraptor"
-            or any(
-                root.child(n)
-                for n in ("collection_context.json", "uploads.json", "log.json", "client_info.json")
-            )
+            or any(root.child(n) for n in ("collection_context.json", "uploads.json", "log.json", "client_info.json"))
         )
     ):
-        drives, notes = _velociraptor_drives(root)
+        # Velociraptor stores names URL-encoded on disk too (uploads/auto/C%3A/...): decode them
+        drives, notes = _velociraptor_drives(dir_node(path, decode=url_decode))
 
         def read_json_dir(name: str):  # type: ignore[no-untyped-def]
             node = root.child(name)
@@ -152,28 +162,25 @@ def open_source_path(location: str, as_type: str = "auto") -> Source:
             with node.open() as fh:
                 return json.loads(fh.read().decode("utf-8", "replace"))
 
-        return Source(
-            "velociraptor", path, drives=drives, host_hint=_velociraptor_host(read_json_dir), notes=notes
-        )
+        return Source("velociraptor", path, drives=drives, host_hint=_velociraptor_host(read_json_dir), notes=notes)
     if as_type in ("auto", "kape"):
         letters = {
             _drive_letter(c.name + ":"): c
             for c in root.children()
             if c.kind == DIR and len(c.name) == 1 and c.name.isalpha()
         }
-        letters = {k: v for k, v in letters.items() if k and _looks_like_volume(v)}
+        volumes = {k: v for k, v in letters.items() if k and _looks_like_volume(v)}
         copylog = any(c.name.lower().endswith("_copylog.csv") for c in root.children())
-        if letters and (copylog or as_type == "kape" or not _looks_like_volume(root)):
-            return Source("kape", path, drives=dict(sorted(letters.items())))
+        if volumes and (copylog or as_type == "kape" or not _looks_like_volume(root)):
+            # once one letter folder holds a Windows volume, the other letters are the same machine's
+            # other drives (Exchange is often installed on D:) even without a Windows folder of their own
+            return Source("kape", path, drives=dict(sorted((k, v) for k, v in letters.items() if k)))
         if as_type == "kape":
             raise UsageError(f"{location}: no drive-letter folder (C/, D/ ...) holding a Windows volume")
     if as_type in ("auto", "volume") and (as_type == "volume" or _looks_like_volume(root)):
         return Source("volume", path, drives={"C": root})
     if as_type == "files":
-        files = []
-        for dirpath, _dirs, names in os.walk(path):
-            files.extend(os.path.join(dirpath, n) for n in sorted(names))
-        return Source("files", path, files=files)
+        return Source("files", path, files=_walk_files(root))
     raise UsageError(
         f"{location}: not recognised as a Windows volume (no Windows/, Program Files/, inetpub/ ...), a KAPE "
         "output folder or a Velociraptor collection; use --as volume|kape|velociraptor|files to say what it is"

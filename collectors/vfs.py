@@ -20,6 +20,7 @@ from typing import BinaryIO
 from triage.hashing import open_readonly, open_source
 
 DIR, FILE, LINK, OTHER, UNSAFE = "dir", "file", "link", "other", "unsafe"
+LINK_DETAIL = "symbolic link not followed (its target is not read: that would change the link's access time)"
 
 
 @dataclass
@@ -69,11 +70,8 @@ def _disk_node(path: str, name: str, st: os.stat_result, decode: Callable[[str],
     mode = st.st_mode
     common = dict(name=name, source_path=path, mtime=st.st_mtime, atime=st.st_atime)
     if stat.S_ISLNK(mode):
-        try:
-            target = os.readlink(path)
-        except OSError:
-            target = "?"
-        return VNode(kind=LINK, detail=f"symbolic link to {target!r} not followed", **common)
+        # the target is deliberately not read: readlink(2) updates the link's own access time
+        return VNode(kind=LINK, detail=LINK_DETAIL, **common)
     if stat.S_ISDIR(mode):
         return VNode(kind=DIR, lister=lambda: _list_disk(path, decode), **common)
     if stat.S_ISREG(mode):
@@ -145,9 +143,7 @@ class ZipTree:
                 self._ensure_dirs(dirs, tuple(parts))
                 continue
             elif stat.S_ISLNK(info.external_attr >> 16):
-                node = VNode(
-                    name=parts[-1], kind=LINK, source_path=src, detail="symbolic link member not followed"
-                )
+                node = VNode(name=parts[-1], kind=LINK, source_path=src, detail="symbolic link member not followed")
             else:
                 node = VNode(
                     name=parts[-1],
@@ -167,9 +163,7 @@ class ZipTree:
         if parts in dirs:
             return dirs[parts]
         parent = self._ensure_dirs(dirs, parts[:-1])
-        node = VNode(
-            name=parts[-1], kind=DIR, source_path=f"{self.path}!{'/'.join(parts)}/", lister=lambda: []
-        )
+        node = VNode(name=parts[-1], kind=DIR, source_path=f"{self.path}!{'/'.join(parts)}/", lister=lambda: [])
         node._children = []
         assert parent._children is not None
         parent._children.append(node)
@@ -254,9 +248,7 @@ def glob(root: VNode, pattern: str, *, errors: list[str] | None = None) -> Itera
         yield from _glob(root, segs, (), errors if errors is not None else [], set())
 
 
-def _glob(
-    node: VNode, segs: list[str], prefix: tuple[str, ...], errors: list[str], seen: set[int]
-) -> Iterator[Match]:
+def _glob(node: VNode, segs: list[str], prefix: tuple[str, ...], errors: list[str], seen: set[int]) -> Iterator[Match]:
     if not segs:
         yield Match(node, prefix)
         return

@@ -30,17 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     common.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
     common.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress")
-    common.add_argument(
-        "--examiner", help="who is doing this (custody log); default $TRIAGE_EXAMINER or login"
-    )
+    common.add_argument("--examiner", help="who is doing this (custody log); default $TRIAGE_EXAMINER or login")
 
     collect_opts = argparse.ArgumentParser(add_help=False)
     collect_opts.add_argument(
         "sources",
         nargs="+",
         metavar="SOURCE",
-        help="mounted volume, KAPE output, Velociraptor collection (folder or zip), "
-        "memory image or loose files",
+        help="mounted volume, KAPE output, Velociraptor collection (folder or zip), memory image or loose files",
     )
     collect_opts.add_argument("--case", required=True, metavar="DIR", help="case folder (created if absent)")
     collect_opts.add_argument("--host", help="host name (default: from the SYSTEM hive or the collection)")
@@ -138,12 +135,11 @@ def cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
                 if src.drives:
                     collect_volume(case, src, host=args.host, progress=advance, stats=stats)
                 else:
-                    collect_files(
-                        case, src, host=args.host, kind=args.kind, link=link, progress=advance, stats=stats
-                    )
+                    collect_files(case, src, host=args.host, kind=args.kind, link=link, progress=advance, stats=stats)
             finally:
                 src.close()
     case.custody.append("collect_end", **stats.as_dict())
+    case.close()
     summary = {"case": str(case.path), "case_id": case.case_id, **stats.as_dict()}
     if not args.json:
         t = Table(title=f"Collected into {case.path}")
@@ -180,6 +176,7 @@ def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
             plugins=tuple(args.plugin),
             on_progress=update,
         )
+    case.close()
     for err in summary.errors[:20]:
         log.error("analyzer %s failed on %s: %s", err["analyzer"], err["evidence_id"], err["message"])
     if not args.json:
@@ -196,6 +193,7 @@ def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
 
     case = Case.open(args.case)
     res = build_report(case)
+    case.close()
     if not args.json:
         t = Table(title=f"Findings of {case.case_id}")
         t.add_column("severity")
@@ -206,9 +204,7 @@ def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
         if res.by_analyzer:
             stdout.print("by analyzer: " + ", ".join(f"{a} {n}" for a, n in res.by_analyzer.items()))
         for analyzer, statuses in sorted(res.runs.items()):
-            stdout.print(
-                f"analyzer {analyzer}: " + ", ".join(f"{s} {n}" for s, n in sorted(statuses.items()))
-            )
+            stdout.print(f"analyzer {analyzer}: " + ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())))
         for w in res.warnings:
             log.warning(w)
         stdout.print(f"report: {res.outputs['findings.parquet']}")
@@ -224,6 +220,7 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     case = Case.open(args.case)
     with byte_progress("verifying", enabled=not args.quiet) as advance:
         rep = verify_case(case, progress=advance)
+    case.close()
     if not args.json:
         for p in rep.problems:
             stdout.print(f"[red]CHANGED[/red] {p['where']}: {p['problem']}", markup=True)

@@ -16,12 +16,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from triage import TOOL_NAME, __version__
 from triage.hashing import sha256_bytes
 
 GENESIS = "0" * 64
+HEAD_WIDTH = 128  # the head is rewritten in place, padded to a fixed width
 
 
 def utcnow() -> str:
@@ -55,27 +56,39 @@ class CustodyLog:
         self.head_path = case_dir / "custody.head"
         self.lock_path = case_dir / ".lock"
         self.actor = actor or os.environ.get("TRIAGE_EXAMINER") or getpass.getuser()
+        self._fh: TextIO | None = None
+        self._head_fd: int | None = None
+        self._lock_fd: int | None = None
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Serialise writers (several triage processes may work on one case)."""
-        with open(self.lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _head(self) -> tuple[int, str]:
-        if self.head_path.exists():
-            head = json.loads(self.head_path.read_text())
-            return int(head["seq"]), str(head["hash"])
-        return 0, GENESIS
+        try:
+            raw = self.head_path.read_bytes().strip()
+        except FileNotFoundError:
+            return 0, GENESIS
+        if not raw:
+            return 0, GENESIS
+        head = json.loads(raw)
+        return int(head["seq"]), str(head["hash"])
 
     def append(self, action: str, **details: Any) -> dict[str, Any]:
-        """Append one event; returns it with its hash."""
+        """Append one event; returns it with its hash.
+
+        The log and head stay open between events (one collection writes thousands); the head is
+        rewritten in place with a fixed width. :meth:`sync` makes both durable.
+        """
         with self.locked():
-            seq, prev = self._head()
+            seq, prev = self._head()  # re-read under the lock: another process may have appended
             event = {
                 "seq": seq + 1,
                 "ts": utcnow(),
@@ -88,14 +101,34 @@ class CustodyLog:
             }
             event["hash"] = event_hash(event)
             line = json.dumps(event, ensure_ascii=False, default=str, sort_keys=True)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(line + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp = self.head_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"seq": event["seq"], "hash": event["hash"]}))
-            os.replace(tmp, self.head_path)
+            if self._fh is None:
+                self._fh = open(self.path, "a", encoding="utf-8")
+            self._fh.write(line + "\n")
+            self._fh.flush()
+            if self._head_fd is None:
+                self._head_fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT, 0o644)
+            head = json.dumps({"seq": event["seq"], "hash": event["hash"]}).ljust(HEAD_WIDTH).encode()
+            os.pwrite(self._head_fd, head, 0)
             return event
+
+    def sync(self) -> None:
+        """Make the log and its head durable (end of each command)."""
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        if self._head_fd is not None:
+            os.fsync(self._head_fd)
+
+    def close(self) -> None:
+        self.sync()
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        for attr in ("_head_fd", "_lock_fd"):
+            fd = getattr(self, attr)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, attr, None)
 
     def events(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
@@ -125,18 +158,12 @@ class CustodyLog:
                     continue
                 count += 1
                 if event.get("hash") != event_hash(event):
-                    problems.append(
-                        ChainProblem(lineno, "event was edited: its hash does not match its content")
-                    )
+                    problems.append(ChainProblem(lineno, "event was edited: its hash does not match its content"))
                 if prev != "?" and event.get("prev") != prev:
-                    problems.append(
-                        ChainProblem(lineno, "chain broken: 'prev' is not the hash of the event before")
-                    )
+                    problems.append(ChainProblem(lineno, "chain broken: 'prev' is not the hash of the event before"))
                 if event.get("seq") != expect_seq:
                     problems.append(
-                        ChainProblem(
-                            lineno, f"sequence number {event.get('seq')} where {expect_seq} was expected"
-                        )
+                        ChainProblem(lineno, f"sequence number {event.get('seq')} where {expect_seq} was expected")
                     )
                 prev = str(event.get("hash"))
                 expect_seq = int(event.get("seq", expect_seq)) + 1

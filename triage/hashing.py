@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Protocol
 
 CHUNK = 1 << 20  # 1 MiB: large enough for disk throughput, small enough for bounded memory
@@ -40,43 +41,76 @@ def open_source(path: str | os.PathLike[str]) -> BinaryIO:
     return os.fdopen(open_readonly(path), "rb", buffering=0)
 
 
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+PIPELINE_MIN = 4 * CHUNK  # below this, threads cost more than they save
+
+
+def _hash_pool() -> ThreadPoolExecutor:
+    # one pool per process: a pool inherited through fork has no threads behind it
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=3, thread_name_prefix="triage-hash"))
+    return _POOL[1]
+
+
 def copy_hashing(
     src: BinaryIO,
     dst: _Writer | None,
     algos: Iterable[str] = DEFAULT_ALGOS,
     progress: Callable[[int], None] | None = None,
+    size_hint: int | None = None,
 ) -> tuple[int, dict[str, str]]:
-    """Stream ``src`` into ``dst`` (or nowhere), hashing in the same pass. Returns (size, hexdigests)."""
-    hashers = {name: hashlib.new(name) for name in algos}
-    size = 0
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
+    """Stream ``src`` into ``dst`` (or nowhere), hashing in the same pass. Returns (size, hexdigests).
+
+    Large inputs run the digests in threads (hashlib releases the GIL) while the next chunk is read
+    and the current one written, with two buffers alternating; small inputs go sequentially.
+    """
+    hashers = [hashlib.new(name) for name in algos]
+    names = list(algos)
     readinto = getattr(src, "readinto", None)
-    while True:
-        if readinto is not None:
-            n = readinto(view)
-            if not n:
-                break
-            chunk = view[:n]
-        else:
+    threaded = readinto is not None and (size_hint is None or size_hint >= PIPELINE_MIN)
+    size = 0
+    if not threaded:
+        while True:
             data = src.read(CHUNK)
             if not data:
                 break
-            chunk = memoryview(data)
-            n = len(data)
-        for h in hashers.values():
-            h.update(chunk)
-        if dst is not None:
-            dst.write(chunk)
-        size += n
-        if progress is not None:
-            progress(n)
-    return size, {name: h.hexdigest() for name, h in hashers.items()}
+            for h in hashers:
+                h.update(data)
+            if dst is not None:
+                dst.write(data)
+            size += len(data)
+            if progress is not None:
+                progress(len(data))
+        return size, {n: h.hexdigest() for n, h in zip(names, hashers, strict=True)}
+    pool = _hash_pool()
+    views = [memoryview(bytearray(CHUNK)), memoryview(bytearray(CHUNK))]
+    pending: list[Future[None]] = []
+    i = 0
+    try:
+        while True:
+            view = views[i % 2]
+            n = readinto(view)  # overlaps with the digests of the other buffer
+            for f in pending:
+                f.result()
+            pending = []
+            if not n:
+                break
+            chunk = view[:n]
+            pending = [pool.submit(h.update, chunk) for h in hashers]
+            if dst is not None:
+                dst.write(chunk)
+            size += n
+            i += 1
+            if progress is not None:
+                progress(n)
+    finally:
+        for f in pending:
+            f.result()
+    return size, {n: h.hexdigest() for n, h in zip(names, hashers, strict=True)}
 
 
-def hash_file(
-    path: str | os.PathLike[str], algos: Iterable[str] = DEFAULT_ALGOS
-) -> tuple[int, dict[str, str]]:
+def hash_file(path: str | os.PathLike[str], algos: Iterable[str] = DEFAULT_ALGOS) -> tuple[int, dict[str, str]]:
     """Hash a file in place without modifying it (no atime update where possible)."""
     with open_source(path) as fh:
         return copy_hashing(fh, None, algos)

@@ -165,9 +165,7 @@ def _import(name: str) -> None:
             importlib.import_module(name)
     except Exception:  # a broken plugin must not stop the others
         _IMPORT_FAILURES[name] = traceback.format_exc(limit=5)
-        log.warning(
-            "analyzer module %s failed to import: %s", name, _IMPORT_FAILURES[name].strip().splitlines()[-1]
-        )
+        log.warning("analyzer module %s failed to import: %s", name, _IMPORT_FAILURES[name].strip().splitlines()[-1])
 
 
 def discover(plugins: Iterable[str] = ()) -> dict[str, type[Analyzer]]:

@@ -212,7 +212,7 @@ def analyze_case(
         if on_progress:
             on_progress(done, len(todo))
 
-    args = [(str(case.path), case.case_id, cls.name, asdict(row), plugins) for cls, row in todo]
+    args = [(str(case.path), case.case_id, cls.name, row.as_dict(), plugins) for cls, row in todo]
     if jobs <= 1 or len(todo) <= 1:
         for a in args:
             record(run_unit(*a))
@@ -237,9 +237,7 @@ def analyze_case(
                 try:
                     record(solo.submit(run_unit, *args[i]).result())
                 except BrokenProcessPool:
-                    record(
-                        _died_record(case.path, cls, row, "the worker process died while running this unit")
-                    )
+                    record(_died_record(case.path, cls, row, "the worker process died while running this unit"))
     summary.finished = utcnow()
     run_file = case.path / "runs" / f"{summary.run_id}.json"
     run_file.parent.mkdir(exist_ok=True)

@@ -40,9 +40,7 @@ class VerifyReport:
         }
 
 
-def _check_row(
-    case: Case, row: ManifestRow, report: VerifyReport, progress: Callable[[int], None] | None
-) -> None:
+def _check_row(case: Case, row: ManifestRow, report: VerifyReport, progress: Callable[[int], None] | None) -> None:
     path = case.artifact_path(row)
     where = f"{row.artifact_id} {row.relpath}" + (f" -> {path}" if row.storage == "reference" else "")
     try:
@@ -75,9 +73,7 @@ def _check_row(
         report.warnings.append({"where": where, "warning": "artifact is writable (should be read-only)"})
 
 
-def verify_case(
-    case: Case, *, progress: Callable[[int], None] | None = None, record: bool = True
-) -> VerifyReport:
+def verify_case(case: Case, *, progress: Callable[[int], None] | None = None, record: bool = True) -> VerifyReport:
     """Check every stored artifact against the manifest and the manifest against custody."""
     report = VerifyReport()
     n_events, chain_problems = case.custody.verify()
@@ -94,11 +90,7 @@ def verify_case(
     listed: set[str] = set()
     for lineno, row in enumerate(rows, 1):
         if recorded.get(row.artifact_id) != row.digest:
-            why = (
-                "not in the custody log"
-                if row.artifact_id not in recorded
-                else "differs from the custody record"
-            )
+            why = "not in the custody log" if row.artifact_id not in recorded else "differs from the custody record"
             report.problem(f"manifest.jsonl line {lineno} ({row.artifact_id})", f"manifest row {why}")
         if row.outcome in ("success", "empty") and row.relpath:
             listed.add(row.relpath)

@@ -81,9 +81,7 @@ def walk_layout(data: bytes) -> dict[str, int]:
         flags, _ts, _access, parent_at, n_sub, _, subkeys_at, _, n_values, values_at = struct.unpack_from(
             "<HQ8I", nk, 2
         )
-        sk_at, class_at, max_sub_name, max_sub_class, max_value_name, max_value_data = struct.unpack_from(
-            "<6I", nk, 44
-        )
+        sk_at, class_at, max_sub_name, max_sub_class, max_value_name, max_value_data = struct.unpack_from("<6I", nk, 44)
         name_len, class_len = struct.unpack_from("<HH", nk, 72)
         name = nk[76 : 76 + name_len].decode("latin-1" if flags & 0x20 else "utf-16-le")
         if parent is None:
@@ -417,9 +415,7 @@ def test_invalid_input_is_rejected(tmp_path: Path, caplog: pytest.LogCaptureFixt
         b.set_value("A", "x", 1.5)
     b.set_value("A", "q", 5, "qword")  # type names work with or without the REG_ prefix
     hive = open_hive(b.write(tmp_path / "types.hiv"), caplog)
-    assert [(v.name, v.value, v.value_type) for v in hive.get_key(r"\A").iter_values()] == [
-        ("q", 5, "REG_QWORD")
-    ]
+    assert [(v.name, v.value, v.value_type) for v in hive.get_key(r"\A").iter_values()] == [("q", 5, "REG_QWORD")]
 
 
 def test_realistic_software_hive(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

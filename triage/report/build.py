@@ -59,9 +59,7 @@ def load_runs(case: Case) -> pd.DataFrame:
         "duration_s",
         "message",
     ]
-    return pd.DataFrame.from_records(
-        recs, columns=[*cols, *(k for k in (recs[0] if recs else {}) if k not in cols)]
-    )
+    return pd.DataFrame.from_records(recs, columns=[*cols, *(k for k in (recs[0] if recs else {}) if k not in cols)])
 
 
 def load_findings(case: Case, warnings: list[str] | None = None) -> pd.DataFrame:

@@ -290,9 +290,7 @@ class HiveBuilder:
     the calls made, so the same input always yields the same bytes.
     """
 
-    def __init__(
-        self, *, root_name: str = "ROOT", file_name: str = "", timestamp: datetime | None = None
-    ) -> None:
+    def __init__(self, *, root_name: str = "ROOT", file_name: str = "", timestamp: datetime | None = None) -> None:
         self.timestamp = filetime(timestamp or DEFAULT_TIMESTAMP)
         self.file_name = file_name
         self.root = _Key(self._check_key_name(root_name), self.timestamp)

@@ -172,9 +172,7 @@ def volume_files(spec: VolumeSpec) -> dict[str, bytes]:
     files[f"{ex}/Logging/ECP/Server/ECPServer20210303-1.LOG"] = (
         b"#Software: Microsoft Exchange Server\r\n#Log-type: ECP Server Log\r\n"
     )
-    files[f"{ex}/Logging/OABGeneratorLog/OABGeneratorLog_20210303-1.LOG"] = (
-        b"#Log-type: OAB Generator Log\r\n"
-    )
+    files[f"{ex}/Logging/OABGeneratorLog/OABGeneratorLog_20210303-1.LOG"] = b"#Log-type: OAB Generator Log\r\n"
     if spec.compromised:
         files["inetpub/wwwroot/aspnet_client/system_web/Dk2jQ8ab.aspx"] = OAB_SHELL.encode()
         files["Windows/Temp/lsass.dmp"] = minidump_bytes()
@@ -193,7 +191,6 @@ def build_volume(root: str | os.PathLike[str], spec: VolumeSpec | None = None, m
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         os.utime(path, (stamp, stamp))
-    (root / "Users" / "Administrator").mkdir(parents=True, exist_ok=True)
     return root
 
 
@@ -233,9 +230,7 @@ def to_velociraptor(
     for path in sorted(volume.rglob("*")):
         if path.is_file():
             rel = path.relative_to(volume).parts
-            name = "/".join(
-                ["uploads", accessor, velociraptor_name(device), *(velociraptor_name(p) for p in rel)]
-            )
+            name = "/".join(["uploads", accessor, velociraptor_name(device), *(velociraptor_name(p) for p in rel)])
             members[name] = path.read_bytes()
     members["client_info.json"] = (
         f'{{"ClientId": "C.1234567890abcdef", "Hostname": "{hostname}", "Fqdn": "{hostname}.corp.example"}}'.encode()

@@ -1,0 +1,37 @@
+"""Rebuild the bundled demo volumes: ``python samples/build_samples.py [OUT_DIR]``.
+
+exchange-compromised/volume: Exchange 2016 CU19 installed at a non-default path (C:\\Apps\\Exchange\\V15,
+found only through MsiInstallPath in the SOFTWARE hive), a CVE-2021-27065-style web shell in
+aspnet_client, a ProxyLogon SSRF request in the HttpProxy ECP log, an lsass minidump in Windows\\Temp
+and a staging archive in ProgramData.
+exchange-clean/volume: the same server without the intrusion, at the default install path.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from triage.testing.volume import DEFAULT_INSTALL, VolumeSpec, build_volume
+
+SAMPLES = {
+    "exchange-compromised": VolumeSpec(hostname="EXCH01", install_path=r"C:\Apps\Exchange\V15", compromised=True),
+    "exchange-clean": VolumeSpec(hostname="EXCH02", install_path=DEFAULT_INSTALL, compromised=False),
+}
+
+
+def build(out: Path) -> list[Path]:
+    made = []
+    for name, spec in SAMPLES.items():
+        target = out / name / "volume"
+        if target.exists():
+            shutil.rmtree(target)
+        made.append(build_volume(target, spec))
+    return made
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent
+    for path in build(out):
+        print(path)

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from triage.custody import GENESIS, CustodyLog, event_hash
+
+
+def _log(tmp_path: Path, n: int = 4) -> CustodyLog:
+    log = CustodyLog(tmp_path, actor="examiner1")
+    for i in range(n):
+        log.append("collect", artifact_id=f"A{i}", sha256="ab" * 32)
+    return log
+
+
+def test_events_are_hash_chained(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    events = list(log.events())
+    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    assert events[0]["prev"] == GENESIS
+    for before, after in zip(events, events[1:], strict=False):
+        assert after["prev"] == before["hash"]
+    assert all(e["hash"] == event_hash(e) for e in events)
+    assert events[0]["actor"] == "examiner1"
+    assert events[0]["ts"].endswith("Z")
+    assert log.verify() == (4, [])
+    head = json.loads((tmp_path / "custody.head").read_text())
+    assert head == {"seq": 4, "hash": events[-1]["hash"]}
+
+
+def test_edited_event_is_named_by_line(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    lines = log.path.read_text().splitlines()
+    lines[1] = lines[1].replace('"A1"', '"A9"')
+    log.path.write_text("\n".join(lines) + "\n")
+    _, problems = log.verify()
+    assert [(p.line, "edited" in p.problem) for p in problems] == [(2, True)]
+
+
+def test_rehashed_edit_still_breaks_the_chain(tmp_path: Path) -> None:
+    # an editor who recomputes the edited event's own hash breaks the link to the next one
+    log = _log(tmp_path)
+    lines = log.path.read_text().splitlines()
+    ev = json.loads(lines[1])
+    ev["details"]["artifact_id"] = "A9"
+    ev["hash"] = event_hash(ev)
+    lines[1] = json.dumps(ev)
+    log.path.write_text("\n".join(lines) + "\n")
+    _, problems = log.verify()
+    assert [p.line for p in problems] == [3]
+    assert "chain broken" in problems[0].problem
+
+
+def test_removed_last_event_is_caught_by_head(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    lines = log.path.read_text().splitlines()
+    log.path.write_text("\n".join(lines[:-1]) + "\n")
+    count, problems = log.verify()
+    assert count == 3
+    assert len(problems) == 1 and "custody.head names event 4" in problems[0].problem
+
+
+def test_removed_middle_event_and_garbage_line(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    lines = log.path.read_text().splitlines()
+    del lines[1]
+    lines.append("{not json")
+    log.path.write_text("\n".join(lines) + "\n")
+    _, problems = log.verify()
+    text = " | ".join(f"{p.line}:{p.problem}" for p in problems)
+    assert "2:chain broken" in text
+    assert "sequence number 3 where 2 was expected" in text
+    assert "4:line is not valid JSON" in text

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from triage.finding import FINDING_COLUMNS, SEVERITY_DTYPE, Finding, finding_id, findings_frame
+
+
+def _f(**kw) -> Finding:
+    base = dict(
+        analyzer="a",
+        analyzer_version="1",
+        rule_id="R-1",
+        rule_title="t",
+        severity="high",
+        title="t",
+        message="m",
+        evidence_id="A1",
+        evidence_path="evidence/x",
+        evidence_sha256="00" * 32,
+        location="C:/x",
+    )
+    return Finding(**{**base, **kw})
+
+
+def test_finding_id_is_stable_and_location_sensitive() -> None:
+    a, b = _f(), _f(message="other words")
+    assert a.finding_id == b.finding_id == finding_id("a", "R-1", "00" * 32, "C:/x")
+    assert len(a.finding_id) == 32
+    assert _f(location="C:/y").finding_id != a.finding_id
+
+
+def test_values_are_normalised() -> None:
+    f = _f(ts="2021-03-03T02:14:07Z", mitre=["T1505.003", "T1003.001"], attributes={"k": 1})
+    assert f.ts is not None and f.ts.isoformat() == "2021-03-03T02:14:07+00:00"
+    assert f.mitre == "T1505.003,T1003.001"
+    assert f.attributes == '{"k": 1}'
+    with pytest.raises(ValueError, match="severity"):
+        _f(severity="severe")
+
+
+def test_empty_and_full_frames_share_dtypes() -> None:
+    empty = findings_frame([])
+    full = findings_frame([_f(ts="2021-01-01T00:00:00Z"), _f(location="C:/y", severity="low")])
+    assert list(empty.columns) == list(full.columns) == FINDING_COLUMNS
+    assert dict(empty.dtypes) == dict(full.dtypes)
+    assert full["severity"].dtype == SEVERITY_DTYPE
+    assert str(full["ts"].dtype) == "datetime64[us, UTC]"
+    assert full["severity"].max() == "high"
+    assert pd.isna(full.loc[1, "ts"])

@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from triage.cli import main
+from triage.errors import ExitCode
+from triage.testing.snapshot import tree_snapshot as snapshot
+from triage.testing.volume import VolumeSpec, build_volume
+
+
+def _age(root: Path) -> None:
+    # old atimes, so a read on a relatime mount would update them if the collector touched them
+    for dirpath, dirs, files in os.walk(root, topdown=False):
+        for name in [*files, *dirs]:
+            os.utime(Path(dirpath, name), (1609459200, 1609459200))
+    os.utime(root, (1609459200, 1609459200))
+
+
+def test_run_end_to_end_leaves_source_untouched(tmp_path: Path, capsys) -> None:
+    vol = build_volume(tmp_path / "vol", VolumeSpec(install_path=r"C:\Apps\Exchange\V15"))
+    _age(vol)
+    before = snapshot(vol)
+    code = main(
+        ["run", str(vol), "--case", str(tmp_path / "case"), "--json", "-q", "-j", "2", "--examiner", "analyst7"]
+    )
+    assert code == ExitCode.OK
+    out = json.loads(capsys.readouterr().out)
+    assert out["collect"]["hosts"] == ["EXCH01"]
+    assert out["collect"]["kinds"] == {
+        "registry_hive": 3,
+        "exchange_binary": 1,
+        "exchange_log": 4,
+        "web_file": 7,
+        "iis_log": 1,
+        "suspicious_file": 2,
+    }
+    assert out["collect"]["exchange"]["how"] == "registry"
+    assert out["collect"]["exchange"]["root"] == "Apps/Exchange/V15"
+    assert out["analyze"]["statuses"] == {"success": 3, "no_findings": 6}
+    assert out["report"]["by_severity"] == {"critical": 1, "high": 3, "medium": 1, "low": 0, "info": 0}
+    assert snapshot(vol) == before
+    case_json = json.loads((tmp_path / "case" / "case.json").read_text())
+    assert case_json["examiner"] == "analyst7" and case_json["tool_version"]
+    actions = [json.loads(line)["action"] for line in (tmp_path / "case" / "custody.jsonl").read_text().splitlines()]
+    assert actions[0] == "create" and actions[-2:] == ["analyze", "report"]
+    assert actions.count("collect") == sum(1 for _ in open(tmp_path / "case" / "manifest.jsonl"))
+
+
+@pytest.mark.parametrize(
+    ("compromised", "fail_on", "expected"),
+    [(True, "high", ExitCode.FINDINGS), (True, "critical", ExitCode.FINDINGS), (False, "low", ExitCode.OK)],
+)
+def test_fail_on(tmp_path: Path, compromised: bool, fail_on: str, expected: ExitCode) -> None:
+    vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=compromised))
+    assert main(["run", str(vol), "--case", str(tmp_path / "case"), "-q", "--fail-on", fail_on]) == expected
+
+
+def test_usage_errors(tmp_path: Path, capsys) -> None:
+    assert main(["collect", str(tmp_path / "nope"), "--case", str(tmp_path / "c")]) == ExitCode.USAGE
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.txt").write_text("x")
+    assert main(["collect", str(tmp_path / "junk"), "--case", str(tmp_path / "c")]) == ExitCode.USAGE
+    assert "--as volume|kape|velociraptor|files" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # nothing written before the sources are understood
+    assert main(["analyze", str(tmp_path / "junk")]) == ExitCode.USAGE
+    assert main(["frobnicate"]) == ExitCode.USAGE
+
+
+def test_collect_files_then_analyze_separately(tmp_path: Path, capsys) -> None:
+    (tmp_path / "loose").mkdir()
+    shell = tmp_path / "loose" / "errorFF.aspx"
+    shell.write_text("<%@ Page %>")
+    case = tmp_path / "case"
+    assert (
+        main(
+            ["collect", str(tmp_path / "loose"), "--as", "files", "--case", str(case), "--host", "ex02", "-q", "--json"]
+        )
+        == ExitCode.OK
+    )
+    assert json.loads(capsys.readouterr().out)["kinds"] == {"web_file": 1}
+    assert main(["analyze", str(case), "-q"]) == ExitCode.OK
+    capsys.readouterr()
+    assert main(["report", str(case), "-q", "--json"]) == ExitCode.OK
+    rep = json.loads(capsys.readouterr().out)
+    # a loose file has no volume location, so only the published-name rule can speak
+    assert (rep["findings"], rep["max_severity"], rep["by_analyzer"]) == (1, "medium", {"webshell_locations": 1})
+
+
+def test_list_json(capsys) -> None:
+    assert main(["list", "--json"]) == ExitCode.OK
+    data = json.loads(capsys.readouterr().out)
+    names = [a["name"] for a in data["analyzers"]]
+    assert "webshell_locations" in names
+    fams = {f["name"]: f for f in data["families"]}
+    assert fams["exchange_logs"]["paths"] == [
+        "%ExchangeInstallPath%/Logging/HttpProxy/**",
+        "%ExchangeInstallPath%/Logging/ECP/Server/**",
+        "%ExchangeInstallPath%/Logging/OABGeneratorLog/**",
+    ]
+    assert data["import_failures"] == {}
