@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 from collections import Counter
 from collections.abc import Callable
@@ -263,7 +264,7 @@ def guess_kind(path: str) -> str:
         return "registry_hive"
     if ext in MEMORY_EXTENSIONS:
         return "memory_image"
-    if name.startswith(("u_ex", "ex")) and ext == ".log":
+    if re.match(r"^(u_)?(ex|nc|in)\d{6,8}(_x)?(_\d+)?\.log$", name):  # W3C/NCSA/IIS naming of IIS logs
         return "iis_log"
     if name.startswith(("httpproxy_", "ecpserver", "oabgeneratorlog")) or (ext == ".log" and "proxy" in name):
         return "exchange_log"

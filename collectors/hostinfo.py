@@ -118,7 +118,7 @@ def exchange_root(drives: dict[str, VNode], sysdrive: str, expand: dict[str, str
                 if node is not None and node.kind == DIR:
                     return ExchangeRoot(parts, "registry", d, value, f"MsiInstallPath from SOFTWARE{key}")
             notes.append(
-                f"MsiInstallPath {value!r} (SOFTWARE{key}) is not present on this volume"
+                f"MsiInstallPath '{value}' (SOFTWARE{key}) is not present on this volume"
                 + (f" (drive {drive}: may be another volume)" if drive and drive != "C" else "")
             )
         else:

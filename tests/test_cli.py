@@ -47,7 +47,7 @@ def test_run_end_to_end_leaves_source_untouched(tmp_path: Path, capsys) -> None:
     assert case_json["examiner"] == "analyst7" and case_json["tool_version"]
     actions = [json.loads(line)["action"] for line in (tmp_path / "case" / "custody.jsonl").read_text().splitlines()]
     assert actions[0] == "create" and actions[-2:] == ["analyze", "report"]
-    assert actions.count("collect") == sum(1 for _ in open(tmp_path / "case" / "manifest.jsonl"))
+    assert actions.count("collect") == len((tmp_path / "case" / "manifest.jsonl").read_text().splitlines())
 
 
 @pytest.mark.parametrize(

@@ -233,7 +233,9 @@ class Case:
     def _write_row(self, row: ManifestRow) -> None:
         as_dict = row.as_dict()
         if self._manifest_fh is None:
-            self._manifest_fh = open(self.manifest_path, "a", encoding="utf-8")
+            self._manifest_fh = open(  # noqa: SIM115 - kept open across rows, closed by close()
+                self.manifest_path, "a", encoding="utf-8", errors="backslashreplace"
+            )
         self._manifest_fh.write(json.dumps(as_dict, ensure_ascii=False, sort_keys=True) + "\n")
         self._manifest_fh.flush()
         event = {
@@ -384,7 +386,8 @@ class Case:
                     relpath = dest.relative_to(self.path).as_posix()
                 else:
                     # a small pointer file in the case tree; the bytes stay where they are
-                    relpath = dest.with_name(dest.name + ".ref.json").relative_to(self.path).as_posix()
+                    pointer_dest = self._dest(host, kind, [*logical_parts[:-1], f"{logical_parts[-1]}.ref.json"])
+                    relpath = pointer_dest.relative_to(self.path).as_posix()
                 with opener() as src:
                     size, digests = copy_hashing(src, None, algos, progress, expected_size)
                 if storage == "reference":

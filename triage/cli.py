@@ -18,7 +18,7 @@ from triage.errors import ExitCode, TriageError, UsageError
 from triage.finding import SEVERITIES
 
 log = logging.getLogger("triage")
-stdout = Console(highlight=False)
+stdout = Console(highlight=False, soft_wrap=True)
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -134,8 +134,23 @@ def cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 if src.drives:
                     collect_volume(case, src, host=args.host, progress=advance, stats=stats)
-                else:
+                elif src.files:
                     collect_files(case, src, host=args.host, kind=args.kind, link=link, progress=advance, stats=stats)
+                else:
+                    why = "; ".join(src.notes) or "nothing to collect"
+                    log.error("%s: no Windows volume found in this %s source (%s)", src.location, src.source_type, why)
+                    stats.add(
+                        case.record_attempt(
+                            host=args.host or src.host_hint or "unknown-host",
+                            kind="collection",
+                            outcome="failure",
+                            source_path=src.location,
+                            collector="triage.collectors.volume",
+                            collector_version="1.0",
+                            details=f"no Windows volume found: {why}",
+                            source_type=src.source_type,
+                        )
+                    )
             finally:
                 src.close()
     case.custody.append("collect_end", **stats.as_dict())

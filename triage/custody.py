@@ -32,7 +32,8 @@ def utcnow() -> str:
 
 def canonical(obj: Any) -> bytes:
     """The one byte form that event hashes are computed over."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return text.encode("utf-8", "surrogatepass")  # undecodable source names travel as lone surrogates
 
 
 def event_hash(event: dict[str, Any]) -> str:
@@ -102,7 +103,7 @@ class CustodyLog:
             event["hash"] = event_hash(event)
             line = json.dumps(event, ensure_ascii=False, default=str, sort_keys=True)
             if self._fh is None:
-                self._fh = open(self.path, "a", encoding="utf-8")
+                self._fh = open(self.path, "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
             self._fh.write(line + "\n")
             self._fh.flush()
             if self._head_fd is None:

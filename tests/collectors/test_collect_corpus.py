@@ -70,9 +70,7 @@ def manifest_total(folder: str) -> int:
 
 
 def corpus_state(paths: list[Path]) -> dict[str, tuple[str, int, int, int]]:
-    return {
-        str(p): (sha256(read_corpus(p)), p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_mode) for p in paths
-    }
+    return {str(p): (sha256(read_corpus(p)), p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_mode) for p in paths}
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +108,7 @@ def collected(layout, tmp_path_factory):
     src, stats = collect(case, vol)
     return {
         "vol": vol,
+        "source_type": src.source_type,
         "case": case,
         "stats": stats,
         "content": content,
@@ -124,6 +123,7 @@ def test_counts_per_kind(collected):
     n_shells = len(list((CORPUS / "webshells").iterdir()))
     assert n_shells == manifest_total("webshells") == 6
     stats = collected["stats"]
+    assert collected["source_type"] == "volume"
     assert dict(stats.kinds) == {"evtx": n_evtx, "registry_hive": 2, "web_file": n_shells, "iis_log": 2}
     assert stats.files == n_evtx + 2 + n_shells + 2
     assert stats.outcomes["failure"] == 0

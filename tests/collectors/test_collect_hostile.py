@@ -8,17 +8,27 @@ import hashlib
 import io
 import os
 import stat
+import tempfile
 import threading
 import urllib.parse
 import zipfile
 from pathlib import Path
 
 import pytest
-from collectors_support import age_tree, case_files, collect, collect_loose, evidence_rel, rows_by_outcome, sha256
-from collectors_support import snapshot, stored_rows
-
 import triage.collectors.vfs as vfs
+from collectors_support import (
+    age_tree,
+    case_files,
+    collect,
+    collect_loose,
+    evidence_rel,
+    rows_by_outcome,
+    sha256,
+    snapshot,
+    stored_rows,
+)
 from triage.collectors.vfs import LINK_DETAIL
+
 from triage.case import NAME_MAX, Case, safe_component
 from triage.errors import UsageError
 from triage.testing.volume import VolumeSpec, build_volume, to_velociraptor, zip_bytes
@@ -214,13 +224,6 @@ def test_long_stored_names_are_created_on_disk(tmp_path, new_case):
     assert row.sha256 == sha256(data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="BUG in triage/case.py + triage/custody.py (outside collectors/): a source path holding an "
-    "undecodable byte cannot be written to manifest.jsonl/custody.jsonl (surrogates not allowed) and the "
-    "whole collection stops; see the report for the 3-line fix",
-)
 def test_non_utf8_file_name_is_collected_percent_encoded(tmp_path, new_case):
     vol = build_volume(tmp_path / "vol")
     raw = os.path.join(os.fsencode(vol / "inetpub/wwwroot"), b"sh\xffell.aspx")
@@ -271,10 +274,14 @@ def test_unreadable_file_is_a_failure_row_and_the_collection_goes_on(volume, new
 
 
 @pytest.mark.parametrize("hive", ["SYSTEM", "SOFTWARE"])
-def test_unreadable_hive_does_not_stop_the_collection(volume, new_case, monkeypatch, hive):
+def test_unreadable_hive_does_not_stop_the_collection(volume, new_case, monkeypatch, tmp_path, hive):
     _failing_open_source(monkeypatch, f"config/{hive}", PermissionError(errno.EACCES, "Permission denied"))
+    scratch = tmp_path / "tmpdir"  # where the private hive copies for regipy go
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     case = new_case()
     _, stats = collect(case, volume)
+    assert list(scratch.iterdir()) == []  # no temporary hive copy left behind
     (row,) = rows_by_outcome(case, "failure")
     assert row.source_path == str(volume / "Windows/System32/config" / hive)
     assert row.details.startswith("PermissionError")

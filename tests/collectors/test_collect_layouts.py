@@ -268,3 +268,23 @@ def test_velociraptor_with_exchange_on_a_second_drive(tmp_path, new_case):
 
 def test_ex_constant_matches_builder_default():
     assert builder_files(VolumeSpec())[f"{EX}/Bin/ExSetup.exe"].startswith(b"MZ")
+
+
+@pytest.mark.parametrize("layout", ["kape", "velociraptor", "velociraptor-zip", "velociraptor-mixed-zip"])
+def test_rerunning_a_layout_stores_nothing_twice(vol, content, tmp_path, new_case, layout):
+    location = {
+        "kape": lambda: to_kape(vol, tmp_path / "kape"),
+        "velociraptor": lambda: to_velociraptor(vol, tmp_path / "vr"),
+        "velociraptor-zip": lambda: to_velociraptor(vol, tmp_path / "vr.zip", as_zip=True),
+        "velociraptor-mixed-zip": lambda: write_members(
+            mixed_accessor_members(content), tmp_path / "mixed.zip", as_zip=True
+        ),
+    }[layout]()
+    case = new_case()
+    _, first = collect(case, location)
+    before = [r.to_json() for r in stored_rows(case)]
+    _, second = collect(case, location)
+    assert first.files == 20
+    assert second.skipped_duplicates == first.files
+    assert second.files == 0
+    assert [r.to_json() for r in stored_rows(case)] == before

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from collectors_support import case_files, collect_loose, md5, rows_by_outcome, sha256, stored_rows
-
 from triage.collectors.collect import guess_kind
 from triage.collectors.sources import open_source_path
 
@@ -129,11 +128,6 @@ def test_collecting_the_same_image_twice_stores_it_once(image, new_case, link):
     assert [r.to_json() for r in stored_rows(case)] == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG in triage/case.py (outside collectors/): Case._dest checks collisions on the image name, not on "
-    "the '<name>.ref.json' pointer, so a second image with the same name overwrites the first pointer",
-)
 def test_two_referenced_images_with_the_same_name_keep_two_pointers(tmp_path, new_case):
     first, second = tmp_path / "day1" / "memory.raw", tmp_path / "day2" / "memory.raw"
     for path, fill in ((first, b"1"), (second, b"2")):
@@ -249,9 +243,7 @@ def test_folder_of_loose_files_keeps_its_layout(tmp_path, new_case):
         "notes.txt": "file",
         "staging/it.zip": "suspicious_file",
     }
-    assert got == {
-        f"evidence/unknown-host/{kinds[rel]}/loose/{rel}": sha256(data) for rel, data in files.items()
-    }
+    assert got == {f"evidence/unknown-host/{kinds[rel]}/loose/{rel}": sha256(data) for rel, data in files.items()}
 
 
 def test_unreadable_loose_file_is_a_failure_row(tmp_path, new_case, monkeypatch):

@@ -248,7 +248,7 @@ def test_no_exchange_on_the_volume_gives_missing_rows_with_a_clear_reason(tmp_pa
         assert row.details.endswith("no Exchange Server folder found by search")
         if software_hive:
             value = "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\"
-            assert f"MsiInstallPath {value!r} ({SETUP_KEY}) is not present on this volume" in row.details
+            assert f"MsiInstallPath '{value}' ({SETUP_KEY}) is not present on this volume" in row.details
         else:
             assert "no SOFTWARE hive in the source" in row.details
     assert {"exchange_log", "exchange_binary"}.isdisjoint(stats.kinds)

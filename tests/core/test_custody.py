@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def test_events_are_hash_chained(tmp_path: Path) -> None:
     events = list(log.events())
     assert [e["seq"] for e in events] == [1, 2, 3, 4]
     assert events[0]["prev"] == GENESIS
-    for before, after in zip(events, events[1:], strict=False):
+    for before, after in itertools.pairwise(events):
         assert after["prev"] == before["hash"]
     assert all(e["hash"] == event_hash(e) for e in events)
     assert events[0]["actor"] == "examiner1"
