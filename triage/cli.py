@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     analyze_opts.add_argument("--skip", type=_csv, default=(), help="comma-separated analyzers not to run")
     analyze_opts.add_argument("--force", action="store_true", help="rerun units that already finished")
     analyze_opts.add_argument(
+        "--sigma",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also load these Sigma rule files or folders (e.g. a SigmaHQ rules/windows checkout), unmodified",
+    )
+    analyze_opts.add_argument(
         "--plugin",
         action="append",
         default=[],
@@ -175,6 +182,16 @@ def cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    opts: dict[str, dict[str, Any]] = {}
+    if getattr(args, "sigma", None):
+        missing = [d for d in args.sigma if not os.path.exists(d)]
+        if missing:
+            raise UsageError(f"--sigma: no such file or folder: {', '.join(missing)}")
+        opts["eventlog"] = {"sigma": [os.path.abspath(d) for d in args.sigma]}
+    return opts
+
+
 def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
     from triage.case import Case
     from triage.progress import unit_progress
@@ -189,6 +206,7 @@ def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
             skip=args.skip,
             force=args.force,
             plugins=tuple(args.plugin),
+            options=_analyzer_options(args),
             on_progress=update,
         )
     case.close()

@@ -127,6 +127,7 @@ class RunRecord:
     traceback: str = ""
     result_path: str = ""
     result_sha256: str = ""
+    fingerprint: str = ""  # analyzer version + rules + options (see Analyzer.fingerprint)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

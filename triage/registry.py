@@ -7,6 +7,7 @@ An analyzer is a subclass of :class:`Analyzer` decorated with :func:`register`. 
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import json
@@ -100,8 +101,35 @@ class Analyzer:
     name: ClassVar[str] = ""
     version: ClassVar[str] = ""
     consumes: ClassVar[tuple[str, ...]] = ()
-    rules: ClassVar[tuple[str, ...]] = ()  # files under signatures/ this analyzer loads
+    rules: ClassVar[tuple[str, ...]] = ()  # files or folders under signatures/ this analyzer loads
     _loaded_rules: Any = None
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        self.options: dict[str, Any] = dict(options or {})
+
+    def rule_paths(self) -> list[Path]:
+        """Every rule file this analyzer loads: its own under signatures/, plus any from options."""
+        out: list[Path] = []
+        for rel in self.rules:
+            p = signature_path(rel)
+            out.extend(sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p])
+        return out
+
+    def fingerprint(self) -> str:
+        """Hash of what decides the results besides the evidence: version, rule bytes, options.
+
+        A finished unit is reused only while its fingerprint is unchanged, so editing a rule or
+        adding a rule directory reruns exactly the units it can affect.
+        """
+        h = hashlib.sha256(f"{self.name}\x00{self.version}\x00".encode())
+        h.update(json.dumps(self.options, sort_keys=True, default=str).encode())
+        for p in self.rule_paths():
+            h.update(str(p.name).encode() + b"\x00")
+            try:
+                h.update(hashlib.sha256(p.read_bytes()).digest())
+            except OSError:
+                h.update(b"unreadable")
+        return h.hexdigest()[:32]
 
     def load_rules(self) -> Any:
         """Load and validate rule files once per process; override in analyzers that have rules."""

@@ -67,25 +67,40 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _finished(case_dir: Path, cls: type[Analyzer], row: ManifestRow) -> bool:
-    parquet, run = result_paths(case_dir, cls.name, row.artifact_id)
+def _finished(case_dir: Path, analyzer: Analyzer, row: ManifestRow) -> bool:
+    parquet, run = result_paths(case_dir, analyzer.name, row.artifact_id)
     try:
         rec = json.loads(run.read_text())
     except (OSError, ValueError):
         return False
     return (
         rec.get("status") in DONE
-        and rec.get("analyzer_version") == cls.version
+        and rec.get("analyzer_version") == analyzer.version
+        and rec.get("fingerprint") == analyzer.fingerprint()
         and rec.get("evidence_sha256") == row.sha256
         and (rec.get("status") == "skipped" or parquet.exists())
     )
 
 
-_INSTANCES: dict[str, Analyzer] = {}
+_INSTANCES: dict[tuple[str, str], Analyzer] = {}
+
+
+def _instance(cls: type[Analyzer], options: dict[str, Any]) -> Analyzer:
+    """One analyzer object per process and options (its rules load once)."""
+    key = (cls.name, json.dumps(options, sort_keys=True, default=str))
+    inst = _INSTANCES.get(key)
+    if inst is None:
+        inst = _INSTANCES[key] = cls(options)
+    return inst
 
 
 def run_unit(
-    case_dir: str, case_id: str, analyzer_name: str, row: dict[str, Any], plugins: tuple[str, ...] = ()
+    case_dir: str,
+    case_id: str,
+    analyzer_name: str,
+    row: dict[str, Any],
+    plugins: tuple[str, ...] = (),
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one unit and write its results; never raises for analyzer errors. Picklable entry point."""
     started, t0 = utcnow(), time.perf_counter()
@@ -94,9 +109,7 @@ def run_unit(
     if analyzer_name not in registry:
         registry = discover(plugins)
     cls = registry[analyzer_name]
-    analyzer = _INSTANCES.get(analyzer_name)
-    if analyzer is None:
-        analyzer = _INSTANCES[analyzer_name] = cls()
+    analyzer = _instance(cls, options or {})
     cdir = Path(case_dir)
     path = Case(cdir, {"case_id": case_id}).artifact_path(evidence)
     unit = Unit(
@@ -142,6 +155,7 @@ def run_unit(
         traceback=tb,
         result_path=parquet.relative_to(cdir).as_posix() if result_sha else "",
         result_sha256=result_sha,
+        fingerprint=analyzer.fingerprint(),
     )
     _atomic_write(run, json.dumps(record.to_dict(), indent=1, ensure_ascii=False, default=str).encode())
     return record.to_dict()
@@ -175,9 +189,14 @@ def analyze_case(
     skip: tuple[str, ...] = (),
     force: bool = False,
     plugins: tuple[str, ...] = (),
+    options: dict[str, dict[str, Any]] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> AnalyzeSummary:
-    """Plan and run all units of the selected analyzers over the case's evidence."""
+    """Plan and run all units of the selected analyzers over the case's evidence.
+
+    ``options`` maps an analyzer name to its options (e.g. ``{"eventlog": {"sigma": [DIR]}}``).
+    """
+    options = options or {}
     discover(plugins)
     selected = list(iter_selected(only, skip))
     summary = AnalyzeSummary(
@@ -187,10 +206,11 @@ def analyze_case(
     rows = case.evidence()
     todo: list[tuple[type[Analyzer], ManifestRow]] = []
     for cls in selected:
+        planner = _instance(cls, options.get(cls.name, {}))
         for row in rows:
             if row.kind in cls.consumes:
                 summary.planned += 1
-                if not force and _finished(case.path, cls, row):
+                if not force and _finished(case.path, planner, row):
                     summary.reused += 1
                 else:
                     todo.append((cls, row))
@@ -212,7 +232,10 @@ def analyze_case(
         if on_progress:
             on_progress(done, len(todo))
 
-    args = [(str(case.path), case.case_id, cls.name, row.as_dict(), plugins) for cls, row in todo]
+    args = [
+        (str(case.path), case.case_id, cls.name, row.as_dict(), plugins, options.get(cls.name, {}))
+        for cls, row in todo
+    ]
     if jobs <= 1 or len(todo) <= 1:
         for a in args:
             record(run_unit(*a))
@@ -230,7 +253,7 @@ def analyze_case(
         # in fresh single-worker pools so only the unit that kills its process is lost
         for i in retry:
             cls, row = todo[i]
-            if _finished(case.path, cls, row):
+            if _finished(case.path, _instance(cls, options.get(cls.name, {})), row):
                 record(json.loads(result_paths(case.path, cls.name, row.artifact_id)[1].read_text()))
                 continue
             with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:

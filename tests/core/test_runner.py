@@ -110,6 +110,17 @@ def test_rerun_skips_finished_units_and_force_reruns(case: Case, plugin: str) ->
     assert (forced.reused, forced.statuses["success"]) == (0, n)
 
 
+def test_changed_options_rerun_finished_units(case: Case, plugin: str) -> None:
+    n = _web_count(case)
+    analyze_case(case, only=("test_marker",), plugins=(plugin,))
+    same = analyze_case(case, only=("test_marker",), plugins=(plugin,), options={"test_marker": {}})
+    assert same.reused == n
+    changed = analyze_case(case, only=("test_marker",), plugins=(plugin,), options={"test_marker": {"rules": "x"}})
+    assert (changed.reused, changed.statuses["success"]) == (0, n)
+    run = next((case.path / "results" / "test_marker").glob("*.run.json"))
+    assert len(json.loads(run.read_text())["fingerprint"]) == 32
+
+
 def test_parallel_pool_survives_a_dying_worker(case: Case, plugin: str) -> None:
     s = analyze_case(case, only=("test_dying", "webshell_locations"), plugins=(plugin,), jobs=2)
     assert s.statuses["error"] == 1

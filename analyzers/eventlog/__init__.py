@@ -1,0 +1,1 @@
+"""Event logs: EVTX and JSON exports, Sigma rules, coverage."""

@@ -1,0 +1,459 @@
+"""Windows event records as typed pandas batches, whatever held them.
+
+Backends: the Rust ``evtx`` package (fast; told to skip bad chunks, which it reports as warnings),
+``python-evtx`` as the fallback for files the first cannot open (it walks every chunk whose magic
+checks, not only the header's count), and JSON lines exports (Winlogbeat/ECS, OTRF/NXLog flat rows,
+Velociraptor rows, evtx_dump JSON). Every batch has the same system columns; each EventData or
+UserData field becomes a column under its own name, as Sigma's Windows field names expect.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import logging
+import lzma
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+BATCH = 20_000
+SYSTEM_COLUMNS = (
+    "EventRecordID", "TimeCreated", "EventID", "Provider", "Channel", "Computer", "Level", "Task", "Opcode",
+    "Keywords", "UserID", "ProcessID", "ThreadID", "Version", "Qualifiers", "EventSourceName",
+)
+INT_COLUMNS = ("EventRecordID", "EventID", "Level", "Task", "Opcode", "ProcessID", "ThreadID", "Version", "Qualifiers")
+STRING = pd.StringDtype("pyarrow")
+_SYSTEM_SET = frozenset(SYSTEM_COLUMNS)
+
+
+@dataclass
+class ReadStats:
+    """What reading one source gave: counts, backend, problems (kept as warnings, never raised)."""
+
+    backend: str = ""
+    records: int = 0
+    bad_records: int = 0
+    bad_chunks: int = 0
+    warnings: list[str] = field(default_factory=list)
+    first: pd.Timestamp | None = None
+    last: pd.Timestamp | None = None
+    channels: dict[str, int] = field(default_factory=dict)
+
+    def warn(self, message: str) -> None:
+        if len(self.warnings) < 200:
+            self.warnings.append(message)
+        elif len(self.warnings) == 200:
+            self.warnings.append("(further warnings not recorded)")
+
+    def see(self, frame: pd.DataFrame) -> None:
+        self.records += len(frame)
+        ts = frame["TimeCreated"].dropna()
+        if len(ts):
+            lo, hi = ts.min(), ts.max()
+            self.first = lo if self.first is None or lo < self.first else self.first
+            self.last = hi if self.last is None or hi > self.last else self.last
+        for ch, n in frame["Channel"].value_counts().items():
+            self.channels[str(ch)] = self.channels.get(str(ch), 0) + int(n)
+
+
+# -- flattening ---------------------------------------------------------------------------------------
+def _scalar(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return "\n".join(s for s in (_scalar(v) for v in value) if s is not None)
+    if isinstance(value, dict):
+        if "#text" in value:
+            return _scalar(value["#text"])
+        if "Value" in value and len(value) <= 2:  # Velociraptor's {"Value": x, "Qualifiers": y}
+            return _scalar(value["Value"])
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+def _attr(node: Any, name: str, system: dict[str, Any], key: str) -> Any:
+    """An attribute in any of the JSON shapes: evtx's ``X_attributes``, ``#attributes``, or plain."""
+    if f"{key}_attributes" in system and isinstance(system[f"{key}_attributes"], dict):
+        return system[f"{key}_attributes"].get(name)
+    if isinstance(node, dict):
+        if "#attributes" in node:
+            return node["#attributes"].get(name)
+        return node.get(name)
+    return None
+
+
+def _int(value: Any) -> int | None:
+    value = _scalar(value)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value, 0) if isinstance(value, str) and value.lower().startswith("0x") else int(float(value))
+    except ValueError:
+        return None
+
+
+def _add_data(row: dict[str, Any], data: Any) -> None:
+    """EventData/UserData fields into the row; classic unnamed data joined into ``Data``."""
+    if data is None:
+        return
+    if isinstance(data, list | str):
+        row["Data"] = _scalar(data)
+        return
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        if key in ("#attributes", "xmlns") or key.endswith("_attributes"):
+            continue
+        if key == "Data" and (not isinstance(value, dict) or "#text" in value):
+            row["Data"] = _scalar(value)
+            continue
+        name = f"EventData_{key}" if key in _SYSTEM_SET else key
+        row[name] = _scalar(value)
+
+
+def _fast_data(row: dict[str, Any], data: dict[str, Any]) -> bool:
+    """The common case (named scalar fields) without the general walk; False to fall back."""
+    for key, value in data.items():
+        if type(value) is str or value is None:
+            pass
+        elif type(value) is int:
+            value = str(value)
+        else:
+            return False
+        row[f"EventData_{key}" if key in _SYSTEM_SET else key] = value
+    return True
+
+
+def flatten_event(doc: dict[str, Any]) -> dict[str, Any]:
+    """One evtx/evtx_dump/Velociraptor-style JSON event to a flat row.
+
+    Numbers stay as given (int or text): :func:`to_frame` converts whole columns at once.
+    """
+    event = doc.get("Event", doc)
+    system = event.get("System") or {}
+    if "Provider_attributes" in system:  # the evtx package with separate_json_attributes: the hot path
+        prov = system["Provider_attributes"]
+        sec = system.get("Security_attributes") or {}
+        exe = system.get("Execution_attributes") or {}
+        eid_attr = system.get("EventID_attributes")
+        row: dict[str, Any] = {
+            "EventRecordID": system.get("EventRecordID"),
+            "TimeCreated": (system.get("TimeCreated_attributes") or {}).get("SystemTime"),
+            "EventID": system.get("EventID"),
+            "Qualifiers": eid_attr.get("Qualifiers") if eid_attr else None,
+            "Provider": prov.get("Name"),
+            "EventSourceName": prov.get("EventSourceName"),
+            "Channel": system.get("Channel"),
+            "Computer": system.get("Computer"),
+            "Level": system.get("Level"),
+            "Task": system.get("Task"),
+            "Opcode": system.get("Opcode"),
+            "Version": system.get("Version"),
+            "Keywords": system.get("Keywords"),
+            "UserID": sec.get("UserID"),
+            "ProcessID": exe.get("ProcessID"),
+            "ThreadID": exe.get("ThreadID"),
+        }
+    else:
+        eid = system.get("EventID")
+        row = {
+            "EventRecordID": _scalar(system.get("EventRecordID")),
+            "TimeCreated": _scalar(_attr(system.get("TimeCreated"), "SystemTime", system, "TimeCreated")),
+            "EventID": _scalar(eid),
+            "Qualifiers": _scalar(_attr(eid, "Qualifiers", system, "EventID")),
+            "Provider": _scalar(_attr(system.get("Provider"), "Name", system, "Provider")),
+            "EventSourceName": _scalar(_attr(system.get("Provider"), "EventSourceName", system, "Provider")),
+            "Channel": _scalar(system.get("Channel")),
+            "Computer": _scalar(system.get("Computer")),
+            "Level": _scalar(system.get("Level")),
+            "Task": _scalar(system.get("Task")),
+            "Opcode": _scalar(system.get("Opcode")),
+            "Version": _scalar(system.get("Version")),
+            "Keywords": _scalar(system.get("Keywords")),
+            "UserID": _scalar(_attr(system.get("Security"), "UserID", system, "Security")),
+            "ProcessID": _scalar(_attr(system.get("Execution"), "ProcessID", system, "Execution")),
+            "ThreadID": _scalar(_attr(system.get("Execution"), "ThreadID", system, "Execution")),
+        }
+    data = event.get("EventData")
+    if data is not None and not (type(data) is dict and "Data" not in data and _fast_data(row, data)):
+        _add_data(row, data)
+    user_data = event.get("UserData")
+    if isinstance(user_data, dict):
+        for key, inner in user_data.items():
+            if key.endswith("_attributes") or key == "#attributes":
+                continue
+            _add_data(row, inner if isinstance(inner, dict) else {key: inner})
+    return row
+
+
+# Winlogbeat/ECS and OTRF/NXLog flat exports
+_FLAT_META = {
+    "@timestamp", "@version", "Message", "message", "Hostname", "SourceName", "Channel", "EventID", "TimeCreated",
+    "EventTime", "EventReceivedTime", "SourceModuleName", "SourceModuleType", "Task", "Keywords", "Level",
+    "Opcode", "OpcodeValue", "Severity", "SeverityValue", "EventType", "RecordNumber", "EventRecordID",
+    "ExecutionProcessID", "ThreadID", "host", "port", "tags", "Category", "ProviderGuid", "Version", "AccountName",
+    "AccountType", "Domain", "UserID", "ERROR_EVT_UNRESOLVED",
+}
+
+
+def flatten_json_line(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """A row from one JSON export line of any supported shape; None when it is not an event."""
+    if "Event" in doc and isinstance(doc["Event"], dict) or isinstance(doc.get("System"), dict):
+        return flatten_event(doc)
+    winlog = doc.get("winlog")
+    if isinstance(winlog, dict):
+        row: dict[str, Any] = {
+            "EventRecordID": _int(winlog.get("record_id")),
+            "TimeCreated": _scalar(doc.get("@timestamp")),
+            "EventID": _int(winlog.get("event_id")),
+            "Provider": _scalar(winlog.get("provider_name")),
+            "Channel": _scalar(winlog.get("channel")),
+            "Computer": _scalar(winlog.get("computer_name")),
+            "Level": _int((doc.get("log") or {}).get("level")) if isinstance(doc.get("log"), dict) else None,
+            "UserID": _scalar((winlog.get("user") or {}).get("identifier")),
+            "ProcessID": _int((winlog.get("process") or {}).get("pid")),
+        }
+        _add_data(row, winlog.get("event_data"))
+        _add_data(row, winlog.get("user_data"))
+        return row
+    if "EventID" in doc and ("Channel" in doc or "SourceName" in doc):
+        row = {
+            "EventRecordID": _int(doc.get("RecordNumber", doc.get("EventRecordID"))),
+            "TimeCreated": _scalar(doc.get("@timestamp") or doc.get("TimeCreated") or doc.get("EventTime")),
+            "EventID": _int(doc.get("EventID")),
+            "Provider": _scalar(doc.get("SourceName")),
+            "Channel": _scalar(doc.get("Channel")),
+            "Computer": _scalar(doc.get("Hostname")),
+            "Level": _int(doc.get("Level")) if str(doc.get("Level", "")).isdigit() else None,
+            "UserID": _scalar(doc.get("UserID")),
+            "ProcessID": _int(doc.get("ExecutionProcessID")),
+            "ThreadID": _int(doc.get("ThreadID")),
+            "Task": _int(doc.get("Task")),
+        }
+        _add_data(row, {k: v for k, v in doc.items() if k not in _FLAT_META})
+        return row
+    return None
+
+
+def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows to the typed frame: system columns first and typed, all data fields as strings."""
+    df = pd.DataFrame.from_records(rows)
+    for col in SYSTEM_COLUMNS:
+        if col not in df.columns:
+            df[col] = None
+    ts = df["TimeCreated"].astype("string")
+    df["TimeCreated"] = pd.to_datetime(ts, utc=True, format="ISO8601", errors="coerce").astype("datetime64[us, UTC]")
+    for col in INT_COLUMNS:
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    data_cols = [c for c in df.columns if c not in SYSTEM_COLUMNS]
+    for col in [*data_cols, "Provider", "Channel", "Computer", "Keywords", "UserID", "EventSourceName"]:
+        df[col] = df[col].astype(STRING)
+    return df[[*SYSTEM_COLUMNS, *sorted(data_cols)]]
+
+
+# -- EVTX ----------------------------------------------------------------------------------------------------
+def _iter_evtx_rust(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
+    from evtx import PyEvtxParser
+
+    parser = PyEvtxParser(str(path), number_of_threads=1, separate_json_attributes=True, skip_errors=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for rec in parser.records_json():
+            for w in caught:
+                stats.bad_chunks += "chunk" in str(w.message)
+                stats.warn(f"evtx: {w.message}")
+            caught.clear()
+            try:
+                yield flatten_event(json.loads(rec["data"]))
+            except (ValueError, TypeError, KeyError) as exc:
+                stats.bad_records += 1
+                stats.warn(f"record {rec.get('event_record_id')}: cannot flatten: {exc}")
+        for w in caught:
+            stats.bad_chunks += "chunk" in str(w.message)
+            stats.warn(f"evtx: {w.message}")
+
+
+def _xml_event(xml: str) -> dict[str, Any]:
+    """python-evtx XML to the same JSON shape the Rust parser gives (``#attributes`` style)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+
+    def local(tag: str) -> str:
+        return tag.rsplit("}", 1)[-1]
+
+    out: dict[str, Any] = {}
+    for part in root:
+        name = local(part.tag)
+        if name == "System":
+            system: dict[str, Any] = {}
+            for el in part:
+                key = local(el.tag)
+                node: dict[str, Any] = {}
+                if el.attrib:
+                    node["#attributes"] = dict(el.attrib)
+                if el.text and el.text.strip():
+                    node["#text"] = el.text
+                system[key] = node if el.attrib else (el.text or None)
+            out["System"] = system
+        elif name == "EventData":
+            named: dict[str, Any] = {}
+            unnamed: list[str] = []
+            for el in part:
+                if local(el.tag) == "Data" and "Name" in el.attrib:
+                    named[el.attrib["Name"]] = el.text or ""
+                else:
+                    unnamed.append(el.text or "")
+            if unnamed:
+                named["Data"] = unnamed
+            out["EventData"] = named
+        elif name == "UserData":
+            out["UserData"] = {local(c.tag): {local(g.tag): g.text or "" for g in c} for c in part}
+    return {"Event": out}
+
+
+def _iter_evtx_python(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
+    import Evtx.Evtx as pyevtx  # slow: only for files the Rust parser cannot open
+
+    with pyevtx.Evtx(str(path)) as log_file:
+        header = log_file.get_file_header()
+        for chunk in header.chunks(include_inactive=True):  # the header's chunk count can be stale
+            if not chunk.check_magic():
+                stats.bad_chunks += 1
+                stats.warn("python-evtx: chunk with a bad magic skipped")
+                continue
+            try:
+                records = list(chunk.records())
+            except Exception as exc:  # noqa: BLE001 - a broken chunk loses only itself
+                stats.bad_chunks += 1
+                stats.warn(f"python-evtx: chunk unreadable: {exc}")
+                continue
+            for rec in records:
+                try:
+                    yield flatten_event(_xml_event(rec.xml()))
+                except Exception as exc:  # noqa: BLE001
+                    stats.bad_records += 1
+                    stats.warn(f"python-evtx: record unreadable: {exc}")
+
+
+def iter_evtx(path: str | Path, stats: ReadStats, batch: int = BATCH) -> Iterator[pd.DataFrame]:
+    """Batches of events from an EVTX file, keeping every readable record."""
+    path = Path(path)
+    stats.backend = "evtx"
+    rows: list[dict[str, Any]] = []
+    try:
+        for row in _iter_evtx_rust(path, stats):
+            rows.append(row)
+            if len(rows) >= batch:
+                frame = to_frame(rows)
+                stats.see(frame)
+                yield frame
+                rows = []
+    except (RuntimeError, OSError, ValueError) as exc:
+        if stats.records or rows:
+            stats.warn(f"evtx stopped after {stats.records + len(rows)} records: {exc}")
+        else:
+            stats.warn(f"evtx could not read the file ({exc}); falling back to python-evtx")
+            stats.backend = "python-evtx"
+            try:
+                for row in _iter_evtx_python(path, stats):
+                    rows.append(row)
+                    if len(rows) >= batch:
+                        frame = to_frame(rows)
+                        stats.see(frame)
+                        yield frame
+                        rows = []
+            except Exception as exc2:  # noqa: BLE001 - unreadable file: a warning, not a crash
+                stats.warn(f"python-evtx could not read the file either: {exc2}")
+    if rows:
+        frame = to_frame(rows)
+        stats.see(frame)
+        yield frame
+
+
+# -- JSON lines ----------------------------------------------------------------------------------------------
+def open_text(path: Path) -> io.TextIOBase:
+    """Open plain, gzip, xz or bz2 text by magic number, decoding UTF-8 with replacement."""
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic.startswith(b"\x1f\x8b"):
+        raw: Any = gzip.open(path, "rb")
+    elif magic.startswith(b"\xfd7zXZ"):
+        raw = lzma.open(path, "rb")
+    elif magic.startswith(b"BZh"):
+        raw = bz2.open(path, "rb")
+    else:
+        raw = open(path, "rb")  # noqa: SIM115 - wrapped and closed by the caller
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace")
+
+
+def iter_json_events(path: str | Path, stats: ReadStats, batch: int = BATCH) -> Iterator[pd.DataFrame]:
+    """Batches of events from a JSON lines export (or one JSON array)."""
+    stats.backend = "jsonl"
+    rows: list[dict[str, Any]] = []
+    with open_text(Path(path)) as fh:
+        first = fh.read(1)
+        docs: Iterator[Any]
+        if first == "[":
+            try:
+                docs = iter(json.loads(first + fh.read()))
+            except json.JSONDecodeError as exc:
+                stats.bad_records += 1
+                stats.warn(f"not valid JSON: {exc}")
+                docs = iter(())
+        else:
+            def lines() -> Iterator[Any]:
+                for lineno, line in enumerate(_prepend(first, fh), 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        stats.bad_records += 1
+                        stats.warn(f"line {lineno}: not JSON ({exc.msg})")
+
+            docs = lines()
+        for doc in docs:
+            row = flatten_json_line(doc) if isinstance(doc, dict) else None
+            if row is None:
+                stats.bad_records += 1
+                stats.warn("a JSON record that is not a Windows event was skipped")
+                continue
+            rows.append(row)
+            if len(rows) >= batch:
+                frame = to_frame(rows)
+                stats.see(frame)
+                yield frame
+                rows = []
+    if rows:
+        frame = to_frame(rows)
+        stats.see(frame)
+        yield frame
+
+
+def _prepend(first: str, fh: io.TextIOBase) -> Iterator[str]:
+    rest = fh.readline()
+    yield first + rest
+    yield from fh
+
+
+def iter_events(path: str | Path, kind: str, stats: ReadStats, batch: int = BATCH) -> Iterator[pd.DataFrame]:
+    """Dispatch on the evidence kind: ``evtx`` or ``event_json``."""
+    if kind == "evtx":
+        return iter_evtx(path, stats, batch)
+    return iter_json_events(path, stats, batch)
