@@ -258,6 +258,8 @@ def guess_kind(path: str) -> str:
     ext = Path(name).suffix
     if ext == ".evtx":
         return "evtx"
+    if name.endswith((".jsonl", ".ndjson", ".json.xz", ".json.gz", ".jsonl.gz", ".jsonl.xz", ".json.bz2")):
+        return "event_json"  # event exports (Winlogbeat, OTRF, Velociraptor); plain .json is too broad
     if name in HIVE_NAMES or ext == ".hve" or (name.endswith(".dat") and name.startswith(("ntuser", "usrclass"))):
         return "registry_hive"
     if ext in (".log1", ".log2") and name.split(".")[0] in {n.split(".")[0] for n in HIVE_NAMES}:

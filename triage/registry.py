@@ -44,6 +44,14 @@ class Unit:
     path: Path
     analyzer: Analyzer
     warnings: list[str] = field(default_factory=list)
+    # host-scope analyzers get every consumed artifact of the host here (evidence is then the group)
+    members: list[ManifestRow] = field(default_factory=list)
+
+    def member_path(self, row: ManifestRow) -> Path:
+        """Where a member artifact's bytes are (in the case, or at a referenced source)."""
+        if row.storage == "reference":
+            return Path(str(row.extra.get("reference_path", row.source_path)))
+        return self.case_dir / (row.relpath or "")
 
     def warn(self, message: str) -> None:
         """Record a warning in the unit's run record (bad input is data, not a crash)."""
@@ -64,9 +72,11 @@ class Unit:
         title: str,
         message: str,
         location: str = "",
+        evidence: ManifestRow | None = None,
         **kw: Any,
     ) -> Finding:
-        """A finding with the analyzer and evidence fields filled in."""
+        """A finding with the analyzer and evidence fields filled in (``evidence``: a member artifact)."""
+        ev = evidence or self.evidence
         return Finding(
             analyzer=self.analyzer.name,
             analyzer_version=self.analyzer.version,
@@ -75,9 +85,9 @@ class Unit:
             severity=severity,
             title=title,
             message=message,
-            evidence_id=self.evidence.artifact_id,
-            evidence_path=self.evidence.relpath or "",
-            evidence_sha256=self.evidence.sha256 or "",
+            evidence_id=ev.artifact_id,
+            evidence_path=ev.relpath or "",
+            evidence_sha256=ev.sha256 or "",
             location=location,
             host=self.host,
             case_id=self.case_id,
@@ -102,6 +112,9 @@ class Analyzer:
     version: ClassVar[str] = ""
     consumes: ClassVar[tuple[str, ...]] = ()
     rules: ClassVar[tuple[str, ...]] = ()  # files or folders under signatures/ this analyzer loads
+    # 'artifact': one unit per evidence item; 'host': one unit per host over all its consumed items
+    # (for checks that join files, such as log age per folder or a request traced across logs)
+    scope: ClassVar[str] = "artifact"
     _loaded_rules: Any = None
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
@@ -161,6 +174,8 @@ def register(cls: type[Analyzer]) -> type[Analyzer]:
     problems = [f"no {a}" for a in ("name", "version") if not getattr(cls, a)]
     if not cls.consumes:
         problems.append("no evidence kinds in 'consumes'")
+    if cls.scope not in ("artifact", "host"):
+        problems.append(f"scope must be 'artifact' or 'host', not {cls.scope!r}")
     if not (cls.__doc__ or "").strip():
         problems.append("no docstring")
     if problems:

@@ -8,6 +8,7 @@ next run skips every unit that finished. A crashing analyzer, or a worker that d
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -101,6 +102,7 @@ def run_unit(
     row: dict[str, Any],
     plugins: tuple[str, ...] = (),
     options: dict[str, Any] | None = None,
+    members: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run one unit and write its results; never raises for analyzer errors. Picklable entry point."""
     started, t0 = utcnow(), time.perf_counter()
@@ -111,7 +113,7 @@ def run_unit(
     cls = registry[analyzer_name]
     analyzer = _instance(cls, options or {})
     cdir = Path(case_dir)
-    path = Case(cdir, {"case_id": case_id}).artifact_path(evidence)
+    path = cdir if members is not None else Case(cdir, {"case_id": case_id}).artifact_path(evidence)
     unit = Unit(
         case_id=case_id,
         case_dir=cdir,
@@ -119,6 +121,7 @@ def run_unit(
         evidence=evidence,
         path=path,
         analyzer=analyzer,
+        members=[ManifestRow(**r) for r in members or []],
     )
     found: list[Finding] = []
     status, message, tb = "success", "", ""
@@ -159,6 +162,25 @@ def run_unit(
     )
     _atomic_write(run, json.dumps(record.to_dict(), indent=1, ensure_ascii=False, default=str).encode())
     return record.to_dict()
+
+
+def host_group(analyzer: str, host: str, members: list[ManifestRow]) -> ManifestRow:
+    """The stand-in evidence row of a host-scope unit: its hash covers every member's hash."""
+    digest = hashlib.sha256()
+    for m in sorted(members, key=lambda r: r.artifact_id):
+        digest.update(f"{m.artifact_id}:{m.sha256}\n".encode())
+    return ManifestRow(
+        artifact_id="H" + hashlib.sha256(f"{analyzer}\x00{host}".encode()).hexdigest()[:15],
+        kind="host",
+        outcome="success",
+        source_host=host,
+        source_path=f"{len(members)} artifacts of {host}",
+        collector="triage.runner",
+        collector_version="1",
+        collected_at="",
+        relpath="",
+        sha256=digest.hexdigest(),
+    )
 
 
 def _died_record(case_dir: Path, cls: type[Analyzer], row: ManifestRow, why: str) -> dict[str, Any]:
@@ -205,15 +227,24 @@ def analyze_case(
     )
     rows = case.evidence()
     todo: list[tuple[type[Analyzer], ManifestRow]] = []
+    groups: dict[tuple[str, str], list[ManifestRow]] = {}
     for cls in selected:
         planner = _instance(cls, options.get(cls.name, {}))
-        for row in rows:
-            if row.kind in cls.consumes:
-                summary.planned += 1
-                if not force and _finished(case.path, planner, row):
-                    summary.reused += 1
-                else:
-                    todo.append((cls, row))
+        units = [(r, None) for r in rows if r.kind in cls.consumes]
+        if cls.scope == "host":
+            units = []
+            for host in sorted({r.source_host for r in rows}):
+                members = [r for r in rows if r.source_host == host and r.kind in cls.consumes]
+                if members:
+                    group = host_group(cls.name, host, members)
+                    groups[(cls.name, group.artifact_id)] = members
+                    units.append((group, members))
+        for row, _members in units:
+            summary.planned += 1
+            if not force and _finished(case.path, planner, row):
+                summary.reused += 1
+            else:
+                todo.append((cls, row))
     done = 0
 
     def record(rec: dict[str, Any]) -> None:
@@ -233,7 +264,17 @@ def analyze_case(
             on_progress(done, len(todo))
 
     args = [
-        (str(case.path), case.case_id, cls.name, row.as_dict(), plugins, options.get(cls.name, {}))
+        (
+            str(case.path),
+            case.case_id,
+            cls.name,
+            row.as_dict(),
+            plugins,
+            options.get(cls.name, {}),
+            [m.as_dict() for m in groups[(cls.name, row.artifact_id)]]
+            if (cls.name, row.artifact_id) in groups
+            else None,
+        )
         for cls, row in todo
     ]
     if jobs <= 1 or len(todo) <= 1:

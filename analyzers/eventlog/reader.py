@@ -213,7 +213,7 @@ _FLAT_META = {
 
 def flatten_json_line(doc: dict[str, Any]) -> dict[str, Any] | None:
     """A row from one JSON export line of any supported shape; None when it is not an event."""
-    if "Event" in doc and isinstance(doc["Event"], dict) or isinstance(doc.get("System"), dict):
+    if ("Event" in doc and isinstance(doc["Event"], dict)) or isinstance(doc.get("System"), dict):
         return flatten_event(doc)
     winlog = doc.get("winlog")
     if isinstance(winlog, dict):
@@ -339,14 +339,14 @@ def _iter_evtx_python(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
                 continue
             try:
                 records = list(chunk.records())
-            except Exception as exc:  # noqa: BLE001 - a broken chunk loses only itself
+            except Exception as exc:
                 stats.bad_chunks += 1
                 stats.warn(f"python-evtx: chunk unreadable: {exc}")
                 continue
             for rec in records:
                 try:
                     yield flatten_event(_xml_event(rec.xml()))
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     stats.bad_records += 1
                     stats.warn(f"python-evtx: record unreadable: {exc}")
 
@@ -378,7 +378,7 @@ def iter_evtx(path: str | Path, stats: ReadStats, batch: int = BATCH) -> Iterato
                         stats.see(frame)
                         yield frame
                         rows = []
-            except Exception as exc2:  # noqa: BLE001 - unreadable file: a warning, not a crash
+            except Exception as exc2:
                 stats.warn(f"python-evtx could not read the file either: {exc2}")
     if rows:
         frame = to_frame(rows)

@@ -54,6 +54,20 @@ PLUGIN = textwrap.dedent('''
                 raise RuntimeError("parser blew up on " + unit.logical_path)
 
     @register
+    class PerHost(Analyzer):
+        """One unit per host over all its web files."""
+        name = "test_per_host"
+        version = "1"
+        consumes = ("web_file", "suspicious_file")
+        scope = "host"
+
+        def analyze(self, unit):
+            names = sorted(m.relpath.rsplit("/", 1)[-1] for m in unit.members)
+            assert all(unit.member_path(m).is_file() for m in unit.members)
+            yield unit.finding(rule_id="T-3", rule_title="host", severity="info", title=str(len(names)),
+                               message=",".join(names), location=unit.host, evidence=unit.members[0])
+
+    @register
     class Dying(Analyzer):
         """Kills its worker process on the web shell (a segfault stand-in)."""
         name = "test_dying"
@@ -110,6 +124,19 @@ def test_rerun_skips_finished_units_and_force_reruns(case: Case, plugin: str) ->
     assert (forced.reused, forced.statuses["success"]) == (0, n)
 
 
+def test_host_scope_unit_sees_all_members(case: Case, plugin: str) -> None:
+    s = analyze_case(case, only=("test_per_host",), plugins=(plugin,))
+    assert (s.planned, s.statuses["success"]) == (1, 1)
+    df = load_findings(case)
+    assert list(df["title"]) == ["9"]  # 7 web files + 2 suspicious files of EXCH01
+    assert "lsass.dmp" in df["message"].iloc[0] and "it.zip" in df["message"].iloc[0]
+    first = min(case.evidence(kinds={"web_file", "suspicious_file"}), key=lambda r: r.artifact_id)
+    assert df["evidence_id"].iloc[0] in {r.artifact_id for r in case.evidence()}
+    assert first is not None
+    again = analyze_case(case, only=("test_per_host",), plugins=(plugin,))
+    assert again.reused == 1
+
+
 def test_changed_options_rerun_finished_units(case: Case, plugin: str) -> None:
     n = _web_count(case)
     analyze_case(case, only=("test_marker",), plugins=(plugin,))
@@ -133,7 +160,8 @@ def test_parallel_pool_survives_a_dying_worker(case: Case, plugin: str) -> None:
 def test_only_and_skip(case: Case, plugin: str) -> None:
     s = analyze_case(case, only=("webshell_locations",), plugins=(plugin,))
     assert set((case.path / "results").iterdir()) == {case.path / "results" / "webshell_locations"}
-    s = analyze_case(case, skip=("test_dying", "test_exploding", "webshell_locations"), plugins=(plugin,))
+    s = analyze_case(case, skip=("test_dying", "test_exploding", "webshell_locations", "test_per_host", "eventlog"),
+                     plugins=(plugin,))
     assert s.planned == _web_count(case)
     with pytest.raises(UsageError, match="unknown analyzer"):
         analyze_case(case, only=("nope",))

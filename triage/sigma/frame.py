@@ -1,0 +1,259 @@
+"""Column views over the event table, cached per logsource sub-frame.
+
+A :class:`SubFrame` holds the row positions one logsource source selects and converts each column a rule
+touches once: to an Arrow string array (``raw``), its lower-case form (``folded``, for Sigma's default
+case-insensitive matching), a float view (numbers and numeric-looking strings, ``0x`` hex included) and a
+parsed-IP view for ``|cidr``. All rules of that source share these views.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Hashable, Mapping
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from triage.sigma.logsources import SourceVariant
+
+# Envelope columns left out of keyword (field-less) matching: they describe the record, not its content.
+ENVELOPE_COLUMNS = frozenset(
+    {"EventRecordID", "TimeCreated", "EventID", "Provider", "Channel", "Computer", "Level", "UserID"}
+)
+_HEX = r"^\s*0x[0-9a-f]+\s*$"
+
+
+def to_bool_array(result: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An Arrow boolean result as a numpy bool array, nulls as False."""
+    filled = pc.fill_null(result, False)
+    if isinstance(filled, pa.ChunkedArray):
+        filled = filled.combine_chunks()
+    return filled.to_numpy(zero_copy_only=False)
+
+
+def _arrow_strings(series: pd.Series) -> pa.Array:
+    """The column as an Arrow (large) string array; non-string values are rendered with ``str``."""
+    if not isinstance(series.dtype, pd.StringDtype):
+        series = series.astype("str")
+    arr = pa.array(series)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_large_string(arr.type):
+        arr = arr.cast(pa.large_string())
+    return arr
+
+
+def _positions(sel: np.ndarray | None) -> pa.Array | None:
+    return None if sel is None else pa.array(sel, type=pa.int64())
+
+
+class Column:
+    """Lazily computed views of one column restricted to a sub-frame's rows."""
+
+    def __init__(self, series: pd.Series, name: str) -> None:
+        self.series = series
+        self.name = name
+
+    @cached_property
+    def raw(self) -> pa.Array:
+        """Values as strings, original case."""
+        return _arrow_strings(self.series)
+
+    @cached_property
+    def folded(self) -> pa.Array:
+        """Values as lower-case strings (computed once, shared by all rules)."""
+        return pc.utf8_lower(self.raw)
+
+    @cached_property
+    def notna(self) -> np.ndarray:
+        """True where the value is present."""
+        return self.series.notna().to_numpy(dtype=bool)
+
+    @cached_property
+    def empty(self) -> np.ndarray:
+        """True where the value is present but the empty string."""
+        return to_bool_array(pc.equal(self.raw, ""))
+
+    @cached_property
+    def has_values(self) -> bool:
+        """Whether any row has a value."""
+        return bool(self.notna.any())
+
+    def strings(self, cased: bool, sel: np.ndarray | None) -> pa.Array:
+        """Raw (``cased``) or folded strings, for the selected rows (all when ``sel`` is None)."""
+        arr = self.raw if cased else self.folded
+        return arr if sel is None else arr.take(_positions(sel))
+
+    @cached_property
+    def numeric(self) -> np.ndarray:
+        """Values as float64 (NaN where not a number); decimal and ``0x`` hex strings are parsed."""
+        s = self.series
+        if pd.api.types.is_bool_dtype(s.dtype):
+            return s.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+        if pd.api.types.is_numeric_dtype(s.dtype):
+            return s.to_numpy(dtype="float64", na_value=np.nan)
+        num = pd.to_numeric(pd.Series(self.raw.to_numpy(zero_copy_only=False)), errors="coerce").to_numpy(
+            dtype="float64", na_value=np.nan
+        )
+        hexmask = np.isnan(num) & to_bool_array(pc.match_substring_regex(self.folded, _HEX))
+        if hexmask.any():
+            idx = np.flatnonzero(hexmask)
+            encoded = pc.dictionary_encode(self.folded.take(pa.array(idx)))
+            uniq = [float(int(v.strip(), 16)) for v in encoded.dictionary.to_pylist()]  # per distinct value
+            num[idx] = np.asarray(uniq, dtype="float64")[encoded.indices.to_numpy(zero_copy_only=False)]
+        return num
+
+    @cached_property
+    def booleans(self) -> tuple[np.ndarray, np.ndarray]:
+        """(is_true, is_false) masks: real booleans, 'true'/'false' strings, or 1/0 numbers."""
+        s = self.series
+        if pd.api.types.is_bool_dtype(s.dtype):
+            filled = s.astype("boolean")
+            return (filled.eq(True).fillna(False).to_numpy(bool), filled.eq(False).fillna(False).to_numpy(bool))
+        num = self.numeric
+        is_true = to_bool_array(pc.equal(self.folded, "true")) | (num == 1)
+        is_false = to_bool_array(pc.equal(self.folded, "false")) | (num == 0)
+        return is_true, is_false
+
+    @cached_property
+    def ip(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Parsed addresses: (row -> distinct index or -1, version per distinct, high and low 64 bits).
+
+        Addresses are parsed once per distinct value; IPv4-mapped IPv6 counts as IPv4.
+        """
+        encoded = pc.dictionary_encode(self.raw)
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        values = encoded.dictionary.to_pylist()
+        ver = np.zeros(len(values), dtype=np.int8)
+        hi = np.zeros(len(values), dtype=np.uint64)
+        lo = np.zeros(len(values), dtype=np.uint64)
+        for i, text in enumerate(values):  # one parse per distinct address, not per row
+            addr = _parse_ip(text)
+            if addr is None:
+                continue
+            ver[i] = addr.version
+            value = int(addr)
+            hi[i] = value >> 64
+            lo[i] = value & 0xFFFFFFFFFFFFFFFF
+        return codes, ver, hi, lo
+
+
+def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not text:
+        return None
+    text = text.strip().strip("[]")
+    try:
+        addr = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+class FrameIndex:
+    """Whole-frame views used to select the rows of each logsource source (computed once per frame)."""
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        self.df = df
+        self.n = len(df)
+        self._columns: dict[str, Column] = {}
+
+    def _column(self, name: str) -> Column | None:
+        if name not in self.df.columns:
+            return None
+        if name not in self._columns:
+            self._columns[name] = Column(self.df[name], name)
+        return self._columns[name]
+
+    def positions(self, variant: SourceVariant) -> np.ndarray:
+        """Row positions (sorted) that the source's channel/provider/EventID conditions select."""
+        mask = np.ones(self.n, dtype=bool)
+        for colname, wanted in (("Channel", variant.channels), ("Provider", variant.providers)):
+            if not wanted:
+                continue
+            col = self._column(colname)
+            if col is None:
+                return np.empty(0, dtype=np.int64)
+            mask &= to_bool_array(pc.is_in(col.folded, value_set=pa.array(list(wanted), pa.large_string())))
+        if variant.event_ids:
+            col = self._column("EventID")
+            if col is None:
+                return np.empty(0, dtype=np.int64)
+            mask &= np.isin(col.numeric, np.asarray(variant.event_ids, dtype="float64"))
+        return np.flatnonzero(mask)
+
+
+class SubFrame:
+    """The rows one logsource source selects, with column views shared by every rule evaluated on them.
+
+    Args:
+        df: the whole event table.
+        positions: row positions of this sub-frame into ``df`` (None = all rows).
+        aliases: rule field -> column name for this source.
+        shared: keys of leaf matchers used by more than one rule here (their results are cached).
+    """
+
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        positions: np.ndarray | None,
+        aliases: Mapping[str, str],
+        shared: frozenset[Hashable] = frozenset(),
+    ) -> None:
+        self.df = df
+        self.positions = positions
+        self.n = len(df) if positions is None else len(positions)
+        self.aliases = aliases
+        self.shared = shared
+        self.results: dict[Hashable, np.ndarray] = {}
+        self._columns: dict[str, Column] = {}
+        self._by_lower = {c.lower(): c for c in df.columns if isinstance(c, str)}
+
+    def column_name(self, field: str) -> str | None:
+        """The table column a rule field reads here: alias first, then the name itself, then any case."""
+        for candidate in (self.aliases.get(field), field):
+            if candidate is not None and candidate in self.df.columns:
+                return candidate
+        return self._by_lower.get(field.lower())
+
+    def column(self, field: str) -> Column | None:
+        """Views of the column a rule field maps to, or None when the table has no such column."""
+        name = self.column_name(field)
+        return None if name is None else self.column_by_name(name)
+
+    def column_by_name(self, name: str) -> Column:
+        """Views of a table column (which must exist) restricted to this sub-frame."""
+        col = self._columns.get(name)
+        if col is None:
+            series = self.df[name]
+            if self.positions is not None:
+                series = series.take(self.positions)
+            col = self._columns[name] = Column(series.reset_index(drop=True), name)
+        return col
+
+    @cached_property
+    def text_columns(self) -> list[Column]:
+        """Columns searched by keyword (field-less) detections: string columns outside the envelope with values."""
+        out = []
+        for name in self.df.columns:
+            if not isinstance(name, str) or name in ENVELOPE_COLUMNS:
+                continue
+            dtype = self.df[name].dtype
+            if not (pd.api.types.is_string_dtype(dtype) or dtype == object):
+                continue
+            col = self.column_by_name(name)
+            if col.has_values:
+                out.append(col)
+        return out
+
+    def zeros(self, sel: np.ndarray | None) -> np.ndarray:
+        """An all-False result for the selected rows."""
+        return np.zeros(self.n if sel is None else len(sel), dtype=bool)
+
+    def ones(self, sel: np.ndarray | None) -> np.ndarray:
+        """An all-True result for the selected rows."""
+        return np.ones(self.n if sel is None else len(sel), dtype=bool)
