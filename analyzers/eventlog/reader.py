@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import lzma
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -288,6 +289,20 @@ def _iter_evtx_rust(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
             stats.warn(f"evtx: {w.message}")
 
 
+_PADDED_HEX = re.compile(r"0x[0-9a-fA-F]{8}(?:[0-9a-fA-F]{8})?")
+_BRACED_GUID = re.compile(r"\{([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}")
+
+
+def _hex_like_rust(text: str) -> str:
+    # python-evtx renders typed values differently from the evtx package: hex zero-padded
+    # (0x00000000 for 0x0) and GUIDs braced in lower case. Use the evtx package's forms so the two
+    # backends give identical rows.
+    if _PADDED_HEX.fullmatch(text):
+        return hex(int(text, 16))
+    m = _BRACED_GUID.fullmatch(text)
+    return m.group(1).upper() if m else text
+
+
 def _xml_event(xml: str) -> dict[str, Any]:
     """python-evtx XML to the same JSON shape the Rust parser gives (``#attributes`` style)."""
     import xml.etree.ElementTree as ET
@@ -315,10 +330,11 @@ def _xml_event(xml: str) -> dict[str, Any]:
             named: dict[str, Any] = {}
             unnamed: list[str] = []
             for el in part:
+                value = _hex_like_rust(el.text or "")
                 if local(el.tag) == "Data" and "Name" in el.attrib:
-                    named[el.attrib["Name"]] = el.text or ""
+                    named[el.attrib["Name"]] = value
                 else:
-                    unnamed.append(el.text or "")
+                    unnamed.append(value)
             if unnamed:
                 named["Data"] = unnamed
             out["EventData"] = named
@@ -351,38 +367,47 @@ def _iter_evtx_python(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
                     stats.warn(f"python-evtx: record unreadable: {exc}")
 
 
+class _Batcher:
+    """Collects flat rows and hands out typed frames of ``size`` rows (bounded memory)."""
+
+    def __init__(self, stats: ReadStats, size: int) -> None:
+        self.stats, self.size, self.rows = stats, size, []  # type: ignore[var-annotated]
+
+    def add(self, row: dict[str, Any]) -> pd.DataFrame | None:
+        self.rows.append(row)
+        return self.flush() if len(self.rows) >= self.size else None
+
+    def flush(self) -> pd.DataFrame | None:
+        if not self.rows:
+            return None
+        frame = to_frame(self.rows)
+        self.rows = []
+        self.stats.see(frame)
+        return frame
+
+
 def iter_evtx(path: str | Path, stats: ReadStats, batch: int = BATCH) -> Iterator[pd.DataFrame]:
     """Batches of events from an EVTX file, keeping every readable record."""
     path = Path(path)
     stats.backend = "evtx"
-    rows: list[dict[str, Any]] = []
+    out = _Batcher(stats, batch)
     try:
         for row in _iter_evtx_rust(path, stats):
-            rows.append(row)
-            if len(rows) >= batch:
-                frame = to_frame(rows)
-                stats.see(frame)
+            if (frame := out.add(row)) is not None:
                 yield frame
-                rows = []
     except (RuntimeError, OSError, ValueError) as exc:
-        if stats.records or rows:
-            stats.warn(f"evtx stopped after {stats.records + len(rows)} records: {exc}")
+        if stats.records or out.rows:
+            stats.warn(f"evtx stopped after {stats.records + len(out.rows)} records: {exc}")
         else:
             stats.warn(f"evtx could not read the file ({exc}); falling back to python-evtx")
             stats.backend = "python-evtx"
             try:
                 for row in _iter_evtx_python(path, stats):
-                    rows.append(row)
-                    if len(rows) >= batch:
-                        frame = to_frame(rows)
-                        stats.see(frame)
+                    if (frame := out.add(row)) is not None:
                         yield frame
-                        rows = []
-            except Exception as exc2:
+            except Exception as exc2:  # an unreadable file is a warning, not a crash
                 stats.warn(f"python-evtx could not read the file either: {exc2}")
-    if rows:
-        frame = to_frame(rows)
-        stats.see(frame)
+    if (frame := out.flush()) is not None:
         yield frame
 
 
@@ -391,21 +416,18 @@ def open_text(path: Path) -> io.TextIOBase:
     """Open plain, gzip, xz or bz2 text by magic number, decoding UTF-8 with replacement."""
     with open(path, "rb") as fh:
         magic = fh.read(6)
-    if magic.startswith(b"\x1f\x8b"):
-        raw: Any = gzip.open(path, "rb")
-    elif magic.startswith(b"\xfd7zXZ"):
-        raw = lzma.open(path, "rb")
-    elif magic.startswith(b"BZh"):
-        raw = bz2.open(path, "rb")
-    else:
-        raw = open(path, "rb")  # noqa: SIM115 - wrapped and closed by the caller
+    # the caller closes the wrapper, which closes the opener's stream
+    opener = {b"\x1f\x8b": gzip.open, b"\xfd7zXZ": lzma.open, b"BZh": bz2.open}
+    raw: Any = next((fn(path, "rb") for sig, fn in opener.items() if magic.startswith(sig)), None)
+    if raw is None:
+        raw = open(path, "rb")  # noqa: SIM115
     return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace")
 
 
 def iter_json_events(path: str | Path, stats: ReadStats, batch: int = BATCH) -> Iterator[pd.DataFrame]:
     """Batches of events from a JSON lines export (or one JSON array)."""
     stats.backend = "jsonl"
-    rows: list[dict[str, Any]] = []
+    out = _Batcher(stats, batch)
     with open_text(Path(path)) as fh:
         first = fh.read(1)
         docs: Iterator[Any]
@@ -434,15 +456,9 @@ def iter_json_events(path: str | Path, stats: ReadStats, batch: int = BATCH) -> 
                 stats.bad_records += 1
                 stats.warn("a JSON record that is not a Windows event was skipped")
                 continue
-            rows.append(row)
-            if len(rows) >= batch:
-                frame = to_frame(rows)
-                stats.see(frame)
+            if (frame := out.add(row)) is not None:
                 yield frame
-                rows = []
-    if rows:
-        frame = to_frame(rows)
-        stats.see(frame)
+    if (frame := out.flush()) is not None:
         yield frame
 
 

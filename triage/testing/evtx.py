@@ -13,7 +13,7 @@ service writes a log:
   not only when the chunk is read front to back;
 * event records (``**\\0\\0``, size, identifier, written time, Binary XML, copy of the size).
 
-Every record's Binary XML is what Windows produces: a fragment header followed by a *template
+Every record's Binary XML has the shape Windows gives it: a fragment header followed by a *template
 instance*.  The template definition (the XML skeleton with typed substitution slots) is stored
 inline in the first record of a chunk that uses it and referenced by chunk offset afterwards;
 element and attribute names are stored once per chunk and referenced by offset.  The record then
@@ -22,32 +22,38 @@ UInt16, ``Level``/``Opcode``/``Version`` UInt8, ``Keywords`` HexInt64, ``SystemT
 ``EventRecordID`` UInt64, ``ProcessID``/``ThreadID`` UInt32, ``UserID`` SID, ``Guid`` GUID, and
 strings as UTF-16.  Optional System attributes (``Qualifiers``, ``Guid``, ``EventSourceName``,
 ``UserID``, ``ActivityID``, ``RelatedActivityID``) are *conditional* substitutions that receive a
-NULL value when unset, exactly as in real logs.  How the two common readers show that:
+NULL value when unset, as in real logs.  How the two common readers show that:
 
 * ``evtx`` (omerbenamram, Rust) drops NULL attributes: ``"EventID": 4624`` without qualifiers,
   ``{"#attributes": {"Qualifiers": 16384}, "#text": 1000}`` with them; ``"Security": null`` and
   ``"Correlation": null`` when no attribute is set.  ``SystemTime`` is rendered as
   ``2021-03-02T21:37:04.123456Z``.  Integer EventData values become JSON numbers.
+  GUIDs come out upper case without braces, ``Keywords`` without zero padding; empty
+  ``UserData`` fields are ``null``.
 * ``python-evtx`` (williballenthin) renders NULL attributes as empty ones (``Qualifiers=""``,
-  ``UserID=""``, ``Guid=""``) and renders FILETIME values as ``2021-03-02 21:37:04.123456+00:00``,
-  converting through a float, so the rendered value can be off by up to 2 microseconds (the raw
-  FILETIME it reads is exact).
+  ``UserID=""``, ``Guid=""``) and renders FILETIME values as ``2021-03-02 21:37:04.123456+00:00``
+  (``+00:00`` suffix, no fraction when it is zero), converting through a float, so the rendered
+  value can be off by up to 2 microseconds (the raw FILETIME it reads is exact).  GUIDs come out
+  lower case in braces, ``Keywords`` zero-padded (``0x0080000000000000``); non-ASCII text is
+  written as character references and control characters are dropped.  It does not escape ``"``
+  in attribute values, so ``Data`` names and provider names must not contain double quotes.
 
 EventData: a ``dict`` becomes ``<Data Name="k">v</Data>`` elements (``str`` -> UTF-16 string,
 ``int`` -> UInt32/UInt64/Int64, ``None`` -> a NULL substitution, which both readers show as an
 empty ``<Data Name="k"></Data>`` -- the evtx JSON value is ``""``, like an empty string); a ``list``
-becomes unnamed ``<Data>`` elements as classic (``ReportEvent``) providers produce them.  Windows
-stores classic insertion strings as one string-array substitution, which python-evtx renders as a
-single ``<Data>`` with ``<string>`` fragments; this writer uses one substitution per ``<Data>``
-element instead so that both readers return the same list (the evtx output is the same either
-way: ``"Data": {"#text": [...]}``).  An event with no data gets no ``EventData`` element.
+becomes unnamed ``<Data>`` elements as classic (``ReportEvent``) providers produce them, one
+substitution per element, so both readers return the same list (evtx: ``"Data": {"#text": [...]}``,
+or ``{"#text": "v"}`` for a single item).  Windows may instead store insertion strings as one
+string-array substitution, which python-evtx renders as a single ``<Data>`` with ``<string>``
+fragments.  An event with no data gets no ``EventData`` element.
 ``user_data`` produces ``<UserData><Name xmlns="...">fields</Name></UserData>`` instead; give the
 namespace in ElementTree's Clark notation (``"{namespace}Name"``).
 
-Limits: one record must fit in one chunk (about 64 KB of Binary XML) and one value in 65535 bytes
-(32767 UTF-16 code units); :class:`ValueError` is raised otherwise.  Only the standard library is
-used.  Layout facts follow the public libyal "Windows XML Event Log (EVTX) format" notes and
-MS-EVEN6.
+Record identifiers should increase through the file, as Windows writes them (evtx stops reading a
+chunk at the record whose identifier equals the chunk's last one).  Limits: one record must fit in
+one chunk (about 64 KB of Binary XML) and one value in 65535 bytes (32767 UTF-16 code units);
+:class:`ValueError` is raised otherwise.  Only the standard library is used.  Layout facts follow
+the public libyal "Windows XML Event Log (EVTX) format" notes and MS-EVEN6.
 """
 
 from __future__ import annotations
@@ -72,12 +78,12 @@ __all__ = [
     "FILE_FLAG_FULL",
     "FILE_HEADER_SIZE",
     "Event",
-    "chunk_header_checksum",
     "chunk_data_checksum",
+    "chunk_header_checksum",
     "corrupt_chunk",
     "evtx_bytes",
-    "filetime",
     "file_header_checksum",
+    "filetime",
     "name_hash",
     "write_evtx",
 ]
@@ -270,9 +276,9 @@ def _data_value(value: DataValue) -> tuple[int, bytes]:
     """Substitution (type, bytes) for an EventData/UserData value; ``None`` is a NULL substitution."""
     if value is None:
         return _T_NULL, b""
+    if isinstance(value, str):
+        return _T_STRING, _utf16(value)
     kind = _data_type(value)
-    if kind == _T_STRING:
-        return _T_STRING, _utf16(value)  # type: ignore[arg-type]
     if kind == _T_UINT32:
         return kind, struct.pack("<I", value)
     if kind == _T_UINT64:
@@ -284,10 +290,10 @@ def _data_value(value: DataValue) -> tuple[int, bytes]:
 
 # A template key describes the XML skeleton: ("data", ((name, type), ...)), ("list", (type, ...)),
 # ("user", clark_name, ((field, type), ...)) or ("none",).
-TemplateKey = tuple
+_TemplateKey = tuple
 
 
-def _template_key(event: Event) -> TemplateKey:
+def _template_key(event: Event) -> _TemplateKey:
     if event.user_data is not None:
         name, fields = event.user_data
         return ("user", name, tuple((key, _data_type(value)) for key, value in fields.items()))
@@ -302,7 +308,7 @@ def _template_key(event: Event) -> TemplateKey:
     raise TypeError(f"Event.data must be a dict or a list, got {type(event.data).__name__}")
 
 
-def _template_guid(key: TemplateKey) -> bytes:
+def _template_guid(key: _TemplateKey) -> bytes:
     return hashlib.md5(repr(key).encode("utf-8"), usedforsecurity=False).digest()
 
 
@@ -380,7 +386,7 @@ class _Writer:
         struct.pack_into("<I", out, size_at, len(out) - size_at - 4)
 
 
-def _template_body(key: TemplateKey, writer: _Writer) -> None:
+def _template_body(key: _TemplateKey, writer: _Writer) -> None:
     """Write the fragment of a template: ``<Event>`` with ``System`` and the payload section."""
     w = writer
     sub = w.sub
@@ -502,11 +508,11 @@ class _Chunk:
         self.first_id = 0
         self.last_id = 0
         self.names: dict[str, int] = {}
-        self.templates: dict[TemplateKey, tuple[int, int]] = {}  # key -> (definition offset, template id)
+        self.templates: dict[_TemplateKey, tuple[int, int]] = {}  # key -> (definition offset, template id)
         self.string_tail: dict[int, int] = {}
         self.template_tail: dict[int, int] = {}
 
-    def build_record(self, event: Event, record_id: int, key: TemplateKey) -> tuple[bytes, _Writer | None]:
+    def build_record(self, event: Event, record_id: int, key: _TemplateKey) -> tuple[bytes, _Writer | None]:
         """Serialise ``event`` as if appended at the free offset; names are not committed yet."""
         start = self.free
         instance_at = start + RECORD_HEADER_SIZE + len(_FRAGMENT_HEADER)
@@ -537,7 +543,7 @@ class _Chunk:
     def fits(self, record: bytes) -> bool:
         return self.free + len(record) <= CHUNK_SIZE
 
-    def commit(self, record: bytes, record_id: int, key: TemplateKey, writer: _Writer | None) -> None:
+    def commit(self, record: bytes, record_id: int, key: _TemplateKey, writer: _Writer | None) -> None:
         start = self.free
         self.buf[start : start + len(record)] = record
         if writer is not None:
