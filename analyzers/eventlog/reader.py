@@ -16,6 +16,7 @@ import json
 import logging
 import lzma
 import re
+import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class ReadStats:
     first: pd.Timestamp | None = None
     last: pd.Timestamp | None = None
     channels: dict[str, int] = field(default_factory=dict)
+    truncated: bool = False
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < 200:
@@ -407,8 +409,48 @@ def iter_evtx(path: str | Path, stats: ReadStats, batch: int = BATCH) -> Iterato
                         yield frame
             except Exception as exc2:  # an unreadable file is a warning, not a crash
                 stats.warn(f"python-evtx could not read the file either: {exc2}")
+    if stats.backend == "evtx":
+        for row in _recover_partial_chunk(path, stats):
+            if (frame := out.add(row)) is not None:
+                yield frame
     if (frame := out.flush()) is not None:
         yield frame
+
+
+FILE_HEADER, CHUNK_SIZE = 4096, 65536
+
+
+def _recover_partial_chunk(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
+    """A truncated log ends inside a chunk, which the evtx package drops whole without a word.
+
+    Parse that tail alone, zero-padded to a full chunk behind the file header, in a private temp
+    file: the records before the cut come back.
+    """
+    size = path.stat().st_size
+    tail = (size - FILE_HEADER) % CHUNK_SIZE if size > FILE_HEADER else 0
+    if not tail:
+        return
+    stats.truncated = True
+    with open(path, "rb") as fh:
+        header = fh.read(FILE_HEADER)
+        fh.seek(size - tail)
+        part = fh.read(tail)
+    before = stats.records
+    with tempfile.NamedTemporaryFile(prefix="triage-evtx-tail-", suffix=".evtx") as tmp:
+        tmp.write(header + part + bytes(CHUNK_SIZE - tail))
+        tmp.flush()
+        recovered = 0
+        try:
+            for row in _iter_evtx_rust(Path(tmp.name), stats):
+                if str(row.get("EventRecordID") or "0") == "0":  # the record the cut went through
+                    stats.bad_records += 1
+                    continue
+                recovered += 1
+                yield row
+        except (RuntimeError, OSError, ValueError) as exc:
+            stats.warn(f"truncated last chunk: {exc}")
+    stats.warn(f"file is truncated: it ends {tail} bytes into a {CHUNK_SIZE}-byte chunk; "
+               f"{recovered} records recovered from that partial chunk (after {before} from whole chunks)")
 
 
 # -- JSON lines ----------------------------------------------------------------------------------------------

@@ -124,3 +124,64 @@ def test_garbage_file_is_a_warning_not_a_crash(tmp_path: Path) -> None:
     stats = ReadStats()
     assert list(iter_evtx(path, stats)) == []
     assert stats.records == 0 and stats.warnings
+
+
+# -- synthetic logs from the project's own EVTX writer ------------------------------------------------------
+def _log(n: int = 300) -> bytes:
+    from datetime import UTC, datetime, timedelta
+
+    from triage.testing.evtx import Event, evtx_bytes
+
+    t0 = datetime(2021, 3, 3, 2, 0, tzinfo=UTC)
+    events = [Event(event_id=4688, provider="Microsoft-Windows-Security-Auditing", channel="Security",
+                    time_created=t0 + timedelta(seconds=i), data={"NewProcessName": "C:\\Windows\\cmd.exe",
+                                                                  "CommandLine": f"cmd /c step {i}"})
+              for i in range(n)]
+    return evtx_bytes(events, chunk_records=100)
+
+
+def _ids(path: Path) -> tuple[list[int], ReadStats]:
+    stats = ReadStats()
+    frames = list(iter_evtx(path, stats))
+    ids = sorted(int(i) for f in frames for i in f["EventRecordID"])
+    return ids, stats
+
+
+def test_synthetic_log_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "Security.evtx"
+    path.write_bytes(_log())
+    ids, stats = _ids(path)
+    assert ids == list(range(1, 301)) and not stats.warnings
+    df = pd.concat(list(iter_evtx(path, ReadStats(), batch=64)), ignore_index=True)
+    assert df.loc[299, "CommandLine"] == "cmd /c step 299"
+    assert str(df.loc[0, "TimeCreated"]) == "2021-03-03 02:00:00+00:00"
+
+
+def test_corrupt_middle_chunk_keeps_the_others(tmp_path: Path) -> None:
+    from triage.testing.evtx import corrupt_chunk
+
+    path = tmp_path / "Security.evtx"
+    path.write_bytes(corrupt_chunk(_log(), 1))
+    ids, stats = _ids(path)
+    assert ids == [*range(1, 101), *range(201, 301)]
+    assert stats.bad_chunks == 1 and "chunk number 1" in stats.warnings[0]
+
+
+def test_truncated_log_recovers_the_partial_chunk(tmp_path: Path) -> None:
+    data = _log()
+    path = tmp_path / "Security.evtx"
+    path.write_bytes(data[: 4096 + 65536 + 20000])  # cut 20,000 bytes into the second chunk
+    ids, stats = _ids(path)
+    assert ids[:100] == list(range(1, 101)) and len(ids) > 100  # records before the cut come back
+    assert ids == list(range(1, ids[-1] + 1))
+    assert stats.truncated and any("truncated" in w for w in stats.warnings)
+
+
+def test_broken_file_header_falls_back_to_python_evtx(tmp_path: Path) -> None:
+    data = bytearray(_log())
+    data[0:8] = b"NOTAFILE"
+    path = tmp_path / "Security.evtx"
+    path.write_bytes(bytes(data))
+    ids, stats = _ids(path)
+    assert ids == list(range(1, 301))
+    assert stats.backend == "python-evtx" and "falling back to python-evtx" in stats.warnings[0]
