@@ -3,7 +3,7 @@
 exchange-compromised/volume: Exchange 2016 CU19 installed at a non-default path (C:\\Apps\\Exchange\\V15,
 found only through MsiInstallPath in the SOFTWARE hive), a CVE-2021-27065-style web shell in
 aspnet_client, a ProxyLogon SSRF request in the HttpProxy ECP log, an lsass minidump in Windows\\Temp
-and a staging archive in ProgramData.
+and a staging archive in ProgramData; event logs telling the intrusion (triage.testing.eventlogs).
 exchange-clean/volume: the same server without the intrusion, at the default install path.
 """
 
@@ -16,8 +16,10 @@ from pathlib import Path
 from triage.testing.volume import DEFAULT_INSTALL, VolumeSpec, build_volume
 
 SAMPLES = {
-    "exchange-compromised": VolumeSpec(hostname="EXCH01", install_path=r"C:\Apps\Exchange\V15", compromised=True),
-    "exchange-clean": VolumeSpec(hostname="EXCH02", install_path=DEFAULT_INSTALL, compromised=False),
+    "exchange-compromised": VolumeSpec(
+        hostname="EXCH01", install_path=r"C:\Apps\Exchange\V15", compromised=True, event_logs=True
+    ),
+    "exchange-clean": VolumeSpec(hostname="EXCH02", install_path=DEFAULT_INSTALL, compromised=False, event_logs=True),
 }
 
 

@@ -80,11 +80,16 @@ def ts_from_epoch(value: float | None) -> str | None:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+_HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
+
+
 def safe_component(name: str) -> str:
     """Make one path component safe to create on the examiner's file system.
 
-    Undecodable bytes and characters that are special on Windows or POSIX are percent-encoded (``%``
-    itself too, so the mapping is reversible); ``.``/``..`` never survive; over-long names keep a hash.
+    Undecodable bytes and characters that are special on Windows or POSIX are percent-encoded; a
+    ``%`` is encoded only where two hex digits follow it, so the mapping stays reversible while the
+    common Windows names keep their look (``Microsoft-Windows-Sysmon%4Operational.evtx``);
+    ``.``/``..`` never survive; over-long names keep a hash.
     """
     raw = os.fsencode(name)
     try:
@@ -92,11 +97,13 @@ def safe_component(name: str) -> str:
     except UnicodeDecodeError:
         text = raw.decode("utf-8", errors="surrogateescape")
     out = []
-    for ch in text:
+    for i, ch in enumerate(text):
         code = ord(ch)
         if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte carried by surrogateescape
             out.append(f"%{code - 0xDC00:02X}")
-        elif ch in '%/\\:*?"<>|' or code < 0x20 or code == 0x7F:
+        elif ch == "%":
+            out.append("%25" if _HEX2.match(text, i + 1) else "%")
+        elif ch in '/\\:*?"<>|' or code < 0x20 or code == 0x7F:
             out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8")))
         else:
             out.append(ch)

@@ -15,7 +15,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import triage.collectors.vfs as vfs
 from collectors_support import (
     age_tree,
     case_files,
@@ -27,9 +26,10 @@ from collectors_support import (
     snapshot,
     stored_rows,
 )
-from triage.collectors.vfs import LINK_DETAIL
 
+import triage.collectors.vfs as vfs
 from triage.case import NAME_MAX, Case, safe_component
+from triage.collectors.vfs import LINK_DETAIL
 from triage.errors import UsageError
 from triage.testing.volume import VolumeSpec, build_volume, to_velociraptor, zip_bytes
 
@@ -167,7 +167,9 @@ def test_symlinks_out_of_the_volume_are_not_followed(tmp_path, new_case):
         ("shell.aspx", "shell.aspx"),
         (os.fsdecode(b"sh\xffell.aspx"), "sh%FFell.aspx"),
         (os.fsdecode(b"\xc3(\x80.aspx"), "%C3(%80.aspx"),
-        ("100% real:shell.aspx", "100%25 real%3Ashell.aspx"),
+        ("100% real:shell.aspx", "100% real%3Ashell.aspx"),
+        ("Microsoft-Windows-Sysmon%4Operational.evtx", "Microsoft-Windows-Sysmon%4Operational.evtx"),
+        ("a%41b", "a%2541b"),
         ('a<b>c|d?e*f"g\\h.aspx', "a%3Cb%3Ec%7Cd%3Fe%2Af%22g%5Ch.aspx"),
         ("tab\there\x7f", "tab%09here%7F"),
         ("шелл.aspx", "шелл.aspx"),

@@ -187,10 +187,11 @@ def test_url_encoded_names_come_out_decoded(vol, content, tmp_path, new_case, as
     collect(case, out)
     (row,) = [r for r in stored_rows(case) if r.source_path.endswith(encoded)]
     stored_name = Path(row.relpath).name
-    # the logical name is the decoded one; safe_component re-encodes '%' and ':' exactly once for
-    # storage (a name that had not been decoded would come out as 100%2525 real%253Ashell.aspx)
+    # the logical name is the decoded one; safe_component re-encodes ':' for storage and leaves a '%'
+    # that no hex pair follows (a name that had not been decoded would come out as 100%2525 real%253A...)
     assert urllib.parse.unquote(stored_name) == PERCENT_NAME
-    assert row.relpath == evidence_rel("EXCH01", "web_file", f"inetpub/wwwroot/{encoded}")
+    assert stored_name == "100% real%3Ashell.aspx"
+    assert row.relpath == evidence_rel("EXCH01", "web_file", "inetpub/wwwroot/100% real%3Ashell.aspx")
     assert row.sha256 == sha256(content[f"inetpub/wwwroot/{PERCENT_NAME}"])
 
     (cyr,) = [r for r in stored_rows(case) if "aspnet_client/%D1" in r.source_path]

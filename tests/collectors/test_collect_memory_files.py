@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from collectors_support import case_files, collect_loose, md5, rows_by_outcome, sha256, stored_rows
+
 from triage.collectors.collect import guess_kind
 from triage.collectors.sources import open_source_path
 

@@ -6,9 +6,9 @@ import zipfile
 
 import pytest
 from collectors_support import collect
+
 from triage.collectors.collect import collect_volume
 from triage.collectors.sources import open_source_path
-
 from triage.errors import ExitCode, UsageError
 from triage.testing.volume import build_volume, to_kape, to_velociraptor
 

@@ -71,6 +71,7 @@ class VolumeSpec:
     compromised: bool = True
     write_software_hive: bool = True
     write_system_hive: bool = True
+    event_logs: bool = False  # the attack story (or benign activity) as EVTX, see triage.testing.eventlogs
     extra_files: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -177,6 +178,10 @@ def volume_files(spec: VolumeSpec) -> dict[str, bytes]:
         files["inetpub/wwwroot/aspnet_client/system_web/Dk2jQ8ab.aspx"] = OAB_SHELL.encode()
         files["Windows/Temp/lsass.dmp"] = minidump_bytes()
         files["ProgramData/it.zip"] = zip_bytes({"lsass.dmp": minidump_bytes(1024)})
+    if spec.event_logs:
+        from triage.testing.eventlogs import event_log_files
+
+        files.update(event_log_files(spec.compromised, computer=f"{spec.hostname}.corp.example"))
     files.update(spec.extra_files)
     return files
 
