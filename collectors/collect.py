@@ -11,12 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from triage.case import Case, ManifestRow, safe_host
 from triage.collectors.families import Family, load_families
 from triage.collectors.hostinfo import computer_name, exchange_root
 from triage.collectors.sources import MEMORY_EXTENSIONS, Source
 from triage.collectors.vfs import DIR, FILE, UNSAFE, VNode, expand_braces, glob, resolve
-
-from triage.case import Case, ManifestRow, safe_host
 from triage.hashing import open_source
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from triage.collectors.vfs import DIR, VNode, ZipTree, dir_node, merged, url_decode
-
 from triage.errors import UsageError
 from triage.hashing import open_source
 

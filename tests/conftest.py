@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from triage.collectors.collect import collect_volume
-from triage.collectors.sources import open_source_path
 
 from triage import registry
 from triage.case import Case
+from triage.collectors.collect import collect_volume
+from triage.collectors.sources import open_source_path
 from triage.testing.volume import VolumeSpec, build_volume
 
 REPO = Path(__file__).resolve().parents[1]

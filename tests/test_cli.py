@@ -25,7 +25,8 @@ def test_run_end_to_end_leaves_source_untouched(tmp_path: Path, capsys) -> None:
     _age(vol)
     before = snapshot(vol)
     code = main(
-        ["run", str(vol), "--case", str(tmp_path / "case"), "--json", "-q", "-j", "2", "--examiner", "analyst7"]
+        ["run", str(vol), "--case", str(tmp_path / "case"), "--json", "-q", "-j", "2", "--examiner", "analyst7",
+         "--only", "webshell_locations"]
     )
     assert code == ExitCode.OK
     out = json.loads(capsys.readouterr().out)
@@ -56,7 +57,8 @@ def test_run_end_to_end_leaves_source_untouched(tmp_path: Path, capsys) -> None:
 )
 def test_fail_on(tmp_path: Path, compromised: bool, fail_on: str, expected: ExitCode) -> None:
     vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=compromised))
-    assert main(["run", str(vol), "--case", str(tmp_path / "case"), "-q", "--fail-on", fail_on]) == expected
+    args = ["run", str(vol), "--case", str(tmp_path / "case"), "-q", "--fail-on", fail_on, "--only", "webshell_locations"]
+    assert main(args) == expected
 
 
 def test_usage_errors(tmp_path: Path, capsys) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from triage.analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_events
 
+from triage.analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_events
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register, signature_path
 

@@ -100,6 +100,7 @@ class Column:
         )
         hexmask = np.isnan(num) & to_bool_array(pc.match_substring_regex(self.folded, _HEX))
         if hexmask.any():
+            num = np.array(num, dtype="float64")  # writable copy
             idx = np.flatnonzero(hexmask)
             encoded = pc.dictionary_encode(self.folded.take(pa.array(idx)))
             uniq = [float(int(v.strip(), 16)) for v in encoded.dictionary.to_pylist()]  # per distinct value
@@ -243,7 +244,7 @@ class SubFrame:
             if not isinstance(name, str) or name in ENVELOPE_COLUMNS:
                 continue
             dtype = self.df[name].dtype
-            if not (pd.api.types.is_string_dtype(dtype) or dtype == object):
+            if not (pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype)):
                 continue
             col = self.column_by_name(name)
             if col.has_values:

@@ -6,7 +6,7 @@ The mapping lives in ``signatures/sigma/logsources.yaml``; :func:`load_logsource
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from importlib import resources
@@ -39,7 +39,7 @@ class SourceVariant:
         aliases: (rule field, table column) pairs, global aliases merged with the source's own.
     """
 
-    name: str
+    name: str = field(compare=False)  # sources with equal filters and aliases share one sub-frame
     channels: tuple[str, ...] = ()
     providers: tuple[str, ...] = ()
     event_ids: tuple[int, ...] = ()
@@ -106,7 +106,7 @@ class LogsourceMap:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[LogsourceEntry]:
         return iter(self.entries.values())
 
     @classmethod

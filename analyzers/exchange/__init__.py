@@ -1,0 +1,1 @@
+"""Exchange ProxyLogon (ED 21-02) log analyzers."""

@@ -1,0 +1,74 @@
+"""What the Exchange analyzers share: the log files of a unit, time formatting, limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pandas as pd
+
+from triage.analyzers.exchange.logs import ParseStats, log_type
+from triage.case import ManifestRow
+from triage.registry import Unit, logical_path
+
+ED_WINDOW_START = pd.Timestamp("2021-01-01T00:00:00Z")
+MAX_PER_CHECK = 500  # individual findings per check (or rule) and unit; the rest go into one overflow finding
+TPL_REFERENCE = "https://github.com/microsoft/CSS-Exchange/blob/main/Security/src/Test-ProxyLogon.ps1"
+AA21_062A = "https://www.cisa.gov/news-events/cybersecurity-advisories/aa21-062a"
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """One collected log: where its bytes are, where it was on the host, and what kind of log it is."""
+
+    path: Path
+    logical: str
+    logtype: str
+    kind: str = ""
+    row: ManifestRow | None = None
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.logical).name
+
+    @classmethod
+    def of(cls, unit: Unit, row: ManifestRow) -> LogFile:
+        logical = logical_path(row)
+        return cls(unit.member_path(row), logical, log_type(logical, row.kind), row.kind, row)
+
+
+def unit_files(unit: Unit) -> list[LogFile]:
+    """The unit's artifacts as log files (a host unit's members, or the single evidence item)."""
+    rows = unit.members or [unit.evidence]
+    return sorted((LogFile.of(unit, r) for r in rows), key=lambda f: f.logical.lower())
+
+
+def iso(ts: Any) -> str:
+    """A UTC timestamp as ISO 8601 with milliseconds and Z (empty for missing)."""
+    if ts is None or ts is pd.NaT or (isinstance(ts, float) and pd.isna(ts)):
+        return ""
+    t = pd.Timestamp(ts)
+    if pd.isna(t):
+        return ""
+    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def report_parse_problems(unit: Unit, stats: Iterable[tuple[str, ParseStats]], limit: int = 20) -> None:
+    """Copy what went wrong while reading logs into the unit's warnings (a few lines per file)."""
+    for logical, st in stats:
+        if st.malformed_lines or st.replaced_chars or st.header_source in ("first line", "assumed default"):
+            unit.warn(
+                f"{logical}: {st.malformed_lines} malformed lines ({st.ragged_rows} kept with a wrong field "
+                f"count, {st.dropped_lines} dropped), {st.replaced_chars} undecodable bytes replaced, "
+                f"header from {st.header_source or 'nowhere'}"
+            )
+            for w in st.warnings[:limit]:
+                unit.warn(f"{logical}: {w}")
+
+
+def short(value: Any, limit: int = 300) -> str:
+    text = "" if value is None or value is pd.NA else str(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,152 @@
+"""Everything a report is rendered from, gathered once: findings, manifest, runs, directive, options."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from triage.case import ManifestRow
+from triage.finding import SEVERITIES
+
+log = logging.getLogger(__name__)
+
+MANIFEST_COLUMNS = [
+    "artifact_id",
+    "source_host",
+    "kind",
+    "outcome",
+    "family",
+    "source_path",
+    "relpath",
+    "size",
+    "sha256",
+    "md5",
+    "sha1",
+    "storage",
+    "source_type",
+    "collector",
+    "collected_at",
+    "source_mtime",
+    "details",
+]
+STORED = ("success", "empty")
+UNKNOWN_HOST = "(no host)"
+
+
+@dataclass
+class ReportOptions:
+    """Limits and inputs of one report build (the limits keep the HTML and XLSX usable on huge cases)."""
+
+    html_max_findings: int = 5000
+    html_max_artifacts: int = 3000
+    xlsx_max_rows: int = 100_000
+    stix_max_observed: int = 5000
+    ledger_max_ids: int = 1000
+    command_line: str | None = None
+    rule_dirs: tuple[str, ...] = ()
+
+
+def manifest_frame(rows: list[ManifestRow]) -> pd.DataFrame:
+    """The manifest as a frame with fixed columns (empty cases included)."""
+    df = pd.DataFrame.from_records([r.as_dict() for r in rows], columns=[*MANIFEST_COLUMNS, "extra"])
+    for col in MANIFEST_COLUMNS:
+        if col != "size":
+            df[col] = df[col].astype("string")
+    df["size"] = pd.to_numeric(df["size"], errors="coerce").astype("Int64")
+    df["source_host"] = df["source_host"].fillna(UNKNOWN_HOST).replace("", UNKNOWN_HOST)
+    return df
+
+
+def parse_attributes(value: object) -> dict[str, Any]:
+    """A finding's attributes as a dict; anything that is not a JSON object becomes ``{}``."""
+    if not isinstance(value, str) or not value:
+        return {}
+    try:
+        out = json.loads(value)
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+@dataclass
+class ReportContext:
+    """The inputs of every renderer; derived views are computed once and cached."""
+
+    case_id: str
+    case_info: dict[str, Any]
+    findings: pd.DataFrame
+    manifest: pd.DataFrame
+    runs: pd.DataFrame
+    directive: Any  # triage.report.directive.Directive
+    generated: str
+    options: ReportOptions = field(default_factory=ReportOptions)
+    warnings: list[str] = field(default_factory=list)
+    case_path: str = ""
+
+    @cached_property
+    def host_column(self) -> pd.Series:
+        """Each finding's host, with empty hosts under one placeholder name."""
+        return self.findings["host"].fillna("").replace("", UNKNOWN_HOST).astype(str)
+
+    @cached_property
+    def hosts(self) -> list[str]:
+        """Every host the case knows: from the manifest and from findings."""
+        names = set(self.manifest["source_host"].dropna().astype(str)) | set(self.host_column.unique())
+        return sorted(names, key=lambda h: (h == UNKNOWN_HOST, h.lower()))
+
+    @cached_property
+    def servers(self) -> list[str]:
+        """The hosts the ledger and the CISA rows speak of (findings without a host are no server)."""
+        real = [h for h in self.hosts if h != UNKNOWN_HOST]
+        return real or self.hosts
+
+    @cached_property
+    def stored(self) -> pd.DataFrame:
+        """Manifest rows whose bytes are in (or referenced by) the case."""
+        m = self.manifest
+        return m[m["outcome"].isin(STORED) & m["relpath"].notna()]
+
+    @cached_property
+    def kind_of(self) -> dict[str, str]:
+        """artifact_id -> evidence kind."""
+        m = self.manifest
+        return dict(zip(m["artifact_id"].astype(str), m["kind"].astype(str), strict=False))
+
+    @cached_property
+    def severity_codes(self) -> np.ndarray:
+        """Severity as 0 (info) .. 4 (critical), -1 where missing."""
+        return self.findings["severity"].cat.codes.to_numpy()
+
+    @cached_property
+    def step_sets(self) -> pd.Series:
+        from triage.report.directive import _split_sets
+
+        return _split_sets(self.findings["ed2102_steps"])
+
+    @cached_property
+    def combos(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """Distinct (host, rule_id, tags, steps, analyzer) rows and each finding's index into them.
+
+        Selectors are evaluated on the distinct combinations (few) and gathered back to findings
+        (many), which keeps the ledger linear and cheap on million-finding cases.
+        """
+        cols = {
+            "host": self.host_column,
+            "rule_id": self.findings["rule_id"].fillna("").astype(str),
+            "tags": self.findings["tags"].fillna("").astype(str),
+            "ed2102_steps": self.findings["ed2102_steps"].fillna("").astype(str),
+            "analyzer": self.findings["analyzer"].fillna("").astype(str),
+        }
+        frame = pd.DataFrame(cols)
+        codes = frame.groupby(list(cols), sort=False).ngroup().to_numpy()
+        uniq = frame.drop_duplicates().reset_index(drop=True)
+        return uniq, codes
+
+    def severity_name(self, code: int) -> str | None:
+        return SEVERITIES[code] if 0 <= code < len(SEVERITIES) else None

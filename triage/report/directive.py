@@ -1,0 +1,223 @@
+"""ED 21-02 as data: the checklist steps of ``signatures/ed2102.yaml`` and the finding families they use.
+
+The file is validated on load (unknown keys, bad vocabulary and duplicate ids are errors naming the
+step), so a typo cannot silently turn a step into a manual one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from triage.finding import SEVERITIES
+
+DIRECTIVE_FILE = "ed2102.yaml"
+STATUSES = ("done", "not done", "not applicable", "needs manual attestation")
+CATEGORIES = ("collected", "examined", "manual")
+DONE_WHEN = ("artifacts", "examined", "findings", "coverage", "manual")
+PREFILLS = ("", "verdict", "retention", "cisa")
+STEP_KEYS = {
+    "id",
+    "title",
+    "category",
+    "kinds",
+    "require_names",
+    "findings",
+    "done_when",
+    "otherwise",
+    "fail_at",
+    "not_applicable_without",
+    "prefill",
+    "note",
+}
+SELECTOR_KEYS = {"steps", "rule_prefixes", "tags", "families"}
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which findings belong to a step or family: by checklist step, rule-id prefix or tag."""
+
+    steps: tuple[str, ...] = ()
+    rule_prefixes: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def mask(self, df: pd.DataFrame, step_sets: pd.Series | None = None) -> pd.Series:
+        """Boolean mask over a findings frame (``step_sets``: each row's ed2102 steps as a frozenset)."""
+        m = pd.Series(False, index=df.index)
+        if self.rule_prefixes:
+            m |= df["rule_id"].fillna("").str.startswith(self.rule_prefixes)
+        if self.tags:
+            tag_sets = _split_sets(df["tags"])
+            wanted = set(self.tags)
+            m |= tag_sets.map(lambda s: not wanted.isdisjoint(s)).astype(bool)
+        if self.steps:
+            sets = step_sets if step_sets is not None else _split_sets(df["ed2102_steps"])
+            wanted_steps = set(self.steps)
+            m |= sets.map(lambda s: not wanted_steps.isdisjoint(s)).astype(bool)
+        return m
+
+    def __or__(self, other: Selector) -> Selector:
+        return Selector(
+            steps=tuple(dict.fromkeys(self.steps + other.steps)),
+            rule_prefixes=tuple(dict.fromkeys(self.rule_prefixes + other.rule_prefixes)),
+            tags=tuple(dict.fromkeys(self.tags + other.tags)),
+        )
+
+
+def _split_sets(col: pd.Series) -> pd.Series:
+    """Comma-separated text -> frozenset per row; computed on the distinct values only (they repeat a lot)."""
+    col = col.fillna("").astype(str)
+    uniq = {v: frozenset(p.strip() for p in v.split(",") if p.strip()) for v in col.unique()}
+    return col.map(uniq)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One checklist step and how evidence satisfies it."""
+
+    id: str
+    title: str
+    category: str
+    done_when: str
+    kinds: tuple[str, ...] = ()
+    require_names: tuple[str, ...] = ()
+    findings: Selector = field(default_factory=Selector)
+    otherwise: str = "not done"
+    fail_at: str | None = None
+    not_applicable_without: tuple[str, ...] = ()
+    prefill: str = ""
+    note: str = ""
+
+    @property
+    def number(self) -> str:
+        """The checklist number this step (or sub-check) belongs to: ``"4.1"`` -> ``"4"``."""
+        return self.id.split(".")[0]
+
+    @property
+    def sort_key(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.id.split("."))
+
+
+@dataclass(frozen=True)
+class Directive:
+    """The loaded directive file."""
+
+    steps: tuple[Step, ...]
+    window_start: pd.Timestamp
+    retention_days: int
+    families: dict[str, Selector]
+    compromised_at: str
+    suspicious_at: str
+    ignore_families: tuple[str, ...]
+    path: str = ""
+
+    def family(self, name: str) -> Selector:
+        return self.families.get(name, Selector())
+
+    def step(self, step_id: str) -> Step:
+        for s in self.steps:
+            if s.id == step_id:
+                return s
+        raise KeyError(step_id)
+
+
+def _tuple(raw: Any, where: str, key: str) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ValueError(f"{where}: {key} must be a list")
+    return tuple(str(v) for v in raw)
+
+
+def _selector(raw: Any, where: str, families: dict[str, Selector] | None = None) -> Selector:
+    if raw is None:
+        return Selector()
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping of {sorted(SELECTOR_KEYS)}")
+    unknown = set(raw) - SELECTOR_KEYS
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    sel = Selector(
+        steps=_tuple(raw.get("steps"), where, "steps"),
+        rule_prefixes=_tuple(raw.get("rule_prefixes"), where, "rule_prefixes"),
+        tags=_tuple(raw.get("tags"), where, "tags"),
+    )
+    for fam in _tuple(raw.get("families"), where, "families"):
+        if families is None or fam not in families:
+            raise ValueError(f"{where}: unknown family {fam!r}")
+        sel = sel | families[fam]
+    return sel
+
+
+def load_directive(path: Path | None = None) -> Directive:
+    """Load and validate ``signatures/ed2102.yaml`` (or another file in the same format)."""
+    if path is None:
+        from triage.registry import signature_path
+
+        path = signature_path(DIRECTIVE_FILE)
+    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    families = {
+        str(name): _selector(raw, f"{path}: conventions.{name}") for name, raw in (doc.get("conventions") or {}).items()
+    }
+    verdict = doc.get("verdict") or {}
+    steps: list[Step] = []
+    seen: set[str] = set()
+    for raw in doc.get("steps") or []:
+        sid = str(raw.get("id", "?"))
+        where = f"{path}: step {sid}"
+        unknown = set(raw) - STEP_KEYS
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+        if sid in seen:
+            raise ValueError(f"{where}: id used twice")
+        seen.add(sid)
+        if not all(p.isdigit() for p in sid.split(".")):
+            raise ValueError(f"{where}: id must be a number such as '4' or '4.1'")
+        step = Step(
+            id=sid,
+            title=str(raw["title"]),
+            category=str(raw.get("category", "")),
+            done_when=str(raw.get("done_when", "")),
+            kinds=_tuple(raw.get("kinds"), where, "kinds"),
+            require_names=_tuple(raw.get("require_names"), where, "require_names"),
+            findings=_selector(raw.get("findings"), f"{where}: findings", families) | Selector(steps=(sid.split(".")[0],)),
+            otherwise=str(raw.get("otherwise", "not done")),
+            fail_at=raw.get("fail_at"),
+            not_applicable_without=_tuple(raw.get("not_applicable_without"), where, "not_applicable_without"),
+            prefill=str(raw.get("prefill", "")),
+            note=" ".join(str(raw.get("note", "")).split()),
+        )
+        if step.category not in CATEGORIES:
+            raise ValueError(f"{where}: category must be one of {CATEGORIES}")
+        if step.done_when not in DONE_WHEN:
+            raise ValueError(f"{where}: done_when must be one of {DONE_WHEN}")
+        if step.otherwise not in STATUSES:
+            raise ValueError(f"{where}: otherwise must be one of {STATUSES}")
+        if step.fail_at is not None and step.fail_at not in SEVERITIES:
+            raise ValueError(f"{where}: fail_at must be one of {SEVERITIES}")
+        if step.prefill not in PREFILLS:
+            raise ValueError(f"{where}: prefill must be one of {PREFILLS}")
+        if step.done_when in ("artifacts", "examined", "coverage") and not step.kinds:
+            raise ValueError(f"{where}: done_when {step.done_when} needs kinds")
+        steps.append(step)
+    for key in ("compromised_at", "suspicious_at"):
+        if verdict.get(key, "high") not in SEVERITIES:
+            raise ValueError(f"{path}: verdict.{key} must be one of {SEVERITIES}")
+    ignore = _tuple(verdict.get("ignore_families"), f"{path}: verdict", "ignore_families")
+    for fam in ignore:
+        if fam not in families:
+            raise ValueError(f"{path}: verdict.ignore_families: unknown family {fam!r}")
+    return Directive(
+        steps=tuple(sorted(steps, key=lambda s: s.sort_key)),
+        window_start=pd.Timestamp(doc.get("window_start", "2021-01-01T00:00:00Z")),
+        retention_days=int(doc.get("retention_days", 183)),
+        families=families,
+        compromised_at=str(verdict.get("compromised_at", "high")),
+        suspicious_at=str(verdict.get("suspicious_at", "medium")),
+        ignore_families=ignore,
+        path=str(path),
+    )

@@ -1,0 +1,446 @@
+"""The ED 21-02 compliance ledger: one row per checklist step and host, with status and evidence.
+
+Statuses are ``done``, ``not done``, ``not applicable`` and ``needs manual attestation``. A row carries
+what makes its status true: the artifacts (id, kind, sha256, size) and the findings (ids, counts,
+worst severity) behind it, the analyzer runs over those artifacts, and a one-line result an analyst can
+copy into a status report. How each step is satisfied is data (``signatures/ed2102.yaml``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from triage.finding import SEVERITIES
+from triage.report.context import ReportContext, parse_attributes
+from triage.report.directive import Step
+from triage.report.hosts import VERDICT_CLEAN, VERDICT_COMPROMISED, HostSummary, indication_mask
+
+log = logging.getLogger(__name__)
+OK_RUNS = ("success", "no_findings")
+LEDGER_COLUMNS = [
+    "host",
+    "step",
+    "title",
+    "category",
+    "status",
+    "result",
+    "note",
+    "artifact_count",
+    "artifact_bytes",
+    "artifacts",
+    "finding_count",
+    "max_severity",
+    "finding_ids",
+    "runs",
+]
+
+
+@dataclass
+class LedgerEntry:
+    """One step for one host."""
+
+    host: str
+    step: str
+    title: str
+    category: str
+    status: str
+    result: str = ""
+    note: str = ""
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    artifact_count: int = 0
+    artifact_bytes: int = 0
+    finding_count: int = 0
+    finding_ids: list[str] = field(default_factory=list)
+    finding_ids_truncated: bool = False
+    max_severity: str | None = None
+    runs: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def as_row(self, max_artifacts: int = 200) -> dict[str, Any]:
+        """A flat row for CSV/XLSX: lists joined, artifacts as ``id:kind:sha256``."""
+        arts = [f"{a['artifact_id']}:{a['kind']}:{a.get('sha256') or '-'}" for a in self.artifacts[:max_artifacts]]
+        if len(self.artifacts) > max_artifacts:
+            arts.append(f"... {len(self.artifacts) - max_artifacts} more in ledger.json")
+        ids = list(self.finding_ids)
+        if self.finding_ids_truncated:
+            ids.append(f"... {self.finding_count - len(self.finding_ids)} more in findings.parquet")
+        return {
+            "host": self.host,
+            "step": self.step,
+            "title": self.title,
+            "category": self.category,
+            "status": self.status,
+            "result": self.result,
+            "note": self.note,
+            "artifact_count": self.artifact_count,
+            "artifact_bytes": self.artifact_bytes,
+            "artifacts": "; ".join(arts),
+            "finding_count": self.finding_count,
+            "max_severity": self.max_severity or "",
+            "finding_ids": "; ".join(ids),
+            "runs": "; ".join(f"{k} {v}" for k, v in sorted(self.runs.items())),
+        }
+
+
+@dataclass
+class Ledger:
+    """All ledger rows plus per-host tallies."""
+
+    entries: list[LedgerEntry]
+    window_start: str
+    retention_until: str
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame([e.as_row() for e in self.entries], columns=LEDGER_COLUMNS)
+
+    def tally(self) -> dict[str, dict[str, int]]:
+        """host -> status -> number of steps."""
+        out: dict[str, dict[str, int]] = {}
+        for e in self.entries:
+            out.setdefault(e.host, Counter())[e.status] += 1  # type: ignore[index]
+        return {h: dict(c) for h, c in out.items()}
+
+    def for_host(self, host: str) -> list[LedgerEntry]:
+        return [e for e in self.entries if e.host == host]
+
+    def get(self, host: str, step: str) -> LedgerEntry | None:
+        return next((e for e in self.entries if e.host == host and e.step == step), None)
+
+    def as_json(self, ctx: ReportContext) -> dict[str, Any]:
+        return {
+            "case_id": ctx.case_id,
+            "generated": ctx.generated,
+            "directive": "CISA ED 21-02 with Supplemental Directions v1 and v2",
+            "window_start": self.window_start,
+            "retention_until": self.retention_until,
+            "statuses": ["done", "not done", "not applicable", "needs manual attestation"],
+            "tally": self.tally(),
+            "entries": [e.as_dict() for e in self.entries],
+        }
+
+
+def _artifact(row: Any, examined: bool | None = None) -> dict[str, Any]:
+    out = {
+        "artifact_id": str(row.artifact_id),
+        "kind": str(row.kind),
+        "source_path": "" if pd.isna(row.source_path) else str(row.source_path),
+        "sha256": None if pd.isna(row.sha256) else str(row.sha256),
+        "size": None if pd.isna(row.size) else int(row.size),
+    }
+    if examined is not None:
+        out["examined"] = examined
+    return out
+
+
+class _HostView:
+    """What one host's evidence, runs and findings look like, computed once for all its steps."""
+
+    def __init__(self, ctx: ReportContext, host: str, registry_consumes: dict[str, tuple[str, ...]]) -> None:
+        self.host = host
+        stored = ctx.stored
+        self.artifacts = stored[stored["source_host"] == host]
+        m = ctx.manifest
+        fails = m[(m["source_host"] == host) & (m["outcome"] == "failure")]
+        self.failures = Counter(fails["kind"].astype(str))
+        self.examined_ids: set[str] = set()
+        self.run_status: dict[str, Counter[str]] = defaultdict(Counter)  # kind -> status -> n
+        runs = ctx.runs
+        kinds_here = set(self.artifacts["kind"].astype(str))
+        if len(runs):
+            mine = runs[runs["host"].fillna("").astype(str) == host] if "host" in runs else runs.iloc[0:0]
+            by_kind = self.artifacts.groupby("kind")["artifact_id"].apply(list).to_dict()
+            for r in mine.itertuples(index=False):
+                ev = str(getattr(r, "evidence_id", "") or "")
+                kind = ctx.kind_of.get(ev)
+                status = str(getattr(r, "status", "") or "")
+                if kind is not None:
+                    self.run_status[kind][status] += 1
+                    if status in OK_RUNS:
+                        self.examined_ids.add(ev)
+                    continue
+                # a host-scope unit: it examined every artifact of the kinds its analyzer consumes
+                for k in set(registry_consumes.get(str(r.analyzer), ())) & kinds_here:
+                    self.run_status[k][status] += 1
+                    if status in OK_RUNS:
+                        self.examined_ids.update(by_kind.get(k, []))
+        # a finding about an artifact proves an analyzer read it
+        if len(ctx.findings):
+            on_host = ctx.host_column.to_numpy() == host
+            self.examined_ids.update(ctx.findings["evidence_id"][on_host].dropna().astype(str).unique())
+        ids = self.artifacts["artifact_id"].astype(str)
+        self.examined_kinds = set(self.artifacts["kind"][ids.isin(self.examined_ids).to_numpy()].astype(str))
+
+    def of_kinds(self, kinds: tuple[str, ...]) -> pd.DataFrame:
+        return self.artifacts[self.artifacts["kind"].isin(kinds)]
+
+
+def _severity_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+
+
+class LedgerBuilder:
+    """Evaluates every step of the directive for every host of a case."""
+
+    def __init__(self, ctx: ReportContext, summaries: dict[str, HostSummary]) -> None:
+        self.ctx = ctx
+        self.summaries = summaries
+        self.directive = ctx.directive
+        combos, codes = ctx.combos
+        self.combos, self.codes = combos, codes
+        self.indications = indication_mask(ctx)
+        self.coverage_rows = self._family_rows("coverage")
+        try:
+            from triage.registry import analyzers, discover
+
+            reg = analyzers() or discover()
+            self.consumes = {name: tuple(cls.consumes) for name, cls in reg.items()}
+        except Exception as exc:  # the registry is optional for a report: host-scope runs then count less
+            log.warning("analyzer registry unavailable: %s", exc)
+            self.consumes = {}
+
+    def _family_rows(self, name: str) -> np.ndarray:
+        if not len(self.codes):
+            return np.zeros(0, dtype=bool)
+        return self.directive.family(name).mask(self.combos).to_numpy()[self.codes]
+
+    def build(self) -> Ledger:
+        entries: list[LedgerEntry] = []
+        host_codes = {
+            h: np.flatnonzero(self.combos["host"].to_numpy() == h) if len(self.combos) else np.zeros(0, dtype=int)
+            for h in self.ctx.servers
+        }
+        step_masks = {
+            s.id: s.findings.mask(self.combos).to_numpy() if len(self.combos) else np.zeros(0, dtype=bool)
+            for s in self.directive.steps
+        }
+        created = pd.Timestamp(self.ctx.case_info.get("created") or self.ctx.generated)
+        retention = (created + timedelta(days=self.directive.retention_days)).date().isoformat()
+        for host in self.ctx.servers:
+            view = _HostView(self.ctx, host, self.consumes)
+            on_host_combo = np.zeros(len(self.combos), dtype=bool)
+            on_host_combo[host_codes[host]] = True
+            for step in self.directive.steps:
+                combo_mask = step_masks[step.id] & on_host_combo
+                rows = np.flatnonzero(combo_mask[self.codes]) if len(self.codes) else np.zeros(0, dtype=int)
+                entries.append(self._entry(step, host, view, rows, retention))
+        return Ledger(entries, self.directive.window_start.isoformat(), retention)
+
+    # -- one step ---------------------------------------------------------------------------------
+    def _entry(self, step: Step, host: str, view: _HostView, rows: np.ndarray, retention: str) -> LedgerEntry:
+        ctx = self.ctx
+        e = LedgerEntry(host=host, step=step.id, title=step.title, category=step.category, status=step.otherwise)
+        notes = [step.note] if step.note else []
+        self._attach_findings(e, rows)
+        arts = view.of_kinds(step.kinds) if step.kinds else view.artifacts.iloc[0:0]
+        for k in step.kinds:
+            for status, n in view.run_status.get(k, {}).items():
+                e.runs[status] = e.runs.get(status, 0) + n
+        if e.runs.get("error"):
+            notes.append(f"{e.runs['error']} analyzer run(s) failed on this evidence (see Analyzer runs)")
+        failed = sum(view.failures.get(k, 0) for k in step.kinds)
+        if failed:
+            notes.append(f"{failed} collection attempt(s) failed")
+        kinds_text = ", ".join(step.kinds)
+        if step.done_when == "manual":
+            e.status = "needs manual attestation"
+            e.result = self._prefill(step, host, retention)
+            if len(rows):
+                e.result = (e.result + "; " if e.result else "") + f"{len(rows)} supporting findings"
+        elif step.not_applicable_without and not len(view.of_kinds(step.not_applicable_without)):
+            e.status = "not applicable"
+            e.result = f"no {', '.join(step.not_applicable_without)} in the case for this host"
+        elif step.done_when == "artifacts":
+            self._set_artifacts(e, arts)
+            missing = self._missing_names(step, arts)
+            if len(arts) and not missing:
+                e.status = "done"
+                e.result = self._collected_text(arts)
+            elif len(arts):
+                e.result = self._collected_text(arts) + f"; missing: {', '.join(missing)}"
+            else:
+                e.result = f"no {kinds_text} collected"
+        elif step.done_when == "examined":
+            collected = set(arts["kind"].astype(str))
+            ids = arts["artifact_id"].astype(str)
+            flags = ids.isin(view.examined_ids).to_numpy()
+            self._set_artifacts(e, arts, flags)
+            not_examined = sorted(collected - view.examined_kinds)
+            if not collected:
+                e.result = f"no {kinds_text} collected"
+            else:
+                head = f"examined {int(flags.sum())} of {len(arts)} artifacts ({', '.join(sorted(collected))})"
+                if not_examined:
+                    counts = Counter(arts["kind"][~flags].astype(str))
+                    e.result = head + "; not examined: " + ", ".join(f"{k} ({counts[k]})" for k in not_examined)
+                else:
+                    e.status = "done"
+                    e.result = head + "; " + self._indications_text(rows)
+        elif step.done_when == "findings":
+            if len(rows):
+                failing = step.fail_at is not None and e.max_severity is not None and (
+                    SEVERITIES.index(e.max_severity) >= SEVERITIES.index(step.fail_at)
+                )
+                e.status = "not done" if failing else "done"
+                e.result = self._findings_text(rows)
+                self._set_artifacts(e, self._finding_artifacts(rows))
+            else:
+                e.result = "no supporting findings"
+        elif step.done_when == "coverage":
+            self._coverage(e, step, arts, rows)
+        e.note = " ".join(notes)
+        return e
+
+    def _attach_findings(self, e: LedgerEntry, rows: np.ndarray) -> None:
+        e.finding_count = len(rows)
+        cap = self.ctx.options.ledger_max_ids
+        e.finding_ids = [str(x) for x in self.ctx.findings["finding_id"].to_numpy()[rows[:cap]]]
+        e.finding_ids_truncated = len(rows) > cap
+        if len(rows):
+            e.max_severity = self.ctx.severity_name(int(self.ctx.severity_codes[rows].max()))
+
+    def _set_artifacts(self, e: LedgerEntry, arts: pd.DataFrame, flags: np.ndarray | None = None) -> None:
+        e.artifact_count = len(arts)
+        e.artifact_bytes = int(arts["size"].fillna(0).sum()) if len(arts) else 0
+        e.artifacts = [
+            _artifact(r, None if flags is None else bool(flags[i])) for i, r in enumerate(arts.itertuples(index=False))
+        ]
+
+    def _finding_artifacts(self, rows: np.ndarray) -> pd.DataFrame:
+        ids = set(self.ctx.findings["evidence_id"].to_numpy()[rows].astype(str))
+        m = self.ctx.manifest
+        return m[m["artifact_id"].isin(ids)]
+
+    @staticmethod
+    def _missing_names(step: Step, arts: pd.DataFrame) -> list[str]:
+        if not step.require_names:
+            return []
+        names = {str(p).replace("\\", "/").rsplit("/", 1)[-1].lower() for p in arts["source_path"].dropna()}
+        return [n for n in step.require_names if n.lower() not in names]
+
+    @staticmethod
+    def _collected_text(arts: pd.DataFrame) -> str:
+        by_kind = Counter(arts["kind"].astype(str))
+        size = int(arts["size"].fillna(0).sum())
+        return f"{len(arts)} artifacts, {size:,} bytes (" + ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())) + ")"
+
+    def _counts(self, rows: np.ndarray) -> dict[str, int]:
+        counts = {s: 0 for s in reversed(SEVERITIES)}
+        if len(rows):
+            vals, n = np.unique(self.ctx.severity_codes[rows], return_counts=True)
+            for v, c in zip(vals, n, strict=True):
+                if v >= 0:
+                    counts[SEVERITIES[v]] = int(c)
+        return counts
+
+    def _cves(self, rows: np.ndarray) -> list[str]:
+        vals = pd.unique(self.ctx.findings["cve"].to_numpy()[rows])
+        return sorted({c.strip() for v in vals if isinstance(v, str) for c in v.split(",") if c.strip()})
+
+    def _indications_text(self, rows: np.ndarray) -> str:
+        ind = rows[self.indications[rows]] if len(rows) else rows
+        if not len(ind):
+            return "no indications found"
+        cves = self._cves(ind)
+        text = f"indications found: {len(ind)} findings ({_severity_text(self._counts(ind))})"
+        return text + (f"; {', '.join(cves)}" if cves else "")
+
+    def _findings_text(self, rows: np.ndarray) -> str:
+        df = self.ctx.findings
+        titles = pd.unique(df["title"].to_numpy()[rows[:3]])
+        text = f"{len(rows)} findings ({_severity_text(self._counts(rows))})"
+        return text + ": " + "; ".join(str(t) for t in titles if isinstance(t, str))
+
+    def _coverage(self, e: LedgerEntry, step: Step, arts: pd.DataFrame, rows: np.ndarray) -> None:
+        self._set_artifacts(e, arts)
+        if not len(arts):
+            e.status = "not done"
+            e.result = f"no {', '.join(step.kinds)} collected"
+            return
+        df = self.ctx.findings
+        window = self.directive.window_start
+        ids = set(arts["artifact_id"].astype(str))
+        cov_rows = np.flatnonzero(self.coverage_rows) if len(self.coverage_rows) else np.zeros(0, dtype=int)
+        firsts: dict[str, pd.Timestamp | None] = {}
+        ev_col = df["evidence_id"].to_numpy()
+        for i in cov_rows:
+            ev = str(ev_col[i])
+            if ev not in ids:
+                continue
+            first = parse_attributes(df["attributes"].iat[i]).get("first")
+            ts = pd.to_datetime(first, utc=True, errors="coerce") if first else pd.NaT
+            prev = firsts.get(ev)
+            if pd.isna(ts):
+                firsts.setdefault(ev, None)
+            elif prev is None or ts < prev:
+                firsts[ev] = ts
+        known = {k: v for k, v in firsts.items() if v is not None}
+        if not known:
+            e.status = "needs manual attestation"
+            e.result = f"no coverage data for {len(arts)} collected logs; check their first entries by hand"
+            return
+        reaching = [k for k, v in known.items() if v <= window]
+        earliest = min(known.values())
+        names = dict(zip(arts["artifact_id"].astype(str), arts["source_path"].astype(str), strict=False))
+        short = [
+            names.get(k, k).replace("\\", "/").rsplit("/", 1)[-1] + f" ({v.date().isoformat()})"
+            for k, v in sorted(known.items(), key=lambda kv: kv[1], reverse=True)
+            if v > window
+        ]
+        e.status = "done" if len(reaching) == len(known) else "not done"
+        e.result = (
+            f"{len(reaching)} of {len(known)} logs reach back to {window.date().isoformat()}; "
+            f"earliest entry {earliest.isoformat()}"
+        )
+        if short:
+            e.result += "; starting later: " + ", ".join(short[:8]) + (" ..." if len(short) > 8 else "")
+        empty = len(firsts) - len(known)
+        if empty:
+            e.result += f"; {empty} logs without dated entries"
+        unknown = len(ids) - len(firsts)
+        if unknown:
+            e.result += f"; {unknown} logs without coverage data"
+
+    def _prefill(self, step: Step, host: str, retention: str) -> str:
+        s = self.summaries.get(host)
+        if step.prefill == "verdict" and s is not None:
+            if s.verdict == VERDICT_COMPROMISED:
+                return "triage suggests: indications of compromise found" + (
+                    f" ({', '.join(s.cves)})" if s.cves else ""
+                )
+            if s.verdict == VERDICT_CLEAN:
+                return "triage suggests: no indications of compromise found in the examined evidence"
+            return f"triage suggests: {s.indications} findings need review"
+        if step.prefill == "retention":
+            return f"keep the case folder (manifest and custody log hashed) until at least {retention}"
+        if step.prefill == "cisa":
+            return "pre-filled rows: cisa_template.csv / cisa_template.xlsx"
+        return ""
+
+
+def build_ledger(ctx: ReportContext, summaries: dict[str, HostSummary]) -> Ledger:
+    """Evaluate the directive for every host of the case."""
+    ledger = LedgerBuilder(ctx, summaries).build()
+    for host, s in summaries.items():
+        s.caveats = caveats(ledger, host)
+    return ledger
+
+
+CAVEAT_STEPS = ("4.1", "5.1", "8", "9", "10", "22")
+
+
+def caveats(ledger: Ledger, host: str) -> list[str]:
+    """What weakens a host's verdict: examination and coverage steps that are not done."""
+    out = []
+    for e in ledger.for_host(host):
+        if e.step in CAVEAT_STEPS and e.status in ("not done", "needs manual attestation"):
+            out.append(f"step {e.step} {e.status}: {e.result}")
+    return out

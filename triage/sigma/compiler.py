@@ -1,0 +1,709 @@
+"""Turn a parsed pySigma rule into a tree of vectorised matchers.
+
+Leaves test one field (or, for keywords, every text column) against values with Arrow compute kernels and
+numpy; :class:`And`, :class:`Or` and :class:`Not` combine them. Evaluation works on a *selection vector*:
+once an AND has ruled most rows out, its remaining children only look at the rows still alive (and an OR's
+remaining children only at the rows not yet matched), so expensive regexes rarely see the whole sub-frame.
+
+String semantics (Sigma): case-insensitive unless ``|cased`` (values produced by ``|base64``/``|base64offset``
+are matched case-sensitively too, since Base64 is case-significant); ``*``/``?`` wildcards, with ``\\*``,
+``\\?`` and ``\\\\`` escapes, as anchored regexes; plain values as equality; ``|re`` as an unanchored search,
+case-sensitive unless ``|i``. A field the table does not have never matches, except for ``null`` and
+``|exists: false`` which then match.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Hashable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from sigma.conditions import (
+    ConditionAND,
+    ConditionIdentifier,
+    ConditionItem,
+    ConditionNOT,
+    ConditionOR,
+    ConditionSelector,
+    unwrap_parse_result_operand,
+)
+from sigma.modifiers import (
+    SigmaBase64Modifier,
+    SigmaBase64OffsetModifier,
+    SigmaCaseSensitiveModifier,
+    SigmaExpandModifier,
+    SigmaTimestampModifier,
+    reverse_modifier_mapping,
+)
+from sigma.rule import SigmaDetection, SigmaDetectionItem, SigmaRule
+from sigma.types import (
+    CompareOperators,
+    Placeholder,
+    SigmaBool,
+    SigmaCasedString,
+    SigmaCIDRExpression,
+    SigmaCompareExpression,
+    SigmaExists,
+    SigmaExpansion,
+    SigmaFieldReference,
+    SigmaNull,
+    SigmaNumber,
+    SigmaRegularExpression,
+    SigmaString,
+    SigmaTimestampPart,
+    SigmaType,
+    SpecialChars,
+)
+
+from triage.sigma.frame import SubFrame, to_bool_array
+
+_PUNCT = frozenset(string.punctuation)
+_DENSE = 0.5  # above this fraction of rows still undecided, children see the whole selection
+_EMPTY = pa.array([""], type=pa.large_string())
+
+
+class UnsupportedRule(Exception):
+    """The rule uses a feature this engine does not evaluate; ``needle`` helps locate it in the file."""
+
+    def __init__(self, reason: str, needle: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.needle = needle
+
+
+# --------------------------------------------------------------------------------------------- regex helpers
+def regex_escape(text: str) -> str:
+    """Escape a literal for both RE2 (Arrow) and Python ``re``: ASCII punctuation and control characters."""
+    out = []
+    for ch in text:
+        if ch in _PUNCT:
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def classify(value: SigmaString, cased: bool) -> tuple[str, str]:
+    """Reduce a Sigma string to ``(kind, text)``: eq/contains/startswith/endswith/any, or an anchored regex.
+
+    Literal text is lower-cased unless ``cased`` (the data side is folded once per column).
+    """
+    fold = (lambda s: s) if cased else str.lower
+    parts = list(value.s)
+    for part in parts:
+        if isinstance(part, Placeholder):
+            raise UnsupportedRule(
+                f"placeholder %{part.name}% needs a processing pipeline to expand", needle=f"%{part.name}%"
+            )
+    if not any(isinstance(p, SpecialChars) for p in parts):
+        return "eq", fold("".join(parts))  # type: ignore[arg-type]
+    multi = SpecialChars.WILDCARD_MULTI
+    if all(p is multi for p in parts):
+        return "any", ""
+    if len(parts) == 3 and parts[0] is multi and parts[2] is multi and isinstance(parts[1], str):
+        return "contains", fold(parts[1])
+    if len(parts) == 2 and isinstance(parts[0], str) and parts[1] is multi:
+        return "startswith", fold(parts[0])
+    if len(parts) == 2 and parts[0] is multi and isinstance(parts[1], str):
+        return "endswith", fold(parts[1])
+    body = "".join(
+        regex_escape(fold(p)) if isinstance(p, str) else (".*" if p is multi else ".")  # type: ignore[arg-type]
+        for p in parts
+    )
+    return "wildcard", f"^{body}$"
+
+
+def _fragment(kind: str, text: str) -> str:
+    if kind == "eq":
+        return f"^{regex_escape(text)}$"
+    if kind == "contains":
+        return regex_escape(text)
+    if kind == "startswith":
+        return f"^{regex_escape(text)}"
+    if kind == "endswith":
+        return f"{regex_escape(text)}$"
+    return text  # wildcard: already an anchored regex
+
+
+def _arrow_regex_ok(pattern: str) -> bool:
+    try:
+        pc.match_substring_regex(_EMPTY, pattern)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+class StringTest:
+    """OR of string patterns applied to one Arrow string array (raw when ``cased``, else folded).
+
+    Equality values become one ``is_in``; a single prefix/suffix uses the native kernel; everything else is
+    merged into one RE2 alternation (one pass over the data). A ``|re`` regex RE2 cannot compile (look-around,
+    back-references) falls back to Python ``re`` through pandas' string accessor.
+    """
+
+    def __init__(
+        self,
+        patterns: Sequence[tuple[str, str]] = (),
+        *,
+        cased: bool = False,
+        regex: str | None = None,
+        regex_flags: str = "",
+    ) -> None:
+        self.cased = cased
+        self.any = any(kind == "any" for kind, _ in patterns)
+        self.ops: list[tuple[str, Any]] = []
+        self.py_regex: re.Pattern[str] | None = None
+        if regex is not None:
+            self.cased = True  # |re matches the original text; |i is a regex flag
+            pattern = f"(?{regex_flags}){regex}" if regex_flags else regex
+            if _arrow_regex_ok(pattern):
+                self.ops.append(("regex", pattern))
+            else:
+                try:
+                    self.py_regex = re.compile(pattern)
+                except re.error as exc:
+                    raise UnsupportedRule(f"invalid regular expression {regex!r}: {exc}") from exc
+            self.key: Hashable = ("re", pattern)
+            self.cost = 8.0 if self.py_regex is None else 80.0
+            return
+        uniq = sorted(set(patterns))
+        self.key = ("str", self.cased, tuple(uniq))
+        eqs = [text for kind, text in uniq if kind == "eq"]
+        rest = [(kind, text) for kind, text in uniq if kind not in ("eq", "any")]
+        if eqs:
+            self.ops.append(("eq", eqs[0]) if len(eqs) == 1 else ("isin", pa.array(eqs, type=pa.large_string())))
+        if len(rest) == 1 and rest[0][0] in ("startswith", "endswith"):
+            self.ops.append(rest[0])
+        elif rest:
+            self.ops.append(("regex", "(?s)" + "|".join(_fragment(kind, text) for kind, text in rest)))
+        weights = {"eq": 1.0, "isin": 1.0, "startswith": 2.0, "endswith": 2.0}
+        self.cost = sum(weights.get(k, 8.0) for k, _ in self.ops) + 0.1 * len(rest)
+
+    def run(self, arr: pa.Array) -> np.ndarray:
+        """Boolean matches over ``arr`` (nulls never match)."""
+        if self.any:
+            return to_bool_array(pc.is_valid(arr))
+        out: np.ndarray | None = None
+        if self.py_regex is not None:
+            series = pd.Series(arr.to_numpy(zero_copy_only=False), dtype=object)
+            out = series.str.contains(self.py_regex, regex=True, na=False).to_numpy(dtype=bool)
+        for kind, arg in self.ops:
+            if kind == "eq":
+                res = pc.equal(arr, arg)
+            elif kind == "isin":
+                res = pc.is_in(arr, value_set=arg)
+            elif kind == "startswith":
+                res = pc.starts_with(arr, arg)
+            elif kind == "endswith":
+                res = pc.ends_with(arr, arg)
+            else:
+                res = pc.match_substring_regex(arr, arg)
+            part = to_bool_array(res)
+            out = part if out is None else (out | part)
+        assert out is not None
+        return out
+
+
+# --------------------------------------------------------------------------------------------- matcher tree
+class Node:
+    """A matcher: ``eval(ctx, sel)`` returns a bool array over the selected rows of the sub-frame."""
+
+    cost: float = 1.0
+
+    def eval(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:  # pragma: no cover - abstract
+        """Match the rows ``sel`` (positions into the sub-frame; None = all of them)."""
+        raise NotImplementedError
+
+    def leaves(self) -> Iterator[Leaf]:  # pragma: no cover - abstract
+        """All leaf matchers below this node."""
+        raise NotImplementedError
+
+
+class Leaf(Node):
+    """A field test; results over the whole sub-frame are cached when several rules share the same test."""
+
+    key: Hashable
+
+    def eval(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
+        """Match, re-using a shared cached result when there is one."""
+        cached = ctx.results.get(self.key)
+        if cached is not None:
+            return cached if sel is None else cached[sel]
+        out = self.match(ctx, sel)
+        if sel is None and self.key in ctx.shared:
+            ctx.results[self.key] = out
+        return out
+
+    def match(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:  # pragma: no cover - abstract
+        """Compute the result (no caching)."""
+        raise NotImplementedError
+
+    def leaves(self) -> Iterator[Leaf]:
+        """Itself."""
+        yield self
+
+
+def _pick(values: np.ndarray, sel: np.ndarray | None) -> np.ndarray:
+    return values if sel is None else values[sel]
+
+
+class StrLeaf(Leaf):
+    """A field tested against string patterns (or one ``|re`` regex)."""
+
+    def __init__(self, field: str, test: StringTest) -> None:
+        self.field = field
+        self.test = test
+        self.key = ("field", field, test.key)
+        self.cost = test.cost
+
+    def match(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
+        """Run the string test on the field's raw or folded strings."""
+        col = ctx.column(self.field)
+        if col is None:
+            return ctx.zeros(sel)
+        return self.test.run(col.strings(self.test.cased, sel))
+
+
+class KeywordLeaf(Leaf):
+    """Field-less values: match when any text column (see ``SubFrame.text_columns``) matches."""
+
+    def __init__(self, test: StringTest) -> None:
+        self.test = test
+        self.key = ("keyword", test.key)
+        self.cost = test.cost * 20
+
+    def match(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
+        """OR of the test over every text column."""
+        out = ctx.zeros(sel)
+        for col in ctx.text_columns:
+            out |= self.test.run(col.strings(self.test.cased, sel))
+        return out
+
+
+_NUM_OPS = {
+    CompareOperators.LT: np.less,
+    CompareOperators.LTE: np.less_equal,
+    CompareOperators.GT: np.greater,
+    CompareOperators.GTE: np.greater_equal,
+    CompareOperators.NEQ: np.not_equal,
+}
+
+
+class NumLeaf(Leaf):
+    """Numeric equality (any of ``values``) or comparison, on numbers and numeric-looking strings."""
+
+    def __init__(self, field: str, op: str | CompareOperators, values: Sequence[float]) -> None:
+        self.field = field
+        self.op = op
+        self.values = np.asarray(sorted(set(values)), dtype="float64")
+        self.key = ("num", field, str(op), tuple(self.values.tolist()))
+        self.cost = 1.0
+
+    def match(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
+        """Compare the field's numeric view; missing or non-numeric values never match."""
+        col = ctx.column(self.field)
+        if col is None:
+            return ctx.zeros(sel)
+        num = _pick(col.numeric, sel)
+        if self.op == "eq":
+            return np.isin(num, self.values)
+        with np.errstate(invalid="ignore"):
+            return _NUM_OPS[self.op](num, self.values[0]) & ~np.isnan(num)  # type: ignore[index]
+
+
+class BoolLeaf(Leaf):
+    """Boolean value: real booleans, 'true'/'false' strings, or 1/0."""
+
+    def __init__(self, field: str, value: bool) -> None:
+        self.field, self.value = field, value
+        self.key = ("bool", field, value)
+
+    def match(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
+        """Look the value up in the field's boolean view."""
+        col = ctx.column(self.field)
+        if col is None:
+            return ctx.zeros(sel)
+        is_true, is_false = col.booleans
+        return _pick(is_true if self.value else is_false, sel)
+
+
+class NullLeaf(Leaf):
+    """``field: null``: the value is missing or empty (a column the table lacks counts as missing)."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+        self.key = ("null", field)
+        self.cost = 0.5
+
+    def match(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
+        """Missing-or-empty test."""
+        col = ctx.column(self.field)
+        if col is None:
+            return ctx.ones(sel)
+        return _pick(~col.notna | col.empty, sel)
+
+
+class ExistsLeaf(Leaf):
+    """``field|exists: true/false``: the value is present (not NA) or not."""
+
+    def __init__(self, field: str, exists: bool) -> None:
+        self.field, self.exists = field, exists
+        self.key = ("exists", field, exists)
+        self.cost = 0.5
+
+    def match(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
+        """Presence test."""
+        col = ctx.column(self.field)
+        if col is None:
+            return ctx.zeros(sel) if self.exists else ctx.ones(sel)
+        present = _pick(col.notna, sel)
+        return present if self.exists else ~present
+
+
+def _in_network(ver: np.ndarray, hi: np.ndarray, lo: np.ndarray, net: Any) -> np.ndarray:
+    prefix = net.prefixlen
+    value = int(net.network_address)
+    if net.version == 4:
+        ok = ver == 4
+        if prefix == 0:
+            return ok
+        shift = np.uint64(32 - prefix)
+        return ok & ((lo >> shift) == np.uint64(value >> (32 - prefix)))
+    ok = ver == 6
+    if prefix == 0:
+        return ok
+    nhi, nlo = value >> 64, value & 0xFFFFFFFFFFFFFFFF
+    if prefix <= 64:
+        shift = np.uint64(64 - prefix)
+        return ok & ((hi >> shift) == np.uint64(nhi >> (64 - prefix)))
+    shift = np.uint64(128 - prefix)
+    return ok & (hi == np.uint64(nhi)) & ((lo >> shift) == np.uint64(nlo >> (128 - prefix)))
+
+
+class CidrLeaf(Leaf):
+    """``|cidr``: the field holds an IPv4/IPv6 address inside any of the networks."""
+
+    def __init__(self, field: str, networks: Sequence[Any]) -> None:
+        self.field = field
+        self.networks = list(networks)
+        self.key = ("cidr", field, tuple(sorted(str(n) for n in self.networks)))
+        self.cost = 3.0
+
+    def match(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
+        """Test each distinct address once, then map back to rows."""
+        col = ctx.column(self.field)
+        if col is None:
+            return ctx.zeros(sel)
+        codes, ver, hi, lo = col.ip
+        if len(ver) == 0:
+            return ctx.zeros(sel)
+        hit = np.zeros(len(ver), dtype=bool)
+        for net in self.networks:
+            hit |= _in_network(ver, hi, lo, net)
+        codes = _pick(codes, sel)
+        return (codes >= 0) & hit[np.maximum(codes, 0)]
+
+
+class FieldRefLeaf(Leaf):
+    """``|fieldref``: compare a field with another field of the same event (case-insensitive)."""
+
+    def __init__(self, field: str, ref: str, starts_with: bool, ends_with: bool) -> None:
+        self.field, self.ref = field, ref
+        self.starts_with, self.ends_with = starts_with, ends_with
+        self.key = ("fieldref", field, ref, starts_with, ends_with)
+        self.cost = 4.0 if not (starts_with or ends_with) else 20.0
+
+    def match(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
+        """Row-wise comparison with Arrow (equality) or numpy's vectorised string functions."""
+        a, b = ctx.column(self.field), ctx.column(self.ref)
+        if a is None or b is None:
+            return ctx.zeros(sel)
+        va, vb = a.strings(False, sel), b.strings(False, sel)
+        valid = _pick(a.notna, sel) & _pick(b.notna, sel)
+        if not (self.starts_with or self.ends_with):
+            return to_bool_array(pc.equal(va, vb)) & valid
+        sa = _numpy_strings(va)
+        sb = _numpy_strings(vb)
+        if self.starts_with and self.ends_with:
+            out = np.strings.find(sa, sb) >= 0
+        elif self.starts_with:
+            out = np.strings.startswith(sa, sb)
+        else:
+            out = np.strings.endswith(sa, sb)
+        return np.asarray(out, dtype=bool) & valid
+
+
+def _numpy_strings(arr: pa.Array) -> np.ndarray:
+    return pc.fill_null(arr, "").to_numpy(zero_copy_only=False).astype(np.dtypes.StringDType())
+
+
+class And(Node):
+    """All children match; children run cheapest first on the rows still alive."""
+
+    def __init__(self, children: Sequence[Node]) -> None:
+        flat: list[Node] = []
+        for child in children:
+            flat.extend(child.children if isinstance(child, And) else [child])
+        self.children = sorted(flat, key=lambda c: c.cost)
+        self.cost = sum(c.cost for c in self.children)
+
+    def eval(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
+        """Narrow the selection after each child."""
+        n = ctx.n if sel is None else len(sel)
+        mask: np.ndarray | None = None
+        for child in self.children:
+            if mask is None:
+                mask = child.eval(ctx, sel)
+            else:
+                alive = np.flatnonzero(mask)
+                if alive.size > _DENSE * n:
+                    mask = mask & child.eval(ctx, sel)
+                else:
+                    hit = child.eval(ctx, alive if sel is None else sel[alive])
+                    mask = np.zeros(n, dtype=bool)
+                    mask[alive[hit]] = True
+            if not mask.any():
+                break
+        return mask if mask is not None else ctx.ones(sel)
+
+    def leaves(self) -> Iterator[Leaf]:
+        """Leaves of all children."""
+        for child in self.children:
+            yield from child.leaves()
+
+
+class Or(Node):
+    """Any child matches; later children only look at rows not matched yet."""
+
+    def __init__(self, children: Sequence[Node]) -> None:
+        flat: list[Node] = []
+        for child in children:
+            flat.extend(child.children if isinstance(child, Or) else [child])
+        self.children = sorted(flat, key=lambda c: c.cost)
+        self.cost = sum(c.cost for c in self.children)
+
+    def eval(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
+        """Shrink the undecided rows after each child."""
+        n = ctx.n if sel is None else len(sel)
+        mask: np.ndarray | None = None
+        for child in self.children:
+            if mask is None:
+                mask = child.eval(ctx, sel)
+            else:
+                rest = np.flatnonzero(~mask)
+                if rest.size > _DENSE * n:
+                    mask = mask | child.eval(ctx, sel)
+                else:
+                    hit = child.eval(ctx, rest if sel is None else sel[rest])
+                    mask = mask.copy()
+                    mask[rest[hit]] = True
+            if mask.all():
+                break
+        return mask if mask is not None else ctx.zeros(sel)
+
+    def leaves(self) -> Iterator[Leaf]:
+        """Leaves of all children."""
+        for child in self.children:
+            yield from child.leaves()
+
+
+class Not(Node):
+    """The child does not match."""
+
+    def __init__(self, child: Node) -> None:
+        self.child = child
+        self.cost = child.cost
+
+    def eval(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
+        """Invert the child's result."""
+        return ~self.child.eval(ctx, sel)
+
+    def leaves(self) -> Iterator[Leaf]:
+        """The child's leaves."""
+        yield from self.child.leaves()
+
+
+def _any_of(children: Sequence[Node]) -> Node:
+    return children[0] if len(children) == 1 else Or(children)
+
+
+def _all_of(children: Sequence[Node]) -> Node:
+    return children[0] if len(children) == 1 else And(children)
+
+
+# --------------------------------------------------------------------------------------------- compilation
+_UNSUPPORTED_MODIFIERS: dict[type, str] = {
+    SigmaExpandModifier: "placeholder expansion (|expand) needs a processing pipeline",
+}
+
+
+def _item_key(item: SigmaDetectionItem) -> str:
+    mods = [reverse_modifier_mapping.get(m.__name__, m.__name__) for m in item.modifiers]
+    return "|".join([item.field or "", *mods]) if mods else (item.field or "")
+
+
+def _flatten(values: Sequence[SigmaType]) -> list[SigmaType]:
+    out: list[SigmaType] = []
+    for v in values:
+        out.extend(_flatten(v.values) if isinstance(v, SigmaExpansion) else [v])
+    return out
+
+
+def _regex_flags(value: SigmaRegularExpression) -> str:
+    return "".join(sorted(SigmaRegularExpression.sigma_to_re_flag[f] for f in value.flags))
+
+
+def _field_any(field: str, values: Sequence[SigmaType], force_cased: bool, key: str) -> Node:
+    """OR over values (expansions flattened): strings grouped into one test per case mode."""
+    strings: dict[bool, list[tuple[str, str]]] = {}
+    numbers: list[float] = []
+    networks: list[Any] = []
+    nodes: list[Node] = []
+    for v in _flatten(values):
+        if isinstance(v, SigmaString):
+            cased = force_cased or isinstance(v, SigmaCasedString)
+            strings.setdefault(cased, []).append(classify(v, cased))
+        elif isinstance(v, SigmaBool):
+            nodes.append(BoolLeaf(field, v.boolean))
+        elif isinstance(v, SigmaTimestampPart):
+            raise UnsupportedRule(f"timestamp part value on '{key}' is not supported", needle=key)
+        elif isinstance(v, SigmaNumber):
+            numbers.append(float(v.number))
+        elif isinstance(v, SigmaNull):
+            nodes.append(NullLeaf(field))
+        elif isinstance(v, SigmaRegularExpression):
+            nodes.append(StrLeaf(field, StringTest(regex=str(v.regexp), regex_flags=_regex_flags(v))))
+        elif isinstance(v, SigmaCIDRExpression):
+            networks.append(v.network)
+        elif isinstance(v, SigmaCompareExpression):
+            nodes.append(NumLeaf(field, v.op, [float(v.number.number)]))
+        elif isinstance(v, SigmaFieldReference):
+            nodes.append(FieldRefLeaf(field, v.field, v.starts_with, v.ends_with))
+        elif isinstance(v, SigmaExists):
+            nodes.append(ExistsLeaf(field, v.exists))
+        else:
+            raise UnsupportedRule(f"value type {type(v).__name__} on '{key}' is not supported", needle=key)
+    for cased, patterns in sorted(strings.items()):
+        nodes.append(StrLeaf(field, StringTest(patterns, cased=cased)))
+    if numbers:
+        nodes.append(NumLeaf(field, "eq", numbers))
+    if networks:
+        nodes.append(CidrLeaf(field, networks))
+    return _any_of(nodes)
+
+
+def _keyword_any(values: Sequence[SigmaType], force_cased: bool, key: str) -> Node:
+    """OR over field-less values; plain keywords match anywhere in a text column (implicit contains)."""
+    strings: dict[bool, list[tuple[str, str]]] = {}
+    nodes: list[Node] = []
+    multi = SpecialChars.WILDCARD_MULTI
+    for v in _flatten(values):
+        if isinstance(v, SigmaNumber) and not isinstance(v, SigmaTimestampPart):
+            v = SigmaString(str(v.number))
+        if isinstance(v, SigmaString):
+            cased = force_cased or isinstance(v, SigmaCasedString)
+            if not v.startswith(multi):
+                v = multi + v
+            if not v.endswith(multi):
+                v = v + multi
+            strings.setdefault(cased, []).append(classify(v, cased))
+        elif isinstance(v, SigmaRegularExpression):
+            nodes.append(KeywordLeaf(StringTest(regex=str(v.regexp), regex_flags=_regex_flags(v))))
+        else:
+            raise UnsupportedRule(f"keyword value of type {type(v).__name__} is not supported", needle=key or None)
+    for cased, patterns in sorted(strings.items()):
+        nodes.append(KeywordLeaf(StringTest(patterns, cased=cased)))
+    return _any_of(nodes)
+
+
+def compile_item(item: SigmaDetectionItem) -> Node:
+    """One ``field|modifiers: values`` entry (or a keyword list) as a matcher."""
+    key = _item_key(item)
+    for modifier in item.modifiers:
+        if modifier in _UNSUPPORTED_MODIFIERS:
+            raise UnsupportedRule(f"{_UNSUPPORTED_MODIFIERS[modifier]} (in '{key}')", needle=key)
+        if issubclass(modifier, SigmaTimestampModifier):
+            name = reverse_modifier_mapping.get(modifier.__name__, modifier.__name__)
+            raise UnsupportedRule(f"timestamp part modifier |{name} is not supported (in '{key}')", needle=key)
+    # |cased marks the strings it produces, but expansions (|windash) rebuild plain strings: go by the modifier.
+    force_cased = any(
+        m in (SigmaBase64Modifier, SigmaBase64OffsetModifier, SigmaCaseSensitiveModifier) for m in item.modifiers
+    )
+    values = list(item.value)
+    field = item.field
+    node: Node
+    if not values:
+        if field is None:
+            raise UnsupportedRule("empty keyword detection")
+        node = NullLeaf(field)
+    elif field is None:
+        if item.value_linking is ConditionAND:
+            node = _all_of([_keyword_any([v], force_cased, key) for v in values])
+        else:
+            node = _keyword_any(values, force_cased, key)
+    elif item.value_linking is ConditionAND:
+        node = _all_of([_field_any(field, [v], force_cased, key) for v in values])
+    else:
+        node = _field_any(field, values, force_cased, key)
+    return Not(node) if item.negated else node
+
+
+def compile_detection(detection: SigmaDetection) -> Node:
+    """A named detection: its items AND-linked (mapping) or OR-linked (list of mappings/values)."""
+    children = [
+        compile_item(i) if isinstance(i, SigmaDetectionItem) else compile_detection(i)
+        for i in detection.detection_items
+    ]
+    return _all_of(children) if detection.item_linking is ConditionAND else _any_of(children)
+
+
+def compile_rule(rule: SigmaRule) -> Node:
+    """The rule's condition(s) (several are OR-linked) as one matcher tree.
+
+    Raises:
+        UnsupportedRule: a feature outside what the engine evaluates.
+        sigma.exceptions.SigmaError: the condition does not parse or names unknown detections.
+    """
+    detections = rule.detection
+    memo: dict[str, Node] = {}
+
+    def named(name: str) -> Node:
+        if name not in memo:
+            if name not in detections.detections:
+                raise UnsupportedRule(f"condition refers to undefined detection '{name}'")
+            memo[name] = compile_detection(detections.detections[name])
+        return memo[name]
+
+    def convert(cond: Any) -> Node:
+        cond = unwrap_parse_result_operand(cond)
+        if isinstance(cond, ConditionIdentifier):
+            return named(cond.identifier)
+        if isinstance(cond, ConditionSelector):
+            ids = cond.resolve_referenced_detections(detections)
+            if not ids:
+                raise UnsupportedRule(f"'{cond.args[0]} of {cond.pattern}' matches no detection")
+            nodes = [named(i.identifier) for i in ids]
+            return _all_of(nodes) if cond.cond_class is ConditionAND else _any_of(nodes)
+        if isinstance(cond, ConditionNOT):
+            return Not(convert(cond.args[0]))
+        if isinstance(cond, ConditionAND):
+            return _all_of([convert(a) for a in cond.args])
+        if isinstance(cond, ConditionOR):
+            return _any_of([convert(a) for a in cond.args])
+        kind = type(cond).__name__ if isinstance(cond, ConditionItem) else repr(cond)
+        raise UnsupportedRule(f"unsupported condition element {kind}")
+
+    trees = []
+    for condition in detections.parsed_condition:
+        condition.parse(postprocess=True)  # pySigma's own validation (raises SigmaConditionError)
+        trees.append(convert(condition.parse(postprocess=False)))
+    if not trees:
+        raise UnsupportedRule("rule has no condition")
+    return _any_of(trees)

@@ -1,0 +1,570 @@
+"""Sigma rules (SigmaHQ format, parsed with pySigma) evaluated vectorised over the flattened event table.
+
+Usage::
+
+    rules = load_rules(["/path/to/sigma/rules/windows"])      # files and/or directories, loaded unmodified
+    print(rules.summary())                                     # loaded / skipped counts
+    for path, title, reason, rule_id in rules.skipped: ...     # why each skipped rule was left out
+    matches = rules.evaluate(events)                           # one row per (rule, matching event)
+
+Evaluation selects each logsource source's rows once (``signatures/sigma/logsources.yaml``), builds the
+column views its rules need once (see :mod:`triage.sigma.frame`) and runs every rule of that source on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import yaml
+from sigma.collection import SigmaCollection
+from sigma.correlations import SigmaCorrelationRule
+from sigma.exceptions import SigmaError, SigmaRuleLocation
+from sigma.policy.profiles import TrustedPolicy
+from sigma.rule import SigmaLevel, SigmaRule, SigmaStatus
+from sigma.rule.detection import EmptySigmaDetections
+from sigma.rule.logsource import EmptyLogSource
+
+from triage.sigma.compiler import Node, UnsupportedRule, compile_rule
+from triage.sigma.frame import FrameIndex, SubFrame
+from triage.sigma.logsources import LogsourceEntry, LogsourceMap, SourceVariant, load_logsources, logsource_label
+
+log = logging.getLogger(__name__)
+
+RULE_SUFFIXES = (".yml", ".yaml")
+MATCH_COLUMNS = ("rule_id", "rule_title", "level", "tags", "rule_path", "row")
+_LEVEL_TO_SEVERITY = {"informational": "info", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
+_TECHNIQUE = re.compile(r"^t(\d{4})(?:\.(\d{3}))?$", re.IGNORECASE)
+_CVE = re.compile(r"^(\d{4})[-_.](\d{4,})$")
+_STEP = re.compile(r"^(?:step)?[-_]?(\d+)$", re.IGNORECASE)
+_UNKNOWN_MODIFIER = re.compile(r"Unknown modifier '([^']+)'")
+_RULE_SECTIONS = frozenset({"detection", "correlation", "filter", "action"})
+# Modifier names of the Sigma specification that the installed pySigma spells differently.
+_MODIFIER_ALIASES = {"utf16le": "wide"}
+
+
+class SkippedRule(NamedTuple):
+    """A rule (or file) that was not loaded, and why."""
+
+    path: str
+    title: str
+    reason: str
+    rule_id: str = ""
+
+
+class RuleWarning(NamedTuple):
+    """A loaded rule with a metadata problem pySigma reported (bad id, date, tag ...)."""
+
+    path: str
+    title: str
+    message: str
+
+
+class RuntimeFailure(NamedTuple):
+    """A rule that raised while being evaluated (it is left out of that evaluation's matches)."""
+
+    rule_id: str
+    title: str
+    path: str
+    source: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ParsedTags:
+    """Rule tags split by namespace."""
+
+    mitre: tuple[str, ...] = ()  # ATT&CK technique ids, e.g. "T1003.001"
+    tactics: tuple[str, ...] = ()  # ATT&CK tactic names, e.g. "credential-access"
+    cve: tuple[str, ...] = ()  # e.g. "CVE-2021-26857"
+    ed2102_steps: tuple[int, ...] = ()  # ED 21-02 checklist step numbers
+
+
+def parse_tags(tags: Iterable[str]) -> ParsedTags:
+    """Split Sigma tags: ``attack.t1003.001`` -> T1003.001, ``attack.<tactic>``, ``cve.2021-26857`` ->
+    CVE-2021-26857, ``ed2102.step3`` / ``ed2102.3`` -> 3. Other tags are ignored here.
+    """
+    mitre: list[str] = []
+    tactics: list[str] = []
+    cves: list[str] = []
+    steps: list[int] = []
+    for tag in tags:
+        namespace, _, name = str(tag).strip().partition(".")
+        namespace = namespace.lower()
+        if namespace == "attack":
+            m = _TECHNIQUE.match(name)
+            if m:
+                mitre.append(f"T{m.group(1)}" + (f".{m.group(2)}" if m.group(2) else ""))
+            elif name and not re.match(r"^[gs]\d{4}$", name, re.IGNORECASE):
+                tactics.append(name.lower().replace("_", "-"))
+        elif namespace == "cve":
+            m = _CVE.match(name)
+            if m:
+                cves.append(f"CVE-{m.group(1)}-{m.group(2)}")
+        elif namespace == "ed2102":
+            m = _STEP.match(name)
+            if m:
+                steps.append(int(m.group(1)))
+
+    def uniq(items: list[Any]) -> tuple[Any, ...]:
+        return tuple(dict.fromkeys(items))
+
+    return ParsedTags(uniq(mitre), uniq(tactics), uniq(cves), tuple(sorted(set(steps))))
+
+
+@dataclass(eq=False)
+class CompiledRule:
+    """A loaded Sigma rule: its metadata and its vectorised matcher.
+
+    ``id`` is the rule's ``id`` as written (normally a UUID); a rule without one gets
+    ``nosigmaid-<first 16 hex of the file sha256>-<n>`` so it still has a stable key.
+    """
+
+    id: str
+    title: str
+    level: str
+    status: str
+    description: str
+    author: str
+    tags: tuple[str, ...]
+    references: tuple[str, ...]
+    falsepositives: tuple[str, ...]
+    logsource: dict[str, str]
+    path: str
+    sha256: str
+    mitre: tuple[str, ...]
+    tactics: tuple[str, ...]
+    cve: tuple[str, ...]
+    ed2102_steps: tuple[int, ...]
+    conditions: tuple[str, ...]
+    entry: LogsourceEntry = field(repr=False)
+    matcher: Node = field(repr=False)
+    date: str = ""
+    modified: str = ""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def severity(self) -> str:
+        """The level in the finding schema's vocabulary (``informational`` -> ``info``; none -> ``medium``)."""
+        return _LEVEL_TO_SEVERITY.get(self.level, "medium")
+
+    def match(self, df: pd.DataFrame) -> np.ndarray:
+        """Row positions of ``df`` this rule matches (convenience for one rule; use RuleSet for many)."""
+        index = FrameIndex(df)
+        hits = []
+        for variant in self.entry.sources:
+            pos = index.positions(variant)
+            if pos.size:
+                ctx = SubFrame(df, pos, variant.alias_map)
+                hits.append(pos[self.matcher.eval(ctx, None)])
+        return np.unique(np.concatenate(hits)) if hits else np.empty(0, dtype=np.int64)
+
+
+@dataclass
+class RuleSet:
+    """Compiled rules plus everything that was skipped (with reasons).
+
+    Attributes:
+        loaded: compiled rules, in load order.
+        skipped: rules or files left out, as ``SkippedRule(path, title, reason, rule_id)``.
+        warnings: metadata problems of rules that did load.
+        files: rule file path -> sha256.
+        logsources: the logsource map rules were resolved against.
+        runtime_errors: rules that raised during the last evaluation (normally empty).
+    """
+
+    loaded: list[CompiledRule] = field(default_factory=list)
+    skipped: list[SkippedRule] = field(default_factory=list)
+    warnings: list[RuleWarning] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+    logsources: LogsourceMap = field(default_factory=LogsourceMap)
+    runtime_errors: list[RuntimeFailure] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.loaded)
+
+    def __iter__(self) -> Iterator[CompiledRule]:
+        return iter(self.loaded)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """``{"files": ..., "loaded": ..., "skipped": ...}``."""
+        return {"files": len(self.files), "loaded": len(self.loaded), "skipped": len(self.skipped)}
+
+    def summary(self) -> str:
+        """One line: files, loaded and skipped counts."""
+        c = self.counts
+        return f"{c['loaded']} Sigma rules loaded, {c['skipped']} skipped, from {c['files']} files"
+
+    def skip_reasons(self) -> Counter[str]:
+        """Skipped rules counted by the first clause of their reason (for a quick overview)."""
+        return Counter(r.reason.split(":")[0] for r in self.skipped)
+
+    def fingerprint(self) -> str:
+        """sha256 over the loaded rule files' hashes (provenance of a report)."""
+        h = hashlib.sha256()
+        for path in sorted(self.files):
+            h.update(f"{path}\0{self.files[path]}\n".encode())
+        return h.hexdigest()
+
+    # ------------------------------------------------------------------------------------------ evaluation
+    def _groups(self) -> dict[SourceVariant, list[CompiledRule]]:
+        groups: dict[SourceVariant, list[CompiledRule]] = defaultdict(list)
+        for rule in self.loaded:
+            for variant in rule.entry.sources:
+                groups[variant].append(rule)
+        return groups
+
+    def iter_matches(self, df: pd.DataFrame) -> Iterator[tuple[CompiledRule, np.ndarray]]:
+        """Yield ``(rule, row positions)`` for every rule with at least one match, in load order.
+
+        Positions are sorted, unique ``iloc`` positions into ``df``. A rule that raises is recorded in
+        :attr:`runtime_errors` and skipped; the others go on.
+        """
+        self.runtime_errors = []
+        index = FrameIndex(df)
+        hits: dict[int, list[np.ndarray]] = defaultdict(list)
+        for variant, rules in self._groups().items():
+            pos = index.positions(variant)
+            if pos.size == 0:
+                continue
+            ctx = SubFrame(df, None if pos.size == len(df) else pos, variant.alias_map, _shared_keys(rules))
+            for rule in rules:
+                try:
+                    mask = rule.matcher.eval(ctx, None)
+                except Exception as exc:  # one failing rule must not stop the others
+                    log.warning("Sigma rule %s (%s) failed on %s: %s", rule.id, rule.path, variant.name, exc)
+                    self.runtime_errors.append(
+                        RuntimeFailure(rule.id, rule.title, rule.path, variant.name, f"{type(exc).__name__}: {exc}")
+                    )
+                    continue
+                if mask.any():
+                    hits[id(rule)].append(pos[mask])
+        for rule in self.loaded:
+            found = hits.get(id(rule))
+            if found:
+                yield rule, (found[0] if len(found) == 1 else np.unique(np.concatenate(found)))
+
+    def evaluate(self, df: pd.DataFrame) -> pd.DataFrame:
+        """All matches as a frame: ``rule_id, rule_title, level, tags, rule_path, row``.
+
+        One row per (rule, matching event); ``row`` is the ``iloc`` position into ``df``; ``tags`` is
+        comma-joined. Ordered by rule load order, then row.
+        """
+        rules: list[CompiledRule] = []
+        rows: list[np.ndarray] = []
+        for rule, positions in self.iter_matches(df):
+            rules.append(rule)
+            rows.append(positions)
+        if not rules:
+            return _empty_matches()
+        counts = np.array([len(r) for r in rows])
+        idx = np.repeat(np.arange(len(rules)), counts)
+
+        def column(values: list[str]) -> pd.Series:
+            return pd.Series(np.asarray(values, dtype=object)[idx], dtype="str")
+
+        return pd.DataFrame(
+            {
+                "rule_id": column([r.id for r in rules]),
+                "rule_title": column([r.title for r in rules]),
+                "level": column([r.level for r in rules]),
+                "tags": column([",".join(r.tags) for r in rules]),
+                "rule_path": column([r.path for r in rules]),
+                "row": pd.Series(np.concatenate(rows), dtype="int64"),
+            }
+        )
+
+
+def _empty_matches() -> pd.DataFrame:
+    data: dict[str, pd.Series] = {c: pd.Series([], dtype="str") for c in MATCH_COLUMNS[:-1]}
+    data["row"] = pd.Series([], dtype="int64")
+    return pd.DataFrame(data)
+
+
+def _shared_keys(rules: list[CompiledRule]) -> frozenset[Hashable]:
+    """Leaf keys used by at least two rules of a group (their full-frame results are worth caching)."""
+    counts: Counter[Hashable] = Counter()
+    for rule in rules:
+        counts.update({leaf.key for leaf in rule.matcher.leaves()})
+    return frozenset(k for k, n in counts.items() if n > 1)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+class _RuleYAMLLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """Safe YAML loader that rejects duplicate mapping keys, reporting their line (merge keys ``<<`` allowed)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep)
+
+
+def iter_rule_files(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Expand files and directories (recursively, ``*.yml``/``*.yaml``) into rule files, each once, sorted
+    within a directory. Hidden directories (``.git`` ...) are not entered.
+    """
+    seen: set[Path] = set()
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            candidates = sorted(
+                f
+                for f in p.rglob("*")
+                if f.suffix.lower() in RULE_SUFFIXES
+                and f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(p).parts[:-1])
+            )
+        else:
+            candidates = [p]
+        for f in candidates:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                yield f
+
+
+def load_rules(paths: Iterable[str | Path], *, logsources: LogsourceMap | None = None) -> RuleSet:
+    """Load Sigma rules from files and directories (recursive ``*.yml``/``*.yaml``), unmodified.
+
+    Every rule either compiles or lands in :attr:`RuleSet.skipped` with its path, title/id and a reason:
+    unreadable file, YAML error (with line), pySigma parse error, unknown logsource, unsupported modifier
+    or value, correlation or filter rule, duplicate id. One bad rule never stops the others.
+
+    Args:
+        paths: rule files and/or directories.
+        logsources: logsource map (default: the shipped ``signatures/sigma/logsources.yaml``).
+    """
+    lmap = logsources if logsources is not None else load_logsources()
+    ruleset = RuleSet(logsources=lmap)
+    ids: dict[str, str] = {}
+    for path in iter_rule_files(paths):
+        if not path.exists():
+            ruleset.skipped.append(SkippedRule(str(path), "", "file not found"))
+            continue
+        _load_file(path, ruleset, ids)
+    return ruleset
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc.args[0]) if getattr(exc, "args", None) else str(exc)
+    source = getattr(exc, "source", None)
+    if isinstance(source, SigmaRuleLocation) and source.line is not None:
+        text += f" (line {source.line})"
+    return text
+
+
+def _line_of(text: str, needle: str | None) -> int | None:
+    if not needle:
+        return None
+    for number, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return number
+    return None
+
+
+def _with_line(reason: str, text: str, needle: str | None) -> str:
+    line = _line_of(text, needle)
+    return f"{reason} (line {line})" if line else reason
+
+
+def _load_file(path: Path, ruleset: RuleSet, ids: dict[str, str]) -> None:
+    spath = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        ruleset.skipped.append(SkippedRule(spath, "", f"cannot read file: {exc}"))
+        return
+    sha = hashlib.sha256(data).hexdigest()
+    ruleset.files[spath] = sha
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        ruleset.skipped.append(SkippedRule(spath, "", f"file is not UTF-8: {exc}"))
+        return
+    try:
+        docs = [d for d in yaml.load_all(text, Loader=_RuleYAMLLoader) if d is not None]
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or str(exc)
+        ruleset.skipped.append(SkippedRule(spath, _guess_title(text, path), f"YAML error{where}: {problem}"))
+        return
+    except yaml.YAMLError as exc:
+        ruleset.skipped.append(SkippedRule(spath, _guess_title(text, path), f"YAML error: {exc}"))
+        return
+    if not docs:
+        ruleset.skipped.append(SkippedRule(spath, path.stem, "empty file (no YAML document)"))
+        return
+    mappings = []
+    for number, doc in enumerate(docs, 1):
+        if isinstance(doc, dict) and not _RULE_SECTIONS.intersection(doc):
+            what = f"YAML document {number} is not a Sigma rule (no detection, correlation or filter section)"
+            ruleset.skipped.append(SkippedRule(spath, str(doc.get("title") or path.stem), what))
+        elif isinstance(doc, dict):
+            mappings.append(doc)
+        else:
+            what = f"YAML document {number} is a {type(doc).__name__}, not a rule mapping"
+            ruleset.skipped.append(SkippedRule(spath, path.stem, what))
+    if not mappings:
+        return
+    titles = [str(d.get("title") or path.stem) for d in mappings]
+    for doc in mappings:
+        if isinstance(doc.get("detection"), dict):
+            doc["detection"] = _alias_modifiers(doc["detection"])
+    try:
+        collection = SigmaCollection.from_dicts(
+            mappings,  # type: ignore[arg-type]
+            collect_errors=True,
+            source=SigmaRuleLocation(path),
+            collect_filters=True,
+            resolve_references=False,
+            policy=TrustedPolicy,  # regexes RE2 cannot run fall back to Python re at evaluation
+        )
+    except Exception as exc:  # pySigma raised despite collect_errors
+        ruleset.skipped.append(SkippedRule(spath, titles[0], f"pySigma could not parse the file: {_error_text(exc)}"))
+        return
+    rule_errors = {id(e) for r in [*collection.rules, *collection.filters] for e in r.errors}
+    for err in collection.errors:
+        if id(err) not in rule_errors:
+            ruleset.skipped.append(SkippedRule(spath, titles[0], f"pySigma: {_error_text(err)}"))
+    for flt in collection.filters:
+        ruleset.skipped.append(
+            SkippedRule(spath, flt.title or titles[0], "Sigma filter rules are not supported", _rule_id(flt))
+        )
+    for n, rule in enumerate(collection.rules, 1):
+        title = rule.title or path.stem
+        if isinstance(rule, SigmaCorrelationRule):
+            ruleset.skipped.append(
+                SkippedRule(spath, title, "Sigma correlation rules are not supported", _rule_id(rule))
+            )
+            continue
+        if not isinstance(rule, SigmaRule):  # pragma: no cover - collection only holds these two
+            ruleset.skipped.append(SkippedRule(spath, title, f"unsupported object {type(rule).__name__}"))
+            continue
+        try:
+            compiled = _compile(rule, spath, sha, text, n, ruleset)
+        except Exception as exc:  # never let one rule stop the load
+            log.exception("internal error compiling %s", spath)
+            ruleset.skipped.append(
+                SkippedRule(spath, title, f"internal error: {type(exc).__name__}: {exc}", _rule_id(rule))
+            )
+            continue
+        if compiled is None:
+            continue
+        first = ids.get(compiled.id)
+        if first is not None:
+            ruleset.skipped.append(
+                SkippedRule(spath, title, f"duplicate rule id (already loaded from {first})", compiled.id)
+            )
+            continue
+        ids[compiled.id] = spath
+        ruleset.loaded.append(compiled)
+
+
+def _alias_modifiers(node: Any) -> Any:
+    """Rewrite modifier aliases (e.g. ``|utf16le`` -> ``|wide``) in detection keys; values are untouched."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            if isinstance(key, str) and "|" in key:
+                head, *mods = key.split("|")
+                key = "|".join([head, *(_MODIFIER_ALIASES.get(m, m) for m in mods)])
+            out[key] = _alias_modifiers(value) if isinstance(value, (dict, list)) else value
+        return out
+    if isinstance(node, list):
+        return [_alias_modifiers(v) if isinstance(v, (dict, list)) else v for v in node]
+    return node
+
+
+def _guess_title(text: str, path: Path) -> str:
+    m = re.search(r"^title:\s*['\"]?(.+?)['\"]?\s*$", text, re.MULTILINE)
+    return m.group(1) if m else path.stem
+
+
+def _rule_id(rule: Any) -> str:
+    return str(rule.id) if getattr(rule, "id", None) is not None else ""
+
+
+def _compile(rule: SigmaRule, path: str, sha: str, text: str, n: int, ruleset: RuleSet) -> CompiledRule | None:
+    title = rule.title or Path(path).stem
+    rid = _rule_id(rule)
+
+    def skip(reason: str) -> None:
+        ruleset.skipped.append(SkippedRule(path, title, reason, rid))
+
+    broken = isinstance(rule.detection, EmptySigmaDetections) or isinstance(rule.logsource, EmptyLogSource)
+    if broken:
+        reasons = []
+        for err in rule.errors:
+            reason = _error_text(err)
+            m = _UNKNOWN_MODIFIER.search(reason)
+            reasons.append(_with_line(reason, text, f"|{m.group(1)}" if m else None))
+        skip("pySigma: " + "; ".join(reasons or ["rule has no usable detection or logsource"]))
+        return None
+    warnings = tuple(_error_text(e) for e in rule.errors)
+    for message in warnings:
+        ruleset.warnings.append(RuleWarning(path, title, message))
+
+    ls = rule.logsource
+    entry = ruleset.logsources.resolve(ls.product, ls.category, ls.service)
+    if entry is None:
+        label = logsource_label(ls.product, ls.category, ls.service)
+        skip(f"unknown logsource: {label} has no entry in the logsource map")
+        return None
+    try:
+        matcher = compile_rule(rule)
+    except UnsupportedRule as exc:
+        skip(_with_line(f"unsupported: {exc.reason}", text, exc.needle))
+        return None
+    except SigmaError as exc:
+        skip(f"pySigma: {_error_text(exc)}")
+        return None
+
+    tags = tuple(str(t) for t in rule.tags)
+    parsed = parse_tags(tags)
+    logsource = {k: v for k, v in (("product", ls.product), ("category", ls.category), ("service", ls.service)) if v}
+    return CompiledRule(
+        id=rid or f"nosigmaid-{sha[:16]}-{n}",
+        title=title,
+        level=str(rule.level) if isinstance(rule.level, SigmaLevel) else "",
+        status=str(rule.status) if isinstance(rule.status, SigmaStatus) else "",
+        description=rule.description or "",
+        author=rule.author or "",
+        tags=tags,
+        references=tuple(str(r) for r in rule.references),
+        falsepositives=tuple(str(f) for f in rule.falsepositives),
+        logsource=logsource,
+        path=path,
+        sha256=sha,
+        mitre=parsed.mitre,
+        tactics=parsed.tactics,
+        cve=parsed.cve,
+        ed2102_steps=parsed.ed2102_steps,
+        conditions=tuple(rule.detection.condition),
+        entry=entry,
+        matcher=matcher,
+        date=rule.date.isoformat() if rule.date else "",
+        modified=rule.modified.isoformat() if rule.modified else "",
+        warnings=warnings,
+    )
