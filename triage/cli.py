@@ -192,12 +192,33 @@ def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return opts
 
 
+def _report_sigma(case: Any, dirs: list[str]) -> dict[str, Any]:
+    """Load the extra Sigma sets once up front: say what loaded, what was skipped and why."""
+    from collections import Counter
+
+    from triage.registry import signature_path
+    from triage.sigma import load_rules
+
+    ruleset = load_rules([signature_path("sigma/ed2102"), *dirs])
+    reasons = Counter(s.reason.split(":")[0][:80] for s in ruleset.skipped)
+    info = {"loaded": len(ruleset.loaded), "skipped": len(ruleset.skipped), "sources": dirs,
+            "skip_reasons": dict(reasons.most_common(10))}
+    out = case.path / "runs" / "sigma-rules.json"
+    out.write_text(json.dumps(info | {"skipped_rules": [s._asdict() for s in ruleset.skipped]}, indent=1,
+                              default=str))
+    case.custody.append("rules_loaded", engine="sigma", **info)
+    log.info("Sigma rules: %d loaded, %d skipped (%s); details in %s", info["loaded"], info["skipped"],
+             ", ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) or "none", out)
+    return info
+
+
 def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
     from triage.case import Case
     from triage.progress import unit_progress
     from triage.runner import analyze_case
 
     case = Case.open(args.case)
+    sigma = _report_sigma(case, _analyzer_options(args)["eventlog"]["sigma"]) if args.sigma else None
     with unit_progress("analyzing", enabled=not args.quiet) as update:
         summary = analyze_case(
             case,
@@ -217,7 +238,7 @@ def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
             f"analyze {summary.run_id}: {summary.planned} units planned, {summary.reused} already done, "
             f"statuses {dict(summary.statuses)}, {summary.findings} findings"
         )
-    return summary.as_dict()
+    return summary.as_dict() | ({"sigma": sigma} if sigma else {})
 
 
 def cmd_report(args: argparse.Namespace) -> dict[str, Any]:

@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 
 ED_WINDOW_START = pd.Timestamp("2021-01-01T00:00:00Z")
 PACK = "sigma/ed2102"
-LEVELS = {"informational": "info", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
 MAX_PER_RULE = 1000  # individual findings per rule and log; the rest are counted in one summary finding
 KEY_FIELDS = ("Image", "CommandLine", "ParentImage", "TargetImage", "SourceImage", "GrantedAccess", "TargetFilename",
               "TargetObject", "Details", "ServiceName", "ImagePath", "TargetUserName", "SubjectUserName",
@@ -111,10 +110,10 @@ class EventLogs(Analyzer):
             if n > MAX_PER_RULE:
                 rule = rules_by_id[rule_id]
                 yield unit.finding(
-                    rule_id=rule.id, rule_title=rule.title, severity=LEVELS.get(rule.level, "medium"),
+                    rule_id=rule.id, rule_title=rule.title, severity=rule.severity,
                     title=f"{rule.title}: {n} events in total ({n - MAX_PER_RULE} more not listed)",
                     message=f"The rule matched {n} events of this log; the first {MAX_PER_RULE} are listed.",
-                    location="summary", mitre=rule.techniques, cve=rule.cves, ed2102_steps=rule.steps,
+                    location="summary", mitre=rule.mitre, cve=rule.cve, ed2102_steps=[str(x) for x in rule.ed2102_steps],
                     tags=["sigma", "summary"], attributes={"matches": n})
         for w in stats.warnings:
             unit.warn(w)
@@ -130,18 +129,18 @@ class EventLogs(Analyzer):
         return unit.finding(
             rule_id=rule.id,
             rule_title=rule.title,
-            severity=LEVELS.get(rule.level, "medium"),
+            severity=rule.severity,
             confidence="high" if rule.level in ("high", "critical") else "medium",
             title=f"{rule.title} ({event.get('Channel')} {event.get('EventID')}, record {rid_text})",
             message=f"{rule.description.strip()} {context}".strip(),
             location=f"{event.get('Channel')}#{rid_text}",
             ts=None if pd.isna(event.get("TimeCreated")) else event.get("TimeCreated").to_pydatetime(),
             ts_desc="Event logged",
-            mitre=rule.techniques,
-            cve=rule.cves,
-            ed2102_steps=rule.steps,
+            mitre=rule.mitre,
+            cve=rule.cve,
+            ed2102_steps=[str(x) for x in rule.ed2102_steps],
             tags=["sigma", *(t for t in rule.tags if not t.startswith(("attack.t", "cve.", "ed2102.")))][:8],
-            references=rule.references[:5],
+            references=list(rule.references[:5]),
             attributes={"event": fields, "rule_file": Path(rule.path).name, "rule_sha256": rule.sha256,
                         "computer": event.get("Computer")},
         )

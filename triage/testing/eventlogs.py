@@ -258,7 +258,7 @@ def attack_events() -> dict[str, list[Event]]:
             },
         ),
         _ev(
-            SEC,
+            ("Microsoft-Windows-Eventlog", "Security"),
             1102,
             _t(3, 3, 2, 0),
             user_data=(

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from triage.case import Case
+from triage.collectors.collect import collect_volume
+from triage.collectors.sources import open_source_path
+from triage.report import load_findings
+from triage.runner import analyze_case
+from triage.testing.volume import VolumeSpec, build_volume
+
+
+def _analyzed(tmp_path: Path, compromised: bool) -> pd.DataFrame:
+    vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=compromised, event_logs=True))
+    case = Case.create_or_open(tmp_path / "case", examiner="t")
+    collect_volume(case, open_source_path(str(vol)), host=None)
+    s = analyze_case(case, only=("eventlog",))
+    assert s.statuses == {"success": len(case.evidence(kinds={"evtx"}))}
+    df = load_findings(case)
+    df["rule_file"] = [json.loads(a).get("rule_file") for a in df["attributes"]]
+    return df
+
+
+def test_attack_story_is_told_by_the_sigma_pack(tmp_path: Path) -> None:
+    df = _analyzed(tmp_path, compromised=True)
+    hits = df[df["rule_file"].notna()]
+    got = {(r.rule_file, r.location, str(r.severity)) for r in hits.itertuples()}
+    assert got == {
+        ("exchange_oab_vdir_url_holds_script.yml", "MSExchange Management#1", "critical"),
+        ("exchange_um_invalid_cast_error.yml", "Application#2", "high"),
+        ("webshell_exchange_worker_spawns_shell.yml", "Microsoft-Windows-Sysmon/Operational#2", "high"),
+        ("cred_procdump_lsass.yml", "Microsoft-Windows-Sysmon/Operational#3", "high"),
+        ("cred_lsass_opened_with_dump_rights.yml", "Microsoft-Windows-Sysmon/Operational#4", "high"),
+        ("cred_lsass_dump_file_created.yml", "Microsoft-Windows-Sysmon/Operational#5", "high"),
+        ("persist_service_suspicious_image_system.yml", "System#2", "high"),
+        ("persist_service_installed_system.yml", "System#2", "low"),
+        ("ps_powercat.yml", "Microsoft-Windows-PowerShell/Operational#1", "high"),
+        ("ps_download_cradle_script.yml", "Microsoft-Windows-PowerShell/Operational#1", "high"),
+        ("evasion_security_log_cleared.yml", "Security#4", "high"),
+        ("persist_member_added_local_privileged_group.yml", "Security#3", "medium"),
+        ("persist_account_created_or_enabled.yml", "Security#2", "low"),
+    }
+    oab = hits[hits["rule_file"] == "exchange_oab_vdir_url_holds_script.yml"].iloc[0]
+    assert oab["cve"] == "CVE-2021-27065" and str(oab["ts"]) == "2021-03-03 02:14:30+00:00"
+    assert "Set-OabVirtualDirectory" in json.loads(oab["attributes"])["event"]["Data"]
+    # every log starts 2021-03-01 or later: six coverage gaps against the directive window
+    window = df[df["rule_id"] == "TRIAGE-EVT-COV-001"]
+    assert len(window) == 6 and set(window["severity"].astype(str)) == {"medium"}
+    cov = df[(df["rule_id"] == "TRIAGE-EVT-COV-000") & df["title"].str.contains("Security.evtx")].iloc[0]
+    attrs = json.loads(cov["attributes"])
+    assert (attrs["records"], attrs["first"], attrs["missing_record_ids"]) == (4, "2021-03-01T08:00:00+00:00", 0)
+
+
+def test_benign_logs_give_no_high_finding(tmp_path: Path) -> None:
+    df = _analyzed(tmp_path, compromised=False)
+    assert not df["severity"].astype(str).isin(["high", "critical"]).any()
+    # logs that reach back to December 2020 cover the window: no coverage finding
+    assert (df["rule_id"] == "TRIAGE-EVT-COV-001").sum() == 0
+    assert (df["rule_id"] == "TRIAGE-EVT-COV-000").sum() == 4
+
+
+def test_cli_sigma_dir_loads_unmodified_rules_and_reports_skips(tmp_path: Path, capsys) -> None:
+    from triage.cli import main
+
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "whoami.yml").write_text(
+        "title: Whoami run\nid: 11111111-2222-4333-8444-555555555555\nstatus: test\n"
+        "logsource: {product: windows, category: process_creation}\n"
+        "detection:\n  sel: {CommandLine|contains: whoami}\n  condition: sel\nlevel: medium\n")
+    (rules / "bad.yml").write_text("title: broken\nlogsource: {product: windows}\n"
+                                   "detection: {sel: {A|nonsense: x}, condition: sel}\n")
+    vol = build_volume(tmp_path / "vol", VolumeSpec(event_logs=True))
+    case = tmp_path / "case"
+    assert main(["collect", str(vol), "--case", str(case), "-q"]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(case), "--only", "eventlog", "--sigma", str(rules), "--json", "-q"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sigma"]["skipped"] >= 1 and out["sigma"]["loaded"] >= 2
+    skipped = json.loads((case / "runs" / "sigma-rules.json").read_text())["skipped_rules"]
+    assert any(s["path"].endswith("bad.yml") and "nonsense" in s["reason"] for s in skipped)
+    df = load_findings(Case.open(case))
+    who = df[df["rule_id"] == "11111111-2222-4333-8444-555555555555"]
+    assert list(who["location"]) == ["Microsoft-Windows-Sysmon/Operational#2"]
+    assert main(["analyze", str(case), "--only", "eventlog", "--sigma", str(tmp_path / "nope")]) == 2
