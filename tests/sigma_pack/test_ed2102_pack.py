@@ -21,7 +21,7 @@ from triage.sigma import RuleSet, load_rules
 REPO = Path(__file__).resolve().parents[2]
 PACK = REPO / "signatures" / "sigma" / "ed2102"
 RULE_FILES = sorted(PACK.glob("*.yml"))
-SAMPLES_FILE = PACK / "samples.yaml"
+SAMPLES_FILE = REPO / "signatures" / "sigma" / "samples" / "ed2102.yaml"  # kept out of the rule folder
 
 PREFIXES = ("exchange_", "cred_", "persist_", "evasion_", "ps_", "webshell_")
 LEVELS = {"low", "medium", "high", "critical"}
