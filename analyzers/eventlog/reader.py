@@ -27,6 +27,11 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
+try:  # orjson parses the evtx package's JSON about a third faster than the standard library
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - optional speed-up
+    _loads = json.loads
+
 BATCH = 20_000
 SYSTEM_COLUMNS = (
     "EventRecordID", "TimeCreated", "EventID", "Provider", "Channel", "Computer", "Level", "Task", "Opcode",
@@ -282,7 +287,7 @@ def _iter_evtx_rust(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
                 stats.warn(f"evtx: {w.message}")
             caught.clear()
             try:
-                yield flatten_event(json.loads(rec["data"]))
+                yield flatten_event(_loads(rec["data"]))
             except (ValueError, TypeError, KeyError) as exc:
                 stats.bad_records += 1
                 stats.warn(f"record {rec.get('event_record_id')}: cannot flatten: {exc}")
