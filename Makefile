@@ -20,7 +20,9 @@ demo: $(STAMP)
 	$(VENV)/bin/triage verify $(DEMO_CASE)
 	@echo
 	@echo "Demo case folder:  $(DEMO_CASE)"
-	@echo "Findings report:   $(DEMO_CASE)/report/findings.csv (canonical: findings.parquet)"
+	@echo "Findings data:     $(DEMO_CASE)/report/findings.parquet (csv, jsonl, xlsx, timesketch, stix alongside)"
+	@$(PY) -m triage.report.summary $(DEMO_CASE)
+	@echo "HTML report:       $(DEMO_CASE)/report/report.html"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -6,8 +6,10 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -70,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="DIR",
         help="also load these Sigma rule files or folders (e.g. a SigmaHQ rules/windows checkout), unmodified",
+    )
+    analyze_opts.add_argument(
+        "--yara",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also load these YARA rule files or folders (e.g. signature-base yara/), unmodified",
     )
     analyze_opts.add_argument(
         "--plugin",
@@ -189,6 +198,11 @@ def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if missing:
             raise UsageError(f"--sigma: no such file or folder: {', '.join(missing)}")
         opts["eventlog"] = {"sigma": [os.path.abspath(d) for d in args.sigma]}
+    if getattr(args, "yara", None):
+        missing = [d for d in args.yara if not os.path.exists(d)]
+        if missing:
+            raise UsageError(f"--yara: no such file or folder: {', '.join(missing)}")
+        opts["yara"] = {"yara": [os.path.abspath(d) for d in args.yara]}
     return opts
 
 
@@ -201,14 +215,22 @@ def _report_sigma(case: Any, dirs: list[str]) -> dict[str, Any]:
 
     ruleset = load_rules([signature_path("sigma/ed2102"), *dirs])
     reasons = Counter(s.reason.split(":")[0][:80] for s in ruleset.skipped)
-    info = {"loaded": len(ruleset.loaded), "skipped": len(ruleset.skipped), "sources": dirs,
-            "skip_reasons": dict(reasons.most_common(10))}
+    info = {
+        "loaded": len(ruleset.loaded),
+        "skipped": len(ruleset.skipped),
+        "sources": dirs,
+        "skip_reasons": dict(reasons.most_common(10)),
+    }
     out = case.path / "runs" / "sigma-rules.json"
-    out.write_text(json.dumps(info | {"skipped_rules": [s._asdict() for s in ruleset.skipped]}, indent=1,
-                              default=str))
+    out.write_text(json.dumps(info | {"skipped_rules": [s._asdict() for s in ruleset.skipped]}, indent=1, default=str))
     case.custody.append("rules_loaded", engine="sigma", **info)
-    log.info("Sigma rules: %d loaded, %d skipped (%s); details in %s", info["loaded"], info["skipped"],
-             ", ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) or "none", out)
+    log.info(
+        "Sigma rules: %d loaded, %d skipped (%s); details in %s",
+        info["loaded"],
+        info["skipped"],
+        ", ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) or "none",
+        out,
+    )
     return info
 
 
@@ -219,6 +241,10 @@ def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
 
     case = Case.open(args.case)
     sigma = _report_sigma(case, _analyzer_options(args)["eventlog"]["sigma"]) if args.sigma else None
+    if args.yara:  # compile once up front (filling the rule cache) and record per file what loaded
+        from triage.analyzers.yara.content import report_rule_load
+
+        yara = report_rule_load(case, _analyzer_options(args)["yara"]["yara"])
     with unit_progress("analyzing", enabled=not args.quiet) as update:
         summary = analyze_case(
             case,
@@ -238,15 +264,20 @@ def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
             f"analyze {summary.run_id}: {summary.planned} units planned, {summary.reused} already done, "
             f"statuses {dict(summary.statuses)}, {summary.findings} findings"
         )
-    return summary.as_dict() | ({"sigma": sigma} if sigma else {})
+    return summary.as_dict() | ({"sigma": sigma} if sigma else {}) | ({"yara": yara} if args.yara else {})
 
 
 def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
     from triage.case import Case
-    from triage.report import build_report
+    from triage.report import ReportOptions, build_report
+    from triage.report.summary import ledger_summary_lines
 
     case = Case.open(args.case)
-    res = build_report(case)
+    opts = ReportOptions(
+        command_line=shlex.join(sys.argv),
+        rule_dirs=tuple(getattr(args, "sigma", None) or ()) + tuple(getattr(args, "yara", None) or ()),
+    )
+    res = build_report(case, opts)
     case.close()
     if not args.json:
         t = Table(title=f"Findings of {case.case_id}")
@@ -261,8 +292,12 @@ def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
             stdout.print(f"analyzer {analyzer}: " + ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())))
         for w in res.warnings:
             log.warning(w)
-        stdout.print(f"report: {res.outputs['findings.parquet']}")
-        stdout.print(f"        {res.outputs['findings.csv']}")
+        ledger = json.loads(Path(res.outputs["ledger.json"]).read_text(encoding="utf-8"))
+        for line in ledger_summary_lines(ledger):
+            stdout.print(line, markup=False)
+        data = f"data:   {res.outputs['findings.parquet']} (csv, jsonl, xlsx, timesketch, stix alongside)"
+        stdout.print(data, markup=False)
+        stdout.print(f"report: {res.html}", markup=False)
     return res.as_dict()
 
 

@@ -1,1 +1,19 @@
-"""Exchange ProxyLogon (ED 21-02) log analyzers."""
+"""Exchange ProxyLogon (ED 21-02) log analyzers.
+
+Importing the package registers three analyzers:
+
+* ``proxylogon`` (host scope: exchange_log, evtx): Test-ProxyLogon.ps1's checks and log age;
+* ``exchange_weblogs`` (per log: exchange_log, iis_log): YAML web log indicators and log coverage;
+* ``proxylogon_narrative`` (host scope: exchange_log, iis_log, evtx): one attack narrative per client.
+
+The readers (:mod:`.logs`), the rule engine (:mod:`.rules`) and the checks are plain functions that
+work without the runner too.
+"""
+
+from __future__ import annotations
+
+from triage.analyzers.exchange.narrative import AttackNarrative
+from triage.analyzers.exchange.proxylogon import ProxyLogonChecks
+from triage.analyzers.exchange.weblogs import WebLogIndicators
+
+__all__ = ["AttackNarrative", "ProxyLogonChecks", "WebLogIndicators"]

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 HTTPPROXY = "httpproxy"
@@ -634,7 +635,7 @@ def like_regex(pattern: str) -> str:
         elif c == "[":
             j = pattern.find("]", i + 1)
             if j > i + 1:
-                body = pattern[i + 1 : j].replace("\\", "\\\\")
+                body = pattern[i + 1 : j].replace("\\", "\\\\").replace("[", "\\[")
                 out.append("[" + body + "]")
                 i = j + 1
                 continue
@@ -648,7 +649,9 @@ def like_regex(pattern: str) -> str:
 
 def like(series: pd.Series, pattern: str) -> pd.Series:
     """Vectorised, case-insensitive PowerShell ``-like`` over a string column (missing values: False)."""
-    return series.fillna("").astype("str").str.contains(like_regex(pattern), case=False, regex=True).fillna(False)
+    arr = pc.fill_null(pa.array(series, type=pa.large_string(), from_pandas=True), "")
+    hit = pc.match_substring_regex(arr, like_regex(pattern), ignore_case=True)
+    return pd.Series(hit.to_numpy(zero_copy_only=False), index=series.index, dtype=bool)
 
 
 # -- normalised columns ---------------------------------------------------------------------------
@@ -695,7 +698,6 @@ def normalize(df: pd.DataFrame, logtype: str, logical_path: str = "", date_heade
     The original columns stay. ``ts`` is UTC; ``user_agent`` has IIS's ``+`` turned back into spaces;
     ``request_id`` is HttpProxy's RequestId, IIS's ``cafeReqId`` or ECP's ``S:ACTID``.
     """
-    out = df.copy()
     blank = pd.Series([""] * len(df), index=df.index, dtype="str")
     norm: dict[str, pd.Series] = {c: blank for c in NORMALIZED if c != "ts"}
     if logtype == HTTPPROXY:
@@ -738,12 +740,11 @@ def normalize(df: pd.DataFrame, logtype: str, logical_path: str = "", date_heade
     norm["uri_file"] = norm["uri_stem"].str.extract(r"([^/]*)$", expand=False).fillna("")
     norm["log"] = pd.Series([logtype] * len(df), index=df.index, dtype="str")
     norm["source"] = pd.Series([logical_path] * len(df), index=df.index, dtype="str")
-    for name, series in norm.items():
-        out[name] = series
-    out["ts"] = pd.to_datetime(
+    norm["ts"] = pd.to_datetime(
         ts_text.where(ts_text.str.strip() != "", None), utc=True, format="ISO8601", errors="coerce"
     ).astype("datetime64[ms, UTC]")
-    return out
+    keep = df.drop(columns=[c for c in NORMALIZED if c in df.columns])
+    return pd.concat([keep, pd.DataFrame(norm, index=df.index)], axis=1)
 
 
 # -- cheap first/last timestamps (log age) --------------------------------------------------------

@@ -229,15 +229,23 @@ def _updates(hive: Hive) -> Iterator[dict[str, Any]]:
                     "installed": u.get("InstalledDate"),
                     "ts": u.ts,
                 }
-    for hive_path in (r"Microsoft\Windows\CurrentVersion\Uninstall",
-                      r"WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall"):  # fmt: skip
+    for hive_path in (
+        r"Microsoft\Windows\CurrentVersion\Uninstall",
+        r"WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall",
+    ):
         for k in hive.subkeys(hive_path):
             name = k.get("DisplayName")
             if isinstance(name, str) and SU_NAME_RX.search(name):
                 m = KB_RX.search(name)
                 if m:
-                    yield {"source": "Uninstall", "key": k.path, "package": name, "kb": m.group(1).upper(),
-                           "installed": k.get("InstallDate"), "ts": k.ts}  # fmt: skip
+                    yield {
+                        "source": "Uninstall",
+                        "key": k.path,
+                        "package": name,
+                        "kb": m.group(1).upper(),
+                        "installed": k.get("InstallDate"),
+                        "ts": k.ts,
+                    }
 
 
 def read_pe_version(path: Path) -> tuple[Version | None, dict[str, str], str]:
@@ -274,7 +282,11 @@ def _msert(hive: Hive) -> dict[str, Any] | None:
     if k is None:
         return None
     values = {v.name: v.data for v in k.values.values()}
-    return {"key": k.path, "ts": k.ts, "values": {n: d if not isinstance(d, bytes) else d.hex() for n, d in values.items()}}
+    return {
+        "key": k.path,
+        "ts": k.ts,
+        "values": {n: d if not isinstance(d, bytes) else d.hex() for n, d in values.items()},
+    }
 
 
 def _parse_time(text: Any) -> datetime | None:
@@ -310,7 +322,7 @@ class RegistryExchange(Analyzer):
         table: BuildTable = self.ruleset
         binaries = [m for m in unit.members if m.kind == "exchange_binary" and m.outcome == "success"]
         exsetup = next((m for m in binaries if logical_path(m).lower().endswith("/exsetup.exe")), None)
-        with HostHives(unit) as hh:
+        with HostHives(unit, backend=self.options.get("backend", "auto")) as hh:
             f, hive = hh.first("software")
             reg = read_exchange(hive) if hive is not None else None
             if hive is not None:
@@ -319,8 +331,10 @@ class RegistryExchange(Analyzer):
         if exsetup is not None:
             file_ver, strings, problem = read_pe_version(unit.member_path(exsetup))
             if problem:
-                unit.warn(f"{logical_path(exsetup)}: cannot read the version resource ({problem}); "
-                          "the verdict rests on the registry")  # fmt: skip
+                unit.warn(
+                    f"{logical_path(exsetup)}: cannot read the version resource ({problem}); "
+                    "the verdict rests on the registry"
+                )
         if reg is None and file_ver is None:
             return
         yield from self._verdict(unit, table, f, reg, exsetup, file_ver, strings)
@@ -336,9 +350,11 @@ class RegistryExchange(Analyzer):
             severity="info",
             confidence="high",
             title="MSERT/EOMT run recorded (MSERTBootstrap\\PatchState)",
-            message=(f"{f.root}\\{info['key']} holds the EOMT/MSERT stage record "
-                     f"({', '.join(f'{k}={v}' for k, v in info['values'].items())}). Evidence for ED 21-02 step 20; "
-                     "the scan results are in %SystemRoot%\\debug\\msert.log."),  # fmt: skip
+            message=(
+                f"{f.root}\\{info['key']} holds the EOMT/MSERT stage record "
+                f"({', '.join(f'{k}={v}' for k, v in info['values'].items())}). Evidence for ED 21-02 step 20; "
+                "the scan results are in %SystemRoot%\\debug\\msert.log."
+            ),
             location=f"{f.root}\\{info['key']}",
             evidence=f.row,
             ts=stamp,
@@ -363,7 +379,9 @@ class RegistryExchange(Analyzer):
         reg_verdict = assess(reg_ver, kbs, table) if reg_ver else None
         file_verdict = assess(file_ver, set(), table) if file_ver else None
         verdict = file_verdict or reg_verdict
-        assert verdict is not None
+        if verdict is None:  # a Setup key without usable version values
+            unit.warn(f"{reg.setup_key if reg else 'Exchange'}: no MsiProductMajor/Minor/BuildMajor/BuildMinor values")
+            verdict = Verdict(product="", version=(0, 0, 0, 0), status="unknown", basis="no version recorded")
         basis = "ExSetup.exe version resource" if file_verdict else "registry (Setup key and installed updates)"
         ev = f.row if (f is not None and reg is not None and not file_verdict) else (exsetup or (f.row if f else None))
         root = f.root if f else "HKLM\\SOFTWARE"
@@ -379,8 +397,10 @@ class RegistryExchange(Analyzer):
             "file_build": version_str(file_ver),
             "file_product_version": strings.get("ProductVersion", ""),
             "install_path": reg.install_path if reg else "",
-            "installed_updates": [{k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in u.items()}
-                                  for u in (reg.updates if reg else [])],  # fmt: skip
+            "installed_updates": [
+                {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in u.items()}
+                for u in (reg.updates if reg else [])
+            ],
             "fixed_by": verdict.fixed_by,
             "missing": verdict.missing,
             "open_cves": verdict.cves,
@@ -397,8 +417,10 @@ class RegistryExchange(Analyzer):
             severity="info",
             confidence="high",
             title=f"{name} installed at {attrs['install_path'] or '?'}",
-            message=(f"{name}; build from the {basis}; install path {attrs['install_path'] or 'unknown'}; "
-                     f"installed updates: {', '.join(sorted(kbs)) or 'none recorded'}."),  # fmt: skip
+            message=(
+                f"{name}; build from the {basis}; install path {attrs['install_path'] or 'unknown'}; "
+                f"installed updates: {', '.join(sorted(kbs)) or 'none recorded'}."
+            ),
             ts=ts,
             ts_desc="Setup key last written" if ts else "",
             ed2102_steps=STEP_INVENTORY,
@@ -412,12 +434,16 @@ class RegistryExchange(Analyzer):
                 confidence="high",
                 title=f"Registry says {version_str(reg_ver)} ({reg_verdict.status}), "
                 f"ExSetup.exe says {version_str(file_ver)} ({file_verdict.status})",
-                message=("The Setup key and installed-update records do not match ExSetup.exe's version resource; "
-                         "the file is authoritative for the security-update level. A partial or failed update, "
-                         "a restored registry or a replaced binary can cause this."),  # fmt: skip
+                message=(
+                    "The Setup key and installed-update records do not match ExSetup.exe's version resource; "
+                    "the file is authoritative for the security-update level. A partial or failed update, "
+                    "a restored registry or a replaced binary can cause this."
+                ),
                 ed2102_steps=STEP_INVENTORY,
-                **{**common, "attributes": {**attrs, "registry_status": reg_verdict.status,
-                                            "file_status": file_verdict.status}},  # fmt: skip
+                **{
+                    **common,
+                    "attributes": {**attrs, "registry_status": reg_verdict.status, "file_status": file_verdict.status},
+                },
             )
         yield from self._status_findings(unit, verdict, name, common)
 
@@ -430,9 +456,11 @@ class RegistryExchange(Analyzer):
                 severity="high",
                 confidence="high",
                 title=f"{name} lacks the March 2021 security update",
-                message=(f"{name} is below the March 2021 SU ({v.needed_build or 'no SU exists for this CU'}): "
-                         "vulnerable to CVE-2021-26855/26857/26858/27065 (ProxyLogon). Follow ED 21-02 action 1-3: "
-                         "triage for compromise before patching."),  # fmt: skip
+                message=(
+                    f"{name} is below the March 2021 SU ({v.needed_build or 'no SU exists for this CU'}): "
+                    "vulnerable to CVE-2021-26855/26857/26858/27065 (ProxyLogon). Follow ED 21-02 action 1-3: "
+                    "triage for compromise before patching."
+                ),
                 cve=v.cves,
                 ed2102_steps=[STEP_INVENTORY, STEP_DECISION, STEP_APRIL],
                 mitre="T1190",
@@ -445,8 +473,10 @@ class RegistryExchange(Analyzer):
                 severity="medium",
                 confidence="high",
                 title=f"{name} has the March fixes but not the April 2021 SU",
-                message=(f"{name} is patched for ProxyLogon but not for CVE-2021-28480..28483; Supplemental "
-                         f"Direction v2 required the April 2021 SU by 2021-04-16 (needs {v.needed_build})."),  # fmt: skip
+                message=(
+                    f"{name} is patched for ProxyLogon but not for CVE-2021-28480..28483; Supplemental "
+                    f"Direction v2 required the April 2021 SU by 2021-04-16 (needs {v.needed_build})."
+                ),
                 cve=v.cves,
                 ed2102_steps=[STEP_APRIL],
                 mitre="T1190",
@@ -470,8 +500,10 @@ class RegistryExchange(Analyzer):
                 severity="medium",
                 confidence="high",
                 title=f"{name} lacks Update Rollup 32 ({', '.join(sorted(table.kbs('Mar21SU_E2010')))})",
-                message=(f"{name} is below {v.needed_build}: exposed to CVE-2021-26857 (Exchange 2010 is not "
-                         "affected by the rest of the ProxyLogon chain)."),  # fmt: skip
+                message=(
+                    f"{name} is below {v.needed_build}: exposed to CVE-2021-26857 (Exchange 2010 is not "
+                    "affected by the rest of the ProxyLogon chain)."
+                ),
                 cve=v.cves,
                 ed2102_steps=[STEP_INVENTORY, STEP_SUPPORTED],
                 **common,
@@ -494,8 +526,10 @@ class RegistryExchange(Analyzer):
                 severity="medium",
                 confidence="high",
                 title=f"{name}: {v.out_of_support}",
-                message=(f"{v.out_of_support}. Supplemental Direction v1 (hardening 3) requires vendor-supported "
-                         "versions; special March SUs for old CUs fix only the ProxyLogon chain."),  # fmt: skip
+                message=(
+                    f"{v.out_of_support}. Supplemental Direction v1 (hardening 3) requires vendor-supported "
+                    "versions; special March SUs for old CUs fix only the ProxyLogon chain."
+                ),
                 ed2102_steps=[STEP_SUPPORTED],
                 **common,
             )

@@ -36,8 +36,9 @@ def computer(system: Hive) -> dict[str, Any]:
     """Computer name, host name and domain from SYSTEM."""
     tcp = system.key(system.resolve(r"CurrentControlSet\Services\Tcpip\Parameters"))
     return {
-        "computer_name": _s(system.value(system.resolve(r"CurrentControlSet\Control\ComputerName\ComputerName"),
-                                         "ComputerName")),  # fmt: skip
+        "computer_name": _s(
+            system.value(system.resolve(r"CurrentControlSet\Control\ComputerName\ComputerName"), "ComputerName")
+        ),
         "hostname": _s(tcp.get("Hostname")) if tcp else "",
         "domain": _s(tcp.get("Domain") or tcp.get("NV Domain")) if tcp else "",
         "control_set": system.control_set(),
@@ -49,8 +50,20 @@ def os_info(software: Hive) -> tuple[dict[str, Any], datetime | None]:
     k = software.key(r"Microsoft\Windows NT\CurrentVersion")
     if k is None:
         return {}, None
-    names = ("ProductName", "EditionID", "InstallationType", "CurrentVersion", "CurrentBuild", "CurrentBuildNumber",
-             "UBR", "ReleaseId", "DisplayVersion", "RegisteredOwner", "RegisteredOrganization", "SystemRoot")  # fmt: skip
+    names = (
+        "ProductName",
+        "EditionID",
+        "InstallationType",
+        "CurrentVersion",
+        "CurrentBuild",
+        "CurrentBuildNumber",
+        "UBR",
+        "ReleaseId",
+        "DisplayVersion",
+        "RegisteredOwner",
+        "RegisteredOrganization",
+        "SystemRoot",
+    )
     out: dict[str, Any] = {n: scalar(k.get(n)) for n in names if k.has(n)}
     installed = None
     if isinstance(k.get("InstallTime"), int):
@@ -81,6 +94,7 @@ def time_zone(system: Hive) -> tuple[dict[str, Any], datetime | None]:
 def interfaces(system: Hive) -> Iterator[tuple[dict[str, Any], datetime | None, str]]:
     base = system.resolve(r"CurrentControlSet\Services\Tcpip\Parameters\Interfaces")
     for k in system.subkeys(base):
+
         def many(name: str, key: Any = k) -> list[str]:
             v = key.get(name)
             items = v if isinstance(v, list) else [v] if v else []
@@ -94,8 +108,11 @@ def interfaces(system: Hive) -> Iterator[tuple[dict[str, Any], datetime | None, 
             "gateways": many("DefaultGateway") + many("DhcpDefaultGateway"),
             "dhcp": bool(k.get("EnableDHCP")),
             "dhcp_server": _s(k.get("DhcpServer")),
-            "dns_servers": [s for s in (_s(k.get("NameServer")) + "," + _s(k.get("DhcpNameServer"))).replace(" ", ",")
-                            .split(",") if s],  # fmt: skip
+            "dns_servers": [
+                s
+                for s in (_s(k.get("NameServer")) + "," + _s(k.get("DhcpNameServer"))).replace(" ", ",").split(",")
+                if s
+            ],
             "domain": _s(k.get("Domain") or k.get("DhcpDomain")),
         }
         if ips or rec["dns_servers"] or rec["gateways"]:
@@ -109,15 +126,17 @@ def installed_programs(software: Hive) -> list[dict[str, Any]]:
             name = k.get("DisplayName")
             if not isinstance(name, str) or not name:
                 continue
-            out.append({
-                "name": name,
-                "version": _s(k.get("DisplayVersion")),
-                "publisher": _s(k.get("Publisher")),
-                "install_date": _s(k.get("InstallDate")),
-                "install_location": _s(k.get("InstallLocation")),
-                "key": k.path,
-                "key_last_written": k.ts.isoformat() if k.ts else None,
-            })  # fmt: skip
+            out.append(
+                {
+                    "name": name,
+                    "version": _s(k.get("DisplayVersion")),
+                    "publisher": _s(k.get("Publisher")),
+                    "install_date": _s(k.get("InstallDate")),
+                    "install_location": _s(k.get("InstallLocation")),
+                    "key": k.path,
+                    "key_last_written": k.ts.isoformat() if k.ts else None,
+                }
+            )
     return sorted(out, key=lambda p: p["name"].lower())
 
 
@@ -131,7 +150,7 @@ def shutdown_time(system: Hive) -> tuple[datetime | None, str]:
 
 @register
 class RegistryHostInfo(Analyzer):
-    """Host facts from the hives: computer name, OS build, time zone, interfaces and IPs, software, shutdown, accounts."""
+    """Host facts from the hives: computer name, OS, time zone, interfaces and IPs, software, shutdown, accounts."""
 
     name = "registry_hostinfo"
     version = "1.0"
@@ -139,7 +158,7 @@ class RegistryHostInfo(Analyzer):
     scope = "host"
 
     def analyze(self, unit: Unit) -> Iterator[Finding]:
-        with HostHives(unit) as hh:
+        with HostHives(unit, backend=self.options.get("backend", "auto")) as hh:
             f, system = hh.first("system")
             if system is not None:
                 yield from self._system(unit, f, system)  # type: ignore[arg-type]
@@ -150,9 +169,19 @@ class RegistryHostInfo(Analyzer):
             if sam is not None:
                 yield from self._sam(unit, f, sam)  # type: ignore[arg-type]
 
-    def _fact(self, unit: Unit, f: HiveFile, rid: str, title: str, message: str, location: str,
-              attrs: dict[str, Any], ts: datetime | None = None, ts_desc: str = "Key last written",
-              steps: str = "1") -> Finding:  # fmt: skip
+    def _fact(
+        self,
+        unit: Unit,
+        f: HiveFile,
+        rid: str,
+        title: str,
+        message: str,
+        location: str,
+        attrs: dict[str, Any],
+        ts: datetime | None = None,
+        ts_desc: str = "Key last written",
+        steps: str = "1",
+    ) -> Finding:
         return unit.finding(
             rule_id=rid,
             rule_title=title.split(":")[0],
@@ -179,51 +208,102 @@ class RegistryHostInfo(Analyzer):
             ips.extend(rec["ip_addresses"])
         if facts["computer_name"] or facts["hostname"]:
             fqdn = ".".join(p for p in (facts["hostname"] or facts["computer_name"].lower(), facts["domain"]) if p)
-            yield self._fact(unit, f, "TRIAGE-HOST-001", f"Computer name: {facts['computer_name']} ({fqdn})",
-                             f"Computer name {facts['computer_name']}, FQDN {fqdn}, addresses {', '.join(ips) or '-'}.",
-                             f"{f.root}\\{cn_key}",
-                             {**facts, "fqdn": fqdn, "ip_addresses": ips})  # fmt: skip
+            yield self._fact(
+                unit,
+                f,
+                "TRIAGE-HOST-001",
+                f"Computer name: {facts['computer_name']} ({fqdn})",
+                f"Computer name {facts['computer_name']}, FQDN {fqdn}, addresses {', '.join(ips) or '-'}.",
+                f"{f.root}\\{cn_key}",
+                {**facts, "fqdn": fqdn, "ip_addresses": ips},
+            )
         tz, tz_ts = time_zone(system)
         if tz:
-            yield self._fact(unit, f, "TRIAGE-HOST-003", f"Time zone: {tz['time_zone']}",
-                             f"Time zone {tz['time_zone']} (bias {tz['bias_minutes']} min). Local times in logs of this "
-                             "host are to be read with it.", f"{f.root}\\{tz_key}", tz, tz_ts)  # fmt: skip
+            yield self._fact(
+                unit,
+                f,
+                "TRIAGE-HOST-003",
+                f"Time zone: {tz['time_zone']}",
+                f"Time zone {tz['time_zone']} (bias {tz['bias_minutes']} min). Local times in logs of this "
+                "host are to be read with it.",
+                f"{f.root}\\{tz_key}",
+                tz,
+                tz_ts,
+            )
         for rec, ts, path in itfs:
-            yield self._fact(unit, f, "TRIAGE-HOST-004", f"Network interface: {', '.join(rec['ip_addresses']) or '-'}",
-                             f"Interface {rec['interface']}: addresses {', '.join(rec['ip_addresses']) or '-'}, "
-                             f"gateways {', '.join(rec['gateways']) or '-'}, DNS {', '.join(rec['dns_servers']) or '-'}"
-                             f"{' (DHCP)' if rec['dhcp'] else ''}.", f"{f.root}\\{path}", rec, ts)  # fmt: skip
+            yield self._fact(
+                unit,
+                f,
+                "TRIAGE-HOST-004",
+                f"Network interface: {', '.join(rec['ip_addresses']) or '-'}",
+                f"Interface {rec['interface']}: addresses {', '.join(rec['ip_addresses']) or '-'}, "
+                f"gateways {', '.join(rec['gateways']) or '-'}, DNS {', '.join(rec['dns_servers']) or '-'}"
+                f"{' (DHCP)' if rec['dhcp'] else ''}.",
+                f"{f.root}\\{path}",
+                rec,
+                ts,
+            )
         when, path = shutdown_time(system)
         if when:
-            yield self._fact(unit, f, "TRIAGE-HOST-006", f"Last shutdown: {when.isoformat()}",
-                             f"The system last shut down cleanly at {when.isoformat()} (Control\\Windows ShutdownTime).",
-                             f"{f.root}\\{path}\\ShutdownTime", {"shutdown_time": when.isoformat()}, when,
-                             "Last shutdown")  # fmt: skip
+            yield self._fact(
+                unit,
+                f,
+                "TRIAGE-HOST-006",
+                f"Last shutdown: {when.isoformat()}",
+                f"The system last shut down cleanly at {when.isoformat()} (Control\\Windows ShutdownTime).",
+                f"{f.root}\\{path}\\ShutdownTime",
+                {"shutdown_time": when.isoformat()},
+                when,
+                "Last shutdown",
+            )
 
     def _software(self, unit: Unit, f: HiveFile, software: Hive) -> Iterator[Finding]:
         info, installed = os_info(software)
         if info:
-            yield self._fact(unit, f, "TRIAGE-HOST-002", f"Operating system: {info['os']}",
-                             f"{info['os']}, edition {info.get('EditionID', '?')}, installed "
-                             f"{info.get('install_time', 'at an unknown time')}.",
-                             f"{f.root}\\Microsoft\\Windows NT\\CurrentVersion", info, installed,
-                             "OS installed")  # fmt: skip
+            yield self._fact(
+                unit,
+                f,
+                "TRIAGE-HOST-002",
+                f"Operating system: {info['os']}",
+                f"{info['os']}, edition {info.get('EditionID', '?')}, installed "
+                f"{info.get('install_time', 'at an unknown time')}.",
+                f"{f.root}\\Microsoft\\Windows NT\\CurrentVersion",
+                info,
+                installed,
+                "OS installed",
+            )
         programs = installed_programs(software)
         if programs:
-            yield self._fact(unit, f, "TRIAGE-HOST-005", f"Installed software: {len(programs)} programs",
-                             "Programs registered for uninstall: " + "; ".join(
-                                 f"{p['name']} {p['version']}".strip() for p in programs[:40])
-                             + (" ..." if len(programs) > 40 else ""), f"{f.root}\\{UNINSTALL[0]}",
-                             {"count": len(programs), "programs": programs}, steps="1,25")  # fmt: skip
+            yield self._fact(
+                unit,
+                f,
+                "TRIAGE-HOST-005",
+                f"Installed software: {len(programs)} programs",
+                "Programs registered for uninstall: "
+                + "; ".join(f"{p['name']} {p['version']}".strip() for p in programs[:40])
+                + (" ..." if len(programs) > 40 else ""),
+                f"{f.root}\\{UNINSTALL[0]}",
+                {"count": len(programs), "programs": programs},
+                steps="1,25",
+            )
 
     def _sam(self, unit: Unit, f: HiveFile, sam: Hive) -> Iterator[Finding]:
         accounts = sam_accounts(sam)
         if not accounts:
             return
         rows = [{k: scalar(v) for k, v in a.items()} for a in accounts]
-        yield self._fact(unit, f, "TRIAGE-HOST-007", f"Local accounts: {len(rows)}",
-                         "Local accounts (created / last logon): " + "; ".join(
-                             f"{a['username']} (RID {a['rid']}, {a.get('created') or '?'} / {a.get('last_login') or 'never'}"
-                             f"{', disabled' if a.get('disabled') else ''})" for a in rows),
-                         f"{f.root}\\SAM\\Domains\\Account\\Users", {"count": len(rows), "accounts": rows},
-                         steps="1,10,27")  # fmt: skip
+        yield self._fact(
+            unit,
+            f,
+            "TRIAGE-HOST-007",
+            f"Local accounts: {len(rows)}",
+            "Local accounts (created / last logon): "
+            + "; ".join(
+                f"{a['username']} (RID {a['rid']}, {a.get('created') or '?'} / {a.get('last_login') or 'never'}"
+                f"{', disabled' if a.get('disabled') else ''})"
+                for a in rows
+            ),
+            f"{f.root}\\SAM\\Domains\\Account\\Users",
+            {"count": len(rows), "accounts": rows},
+            steps="1,10,27",
+        )

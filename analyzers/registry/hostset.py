@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from triage.analyzers.registry.hive import Hive, guess_hive_type
-
 from triage.case import ManifestRow
 from triage.registry import Unit, logical_path
 

@@ -32,6 +32,7 @@ through ``Select\\Current``.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import math
 import re
 from collections import Counter
@@ -50,12 +51,40 @@ SEVERITIES = ("info", "low", "medium", "high", "critical")
 SOURCES = ("registry", "accounts", "execution")
 EXEC_SOURCES = ("amcache", "shimcache", "bam", "userassist")
 RULE_KEYS = {
-    "id", "title", "description", "severity", "confidence", "hive", "source", "sources", "key", "value", "where",
-    "report", "mitre", "steps", "cve", "tags", "references", "false_positives", "tests",
-}  # fmt: skip
+    "id",
+    "title",
+    "description",
+    "severity",
+    "confidence",
+    "hive",
+    "source",
+    "sources",
+    "key",
+    "value",
+    "where",
+    "report",
+    "mitre",
+    "steps",
+    "cve",
+    "tags",
+    "references",
+    "false_positives",
+    "tests",
+}
 OPERATORS = {
-    "equals", "not_equals", "regex", "not_regex", "in", "not_in", "exists", "absent", "gt", "lt", "eq", "looks_random",
-}  # fmt: skip
+    "equals",
+    "not_equals",
+    "regex",
+    "not_regex",
+    "in",
+    "not_in",
+    "exists",
+    "absent",
+    "gt",
+    "lt",
+    "eq",
+    "looks_random",
+}
 GROUPS = ("any", "all", "not")
 
 
@@ -125,9 +154,9 @@ def looks_random(name: str) -> bool:
     digits = sum(c.isdigit() for c in stem)
     if digits == 0 or digits == len(stem):
         return False
-    switches = sum(1 for a, b in zip(stem, stem[1:], strict=False) if a.isdigit() != b.isdigit())
-    case_switches = sum(1 for a, b in zip(stem, stem[1:], strict=False) if a.isalpha() and b.isalpha()
-                        and a.isupper() != b.isupper())  # fmt: skip
+    pairs = list(itertools.pairwise(stem))
+    switches = sum(1 for a, b in pairs if a.isdigit() != b.isdigit())
+    case_switches = sum(1 for a, b in pairs if a.isalpha() and b.isalpha() and a.isupper() != b.isupper())
     counts = Counter(stem.lower())
     entropy = -sum(n / len(stem) * math.log2(n / len(stem)) for n in counts.values())
     return switches >= 3 and (case_switches >= 2 or entropy >= 3.0)
@@ -209,8 +238,9 @@ def compile_condition(item: Any, where: str) -> Check:
             if not isinstance(spec, list) or not spec:
                 raise RuleError(f"{where}: '{name}' needs a non-empty list")
             subs = [compile_condition(s, where) for s in spec]
-            checks.append((lambda r, s=subs: any(c(r) for c in s)) if name == "any" else
-                          (lambda r, s=subs: all(c(r) for c in s)))  # fmt: skip
+            checks.append(
+                (lambda r, s=subs: any(c(r) for c in s)) if name == "any" else (lambda r, s=subs: all(c(r) for c in s))
+            )
         elif name == "not":
             sub = compile_condition(spec, where)
             checks.append(lambda r, s=sub: not s(r))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from triage.analyzers.registry.hive import Hive
-from triage.analyzers.registry.persistence import RULE_FILES
-from triage.analyzers.registry.rules import compile_condition, load_rule_files, looks_random
 
+from triage.analyzers.registry.checks import RULE_FILES
+from triage.analyzers.registry.hive import Hive
+from triage.analyzers.registry.rules import compile_condition, load_rule_files, looks_random
 from triage.registry import signature_path
 from triage.testing.hives import example_hive
 
@@ -85,8 +85,18 @@ def test_operators_on_lists_binary_dates_and_absence() -> None:
 
 @pytest.mark.parametrize(
     ("name", "random"),
-    [("xK7qZ2pLm9", True), ("a8f3e2d1c9b7", True), ("Ucx01000", False), ("Tcpip6", False), ("MSSQL$SQLEXPRESS", False),
-     ("CDPUserSvc_3a5f1", False), ("WinUpdSvc", False), ("usbxhci", False), ("BTHUSB", False), ("vm3dmp", False)],
-)  # fmt: skip
+    [
+        ("xK7qZ2pLm9", True),
+        ("a8f3e2d1c9b7", True),
+        ("Ucx01000", False),
+        ("Tcpip6", False),
+        ("MSSQL$SQLEXPRESS", False),
+        ("CDPUserSvc_3a5f1", False),
+        ("WinUpdSvc", False),
+        ("usbxhci", False),
+        ("BTHUSB", False),
+        ("vm3dmp", False),
+    ],
+)
 def test_looks_random(name: str, random: bool) -> None:
     assert looks_random(name) is random

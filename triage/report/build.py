@@ -1,21 +1,62 @@
-"""The minimal report: ``findings.parquet`` (canonical), ``findings.csv`` and a summary."""
+"""Assembling the report: ``findings.parquet`` (canonical) and everything rendered from it.
+
+``build_report(case)`` writes into ``CASE/report/``:
+
+==========================  ==============================================================
+findings.parquet            every finding of every analyzer and host, typed, deduplicated
+findings.csv / .jsonl       the same, as text (CSV cells formula-safe; JSONL attributes nested)
+findings.xlsx               summary, hosts, ledger, CISA rows, one sheet per area, manifest, runs
+timesketch.jsonl            dated findings in Timesketch's import format
+findings.stix.json          STIX 2.1 bundle: identities, indicators, sightings, observed files
+ledger.csv / ledger.json    the ED 21-02 ledger: status per step and host, with evidence
+cisa_template.csv / .xlsx   per-server rows for CISA's reporting template
+report.html                 one self-contained page (verdicts, ledger, timeline, tables)
+==========================  ==============================================================
+
+and records the outputs with their hashes in the custody log.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from triage.case import Case
-from triage.finding import FINDING_COLUMNS, SEVERITIES, coerce_findings, findings_frame
+from triage.finding import SEVERITIES, coerce_findings, findings_frame
 from triage.hashing import hash_file
+from triage.report.cells import FORMULA_START, neutralise_formulas
+from triage.report.context import ReportContext, ReportOptions, manifest_frame
 
 log = logging.getLogger(__name__)
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+__all__ = [
+    "FORMULA_START",
+    "ReportOptions",
+    "ReportResult",
+    "build_report",
+    "load_findings",
+    "load_runs",
+    "neutralise_formulas",
+]
+
+OUTPUT_WHAT = {
+    "findings.parquet": "all findings (canonical, typed)",
+    "findings.csv": "all findings, spreadsheet-safe CSV",
+    "findings.jsonl": "all findings, one JSON object per line",
+    "timesketch.jsonl": "dated findings for Timesketch import",
+    "findings.stix.json": "STIX 2.1 bundle",
+    "ledger.json": "ED 21-02 ledger with evidence",
+    "ledger.csv": "ED 21-02 ledger, flat",
+    "cisa_template.csv": "rows for CISA's ED 21-02 template",
+    "cisa_template.xlsx": "rows for CISA's ED 21-02 template, with dropdowns",
+    "findings.xlsx": "workbook: summary, ledger, CISA rows, areas, manifest, runs",
+}
 
 
 @dataclass
@@ -29,16 +70,16 @@ class ReportResult:
     runs: dict[str, dict[str, int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     max_severity: str | None = None
+    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # host -> verdict, cves, ledger tally
+    ledger: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> status -> steps
+    timesketch_skipped: int = 0
+    stix: dict[str, int] = field(default_factory=dict)
+    html: str = ""
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
-
-
-def neutralise_formulas(value: object) -> object:
-    """Make a cell that a spreadsheet would evaluate (=, +, -, @ ...) read as text."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
 
 
 def load_runs(case: Case) -> pd.DataFrame:
@@ -86,35 +127,205 @@ def load_findings(case: Case, warnings: list[str] | None = None) -> pd.DataFrame
     return df.reset_index(drop=True)
 
 
-def build_report(case: Case) -> ReportResult:
+def report_context(
+    case: Case, options: ReportOptions | None = None, warnings: list[str] | None = None
+) -> ReportContext:
+    """Gather the findings, manifest, runs and directive of a case."""
+    from triage.report.directive import load_directive
+
+    warnings = warnings if warnings is not None else []
+    df = load_findings(case, warnings)
+    return ReportContext(
+        case_id=case.case_id,
+        case_info=dict(case.info),
+        findings=df,
+        manifest=manifest_frame(list(case.manifest())),
+        runs=load_runs(case),
+        directive=load_directive(),
+        generated=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        options=options or ReportOptions(),
+        warnings=warnings,
+        case_path=str(case.path),
+    )
+
+
+def _hosts_frame(summaries: dict[str, Any], tally: dict[str, dict[str, int]]) -> pd.DataFrame:
+    rows = []
+    for host, s in summaries.items():
+        f = s.facts
+        t = tally.get(host, {})
+        rows.append(
+            {
+                "host": host,
+                "verdict": s.verdict,
+                "cves": ", ".join(s.cves),
+                "max_severity": s.max_severity or "",
+                "indications": s.indications,
+                "findings": s.findings_total,
+                **{f"count_{k}": v for k, v in s.counts.items()},
+                "exchange": f.exchange,
+                "build_verdict": f.build_verdict,
+                "os": f.os,
+                "internal_ips": ", ".join(f.internal_ips),
+                "ledger_done": t.get("done", 0),
+                "ledger_not_done": t.get("not done", 0),
+                "ledger_manual": t.get("needs manual attestation", 0),
+                "ledger_not_applicable": t.get("not applicable", 0),
+                "caveats": " | ".join(s.caveats),
+                "evidence": " | ".join(f"{e['evidence_path']} ({e['sha256']})" for e in s.evidence),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _flat(prefix: str, obj: Any) -> list[tuple[str, Any]]:
+    """Nested provenance as (key, value) rows for a sheet."""
+    if isinstance(obj, dict):
+        out: list[tuple[str, Any]] = []
+        for k, v in obj.items():
+            out += _flat(f"{prefix}.{k}" if prefix else str(k), v)
+        return out
+    if isinstance(obj, list):
+        if all(not isinstance(v, dict | list) for v in obj):
+            return [(prefix, ", ".join(map(str, obj)))]
+        out = []
+        for i, v in enumerate(obj):
+            out += _flat(f"{prefix}[{i}]", v)
+        return out
+    return [(prefix, obj)]
+
+
+def build_report(
+    case: Case,
+    options: ReportOptions | None = None,
+    *,
+    html: bool = True,
+    stix: bool = True,
+    xlsx: bool = True,
+) -> ReportResult:
     """Write the report files and record them in the custody log."""
+    from triage.report.cisa import cisa_frame, cisa_rows
+    from triage.report.exports import (
+        write_cisa_xlsx,
+        write_findings_csv,
+        write_findings_jsonl,
+        write_frame_csv,
+        write_json,
+        write_timesketch,
+        write_xlsx,
+    )
+    from triage.report.hosts import host_summaries
+    from triage.report.ledger import build_ledger
+    from triage.report.provenance import provenance
+
+    t0 = time.perf_counter()
     result = ReportResult()
+    clock = [t0]
+
+    def lap(stage: str) -> None:
+        now = time.perf_counter()
+        result.timings[stage] = round(now - clock[0], 3)
+        clock[0] = now
+
     out = case.path / "report"
     out.mkdir(exist_ok=True)
-    df = load_findings(case, result.warnings)
-    parquet = out / "findings.parquet"
-    df.to_parquet(parquet, index=False)
-    csv = out / "findings.csv"
-    text_cols = [c for c in FINDING_COLUMNS if c not in ("ts", "severity")]
-    safe = df.copy()
-    for col in text_cols:
-        safe[col] = safe[col].map(neutralise_formulas, na_action="ignore")
-    safe.to_csv(csv, index=False)
-    result.outputs = {"findings.parquet": str(parquet), "findings.csv": str(csv)}
-    result.findings = len(df)
+    ctx = report_context(case, options, result.warnings)
+    df = ctx.findings
+    files: dict[str, Path] = {}
+
+    def target(name: str) -> Path:
+        files[name] = out / name
+        return files[name]
+
+    lap("load")
+    df.to_parquet(target("findings.parquet"), index=False)
+    lap("parquet")
+    write_findings_csv(df, target("findings.csv"))
+    lap("csv")
+    write_findings_jsonl(df, target("findings.jsonl"))
+    lap("jsonl")
+    result.timesketch_skipped = write_timesketch(df, target("timesketch.jsonl"))
+    lap("timesketch")
+
+    summaries = host_summaries(ctx)
+    ledger = build_ledger(ctx, summaries)
+    write_json(ledger.as_json(ctx), target("ledger.json"))
+    ledger_df = ledger.frame()
+    write_frame_csv(ledger_df, target("ledger.csv"))
+    cisa = cisa_frame(cisa_rows(ctx.case_id, summaries, ledger))
+    write_frame_csv(cisa, target("cisa_template.csv"))
+    lap("ledger")
+    prov = provenance(case, ctx)
+    lap("provenance")
+
+    if stix:
+        from triage.report.stix import build_bundle
+
+        roots = [Path(r["path"]) for r in prov["rule_sets"] if r.get("path")]
+        bundle, result.stix = build_bundle(ctx, roots)
+        target("findings.stix.json").write_text(bundle.serialize(pretty=False), encoding="utf-8")
+        lap("stix")
+        if result.stix.get("observed_omitted"):
+            result.warnings.append(
+                f"STIX: {result.stix['observed_omitted']} observed files over the cap of "
+                f"{ctx.options.stix_max_observed} were left out (all are in findings.parquet)"
+            )
     counts = df["severity"].value_counts()
+    result.findings = len(df)
     result.by_severity = {s: int(counts.get(s, 0)) for s in reversed(SEVERITIES)}
     result.by_analyzer = {str(k): int(v) for k, v in df["analyzer"].value_counts().sort_index().items()}
     present = [s for s in SEVERITIES if result.by_severity.get(s)]
     result.max_severity = present[-1] if present else None
-    runs = load_runs(case)
-    if len(runs):
-        table = runs.groupby(["analyzer", "status"]).size().unstack(fill_value=0)
+    if len(ctx.runs):
+        table = ctx.runs.groupby(["analyzer", "status"]).size().unstack(fill_value=0)
         result.runs = {str(a): {str(s): int(n) for s, n in row.items() if n} for a, row in table.iterrows()}
+    result.ledger = ledger.tally()
+    result.hosts = {
+        h: {"verdict": s.verdict, "cves": s.cves, "max_severity": s.max_severity, "indications": s.indications}
+        for h, s in summaries.items()
+    }
+
+    if xlsx:
+        write_cisa_xlsx(cisa, target("cisa_template.xlsx"))
+        summary_rows: list[tuple[str, Any]] = [
+            ("Case", ctx.case_id),
+            ("Generated", ctx.generated),
+            ("Findings", len(df)),
+            *((f"Findings {s}", n) for s, n in result.by_severity.items()),
+            *((f"Host {h}", f"{s.verdict}; CVEs: {', '.join(s.cves) or '-'}") for h, s in summaries.items()),
+            ("Timesketch: findings without a time (left out)", result.timesketch_skipped),
+            ("Full data", "findings.parquet (canonical), findings.csv, findings.jsonl"),
+        ]
+        write_xlsx(
+            ctx,
+            target("findings.xlsx"),
+            summary=summary_rows,
+            hosts=_hosts_frame(summaries, result.ledger),
+            ledger=ledger_df,
+            cisa=cisa,
+            provenance_rows=_flat("", {k: v for k, v in prov.items() if k != "rule_sets"})
+            + [(f"rule_set {r['name']}", f"{r['count']} files, sha256 {r['sha256']}") for r in prov["rule_sets"]],
+        )
+        lap("xlsx")
+
+    hashes = {name: hash_file(p, ("sha256",))[1]["sha256"] for name, p in files.items()}
+    if html:
+        from triage.report.html import render_html
+
+        outputs = [{"name": n, "what": OUTPUT_WHAT.get(n, ""), "sha256": h} for n, h in hashes.items()]
+        page = render_html(ctx, summaries, ledger, prov, outputs)
+        target("report.html").write_text(page, encoding="utf-8")
+        hashes["report.html"] = hash_file(files["report.html"], ("sha256",))[1]["sha256"]
+        result.html = str(files["report.html"])
+        lap("html")
+    result.outputs = {name: str(p) for name, p in files.items()}
+    result.seconds = round(time.perf_counter() - t0, 3)
     case.custody.append(
         "report",
         findings=result.findings,
         by_severity=result.by_severity,
-        outputs={Path(p).name: hash_file(p, ("sha256",))[1]["sha256"] for p in result.outputs.values()},
+        ledger=result.ledger,
+        outputs=hashes,
+        custody_head_before=prov["custody_head"],
     )
     return result

@@ -40,12 +40,18 @@ CISA_COLUMNS = [
 
 
 def dropdown_value(entry: LedgerEntry | None) -> str:
-    """The template value a ledger row supports; blank when only a person can answer."""
+    """The template value a ledger row supports; blank when only a person can answer.
+
+    "Yes (...)" needs the scan's result, so only a step done by examining the tool's own output
+    (``basis == "examined"``) fills it; a bare trace that the tool ran leaves the cell blank.
+    """
     if entry is None or entry.status in ("needs manual attestation", "not applicable"):
         return ""
     if entry.status == "not done":
         return NO_NARRATIVE
-    return YES_FOUND if "indications found" in entry.result else YES_CLEAN
+    if entry.basis != "examined":
+        return ""
+    return YES_FOUND if entry.indications else YES_CLEAN
 
 
 def _note(label: str, entry: LedgerEntry | None) -> str:
@@ -73,7 +79,11 @@ def cisa_rows(case_id: str, summaries: dict[str, HostSummary], ledger: Ledger) -
         ]
         if s.verdict == VERDICT_COMPROMISED:
             notes.append("Report the incident at https://us-cert.cisa.gov/report and add the ticket number here.")
-        internal = f.fqdn or (f"{f.hostname}.{f.domain}" if f.hostname and f.domain else f.hostname)
+        internal = f.hostname
+        if "." in f.fqdn:
+            internal = f.fqdn
+        elif f.hostname and f.domain:
+            internal = f"{f.hostname}.{f.domain}"
         steps = tally.get(host, {})
         rows.append(
             {

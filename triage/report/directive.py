@@ -23,6 +23,7 @@ PREFILLS = ("", "verdict", "retention", "cisa")
 STEP_KEYS = {
     "id",
     "title",
+    "short",
     "category",
     "kinds",
     "require_names",
@@ -82,7 +83,7 @@ class Step:
     id: str
     title: str
     category: str
-    done_when: str
+    done_when: tuple[str, ...]
     kinds: tuple[str, ...] = ()
     require_names: tuple[str, ...] = ()
     findings: Selector = field(default_factory=Selector)
@@ -91,6 +92,7 @@ class Step:
     not_applicable_without: tuple[str, ...] = ()
     prefill: str = ""
     note: str = ""
+    short: str = ""
 
     @property
     def number(self) -> str:
@@ -181,28 +183,35 @@ def load_directive(path: Path | None = None) -> Directive:
             id=sid,
             title=str(raw["title"]),
             category=str(raw.get("category", "")),
-            done_when=str(raw.get("done_when", "")),
+            done_when=tuple(str(m) for m in raw["done_when"])
+            if isinstance(raw.get("done_when"), list)
+            else (str(raw.get("done_when", "")),),
             kinds=_tuple(raw.get("kinds"), where, "kinds"),
             require_names=_tuple(raw.get("require_names"), where, "require_names"),
-            findings=_selector(raw.get("findings"), f"{where}: findings", families) | Selector(steps=(sid.split(".")[0],)),
+            # findings naming the step (or its parent number) in ed2102_steps always support it
+            findings=_selector(raw.get("findings"), f"{where}: findings", families)
+            | Selector(steps=(sid.split(".")[0],)),
             otherwise=str(raw.get("otherwise", "not done")),
             fail_at=raw.get("fail_at"),
             not_applicable_without=_tuple(raw.get("not_applicable_without"), where, "not_applicable_without"),
             prefill=str(raw.get("prefill", "")),
             note=" ".join(str(raw.get("note", "")).split()),
+            short=str(raw.get("short", "")),
         )
         if step.category not in CATEGORIES:
             raise ValueError(f"{where}: category must be one of {CATEGORIES}")
-        if step.done_when not in DONE_WHEN:
-            raise ValueError(f"{where}: done_when must be one of {DONE_WHEN}")
+        if not step.done_when or any(m not in DONE_WHEN for m in step.done_when):
+            raise ValueError(f"{where}: done_when must be one of {DONE_WHEN} or a list of them")
+        if "manual" in step.done_when and len(step.done_when) > 1:
+            raise ValueError(f"{where}: done_when manual cannot be combined")
         if step.otherwise not in STATUSES:
             raise ValueError(f"{where}: otherwise must be one of {STATUSES}")
         if step.fail_at is not None and step.fail_at not in SEVERITIES:
             raise ValueError(f"{where}: fail_at must be one of {SEVERITIES}")
         if step.prefill not in PREFILLS:
             raise ValueError(f"{where}: prefill must be one of {PREFILLS}")
-        if step.done_when in ("artifacts", "examined", "coverage") and not step.kinds:
-            raise ValueError(f"{where}: done_when {step.done_when} needs kinds")
+        if set(step.done_when) & {"artifacts", "examined", "coverage"} and not step.kinds:
+            raise ValueError(f"{where}: done_when {'/'.join(step.done_when)} needs kinds")
         steps.append(step)
     for key in ("compromised_at", "suspicious_at"):
         if verdict.get(key, "high") not in SEVERITIES:

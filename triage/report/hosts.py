@@ -40,11 +40,12 @@ _FACT_ALIASES: dict[str, tuple[str, ...]] = {
         "addresses",
     ),
     "external_ips": ("externalips", "publicips", "natips"),
-    "exchange_version": ("exchangeversion", "exchangeproduct", "exchangename", "exchangecu", "productversion"),
+    "exchange_version": ("exchangeversion", "exchangeproduct", "exchangename", "productversion"),
     "exchange_build": ("exchangebuild", "exsetupversion", "exchangebuildnumber", "buildnumber"),
+    "exchange_cu": ("exchangecu", "cumulativeupdate"),
     "os_version": ("osversion", "os", "osname", "productname", "windowsversion", "operatingsystem"),
     "os_build": ("osbuild", "currentbuild", "currentbuildnumber", "buildlab"),
-    "verdict": ("verdict", "buildverdict", "patchstatus", "sustatus"),
+    "verdict": ("verdict", "buildverdict", "patchstatus", "sustatus", "status"),
 }
 _ALIAS_TO_FACT = {alias: fact for fact, aliases in _FACT_ALIASES.items() for alias in aliases}
 _IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
@@ -74,6 +75,7 @@ class HostFacts:
     internal_ips: list[str] = field(default_factory=list)
     external_ips: list[str] = field(default_factory=list)
     exchange_version: str = ""
+    exchange_cu: str = ""
     exchange_build: str = ""
     os_version: str = ""
     os_build: str = ""
@@ -97,10 +99,13 @@ class HostFacts:
 
     @property
     def exchange(self) -> str:
-        """Exchange version as a person reads it: ``Exchange 2016 CU19 (15.1.2176.2)``."""
-        if self.exchange_version and self.exchange_build and self.exchange_build not in self.exchange_version:
-            return f"{self.exchange_version} ({self.exchange_build})"
-        return self.exchange_version or self.exchange_build
+        """Exchange version as a person reads it: ``Exchange Server 2016 CU19 (15.1.2176.2)``."""
+        text = self.exchange_version
+        if self.exchange_cu and self.exchange_cu not in text:
+            text = f"{text} {self.exchange_cu}".strip()
+        if self.exchange_build and self.exchange_build not in text:
+            text = f"{text} ({self.exchange_build})" if text else self.exchange_build
+        return text
 
     @property
     def os(self) -> str:
@@ -121,15 +126,16 @@ def read_facts(attrs: dict[str, Any], rule_id: str, facts: HostFacts) -> None:
         fact = _ALIAS_TO_FACT.get(_norm(attrs[name_key]))
         if fact:
             facts.add(fact, attrs["value"])
-    rid = rule_id.upper()
+    words = set(re.split(r"[^A-Z0-9]+", rule_id.upper()))
     for key, value in attrs.items():
-        fact = _ALIAS_TO_FACT.get(_norm(str(key)))
-        if fact is None and _norm(str(key)) in ("version", "build", "product"):
+        norm = _norm(str(key))
+        fact = _ALIAS_TO_FACT.get(norm)
+        if norm in ("version", "build", "product", "cu"):
             # a bare version/build belongs to whatever the rule is about
-            if "EXCH" in rid:
-                fact = "exchange_build" if _norm(str(key)) == "build" else "exchange_version"
-            elif "OS" in rid or "WINDOWS" in rid:
-                fact = "os_build" if _norm(str(key)) == "build" else "os_version"
+            if words & {"EXCH", "EXCHANGE", "BUILD"}:
+                fact = {"build": "exchange_build", "cu": "exchange_cu"}.get(norm, "exchange_version")
+            elif words & {"OS", "WINDOWS"}:
+                fact = "os_build" if norm == "build" else "os_version"
         if fact:
             facts.add(fact, value)
 
@@ -189,11 +195,12 @@ def host_facts(ctx: ReportContext) -> dict[str, HostFacts]:
     for i in sorted(build_rows, key=lambda j: -int(ctx.severity_codes[j])):
         facts = out.setdefault(hosts[i], HostFacts())
         attrs = parse_attributes(df["attributes"].iat[i])
-        read_facts(attrs, str(df["rule_id"].iat[i]) + "-EXCH", facts)
+        verdict_before = facts.build_verdict
+        read_facts(attrs, str(df["rule_id"].iat[i]) + "-BUILD", facts)
         if not facts.build_severity:
+            # the worst verdict's own title says it best ("... lacks the March 2021 security update")
+            facts.build_verdict = verdict_before or str(df["title"].iat[i])
             facts.build_severity = str(df["severity"].iat[i])
-            if not facts.build_verdict:
-                facts.build_verdict = str(df["title"].iat[i])
             facts.build_cves = [c for c in str(df["cve"].iat[i] or "").split(",") if c]
         facts.sources.append(str(df["finding_id"].iat[i]))
     for host, facts in out.items():

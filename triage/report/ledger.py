@@ -30,6 +30,7 @@ LEDGER_COLUMNS = [
     "title",
     "category",
     "status",
+    "basis",
     "result",
     "note",
     "artifact_count",
@@ -40,6 +41,16 @@ LEDGER_COLUMNS = [
     "finding_ids",
     "runs",
 ]
+
+
+@dataclass
+class Outcome:
+    """What one way of satisfying a step found."""
+
+    status: str | None
+    result: str
+    artifacts: pd.DataFrame | None = None
+    flags: np.ndarray | None = None
 
 
 @dataclass
@@ -61,6 +72,9 @@ class LedgerEntry:
     finding_ids_truncated: bool = False
     max_severity: str | None = None
     runs: dict[str, int] = field(default_factory=dict)
+    short: str = ""
+    basis: str = ""  # which done_when mode decided the status
+    indications: int = 0  # supporting findings that speak of an intrusion (see hosts.indication_mask)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -79,6 +93,7 @@ class LedgerEntry:
             "title": self.title,
             "category": self.category,
             "status": self.status,
+            "basis": self.basis,
             "result": self.result,
             "note": self.note,
             "artifact_count": self.artifact_count,
@@ -98,6 +113,7 @@ class Ledger:
     entries: list[LedgerEntry]
     window_start: str
     retention_until: str
+    verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([e.as_row() for e in self.entries], columns=LEDGER_COLUMNS)
@@ -124,6 +140,7 @@ class Ledger:
             "retention_until": self.retention_until,
             "statuses": ["done", "not done", "not applicable", "needs manual attestation"],
             "tally": self.tally(),
+            "verdicts": self.verdicts,
             "entries": [e.as_dict() for e in self.entries],
         }
 
@@ -236,8 +253,9 @@ class LedgerBuilder:
 
     # -- one step ---------------------------------------------------------------------------------
     def _entry(self, step: Step, host: str, view: _HostView, rows: np.ndarray, retention: str) -> LedgerEntry:
-        ctx = self.ctx
-        e = LedgerEntry(host=host, step=step.id, title=step.title, category=step.category, status=step.otherwise)
+        e = LedgerEntry(
+            host=host, step=step.id, title=step.title, category=step.category, status=step.otherwise, short=step.short
+        )
         notes = [step.note] if step.note else []
         self._attach_findings(e, rows)
         arts = view.of_kinds(step.kinds) if step.kinds else view.artifacts.iloc[0:0]
@@ -249,55 +267,111 @@ class LedgerBuilder:
         failed = sum(view.failures.get(k, 0) for k in step.kinds)
         if failed:
             notes.append(f"{failed} collection attempt(s) failed")
-        kinds_text = ", ".join(step.kinds)
-        if step.done_when == "manual":
-            e.status = "needs manual attestation"
+        if step.done_when == ("manual",):
+            e.status, e.basis = "needs manual attestation", "manual"
             e.result = self._prefill(step, host, retention)
             if len(rows):
                 e.result = (e.result + "; " if e.result else "") + f"{len(rows)} supporting findings"
         elif step.not_applicable_without and not len(view.of_kinds(step.not_applicable_without)):
             e.status = "not applicable"
             e.result = f"no {', '.join(step.not_applicable_without)} in the case for this host"
-        elif step.done_when == "artifacts":
-            self._set_artifacts(e, arts)
-            missing = self._missing_names(step, arts)
-            if len(arts) and not missing:
-                e.status = "done"
-                e.result = self._collected_text(arts)
-            elif len(arts):
-                e.result = self._collected_text(arts) + f"; missing: {', '.join(missing)}"
+        else:
+            first: Outcome | None = None
+            for mode in step.done_when:
+                out = getattr(self, f"_when_{mode}")(step, view, arts, rows)
+                first = first or out
+                if out.status is not None:
+                    e.status, e.basis = out.status, mode
+                    self._apply(e, out)
+                    break
             else:
-                e.result = f"no {kinds_text} collected"
-        elif step.done_when == "examined":
-            collected = set(arts["kind"].astype(str))
-            ids = arts["artifact_id"].astype(str)
-            flags = ids.isin(view.examined_ids).to_numpy()
-            self._set_artifacts(e, arts, flags)
-            not_examined = sorted(collected - view.examined_kinds)
-            if not collected:
-                e.result = f"no {kinds_text} collected"
-            else:
-                head = f"examined {int(flags.sum())} of {len(arts)} artifacts ({', '.join(sorted(collected))})"
-                if not_examined:
-                    counts = Counter(arts["kind"][~flags].astype(str))
-                    e.result = head + "; not examined: " + ", ".join(f"{k} ({counts[k]})" for k in not_examined)
-                else:
-                    e.status = "done"
-                    e.result = head + "; " + self._indications_text(rows)
-        elif step.done_when == "findings":
-            if len(rows):
-                failing = step.fail_at is not None and e.max_severity is not None and (
-                    SEVERITIES.index(e.max_severity) >= SEVERITIES.index(step.fail_at)
-                )
-                e.status = "not done" if failing else "done"
-                e.result = self._findings_text(rows)
-                self._set_artifacts(e, self._finding_artifacts(rows))
-            else:
-                e.result = "no supporting findings"
-        elif step.done_when == "coverage":
-            self._coverage(e, step, arts, rows)
+                assert first is not None
+                self._apply(e, first)
         e.note = " ".join(notes)
         return e
+
+    def _apply(self, e: LedgerEntry, out: Outcome) -> None:
+        e.result = out.result
+        if out.artifacts is not None:
+            self._set_artifacts(e, out.artifacts, out.flags)
+
+    # each _when_* returns a final status, or None when its condition does not hold
+    def _when_artifacts(self, step: Step, view: _HostView, arts: pd.DataFrame, rows: np.ndarray) -> Outcome:
+        missing = self._missing_names(step, arts)
+        if len(arts) and not missing:
+            return Outcome("done", self._collected_text(arts), arts)
+        if len(arts):
+            return Outcome(None, self._collected_text(arts) + f"; missing: {', '.join(missing)}", arts)
+        return Outcome(None, f"no {', '.join(step.kinds)} collected", arts)
+
+    def _when_examined(self, step: Step, view: _HostView, arts: pd.DataFrame, rows: np.ndarray) -> Outcome:
+        collected = set(arts["kind"].astype(str))
+        flags = arts["artifact_id"].astype(str).isin(view.examined_ids).to_numpy()
+        if not collected:
+            return Outcome(None, f"no {', '.join(step.kinds)} collected", arts, flags)
+        head = f"examined {int(flags.sum())} of {len(arts)} artifacts ({', '.join(sorted(collected))})"
+        not_examined = sorted(collected - view.examined_kinds)
+        if not_examined:
+            counts = Counter(arts["kind"][~flags].astype(str))
+            return Outcome(
+                None, head + "; not examined: " + ", ".join(f"{k} ({counts[k]})" for k in not_examined), arts, flags
+            )
+        return Outcome("done", head + "; " + self._indications_text(rows), arts, flags)
+
+    def _when_findings(self, step: Step, view: _HostView, arts: pd.DataFrame, rows: np.ndarray) -> Outcome:
+        if not len(rows):
+            return Outcome(None, "no supporting findings")
+        worst = int(self.ctx.severity_codes[rows].max())
+        failing = step.fail_at is not None and worst >= SEVERITIES.index(step.fail_at)
+        return Outcome("not done" if failing else "done", self._findings_text(rows), self._finding_artifacts(rows))
+
+    def _when_coverage(self, step: Step, view: _HostView, arts: pd.DataFrame, rows: np.ndarray) -> Outcome:
+        if not len(arts):
+            return Outcome(None, f"no {', '.join(step.kinds)} collected", arts)
+        df = self.ctx.findings
+        window = self.directive.window_start
+        ids = set(arts["artifact_id"].astype(str))
+        cov_rows = np.flatnonzero(self.coverage_rows) if len(self.coverage_rows) else np.zeros(0, dtype=int)
+        firsts: dict[str, pd.Timestamp | None] = {}
+        ev_col = df["evidence_id"].to_numpy()
+        for i in cov_rows:
+            ev = str(ev_col[i])
+            if ev not in ids:
+                continue
+            attrs = parse_attributes(df["attributes"].iat[i])
+            first = attrs.get("first") or attrs.get("earliest")
+            ts = pd.to_datetime(first, utc=True, errors="coerce") if isinstance(first, str) and first else pd.NaT
+            prev = firsts.get(ev)
+            if pd.isna(ts):
+                firsts.setdefault(ev, None)
+            elif prev is None or ts < prev:
+                firsts[ev] = ts
+        known = {k: v for k, v in firsts.items() if v is not None}
+        if not known:
+            return Outcome(
+                "needs manual attestation",
+                f"no coverage data for {len(arts)} collected logs; check their first entries by hand",
+                arts,
+            )
+        reaching = [k for k, v in known.items() if v <= window]
+        earliest = min(known.values())
+        names = dict(zip(arts["artifact_id"].astype(str), arts["source_path"].astype(str), strict=False))
+        later = [
+            names.get(k, k).replace("\\", "/").rsplit("/", 1)[-1] + f" ({v.date().isoformat()})"
+            for k, v in sorted(known.items(), key=lambda kv: kv[1], reverse=True)
+            if v > window
+        ]
+        result = (
+            f"{len(reaching)} of {len(known)} logs reach back to {window.date().isoformat()}; "
+            f"earliest entry {earliest.isoformat()}"
+        )
+        if later:
+            result += "; starting later: " + ", ".join(later[:8]) + (" ..." if len(later) > 8 else "")
+        if len(firsts) > len(known):
+            result += f"; {len(firsts) - len(known)} logs without dated entries"
+        if len(ids) > len(firsts):
+            result += f"; {len(ids) - len(firsts)} logs without coverage data"
+        return Outcome("done" if len(reaching) == len(known) else "not done", result, arts)
 
     def _attach_findings(self, e: LedgerEntry, rows: np.ndarray) -> None:
         e.finding_count = len(rows)
@@ -305,6 +379,7 @@ class LedgerBuilder:
         e.finding_ids = [str(x) for x in self.ctx.findings["finding_id"].to_numpy()[rows[:cap]]]
         e.finding_ids_truncated = len(rows) > cap
         if len(rows):
+            e.indications = int(self.indications[rows].sum())
             e.max_severity = self.ctx.severity_name(int(self.ctx.severity_codes[rows].max()))
 
     def _set_artifacts(self, e: LedgerEntry, arts: pd.DataFrame, flags: np.ndarray | None = None) -> None:
@@ -330,7 +405,9 @@ class LedgerBuilder:
     def _collected_text(arts: pd.DataFrame) -> str:
         by_kind = Counter(arts["kind"].astype(str))
         size = int(arts["size"].fillna(0).sum())
-        return f"{len(arts)} artifacts, {size:,} bytes (" + ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())) + ")"
+        return (
+            f"{len(arts)} artifacts, {size:,} bytes (" + ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())) + ")"
+        )
 
     def _counts(self, rows: np.ndarray) -> dict[str, int]:
         counts = {s: 0 for s in reversed(SEVERITIES)}
@@ -359,56 +436,6 @@ class LedgerBuilder:
         text = f"{len(rows)} findings ({_severity_text(self._counts(rows))})"
         return text + ": " + "; ".join(str(t) for t in titles if isinstance(t, str))
 
-    def _coverage(self, e: LedgerEntry, step: Step, arts: pd.DataFrame, rows: np.ndarray) -> None:
-        self._set_artifacts(e, arts)
-        if not len(arts):
-            e.status = "not done"
-            e.result = f"no {', '.join(step.kinds)} collected"
-            return
-        df = self.ctx.findings
-        window = self.directive.window_start
-        ids = set(arts["artifact_id"].astype(str))
-        cov_rows = np.flatnonzero(self.coverage_rows) if len(self.coverage_rows) else np.zeros(0, dtype=int)
-        firsts: dict[str, pd.Timestamp | None] = {}
-        ev_col = df["evidence_id"].to_numpy()
-        for i in cov_rows:
-            ev = str(ev_col[i])
-            if ev not in ids:
-                continue
-            first = parse_attributes(df["attributes"].iat[i]).get("first")
-            ts = pd.to_datetime(first, utc=True, errors="coerce") if first else pd.NaT
-            prev = firsts.get(ev)
-            if pd.isna(ts):
-                firsts.setdefault(ev, None)
-            elif prev is None or ts < prev:
-                firsts[ev] = ts
-        known = {k: v for k, v in firsts.items() if v is not None}
-        if not known:
-            e.status = "needs manual attestation"
-            e.result = f"no coverage data for {len(arts)} collected logs; check their first entries by hand"
-            return
-        reaching = [k for k, v in known.items() if v <= window]
-        earliest = min(known.values())
-        names = dict(zip(arts["artifact_id"].astype(str), arts["source_path"].astype(str), strict=False))
-        short = [
-            names.get(k, k).replace("\\", "/").rsplit("/", 1)[-1] + f" ({v.date().isoformat()})"
-            for k, v in sorted(known.items(), key=lambda kv: kv[1], reverse=True)
-            if v > window
-        ]
-        e.status = "done" if len(reaching) == len(known) else "not done"
-        e.result = (
-            f"{len(reaching)} of {len(known)} logs reach back to {window.date().isoformat()}; "
-            f"earliest entry {earliest.isoformat()}"
-        )
-        if short:
-            e.result += "; starting later: " + ", ".join(short[:8]) + (" ..." if len(short) > 8 else "")
-        empty = len(firsts) - len(known)
-        if empty:
-            e.result += f"; {empty} logs without dated entries"
-        unknown = len(ids) - len(firsts)
-        if unknown:
-            e.result += f"; {unknown} logs without coverage data"
-
     def _prefill(self, step: Step, host: str, retention: str) -> str:
         s = self.summaries.get(host)
         if step.prefill == "verdict" and s is not None:
@@ -431,6 +458,7 @@ def build_ledger(ctx: ReportContext, summaries: dict[str, HostSummary]) -> Ledge
     ledger = LedgerBuilder(ctx, summaries).build()
     for host, s in summaries.items():
         s.caveats = caveats(ledger, host)
+        ledger.verdicts[host] = {"verdict": s.verdict, "cves": s.cves, "max_severity": s.max_severity}
     return ledger
 
 

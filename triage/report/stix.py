@@ -33,6 +33,9 @@ NAMESPACE = uuid.UUID("7b2d5c1e-6a3f-4d8e-9c51-2f0e8a4b6d13")
 FILE_KINDS = ("web_file", "suspicious_file", "exchange_binary", "file", "memory_dump")
 MAX_PATTERN_NAMES = 25
 COUNT_MAX = 999_999_999
+IP_SAMPLE = 200  # findings per rule searched for client addresses
+_IP_KEY = re.compile(r"(?i)(client.?ip|c-ip|src.?ip|source.?ip|remote.?ip|^ip$|ipaddress$)")
+_IPV4 = re.compile(r"(?:25[0-5]|2[0-4]\d|1?\d?\d)(?:\.(?:25[0-5]|2[0-4]\d|1?\d?\d)){3}")
 
 
 def _sid(kind: str, ctx: ReportContext, *parts: str) -> str:
@@ -84,6 +87,17 @@ def extract_yara_rule(text: str, name: str) -> str | None:
                 return text[m.start(1) : i + 1]
         i += 1
     return None
+
+
+def is_sigma(text: str) -> bool:
+    """Whether YAML text is a Sigma rule (its mandatory title, logsource and detection are there)."""
+    import yaml
+
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return False
+    return bool(docs) and all(k in docs[0] for k in ("title", "logsource", "detection"))
 
 
 class RuleTexts:
@@ -190,6 +204,7 @@ def build_bundle(ctx: ReportContext, rule_roots: list[Path] | None = None) -> tu
             "location": df["location"].fillna("").astype(str),
             "evidence_path": df["evidence_path"].fillna("").astype(str),
             "sha256": df["evidence_sha256"].fillna("").astype(str),
+            "attributes": df["attributes"],
             "sev": ctx.severity_codes,
         }
     )[keep]
@@ -216,13 +231,14 @@ def build_bundle(ctx: ReportContext, rule_roots: list[Path] | None = None) -> tu
         )
         cap = ctx.options.stix_max_observed
         counts["observed_omitted"] = max(0, len(per_file) - cap)
-        md5_of = dict(zip(ctx.manifest["sha256"].astype(str), ctx.manifest["md5"].astype(str), strict=False))
+        known = ctx.manifest.dropna(subset=["sha256", "md5"])
+        md5_of = {str(k): str(v) for k, v in zip(known["sha256"], known["md5"], strict=False)}
         od_ids: dict[tuple[str, str, str], str] = {}
         sco_seen: set[str] = set()
         for r in per_file.head(cap).itertuples(index=False):
             hashes = {"SHA-256": r.sha256}
             md5 = md5_of.get(r.sha256)
-            if md5 and md5 != "<NA>" and re.fullmatch(r"[0-9a-f]{32}", md5):
+            if md5 and re.fullmatch(r"[0-9a-f]{32}", md5):
                 hashes["MD5"] = md5
             sco = stix2.File(name=r.name or r.sha256, hashes=hashes)
             if sco.id not in sco_seen:
@@ -298,6 +314,16 @@ def build_bundle(ctx: ReportContext, rule_roots: list[Path] | None = None) -> tu
     return _finish(stix2, ctx, objects, producer, by, counts)
 
 
+def _client_ips(attributes: pd.Series) -> list[str]:
+    """IPv4 client addresses named in findings' attributes (``ClientIpAddress``, ``client_ip``, ``c-ip`` ...)."""
+    out: list[str] = []
+    for raw in attributes:
+        for key, value in parse_attributes(raw).items():
+            if isinstance(value, str) and _IP_KEY.search(str(key)) and _IPV4.fullmatch(value) and value not in out:
+                out.append(value)
+    return out
+
+
 def _pattern(texts: RuleTexts, first: Any, sub: pd.DataFrame) -> tuple[str | None, str, str]:
     """(pattern, pattern_type, how it was made) for one rule."""
     attrs = parse_attributes(first.attributes)
@@ -305,7 +331,7 @@ def _pattern(texts: RuleTexts, first: Any, sub: pd.DataFrame) -> tuple[str | Non
     low = rule_file.lower()
     if low.endswith((".yml", ".yaml")):
         text = texts.find(rule_file, str(attrs.get("rule_sha256") or ""))
-        if text:
+        if text and is_sigma(text):
             return text, "sigma", f"The pattern is the Sigma rule file {Path(rule_file).name} as loaded."
     if low.endswith((".yar", ".yara")):
         text = texts.find(rule_file, str(attrs.get("rule_sha256") or ""))
@@ -315,6 +341,12 @@ def _pattern(texts: RuleTexts, first: Any, sub: pd.DataFrame) -> tuple[str | Non
             return rule, "yara", f"The pattern is YARA rule {name} from {Path(rule_file).name}."
     names = [n for n in pd.unique(sub.loc[sub["is_file"], "name"]) if n]
     how = "The pattern lists the names of the files the rule matched"
+    if not names:
+        ips = _client_ips(sub["attributes"].head(IP_SAMPLE))
+        if ips:
+            note = f" (the first {MAX_PATTERN_NAMES} of {len(ips)})" if len(ips) > MAX_PATTERN_NAMES else ""
+            pattern = " OR ".join(f"[ipv4-addr:value = {stix_string(ip)}]" for ip in ips[:MAX_PATTERN_NAMES])
+            return pattern, "stix", f"The pattern lists the client addresses of the matched records{note}."
     if not names:
         # not about a file: the evidence files whose records the rule matched
         names = [n for n in pd.unique(sub["evidence_path"].map(file_name)) if n]

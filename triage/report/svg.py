@@ -86,7 +86,9 @@ def timeline_svg(
         y = top + plot_h - plot_h * frac
         label = round(peak * frac)
         parts.append(f'<line x1="{left - 4}" y1="{y:.1f}" x2="{left + plot_w}" y2="{y:.1f}" stroke="#e3e3e3"/>')
-        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#555">{label}</text>')
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#555">{label}</text>'
+        )
     for i in range(n):
         x = left + i * step + (step - bar_w) / 2
         y = top + plot_h
@@ -102,11 +104,16 @@ def timeline_svg(
                 f'<rect x="{x:.2f}" y="{y:.2f}" width="{bar_w:.2f}" height="{max(h, 0.5):.2f}" '
                 f'fill="{COLORS[sev]}" class="bar sev-{sev}"><title>{escape(tip[0])}: {c} {sev}</title></rect>'
             )
-    ticks = sorted({0, n - 1, *range(0, n, max(1, n // 6))})
+    every = max(1, -(-n // 6))
+    ticks = list(range(0, n, every))
+    if n - 1 - ticks[-1] >= every * 0.75:  # the last bin gets a label only where it has room
+        ticks.append(n - 1)
     for i in ticks:
         x = left + i * step + step / 2
+        anchor = "end" if i == n - 1 and n > 1 else "start" if i == 0 and n > 1 else "middle"
+        x = left + plot_w if anchor == "end" else left if anchor == "start" else x
         parts.append(
-            f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle" font-size="11" fill="#555">'
+            f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="{anchor}" font-size="11" fill="#555">'
             f"{escape(_fmt(int(starts[i]), bin_w))}</text>"
         )
     if marker is not None:

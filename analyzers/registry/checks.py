@@ -72,7 +72,7 @@ class RegistryRules(Analyzer):
         for problem in ruleset.problems:
             unit.warn(f"rule disabled: {problem}")
         wanted = {r.hive for r in ruleset.rules}
-        with HostHives(unit) as hh:
+        with HostHives(unit, backend=self.options.get("backend", "auto")) as hh:
             for f in hh.files:
                 if f.hive_type not in wanted:
                     continue

@@ -1,0 +1,1 @@
+"""Memory images and process minidumps (placeholder while the package is written)."""

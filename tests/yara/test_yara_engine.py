@@ -1,0 +1,178 @@
+"""The engine adapter: per-file fallback between engines, skipped files with messages, the disk cache, externals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from triage.analyzers.yara import engine
+from triage.analyzers.yara.content import severity_for
+from triage.analyzers.yara.engine import (
+    YARA_PYTHON,
+    YARA_X,
+    YARA_X_RELAXED,
+    compile_rules,
+    file_externals,
+    find_rule_files,
+    load_rules,
+    ruleset_key,
+)
+
+GOOD = b'rule Good_Rule { meta: score = 70 strings: $a = "marker-good" condition: $a }\n'
+# libyara reads '{' after '$' as a literal; yara-x wants it escaped (the NSA 'extended' set has this form)
+YARAX_REJECTS = (
+    b'rule Legacy_Regex { meta: description = "lenient regex" strings: $v = /\\${\\$[0-9a-zA-z]+}/ '
+    b"condition: $v }\n"
+)
+BROKEN = b"rule Broken_Rule { strings: $a = \"x\" condition: $a and no_such_identifier }\n"
+EXTERNALS_RULE = b"""
+rule Uses_Externals {
+    strings: $s = "<%"
+    condition: $s and extension == ".aspx" and filename matches /^[a-z0-9]{8}\\.aspx$/is
+        and filepath contains "\\\\aspnet_client\\\\" and filetype == "UNKNOWN" and owner == ""
+}
+"""
+
+
+def _rules_dir(tmp_path: Path, files: dict[str, bytes]) -> Path:
+    d = tmp_path / "thirdparty"
+    d.mkdir()
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    return d
+
+
+def test_fallback_per_file_and_skipped_with_messages(tmp_path: Path) -> None:
+    d = _rules_dir(tmp_path, {"a_good.yar": GOOD, "b_legacy.yar": YARAX_REJECTS, "c_broken.yara": BROKEN})
+    compiled = compile_rules(find_rule_files([d], "third_party"), engine=YARA_X)
+    by_name = {Path(f.path).name: f for f in compiled.files}
+    assert by_name["a_good.yar"].engine == YARA_X and by_name["a_good.yar"].message == ""
+    legacy = by_name["b_legacy.yar"]
+    assert legacy.status == "compiled" and legacy.engine == YARA_PYTHON
+    assert "yara-x: error[E014]" in legacy.message  # why it fell back
+    broken = by_name["c_broken.yara"]
+    assert broken.status == "skipped" and broken.engine == ""
+    assert all(f"{e}:" in broken.message for e in (YARA_X, YARA_PYTHON, YARA_X_RELAXED))
+    assert "no_such_identifier" in broken.message
+    assert [f.namespace for f in compiled.skipped] == ["thirdparty/c_broken"]
+    hits = compiled.scan(b"xx marker-good ${$abc} yy")
+    assert sorted((m.rule, m.engine) for m in hits) == [("Good_Rule", YARA_X), ("Legacy_Regex", YARA_PYTHON)]
+    assert compiled.report()["by_engine"] == {YARA_X: 1, YARA_PYTHON: 1, YARA_X_RELAXED: 0}
+
+
+def test_preferring_yara_python(tmp_path: Path) -> None:
+    d = _rules_dir(tmp_path, {"a_good.yar": GOOD, "b_legacy.yar": YARAX_REJECTS})
+    compiled = compile_rules(find_rule_files([d], "third_party"), engine=YARA_PYTHON)
+    assert {f.engine for f in compiled.files} == {YARA_PYTHON}
+    assert {m.rule for m in compiled.scan(b"marker-good ${$q}")} == {"Good_Rule", "Legacy_Regex"}
+
+
+def test_relaxed_yara_x_when_yara_python_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "_import_yara", lambda: None)
+    d = _rules_dir(tmp_path, {"b_legacy.yar": YARAX_REJECTS})
+    (status,) = compile_rules(find_rule_files([d], "third_party")).files
+    assert status.engine == YARA_X_RELAXED
+    assert "yara-python: yara-python is not installed" in status.message
+
+
+def test_a_failed_file_leaves_no_rules_behind(tmp_path: Path) -> None:
+    """yara-x keeps the good rules of a source that failed: the adapter rebuilds so a file is all-or-nothing."""
+    mixed = b'rule Half_Good { strings: $a = "half-good" condition: $a }\n' + BROKEN
+    d = _rules_dir(tmp_path, {"mixed.yar": mixed, "good.yar": GOOD})
+    compiled = compile_rules(find_rule_files([d], "third_party"))
+    assert [Path(f.path).name for f in compiled.skipped] == ["mixed.yar"]
+    assert [m.rule for m in compiled.scan(b"half-good marker-good")] == ["Good_Rule"]
+
+
+def test_cache_is_hit_on_the_second_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = _rules_dir(tmp_path, {"a_good.yar": GOOD, "b_legacy.yar": YARAX_REJECTS, "c_broken.yar": BROKEN})
+    files = find_rule_files([d], "third_party")
+    cache = tmp_path / "cache"
+    first = load_rules(files, cache_dir=cache)
+    assert first.cache["hit"] is False and first.cache["compile_s"] > 0
+    key = ruleset_key(files, YARA_X)
+    assert (cache / f"{key}.json").exists() and len(list(cache.glob(f"{key}.*.bin"))) == 2  # yara-x + yara-python
+
+    def no_compiling(*a: object, **k: object) -> None:
+        raise AssertionError("compiled although the cache holds the rules")
+
+    monkeypatch.setattr(engine, "compile_rules", no_compiling)
+    second = load_rules(find_rule_files([d], "third_party"), cache_dir=cache)
+    assert second.cache["hit"] is True
+    assert [(f.namespace, f.status, f.engine, f.message) for f in second.files] == [
+        (f.namespace, f.status, f.engine, f.message) for f in first.files
+    ]
+    data = b"marker-good ${$x}"
+    assert sorted(m.rule for m in second.scan(data)) == sorted(m.rule for m in first.scan(data))
+
+
+def test_changed_rules_or_damaged_cache_compile_again(tmp_path: Path) -> None:
+    d = _rules_dir(tmp_path, {"a_good.yar": GOOD})
+    cache = tmp_path / "cache"
+    files = find_rule_files([d], "third_party")
+    load_rules(files, cache_dir=cache)
+    (d / "a_good.yar").write_bytes(GOOD.replace(b"marker-good", b"marker-new"))
+    changed = load_rules(find_rule_files([d], "third_party"), cache_dir=cache)
+    assert changed.cache["hit"] is False and [m.rule for m in changed.scan(b"marker-new")] == ["Good_Rule"]
+    for blob in cache.glob("*.bin"):
+        blob.write_bytes(blob.read_bytes()[:20])  # truncated: the recorded hash no longer fits
+    again = load_rules(find_rule_files([d], "third_party"), cache_dir=cache)
+    assert again.cache["hit"] is False and [m.rule for m in again.scan(b"marker-new")] == ["Good_Rule"]
+
+
+def test_no_cache_writes_nothing(tmp_path: Path) -> None:
+    d = _rules_dir(tmp_path, {"a_good.yar": GOOD})
+    compiled = load_rules(find_rule_files([d], "third_party"), cache_dir=tmp_path / "c", use_cache=False)
+    assert compiled.cache["hit"] is False and not (tmp_path / "c").exists()
+
+
+def test_file_externals_follow_loki() -> None:
+    ext = file_externals("C:/inetpub/wwwroot/aspnet_client/system_web/Dk2jQ8ab.ASPX", b"<%@", "ABCDEF")
+    assert ext == {
+        "filename": "Dk2jQ8ab.ASPX",
+        "filepath": "C:\\inetpub\\wwwroot\\aspnet_client\\system_web\\Dk2jQ8ab.ASPX",
+        "extension": ".aspx",
+        "filetype": "UNKNOWN",
+        "owner": "",
+        "md5": "abcdef",
+    }
+    assert file_externals("C:/x/a.dll", b"MZ\x90\x00")["filetype"] == "EXE"
+    assert file_externals("C:/root/l.dmp", b"MDMP\x93\xa7")["filetype"] == "MDMP"
+    assert file_externals("")["filename"] == "" and file_externals("")["extension"] == ""
+
+
+@pytest.mark.parametrize("first", [YARA_X, YARA_PYTHON])
+def test_externals_are_set_per_scan(tmp_path: Path, first: str) -> None:
+    d = _rules_dir(tmp_path, {"ext.yar": EXTERNALS_RULE})
+    compiled = compile_rules(find_rule_files([d], "third_party"), engine=first)
+    page = b'<%@ Page Language="C#" %>'
+    hit = file_externals("C:/inetpub/wwwroot/aspnet_client/system_web/Dk2jQ8ab.aspx", page[:16])
+    assert [m.rule for m in compiled.scan(page, hit)] == ["Uses_Externals"]
+    for other in ("C:/inetpub/wwwroot/aspnet_client/logon.aspx", "C:/inetpub/wwwroot/Dk2jQ8ab.aspx"):
+        assert compiled.scan(page, file_externals(other, page[:16])) == []
+    assert compiled.scan(page, file_externals("C:/inetpub/wwwroot/aspnet_client/x/Dk2jQ8ab.aspx", b"MZ")) == []
+
+
+def test_severity_from_meta() -> None:
+    assert severity_for({"severity": "HIGH"}, own=False) == "high"
+    assert severity_for({"severity": "informational"}, own=False) == "info"
+    assert severity_for({"score": 85}, own=False) == "high"
+    assert severity_for({"score": "70"}, own=False) == "medium"
+    assert severity_for({"score": 50}, own=False) == "low"
+    assert severity_for({"score": 10}, own=False) == "info"
+    assert severity_for({"score": "n/a"}, own=False) == "medium"
+    assert severity_for({}, own=False) == "medium"
+    assert severity_for({}, own=True) == "high"
+
+
+def test_namespaces_stay_unique_across_sets(tmp_path: Path) -> None:
+    a, b = tmp_path / "a" / "yara", tmp_path / "b" / "yara"
+    for d in (a, b):
+        d.mkdir(parents=True)
+        (d / "apt.yar").write_bytes(GOOD)
+    taken: set[str] = set()
+    files = find_rule_files([a], "third_party", taken) + find_rule_files([b], "third_party", taken)
+    assert [f.namespace for f in files] == ["yara/apt", "yara/apt#2"]
+    compiled = compile_rules(files)
+    assert sorted(m.namespace for m in compiled.scan(b"marker-good")) == ["yara/apt", "yara/apt#2"]
