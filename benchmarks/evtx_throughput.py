@@ -27,9 +27,13 @@ from triage.registry import signature_path
 from triage.testing.evtx import Event, write_evtx
 
 SYSMON = ("Microsoft-Windows-Sysmon", "Microsoft-Windows-Sysmon/Operational")
-IMAGES = ["C:\\Windows\\System32\\svchost.exe", "C:\\Windows\\System32\\cmd.exe",
-          "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\Bin\\MSExchangeHMWorker.exe",
-          "C:\\Windows\\System32\\inetsrv\\w3wp.exe", "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe"]
+IMAGES = [
+    "C:\\Windows\\System32\\svchost.exe",
+    "C:\\Windows\\System32\\cmd.exe",
+    "C:\\Program Files\\Microsoft\\Exchange Server\\V15\\Bin\\MSExchangeHMWorker.exe",
+    "C:\\Windows\\System32\\inetsrv\\w3wp.exe",
+    "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+]
 
 
 def make_events(n: int, seed: int = 1) -> list[Event]:
@@ -41,23 +45,80 @@ def make_events(n: int, seed: int = 1) -> list[Event]:
         kind = rng.random()
         img = rng.choice(IMAGES)
         if kind < 0.4:
-            out.append(Event(event_id=1, provider=SYSMON[0], channel=SYSMON[1], time_created=when, version=5, data={
-                "RuleName": "-", "UtcTime": str(when), "ProcessGuid": "{%08X-0000-0000-0000-000000000000}" % i,
-                "ProcessId": 1000 + i % 5000, "Image": img, "CommandLine": f'"{img}" -k netsvcs -p -s Task{i % 97}',
-                "CurrentDirectory": "C:\\Windows\\system32\\", "User": "NT AUTHORITY\\SYSTEM", "LogonId": "0x3e7",
-                "IntegrityLevel": "System", "Hashes": "SHA256=%064X" % rng.getrandbits(256),
-                "ParentImage": "C:\\Windows\\System32\\services.exe", "ParentCommandLine": "services.exe"}))
+            out.append(
+                Event(
+                    event_id=1,
+                    provider=SYSMON[0],
+                    channel=SYSMON[1],
+                    time_created=when,
+                    version=5,
+                    data={
+                        "RuleName": "-",
+                        "UtcTime": str(when),
+                        "ProcessGuid": "{%08X-0000-0000-0000-000000000000}" % i,
+                        "ProcessId": 1000 + i % 5000,
+                        "Image": img,
+                        "CommandLine": f'"{img}" -k netsvcs -p -s Task{i % 97}',
+                        "CurrentDirectory": "C:\\Windows\\system32\\",
+                        "User": "NT AUTHORITY\\SYSTEM",
+                        "LogonId": "0x3e7",
+                        "IntegrityLevel": "System",
+                        "Hashes": "SHA256=%064X" % rng.getrandbits(256),
+                        "ParentImage": "C:\\Windows\\System32\\services.exe",
+                        "ParentCommandLine": "services.exe",
+                    },
+                )
+            )
         elif kind < 0.6:
-            out.append(Event(event_id=10, provider=SYSMON[0], channel=SYSMON[1], time_created=when, version=3, data={
-                "SourceImage": img, "TargetImage": "C:\\Windows\\System32\\csrss.exe", "GrantedAccess": "0x1000",
-                "CallTrace": "C:\\Windows\\SYSTEM32\\ntdll.dll+9c584|UNKNOWN(00007FF)", "SourceProcessId": i % 9000}))
+            out.append(
+                Event(
+                    event_id=10,
+                    provider=SYSMON[0],
+                    channel=SYSMON[1],
+                    time_created=when,
+                    version=3,
+                    data={
+                        "SourceImage": img,
+                        "TargetImage": "C:\\Windows\\System32\\csrss.exe",
+                        "GrantedAccess": "0x1000",
+                        "CallTrace": "C:\\Windows\\SYSTEM32\\ntdll.dll+9c584|UNKNOWN(00007FF)",
+                        "SourceProcessId": i % 9000,
+                    },
+                )
+            )
         elif kind < 0.8:
-            out.append(Event(event_id=3, provider=SYSMON[0], channel=SYSMON[1], time_created=when, version=5, data={
-                "Image": img, "Protocol": "tcp", "Initiated": "true", "SourceIp": "10.0.0.5",
-                "DestinationIp": f"10.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}", "DestinationPort": 443}))
+            out.append(
+                Event(
+                    event_id=3,
+                    provider=SYSMON[0],
+                    channel=SYSMON[1],
+                    time_created=when,
+                    version=5,
+                    data={
+                        "Image": img,
+                        "Protocol": "tcp",
+                        "Initiated": "true",
+                        "SourceIp": "10.0.0.5",
+                        "DestinationIp": f"10.0.{rng.randint(0, 255)}.{rng.randint(1, 254)}",
+                        "DestinationPort": 443,
+                    },
+                )
+            )
         else:
-            out.append(Event(event_id=11, provider=SYSMON[0], channel=SYSMON[1], time_created=when, version=2, data={
-                "Image": img, "TargetFilename": f"C:\\Windows\\Temp\\tmp{i:06d}.tmp", "CreationUtcTime": str(when)}))
+            out.append(
+                Event(
+                    event_id=11,
+                    provider=SYSMON[0],
+                    channel=SYSMON[1],
+                    time_created=when,
+                    version=2,
+                    data={
+                        "Image": img,
+                        "TargetFilename": f"C:\\Windows\\Temp\\tmp{i:06d}.tmp",
+                        "CreationUtcTime": str(when),
+                    },
+                )
+            )
     return out
 
 
@@ -75,8 +136,10 @@ def main() -> int:
         path = Path(tmp) / "bench.evtx"
         t = time.perf_counter()
         write_evtx(path, make_events(args.records))
-        print(f"wrote {args.records:,} records, {path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t:.1f} s",
-              file=sys.stderr)
+        print(
+            f"wrote {args.records:,} records, {path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t:.1f} s",
+            file=sys.stderr,
+        )
         rates: dict[str, float] = {}
 
         import Evtx.Evtx as pyevtx

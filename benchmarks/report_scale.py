@@ -98,7 +98,9 @@ def generate(case_dir: str, n: int, hosts: int, seed: int) -> None:
                     "ts": ts,
                     "ts_desc": "Event logged",
                     "evidence_id": [e[0] for e in ev],
-                    "evidence_path": [f"evidence/{names[h]}/{kind}/{a}.bin" for h, a in zip(host_idx, art_idx, strict=True)],
+                    "evidence_path": [
+                        f"evidence/{names[h]}/{kind}/{a}.bin" for h, a in zip(host_idx, art_idx, strict=True)
+                    ],
                     "evidence_sha256": [e[1] for e in ev],
                     "location": (f"C:/inetpub/wwwroot/aspnet_client/s" if kind == "web_file" else "rec#") + rec,
                     "mitre": "T1505.003",
@@ -164,14 +166,20 @@ def main() -> int:
         total_s = time.perf_counter() - t
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         print(f"synthetic case: {args.findings:,} findings, {args.hosts} hosts, generated in {gen_s:.1f} s")
-        print(f"report: {res.findings:,} findings after dedupe in {total_s:.1f} s "
-              f"({res.findings / max(total_s, 1e-9):,.0f} findings/s)")
-        print(f"peak RSS of the report process: {peak_kib / 1024:,.0f} MiB (before the report: {rss_before / 1024:,.0f} MiB)")
+        print(
+            f"report: {res.findings:,} findings after dedupe in {total_s:.1f} s "
+            f"({res.findings / max(total_s, 1e-9):,.0f} findings/s)"
+        )
+        print(
+            f"peak RSS of the report process: {peak_kib / 1024:,.0f} MiB (before the report: {rss_before / 1024:,.0f} MiB)"
+        )
         print("stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items()))
         for name, path in res.outputs.items():
             size = Path(path).stat().st_size
             print(f"  {name:22s} {size / 2**20:10.1f} MiB")
-        print(f"HTML size: {Path(res.html).stat().st_size / 2**20:.2f} MiB (top findings embedded, aggregates over all)")
+        print(
+            f"HTML size: {Path(res.html).stat().st_size / 2**20:.2f} MiB (top findings embedded, aggregates over all)"
+        )
         print(f"timesketch: {res.timesketch_skipped:,} undated findings left out; stix: {res.stix}")
     finally:
         if tmp:

@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE_OR_FILE",
         help="import extra analyzers (module name or .py file)",
     )
+    analyze_opts.add_argument(
+        "--symbols",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="Volatility 3 symbol tables for memory images (ISF folders, windows.zip packs); never downloaded. "
+        "Default: $TRIAGE_SYMBOLS, else 'symbols' in ~/.config/triage/config.toml",
+    )
 
     report_opts = argparse.ArgumentParser(add_help=False)
     report_opts.add_argument(
@@ -203,6 +211,11 @@ def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if missing:
             raise UsageError(f"--yara: no such file or folder: {', '.join(missing)}")
         opts["yara"] = {"yara": [os.path.abspath(d) for d in args.yara]}
+    if getattr(args, "symbols", None):  # else the memory analyzer reads $TRIAGE_SYMBOLS and the config file
+        missing = [d for d in args.symbols if not os.path.exists(d)]
+        if missing:
+            raise UsageError(f"--symbols: no such file or folder: {', '.join(missing)}")
+        opts["memory"] = {"symbols": [os.path.abspath(d) for d in args.symbols]}
     return opts
 
 

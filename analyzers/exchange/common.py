@@ -9,12 +9,13 @@ from typing import Any
 
 import pandas as pd
 
-from triage.analyzers.exchange.logs import ParseStats, log_type
+from triage.analyzers.exchange.logs import UNKNOWN, ParseStats, log_type, sniff_log_type
 from triage.case import ManifestRow
 from triage.registry import Unit, logical_path
 
 ED_WINDOW_START = pd.Timestamp("2021-01-01T00:00:00Z")
 MAX_PER_CHECK = 500  # individual findings per check (or rule) and unit; the rest go into one overflow finding
+MAX_UNIT_WARNINGS = 300
 TPL_REFERENCE = "https://github.com/microsoft/CSS-Exchange/blob/main/Security/src/Test-ProxyLogon.ps1"
 AA21_062A = "https://www.cisa.gov/news-events/cybersecurity-advisories/aa21-062a"
 
@@ -31,12 +32,18 @@ class LogFile:
 
     @property
     def name(self) -> str:
+        """The file name on the source host."""
         return PurePosixPath(self.logical).name
 
     @classmethod
     def of(cls, unit: Unit, row: ManifestRow) -> LogFile:
+        """The log file of a unit's evidence row (its type from the path, else from its header)."""
         logical = logical_path(row)
-        return cls(unit.member_path(row), logical, log_type(logical, row.kind), row.kind, row)
+        path = unit.member_path(row)
+        kind = log_type(logical, row.kind)
+        if kind == UNKNOWN and row.kind in ("exchange_log", "iis_log"):
+            kind = sniff_log_type(path)  # e.g. logs collected as loose files, without their folders
+        return cls(path, logical, kind, row.kind, row)
 
 
 def unit_files(unit: Unit) -> list[LogFile]:
@@ -57,7 +64,11 @@ def iso(ts: Any) -> str:
 
 
 def report_parse_problems(unit: Unit, stats: Iterable[tuple[str, ParseStats]], limit: int = 20) -> None:
-    """Copy what went wrong while reading logs into the unit's warnings (a few lines per file)."""
+    """Copy what went wrong while reading logs into the unit's warnings.
+
+    One summary line per damaged file, then up to ``limit`` line-level details per file while the unit
+    holds fewer than ``MAX_UNIT_WARNINGS`` (a run record must stay readable on thousands of files).
+    """
     for logical, st in stats:
         if st.malformed_lines or st.replaced_chars or st.header_source in ("first line", "assumed default"):
             unit.warn(
@@ -65,10 +76,20 @@ def report_parse_problems(unit: Unit, stats: Iterable[tuple[str, ParseStats]], l
                 f"count, {st.dropped_lines} dropped), {st.replaced_chars} undecodable bytes replaced, "
                 f"header from {st.header_source or 'nowhere'}"
             )
-            for w in st.warnings[:limit]:
-                unit.warn(f"{logical}: {w}")
+            if len(unit.warnings) < MAX_UNIT_WARNINGS:
+                for w in st.warnings[:limit]:
+                    unit.warn(f"{logical}: {w}")
+
+
+def safe_ts(value: Any) -> pd.Timestamp | None:
+    """A log field as a UTC timestamp, or None when it is not one (damaged lines must not raise)."""
+    if value is None or value == "":
+        return None
+    ts = pd.to_datetime(value, utc=True, errors="coerce", format="ISO8601")
+    return None if pd.isna(ts) else ts
 
 
 def short(value: Any, limit: int = 300) -> str:
+    """Text for a message or attribute, cut at ``limit`` characters."""
     text = "" if value is None or value is pd.NA else str(value)
     return text if len(text) <= limit else text[:limit] + "..."

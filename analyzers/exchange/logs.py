@@ -96,6 +96,24 @@ def log_type(logical_path: str, kind: str = "") -> str:
     return UNKNOWN
 
 
+def sniff_log_type(path: str | Path) -> str:
+    """The log type from a file's header lines, for logs stored without their original folders."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096).decode("utf-8", "replace").lower()
+    except OSError:
+        return UNKNOWN
+    if "#log-type: httpproxy" in head or "anchormailbox" in head:
+        return HTTPPROXY
+    if "#log-type: ecp server" in head:
+        return ECP
+    if "#log-type: oab generator" in head:
+        return OAB
+    if "#software: microsoft internet information services" in head or "#fields: date time" in head:
+        return IIS
+    return UNKNOWN
+
+
 def install_root(logical_path: str) -> str | None:
     r"""The Exchange install folder a log lives under, Windows style with a trailing backslash.
 
@@ -145,18 +163,21 @@ class ParseStats:
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, message: str) -> None:
+        """Keep a warning (the first ``MAX_WARNINGS`` of them)."""
         if len(self.warnings) < MAX_WARNINGS:
             self.warnings.append(message)
         elif len(self.warnings) == MAX_WARNINGS:
             self.warnings.append("(further warnings not recorded)")
 
-    def malformed(self, line_no: int, why: str, text: str = "", dropped: bool = False) -> None:
+    def malformed(self, line_no: int | None, why: str, text: str = "", dropped: bool = False) -> None:
+        """Count a line whose fields do not fit its header (kept) or that has none (dropped)."""
         self.malformed_lines += 1
         if dropped:
             self.dropped_lines += 1
         else:
             self.ragged_rows += 1
-        self.warn(f"line {line_no}: {why}" + (f": {text[:120]!r}" if text else ""))
+        where = f"line {line_no}: " if line_no else ""
+        self.warn(where + why + (f": {text[:120]!r}" if text else ""))
 
     def coverage(self) -> dict[str, Any]:
         """The counts for a finding's attributes."""
@@ -218,6 +239,7 @@ class HeaderState:
     log_type_header: str = ""
 
     def header_line(self, line_no: int, raw: bytes) -> None:
+        """Take in one ``#`` line: ``#Fields`` sets the field list, ``#Date`` is remembered."""
         self.stats.header_lines += 1
         text = raw.decode("utf-8", "replace").strip().lstrip("\ufeff")
         key, _, value = text.partition(":")
@@ -297,9 +319,16 @@ def _raw_chunks(path: Path, stats: ParseStats, block_size: int) -> Iterator[byte
             yield chunk
 
 
-def iter_blocks(path: Path, stats: ParseStats, block_size: int = BLOCK_SIZE) -> Iterator[tuple[int, bytes]]:
-    """``(number of the first line, bytes)`` for runs of whole lines; overlong lines are dropped."""
-    line_no = 1
+def iter_blocks(
+    path: Path, stats: ParseStats, block_size: int = BLOCK_SIZE, count: bool = True
+) -> Iterator[tuple[int, bytes, int]]:
+    """``(number of the first line, bytes, number of lines)`` for runs of whole lines.
+
+    Lines longer than ``MAX_LINE`` are dropped (and counted as malformed). With ``count=False`` the
+    caller counts lines itself: the first item is then the number of lines dropped just before the
+    block and the last is 0.
+    """
+    line_no, dropped = 1, 0
     carry = b""
     skipping = False  # inside an overlong line: drop bytes up to its end
     for chunk in _raw_chunks(path, stats, block_size):
@@ -310,45 +339,57 @@ def iter_blocks(path: Path, stats: ParseStats, block_size: int = BLOCK_SIZE) -> 
             chunk, skipping = chunk[nl + 1 :], False
             stats.lines += 1
             line_no += 1
+            dropped += 1
         buf = carry + chunk if carry else chunk
         cut = buf.rfind(b"\n")
         if cut < 0:
             carry = buf
             if len(carry) > MAX_LINE:
-                stats.malformed(line_no, f"line longer than {MAX_LINE} bytes dropped", dropped=True)
+                stats.malformed(line_no if count else None, f"line longer than {MAX_LINE} bytes dropped", dropped=True)
                 carry, skipping = b"", True
             continue
         block, carry = buf[: cut + 1], buf[cut + 1 :]
-        n = block.count(b"\n")
+        n = block.count(b"\n") if count else 0
         stats.lines += n
-        yield line_no, block
-        line_no += n
+        yield (line_no if count else dropped), block, n
+        line_no, dropped = line_no + n, 0
     if carry:
-        stats.lines += 1
-        yield line_no, carry
+        stats.lines += 1 if count else 0
+        yield (line_no if count else dropped), carry, 1 if count else 0
 
 
-def _segments(first: int, block: bytes) -> Iterator[tuple[str, int, bytes]]:
-    """Split a block into header lines and runs of data lines: ``(kind, first line number, bytes)``."""
-    if not block.startswith(b"#") and b"\n#" not in block:
-        yield "data", first, block
+def _header_starts(block: bytes) -> list[int]:
+    """Offsets of lines starting with '#' (found with memchr: '#' is rare in data lines)."""
+    out = []
+    i = block.find(b"#")
+    while i >= 0:
+        if i == 0 or block[i - 1] == 10:
+            out.append(i)
+        i = block.find(b"#", i + 1)
+    return out
+
+
+def _segments(first: int, block: bytes, n_block: int) -> Iterator[tuple[str, int, bytes, int]]:
+    """Split a block into header lines and runs of data lines: ``(kind, first line, bytes, lines)``."""
+    heads = _header_starts(block)
+    if not heads:
+        yield "data", first, block, n_block
         return
     pos, line = 0, first
     size = len(block)
-    while pos < size:
-        if block.startswith(b"#", pos):
-            end = block.find(b"\n", pos)
-            end = size if end < 0 else end + 1
-            yield "header", line, block[pos:end]
-            line += 1
-            pos = end
-            continue
-        nxt = block.find(b"\n#", pos)
-        end = size if nxt < 0 else nxt + 1
-        seg = block[pos:end]
-        yield "data", line, seg
-        line += seg.count(b"\n")
+    for h in heads:
+        if h > pos:  # data lines before this header
+            seg = block[pos:h]
+            n = seg.count(b"\n")
+            yield "data", line, seg, n
+            line += n
+        end = block.find(b"\n", h)
+        end = size if end < 0 else end + 1
+        yield "header", line, block[h:end], 1
+        line += 1
         pos = end
+    if pos < size:  # the rest of the block: its line count follows from the block's, no recount
+        yield "data", line, block[pos:], first + n_block - line
 
 
 def _lines(seg: bytes) -> list[bytes]:
@@ -380,9 +421,10 @@ class LogReader:
         self._decided = False
 
     # the shared walk: header lines update the state, data runs are handed out with their field list
-    def _data(self) -> Iterator[tuple[int, bytes]]:
-        for first, block in iter_blocks(self.path, self.stats, self.block_size):
-            for kind, line_no, seg in _segments(first, block):
+    def _data(self) -> Iterator[tuple[int, bytes, int]]:
+        """Runs of data lines ``(first line, bytes, number of lines)``; header lines update the state."""
+        for first, block, n_block in iter_blocks(self.path, self.stats, self.block_size):
+            for kind, line_no, seg, n in _segments(first, block, n_block):
                 if kind == "header":
                     self.header.header_line(line_no, seg)
                     continue
@@ -398,11 +440,11 @@ class LogReader:
                     first_line = stripped if end < 0 else stripped[: end + 1]
                     if self.header.first_data_line(line_no + skipped, first_line):
                         self.stats.empty_lines += skipped
-                        seg, line_no = stripped[len(first_line) :], line_no + skipped + 1
+                        seg, line_no, n = stripped[len(first_line) :], line_no + skipped + 1, n - skipped - 1
                         if not seg:
                             continue
                 self._decided = True
-                yield line_no, seg
+                yield line_no, seg, n
 
     # -- full parse -------------------------------------------------------------------------------
     def frames(self, columns: Iterable[str] | None = None) -> Iterator[pd.DataFrame]:
@@ -412,10 +454,10 @@ class LogReader:
         One frame per run of lines under one field list (at most one block), so memory stays bounded.
         """
         wanted = None if columns is None else list(dict.fromkeys(columns))
-        for line_no, seg in self._data():
+        for line_no, seg, n in self._data():
             fields = self.header.fields
             # OAB and unknown logs without #Fields come out as raw lines
-            df = self._raw_frame(line_no, seg) if fields is None else self._parse(line_no, seg, fields, wanted)
+            df = self._raw_frame(line_no, seg) if fields is None else self._parse(line_no, seg, n, fields, wanted)
             if len(df):
                 self.stats.rows += len(df)
                 yield df
@@ -430,15 +472,17 @@ class LogReader:
             texts.append(_decode(raw, self.stats))
         return pd.DataFrame({"Line": pd.Series(texts, dtype="str"), "_line": np.array(nums, dtype="int64")})
 
-    def _parse(self, first: int, seg: bytes, fields: tuple[str, ...], wanted: list[str] | None) -> pd.DataFrame:
+    def _parse(
+        self, first: int, seg: bytes, n_phys: int, fields: tuple[str, ...], wanted: list[str] | None
+    ) -> pd.DataFrame:
         include = None if wanted is None else [c for c in wanted if c in fields] or [fields[0]]
         try:
-            fast = self._parse_fast(first, seg, fields, include)
+            fast = self._parse_fast(first, seg, n_phys, fields, include)
         except (pa.ArrowInvalid, ValueError) as exc:
             if "UTF8" in str(exc) or "utf8" in str(exc).lower():
                 seg = self._sanitize(seg)
                 try:
-                    fast = self._parse_fast(first, seg, fields, include)
+                    fast = self._parse_fast(first, seg, n_phys, fields, include)
                 except (pa.ArrowInvalid, ValueError):
                     fast = None
             else:
@@ -455,7 +499,7 @@ class LogReader:
         return text.encode("utf-8")
 
     def _parse_fast(
-        self, first: int, seg: bytes, fields: tuple[str, ...], include: list[str] | None
+        self, first: int, seg: bytes, n_phys: int, fields: tuple[str, ...], include: list[str] | None
     ) -> pd.DataFrame | None:
         """pyarrow over a run of lines; None when rows cannot be tied to line numbers exactly."""
         invalid: list[tuple[int | None, str]] = []
@@ -484,14 +528,15 @@ class LogReader:
                 include_columns=include,
             ),
         )
-        n_phys = seg.count(b"\n") + (0 if seg.endswith(b"\n") else 1)
-        empty = _empty_line_indices(seg)
-        nonempty = np.setdiff1d(np.arange(n_phys), empty) if len(empty) else np.arange(n_phys)
         if any(num is None for num, _ in invalid):
             return None
         extra = [text.count("\n") for _, text in invalid]
-        if table.num_rows + len(invalid) + sum(extra) != len(nonempty):
+        parsed = table.num_rows + len(invalid) + sum(extra)
+        # pyarrow skips empty lines: only look for them when the counts say some were skipped
+        empty = _empty_line_indices(seg) if parsed != n_phys else np.array([], dtype="int64")
+        if parsed != n_phys - len(empty):
             return None  # a quoted value spanning lines, or a bare CR: use the exact per-line parser
+        nonempty = np.setdiff1d(np.arange(n_phys), empty) if len(empty) else np.arange(n_phys)
         self.stats.empty_lines += len(empty)
         total = table.num_rows + len(invalid)
         inv_sorted = sorted((int(num), e, text) for (num, text), e in zip(invalid, extra, strict=True))  # type: ignore[arg-type]
@@ -543,7 +588,7 @@ class LogReader:
 
     # -- pre-filtered reads -----------------------------------------------------------------------
     def matching_lines(self, needles: Sequence[bytes]) -> Iterator[tuple[int, str]]:
-        """``(line number, text)`` of data lines holding any of ``needles`` (ASCII, any case)."""
+        """``(line number, text)`` of data lines holding any of ``needles`` (ASCII literals, any case)."""
         for line_no, raw, _fields in self._matching_raw(needles):
             yield line_no, _decode(raw, self.stats)
 
@@ -579,29 +624,45 @@ class LogReader:
             yield df
 
     def _matching_raw(self, needles: Sequence[bytes]) -> Iterator[tuple[int, bytes, tuple[str, ...] | None]]:
-        lowered = [n.lower() for n in needles]
-        for first, seg in self._data():
-            low = seg.lower()
-            positions: list[int] = []
-            for needle in lowered:
-                i = low.find(needle)
-                while i >= 0:
-                    positions.append(i)
-                    i = low.find(needle, i + 1)
-            if not positions:
+        # each block is split into lines and searched by Arrow kernels (RE2, case-insensitive) over the
+        # raw bytes: no Python work per line, no lower-cased copy, line numbers are array indices
+        pattern = "|".join(re.escape(n.decode("ascii")) for n in needles)
+        first = 1
+        for dropped, block, _n in iter_blocks(self.path, self.stats, self.block_size, count=False):
+            first += dropped
+            lines = pc.split_pattern(pa.array([block], pa.large_binary()), b"\n").flatten()
+            n_lines = len(lines) - 1 if block.endswith(b"\n") else len(lines)  # the split's last item is ''
+            self.stats.lines += n_lines
+            hits = np.flatnonzero(pc.match_substring_regex(lines, pattern, ignore_case=True).to_numpy(False))
+            heads = np.flatnonzero(pc.starts_with(lines, b"#").to_numpy(False))
+            events = [(int(i), 0) for i in heads] + [(int(i), 1) for i in np.setdiff1d(hits, heads)]
+            if not self._decided:
+                first_data = self._first_data_index(lines, heads)
+                if first_data is not None:
+                    events.append((first_data, -1))  # decided after the headers before it, before its match
+            skip = -1
+            for i, kind in sorted(events, key=lambda e: (e[0], e[1])):
+                if kind == 0:
+                    self.header.header_line(first + i, lines[i].as_py())
+                elif kind == -1:
+                    self._decided = True
+                    undecided = self.header.fields is None and self.logtype in DEFAULT_FIELDS
+                    if undecided and self.header.first_data_line(first + i, lines[i].as_py()):
+                        skip = i
+                elif i != skip:
+                    self._decided = True
+                    yield first + i, lines[i].as_py(), self.header.fields
+            first += n_lines
+
+    @staticmethod
+    def _first_data_index(lines: pa.Array, heads: np.ndarray) -> int | None:
+        head_set = set(heads.tolist())
+        for i in range(len(lines)):
+            if i in head_set:
                 continue
-            positions.sort()
-            line_no, counted_to, done_to = first, 0, -1
-            for p in positions:
-                if p < done_to:
-                    continue  # another match on a line already handed out
-                start = seg.rfind(b"\n", 0, p) + 1
-                end = seg.find(b"\n", p)
-                end = len(seg) if end < 0 else end
-                line_no += seg.count(b"\n", counted_to, start)
-                counted_to = start
-                done_to = end + 1
-                yield line_no, seg[start:end], self.header.fields
+            if lines[i].as_py() not in (b"", b"\r"):
+                return i
+        return None
 
     def count(self) -> None:
         """Read through the file for its counts and headers only."""
@@ -675,76 +736,92 @@ SOURCE_COLUMNS = {
     IIS: ("date", "time", "s-ip", "s-port", *IIS_MAP.values()),
     ECP: ("TimeStamp", "DateTime", "ServerName", "EventId", "EventData"),
 }
-_CAFE_REQ = r"(?i)cafeReqId=([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+_CAFE_REQ = r"(?i)cafeReqId=(?P<v>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
 _IPV4_PORT = r"^(\d{1,3}(?:\.\d{1,3}){3}):\d+$"
+_STR = pa.large_string()
 
 
-def _col(df: pd.DataFrame, name: str) -> pd.Series:
+def _col(df: pd.DataFrame, name: str) -> pa.Array:
+    """A frame column as an Arrow string array with nulls as ''."""
     if name in df.columns:
-        return df[name].fillna("").astype("str")
-    return pd.Series([""] * len(df), index=df.index, dtype="str")
+        return pc.fill_null(pa.array(df[name], type=_STR, from_pandas=True), "")
+    return _const("", len(df))
 
 
-def _ecp_value(data: pd.Series, key: str) -> pd.Series:
+def _const(value: str, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(value, _STR), n)
+
+
+def _extract(arr: pa.Array, pattern: str) -> pa.Array:
+    """The named group ``v`` of an RE2 pattern, '' where it does not match."""
+    return pc.fill_null(pc.struct_field(pc.extract_regex(arr, pattern), [0]), "")
+
+
+def _ecp_value(data: pa.Array, key: str) -> pa.Array:
     """A ``S:KEY=value`` item of ECP EventData, quoted (``'S:KEY=..''..'``) or not."""
-    quoted = data.str.extract(r"(?:^|;)'S:" + key + r"=((?:[^']|'')*)'", expand=False).fillna("")
-    plain = data.str.extract(r"(?:^|;)S:" + key + r"=([^;]*)", expand=False).fillna("")
-    return quoted.where(quoted != "", plain).str.replace("''", "'", regex=False)
+    quoted = _extract(data, r"(?:^|;)'S:" + key + r"=(?P<v>(?:[^']|'')*)'")
+    plain = _extract(data, r"(?:^|;)S:" + key + r"=(?P<v>[^;]*)")
+    value = pc.if_else(pc.not_equal(quoted, ""), quoted, plain)
+    return pc.replace_substring(value, "''", "'")
 
 
 def normalize(df: pd.DataFrame, logtype: str, logical_path: str = "", date_header: str | None = None) -> pd.DataFrame:
     """Add the shared columns (``ts``, ``client_ip``, ``uri_stem`` ...) that rules and joins use.
 
     The original columns stay. ``ts`` is UTC; ``user_agent`` has IIS's ``+`` turned back into spaces;
-    ``request_id`` is HttpProxy's RequestId, IIS's ``cafeReqId`` or ECP's ``S:ACTID``.
+    ``request_id`` is HttpProxy's RequestId, IIS's ``cafeReqId`` or ECP's ``S:ACTID``. The string work
+    is done by Arrow kernels over whole columns.
     """
-    blank = pd.Series([""] * len(df), index=df.index, dtype="str")
-    norm: dict[str, pd.Series] = {c: blank for c in NORMALIZED if c != "ts"}
+    n = len(df)
+    blank = _const("", n)
+    norm: dict[str, pa.Array] = {c: blank for c in NORMALIZED if c != "ts"}
     if logtype == HTTPPROXY:
         for new, old in HTTPPROXY_MAP.items():
             norm[new] = _col(df, old)
-        if not norm["protocol"].str.len().gt(0).any():
-            norm["protocol"] = pd.Series([httpproxy_folder(logical_path)] * len(df), index=df.index, dtype="str")
+        if not pc.any(pc.not_equal(norm["protocol"], "")).as_py():
+            norm["protocol"] = _const(httpproxy_folder(logical_path), n)
         ts_text = _col(df, "DateTime")
     elif logtype == IIS:
         for new, old in IIS_MAP.items():
             norm[new] = _col(df, old)
-        norm["user_agent"] = norm["user_agent"].str.replace("+", " ", regex=False)
+        norm["user_agent"] = pc.replace_substring(norm["user_agent"], "+", " ")
         for c in ("uri_query", "username", "user_agent", "host"):
-            norm[c] = norm[c].where(norm[c] != "-", "")
-        norm["request_id"] = norm["uri_query"].str.extract(_CAFE_REQ, expand=False).fillna("")
-        norm["protocol"] = pd.Series([iis_site(logical_path)] * len(df), index=df.index, dtype="str")
+            norm[c] = pc.if_else(pc.equal(norm[c], "-"), "", norm[c])
+        norm["request_id"] = _extract(norm["uri_query"], _CAFE_REQ)
+        norm["protocol"] = _const(iis_site(logical_path), n)
         date = _col(df, "date")
-        if not (date != "").any() and date_header:
-            date = pd.Series([date_header[:10]] * len(df), index=df.index, dtype="str")
-        ts_text = date + " " + _col(df, "time")
+        if not pc.any(pc.not_equal(date, "")).as_py() and date_header:
+            date = _const(date_header[:10], n)
+        ts_text = pc.binary_join_element_wise(date, _col(df, "time"), pa.scalar(" ", _STR))
     elif logtype == ECP:
         data = _col(df, "EventData")
         norm["event_data"] = data
         norm["cmd"] = _ecp_value(data, "CMD")
         url = _ecp_value(data, "URL")
-        norm["uri_stem"] = url.str.replace(r"\?.*$", "", regex=True)
-        norm["uri_query"] = url.str.extract(r"\?(.*)$", expand=False).fillna("")
+        norm["uri_stem"] = pc.replace_substring_regex(url, r"\?.*$", "")
+        norm["uri_query"] = _extract(url, r"\?(?P<v>.*)$")
         actid = _ecp_value(data, "ACTID")
-        reqid = _ecp_value(data, "REQID")
-        norm["request_id"] = actid.where(actid != "", reqid)
+        norm["request_id"] = pc.if_else(pc.not_equal(actid, ""), actid, _ecp_value(data, "REQID"))
         norm["client_ip"] = _ecp_value(data, "IP")
         norm["user_agent"] = _ecp_value(data, "UA")
         norm["host"] = _col(df, "ServerName")
         ts_text = _col(df, "TimeStamp")
-        if not (ts_text != "").any():
+        if not pc.any(pc.not_equal(ts_text, "")).as_py():
             ts_text = _col(df, "DateTime")
     else:
         ts_text = blank
-    norm["client_ip"] = norm["client_ip"].str.replace(_IPV4_PORT, r"\1", regex=True).str.strip()
-    norm["uri_file"] = norm["uri_stem"].str.extract(r"([^/]*)$", expand=False).fillna("")
-    norm["log"] = pd.Series([logtype] * len(df), index=df.index, dtype="str")
-    norm["source"] = pd.Series([logical_path] * len(df), index=df.index, dtype="str")
-    norm["ts"] = pd.to_datetime(
-        ts_text.where(ts_text.str.strip() != "", None), utc=True, format="ISO8601", errors="coerce"
-    ).astype("datetime64[ms, UTC]")
+    norm["client_ip"] = pc.utf8_trim_whitespace(pc.replace_substring_regex(norm["client_ip"], _IPV4_PORT, r"\1"))
+    norm["uri_file"] = pc.replace_substring_regex(norm["uri_stem"], r"^.*/", "")
+    norm["log"] = _const(logtype, n)
+    norm["source"] = _const(logical_path, n)
+    out = pa.table(norm).to_pandas()
+    out.index = df.index
+    text = pd.Series(pc.utf8_trim_whitespace(ts_text).to_pandas(), index=df.index)
+    out["ts"] = pd.to_datetime(text.where(text != "", None), utc=True, format="ISO8601", errors="coerce").astype(
+        "datetime64[ms, UTC]"
+    )
     keep = df.drop(columns=[c for c in NORMALIZED if c in df.columns])
-    return pd.concat([keep, pd.DataFrame(norm, index=df.index)], axis=1)
+    return pd.concat([keep, out[list(NORMALIZED)]], axis=1)
 
 
 # -- cheap first/last timestamps (log age) --------------------------------------------------------
@@ -857,6 +934,7 @@ __all__ = [
     "line_time",
     "log_type",
     "normalize",
+    "sniff_log_type",
     "split_fields",
     "time_span",
 ]

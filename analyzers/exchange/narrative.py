@@ -73,11 +73,13 @@ class Narrative:
 
     @property
     def first(self) -> pd.Timestamp | None:
+        """Time of the first step."""
         times = [s["_ts"] for s in self.steps if s["_ts"] is not None]
         return min(times) if times else None
 
     @property
     def last(self) -> pd.Timestamp | None:
+        """Time of the last step."""
         times = [s["_ts"] for s in self.steps if s["_ts"] is not None]
         return max(times) if times else None
 
@@ -173,9 +175,9 @@ def collect(
             continue
         df = df.copy()
         client = df["client_ip"].where(df["client_ip"].isin(ips), "")
-        client = client.where(client != "", df["request_id"].map(rid_ip).fillna(""))
+        client = client.where(client != "", df["request_id"].map(lambda r: rid_ip.get(r, "")).astype("str"))
         canary = df["uri_query"].str.extract(_CANARY, expand=False).fillna("")
-        client = client.where(client != "", canary.map(canary_ip).fillna(""))
+        client = client.where(client != "", canary.map(lambda c: canary_ip.get(c, "")).astype("str"))
         df["client"] = client
         frames.append(df)
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*STEP_COLUMNS, "client"])
@@ -220,45 +222,46 @@ def _backend(anchor: str) -> str:
     return rest.split("@", 1)[1] if "@" in rest else rest
 
 
-def _source_name(row: pd.Series) -> str:
+def _source_name(row: Any) -> str:
     base = SOURCE_NAMES.get(row["log"], row["log"])
     return f"{base}/{row['protocol']}" if row.get("protocol") else base
 
 
 def _steps(rows: pd.DataFrame, titles: pd.Series, ids: pd.Series) -> list[dict[str, Any]]:
-    rows = rows.assign(_titles=titles, _ids=ids)
-    row_keys = pd.Series("row:" + rows.index.astype(str), index=rows.index)
-    rows["_key"] = rows["request_id"].where(rows["request_id"] != "", row_keys)
+    """Rows sharing a RequestId become one step; steps sorted by time. Plain Python: the rows are few."""
+    records = rows.assign(_titles=titles, _ids=ids).to_dict("records")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for i, r in enumerate(records):
+        groups.setdefault(r["request_id"] or f"row:{i}", []).append(r)
+    order = {HTTPPROXY: 0, IIS: 1, ECP: 2}
     steps: list[dict[str, Any]] = []
-    for key, grp in rows.groupby("_key", sort=False):
-        grp = grp.sort_values("ts", na_position="last")
-        # prefer the front end's view (HttpProxy, then IIS) for what was asked
-        pref = grp.sort_values("log", key=lambda s: s.map({HTTPPROXY: 0, IIS: 1, ECP: 2}), kind="stable").iloc[0]
+    for key, grp in groups.items():
+        times = [r["ts"] for r in grp if not pd.isna(r["ts"])]
         # IIS logs whole seconds: take the time from HttpProxy or ECP when the request is there too
-        precise = grp.loc[grp["log"] != IIS, "ts"].dropna()
-        ts = precise.min() if len(precise) else (grp["ts"].dropna().min() if grp["ts"].notna().any() else None)
-        cmd = next((c for c in grp["cmd"] if c), "")
-        backend = _backend(pref["anchor_mailbox"] or "")
-        statuses = [s for s in grp["status"] if s]
-        labels = list(dict.fromkeys(t for _, t in sorted(t for lst in grp["_titles"] for t in lst)))
-        step = {
-            "_ts": None if ts is None or pd.isna(ts) else pd.Timestamp(ts),
-            "ts": iso(ts),
-            "request_id": "" if str(key).startswith("row:") else str(key),
-            "sources": sorted({_source_name(r) for _, r in grp.iterrows()}),
-            "method": pref["method"],
-            "uri_stem": pref["uri_stem"],
-            "uri_query": short(pref["uri_query"], 300),
-            "backend": backend,
-            "status": statuses[0] if statuses else "",
-            "user_agent": short(next((u for u in grp["user_agent"] if u), ""), 200),
-            "username": next((u for u in grp["username"] if u), ""),
-            "cmd": short(cmd, 600),
-            "labels": labels,
-            "rule_ids": sorted({i for lst in grp["_ids"] for i in lst}),
-            "locations": [f"{r['source']}:{int(r['_line'])}" for _, r in grp.iterrows()][:10],
-        }
-        steps.append(step)
+        precise = [r["ts"] for r in grp if r["log"] != IIS and not pd.isna(r["ts"])]
+        ts = min(precise) if precise else (min(times) if times else None)
+        # prefer the front end's view (HttpProxy, then IIS) for what was asked
+        pref = min(grp, key=lambda r: order.get(r["log"], 3))
+        labelled = sorted(t for r in grp for t in r["_titles"])
+        steps.append(
+            {
+                "_ts": None if ts is None else pd.Timestamp(ts),
+                "ts": iso(ts),
+                "request_id": "" if key.startswith("row:") else key,
+                "sources": sorted({_source_name(r) for r in grp}),
+                "method": pref["method"],
+                "uri_stem": pref["uri_stem"],
+                "uri_query": short(pref["uri_query"], 300),
+                "backend": _backend(pref["anchor_mailbox"] or ""),
+                "status": next((r["status"] for r in grp if r["status"]), ""),
+                "user_agent": short(next((r["user_agent"] for r in grp if r["user_agent"]), ""), 200),
+                "username": next((r["username"] for r in grp if r["username"]), ""),
+                "cmd": short(next((r["cmd"] for r in grp if r["cmd"]), ""), 600),
+                "labels": list(dict.fromkeys(t for _, t in labelled)),
+                "rule_ids": sorted({i for r in grp for i in r["_ids"]}),
+                "locations": [f"{r['source']}:{int(r['_line'])}" for r in grp][:10],
+            }
+        )
     far = pd.Timestamp.max.tz_localize("UTC")
     steps.sort(key=lambda s: (s["_ts"] or far, s["locations"][0] if s["locations"] else ""))
     return steps
@@ -411,9 +414,11 @@ class AttackNarrative(Analyzer):
     scope = "host"
 
     def load_rules(self) -> RuleSet:
+        """The web log rules, used here to label the steps."""
         return load_rules(self.rule_paths())
 
     def analyze(self, unit: Unit) -> Iterator[Finding]:
+        """One finding per client IP seeded by a Test-ProxyLogon hit on this host."""
         files = unit_files(unit)
         if not any(f.kind == "exchange_log" for f in files):
             raise Skip("no Exchange logs on this host")

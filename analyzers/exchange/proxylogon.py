@@ -39,6 +39,7 @@ from triage.analyzers.exchange.common import (
     LogFile,
     iso,
     report_parse_problems,
+    safe_ts,
     short,
     unit_files,
 )
@@ -329,12 +330,14 @@ class FolderAge:
 
     @property
     def age_days(self) -> float | None:
+        """Days from the oldest record to the collection (the script's LogAgeDays value)."""
         if self.earliest is None or self.reference is None:
             return None
         return round((self.reference - self.earliest).total_seconds() / 86400, 1)
 
     @property
     def reaches_window_start(self) -> bool:
+        """Whether the folder's logs go back to 2021-01-01, the start of the ED 21-02 window."""
         return self.earliest is not None and self.earliest <= ED_WINDOW_START
 
 
@@ -388,6 +391,7 @@ class TplResult:
 
     @property
     def issues_found(self) -> bool:
+        """The script's IssuesFound: any hit of any CVE check."""
         return bool(
             len(self.http.hits_26855)
             or len(self.cve26857)
@@ -413,6 +417,8 @@ class TplResult:
             },
             "LogAgeDays": {name: ("" if a.age_days is None else f"{a.age_days:.1f}") for name, a in self.ages.items()},
             "IssuesFound": self.issues_found,
+            # the script's suspicious-file sweep (lsass dumps, ProgramData archives) is not repeated here
+            "Suspicious": "see the webshell_locations analyzer (TRIAGE-SUS-*), which sweeps on every run",
         }
 
 
@@ -452,6 +458,7 @@ class ProxyLogonChecks(Analyzer):
     scope = "host"
 
     def analyze(self, unit: Unit) -> Iterator[Finding]:
+        """Every check over the host's logs and Application event log; hits, log age, a summary."""
         files = unit_files(unit)
         has_exchange = any(f.kind == "exchange_log" for f in files)
         result = test_proxylogon(files)
@@ -510,7 +517,7 @@ class ProxyLogonChecks(Analyzer):
                 ),
                 location=f"{attrs['file']}:{attrs['line']}",
                 evidence=by_file.get(attrs["file"]),
-                ts=attrs["DateTime"] or None,
+                ts=safe_ts(attrs["DateTime"]),
                 ts_desc="HttpProxy request time",
                 mitre=["T1190"],
                 cve=["CVE-2021-26855"],
@@ -543,7 +550,7 @@ class ProxyLogonChecks(Analyzer):
                 ),
                 location=f"{attrs['file']}:{attrs['line']}",
                 evidence=by_file.get(attrs["file"]),
-                ts=attrs["DateTime"] or None,
+                ts=safe_ts(attrs["DateTime"]),
                 ts_desc="HttpProxy request time",
                 mitre=["T1190", "T1505.003"],
                 cve=["CVE-2021-27065", "CVE-2021-26855"],

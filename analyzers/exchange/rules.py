@@ -92,6 +92,7 @@ class RuleSet:
     lists: dict[str, list[str]] = field(default_factory=dict)
 
     def by_id(self) -> dict[str, Rule]:
+        """The rules by id."""
         return {r.id: r for r in self.rules}
 
 
@@ -272,24 +273,38 @@ def load_rules(paths: Iterable[Path] | None = None) -> RuleSet:
 
 # -- matching -------------------------------------------------------------------------------------
 class _Columns:
-    """Per-frame cache of the columns as Arrow strings (nulls as ''), raw and lower-cased."""
+    """Per-frame cache of the columns as Arrow strings (nulls as ''), raw and lower-cased.
 
-    def __init__(self, df: pd.DataFrame) -> None:
+    ``subset(rows)`` gives the same view over some rows only, so costly conditions (regexes) run on
+    the rows the cheap ones left, not on the whole frame.
+    """
+
+    def __init__(self, df: pd.DataFrame | None, parent: _Columns | None = None, rows: np.ndarray | None = None):
         self.df = df
-        self.n = len(df)
+        self.parent = parent
+        self.rows = rows
+        self.n = len(rows) if rows is not None else len(df)  # type: ignore[arg-type]
         self._raw: dict[str, pa.Array] = {}
         self._low: dict[str, pa.Array] = {}
 
+    def subset(self, rows: np.ndarray) -> _Columns:
+        """The same columns over ``rows`` only."""
+        return _Columns(None, self, rows)
+
     def raw(self, name: str) -> pa.Array:
+        """A column as it is."""
         if name not in self._raw:
-            if name in self.df.columns:
+            if self.parent is not None:
+                self._raw[name] = self.parent.raw(name).take(pa.array(self.rows))
+            elif self.df is not None and name in self.df.columns:
                 arr = pa.array(self.df[name], type=pa.large_string(), from_pandas=True)
                 self._raw[name] = pc.fill_null(arr, "")
             else:
-                self._raw[name] = pa.array([""] * self.n, type=pa.large_string())
+                self._raw[name] = pa.repeat(pa.scalar("", pa.large_string()), self.n)
         return self._raw[name]
 
     def low(self, name: str) -> pa.Array:
+        """A column lower-cased."""
         if name not in self._low:
             self._low[name] = pc.utf8_lower(self.raw(name))
         return self._low[name]
@@ -299,13 +314,36 @@ def _np(arr: pa.Array) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=bool)
 
 
+_COST = {"equals": 0, "in": 0, "startswith": 1, "endswith": 1, "contains": 2, "regex": 3}
+
+
+def _cost(cond: Cond) -> int:
+    return _COST.get(cond.op, 4)
+
+
 def _eval(cond: Cond, cols: _Columns) -> np.ndarray:
-    """A condition as a boolean array, computed with Arrow kernels over whole columns."""
-    if cond.op in ("all", "any", "none"):
-        parts = [_eval(c, cols) for c in cond.children]
-        if cond.op == "all":
-            return np.logical_and.reduce(parts) if parts else np.ones(cols.n, dtype=bool)
-        hit = np.logical_or.reduce(parts) if parts else np.zeros(cols.n, dtype=bool)
+    """A condition as a boolean array, computed with Arrow kernels over whole columns.
+
+    In an ``all`` group the cheap conditions run first and each later one only on the rows still in.
+    """
+    if cond.op == "all":
+        rows = np.arange(cols.n)
+        view = cols
+        for child in sorted(cond.children, key=_cost):
+            rows = rows[_eval(child, view)]
+            if not len(rows):
+                break
+            view = cols.subset(rows)
+        out = np.zeros(cols.n, dtype=bool)
+        out[rows] = True
+        return out
+    if cond.op in ("any", "none"):
+        hit = np.zeros(cols.n, dtype=bool)
+        for child in sorted(cond.children, key=_cost):
+            rest = np.flatnonzero(~hit)
+            if not len(rest):
+                break
+            hit[rest[_eval(child, cols.subset(rest))]] = True
         return hit if cond.op == "any" else ~hit
     if cols.n == 0:
         return np.zeros(0, dtype=bool)

@@ -101,9 +101,11 @@ class WebLogIndicators(Analyzer):
     rules = (RULE_DIR,)
 
     def load_rules(self) -> RuleSet:
+        """The YAML rules under signatures/exchange (bad ones disabled and reported)."""
         return load_rules(self.rule_paths())
 
     def analyze(self, unit: Unit) -> Iterator[Finding]:
+        """Rule hits (capped per rule) and one coverage finding for one log."""
         f = LogFile.of(unit, unit.evidence)
         for err in self.ruleset.errors:
             unit.warn(f"rule disabled: {err}")

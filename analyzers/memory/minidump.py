@@ -147,7 +147,9 @@ def parse_reader(read: Reader, *, limit: int, offset: int = 0) -> MinidumpInfo:
             if stype == MODULE_LIST_STREAM:
                 info.modules = _modules(get, rva, size)
             elif stype == SYSTEM_INFO_STREAM and size >= SYSTEM_INFO.size:
-                arch, _lvl, _rev, _ncpu, _ptype, major, minor, build, *_ = SYSTEM_INFO.unpack(get(rva, SYSTEM_INFO.size))
+                arch, _lvl, _rev, _ncpu, _ptype, major, minor, build, *_ = SYSTEM_INFO.unpack(
+                    get(rva, SYSTEM_INFO.size)
+                )
                 info.os_version = f"{major}.{minor}.{build}"
                 info.architecture = ARCHITECTURES.get(arch, str(arch))
             elif stype == MISC_INFO_STREAM and size >= MISC_INFO.size:

@@ -171,13 +171,13 @@ class _State:
 _STATE = _State()
 
 
-def _import_volatility(vol_cache: Path) -> Any:
+def _import_volatility(vol_cache: Path) -> None:
     """Import volatility3 with its import-time cache folder pointed at ours (it calls makedirs on it)."""
     if "volatility3.framework.constants" not in sys.modules:
         old = os.environ.get("XDG_CACHE_HOME")
         os.environ["XDG_CACHE_HOME"] = str(vol_cache.parent)  # constants: CACHE_PATH = $XDG_CACHE_HOME/volatility3
         try:
-            import volatility3.framework  # noqa: F401
+            import volatility3.framework  # noqa: F401  (the import itself is the point)
         except ImportError as exc:
             raise VolatilityUnavailable(f"volatility3 is not installed or failed to import: {exc}") from exc
         finally:
@@ -185,9 +185,6 @@ def _import_volatility(vol_cache: Path) -> Any:
                 os.environ.pop("XDG_CACHE_HOME", None)
             else:
                 os.environ["XDG_CACHE_HOME"] = old
-    import volatility3
-
-    return volatility3
 
 
 def _link_file(path: Path, links: Path) -> Path:
@@ -213,7 +210,8 @@ def configure(symbol_dirs: Sequence[Path | str] = (), cache_dir: Path | str | No
     links = vol_cache / "symbol-files"
     for d in (vol_cache, scratch, links):
         d.mkdir(parents=True, exist_ok=True)
-    volatility3 = _import_volatility(vol_cache)
+    _import_volatility(vol_cache)
+    import volatility3
     import volatility3.symbols
     from volatility3 import framework
     from volatility3.framework import constants

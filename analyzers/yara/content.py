@@ -1,12 +1,16 @@
 """The ``yara`` analyzer: YARA rules over collected files (web files, staging files, Exchange and IIS logs).
 
-Rules are the project's own (the ``.yar`` files directly in ``signatures/yara``, a fixed meta block in every rule;
-the ``memory/`` subfolder belongs to the memory analyzer) plus any third-party
-sets named with ``--yara DIR`` (signature-base, the NSA web shell rules ...), loaded unmodified. Memory images
-are not scanned here. Options (``analyze_case(options={"yara": {...}})``):
+Rules are the project's own (the ``.yar`` files directly in ``signatures/yara``, each rule with a fixed meta block;
+the ``memory/`` subfolder belongs to the memory analyzer) plus any third-party sets named with ``--yara DIR``
+(signature-base, the NSA web shell rules ...), loaded unmodified. Memory images are not scanned here. Findings of
+our rules take id, title, severity, MITRE, CVE and ED 21-02 steps from the meta block; third-party findings take
+the rule name as id and their severity from ``severity`` or ``score`` meta. Options
+(``analyze_case(options={"yara": {...}})``):
 
 ``yara``          list of extra rule files or folders
 ``yara_engine``   ``yara-x`` (default) or ``yara-python``: the engine tried first for each rule file
+``yara_fallback`` ``other-engine`` (default: a file yara-x rejects goes to yara-python) or ``relaxed-first``
+                  (to yara-x in relaxed regex mode first, faster to scan)
 ``yara_cache``    folder of the compiled-rule cache (default ``$XDG_CACHE_HOME/triage/yara``)
 ``yara_no_cache`` compile every time, write no cache
 ``yara_timeout``  seconds per file and engine (default 60)
@@ -24,6 +28,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from triage.analyzers.yara.engine import (
+    OTHER_ENGINE,
     RULE_SUFFIXES,
     YARA_X,
     CompiledRules,
@@ -33,9 +38,10 @@ from triage.analyzers.yara.engine import (
     file_externals,
     find_rule_files,
     load_rules,
+    rule_file_paths,
 )
 from triage.errors import Skip
-from triage.finding import SEVERITIES, Finding
+from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register, signature_path
 
 log = logging.getLogger(__name__)
@@ -125,6 +131,7 @@ class YaraScan(Analyzer):
     version = "1.0"
     consumes = ("web_file", "suspicious_file", "exchange_log", "iis_log", "file")
     rules = (OWN_RULES,)
+    _fingerprint: str | None = None
 
     def extra_paths(self) -> list[Path]:
         """Rule files and folders given with ``--yara``."""
@@ -140,19 +147,23 @@ class YaraScan(Analyzer):
         ]
 
     def rule_paths(self) -> list[Path]:
-        return own_rule_paths() + [f.path for f in find_rule_files(self.extra_paths(), "third_party")]
+        return own_rule_paths() + [p for _, p in rule_file_paths(self.extra_paths())]
 
     def fingerprint(self) -> str:
-        # a new engine release can change what matches: it reruns the units like a rule edit does
-        h = hashlib.sha256(super().fingerprint().encode())
-        h.update(json.dumps(engine_versions(), sort_keys=True).encode())
-        return h.hexdigest()[:32]
+        # computed once per instance: the runner asks for every unit, and rule sets can be large; a new
+        # engine release can change what matches, so it reruns the units like a rule edit does
+        if self._fingerprint is None:
+            h = hashlib.sha256(super().fingerprint().encode())
+            h.update(json.dumps(engine_versions(), sort_keys=True).encode())
+            self._fingerprint = h.hexdigest()[:32]
+        return self._fingerprint
 
     def load_rules(self) -> CompiledRules:
         opts = self.options
         compiled = load_rules(
             self.rule_files(),
             engine=str(opts.get("yara_engine", YARA_X)),
+            fallback=str(opts.get("yara_fallback", OTHER_ENGINE)),
             cache_dir=opts.get("yara_cache") or None,
             use_cache=not opts.get("yara_no_cache", False),
         )
@@ -181,10 +192,12 @@ class YaraScan(Analyzer):
         with open(unit.path, "rb") as fh:
             head = fh.read(16)
         externals = file_externals(logical, head, ev.md5)
+        # big logs get time in proportion (at least 4 MiB/s), so a slow rule set still finishes them
+        timeout = max(int(self.options.get("yara_timeout", DEFAULT_TIMEOUT)), size // (4 * 2**20))
         matches = compiled.scan(
             unit.path,
             externals,
-            timeout=int(self.options.get("yara_timeout", DEFAULT_TIMEOUT)),
+            timeout=timeout,
             max_strings=MAX_STRINGS,
             warn=unit.warn,
         )
@@ -199,7 +212,6 @@ class YaraScan(Analyzer):
         own = st is not None and st.origin == "triage"
         meta = m.meta
         severity = severity_for(meta, own)
-        assert severity in SEVERITIES
         name = PureWindowsPath(logical.replace("/", "\\")).name or logical
         description = " ".join(str(meta.get("description", "")).split())
         if own:

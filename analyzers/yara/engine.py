@@ -1,13 +1,18 @@
 """One small adapter over the two YARA engines: compile rule files with fallback, cache, scan.
 
-``yara-x`` is the primary engine: it scans several times faster than ``yara-python`` (libyara) but compiles far
-slower, so compiled rules are cached on disk under a hash of the rule bytes, the engine versions and the
-externals, and each worker process compiles (or loads) once. A rule file is compiled on its own terms:
+``yara-x`` is the primary engine: it scans faster than ``yara-python``/libyara (1.5-2x on the project's rules over
+web pages, 3-5x on big binaries, about even on signature-base's log rules over IIS logs; see
+``benchmarks/yara_scan.py``) but compiles 5-10x slower, so compiled sets are cached on disk under a hash of the
+rule bytes, the engine versions and the fallback order, and each worker process compiles (or loads) once. A rule
+file is compiled on its own terms:
 
 1. with the preferred engine (``yara-x`` unless asked otherwise);
 2. if that engine rejects it, with the other engine (``yara-python``, when installed);
 3. if both reject it, with ``yara-x`` in relaxed regular-expression mode (libyara's lenient syntax);
 4. if that fails too, it is skipped, and the compilers' messages say why.
+
+With ``fallback="relaxed-first"`` steps 2 and 3 swap: a file that strict yara-x rejects for libyara-style
+regular expressions then runs in yara-x too, which on the NSA web shell set scans about 3x faster than libyara.
 
 Compiled rules may therefore be held by up to three engine "parts"; a scan runs every part and merges the
 matches. Third-party rule sets (signature-base, the NSA web shell rules) load unmodified, with the externals
@@ -40,6 +45,9 @@ YARA_X = "yara-x"
 YARA_X_RELAXED = "yara-x-relaxed"
 YARA_PYTHON = "yara-python"
 ENGINES = (YARA_X, YARA_PYTHON)
+OTHER_ENGINE = "other-engine"  # a file yara-x rejects goes to yara-python, then to yara-x relaxed
+RELAXED_FIRST = "relaxed-first"  # ... to yara-x relaxed, then to yara-python (one fast engine for nearly all)
+FALLBACKS = (OTHER_ENGINE, RELAXED_FIRST)
 MAX_MATCHES_PER_PATTERN = 1000  # bounds memory on logs where a short string matches everywhere
 _RULE_DECL = re.compile(rb"^\s*(?:(?:private|global)\s+)*rule\s+\w+", re.MULTILINE)
 # leading bytes -> the file type names Loki/THOR give the 'filetype' external (signature-base file-type list)
@@ -81,30 +89,36 @@ class RuleFile:
 
     @property
     def rule_count(self) -> int:
-        """Rules declared in the file (a text count: neither engine lists the rules of compiled sets alike)."""
+        """Rules declared in the file by a text count (commented-out rules too); compiling gives the real count."""
         return len(_RULE_DECL.findall(self.data))
+
+
+def rule_file_paths(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
+    """(root given, rule file) for every ``*.yar``/``*.yara`` under files or folders (recursively), sorted."""
+    out = []
+    for root in map(Path, paths):
+        if root.is_dir():
+            out.extend((root, p) for p in sorted(root.rglob("*")) if p.is_file() and p.suffix.lower() in RULE_SUFFIXES)
+        else:
+            out.append((root, root))
+    return out
 
 
 def find_rule_files(
     paths: Iterable[str | os.PathLike[str]], origin: str, taken: set[str] | None = None
 ) -> list[RuleFile]:
-    """Rule files under files or folders (``*.yar``, ``*.yara``, recursively), each with a unique namespace."""
+    """Rule files under files or folders, read, each with a unique namespace (``<folder>/<stem>``)."""
     taken = taken if taken is not None else set()
     out: list[RuleFile] = []
-    for root in map(Path, paths):
-        files = (
-            sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in RULE_SUFFIXES)
-            if root.is_dir()
-            else [root]
-        )
-        for p in files:
-            base = f"{'triage' if origin == 'triage' else (root.name if root.is_dir() else p.parent.name)}/{p.stem}"
-            ns, i = base, 1
-            while ns in taken:  # two sets may both hold an "apt_hafnium.yar"
-                i += 1
-                ns = f"{base}#{i}"
-            taken.add(ns)
-            out.append(RuleFile(path=p, namespace=ns, origin=origin, data=p.read_bytes()))
+    for root, p in rule_file_paths(paths):
+        folder = "triage" if origin == "triage" else (root.name if root.is_dir() else p.parent.name)
+        base = f"{folder}/{p.stem}"
+        ns, i = base, 1
+        while ns in taken:  # two sets may both hold an "apt_hafnium.yar"
+            i += 1
+            ns = f"{base}#{i}"
+        taken.add(ns)
+        out.append(RuleFile(path=p, namespace=ns, origin=origin, data=p.read_bytes()))
     return out
 
 
@@ -241,7 +255,7 @@ def _yx_compile(files: Sequence[RuleFile], relaxed: bool) -> tuple[Any, dict[str
     return comp.build(), errors, warns
 
 
-def _yp_compile(files: Sequence[RuleFile]) -> tuple[Any, dict[str, str]]:
+def _yp_compile(files: Sequence[RuleFile], counts: dict[str, int]) -> tuple[Any, dict[str, str]]:
     """Compile with yara-python: each file alone first (to blame the right one), then the good ones together."""
     yara = _import_yara()
     if yara is None:
@@ -251,11 +265,12 @@ def _yp_compile(files: Sequence[RuleFile]) -> tuple[Any, dict[str, str]]:
     good: dict[str, str] = {}
     for f in files:
         try:
-            yara.compile(filepath=str(f.path), externals=externals)
+            alone = yara.compile(filepath=str(f.path), externals=externals)
         except yara.Error as exc:
             errors[f.namespace] = _first_lines(str(exc))
             continue
         good[f.namespace] = str(f.path)
+        counts[f.namespace] = sum(1 for _ in alone)
     rules = yara.compile(filepaths=good, externals=externals) if good else None
     return rules, errors
 
@@ -364,10 +379,22 @@ class CompiledRules:
         return out
 
 
-def compile_rules(files: Sequence[RuleFile], engine: str = YARA_X) -> CompiledRules:
-    """Compile rule files: preferred engine, then the other, then yara-x relaxed; the rest are skipped."""
+def engine_order(engine: str = YARA_X, fallback: str = OTHER_ENGINE) -> tuple[str, ...]:
+    """The engines a rule file is tried with, in order (see the module docstring)."""
     if engine not in ENGINES:
         raise ValueError(f"unknown YARA engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if fallback not in FALLBACKS:
+        raise ValueError(f"unknown YARA fallback {fallback!r}; choose from {', '.join(FALLBACKS)}")
+    if engine == YARA_PYTHON:
+        return (YARA_PYTHON, YARA_X, YARA_X_RELAXED)
+    if fallback == RELAXED_FIRST:
+        return (YARA_X, YARA_X_RELAXED, YARA_PYTHON)
+    return (YARA_X, YARA_PYTHON, YARA_X_RELAXED)
+
+
+def compile_rules(files: Sequence[RuleFile], engine: str = YARA_X, fallback: str = OTHER_ENGINE) -> CompiledRules:
+    """Compile rule files with the engines of :func:`engine_order`, each file by the first that takes it."""
+    order = engine_order(engine, fallback)
     if _import_yara_x() is None and _import_yara() is None:
         raise YaraUnavailable("no YARA engine installed (pip install yara-x, or yara-python)")
     messages: dict[str, list[str]] = {f.namespace: [] for f in files}
@@ -375,14 +402,18 @@ def compile_rules(files: Sequence[RuleFile], engine: str = YARA_X) -> CompiledRu
     warns: dict[str, list[str]] = {}
     parts: list[_Part] = []
 
+    counts: dict[str, int] = {}  # rules per file as the engine compiled them (comments and all resolved)
+
     def run(eng: str, batch: list[RuleFile]) -> list[RuleFile]:
         if not batch:
             return []
         if eng == YARA_PYTHON:
-            rules, errors = _yp_compile(batch)
+            rules, errors = _yp_compile(batch, counts)
             w: dict[str, list[str]] = {}
         else:
             rules, errors, w = _yx_compile(batch, relaxed=eng == YARA_X_RELAXED)
+            for r in rules or ():
+                counts[r.namespace] = counts.get(r.namespace, 0) + 1
         for ns, msg in errors.items():
             messages[ns].append(f"{eng}: {msg}")
         ok = [f.namespace for f in batch if f.namespace not in errors]
@@ -394,17 +425,16 @@ def compile_rules(files: Sequence[RuleFile], engine: str = YARA_X) -> CompiledRu
             parts.append(_Part(eng, ok, rules))
         return [f for f in batch if f.namespace in errors]
 
-    other = YARA_PYTHON if engine == YARA_X else YARA_X
-    left = run(engine, list(files))
-    left = run(other, left)
-    left = run(YARA_X_RELAXED, left)
+    left = list(files)
+    for eng in order:
+        left = run(eng, left)
     statuses = [
         FileStatus(
             path=str(f.path),
             namespace=f.namespace,
             origin=f.origin,
             sha256=f.sha256,
-            rules=f.rule_count,
+            rules=counts.get(f.namespace, f.rule_count),
             status="compiled" if f.namespace in engine_of else "skipped",
             engine=engine_of.get(f.namespace, ""),
             message="\n".join(messages[f.namespace]),
@@ -424,9 +454,10 @@ def default_cache_dir() -> Path:
     return Path(base) / "triage" / "yara"
 
 
-def ruleset_key(files: Sequence[RuleFile], engine: str) -> str:
+def ruleset_key(files: Sequence[RuleFile], engine: str, fallback: str = OTHER_ENGINE) -> str:
     """Hash of everything a compiled set depends on: rule bytes and namespaces, engines, externals."""
-    h = hashlib.sha256(f"triage-yara-cache\x00{CACHE_FORMAT}\x00{engine}\x00".encode())
+    order = ",".join(engine_order(engine, fallback))
+    h = hashlib.sha256(f"triage-yara-cache\x00{CACHE_FORMAT}\x00{order}\x00".encode())
     h.update(json.dumps(engine_versions(), sort_keys=True).encode())
     h.update(",".join(EXTERNALS).encode())
     for f in files:
@@ -512,11 +543,12 @@ def load_rules(
     files: Sequence[RuleFile],
     *,
     engine: str = YARA_X,
+    fallback: str = OTHER_ENGINE,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
 ) -> CompiledRules:
     """Compiled rules for these files, from the disk cache when it holds them, else compiled and stored."""
-    key = ruleset_key(files, engine)
+    key = ruleset_key(files, engine, fallback)
     cdir = Path(cache_dir) if cache_dir else default_cache_dir()
     if use_cache:
         t0 = time.perf_counter()
@@ -529,7 +561,7 @@ def load_rules(
             hit.cache = {"key": key, "dir": str(cdir), "hit": True, "load_s": round(time.perf_counter() - t0, 4)}
             return hit
     t0 = time.perf_counter()
-    compiled = compile_rules(files, engine)
+    compiled = compile_rules(files, engine, fallback)
     compiled.cache = {"key": key, "dir": str(cdir), "hit": False, "compile_s": round(time.perf_counter() - t0, 4)}
     if use_cache:
         try:
@@ -572,6 +604,9 @@ def file_externals(logical_path: str, head: bytes = b"", md5: str | None = None,
 __all__ = [
     "ENGINES",
     "EXTERNALS",
+    "FALLBACKS",
+    "OTHER_ENGINE",
+    "RELAXED_FIRST",
     "YARA_PYTHON",
     "YARA_X",
     "YARA_X_RELAXED",
@@ -583,10 +618,12 @@ __all__ = [
     "YaraUnavailable",
     "compile_rules",
     "default_cache_dir",
+    "engine_order",
     "engine_versions",
     "file_externals",
     "file_type",
     "find_rule_files",
     "load_rules",
+    "rule_file_paths",
     "ruleset_key",
 ]

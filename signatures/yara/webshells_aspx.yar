@@ -75,12 +75,13 @@ rule TRIAGE_WEBSHELL_ASP_Execute_Request
 
     strings:
         $tag = "<%"
-        $direct = /\b(eval|execute|executeglobal)\s{0,4}\(?\s{0,4}request\s{0,4}(\.\s{0,4}(form|querystring|item))?\s{0,4}\(/ nocase
+        $direct_eval = /eval[\s(]{1,8}request\s{0,4}(\.\s{0,4}(form|querystring|item))?\s{0,4}\(/ nocase
+        $direct_execute = /execute(global)?[\s(]{1,8}request\s{0,4}(\.\s{0,4}(form|querystring|item))?\s{0,4}\(/ nocase
         $unescaped = /\b(eval|execute|executeglobal)\s{0,4}\(\s{0,4}unescape\s{0,4}\(/ nocase
         $encoded = /eval(%20|\+)request(%28|\()/ nocase
 
     condition:
-        filesize < 512KB and $tag and any of ($direct, $unescaped, $encoded)
+        filesize < 512KB and $tag and any of ($direct_*, $unescaped, $encoded)
 }
 
 rule TRIAGE_WEBSHELL_OAB_Export_Script
@@ -227,7 +228,9 @@ rule TRIAGE_WEBSHELL_Encrypted_Assembly_Loader
         $dec_final = "TransformFinalBlock"
         $dec_rijndael = "RijndaelManaged"
         $dec_aes = /Aes(Managed|CryptoServiceProvider|\.Create)/
-        $dec_xor = /\[\s{0,4}\w{1,16}\s{0,4}\]\s{0,4}\^\s{0,4}\w{1,16}\s{0,4}\[/
+        // a byte-wise XOR loop: C# needs a (byte) cast around x[i] ^ k[j], or the compound form x[i] ^= k[j]
+        $dec_xor_cast = /\(byte\)\s{0,4}\(\s{0,4}\w{1,16}\s{0,4}\[[^\]\r\n]{1,24}\]\s{0,4}\^/
+        $dec_xor_assign = /\^=[ \t]{0,4}\w{1,16}[ \t]{0,4}\[/
 
     condition:
         filesize < 512KB and $load and any of ($in_*) and any of ($dec_*)

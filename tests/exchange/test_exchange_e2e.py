@@ -30,7 +30,9 @@ from triage.report import load_findings
 from triage.runner import analyze_case
 from triage.testing.exchangelogs import proxylogon_story
 
-SUMMARY_KEYS = {"ComputerName", "Cve26855", "Cve26857", "Cve26858", "Cve27065", "LogAgeDays", "IssuesFound"}
+SUMMARY_KEYS = {
+    "ComputerName", "Cve26855", "Cve26857", "Cve26858", "Cve27065", "LogAgeDays", "IssuesFound", "Suspicious",
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +192,24 @@ def test_plaso_iis_logs_through_the_runner(tmp_path: Path) -> None:
     mine = df[df["evidence_path"].str.contains("W3SVC3")]
     assert len(mine) == 2 and set(mine["rule_id"]) == {"TRIAGE-EXLOG-COV"}
     assert all(a["malformed_lines"] == 0 for a in attrs(mine))
+
+
+def test_damaged_hit_row_does_not_break_the_unit(tmp_path: Path) -> None:
+    """A hit whose DateTime is garbage still becomes a finding (without a time); the unit succeeds."""
+    ls = proxylogon_story(attack=False)
+    ex = ls.install + "/Logging/HttpProxy/Ecp/HttpProxy_2021030399-1.LOG"
+    ls.files = {
+        ex: (
+            b"#Fields: DateTime,RequestId,ClientIpAddress,AnchorMailbox,HttpStatus\r\n"
+            b"2021-03-0\x00T??,r-bad,1.2.3.4,ServerInfo~a]@x:444/ecp/proxyLogon.ecp#,241,extra\r\n"
+        )
+    }
+    case = collected_case(tmp_path, ls)
+    summary = analyze_case(case, only=("proxylogon",))
+    assert dict(summary.statuses) == {"success": 1}
+    df = load_findings(case)
+    hit = df[df["rule_id"] == "TPL-CVE-2021-26855"]
+    assert len(hit) == 1 and pd.isna(hit["ts"].iloc[0])
+    assert attrs(hit)[0]["RequestId"] == "r-bad"
+    (rec,) = run_records(case, "proxylogon")
+    assert any("1 malformed lines" in w for w in rec["warnings"])

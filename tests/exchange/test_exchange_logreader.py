@@ -234,3 +234,32 @@ def test_time_span_head_and_tail(tmp_path: Path) -> None:
         "first record",
         None,
     )
+
+
+def test_sniffing_the_log_type(tmp_path: Path) -> None:
+    from triage.analyzers.exchange.logs import sniff_log_type
+
+    cases = {
+        "a.log": (HEADER, "httpproxy"),
+        "b.log": ("#Software: Microsoft Exchange Server\r\n#Log-type: ECP Server Log\r\n", "ecp"),
+        "c.log": ("#Log-type: OAB Generator Log\r\n", "oab"),
+        "d.log": ("#Software: Microsoft Internet Information Services 10.0\r\n", "iis"),
+        "e.log": ("hello\r\n", "unknown"),
+    }
+    for name, (text, want) in cases.items():
+        (tmp_path / name).write_text(text)
+        assert sniff_log_type(tmp_path / name) == want, name
+
+
+def test_overlong_line_keeps_later_line_numbers_in_matching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import triage.analyzers.exchange.logs as logs
+
+    monkeypatch.setattr(logs, "MAX_LINE", 100)
+    p = tmp_path / "long.LOG"
+    body = b"2021-03-03T01:00:00Z,r1,u,ServerInfo~a/b,200\r\n" + b"y" * 500 + b"\r\n"
+    p.write_bytes(HEADER.encode() + body * 3)
+    reader = LogReader(p, HTTPPROXY, block_size=64)
+    assert [n for n, _ in reader.matching_lines([b"serverinfo~"])] == [6, 8, 10]
+    assert reader.stats.dropped_lines == 3 and reader.stats.lines == 11
+    full, r = _read(p, block_size=64)
+    assert full["_line"].tolist() == [6, 8, 10] and r.stats.lines == 11

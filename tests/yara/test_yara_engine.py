@@ -9,10 +9,12 @@ import pytest
 from triage.analyzers.yara import engine
 from triage.analyzers.yara.content import severity_for
 from triage.analyzers.yara.engine import (
+    RELAXED_FIRST,
     YARA_PYTHON,
     YARA_X,
     YARA_X_RELAXED,
     compile_rules,
+    engine_order,
     file_externals,
     find_rule_files,
     load_rules,
@@ -22,10 +24,9 @@ from triage.analyzers.yara.engine import (
 GOOD = b'rule Good_Rule { meta: score = 70 strings: $a = "marker-good" condition: $a }\n'
 # libyara reads '{' after '$' as a literal; yara-x wants it escaped (the NSA 'extended' set has this form)
 YARAX_REJECTS = (
-    b'rule Legacy_Regex { meta: description = "lenient regex" strings: $v = /\\${\\$[0-9a-zA-z]+}/ '
-    b"condition: $v }\n"
+    b'rule Legacy_Regex { meta: description = "lenient regex" strings: $v = /\\${\\$[0-9a-zA-z]+}/ condition: $v }\n'
 )
-BROKEN = b"rule Broken_Rule { strings: $a = \"x\" condition: $a and no_such_identifier }\n"
+BROKEN = b'rule Broken_Rule { strings: $a = "x" condition: $a and no_such_identifier }\n'
 EXTERNALS_RULE = b"""
 rule Uses_Externals {
     strings: $s = "<%"
@@ -74,6 +75,17 @@ def test_relaxed_yara_x_when_yara_python_is_missing(tmp_path: Path, monkeypatch:
     (status,) = compile_rules(find_rule_files([d], "third_party")).files
     assert status.engine == YARA_X_RELAXED
     assert "yara-python: yara-python is not installed" in status.message
+
+
+def test_relaxed_first_keeps_legacy_files_in_yara_x(tmp_path: Path) -> None:
+    d = _rules_dir(tmp_path, {"a_good.yar": GOOD, "b_legacy.yar": YARAX_REJECTS, "c_broken.yar": BROKEN})
+    compiled = compile_rules(find_rule_files([d], "third_party"), fallback=RELAXED_FIRST)
+    assert [f.engine for f in compiled.files] == [YARA_X, YARA_X_RELAXED, ""]
+    assert {p.engine for p in compiled.parts} == {YARA_X, YARA_X_RELAXED}
+    assert sorted(m.rule for m in compiled.scan(b"marker-good ${$abc}")) == ["Good_Rule", "Legacy_Regex"]
+    assert engine_order(YARA_PYTHON, RELAXED_FIRST) == (YARA_PYTHON, YARA_X, YARA_X_RELAXED)
+    with pytest.raises(ValueError):
+        engine_order(YARA_X, "sideways")
 
 
 def test_a_failed_file_leaves_no_rules_behind(tmp_path: Path) -> None:

@@ -56,6 +56,16 @@ def xlsx_text(value: str, limit: int = XLSX_CELL_MAX) -> str:
     return result
 
 
+def xlsx_series(s: pd.Series) -> pd.Series:
+    """:func:`xlsx_text` over a whole text column."""
+    text = s.astype("string")
+    text = text.str.replace(_ILLEGAL_XML, lambda m: f"\\x{ord(m.group()):02x}", regex=True)
+    long = text.str.len().fillna(0) > XLSX_CELL_MAX - 1
+    if long.any():
+        text[long] = text[long].str.slice(0, XLSX_CELL_MAX - 40) + " ... [truncated, see findings.jsonl]"
+    return neutralise_series(text)
+
+
 def xlsx_value(value: Any) -> Any:
     """A Python value as an XLSX cell value: numbers and booleans stay, the rest becomes safe text."""
     if value is None or value is pd.NA:

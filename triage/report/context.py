@@ -45,9 +45,10 @@ class ReportOptions:
 
     html_max_findings: int = 5000
     html_max_artifacts: int = 3000
-    xlsx_max_rows: int = 100_000
-    stix_max_observed: int = 5000
+    xlsx_max_rows: int = 10_000  # per area sheet; the most severe are kept
+    stix_max_observed: int = 1000
     ledger_max_ids: int = 1000
+    ledger_max_artifacts: int = 5000  # per ledger row; counts always cover all
     command_line: str | None = None
     rule_dirs: tuple[str, ...] = ()
 
@@ -57,7 +58,8 @@ def manifest_frame(rows: list[ManifestRow]) -> pd.DataFrame:
     df = pd.DataFrame.from_records([r.as_dict() for r in rows], columns=[*MANIFEST_COLUMNS, "extra"])
     for col in MANIFEST_COLUMNS:
         if col != "size":
-            df[col] = df[col].astype("string")
+            # plain objects, not arrow strings: the ledger iterates and filters these rows a lot
+            df[col] = df[col].astype(object).where(df[col].notna(), None)
     df["size"] = pd.to_numeric(df["size"], errors="coerce").astype("Int64")
     df["source_host"] = df["source_host"].fillna(UNKNOWN_HOST).replace("", UNKNOWN_HOST)
     return df
@@ -147,6 +149,36 @@ class ReportContext:
         codes = frame.groupby(list(cols), sort=False).ngroup().to_numpy()
         uniq = frame.drop_duplicates().reset_index(drop=True)
         return uniq, codes
+
+    def factorized(self, column: str) -> tuple[np.ndarray, list[Any]]:
+        """(codes per finding, distinct values) of a column; -1 codes missing values.
+
+        Codes keep memory flat on big cases, where a column of Python strings would not.
+        """
+        cache = self.__dict__.setdefault("_factorized", {})
+        if column not in cache:
+            col = self.host_column if column == "host" else self.findings[column]
+            codes, uniques = pd.factorize(col, use_na_sentinel=True)
+            cache[column] = (np.asarray(codes), [None if pd.isna(u) else str(u) for u in uniques])
+        return cache[column]
+
+    def code_of(self, column: str, value: str) -> int:
+        """The factorize code of ``value`` in ``column`` (-2 when absent, which matches nothing)."""
+        lookup = self.__dict__.setdefault("_code_lookup", {})
+        if column not in lookup:
+            lookup[column] = {v: i for i, v in enumerate(self.factorized(column)[1])}
+        return lookup[column].get(value, -2)
+
+    def distinct(self, column: str, rows: np.ndarray) -> list[str]:
+        """The distinct non-missing values of ``column`` among ``rows``."""
+        codes, uniques = self.factorized(column)
+        picked = np.unique(codes[rows]) if len(rows) else np.zeros(0, dtype=int)
+        return [uniques[c] for c in picked if c >= 0 and uniques[c] is not None]
+
+    def take(self, column: str, rows: np.ndarray | list[int]) -> list[Any]:
+        """Python values of ``column`` at ``rows`` (for short row lists)."""
+        s = self.findings[column].iloc[np.asarray(rows, dtype=np.int64)]
+        return [None if pd.isna(v) else v for v in s.tolist()]
 
     def severity_name(self, code: int) -> str | None:
         return SEVERITIES[code] if 0 <= code < len(SEVERITIES) else None

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 
 from triage.finding import FINDING_COLUMNS
-from triage.report.cells import neutralise_frame, xlsx_value
-from triage.report.context import ReportContext, parse_attributes
+from triage.report.cells import neutralise_series, xlsx_series, xlsx_value
+from triage.report.context import ReportContext
 
 TIMESKETCH_FIELDS = [
     "finding_id",
@@ -53,8 +54,7 @@ AREAS: list[tuple[str, dict[str, Any]]] = [
     ("YARA", {"analyzers": ("yara",), "tags": ("yara",)}),
 ]
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
-# RFC 4180 line ends; with them the writer also quotes a field holding a bare CR, which would split a row
-CSV_EOL = "\r\n"
+_NL = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 
 
 def finding_areas(ctx: ReportContext) -> np.ndarray:
@@ -89,41 +89,71 @@ def _ts_text(s: pd.Series, fmt: str = "%Y-%m-%dT%H:%M:%S.%fZ") -> pd.Series:
 
 
 # -- CSV / JSONL ----------------------------------------------------------------------------------
-def write_findings_csv(df: pd.DataFrame, path: Path) -> None:
-    """All findings, every text cell neutralised (``ts`` and ``severity`` are typed, never text)."""
-    safe = df.copy()
-    for col in FINDING_COLUMNS:
-        if col not in ("ts", "severity"):
-            safe[col] = neutralise_frame(safe[[col]])[col]
-    safe.to_csv(path, index=False, lineterminator=CSV_EOL)
+def _csv_table(df: pd.DataFrame) -> Any:
+    """An arrow table of text columns, each neutralised; times as ISO 8601 UTC."""
+    import pyarrow as pa
+
+    cols = {}
+    for col in df.columns:
+        s = df[col]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            s = _ts_text(s, "%Y-%m-%dT%H:%M:%S.%f+00:00")
+        elif isinstance(s.dtype, pd.CategoricalDtype):
+            s = s.astype("string")
+        elif pd.api.types.is_string_dtype(s) or s.dtype == object:
+            s = neutralise_series(s.astype("string"))
+        cols[str(col)] = s
+    return pa.Table.from_pandas(pd.DataFrame(cols), preserve_index=False)
 
 
 def write_frame_csv(df: pd.DataFrame, path: Path) -> None:
-    neutralise_frame(df).to_csv(path, index=False, lineterminator=CSV_EOL)
+    """A frame as CSV, every text cell neutralised and quoted (arrow's writer: fast on millions of rows).
+
+    Quoted fields keep a bare CR inside its cell, where it would otherwise split the row.
+    """
+    import pyarrow.csv as pacsv
+
+    pacsv.write_csv(_csv_table(df), path, pacsv.WriteOptions(quoting_style="needed"))
 
 
-def _attributes_objects(col: pd.Series) -> list[Any]:
-    """Attributes as JSON objects; a value that is not a JSON object is kept as text, never spliced."""
-    out: list[Any] = []
-    for v in col.tolist():
-        if isinstance(v, str) and v.startswith("{"):
-            parsed = parse_attributes(v)
-            out.append(parsed if parsed or v.strip() == "{}" else v)
-        else:
-            out.append(None if v is None or v is pd.NA else v)
-    return out
+def write_findings_csv(df: pd.DataFrame, path: Path) -> None:
+    """All findings (``ts`` and ``severity`` are typed, never attacker text)."""
+    write_frame_csv(df, path)
 
 
-def write_findings_jsonl(df: pd.DataFrame, path: Path, chunk: int = 200_000) -> None:
-    """One JSON object per finding; ``attributes`` nested as an object."""
-    with open(path, "w", encoding="utf-8") as fh:
-        for start in range(0, len(df), chunk):
-            part = df.iloc[start : start + chunk].copy()
+def _json_attributes(value: Any) -> Any:
+    """Attributes as a JSON object; text that is not one is kept as text, never spliced into the line."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
+    return parsed if isinstance(parsed, dict) else value
+
+
+def _chunks(df: pd.DataFrame, chunk: int) -> Iterable[pd.DataFrame]:
+    for start in range(0, len(df), chunk):
+        yield df.iloc[start : start + chunk]
+
+
+def _column_lists(part: pd.DataFrame, columns: list[str]) -> list[list[Any]]:
+    return [[None if v is pd.NA else v for v in part[c].astype(object).tolist()] for c in columns]
+
+
+def write_findings_jsonl(df: pd.DataFrame, path: Path, chunk: int = 100_000) -> None:
+    """One JSON object per finding; ``attributes`` nested as an object. Bounded memory (chunks)."""
+    keys = list(df.columns)
+    with open(path, "wb") as fh:
+        for part in _chunks(df, chunk):
+            part = part.copy()
             part["ts"] = _ts_text(part["ts"])
             part["severity"] = part["severity"].astype("string")
-            part["attributes"] = pd.Series(_attributes_objects(part["attributes"]), index=part.index, dtype=object)
-            text = part.to_json(orient="records", lines=True, force_ascii=False)
-            fh.write(text if text.endswith("\n") or not text else text + "\n")
+            cols = _column_lists(part, keys)
+            ai = keys.index("attributes")
+            cols[ai] = [_json_attributes(v) for v in cols[ai]]
+            rows = zip(*cols, strict=True)
+            fh.write(b"".join(orjson.dumps(dict(zip(keys, row, strict=True)), option=_NL) for row in rows))
 
 
 def timesketch_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -152,16 +182,17 @@ def timesketch_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return out, skipped
 
 
-def write_timesketch(df: pd.DataFrame, path: Path, chunk: int = 200_000) -> int:
+def write_timesketch(df: pd.DataFrame, path: Path, chunk: int = 100_000) -> int:
     """Write the Timesketch JSONL; returns how many findings were left out for lack of a time."""
     skipped_total = 0
-    with open(path, "w", encoding="utf-8") as fh:
-        for start in range(0, max(len(df), 1), chunk):
-            part, skipped = timesketch_frame(df.iloc[start : start + chunk])
+    with open(path, "wb") as fh:
+        for part in _chunks(df, chunk):
+            rows, skipped = timesketch_frame(part)
             skipped_total += skipped
-            if len(part):
-                text = part.to_json(orient="records", lines=True, force_ascii=False)
-                fh.write(text if text.endswith("\n") else text + "\n")
+            keys = list(rows.columns)
+            cols = _column_lists(rows, keys)
+            rows_out = zip(*cols, strict=True)
+            fh.write(b"".join(orjson.dumps(dict(zip(keys, r, strict=True)), option=_NL) for r in rows_out))
     return skipped_total
 
 
@@ -203,9 +234,10 @@ class XlsxWriter:
         return ws
 
     @staticmethod
-    def rows(ws: Any, rows: Iterable[Iterable[Any]]) -> None:
+    def rows(ws: Any, rows: Iterable[Iterable[Any]], *, safe: bool = False) -> None:
+        """Append rows; ``safe``: the values went through :func:`xlsx_series` already."""
         for r in rows:
-            ws.append([xlsx_value(v) for v in r])
+            ws.append(list(r) if safe else [xlsx_value(v) for v in r])
 
     def frame(self, title: str, df: pd.DataFrame, widths: dict[int, int] | None = None) -> Any:
         ws = self.sheet(title, [str(c) for c in df.columns], widths)
@@ -226,9 +258,12 @@ FINDING_SHEET_COLUMNS = [c for c in FINDING_COLUMNS if c != "case_id"]
 
 
 def _finding_rows(df: pd.DataFrame) -> Iterable[tuple[Any, ...]]:
+    """Finding rows made XLSX-safe column by column (vectorised: these sheets are the big ones)."""
     part = df[FINDING_SHEET_COLUMNS].copy()
     part["ts"] = _ts_text(part["ts"])
     part["severity"] = part["severity"].astype("string")
+    for col in part.columns:
+        part[col] = xlsx_series(part[col].astype("string"))
     part = part.astype(object).where(part.notna(), None)
     return part.itertuples(index=False, name=None)
 
@@ -268,7 +303,7 @@ def write_xlsx(
     for area in area_names:
         rows = np.flatnonzero(areas == area)[:cap]  # frame is in report order: the most severe first
         ws = xw.sheet(area, FINDING_SHEET_COLUMNS, widths)
-        xw.rows(ws, _finding_rows(df.iloc[rows]))
+        xw.rows(ws, _finding_rows(df.iloc[rows]), safe=True)
         written[area] = len(rows)
     m = ctx.manifest.drop(columns=["extra"], errors="ignore")
     xw.frame("Manifest", m, {2: 14, 3: 16, 6: 70, 9: 66})

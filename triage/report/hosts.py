@@ -186,14 +186,14 @@ def host_facts(ctx: ReportContext) -> dict[str, HostFacts]:
     fact_rows = np.flatnonzero(_family_mask(ctx, ["host_fact"]))
     build_rows = np.flatnonzero(_family_mask(ctx, ["build_verdict"]))
     df = ctx.findings
-    hosts = ctx.host_column.to_numpy()
+    host_codes, host_names = ctx.factorized("host")
     for i in fact_rows:
-        facts = out.setdefault(hosts[i], HostFacts())
+        facts = out.setdefault(host_names[host_codes[i]], HostFacts())
         read_facts(parse_attributes(df["attributes"].iat[i]), str(df["rule_id"].iat[i]), facts)
         facts.sources.append(str(df["finding_id"].iat[i]))
     # the worst build verdict per host wins (a vulnerable build outranks a later "patched" note)
     for i in sorted(build_rows, key=lambda j: -int(ctx.severity_codes[j])):
-        facts = out.setdefault(hosts[i], HostFacts())
+        facts = out.setdefault(host_names[host_codes[i]], HostFacts())
         attrs = parse_attributes(df["attributes"].iat[i])
         verdict_before = facts.build_verdict
         read_facts(attrs, str(df["rule_id"].iat[i]) + "-BUILD", facts)
@@ -215,12 +215,12 @@ def host_summaries(ctx: ReportContext, top: int = 8) -> dict[str, HostSummary]:
     df = ctx.findings
     sev = ctx.severity_codes
     ind = indication_mask(ctx)
-    hosts_arr = ctx.host_column.to_numpy() if len(df) else np.array([], dtype=object)
+    host_codes = ctx.factorized("host")[0] if len(df) else np.zeros(0, dtype=np.int64)
     comp_code = SEVERITIES.index(ctx.directive.compromised_at)
     low_conf = (df["confidence"].fillna("").astype(str).str.lower() == "low").to_numpy() if len(df) else ind
     out: dict[str, HostSummary] = {}
     for host in ctx.hosts:
-        on_host = hosts_arr == host
+        on_host = host_codes == ctx.code_of("host", host)
         rows = np.flatnonzero(on_host & ind)
         counts = {s: 0 for s in reversed(SEVERITIES)}
         if len(rows):

@@ -67,6 +67,8 @@ class LedgerEntry:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     artifact_count: int = 0
     artifact_bytes: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    artifacts_truncated: bool = False
     finding_count: int = 0
     finding_ids: list[str] = field(default_factory=list)
     finding_ids_truncated: bool = False
@@ -82,8 +84,9 @@ class LedgerEntry:
     def as_row(self, max_artifacts: int = 200) -> dict[str, Any]:
         """A flat row for CSV/XLSX: lists joined, artifacts as ``id:kind:sha256``."""
         arts = [f"{a['artifact_id']}:{a['kind']}:{a.get('sha256') or '-'}" for a in self.artifacts[:max_artifacts]]
-        if len(self.artifacts) > max_artifacts:
-            arts.append(f"... {len(self.artifacts) - max_artifacts} more in ledger.json")
+        if self.artifact_count > max_artifacts:
+            where = "ledger.json" if self.artifact_count <= len(self.artifacts) else "the manifest"
+            arts.append(f"... {self.artifact_count - max_artifacts} more in {where}")
         ids = list(self.finding_ids)
         if self.finding_ids_truncated:
             ids.append(f"... {self.finding_count - len(self.finding_ids)} more in findings.parquet")
@@ -191,8 +194,8 @@ class _HostView:
                         self.examined_ids.update(by_kind.get(k, []))
         # a finding about an artifact proves an analyzer read it
         if len(ctx.findings):
-            on_host = ctx.host_column.to_numpy() == host
-            self.examined_ids.update(ctx.findings["evidence_id"][on_host].dropna().astype(str).unique())
+            on_host = np.flatnonzero(ctx.factorized("host")[0] == ctx.code_of("host", host))
+            self.examined_ids.update(ctx.distinct("evidence_id", on_host))
         ids = self.artifacts["artifact_id"].astype(str)
         self.examined_kinds = set(self.artifacts["kind"][ids.isin(self.examined_ids).to_numpy()].astype(str))
 
@@ -333,9 +336,9 @@ class LedgerBuilder:
         ids = set(arts["artifact_id"].astype(str))
         cov_rows = np.flatnonzero(self.coverage_rows) if len(self.coverage_rows) else np.zeros(0, dtype=int)
         firsts: dict[str, pd.Timestamp | None] = {}
-        ev_col = df["evidence_id"].to_numpy()
+        ev_codes, ev_names = self.ctx.factorized("evidence_id")
         for i in cov_rows:
-            ev = str(ev_col[i])
+            ev = str(ev_names[ev_codes[i]]) if ev_codes[i] >= 0 else ""
             if ev not in ids:
                 continue
             attrs = parse_attributes(df["attributes"].iat[i])
@@ -376,7 +379,7 @@ class LedgerBuilder:
     def _attach_findings(self, e: LedgerEntry, rows: np.ndarray) -> None:
         e.finding_count = len(rows)
         cap = self.ctx.options.ledger_max_ids
-        e.finding_ids = [str(x) for x in self.ctx.findings["finding_id"].to_numpy()[rows[:cap]]]
+        e.finding_ids = [str(x) for x in self.ctx.take("finding_id", rows[:cap])]
         e.finding_ids_truncated = len(rows) > cap
         if len(rows):
             e.indications = int(self.indications[rows].sum())
@@ -385,12 +388,16 @@ class LedgerBuilder:
     def _set_artifacts(self, e: LedgerEntry, arts: pd.DataFrame, flags: np.ndarray | None = None) -> None:
         e.artifact_count = len(arts)
         e.artifact_bytes = int(arts["size"].fillna(0).sum()) if len(arts) else 0
+        e.by_kind = {str(k): int(v) for k, v in arts["kind"].value_counts().sort_index().items()}
+        cap = self.ctx.options.ledger_max_artifacts
+        e.artifacts_truncated = len(arts) > cap
+        cols = arts[["artifact_id", "kind", "source_path", "sha256", "size"]].head(cap)
         e.artifacts = [
-            _artifact(r, None if flags is None else bool(flags[i])) for i, r in enumerate(arts.itertuples(index=False))
+            _artifact(r, None if flags is None else bool(flags[i])) for i, r in enumerate(cols.itertuples(index=False))
         ]
 
     def _finding_artifacts(self, rows: np.ndarray) -> pd.DataFrame:
-        ids = set(self.ctx.findings["evidence_id"].to_numpy()[rows].astype(str))
+        ids = set(self.ctx.distinct("evidence_id", rows))
         m = self.ctx.manifest
         return m[m["artifact_id"].isin(ids)]
 
@@ -419,7 +426,7 @@ class LedgerBuilder:
         return counts
 
     def _cves(self, rows: np.ndarray) -> list[str]:
-        vals = pd.unique(self.ctx.findings["cve"].to_numpy()[rows])
+        vals = self.ctx.distinct("cve", rows)
         return sorted({c.strip() for v in vals if isinstance(v, str) for c in v.split(",") if c.strip()})
 
     def _indications_text(self, rows: np.ndarray) -> str:
@@ -431,8 +438,7 @@ class LedgerBuilder:
         return text + (f"; {', '.join(cves)}" if cves else "")
 
     def _findings_text(self, rows: np.ndarray) -> str:
-        df = self.ctx.findings
-        titles = pd.unique(df["title"].to_numpy()[rows[:3]])
+        titles = list(dict.fromkeys(self.ctx.take("title", rows[:3])))
         text = f"{len(rows)} findings ({_severity_text(self._counts(rows))})"
         return text + ": " + "; ".join(str(t) for t in titles if isinstance(t, str))
 

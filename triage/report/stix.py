@@ -31,7 +31,7 @@ from triage.report.context import ReportContext, parse_attributes
 log = logging.getLogger(__name__)
 NAMESPACE = uuid.UUID("7b2d5c1e-6a3f-4d8e-9c51-2f0e8a4b6d13")
 FILE_KINDS = ("web_file", "suspicious_file", "exchange_binary", "file", "memory_dump")
-MAX_PATTERN_NAMES = 25
+MAX_PATTERN_NAMES = 10  # names per indicator pattern (pattern validation cost grows with them)
 COUNT_MAX = 999_999_999
 IP_SAMPLE = 200  # findings per rule searched for client addresses
 _IP_KEY = re.compile(r"(?i)(client.?ip|c-ip|src.?ip|source.?ip|remote.?ip|^ip$|ipaddress$)")

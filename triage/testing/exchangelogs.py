@@ -188,6 +188,7 @@ def oab_file(rows: list[tuple[str, str, str]], date: str) -> str:
 
 
 def iis_header(date: str, fields: Iterable[str] = IIS_FIELDS) -> list[str]:
+    """The four header lines IIS writes at the top of a log and after each restart."""
     return [
         "#Software: Microsoft Internet Information Services 10.0",
         "#Version: 1.0",
@@ -283,7 +284,9 @@ def _ssrf(
 USERS = ("alice", "bob", "carol", "dave", "erin")
 
 
-def _benign_rows(protocol: str, start: datetime, n: int, rng: random.Random, seq: list[int]) -> list[dict[str, str]]:
+def _benign_rows(
+    protocol: str, start: datetime, n: int, rng: random.Random, seq: list[int], probe_every: int = 7
+) -> list[dict[str, str]]:
     rows = []
     for i in range(n):
         t = start + timedelta(seconds=37 * i + rng.randint(0, 30), milliseconds=rng.randint(0, 999))
@@ -333,7 +336,7 @@ def _benign_rows(protocol: str, start: datetime, n: int, rng: random.Random, seq
             )
         else:  # Autodiscover
             kw = dict(Method="POST", UrlStem="/Autodiscover/Autodiscover.xml", UserAgent=OUTLOOK)
-        if i % 7 == 3:  # a health probe: ServerInfo~ that Test-ProxyLogon's exclusions drop
+        if i % probe_every == 3:  # a health probe: ServerInfo~ that Test-ProxyLogon's exclusions drop
             kw.update(
                 ClientIpAddress="127.0.0.1",
                 UserAgent="AMProbe/Local/ClientAccess",
@@ -729,6 +732,7 @@ class LogSet:
     set_vdir_line: int = 0
 
     def under_install(self, rel: str) -> str:
+        """A volume-relative path under the Exchange install folder."""
         return f"{self.install}/{rel}"
 
 
@@ -925,20 +929,21 @@ def write_files(root: str | Path, files: dict[str, bytes]) -> Path:
 
 
 def bulk_httpproxy(
-    path: str | Path, target_bytes: int, *, protocol: str = "Owa", seed: int = 7, block_rows: int = 2000,
-    planted_every_blocks: int = 25,
+    path: str | Path, target_bytes: int, *, protocol: str = "Owa", seed: int = 7, block_rows: int = 1000,
+    planted_every_blocks: int = 50, probe_every: int = 250,
 ) -> int:  # fmt: skip
     """Write one large HttpProxy log of about ``target_bytes`` for benchmarks; returns the planted row count.
 
-    A block of benign rows (health probes with excluded ``ServerInfo~`` anchors among them) is made
-    once and written over and over; every ``planted_every_blocks``-th block is followed by one
-    CVE-2021-26855 SSRF row (to proxyLogon.ecp), so the checks have something to find.
+    A block of benign rows (one in ``probe_every`` a health probe with an excluded ``ServerInfo~``
+    anchor) is made once and written over and over; the first block and every
+    ``planted_every_blocks``-th after it are followed by one CVE-2021-26855 SSRF row (to
+    proxyLogon.ecp), so the checks have something to find.
     """
     rng = random.Random(seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     t0 = datetime(2021, 3, 3, 0, tzinfo=UTC)
-    rows = _benign_rows(protocol, t0, block_rows, rng, [0])
+    rows = _benign_rows(protocol, t0, block_rows, rng, [0], probe_every)
     block = ("\r\n".join(_csv_line(r.get(f, "") for f in FIELDS) for r in rows) + "\r\n").encode()
     planted = 0
     with open(path, "wb") as fh:
@@ -948,7 +953,7 @@ def bulk_httpproxy(
             fh.write(block)
             written += len(block)
             blocks += 1
-            if blocks % planted_every_blocks == 0:
+            if blocks % planted_every_blocks == 1:
                 planted += 1
                 r = _ssrf("2021-03-03T06:49:46.210Z", rid("a", 1_000_000 + planted), "/ecp/proxyLogon.ecp?#",
                           "python-requests/2.25.1", "241")  # fmt: skip

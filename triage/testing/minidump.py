@@ -43,9 +43,7 @@ def minidump(
     sysinfo = struct.pack("<HHHBBIIIIIHH", 9, 6, 0x5504, 4, 3, *os_version, 2, 0, 0x110, 0) + bytes(24)
     streams.append((7, sysinfo))
     misc_flags = (1 if pid is not None else 0) | (2 if created is not None else 0)
-    misc = struct.pack(
-        "<IIIIII", 24, misc_flags, pid or 0, int(created.timestamp()) if created else 0, 3, 12
-    )
+    misc = struct.pack("<IIIIII", 24, misc_flags, pid or 0, int(created.timestamp()) if created else 0, 3, 12)
     streams.append((15, misc))
     streams.append((4, None))  # module list: needs the string RVAs, built below
     if memory:

@@ -7,18 +7,18 @@
 rule TRIAGE_MEM_Lsass_Dump_CommandLine
 {
     meta:
-        id = "TRIAGE-MEM-YARA-LSASS-DUMP-CMD"
+        id = "TRIAGE-YARA-MEM-010"
         title = "Command line that dumps lsass memory"
         description = "procdump -ma lsass, rundll32 comsvcs.dll MiniDump, rdrleakdiag /fullmemdmp or the CHIRP lsass string"
         severity = "critical"
         confidence = "high"
         mitre = "T1003.001"
         cve = ""
-        ed2102_step = "9,11"
+        ed2102_steps = "9,11"
         author = "triage project"
         date = "2026-11-25"
         scope = "memory"
-        reference = "Microsoft HAFNIUM hunting query procdump-lsass-credentials; CHIRP lsass_process_memory_dump"
+        reference = "https://www.microsoft.com/security/blog/2021/03/02/hafnium-targeting-exchange-servers/"
     strings:
         $procdump = /procdump(64)?(\.exe)?["']?\s[^\r\n\x00]{0,120}[-\/]ma\s[^\r\n\x00]{0,60}lsass/ nocase ascii wide
         $comsvcs = /comsvcs(\.dll)?["']?\s{0,4},?\s{0,4}(MiniDump|#\+?24)\s/ nocase ascii wide
@@ -32,18 +32,18 @@ rule TRIAGE_MEM_Lsass_Dump_CommandLine
 rule TRIAGE_MEM_Mimikatz_Strings
 {
     meta:
-        id = "TRIAGE-MEM-YARA-MIMIKATZ"
+        id = "TRIAGE-YARA-MEM-011"
         title = "mimikatz in memory"
         description = "Two or more of mimikatz's module commands, author strings or banner"
         severity = "critical"
         confidence = "medium"
         mitre = "T1003.001"
         cve = ""
-        ed2102_step = "9,11"
+        ed2102_steps = "9,11"
         author = "triage project"
         date = "2026-11-25"
         scope = "memory"
-        reference = "gentilkiwi/mimikatz"
+        reference = "https://attack.mitre.org/software/S0002/"
     strings:
         $cmd1 = "sekurlsa::logonpasswords" nocase ascii wide
         $cmd2 = "sekurlsa::minidump" nocase ascii wide
