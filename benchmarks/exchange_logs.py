@@ -11,7 +11,7 @@ CVE-2021-26855 row every 50,000 rows), then measures, in the same run and with t
 
 Prints MB/s for each and ratios against the baseline; both check variants must find the same hits.
 Machines here are noisy: compare ratios, not absolute numbers.
-Usage: python benchmarks/exchange_logs.py [--mb 300] [--files 6] [--repeat 1] [--keep DIR]
+Usage: python benchmarks/exchange_logs.py [--mb 300] [--files 6] [--repeat 1] [--probe-every 250] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ FOLDERS = ("Ecp", "Owa", "Ews", "Mapi", "Autodiscover", "Eas")
 ROOT = "Program Files/Microsoft/Exchange Server/V15/Logging/HttpProxy"
 
 
-def build(where: Path, mb: int, files: int) -> tuple[list[LogFile], int]:
+def build(where: Path, mb: int, files: int, probe_every: int = 250) -> tuple[list[LogFile], int]:
     """Write the log set; returns its files and the number of planted SSRF rows."""
     per_file = (mb << 20) // files
     out, planted = [], 0
     for i in range(files):
         folder = FOLDERS[i % len(FOLDERS)]
         rel = f"{ROOT}/{folder}/HttpProxy_20210303{i:02d}-1.LOG"
-        planted += bulk_httpproxy(where / rel, per_file, protocol=folder, seed=i)
+        planted += bulk_httpproxy(where / rel, per_file, protocol=folder, seed=i, probe_every=probe_every)
         out.append(LogFile(where / rel, "C:/" + rel, HTTPPROXY, "exchange_log"))
     return out, planted
 
@@ -75,12 +75,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="runs per contender (the best is reported)")
     ap.add_argument("--keep", type=Path, help="write the logs here and keep them (default: a temp folder)")
     ap.add_argument("--skip-rules", action="store_true", help="do not time the web log rules")
+    ap.add_argument(
+        "--probe-every",
+        type=int,
+        default=250,
+        help="one ServerInfo~ health probe per N rows (0: only the planted rows)",
+    )
     args = ap.parse_args(argv)
 
     where = args.keep or Path(tempfile.mkdtemp(prefix="triage-exlogs-"))
     try:
         t0 = time.perf_counter()
-        files, planted = build(where, args.mb, args.files)
+        files, planted = build(where, args.mb, args.files, args.probe_every)
         size = sum(f.path.stat().st_size for f in files)
         mb = size / 1e6
         print(

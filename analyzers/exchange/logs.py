@@ -630,7 +630,18 @@ class LogReader:
         first = 1
         for dropped, block, _n in iter_blocks(self.path, self.stats, self.block_size, count=False):
             first += dropped
-            lines = pc.split_pattern(pa.array([block], pa.large_binary()), b"\n").flatten()
+            whole = pa.array([block], pa.large_binary())
+            # most blocks hold no match at all: one RE2 pass over the whole block says so, no split needed
+            if (
+                self._decided
+                and not _header_starts(block)
+                and not pc.match_substring_regex(whole, pattern, ignore_case=True)[0].as_py()
+            ):
+                n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+                self.stats.lines += n_lines
+                first += n_lines
+                continue
+            lines = pc.split_pattern(whole, b"\n").flatten()
             n_lines = len(lines) - 1 if block.endswith(b"\n") else len(lines)  # the split's last item is ''
             self.stats.lines += n_lines
             hits = np.flatnonzero(pc.match_substring_regex(lines, pattern, ignore_case=True).to_numpy(False))

@@ -79,6 +79,9 @@ def test_small_blocks_give_the_same_rows(tmp_path: Path) -> None:
         got, r = _read(p, block_size=size)
         pd.testing.assert_frame_equal(got, want)
         assert r.stats.malformed_lines == 4
+        reader = LogReader(p, HTTPPROXY, block_size=size)  # blocks without a match are skipped whole
+        assert [n for n, _ in reader.matching_lines([b"serverinfo~"])] == [8, 11, 18]
+        assert reader.stats.lines == 18
 
 
 def test_prefiltered_rows_equal_the_full_parse(tmp_path: Path) -> None:

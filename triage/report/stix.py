@@ -262,17 +262,18 @@ def build_bundle(ctx: ReportContext, rule_roots: list[Path] | None = None) -> tu
             if od_id:
                 observed.setdefault((r.rule_id, r.host), []).append(od_id)
     texts = RuleTexts(rule_roots or [])
-    full = df[keep]
-    firsts = full.drop_duplicates("rule_id")
-    for r in firsts.itertuples(index=False):
-        rid = str(r.rule_id)
-        sub = frame[frame["rule_id"] == rid]
+    full = df[keep]  # same rows, same order as `frame`
+    positions = frame.reset_index(drop=True).groupby("rule_id", sort=False).indices  # rule -> row positions
+    for rid, pos in positions.items():
+        rid = str(rid)
+        sub = frame.iloc[pos]
+        rule_rows = full.iloc[pos]
+        r = next(rule_rows.head(1).itertuples(index=False))
         pattern, ptype, how = _pattern(texts, r, sub)
         if pattern is None:
             counts.setdefault("indicators_without_pattern", 0)
             counts["indicators_without_pattern"] += 1
             continue
-        rule_rows = full[full["rule_id"] == rid]
         first_ts = _ts(sub["ts"].min())
         indicator = stix2.Indicator(
             id=_sid("indicator", ctx, "rule", rid),

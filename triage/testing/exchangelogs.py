@@ -336,7 +336,7 @@ def _benign_rows(
             )
         else:  # Autodiscover
             kw = dict(Method="POST", UrlStem="/Autodiscover/Autodiscover.xml", UserAgent=OUTLOOK)
-        if i % probe_every == 3:  # a health probe: ServerInfo~ that Test-ProxyLogon's exclusions drop
+        if probe_every and i % probe_every == 3:  # a health probe: ServerInfo~ the exclusions drop
             kw.update(
                 ClientIpAddress="127.0.0.1",
                 UserAgent="AMProbe/Local/ClientAccess",
@@ -935,7 +935,7 @@ def bulk_httpproxy(
     """Write one large HttpProxy log of about ``target_bytes`` for benchmarks; returns the planted row count.
 
     A block of benign rows (one in ``probe_every`` a health probe with an excluded ``ServerInfo~``
-    anchor) is made once and written over and over; the first block and every
+    anchor; none with 0) is made once and written over and over; the first block and every
     ``planted_every_blocks``-th after it are followed by one CVE-2021-26855 SSRF row (to
     proxyLogon.ecp), so the checks have something to find.
     """

@@ -7,6 +7,7 @@ header. Layouts: a mounted volume folder, KAPE target output, Velociraptor offli
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import shutil
@@ -112,9 +113,11 @@ def httpproxy_log(rows: list[dict[str, str]]) -> bytes:
         "#Date: 2021-03-03T00:00:00.000Z",
         "#Fields: " + HTTPPROXY_FIELDS,
     ]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")  # quotes a field holding a comma, as Exchange does
     for row in rows:
-        lines.append(",".join(row.get(f, "") for f in fields))
-    return ("\r\n".join(lines) + "\r\n").encode()
+        writer.writerow([row.get(f, "") for f in fields])
+    return ("\r\n".join(lines) + "\r\n" + out.getvalue()).encode()
 
 
 def volume_files(spec: VolumeSpec) -> dict[str, bytes]:
