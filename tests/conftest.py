@@ -16,6 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_yara_cache(tmp_path_factory):
+    """Compiled YARA rules go to a session folder, not the examiner's ~/.cache."""
+    import os
+
+    os.environ.setdefault("TRIAGE_YARA_CACHE", str(tmp_path_factory.mktemp("yara-cache")))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_registry():
     """Analyzers registered by a test's plugins must not leak into other tests."""

@@ -9,8 +9,10 @@ the rule name as id and their severity from ``severity`` or ``score`` meta. Opti
 
 ``yara``          list of extra rule files or folders
 ``yara_engine``   ``yara-x`` (default) or ``yara-python``: the engine tried first for each rule file
-``yara_fallback`` ``other-engine`` (default: a file yara-x rejects goes to yara-python) or ``relaxed-first``
-                  (to yara-x in relaxed regex mode first, faster to scan)
+``yara_fallback`` ``relaxed-first`` (default: a file strict yara-x rejects goes to yara-x in relaxed regex
+                  mode, libyara's regex dialect, then to yara-python; one fast engine for nearly every rule,
+                  and the same matches as yara-python on the corpus rule sets) or ``other-engine``
+                  (straight to yara-python)
 ``yara_cache``    folder of the compiled-rule cache (default ``$XDG_CACHE_HOME/triage/yara``)
 ``yara_no_cache`` compile every time, write no cache
 ``yara_timeout``  seconds per file and engine (default 60)
@@ -28,7 +30,7 @@ from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from triage.analyzers.yara.engine import (
-    OTHER_ENGINE,
+    RELAXED_FIRST,
     RULE_SUFFIXES,
     YARA_X,
     CompiledRules,
@@ -163,7 +165,7 @@ class YaraScan(Analyzer):
         compiled = load_rules(
             self.rule_files(),
             engine=str(opts.get("yara_engine", YARA_X)),
-            fallback=str(opts.get("yara_fallback", OTHER_ENGINE)),
+            fallback=str(opts.get("yara_fallback", RELAXED_FIRST)),
             cache_dir=opts.get("yara_cache") or None,
             use_cache=not opts.get("yara_no_cache", False),
         )

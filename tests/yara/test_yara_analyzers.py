@@ -196,10 +196,10 @@ def test_cli_yara_dir_with_externals(tmp_path: Path, capsys: pytest.CaptureFixtu
     out = json.loads(capsys.readouterr().out)
     assert out["yara"]["loaded"] == 6 and out["yara"]["skipped"] == 1  # 4 own files + 2 of the 3 third-party
     assert out["yara"]["skipped_files"] == ["tp_broken.yar"]
-    assert out["yara"]["by_engine"]["yara-python"] == 1
+    assert out["yara"]["by_engine"]["yara-x-relaxed"] == 1  # the default fallback: yara-x in libyara regex mode
     loaded = json.loads((case_dir / "runs" / "yara-rules.json").read_text())
     by_file = {Path(f["path"]).name: f for f in loaded["files"]}
-    assert by_file["tp_legacy.yar"]["engine"] == "yara-python" and "E014" in by_file["tp_legacy.yar"]["message"]
+    assert by_file["tp_legacy.yar"]["engine"] == "yara-x-relaxed" and "E014" in by_file["tp_legacy.yar"]["message"]
     assert by_file["tp_broken.yar"]["status"] == "skipped"
     assert "not_defined_anywhere" in by_file["tp_broken.yar"]["message"]
     custody = [json.loads(line) for line in (case_dir / "custody.jsonl").read_text().splitlines()]
