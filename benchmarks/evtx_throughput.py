@@ -55,7 +55,7 @@ def make_events(n: int, seed: int = 1) -> list[Event]:
                     data={
                         "RuleName": "-",
                         "UtcTime": str(when),
-                        "ProcessGuid": "{%08X-0000-0000-0000-000000000000}" % i,
+                        "ProcessGuid": f"{{{i:08X}-0000-0000-0000-000000000000}}",
                         "ProcessId": 1000 + i % 5000,
                         "Image": img,
                         "CommandLine": f'"{img}" -k netsvcs -p -s Task{i % 97}',
@@ -63,7 +63,7 @@ def make_events(n: int, seed: int = 1) -> list[Event]:
                         "User": "NT AUTHORITY\\SYSTEM",
                         "LogonId": "0x3e7",
                         "IntegrityLevel": "System",
-                        "Hashes": "SHA256=%064X" % rng.getrandbits(256),
+                        "Hashes": f"SHA256={rng.getrandbits(256):064X}",
                         "ParentImage": "C:\\Windows\\System32\\services.exe",
                         "ParentCommandLine": "services.exe",
                     },

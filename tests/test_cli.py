@@ -25,8 +25,20 @@ def test_run_end_to_end_leaves_source_untouched(tmp_path: Path, capsys) -> None:
     _age(vol)
     before = snapshot(vol)
     code = main(
-        ["run", str(vol), "--case", str(tmp_path / "case"), "--json", "-q", "-j", "2", "--examiner", "analyst7",
-         "--only", "webshell_locations"]
+        [
+            "run",
+            str(vol),
+            "--case",
+            str(tmp_path / "case"),
+            "--json",
+            "-q",
+            "-j",
+            "2",
+            "--examiner",
+            "analyst7",
+            "--only",
+            "webshell_locations",
+        ]
     )
     assert code == ExitCode.OK
     out = json.loads(capsys.readouterr().out)
@@ -57,7 +69,17 @@ def test_run_end_to_end_leaves_source_untouched(tmp_path: Path, capsys) -> None:
 )
 def test_fail_on(tmp_path: Path, compromised: bool, fail_on: str, expected: ExitCode) -> None:
     vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=compromised))
-    args = ["run", str(vol), "--case", str(tmp_path / "case"), "-q", "--fail-on", fail_on, "--only", "webshell_locations"]
+    args = [
+        "run",
+        str(vol),
+        "--case",
+        str(tmp_path / "case"),
+        "-q",
+        "--fail-on",
+        fail_on,
+        "--only",
+        "webshell_locations",
+    ]
     assert main(args) == expected
 
 

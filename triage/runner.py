@@ -309,8 +309,9 @@ def analyze_case(
         "analyzers": {c.name: c.version for c in selected},
         "jobs": jobs,
         "force": force,
+        "options": options,  # e.g. extra --sigma/--yara folders, for the report's provenance
     }
-    _atomic_write(run_file, json.dumps(body, indent=1).encode())
+    _atomic_write(run_file, json.dumps(body, indent=1, default=str).encode())
     case.custody.append(
         "analyze",
         run_id=summary.run_id,

@@ -25,9 +25,25 @@ log = logging.getLogger(__name__)
 ED_WINDOW_START = pd.Timestamp("2021-01-01T00:00:00Z")
 PACK = "sigma/ed2102"
 MAX_PER_RULE = 1000  # individual findings per rule and log; the rest are counted in one summary finding
-KEY_FIELDS = ("Image", "CommandLine", "ParentImage", "TargetImage", "SourceImage", "GrantedAccess", "TargetFilename",
-              "TargetObject", "Details", "ServiceName", "ImagePath", "TargetUserName", "SubjectUserName",
-              "ProcessName", "ObjectName", "ScriptBlockText", "Data")
+KEY_FIELDS = (
+    "Image",
+    "CommandLine",
+    "ParentImage",
+    "TargetImage",
+    "SourceImage",
+    "GrantedAccess",
+    "TargetFilename",
+    "TargetObject",
+    "Details",
+    "ServiceName",
+    "ImagePath",
+    "TargetUserName",
+    "SubjectUserName",
+    "ProcessName",
+    "ObjectName",
+    "ScriptBlockText",
+    "Data",
+)
 
 
 def _short(value: object, limit: int = 300) -> str:
@@ -110,20 +126,33 @@ class EventLogs(Analyzer):
             if n > MAX_PER_RULE:
                 rule = rules_by_id[rule_id]
                 yield unit.finding(
-                    rule_id=rule.id, rule_title=rule.title, severity=rule.severity,
+                    rule_id=rule.id,
+                    rule_title=rule.title,
+                    severity=rule.severity,
                     title=f"{rule.title}: {n} events in total ({n - MAX_PER_RULE} more not listed)",
                     message=f"The rule matched {n} events of this log; the first {MAX_PER_RULE} are listed.",
-                    location="summary", mitre=rule.mitre, cve=rule.cve, ed2102_steps=[str(x) for x in rule.ed2102_steps],
-                    tags=["sigma", "summary"], attributes={"matches": n})
+                    location="summary",
+                    mitre=rule.mitre,
+                    cve=rule.cve,
+                    ed2102_steps=[str(x) for x in rule.ed2102_steps],
+                    tags=["sigma", "summary"],
+                    attributes={"matches": n},
+                )
         for w in stats.warnings:
             unit.warn(w)
         yield from self._coverage(unit, stats, cov.summary())
 
     def _finding(self, unit: Unit, rule: Any, event: pd.Series) -> Finding:
-        fields = {k: _short(v, 2000) for k, v in event.items() if v is not None and v is not pd.NA
-                  and not (isinstance(v, float) and np.isnan(v)) and k != "TimeCreated"}
-        context = "; ".join(f"{k}={_short(event.get(k), 160)}" for k in KEY_FIELDS
-                            if k in event.index and not pd.isna(event.get(k)) and str(event.get(k)))
+        fields = {
+            k: _short(v, 2000)
+            for k, v in event.items()
+            if v is not None and v is not pd.NA and not (isinstance(v, float) and np.isnan(v)) and k != "TimeCreated"
+        }
+        context = "; ".join(
+            f"{k}={_short(event.get(k), 160)}"
+            for k in KEY_FIELDS
+            if k in event.index and not pd.isna(event.get(k)) and str(event.get(k))
+        )
         rid = event.get("EventRecordID")
         rid_text = "?" if pd.isna(rid) else str(int(rid))
         return unit.finding(
@@ -141,49 +170,81 @@ class EventLogs(Analyzer):
             ed2102_steps=[str(x) for x in rule.ed2102_steps],
             tags=["sigma", *(t for t in rule.tags if not t.startswith(("attack.t", "cve.", "ed2102.")))][:8],
             references=list(rule.references[:5]),
-            attributes={"event": fields, "rule_file": Path(rule.path).name, "rule_sha256": rule.sha256,
-                        "computer": event.get("Computer")},
+            attributes={
+                "event": fields,
+                "rule_file": Path(rule.path).name,
+                "rule_sha256": rule.sha256,
+                "computer": event.get("Computer"),
+            },
         )
 
     def _coverage(self, unit: Unit, stats: ReadStats, cov: dict[str, Any]) -> Iterator[Finding]:
         channels = ", ".join(f"{c} ({n})" for c, n in sorted(stats.channels.items())) or "no events"
-        attrs = {**cov, "records": stats.records, "backend": stats.backend, "bad_chunks": stats.bad_chunks,
-                 "bad_records": stats.bad_records, "channels": stats.channels,
-                 "reaches_window_start": bool(cov.get("first") and pd.Timestamp(cov["first"]) <= ED_WINDOW_START)}
+        attrs = {
+            **cov,
+            "records": stats.records,
+            "backend": stats.backend,
+            "bad_chunks": stats.bad_chunks,
+            "bad_records": stats.bad_records,
+            "channels": stats.channels,
+            "reaches_window_start": bool(cov.get("first") and pd.Timestamp(cov["first"]) <= ED_WINDOW_START),
+        }
         name = Path(unit.logical_path).name
         first = cov.get("first")
         yield unit.finding(
-            rule_id="TRIAGE-EVT-COV-000", rule_title="Event log coverage", severity="info", confidence="high",
+            rule_id="TRIAGE-EVT-COV-000",
+            rule_title="Event log coverage",
+            severity="info",
+            confidence="high",
             title=f"Coverage of {name}: {stats.records} events, {first or '-'} to {cov.get('last') or '-'}",
             message=f"{name}: {stats.records} events in {channels}; first {first or '-'}, last "
-                    f"{cov.get('last') or '-'}; {cov.get('missing_record_ids', 0)} record numbers missing.",
-            location="coverage", ts=first, ts_desc="First event in log", ed2102_steps=["5"],
-            tags=["coverage"], attributes=attrs)
+            f"{cov.get('last') or '-'}; {cov.get('missing_record_ids', 0)} record numbers missing.",
+            location="coverage",
+            ts=first,
+            ts_desc="First event in log",
+            ed2102_steps=["5"],
+            tags=["coverage"],
+            attributes=attrs,
+        )
         if stats.records and first and pd.Timestamp(first) > ED_WINDOW_START:
             yield unit.finding(
-                rule_id="TRIAGE-EVT-COV-001", rule_title="Event log does not reach back to 2021-01-01",
-                severity="medium", confidence="high",
+                rule_id="TRIAGE-EVT-COV-001",
+                rule_title="Event log does not reach back to 2021-01-01",
+                severity="medium",
+                confidence="high",
                 title=f"{name} starts {first[:10]}, after the directive window began (2021-01-01)",
                 message=f"The oldest event in {name} is from {first}. ED 21-02 asks for activity since "
-                        "2021-01-01; anything before this log's start is not covered, so an absence of "
-                        "findings here is weak evidence for that period.",
-                location="coverage-window", ts=first, ts_desc="First event in log", ed2102_steps=["5", "8"],
-                tags=["coverage"], attributes={"first": first, "window_start": ED_WINDOW_START.isoformat()})
+                "2021-01-01; anything before this log's start is not covered, so an absence of "
+                "findings here is weak evidence for that period.",
+                location="coverage-window",
+                ts=first,
+                ts_desc="First event in log",
+                ed2102_steps=["5", "8"],
+                tags=["coverage"],
+                attributes={"first": first, "window_start": ED_WINDOW_START.isoformat()},
+            )
         missing = cov.get("missing_record_ids", 0)
         if missing or stats.bad_chunks:
             yield unit.finding(
-                rule_id="TRIAGE-EVT-COV-002", rule_title="Event records missing or unreadable",
-                severity="medium", confidence="medium",
+                rule_id="TRIAGE-EVT-COV-002",
+                rule_title="Event records missing or unreadable",
+                severity="medium",
+                confidence="medium",
                 title=f"{name}: {missing} record numbers missing, {stats.bad_chunks} unreadable chunks",
                 message=f"Record numbers {cov.get('first_record_id')} to {cov.get('last_record_id')} have "
-                        f"{missing} holes ({cov.get('missing_ranges', [])[:5]}...) and {stats.bad_chunks} chunks "
-                        "could not be parsed. Holes come from corrupt chunks, log wrap in progress or tampering; "
-                        "every readable record was kept.",
-                location="coverage-holes", ts=first, ts_desc="First event in log", ed2102_steps=["5"],
+                f"{missing} holes ({cov.get('missing_ranges', [])[:5]}...) and {stats.bad_chunks} chunks "
+                "could not be parsed. Holes come from corrupt chunks, log wrap in progress or tampering; "
+                "every readable record was kept.",
+                location="coverage-holes",
+                ts=first,
+                ts_desc="First event in log",
+                ed2102_steps=["5"],
                 tags=["coverage", "integrity"],
-                attributes={k: cov.get(k) for k in ("missing_record_ids", "missing_ranges", "first_record_id",
-                                                      "last_record_id")} | {"bad_chunks": stats.bad_chunks,
-                                                                            "warnings": stats.warnings[:20]})
+                attributes={
+                    k: cov.get(k) for k in ("missing_record_ids", "missing_ranges", "first_record_id", "last_record_id")
+                }
+                | {"bad_chunks": stats.bad_chunks, "warnings": stats.warnings[:20]},
+            )
 
 
 __all__ = ["SYSTEM_COLUMNS", "EventLogs"]

@@ -34,8 +34,22 @@ except ImportError:  # pragma: no cover - optional speed-up
 
 BATCH = 20_000
 SYSTEM_COLUMNS = (
-    "EventRecordID", "TimeCreated", "EventID", "Provider", "Channel", "Computer", "Level", "Task", "Opcode",
-    "Keywords", "UserID", "ProcessID", "ThreadID", "Version", "Qualifiers", "EventSourceName",
+    "EventRecordID",
+    "TimeCreated",
+    "EventID",
+    "Provider",
+    "Channel",
+    "Computer",
+    "Level",
+    "Task",
+    "Opcode",
+    "Keywords",
+    "UserID",
+    "ProcessID",
+    "ThreadID",
+    "Version",
+    "Qualifiers",
+    "EventSourceName",
 )
 INT_COLUMNS = ("EventRecordID", "EventID", "Level", "Task", "Opcode", "ProcessID", "ThreadID", "Version", "Qualifiers")
 STRING = pd.StringDtype("pyarrow")
@@ -211,11 +225,42 @@ def flatten_event(doc: dict[str, Any]) -> dict[str, Any]:
 
 # Winlogbeat/ECS and OTRF/NXLog flat exports
 _FLAT_META = {
-    "@timestamp", "@version", "Message", "message", "Hostname", "SourceName", "Channel", "EventID", "TimeCreated",
-    "EventTime", "EventReceivedTime", "SourceModuleName", "SourceModuleType", "Task", "Keywords", "Level",
-    "Opcode", "OpcodeValue", "Severity", "SeverityValue", "EventType", "RecordNumber", "EventRecordID",
-    "ExecutionProcessID", "ThreadID", "host", "port", "tags", "Category", "ProviderGuid", "Version", "AccountName",
-    "AccountType", "Domain", "UserID", "ERROR_EVT_UNRESOLVED",
+    "@timestamp",
+    "@version",
+    "Message",
+    "message",
+    "Hostname",
+    "SourceName",
+    "Channel",
+    "EventID",
+    "TimeCreated",
+    "EventTime",
+    "EventReceivedTime",
+    "SourceModuleName",
+    "SourceModuleType",
+    "Task",
+    "Keywords",
+    "Level",
+    "Opcode",
+    "OpcodeValue",
+    "Severity",
+    "SeverityValue",
+    "EventType",
+    "RecordNumber",
+    "EventRecordID",
+    "ExecutionProcessID",
+    "ThreadID",
+    "host",
+    "port",
+    "tags",
+    "Category",
+    "ProviderGuid",
+    "Version",
+    "AccountName",
+    "AccountType",
+    "Domain",
+    "UserID",
+    "ERROR_EVT_UNRESOLVED",
 }
 
 
@@ -454,8 +499,10 @@ def _recover_partial_chunk(path: Path, stats: ReadStats) -> Iterator[dict[str, A
                 yield row
         except (RuntimeError, OSError, ValueError) as exc:
             stats.warn(f"truncated last chunk: {exc}")
-    stats.warn(f"file is truncated: it ends {tail} bytes into a {CHUNK_SIZE}-byte chunk; "
-               f"{recovered} records recovered from that partial chunk (after {before} from whole chunks)")
+    stats.warn(
+        f"file is truncated: it ends {tail} bytes into a {CHUNK_SIZE}-byte chunk; "
+        f"{recovered} records recovered from that partial chunk (after {before} from whole chunks)"
+    )
 
 
 # -- JSON lines ----------------------------------------------------------------------------------------------
@@ -486,6 +533,7 @@ def iter_json_events(path: str | Path, stats: ReadStats, batch: int = BATCH) -> 
                 stats.warn(f"not valid JSON: {exc}")
                 docs = iter(())
         else:
+
             def lines() -> Iterator[Any]:
                 for lineno, line in enumerate(_prepend(first, fh), 1):
                     if not line.strip():

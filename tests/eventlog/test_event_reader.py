@@ -57,9 +57,14 @@ def test_classic_unnamed_data_and_qualifiers() -> None:
 
 
 @needs_corpus
-@pytest.mark.parametrize("name", ["webshell_exchange/EAS_privexchange_dirkjan.evtx",
-                                  "webshell_exchange/MTR_ID4756-Exchange_admin_group_change.evtx",
-                                  "credential_access/EAS_sysmon_10_11_lsass_memdump.evtx"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "webshell_exchange/EAS_privexchange_dirkjan.evtx",
+        "webshell_exchange/MTR_ID4756-Exchange_admin_group_change.evtx",
+        "credential_access/EAS_sysmon_10_11_lsass_memdump.evtx",
+    ],
+)
 def test_rust_and_python_backends_agree(name: str) -> None:
     path = CORPUS / "evtx" / name
     fast = list(_iter_evtx_rust(path, ReadStats()))
@@ -68,12 +73,16 @@ def test_rust_and_python_backends_agree(name: str) -> None:
 
     def norm(row: dict) -> dict:
         # XML parsing turns CRLF inside values into LF (XML line-end normalisation): compare without CR
-        out = {k: (str(v).replace("\r\n", "\n") if v is not None else None) for k, v in row.items()
-               if k != "TimeCreated"}
+        out = {
+            k: (str(v).replace("\r\n", "\n") if v is not None else None) for k, v in row.items() if k != "TimeCreated"
+        }
         return {k: v for k, v in out.items() if v not in (None, "")}
 
-    for a, b in zip(sorted(fast, key=lambda r: int(r["EventRecordID"])),
-                    sorted(slow, key=lambda r: int(r["EventRecordID"])), strict=True):
+    for a, b in zip(
+        sorted(fast, key=lambda r: int(r["EventRecordID"])),
+        sorted(slow, key=lambda r: int(r["EventRecordID"])),
+        strict=True,
+    ):
         assert norm(a) == norm(b)
         # python-evtx truncates the 100 ns FILETIME to microseconds, evtx rounds: at most 1 us apart
         delta = abs(pd.Timestamp(a["TimeCreated"]) - pd.Timestamp(b["TimeCreated"]))
@@ -94,15 +103,38 @@ def test_otrf_json_export() -> None:
 
 def test_json_shapes_and_malformed_lines(tmp_path: Path) -> None:
     lines = [
-        {"@timestamp": "2021-03-03T02:14:07.123Z", "winlog": {"event_id": 4688, "channel": "Security",
-         "provider_name": "Microsoft-Windows-Security-Auditing", "computer_name": "EXCH01", "record_id": 77,
-         "event_data": {"NewProcessName": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd /c whoami"}}},
-        {"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational", "SourceName": "Microsoft-Windows-Sysmon",
-         "Hostname": "EXCH01", "TimeCreated": "2021-03-03 02:15:00.000", "Image": "C:\\w\\cmd.exe",
-         "Message": "Process Create"},
-        {"Event": {"System": {"EventID": 7045, "Channel": "System", "Provider": {"#attributes": {"Name": "SCM"}},
-         "TimeCreated": {"#attributes": {"SystemTime": "2021-03-04T00:00:00Z"}}, "EventRecordID": 5},
-         "EventData": {"ServiceName": "evil", "ImagePath": "cmd /c x"}}},
+        {
+            "@timestamp": "2021-03-03T02:14:07.123Z",
+            "winlog": {
+                "event_id": 4688,
+                "channel": "Security",
+                "provider_name": "Microsoft-Windows-Security-Auditing",
+                "computer_name": "EXCH01",
+                "record_id": 77,
+                "event_data": {"NewProcessName": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd /c whoami"},
+            },
+        },
+        {
+            "EventID": 1,
+            "Channel": "Microsoft-Windows-Sysmon/Operational",
+            "SourceName": "Microsoft-Windows-Sysmon",
+            "Hostname": "EXCH01",
+            "TimeCreated": "2021-03-03 02:15:00.000",
+            "Image": "C:\\w\\cmd.exe",
+            "Message": "Process Create",
+        },
+        {
+            "Event": {
+                "System": {
+                    "EventID": 7045,
+                    "Channel": "System",
+                    "Provider": {"#attributes": {"Name": "SCM"}},
+                    "TimeCreated": {"#attributes": {"SystemTime": "2021-03-04T00:00:00Z"}},
+                    "EventRecordID": 5,
+                },
+                "EventData": {"ServiceName": "evil", "ImagePath": "cmd /c x"},
+            }
+        },
     ]
     text = "\n".join(json.dumps(x) for x in lines) + "\n{broken json\n[1,2]\n\n"
     path = tmp_path / "events.jsonl.gz"
@@ -133,10 +165,16 @@ def _log(n: int = 300) -> bytes:
     from triage.testing.evtx import Event, evtx_bytes
 
     t0 = datetime(2021, 3, 3, 2, 0, tzinfo=UTC)
-    events = [Event(event_id=4688, provider="Microsoft-Windows-Security-Auditing", channel="Security",
-                    time_created=t0 + timedelta(seconds=i), data={"NewProcessName": "C:\\Windows\\cmd.exe",
-                                                                  "CommandLine": f"cmd /c step {i}"})
-              for i in range(n)]
+    events = [
+        Event(
+            event_id=4688,
+            provider="Microsoft-Windows-Security-Auditing",
+            channel="Security",
+            time_created=t0 + timedelta(seconds=i),
+            data={"NewProcessName": "C:\\Windows\\cmd.exe", "CommandLine": f"cmd /c step {i}"},
+        )
+        for i in range(n)
+    ]
     return evtx_bytes(events, chunk_records=100)
 
 

@@ -70,9 +70,11 @@ def test_cli_sigma_dir_loads_unmodified_rules_and_reports_skips(tmp_path: Path, 
     (rules / "whoami.yml").write_text(
         "title: Whoami run\nid: 11111111-2222-4333-8444-555555555555\nstatus: test\n"
         "logsource: {product: windows, category: process_creation}\n"
-        "detection:\n  sel: {CommandLine|contains: whoami}\n  condition: sel\nlevel: medium\n")
-    (rules / "bad.yml").write_text("title: broken\nlogsource: {product: windows}\n"
-                                   "detection: {sel: {A|nonsense: x}, condition: sel}\n")
+        "detection:\n  sel: {CommandLine|contains: whoami}\n  condition: sel\nlevel: medium\n"
+    )
+    (rules / "bad.yml").write_text(
+        "title: broken\nlogsource: {product: windows}\ndetection: {sel: {A|nonsense: x}, condition: sel}\n"
+    )
     vol = build_volume(tmp_path / "vol", VolumeSpec(event_logs=True))
     case = tmp_path / "case"
     assert main(["collect", str(vol), "--case", str(case), "-q"]) == 0
