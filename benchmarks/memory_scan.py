@@ -99,8 +99,11 @@ rules = yararules.compile_rules([Path(p) for p in json.loads(sys.argv[2])])
 t1 = time.perf_counter()
 hits = [(m.rule, m.offset) for m in rawscan.scan_file(sys.argv[1], rules.rules, workers=int(sys.argv[3]))]
 t2 = time.perf_counter()
+import resource
 hwm = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
-print(json.dumps({"compile_s": t1 - t0, "scan_s": t2 - t1, "self_rss_kib": hwm, "hits": hits}))
+workers_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest forked scan worker
+print(json.dumps({"compile_s": t1 - t0, "scan_s": t2 - t1, "self_rss_kib": hwm, "worker_rss_kib": workers_kib,
+                  "hits": hits}))
 """
 
 
@@ -223,11 +226,13 @@ def main() -> int:
 
             for n in workers:
                 t = r[f"triage-{n}"]
-                rss = t["rss_kib"]
+                rss = f"{t['rss_kib'] / 1024:.0f} MiB" + (
+                    f" (+ {n} workers of {t['worker_rss_kib'] / 1024:.0f} MiB each)" if n > 1 else ""
+                )
                 print(
                     f"  triage, {n} worker(s) {t['wall_s']:6.2f} s wall (start-up and compile {t['compile_s']:.2f} s, "
-                    f"scan {t['scan_s']:.2f} s = {size / MIB / t['scan_s']:.0f} MiB/s), peak RSS {rss / 1024:.0f} MiB "
-                    f"per process, {len(r[f'triage-{n}_hits'])} matches, planted missed: "
+                    f"scan {t['scan_s']:.2f} s = {size / MIB / t['scan_s']:.0f} MiB/s), peak RSS {rss}, "
+                    f"{len(r[f'triage-{n}_hits'])} matches, planted missed: "
                     f"{missed(r[f'triage-{n}_hits']) or 'none'}"
                 )
             if use_yara:
@@ -252,8 +257,11 @@ def main() -> int:
         q, f = results["quarter"], results["full"]
         print("\npeak RSS at 1/4 size -> full size (MiB):")
         for n in workers:
-            a, b = q[f"triage-{n}"]["rss_kib"], f[f"triage-{n}"]["rss_kib"]
-            print(f"  triage, {n} worker(s): {a / 1024:.0f} -> {b / 1024:.0f}")
+            a, b = q[f"triage-{n}"], f[f"triage-{n}"]
+            line = f"  triage, {n} worker(s): {a['rss_kib'] / 1024:.0f} -> {b['rss_kib'] / 1024:.0f}"
+            if n > 1:
+                line += f" (each worker {a['worker_rss_kib'] / 1024:.0f} -> {b['worker_rss_kib'] / 1024:.0f})"
+            print(line)
         if use_yara:
             print(
                 f"  yara CLI: {q['yara']['rss_kib'] / 1024:.0f} -> {f['yara']['rss_kib'] / 1024:.0f} "
