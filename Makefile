@@ -16,7 +16,8 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf $(DEMO_CASE)
-	$(VENV)/bin/triage run samples/exchange-compromised/volume --case $(DEMO_CASE) --examiner demo
+	$(VENV)/bin/triage run samples/exchange-compromised/volume samples/exchange-compromised/memory/EXCH01-memory.raw \
+		--case $(DEMO_CASE) --examiner demo
 	$(VENV)/bin/triage verify $(DEMO_CASE)
 	@echo
 	@echo "Demo case folder:  $(DEMO_CASE)"

