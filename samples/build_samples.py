@@ -20,7 +20,9 @@ SAMPLES = {
     "exchange-compromised": VolumeSpec(
         hostname="EXCH01", install_path=r"C:\Apps\Exchange\V15", compromised=True, event_logs=True, all_hives=True
     ),
-    "exchange-clean": VolumeSpec(hostname="EXCH02", install_path=DEFAULT_INSTALL, compromised=False, event_logs=True, all_hives=True),
+    "exchange-clean": VolumeSpec(
+        hostname="EXCH02", install_path=DEFAULT_INSTALL, compromised=False, event_logs=True, all_hives=True
+    ),
 }
 
 

