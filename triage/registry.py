@@ -86,7 +86,7 @@ class Unit:
             title=title,
             message=message,
             evidence_id=ev.artifact_id,
-            evidence_path=ev.relpath or "",
+            evidence_path=ev.relpath or ev.source_path,  # a host group: "N artifacts of HOST"
             evidence_sha256=ev.sha256 or "",
             location=location,
             host=self.host,

@@ -173,7 +173,12 @@ def volume_files(spec: VolumeSpec) -> dict[str, bytes]:
     """Relative path (``/``-separated, from the volume root) -> content."""
     ex = "/".join(_install_parts(spec.install_path))
     files: dict[str, bytes] = {}
-    if spec.write_system_hive:
+    if spec.write_system_hive and spec.all_hives:
+        from triage.testing.hives import system_hive as full_system_hive
+
+        # a full server SYSTEM hive: interfaces and IPs, time zone, last shutdown, stock LSA settings
+        files["Windows/System32/config/SYSTEM"] = full_system_hive(hostname=spec.hostname).to_bytes()
+    elif spec.write_system_hive:
         files["Windows/System32/config/SYSTEM"] = system_hive(spec)
     if spec.write_software_hive:
         files["Windows/System32/config/SOFTWARE"] = software_hive(spec)
