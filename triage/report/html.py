@@ -29,29 +29,6 @@ from triage.report.ledger import Ledger
 from triage.report.svg import timeline_svg
 
 TEMPLATES = Path(__file__).parent / "templates"
-FINDING_FIELDS = [
-    "severity",
-    "ts",
-    "host",
-    "analyzer",
-    "rule_id",
-    "title",
-    "evidence_path",
-    "cve",
-    "ed2102_steps",
-    "finding_id",
-    "rule_title",
-    "message",
-    "location",
-    "evidence_id",
-    "evidence_sha256",
-    "confidence",
-    "ts_desc",
-    "mitre",
-    "tags",
-    "references",
-    "attributes",
-]
 SHOWN = [
     ("severity", "Severity", ""),
     ("ts", "Time (UTC)", ""),
@@ -77,6 +54,8 @@ DETAIL = [
     "references",
     "attributes",
 ]
+# every embedded field: the table columns, then the detail rows (one list, so the two cannot drift)
+FINDING_FIELDS = [name for name, _, _ in SHOWN] + DETAIL
 TEXT_LIMIT = 4000  # per embedded field; the full text is in the data files
 STATUS_CLASS = {"done": "done", "not done": "notdone", "not applicable": "na", "needs manual attestation": "manual"}
 RUN_STATUSES = ("success", "no_findings", "skipped", "error")
