@@ -55,23 +55,27 @@ def timed(fn) -> float:  # type: ignore[no-untyped-def]
     return time.perf_counter() - t0
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mib", type=int, default=512)
-    ap.add_argument("--small", type=int, default=2000)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="triage-bench-", dir=os.environ.get("TMPDIR")) as tmp:
-        work = Path(tmp)
-        vol = build_volume(work / "vol", VolumeSpec(compromised=True))
-        size = pad_volume(vol, args.mib, args.small)
-        nfiles = sum(len(f) for _, _, f in os.walk(vol))
-        results: dict[str, list[float]] = {"cp -a": [], "cp -a; sync": [], "sha256sum": [], "triage collect": []}
-        for r in range(args.repeat):
-            dst = work / f"cp{r}"
-            results["cp -a"].append(timed(lambda d=dst: subprocess.run(["cp", "-a", str(vol), str(d)], check=True)))
-            shutil.rmtree(dst)
-            subprocess.run(["sync"], check=True)
+def _rm_case(case_dir: Path) -> None:
+    for dirpath, _d, files in os.walk(case_dir):  # evidence is read-only
+        for f in files:
+            os.chmod(os.path.join(dirpath, f), 0o644)
+    shutil.rmtree(case_dir)
+
+
+def measure(vol: Path, work: Path, repeat: int = 3, extra: bool = True) -> dict[str, list[float]]:
+    """Wall seconds of every contender over ``vol``, ``repeat`` runs each, scratch copies under ``work``.
+
+    Keys: ``cp -a``, ``triage collect`` and, with ``extra``, ``cp -a; sync`` and ``sha256sum``.
+    """
+    results: dict[str, list[float]] = {"cp -a": [], "cp -a; sync": [], "sha256sum": [], "triage collect": []}
+    if not extra:
+        del results["cp -a; sync"], results["sha256sum"]
+    for r in range(repeat):
+        dst = work / f"cp{r}"
+        results["cp -a"].append(timed(lambda d=dst: subprocess.run(["cp", "-a", str(vol), str(d)], check=True)))
+        shutil.rmtree(dst)
+        subprocess.run(["sync"], check=True)
+        if extra:
             results["cp -a; sync"].append(
                 timed(lambda d=dst: subprocess.run(f"cp -a '{vol}' '{d}' && sync", shell=True, check=True))
             )
@@ -84,19 +88,31 @@ def main() -> int:
                     )
                 )
             )
-            case_dir = work / f"case{r}"
+        case_dir = work / f"case{r}"
 
-            def run(c=case_dir) -> None:
-                case = Case.create_or_open(c, examiner="bench")
-                src = open_source_path(str(vol))
-                collect_volume(case, src, host="BENCH")
-                case.close()  # includes the final sync of evidence, manifest and custody
+        def run(c: Path = case_dir) -> None:
+            case = Case.create_or_open(c, examiner="bench")
+            src = open_source_path(str(vol))
+            collect_volume(case, src, host="BENCH")
+            case.close()  # includes the final sync of evidence, manifest and custody
 
-            results["triage collect"].append(timed(run))
-            for dirpath, _d, files in os.walk(case_dir):
-                for f in files:
-                    os.chmod(os.path.join(dirpath, f), 0o644)
-            shutil.rmtree(case_dir)
+        results["triage collect"].append(timed(run))
+        _rm_case(case_dir)
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mib", type=int, default=512)
+    ap.add_argument("--small", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="triage-bench-", dir=os.environ.get("TMPDIR")) as tmp:
+        work = Path(tmp)
+        vol = build_volume(work / "vol", VolumeSpec(compromised=True))
+        size = pad_volume(vol, args.mib, args.small)
+        nfiles = sum(len(f) for _, _, f in os.walk(vol))
+        results = measure(vol, work, args.repeat)
         mb = size / 1e6
         print(f"tree: {nfiles} files, {mb:,.1f} MB; best of {args.repeat} runs", file=sys.stderr)
         base = min(results["cp -a"])

@@ -126,6 +126,63 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def write_log(path: Path, records: int) -> float:
+    """Write the synthetic log of ``records`` records; returns the seconds it took."""
+    t = time.perf_counter()
+    write_evtx(path, make_events(records))
+    return time.perf_counter() - t
+
+
+def measure(path: Path, slow_records: int = 2_000, sigma: list[str] | None = None) -> dict[str, float]:
+    """Records/s of every contender over the log at ``path``, all in this process, in this run.
+
+    Keys: ``python-evtx parse only`` (first ``slow_records`` records), ``evtx parse only``,
+    ``triage read (flattened frames)``, ``triage analyze, ED 21-02 pack`` and, with ``sigma``,
+    ``triage analyze, pack + --sigma``.
+    """
+    rates: dict[str, float] = {}
+
+    import Evtx.Evtx as pyevtx
+
+    t = time.perf_counter()
+    n = 0
+    with pyevtx.Evtx(str(path)) as log:
+        for rec in log.records():
+            rec.xml()
+            n += 1
+            if n >= slow_records:
+                break
+    rates["python-evtx parse only"] = n / (time.perf_counter() - t)
+
+    from evtx import PyEvtxParser
+
+    t = time.perf_counter()
+    n = sum(1 for r in PyEvtxParser(str(path), number_of_threads=1).records_json() if json.loads(r["data"]))
+    rates["evtx parse only"] = n / (time.perf_counter() - t)
+
+    t = time.perf_counter()
+    n = sum(len(f) for f in iter_evtx(path, ReadStats()))
+    rates["triage read (flattened frames)"] = n / (time.perf_counter() - t)
+
+    from triage.sigma import load_rules
+
+    sets = {"triage analyze, ED 21-02 pack": [signature_path("sigma/ed2102")]}
+    if sigma:
+        sets["triage analyze, pack + --sigma"] = [signature_path("sigma/ed2102"), *map(Path, sigma)]
+    for label, paths in sets.items():
+        t = time.perf_counter()
+        ruleset = load_rules(paths)
+        load_s = time.perf_counter() - t
+        t = time.perf_counter()
+        n = matches = 0
+        for frame in iter_evtx(path, ReadStats()):
+            n += len(frame)
+            matches += len(ruleset.evaluate(frame))
+        rates[label] = n / (time.perf_counter() - t)
+        print(f"{label}: {len(ruleset.loaded)} rules loaded in {load_s:.1f} s, {matches} matches", file=sys.stderr)
+    return rates
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--records", type=int, default=200_000)
@@ -134,52 +191,9 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.evtx"
-        t = time.perf_counter()
-        write_evtx(path, make_events(args.records))
-        print(
-            f"wrote {args.records:,} records, {path.stat().st_size / 1e6:.1f} MB in {time.perf_counter() - t:.1f} s",
-            file=sys.stderr,
-        )
-        rates: dict[str, float] = {}
-
-        import Evtx.Evtx as pyevtx
-
-        t = time.perf_counter()
-        n = 0
-        with pyevtx.Evtx(str(path)) as log:
-            for rec in log.records():
-                rec.xml()
-                n += 1
-                if n >= args.slow_records:
-                    break
-        rates["python-evtx parse only"] = n / (time.perf_counter() - t)
-
-        from evtx import PyEvtxParser
-
-        t = time.perf_counter()
-        n = sum(1 for r in PyEvtxParser(str(path), number_of_threads=1).records_json() if json.loads(r["data"]))
-        rates["evtx parse only"] = n / (time.perf_counter() - t)
-
-        t = time.perf_counter()
-        n = sum(len(f) for f in iter_evtx(path, ReadStats()))
-        rates["triage read (flattened frames)"] = n / (time.perf_counter() - t)
-
-        from triage.sigma import load_rules
-
-        sets = {"triage analyze, ED 21-02 pack": [signature_path("sigma/ed2102")]}
-        if args.sigma:
-            sets["triage analyze, pack + --sigma"] = [signature_path("sigma/ed2102"), *map(Path, args.sigma)]
-        for label, paths in sets.items():
-            t = time.perf_counter()
-            ruleset = load_rules(paths)
-            load_s = time.perf_counter() - t
-            t = time.perf_counter()
-            n = matches = 0
-            for frame in iter_evtx(path, ReadStats()):
-                n += len(frame)
-                matches += len(ruleset.evaluate(frame))
-            rates[label] = n / (time.perf_counter() - t)
-            print(f"{label}: {len(ruleset.loaded)} rules loaded in {load_s:.1f} s, {matches} matches", file=sys.stderr)
+        secs = write_log(path, args.records)
+        print(f"wrote {args.records:,} records, {path.stat().st_size / 1e6:.1f} MB in {secs:.1f} s", file=sys.stderr)
+        rates = measure(path, args.slow_records, args.sigma)
     base, slow = rates["evtx parse only"], rates["python-evtx parse only"]
     print(f"{'contender':<36} {'records/s':>12} {'x evtx':>8} {'x python-evtx':>14}")
     for name, rate in rates.items():

@@ -164,6 +164,41 @@ def best(fn: Callable[[], tuple[float, int]], repeat: int) -> tuple[float, int]:
     return statistics.median(r[0] for r in runs), runs[0][1]
 
 
+def measure(
+    workdir: Path, hives: dict[str, Path], repeat: int = 3, budget: float | None = None, log: bool = True
+) -> tuple[dict[str, float], dict[str, list[str]]]:
+    """Median seconds of the analysis (``analysis/<backend>``) and of the full walks (``walk/<backend>``).
+
+    ``budget``: walk the pure-Python SYSTEM hive for that many seconds only and extrapolate by key count;
+    the notes (per walk key) say so. Backends: ``python`` and, when regipy-rs is installed, ``rust``.
+    """
+    backends = ["python", *(["rust"] if rust_available() else [])]
+    results: dict[str, float] = {}
+    notes: dict[str, list[str]] = {}
+    for b in backends:
+        secs, n = best(lambda b=b: analysis(workdir / f"case-{b}", hives, b), repeat)
+        results[f"analysis/{b}"] = secs
+        if log:
+            print(f"analysis ({b:6s})            {secs * 1000:9.1f} ms   {n} findings (median of {repeat})")
+    for b in backends:
+        total, why = 0.0, []
+        for logical, path in hives.items():
+            quick = budget is not None and b == "python" and logical.endswith("/SYSTEM")
+            secs, keys, complete = walk(path, b, budget if quick else None)
+            if not complete:
+                all_keys = count_keys(path)
+                est = secs * all_keys / keys
+                why.append(f"SYSTEM EXTRAPOLATED: {keys} of {all_keys} keys in {secs:.1f} s -> ~{est:.0f} s (low)")
+                secs = est
+            total += secs
+        results[f"walk/{b}"] = total
+        notes[f"walk/{b}"] = why
+        if log:
+            label = "full walk (" + b + ")" + (" [partly extrapolated]" if why else "")
+            print(f"{label:34s} {total * 1000:9.1f} ms" + "".join(f"\n    {n}" for n in why))
+    return results, notes
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="walk the pure-Python SYSTEM hive for --budget s, extrapolate")
@@ -180,27 +215,7 @@ def main() -> int:
             f"{sizes[CFG + 'SYSTEM'] / 2**20:.1f} MiB"
         )
         print(f"regipy-rs: {'installed' if rust_available() else 'not installed (pure Python only)'}\n")
-        results: dict[str, float] = {}
-        for b in backends:
-            secs, n = best(lambda b=b: analysis(Path(tmp) / f"case-{b}", hives, b), args.repeat)
-            results[f"analysis/{b}"] = secs
-            print(f"analysis ({b:6s})            {secs * 1000:9.1f} ms   {n} findings (median of {args.repeat})")
-        for b in backends:
-            total, notes = 0.0, []
-            for logical, path in hives.items():
-                quick = args.quick and b == "python" and logical.endswith("/SYSTEM")
-                secs, keys, complete = walk(path, b, args.budget if quick else None)
-                if not complete:
-                    all_keys = count_keys(path)
-                    est = secs * all_keys / keys
-                    notes.append(
-                        f"SYSTEM EXTRAPOLATED: {keys} of {all_keys} keys in {secs:.1f} s -> ~{est:.0f} s (low)"
-                    )
-                    secs = est
-                total += secs
-            results[f"walk/{b}"] = total
-            label = "full walk (" + b + ")" + (" [partly extrapolated]" if notes else "")
-            print(f"{label:34s} {total * 1000:9.1f} ms" + "".join(f"\n    {n}" for n in notes))
+        results, _ = measure(Path(tmp), hives, args.repeat, args.budget if args.quick else None)
         print()
         for b in backends:
             ratio = results["walk/python"] / results[f"analysis/{b}"]

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -130,6 +131,41 @@ def generate(case_dir: str, n: int, hosts: int, seed: int) -> None:
     case.close()
 
 
+def generate_case(case_dir: Path, n: int, hosts: int = 8, seed: int = 7) -> float:
+    """Write the synthetic case in a spawned child; returns its wall seconds (raises if the child fails)."""
+    t = time.perf_counter()
+    child = multiprocessing.get_context("spawn").Process(target=generate, args=(str(case_dir), n, hosts, seed))
+    child.start()
+    child.join()
+    if child.exitcode:
+        raise RuntimeError(f"generator failed with exit code {child.exitcode}")
+    return time.perf_counter() - t
+
+
+def build(case_dir: Path) -> tuple[Any, float, float]:
+    """``build_report`` over the case: (result, wall seconds, CPU seconds of this process)."""
+    from triage.case import Case
+    from triage.report import build_report
+
+    t, cpu = time.perf_counter(), time.process_time()
+    case = Case.open(case_dir)
+    res = build_report(case)
+    case.close()
+    return res, time.perf_counter() - t, time.process_time() - cpu
+
+
+def parquet_to_csv(case_dir: Path, out: Path) -> tuple[int, float]:
+    """A floor for any report writer: read every result parquet with pandas and write one CSV.
+
+    Returns (rows, wall seconds).
+    """
+    t = time.perf_counter()
+    frames = [pd.read_parquet(f) for f in sorted((case_dir / "results").rglob("*.parquet"))]
+    df = pd.concat(frames, ignore_index=True)
+    df.to_csv(out, index=False)
+    return len(df), time.perf_counter() - t
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--findings", type=int, default=1_000_000)
@@ -137,9 +173,6 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--keep", metavar="DIR", help="build the case here and keep it")
     args = ap.parse_args()
-    from triage.case import Case
-    from triage.report import build_report
-
     tmp = None
     if args.keep:
         case_dir = Path(args.keep)
@@ -148,22 +181,13 @@ def main() -> int:
         tmp = tempfile.mkdtemp(prefix="triage-report-bench-")
         case_dir = Path(tmp) / "case"
     try:
-        t = time.perf_counter()
-        child = multiprocessing.get_context("spawn").Process(
-            target=generate, args=(str(case_dir), args.findings, args.hosts, args.seed)
-        )
-        child.start()
-        child.join()
-        if child.exitcode:
-            print(f"generator failed with exit code {child.exitcode}", file=sys.stderr)
+        try:
+            gen_s = generate_case(case_dir, args.findings, args.hosts, args.seed)
+        except RuntimeError as exc:
+            print(exc, file=sys.stderr)
             return 1
-        gen_s = time.perf_counter() - t
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        t, cpu = time.perf_counter(), time.process_time()
-        case = Case.open(case_dir)
-        res = build_report(case)
-        case.close()
-        total_s, cpu_s = time.perf_counter() - t, time.process_time() - cpu
+        res, total_s, cpu_s = build(case_dir)
         peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         print(f"synthetic case: {args.findings:,} findings, {args.hosts} hosts, generated in {gen_s:.1f} s")
         print(

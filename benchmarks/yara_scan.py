@@ -156,6 +156,68 @@ def cli_matches(cmd: list[str]) -> set[tuple[str, str]]:
     return found
 
 
+def measure_scan(
+    tmpd: Path,
+    root: Path,
+    files: list[Path],
+    rule_files: list[RuleFile],
+    jobs: int,
+    repeat: int,
+    configs: dict[str, tuple[str, str]] | None = None,
+    cli_skip: set[str] | None = None,
+) -> dict[str, tuple[float, float, set[tuple[str, str]]]]:
+    """(best wall s, best CPU s, matches) per contender: the yara CLI (when installed) and triage.
+
+    Rows: ``yara CLI -p 1``, ``yara CLI (default threads)``, the same with ``-C`` when ``yarac`` exists, and per
+    config ``triage <label>, 1 process`` plus, for yara-x first configs, ``triage <label>, <jobs> processes``.
+    ``cli_skip``: paths of rule files the CLI is not given (those triage skipped as not compiling). The
+    compiled-rule cache must already be warm in ``$TRIAGE_YARA_CACHE`` for the timings to match a real run's.
+    """
+    configs = configs or CONFIGS
+    results: dict[str, tuple[float, float, set[tuple[str, str]]]] = {}
+    yara_cli = shutil.which("yara")
+    if yara_cli:
+        defines = [
+            a for name in ("filename", "filepath", "extension", "filetype", "owner", "md5") for a in ("-d", f"{name}=")
+        ]
+        sources = [f"{f.namespace}:{f.path}" for f in rule_files if str(f.path) not in (cli_skip or set())]
+        base = [yara_cli, "-r", "-w", "-e", *defines]
+        compiled_bin = tmpd / "rules.yarc"
+        if shutil.which("yarac"):
+            subprocess.run(["yarac", "-w", *defines, *sources, str(compiled_bin)], check=True)
+        timed("yara CLI -p 1", lambda: cli_matches([*base, "-p", "1", *sources, str(root)]), results, repeat)
+        timed("yara CLI (default threads)", lambda: cli_matches([*base, *sources, str(root)]), results, repeat)
+        if compiled_bin.exists():
+            timed(
+                "yara CLI -C -p 1",
+                lambda: cli_matches([*base, "-p", "1", "-C", str(compiled_bin), str(root)]),
+                results,
+                repeat,
+            )
+            timed(
+                "yara CLI -C (default threads)",
+                lambda: cli_matches([*base, "-C", str(compiled_bin), str(root)]),
+                results,
+                repeat,
+            )
+
+    def ours(engine: str, fallback: str) -> set[tuple[str, str]]:
+        # loading the compiled set from the cache is part of the timed run, as it is for yara -C
+        return scan_all(load_rules(rule_files, engine=engine, fallback=fallback), root, files)
+
+    def pool(engine: str, fallback: str) -> set[tuple[str, str]]:
+        chunks = [files[i::jobs] for i in range(jobs)]
+        with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as ex:
+            parts = ex.map(_worker_scan, [(rule_files, engine, fallback, str(root), c) for c in chunks])
+            return set().union(*parts)
+
+    for label, (engine, fallback) in configs.items():
+        timed(f"triage {label}, 1 process", lambda e=engine, f=fallback: ours(e, f), results, repeat)
+        if engine == YARA_X:
+            timed(f"triage {label}, {jobs} processes", lambda e=engine, f=fallback: pool(e, f), results, repeat)
+    return results
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pages", type=int, default=1500, help="number of server pages (1-64 KiB each)")
@@ -204,54 +266,9 @@ def main() -> int:
             print(f"  skipped rule files: {', '.join(Path(f.path).name for f in skipped)}")
 
         print("\nscan (same files, same rules):")
-        results: dict[str, tuple[float, float, set[tuple[str, str]]]] = {}
+        cli_skip = {str(f.path) for f in skipped}
+        results = measure_scan(tmpd, root, files, rule_files, args.jobs, args.repeat, cli_skip=cli_skip)
         yara_cli = shutil.which("yara")
-        if yara_cli:
-            defines = [
-                a
-                for name in ("filename", "filepath", "extension", "filetype", "owner", "md5")
-                for a in ("-d", f"{name}=")
-            ]
-            sources = [f"{f.namespace}:{f.path}" for f in rule_files if f not in skipped]
-            base = [yara_cli, "-r", "-w", "-e", *defines]
-            compiled_bin = tmpd / "rules.yarc"
-            if shutil.which("yarac"):
-                subprocess.run(["yarac", "-w", *defines, *sources, str(compiled_bin)], check=True)
-            timed("yara CLI -p 1", lambda: cli_matches([*base, "-p", "1", *sources, str(root)]), results, args.repeat)
-            timed("yara CLI (default threads)", lambda: cli_matches([*base, *sources, str(root)]), results, args.repeat)
-            if compiled_bin.exists():
-                timed(
-                    "yara CLI -C -p 1",
-                    lambda: cli_matches([*base, "-p", "1", "-C", str(compiled_bin), str(root)]),
-                    results,
-                    args.repeat,
-                )
-                timed(
-                    "yara CLI -C (default threads)",
-                    lambda: cli_matches([*base, "-C", str(compiled_bin), str(root)]),
-                    results,
-                    args.repeat,
-                )
-
-        def ours(engine: str, fallback: str) -> set[tuple[str, str]]:
-            # loading the compiled set from the cache is part of the timed run, as it is for yara -C
-            return scan_all(load_rules(rule_files, engine=engine, fallback=fallback), root, files)
-
-        def pool(engine: str, fallback: str) -> set[tuple[str, str]]:
-            chunks = [files[i :: args.jobs] for i in range(args.jobs)]
-            with ProcessPoolExecutor(args.jobs, mp_context=get_context("fork")) as ex:
-                parts = ex.map(_worker_scan, [(rule_files, engine, fallback, str(root), c) for c in chunks])
-                return set().union(*parts)
-
-        for label, (engine, fallback) in CONFIGS.items():
-            timed(f"triage {label}, 1 process", lambda e=engine, f=fallback: ours(e, f), results, args.repeat)
-            if engine == YARA_X:
-                timed(
-                    f"triage {label}, {args.jobs} processes",
-                    lambda e=engine, f=fallback: pool(e, f),
-                    results,
-                    args.repeat,
-                )
 
         default = next(iter(CONFIGS))
         reference = results[f"triage {default}, 1 process"][2]
