@@ -1034,3 +1034,76 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# -- the shared test disk --------------------------------------------------------------------------------
+WEBSHELL = "inetpub/wwwroot/aspnet_client/system_web/Dk2jQ8ab.aspx"
+STOMPED_SI = datetime(2016, 9, 15, 10, 0, tzinfo=UTC)  # what the intruder set: the install date
+SHELL_FN = datetime(2021, 3, 3, 2, 41, 5, tzinfo=UTC)  # when the page was really written
+ZONE_IDENTIFIER = b"[ZoneTransfer]\r\nZoneId=3\r\nHostUrl=http://103.77.192.219/Dk2jQ8ab.aspx\r\n"
+
+
+class ImageSet(dict[str, list[Path]]):
+    """{format: segment paths} of one evidence disk, plus what a test needs to check a collection from it.
+
+    Attributes: ``layout`` (the raw disk's :class:`DiskLayout`; partition 1 is C:, 2 is D:), ``raw`` (the
+    raw disk), ``trees`` ({"C": folder, "D": folder} the volumes were built from), ``hashes`` ({"C": {relpath:
+    sha256}, "D": ...}), ``timestomped`` (relpath on C: whose SI times are :data:`STOMPED_SI` while its FN
+    times are :data:`SHELL_FN`), ``streams`` ({relpath: {stream name: bytes}} on C:).
+    """
+
+    layout: DiskLayout
+    raw: Path
+    trees: dict[str, Path]
+    hashes: dict[str, dict[str, str]]
+    timestomped: str
+    streams: dict[str, dict[str, bytes]]
+
+
+def build_image_set(work: Path, *, formats: tuple[str, ...] = FORMATS, filler_bytes: int = 3 * MIB) -> ImageSet:
+    """The synthetic compromised Exchange server as one GPT disk in every format, built under ``work``.
+
+    C: is :func:`triage.testing.volume.build_volume`'s default volume (host EXCH01) whose SYSTEM hive also
+    maps ``\\DosDevices\\C:`` and ``D:`` to the GPT partitions in ``MountedDevices``; its web shell is
+    timestomped and carries a Zone.Identifier stream. D: is :func:`data_volume_files` (Exchange logs and a
+    pseudo-random database, so the E01 spans several 1 MiB segments). Takes about a second.
+    """
+    from triage.testing.regf import HiveBuilder
+    from triage.testing.volume import T0, VolumeSpec, build_volume
+
+    work = Path(work)
+    spec = VolumeSpec()
+    c_tree = build_volume(work / "trees" / "C", spec)
+    d_tree = write_tree(work / "trees" / "D", data_volume_files(filler_bytes), T0)
+    guids = [uuid.UUID("c0c0c0c0-0c0c-4c0c-8c0c-00000000000c"), uuid.UUID("d0d0d0d0-0d0d-4d0d-8d0d-00000000000d")]
+    system = HiveBuilder(file_name=r"\SystemRoot\System32\Config\SYSTEM", timestamp=T0)
+    system.set_value("Select", "Current", 1)
+    system.set_value("Select", "Default", 1)
+    system.set_value(r"ControlSet001\Control\ComputerName\ComputerName", "ComputerName", spec.hostname)
+    system.set_value(r"ControlSet001\Services\Tcpip\Parameters", "Hostname", spec.hostname.lower())
+    for letter, guid in zip("CD", guids, strict=True):
+        system.set_value("MountedDevices", f"\\DosDevices\\{letter}:", b"DMIO:ID:" + guid.bytes_le)
+    hive = c_tree / "Windows/System32/config/SYSTEM"
+    hive.write_bytes(system.to_bytes())
+    os.utime(hive, (T0.timestamp(), T0.timestamp()))
+    streams = {WEBSHELL: {"Zone.Identifier": ZONE_IDENTIFIER}}
+    vols = work / "volumes"
+    c_vol = build_ntfs_volume(
+        c_tree,
+        vols / "C.ntfs",
+        label="System",
+        streams=streams,
+        times={WEBSHELL: TimeSpec(si=NtfsTimes.all(STOMPED_SI), fn=NtfsTimes.all(SHELL_FN))},
+    )
+    d_vol = build_ntfs_volume(d_tree, vols / "D.ntfs", label="Data")
+    layout = build_disk([c_vol, d_vol], work / "disk" / "exch01.dd", scheme="gpt", partition_guids=guids)
+    images = ImageSet()
+    for fmt in formats:
+        images[fmt] = to_format(layout.path, fmt, work / fmt, name="exch01")  # type: ignore[arg-type]
+    images.layout = layout
+    images.raw = layout.path
+    images.trees = {"C": c_tree, "D": d_tree}
+    images.hashes = {"C": tree_hashes(c_tree), "D": tree_hashes(d_tree)}
+    images.timestomped = WEBSHELL
+    images.streams = streams
+    return images
