@@ -62,7 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     collect_opts.add_argument("--case-id", help="case id for a new case")
 
     analyze_opts = argparse.ArgumentParser(add_help=False)
-    analyze_opts.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1, help="worker processes")
+    analyze_opts.add_argument(
+        "--jobs", "-j", type=int, default=os.cpu_count() or 1, help="worker processes of the local pool"
+    )
+    where = analyze_opts.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:PORT",
+        help="run the analyzer units on this dask.distributed scheduler's workers "
+        "(they must see the case folder at the same path)",
+    )
+    where.add_argument(
+        "--cluster", metavar="local:N", help="run the analyzer units on a local dask cluster of N worker processes"
+    )
     analyze_opts.add_argument("--only", type=_csv, default=(), help="comma-separated analyzers to run")
     analyze_opts.add_argument("--skip", type=_csv, default=(), help="comma-separated analyzers not to run")
     analyze_opts.add_argument("--force", action="store_true", help="rerun units that already finished")
@@ -139,13 +151,15 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 # -- commands ---------------------------------------------------------------------------------------
-def cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_collect(args: argparse.Namespace, plan: Any = None) -> dict[str, Any]:
+    """Collect the sources (``plan``: already opened, see :mod:`triage.fleet`) into ``args.case``."""
     from triage.case import Case
     from triage.collectors.collect import CollectStats, collect_files, collect_volume
-    from triage.collectors.sources import open_source_path
+    from triage.fleet import open_sources
     from triage.progress import byte_progress
 
-    sources = [open_source_path(s, args.as_type) for s in args.sources]  # usage errors before any write
+    plan = plan or open_sources(args.sources, args.as_type)  # usage errors before any write; HOST=PATH too
+    sources = list(plan.sources)
     case = Case.create_or_open(args.case, examiner=args.examiner, case_id=args.case_id)
     stats = CollectStats()
     link = {"reference": "reference", "hard": "hardlink", None: None}[args.link]
@@ -155,21 +169,22 @@ def cmd_collect(args: argparse.Namespace) -> dict[str, Any]:
     with byte_progress("collecting", enabled=not args.quiet) as advance:
         for src in sources:
             log.info("collecting %s (%s)", src.location, src.source_type)
+            named = plan.host_for(src) or args.host  # HOST=PATH names this source's host
             case.custody.append(
-                "collect_start", source=src.location, source_type=src.source_type, host=args.host, link=link
+                "collect_start", source=src.location, source_type=src.source_type, host=named, link=link
             )
             try:
                 if src.drives:
-                    collect_volume(case, src, host=args.host, progress=advance, stats=stats)
+                    collect_volume(case, src, host=named, progress=advance, stats=stats)
                 elif src.files:
-                    host = args.host or (next(iter(stats.hosts)) if len(stats.hosts) == 1 else None)
+                    host = named or (next(iter(stats.hosts)) if len(stats.hosts) == 1 else None)
                     collect_files(case, src, host=host, kind=args.kind, link=link, progress=advance, stats=stats)
                 else:
                     why = "; ".join(src.notes) or "nothing to collect"
                     log.error("%s: no Windows volume found in this %s source (%s)", src.location, src.source_type, why)
                     stats.add(
                         case.record_attempt(
-                            host=args.host or src.host_hint or "unknown-host",
+                            host=named or src.host_hint or "unknown-host",
                             kind="collection",
                             outcome="failure",
                             source_path=src.location,
@@ -265,6 +280,7 @@ def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
     with unit_progress("analyzing", enabled=not args.quiet) as update:
         summary = analyze_case(
             case,
+            executor=getattr(args, "executor", None),
             jobs=max(1, args.jobs),
             only=args.only,
             skip=args.skip,
@@ -384,21 +400,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     _setup_logging(args)
+    from triage import fleet
+
     try:
+        if args.command in ("analyze", "run"):
+            from triage.executors import open_executor
+
+            # one executor per command (a dask cluster starts once), closed in the finally below
+            args.executor = open_executor(jobs=max(1, args.jobs), scheduler=args.scheduler, cluster=args.cluster)
         code = ExitCode.OK
         if args.command == "collect":
             out: dict[str, Any] = cmd_collect(args)
+        elif args.command in ("analyze", "report", "verify") and fleet.is_fleet_folder(args.case):
+            # a fleet folder (triage.fleet): the command runs over every host case, plus the fleet report
+            if args.command == "analyze":
+                out = fleet.analyze_fleet(args)
+            else:
+                out, code = fleet.report_fleet(args) if args.command == "report" else fleet.verify_fleet(args)
         elif args.command == "analyze":
             out = cmd_analyze(args)
         elif args.command == "report":
             out = cmd_report(args)
             code = _fail_on(args, out)
         elif args.command == "run":
-            out = {"collect": cmd_collect(args)}
-            args.case = out["collect"]["case"]
-            out["analyze"] = cmd_analyze(args)
-            out["report"] = cmd_report(args)
-            code = _fail_on(args, out["report"])
+            plan = fleet.plan_sources(args.sources, args.as_type, host=args.host)
+            if plan.fleet or fleet.is_fleet_folder(args.case):
+                out, code = fleet.run_fleet(args, plan)
+            else:
+                out = {"collect": cmd_collect(args, plan)}
+                args.case = out["collect"]["case"]
+                out["analyze"] = cmd_analyze(args)
+                out["report"] = cmd_report(args)
+                code = _fail_on(args, out["report"])
         elif args.command == "verify":
             out = cmd_verify(args)
             code = ExitCode.OK if out["ok"] else ExitCode.INTEGRITY
@@ -416,6 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         log.exception("internal error (please report it with this traceback)")
         return int(ExitCode.INTERNAL)
+    finally:
+        if getattr(args, "executor", None) is not None:
+            args.executor.close()
 
 
 __all__ = ["UsageError", "build_parser", "main"]

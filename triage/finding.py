@@ -128,6 +128,7 @@ class RunRecord:
     result_path: str = ""
     result_sha256: str = ""
     fingerprint: str = ""  # analyzer version + rules + options (see Analyzer.fingerprint)
+    worker: str = ""  # host:pid of the process that ran the unit ("" in records of older versions)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

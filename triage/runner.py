@@ -1,4 +1,4 @@
-"""Runs (analyzer x evidence) units in a local process pool, resumably.
+"""Runs (analyzer x evidence) units resumably, in a local process pool or on a dask cluster.
 
 Each unit writes ``results/<analyzer>/<evidence_id>.parquet`` and then ``.run.json`` (both via a
 temporary file and an atomic rename), so a run killed half way leaves only whole results, and the
@@ -8,18 +8,17 @@ next run skips every unit that finished. A crashing analyzer, or a worker that d
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
+import threading
 import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,9 @@ from typing import Any
 from triage.case import Case, ManifestRow
 from triage.custody import utcnow
 from triage.errors import Skip
+from triage.executors import Executor, LocalPoolExecutor, UnitTask, worker_id
 from triage.finding import Finding, RunRecord, findings_frame
-from triage.hashing import hash_file
+from triage.hashing import hash_file, sha256_bytes
 from triage.registry import Analyzer, Unit, analyzers, discover, iter_selected
 
 log = logging.getLogger(__name__)
@@ -83,16 +83,33 @@ def _finished(case_dir: Path, analyzer: Analyzer, row: ManifestRow) -> bool:
     )
 
 
-_INSTANCES: dict[tuple[str, str], Analyzer] = {}
+_INSTANCES: dict[tuple[str, str, int], Analyzer] = {}
 
 
 def _instance(cls: type[Analyzer], options: dict[str, Any]) -> Analyzer:
-    """One analyzer object per process and options (its rules load once)."""
-    key = (cls.name, json.dumps(options, sort_keys=True, default=str))
+    """One analyzer object per process, thread and options (its rules load once).
+
+    Per thread because a dask worker may run units in several threads, and compiled rule objects
+    (yara-x scanners) must not cross threads.
+    """
+    key = (cls.name, json.dumps(options, sort_keys=True, default=str), threading.get_ident())
     inst = _INSTANCES.get(key)
     if inst is None:
         inst = _INSTANCES[key] = cls(options)
     return inst
+
+
+def _drop_instance(cls: type[Analyzer], options: dict[str, Any]) -> None:
+    _INSTANCES.pop((cls.name, json.dumps(options, sort_keys=True, default=str), threading.get_ident()), None)
+
+
+def drop_instances() -> int:
+    """Forget this thread's analyzer objects (so they are freed in the thread that made them)."""
+    mine = [k for k in _INSTANCES if k[2] == threading.get_ident()]
+    for k in mine:
+        del _INSTANCES[k]
+    gc.collect()
+    return len(mine)
 
 
 def run_unit(
@@ -112,6 +129,12 @@ def run_unit(
         registry = discover(plugins)
     cls = registry[analyzer_name]
     analyzer = _instance(cls, options or {})
+    fingerprint = analyzer.fingerprint()
+    # a long-lived worker (dask) keeps its analyzer objects between commands: reload rules that changed
+    if analyzer.__dict__.setdefault("_triage_fingerprint", fingerprint) != fingerprint:
+        _drop_instance(cls, options or {})
+        analyzer = _instance(cls, options or {})
+        analyzer.__dict__["_triage_fingerprint"] = fingerprint
     cdir = Path(case_dir)
     path = cdir if members is not None else Case(cdir, {"case_id": case_id}).artifact_path(evidence)
     unit = Unit(
@@ -158,7 +181,8 @@ def run_unit(
         traceback=tb,
         result_path=parquet.relative_to(cdir).as_posix() if result_sha else "",
         result_sha256=result_sha,
-        fingerprint=analyzer.fingerprint(),
+        fingerprint=fingerprint,
+        worker=worker_id(),
     )
     _atomic_write(run, json.dumps(record.to_dict(), indent=1, ensure_ascii=False, default=str).encode())
     return record.to_dict()
@@ -203,9 +227,187 @@ def _died_record(case_dir: Path, cls: type[Analyzer], row: ManifestRow, why: str
     return rec.to_dict()
 
 
+@dataclass
+class _Planned:
+    """One case's share of an analyze_cases call."""
+
+    case: Case
+    summary: AnalyzeSummary
+    selected: list[type[Analyzer]]
+    tasks: list[UnitTask]
+    units: list[dict[str, Any]] = field(default_factory=list)  # per unit run now: who ran it
+
+
+def _plan(
+    case: Case,
+    selected: list[type[Analyzer]],
+    *,
+    force: bool,
+    plugins: tuple[str, ...],
+    options: dict[str, dict[str, Any]],
+) -> tuple[_Planned, dict[str, tuple[type[Analyzer], ManifestRow]]]:
+    summary = AnalyzeSummary(
+        run_id=f"run-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}",
+        started=utcnow(),
+    )
+    rows = case.evidence()
+    tasks: list[UnitTask] = []
+    lookup: dict[str, tuple[type[Analyzer], ManifestRow]] = {}
+    for cls in selected:
+        planner = _instance(cls, options.get(cls.name, {}))
+        units: list[tuple[ManifestRow, list[ManifestRow] | None]] = [(r, None) for r in rows if r.kind in cls.consumes]
+        if cls.scope == "host":
+            units = []
+            for host in sorted({r.source_host for r in rows}):
+                members = [r for r in rows if r.source_host == host and r.kind in cls.consumes]
+                if members:
+                    units.append((host_group(cls.name, host, members), members))
+        for row, members in units:
+            summary.planned += 1
+            if not force and _finished(case.path, planner, row):
+                summary.reused += 1
+                continue
+            task = UnitTask(
+                key=f"triage-{cls.name}-{row.artifact_id}-{summary.run_id}",
+                args=(
+                    str(case.path),
+                    case.case_id,
+                    cls.name,
+                    row.as_dict(),
+                    plugins,
+                    options.get(cls.name, {}),
+                    [m.as_dict() for m in members] if members is not None else None,
+                ),
+                case_dir=str(case.path),
+                analyzer=cls.name,
+                evidence_id=row.artifact_id,
+            )
+            tasks.append(task)
+            lookup[task.key] = (cls, row)
+    return _Planned(case, summary, selected, tasks), lookup
+
+
+def analyze_cases(
+    cases: Sequence[Case],
+    *,
+    executor: Executor | None = None,
+    jobs: int = 1,
+    only: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
+    force: bool = False,
+    plugins: tuple[str, ...] = (),
+    options: dict[str, dict[str, Any]] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict[str, AnalyzeSummary]:
+    """Plan the units of several cases and run them all on one executor.
+
+    Returns one summary per case, keyed by ``str(case.path)`` (case ids need not be unique). Each
+    case gets its own ``runs/<run_id>.json`` and ``analyze`` custody event, as with
+    :func:`analyze_case`. ``executor`` defaults to ``LocalPoolExecutor(jobs)`` (opened and closed
+    here); a given executor is used as is and left open. ``on_progress(done, total)`` counts the
+    units run now, over all cases.
+    """
+    options = options or {}
+    discover(plugins)
+    selected = list(iter_selected(only, skip))
+    plans: list[_Planned] = []
+    lookup: dict[str, tuple[_Planned, type[Analyzer], ManifestRow]] = {}
+    for case in cases:
+        plan, keys = _plan(case, selected, force=force, plugins=plugins, options=options)
+        plans.append(plan)
+        lookup.update({k: (plan, cls, row) for k, (cls, row) in keys.items()})
+    tasks = [t for p in plans for t in p.tasks]
+    total, done = len(tasks), 0
+
+    def on_result(task: UnitTask, rec: dict[str, Any]) -> None:
+        nonlocal done
+        done += 1
+        plan = lookup[task.key][0]
+        summary = plan.summary
+        summary.statuses[rec["status"]] += 1
+        summary.findings += rec.get("findings", 0)
+        plan.units.append(
+            {
+                "analyzer": rec["analyzer"],
+                "evidence_id": rec["evidence_id"],
+                "status": rec["status"],
+                "worker": rec.get("worker", ""),
+            }
+        )
+        if rec["status"] == "error":
+            summary.errors.append(
+                {
+                    "analyzer": rec["analyzer"],
+                    "evidence_id": rec["evidence_id"],
+                    "message": rec.get("message", ""),
+                }
+            )
+        if on_progress:
+            on_progress(done, total)
+
+    def on_failed(task: UnitTask, why: str) -> None:
+        plan, cls, row = lookup[task.key]
+        on_result(task, _died_record(plan.case.path, cls, row, why))
+
+    def finished(task: UnitTask) -> dict[str, Any] | None:
+        plan, cls, row = lookup[task.key]
+        if _finished(plan.case.path, _instance(cls, options.get(cls.name, {})), row):
+            return json.loads(result_paths(plan.case.path, cls.name, row.artifact_id)[1].read_text())
+        return None
+
+    own = executor is None
+    ex = executor if executor is not None else LocalPoolExecutor(jobs)
+    try:
+        if tasks:
+            ex.preflight([(str(p.case.path), sha256_bytes((p.case.path / "case.json").read_bytes())) for p in plans])
+            ex.run(tasks, on_result=on_result, on_failed=on_failed, finished=finished)
+        described = ex.describe()
+    finally:
+        if own:
+            ex.close()
+    for plan in plans:
+        _write_run(plan, described, jobs=jobs, force=force, options=options)
+    return {str(p.case.path): p.summary for p in plans}
+
+
+def _write_run(
+    plan: _Planned, executor: dict[str, Any], *, jobs: int, force: bool, options: dict[str, dict[str, Any]]
+) -> None:
+    """The case's runs/<run_id>.json and its custody event."""
+    case, summary = plan.case, plan.summary
+    summary.finished = utcnow()
+    run_file = case.path / "runs" / f"{summary.run_id}.json"
+    run_file.parent.mkdir(exist_ok=True)
+    analyzers_run = {c.name: c.version for c in plan.selected}
+    by_worker = Counter(u["worker"] or "unknown" for u in plan.units)
+    body = summary.as_dict() | {
+        "analyzers": analyzers_run,
+        "jobs": jobs,
+        "force": force,
+        "options": options,  # e.g. extra --sigma/--yara folders, for the report's provenance
+        "executor": executor,
+        "units": sorted(plan.units, key=lambda u: (u["analyzer"], u["evidence_id"])),
+    }
+    _atomic_write(run_file, json.dumps(body, indent=1, default=str).encode())
+    case.custody.append(
+        "analyze",
+        run_id=summary.run_id,
+        planned=summary.planned,
+        reused=summary.reused,
+        statuses=dict(summary.statuses),
+        findings=summary.findings,
+        analyzers=analyzers_run,
+        executor={k: executor.get(k) for k in ("kind", "address", "workers")},
+        units_by_worker=dict(sorted(by_worker.items())),
+        run_record=run_file.relative_to(case.path).as_posix(),
+        run_record_sha256=hash_file(run_file, ("sha256",))[1]["sha256"],
+    )
+
+
 def analyze_case(
     case: Case,
     *,
+    executor: Executor | None = None,
     jobs: int = 1,
     only: tuple[str, ...] = (),
     skip: tuple[str, ...] = (),
@@ -217,110 +419,16 @@ def analyze_case(
     """Plan and run all units of the selected analyzers over the case's evidence.
 
     ``options`` maps an analyzer name to its options (e.g. ``{"eventlog": {"sigma": [DIR]}}``).
+    ``executor``: where units run (default: a local pool of ``jobs`` processes).
     """
-    options = options or {}
-    discover(plugins)
-    selected = list(iter_selected(only, skip))
-    summary = AnalyzeSummary(
-        run_id=f"run-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}",
-        started=utcnow(),
-    )
-    rows = case.evidence()
-    todo: list[tuple[type[Analyzer], ManifestRow]] = []
-    groups: dict[tuple[str, str], list[ManifestRow]] = {}
-    for cls in selected:
-        planner = _instance(cls, options.get(cls.name, {}))
-        units = [(r, None) for r in rows if r.kind in cls.consumes]
-        if cls.scope == "host":
-            units = []
-            for host in sorted({r.source_host for r in rows}):
-                members = [r for r in rows if r.source_host == host and r.kind in cls.consumes]
-                if members:
-                    group = host_group(cls.name, host, members)
-                    groups[(cls.name, group.artifact_id)] = members
-                    units.append((group, members))
-        for row, _members in units:
-            summary.planned += 1
-            if not force and _finished(case.path, planner, row):
-                summary.reused += 1
-            else:
-                todo.append((cls, row))
-    done = 0
-
-    def record(rec: dict[str, Any]) -> None:
-        nonlocal done
-        done += 1
-        summary.statuses[rec["status"]] += 1
-        summary.findings += rec.get("findings", 0)
-        if rec["status"] == "error":
-            summary.errors.append(
-                {
-                    "analyzer": rec["analyzer"],
-                    "evidence_id": rec["evidence_id"],
-                    "message": rec.get("message", ""),
-                }
-            )
-        if on_progress:
-            on_progress(done, len(todo))
-
-    args = [
-        (
-            str(case.path),
-            case.case_id,
-            cls.name,
-            row.as_dict(),
-            plugins,
-            options.get(cls.name, {}),
-            [m.as_dict() for m in groups[(cls.name, row.artifact_id)]]
-            if (cls.name, row.artifact_id) in groups
-            else None,
-        )
-        for cls, row in todo
-    ]
-    if jobs <= 1 or len(todo) <= 1:
-        for a in args:
-            record(run_unit(*a))
-    else:
-        retry: list[int] = []
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures: list[Future[dict[str, Any]]] = [pool.submit(run_unit, *a) for a in args]
-            for i, fut in enumerate(futures):
-                try:
-                    record(fut.result())
-                except BrokenProcessPool:
-                    retry.append(i)
-        # a worker died (segfault in a native parser, os._exit, OOM kill): run the rest one by one
-        # in fresh single-worker pools so only the unit that kills its process is lost
-        for i in retry:
-            cls, row = todo[i]
-            if _finished(case.path, _instance(cls, options.get(cls.name, {})), row):
-                record(json.loads(result_paths(case.path, cls.name, row.artifact_id)[1].read_text()))
-                continue
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
-                try:
-                    record(solo.submit(run_unit, *args[i]).result())
-                except BrokenProcessPool:
-                    record(_died_record(case.path, cls, row, "the worker process died while running this unit"))
-    summary.finished = utcnow()
-    run_file = case.path / "runs" / f"{summary.run_id}.json"
-    run_file.parent.mkdir(exist_ok=True)
-    body = summary.as_dict() | {
-        "analyzers": {c.name: c.version for c in selected},
-        "jobs": jobs,
-        "force": force,
-        "options": options,  # e.g. extra --sigma/--yara folders, for the report's provenance
-    }
-    _atomic_write(run_file, json.dumps(body, indent=1, default=str).encode())
-    case.custody.append(
-        "analyze",
-        run_id=summary.run_id,
-        planned=summary.planned,
-        reused=summary.reused,
-        statuses=dict(summary.statuses),
-        findings=summary.findings,
-        analyzers={c.name: c.version for c in selected},
-        run_record=run_file.relative_to(case.path).as_posix(),
-        run_record_sha256=hash_file(run_file, ("sha256",))[1]["sha256"],
-    )
-    return summary
+    return analyze_cases(
+        [case],
+        executor=executor,
+        jobs=jobs,
+        only=only,
+        skip=skip,
+        force=force,
+        plugins=plugins,
+        options=options,
+        on_progress=on_progress,
+    )[str(case.path)]
