@@ -29,6 +29,7 @@ EXPAND = {
     "%ProgramFiles%": "Program Files",
     "%Users%": "Users",
 }
+ADS_KIND = "file"  # an alternate data stream can hide anything: the content analyzers (YARA) take 'file'
 HIVE_NAMES = {"system", "software", "sam", "security", "default", "ntuser.dat", "usrclass.dat", "amcache.hve"}
 
 
@@ -43,6 +44,7 @@ class CollectStats:
     skipped_duplicates: int = 0
     hosts: set[str] = field(default_factory=set)
     exchange: dict[str, str] = field(default_factory=dict)
+    images: list[dict[str, object]] = field(default_factory=list)  # disk images: format and verification
 
     def add(self, row: ManifestRow) -> None:
         self.outcomes[row.outcome] += 1
@@ -60,7 +62,7 @@ class CollectStats:
             "already_collected": self.skipped_duplicates,
             "hosts": sorted(self.hosts),
             "exchange": self.exchange,
-        }
+        } | ({"images": self.images} if self.images else {})
 
 
 Progress = Callable[[int], None]
@@ -96,8 +98,24 @@ def _store_node(
             mtime=node.mtime,
             atime=node.atime,
             expected_size=node.size,
+            extra=_node_extra(node),
             progress=progress,
         )
+        if node.streams_fn is not None:
+            # alternate data streams (images only): each one its own artifact, ``name:stream``, kind 'file'
+            for stream in node.streams_fn():
+                _store_node(
+                    case,
+                    stream,
+                    host=host,
+                    kind=ADS_KIND,
+                    family=family,
+                    drive=drive,
+                    parts=(*parts[:-1], stream.name),
+                    source=source,
+                    stats=stats,
+                    progress=progress,
+                )
     else:
         reason = node.detail or f"not a regular file ({node.kind})"
         if node.kind == UNSAFE:
@@ -114,6 +132,33 @@ def _store_node(
             family=family,
         )
     stats.add(row)
+
+
+def _node_extra(node: VNode) -> dict[str, object] | None:
+    if node.extra_fn is None:
+        return None
+    try:
+        return node.extra_fn()
+    except Exception as exc:  # facts are a bonus: their absence never costs the artifact
+        return {"extra_error": f"{type(exc).__name__}: {exc}"}
+
+
+def record_source_failures(case: Case, source: Source, *, host: str, stats: CollectStats) -> None:
+    """Failure rows for problems met while reading the source (corrupt MFT entries, unreadable volumes)."""
+    while source.failures:
+        path, details = source.failures.pop(0)
+        stats.add(
+            case.record_attempt(
+                host=host,
+                kind="collection",
+                outcome="failure",
+                source_path=path,
+                collector=COLLECTOR,
+                collector_version=COLLECTOR_VERSION,
+                details=details,
+                source_type=source.source_type,
+            )
+        )
 
 
 def _pattern_base(pattern: str) -> list[str]:
@@ -248,6 +293,7 @@ def collect_volume(
                             family=fam.name,
                         )
                     )
+    record_source_failures(case, source, host=host, stats=stats)
     return stats
 
 

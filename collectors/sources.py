@@ -2,7 +2,7 @@
 
 Kinds: a mounted or extracted Windows volume; a KAPE target output folder (``<tdest>/C/...``);
 a Velociraptor offline collection, unzipped or as the zip (``uploads/<accessor>/C%3A/...``);
-a memory image; loose files.
+an acquired disk image (E01, raw/dd, VMDK, VHD, VHDX; see ``diskimage``); a memory image; loose files.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from triage.collectors.vfs import DIR, VNode, ZipTree, dir_node, merged, url_decode
 from triage.errors import UsageError
@@ -20,7 +21,7 @@ from triage.hashing import open_source
 
 MEMORY_EXTENSIONS = {".raw", ".mem", ".vmem", ".dmp", ".lime", ".bin"}
 VOLUME_MARKERS = ("windows", "program files", "inetpub", "programdata", "users")
-SOURCE_TYPES = ("auto", "volume", "kape", "velociraptor", "memory", "files")
+SOURCE_TYPES = ("auto", "volume", "kape", "velociraptor", "image", "memory", "files")
 
 
 @dataclass
@@ -33,11 +34,22 @@ class Source:
     files: list[str] = field(default_factory=list)
     host_hint: str | None = None
     notes: list[str] = field(default_factory=list)
+    # problems found while reading (corrupt MFT entries ...): the collector records each as a failure row
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    image: Any = None  # a diskimage.DiskImage for disk image sources
+    volumes: list[Any] = field(default_factory=list)  # its opened NTFS volumes
+    partitions: list[dict[str, Any]] = field(default_factory=list)  # what the partition table holds
     _zip: ZipTree | None = None
 
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
+        for vol in self.volumes:
+            vol.close()
+        self.volumes = []
+        if self.image is not None:
+            self.image.close()
+            self.image = None
 
 
 def _child_names(node: VNode) -> set[str]:
@@ -110,6 +122,30 @@ def _walk_files(node: VNode) -> list[str]:
     return out
 
 
+def _image_source(path: str, *, force: bool) -> Source | None:
+    """A disk image as a source of drives (None when ``path`` is not one and not ``force``)."""
+    from triage.collectors import diskimage
+
+    if diskimage.detect_format(path, force=force) is None:
+        return None
+    image = diskimage.open_image(path, force=force)
+    src = Source("image", path, image=image, notes=list(image.notes))
+    try:
+        found = diskimage.open_volumes(image, src.failures)
+    except BaseException:
+        src.close()
+        raise
+    src.drives = found.drives
+    src.volumes = found.volumes
+    src.partitions = found.listing
+    src.notes += [
+        f"{os.path.basename(path)}: {image.format_name}, {image.disk.size:,} bytes, "
+        f"{len(image.segments)} file(s); partition table: {found.table.scheme}",
+        *found.notes,
+    ]
+    return src
+
+
 def open_source_path(location: str, as_type: str = "auto") -> Source:
     """Recognise ``location`` and open it; unrecognisable input is a usage error with advice."""
     if as_type not in SOURCE_TYPES:
@@ -121,6 +157,10 @@ def open_source_path(location: str, as_type: str = "auto") -> Source:
         raise UsageError(f"source {location} is a symbolic link; give the real path (links are never followed)")
     if os.path.isfile(path):
         ext = Path(path).suffix.lower()
+        if as_type in ("auto", "image"):
+            image_source = _image_source(path, force=as_type == "image")
+            if image_source is not None:
+                return image_source
         if as_type == "memory" or (as_type == "auto" and ext in MEMORY_EXTENSIONS):
             return Source("memory", path, files=[path])
         if as_type in ("auto", "velociraptor") and ext == ".zip" and is_velociraptor_zip(path):
@@ -142,6 +182,8 @@ def open_source_path(location: str, as_type: str = "auto") -> Source:
         if as_type in ("auto", "files"):
             return Source("files", path, files=[path])
         raise UsageError(f"{location} is a file; --as {as_type} needs a folder")
+    if as_type == "image":
+        raise UsageError(f"{location} is a folder; --as image needs a disk image file (its first segment)")
     root = dir_node(path)
     if (
         as_type in ("auto", "velociraptor")

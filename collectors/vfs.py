@@ -15,7 +15,7 @@ import urllib.parse
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from triage.hashing import open_readonly, open_source
 
@@ -37,6 +37,9 @@ class VNode:
     lister: Callable[[], list[VNode]] | None = field(default=None, repr=False)
     opener: Callable[[], contextlib.AbstractContextManager[BinaryIO]] | None = field(default=None, repr=False)
     _children: list[VNode] | None = field(default=None, repr=False)
+    # image file systems only: facts for the manifest row (NTFS times, MFT entry) and alternate data streams
+    extra_fn: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+    streams_fn: Callable[[], list[VNode]] | None = field(default=None, repr=False)
 
     def children(self) -> list[VNode]:
         """The entries of a directory (cached; listing errors surface as OSError)."""

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         "sources",
         nargs="+",
         metavar="SOURCE",
-        help="mounted volume, KAPE output, Velociraptor collection (folder or zip), memory image or loose files",
+        help="mounted volume, KAPE output, Velociraptor collection (folder or zip), disk image (E01, raw/dd, "
+        "split raw, VMDK, VHD, VHDX: give the first segment), memory image or loose files",
     )
     collect_opts.add_argument("--case", required=True, metavar="DIR", help="case folder (created if absent)")
     collect_opts.add_argument("--host", help="host name (default: from the SYSTEM hive or the collection)")
@@ -55,8 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--as",
         dest="as_type",
         default="auto",
-        choices=("auto", "volume", "kape", "velociraptor", "memory", "files"),
-        help="what the sources are (default: recognise)",
+        choices=("auto", "volume", "kape", "velociraptor", "image", "memory", "files"),
+        help="what the sources are (default: recognise; disk images by their magic, 'image' reads any "
+        "other file as a raw disk)",
+    )
+    collect_opts.add_argument(
+        "--no-verify-image",
+        dest="verify_image",
+        action="store_false",
+        help="do not hash disk images before collecting (by default the whole media stream is hashed and "
+        "compared with the hashes an E01 stores; the skip is recorded)",
     )
     collect_opts.add_argument("--kind", help="evidence kind for loose files (default: guessed from the name)")
     collect_opts.add_argument("--case-id", help="case id for a new case")
@@ -166,6 +175,12 @@ def cmd_collect(args: argparse.Namespace, plan: Any = None) -> dict[str, Any]:
     # volumes first: their SYSTEM hive names the host, which loose files and memory images of the
     # same command then share (unless --host says otherwise)
     sources.sort(key=lambda src: not src.drives)
+    for src in sources:
+        if src.image is not None:  # before collecting: a bad image is the first thing the custody log says
+            from triage.collectors.diskimage import record_image
+
+            with byte_progress(f"verifying {Path(src.location).name}", enabled=not args.quiet) as advance:
+                record_image(case, src, host=args.host, verify=args.verify_image, stats=stats, progress=advance)
     with byte_progress("collecting", enabled=not args.quiet) as advance:
         for src in sources:
             log.info("collecting %s (%s)", src.location, src.source_type)
@@ -210,6 +225,8 @@ def cmd_collect(args: argparse.Namespace, plan: Any = None) -> dict[str, Any]:
             f"outcomes: {dict(stats.outcomes)}; {stats.bytes:,} bytes; hosts: {', '.join(sorted(stats.hosts))}"
             + (f"; already collected: {stats.skipped_duplicates}" if stats.skipped_duplicates else "")
         )
+        for img in stats.images:
+            stdout.print(f"disk image {img['image']} ({img['format']}): verification {img['verification']}")
         if stats.exchange:
             stdout.print(
                 f"Exchange install root: {stats.exchange.get('root') or 'not found'} "

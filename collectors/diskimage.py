@@ -1,0 +1,888 @@
+"""Acquired disk images as sources, read without mounting: E01/Ex01, raw/dd (split too), VMDK, VHD and VHDX.
+
+The container is recognised by its magic, never by its name. Every segment or extent is opened by us with
+``O_NOATIME`` and handed to the libyal bindings (``pyewf``, ``pyvhdi``, ``pyvmdk``) as file objects, so
+nothing in the image folder changes, not even access times. Partition tables are parsed by
+:mod:`triage.collectors.partitions`; each NTFS volume is opened with ``pyfsntfs`` through an offset window
+over the disk and exposed as a :class:`~triage.collectors.vfs.VNode` tree, so the generic collector runs over
+it exactly as over a folder. Entries carry NTFS facts ($STANDARD_INFORMATION and $FILE_NAME times, MFT
+entry, alternate data streams) for the manifest rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import re
+import struct
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+
+from triage.collectors.partitions import (
+    BITLOCKER_OEM,
+    Partition,
+    PartitionTable,
+    boot_oem,
+    is_ntfs_boot,
+    looks_like_mbr,
+    read_partitions,
+)
+from triage.collectors.vfs import DIR, FILE, LINK, VNode, resolve
+from triage.errors import UsageError
+from triage.hashing import copy_hashing, open_source
+
+log = logging.getLogger(__name__)
+
+EVF1 = b"EVF\x09\x0d\x0a\xff\x00"
+EVF2 = b"EVF2\x0d\x0a\x81\x00"
+LVF = (b"LVF\x09\x0d\x0a\xff\x00", b"LEF2\x0d\x0a\x81\x00")  # logical evidence files: not a disk
+FORMAT_NAMES = {
+    "ewf": "EnCase image (E01)",
+    "ewf2": "EnCase 7 image (Ex01)",
+    "vhdx": "VHDX",
+    "vhd": "VHD",
+    "vmdk": "VMDK",
+    "raw": "raw (dd) image",
+    "split-raw": "split raw (dd) image",
+}
+MAX_SEGMENTS = 10000
+FILETIME_EPOCH = 116444736000000000  # 1601-01-01 to 1970-01-01 in 100 ns units
+ATTR_SYSTEM, ATTR_REPARSE = 0x4, 0x400
+LINK_DETAIL = "NTFS reparse point (symbolic link, junction or mount point): reported, not followed"
+
+
+# -- the disk: one read_at over whatever holds the sectors ---------------------------------------------
+class Disk:
+    """A read-only view of a disk's bytes."""
+
+    size: int = 0
+
+    def read_at(self, offset: int, size: int) -> bytes:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - interface
+        pass
+
+
+class RawDisk(Disk):
+    """One raw file, or split raw segments read as one (``.001 .002 ...``, ``.aa .ab ...``)."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self._files: list[tuple[BinaryIO, int, int]] = []
+        start = 0
+        try:
+            for p in paths:
+                fh = open_source(p)
+                length = os.fstat(fh.fileno()).st_size
+                self._files.append((fh, start, length))
+                start += length
+        except OSError:
+            self.close()
+            raise
+        self.size = start
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        size = max(0, min(size, self.size - offset))
+        out = bytearray()
+        for fh, start, length in self._files:
+            if size <= 0:
+                break
+            if offset >= start + length or offset + size <= start:
+                continue
+            pos = offset - start
+            want = min(size, length - pos)
+            data = os.pread(fh.fileno(), want, pos)
+            if len(data) < want:
+                raise OSError(f"short read at offset {offset}: the segment shrank while being read")
+            out += data
+            offset += want
+            size -= want
+        return bytes(out)
+
+    def close(self) -> None:
+        for fh, _s, _l in self._files:
+            fh.close()
+        self._files = []
+
+
+class LibyalDisk(Disk):
+    """A pyewf/pyvhdi/pyvmdk handle over file objects we opened."""
+
+    def __init__(self, handle: Any, files: list[BinaryIO], size: int) -> None:
+        self.handle = handle
+        self._files = files
+        self.size = size
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        size = max(0, min(size, self.size - offset))
+        if size == 0:
+            return b""
+        try:
+            return bytes(self.handle.read_buffer_at_offset(size, offset))
+        except Exception as exc:  # libyal raises IOError with its whole call stack in the text
+            raise OSError(f"read error at offset {offset}: {_first_line(exc)}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a half-opened handle may complain; the files close below
+            self.handle.close()
+        for fh in self._files:
+            fh.close()
+        self._files = []
+
+
+def _first_line(exc: BaseException) -> str:
+    # libyal messages chain every frame: keep the first two for the analyst
+    parts = [p.strip() for p in str(exc).split(". ") if p.strip()]
+    return ". ".join(parts[:2]) if parts else type(exc).__name__
+
+
+class WindowIO:
+    """A file-like window (offset, size) over a disk: what pyfsntfs reads a volume through."""
+
+    def __init__(self, disk: Disk, offset: int, size: int) -> None:
+        self.disk, self.base, self.size, self.pos = disk, offset, size, 0
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = self.size - self.pos
+        data = self.disk.read_at(self.base + self.pos, max(0, min(size, self.size - self.pos)))
+        self.pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self.pos, os.SEEK_END: self.size}[whence]
+        if base + offset < 0:
+            raise OSError("seek before the start of the volume")
+        self.pos = base + offset
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    get_offset = tell
+
+    def get_size(self) -> int:
+        return self.size
+
+
+class StreamReader(io.RawIOBase):
+    """A streaming reader over a pyfsntfs file entry or data stream (positional reads, never whole files)."""
+
+    def __init__(self, obj: Any, size: int, label: str) -> None:
+        super().__init__()
+        self._obj, self._size, self._label, self._pos = obj, size, label, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = min(len(buf), self._size - self._pos)
+        if n <= 0:
+            return 0
+        try:
+            data = self._obj.read_buffer_at_offset(n, self._pos)
+        except Exception as exc:
+            raise OSError(f"read error at offset {self._pos} of {self._label}: {_first_line(exc)}") from None
+        if not data:
+            raise OSError(f"{self._label}: no data at offset {self._pos} of {self._size} bytes")
+        buf[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+class DiskReader(io.RawIOBase):
+    """The whole media stream of a disk as a reader (for verification hashes)."""
+
+    def __init__(self, disk: Disk) -> None:
+        super().__init__()
+        self._disk, self._pos = disk, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        data = self._disk.read_at(self._pos, len(buf))
+        buf[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+# -- recognising and opening the container ------------------------------------------------------------
+def _head_tail(path: str) -> tuple[bytes, bytes, int]:
+    with open_source(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        head = os.pread(fh.fileno(), 4096, 0)
+        tail = os.pread(fh.fileno(), 512, max(0, size - 512)) if size >= 512 else b""
+    return head, tail, size
+
+
+_SPLIT_NUM = re.compile(r"^(?P<base>.+)\.(?P<num>\d{3})$")
+_SPLIT_ALPHA = re.compile(r"^(?P<base>.+)\.(?P<alpha>[a-z]{2})$")
+
+
+def _split_segments(path: str) -> list[str] | None:
+    """The segments of a split raw image that ``path`` belongs to, first to last; None if not split."""
+    folder, name = os.path.split(path)
+    m = _SPLIT_NUM.match(name)
+    if m:
+        base = m.group("base")
+        first = 0 if os.path.lexists(os.path.join(folder, f"{base}.000")) else 1
+        names = [f"{base}.{i:03d}" for i in range(first, first + MAX_SEGMENTS)]
+    else:
+        m = _SPLIT_ALPHA.match(name)
+        if not m:
+            return None
+        base = m.group("base")
+        letters = "abcdefghijklmnopqrstuvwxyz"
+        names = [f"{base}.{a}{b}" for a in letters for b in letters]
+    present = set(os.listdir(folder or "."))
+    if names[0] not in present or names[1] not in present:
+        return None
+    out = []
+    for n in names:
+        if n not in present:
+            break
+        out.append(os.path.join(folder, n))
+    later = [n for n in names[len(out) :] if n in present]
+    if later:
+        raise UsageError(
+            f"{path}: split raw image is missing segment {names[len(out)]} ({later[0]} and later exist); "
+            "copy the missing segment next to the others"
+        )
+    return out
+
+
+def detect_format(path: str, *, force: bool = False) -> str | None:
+    """The container format of ``path`` by its magic ('ewf', 'vhdx', 'vhd', 'vmdk', 'raw', 'split-raw').
+
+    None when it does not look like a disk image (unless ``force``: then anything else is raw).
+    """
+    try:
+        head, tail, size = _head_tail(path)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc}") from None
+    if head.startswith(EVF1):
+        return "ewf"
+    if head.startswith(EVF2):
+        return "ewf2"
+    if head.startswith(LVF):
+        raise UsageError(f"{path}: a logical evidence file (L01/Lx01) holds files, not a disk; export its files")
+    if head.startswith(b"vhdxfile"):
+        return "vhdx"
+    if tail.startswith(b"conectix") or head.startswith(b"conectix"):
+        return "vhd"
+    if head.startswith((b"KDMV", b"COWD")) or head.lstrip().startswith(b"# Disk DescriptorFile"):
+        return "vmdk"
+    split = _split_segments(path)
+    if split:
+        if split[0] != path:
+            head, _t, size = _head_tail(split[0])
+        size = sum(os.path.getsize(p) for p in split)
+    sector0 = head[:512]
+    gpt_only = head[512:520] == b"EFI PART" or head[4096:4104] == b"EFI PART"
+    if (
+        is_ntfs_boot(sector0)
+        or boot_oem(sector0) == BITLOCKER_OEM
+        or looks_like_mbr(sector0, size)
+        or gpt_only
+        or force
+    ):
+        return "split-raw" if split else "raw"
+    return None
+
+
+def _ewf_segment_number(path: str) -> int | None:
+    with open_source(path) as fh:
+        head = os.pread(fh.fileno(), 16, 0)
+    if head.startswith(EVF1) and len(head) >= 11:
+        return int(struct.unpack_from("<H", head, 9)[0])
+    if head.startswith(EVF2) and len(head) >= 16:
+        return int(struct.unpack_from("<I", head, 12)[0])
+    return None
+
+
+def _ewf_segments(path: str) -> tuple[list[str], list[str]]:
+    """All segments of the EWF set ``path`` belongs to, checked for gaps; (segments, notes)."""
+    import pyewf
+
+    notes = []
+    folder, name = os.path.split(path)
+    stem, ext = os.path.splitext(name)
+    number = _ewf_segment_number(path)
+    # siblings: same stem, an extension of the same family (E01..E99, EAA.., Ex01.., s01..)
+    family = re.compile(re.escape(stem) + r"\." + re.escape(ext[1:2]) + r"(x?)[0-9A-Za-z]{2,3}$", re.IGNORECASE)
+    siblings = sorted(os.path.join(folder, n) for n in os.listdir(folder or ".") if family.match(n))
+    numbered: dict[int, str] = {}
+    for s in siblings:
+        n = _ewf_segment_number(s)
+        if n is not None and n not in numbered:
+            numbered[n] = s
+    if number != 1:
+        if 1 not in numbered:
+            raise UsageError(
+                f"{path} is segment {number} of an EWF set, and segment 1 ({stem}.E01) is not next to it; "
+                "give the first segment, with all segments in one folder"
+            )
+        notes.append(f"{name} is segment {number}; reading the set from its first segment {numbered[1]}")
+        path = numbered[1]
+    try:
+        globbed = list(pyewf.glob(path))
+    except Exception as exc:
+        raise UsageError(f"{path}: cannot find the EWF segments: {_first_line(exc)}") from None
+    top = max(numbered) if numbered else 1
+    missing = [n for n in range(1, top + 1) if n not in numbered]
+    if missing:
+        raise UsageError(
+            f"{path}: EWF segment(s) {', '.join(str(n) for n in missing[:10])} of {top} are missing "
+            f"(found {len(numbered)} segment files); put every segment in one folder and retry"
+        )
+    if len(globbed) < len(numbered):
+        globbed = [numbered[n] for n in sorted(numbered)]
+    return globbed, notes
+
+
+@dataclass
+class DiskImage:
+    """An opened disk image: its format, segment files, disk view and what the format stores about itself."""
+
+    path: str
+    format: str
+    segments: list[str]
+    disk: Disk
+    stored_hashes: dict[str, str] = field(default_factory=dict)
+    info: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def format_name(self) -> str:
+        return FORMAT_NAMES.get(self.format, self.format)
+
+    def close(self) -> None:
+        self.disk.close()
+
+    def describe(self) -> dict[str, Any]:
+        """What the custody log records about the image."""
+        segs = []
+        for p in self.segments:
+            try:
+                st = os.stat(p)
+                segs.append({"path": p, "size": st.st_size, "mtime": st.st_mtime_ns})
+            except OSError as exc:
+                segs.append({"path": p, "error": str(exc)})
+        return {
+            "image": self.path,
+            "format": self.format,
+            "media_size": self.disk.size,
+            "segments": segs,
+            "stored_hashes": self.stored_hashes,
+            "info": self.info,
+        }
+
+
+def _open_files(paths: list[str]) -> list[BinaryIO]:
+    files: list[BinaryIO] = []
+    try:
+        for p in paths:
+            files.append(open_source(p))
+    except OSError:
+        for f in files:
+            f.close()
+        raise
+    return files
+
+
+def open_image(path: str, *, force: bool = False) -> DiskImage:
+    """Open a disk image read-only; unreadable or incomplete images are usage errors with advice."""
+    fmt = detect_format(path, force=force)
+    if fmt is None:
+        raise UsageError(f"{path}: not recognised as a disk image (E01, VHD, VHDX, VMDK or a raw disk)")
+    notes: list[str] = []
+    files: list[BinaryIO] = []
+    try:
+        if fmt in ("raw", "split-raw"):
+            segments = _split_segments(path) or [path]
+            if segments[0] != path:
+                notes.append(f"{os.path.basename(path)} is not the first segment; read from {segments[0]}")
+            return DiskImage(path, fmt, segments, RawDisk(segments), notes=notes)
+        if fmt in ("ewf", "ewf2"):
+            import pyewf
+
+            segments, notes = _ewf_segments(path)
+            files = _open_files(segments)
+            handle = pyewf.handle()
+            handle.open_file_objects(files)
+            hashes = {k.lower(): v.lower() for k, v in (handle.get_hash_values() or {}).items() if v}
+            info = {k: str(v) for k, v in (handle.get_header_values() or {}).items()}
+            return DiskImage(path, fmt, segments, LibyalDisk(handle, files, handle.media_size), hashes, info, notes)
+        if fmt in ("vhd", "vhdx"):
+            import pyvhdi
+
+            files = _open_files([path])
+            handle = pyvhdi.file()
+            handle.open_file_object(files[0])
+            if handle.disk_type == 4 or handle.parent_identifier:
+                raise UsageError(
+                    f"{path}: a differencing {fmt.upper()} (changes against a parent disk); merge it first, "
+                    f"e.g. qemu-img convert -O raw {os.path.basename(path)} merged.raw"
+                )
+            info = {"disk_type": str(handle.disk_type), "format_version": str(handle.format_version)}
+            return DiskImage(path, fmt, [path], LibyalDisk(handle, files, handle.media_size), info=info)
+        if fmt == "vmdk":
+            import pyvmdk
+
+            files = _open_files([path])
+            handle = pyvmdk.handle()
+            handle.open_file_object(files[0])
+            if handle.parent_content_identifier not in (None, 0xFFFFFFFF):
+                raise UsageError(
+                    f"{path}: a VMDK snapshot (delta of a parent disk); convert the chain first, e.g. "
+                    f"qemu-img convert -O raw {os.path.basename(path)} merged.raw"
+                )
+            folder = os.path.dirname(path)
+            extents = []
+            for i in range(handle.number_of_extents):
+                name = handle.get_extent_descriptor(i).filename
+                if not name:
+                    continue
+                ext = os.path.join(folder, os.path.basename(name.replace("\\", "/")))
+                if not os.path.isfile(ext):
+                    raise UsageError(f"{path}: extent file {name} is missing; keep the extents next to the descriptor")
+                extents.append(ext)
+            ext_files = _open_files(extents)
+            files += ext_files
+            handle.open_extent_data_files_as_file_objects(ext_files)
+            info = {"disk_type": str(handle.disk_type), "extents": str(len(extents))}
+            segments = list(dict.fromkeys([path, *extents]))
+            return DiskImage(path, fmt, segments, LibyalDisk(handle, files, handle.media_size), info=info)
+    except UsageError:
+        for f in files:
+            f.close()
+        raise
+    except Exception as exc:
+        for f in files:
+            f.close()
+        raise UsageError(
+            f"{path}: cannot open this {FORMAT_NAMES.get(fmt, fmt)}: {_first_line(exc)}. The image may be "
+            "truncated or corrupt: check it (ewfverify / qemu-img check) or re-export it"
+        ) from None
+    raise UsageError(f"{path}: unsupported image format {fmt}")  # pragma: no cover
+
+
+# -- NTFS volumes as VNode trees ------------------------------------------------------------------------
+def filetime_text(value: int | None) -> str | None:
+    """A FILETIME as ISO-8601 UTC with its full 100 ns precision (``2021-03-03T02:14:07.1234567Z``)."""
+    if not value:
+        return None
+    secs, frac = divmod(int(value), 10**7)
+    try:
+        dt = datetime.fromtimestamp(secs - 11644473600, UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"FILETIME:{value}"
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:07d}Z"
+
+
+def filetime_epoch(value: int | None) -> float | None:
+    if not value:
+        return None
+    return (int(value) - FILETIME_EPOCH) / 1e7
+
+
+def _times(attr: Any) -> dict[str, str | None]:
+    return {
+        "created": filetime_text(attr.get_creation_time_as_integer()),
+        "modified": filetime_text(attr.get_modification_time_as_integer()),
+        "mft_modified": filetime_text(attr.get_entry_modification_time_as_integer()),
+        "accessed": filetime_text(attr.get_access_time_as_integer()),
+    }
+
+
+def ntfs_facts(entry: Any) -> dict[str, Any]:
+    """$STANDARD_INFORMATION and $FILE_NAME times, MFT entry and sequence, attributes and ADS of one entry."""
+    facts: dict[str, Any] = {}
+    try:
+        ref = int(entry.file_reference)
+        facts["mft_entry"] = ref & 0xFFFFFFFFFFFF
+        facts["mft_sequence"] = ref >> 48
+        facts["file_attributes"] = f"0x{int(entry.file_attribute_flags or 0):08x}"
+    except Exception as exc:
+        facts["error"] = f"entry header: {_first_line(exc)}"
+    names: list[tuple[int, str, dict[str, str | None]]] = []
+    try:
+        for attr in entry.attributes:
+            kind = attr.attribute_type
+            if kind == 0x10:
+                facts["si"] = _times(attr)
+            elif kind == 0x30:
+                names.append((int(attr.name_space), str(attr.name), _times(attr)))
+    except Exception as exc:
+        facts["error"] = f"attributes: {_first_line(exc)}"
+    if names:
+        # the Win32 (1) or Win32+DOS (3) name is the one Explorer shows; POSIX (0) next; DOS 8.3 (2) last
+        rank = {1: 0, 3: 0, 0: 1, 2: 2}
+        _ns, name, times = sorted(names, key=lambda n: rank.get(n[0], 3))[0]
+        facts["fn"] = times
+        facts["fn_name"] = name
+    try:
+        facts["ads"] = [{"name": s.name, "size": int(s.size)} for s in entry.alternate_data_streams]
+    except Exception as exc:
+        facts["ads_error"] = _first_line(exc)
+    return facts
+
+
+Failure = tuple[str, str]  # (source path, what went wrong)
+
+
+class NtfsVolume:
+    """One NTFS volume of an image, as a VNode tree (read through the image handle, nothing mounted)."""
+
+    def __init__(self, disk: Disk, part: Partition, image_path: str, failures: list[Failure]) -> None:
+        import pyfsntfs
+
+        self.part = part
+        self.prefix = f"{image_path}#p{part.index}:"
+        self._failures = failures
+        self._io = WindowIO(disk, part.offset, part.size)
+        self.fs = pyfsntfs.volume()
+        try:
+            self.fs.open_file_object(self._io)
+        except Exception as exc:
+            raise OSError(_first_line(exc)) from None
+        try:
+            self.label = str(self.fs.name or "")
+        except Exception:
+            self.label = ""
+
+    def root(self) -> VNode:
+        entry = self.fs.get_root_directory()
+        return VNode(name="", kind=DIR, source_path=self.prefix + "/", lister=lambda: self._list(entry, ""))
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing after a read error may complain; nothing to keep
+            self.fs.close()
+
+    def _fail(self, path: str, message: str) -> None:
+        log.warning("%s: %s", path, message)
+        self._failures.append((path, message))
+
+    def _list(self, entry: Any, path: str) -> list[VNode]:
+        here = f"{self.prefix}/{path}"
+        try:
+            count = int(entry.number_of_sub_file_entries)
+        except Exception as exc:
+            raise OSError(f"cannot read the directory index: {_first_line(exc)}") from None
+        out: list[VNode] = []
+        refs: dict[int, int] = {}
+        for i in range(count):
+            try:
+                sub = entry.get_sub_file_entry(i)
+                name = sub.name
+                ref = int(sub.file_reference)
+            except Exception as exc:
+                self._fail(
+                    here, f"directory entry {i + 1} of {count} unreadable (corrupt MFT entry?): {_first_line(exc)}"
+                )
+                continue
+            if name is None or name in (".", ".."):
+                continue
+            if ref in refs and self._dos_name(sub):
+                continue  # the 8.3 alias of an entry already listed
+            refs[ref] = i
+            try:
+                out.append(self._node(sub, name, f"{path}{name}"))
+            except Exception as exc:
+                self._fail(f"{here}{name}", f"MFT entry {ref & 0xFFFFFFFFFFFF} unreadable: {_first_line(exc)}")
+        return out
+
+    @staticmethod
+    def _dos_name(sub: Any) -> bool:
+        try:
+            idx = sub.name_attribute_index
+            return int(sub.get_attribute(idx).name_space) == 2
+        except Exception:
+            return False
+
+    def _node(self, sub: Any, name: str, path: str) -> VNode:
+        src = f"{self.prefix}/{path}"
+        flags = int(sub.file_attribute_flags or 0)
+        mtime = filetime_epoch(sub.get_modification_time_as_integer())
+        atime = filetime_epoch(sub.get_access_time_as_integer())
+        common: dict[str, Any] = dict(name=name, source_path=src, mtime=mtime, atime=atime)
+        if flags & ATTR_REPARSE:
+            return VNode(kind=LINK, detail=LINK_DETAIL, **common)
+        if sub.has_directory_entries_index():
+            return VNode(kind=DIR, lister=lambda: self._list(sub, path + "/"), **common)
+        size = int(sub.size or 0)
+        if flags & ATTR_SYSTEM and 8 <= size <= 4096 and self._interix_link(sub):
+            return VNode(kind=LINK, detail="Interix symbolic link (as ntfs-3g writes them): not followed", **common)
+        node = VNode(kind=FILE, size=size, opener=lambda: StreamReader(sub, size, src), **common)
+        node.extra_fn = lambda: {"ntfs": ntfs_facts(sub)}
+        node.streams_fn = lambda: self._streams(sub, name, src, mtime, atime)
+        return node
+
+    @staticmethod
+    def _interix_link(sub: Any) -> bool:
+        try:
+            return bytes(sub.read_buffer_at_offset(8, 0)) == b"IntxLNK\x01"
+        except Exception:
+            return False
+
+    def _streams(self, sub: Any, name: str, src: str, mtime: float | None, atime: float | None) -> list[VNode]:
+        out = []
+        try:
+            streams = list(sub.alternate_data_streams)
+        except Exception as exc:
+            self._fail(src, f"alternate data streams unreadable: {_first_line(exc)}")
+            return []
+        for s in streams:
+            sname = str(s.name)
+            ssize = int(s.size or 0)
+            ssrc = f"{src}:{sname}"
+            node = VNode(
+                name=f"{name}:{sname}",
+                kind=FILE,
+                source_path=ssrc,
+                size=ssize,
+                mtime=mtime,
+                atime=atime,
+                opener=lambda s=s, n=ssize, p=ssrc: StreamReader(s, n, p),
+            )
+            node.extra_fn = lambda sname=sname, ssize=ssize: {
+                "ntfs": {"stream_of": src, "stream": sname, "stream_size": ssize}
+            }
+            out.append(node)
+        return out
+
+
+# -- volume selection and drive letters -----------------------------------------------------------------
+def mounted_devices(system: VNode) -> dict[str, bytes]:
+    """``\\DosDevices\\X:`` values of the SYSTEM hive's MountedDevices key: letter -> raw value."""
+    from regipy.registry import RegistryHive
+
+    fd, tmp = tempfile.mkstemp(prefix="triage-hive-")
+    try:
+        with os.fdopen(fd, "wb") as out, system.open() as src:
+            copy_hashing(src, out, ())
+        hive = RegistryHive(tmp)
+        key = hive.get_key(r"\MountedDevices")
+        out_map: dict[str, bytes] = {}
+        for value in key.iter_values():
+            m = re.match(r"^\\DosDevices\\([A-Za-z]):$", str(value.name))
+            if not m:
+                continue
+            raw = value.value
+            if isinstance(raw, str):
+                try:
+                    raw = bytes.fromhex(raw)
+                except ValueError:
+                    continue
+            if isinstance(raw, bytes | bytearray):
+                out_map[m.group(1).upper()] = bytes(raw)
+        return out_map
+    except Exception as exc:  # an unreadable hive or no MountedDevices key: fall back to partition order
+        log.info("MountedDevices not readable from %s: %s", system.source_path, exc)
+        return {}
+    finally:
+        os.unlink(tmp)
+
+
+def _matches(value: bytes, part: Partition, table: PartitionTable) -> bool:
+    if value.startswith(b"DMIO:ID:") and len(value) >= 24:
+        return bool(part.guid) and value[8:24] == part.guid
+    if len(value) == 12 and table.disk_signature:
+        return value[:4] == table.disk_signature and struct.unpack_from("<Q", value, 4)[0] == part.offset
+    return False
+
+
+@dataclass
+class ImageVolumes:
+    """The volumes of an image by drive letter, with what the analyst should know about them."""
+
+    drives: dict[str, VNode]
+    notes: list[str]
+    volumes: list[NtfsVolume]
+    table: PartitionTable
+    listing: list[dict[str, Any]]
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):,.1f} MiB"
+
+
+def open_volumes(image: DiskImage, failures: list[Failure]) -> ImageVolumes:
+    """Find the partitions and NTFS volumes of an image and give each a drive letter."""
+    table = read_partitions(image.disk.read_at, image.disk.size)
+    name = os.path.basename(image.path)
+    notes = [f"{name}: {w}" for w in table.warnings]
+    volumes: list[NtfsVolume] = []
+    listing: list[dict[str, Any]] = []
+    for part in table.partitions:
+        kind = part.type_name or "volume"
+        desc = f"{name}#p{part.index} ({part.scheme} {kind} at offset {part.offset}, {_mib(part.size)})"
+        row: dict[str, Any] = {"partition": part.index, "scheme": part.scheme, "offset": part.offset, "size": part.size}
+        row.update({"type": part.type_name, "guid": part.guid_text, "name": part.name})
+        listing.append(row)
+        try:
+            boot = image.disk.read_at(part.offset, 512)
+        except OSError as exc:
+            notes.append(f"{desc}: boot sector unreadable ({exc}); not collected")
+            row["filesystem"] = "unreadable"
+            continue
+        if boot_oem(boot) == BITLOCKER_OEM:
+            notes.append(f"{desc}: BitLocker-encrypted; decrypt the image first (not collected)")
+            row["filesystem"] = "bitlocker"
+            continue
+        if not is_ntfs_boot(boot):
+            row["filesystem"] = "other"
+            notes.append(f"{desc}: not NTFS; not collected")
+            continue
+        row["filesystem"] = "ntfs"
+        try:
+            vol = NtfsVolume(image.disk, part, image.path, failures)
+        except OSError as exc:
+            notes.append(f"{desc}: NTFS volume cannot be opened ({exc}); not collected")
+            failures.append((f"{image.path}#p{part.index}:/", f"NTFS volume cannot be opened: {exc}"))
+            row["filesystem"] = "ntfs (unreadable)"
+            continue
+        row["label"] = vol.label
+        volumes.append(vol)
+    if not volumes:
+        raise UsageError(
+            f"{image.path}: no readable NTFS volume in this {image.format_name} "
+            f"({'; '.join(notes) or 'partition table: ' + table.scheme}); is it a Windows disk?"
+        )
+    roots = {id(v): v.root() for v in volumes}
+    system = None
+    for v in volumes:
+        node = resolve(roots[id(v)], ("Windows", "System32", "config", "SYSTEM"))
+        if node is not None and node.kind == FILE:
+            if system is None:
+                system = (v, node)
+            else:
+                notes.append(f"{name}#p{v.part.index}: a second Windows installation; collected as a data volume")
+    letters: dict[int, str] = {}
+    how: dict[int, str] = {}
+    mounted = mounted_devices(system[1]) if system else {}
+    for letter, value in sorted(mounted.items()):
+        for v in volumes:
+            if id(v) not in letters and letter not in letters.values() and _matches(value, v.part, table):
+                letters[id(v)] = letter
+                how[id(v)] = "MountedDevices"
+    if system and id(system[0]) not in letters and "C" not in letters.values():
+        letters[id(system[0])] = "C"
+        how[id(system[0])] = "Windows system volume"
+    free = (chr(c) for c in range(ord("C"), ord("Z") + 1))
+    for v in volumes:
+        if id(v) in letters:
+            continue
+        letter = next(ch for ch in free if ch not in letters.values())
+        letters[id(v)] = letter
+        how[id(v)] = "partition order (no MountedDevices entry matched)"
+    if not system:
+        notes.append(f"{name}: no Windows system volume (no Windows/System32/config/SYSTEM) found")
+    drives: dict[str, VNode] = {}
+    for v in volumes:
+        letter = letters[id(v)]
+        root = roots[id(v)]
+        root.name = f"{letter}:"
+        drives[letter] = root
+        label = f", label {v.label!r}" if v.label else ""
+        role = "system volume" if system and v is system[0] else "data volume"
+        notes.append(
+            f"{name}#p{v.part.index} -> {letter}: ({role}, NTFS{label}, offset {v.part.offset}, "
+            f"{_mib(v.part.size)}; letter from {how[id(v)]})"
+        )
+        for row in listing:
+            if row["partition"] == v.part.index:
+                row.update({"drive": letter, "letter_from": how[id(v)], "role": role})
+    drives = dict(sorted(drives.items()))
+    return ImageVolumes(drives, notes, volumes, table, listing)
+
+
+# -- verification -------------------------------------------------------------------------------------
+def verify_media(image: DiskImage, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Hash the whole media stream and compare with the hashes the format stores (E01: MD5, SHA1).
+
+    Returns the record kept in the custody log: computed and stored hashes, ``status`` 'verified',
+    'mismatch', 'computed' (nothing stored to compare with) or 'error' (a read failed: ``error``).
+    """
+    algos = ["sha256", *[a for a in ("md5", "sha1") if a in image.stored_hashes]]
+    record: dict[str, Any] = {"image": image.path, "format": image.format, "media_size": image.disk.size}
+    record["stored"] = dict(image.stored_hashes)
+    try:
+        size, digests = copy_hashing(DiskReader(image.disk), None, algos, progress, image.disk.size)
+    except OSError as exc:
+        record.update(status="error", error=str(exc))
+        return record
+    record["computed"] = digests
+    record["bytes"] = size
+    if size != image.disk.size:
+        record.update(status="error", error=f"media stream ended after {size} of {image.disk.size} bytes")
+        return record
+    compared = {a: digests[a] == image.stored_hashes[a] for a in algos if a in image.stored_hashes}
+    record["matches"] = compared
+    record["status"] = ("verified" if all(compared.values()) else "mismatch") if compared else "computed"
+    return record
+
+
+def record_image(
+    case: Any,
+    source: Any,
+    *,
+    host: str | None,
+    verify: bool,
+    stats: Any,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Custody and collection record of an image source: its files, partitions, volumes and verification.
+
+    A hash mismatch or an unreadable media stream is a loud warning and a failure row; the collection goes on.
+    """
+    from triage.case import safe_host
+    from triage.collectors.collect import COLLECTOR, COLLECTOR_VERSION
+    from triage.collectors.hostinfo import computer_name
+
+    image: DiskImage = source.image
+    record = image.describe()
+    record["partitions"] = source.partitions
+    case.custody.append("image_open", **record)
+    if verify:
+        log.info("verifying %s (%s, %s bytes)", image.path, image.format_name, f"{image.disk.size:,}")
+        result = verify_media(image, progress)
+    else:
+        result = {"image": image.path, "status": "skipped", "reason": "--no-verify-image"}
+    case.custody.append("image_verify", **result)
+    summary = {"image": image.path, "format": image.format, "verification": result["status"]}
+    summary.update({k: result[k] for k in ("computed", "stored", "error") if result.get(k)})
+    stats.images.append(summary)
+    if result["status"] in ("mismatch", "error"):
+        sysroot = next((r for r in source.drives.values() if r.child("Windows") is not None), None)
+        who = safe_host(host or (computer_name(sysroot) if sysroot is not None else None) or "unknown-host")
+        if result["status"] == "mismatch":
+            bad = ", ".join(
+                f"{a} computed {result['computed'][a]} but the image stores {result['stored'][a]}"
+                for a, ok in result["matches"].items()
+                if not ok
+            )
+            details = f"IMAGE HASH MISMATCH: {bad}; the image is not what was acquired (collected anyway)"
+        else:
+            details = f"image media stream could not be verified: {result['error']} (collected anyway)"
+        log.warning("%s: %s", image.path, details)
+        stats.add(
+            case.record_attempt(
+                host=who,
+                kind="disk_image",
+                outcome="failure",
+                source_path=image.path,
+                collector=COLLECTOR,
+                collector_version=COLLECTOR_VERSION,
+                details=details,
+                source_type=source.source_type,
+                family="image_verification",
+            )
+        )
+    return result
