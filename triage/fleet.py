@@ -233,10 +233,11 @@ def _host_args(args: argparse.Namespace, case_dir: Path, **extra: Any) -> argpar
 
 # -- commands ---------------------------------------------------------------------------------------
 def analyze_hosts(cases: dict[str, Path], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Analyze every host case; all units go to one executor when the runner offers ``analyze_cases``."""
-    from triage import cli, runner
+    """Analyze every host case: the units of all of them go to one executor (``args.executor``)."""
+    from triage import cli
     from triage.case import Case
     from triage.progress import unit_progress
+    from triage.runner import analyze_cases
 
     opened = {host: Case.open(path) for host, path in cases.items()}
     extra: dict[str, dict[str, Any]] = {h: {} for h in opened}
@@ -258,14 +259,10 @@ def analyze_hosts(cases: dict[str, Path], args: argparse.Namespace) -> dict[str,
             options=options,
         )
         with unit_progress("analyzing the fleet", enabled=not args.quiet) as update:
-            analyze_cases = getattr(runner, "analyze_cases", None)
-            if analyze_cases is not None:
-                by_path = analyze_cases(
-                    list(opened.values()), executor=getattr(args, "executor", None), on_progress=update, **common
-                )
-                summaries = {h: by_path[str(c.path)] for h, c in opened.items()}
-            else:  # pragma: no cover - before the multi-case runner existed
-                summaries = {h: runner.analyze_case(c, on_progress=update, **common) for h, c in opened.items()}
+            by_path = analyze_cases(
+                list(opened.values()), executor=getattr(args, "executor", None), on_progress=update, **common
+            )
+        summaries = {h: by_path[str(c.path)] for h, c in opened.items()}
     finally:
         for case in opened.values():
             case.close()

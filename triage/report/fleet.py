@@ -97,10 +97,9 @@ class FleetReport:
 
 
 # -- one host ---------------------------------------------------------------------------------------
-def _host_context(case: Case) -> ReportContext:
+def _host_context(case: Case, directive: Any) -> ReportContext:
     """The case's report data as the report built it: the canonical findings table, manifest and runs."""
     from triage.report.build import load_runs
-    from triage.report.directive import load_directive
 
     findings = coerce_findings(pd.read_parquet(case.path / "report" / "findings.parquet"))
     return ReportContext(
@@ -109,7 +108,7 @@ def _host_context(case: Case) -> ReportContext:
         findings=findings,
         manifest=manifest_frame(list(case.manifest())),
         runs=load_runs(case),
-        directive=load_directive(),
+        directive=directive,
         generated=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
         case_path=str(case.path),
     )
@@ -144,9 +143,12 @@ def _step_label(entry: dict[str, Any]) -> str:
     return f"{entry.get('step')} {entry.get('short') or entry.get('title') or ''}".strip()
 
 
-def host_row(name: str, case_dir: Path, fleet_dir: Path) -> dict[str, Any]:
+def host_row(name: str, case_dir: Path, fleet_dir: Path, directive: Any = None) -> dict[str, Any]:
     """Everything the fleet report shows about one host case."""
+    from triage.report.directive import load_directive
     from triage.report.hosts import VERDICT_COMPROMISED, host_summaries
+
+    directive = directive or load_directive()
 
     row: dict[str, Any] = {
         "host": name,
@@ -193,7 +195,7 @@ def host_row(name: str, case_dir: Path, fleet_dir: Path) -> dict[str, Any]:
         return row
     row["case_id"] = case.case_id
     try:
-        ctx = _host_context(case)
+        ctx = _host_context(case, directive)
         ledger = json.loads((case_dir / "report" / "ledger.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         row["problems"].append(f"no complete report (run `triage report` on the fleet folder): {exc}")
@@ -346,7 +348,11 @@ def build_fleet_report(
     fleet_dir = Path(fleet_dir)
     out = fleet_dir / "fleet"
     out.mkdir(parents=True, exist_ok=True)
-    rows = [host_row(name, path, fleet_dir) for name, path in sorted(hosts.items(), key=lambda kv: kv[0].lower())]
+    from triage.report.directive import load_directive
+
+    directive = load_directive()
+    order = sorted(hosts.items(), key=lambda kv: kv[0].lower())
+    rows = [host_row(name, path, fleet_dir, directive) for name, path in order]
     totals = fleet_totals(rows)
     generated = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     res = FleetReport(fleet_dir=str(fleet_dir), hosts=rows, totals=totals)
@@ -370,7 +376,7 @@ def build_fleet_report(
     css = (Path(__file__).parent / "templates" / "report.css").read_text(encoding="utf-8") + FLEET_CSS
     from triage.report.html import _env
 
-    steps = _step_titles()
+    steps = [{"id": st.id, "short": st.short, "title": st.title} for st in directive.steps]
     page = (
         _env()
         .get_template("fleet.html.j2")
@@ -408,9 +414,3 @@ def _markup(text: str) -> Any:
     from markupsafe import Markup
 
     return Markup(text)  # our own stylesheet, hashed into the CSP
-
-
-def _step_titles() -> list[dict[str, str]]:
-    from triage.report.directive import load_directive
-
-    return [{"id": s.id, "short": s.short, "title": s.title} for s in load_directive().steps]
