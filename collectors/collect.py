@@ -233,7 +233,15 @@ def collect_volume(
                 roots.append((ex.drive, source.drives[ex.drive], pattern))
                 continue
             roots.append((sysdrive, sysroot, pattern))
-        for drive, root, pattern in roots:
+        # the source's other drives (an image's D:, a KAPE D/ folder): the same declarations, collected where
+        # the declared folder exists there, without 'missing' rows for the drives that lack it
+        others = [
+            (d, r, pattern, True)
+            for _drive, _root, pattern in roots
+            for d, r in source.drives.items()
+            if d != _drive and resolve(r, _pattern_base(pattern)) is not None
+        ]
+        for drive, root, pattern, optional in [*((d, r, p, False) for d, r, p in roots), *others]:
             alternatives = expand_braces(pattern)
             literal = all(not any(ch in a for ch in "*?[") for a in alternatives)
             groups = [[a] for a in alternatives] if literal else [[pattern]]
@@ -274,7 +282,7 @@ def collect_volume(
                             family=fam.name,
                         )
                     )
-                if not found and not errors:
+                if not found and not errors and not optional:
                     base = _pattern_base(group[0])
                     node = resolve(root, base)
                     exists = node is not None and node.kind == DIR and group[0].endswith("**")

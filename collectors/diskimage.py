@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from triage.collectors.partitions import (
@@ -28,11 +29,12 @@ from triage.collectors.partitions import (
     Partition,
     PartitionTable,
     boot_oem,
+    carve_ntfs,
     is_ntfs_boot,
     looks_like_mbr,
     read_partitions,
 )
-from triage.collectors.vfs import DIR, FILE, LINK, VNode, resolve
+from triage.collectors.vfs import CORRUPT, DIR, FILE, LINK, VNode, resolve
 from triage.errors import UsageError
 from triage.hashing import copy_hashing, open_source
 
@@ -51,6 +53,7 @@ FORMAT_NAMES = {
     "split-raw": "split raw (dd) image",
 }
 MAX_SEGMENTS = 10000
+RAW_EXTENSIONS = {".dd", ".img", ".001", ".000", ".aa", ".image", ".ima"}  # names worth a boot sector search
 FILETIME_EPOCH = 116444736000000000  # 1601-01-01 to 1970-01-01 in 100 ns units
 ATTR_SYSTEM, ATTR_REPARSE = 0x4, 0x400
 LINK_DETAIL = "NTFS reparse point (symbolic link, junction or mount point): reported, not followed"
@@ -293,6 +296,14 @@ def detect_format(path: str, *, force: bool = False) -> str | None:
         or force
     ):
         return "split-raw" if split else "raw"
+    if Path(path).suffix.lower() in RAW_EXTENSIONS:
+        # named like a disk but sector 0 is unusable (wiped or garbage MBR): a disk if NTFS boot sectors are there
+        probe = RawDisk(split or [path])
+        try:
+            if carve_ntfs(probe.read_at, probe.size):
+                return "split-raw" if split else "raw"
+        finally:
+            probe.close()
     return None
 
 
@@ -608,6 +619,15 @@ class NtfsVolume:
 
     def _node(self, sub: Any, name: str, path: str) -> VNode:
         src = f"{self.prefix}/{path}"
+        if not sub.number_of_attributes or not sub.is_allocated():
+            # the directory index names it, but its MFT record is unusable (BAAD signature, torn fixup)
+            ref = int(sub.get_i30_file_reference()) if sub.has_i30_entry() else int(sub.file_reference)
+            detail = (
+                f"MFT entry {ref & 0xFFFFFFFFFFFF} is corrupt (no readable attributes: bad signature or update "
+                "sequence); its data cannot be located"
+            )
+            log.warning("%s: %s", src, detail)
+            return VNode(name=name, kind=CORRUPT, source_path=src, detail=detail)
         flags = int(sub.file_attribute_flags or 0)
         mtime = filetime_epoch(sub.get_modification_time_as_integer())
         atime = filetime_epoch(sub.get_access_time_as_integer())
@@ -715,6 +735,13 @@ def _mib(n: int) -> str:
 
 def open_volumes(image: DiskImage, failures: list[Failure]) -> ImageVolumes:
     """Find the partitions and NTFS volumes of an image and give each a drive letter."""
+    try:
+        image.disk.read_at(0, 512)
+    except OSError as exc:
+        raise UsageError(
+            f"{image.path}: the first sector of this {image.format_name} cannot be read ({exc}); the image is "
+            "truncated or corrupt: check it (ewfverify, qemu-img check) or acquire it again"
+        ) from None
     table = read_partitions(image.disk.read_at, image.disk.size)
     name = os.path.basename(image.path)
     notes = [f"{name}: {w}" for w in table.warnings]

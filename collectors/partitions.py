@@ -140,12 +140,13 @@ def read_partitions(read_at: ReadAt, disk_size: int) -> PartitionTable:
         else:
             warnings.append("sector 0 has a boot signature but no plausible partition entry (garbage MBR)")
     else:
-        # no MBR signature: a GPT disk whose protective MBR was wiped still has its headers
-        table = _read_gpt(read_at, disk_size, [])
-        if table is not None:
-            table.warnings.insert(0, "no MBR boot signature; a GPT header was found and used")
-            return table
         warnings.append("no partition table (no boot signature in sector 0)")
+    if not any(e[1] == GPT_PROTECTIVE for e in _mbr_entries(sector0)):
+        # a GPT disk whose protective MBR was overwritten still has its headers at LBA 1 and the end
+        table = _read_gpt(read_at, disk_size, [])
+        if table is not None and table.partitions:
+            table.warnings[:0] = [*warnings, "a GPT was found behind the unusable MBR and used"]
+            return table
     carved = carve_ntfs(read_at, disk_size)
     if carved:
         warnings.append(

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 from triage.hashing import open_readonly, open_source
 
 DIR, FILE, LINK, OTHER, UNSAFE = "dir", "file", "link", "other", "unsafe"
+CORRUPT = "corrupt"  # an image file system entry that cannot be read (corrupt MFT record): a failure row, with why
 LINK_DETAIL = "symbolic link not followed (its target is not read: that would change the link's access time)"
 
 
@@ -280,7 +281,7 @@ def _glob(node: VNode, segs: list[str], prefix: tuple[str, ...], errors: list[st
             if rest:
                 if kid.kind == DIR:
                     yield from _glob(kid, rest, (*prefix, kid.name), errors, seen)
-                elif kid.kind in (LINK, UNSAFE):
+                elif kid.kind in (LINK, UNSAFE, CORRUPT):
                     yield Match(kid, (*prefix, kid.name))
             else:
                 yield Match(kid, (*prefix, kid.name))
