@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check triage collectors analyzers tests benchmarks samples
 
 bench: $(STAMP)
-	$(PY) benchmarks/collect_throughput.py
+	$(PY) benchmarks/suite.py $(BENCH_ARGS)
 
 samples: $(STAMP)
 	$(PY) samples/build_samples.py
