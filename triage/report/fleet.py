@@ -146,7 +146,7 @@ def _step_label(entry: dict[str, Any]) -> str:
 def host_row(name: str, case_dir: Path, fleet_dir: Path, directive: Any = None) -> dict[str, Any]:
     """Everything the fleet report shows about one host case."""
     from triage.report.directive import load_directive
-    from triage.report.hosts import VERDICT_COMPROMISED, host_summaries
+    from triage.report.hosts import host_summaries
 
     directive = directive or load_directive()
 
@@ -248,11 +248,7 @@ def host_row(name: str, case_dir: Path, fleet_dir: Path, directive: Any = None) 
     row["steps_manual"] = len(by_status.get("needs manual attestation", []))
     row["steps_not_applicable"] = len(by_status.get("not applicable", []))
     row["failed_steps"] = by_status.get("not done", [])
-    reasons = []
-    if s.verdict == VERDICT_COMPROMISED:
-        reasons.append("indications of compromise (ED 21-02 action 3)")
-    if row["updated_april_2021"] == "no":
-        reasons.append("April 2021 SU missing (Supplemental Direction v2)")
+    reasons = disconnect_reasons(s.verdict, row["updated_april_2021"])
     row["to_disconnect"] = bool(reasons)
     row["disconnect_reason"] = "; ".join(reasons)
     if not version and not status:
@@ -260,6 +256,21 @@ def host_row(name: str, case_dir: Path, fleet_dir: Path, directive: Any = None) 
     if not report_html.exists():
         row["problems"].append("report.html is missing")
     return row
+
+
+def disconnect_reasons(verdict: str, updated: str) -> list[str]:
+    """Why the directive says to take the server off the network (empty: it does not say so).
+
+    ``updated`` is "yes", "no", "unknown" or "" (no Exchange found): only a known "no" counts.
+    """
+    from triage.report.hosts import VERDICT_COMPROMISED
+
+    reasons = []
+    if verdict == VERDICT_COMPROMISED:
+        reasons.append("indications of compromise (ED 21-02 action 3)")
+    if updated == "no":
+        reasons.append("April 2021 SU missing (Supplemental Direction v2)")
+    return reasons
 
 
 def _yes_no(status: str, yes: tuple[str, ...], no: tuple[str, ...]) -> str:
