@@ -23,6 +23,7 @@ lost worker or a failed cluster never loses a finished result, and a rerun resum
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -72,6 +73,24 @@ def worker_id() -> str:
 def _run_unit(*args: Any) -> dict[str, Any]:
     from triage.runner import run_unit  # the runner imports this module
 
+    return run_unit(*args)
+
+
+def _run_unit_once(*args: Any) -> dict[str, Any]:
+    """``run_unit``, unless this run already wrote the unit's record.
+
+    Dask recomputes a finished task whose result was still held by a worker that died; the unit's
+    files are on disk already, so hand back the record the first attempt wrote instead.
+    """
+    from triage.runner import result_paths, run_unit
+
+    case_dir, analyzer, row, run_id = args[0], args[2], args[3], args[7]
+    try:
+        rec = json.loads(result_paths(Path(case_dir), analyzer, row["artifact_id"])[1].read_text())
+    except (OSError, ValueError):
+        rec = {}
+    if run_id and rec.get("run_id") == run_id:
+        return dict(rec)
     return run_unit(*args)
 
 
@@ -327,7 +346,7 @@ class DaskExecutor(Executor):
         def top_up() -> None:
             while pending and len(running) < self._slots():
                 t = pending.popleft()
-                fut = self._client.submit(_run_unit, *t.args, key=t.key, pure=False)
+                fut = self._client.submit(_run_unit_once, *t.args, key=t.key, pure=False)
                 running[fut] = t
                 ac.add(fut)
 
@@ -372,8 +391,6 @@ class DaskExecutor(Executor):
 
     def _drop_instances(self) -> None:
         """Free cached analyzers in the worker threads that made them (yara-x objects must not cross threads)."""
-        import distributed
-
         from triage.runner import drop_instances
 
         try:
@@ -381,7 +398,9 @@ class DaskExecutor(Executor):
             futs = [
                 self._client.submit(drop_instances, pure=False, workers=[a], allow_other_workers=False) for a in addrs
             ]
-            distributed.wait(futs, timeout=5)  # a worker restarting right now may never answer
+            deadline = time.monotonic() + 5  # a worker restarting right now may never answer
+            for f in futs:
+                f.result(timeout=max(0.1, deadline - time.monotonic()))
         except Exception as exc:  # best effort: the cluster may be gone already
             log.debug("could not clear worker caches: %s", exc)
 

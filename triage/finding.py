@@ -129,6 +129,7 @@ class RunRecord:
     result_sha256: str = ""
     fingerprint: str = ""  # analyzer version + rules + options (see Analyzer.fingerprint)
     worker: str = ""  # host:pid of the process that ran the unit ("" in records of older versions)
+    run_id: str = ""  # the analyze run that wrote this record (runs/<run_id>.json)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

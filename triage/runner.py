@@ -120,6 +120,7 @@ def run_unit(
     plugins: tuple[str, ...] = (),
     options: dict[str, Any] | None = None,
     members: list[dict[str, Any]] | None = None,
+    run_id: str = "",
 ) -> dict[str, Any]:
     """Run one unit and write its results; never raises for analyzer errors. Picklable entry point."""
     started, t0 = utcnow(), time.perf_counter()
@@ -183,6 +184,7 @@ def run_unit(
         result_sha256=result_sha,
         fingerprint=fingerprint,
         worker=worker_id(),
+        run_id=run_id,
     )
     _atomic_write(run, json.dumps(record.to_dict(), indent=1, ensure_ascii=False, default=str).encode())
     return record.to_dict()
@@ -207,7 +209,7 @@ def host_group(analyzer: str, host: str, members: list[ManifestRow]) -> Manifest
     )
 
 
-def _died_record(case_dir: Path, cls: type[Analyzer], row: ManifestRow, why: str) -> dict[str, Any]:
+def _died_record(case_dir: Path, cls: type[Analyzer], row: ManifestRow, why: str, run_id: str) -> dict[str, Any]:
     now = utcnow()
     rec = RunRecord(
         analyzer=cls.name,
@@ -220,6 +222,7 @@ def _died_record(case_dir: Path, cls: type[Analyzer], row: ManifestRow, why: str
         finished=now,
         duration_s=0.0,
         message=why,
+        run_id=run_id,
     )
     _, run = result_paths(case_dir, cls.name, row.artifact_id)
     run.parent.mkdir(parents=True, exist_ok=True)
@@ -277,6 +280,7 @@ def _plan(
                     plugins,
                     options.get(cls.name, {}),
                     [m.as_dict() for m in members] if members is not None else None,
+                    summary.run_id,
                 ),
                 case_dir=str(case.path),
                 analyzer=cls.name,
@@ -347,7 +351,7 @@ def analyze_cases(
 
     def on_failed(task: UnitTask, why: str) -> None:
         plan, cls, row = lookup[task.key]
-        on_result(task, _died_record(plan.case.path, cls, row, why))
+        on_result(task, _died_record(plan.case.path, cls, row, why, plan.summary.run_id))
 
     def finished(task: UnitTask) -> dict[str, Any] | None:
         plan, cls, row = lookup[task.key]
