@@ -244,7 +244,7 @@ def _split_segments(path: str) -> list[str] | None:
         letters = "abcdefghijklmnopqrstuvwxyz"
         names = [f"{base}.{a}{b}" for a in letters for b in letters]
     present = set(os.listdir(folder or "."))
-    if names[0] not in present or names[1] not in present:
+    if names[0] not in present or not any(n in present for n in names[1:]):
         return None
     out = []
     for n in names:

@@ -194,7 +194,7 @@ def _read_mbr(read_at: ReadAt, sector0: bytes, disk_size: int, warnings: list[st
                     table.partitions.append(part)
                 index += 1
             _s, ntype, nrel, _n = slots[1]
-            ebr_lba = ext_lba + nrel if ntype in EXTENDED_TYPES and nrel else 0
+            ebr_lba = ext_lba + nrel if ntype in EXTENDED_TYPES else 0  # rel 0 is the first EBR: a loop
             if ebr_lba and ebr_lba >= ext_lba + ext_count:
                 warnings.append(f"EBR chain points outside its extended partition (sector {ebr_lba}); stopped")
                 break
