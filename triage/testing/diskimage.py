@@ -1043,6 +1043,24 @@ SHELL_FN = datetime(2021, 3, 3, 2, 41, 5, tzinfo=UTC)  # when the page was reall
 ZONE_IDENTIFIER = b"[ZoneTransfer]\r\nZoneId=3\r\nHostUrl=http://103.77.192.219/Dk2jQ8ab.aspx\r\n"
 
 
+def system_hive_with_mounts(hostname: str, letters: dict[str, uuid.UUID]) -> bytes:
+    """A small SYSTEM hive naming the host whose ``MountedDevices`` maps drive letters to GPT partition GUIDs.
+
+    Pass the GUIDs to :func:`build_disk` (``partition_guids``) so readers can give each volume its letter.
+    """
+    from triage.testing.regf import HiveBuilder
+    from triage.testing.volume import T0
+
+    system = HiveBuilder(file_name=r"\SystemRoot\System32\Config\SYSTEM", timestamp=T0)
+    system.set_value("Select", "Current", 1)
+    system.set_value("Select", "Default", 1)
+    system.set_value(r"ControlSet001\Control\ComputerName\ComputerName", "ComputerName", hostname)
+    system.set_value(r"ControlSet001\Services\Tcpip\Parameters", "Hostname", hostname.lower())
+    for letter, guid in letters.items():
+        system.set_value("MountedDevices", f"\\DosDevices\\{letter}:", b"DMIO:ID:" + guid.bytes_le)
+    return system.to_bytes()
+
+
 class ImageSet(dict[str, list[Path]]):
     """{format: segment paths} of one evidence disk, plus what a test needs to check a collection from it.
 
@@ -1068,7 +1086,6 @@ def build_image_set(work: Path, *, formats: tuple[str, ...] = FORMATS, filler_by
     timestomped and carries a Zone.Identifier stream. D: is :func:`data_volume_files` (Exchange logs and a
     pseudo-random database, so the E01 spans several 1 MiB segments). Takes about a second.
     """
-    from triage.testing.regf import HiveBuilder
     from triage.testing.volume import T0, VolumeSpec, build_volume
 
     work = Path(work)
@@ -1076,15 +1093,8 @@ def build_image_set(work: Path, *, formats: tuple[str, ...] = FORMATS, filler_by
     c_tree = build_volume(work / "trees" / "C", spec)
     d_tree = write_tree(work / "trees" / "D", data_volume_files(filler_bytes), T0)
     guids = [uuid.UUID("c0c0c0c0-0c0c-4c0c-8c0c-00000000000c"), uuid.UUID("d0d0d0d0-0d0d-4d0d-8d0d-00000000000d")]
-    system = HiveBuilder(file_name=r"\SystemRoot\System32\Config\SYSTEM", timestamp=T0)
-    system.set_value("Select", "Current", 1)
-    system.set_value("Select", "Default", 1)
-    system.set_value(r"ControlSet001\Control\ComputerName\ComputerName", "ComputerName", spec.hostname)
-    system.set_value(r"ControlSet001\Services\Tcpip\Parameters", "Hostname", spec.hostname.lower())
-    for letter, guid in zip("CD", guids, strict=True):
-        system.set_value("MountedDevices", f"\\DosDevices\\{letter}:", b"DMIO:ID:" + guid.bytes_le)
     hive = c_tree / "Windows/System32/config/SYSTEM"
-    hive.write_bytes(system.to_bytes())
+    hive.write_bytes(system_hive_with_mounts(spec.hostname, {"C": guids[0], "D": guids[1]}))
     os.utime(hive, (T0.timestamp(), T0.timestamp()))
     streams = {WEBSHELL: {"Zone.Identifier": ZONE_IDENTIFIER}}
     vols = work / "volumes"
