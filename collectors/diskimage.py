@@ -18,6 +18,7 @@ import os
 import re
 import struct
 import tempfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,6 +54,14 @@ FORMAT_NAMES = {
     "split-raw": "split raw (dd) image",
 }
 MAX_SEGMENTS = 10000
+IMAGE_EXTENSIONS = {  # names that promise a container format: without its magic, a usage error, not a loose file
+    ".e01": "EnCase image (E01)",
+    ".ex01": "EnCase 7 image (Ex01)",
+    ".s01": "SMART image (s01)",
+    ".vhd": "VHD",
+    ".vhdx": "VHDX",
+    ".vmdk": "VMDK",
+}
 RAW_EXTENSIONS = {".dd", ".img", ".001", ".000", ".aa", ".image", ".ima"}  # names worth a boot sector search
 FILETIME_EPOCH = 116444736000000000  # 1601-01-01 to 1970-01-01 in 100 ns units
 ATTR_SYSTEM, ATTR_REPARSE = 0x4, 0x400
@@ -830,6 +839,88 @@ def open_volumes(image: DiskImage, failures: list[Failure]) -> ImageVolumes:
     return ImageVolumes(drives, notes, volumes, table, listing)
 
 
+# -- EWF chunk checks (what pyewf does not expose: which chunk failed its checksum) -------------------------
+SECTION = struct.Struct("<16sQQ40xI")  # type, next section offset, section size, padding, Adler-32
+MAX_BAD_CHUNKS = 100
+
+
+def _ewf_table_chunks(fd: int, seg_size: int) -> list[tuple[int, int, bool]] | None:
+    """(offset, stored size, compressed) of every chunk of one EWF v1 segment, from its table sections.
+
+    None when the layout is not the EnCase 6 style (sectors section followed by its table) this reads.
+    """
+    out: list[tuple[int, int, bool]] = []
+    pos, seen, sectors_end = 13, set(), None
+    while pos + SECTION.size <= seg_size and pos not in seen and len(seen) < 100000:
+        seen.add(pos)
+        raw = os.pread(fd, SECTION.size, pos)
+        if len(raw) < SECTION.size:
+            return None
+        stype, nxt, _size, _crc = SECTION.unpack(raw)
+        kind = stype.rstrip(b"\0").decode("ascii", "replace")
+        if kind == "sectors":
+            sectors_end = nxt
+        elif kind == "table":
+            head = os.pread(fd, 24, pos + SECTION.size)
+            if len(head) < 24 or sectors_end is None:
+                return None
+            count, base = struct.unpack_from("<I4xQ", head)
+            if count > 1 << 20:
+                return None
+            entries = struct.unpack(f"<{count}I", os.pread(fd, 4 * count, pos + SECTION.size + 24))
+            starts = [base + (e & 0x7FFFFFFF) for e in entries]
+            for j, start in enumerate(starts):
+                end = starts[j + 1] if j + 1 < count else sectors_end
+                out.append((start, end - start, bool(entries[j] & 0x80000000)))
+        if kind in ("done", "next") or nxt <= pos:
+            break
+        pos = nxt
+    return out
+
+
+def ewf_bad_chunks(image: DiskImage) -> list[dict[str, Any]] | None:
+    """Chunks of an E01 whose stored data fails its check (Adler-32, or the zlib stream of a compressed chunk).
+
+    Names the sectors an examiner should look at after a hash mismatch, as ewfverify does. None when the
+    segments are not laid out the way this reader understands (the media hash still stands).
+    """
+    handle = getattr(image.disk, "handle", None)
+    if image.format != "ewf" or handle is None:
+        return None
+    chunk_size = int(handle.chunk_size)
+    per_chunk = int(handle.sectors_per_chunk)
+    bad: list[dict[str, Any]] = []
+    number = 0
+    for seg in image.segments:
+        with open_source(seg) as fh:
+            fd = fh.fileno()
+            chunks = _ewf_table_chunks(fd, os.fstat(fd).st_size)
+            if chunks is None:
+                return None
+            for offset, size, compressed in chunks:
+                data = os.pread(fd, max(0, size), offset)
+                ok = len(data) == size
+                if ok and compressed:
+                    try:
+                        ok = len(zlib.decompressobj().decompress(data, chunk_size + 1)) <= chunk_size
+                    except zlib.error:
+                        ok = False
+                elif ok:
+                    ok = size >= 4 and zlib.adler32(data[:-4]) == struct.unpack_from("<I", data, size - 4)[0]
+                if not ok and len(bad) < MAX_BAD_CHUNKS:
+                    first = number * per_chunk
+                    bad.append(
+                        {
+                            "chunk": number,
+                            "sectors": f"{first}-{first + per_chunk - 1}",
+                            "media_offset": number * chunk_size,
+                            "segment": os.path.basename(seg),
+                        }
+                    )
+                number += 1
+    return bad
+
+
 # -- verification -------------------------------------------------------------------------------------
 def verify_media(image: DiskImage, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Hash the whole media stream and compare with the hashes the format stores (E01: MD5, SHA1).
@@ -853,6 +944,12 @@ def verify_media(image: DiskImage, progress: Callable[[int], None] | None = None
     compared = {a: digests[a] == image.stored_hashes[a] for a in algos if a in image.stored_hashes}
     record["matches"] = compared
     record["status"] = ("verified" if all(compared.values()) else "mismatch") if compared else "computed"
+    if record["status"] == "mismatch" and image.format == "ewf":
+        # libewf zero-fills a chunk that fails its checksum and pyewf does not say which: find it ourselves
+        try:
+            record["bad_chunks"] = ewf_bad_chunks(image)
+        except OSError as exc:
+            record["bad_chunks_error"] = str(exc)
     return record
 
 
@@ -896,6 +993,10 @@ def record_image(
                 if not ok
             )
             details = f"IMAGE HASH MISMATCH: {bad}; the image is not what was acquired (collected anyway)"
+            chunks = result.get("bad_chunks")
+            if chunks:
+                where = ", ".join(f"sectors {c['sectors']} ({c['segment']})" for c in chunks[:5])
+                details += f"; {len(chunks)} chunk(s) fail their checksum and read as zeros: {where}"
         else:
             details = f"image media stream could not be verified: {result['error']} (collected anyway)"
         log.warning("%s: %s", image.path, details)

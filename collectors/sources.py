@@ -127,6 +127,14 @@ def _image_source(path: str, *, force: bool) -> Source | None:
     from triage.collectors import diskimage
 
     if diskimage.detect_format(path, force=force) is None:
+        ext = Path(path).suffix.lower()
+        if ext in diskimage.IMAGE_EXTENSIONS:
+            size = os.path.getsize(path)
+            raise UsageError(
+                f"{path}: named like a {diskimage.IMAGE_EXTENSIONS[ext]} but it is not one ("
+                + ("an empty file" if size == 0 else f"{size:,} bytes without its signature")
+                + "); give the real image, or --as files to collect it as a loose file"
+            )
         return None
     image = diskimage.open_image(path, force=force)
     src = Source("image", path, image=image, notes=list(image.notes))

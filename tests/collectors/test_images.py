@@ -298,12 +298,22 @@ def test_read_error_mid_file_fails_that_artifact_only(image_set: di.ImageSet, tm
 @needs_tools
 def test_hash_mismatch_is_loud_and_collection_goes_on(image_set: di.ImageSet, tmp_path: Path) -> None:
     segs = copy_set(image_set["e01"], tmp_path / "img")
-    di.corrupt_ewf_chunk(segs)
+    chunk = di.corrupt_ewf_chunk(segs)
     assert run_cli("collect", str(segs[0]), "--case", str(tmp_path / "case")) == 0
     (bad,) = [r for r in rows(tmp_path / "case") if r.kind == "disk_image"]
     assert bad.outcome == "failure" and bad.details.startswith("IMAGE HASH MISMATCH: md5 computed")
+    first = chunk.number * 64
+    assert f"1 chunk(s) fail their checksum and read as zeros: sectors {first}-{first + 63}" in bad.details
     verify = custody(tmp_path / "case", "image_verify")[0]
     assert verify["status"] == "mismatch" and verify["matches"] == {"md5": False, "sha1": False}
+    assert verify["bad_chunks"] == [
+        {
+            "chunk": chunk.number,
+            "sectors": f"{first}-{first + 63}",
+            "media_offset": chunk.number * 32768,
+            "segment": chunk.segment.name,
+        }
+    ]
     assert len(stored(tmp_path / "case")) >= 20
 
 

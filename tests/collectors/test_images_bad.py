@@ -303,11 +303,6 @@ def test_corrupt_ewf_chunk_fails_verification(image_set: di.ImageSet, tmp_path: 
     assert_tree_hashes(run, image_set)  # the damage is outside every artifact
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8: the chunk whose Adler-32 fails is not named; pyewf has no binding for libewf's checksum "
-    "error list, so only the whole-media hash mismatch is recorded (ewfverify does print the sector range)",
-)
 def test_corrupt_ewf_chunk_names_the_bad_sectors(image_set: di.ImageSet, tmp_path: Path) -> None:
     segs, chunk = _corrupt_db_chunk(image_set, tmp_path / "img")
     run = collect(segs[0], tmp_path / "case")
@@ -346,11 +341,6 @@ def test_ewf_signature_with_garbage_is_a_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "case").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8: without --as image, an empty or random file named .E01 is collected as a loose file "
-    "(outcome empty/success, no warning) instead of a usage error saying it is no EWF image",
-)
 @pytest.mark.parametrize("content", [b"", b"\x00" * 100 + random.Random(4).randbytes(4096)])
 def test_file_named_like_an_image_but_no_image_is_a_usage_error(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "img" / "host.E01"
