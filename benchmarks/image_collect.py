@@ -35,6 +35,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from triage.testing import diskimage as di
 from triage.testing.volume import T0, VolumeSpec, build_volume
@@ -128,8 +129,22 @@ class _Window:
         return self.size
 
 
+def _hash_reader(read_at: Callable[[int, int], bytes], size: int) -> int:
+    h, m = hashlib.sha256(), hashlib.md5()
+    offset = 0
+    while offset < size:
+        chunk = read_at(min(1 << 20, size - offset), offset)
+        if not chunk:
+            break
+        h.update(chunk)
+        m.update(chunk)
+        offset += len(chunk)
+    return offset
+
+
 def libyal_read(fmt: str, paths: list[Path], layout: di.DiskLayout, files: dict[str, list[str]]) -> int:
-    """Open the container and every NTFS partition with libyal, read and hash every tree file."""
+    """Open the container and every NTFS partition with libyal, walk each volume once (as the collector
+    does: path lookups per file would re-read the directory indexes) and read + hash the tree's files."""
     import pyewf
     import pyfsntfs
     import pyvhdi
@@ -148,21 +163,25 @@ def libyal_read(fmt: str, paths: list[Path], layout: di.DiskLayout, files: dict[
         handle.open(str(paths[0]))
         handle.open_extent_data_files()
     total = 0
+
+    def walk(entry: object, prefix: str, wanted: set[str]) -> int:
+        n = 0
+        for i in range(entry.number_of_sub_file_entries):  # type: ignore[attr-defined]
+            sub = entry.get_sub_file_entry(i)  # type: ignore[attr-defined]
+            rel = prefix + sub.name
+            if sub.has_directory_entries_index():
+                if any(w.startswith(rel + "/") for w in wanted):
+                    n += walk(sub, rel + "/", wanted)
+            elif rel in wanted:
+                n += _hash_reader(sub.read_buffer_at_offset, sub.size)
+        return n
+
     try:
         for letter, part in zip("CD", layout.partitions, strict=False):
             vol = pyfsntfs.volume()
             vol.open_file_object(_Window(handle, part.offset, part.size))
             try:
-                for rel in files[letter]:
-                    entry = vol.get_file_entry_by_path("\\" + rel.replace("/", "\\"))
-                    h, m = hashlib.sha256(), hashlib.md5()
-                    offset, size = 0, entry.size
-                    while offset < size:
-                        chunk = entry.read_buffer_at_offset(min(1 << 20, size - offset), offset)
-                        h.update(chunk)
-                        m.update(chunk)
-                        offset += len(chunk)
-                    total += offset
+                total += walk(vol.get_root_directory(), "", set(files[letter]))
             finally:
                 vol.close()
     finally:
@@ -171,19 +190,27 @@ def libyal_read(fmt: str, paths: list[Path], layout: di.DiskLayout, files: dict[
 
 
 def dissect_read(paths: list[Path], files: dict[str, list[str]]) -> int:
-    """Open the image with dissect.target (drive letters from MountedDevices) and read/hash the same files."""
+    """Open the image with dissect.target (drive letters from MountedDevices), walk each drive once and
+    read + hash the same files."""
     from dissect.target import Target
 
     target = Target.open(str(paths[0]))
     total = 0
+
+    def walk(path: Any, prefix: str, wanted: set[str]) -> int:
+        n = 0
+        for child in path.iterdir():
+            rel = prefix + child.name
+            if child.is_dir():
+                if any(w.startswith(rel + "/") for w in wanted):
+                    n += walk(child, rel + "/", wanted)
+            elif rel in wanted:
+                with child.open("rb") as fh:
+                    n += _hash_reader(lambda size, _off, fh=fh: fh.read(size), child.stat().st_size)
+        return n
+
     for letter, rels in files.items():
-        for rel in rels:
-            h, m = hashlib.sha256(), hashlib.md5()
-            with target.fs.path(f"{letter.lower()}:/{rel}").open("rb") as fh:
-                while chunk := fh.read(1 << 20):
-                    h.update(chunk)
-                    m.update(chunk)
-                    total += len(chunk)
+        total += walk(target.fs.path(f"{letter.lower()}:/"), "", set(rels))
     return total
 
 
@@ -267,6 +294,7 @@ def main() -> int:
                 finally:
                     _rm(dest)
             rows.append((name, best, int(moved or 0), error))
+            print(f"  {name}: {'failed' if best is None else f'{best:.2f} s'}", file=sys.stderr, flush=True)
         base = next(r for r in rows if r[0] == "cp -a folder")
         base_rate = base[2] / base[1] if base[1] else 0.0
         print(f"all files on both volumes: {all_bytes / 1e6:,.1f} MB; best of {args.repeat}", file=sys.stderr)
