@@ -73,7 +73,7 @@ class Suite:
     def __init__(self, quiet: bool = False) -> None:
         from rich.console import Console
 
-        self.err = Console(stderr=True, highlight=False)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
         self.rows: list[Row] = []
         self.skipped: dict[str, str] = {}
         self.t0 = time.perf_counter()
@@ -173,7 +173,9 @@ def bench_registry(s: Suite, args: argparse.Namespace, work: Path) -> None:
         hives, origin = m.build_hives(work / "hives")
         corpus = origin.startswith("corpus")
         s.log(f"registry: {len(hives)} hives, SYSTEM from {origin}")
-        res, notes = m.measure(work, hives, repeat=args.repeat, budget=args.budget if corpus else None, log=False)
+        res, notes = m.measure(
+            work, hives, repeat=max(3, args.repeat), budget=args.budget if corpus else None, log=False
+        )
     finally:
         logging.disable(logging.NOTSET)
     backend = "rust" if "analysis/rust" in res else "python"
@@ -803,6 +805,8 @@ def markdown(rows: list[Row], meta: dict[str, Any]) -> str:
     lines = [
         f"Benchmark suite, {meta['date']}: {meta['cpus']} cores, load average {meta['load_start']:.2f} at start, "
         f"{meta['load_end']:.2f} at end; {meta['seconds']:.0f} s. Ratio = baseline time / triage time.",
+        "Load average at each section's start: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in meta.get("load_by_section", {}).items()),
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "|".join("---" for _ in COLUMNS) + "|",
@@ -856,20 +860,20 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--repeat", type=int, default=1, help="runs per contender where cheap (best counts)")
     ap.add_argument("--workers", type=int, default=2, help="the N of the N-worker runs (fleet, overhead, yara)")
     g = ap.add_argument_group("sizes")
-    g.add_argument("--records", type=int, default=50_000, help="event log records")
-    g.add_argument("--slow-records", type=int, default=1_000, help="records python-evtx is timed on")
+    g.add_argument("--records", type=int, default=30_000, help="event log records")
+    g.add_argument("--slow-records", type=int, default=500, help="records python-evtx is timed on")
     g.add_argument("--budget", type=float, default=5.0, help="seconds of the pure-Python SYSTEM walk")
     g.add_argument("--exchange-mb", type=int, default=64, help="MiB of HttpProxy logs")
     g.add_argument("--yara-pages", type=int, default=400, help="server pages for the YARA scan")
     g.add_argument("--yara-mb", type=int, default=4, help="MiB of each of the 6 large files of the YARA scan")
-    g.add_argument("--memory-mb", type=int, default=256, help="MiB of the raw memory image")
-    g.add_argument("--findings", type=int, default=20_000, help="findings of the report benchmark")
-    g.add_argument("--collect-mib", type=int, default=128, help="MiB of the collected tree")
+    g.add_argument("--memory-mb", type=int, default=128, help="MiB of the raw memory image")
+    g.add_argument("--findings", type=int, default=10_000, help="findings of the report benchmark")
+    g.add_argument("--collect-mib", type=int, default=64, help="MiB of the collected tree")
     g.add_argument("--collect-small", type=int, default=500, help="small files in the collected tree")
     g.add_argument("--image-mb", type=int, default=32, help="MiB of padding on the disk image's C: volume")
     g.add_argument("--image-formats", default="raw,e01", help="image formats: raw,e01,vhdx,vmdk")
     g.add_argument("--hosts", type=int, default=20, help="hosts of the synthetic fleet")
-    g.add_argument("--units", type=int, default=200, help="no-op units of the overhead section")
+    g.add_argument("--units", type=int, default=100, help="no-op units of the overhead section")
     return ap
 
 
@@ -897,11 +901,13 @@ def run(argv: list[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
     # dask worker processes read this at import: no shutdown chatter from them on stderr
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
     load_start = os.getloadavg()[0]
+    loads: dict[str, float] = {}  # at the start of each section: other work on the machine skews times
     for noisy in ("distributed", "regipy", "pyarrow"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="triage-suite-", dir=os.environ.get("TMPDIR")) as tmp:
         for i, name in enumerate(chosen, 1):
-            s.log(f"[bold]\\[{i}/{len(chosen)}] {name}[/bold]")
+            loads[name] = round(os.getloadavg()[0], 2)
+            s.log(f"[bold]\\[{i}/{len(chosen)}] {name}[/bold] (load average {loads[name]:.2f})")
             work = Path(tmp) / name
             work.mkdir()
             try:
@@ -922,6 +928,7 @@ def run(argv: list[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
         "load_end": os.getloadavg()[0],
         "seconds": time.perf_counter() - s.t0,
         "sections": chosen,
+        "load_by_section": loads,
         "skipped": s.skipped,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }

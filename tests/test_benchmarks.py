@@ -56,7 +56,8 @@ def test_suite_tiny_run(suite, tmp_path, monkeypatch):
     assert [r["measure"] for r in data["rows"]] == [r.measure for r in rows]
     assert data["meta"]["args"]["units"] == 8
     md = out_md.read_text().splitlines()
-    assert md[2] == "| section | measure | triage | baseline | ratio | target | note |"
+    assert md[1].startswith("Load average at each section's start: exchange ")
+    assert md[3] == "| section | measure | triage | baseline | ratio | target | note |"
     assert len([line for line in md if line.startswith("| ")]) == 1 + len(rows)
     assert list(tmp_path.glob("triage-suite-*")) == []  # the scratch folder is gone
 
