@@ -195,6 +195,11 @@ def test_host_assignment_rules(tmp_path: Path) -> None:
     assert [os.path.basename(s.location) for s in plan.hosts["EXCH10"]] == ["b", "dump.raw"]
     assert [os.path.basename(s.location) for s in plan.hosts["EXCH01"]] == ["a", "EXCH01=x.raw"]
     plan.close()
+    # host names ignore case, as Windows computer names do
+    plan = plan_sources([str(a), str(b), f"exch10={tmp_path / 'dump.raw'}"], "auto")
+    assert [os.path.basename(s.location) for s in plan.hosts["EXCH10"]] == ["b", "dump.raw"]
+    assert plan.host_for(plan.hosts["EXCH10"][1]) == "EXCH10"
+    plan.close()
     # a new host named only on the command line makes a host of its own
     plan = plan_sources([str(a), f"MEMONLY={tmp_path / 'dump.raw'}"], "auto")
     assert list(plan.hosts) == ["EXCH01", "MEMONLY"] and plan.fleet

@@ -125,6 +125,10 @@ def assign_hosts(plan: SourcePlan, host: str | None = None) -> SourcePlan:
         if name is None:
             (plan.unnamed if src.drives else loose).append(src)
         else:
+            # Windows computer names ignore case: EXCH01 from a hive and exch01=PATH are one host
+            name = next((h for h in plan.hosts if h.casefold() == name.casefold()), name)
+            if id(src) in plan.explicit:
+                plan.explicit[id(src)] = name  # collected under the spelling the host already has
             plan.hosts.setdefault(name, []).append(src)
     known = list(plan.hosts)
     for src in loose:
@@ -326,7 +330,7 @@ def run_fleet(args: argparse.Namespace, plan: SourcePlan) -> tuple[dict[str, Any
         for host, sources in plan.hosts.items():
             log.info("collecting host %s (%d sources)", host, len(sources))
             hargs = _host_args(args, cases[host], host=host, case_id=f"{index['fleet_id']}-{host}")
-            collected[host] = cli.cmd_collect(hargs, SourcePlan(sources, explicit=dict(plan.explicit)))
+            collected[host] = cli.cmd_collect(hargs, SourcePlan(sources, explicit={id(s): host for s in sources}))
     finally:
         plan.close()
     all_cases = host_cases(root)
