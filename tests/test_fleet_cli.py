@@ -235,3 +235,22 @@ def test_ambiguous_loose_file_stops_before_writing(tmp_path: Path) -> None:
     code, out = _run(["run", str(a), str(b), str(tmp_path / "memory.raw"), "--case", str(tmp_path / "out")])
     assert code == ExitCode.USAGE and out == {}
     assert not (tmp_path / "out").exists()
+
+
+def test_disk_image_host_joins_the_fleet_by_its_hive(tmp_path: Path) -> None:
+    from triage.testing.diskimage import tools_missing
+
+    why = tools_missing()
+    if why:
+        pytest.skip(why)
+    hosts = build_fleet(tmp_path / "src", 2, seed=2, layouts=("e01", "volume"))
+    assert hosts[0].source.suffix == ".E01"
+    out = tmp_path / "out"
+    code, res = _run(["run", *(str(h.source) for h in hosts), "--case", str(out), "--only", "registry_exchange"])
+    assert code == ExitCode.OK
+    assert sorted(res["hosts"]) == ["EXCH01", "EXCH02"]
+    rows = {r["host"]: r for r in json.loads((out / "fleet" / "fleet.json").read_text())["hosts"]}
+    for h in hosts:
+        assert (rows[h.name]["exchange_build"], rows[h.name]["build_status"]) == (h.build, h.build_status)
+    src_types = {json.loads(line)["source_type"] for line in (out / "hosts" / "EXCH01" / "manifest.jsonl").open()}
+    assert src_types == {"image"}

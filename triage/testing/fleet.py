@@ -36,7 +36,7 @@ BUILDS: tuple[tuple[str, str, tuple[int, int, int, int], str], ...] = (
 )
 VERSIONS = ("2013", "2016", "2019")
 STATUSES = ("vulnerable", "march_only", "patched")
-LAYOUTS = ("volume", "kape", "velociraptor", "velociraptor-zip")
+LAYOUTS = ("volume", "kape", "velociraptor", "velociraptor-zip", "e01")  # e01: needs mkntfs, ntfs-3g, ewf-tools
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class FleetHost:
     build: str  # ExSetup.exe version, e.g. "15.1.2176.9"
     build_status: str  # vulnerable | march_only | patched
     compromised: bool  # the ProxyLogon intrusion (web shell, SSRF log line, lsass dump) is on disk
-    layout: str  # volume | kape | velociraptor | velociraptor-zip
+    layout: str  # volume | kape | velociraptor | velociraptor-zip | e01
     source: Path
     memory: Path | None = None
 
@@ -161,6 +161,14 @@ def _write_source(out: Path, stem: str, spec: VolumeSpec, layout: str) -> Path:
             return to_kape(staging, out / f"{stem}-kape")
         if layout == "velociraptor":
             return to_velociraptor(staging, out / f"{stem}-vr", hostname=spec.hostname)
+        if layout == "e01":  # an NTFS disk image of the volume (triage.testing.diskimage)
+            from triage.testing.diskimage import build_image, tools_missing
+
+            why = tools_missing()
+            if why:
+                raise RuntimeError(f"cannot build an e01 host: {why}")
+            paths, _ = build_image([staging], out / f"{stem}.E01", "e01")
+            return paths[0]
         return to_velociraptor(staging, out / f"{stem}-vr.zip", as_zip=True, hostname=spec.hostname)
     finally:
         shutil.rmtree(staging)
