@@ -265,6 +265,8 @@ class DaskExecutor(Executor):
                     processes=True,
                     host="127.0.0.1",
                     dashboard_address=None,
+                    # the scheduler's health/metrics HTTP server would take port 8787 (or warn): any free port
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                     silence_logs=logging.WARNING,
                 )
                 self._client = distributed.Client(self._cluster, timeout=timeout, set_as_default=False)
@@ -296,11 +298,14 @@ class DaskExecutor(Executor):
         try:
             self._client.wait_for_workers(want, timeout=self.timeout)
         except TimeoutError:
+            # a local worker still restarting after a crash is no reason to stop: the others can start
             have = len(self._client.scheduler_info().get("workers", {}))
-            raise UsageError(
-                f"the dask scheduler at {self.address} has {have} worker(s) after {self.timeout:g} s; "
-                f"start workers with: dask worker {self.address}"
-            ) from None
+            if not have:
+                raise UsageError(
+                    f"the dask scheduler at {self.address} has no workers after {self.timeout:g} s; "
+                    f"start workers with: dask worker {self.address}"
+                ) from None
+            log.warning("%d of %d dask workers are up after %g s; starting with those", have, want, self.timeout)
         replies = self._client.run(check_worker, list(cases), on_error="return")
         bad = []
         self._workers = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from triage.executors import DaskExecutor, LocalPoolExecutor, open_executor, par
 from triage.report import load_findings
 from triage.runner import analyze_case, analyze_cases
 from triage.testing.volume import VolumeSpec, build_volume
+from triage.verify import verify_case
 
 PLUGIN = textwrap.dedent('''
     from __future__ import annotations
@@ -147,6 +149,9 @@ def test_dask_findings_equal_the_local_pools(template: Path, tmp_path: Path, clu
     # resume: nothing left to do
     again = analyze_case(remote, executor=cluster)
     assert (again.reused, dict(again.statuses)) == (got.planned, {})
+    # the workers only read the evidence: every hash and the custody chain still verify
+    rep = verify_case(Case.open(remote.path))
+    assert rep.ok and rep.problems == [] and rep.artifacts_checked == len(remote.evidence())
 
 
 def test_several_cases_share_one_cluster(template: Path, tmp_path: Path, cluster: DaskExecutor) -> None:
@@ -221,7 +226,7 @@ def test_a_unit_that_always_kills_its_worker_is_an_error(template: Path, tmp_pat
 
 def test_preflight_needs_the_case_at_the_same_path(template: Path, tmp_path: Path, cluster: DaskExecutor) -> None:
     case = _copy(template, tmp_path / "case")
-    sha = __import__("hashlib").sha256((case.path / "case.json").read_bytes()).hexdigest()
+    sha = hashlib.sha256((case.path / "case.json").read_bytes()).hexdigest()
     cluster.preflight([(str(case.path), sha)])
     with pytest.raises(UsageError, match=r"same path .*\n.*cannot read .*/elsewhere/case.json"):
         cluster.preflight([(str(case.path), sha), (str(tmp_path / "elsewhere"), sha)])
