@@ -99,8 +99,11 @@ class Executor:
 
     kind = "base"
 
-    def preflight(self, cases: Sequence[tuple[str, str]]) -> None:
-        """Check the workers can read every ``(case_dir, case.json sha256)``; raise UsageError if not."""
+    def preflight(self, cases: Sequence[tuple[str, str]], plugins: Sequence[str] = ()) -> None:
+        """Check the workers can read every ``(case_dir, case.json sha256)``; raise UsageError if not.
+
+        Workers also import the analyzers (and ``plugins``) here, so the first units do not pay for it.
+        """
 
     def run(self, tasks: Sequence[UnitTask], *, on_result: OnResult, on_failed: OnFailed, finished: Finished) -> None:
         """Run ``tasks``; ``finished(task)`` returns the unit's record if it already finished on disk."""
@@ -200,6 +203,13 @@ def check_worker(cases: Sequence[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
+def warm_worker(plugins: Sequence[str]) -> int:
+    """Import the analyzers (and plugins) in a worker, once, rather than inside its first unit."""
+    from triage.registry import discover
+
+    return len(discover(plugins))
+
+
 def _allowed_failures(dask_scheduler: Any) -> int:
     return int(dask_scheduler.allowed_failures)
 
@@ -293,7 +303,7 @@ class DaskExecutor(Executor):
             "worker_processes": sorted(f"{w['host']}:{w['pid']}" for w in self._workers.values()),
         }
 
-    def preflight(self, cases: Sequence[tuple[str, str]]) -> None:
+    def preflight(self, cases: Sequence[tuple[str, str]], plugins: Sequence[str] = ()) -> None:
         want = self.local_workers or 1
         try:
             self._client.wait_for_workers(want, timeout=self.timeout)
@@ -326,6 +336,16 @@ class DaskExecutor(Executor):
                 "dask workers must see the case folder at the same path as this machine (a shared "
                 "filesystem, or an NFS/SMB share mounted at the same mount point):\n  " + "\n  ".join(bad)
             )
+        # as tasks, not client.run: a long import must not block a worker's event loop
+        futs = [
+            self._client.submit(warm_worker, list(plugins), pure=False, workers=[a], allow_other_workers=True)
+            for a in self._workers
+        ]
+        for f in futs:
+            try:
+                f.result(timeout=self.timeout)
+            except Exception as exc:  # a slow or lost worker: its first unit imports instead
+                log.debug("warming a dask worker: %s", exc)
 
     def _slots(self) -> int:
         """Worker threads of the cluster, refreshed at most once a second."""

@@ -363,7 +363,9 @@ def analyze_cases(
     ex = executor if executor is not None else LocalPoolExecutor(jobs)
     try:
         if tasks:
-            ex.preflight([(str(p.case.path), sha256_bytes((p.case.path / "case.json").read_bytes())) for p in plans])
+            ex.preflight(
+                [(str(p.case.path), sha256_bytes((p.case.path / "case.json").read_bytes())) for p in plans], plugins
+            )
             ex.run(tasks, on_result=on_result, on_failed=on_failed, finished=finished)
         described = ex.describe()
     finally:
