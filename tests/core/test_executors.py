@@ -25,7 +25,7 @@ from triage.collectors.collect import collect_volume
 from triage.collectors.sources import open_source_path
 from triage.errors import UsageError
 from triage.executors import DaskExecutor, LocalPoolExecutor, open_executor, parse_cluster, parse_scheduler
-from triage.report import load_findings
+from triage.report import load_findings, load_runs
 from triage.runner import analyze_case, analyze_cases
 from triage.testing.volume import VolumeSpec, build_volume
 from triage.verify import verify_case
@@ -329,6 +329,22 @@ def test_cli_on_an_external_scheduler(
     )
     assert (resumed.reused, dict(resumed.statuses)) == (finished, {"success": n - finished})
     assert len(load_findings(case).query("analyzer == 'test_exec_flaky'")) == n
+
+
+def test_records_of_older_versions_are_reused_and_load(template: Path, tmp_path: Path) -> None:
+    """Run records written before ``worker``/``run_id`` existed still resume and load in the report."""
+    case = _copy(template, tmp_path / "case")
+    first = analyze_case(case, only=("webshell_locations",))
+    paths = sorted((case.path / "results").glob("*/*.run.json"))
+    for p in paths:
+        rec = json.loads(p.read_text())
+        assert rec["worker"].startswith(socket.gethostname() + ":") and rec["run_id"] == first.run_id
+        del rec["worker"], rec["run_id"]
+        p.write_text(json.dumps(rec))
+    again = analyze_case(case, only=("webshell_locations",))
+    assert (again.reused, dict(again.statuses)) == (9, {})
+    runs = load_runs(case)
+    assert len(runs) == 9 and set(runs["status"]) == {"success", "no_findings"}
 
 
 @pytest.mark.parametrize(
