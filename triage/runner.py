@@ -354,9 +354,16 @@ def analyze_cases(
         on_result(task, _died_record(plan.case.path, cls, row, why, plan.summary.run_id))
 
     def finished(task: UnitTask) -> dict[str, Any] | None:
+        """The unit's record if this run already wrote it (any status), or it is reusable."""
         plan, cls, row = lookup[task.key]
-        if _finished(plan.case.path, _instance(cls, options.get(cls.name, {})), row):
-            return json.loads(result_paths(plan.case.path, cls.name, row.artifact_id)[1].read_text())
+        try:
+            rec = json.loads(result_paths(plan.case.path, cls.name, row.artifact_id)[1].read_text())
+        except (OSError, ValueError):
+            return None
+        if rec.get("run_id") == plan.summary.run_id or _finished(
+            plan.case.path, _instance(cls, options.get(cls.name, {})), row
+        ):
+            return dict(rec)
         return None
 
     own = executor is None
