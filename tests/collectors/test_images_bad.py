@@ -199,6 +199,20 @@ def test_later_segment_given_first_reads_the_set_from_e01(image_set: di.ImageSet
     assert_tree_hashes(run, image_set)
 
 
+def test_segments_renamed_out_of_order_are_read_in_header_order(image_set: di.ImageSet, tmp_path: Path) -> None:
+    segs = copy_set(image_set["e01"], tmp_path / "img")
+    swap = tmp_path / "img" / "swap"
+    segs[1].rename(swap)
+    segs[2].rename(segs[1])  # .E02 now holds segment 3 and .E03 segment 2
+    swap.rename(segs[2])
+    run = collect(segs[0], tmp_path / "case")
+    assert run.code == 0
+    verify = run.event("image_verify")
+    assert verify["status"] == "verified"
+    assert verify["computed"]["sha256"] == hashlib.sha256(image_set.raw.read_bytes()).hexdigest()
+    assert_tree_hashes(run, image_set)
+
+
 def test_later_segment_without_the_first_is_a_usage_error(image_set: di.ImageSet, tmp_path: Path) -> None:
     segs = copy_set(image_set["e01"], tmp_path / "img", skip=(".E01",))
     run = collect(segs[0], tmp_path / "case")
@@ -306,9 +320,17 @@ def test_corrupt_ewf_chunk_fails_verification(image_set: di.ImageSet, tmp_path: 
 def test_corrupt_ewf_chunk_names_the_bad_sectors(image_set: di.ImageSet, tmp_path: Path) -> None:
     segs, chunk = _corrupt_db_chunk(image_set, tmp_path / "img")
     run = collect(segs[0], tmp_path / "case")
-    verify = json.dumps(run.event("image_verify"))
-    first_sector, offset = chunk.number * 64, chunk.number * 32768
-    assert str(first_sector) in verify or str(offset) in verify
+    first = chunk.number * 64  # 64 sectors per chunk (ewfacquire -b 64)
+    sectors = f"{first}-{first + 63}"
+    assert run.event("image_verify")["bad_chunks"] == [
+        {"chunk": chunk.number, "media_offset": chunk.number * 32768, "sectors": sectors, "segment": chunk.segment.name}
+    ]
+    # ewfverify, the reference tool, reports the same sectors
+    [bad] = run.outcome_rows("failure")
+    assert (
+        f"1 chunk(s) fail their checksum and read as zeros: sectors {sectors} ({chunk.segment.name})" in bad["details"]
+    )
+    assert f"sectors {sectors}" in run.stderr
 
 
 # -- not images ------------------------------------------------------------------------------------
@@ -348,4 +370,6 @@ def test_file_named_like_an_image_but_no_image_is_a_usage_error(tmp_path: Path, 
     path.write_bytes(content)
     run = collect(path, tmp_path / "case")
     assert run.code == 2
-    assert "host.E01" in run.stderr
+    assert f"ERROR triage: {path}: named like a EnCase image (E01) but it is not one" in run.stderr
+    assert "--as files" in run.stderr
+    assert not (tmp_path / "case").exists()
