@@ -658,16 +658,16 @@ def bench_fleet(s: Suite, args: argparse.Namespace, work: Path) -> None:
             )
         )
     if ("dask", 1) in times:
-        d1, p1 = times[("dask", n)]["analyze"], times[("pool", n)]["analyze"]
+        dn, pn = times[("dask", n)]["analyze"], times[("pool", n)]["analyze"]
         s.add(
             Row(
                 "fleet",
                 f"analyze, dask local:{n}",
-                d1,
+                dn,
                 "s",
                 f"local pool --jobs {n}",
-                p1,
-                p1 / d1,
+                pn,
+                pn / dn,
                 "",
                 "same units; dask workers load their rules once each",
             )
