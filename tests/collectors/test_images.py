@@ -400,3 +400,20 @@ def test_gpt_with_bad_entry_crc_and_absurd_counts() -> None:
     table = read_partitions(_reader(bytes(disk)), len(disk))
     assert table.partitions == []
     assert any("1000000 entries declared" in w for w in table.warnings)
+
+
+@needs_tools
+def test_hives_and_event_logs_in_use_on_the_server_are_read_from_the_image(tmp_path: Path) -> None:
+    """What a live copy cannot open (hives, EVTX held by the running system) is plain data in an image."""
+    from triage.testing.volume import VolumeSpec, build_volume
+
+    tree = build_volume(tmp_path / "tree", VolumeSpec(event_logs=True, all_hives=True))
+    paths, _layout = di.build_image([tree], tmp_path / "img" / "srv.dd", "raw", scheme="mbr")
+    assert run_cli("collect", str(paths[0]), "--case", str(tmp_path / "case"), "--no-verify-image") == 0
+    expected = di.tree_hashes(tree)
+    got = {r.relpath.split("/", 4)[4]: (r.kind, r.sha256) for r in rows(tmp_path / "case") if r.relpath}
+    logs = {rel: sha for rel, (kind, sha) in got.items() if kind == "evtx"}
+    hives = {rel: sha for rel, (kind, sha) in got.items() if kind == "registry_hive"}
+    assert len(logs) == 6 and len(hives) == 7
+    assert all(expected[rel] == sha for rel, sha in {**logs, **hives}.items())
+    assert "Windows/System32/config/SAM" in hives and "Users/Administrator/NTUSER.DAT" in hives
