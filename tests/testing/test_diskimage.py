@@ -78,9 +78,14 @@ def volume_hashes(vol: pyfsntfs.volume) -> dict[str, str]:
     return out
 
 
-def test_tools_present_here() -> None:
-    # this machine (and CI) has the Debian tools and a working FUSE: the probe mount succeeded
-    assert di.tools_missing() is None
+def test_tools_missing_names_the_tool_and_its_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert di.tools_missing() is None  # here: every tool present and a probe mount worked (cached)
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty PATH: nothing is found
+    assert di.tools_missing.__wrapped__() == "mkntfs not found (Debian package ntfs-3g)"
+    (tmp_path / "mkntfs").symlink_to(shutil.which("mkntfs", path="/usr/sbin:/sbin:/usr/bin") or "/usr/sbin/mkntfs")
+    for tool in ("ntfs-3g", "fusermount", "qemu-img"):
+        (tmp_path / tool).symlink_to(shutil.which(tool, path="/usr/bin:/bin:/usr/sbin") or f"/usr/bin/{tool}")
+    assert di.tools_missing.__wrapped__() == "ewfacquire not found (Debian package ewf-tools)"
 
 
 def test_every_format_reads_back_as_the_raw_disk(images: di.ImageSet) -> None:
