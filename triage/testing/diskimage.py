@@ -10,10 +10,11 @@ Everything is made here by driving Debian's own tools, never with images downloa
 - bad-image makers: truncated segments, a broken primary GPT header, a garbage MBR, a smashed MFT entry, a
   corrupt EWF chunk.
 
-NTFS times: ntfs-3g only lets a mounted file's $STANDARD_INFORMATION creation/modification/access times be set
-(``os.utime`` or the ``system.ntfs_times`` attribute); the MFT-changed time and all $FILE_NAME times follow the
-wall clock, and setting times through ntfs-3g also rewrites the $FILE_NAME copies. So times are set after the
-unmount instead, in the raw volume: for every file and folder of the tree the $STANDARD_INFORMATION times
+NTFS times, as checked with ntfsinfo on this ntfs-3g: ``os.utime`` on the mount sets only the $STANDARD_INFORMATION
+modification and access times ($FILE_NAME keeps the wall-clock time of the copy, so every file would look
+timestomped); the ``system.ntfs_times`` attribute also sets $SI creation, but ntfs-3g then copies the same values
+into $FILE_NAME, so no stomp can be shown; the MFT-changed time follows the wall clock either way. So times are
+set after the unmount instead, in the raw volume: for every file and folder of the tree the $STANDARD_INFORMATION times
 (MFT record) and the $FILE_NAME times (MFT record and the parent folder's index entry) become what
 ``times`` asks, by default all equal to the file's modification time in the tree. A timestomped web shell is
 then ``TimeSpec(si=NtfsTimes.all(old), fn=NtfsTimes.all(real))``.
