@@ -584,7 +584,9 @@ class NtfsVolume:
 
     def root(self) -> VNode:
         entry = self.fs.get_root_directory()
-        return VNode(name="", kind=DIR, source_path=self.prefix + "/", lister=lambda: self._list(entry, ""))
+        return VNode(
+            name="", kind=DIR, source_path=self.prefix + "/", lister=lambda: self._list(entry, "", frozenset({5}))
+        )
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing after a read error may complain; nothing to keep
@@ -594,7 +596,7 @@ class NtfsVolume:
         log.warning("%s: %s", path, message)
         self._failures.append((path, message))
 
-    def _list(self, entry: Any, path: str) -> list[VNode]:
+    def _list(self, entry: Any, path: str, ancestors: frozenset[int]) -> list[VNode]:
         here = f"{self.prefix}/{path}"
         try:
             count = int(entry.number_of_sub_file_entries)
@@ -618,7 +620,7 @@ class NtfsVolume:
                 continue  # the 8.3 alias of an entry already listed
             refs[ref] = i
             try:
-                out.append(self._node(sub, name, f"{path}{name}"))
+                out.append(self._node(sub, name, f"{path}{name}", ancestors))
             except Exception as exc:
                 self._fail(f"{here}{name}", f"MFT entry {ref & 0xFFFFFFFFFFFF} unreadable: {_first_line(exc)}")
         return out
@@ -631,7 +633,7 @@ class NtfsVolume:
         except Exception:
             return False
 
-    def _node(self, sub: Any, name: str, path: str) -> VNode:
+    def _node(self, sub: Any, name: str, path: str, ancestors: frozenset[int]) -> VNode:
         src = f"{self.prefix}/{path}"
         if not sub.number_of_attributes or not sub.is_allocated():
             # the directory index names it, but its MFT record is unusable (BAAD signature, torn fixup)
@@ -649,7 +651,13 @@ class NtfsVolume:
         if flags & ATTR_REPARSE:
             return VNode(kind=LINK, detail=LINK_DETAIL, **common)
         if sub.has_directory_entries_index():
-            return VNode(kind=DIR, lister=lambda: self._list(sub, path + "/"), **common)
+            entry_no = int(sub.file_reference) & 0xFFFFFFFFFFFF
+            if entry_no in ancestors:  # a corrupt index pointing back up: walking it would never end
+                detail = f"directory loop: MFT entry {entry_no} is one of its own parent folders; not entered"
+                log.warning("%s: %s", src, detail)
+                return VNode(name=name, kind=CORRUPT, source_path=src, detail=detail)
+            inner = ancestors | {entry_no}
+            return VNode(kind=DIR, lister=lambda: self._list(sub, path + "/", inner), **common)
         size = int(sub.size or 0)
         if flags & ATTR_SYSTEM and 8 <= size <= 4096 and self._interix_link(sub):
             return VNode(kind=LINK, detail="Interix symbolic link (as ntfs-3g writes them): not followed", **common)

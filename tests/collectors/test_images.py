@@ -417,3 +417,41 @@ def test_hives_and_event_logs_in_use_on_the_server_are_read_from_the_image(tmp_p
     assert len(logs) == 6 and len(hives) == 7
     assert all(expected[rel] == sha for rel, sha in {**logs, **hives}.items())
     assert "Windows/System32/config/SAM" in hives and "Users/Administrator/NTUSER.DAT" in hives
+
+
+class _FakeEntry:
+    """Just enough of a pyfsntfs file entry for the lister: a folder whose index names itself."""
+
+    def __init__(self, ref: int, name: str, child: _FakeEntry | None = None) -> None:
+        self.file_reference, self.name, self.child = (1 << 48) | ref, name, child
+        self.number_of_sub_file_entries, self.number_of_attributes = 1, 3
+        self.file_attribute_flags = 0x10
+
+    def get_sub_file_entry(self, _i: int) -> _FakeEntry:
+        return self.child or self  # without a child, the folder lists itself: a loop
+
+    def is_allocated(self) -> bool:
+        return True
+
+    def has_directory_entries_index(self) -> bool:
+        return True
+
+    def get_modification_time_as_integer(self) -> int:
+        return 132592112470000000
+
+    get_access_time_as_integer = get_modification_time_as_integer
+
+
+def test_a_directory_loop_in_a_corrupt_index_is_not_walked() -> None:
+    from triage.collectors.diskimage import NtfsVolume
+    from triage.collectors.vfs import CORRUPT, DIR, VNode, glob
+
+    vol = NtfsVolume.__new__(NtfsVolume)
+    vol.prefix, vol._failures = "img.dd#p1:", []
+    root = vol._list(_FakeEntry(5, "", _FakeEntry(64, "loop")), "", frozenset({5}))  # root -> loop -> loop ...
+    assert [(n.name, n.kind) for n in root] == [("loop", DIR)]
+    (inner,) = root[0].children()
+    assert inner.kind == CORRUPT and "MFT entry 64 is one of its own parent folders" in inner.detail
+
+    top = VNode(name="", kind=DIR, source_path="img.dd#p1:/", lister=lambda: root)
+    assert [m.node.kind for m in glob(top, "**")] == [CORRUPT]
