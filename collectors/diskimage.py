@@ -295,7 +295,11 @@ def detect_format(path: str, *, force: bool = False) -> str | None:
         return "vhd"
     if head.startswith((b"KDMV", b"COWD")) or head.lstrip().startswith(b"# Disk DescriptorFile"):
         return "vmdk"
-    split = _split_segments(path)
+    gap: UsageError | None = None
+    try:
+        split = _split_segments(path)
+    except UsageError as exc:  # a gap: an error only if what we hold looks like a disk (below)
+        split, gap = None, exc
     if split:
         if split[0] != path:
             head, _t, size = _head_tail(split[0])
@@ -309,8 +313,10 @@ def detect_format(path: str, *, force: bool = False) -> str | None:
         or gpt_only
         or force
     ):
+        if gap is not None:
+            raise gap
         return "split-raw" if split else "raw"
-    if Path(path).suffix.lower() in RAW_EXTENSIONS:
+    if Path(path).suffix.lower() in RAW_EXTENSIONS and gap is None:
         # named like a disk but sector 0 is unusable (wiped or garbage MBR): a disk if NTFS boot sectors are there
         probe = RawDisk(split or [path])
         try:
