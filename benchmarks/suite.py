@@ -542,8 +542,8 @@ def collect_fleet(sources: list[tuple[str, Path]], cases: Path) -> dict[str, Pat
     return out
 
 
-def analyze_fleet(case_dirs: dict[str, Path], executor: Any) -> int:
-    """All units of all cases on one executor; returns the number of units run."""
+def analyze_fleet(case_dirs: dict[str, Path], executor: Any) -> tuple[int, int]:
+    """All units of all cases on one executor; returns the units run and the findings they made."""
     from triage.case import Case
 
     cases = [Case.open(p) for p in case_dirs.values()]
@@ -553,9 +553,10 @@ def analyze_fleet(case_dirs: dict[str, Path], executor: Any) -> int:
         except ImportError:  # before the multi-case runner: one case at a time
             from triage.runner import analyze_case
 
-            return sum(analyze_case(c, jobs=executor).planned for c in cases)
-        summaries = analyze_cases(cases, executor=executor)
-        return sum(sm.planned - sm.reused for sm in summaries.values())
+            done = [analyze_case(c, jobs=executor) for c in cases]
+            return sum(sm.planned for sm in done), sum(sm.findings for sm in done)
+        summaries = analyze_cases(cases, executor=executor).values()
+        return sum(sm.planned - sm.reused for sm in summaries), sum(sm.findings for sm in summaries)
     finally:
         for c in cases:
             c.close()
@@ -618,12 +619,24 @@ def bench_fleet(s: Suite, args: argparse.Namespace, work: Path) -> None:
         s.log(f"fleet: {kind} x{k}: collect")
         t_collect, case_dirs = timed(lambda r=root: collect_fleet(srcs, r))
         t_start, ex = timed(lambda kind=kind, k=k: _executor(kind, k))
+        t_warm = 0.0
         try:
+            if kind == "dask":  # fresh worker processes import triage and load rules once: time that apart
+                s.log(f"fleet: {kind} x{k}: warming the workers on one host")
+                spare = collect_fleet(srcs[:1], work / f"fleet-warm-{kind}{k}")
+                t_warm = timed(lambda d=spare, e=ex: analyze_fleet(d, e))[0]
             s.log(f"fleet: {kind} x{k}: analyze")
-            t_an, units = timed(lambda d=case_dirs, e=ex: analyze_fleet(d, e))
+            t_an, (units, findings) = timed(lambda d=case_dirs, e=ex: analyze_fleet(d, e))
         finally:
             _close(ex)
-        times[(kind, k)] = {"collect": t_collect, "start": t_start, "analyze": t_an, "units": units}
+        times[(kind, k)] = {
+            "collect": t_collect,
+            "start": t_start,
+            "warm": t_warm,
+            "analyze": t_an,
+            "units": units,
+            "findings": findings,
+        }
         if last:
             shutil.rmtree(next(iter(last.values())).parent, ignore_errors=True)
         last = case_dirs
@@ -636,6 +649,7 @@ def bench_fleet(s: Suite, args: argparse.Namespace, work: Path) -> None:
         for i in range(args.repeat)
     )
     pool1 = times[("pool", 1)]
+    same = len({(t["units"], t["findings"]) for t in times.values()}) == 1
     s.add(
         Row(
             "fleet",
@@ -656,7 +670,12 @@ def bench_fleet(s: Suite, args: argparse.Namespace, work: Path) -> None:
         name = "local pool" if kind == "pool" else "dask LocalCluster"
         what = f"--jobs {n}" if kind == "pool" else f"--cluster local:{n}"
         eff = t1["analyze"] / (n * tn["analyze"])
-        start = f"; cluster start {t1['start']:.1f} / {tn['start']:.1f} s (not in the times)" if kind == "dask" else ""
+        start = (
+            f"; warm workers: cluster start {t1['start']:.1f} / {tn['start']:.1f} s and a one-host warm-up "
+            f"{t1['warm']:.1f} / {tn['warm']:.1f} s not in the times"
+            if kind == "dask"
+            else ""
+        )
         s.add(
             Row(
                 "fleet",
@@ -667,7 +686,8 @@ def bench_fleet(s: Suite, args: argparse.Namespace, work: Path) -> None:
                 t1["analyze"],
                 t1["analyze"] / tn["analyze"],
                 f"efficiency {eff:.0%}",
-                f"{int(tn['units'])} units; T1/({n}*T{n}) = {eff:.2f}{start}",
+                f"{int(tn['units'])} units, {int(tn['findings'])} findings (same in every run: {same}); "
+                f"T1/({n}*T{n}) = {eff:.2f}{start}",
             )
         )
     if ("dask", 1) in times:
@@ -682,15 +702,15 @@ def bench_fleet(s: Suite, args: argparse.Namespace, work: Path) -> None:
                 pn,
                 pn / dn,
                 "",
-                "same units; dask workers load their rules once each",
+                "same units; both warm (the pool forks a warm parent, dask workers warmed on one host)",
             )
         )
     for kind in ("pool", "dask"):
         if (kind, 1) not in times:
             continue
         t1, tn = times[(kind, 1)], times[(kind, n)]
-        e1 = t1["collect"] + t1["start"] + t1["analyze"] + t_report
-        en = tn["collect"] + tn["start"] + tn["analyze"] + t_report
+        e1 = t1["collect"] + t1["start"] + t1["warm"] + t1["analyze"] + t_report
+        en = tn["collect"] + tn["start"] + tn["warm"] + tn["analyze"] + t_report
         name = "local pool" if kind == "pool" else "dask"
         s.add(
             Row(
@@ -703,7 +723,7 @@ def bench_fleet(s: Suite, args: argparse.Namespace, work: Path) -> None:
                 e1 / en,
                 "",
                 f"report {t_report:.1f} s ({found:,} findings; timed once, sequential)"
-                + ("; cluster start included" if kind == "dask" else ""),
+                + ("; cluster start and warm-up included" if kind == "dask" else ""),
             )
         )
 
