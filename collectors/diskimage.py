@@ -377,6 +377,48 @@ def _ewf_segments(path: str) -> tuple[list[str], list[str]]:
     return globbed, notes
 
 
+def ewf_segment_problems(segments: list[str]) -> list[str]:
+    """Structural problems of an EWF v1 set: a section chain that runs past the end of its file (a truncated
+    segment), a damaged section descriptor, or a set that does not end with a ``done`` section.
+
+    libewf opens such sets and reads the missing chunks as zeros, so this is what names the damaged segment.
+    """
+    problems: list[str] = []
+    for i, seg in enumerate(segments):
+        name = os.path.basename(seg)
+        with open_source(seg) as fh:
+            fd = fh.fileno()
+            size = os.fstat(fd).st_size
+            if os.pread(fd, 8, 0) != EVF1:
+                return problems  # EWF2 (Ex01) is laid out differently: libewf's own checks stand
+            pos, last, steps = 13, "", 0
+            while steps < 100000:
+                steps += 1
+                raw = os.pread(fd, SECTION.size, pos)
+                if len(raw) < SECTION.size:
+                    problems.append(f"{name} is truncated: it ends ({size:,} bytes) inside its section at {pos:,}")
+                    break
+                stype, nxt, _sz, crc = SECTION.unpack(raw)
+                if zlib.adler32(raw[:-4]) != crc:
+                    problems.append(f"{name}: section descriptor at {pos:,} fails its checksum (damaged)")
+                    break
+                last = stype.rstrip(b"\0").decode("ascii", "replace")
+                if last in ("next", "done") or nxt == pos:
+                    break
+                if nxt <= pos or nxt > size:
+                    problems.append(
+                        f"{name} is truncated: its {last!r} section points to {nxt:,} but the file has {size:,} bytes"
+                    )
+                    break
+                pos = nxt
+            else:
+                problems.append(f"{name}: section chain too long; not checked further")
+            want = "done" if i == len(segments) - 1 else "next"
+            if not problems and last != want:
+                problems.append(f"{name}: ends with a {last!r} section where {want!r} was expected (set incomplete?)")
+    return problems
+
+
 @dataclass
 class DiskImage:
     """An opened disk image: its format, segment files, disk view and what the format stores about itself."""
@@ -444,9 +486,21 @@ def open_image(path: str, *, force: bool = False) -> DiskImage:
             import pyewf
 
             segments, notes = _ewf_segments(path)
+            problems = ewf_segment_problems(segments)
             files = _open_files(segments)
             handle = pyewf.handle()
-            handle.open_file_objects(files)
+            try:
+                handle.open_file_objects(files)
+            except Exception as exc:
+                if not problems:
+                    raise
+                raise UsageError(
+                    f"{path}: cannot open this EWF set ({_first_line(exc)}): {'; '.join(problems)}. Copy the "
+                    "segments again from the original media and check them with ewfverify"
+                ) from None
+            for problem in problems:
+                log.warning("%s: %s", path, problem)
+                notes.append(f"DAMAGED: {problem}; chunks past the damage read as zeros")
             hashes = {k.lower(): v.lower() for k, v in (handle.get_hash_values() or {}).items() if v}
             info = {k: str(v) for k, v in (handle.get_header_values() or {}).items()}
             return DiskImage(path, fmt, segments, LibyalDisk(handle, files, handle.media_size), hashes, info, notes)
@@ -773,6 +827,8 @@ def open_volumes(image: DiskImage, failures: list[Failure]) -> ImageVolumes:
     table = read_partitions(image.disk.read_at, image.disk.size)
     name = os.path.basename(image.path)
     notes = [f"{name}: {w}" for w in table.warnings]
+    for w in table.warnings:  # a repaired or guessed partition table is worth the analyst's eye, not only the log
+        log.warning("%s: %s", name, w)
     volumes: list[NtfsVolume] = []
     listing: list[dict[str, Any]] = []
     for part in table.partitions:
@@ -808,7 +864,7 @@ def open_volumes(image: DiskImage, failures: list[Failure]) -> ImageVolumes:
     if not volumes:
         raise UsageError(
             f"{image.path}: no readable NTFS volume in this {image.format_name} "
-            f"({'; '.join(notes) or 'partition table: ' + table.scheme}); is it a Windows disk?"
+            f"({'; '.join([*image.notes, *notes]) or 'partition table: ' + table.scheme}); is it a Windows disk?"
         )
     roots = {id(v): v.root() for v in volumes}
     system = None

@@ -176,7 +176,29 @@ def test_truncated_first_segment_is_a_clear_error(image_set: di.ImageSet, tmp_pa
     run = collect(segs[0], tmp_path / "case")
     assert run.code == 2
     assert f"ERROR triage: {segs[0]}:" in run.stderr
+    # libewf reads the lost chunks as zeros: our own section walk names the damaged segment
+    assert "exch01.E01 is truncated: its 'sectors' section points to" in run.stderr
+    assert "but the file has 4,096 bytes" in run.stderr
     assert not (tmp_path / "case" / "manifest.jsonl").exists()  # usage errors come before any write
+
+
+def test_segment_cut_short_in_its_last_section_is_named(image_set: di.ImageSet, tmp_path: Path) -> None:
+    segs = copy_set(image_set["e01"], tmp_path / "img")
+    di.truncate_segment(segs[1], segs[1].stat().st_size - 100)  # the 'next' section is gone: libewf refuses
+    run = collect(segs[0], tmp_path / "case")
+    assert run.code == 2
+    assert "cannot open this EWF set" in run.stderr
+    assert "exch01.E02 is truncated: its " in run.stderr
+    assert not (tmp_path / "case").exists()
+
+
+def test_truncated_middle_segment_is_named_in_the_notes(image_set: di.ImageSet, tmp_path: Path) -> None:
+    segs = copy_set(image_set["e01"], tmp_path / "img")
+    di.truncate_segment(segs[1], segs[1].stat().st_size // 2)
+    run = collect(segs[0], tmp_path / "case")
+    assert run.code == 0
+    assert any(n.startswith("DAMAGED: exch01.E02 is truncated:") for n in run.notes())
+    assert "WARNING" in run.stderr and "exch01.E02 is truncated" in run.stderr
 
 
 def test_missing_middle_segment_is_a_usage_error(image_set: di.ImageSet, tmp_path: Path) -> None:
