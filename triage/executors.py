@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import re
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -232,6 +233,7 @@ class DaskExecutor(Executor):
         local_workers: int | None = None,
         allowed_failures: int = ALLOWED_FAILURES,
         timeout: float = 30.0,
+        no_workers_timeout: float = 300.0,
     ) -> None:
         if (address is None) == (local_workers is None):
             raise UsageError("DaskExecutor needs exactly one of a scheduler address or local_workers")
@@ -242,6 +244,7 @@ class DaskExecutor(Executor):
         self._client: Any = None
         self._config: Any = None
         self.timeout = timeout
+        self.no_workers_timeout = no_workers_timeout
         self.local_workers = local_workers
         self.allowed_failures: int | None = allowed_failures
         self._workers: dict[str, dict[str, Any]] = {}
@@ -266,7 +269,10 @@ class DaskExecutor(Executor):
             # kept for the cluster's lifetime: the nanny reads 'daemon' again when it restarts a worker;
             # non-daemonic workers may start child processes (the memory analyzer isolates plugins so)
             self._config = dask.config.set(
-                {"distributed.scheduler.allowed-failures": allowed_failures, "distributed.worker.daemon": False}
+                {
+                    "distributed.scheduler.allowed-failures": allowed_failures,
+                    "distributed.worker.daemon": False,
+                }
             )
             try:
                 self._cluster = distributed.LocalCluster(
@@ -305,6 +311,7 @@ class DaskExecutor(Executor):
 
     def preflight(self, cases: Sequence[tuple[str, str]], plugins: Sequence[str] = ()) -> None:
         want = self.local_workers or 1
+        self._repair()
         try:
             self._client.wait_for_workers(want, timeout=self.timeout)
         except TimeoutError:
@@ -359,6 +366,51 @@ class DaskExecutor(Executor):
             self._threads = (time.monotonic(), max(1, n))
         return self._threads[1]
 
+    def _repair(self) -> None:
+        """Bring a local cluster back to its size.
+
+        A nanny whose freshly started worker dies at once (a unit that kills every worker it lands on)
+        may give up and close; the cluster would then shrink for good, and with no worker left a
+        run would wait forever. Closed nannies are dropped and replaced (on the cluster's loop).
+        """
+        cluster = self._cluster
+        if cluster is None:
+            return
+        from distributed.core import Status
+
+        gone = [name for name, w in list(cluster.workers.items()) if w.status in (Status.closed, Status.failed)]
+        if not gone and len(cluster.workers) >= (self.local_workers or 0):
+            return
+        log.warning("restarting %d lost local dask worker(s)", max(len(gone), 1))
+
+        def fix() -> None:
+            for name in gone:
+                cluster.workers.pop(name, None)
+            cluster.scale(self.local_workers)
+
+        cluster.loop.add_callback(fix)
+
+    def _watch(self, running: dict[Any, UnitTask], stop: threading.Event, stalled: list[str]) -> None:
+        """Keep a local cluster at size; give up when no worker has been seen for ``no_workers_timeout``."""
+        seen = time.monotonic()
+        while not stop.wait(2.0):
+            try:
+                self._repair()
+                if self._client.scheduler_info().get("workers"):
+                    seen = time.monotonic()
+            except Exception:  # the scheduler is going away: the result loop reports it
+                continue
+            if time.monotonic() - seen > self.no_workers_timeout:
+                stalled.append(f"no dask worker for {self.no_workers_timeout:g} s")
+                while True:
+                    try:
+                        futs = list(running)
+                        break
+                    except RuntimeError:  # changed size while copied
+                        continue
+                self._client.cancel(futs)
+                return
+
     def run(self, tasks: Sequence[UnitTask], *, on_result: OnResult, on_failed: OnFailed, finished: Finished) -> None:
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
@@ -367,6 +419,9 @@ class DaskExecutor(Executor):
         running: dict[Any, UnitTask] = {}
         ac = as_completed(loop=self._client.loop)
         failure = ""
+        stop, stalled = threading.Event(), []  # type: ignore[var-annotated]
+        watchdog = threading.Thread(target=self._watch, args=(running, stop, stalled), daemon=True)
+        watchdog.start()
 
         def top_up() -> None:
             while pending and len(running) < self._slots():
@@ -381,8 +436,8 @@ class DaskExecutor(Executor):
                 t = running.pop(fut)
                 if fut.status == "finished":
                     on_result(t, fut.result())
-                elif fut.status == "cancelled":  # the client lost the scheduler
-                    failure = "the scheduler connection was lost"
+                elif fut.status == "cancelled":  # the client lost the scheduler, or the watchdog gave up
+                    failure = stalled[0] if stalled else "the scheduler connection was lost"
                     running[fut] = t
                     break
                 else:
@@ -399,6 +454,9 @@ class DaskExecutor(Executor):
                 top_up()
         except (OSError, TimeoutError) as exc:  # CommClosedError is an OSError
             failure = f"{type(exc).__name__}: {exc}"
+        finally:
+            stop.set()
+            watchdog.join()
         if failure:
             log.error("dask cluster failure: %s", failure)
             for t in [*running.values(), *pending]:
