@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -239,8 +239,8 @@ WORKER = (sys.executable, "-m", "distributed.cli.dask_worker")
 
 
 @contextmanager
-def external_cluster(folder: Path) -> Iterator[str]:
-    """``dask scheduler`` and one ``dask worker`` as subprocesses on 127.0.0.1."""
+def external_cluster(folder: Path) -> Iterator[tuple[str, Callable[[], None]]]:
+    """``dask scheduler`` and ``dask worker`` processes on 127.0.0.1: the address, and a way to add a worker."""
     sched_file = folder / "scheduler.json"
     log = open(folder / "dask.log", "wb")  # noqa: SIM115 - closed below
     procs = [
@@ -250,6 +250,16 @@ def external_cluster(folder: Path) -> Iterator[str]:
             stderr=log,
         )
     ]
+
+    def add_worker() -> None:
+        procs.append(
+            subprocess.Popen(
+                [*WORKER, address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--death-timeout", "10"],
+                stdout=log,
+                stderr=log,
+            )
+        )
+
     try:
         deadline = time.monotonic() + 30
         while not sched_file.exists() and time.monotonic() < deadline and procs[0].poll() is None:
@@ -258,14 +268,8 @@ def external_cluster(folder: Path) -> Iterator[str]:
             pytest.skip(f"dask scheduler did not start: {(folder / 'dask.log').read_text()[-500:]}")
         time.sleep(0.1)  # the file is written before it is complete on some versions
         address = json.loads(sched_file.read_text())["address"]
-        procs.append(
-            subprocess.Popen(
-                [*WORKER, address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--death-timeout", "10"],
-                stdout=log,
-                stderr=log,
-            )
-        )
-        yield address
+        add_worker()
+        yield address, add_worker
     finally:
         for p in reversed(procs):
             if p.poll() is None:
@@ -284,7 +288,13 @@ def test_cli_on_an_external_scheduler(
     case = _copy(template, tmp_path / "case")
     work = tmp_path / "work"
     work.mkdir()
-    with external_cluster(tmp_path) as address:
+    n = len(_web(case))
+    flaky: dict[str, Any] = {
+        "only": ("test_exec_flaky",),
+        "plugins": (plugin,),
+        "options": {"test_exec_flaky": {"dir": str(work), "sleep": 0.1}},
+    }
+    with external_cluster(tmp_path) as (address, add_worker):
         code = main(["analyze", str(case.path), "--scheduler", address, "--only", "webshell_locations", "--json", "-q"])
         out = capsys.readouterr()
         assert code == 0, out.err
@@ -295,38 +305,28 @@ def test_cli_on_an_external_scheduler(
         assert run["executor"]["workers"] == 1 and run["executor"]["local_cluster"] is False
         assert run["executor"]["allowed_failures"] == 3  # the scheduler's own (dask default)
         assert len({u["worker"] for u in run["units"]}) == 1
+
+        # the only worker goes away mid-run: after no_workers_timeout the rest are errors, not a hang
+        with DaskExecutor(address, no_workers_timeout=2) as ex:
+            (worker_pid,) = ex.client.run(os.getpid).values()
+            s = analyze_case(case, executor=ex, on_progress=lambda d, _: d == 2 and os.kill(worker_pid, 9), **flaky)
+        assert (dict(s.statuses), len(s.errors)) == ({"success": 2, "error": n - 2}, n - 2)
+        assert all(
+            e["message"].startswith("the dask cluster failed before this unit finished (no dask worker for 2 s)")
+            for e in s.errors
+        )
+
         # the scheduler goes away mid-run: unfinished units are errors that say so, finished ones stay
-        ex = DaskExecutor(address)
-        flaky = {
-            "only": ("test_exec_flaky",),
-            "plugins": (plugin,),
-            "options": {"test_exec_flaky": {"dir": str(work), "sleep": 0.15}},
-        }
-        scheduler_pid = ex.client.run_on_scheduler(os.getpid)
-
-        def kill_scheduler(done: int, total: int) -> None:
-            if done == 2:
-                os.kill(scheduler_pid, 9)
-
-        try:
-            s = analyze_case(
-                case,
-                executor=ex,
-                **flaky,  # type: ignore[arg-type]
-                on_progress=kill_scheduler,
-            )
-        finally:
-            ex.close()
-    n = len(_web(case))
-    finished = s.statuses["success"]
-    assert 2 <= finished < n and s.statuses["error"] == n - finished
+        add_worker()
+        with DaskExecutor(address) as ex:
+            scheduler_pid = ex.client.run_on_scheduler(os.getpid)
+            s = analyze_case(case, executor=ex, on_progress=lambda d, _: d == 2 and os.kill(scheduler_pid, 9), **flaky)
+    assert s.reused == 2
+    finished = 2 + s.statuses["success"]
+    assert 4 <= finished < n and s.statuses["error"] == n - finished
     assert all("the dask cluster failed before this unit finished" in e["message"] for e in s.errors)
     assert all("rerun the same command to resume" in e["message"] for e in s.errors)
-    resumed = analyze_case(
-        case,
-        executor=LocalPoolExecutor(1),
-        **flaky,  # type: ignore[arg-type]
-    )
+    resumed = analyze_case(case, executor=LocalPoolExecutor(1), **flaky)
     assert (resumed.reused, dict(resumed.statuses)) == (finished, {"success": n - finished})
     assert len(load_findings(case).query("analyzer == 'test_exec_flaky'")) == n
 
