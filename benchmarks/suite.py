@@ -926,7 +926,10 @@ BENCHES: dict[str, Callable[[Suite, argparse.Namespace, Path], None]] = {
 
 def run(argv: list[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
     """Run the selected sections; returns the rows and the run's metadata (also written per the flags)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.workers < 2:
+        parser.error("--workers: the N-worker runs are compared with 1 worker, so N must be 2 or more")
     only = parse_sections(args.only) or list(SECTIONS)
     skip = set(parse_sections(args.skip))
     chosen = [x for x in SECTIONS if x in only and x not in skip]
