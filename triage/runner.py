@@ -273,7 +273,7 @@ def _plan(
             task = UnitTask(
                 key=f"triage-{cls.name}-{row.artifact_id}-{summary.run_id}",
                 args=(
-                    str(case.path),
+                    str(case.path.absolute()),  # dask workers run elsewhere, with another cwd
                     case.case_id,
                     cls.name,
                     row.as_dict(),
@@ -282,7 +282,7 @@ def _plan(
                     [m.as_dict() for m in members] if members is not None else None,
                     summary.run_id,
                 ),
-                case_dir=str(case.path),
+                case_dir=str(case.path.absolute()),
                 analyzer=cls.name,
                 evidence_id=row.artifact_id,
             )
@@ -312,6 +312,8 @@ def analyze_cases(
     units run now, over all cases.
     """
     options = options or {}
+    # plugin files by absolute path: dask workers import them with another working directory
+    plugins = tuple(os.path.abspath(p) if p.endswith(".py") and os.path.isfile(p) else p for p in plugins)
     discover(plugins)
     selected = list(iter_selected(only, skip))
     plans: list[_Planned] = []
@@ -371,7 +373,8 @@ def analyze_cases(
     try:
         if tasks:
             ex.preflight(
-                [(str(p.case.path), sha256_bytes((p.case.path / "case.json").read_bytes())) for p in plans], plugins
+                [(str(p.case.path.absolute()), sha256_bytes((p.case.path / "case.json").read_bytes())) for p in plans],
+                plugins,
             )
             ex.run(tasks, on_result=on_result, on_failed=on_failed, finished=finished)
         described = ex.describe()
