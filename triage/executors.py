@@ -417,7 +417,8 @@ class DaskExecutor(Executor):
 
         pending = deque(tasks)
         running: dict[Any, UnitTask] = {}
-        ac = as_completed(loop=self._client.loop)
+        # results are fetched as part of completion (no extra round trip after the yield)
+        ac = as_completed(loop=self._client.loop, with_results=True, raise_errors=False)
         failure = ""
         stop, stalled = threading.Event(), []  # type: ignore[var-annotated]
         watchdog = threading.Thread(target=self._watch, args=(running, stop, stalled), daemon=True)
@@ -432,10 +433,10 @@ class DaskExecutor(Executor):
 
         try:
             top_up()
-            for fut in ac:
+            for fut, result in ac:
                 t = running.pop(fut)
                 if fut.status == "finished":
-                    on_result(t, fut.result())
+                    on_result(t, result)
                 elif fut.status == "cancelled":  # the client lost the scheduler, or the watchdog gave up
                     failure = stalled[0] if stalled else "the scheduler connection was lost"
                     running[fut] = t
