@@ -17,7 +17,10 @@ lost worker or a failed cluster never loses a finished result, and a rerun resum
     preflight task on every worker checks this before anything is submitted. Dask reschedules the
     units of a lost worker; a unit that was running on more than
     ``distributed.scheduler.allowed-failures`` workers that died ends as ``KilledWorker`` and is
-    recorded as an ``error`` unit, like the local pool does.
+    recorded as an ``error`` unit, like the local pool does. At most one unit per worker thread is
+    in flight, so a dying worker counts against its own unit only. A watchdog replaces local
+    workers whose nanny gave up and ends the run (units not finished become errors, a rerun
+    resumes) when no worker has been seen for ``no_workers_timeout`` seconds.
 """
 
 from __future__ import annotations
