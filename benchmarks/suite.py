@@ -893,7 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--exchange-mb", type=int, default=64, help="MiB of HttpProxy logs")
     g.add_argument("--yara-pages", type=int, default=400, help="server pages for the YARA scan")
     g.add_argument("--yara-mb", type=int, default=4, help="MiB of each of the 6 large files of the YARA scan")
-    g.add_argument("--memory-mb", type=int, default=128, help="MiB of the raw memory image")
+    g.add_argument("--memory-mb", type=int, default=512, help="MiB of the raw memory image")
     g.add_argument("--findings", type=int, default=100_000, help="findings of the report benchmark")
     g.add_argument("--collect-mib", type=int, default=64, help="MiB of the collected tree")
     g.add_argument("--collect-small", type=int, default=500, help="small files in the collected tree")
