@@ -345,6 +345,12 @@ def test_records_of_older_versions_are_reused_and_load(template: Path, tmp_path:
     assert (again.reused, dict(again.statuses)) == (9, {})
     runs = load_runs(case)
     assert len(runs) == 9 and set(runs["status"]) == {"success", "no_findings"}
+    # a mix: the first record (sorted by path) is old, a later one new; the worker column still loads
+    rec = json.loads(paths[-1].read_text())
+    rec["worker"] = "node7:4242"
+    paths[-1].write_text(json.dumps(rec))
+    runs = load_runs(case)
+    assert list(runs["worker"].fillna("")) == [""] * 8 + ["node7:4242"]
 
 
 @pytest.mark.parametrize(

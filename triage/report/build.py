@@ -100,7 +100,9 @@ def load_runs(case: Case) -> pd.DataFrame:
         "duration_s",
         "message",
     ]
-    return pd.DataFrame.from_records(recs, columns=[*cols, *(k for k in (recs[0] if recs else {}) if k not in cols)])
+    # the union of keys: records written by older versions lack newer fields (worker, run_id)
+    extra = dict.fromkeys(k for rec in recs for k in rec if k not in cols)
+    return pd.DataFrame.from_records(recs, columns=[*cols, *extra])
 
 
 def load_findings(case: Case, warnings: list[str] | None = None) -> pd.DataFrame:
