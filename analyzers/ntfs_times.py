@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
+from triage.errors import Skip
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register
 
@@ -113,7 +114,10 @@ class NtfsTimestomp(Analyzer):
         ev = unit.evidence
         ntfs = (ev.extra or {}).get("ntfs")
         logical = unit.logical_path or ev.source_path
-        if not isinstance(ntfs, dict) or not is_web_page(logical):
+        if not isinstance(ntfs, dict):
+            # a folder, KAPE or Velociraptor copy keeps no $SI/$FN pair: say so rather than "nothing found"
+            raise Skip("no NTFS $SI/$FN times for this file (only files collected from a disk image carry them)")
+        if not is_web_page(logical):
             return
         si, fn = ntfs.get("si") or {}, ntfs.get("fn") or {}
         attrs = {
