@@ -152,6 +152,111 @@ class LibyalDisk(Disk):
         self._files = []
 
 
+class EwfChunkDisk(Disk):
+    """The media of an EWF v1 set (EnCase 6 layout: what FTK Imager and ewfacquire write) read chunk by chunk.
+
+    libewf inflates chunks about six times slower than zlib does here (84 vs 500 MB/s measured on the
+    same set), and reading images is most of what a collection from an E01 costs. The chunk map comes
+    from the segments' table sections (``_ewf_table_chunks``), the geometry and stored hashes from
+    pyewf; a set whose map does not account for every chunk is read by pyewf instead. As libewf does, a
+    chunk that fails its check (zlib stream or Adler-32) reads as zeros and is remembered in
+    ``bad_chunks``; data missing from a truncated segment is a read error.
+    """
+
+    CACHE = 64  # decompressed chunks kept: NTFS reads small runs close together
+
+    def __init__(self, handle: Any, files: list[BinaryIO], size: int) -> None:
+        self.handle = handle
+        self._files = files
+        self.size = size
+        self.chunk_size = int(handle.chunk_size)
+        self.bad_chunks: set[int] = set()
+        self._cache: dict[int, bytes] = {}
+        # chunks follow the segment numbers in the headers, not the file names (renamed sets exist)
+        numbers = []
+        for fh in files:
+            head = os.pread(fh.fileno(), 11, 0)
+            if not head.startswith(EVF1) or len(head) < 11:
+                raise ValueError("not an EWF v1 segment")
+            numbers.append(int(struct.unpack_from("<H", head, 9)[0]))
+        if sorted(numbers) != list(range(1, len(files) + 1)):
+            raise ValueError(f"segment numbers {sorted(numbers)} are not 1..{len(files)}")
+        order = sorted(range(len(files)), key=numbers.__getitem__)
+        self._numbers = numbers
+        chunks: list[tuple[int, int, int, bool]] = []
+        for i in order:
+            fd = files[i].fileno()
+            table = _ewf_table_chunks(fd, os.fstat(fd).st_size)
+            if table is None:
+                raise ValueError("segment layout not understood")
+            chunks += [(i, off, length, comp) for off, length, comp in table]
+        want = -(-size // self.chunk_size) if self.chunk_size else -1
+        if len(chunks) != want:
+            raise ValueError(f"chunk tables list {len(chunks)} chunks, the media needs {want}")
+        self._chunks = chunks
+
+    def _chunk(self, n: int) -> bytes:
+        data = self._cache.get(n)
+        if data is not None:
+            return data
+        seg, off, length, compressed = self._chunks[n]
+        expect = min(self.chunk_size, self.size - n * self.chunk_size)
+        raw = os.pread(self._files[seg].fileno(), length, off)
+        if len(raw) < length:
+            raise OSError(
+                f"read error at offset {n * self.chunk_size}: chunk {n} lies beyond the end of segment "
+                f"{self._numbers[seg]} (truncated)"
+            )
+        ok = False
+        if compressed:
+            try:
+                data = zlib.decompress(raw)
+                ok = len(data) >= expect
+            except zlib.error:
+                ok = False
+        elif length >= 4:
+            data = raw[:-4]
+            ok = len(data) >= expect and zlib.adler32(data) == struct.unpack_from("<I", raw, length - 4)[0]
+        if not ok:
+            self.bad_chunks.add(n)
+            data = bytes(expect)
+        data = data[:expect]
+        if len(self._cache) >= self.CACHE:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[n] = data
+        return data
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        size = max(0, min(size, self.size - offset))
+        if size == 0:
+            return b""
+        first, last = offset // self.chunk_size, (offset + size - 1) // self.chunk_size
+        start = offset - first * self.chunk_size
+        if first == last:
+            return self._chunk(first)[start : start + size]
+        out = bytearray(self._chunk(first)[start:])
+        for n in range(first + 1, last + 1):
+            out += self._chunk(n)
+        return bytes(out[:size])
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.handle.close()
+        for fh in self._files:
+            fh.close()
+        self._files = []
+        self._cache = {}
+
+
+def _ewf_disk(handle: Any, files: list[BinaryIO]) -> Disk:
+    """Our chunk reader where the set's layout is understood, else pyewf's own reads."""
+    try:
+        return EwfChunkDisk(handle, files, int(handle.media_size))
+    except (ValueError, OSError, struct.error) as exc:
+        log.debug("EWF read through libewf (%s)", exc)
+        return LibyalDisk(handle, files, int(handle.media_size))
+
+
 def _first_line(exc: BaseException) -> str:
     # libyal messages chain every frame: keep the first two for the analyst
     parts = [p.strip() for p in str(exc).split(". ") if p.strip()]
@@ -503,7 +608,7 @@ def open_image(path: str, *, force: bool = False) -> DiskImage:
                 notes.append(f"DAMAGED: {problem}; chunks past the damage read as zeros")
             hashes = {k.lower(): v.lower() for k, v in (handle.get_hash_values() or {}).items() if v}
             info = {k: str(v) for k, v in (handle.get_header_values() or {}).items()}
-            return DiskImage(path, fmt, segments, LibyalDisk(handle, files, handle.media_size), hashes, info, notes)
+            return DiskImage(path, fmt, segments, _ewf_disk(handle, files), hashes, info, notes)
         if fmt in ("vhd", "vhdx"):
             import pyvhdi
 
