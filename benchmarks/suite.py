@@ -556,22 +556,14 @@ def analyze_fleet(case_dirs: dict[str, Path], executor: Any) -> tuple[int, int]:
             c.close()
 
 
-def report_fleet(case_dirs: dict[str, Path], fleet_dir: Path) -> int:
-    """Each host's report, then the fleet report when it exists; returns the findings reported."""
-    from triage.case import Case
-    from triage.report import build_report
+def report_fleet(case_dirs: dict[str, Path], fleet_dir: Path, jobs: int = 1) -> int:
+    """Each host's report (``jobs`` at a time, as ``triage run``/``report`` on a fleet do), then the fleet
+    report; returns the findings reported."""
+    from triage.fleet import report_hosts
 
-    n = 0
-    for p in case_dirs.values():
-        case = Case.open(p)
-        n += build_report(case).findings
-        case.close()
-    try:
-        from triage.report.fleet import build_fleet_report
-    except ImportError:
-        return n
-    build_fleet_report(fleet_dir, case_dirs)
-    return n
+    ns = argparse.Namespace(json=True, quiet=True, sigma=[], yara=[], fail_on=None, jobs=jobs, executor=None)
+    out = report_hosts(case_dirs, ns, fleet_dir, "bench")
+    return sum(int(r.get("findings", 0)) for r in out["hosts"].values())
 
 
 def _executor(kind: str, n: int) -> Any:
@@ -634,8 +626,11 @@ def bench_fleet(s: Suite, args: argparse.Namespace, work: Path) -> None:
         if last:
             shutil.rmtree(next(iter(last.values())).parent, ignore_errors=True)
         last = case_dirs
-    s.log("fleet: reports (one per host + the fleet report)")
-    t_report, found = timed(lambda: report_fleet(last, work / f"fleet-{configs[-1][0]}{configs[-1][1]}"))
+    fleet_dir = work / f"fleet-{configs[-1][0]}{configs[-1][1]}"
+    s.log("fleet: reports (one per host + the fleet report), 1 process")
+    t_report1, found = timed(lambda: report_fleet(last, fleet_dir, 1))
+    s.log(f"fleet: reports, {n} processes")
+    t_report, found_n = timed(lambda: report_fleet(last, fleet_dir, n))
     t_cp = min(
         timed(
             lambda i=i: [subprocess.run(["cp", "-a", str(p), str(work / f"cp{i}-{h}")], check=True) for h, p in srcs]
@@ -699,11 +694,24 @@ def bench_fleet(s: Suite, args: argparse.Namespace, work: Path) -> None:
                 "same units; both warm (the pool forks a warm parent, dask workers warmed on one host)",
             )
         )
+    s.add(
+        Row(
+            "fleet",
+            f"reports of {len(srcs)} hosts + fleet report, {n} processes",
+            t_report,
+            "s",
+            "1 process",
+            t_report1,
+            t_report1 / t_report,
+            f"efficiency {t_report1 / (n * t_report):.0%}",
+            f"{found:,} findings (same with {n}: {found == found_n})",
+        )
+    )
     for kind in ("pool", "dask"):
         if (kind, 1) not in times:
             continue
         t1, tn = times[(kind, 1)], times[(kind, n)]
-        e1 = t1["collect"] + t1["start"] + t1["warm"] + t1["analyze"] + t_report
+        e1 = t1["collect"] + t1["start"] + t1["warm"] + t1["analyze"] + t_report1
         en = tn["collect"] + tn["start"] + tn["warm"] + tn["analyze"] + t_report
         name = "local pool" if kind == "pool" else "dask"
         s.add(
@@ -716,7 +724,7 @@ def bench_fleet(s: Suite, args: argparse.Namespace, work: Path) -> None:
                 e1,
                 e1 / en,
                 "",
-                f"report {t_report:.1f} s ({found:,} findings; timed once, sequential)"
+                f"reports {t_report1:.1f} s with 1 process, {t_report:.1f} s with {n}"
                 + ("; cluster start and warm-up included" if kind == "dask" else ""),
             )
         )

@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("case", metavar="CASE")
     r = sub.add_parser("report", parents=[common, report_opts], help="write the findings report of a case")
     r.add_argument("case", metavar="CASE")
+    r.add_argument(
+        "--jobs", "-j", type=int, default=os.cpu_count() or 1, help="processes for the host reports of a fleet folder"
+    )
     sub.add_parser(
         "run",
         parents=[common, collect_opts, analyze_opts, report_opts],

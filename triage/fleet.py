@@ -283,13 +283,38 @@ def report_hosts(cases: dict[str, Path], args: argparse.Namespace, root: Path, f
     from triage import cli
     from triage.report.fleet import build_fleet_report
 
-    reports = {}
-    for host, path in cases.items():
-        reports[host] = cli.cmd_report(_host_args(args, path))
-        for w in reports[host].get("warnings", []):
+    reports: dict[str, Any] = {}
+    jobs = min(max(1, getattr(args, "jobs", 1) or 1), len(cases))
+    if jobs <= 1:
+        for host, path in cases.items():
+            reports[host] = cli.cmd_report(_host_args(args, path))
+    else:
+        # host reports are independent and CPU bound (exports, ledger): one process per host at a time.
+        # Forked like the runner's pool; the executor (a dask client) stays in the parent.
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        plain = _host_args(args, Path("."))
+        plain.executor = None
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = {
+                host: pool.submit(_report_one, _host_args(plain, path), list(sys.argv)) for host, path in cases.items()
+            }
+            reports = {host: fut.result() for host, fut in futures.items()}
+    for host, rep in reports.items():
+        for w in rep.get("warnings", []):
             log.warning("%s: %s", host, w)
     fleet = build_fleet_report(root, cases, fleet_id=fleet_id, command_line=shlex.join(sys.argv))
     return {"hosts": reports, "fleet": fleet}
+
+
+def _report_one(args: argparse.Namespace, argv: list[str]) -> dict[str, Any]:
+    """One host's report in a pool worker (the command line recorded in it is the fleet command's)."""
+    from triage import cli
+
+    sys.argv = argv
+    return cli.cmd_report(args)
 
 
 def _fleet_id(root: Path) -> str:
