@@ -1044,10 +1044,16 @@ def _ewf_table_chunks(fd: int, seg_size: int) -> list[tuple[int, int, bool]] | N
             head = os.pread(fd, 24, pos + SECTION.size)
             if len(head) < 24 or sectors_end is None:
                 return None
-            count, base = struct.unpack_from("<I4xQ", head)
-            if count > 1 << 20:
+            count, base, head_crc = struct.unpack_from("<I4xQ4xI", head)
+            if count > 1 << 20 or zlib.adler32(head[:20]) != head_crc:
+                return None  # a damaged table: libewf may still read the set from its table2 copy
+            raw_entries = os.pread(fd, 4 * count + 4, pos + SECTION.size + 24)
+            if len(raw_entries) < 4 * count:
                 return None
-            entries = struct.unpack(f"<{count}I", os.pread(fd, 4 * count, pos + SECTION.size + 24))
+            footer = raw_entries[4 * count :]
+            if len(footer) == 4 and zlib.adler32(raw_entries[: 4 * count]) != struct.unpack("<I", footer)[0]:
+                return None
+            entries = struct.unpack(f"<{count}I", raw_entries[: 4 * count])
             starts = [base + (e & 0x7FFFFFFF) for e in entries]
             for j, start in enumerate(starts):
                 end = starts[j + 1] if j + 1 < count else sectors_end

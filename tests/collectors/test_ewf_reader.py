@@ -10,6 +10,7 @@ import pyewf
 import pytest
 
 from triage.collectors import diskimage as d
+from triage.errors import UsageError
 from triage.hashing import copy_hashing
 from triage.testing import diskimage as di
 
@@ -73,3 +74,16 @@ def test_unknown_layout_falls_back_to_libewf(image_set: di.ImageSet, monkeypatch
         assert media_sha256(img.disk) == hashlib.sha256(image_set.raw.read_bytes()).hexdigest()
     finally:
         img.close()
+
+
+def test_damaged_table_is_not_trusted(image_set: di.ImageSet, tmp_path: Path) -> None:
+    """A table whose header checksum fails is not read by our map; libewf refuses the set with the reason."""
+    segs = copy_set(image_set["e01"], tmp_path / "img")
+    data = bytearray(segs[0].read_bytes())
+    table = next(pos for stype, pos, _n, _s in di._ewf_sections(bytes(data)) if stype == "table")
+    data[table + 76 + 4] ^= 0xFF  # the padding after the entry count: only the header checksum notices
+    segs[0].write_bytes(bytes(data))
+    with open(segs[0], "rb") as fh:
+        assert d._ewf_table_chunks(fh.fileno(), len(data)) is None
+    with pytest.raises(UsageError, match="header checksum does not match"):
+        d.open_image(str(segs[0]))
