@@ -254,3 +254,31 @@ def test_disk_image_host_joins_the_fleet_by_its_hive(tmp_path: Path) -> None:
         assert (rows[h.name]["exchange_build"], rows[h.name]["build_status"]) == (h.build, h.build_status)
     src_types = {json.loads(line)["source_type"] for line in (out / "hosts" / "EXCH01" / "manifest.jsonl").open()}
     assert src_types == {"image"}
+
+
+def test_fleet_on_a_local_dask_cluster_matches_the_pool_run(fleet, tmp_path: Path) -> None:
+    """The same fleet through ``--cluster local:2``: the same findings per host, units run by dask workers."""
+    pytest.importorskip("distributed")
+    hosts = fleet["hosts"][:2]  # the volume and KAPE hosts: enough to put two cases on one cluster
+    out_dir = tmp_path / "out"
+    code, out = _run(
+        ["run", *(str(h.source) for h in hosts), "--case", str(out_dir), "--only", ONLY, "--cluster", "local:2"]
+    )
+    if code == ExitCode.USAGE and "could not start a local dask cluster" in json.dumps(out):
+        pytest.skip("no local dask cluster here (loopback down?)")
+    assert code == ExitCode.OK
+    import pandas as pd
+
+    for h in hosts:
+        ours, pool = out_dir / "hosts" / h.name, fleet["dir"] / "hosts" / h.name
+        cols = ["rule_id", "severity", "title"]  # artifact ids differ between cases: each case makes its own
+        a = pd.read_parquet(ours / "report" / "findings.parquet")[cols].sort_values(cols).reset_index(drop=True)
+        b = pd.read_parquet(pool / "report" / "findings.parquet")[cols].sort_values(cols).reset_index(drop=True)
+        assert len(a) > 0 and a.equals(b)
+        [run_file] = (ours / "runs").glob("run-*.json")
+        run = json.loads(run_file.read_text())
+        assert run["executor"]["kind"] == "dask" and run["executor"]["workers"] == 2
+        workers = {u["worker"] for u in run["units"]}
+        assert workers and all(":" in w for w in workers)
+    rows = {r["host"]: r for r in json.loads((out_dir / "fleet" / "fleet.json").read_text())["hosts"]}
+    assert {n: rows[n]["verdict"] for n in rows} == {h.name: h.verdict for h in hosts}
