@@ -12,6 +12,10 @@ class ExitCode(IntEnum):
     FINDINGS = 1  # findings at or above --fail-on
     USAGE = 2  # bad arguments, unknown source, missing case
     INTEGRITY = 3  # verify found changed/missing evidence or a broken custody chain
+    INSUFFICIENT = 4  # a source yielded nothing examinable, or a verdict lacks the evidence it needs
+    COLLECTION_FAILED = 5  # collection wrote or read some artifacts unsuccessfully (count in the summary)
+    INCOMPLETE = 6  # verify: a collection never finished (no collect_end), or a run was interrupted
+    INTERRUPTED = 130  # Ctrl-C: stopped promptly, the case is left resumable
     INTERNAL = 70  # a bug (EX_SOFTWARE)
 
 
@@ -31,6 +35,18 @@ class IntegrityError(TriageError):
     """Evidence or the custody chain does not verify."""
 
     exit_code = ExitCode.INTEGRITY
+
+
+class InsufficientEvidence(TriageError):
+    """Nothing examinable was read from the sources, or the evidence a verdict needs is missing."""
+
+    exit_code = ExitCode.INSUFFICIENT
+
+
+class CollectionFailed(TriageError):
+    """Some artifacts could not be collected (write error, full disk, unreadable source)."""
+
+    exit_code = ExitCode.COLLECTION_FAILED
 
 
 class Skip(Exception):
