@@ -9,21 +9,21 @@ UserData field becomes a column under its own name, as Sigma's Windows field nam
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
 import json
 import logging
-import lzma
 import re
 import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from triage.analyzers.eventlog.jsonexport import JsonLimits
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,10 @@ class ReadStats:
     last: pd.Timestamp | None = None
     channels: dict[str, int] = field(default_factory=dict)
     truncated: bool = False
+    bad_values: int = 0  # values dropped (out of range) or repaired, records kept
+    limit_hit: bool = False  # a reading bound (expanded bytes, ratio) stopped the read
+    compression: str = ""
+    encoding: str = ""
 
     def warn(self, message: str) -> None:
         if len(self.warnings) < 200:
@@ -120,12 +124,17 @@ def _attr(node: Any, name: str, system: dict[str, Any], key: str) -> Any:
 
 
 def _int(value: Any) -> int | None:
-    value = _scalar(value)
-    if value is None or value == "":
+    text = _scalar(value)
+    if text is None:
         return None
+    text = text.strip()
     try:
-        return int(value, 0) if isinstance(value, str) and value.lower().startswith("0x") else int(float(value))
+        return int(text, 16) if text.lower().startswith(("0x", "-0x")) else int(text)
     except ValueError:
+        pass
+    try:
+        return int(float(text))
+    except (ValueError, OverflowError):
         return None
 
 
@@ -223,88 +232,12 @@ def flatten_event(doc: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-# Winlogbeat/ECS and OTRF/NXLog flat exports
-_FLAT_META = {
-    "@timestamp",
-    "@version",
-    "Message",
-    "message",
-    "Hostname",
-    "SourceName",
-    "Channel",
-    "EventID",
-    "TimeCreated",
-    "EventTime",
-    "EventReceivedTime",
-    "SourceModuleName",
-    "SourceModuleType",
-    "Task",
-    "Keywords",
-    "Level",
-    "Opcode",
-    "OpcodeValue",
-    "Severity",
-    "SeverityValue",
-    "EventType",
-    "RecordNumber",
-    "EventRecordID",
-    "ExecutionProcessID",
-    "ThreadID",
-    "host",
-    "port",
-    "tags",
-    "Category",
-    "ProviderGuid",
-    "Version",
-    "AccountName",
-    "AccountType",
-    "Domain",
-    "UserID",
-    "ERROR_EVT_UNRESOLVED",
-}
+def to_frame(rows: list[dict[str, Any]], stats: ReadStats | None = None) -> pd.DataFrame:
+    """Rows to the typed frame: system columns first and typed, all data fields as strings.
 
-
-def flatten_json_line(doc: dict[str, Any]) -> dict[str, Any] | None:
-    """A row from one JSON export line of any supported shape; None when it is not an event."""
-    if ("Event" in doc and isinstance(doc["Event"], dict)) or isinstance(doc.get("System"), dict):
-        return flatten_event(doc)
-    winlog = doc.get("winlog")
-    if isinstance(winlog, dict):
-        row: dict[str, Any] = {
-            "EventRecordID": _int(winlog.get("record_id")),
-            "TimeCreated": _scalar(doc.get("@timestamp")),
-            "EventID": _int(winlog.get("event_id")),
-            "Provider": _scalar(winlog.get("provider_name")),
-            "Channel": _scalar(winlog.get("channel")),
-            "Computer": _scalar(winlog.get("computer_name")),
-            "Level": _int((doc.get("log") or {}).get("level")) if isinstance(doc.get("log"), dict) else None,
-            "UserID": _scalar((winlog.get("user") or {}).get("identifier")),
-            "ProcessID": _int((winlog.get("process") or {}).get("pid")),
-        }
-        _add_data(row, winlog.get("event_data"))
-        _add_data(row, winlog.get("user_data"))
-        return row
-    if "EventID" in doc and ("Channel" in doc or "SourceName" in doc):
-        row = {
-            "EventRecordID": _int(doc.get("RecordNumber", doc.get("EventRecordID"))),
-            "TimeCreated": _scalar(doc.get("@timestamp") or doc.get("TimeCreated") or doc.get("EventTime")),
-            "EventID": _int(doc.get("EventID")),
-            "Provider": _scalar(doc.get("SourceName")),
-            "Channel": _scalar(doc.get("Channel")),
-            "Computer": _scalar(doc.get("Hostname")),
-            "Level": _int(doc.get("Level")) if str(doc.get("Level", "")).isdigit() else None,
-            "UserID": _scalar(doc.get("UserID")),
-            "ProcessID": _int(doc.get("ExecutionProcessID")),
-            "ThreadID": _int(doc.get("ThreadID")),
-            "Task": _int(doc.get("Task")),
-        }
-        _add_data(row, {k: v for k, v in doc.items() if k not in _FLAT_META})
-        return row
-    return None
-
-
-def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows to the typed frame: system columns first and typed, all data fields as strings."""
+    A system value that is not a number in int64's range (a corrupt record, a hostile export) is
+    dropped with a warning; the record stays.
+    """
     df = pd.DataFrame.from_records(rows)
     for col in SYSTEM_COLUMNS:
         if col not in df.columns:
@@ -312,11 +245,40 @@ def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     ts = df["TimeCreated"].astype("string")
     df["TimeCreated"] = pd.to_datetime(ts, utc=True, format="ISO8601", errors="coerce").astype("datetime64[us, UTC]")
     for col in INT_COLUMNS:
-        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+        df[col] = _int64_column(df[col], col, stats)
     data_cols = [c for c in df.columns if c not in SYSTEM_COLUMNS]
     for col in [*data_cols, "Provider", "Channel", "Computer", "Keywords", "UserID", "EventSourceName"]:
         df[col] = df[col].astype(STRING)
     return df[[*SYSTEM_COLUMNS, *sorted(data_cols)]]
+
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _int64_column(values: pd.Series, col: str, stats: ReadStats | None) -> pd.Series:
+    """A column as nullable Int64; values out of range or not numbers become NA (counted, warned)."""
+    if values.dtype == "int64":
+        return values.astype("Int64")
+    try:
+        num = pd.to_numeric(values, errors="coerce", dtype_backend="numpy_nullable")
+        if num.dtype == "Int64":
+            return num
+    except (TypeError, ValueError, OverflowError):
+        pass
+    # rare path (a uint64 beyond int64, a float, a big integer): value by value, exact
+    out: list[int | None] = []
+    for value in values:
+        try:
+            number = _int(value)
+        except (TypeError, ValueError, OverflowError, RecursionError):
+            number = None
+        if number is not None and not _INT64_MIN <= number <= _INT64_MAX:
+            if stats is not None:
+                stats.bad_values += 1
+                stats.warn(f"{col} value {str(value)[:40]} is beyond int64; value dropped, record kept")
+            number = None
+        out.append(number)
+    return pd.Series(pd.array(out, dtype="Int64"), index=values.index)
 
 
 # -- EVTX ----------------------------------------------------------------------------------------------------
@@ -440,7 +402,7 @@ class _Batcher:
     def flush(self) -> pd.DataFrame | None:
         if not self.rows:
             return None
-        frame = to_frame(self.rows)
+        frame = to_frame(self.rows, self.stats)
         self.rows = []
         self.stats.see(frame)
         return frame
@@ -513,62 +475,35 @@ def _recover_partial_chunk(path: Path, stats: ReadStats) -> Iterator[dict[str, A
     )
 
 
-# -- JSON lines ----------------------------------------------------------------------------------------------
-def open_text(path: Path) -> io.TextIOBase:
-    """Open plain, gzip, xz or bz2 text by magic number, decoding UTF-8 with replacement."""
-    with open(path, "rb") as fh:
-        magic = fh.read(6)
-    # the caller closes the wrapper, which closes the opener's stream
-    opener = {b"\x1f\x8b": gzip.open, b"\xfd7zXZ": lzma.open, b"BZh": bz2.open}
-    raw: Any = next((fn(path, "rb") for sig, fn in opener.items() if magic.startswith(sig)), None)
-    if raw is None:
-        raw = open(path, "rb")  # noqa: SIM115
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace")
+# -- JSON exports ----------------------------------------------------------------------------------------------
+def iter_json_events(
+    path: str | Path, stats: ReadStats, batch: int = BATCH, limits: JsonLimits | None = None
+) -> Iterator[pd.DataFrame]:
+    """Batches of events from a JSON export of any supported flavour and container (see ``jsonexport``)."""
+    from triage.analyzers.eventlog.jsonexport import _unwrap, flatten_json_record, iter_json_docs
 
-
-def iter_json_events(path: str | Path, stats: ReadStats, batch: int = BATCH) -> Iterator[pd.DataFrame]:
-    """Batches of events from a JSON lines export (or one JSON array)."""
-    stats.backend = "jsonl"
+    stats.backend = "json"
     out = _Batcher(stats, batch)
-    with open_text(Path(path)) as fh:
-        first = fh.read(1)
-        docs: Iterator[Any]
-        if first == "[":
-            try:
-                docs = iter(json.loads(first + fh.read()))
-            except json.JSONDecodeError as exc:
-                stats.bad_records += 1
-                stats.warn(f"not valid JSON: {exc}")
-                docs = iter(())
-        else:
-
-            def lines() -> Iterator[Any]:
-                for lineno, line in enumerate(_prepend(first, fh), 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        stats.bad_records += 1
-                        stats.warn(f"line {lineno}: not JSON ({exc.msg})")
-
-            docs = lines()
-        for doc in docs:
-            row = flatten_json_line(doc) if isinstance(doc, dict) else None
-            if row is None:
-                stats.bad_records += 1
-                stats.warn("a JSON record that is not a Windows event was skipped")
-                continue
-            if (frame := out.add(row)) is not None:
-                yield frame
+    try:
+        for number, doc in iter_json_docs(path, stats, limits):
+            for item in _unwrap(doc):
+                try:
+                    row = flatten_json_record(item)
+                except (RecursionError, ValueError, TypeError, AttributeError, KeyError) as exc:
+                    stats.bad_records += 1
+                    stats.warn(f"record {number}: cannot be mapped ({type(exc).__name__}: {str(exc)[:120]}); skipped")
+                    continue
+                if row is None:
+                    stats.bad_records += 1
+                    what = "not a JSON object" if not isinstance(item, dict) else "not a Windows event of a known shape"
+                    stats.warn(f"record {number}: {what}; skipped")
+                    continue
+                if (frame := out.add(row)) is not None:
+                    yield frame
+    except OSError as exc:
+        stats.warn(f"cannot read the export: {exc}")
     if (frame := out.flush()) is not None:
         yield frame
-
-
-def _prepend(first: str, fh: io.TextIOBase) -> Iterator[str]:
-    rest = fh.readline()
-    yield first + rest
-    yield from fh
 
 
 def iter_events(path: str | Path, kind: str, stats: ReadStats, batch: int = BATCH) -> Iterator[pd.DataFrame]:

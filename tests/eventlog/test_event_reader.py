@@ -144,7 +144,7 @@ def test_json_shapes_and_malformed_lines(tmp_path: Path) -> None:
     assert list(df["EventID"]) == [4688, 1, 7045]
     assert list(df["Channel"]) == ["Security", "Microsoft-Windows-Sysmon/Operational", "System"]
     assert df.loc[0, "CommandLine"] == "cmd /c whoami" and int(df.loc[0, "EventRecordID"]) == 77
-    assert df.loc[1, "Image"] == "C:\\w\\cmd.exe" and "Message" not in df.columns
+    assert df.loc[1, "Image"] == "C:\\w\\cmd.exe" and df.loc[1, "Message"] == "Process Create"
     assert (df.loc[2, "ServiceName"], df.loc[2, "Provider"]) == ("evil", "SCM")
     assert str(df.loc[0, "TimeCreated"]) == "2021-03-03 02:14:07.123000+00:00"
     assert stats.bad_records == 2 and any("not JSON" in w for w in stats.warnings)
