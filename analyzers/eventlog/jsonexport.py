@@ -432,6 +432,20 @@ def _time(value: Any) -> str | None:
 
 
 _str = _scalar
+_LEVELS = {"critical": 1, "error": 2, "warning": 3, "warn": 3, "information": 4, "info": 4, "verbose": 5}
+
+
+def _level(*values: Any) -> int | None:
+    """A level from a number or an exporter's level name ("error", "ERROR", "Information")."""
+    for value in values:
+        text = _str(value)
+        if text is None:
+            continue
+        if text.isdigit():
+            return int(text)
+        if (level := _LEVELS.get(text.lower())) is not None:
+            return level
+    return None
 
 
 def _put_message(row: dict[str, Any], message: Any) -> None:
@@ -451,7 +465,7 @@ def _winlogbeat(doc: dict[str, Any]) -> dict[str, Any]:
     thread = proc.get("thread") if isinstance(proc.get("thread"), dict) else {}
     user = winlog.get("user") if isinstance(winlog.get("user"), dict) else {}
     host = doc.get("host") if isinstance(doc.get("host"), dict) else {}
-    level = doc.get("log", {}).get("level") if isinstance(doc.get("log"), dict) else None
+    level = doc["log"].get("level") if isinstance(doc.get("log"), dict) else None
     row: dict[str, Any] = {
         "EventRecordID": winlog.get("record_id"),
         "TimeCreated": _time(winlog.get("time_created") or doc.get("@timestamp") or event.get("created")),
@@ -459,7 +473,7 @@ def _winlogbeat(doc: dict[str, Any]) -> dict[str, Any]:
         "Provider": _str(winlog.get("provider_name") or event.get("provider")),
         "Channel": _str(winlog.get("channel")),
         "Computer": _str(winlog.get("computer_name") or host.get("name") or host.get("hostname")),
-        "Level": _int(level) if _int(level) is not None else None,
+        "Level": _level(winlog.get("level"), level),
         "Task": None,
         "Opcode": None,
         "Version": winlog.get("version"),
@@ -528,7 +542,7 @@ def _flat(doc: dict[str, Any]) -> dict[str, Any]:
         "Provider": _str(doc.get("SourceName")),
         "Channel": _str(doc.get("Channel")),
         "Computer": _str(doc.get("Hostname")),
-        "Level": _int(doc.get("Level")) if str(doc.get("Level", "")).isdigit() else None,
+        "Level": _level(doc.get("Level"), doc.get("EventType"), doc.get("Severity")),
         "UserID": _str(doc.get("UserID")),
         "ProcessID": doc.get("ExecutionProcessID"),
         "ThreadID": doc.get("ThreadID"),
@@ -764,11 +778,12 @@ def flatten_json_record(doc: Any) -> dict[str, Any] | None:
     flavour = json_flavour(doc)
     if flavour == "evtx":
         row = flatten_event(doc)
-        if not isinstance(row.get("TimeCreated"), str | type(None)):
-            row["TimeCreated"] = _time(row["TimeCreated"])
-        elif row.get("TimeCreated") is None:  # Velociraptor: TimeCreated.SystemTime as epoch seconds
-            event = doc.get("Event", doc)
-            row["TimeCreated"] = _time((event.get("System") or {}).get("TimeCreated"))
+        system = doc.get("Event", doc).get("System")
+        created = system.get("TimeCreated") if isinstance(system, dict) else None
+        if isinstance(created, dict):
+            created = created.get("SystemTime", (created.get("#attributes") or {}).get("SystemTime"))
+        if isinstance(created, int | float) or (isinstance(created, str) and "Date(" in created):
+            row["TimeCreated"] = _time(created)  # Velociraptor: epoch seconds
         _put_message(row, doc.get("Message") or doc.get("message"))
         return row
     if flavour == "winlogbeat":

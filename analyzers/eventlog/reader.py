@@ -362,6 +362,8 @@ def _xml_event(xml: str) -> dict[str, Any]:
             out["EventData"] = named
         elif name == "UserData":
             out["UserData"] = {local(c.tag): {local(g.tag): g.text or "" for g in c} for c in part}
+        elif name == "RenderingInfo":  # event XML as forwarded or exported with its rendered message
+            out["RenderingInfo"] = {local(c.tag): c.text for c in part if not len(c)}
     return {"Event": out}
 
 
