@@ -112,7 +112,7 @@ def test_system_columns_agree_across_flavours(tmp_path: Path, logs) -> None:
         pd.testing.assert_frame_equal(got[cols], want, check_dtype=False, obj=flavour)
         if flavour == "evtx_dump":  # the evtx tool does not render messages
             continue
-        assert got["Message"].str.contains("\r\nImage: |\r\nTargetImage: |\r\nTargetFilename: ").all(), flavour
+        assert got["Message"].str.contains("\nImage: |\nTargetImage: |\nTargetFilename: ").all(), flavour
 
 
 @pytest.mark.parametrize(
