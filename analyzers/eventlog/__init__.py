@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from triage.analyzers.eventlog.jsonexport import JsonLimits
 from triage.analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_events
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register, signature_path
@@ -108,13 +109,20 @@ class EventLogs(Analyzer):
         log.info("sigma: %d rules loaded, %d skipped", len(ruleset.loaded), len(ruleset.skipped))
         return ruleset
 
+    def _json_limits(self) -> JsonLimits:
+        """Reading bounds for JSON exports; options ``json_max_expanded_bytes``, ``json_max_ratio``,
+        ``json_max_record_chars`` override the defaults."""
+        keys = {"json_max_expanded_bytes": "max_expanded_bytes", "json_max_ratio": "max_ratio"}
+        keys["json_max_record_chars"] = "max_record_chars"
+        return JsonLimits(**{field: self.options[opt] for opt, field in keys.items() if opt in self.options})
+
     def analyze(self, unit: Unit) -> Iterator[Finding]:
         ruleset = self.ruleset
         stats = ReadStats()
         cov = Coverage()
         per_rule: dict[str, int] = {}
         rules_by_id = {r.id: r for r in ruleset.loaded}
-        for df in iter_events(unit.path, unit.evidence.kind, stats):
+        for df in iter_events(unit.path, unit.evidence.kind, stats, limits=self._json_limits()):
             cov.add(df)
             matches = ruleset.evaluate(df)
             for m in matches.itertuples(index=False):
@@ -186,6 +194,11 @@ class EventLogs(Analyzer):
             "backend": stats.backend,
             "bad_chunks": stats.bad_chunks,
             "bad_records": stats.bad_records,
+            "bad_values": stats.bad_values,
+            "truncated": stats.truncated,
+            "read_limit_hit": stats.limit_hit,
+            "compression": stats.compression,
+            "encoding": stats.encoding,
             "channels": stats.channels,
             "reaches_window_start": bool(cov.get("first") and pd.Timestamp(cov["first"]) <= ED_WINDOW_START),
         }
@@ -224,17 +237,23 @@ class EventLogs(Analyzer):
                 attributes={"first": first, "window_start": ED_WINDOW_START.isoformat()},
             )
         missing = cov.get("missing_record_ids", 0)
-        if missing or stats.bad_chunks:
+        lost = stats.bad_chunks or stats.bad_records or stats.bad_values or stats.truncated
+        if missing or lost:
+            parts = [f"{missing} record numbers missing", f"{stats.bad_chunks} unreadable chunks"]
+            parts += [f"{stats.bad_records} unreadable records"] if stats.bad_records else []
+            parts += [f"{stats.bad_values} values dropped or repaired"] if stats.bad_values else []
+            parts += ["read incomplete (truncated or a reading limit hit)"] if stats.truncated else []
             yield unit.finding(
                 rule_id="TRIAGE-EVT-COV-002",
                 rule_title="Event records missing or unreadable",
                 severity="medium",
                 confidence="medium",
-                title=f"{name}: {missing} record numbers missing, {stats.bad_chunks} unreadable chunks",
+                title=f"{name}: " + ", ".join(parts),
                 message=f"Record numbers {cov.get('first_record_id')} to {cov.get('last_record_id')} have "
-                f"{missing} holes ({cov.get('missing_ranges', [])[:5]}...) and {stats.bad_chunks} chunks "
-                "could not be parsed. Holes come from corrupt chunks, log wrap in progress or tampering; "
-                "every readable record was kept.",
+                f"{missing} holes ({cov.get('missing_ranges', [])[:5]}...); {', '.join(parts[1:])}. "
+                "Holes come from corrupt chunks, log wrap in progress or tampering; unreadable records and "
+                "out-of-range values cost only themselves: every readable record was kept. The warnings name "
+                "each one.",
                 location="coverage-holes",
                 ts=first,
                 ts_desc="First event in log",
@@ -243,7 +262,13 @@ class EventLogs(Analyzer):
                 attributes={
                     k: cov.get(k) for k in ("missing_record_ids", "missing_ranges", "first_record_id", "last_record_id")
                 }
-                | {"bad_chunks": stats.bad_chunks, "warnings": stats.warnings[:20]},
+                | {
+                    "bad_chunks": stats.bad_chunks,
+                    "bad_records": stats.bad_records,
+                    "bad_values": stats.bad_values,
+                    "truncated": stats.truncated,
+                    "warnings": stats.warnings[:20],
+                },
             )
 
 

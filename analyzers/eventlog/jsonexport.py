@@ -188,6 +188,7 @@ class _Stream:
 
     def __init__(self, texts: Iterator[str]) -> None:
         self.texts, self.buf, self.pos, self.eof = texts, "", 0, False
+        self.repaired = 0  # lone surrogates replaced in the last record
 
     def more(self) -> bool:
         if self.eof:
@@ -296,30 +297,35 @@ class _Stream:
                 self.pos = end
                 return None, f"record larger than {limits.max_record_chars} characters"
             if _SURROGATE.search(self.buf, start, end):
-                doc = _fix_surrogates(doc)
+                doc, fixed = _fix_surrogates(doc)
+                self.repaired += fixed
             self.pos = end
             return doc, None
 
 
-def _fix_surrogates(doc: Any) -> Any:
-    """Replace lone UTF-16 surrogates (valid JSON, invalid text) by U+FFFD, iteratively."""
+def _fix_surrogates(doc: Any) -> tuple[Any, int]:
+    """Lone UTF-16 surrogates (valid JSON, invalid text) replaced by U+FFFD, iteratively; (doc, count)."""
+    count = 0
 
     def fix(s: str) -> str:
-        return _LONE.sub("\ufffd", s)
+        nonlocal count
+        out, n = _LONE.subn("\ufffd", s)
+        count += n
+        return out
 
     if isinstance(doc, str):
-        return fix(doc)
+        return fix(doc), count
     stack = [doc]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             for key in list(node):
                 value = node[key]
-                new_key = fix(key) if _LONE.search(key) else key
                 if isinstance(value, str):
                     value = fix(value)
                 elif isinstance(value, dict | list):
                     stack.append(value)
+                new_key = fix(key)
                 if new_key != key:
                     del node[key]
                 node[new_key] = value
@@ -329,7 +335,7 @@ def _fix_surrogates(doc: Any) -> Any:
                     node[i] = fix(value)
                 elif isinstance(value, dict | list):
                     stack.append(value)
-    return doc
+    return doc, count
 
 
 _WRAPPED_LISTS = ("results", "records", "Records", "Events", "events")
@@ -358,6 +364,13 @@ def _unwrap(doc: Any) -> Iterator[Any]:
     yield doc
 
 
+def _note_repairs(stream: _Stream, stats: Any, number: int) -> None:
+    if stream.repaired:
+        stats.bad_values += stream.repaired
+        stats.warn(f"record {number}: {stream.repaired} lone UTF-16 surrogate(s) replaced by U+FFFD; record kept")
+        stream.repaired = 0
+
+
 def iter_json_docs(path: str | Path, stats: Any, limits: JsonLimits | None = None) -> Iterator[tuple[int, Any]]:
     """``(record number, parsed value)`` for every record of an export; bad ones are warned about and skipped."""
     limits = limits or JsonLimits()
@@ -383,15 +396,15 @@ def iter_json_docs(path: str | Path, stats: Any, limits: JsonLimits | None = Non
                 stream.pos += 1
                 break
             number += 1
-            start_eof = stream.eof
             doc, why = stream.value(limits, lines=False)
             if why is None:
+                _note_repairs(stream, stats, number)
                 yield number, doc
                 continue
             bad(why)
             if not stream.skip_value():
-                if not start_eof:
-                    stats.truncated = True
+                stats.truncated = True
+                stats.warn(f"the JSON array is not closed (file truncated?) after {number} records")
                 return
         if stream.skip(_WS) is not None:
             stats.warn("text after the end of the JSON array was ignored")
@@ -400,6 +413,7 @@ def iter_json_docs(path: str | Path, stats: Any, limits: JsonLimits | None = Non
         number += 1
         doc, why = stream.value(limits, lines=True)
         if why is None:
+            _note_repairs(stream, stats, number)
             yield number, doc
         else:
             bad(why)

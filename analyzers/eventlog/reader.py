@@ -508,8 +508,10 @@ def iter_json_events(
         yield frame
 
 
-def iter_events(path: str | Path, kind: str, stats: ReadStats, batch: int = BATCH) -> Iterator[pd.DataFrame]:
-    """Dispatch on the evidence kind: ``evtx`` or ``event_json``."""
+def iter_events(
+    path: str | Path, kind: str, stats: ReadStats, batch: int = BATCH, limits: JsonLimits | None = None
+) -> Iterator[pd.DataFrame]:
+    """Dispatch on the evidence kind: ``evtx``, else a JSON export (read by content, whatever its name)."""
     if kind == "evtx":
         return iter_evtx(path, stats, batch)
-    return iter_json_events(path, stats, batch)
+    return iter_json_events(path, stats, batch, limits)
