@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
@@ -260,9 +261,19 @@ def _int64_column(values: pd.Series, col: str, stats: ReadStats | None) -> pd.Se
     if values.dtype == "int64":
         return values.astype("Int64")
     try:
-        num = pd.to_numeric(values, errors="coerce", dtype_backend="numpy_nullable")
+        num = (
+            values
+            if values.dtype.kind in "fu"
+            else pd.to_numeric(values, errors="coerce", dtype_backend="numpy_nullable")
+        )
         if num.dtype == "Int64":
             return num
+        arr = num.to_numpy(dtype="float64", na_value=np.nan) if num.dtype.kind == "f" else None
+        if num.dtype.kind == "u" and (num.dropna() <= _INT64_MAX).all():
+            return num.astype("Int64")
+        # integers with gaps come as floats: fine when whole and inside int64's range
+        if arr is not None and (np.isnan(arr) | ((np.abs(arr) < 2.0**63) & (arr == np.floor(arr)))).all():
+            return num.astype("Int64")
     except (TypeError, ValueError, OverflowError):
         pass
     # rare path (a uint64 beyond int64, a float, a big integer): value by value, exact
