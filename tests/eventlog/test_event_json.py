@@ -166,3 +166,16 @@ def test_splunk_and_elastic_envelopes(tmp_path: Path, logs) -> None:
     lines.write_text("".join(json.dumps(h) + "\n" for h in hits))
     frames, stats = _read_json(lines)
     assert stats.records == len(events) and list(pd.concat(frames)["EventRecordID"]) == list(range(1, len(events) + 1))
+
+
+@pytest.mark.parametrize("name", ["export.json", "export.ndjson", "export.jsonl.xz", "export.json.gz", "noextension"])
+def test_exports_are_read_by_content_whatever_the_name(tmp_path: Path, logs, name: str) -> None:
+    from triage.analyzers.eventlog.reader import iter_events
+
+    compress = "xz" if name.endswith(".xz") else "gz" if name.endswith(".gz") else None
+    path = tmp_path / name
+    path.write_bytes(export_bytes(records(logs["System"], "winlogbeat"), compress=compress))
+    stats = ReadStats()
+    frames = list(iter_events(path, "event_json", stats))
+    assert stats.records == len(logs["System"]) and not stats.warnings and stats.compression == {"xz": "xz", "gz": "gzip", None: ""}[compress]
+    assert int(frames[-1].iloc[-1]["EventID"]) == 7045

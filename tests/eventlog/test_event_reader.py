@@ -99,6 +99,9 @@ def test_otrf_json_export() -> None:
     assert len(dump) == 2
     assert sorted(dump["EventID"].astype(int)) == [1, 4688]
     assert (dump["Image"].fillna(dump["NewProcessName"]).str.lower().str.endswith("rundll32.exe")).all()
+    # the rendered message is kept for every record, and carries the payload too
+    assert df["Message"].notna().all() and dump["Message"].str.contains("comsvcs", case=False).all()
+    assert stats.bad_records == 0 and not stats.warnings and stats.compression == "xz"
 
 
 def test_json_shapes_and_malformed_lines(tmp_path: Path) -> None:

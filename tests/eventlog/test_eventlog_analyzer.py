@@ -88,3 +88,26 @@ def test_cli_sigma_dir_loads_unmodified_rules_and_reports_skips(tmp_path: Path, 
     who = df[df["rule_id"] == "11111111-2222-4333-8444-555555555555"]
     assert list(who["location"]) == ["Microsoft-Windows-Sysmon/Operational#2"]
     assert main(["analyze", str(case), "--only", "eventlog", "--sigma", str(tmp_path / "nope")]) == 2
+
+
+def test_value_beyond_int64_costs_only_that_value(tmp_path: Path) -> None:
+    """One Sysmon record with an EventRecordID beyond int64: the log, its findings and the host units survive."""
+    from triage.testing.eventlogs import FILES, LOGS, attack_events
+    from triage.testing.evtx import evtx_bytes
+
+    vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=True, event_logs=True))
+    events = sorted(attack_events()["Sysmon"], key=lambda e: e.time_created)
+    for rid, event in zip([2**64 - 2, *range(2, len(events) + 1)], events, strict=True):
+        event.record_id = rid  # record 1 (a benign svchost start) gets an identifier no int64 holds
+    (vol / LOGS / FILES["Sysmon"]).write_bytes(evtx_bytes(events))
+    case = Case.create_or_open(tmp_path / "case", examiner="t")
+    collect_volume(case, open_source_path(str(vol)), host=None)
+    s = analyze_case(case, only=("eventlog", "proxylogon", "proxylogon_narrative"))
+    assert set(s.statuses) == {"success"}, s.statuses
+    df = load_findings(case)
+    sysmon = df[df["location"].str.startswith("Microsoft-Windows-Sysmon/Operational#")]
+    assert set(sysmon["location"]) == {f"Microsoft-Windows-Sysmon/Operational#{i}" for i in (2, 3, 4, 5)}
+    cov = df[(df["rule_id"] == "TRIAGE-EVT-COV-002") & df["title"].str.contains("Sysmon")]
+    assert len(cov) == 1 and "1 values dropped or repaired" in cov.iloc[0]["title"]
+    attrs = json.loads(cov.iloc[0]["attributes"])
+    assert attrs["bad_values"] == 1 and attrs["bad_records"] == 0 and "beyond int64" in attrs["warnings"][0]
