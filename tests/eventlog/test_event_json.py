@@ -177,5 +177,9 @@ def test_exports_are_read_by_content_whatever_the_name(tmp_path: Path, logs, nam
     path.write_bytes(export_bytes(records(logs["System"], "winlogbeat"), compress=compress))
     stats = ReadStats()
     frames = list(iter_events(path, "event_json", stats))
-    assert stats.records == len(logs["System"]) and not stats.warnings and stats.compression == {"xz": "xz", "gz": "gzip", None: ""}[compress]
+    assert (
+        stats.records == len(logs["System"])
+        and not stats.warnings
+        and stats.compression == {"xz": "xz", "gz": "gzip", None: ""}[compress]
+    )
     assert int(frames[-1].iloc[-1]["EventID"]) == 7045

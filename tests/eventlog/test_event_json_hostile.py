@@ -176,3 +176,40 @@ def test_evtx_value_beyond_int64_loses_only_that_value(tmp_path: Path) -> None:
     assert [None if pd.isna(v) else int(v) for v in df["EventRecordID"]] == [1, 2, 3, None, 5, 6]
     assert df.loc[3, "CommandLine"] == "cmd /c step 3"
     assert len(stats.warnings) == 1 and "beyond int64" in stats.warnings[0]
+
+
+def test_seeded_mutations_never_raise(tmp_path: Path) -> None:
+    """Random byte damage to exports of every container and encoding: warnings, never an exception."""
+    import random
+
+    rng = random.Random(int(__import__("os").environ.get("TRIAGE_FUZZ_SEED", "2102")))
+    cases = int(__import__("os").environ.get("TRIAGE_FUZZ_CASES", "80"))
+    seeds = [
+        export_bytes(GOOD, container="lines"),
+        export_bytes(GOOD, container="array", indent=4, encoding="utf-16-le", bom=True),
+        export_bytes(records(attack_events()["Security"], "powershell"), container="array", indent=4),
+        export_bytes(records(attack_events()["Security"], "splunk")),
+        export_bytes(GOOD, compress="gz"),
+        export_bytes(GOOD, compress="xz"),
+    ]
+    path = tmp_path / "fuzz.json"
+    for i in range(cases):
+        data = bytearray(rng.choice(seeds))
+        for _ in range(rng.randint(1, 8)):
+            at = rng.randrange(len(data))
+            op = rng.random()
+            if op < 0.4:
+                data[at] = rng.randrange(256)
+            elif op < 0.6:
+                data[at:at] = bytes(rng.choice(b'{}[]",:\\0\n ') for _ in range(rng.randint(1, 4)))
+            elif op < 0.8:
+                del data[at : at + rng.randint(1, 64)]
+            else:
+                del data[at:]
+                break
+        path.write_bytes(bytes(data))
+        stats = ReadStats()
+        started = time.perf_counter()
+        frames = list(iter_json_events(path, stats, limits=JsonLimits(max_record_chars=1 << 20)))
+        assert time.perf_counter() - started < 2, i
+        assert stats.records == sum(len(f) for f in frames) <= 40, i
