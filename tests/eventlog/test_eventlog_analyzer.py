@@ -111,3 +111,12 @@ def test_value_beyond_int64_costs_only_that_value(tmp_path: Path) -> None:
     assert len(cov) == 1 and "1 values dropped or repaired" in cov.iloc[0]["title"]
     attrs = json.loads(cov.iloc[0]["attributes"])
     assert attrs["bad_values"] == 1 and attrs["bad_records"] == 0 and "beyond int64" in attrs["warnings"][0]
+
+
+def test_json_reading_limits_come_from_the_analyzer_options() -> None:
+    from triage.analyzers.eventlog import EventLogs
+    from triage.analyzers.eventlog.jsonexport import JsonLimits
+
+    assert EventLogs()._json_limits() == JsonLimits()
+    limits = EventLogs({"json_max_record_chars": 4096, "json_max_ratio": 50.0})._json_limits()
+    assert (limits.max_record_chars, limits.max_ratio) == (4096, 50.0)
