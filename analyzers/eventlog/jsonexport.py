@@ -177,6 +177,7 @@ _WS = re.compile(r"[ \t\r\n\ufeff]*")
 _WS_COMMA = re.compile(r"[ \t\r\n,]*")
 _TOKEN = re.compile(r'[\[\]{}"]')
 _STRING_STEP = re.compile(r'\\.|"', re.S)
+_SCALAR_END = re.compile(r"[,\]\n]")
 _BIG_INT = re.compile(r"[:\[,]\s*-?\d{19,}")  # orjson turns integers beyond 64 bits into floats
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _LONE = re.compile("[\ud800-\udfff]")
@@ -226,7 +227,7 @@ class _Stream:
         """Move past one JSON value by bracket depth (no recursion, no buffering); False at the end."""
         if self.buf[self.pos] not in "[{":
             while True:  # a scalar: up to the next separator
-                m = re.compile(r"[,\]\n]").search(self.buf, self.pos)
+                m = _SCALAR_END.search(self.buf, self.pos)
                 if m:
                     self.pos = m.start()
                     return True
@@ -245,7 +246,7 @@ class _Stream:
             if ch == '"':
                 while True:
                     s = _STRING_STEP.search(self.buf, self.pos)
-                    if s is None or (s.group() != '"' and s.end() > len(self.buf)):
+                    if s is None:  # the string goes on in the next chunk (keep a trailing backslash)
                         self.pos = len(self.buf) - (1 if self.buf.endswith("\\") else 0)
                         if not self.more():
                             return False
@@ -264,7 +265,7 @@ class _Stream:
         """Parse the value at the cursor: (document, None) or (None, reason it was skipped)."""
         if lines:  # JSON lines: try the whole line with orjson first (the hot path)
             nl = self.buf.find("\n", self.pos)
-            if nl >= 0:
+            if 0 <= nl - self.pos <= limits.max_record_chars:
                 line = self.buf[self.pos : nl]
                 if _BIG_INT.search(line) is None:
                     try:
