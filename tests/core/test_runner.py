@@ -24,7 +24,7 @@ PLUGIN = textwrap.dedent('''
 
     @register
     class Marker(Analyzer):
-        """One finding per web file; the n-th unit can kill its own process (interruption test)."""
+        """One finding per web file; the n-th unit can kill the triage process it runs under (interruption test)."""
         name = "test_marker"
         version = "1"
         consumes = ("web_file",)
@@ -36,7 +36,9 @@ PLUGIN = textwrap.dedent('''
                 n = int(p.read_text() or 0) + 1 if p.exists() else 1
                 p.write_text(str(n))
                 if n > int(os.environ.get("MARKER_KILL_AFTER", "1000000")):
-                    os.kill(os.getpid(), signal.SIGKILL)
+                    os.kill(os.getppid(), signal.SIGKILL)  # kill -9 of `triage analyze`; this worker must follow
+                    import time
+                    time.sleep(60)
             yield unit.finding(rule_id="T-1", rule_title="marker", severity="low", title="seen",
                                message=unit.logical_path, location=unit.logical_path)
 
@@ -180,6 +182,27 @@ def _triage(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
 
 
+def _processes_mentioning(text: str, wait: float = 0.0) -> list[int]:
+    """Pids of live processes whose command line contains ``text`` (waiting up to ``wait`` s for none)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit() and int(d.name) != os.getpid():
+                try:
+                    cmd = (d / "cmdline").read_bytes()
+                    state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                except OSError:
+                    continue
+                if text.encode() in cmd and state != "Z":
+                    found.append(int(d.name))
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
 def test_interrupted_analyze_resumes_to_the_same_findings(case: Case, plugin: str, tmp_path: Path) -> None:
     reference = tmp_path / "reference-case"
     shutil.copytree(case.path, reference)
@@ -197,6 +220,8 @@ def test_interrupted_analyze_resumes_to_the_same_findings(case: Case, plugin: st
         env={"MARKER_COUNTER": str(counter), "MARKER_KILL_AFTER": "3"},
     )
     assert killed.returncode == -9  # SIGKILL half way through
+    # no worker outlives the killed parent (it would sleep 60 s otherwise)
+    assert _processes_mentioning(str(case.path), wait=5.0) == []
     done = list((case.path / "results" / "test_marker").glob("*.run.json"))
     assert len(done) == 3
     resumed = _triage("analyze", str(case.path), "--plugin", plugin, "--only", "test_marker", "-j", "1", "--json", "-q")
