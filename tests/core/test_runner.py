@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from triage.errors import UsageError
 from triage.executors import LocalPoolExecutor, UnitLimits, parse_size, resolve_limits
 from triage.report import load_findings
 from triage.runner import analyze_case
+from triage.testing.volume import VolumeSpec, build_volume
 
 PLUGIN = textwrap.dedent('''
     from __future__ import annotations
@@ -445,3 +447,48 @@ def test_crafted_minidump_ends_quickly(tmp_path: Path) -> None:
     row = df[df["rule_id"] == "MEM-MINIDUMP-FILE"].iloc[0]
     assert "no readable module list" in row["message"]
     assert "claims 4294967295 entries" in row["attributes"]
+
+
+def test_a_replaced_or_deleted_result_is_redone(case: Case, plugin: str) -> None:
+    n = _web_count(case)
+    analyze_case(case, only=("test_marker",), plugins=(plugin,))
+    a, b, c = sorted((case.path / "results" / "test_marker").glob("*.parquet"))[:3]
+    want = pd.read_parquet(a)
+    os.chmod(a, 0o644)
+    shutil.copyfile(b, a)  # a valid result file, but not the one recorded for this unit
+    c.unlink()
+    again = analyze_case(case, only=("test_marker",), plugins=(plugin,))
+    assert (again.reused, dict(again.statuses)) == (n - 2, {"success": 2})
+    pd.testing.assert_frame_equal(pd.read_parquet(a), want)
+    assert c.exists()
+    events = [json.loads(line) for line in (case.path / "custody.jsonl").read_text().splitlines()]
+    redo = {
+        e["details"]["result_path"].rsplit("/", 1)[1]: e["details"]["problem"]
+        for e in events
+        if e["action"] == "result_redo"
+    }
+    assert redo[c.name] == "deleted" and redo[a.name].startswith("sha256 ")
+
+
+def test_an_undecodable_file_name_goes_through_run_and_report(tmp_path: Path) -> None:
+    vol = build_volume(tmp_path / "vol", VolumeSpec())
+    name = os.fsdecode(b"shell\xff.aspx")  # as a non-UTF-8 mount shows an NTFS name
+    (vol / "inetpub" / "wwwroot" / "aspnet_client" / name).write_bytes(
+        b'<%@ Page Language="C#" %><% eval(Request["x"]) %>'
+    )
+    r = _triage("run", str(vol), "--case", str(tmp_path / "case"), "-q", "-j", "2", "--only", "webshell_locations")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    report = tmp_path / "case" / "report"
+    rows = [
+        row for row in csv.DictReader((report / "findings.csv").open(encoding="utf-8")) if "shell%FF" in row["location"]
+    ]
+    assert {row["rule_id"] for row in rows} >= {"TRIAGE-WEB-001"}
+    attrs = json.loads(next(row["attributes"] for row in rows if row["rule_id"] == "TRIAGE-WEB-001"))
+    assert attrs["source_path"].endswith("shell\\xff.aspx")  # shown escaped
+    assert bytes.fromhex(attrs["raw_hex"]["attributes.source_path"]).endswith(b"shell\xff.aspx")  # kept raw
+    html = (report / "report.html").read_text(encoding="utf-8")
+    assert "shell\\\\xff.aspx" in html or "shell\\xff.aspx" in html
+    assert "shell\\\\xff.aspx" in (report / "findings.jsonl").read_text(encoding="utf-8")  # JSON-escaped
+    runs = [json.loads(p.read_text()) for p in (tmp_path / "case" / "runs").glob("run-*.json")]
+    assert runs and all(run["statuses"].get("error", 0) == 0 for run in runs)
