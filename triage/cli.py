@@ -72,7 +72,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     analyze_opts = argparse.ArgumentParser(add_help=False)
     analyze_opts.add_argument(
-        "--jobs", "-j", type=int, default=os.cpu_count() or 1, help="worker processes of the local pool"
+        "--jobs",
+        "-j",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes of the local pool (at most 4 per CPU); every unit runs in a worker process",
+    )
+    analyze_opts.add_argument(
+        "--unit-time-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="wall time one analyzer unit may take before its worker is killed (0: none); default: "
+        "'unit_time_limit' in ~/.config/triage/config.toml, else 3600 (memory images: 21600)",
+    )
+    analyze_opts.add_argument(
+        "--unit-memory-limit",
+        default=None,
+        metavar="SIZE",
+        help="memory one analyzer unit may add (e.g. 4GiB, 512M; 0: none); default: 'unit_memory_limit' in "
+        "the config file, else 8GiB",
     )
     where = analyze_opts.add_mutually_exclusive_group()
     where.add_argument(
@@ -255,6 +274,9 @@ def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if missing:
             raise UsageError(f"--symbols: no such file or folder: {', '.join(missing)}")
         opts["memory"] = {"symbols": [os.path.abspath(d) for d in args.symbols]}
+    missing = [p for p in getattr(args, "plugin", None) or () if p.endswith(".py") and not os.path.isfile(p)]
+    if missing:
+        raise UsageError(f"--plugin: no such file: {', '.join(missing)}")
     return opts
 
 
@@ -424,10 +446,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command in ("analyze", "run"):
-            from triage.executors import open_executor
+            from triage.executors import open_executor, resolve_limits
 
+            _analyzer_options(args)  # bad --sigma/--yara/--plugin paths are usage errors before anything runs
+            limits = resolve_limits(args.unit_time_limit, args.unit_memory_limit)
             # one executor per command (a dask cluster starts once), closed in the finally below
-            args.executor = open_executor(jobs=max(1, args.jobs), scheduler=args.scheduler, cluster=args.cluster)
+            args.executor = open_executor(jobs=args.jobs, scheduler=args.scheduler, cluster=args.cluster, limits=limits)
         code = ExitCode.OK
         if args.command == "collect":
             out: dict[str, Any] = cmd_collect(args)
@@ -465,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code)
     except KeyboardInterrupt:
         log.error("interrupted; rerun the same command to resume")
-        return 130
+        return int(ExitCode.INTERRUPTED)
     except Exception:
         log.exception("internal error (please report it with this traceback)")
         return int(ExitCode.INTERNAL)

@@ -25,19 +25,19 @@ lost worker or a failed cluster never loses a finished result, and a rerun resum
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
 import re
+import signal
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -62,6 +62,7 @@ class UnitTask:
     case_dir: str
     analyzer: str
     evidence_id: str
+    time_limit: float = -1.0  # seconds for this unit (0: none); -1: the executor's limit
 
 
 OnResult = Callable[[UnitTask, dict[str, Any]], None]
@@ -129,43 +130,390 @@ class Executor:
         self.close()
 
 
+# -- per-unit bounds ------------------------------------------------------------------------------------
+DEFAULT_UNIT_TIME = 3600.0  # seconds; an analyzer class may declare a longer unit_time_limit (memory images)
+DEFAULT_UNIT_MEMORY = 8 << 30  # bytes a unit may add to its worker; 2 workers x 8 GiB fit a 24 GiB machine
+MAX_JOBS_PER_CPU = 4
+TASKS_PER_WORKER = 500  # then the worker is replaced (caches and leaks of native parsers stay bounded)
+WORKER_RETRIES = 1  # a unit whose worker dies (signal, exit) is tried once more on a fresh worker
+_POLL = 0.2  # seconds between checks of the running units' time and memory
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str | int | float) -> int:
+    """Bytes from ``8GiB``, ``512M``, ``1.5g``, ``1000000`` (binary units); UsageError if malformed."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        if text < 0:
+            raise UsageError(f"a memory limit cannot be negative: {text}")
+        return int(text)
+    m = _SIZE.match(str(text))
+    if not m:
+        raise UsageError(f"{text!r} is not a size like 8GiB, 512M or a number of bytes")
+    scale = 1024 ** " kmgt".index((m.group(2) or " ").lower())
+    return int(float(m.group(1)) * scale)
+
+
+@dataclass(frozen=True)
+class UnitLimits:
+    """The bounds every unit runs under: wall time (seconds) and memory it may add (bytes); 0 means none."""
+
+    time_s: float = DEFAULT_UNIT_TIME
+    memory_bytes: int = DEFAULT_UNIT_MEMORY
+    time_from_user: bool = False  # an explicit limit applies to every analyzer, a default may be raised by one
+
+    def time_for(self, declared: float | None) -> float:
+        """The time limit of one analyzer's units (its declared ``unit_time_limit`` raises the default)."""
+        if self.time_from_user or not declared or not self.time_s:
+            return self.time_s
+        return max(self.time_s, float(declared))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"unit_time_limit_s": self.time_s, "unit_memory_limit_bytes": self.memory_bytes}
+
+
+def config_file() -> Path:
+    """The user's config file, ``$XDG_CONFIG_HOME/triage/config.toml`` (it need not exist)."""
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "triage" / "config.toml"
+
+
+def resolve_limits(time_s: float | None = None, memory: str | int | None = None) -> UnitLimits:
+    """Limits from the command line, else the config file (``unit_time_limit``, ``unit_memory_limit``), else
+    the defaults."""
+    import tomllib
+
+    cfg: dict[str, Any] = {}
+    path = config_file()
+    try:
+        with open(path, "rb") as fh:
+            cfg = tomllib.load(fh)
+    except FileNotFoundError:
+        pass
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the config file: {exc}") from None
+    user_time = time_s if time_s is not None else cfg.get("unit_time_limit")
+    mem = memory if memory is not None else cfg.get("unit_memory_limit")
+    try:
+        t = float(user_time) if user_time is not None else DEFAULT_UNIT_TIME
+    except (TypeError, ValueError):
+        raise UsageError(f"unit time limit {user_time!r} is not a number of seconds") from None
+    if t < 0:
+        raise UsageError(f"unit time limit {t:g} cannot be negative (0 means none)")
+    return UnitLimits(
+        time_s=t,
+        memory_bytes=parse_size(mem) if mem is not None else DEFAULT_UNIT_MEMORY,
+        time_from_user=user_time is not None,
+    )
+
+
+def clamp_jobs(jobs: int) -> int:
+    """``jobs`` within 1 .. cpu count x 4 (with a warning when it was more)."""
+    top = (os.cpu_count() or 1) * MAX_JOBS_PER_CPU
+    jobs = max(1, int(jobs))
+    if jobs > top:
+        log.warning("--jobs %d is more than %d (%d per CPU); using %d", jobs, top, MAX_JOBS_PER_CPU, top)
+        return top
+    return jobs
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent ends (Linux); exit now if it already has."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the pool's own cleanup is all there is
+        pass
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _vm_data() -> int:
+    """This process's private writable memory (VmData, bytes): what RLIMIT_DATA counts."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmData:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _anon_rss(pid: int) -> int | None:
+    """Resident memory of a process that is not file-backed (resident - shared pages), in bytes."""
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            fields = fh.read().split()
+        return (int(fields[1]) - int(fields[2])) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+_UNIT_MEMORY = 0  # set in pool workers: the memory each unit may add
+
+
+class MemoryBound:
+    """Within the block, the process may add at most ``_UNIT_MEMORY`` bytes of private memory (RLIMIT_DATA).
+
+    A Python allocation past it raises MemoryError; a native one fails its malloc. File mappings (a memory
+    image read through mmap) do not count.
+    """
+
+    def __enter__(self) -> MemoryBound:
+        self.saved: tuple[int, int] | None = None
+        if _UNIT_MEMORY > 0:
+            import resource
+
+            try:
+                self.saved = resource.getrlimit(resource.RLIMIT_DATA)
+                soft = _vm_data() + _UNIT_MEMORY
+                hard = self.saved[1]
+                resource.setrlimit(resource.RLIMIT_DATA, (soft if hard < 0 else min(soft, hard), hard))
+            except (OSError, ValueError) as exc:
+                log.debug("cannot set RLIMIT_DATA: %s", exc)
+                self.saved = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_DATA, self.saved)
+
+
+def memory_limit_text() -> str:
+    """The message of a unit that ran out of its memory bound."""
+    return f"exceeded memory limit ({_UNIT_MEMORY / (1 << 20):,.0f} MiB per unit)" if _UNIT_MEMORY else "out of memory"
+
+
+def _worker_main(conn: Any, parent_pid: int, memory: int) -> None:
+    """A pool worker: run units sent over ``conn`` until told to stop, one at a time."""
+    global _UNIT_MEMORY
+    die_with_parent(parent_pid)
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)  # its own group: a timeout kills the worker and anything it started
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _UNIT_MEMORY = memory
+    from triage.runner import run_unit
+
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return
+        if msg is None:
+            return
+        key, args = msg
+        try:
+            rec = run_unit(*args)
+        except BaseException as exc:  # run_unit records analyzer errors; this is its own failure
+            conn.send(("failed", key, f"{type(exc).__name__}: {exc}", True))
+            continue
+        conn.send(("done", key, rec, "MemoryError" in str(rec.get("message", ""))))
+
+
+@dataclass
+class _Slot:
+    """One pool worker and the unit it is running."""
+
+    proc: Any
+    conn: Any
+    task: UnitTask | None = None
+    started: float = 0.0
+    baseline: int = 0  # anonymous memory when the unit started
+    time_limit: float = 0.0
+    ran: int = 0
+
+
+def _signal_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = "?"
+        return f"killed by signal {-code} ({name})"
+    return f"exited with status {code}"
+
+
 class LocalPoolExecutor(Executor):
-    """Serial for ``jobs <= 1``, else a fork process pool with one-by-one reruns after a dying worker."""
+    """Every unit in a child process, whatever ``jobs`` is: a persistent pool of forked workers.
+
+    Each worker runs one unit at a time under the pool's :class:`UnitLimits`: past its time limit the
+    worker (and everything it started) is killed; its memory is bounded in the worker (RLIMIT_DATA,
+    MemoryError) and watched from here. A worker that dies (segfault, OOM kill, ``os._exit``) costs only
+    its unit, which is tried once more on a fresh worker and then recorded as an error. Ctrl-C kills
+    the workers at once and leaves the queued units for the next run. Workers die with this process.
+    """
 
     kind = "local"
 
-    def __init__(self, jobs: int = 1) -> None:
-        self.jobs = max(1, int(jobs))
+    def __init__(self, jobs: int = 1, limits: UnitLimits | None = None) -> None:
+        self.jobs = clamp_jobs(jobs)
+        self.limits = limits or UnitLimits()
+        self.workers_started = 0
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "address": "", "workers": self.jobs}
+        return {"kind": self.kind, "address": "", "workers": self.jobs, "isolated": True, **self.limits.as_dict()}
 
-    def run(self, tasks: Sequence[UnitTask], *, on_result: OnResult, on_failed: OnFailed, finished: Finished) -> None:
-        if self.jobs <= 1 or len(tasks) <= 1:
-            for t in tasks:
-                on_result(t, _run_unit(*t.args))
-            return
-        retry: list[UnitTask] = []
+    # -- workers ---------------------------------------------------------------------------------------
+    def _start(self) -> _Slot:
         ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(_run_unit, *t.args) for t in tasks]
-            for t, fut in zip(tasks, futures, strict=True):
+        ours, theirs = ctx.Pipe(duplex=True)
+        # not a daemon: a unit may start children of its own (the memory analyzer isolates plugins)
+        proc = ctx.Process(
+            target=_worker_main, args=(theirs, os.getpid(), self.limits.memory_bytes), name="triage-worker"
+        )
+        proc.start()
+        theirs.close()
+        with contextlib.suppress(OSError):
+            os.setpgid(proc.pid, proc.pid)  # also here: no race with a kill right after the start
+        self.workers_started += 1
+        return _Slot(proc, ours)
+
+    @staticmethod
+    def _kill(slot: _Slot) -> None:
+        pid = slot.proc.pid
+        if pid and slot.proc.exitcode is None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        slot.proc.join(5)
+        slot.conn.close()
+
+    @staticmethod
+    def _stop(slot: _Slot) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            slot.conn.send(None)
+        slot.proc.join(2)
+        if slot.proc.exitcode is None:
+            LocalPoolExecutor._kill(slot)
+        else:
+            slot.conn.close()
+
+    @staticmethod
+    def _clean(task: UnitTask, pid: int) -> None:
+        """Remove the temporary files a killed worker left for its unit (whole results are never partial)."""
+        folder = Path(task.case_dir) / "results" / task.analyzer
+        for tmp in folder.glob(f".{task.evidence_id}.*.tmp-{pid}"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    # -- the loop --------------------------------------------------------------------------------------
+    def run(self, tasks: Sequence[UnitTask], *, on_result: OnResult, on_failed: OnFailed, finished: Finished) -> None:
+        from multiprocessing.connection import wait
+
+        pending = deque(tasks)
+        tries: dict[str, int] = {}
+        slots: list[_Slot] = []
+        want = min(self.jobs, len(pending))
+
+        def dispatch(slot: _Slot) -> None:
+            while pending:
+                t = pending.popleft()
+                if tries.get(t.key):  # a retry: the dead worker may have written the unit's files first
+                    rec = finished(t)
+                    if rec is not None:
+                        on_result(t, rec)
+                        continue
+                slot.task, slot.started, slot.ran = t, time.monotonic(), slot.ran + 1
+                slot.time_limit = t.time_limit if t.time_limit >= 0 else self.limits.time_s
+                slot.baseline = _anon_rss(slot.proc.pid) or 0
                 try:
-                    on_result(t, fut.result())
-                except BrokenProcessPool:
-                    retry.append(t)
-        # a worker died (segfault in a native parser, os._exit, OOM kill): run the rest one by one
-        # in fresh single-worker pools so only the unit that kills its process is lost
-        for t in retry:
-            rec = finished(t)
-            if rec is not None:
-                on_result(t, rec)
-                continue
-            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as solo:
+                    slot.conn.send((t.key, t.args))
+                except OSError:  # the idle worker is gone: the unit waits for the next one
+                    slot.task = None
+                    pending.appendleft(t)
+                    raise
+                return
+
+        def lost(slot: _Slot, why: str, retry: bool) -> None:
+            """The slot's worker is gone (or killed here): record or requeue its unit, replace the worker."""
+            t = slot.task
+            self._kill(slot)
+            slots.remove(slot)
+            if t is not None:
+                self._clean(t, slot.proc.pid)
+                n = tries[t.key] = tries.get(t.key, 0) + 1
+                if retry and n <= WORKER_RETRIES:
+                    log.warning("%s on %s: worker %s; trying once more", t.analyzer, t.evidence_id, why)
+                    pending.appendleft(t)
+                else:
+                    rec = finished(t) if retry else None
+                    if rec is not None and rec.get("status") in ("success", "no_findings", "skipped", "error"):
+                        on_result(t, rec)
+                    else:
+                        on_failed(t, why + (f" ({n} times)" if n > 1 else ""))
+            refill()
+
+        def refill() -> None:
+            while pending and len(slots) < want:
+                fresh = self._start()
+                slots.append(fresh)
                 try:
-                    on_result(t, solo.submit(_run_unit, *t.args).result())
-                except BrokenProcessPool:
-                    on_failed(t, WORKER_DIED)
+                    dispatch(fresh)
+                except OSError:
+                    self._kill(fresh)
+                    slots.remove(fresh)
+
+        try:
+            refill()
+            while any(s.task is not None for s in slots):
+                busy = {s.conn: s for s in slots if s.task is not None}
+                ready = wait([*busy, *(s.proc.sentinel for s in busy.values())], timeout=_POLL)
+                for conn, slot in busy.items():
+                    if slot not in slots:
+                        continue
+                    if conn in ready or slot.proc.sentinel in ready:
+                        try:
+                            msg = conn.recv() if conn.poll() else None
+                        except (EOFError, OSError):
+                            msg = None
+                        if msg is None:
+                            slot.proc.join(1)
+                            lost(slot, f"{WORKER_DIED}: {_signal_text(slot.proc.exitcode)}", retry=True)
+                            continue
+                        t, slot.task = slot.task, None
+                        assert t is not None
+                        if msg[0] == "done":
+                            on_result(t, msg[2])
+                        else:
+                            on_failed(t, f"the unit failed in its worker: {msg[2]}")
+                        if msg[3] or slot.ran >= TASKS_PER_WORKER or not pending:
+                            # out of memory once, or old, or no more work: stop it (a fresh one if needed)
+                            self._stop(slot)
+                            slots.remove(slot)
+                            refill()
+                        else:
+                            try:
+                                dispatch(slot)
+                            except OSError:
+                                self._kill(slot)
+                                slots.remove(slot)
+                                refill()
+                        continue
+                    now = time.monotonic()
+                    if slot.time_limit and now - slot.started > slot.time_limit:
+                        lost(slot, f"exceeded the {slot.time_limit:g} s time limit", retry=False)
+                        continue
+                    mem = self.limits.memory_bytes
+                    rss = _anon_rss(slot.proc.pid) if mem else None
+                    # the worker's own bound (RLIMIT_DATA) acts first; this catches what it cannot see
+                    if rss is not None and rss - slot.baseline > mem + (64 << 20):
+                        lost(slot, f"exceeded memory limit ({mem / (1 << 20):,.0f} MiB per unit)", retry=False)
+        finally:  # normal end, Ctrl-C or an error in a callback: no worker outlives the run
+            for slot in slots:
+                if slot.task is not None:
+                    self._kill(slot)
+                    self._clean(slot.task, slot.proc.pid)
+                else:
+                    self._stop(slot)
 
 
 _ADDRESS = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
@@ -506,12 +854,18 @@ class DaskExecutor(Executor):
             self._config = None
 
 
-def open_executor(*, jobs: int = 1, scheduler: str | None = None, cluster: str | None = None) -> Executor:
+def open_executor(
+    *, jobs: int = 1, scheduler: str | None = None, cluster: str | None = None, limits: UnitLimits | None = None
+) -> Executor:
     """The executor of a command line: ``--scheduler``, ``--cluster local:N`` or the local pool."""
     if scheduler and cluster:
         raise UsageError("--scheduler and --cluster are mutually exclusive")
+    ex: Executor
     if scheduler:
-        return DaskExecutor(parse_scheduler(scheduler))
-    if cluster:
-        return DaskExecutor(local_workers=parse_cluster(cluster))
-    return LocalPoolExecutor(jobs)
+        ex = DaskExecutor(parse_scheduler(scheduler))
+    elif cluster:
+        ex = DaskExecutor(local_workers=clamp_jobs(parse_cluster(cluster)))
+    else:
+        return LocalPoolExecutor(jobs, limits)
+    ex.limits = limits or UnitLimits()  # type: ignore[attr-defined]  # recorded; dask workers run units in process
+    return ex

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -16,10 +17,63 @@ SEVERITY_DTYPE = pd.CategoricalDtype(list(SEVERITIES), ordered=True)
 RUN_STATUSES = ("success", "no_findings", "skipped", "error")
 
 
+# Lone surrogates: U+DC80..U+DCFF carry undecodable bytes (os.fsdecode, surrogateescape); others come from
+# JSON escapes or UTF-16 without its pair. No UTF-8 writer (parquet, JSON, HTML, XLSX) accepts any of them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def raw_bytes(text: str) -> bytes:
+    """The bytes a str stands for: UTF-8, with surrogate-escaped bytes restored and other lone surrogates kept."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        out = bytearray()
+        for ch in text:
+            code = ord(ch)
+            if 0xDC80 <= code <= 0xDCFF:
+                out.append(code - 0xDC00)
+            else:
+                out += ch.encode("utf-8", "surrogatepass")
+        return bytes(out)
+
+
+def _escape_surrogate(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def storable(text: str) -> str:
+    """Any str made safe for every output: lone surrogates shown escaped (``shell\\xff.aspx``).
+
+    The one place where evidence text becomes storable; where it changed anything, the raw bytes are
+    kept alongside (see :func:`storable_value`), so nothing is lost.
+    """
+    return _SURROGATE.sub(_escape_surrogate, text) if _SURROGATE.search(text) else text
+
+
+def storable_value(value: Any, raw: dict[str, str] | None = None, where: str = "") -> Any:
+    """``value`` (str, or JSON-like lists and dicts of them) with every str made :func:`storable`.
+
+    Each str that changed has its raw bytes put in ``raw`` as hex, keyed by its path (``where``, ``a.b[2]``).
+    """
+    if isinstance(value, str):
+        safe = storable(value)
+        if safe is not value and safe != value and raw is not None:
+            raw[where or "value"] = raw_bytes(value).hex()
+        return safe
+    if isinstance(value, dict):
+        return {
+            storable_value(str(k)): storable_value(v, raw, f"{where}.{storable(str(k))}" if where else storable(str(k)))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [storable_value(v, raw, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
 def finding_id(analyzer: str, rule_id: str, evidence_sha256: str, location: str) -> str:
     """The dedupe key: the same rule on the same bytes at the same place is the same finding."""
-    raw = "\x1f".join((analyzer, rule_id, evidence_sha256, location)).encode("utf-8", "surrogateescape")
-    return hashlib.sha256(raw).hexdigest()[:32]
+    return hashlib.sha256(raw_bytes("\x1f".join((analyzer, rule_id, evidence_sha256, location)))).hexdigest()[:32]
 
 
 def _utc(ts: datetime | str | None) -> datetime | None:
@@ -64,25 +118,48 @@ class Finding:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity {self.severity!r} is not one of {SEVERITIES}")
         object.__setattr__(self, "ts", _utc(self.ts))
-        if not isinstance(self.attributes, str):
-            object.__setattr__(
-                self,
-                "attributes",
-                json.dumps(self.attributes, sort_keys=True, default=str, ensure_ascii=False),
-            )
         for name in ("mitre", "cve", "ed2102_steps", "tags", "references"):
             value = getattr(self, name)
             if isinstance(value, list | tuple | set):
                 object.__setattr__(self, name, ",".join(str(v) for v in value))
-        if not self.finding_id:
+        if not self.finding_id:  # from the raw text: the same bytes give the same id
             object.__setattr__(
                 self,
                 "finding_id",
                 finding_id(self.analyzer, self.rule_id, self.evidence_sha256, self.location),
             )
+        # evidence text (file names, log fields) may hold bytes no UTF-8 writer takes: escape them for
+        # display and keep the raw bytes as hex in attributes["raw_hex"], keyed by field (attributes.path)
+        raw: dict[str, str] = {}
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, str) and _SURROGATE.search(value):
+                object.__setattr__(self, name, storable_value(value, raw, name))
+        attrs: Any = self.attributes
+        if isinstance(attrs, str) and (raw or _SURROGATE.search(attrs) or "\\ud" in attrs.lower()):
+            try:  # JSON text may also carry lone surrogates as \\udcxx escapes
+                attrs = json.loads(attrs) if attrs.strip() else {}
+            except ValueError:  # not JSON: keep it as one escaped string
+                attrs = {"text": attrs}
+        if not isinstance(attrs, str):
+            attr_raw: dict[str, str] = {}
+            attrs = storable_value(attrs, attr_raw)
+            raw.update({f"attributes.{k}": v for k, v in attr_raw.items()})
+            if raw:
+                if not isinstance(attrs, dict):
+                    attrs = {"value": attrs}
+                given = attrs.get("raw_hex")
+                attrs["raw_hex"] = {**given, **raw} if isinstance(given, dict) else raw
+            text = json.dumps(attrs, sort_keys=True, default=_json_default, ensure_ascii=False)
+            object.__setattr__(self, "attributes", text)
+
+
+def _json_default(value: Any) -> str:
+    return storable(str(value))
 
 
 FINDING_COLUMNS = [f.name for f in fields(Finding)]
+_TEXT_FIELDS = tuple(n for n in FINDING_COLUMNS if n not in ("ts", "attributes", "severity"))
 # One dtype map builds every frame, empty ones included, so concatenation never changes types.
 FINDING_DTYPES: dict[str, Any] = {name: "string" for name in FINDING_COLUMNS}
 FINDING_DTYPES.update({"severity": SEVERITY_DTYPE, "ts": "datetime64[us, UTC]"})
@@ -90,7 +167,8 @@ FINDING_DTYPES.update({"severity": SEVERITY_DTYPE, "ts": "datetime64[us, UTC]"})
 
 def findings_frame(findings: Iterable[Finding | dict[str, Any]]) -> pd.DataFrame:
     """Build the canonical findings DataFrame (typed, ordered columns) from records."""
-    rows = [asdict(f) if isinstance(f, Finding) else f for f in findings]
+    # dict rows have not passed Finding's checks: make their text storable here
+    rows = [asdict(f) if isinstance(f, Finding) else storable_value(dict(f)) for f in findings]
     if not rows:  # most units find nothing: a cached typed frame saves ~13 ms of dtype casts per unit
         global _EMPTY
         if _EMPTY is None:
@@ -140,4 +218,9 @@ class RunRecord:
     run_id: str = ""  # the analyze run that wrote this record (runs/<run_id>.json)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as JSON-ready data; evidence text made storable (raw bytes under ``raw_hex``)."""
+        raw: dict[str, str] = {}
+        d = storable_value(asdict(self), raw)
+        if raw:
+            d["raw_hex"] = raw
+        return d

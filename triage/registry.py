@@ -115,6 +115,8 @@ class Analyzer:
     # 'artifact': one unit per evidence item; 'host': one unit per host over all its consumed items
     # (for checks that join files, such as log age per folder or a request traced across logs)
     scope: ClassVar[str] = "artifact"
+    # seconds one unit may take by default; None: the runner's default (an explicit --unit-time-limit wins)
+    unit_time_limit: ClassVar[float | None] = None
     _loaded_rules: Any = None
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:

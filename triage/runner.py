@@ -26,8 +26,16 @@ from typing import Any
 from triage.case import Case, ManifestRow
 from triage.custody import utcnow
 from triage.errors import Skip
-from triage.executors import Executor, LocalPoolExecutor, UnitTask, worker_id
-from triage.finding import Finding, RunRecord, findings_frame
+from triage.executors import (
+    Executor,
+    LocalPoolExecutor,
+    MemoryBound,
+    UnitLimits,
+    UnitTask,
+    memory_limit_text,
+    worker_id,
+)
+from triage.finding import Finding, RunRecord, findings_frame, storable_value
 from triage.hashing import hash_file, sha256_bytes
 from triage.registry import Analyzer, Unit, analyzers, discover, iter_selected
 
@@ -47,6 +55,8 @@ class AnalyzeSummary:
     statuses: Counter[str] = field(default_factory=Counter)
     findings: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C: the units not run are left for the next run
+    limits: dict[str, Any] = field(default_factory=dict)  # the per-unit bounds the units ran under
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -68,19 +78,34 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _finished(case_dir: Path, analyzer: Analyzer, row: ManifestRow) -> bool:
+def _finished(case_dir: Path, analyzer: Analyzer, row: ManifestRow, why: dict[str, str] | None = None) -> bool:
+    """Whether the unit's result on disk may be reused: a finished record of this analyzer, rules and evidence,
+    and a result file whose hash is the one the record holds. ``why`` gets the reason a result is not
+    trusted (replaced or deleted), for the custody log."""
     parquet, run = result_paths(case_dir, analyzer.name, row.artifact_id)
     try:
         rec = json.loads(run.read_text())
     except (OSError, ValueError):
         return False
-    return (
+    if not (
         rec.get("status") in DONE
         and rec.get("analyzer_version") == analyzer.version
         and rec.get("fingerprint") == analyzer.fingerprint()
         and rec.get("evidence_sha256") == row.sha256
-        and (rec.get("status") == "skipped" or parquet.exists())
-    )
+    ):
+        return False
+    want = rec.get("result_sha256") or ""
+    if not want:  # nothing was written (a skipped unit), or a record of an older version
+        return rec.get("status") == "skipped" or (not rec.get("result_path") and parquet.exists())
+    try:
+        got = hash_file(parquet, ("sha256",))[1]["sha256"]
+    except OSError:
+        got = ""
+    if got != want:
+        if why is not None:
+            why["problem"] = "deleted" if not got else f"sha256 {got} != recorded {want}"
+        return False
+    return True
 
 
 _INSTANCES: dict[tuple[str, str, int], Analyzer] = {}
@@ -150,11 +175,16 @@ def run_unit(
     found: list[Finding] = []
     status, message, tb = "success", "", ""
     try:
-        for f in analyzer.analyze(unit):
-            found.append(f)
+        with MemoryBound():  # in a pool worker: the private memory this unit may add
+            for f in analyzer.analyze(unit):
+                found.append(f)
     except Skip as exc:
         status, message = "skipped", str(exc) or "skipped"
-    except Exception as exc:
+    except MemoryError as exc:
+        found = []  # whatever it yielded may be half-built; free it first
+        gc.collect()
+        status, message, tb = "error", f"{memory_limit_text()}: MemoryError {exc}".strip(), traceback.format_exc()
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt from analyzer code end only this unit
         status, message, tb = "error", f"{type(exc).__name__}: {exc}", traceback.format_exc()
     if status == "success" and not found:
         status = "no_findings"
@@ -226,7 +256,7 @@ def _died_record(case_dir: Path, cls: type[Analyzer], row: ManifestRow, why: str
     )
     _, run = result_paths(case_dir, cls.name, row.artifact_id)
     run.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(run, json.dumps(rec.to_dict(), indent=1).encode())
+    _atomic_write(run, json.dumps(rec.to_dict(), indent=1, ensure_ascii=False).encode())
     return rec.to_dict()
 
 
@@ -248,10 +278,12 @@ def _plan(
     force: bool,
     plugins: tuple[str, ...],
     options: dict[str, dict[str, Any]],
+    limits: UnitLimits,
 ) -> tuple[_Planned, dict[str, tuple[type[Analyzer], ManifestRow]]]:
     summary = AnalyzeSummary(
         run_id=f"run-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}",
         started=utcnow(),
+        limits=limits.as_dict(),
     )
     rows = case.evidence()
     tasks: list[UnitTask] = []
@@ -267,9 +299,24 @@ def _plan(
                     units.append((host_group(cls.name, host, members), members))
         for row, members in units:
             summary.planned += 1
-            if not force and _finished(case.path, planner, row):
+            why: dict[str, str] = {}
+            if not force and _finished(case.path, planner, row, why):
                 summary.reused += 1
                 continue
+            if why:  # a result on disk that is not the one recorded: say so before redoing it
+                log.warning(
+                    "%s on %s: the result file was %s; running the unit again",
+                    cls.name,
+                    row.artifact_id,
+                    "deleted" if why["problem"] == "deleted" else "replaced",
+                )
+                case.custody.append(
+                    "result_redo",
+                    analyzer=cls.name,
+                    evidence_id=row.artifact_id,
+                    result_path=result_paths(case.path, cls.name, row.artifact_id)[0].relative_to(case.path).as_posix(),
+                    problem=why["problem"],
+                )
             task = UnitTask(
                 key=f"triage-{cls.name}-{row.artifact_id}-{summary.run_id}",
                 args=(
@@ -285,6 +332,7 @@ def _plan(
                 case_dir=str(case.path.absolute()),
                 analyzer=cls.name,
                 evidence_id=row.artifact_id,
+                time_limit=limits.time_for(getattr(cls, "unit_time_limit", None)),
             )
             tasks.append(task)
             lookup[task.key] = (cls, row)
@@ -302,6 +350,7 @@ def analyze_cases(
     plugins: tuple[str, ...] = (),
     options: dict[str, dict[str, Any]] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    limits: UnitLimits | None = None,
 ) -> dict[str, AnalyzeSummary]:
     """Plan the units of several cases and run them all on one executor.
 
@@ -309,9 +358,15 @@ def analyze_cases(
     case gets its own ``runs/<run_id>.json`` and ``analyze`` custody event, as with
     :func:`analyze_case`. ``executor`` defaults to ``LocalPoolExecutor(jobs)`` (opened and closed
     here); a given executor is used as is and left open. ``on_progress(done, total)`` counts the
-    units run now, over all cases.
+    units run now, over all cases. ``limits``: the per-unit time and memory bounds (default: the
+    executor's, else :class:`UnitLimits`'s defaults); every unit runs in a child process under them.
+
+    Ctrl-C (KeyboardInterrupt) stops the run at once: units in flight and queued are left for the next
+    run, each case still gets its run record (``interrupted``) and custody event, and the interrupt
+    is raised again.
     """
     options = options or {}
+    limits = limits or getattr(executor, "limits", None) or UnitLimits()
     # plugin files by absolute path: dask workers import them with another working directory
     plugins = tuple(os.path.abspath(p) if p.endswith(".py") and os.path.isfile(p) else p for p in plugins)
     discover(plugins)
@@ -319,7 +374,7 @@ def analyze_cases(
     plans: list[_Planned] = []
     lookup: dict[str, tuple[_Planned, type[Analyzer], ManifestRow]] = {}
     for case in cases:
-        plan, keys = _plan(case, selected, force=force, plugins=plugins, options=options)
+        plan, keys = _plan(case, selected, force=force, plugins=plugins, options=options, limits=limits)
         plans.append(plan)
         lookup.update({k: (plan, cls, row) for k, (cls, row) in keys.items()})
     tasks = [t for p in plans for t in p.tasks]
@@ -369,20 +424,27 @@ def analyze_cases(
         return None
 
     own = executor is None
-    ex = executor if executor is not None else LocalPoolExecutor(jobs)
+    ex = executor if executor is not None else LocalPoolExecutor(jobs, limits)
+    interrupted = False
     try:
         if tasks:
             ex.preflight(
                 [(str(p.case.path.absolute()), sha256_bytes((p.case.path / "case.json").read_bytes())) for p in plans],
                 plugins,
             )
-            ex.run(tasks, on_result=on_result, on_failed=on_failed, finished=finished)
+            try:
+                ex.run(tasks, on_result=on_result, on_failed=on_failed, finished=finished)
+            except KeyboardInterrupt:
+                interrupted = True
         described = ex.describe()
     finally:
         if own:
             ex.close()
     for plan in plans:
+        plan.summary.interrupted = interrupted
         _write_run(plan, described, jobs=jobs, force=force, options=options)
+    if interrupted:
+        raise KeyboardInterrupt
     return {str(p.case.path): p.summary for p in plans}
 
 
@@ -404,7 +466,8 @@ def _write_run(
         "executor": executor,
         "units": sorted(plan.units, key=lambda u: (u["analyzer"], u["evidence_id"])),
     }
-    _atomic_write(run_file, json.dumps(body, indent=1, default=str).encode())
+    body = storable_value(json.loads(json.dumps(body, default=str)))  # error messages may quote evidence names
+    _atomic_write(run_file, json.dumps(body, indent=1, ensure_ascii=False).encode())
     case.custody.append(
         "analyze",
         run_id=summary.run_id,
@@ -412,6 +475,8 @@ def _write_run(
         reused=summary.reused,
         statuses=dict(summary.statuses),
         findings=summary.findings,
+        interrupted=summary.interrupted,
+        limits=summary.limits,
         analyzers=analyzers_run,
         executor={k: executor.get(k) for k in ("kind", "address", "workers")},
         units_by_worker=dict(sorted(by_worker.items())),
@@ -431,6 +496,7 @@ def analyze_case(
     plugins: tuple[str, ...] = (),
     options: dict[str, dict[str, Any]] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    limits: UnitLimits | None = None,
 ) -> AnalyzeSummary:
     """Plan and run all units of the selected analyzers over the case's evidence.
 
@@ -447,4 +513,5 @@ def analyze_case(
         plugins=plugins,
         options=options,
         on_progress=on_progress,
+        limits=limits,
     )[str(case.path)]

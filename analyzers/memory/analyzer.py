@@ -156,6 +156,7 @@ class MemoryAnalyzer(Analyzer):
     version = "1.0.0"
     consumes = ("memory_image", "suspicious_file", "file")
     rules = ("yara",)  # the project's yara/*.yar and our yara/memory/*.yar
+    unit_time_limit = 6 * 3600.0  # several Volatility plugins, each bounded by its own plugin timeout
     _fp_cache: dict[tuple[Any, ...], str] = {}  # noqa: RUF012  (per process: fingerprint by symbol folders)
 
     def fingerprint(self) -> str:

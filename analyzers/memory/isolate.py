@@ -2,7 +2,8 @@
 
 A plugin that runs past its limit is terminated (then killed) and reported as a timeout; one that crashes
 the interpreter (a segfault in a native decoder, an OOM kill) is reported with its exit status. Either way
-the caller goes on with the next plugin. The child reports progress through the pipe, at most a few times a
+the caller goes on with the next plugin. The child dies with its parent (a unit's worker killed past its
+own limit leaves no plugin running). The child reports progress through the pipe, at most a few times a
 second, and returns a small picklable result; bulky output (the table) it writes to disk itself.
 """
 
@@ -33,7 +34,10 @@ class Outcome:
     progress: list[tuple[float, str]] = field(default_factory=list)
 
 
-def _child(conn: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def _child(conn: Any, parent: int, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    from triage.executors import die_with_parent
+
+    die_with_parent(parent)  # a killed analyze (or a unit killed past its limit) takes its plugin child along
     last = [0.0]
 
     def progress(pct: float, desc: str | None = None) -> None:
@@ -65,7 +69,7 @@ def run_with_timeout(
     """
     ctx = multiprocessing.get_context("fork")
     parent_conn, child_conn = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child_conn, func, args, kwargs), daemon=True)
+    proc = ctx.Process(target=_child, args=(child_conn, os.getpid(), func, args, kwargs), daemon=True)
     t0 = time.monotonic()
     proc.start()
     child_conn.close()

@@ -213,6 +213,54 @@ def _quiet_package() -> Iterator[None]:
         root.removeFilter(only_others)
 
 
+# Streams the package reads as "count, then count entries": (stream type, count format, header size, entry size).
+# The package trusts the counts and reads past the end of the file without failing, so a count of 0xFFFFFFFF
+# in 48 bytes makes it loop four billion times; every count is checked against the file size first.
+_COUNTED = {
+    3: ("<I", 4, 48),  # ThreadListStream: NumberOfThreads, MINIDUMP_THREAD
+    4: ("<I", 4, MODULE.size),  # ModuleListStream
+    5: ("<I", 4, 16),  # MemoryListStream: MINIDUMP_MEMORY_DESCRIPTOR
+    8: ("<I", 4, 64),  # ThreadExListStream
+    9: ("<Q", 16, 16),  # Memory64ListStream: NumberOfMemoryRanges, BaseRva; MINIDUMP_MEMORY_DESCRIPTOR64
+}
+# Streams with a header naming its own size, the entry size and the count: (offset of the count, its format)
+_HEADED = {12: (8, "<I"), 14: (8, "<I"), 16: (8, "<Q"), 17: (8, "<I")}  # handles, unloaded, memory info, threads
+
+
+def check_for_package(path: Path | str) -> None:
+    """Raise MinidumpError unless every stream and every entry count fits in the file (see ``_COUNTED``)."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+
+        def read(offset: int, n: int) -> bytes:
+            if offset < 0 or offset + n > size:
+                raise MinidumpError(f"structure at {offset:#x}+{n} lies beyond the end of the {size}-byte file")
+            fh.seek(offset)
+            return fh.read(n)
+
+        _sig, _version, nstreams, dir_rva, *_ = HEADER.unpack(read(0, HEADER.size))
+        if not 0 < nstreams <= MAX_STREAMS:
+            raise MinidumpError(f"implausible stream count {nstreams}")
+        directory = read(dir_rva, nstreams * DIRECTORY.size)
+        for i in range(nstreams):
+            stype, ssize, rva = DIRECTORY.unpack_from(directory, i * DIRECTORY.size)
+            if stype == 0:  # UnusedStream
+                continue
+            if rva + ssize > size:
+                raise MinidumpError(f"stream {stype} at {rva:#x}+{ssize} lies beyond the end of the file")
+            if stype in _COUNTED:
+                fmt, head, entry = _COUNTED[stype]
+                (count,) = struct.unpack(fmt, read(rva, struct.calcsize(fmt)))
+                if head + count * entry > size - rva:
+                    raise MinidumpError(f"stream {stype} claims {count} entries, more than the file holds")
+            elif stype in _HEADED:
+                at, fmt = _HEADED[stype]
+                header_size, entry_size = struct.unpack("<II", read(rva, 8))
+                (count,) = struct.unpack(fmt, read(rva + at, struct.calcsize(fmt)))
+                if header_size > ssize or count * max(entry_size, 1) > size - rva:
+                    raise MinidumpError(f"stream {stype} claims {count} entries, more than the file holds")
+
+
 def parse_with_package(path: Path | str) -> MinidumpInfo:
     """Read ``path`` with the ``minidump`` package: module list, system and misc info.
 
@@ -225,6 +273,7 @@ def parse_with_package(path: Path | str) -> MinidumpInfo:
         head = fh.read(HEADER.size)
     if len(head) < HEADER.size or not is_minidump(head):
         raise MinidumpError("no minidump signature")
+    check_for_package(path)  # the package loops over whatever counts the file claims
     _sig, version, nstreams, _rva, _csum, stamp, flags = HEADER.unpack(head)
     info = MinidumpInfo(
         offset=0, version=version, streams=nstreams, timestamp=_time(stamp), flags=flags, parser="minidump"

@@ -144,7 +144,14 @@ def test_dask_findings_equal_the_local_pools(template: Path, tmp_path: Path, clu
     assert event["action"] == "analyze"
     assert event["details"]["executor"] == {k: run["executor"][k] for k in ("kind", "address", "workers")}
     assert sum(event["details"]["units_by_worker"].values()) == got.planned
-    assert _last_run(local)["executor"] == {"kind": "local", "address": "", "workers": 2}
+    assert _last_run(local)["executor"] == {
+        "kind": "local",
+        "address": "",
+        "workers": 2,
+        "isolated": True,
+        "unit_time_limit_s": 3600.0,
+        "unit_memory_limit_bytes": 8 << 30,
+    }
     assert str(os.getpid()) not in {r["worker"].rsplit(":", 1)[1] for r in _records(local).values()}
     # resume: nothing left to do
     again = analyze_case(remote, executor=cluster)

@@ -48,3 +48,33 @@ def test_empty_and_full_frames_share_dtypes() -> None:
     assert str(full["ts"].dtype) == "datetime64[us, UTC]"
     assert full["severity"].max() == "high"
     assert pd.isna(full.loc[1, "ts"])
+
+
+def test_undecodable_text_is_stored_escaped_with_its_raw_bytes(tmp_path) -> None:
+    import json
+    import os
+
+    from triage.finding import RunRecord, raw_bytes, storable
+
+    name = os.fsdecode(b"C:/inetpub/shell\xff.aspx")
+    assert storable(name) == "C:/inetpub/shell\\xff.aspx" and raw_bytes(name) == b"C:/inetpub/shell\xff.aspx"
+    assert storable("a\ud800b") == "a\\ud800b" and raw_bytes("a\ud800b") == b"a\xed\xa0\x80b"
+    assert storable("plain ü") == "plain ü"
+    f = _f(location=name, message=f"web shell {name}", attributes={"path": name, "ok": [1, "x"]})
+    assert f.location == "C:/inetpub/shell\\xff.aspx" and "\udcff" not in f.message
+    attrs = json.loads(f.attributes)
+    assert attrs["path"] == "C:/inetpub/shell\\xff.aspx" and attrs["ok"] == [1, "x"]
+    assert bytes.fromhex(attrs["raw_hex"]["location"]) == b"C:/inetpub/shell\xff.aspx"
+    assert set(attrs["raw_hex"]) == {"location", "message", "attributes.path"}
+    # the id is that of the raw bytes, so it does not depend on how they are shown
+    assert f.finding_id == finding_id("a", "R-1", "00" * 32, name) != finding_id("a", "R-1", "00" * 32, f.location)
+    # JSON text attributes carrying escaped surrogates are made storable too
+    g = _f(attributes=json.dumps({"p": name}))
+    assert json.loads(g.attributes)["p"].endswith("\\xff.aspx")
+    df = findings_frame([f, g, {"severity": "low", "message": name}])  # a dict row is made storable too
+    df.to_parquet(tmp_path / "f.parquet")
+    assert pd.read_parquet(tmp_path / "f.parquet")["location"].iloc[0] == "C:/inetpub/shell\\xff.aspx"
+    rec = RunRecord("a", "1", "A1", "", "H", "error", "", "", 0.0, message=f"failed on {name}", warnings=[name])
+    d = rec.to_dict()
+    json.dumps(d, ensure_ascii=False).encode()
+    assert d["warnings"] == ["C:/inetpub/shell\\xff.aspx"] and "warnings[0]" in d["raw_hex"]

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from triage.case import ManifestRow
-from triage.finding import SEVERITIES
+from triage.finding import SEVERITIES, storable_value
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class ReportOptions:
 
 def manifest_frame(rows: list[ManifestRow]) -> pd.DataFrame:
     """The manifest as a frame with fixed columns (empty cases included)."""
-    df = pd.DataFrame.from_records([r.as_dict() for r in rows], columns=[*MANIFEST_COLUMNS, "extra"])
+    df = pd.DataFrame.from_records([_storable_row(r) for r in rows], columns=[*MANIFEST_COLUMNS, "extra"])
     for col in MANIFEST_COLUMNS:
         if col != "size":
             # plain objects, not arrow strings: the ledger iterates and filters these rows a lot
@@ -63,6 +63,15 @@ def manifest_frame(rows: list[ManifestRow]) -> pd.DataFrame:
     df["size"] = pd.to_numeric(df["size"], errors="coerce").astype("Int64")
     df["source_host"] = df["source_host"].fillna(UNKNOWN_HOST).replace("", UNKNOWN_HOST)
     return df
+
+
+def _storable_row(row: ManifestRow) -> dict[str, Any]:
+    """A manifest row with source names escaped for display, their raw bytes as hex in ``extra["raw_hex"]``."""
+    raw: dict[str, str] = {}
+    d = storable_value(row.as_dict(), raw)
+    if raw:
+        d["extra"] = {**(d.get("extra") or {}), "raw_hex": raw}
+    return d
 
 
 def parse_attributes(value: object) -> dict[str, Any]:
