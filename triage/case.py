@@ -338,6 +338,34 @@ class Case:
             self._manifest_index = None
         return actions
 
+    def result_hashes(self, analyzers: list[str]) -> dict[str, str]:
+        """sha256 of every result file of these analyzers, for the run record (which custody hashes).
+
+        A unit's parquet is listed only if it matches the hash its ``.run.json`` gives, so a file
+        replaced since its unit ran is not blessed by a later run; temporary files are left out.
+        """
+        out: dict[str, str] = {}
+        for name in analyzers:
+            root = self.path / "results" / name
+            for dirpath, _dirs, files in os.walk(root):
+                for fname in sorted(files):
+                    full = Path(dirpath, fname)
+                    if fname.startswith(".") or full.is_symlink():
+                        continue
+                    try:
+                        out[full.relative_to(self.path).as_posix()] = hash_file(full, ("sha256",))[1]["sha256"]
+                    except OSError:
+                        continue
+            for run in root.glob("*.run.json"):
+                try:
+                    rec = json.loads(run.read_text(encoding="utf-8"))
+                    rel, digest = rec.get("result_path"), rec.get("result_sha256")
+                except (OSError, ValueError, AttributeError):
+                    continue
+                if rel and digest and out.get(rel) not in (None, digest):
+                    del out[rel]
+        return out
+
     @property
     def case_id(self) -> str:
         return str(self.info["case_id"])
@@ -688,10 +716,7 @@ def _collect_event(row: ManifestRow) -> dict[str, Any]:
 _ROW_TYPES: dict[str, tuple[type, ...]] = {
     "size": (int, type(None)),
     "extra": (dict,),
-    **{
-        n: (str, type(None))
-        for n in ("relpath", "sha256", "md5", "sha1", "source_mtime", "source_atime")
-    },
+    **{n: (str, type(None)) for n in ("relpath", "sha256", "md5", "sha1", "source_mtime", "source_atime")},
 }
 
 

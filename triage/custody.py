@@ -265,11 +265,7 @@ class CustodyLog:
         last = self._last_event()
         if last is not None:
             seq, prev = self._head()
-            if (
-                last.get("seq") == seq + 1
-                and last.get("prev") == prev
-                and last.get("hash") == event_hash(last)
-            ):
+            if last.get("seq") == seq + 1 and last.get("prev") == prev and last.get("hash") == event_hash(last):
                 # the line was written, the head update was not (killed in between): catch the head up
                 self._write_head(int(last["seq"]), str(last["hash"]))
                 notes.append(
@@ -280,6 +276,13 @@ class CustodyLog:
             log.warning("custody log repaired: %s", note["what"])
             self.repairs.append(note)
             self.append("repair", **note)
+
+    def prepare(self) -> list[dict[str, Any]]:
+        """Repair what an interrupted append left (recorded as ``repair`` events) before reading the log."""
+        with self.locked():
+            if not self._checked:
+                self._repair()
+        return self.repairs
 
     def _write_head(self, seq: int, digest: str) -> None:
         if self._head_fd is None:
