@@ -8,13 +8,13 @@ command; :meth:`Case.recover` cleans up after one that was killed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
 import logging
 import os
 import re
-import signal
 import stat
 import unicodedata
 import uuid
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from triage import TOOL_NAME, __version__
-from triage.custody import CustodyLog, canonical, strict_json, utcnow
+from triage.custody import CustodyLog, canonical, kill_point, strict_json, utcnow
 from triage.errors import CollectionFailed, IntegrityError, UsageError
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, hash_file, sha256_bytes
 
@@ -37,22 +37,8 @@ NAME_MAX = 240  # bytes per stored path component; leaves room for a collision s
 CASE_FILES = ("case.json", "manifest.jsonl", "custody.jsonl", "custody.head", ".lock")
 CASE_DIRS = ("evidence", "results", "report", "runs")
 WRITE_ERROR = "write error: "  # prefix of a failure row's details when the case, not the source, failed
+_CREATING = re.compile(r"^(\.lock|\.case\.json\.tmp-\d+)$")  # what a case being created holds at first
 _PART = re.compile(r"^\..*\.part-\d+$")
-KILL_ENV = "TRIAGE_TEST_KILL_AT"  # tests only: "<stage>:<n>" SIGKILLs this process at the n-th <stage>
-_kill_counts: dict[str, int] = {}
-
-
-def kill_point(stage: str) -> None:
-    """Crash here if the test suite asked for it (``TRIAGE_TEST_KILL_AT=stage:n``); a no-op otherwise."""
-    want = os.environ.get(KILL_ENV)
-    if not want:
-        return
-    name, _, nth = want.partition(":")
-    if name != stage:
-        return
-    _kill_counts[stage] = _kill_counts.get(stage, 0) + 1
-    if _kill_counts[stage] == int(nth or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _CaseWriter:
@@ -227,11 +213,9 @@ class Case:
                 return cls.open(p)
             if p.exists() and not p.is_dir():
                 raise UsageError(f"{p} is not a folder: --case names a case folder")
-            if p.exists() and any(p.iterdir()):
+            if p.exists() and any(not _CREATING.match(c.name) for c in p.iterdir()):
                 raise UsageError(f"{p} exists, is not empty and is not a case folder (no case.json)")
             p.mkdir(parents=True, exist_ok=True)
-            for sub in CASE_DIRS:
-                (p / sub).mkdir(exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot create the case folder {p}: {exc.strerror or exc}") from None
         actor = examiner or os.environ.get("TRIAGE_EXAMINER") or CustodyLog(p).actor
@@ -243,14 +227,24 @@ class Case:
             "tool_version": __version__,
             "description": description,
         }
-        try:
-            (p / "case.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-        except OSError as exc:
-            raise UsageError(f"cannot create the case folder {p}: {exc.strerror or exc}") from None
         case = cls(p, info)
-        case.custody.append(
-            "create", case_id=info["case_id"], case_json_sha256=sha256_bytes((p / "case.json").read_bytes())
-        )
+        try:
+            with case.writer():  # two commands creating one case at once: the second opens the first's
+                if (p / "case.json").exists():
+                    case.custody.close()
+                    return cls.open(p)
+                for sub in CASE_DIRS:
+                    (p / sub).mkdir(exist_ok=True)
+                data = (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode()
+                tmp = p / f".case.json.tmp-{os.getpid()}"
+                for stale in p.glob(".case.json.tmp-*"):
+                    stale.unlink()
+                tmp.write_bytes(data)
+                os.replace(tmp, p / "case.json")  # whole or absent for a concurrent reader
+                case.custody.append("create", case_id=info["case_id"], case_json_sha256=sha256_bytes(data))
+        except OSError as exc:
+            case.custody.close()
+            raise UsageError(f"cannot create the case folder {p}: {exc.strerror or exc}") from None
         return case
 
     @classmethod
@@ -285,6 +279,10 @@ class Case:
         """
         assert self.custody.is_held, "recover() needs the writer lock"
         actions: list[dict[str, Any]] = []
+        if next(self.custody.events(), None) is None and self.custody.head()[0] == 0:
+            # killed between writing case.json and the create event: record the creation now
+            digest = sha256_bytes((self.path / "case.json").read_bytes())
+            self.custody.append("create", case_id=self.case_id, case_json_sha256=digest, recovered=True)
         tail = _partial_tail(self.manifest_path)
         if tail:
             size = self.manifest_path.stat().st_size
@@ -331,11 +329,40 @@ class Case:
                     log.warning("%s: could not remove (%s)", rel, exc)
                     continue
                 actions.append({"what": what, "file": rel, "size": size, "sha256": digest})
+        actions += self._recover_outputs(recorded_files=self._recorded_files())
         for action in actions:
             log.warning("recovered: %s%s", action["what"], f" ({action['file']})" if "file" in action else "")
             self.custody.append("recover", **action)
         if actions:
             self._manifest_index = None
+        return actions
+
+    def _recorded_files(self) -> set[str]:
+        out: set[str] = set()
+        for ev in self.custody.events():
+            d = ev.get("details") if isinstance(ev.get("details"), dict) else {}
+            for key in ("run_record", "record", "file"):
+                if isinstance(d.get(key), str):
+                    out.add(d[key])
+        return out
+
+    def _recover_outputs(self, recorded_files: set[str]) -> list[dict[str, Any]]:
+        """Temporary files a killed analyze or report left are removed; a run record written just before
+        the kill (its ``analyze`` event never was) is kept and its hash recorded now."""
+        actions: list[dict[str, Any]] = []
+        for sub in ("results", "runs", "report"):
+            for dirpath, _dirs, files in os.walk(self.path / sub):
+                for name in files:
+                    full = Path(dirpath, name)
+                    rel = full.relative_to(self.path).as_posix()
+                    if re.match(r"^\..*\.(tmp|part)-\d+$", name) and not full.is_symlink():
+                        with contextlib.suppress(OSError):
+                            full.unlink()
+                            actions.append({"what": "temporary file of an interrupted command removed", "file": rel})
+                    elif sub == "runs" and name.endswith(".json") and rel not in recorded_files and full.is_file():
+                        digest = hash_file(full, ("sha256",))[1]["sha256"]
+                        what = "record of an interrupted command kept"
+                        actions.append({"what": what, "file": rel, "sha256": digest, "kept": True})
         return actions
 
     def result_hashes(self, analyzers: list[str]) -> dict[str, str]:

@@ -331,6 +331,8 @@ def _analyze_locked(args: argparse.Namespace, case: Any) -> dict[str, Any]:
     from triage.progress import unit_progress
     from triage.runner import analyze_case
 
+    case.custody.prepare()
+    case.recover()  # leftovers of a killed command, each recorded
     sigma = _report_sigma(case, _analyzer_options(args)["eventlog"]["sigma"]) if args.sigma else None
     if args.yara:  # compile once up front (filling the rule cache) and record per file what loaded
         from triage.analyzers.yara.content import report_rule_load

@@ -18,6 +18,7 @@ import getpass
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -35,8 +36,27 @@ GENESIS = "0" * 64
 HEAD_WIDTH = 128  # the head is rewritten in place, padded to a fixed width
 LOCK_WAIT_ENV = "TRIAGE_LOCK_WAIT"  # seconds a writer waits for another one to finish (default below)
 LOCK_WAIT_DEFAULT = 600.0
+KILL_ENV = "TRIAGE_TEST_KILL_AT"  # tests only: "<stage>:<n>" SIGKILLs this process at the n-th <stage>
+_kill_counts: dict[str, int] = {}
 
 log = logging.getLogger(__name__)
+
+
+def kill_point(stage: str) -> None:
+    """Crash here if the test suite asked for it (``TRIAGE_TEST_KILL_AT=stage:n``); a no-op otherwise.
+
+    Lets the suite SIGKILL a real ``triage`` process at a chosen write (stages: ``copy``, ``placed``,
+    ``row`` in :meth:`Case.store`; ``append`` before and ``head`` after a custody line is written).
+    """
+    want = os.environ.get(KILL_ENV)
+    if not want:
+        return
+    name, _, nth = want.partition(":")
+    if name != stage:
+        return
+    _kill_counts[stage] = _kill_counts.get(stage, 0) + 1
+    if _kill_counts[stage] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def utcnow() -> str:
@@ -132,9 +152,11 @@ class CustodyLog:
         deadline, told = time.monotonic() + wait, False
         while True:
             try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.lockf(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
-            except BlockingIOError:
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
                 holder = self.holder()
                 if time.monotonic() >= deadline:
                     raise UsageError(
@@ -154,7 +176,7 @@ class CustodyLog:
         assert self._lock_fd is not None
         with contextlib.suppress(OSError):
             os.ftruncate(self._lock_fd, 0)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+        fcntl.lockf(self._lock_fd, fcntl.LOCK_UN)
         self._checked = False  # another process may write before we hold it again
 
     def holder(self) -> str:
@@ -167,7 +189,11 @@ class CustodyLog:
 
     @contextlib.contextmanager
     def hold(self, wait: float | None = None) -> Iterator[None]:
-        """Hold the case's writer lock for a whole command: a second writer waits (``$TRIAGE_LOCK_WAIT`` s)."""
+        """Hold the case's writer lock for a whole command: a second writer waits (``$TRIAGE_LOCK_WAIT`` s).
+
+        A POSIX record lock: released by the kernel when the holder dies (kill -9), and not inherited
+        by worker processes forked meanwhile, so an orphaned worker never blocks the resumed command.
+        """
         if self._held == 0:
             self._lock(wait)
         self._held += 1
@@ -263,14 +289,17 @@ class CustodyLog:
                 }
             )
         last = self._last_event()
-        if last is not None:
+        try:
             seq, prev = self._head()
-            if last.get("seq") == seq + 1 and last.get("prev") == prev and last.get("hash") == event_hash(last):
-                # the line was written, the head update was not (killed in between): catch the head up
-                self._write_head(int(last["seq"]), str(last["hash"]))
-                notes.append(
-                    {"file": "custody.head", "what": "head caught up with the last whole event", "seq": last["seq"]}
-                )
+        except ValueError:  # a damaged head is verify's to report, never to paper over
+            last = None
+        lagging = last is not None and last.get("seq") == seq + 1 and last.get("prev") == prev
+        if last is not None and lagging and last.get("hash") == event_hash(last):
+            # the line was written, the head update was not (killed in between): catch the head up
+            self._write_head(int(last["seq"]), str(last["hash"]))
+            notes.append(
+                {"file": "custody.head", "what": "head caught up with the last whole event", "seq": last["seq"]}
+            )
         self._checked = True
         for note in notes:
             log.warning("custody log repaired: %s", note["what"])
@@ -316,6 +345,7 @@ class CustodyLog:
             data = line.encode("utf-8", "backslashreplace")  # a lone surrogate becomes its JSON escape
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            kill_point("append")
             try:
                 view = memoryview(data)
                 while view:
@@ -324,6 +354,7 @@ class CustodyLog:
             except OSError:
                 self._checked = False  # a partial line may be left: the next append cuts it first
                 raise
+            kill_point("head")
             self._write_head(event["seq"], event["hash"])
             return event
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from triage.case import CASE_DIRS, CASE_FILES, WRITE_ERROR, Case, ManifestRow, row_digest
 from triage.custody import is_readonly_error
-from triage.errors import ExitCode
+from triage.errors import ExitCode, IntegrityError
 from triage.hashing import hash_file
 
 _TEMP = re.compile(r"^\..*\.(part|tmp)-\d+$")  # a writer's temporary file (killed before its rename)
@@ -176,6 +176,8 @@ class _Ledger:
                     self.files[f"report/{name}"] = (str(digest), "report file")
             elif action == "rules_loaded" and isinstance(d.get("record"), str) and d.get("record_sha256"):
                 self.files[d["record"]] = (str(d["record_sha256"]), "rule load record")
+            elif action == "recover" and d.get("kept") and isinstance(d.get("file"), str):
+                self.files[d["file"]] = (str(d.get("sha256")), "kept record")
             elif action == "collect_begin":
                 self.begins[str(d.get("collect_id"))] = [str(s) for s in d.get("sources", [])]
                 self.has_collect = True
@@ -241,6 +243,8 @@ def verify_case(
                 )
                 report.recorded = f"verify event {ev['seq']} in {case.custody.path}"
                 report.head = {"seq": ev["seq"], "hash": ev["hash"]}
+        except IntegrityError as exc:  # custody.head unreadable: reported above, nothing appended after it
+            report.recorded = f"not recorded: {exc}"
         except OSError as exc:
             if not is_readonly_error(exc) and exc.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -278,7 +282,9 @@ def _verify(case: Case, report: VerifyReport, progress: Callable[[int], None] | 
     listed: set[str] = set()
     seen_ids: set[str] = set()
     latest: dict[tuple[str, str], ManifestRow] = {}
-    for lineno, row, err in case.manifest_lines():
+    unfinished = ledger.unfinished()
+    lines = list(case.manifest_lines())
+    for lineno, row, err in lines:
         if row is None:
             where = f"manifest.jsonl line {lineno}"
             if err.startswith("partial last line"):
@@ -291,7 +297,11 @@ def _verify(case: Case, report: VerifyReport, progress: Callable[[int], None] | 
         if digest != row_digest(row.as_dict()):
             known = row.artifact_id in ledger.collect_rows
             why = "differs from the custody record" if known else "not in the custody log"
-            report.problem(f"manifest.jsonl line {lineno} ({row.artifact_id})", f"manifest row {why}")
+            where = f"manifest.jsonl line {lineno} ({row.artifact_id})"
+            if not known and unfinished and lineno == lines[-1][0]:  # killed between the row and its event
+                report.incomplete.append({"where": where, "problem": f"last manifest row {why}: the collect was cut"})
+            else:
+                report.problem(where, f"manifest row {why}")
         latest[(row.source_host, row.source_path)] = row
         if row.outcome in ("success", "empty") and row.relpath:
             listed.add(row.relpath)
@@ -327,7 +337,7 @@ def _verify(case: Case, report: VerifyReport, progress: Callable[[int], None] | 
     # was every collection finished, and did it write every file?
     if not ledger.has_collect:
         report.incomplete.append({"where": "custody.jsonl", "problem": "nothing was ever collected into this case"})
-    for cid, sources in ledger.unfinished():
+    for cid, sources in unfinished:
         report.incomplete.append(
             {
                 "where": f"collect {cid}",
@@ -411,6 +421,9 @@ def _walk_tree(case: Case, report: VerifyReport, listed: set[str], known: set[st
                 report.incomplete.append(
                     {"where": rel, "problem": "temporary file of an interrupted command; rerun it to resume"}
                 )
+            elif top == "evidence" and ledger.unfinished():
+                why = "file in evidence/ that no manifest row accounts for, left by a collect that never finished"
+                report.incomplete.append({"where": rel, "problem": why})
             elif top == "evidence":
                 report.problem(rel, "file in evidence/ that no manifest row accounts for")
             elif top == "results":
