@@ -221,6 +221,9 @@ def verify_case(
     """
     report = VerifyReport()
     done = False
+    if record and _never_recorded(case):  # its first event must be the create event the resumed collect writes
+        report.recorded = "not recorded: the case has no create event yet"
+        record = False
     if record:
         try:
             with case.writer():
@@ -258,6 +261,11 @@ def verify_case(
 
 
 def _verify(case: Case, report: VerifyReport, progress: Callable[[int], None] | None, anchor: str | None) -> None:
+    if _never_recorded(case):
+        report.incomplete.append(
+            {"where": "custody.jsonl", "problem": "the case was created but nothing was recorded: rerun the collect"}
+        )
+        return
     n_events, chain_problems, facts = case.custody.walk(anchor)
     report.custody_events = n_events
     report.head = {"seq": facts["last_seq"], "hash": facts["last_hash"]}
@@ -457,3 +465,15 @@ def _results_recorded(case: Case, ledger: _Ledger) -> bool:
         if isinstance(body, dict) and isinstance(body.get("results"), dict):
             return True
     return False
+
+
+def _never_recorded(case: Case) -> bool:
+    """case.json written and the command killed before its first custody event (nothing else there)."""
+    try:
+        empty_log = not case.custody.path.exists() or case.custody.path.stat().st_size == 0
+        no_head = not case.custody.head_path.exists() or case.custody.head_path.stat().st_size == 0
+        no_rows = not case.manifest_path.exists()
+        no_evidence = not any((case.path / "evidence").rglob("*"))
+    except OSError:
+        return False
+    return empty_log and no_head and no_rows and no_evidence
