@@ -1,13 +1,18 @@
 """The case folder: ``case.json``, read-only evidence, ``manifest.jsonl`` and the custody log.
 
-The only way evidence enters a case is :meth:`Case.store`, which copies while hashing, writes the
-manifest row and the custody event, and makes the copy read-only.
+The only way evidence enters a case is :meth:`Case.store`, which copies while hashing into a
+temporary file, places it without overwriting anything, writes the manifest row and the custody
+event, and makes the copy read-only. Writers hold the case lock (:meth:`CustodyLog.hold`) for a whole
+command; :meth:`Case.recover` cleans up after one that was killed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import stat
@@ -15,18 +20,44 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TextIO
+from typing import Any, BinaryIO
 
 from triage import TOOL_NAME, __version__
-from triage.custody import CustodyLog, canonical, utcnow
-from triage.errors import UsageError
-from triage.hashing import DEFAULT_ALGOS, copy_hashing, sha256_bytes
+from triage.custody import CustodyLog, canonical, kill_point, strict_json, utcnow
+from triage.errors import CollectionFailed, IntegrityError, UsageError
+from triage.hashing import DEFAULT_ALGOS, copy_hashing, hash_file, sha256_bytes
+
+log = logging.getLogger(__name__)
 
 OUTCOMES = ("success", "missing", "empty", "failure")
 NAME_MAX = 240  # bytes per stored path component; leaves room for a collision suffix under 255
+CASE_FILES = ("case.json", "manifest.jsonl", "custody.jsonl", "custody.head", ".lock")
+CASE_DIRS = ("evidence", "results", "report", "runs")
+WRITE_ERROR = "write error: "  # prefix of a failure row's details when the case, not the source, failed
+_CREATING = re.compile(r"^(\.lock|\.case\.json\.tmp-\d+)$")  # what a case being created holds at first
+_PART = re.compile(r"^\..*\.part-\d+$")
+
+
+class _CaseWriter:
+    """Wraps the evidence copy's file so an error writing to the case is told apart from a read error."""
+
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+
+    def write(self, data: bytes, /) -> object:
+        try:
+            return self.fh.write(data)
+        except OSError as exc:
+            raise _WriteFailed(exc) from exc
+
+
+class _WriteFailed(Exception):
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
 
 
 @dataclass
@@ -132,7 +163,8 @@ class Case:
         self.info = info
         self.custody = CustodyLog(path, actor=info.get("examiner"))
         self._manifest_index: dict[tuple[str, str], ManifestRow] | None = None
-        self._manifest_fh: TextIO | None = None
+        self._manifest_fd: int | None = None
+        self.write_failures: list[str] = []  # files this command could not write into the case
 
     def sync(self) -> None:
         """Make everything written so far durable: evidence copies, manifest and custody log.
@@ -140,29 +172,30 @@ class Case:
         Copies are not fsynced one by one (that halves collection speed); one sync at the end of
         a command covers them, and ``verify`` catches anything a crash before it lost.
         """
-        if self._manifest_fh is not None:
-            self._manifest_fh.flush()
-            os.fsync(self._manifest_fh.fileno())
+        if self._manifest_fd is not None:
+            os.fsync(self._manifest_fd)
         os.sync()
         self.custody.sync()
 
     def __del__(self) -> None:
         # a Case dropped without close() (tests, library use) still releases its handles; the data
         # was flushed line by line, only the final fsync is skipped
-        fh = getattr(self, "_manifest_fh", None)
-        if fh is not None:
-            fh.close()
+        fd = getattr(self, "_manifest_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._manifest_fd = None
         custody = getattr(self, "custody", None)
-        if custody is not None and custody._fh is not None:
-            custody._fh.close()
-            custody._fh = None
+        if custody is not None:
+            custody.abandon()
 
     def close(self) -> None:
-        self.sync()
-        if self._manifest_fh is not None:
-            self._manifest_fh.close()
-            self._manifest_fh = None
-        self.custody.close()
+        try:
+            self.sync()
+        finally:
+            if self._manifest_fd is not None:
+                os.close(self._manifest_fd)
+                self._manifest_fd = None
+            self.custody.close()
 
     # -- creating and opening ---------------------------------------------------------------
     @classmethod
@@ -175,13 +208,16 @@ class Case:
         description: str = "",
     ) -> Case:
         p = Path(path)
-        if (p / "case.json").exists():
-            return cls.open(p)
-        if p.exists() and any(p.iterdir()):
-            raise UsageError(f"{p} exists, is not empty and is not a case folder (no case.json)")
-        p.mkdir(parents=True, exist_ok=True)
-        for sub in ("evidence", "results", "report", "runs"):
-            (p / sub).mkdir(exist_ok=True)
+        try:
+            if (p / "case.json").exists() or (p / "custody.jsonl").exists():
+                return cls.open(p)
+            if p.exists() and not p.is_dir():
+                raise UsageError(f"{p} is not a folder: --case names a case folder")
+            if p.exists() and any(not _CREATING.match(c.name) for c in p.iterdir()):
+                raise UsageError(f"{p} exists, is not empty and is not a case folder (no case.json)")
+            p.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the case folder {p}: {exc.strerror or exc}") from None
         actor = examiner or os.environ.get("TRIAGE_EXAMINER") or CustodyLog(p).actor
         info = {
             "case_id": case_id or f"CASE-{datetime.now(UTC):%Y%m%d}-{uuid.uuid4().hex[:8]}",
@@ -191,23 +227,171 @@ class Case:
             "tool_version": __version__,
             "description": description,
         }
-        (p / "case.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
         case = cls(p, info)
-        case.custody.append(
-            "create", case_id=info["case_id"], case_json_sha256=sha256_bytes((p / "case.json").read_bytes())
-        )
+        try:
+            with case.writer():  # two commands creating one case at once: the second opens the first's
+                if (p / "case.json").exists():
+                    case.custody.close()
+                    return cls.open(p)
+                for sub in CASE_DIRS:
+                    (p / sub).mkdir(exist_ok=True)
+                data = (json.dumps(info, indent=2, ensure_ascii=False) + "\n").encode()
+                tmp = p / f".case.json.tmp-{os.getpid()}"
+                for stale in p.glob(".case.json.tmp-*"):
+                    stale.unlink()
+                tmp.write_bytes(data)
+                os.replace(tmp, p / "case.json")  # whole or absent for a concurrent reader
+                case.custody.append("create", case_id=info["case_id"], case_json_sha256=sha256_bytes(data))
+        except OSError as exc:
+            case.custody.close()
+            raise UsageError(f"cannot create the case folder {p}: {exc.strerror or exc}") from None
         return case
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Case:
         p = Path(path)
         try:
-            info = json.loads((p / "case.json").read_text())
+            if not p.is_dir():
+                what = "does not exist" if not p.exists() else "is not a folder"
+                raise UsageError(f"{p} {what}: a case folder is expected")
+            raw = (p / "case.json").read_bytes()
         except FileNotFoundError:
+            if (p / "custody.jsonl").exists():
+                raise IntegrityError(f"{p}/case.json is missing (the custody log says this was a case)") from None
             raise UsageError(f"{p} is not a case folder: case.json is missing") from None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{p}/case.json is not valid JSON: {exc}") from None
-        return cls(p, info)
+        except OSError as exc:
+            raise UsageError(f"{p}/case.json cannot be read: {exc.strerror or exc}") from None
+        return cls(p, parse_case_json(raw, p))
+
+    # -- writing commands -------------------------------------------------------------------------
+    def writer(self, wait: float | None = None) -> AbstractContextManager[None]:
+        """Hold the case lock for a whole writing command (a second writer waits, then fails clearly)."""
+        return self.custody.hold(wait)
+
+    def recover(self) -> list[dict[str, Any]]:
+        """Clean up after a command that was killed or ran out of space; each action is a custody event.
+
+        Call with the writer lock held (nothing else writes). A partial last manifest line is cut off
+        (its custody event was never written); temporary copies (``.NAME.part-PID``) are removed;
+        a placed copy without a manifest row is removed (its hash recorded) so that the resumed
+        collect stores it again under the same name; a manifest row whose custody event is missing
+        (killed between the two) is recorded now if the copy matches it.
+        """
+        assert self.custody.is_held, "recover() needs the writer lock"
+        actions: list[dict[str, Any]] = []
+        if next(self.custody.events(), None) is None and self.custody.head()[0] == 0:
+            # killed between writing case.json and the create event: record the creation now
+            digest = sha256_bytes((self.path / "case.json").read_bytes())
+            self.custody.append("create", case_id=self.case_id, case_json_sha256=digest, recovered=True)
+        tail = _partial_tail(self.manifest_path)
+        if tail:
+            size = self.manifest_path.stat().st_size
+            os.truncate(self.manifest_path, size - tail)
+            actions.append({"what": "partial last manifest line removed", "file": "manifest.jsonl", "bytes": tail})
+        recorded = {
+            ev["details"].get("artifact_id")
+            for ev in self.custody.events()
+            if ev.get("action") == "collect" and isinstance(ev.get("details"), dict)
+        }
+        listed: set[str] = set()
+        for _lineno, row, _err in self.manifest_lines():
+            if row is None:
+                continue
+            if row.relpath and row.outcome in ("success", "empty"):
+                listed.add(row.relpath)
+            if row.artifact_id in recorded:
+                continue
+            path = self.path / row.relpath if row.relpath else None
+            matches = row.outcome in ("missing", "failure") or (
+                path is not None and path.is_file() and hash_file(path, ("sha256",))[1]["sha256"] == row.sha256
+            )
+            if matches:
+                self.custody.append("collect", **_collect_event(row), recovered=True)
+                actions.append({"what": "manifest row without custody event recorded", "artifact_id": row.artifact_id})
+        evidence = self.path / "evidence"
+        for dirpath, _dirs, files in os.walk(evidence):
+            for name in files:
+                full = Path(dirpath, name)
+                rel = full.relative_to(self.path).as_posix()
+                if rel in listed:
+                    continue
+                if _PART.match(name):
+                    what = "temporary copy of an interrupted collect removed"
+                elif name.endswith(".ref.json"):
+                    what = "reference pointer without a manifest row removed"
+                else:
+                    what = "copy without a manifest row (interrupted collect) removed"
+                try:
+                    digest = hash_file(full, ("sha256",))[1]["sha256"] if full.is_file() else ""
+                    size = full.lstat().st_size
+                    full.unlink()
+                except OSError as exc:
+                    log.warning("%s: could not remove (%s)", rel, exc)
+                    continue
+                actions.append({"what": what, "file": rel, "size": size, "sha256": digest})
+        actions += self._recover_outputs(recorded_files=self._recorded_files())
+        for action in actions:
+            log.warning("recovered: %s%s", action["what"], f" ({action['file']})" if "file" in action else "")
+            self.custody.append("recover", **action)
+        if actions:
+            self._manifest_index = None
+        return actions
+
+    def _recorded_files(self) -> set[str]:
+        out: set[str] = set()
+        for ev in self.custody.events():
+            d = ev.get("details") if isinstance(ev.get("details"), dict) else {}
+            for key in ("run_record", "record", "file"):
+                if isinstance(d.get(key), str):
+                    out.add(d[key])
+        return out
+
+    def _recover_outputs(self, recorded_files: set[str]) -> list[dict[str, Any]]:
+        """Temporary files a killed analyze or report left are removed; a run record written just before
+        the kill (its ``analyze`` event never was) is kept and its hash recorded now."""
+        actions: list[dict[str, Any]] = []
+        for sub in ("results", "runs", "report"):
+            for dirpath, _dirs, files in os.walk(self.path / sub):
+                for name in files:
+                    full = Path(dirpath, name)
+                    rel = full.relative_to(self.path).as_posix()
+                    if re.match(r"^\..*\.(tmp|part)-\d+$", name) and not full.is_symlink():
+                        with contextlib.suppress(OSError):
+                            full.unlink()
+                            actions.append({"what": "temporary file of an interrupted command removed", "file": rel})
+                    elif sub == "runs" and name.endswith(".json") and rel not in recorded_files and full.is_file():
+                        digest = hash_file(full, ("sha256",))[1]["sha256"]
+                        what = "record of an interrupted command kept"
+                        actions.append({"what": what, "file": rel, "sha256": digest, "kept": True})
+        return actions
+
+    def result_hashes(self, analyzers: list[str]) -> dict[str, str]:
+        """sha256 of every result file of these analyzers, for the run record (which custody hashes).
+
+        A unit's parquet is listed only if it matches the hash its ``.run.json`` gives, so a file
+        replaced since its unit ran is not blessed by a later run; temporary files are left out.
+        """
+        out: dict[str, str] = {}
+        for name in analyzers:
+            root = self.path / "results" / name
+            for dirpath, _dirs, files in os.walk(root):
+                for fname in sorted(files):
+                    full = Path(dirpath, fname)
+                    if fname.startswith(".") or full.is_symlink():
+                        continue
+                    try:
+                        out[full.relative_to(self.path).as_posix()] = hash_file(full, ("sha256",))[1]["sha256"]
+                    except OSError:
+                        continue
+            for run in root.glob("*.run.json"):
+                try:
+                    rec = json.loads(run.read_text(encoding="utf-8"))
+                    rel, digest = rec.get("result_path"), rec.get("result_sha256")
+                except (OSError, ValueError, AttributeError):
+                    continue
+                if rel and digest and out.get(rel) not in (None, digest):
+                    del out[rel]
+        return out
 
     @property
     def case_id(self) -> str:
@@ -218,13 +402,32 @@ class Case:
         return self.path / "manifest.jsonl"
 
     # -- manifest ------------------------------------------------------------------------------
-    def manifest(self) -> Iterator[ManifestRow]:
-        if not self.manifest_path.exists():
+    def manifest_lines(self) -> Iterator[tuple[int, ManifestRow | None, str]]:
+        """Every manifest line: (line number, row or None, why it is not a row). Strict: duplicated keys,
+        unknown or missing fields, wrong types and a partial last line are errors."""
+        try:
+            fh = open(self.manifest_path, "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
             return
-        with open(self.manifest_path, encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    yield ManifestRow(**json.loads(line))
+        with fh:
+            for lineno, raw in enumerate(fh, 1):
+                if not raw.strip():
+                    yield lineno, None, "blank line"
+                    continue
+                if not raw.endswith(b"\n"):
+                    yield lineno, None, "partial last line (a write was cut short)"
+                    continue
+                try:
+                    yield lineno, parse_row(raw.decode("utf-8", "surrogateescape")), ""
+                except ValueError as exc:
+                    yield lineno, None, str(exc)
+
+    def manifest(self) -> Iterator[ManifestRow]:
+        """The manifest rows; IntegrityError on the first line that is not one."""
+        for lineno, row, err in self.manifest_lines():
+            if row is None:
+                raise IntegrityError(f"{self.manifest_path} line {lineno}: {err}; run 'triage verify'")
+            yield row
 
     def evidence(self, *, kinds: set[str] | None = None) -> list[ManifestRow]:
         """Artifacts stored successfully (or as empty files), optionally of some kinds only."""
@@ -249,27 +452,35 @@ class Case:
         return self._manifest_index
 
     def _write_row(self, row: ManifestRow) -> None:
+        """Append the row (one write on an O_APPEND descriptor), then its custody event.
+
+        A failure here means the case cannot be written (full disk): CollectionFailed, counted.
+        """
         as_dict = row.as_dict()
-        if self._manifest_fh is None:
-            self._manifest_fh = open(  # noqa: SIM115 - kept open across rows, closed by close()
-                self.manifest_path, "a", encoding="utf-8", errors="backslashreplace"
-            )
-        self._manifest_fh.write(json.dumps(as_dict, ensure_ascii=False, sort_keys=True) + "\n")
-        self._manifest_fh.flush()
-        event = {
-            "artifact_id": row.artifact_id,
-            "kind": row.kind,
-            "outcome": row.outcome,
-            "source_path": row.source_path,
-            "relpath": row.relpath,
-            "sha256": row.sha256,
-            "size": row.size,
-            "collector": row.collector,
-            "manifest_row_sha256": row_digest(as_dict),
-        }
-        if row.details:
-            event["details"] = row.details
-        self.custody.append("collect", **event)
+        data = (json.dumps(as_dict, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8", "backslashreplace")
+        try:
+            with self.custody.locked():
+                if self._manifest_fd is None:
+                    if _partial_tail(self.manifest_path):  # never append after a cut line
+                        self.recover()
+                    self._manifest_fd = os.open(
+                        self.manifest_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
+                    )
+                view = memoryview(data)
+                try:
+                    while view:
+                        view = view[os.write(self._manifest_fd, view) :]
+                except OSError:
+                    os.close(self._manifest_fd)  # reopened (and the cut line removed) on the next row
+                    self._manifest_fd = None
+                    raise
+                kill_point("row")
+                self.custody.append("collect", **_collect_event(row))
+        except OSError as exc:
+            self.write_failures.append(f"{row.source_path}: {exc.strerror or exc}")
+            raise CollectionFailed(
+                f"cannot write to the case {self.path} ({exc.strerror or exc}) while recording {row.source_path}"
+            ) from exc
         if self._manifest_index is not None and row.outcome in ("success", "empty"):
             self._manifest_index[(row.source_host, row.source_path)] = row
 
@@ -322,6 +533,34 @@ class Case:
         if mtime is not None and row.source_mtime != ts_from_epoch(mtime):
             return None
         return row
+
+    def _place(self, tmp: Path, dest: Path) -> Path:
+        """Move the finished copy to ``dest`` without ever replacing a file (a hard link fails if the name
+        exists; another name is then chosen). File systems without hard links fall back to a rename
+        checked under the case lock."""
+        while True:
+            try:
+                os.link(tmp, dest, follow_symlinks=False)
+            except FileExistsError:
+                dest = self._dest_free(dest)
+                continue
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                    raise
+                with self.custody.locked():
+                    dest = self._dest_free(dest)
+                    os.rename(tmp, dest)
+                return dest
+            os.unlink(tmp)
+            return dest
+
+    @staticmethod
+    def _dest_free(dest: Path) -> Path:
+        n, stem, suffix, cand = 1, dest.stem, dest.suffix, dest
+        while cand.exists() or cand.is_symlink():
+            n += 1
+            cand = dest.with_name(f"{stem}~{n}{suffix}")
+        return cand
 
     def _dest(self, host: str, kind: str, logical_parts: list[str]) -> Path:
         parts = [safe_component(p) for p in logical_parts if p not in ("", ".")]
@@ -384,30 +623,40 @@ class Case:
             extra=dict(extra or {}),
         )
         tmp: Path | None = None
+        case_side = True  # until the source is opened, an OSError is the case's (mkdir, temp file)
         try:
             dest = self._dest(host, kind, logical_parts)
             dest.parent.mkdir(parents=True, exist_ok=True)
             if storage == "copy":
                 tmp = dest.with_name(f".{dest.name[:200]}.part-{os.getpid()}")
-                with opener() as src, open(tmp, "xb") as out:
-                    size, digests = copy_hashing(src, out, algos, progress, expected_size)
+                with open(tmp, "xb") as out:
+                    case_side = False
+                    with opener() as src:
+                        size, digests = copy_hashing(src, _CaseWriter(out), algos, progress, expected_size)
+                    case_side = True
+                kill_point("copy")
                 os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
                 if mtime is not None:
                     os.utime(tmp, (atime if atime is not None else mtime, mtime))
-                os.replace(tmp, dest)
+                dest = self._place(tmp, dest)
                 tmp = None
+                kill_point("placed")
                 relpath = dest.relative_to(self.path).as_posix()
             elif storage in ("reference", "hardlink"):
                 assert reference_path is not None
                 if storage == "hardlink":
+                    case_side = False  # EXDEV and friends say the mode does not fit, not that the case is full
                     os.link(reference_path, dest, follow_symlinks=False)
+                    case_side = True
                     relpath = dest.relative_to(self.path).as_posix()
                 else:
                     # a small pointer file in the case tree; the bytes stay where they are
                     pointer_dest = self._dest(host, kind, [*logical_parts[:-1], f"{logical_parts[-1]}.ref.json"])
                     relpath = pointer_dest.relative_to(self.path).as_posix()
+                case_side = False
                 with opener() as src:
                     size, digests = copy_hashing(src, None, algos, progress, expected_size)
+                case_side = True
                 if storage == "reference":
                     pointer = self.path / relpath
                     pointer.write_text(
@@ -421,14 +670,20 @@ class Case:
                     base["extra"]["reference_path"] = reference_path
             else:
                 raise ValueError(f"unknown storage mode {storage!r}")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, _WriteFailed) as exc:
             if tmp is not None:
                 try:
                     os.chmod(tmp, stat.S_IWUSR | stat.S_IRUSR)
                     tmp.unlink()
                 except OSError:
                     pass
-            row = ManifestRow(outcome="failure", details=f"{type(exc).__name__}: {exc}", **base)
+            details = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, _WriteFailed) or (isinstance(exc, OSError) and case_side):
+                cause = exc.exc if isinstance(exc, _WriteFailed) else exc
+                details = f"{WRITE_ERROR}{type(cause).__name__}: {cause}"
+                self.write_failures.append(f"{source_path}: {cause.strerror or cause}")
+                log.error("cannot write %s into the case: %s", source_path, cause.strerror or cause)
+            row = ManifestRow(outcome="failure", details=details, **base)
             self._write_row(row)
             return row
         details = ""
@@ -447,3 +702,82 @@ class Case:
         )
         self._write_row(row)
         return row
+
+
+def _partial_tail(path: Path) -> int:
+    """Bytes after the last newline of a line file (a write cut short), 0 when it ends cleanly."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            pos = size
+            while pos > 0:
+                start = max(0, pos - (1 << 16))
+                fh.seek(start)
+                nl = fh.read(pos - start).rfind(b"\n")
+                if nl >= 0:
+                    return size - (start + nl + 1)
+                pos = start
+            return size
+    except FileNotFoundError:
+        return 0
+
+
+def _collect_event(row: ManifestRow) -> dict[str, Any]:
+    """The details of the custody event that records one manifest row."""
+    event: dict[str, Any] = {
+        "artifact_id": row.artifact_id,
+        "kind": row.kind,
+        "outcome": row.outcome,
+        "source_path": row.source_path,
+        "relpath": row.relpath,
+        "sha256": row.sha256,
+        "size": row.size,
+        "collector": row.collector,
+        "manifest_row_sha256": row.digest,
+    }
+    if row.details:
+        event["details"] = row.details
+    return event
+
+
+_ROW_TYPES: dict[str, tuple[type, ...]] = {
+    "size": (int, type(None)),
+    "extra": (dict,),
+    **{n: (str, type(None)) for n in ("relpath", "sha256", "md5", "sha1", "source_mtime", "source_atime")},
+}
+
+
+def parse_row(line: str) -> ManifestRow:
+    """One manifest line as a row; ValueError (with the reason) for anything triage would not write."""
+    try:
+        data = strict_json(line)
+    except ValueError as exc:
+        raise ValueError(f"not a manifest row ({str(exc)[:80]})") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a manifest row (not a JSON object)")
+    unknown = set(data) - set(_ROW_FIELDS)
+    required = {f.name for f in fields(ManifestRow) if f.default is MISSING and f.default_factory is MISSING}
+    missing = required - set(data)
+    if unknown or missing:
+        raise ValueError(f"not a manifest row (unknown fields {sorted(unknown)}, missing {sorted(missing)})")
+    for name, value in data.items():
+        allowed = _ROW_TYPES.get(name, (str,))
+        if not isinstance(value, allowed) or (isinstance(value, bool) and name == "size"):
+            raise ValueError(f"not a manifest row (field {name!r} has type {type(value).__name__})")
+    if data["outcome"] not in OUTCOMES:
+        raise ValueError(f"not a manifest row (outcome {data['outcome']!r})")
+    relpath = data.get("relpath")
+    if relpath and (relpath.startswith("/") or ".." in relpath.split("/") or not relpath.startswith("evidence/")):
+        raise ValueError(f"not a manifest row (relpath {relpath!r} outside evidence/)")
+    return ManifestRow(**data)
+
+
+def parse_case_json(raw: bytes, where: Path) -> dict[str, Any]:
+    """``case.json`` as a dict with a case id; IntegrityError (one line) otherwise."""
+    try:
+        info = strict_json(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise IntegrityError(f"{where}/case.json is not valid JSON ({str(exc)[:80]})") from None
+    if not isinstance(info, dict) or not isinstance(info.get("case_id"), str) or not info["case_id"]:
+        raise IntegrityError(f"{where}/case.json is not a case record (no case_id): it was damaged or replaced")
+    return info

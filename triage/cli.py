@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
 import shlex
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from triage import __version__
-from triage.errors import ExitCode, TriageError, UsageError
+from triage.errors import CollectionFailed, ExitCode, TriageError, UsageError
 from triage.finding import SEVERITIES
 
 log = logging.getLogger("triage")
@@ -163,8 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, collect_opts, analyze_opts, report_opts],
         help="collect, analyze and report in one go",
     )
-    v = sub.add_parser("verify", parents=[common], help="re-hash the evidence and walk the custody chain")
+    v = sub.add_parser("verify", parents=[common], help="re-hash the whole case and walk the custody chain")
     v.add_argument("case", metavar="CASE")
+    v.add_argument(
+        "--head",
+        metavar="HASH",
+        help="a custody head kept outside the case (printed at the end of every command): the chain must "
+        "contain that event",
+    )
     li = sub.add_parser("list", parents=[common], help="list analyzers and artifact families")
     li.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE")
     return p
@@ -185,13 +193,25 @@ def _setup_logging(args: argparse.Namespace) -> None:
 def cmd_collect(args: argparse.Namespace, plan: Any = None) -> dict[str, Any]:
     """Collect the sources (``plan``: already opened, see :mod:`triage.fleet`) into ``args.case``."""
     from triage.case import Case
-    from triage.collectors.collect import CollectStats, collect_files, collect_volume
     from triage.fleet import open_sources
-    from triage.progress import byte_progress
 
     plan = plan or open_sources(args.sources, args.as_type)  # usage errors before any write; HOST=PATH too
     sources = list(plan.sources)
     case = Case.create_or_open(args.case, examiner=args.examiner, case_id=args.case_id)
+    with case.writer():  # one writer at a time; a second collect waits for this one
+        return _collect_locked(args, plan, case, sources)
+
+
+def _collect_locked(args: argparse.Namespace, plan: Any, case: Any, sources: list[Any]) -> dict[str, Any]:
+    from triage.collectors.collect import CollectStats, collect_files, collect_volume
+    from triage.progress import byte_progress
+
+    case.custody.prepare()
+    case.recover()  # leftovers of a killed or failed collect, each recorded
+    collect_id = uuid.uuid4().hex[:12]
+    case.custody.append(
+        "collect_begin", collect_id=collect_id, sources=[os.path.abspath(src.location) for src in sources]
+    )
     stats = CollectStats()
     link = {"reference": "reference", "hard": "hardlink", None: None}[args.link]
     # volumes first: their SYSTEM hive names the host, which loose files and memory images of the
@@ -208,7 +228,12 @@ def cmd_collect(args: argparse.Namespace, plan: Any = None) -> dict[str, Any]:
             log.info("collecting %s (%s)", src.location, src.source_type)
             named = plan.host_for(src) or args.host  # HOST=PATH names this source's host
             case.custody.append(
-                "collect_start", source=src.location, source_type=src.source_type, host=named, link=link
+                "collect_start",
+                source=src.location,
+                source_type=src.source_type,
+                host=named,
+                link=link,
+                collect_id=collect_id,
             )
             try:
                 if src.drives:
@@ -233,8 +258,14 @@ def cmd_collect(args: argparse.Namespace, plan: Any = None) -> dict[str, Any]:
                     )
             finally:
                 src.close()
-    case.custody.append("collect_end", **stats.as_dict())
+    failures = len(case.write_failures)
+    case.custody.append("collect_end", collect_id=collect_id, write_failures=failures, **stats.as_dict())
     case.close()
+    if failures:
+        raise CollectionFailed(
+            f"{failures} files could not be written into {case.path} (first: {case.write_failures[0]}); "
+            "free space and rerun the same collect to resume"
+        )
     summary = {"case": str(case.path), "case_id": case.case_id, **stats.as_dict()}
     if not args.json:
         t = Table(title=f"Collected into {case.path}")
@@ -284,6 +315,7 @@ def _report_sigma(case: Any, dirs: list[str]) -> dict[str, Any]:
     """Load the extra Sigma sets once up front: say what loaded, what was skipped and why."""
     from collections import Counter
 
+    from triage.hashing import sha256_bytes
     from triage.registry import signature_path
     from triage.sigma import load_rules
 
@@ -297,7 +329,8 @@ def _report_sigma(case: Any, dirs: list[str]) -> dict[str, Any]:
     }
     out = case.path / "runs" / "sigma-rules.json"
     out.write_text(json.dumps(info | {"skipped_rules": [s._asdict() for s in ruleset.skipped]}, indent=1, default=str))
-    case.custody.append("rules_loaded", engine="sigma", **info)
+    record = {"record": out.relative_to(case.path).as_posix(), "record_sha256": sha256_bytes(out.read_bytes())}
+    case.custody.append("rules_loaded", engine="sigma", **info, **record)
     log.info(
         "Sigma rules: %d loaded, %d skipped (%s); details in %s",
         info["loaded"],
@@ -310,10 +343,18 @@ def _report_sigma(case: Any, dirs: list[str]) -> dict[str, Any]:
 
 def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
     from triage.case import Case
+
+    case = Case.open(args.case)
+    with case.writer():  # one writer at a time
+        return _analyze_locked(args, case)
+
+
+def _analyze_locked(args: argparse.Namespace, case: Any) -> dict[str, Any]:
     from triage.progress import unit_progress
     from triage.runner import analyze_case
 
-    case = Case.open(args.case)
+    case.custody.prepare()
+    case.recover()  # leftovers of a killed command, each recorded
     sigma = _report_sigma(case, _analyzer_options(args)["eventlog"]["sigma"]) if args.sigma else None
     if args.yara:  # compile once up front (filling the rule cache) and record per file what loaded
         from triage.analyzers.yara.content import report_rule_load
@@ -352,7 +393,8 @@ def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
         command_line=shlex.join(sys.argv),
         rule_dirs=tuple(getattr(args, "sigma", None) or ()) + tuple(getattr(args, "yara", None) or ()),
     )
-    res = build_report(case, opts)
+    with case.writer():  # one writer at a time
+        res = build_report(case, opts)
     case.close()
     if not args.json:
         t = Table(title=f"Findings of {case.case_id}")
@@ -381,20 +423,41 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     from triage.progress import byte_progress
     from triage.verify import verify_case
 
+    anchor = getattr(args, "head", None)
+    if anchor is not None:
+        anchor = anchor.strip().lower()
+        if len(anchor) != 64 or any(c not in "0123456789abcdef" for c in anchor):
+            raise UsageError("--head: expected the 64 hex digits of a custody event hash")
     case = Case.open(args.case)
     with byte_progress("verifying", enabled=not args.quiet) as advance:
-        rep = verify_case(case, progress=advance)
+        rep = verify_case(case, progress=advance, anchor=anchor)
     case.close()
     if not args.json:
         for p in rep.problems:
-            stdout.print(f"[red]CHANGED[/red] {p['where']}: {p['problem']}", markup=True)
+            stdout.print(f"CHANGED {p['where']}: {p['problem']}", markup=False)
+        for p in rep.failed:
+            stdout.print(f"FAILED {p['where']}: {p['problem']}", markup=False)
+        for p in rep.incomplete:
+            stdout.print(f"INCOMPLETE {p['where']}: {p['problem']}", markup=False)
         for w in rep.warnings:
-            stdout.print(f"warning {w['where']}: {w['warning']}")
-        verdict = "OK" if rep.ok else f"FAILED ({len(rep.problems)} problems)"
+            stdout.print(f"warning {w['where']}: {w['warning']}", markup=False)
+        if rep.anchor is not None:
+            a = rep.anchor
+            text = (
+                f"head {a['hash'][:12]} is event {a['seq']} of the chain; {a['events_after']} events came after it"
+                if a["found"]
+                else f"head {a['hash'][:12]} is NOT in the chain"
+            )
+            stdout.print(text, markup=False)
+        n = len(rep.problems) + len(rep.failed) + len(rep.incomplete)
+        verdict = "OK" if rep.ok else f"{rep.verdict} ({n} problems)"
         stdout.print(
             f"verify {verdict}: {rep.artifacts_checked} artifacts, {rep.bytes_checked:,} bytes, "
-            f"{rep.custody_events} custody events"
+            f"{rep.files_checked} other files, {rep.custody_events} custody events",
+            markup=False,
         )
+        if rep.recorded.startswith("not recorded"):
+            stdout.print(rep.recorded, markup=False)
     return rep.as_dict()
 
 
@@ -433,6 +496,38 @@ def _fail_on(args: argparse.Namespace, summary: dict[str, Any]) -> ExitCode:
     if threshold and worst and SEVERITIES.index(worst) >= SEVERITIES.index(threshold):
         return ExitCode.FINDINGS
     return ExitCode.OK
+
+
+def _os_error_code(args: argparse.Namespace, exc: OSError) -> ExitCode:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ExitCode.COLLECTION_FAILED if args.command in ("collect", "run") else ExitCode.INCOMPLETE
+    if exc.errno in (
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENAMETOOLONG,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.ENOENT,
+        errno.ELOOP,
+    ):
+        return ExitCode.USAGE
+    raise exc
+
+
+def _report_head(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Print the custody chain's head on stderr: kept elsewhere, it makes truncation and rewriting detectable."""
+    case = getattr(args, "case", None)
+    if not case or args.command == "list":
+        return None
+    from triage.custody import parse_head
+
+    try:
+        seq, digest = parse_head((Path(case) / "custody.head").read_bytes())
+    except (OSError, ValueError):
+        return None
+    print(f"custody head: event {seq} {digest} (keep it; 'triage verify --head {digest}' checks it)", file=sys.stderr)
+    return {"seq": seq, "hash": digest}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -478,15 +573,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 code = _fail_on(args, out["report"])
         elif args.command == "verify":
             out = cmd_verify(args)
-            code = ExitCode.OK if out["ok"] else ExitCode.INTEGRITY
+            code = ExitCode(out["exit_code"])
         else:
             out = cmd_list(args)
+        head = _report_head(args)
         if args.json:
+            if head is not None and isinstance(out, dict):
+                out["custody_head"] = head
             print(json.dumps(out, indent=2, default=str, ensure_ascii=False))
         return int(code)
     except TriageError as exc:
         log.error("%s", exc)
+        _report_head(args)
         return int(exc.exit_code)
+    except OSError as exc:
+        # the case or its folder cannot be written or named: one line, a named code
+        code = _os_error_code(args, exc)
+        where = f"{exc.filename}: " if exc.filename else ""
+        log.error("%s%s", where, exc.strerror or exc)
+        _report_head(args)
+        return int(code)
     except KeyboardInterrupt:
         log.error("interrupted; rerun the same command to resume")
         return int(ExitCode.INTERRUPTED)

@@ -1,28 +1,62 @@
 """The chain-of-custody log: append-only JSON lines, each event holding the hash of the one before.
 
 Editing, removing or reordering a line breaks the chain at that line; cutting events off the end is
-caught by ``custody.head``, which records the sequence number and hash of the newest event.
+caught by ``custody.head``, which records the sequence number and hash of the newest event, and, when
+the head is rewritten too, by a head kept outside the case (``triage verify --head``).
+
+Appends go through one ``O_APPEND`` descriptor with no user-space buffer, so a failed write (a full
+disk) leaves at most one partial last line; the next writer cuts it back to the last whole line and
+records that in an event before it appends anything.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import getpass
 import json
+import logging
 import os
+import signal
 import socket
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from triage import TOOL_NAME, __version__
+from triage.errors import IntegrityError, UsageError
 from triage.hashing import sha256_bytes
 
 GENESIS = "0" * 64
 HEAD_WIDTH = 128  # the head is rewritten in place, padded to a fixed width
+LOCK_WAIT_ENV = "TRIAGE_LOCK_WAIT"  # seconds a writer waits for another one to finish (default below)
+LOCK_WAIT_DEFAULT = 600.0
+KILL_ENV = "TRIAGE_TEST_KILL_AT"  # tests only: "<stage>:<n>" SIGKILLs this process at the n-th <stage>
+_kill_counts: dict[str, int] = {}
+
+log = logging.getLogger(__name__)
+
+
+def kill_point(stage: str) -> None:
+    """Crash here if the test suite asked for it (``TRIAGE_TEST_KILL_AT=stage:n``); a no-op otherwise.
+
+    Lets the suite SIGKILL a real ``triage`` process at a chosen write (stages: ``copy``, ``placed``,
+    ``row`` in :meth:`Case.store`; ``append`` before and ``head`` after a custody line is written).
+    """
+    want = os.environ.get(KILL_ENV)
+    if not want:
+        return
+    name, _, nth = want.partition(":")
+    if name != stage:
+        return
+    _kill_counts[stage] = _kill_counts.get(stage, 0) + 1
+    if _kill_counts[stage] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def utcnow() -> str:
@@ -41,12 +75,52 @@ def event_hash(event: dict[str, Any]) -> str:
     return sha256_bytes(canonical(body))
 
 
+def strict_json(text: str) -> Any:
+    """``json.loads`` that rejects an object with a repeated key (a reader would see one, a human the other)."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in items:
+            if k in out:
+                raise ValueError(f"duplicated key {k!r}")
+            out[k] = v
+        return out
+
+    return json.loads(text, object_pairs_hook=pairs)
+
+
+def parse_head(raw: bytes) -> tuple[int, str]:
+    """``custody.head`` content as (seq, hash); ValueError when it is not what triage writes."""
+    raw = raw.strip()
+    if not raw:
+        return 0, GENESIS
+    try:
+        head = strict_json(raw.decode("utf-8"))
+        seq, digest = head["seq"], head["hash"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"custody.head is not a head record ({exc})") from None
+    if (
+        not isinstance(seq, int)
+        or isinstance(seq, bool)
+        or seq < 0
+        or not isinstance(digest, str)
+        or len(digest) != 64
+        or any(c not in "0123456789abcdef" for c in digest)
+    ):
+        raise ValueError("custody.head is not a head record (seq or hash malformed)")
+    return seq, digest
+
+
 @dataclass(frozen=True)
 class ChainProblem:
     """One place where the custody chain does not hold."""
 
     line: int
     problem: str
+
+
+def is_readonly_error(exc: OSError) -> bool:
+    return exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class CustodyLog:
@@ -57,39 +131,205 @@ class CustodyLog:
         self.head_path = case_dir / "custody.head"
         self.lock_path = case_dir / ".lock"
         self.actor = actor or os.environ.get("TRIAGE_EXAMINER") or getpass.getuser()
-        self._fh: TextIO | None = None
+        self._fd: int | None = None
         self._head_fd: int | None = None
         self._lock_fd: int | None = None
+        self._held = 0  # depth of hold()/locked() in this process
+        self._checked = False  # tail and head checked (and repaired) since this process took the lock
+        self.repairs: list[dict[str, Any]] = []
+
+    # -- locking -------------------------------------------------------------------------------
+    def _lock(self, wait: float | None) -> None:
+        if self._lock_fd is None:
+            try:
+                self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                if exc.errno == errno.ENAMETOOLONG:
+                    raise UsageError(f"{self.lock_path.parent}: path too long ({exc.strerror})") from None
+                raise
+        if wait is None:
+            wait = float(os.environ.get(LOCK_WAIT_ENV, LOCK_WAIT_DEFAULT))
+        deadline, told = time.monotonic() + wait, False
+        while True:
+            try:
+                fcntl.lockf(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                holder = self.holder()
+                if time.monotonic() >= deadline:
+                    raise UsageError(
+                        f"{self.path.parent} is in use by another triage command ({holder}); "
+                        f"waited {wait:g} s (set {LOCK_WAIT_ENV} to wait longer)"
+                    ) from None
+                if not told:
+                    log.warning("%s is in use by another triage command (%s); waiting", self.path.parent, holder)
+                    told = True
+                time.sleep(0.1)
+        with contextlib.suppress(OSError):  # who holds it, for the next writer's message
+            info = json.dumps({"pid": os.getpid(), "since": utcnow(), "command": " ".join(sys.argv[:3])})
+            os.ftruncate(self._lock_fd, 0)
+            os.pwrite(self._lock_fd, info.encode(), 0)
+
+    def _unlock(self) -> None:
+        assert self._lock_fd is not None
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._lock_fd, 0)
+        fcntl.lockf(self._lock_fd, fcntl.LOCK_UN)
+        self._checked = False  # another process may write before we hold it again
+
+    def holder(self) -> str:
+        """Who holds the case lock, as the holder wrote it (best effort)."""
+        try:
+            info = json.loads(self.lock_path.read_text() or "{}")
+            return f"pid {info.get('pid')}, {info.get('command')!s}, since {info.get('since')}"
+        except (OSError, ValueError, AttributeError):
+            return "unknown process"
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Serialise writers (several triage processes may work on one case)."""
-        if self._lock_fd is None:
-            self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+    def hold(self, wait: float | None = None) -> Iterator[None]:
+        """Hold the case's writer lock for a whole command: a second writer waits (``$TRIAGE_LOCK_WAIT`` s).
+
+        A POSIX record lock: released by the kernel when the holder dies (kill -9), and not inherited
+        by worker processes forked meanwhile, so an orphaned worker never blocks the resumed command.
+        """
+        if self._held == 0:
+            self._lock(wait)
+        self._held += 1
         try:
             yield
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._held -= 1
+            if self._held == 0:
+                self._unlock()
 
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Serialise writers (several triage processes may work on one case); reentrant."""
+        with self.hold():
+            yield
+
+    @property
+    def is_held(self) -> bool:
+        return self._held > 0
+
+    # -- the head and the tail -----------------------------------------------------------------
     def _head(self) -> tuple[int, str]:
         try:
-            raw = self.head_path.read_bytes().strip()
+            raw = self.head_path.read_bytes()
         except FileNotFoundError:
             return 0, GENESIS
-        if not raw:
-            return 0, GENESIS
-        head = json.loads(raw)
-        return int(head["seq"]), str(head["hash"])
+        return parse_head(raw)
 
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the newest event as ``custody.head`` records it; IntegrityError when unreadable."""
+        try:
+            return self._head()
+        except ValueError as exc:
+            raise IntegrityError(f"{self.head_path}: {exc}; run 'triage verify'") from None
+        except OSError as exc:
+            raise IntegrityError(f"{self.head_path}: cannot read ({exc.strerror})") from None
+
+    def partial_tail(self) -> int:
+        """Bytes after the last newline of the log (an append cut short), 0 when it ends cleanly."""
+        try:
+            with open(self.path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                if size == 0:
+                    return 0
+                pos, block = size, 1 << 16
+                while pos > 0:
+                    start = max(0, pos - block)
+                    fh.seek(start)
+                    chunk = fh.read(pos - start)
+                    nl = chunk.rfind(b"\n")
+                    if nl >= 0:
+                        return size - (start + nl + 1)
+                    pos = start
+                return size
+        except FileNotFoundError:
+            return 0
+
+    def _last_event(self) -> dict[str, Any] | None:
+        """The last whole line of the log, parsed (None when empty or not JSON)."""
+        try:
+            with open(self.path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                start = max(0, size - (1 << 20))
+                fh.seek(start)
+                lines = fh.read().splitlines()
+        except FileNotFoundError:
+            return None
+        for raw in reversed(lines):
+            if raw.strip():
+                try:
+                    ev = json.loads(raw.decode("utf-8", "surrogateescape"))
+                except ValueError:
+                    return None
+                return ev if isinstance(ev, dict) else None
+        return None
+
+    def _repair(self) -> None:
+        """Under the lock, before the first append: cut a partial last line, catch up a lagging head."""
+        notes: list[dict[str, Any]] = []
+        tail = self.partial_tail()
+        if tail:
+            size = self.path.stat().st_size
+            with open(self.path, "rb") as fh:
+                fh.seek(size - tail)
+                fragment = fh.read(tail)
+            os.truncate(self.path, size - tail)
+            notes.append(
+                {
+                    "file": "custody.jsonl",
+                    "what": "partial last line removed (an append was cut short, e.g. by a full disk)",
+                    "removed_bytes": tail,
+                    "removed_sha256": sha256_bytes(fragment),
+                }
+            )
+        last = self._last_event()
+        try:
+            seq, prev = self._head()
+        except ValueError:  # a damaged head is verify's to report, never to paper over
+            last = None
+        lagging = last is not None and last.get("seq") == seq + 1 and last.get("prev") == prev
+        if last is not None and lagging and last.get("hash") == event_hash(last):
+            # the line was written, the head update was not (killed in between): catch the head up
+            self._write_head(int(last["seq"]), str(last["hash"]))
+            notes.append(
+                {"file": "custody.head", "what": "head caught up with the last whole event", "seq": last["seq"]}
+            )
+        self._checked = True
+        for note in notes:
+            log.warning("custody log repaired: %s", note["what"])
+            self.repairs.append(note)
+            self.append("repair", **note)
+
+    def prepare(self) -> list[dict[str, Any]]:
+        """Repair what an interrupted append left (recorded as ``repair`` events) before reading the log."""
+        with self.locked():
+            if not self._checked:
+                self._repair()
+        return self.repairs
+
+    def _write_head(self, seq: int, digest: str) -> None:
+        if self._head_fd is None:
+            self._head_fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        os.pwrite(self._head_fd, json.dumps({"seq": seq, "hash": digest}).ljust(HEAD_WIDTH).encode(), 0)
+
+    # -- appending -------------------------------------------------------------------------------
     def append(self, action: str, **details: Any) -> dict[str, Any]:
         """Append one event; returns it with its hash.
 
         The log and head stay open between events (one collection writes thousands); the head is
-        rewritten in place with a fixed width. :meth:`sync` makes both durable.
+        rewritten in place with a fixed width. :meth:`sync` makes both durable. A write error leaves
+        at most a partial last line, which the next append (in any process) cuts off first.
         """
         with self.locked():
-            seq, prev = self._head()  # re-read under the lock: another process may have appended
+            if not self._checked:
+                self._repair()
+            seq, prev = self.head()  # re-read under the lock: another process may have appended
             event = {
                 "seq": seq + 1,
                 "ts": utcnow(),
@@ -101,59 +341,98 @@ class CustodyLog:
                 "prev": prev,
             }
             event["hash"] = event_hash(event)
-            line = json.dumps(event, ensure_ascii=False, default=str, sort_keys=True)
-            if self._fh is None:
-                self._fh = open(self.path, "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
-            self._fh.write(line + "\n")
-            self._fh.flush()
-            if self._head_fd is None:
-                self._head_fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT, 0o644)
-            head = json.dumps({"seq": event["seq"], "hash": event["hash"]}).ljust(HEAD_WIDTH).encode()
-            os.pwrite(self._head_fd, head, 0)
+            line = json.dumps(event, ensure_ascii=False, default=str, sort_keys=True) + "\n"
+            data = line.encode("utf-8", "backslashreplace")  # a lone surrogate becomes its JSON escape
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            kill_point("append")
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(self._fd, view)
+                    view = view[n:]
+            except OSError:
+                self._checked = False  # a partial line may be left: the next append cuts it first
+                raise
+            kill_point("head")
+            self._write_head(event["seq"], event["hash"])
             return event
 
     def sync(self) -> None:
         """Make the log and its head durable (end of each command)."""
-        if self._fh is not None:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-        if self._head_fd is not None:
-            os.fsync(self._head_fd)
+        for fd in (self._fd, self._head_fd):
+            if fd is not None:
+                os.fsync(fd)
 
     def close(self) -> None:
-        self.sync()
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-        for attr in ("_head_fd", "_lock_fd"):
-            fd = getattr(self, attr)
+        try:
+            self.sync()
+        finally:
+            for attr in ("_fd", "_head_fd", "_lock_fd"):
+                fd = getattr(self, attr)
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                    setattr(self, attr, None)
+            self._held = 0
+
+    def abandon(self) -> None:
+        """Release descriptors without syncing (an object dropped without close())."""
+        for attr in ("_fd", "_head_fd", "_lock_fd"):
+            fd = getattr(self, attr, None)
             if fd is not None:
-                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
                 setattr(self, attr, None)
 
+    # -- reading and checking ----------------------------------------------------------------------
     def events(self) -> Iterator[dict[str, Any]]:
+        """Every whole, parseable event in order (damaged lines are verify's to report)."""
         if not self.path.exists():
             return
         with open(self.path, encoding="utf-8", errors="surrogateescape") as fh:
             for line in fh:
-                if line.strip():
-                    yield json.loads(line)
+                if not line.endswith("\n") or not line.strip():
+                    continue
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(ev, dict):
+                    yield ev
 
-    def verify(self) -> tuple[int, list[ChainProblem]]:
-        """Walk the chain. Returns (events checked, problems)."""
+    def verify(self, anchor: str | None = None) -> tuple[int, list[ChainProblem]]:
+        """Walk the chain. Returns (events checked, problems).
+
+        ``anchor``: a head hash kept outside the case; the chain must contain that event.
+        """
+        count, problems, _ = self.walk(anchor)
+        return count, problems
+
+    def walk(self, anchor: str | None = None) -> tuple[int, list[ChainProblem], dict[str, Any]]:
+        """Walk the chain: (events checked, problems, facts: last seq/hash, anchor position, partial tail)."""
         problems: list[ChainProblem] = []
         prev, expect_seq, count = GENESIS, 1, 0
+        facts: dict[str, Any] = {"last_seq": 0, "last_hash": GENESIS, "partial_tail": 0}
+        anchor_seq: int | None = None
         if not self.path.exists():
-            return 0, [ChainProblem(0, "custody.jsonl is missing")]
+            return 0, [ChainProblem(0, "custody.jsonl is missing")], facts
         with open(self.path, encoding="utf-8", errors="surrogateescape") as fh:
             for lineno, line in enumerate(fh, 1):
+                if not line.endswith("\n"):
+                    facts["partial_tail"] = len(line.encode("utf-8", "surrogateescape"))
+                    why = "partial last line (an append was cut short); the next writing command repairs it"
+                    problems.append(ChainProblem(lineno, why))
+                    break
                 if not line.strip():
                     problems.append(ChainProblem(lineno, "blank line in custody log"))
                     continue
                 try:
-                    event = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    problems.append(ChainProblem(lineno, f"line is not valid JSON ({exc.msg})"))
+                    event = strict_json(line)
+                    if not isinstance(event, dict):
+                        raise ValueError("not a JSON object")
+                except ValueError as exc:
+                    problems.append(ChainProblem(lineno, f"line is not valid JSON ({str(exc)[:80]})"))
                     prev = "?"
                     expect_seq += 1
                     continue
@@ -167,14 +446,36 @@ class CustodyLog:
                         ChainProblem(lineno, f"sequence number {event.get('seq')} where {expect_seq} was expected")
                     )
                 prev = str(event.get("hash"))
-                expect_seq = int(event.get("seq", expect_seq)) + 1
-        head_seq, head_hash = self._head()
-        if (head_seq, head_hash) != (expect_seq - 1, prev):
-            problems.append(
-                ChainProblem(
-                    count,
-                    f"custody.head names event {head_seq} ({head_hash[:12]}) but the log ends at event "
-                    f"{expect_seq - 1} ({prev[:12]}): events were removed or appended outside triage",
+                seq = event.get("seq")
+                expect_seq = (seq if isinstance(seq, int) else expect_seq) + 1
+                if anchor is not None and prev == anchor:
+                    anchor_seq = expect_seq - 1
+        facts["last_seq"], facts["last_hash"] = expect_seq - 1, prev
+        try:
+            head_seq, head_hash = self._head()
+        except ValueError as exc:
+            problems.append(ChainProblem(count, str(exc)))
+        except OSError as exc:
+            problems.append(ChainProblem(count, f"custody.head cannot be read ({exc.strerror})"))
+        else:
+            if (head_seq, head_hash) != (expect_seq - 1, prev):
+                problems.append(
+                    ChainProblem(
+                        count,
+                        f"custody.head names event {head_seq} ({head_hash[:12]}) but the log ends at event "
+                        f"{expect_seq - 1} ({prev[:12]}): events were removed or appended outside triage",
+                    )
                 )
-            )
-        return count, problems
+        if anchor is not None:
+            if anchor_seq is None:
+                problems.append(
+                    ChainProblem(
+                        count,
+                        f"the head kept elsewhere ({anchor[:12]}) is not in the chain: events were removed "
+                        "or the log was rewritten",
+                    )
+                )
+            else:
+                facts["anchor_seq"] = anchor_seq
+                facts["events_after_anchor"] = expect_seq - 1 - anchor_seq
+        return count, problems, facts

@@ -465,6 +465,7 @@ def _write_run(
         "options": options,  # e.g. extra --sigma/--yara folders, for the report's provenance
         "executor": executor,
         "units": sorted(plan.units, key=lambda u: (u["analyzer"], u["evidence_id"])),
+        "results": case.result_hashes(sorted(analyzers_run)),  # verify checks results/ against these
     }
     body = storable_value(json.loads(json.dumps(body, default=str)))  # error messages may quote evidence names
     _atomic_write(run_file, json.dumps(body, indent=1, ensure_ascii=False).encode())

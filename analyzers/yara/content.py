@@ -292,7 +292,8 @@ def report_rule_load(case: Any, dirs: list[str], options: dict[str, Any] | None 
         "skipped_files": [Path(f.path).name for f in compiled.skipped],
         "cache_hit": bool(rep["cache"].get("hit")),
     }
-    case.custody.append("rules_loaded", engine="yara", **info)
+    record = {"record": "runs/yara-rules.json", "record_sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
+    case.custody.append("rules_loaded", engine="yara", **info, **record)  # verify checks the record by its hash
     log.info(
         "YARA rule files: %d compiled (%s), %d skipped%s; details in %s",
         info["loaded"],

@@ -31,9 +31,11 @@ def test_changed_artifact_is_named(case: Case) -> None:
     path.write_bytes(bytes(data))
     rep = verify_case(case)
     assert not rep.ok
-    assert [p["where"] for p in rep.problems] == [f"{row.artifact_id} {row.relpath}"]
+    assert [p["where"] for p in rep.problems] == [f"{row.artifact_id} {row.relpath}"] * 2
     assert rep.problems[0]["problem"].startswith(f"sha256 changed: manifest {row.sha256}, now ")
-    assert rep.warnings and "writable" in rep.warnings[0]["warning"]
+    # writable evidence is a failure in itself, not a warning
+    assert rep.problems[1]["problem"] == "artifact is writable (evidence copies are read-only)"
+    assert rep.exit_code == ExitCode.INTEGRITY
 
 
 def test_missing_and_extra_files(case: Case) -> None:
