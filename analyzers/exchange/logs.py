@@ -419,14 +419,44 @@ class LogReader:
         self.block_size = block_size
         self.header = HeaderState(logtype, self.stats)
         self._decided = False
+        self._placeholders = 0  # header lines standing as empty lines in a merged run (not empty lines)
+
+    def _settle_placeholders(self) -> None:
+        """Take back the header lines a parse of a merged run counted as empty lines."""
+        self.stats.empty_lines = max(0, self.stats.empty_lines - self._placeholders)
+        self._placeholders = 0
 
     # the shared walk: header lines update the state, data runs are handed out with their field list
-    def _data(self) -> Iterator[tuple[int, bytes, int]]:
-        """Runs of data lines ``(first line, bytes, number of lines)``; header lines update the state."""
+    def _data(self) -> Iterator[tuple[int, bytes, int, tuple[str, ...] | None]]:
+        """Runs of data lines ``(first line, bytes, number of lines, field list)``.
+
+        Header lines update the state. A header that leaves the field list as it was (IIS repeats
+        ``#Software ... #Fields`` at every restart) does not end a run: it stands in the run as an
+        empty line, so line numbers stay exact and one parse covers thousands of such blocks.
+        """
+        pending: list[bytes] = []
+        p_first, p_lines, p_bytes, p_blank = 0, 0, 0, 0
+        p_fields: tuple[str, ...] | None = None
+
+        def flush() -> Iterator[tuple[int, bytes, int, tuple[str, ...] | None]]:
+            nonlocal pending, p_lines, p_bytes, p_blank
+            if pending:
+                seg = b"".join(pending)
+                self._placeholders += p_blank
+                yield p_first, seg, p_lines, p_fields
+            pending, p_lines, p_bytes, p_blank = [], 0, 0, 0
+
         for first, block, n_block in iter_blocks(self.path, self.stats, self.block_size):
             for kind, line_no, seg, n in _segments(first, block, n_block):
                 if kind == "header":
+                    before = self.header.fields
                     self.header.header_line(line_no, seg)
+                    if pending and self.header.fields == before and p_first + p_lines == line_no:
+                        pending.append(b"\n")  # runs before a header end with a newline
+                        p_lines += 1
+                        p_blank += 1
+                    else:
+                        yield from flush()
                     continue
                 if not self._decided and self.header.fields is None and self.logtype in DEFAULT_FIELDS:
                     # the first data line of a file without #Fields: header or data?
@@ -444,7 +474,16 @@ class LogReader:
                         if not seg:
                             continue
                 self._decided = True
-                yield line_no, seg, n
+                if pending and (p_fields != self.header.fields or p_first + p_lines != line_no):
+                    yield from flush()
+                if not pending:
+                    p_first, p_fields = line_no, self.header.fields
+                pending.append(seg)
+                p_lines += n
+                p_bytes += len(seg)
+                if p_bytes >= self.block_size:
+                    yield from flush()
+        yield from flush()
 
     # -- full parse -------------------------------------------------------------------------------
     def frames(self, columns: Iterable[str] | None = None) -> Iterator[pd.DataFrame]:
@@ -454,10 +493,10 @@ class LogReader:
         One frame per run of lines under one field list (at most one block), so memory stays bounded.
         """
         wanted = None if columns is None else list(dict.fromkeys(columns))
-        for line_no, seg, n in self._data():
-            fields = self.header.fields
+        for line_no, seg, n, fields in self._data():
             # OAB and unknown logs without #Fields come out as raw lines
             df = self._raw_frame(line_no, seg) if fields is None else self._parse(line_no, seg, n, fields, wanted)
+            self._settle_placeholders()
             if len(df):
                 self.stats.rows += len(df)
                 yield df
@@ -678,7 +717,7 @@ class LogReader:
     def count(self) -> None:
         """Read through the file for its counts and headers only."""
         for _ in self._data():
-            pass
+            self._placeholders = 0
 
 
 def _empty_line_indices(seg: bytes) -> np.ndarray:
