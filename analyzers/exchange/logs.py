@@ -392,6 +392,28 @@ def _segments(first: int, block: bytes, n_block: int) -> Iterator[tuple[str, int
         yield "data", line, block[pos:], first + n_block - line
 
 
+def needle_pattern(needles: Sequence[bytes]) -> str:
+    """One RE2 alternation matching any needle in raw log bytes, whatever bytes the needles hold.
+
+    Attacker-chosen values (a web shell ``shéll.aspx``, a client address with odd bytes) become
+    needles, so nothing here assumes ASCII: every byte outside printable ASCII is written ``\\xNN``
+    (Arrow matches binary data byte by byte). ``ignore_case`` folds ASCII letters only, so a needle
+    that decodes as UTF-8 also goes in lower and upper case (``shéll`` finds ``SHÉLL``).
+    """
+    variants: set[bytes] = set()
+    for n in needles:
+        variants.add(n)
+        try:
+            text = n.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        variants.update((text.lower().encode("utf-8"), text.upper().encode("utf-8")))
+    alts = []
+    for v in sorted(variants):
+        alts.append("".join(re.escape(chr(b)) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in v))
+    return "|".join(alts) if alts else "$.^"  # no needle: a pattern that never matches
+
+
 def _lines(seg: bytes) -> list[bytes]:
     lines = seg.split(b"\n")
     if seg.endswith(b"\n"):
@@ -665,7 +687,7 @@ class LogReader:
     def _matching_raw(self, needles: Sequence[bytes]) -> Iterator[tuple[int, bytes, tuple[str, ...] | None]]:
         # each block is split into lines and searched by Arrow kernels (RE2, case-insensitive) over the
         # raw bytes: no Python work per line, no lower-cased copy, line numbers are array indices
-        pattern = "|".join(re.escape(n.decode("ascii")) for n in needles)
+        pattern = needle_pattern(needles)
         first = 1
         for dropped, block, _n in iter_blocks(self.path, self.stats, self.block_size, count=False):
             first += dropped
@@ -983,6 +1005,7 @@ __all__ = [
     "like_regex",
     "line_time",
     "log_type",
+    "needle_pattern",
     "normalize",
     "sniff_log_type",
     "split_fields",
