@@ -9,7 +9,7 @@ from report_support import HIVES, art, context, finding, run
 
 from triage.report.cisa import DROPDOWN, MSERT_COL, NO_NARRATIVE, TPL_COL, YES_CLEAN, YES_FOUND, cisa_rows
 from triage.report.directive import STATUSES, load_directive
-from triage.report.hosts import VERDICT_CLEAN, VERDICT_COMPROMISED, host_summaries
+from triage.report.hosts import VERDICT_CLEAN, VERDICT_COMPROMISED, VERDICT_INSUFFICIENT, host_summaries
 from triage.report.ledger import build_ledger
 from triage.report.summary import ledger_summary_lines
 
@@ -20,6 +20,7 @@ def _server(*, hives=HIVES, memory=True, tpl_hit=True, build_severity="info", ra
         art("E1", "evtx", "C:/Windows/System32/winevt/Logs/Security.evtx"),
         art("E2", "evtx", "C:/Windows/System32/winevt/Logs/System.evtx"),
         art("X1", "exchange_log", "C:/Exchange/Logging/HttpProxy/Ecp/HttpProxy_2021030302-1.LOG"),
+        art("I1", "iis_log", "C:/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"),
         art("W1", "web_file", "C:/inetpub/wwwroot/aspnet_client/x.aspx"),
         art("F1", "evtx", "C:/Windows/System32/winevt/Logs/Broken.evtx", outcome="failure"),
     ]
@@ -27,6 +28,7 @@ def _server(*, hives=HIVES, memory=True, tpl_hit=True, build_severity="info", ra
         manifest.append(art("M1", "memory_image", "/images/ex1.raw"))
     runs = [run("registry", f"H{i}") for i in range(len(hives))]
     runs += [run("eventlog", "E1"), run("eventlog", "E2", "error"), run("webshell", "W1", "no_findings")]
+    runs.append(run("exchange_weblogs", "I1", "no_findings"))
     if ran_exchange:
         runs.append(run("proxylogon", "X1"))
     findings = [
@@ -148,7 +150,7 @@ def test_ledger_statuses_and_evidence() -> None:
 
 
 def test_verdict_ignores_build_coverage_and_facts() -> None:
-    _, summaries, ledger = _ledger(*_server(tpl_hit=False, build_severity="high"))
+    _, summaries, ledger = _ledger(*_server(tpl_hit=False, build_severity="high", memory=False))
     s = summaries["EX1"]
     # a vulnerable build is not a compromise; its CVEs are no indications either
     assert s.verdict == VERDICT_CLEAN and s.cves == [] and s.indications == 0
@@ -199,7 +201,9 @@ def test_multiple_hosts_and_summary_lines() -> None:
     manifest.append(art("Z1", "evtx", "C:/Windows/System32/winevt/Logs/Security.evtx", host="EX2"))
     _, summaries, ledger = _ledger(manifest, findings, runs)
     assert set(ledger.tally()) == {"EX1", "EX2"}
-    assert summaries["EX2"].verdict == VERDICT_CLEAN
+    # EX2: one event log collected, nothing parsed it, no hives or web logs: no clean verdict
+    assert summaries["EX2"].verdict == VERDICT_INSUFFICIENT
+    assert summaries["EX2"].missing[0] == "Windows event logs: not examined (0 of 1 parsed)"
     lines = ledger_summary_lines(
         {"tally": ledger.tally(), "verdicts": ledger.verdicts, "entries": [e.as_dict() for e in ledger.entries]}
     )
