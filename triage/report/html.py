@@ -25,7 +25,7 @@ from markupsafe import Markup
 from triage.finding import SEVERITIES
 from triage.report.cells import visible_controls
 from triage.report.context import ReportContext
-from triage.report.hosts import VERDICT_COMPROMISED, VERDICT_SUSPICIOUS, HostSummary
+from triage.report.hosts import VERDICT_COMPROMISED, VERDICT_INSUFFICIENT, VERDICT_SUSPICIOUS, HostSummary
 from triage.report.ledger import Ledger
 from triage.report.svg import timeline_svg
 
@@ -279,7 +279,11 @@ def manifest_tables(ctx: ReportContext) -> dict[str, Any]:
 
 
 def _verdict_class(verdict: str) -> str:
-    return {VERDICT_COMPROMISED: "compromised", VERDICT_SUSPICIOUS: "suspicious"}.get(verdict, "clean")
+    return {
+        VERDICT_COMPROMISED: "compromised",
+        VERDICT_SUSPICIOUS: "suspicious",
+        VERDICT_INSUFFICIENT: "insufficient",
+    }.get(verdict, "clean")
 
 
 def render_html(
