@@ -115,13 +115,13 @@ def _csv_table(df: pd.DataFrame) -> Any:
 def write_frame_csv(df: pd.DataFrame, path: Path) -> None:
     """A frame as CSV, every text cell neutralised and quoted (arrow's writer: fast on millions of rows).
 
-    Every text cell is quoted: a separator of any locale (``,`` or ``;``) or a line break inside a cell
-    stays inside it for readers that honour quotes; segments that would start a formula are
-    neutralised for those that do not (see :mod:`triage.report.cells`). Bidi controls show as ``<U+XXXX>``.
+    Cells holding ``,``, a quote or a line break are quoted (a bare CR stays inside its cell). A
+    ``;``-locale reader splits cells at ``;`` whatever the quoting, so every segment that would start a
+    formula is neutralised as well (see :mod:`triage.report.cells`). Bidi controls show as ``<U+XXXX>``.
     """
     import pyarrow.csv as pacsv
 
-    pacsv.write_csv(_csv_table(df), path, pacsv.WriteOptions(quoting_style="all_valid"))
+    pacsv.write_csv(_csv_table(df), path, pacsv.WriteOptions(quoting_style="needed"))
 
 
 def write_findings_csv(df: pd.DataFrame, path: Path) -> None:
