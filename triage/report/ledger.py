@@ -198,10 +198,8 @@ class _HostView:
                     self.run_status[k][status] += 1
                     if status in OK_RUNS:
                         self.examined_ids.update(by_kind.get(k, []))
-        # a finding about an artifact proves an analyzer read it
-        if len(ctx.findings):
-            on_host = np.flatnonzero(ctx.factorized("host")[0] == ctx.code_of("host", host))
-            self.examined_ids.update(ctx.distinct("evidence_id", on_host))
+        # only run records say what was parsed: a finding left by a unit that then failed proves no more
+        # than its own lines
         self.coverage: dict[str, dict[str, Any]] = {}  # evidence family -> coverage (set by the builder)
         ids = self.artifacts["artifact_id"].astype(str)
         self.examined_kinds = set(self.artifacts["kind"][ids.isin(self.examined_ids).to_numpy()].astype(str))
