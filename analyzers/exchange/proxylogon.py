@@ -762,14 +762,19 @@ class ProxyLogonChecks(Analyzer):
                 f"CVE-2021-26858 {len(result.cve26858)} paths",
                 f"CVE-2021-27065 {len(result.http.hits_reset)} resets and {len(result.set_vdir)} ECP logs",
             ]
-            title = "Test-ProxyLogon checks: suspicious activity found"
+            title = "Test-ProxyLogon checks re-run offline (not the script): suspicious activity found"
             message = f"On {unit.host}: " + "; ".join(parts) + ". Each hit is its own finding."
         else:
-            title = "Test-ProxyLogon checks: nothing suspicious detected"
+            title = "Test-ProxyLogon checks re-run offline (not the script): nothing suspicious detected"
             message = (
                 f"On {unit.host} no HttpProxy, OAB generator, ECP or Application log entry matches the script's "
                 "checks (see the log age findings for how far back that holds)."
             )
+        unread = [w.split(": reading stopped", 1)[0] for w in result.warnings if ": reading stopped at an error" in w]
+        if unread:
+            names = ", ".join(short(u, 120) for u in unread[:5])
+            message += f" {len(unread)} file(s) could not be read to the end, so this covers the rest only: {names}"
+            res["unread_files"] = unread
         return unit.finding(
             rule_id="TPL-SUMMARY",
             rule_title="Test-ProxyLogon result",
