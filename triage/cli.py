@@ -491,11 +491,14 @@ def cmd_list(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _fail_on(args: argparse.Namespace, summary: dict[str, Any]) -> ExitCode:
-    threshold = getattr(args, "fail_on", None)
-    worst = summary.get("max_severity")
-    if threshold and worst and SEVERITIES.index(worst) >= SEVERITIES.index(threshold):
-        return ExitCode.FINDINGS
-    return ExitCode.OK
+    """Exit 1 for findings at or above --fail-on, else 4 when a host lacks the evidence for a verdict."""
+    from triage.report.build import outcome
+
+    code, reason = outcome([summary], getattr(args, "fail_on", None))
+    if reason:
+        summary["exit_reason"] = reason
+        log.warning("exit %d: %s", int(code), reason)
+    return code
 
 
 def _os_error_code(args: argparse.Namespace, exc: OSError) -> ExitCode:

@@ -37,7 +37,6 @@ from typing import Any
 from triage.case import safe_host
 from triage.collectors.sources import Source, open_source_path
 from triage.errors import ExitCode, UsageError
-from triage.finding import SEVERITIES
 
 log = logging.getLogger(__name__)
 INDEX = Path("fleet") / "index.json"
@@ -325,13 +324,13 @@ def _fleet_id(root: Path) -> str:
 
 
 def _worst(reports: dict[str, dict[str, Any]], threshold: str | None) -> ExitCode:
-    if not threshold:
-        return ExitCode.OK
-    for rep in reports.values():
-        worst = rep.get("max_severity")
-        if worst and SEVERITIES.index(worst) >= SEVERITIES.index(threshold):
-            return ExitCode.FINDINGS
-    return ExitCode.OK
+    """Exit 1 for findings at or above the threshold on any host, else 4 when a host lacks evidence."""
+    from triage.report.build import outcome
+
+    code, reason = outcome(list(reports.values()), threshold)
+    if reason:
+        log.warning("exit %d: %s", int(code), reason)
+    return code
 
 
 def run_fleet(args: argparse.Namespace, plan: SourcePlan) -> tuple[dict[str, Any], ExitCode]:

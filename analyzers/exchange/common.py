@@ -81,6 +81,19 @@ def report_parse_problems(unit: Unit, stats: Iterable[tuple[str, ParseStats]], l
                     unit.warn(f"{logical}: {w}")
 
 
+def file_failed(failures: list[str] | None, logical: str, exc: BaseException) -> None:
+    """Record that one file of a host unit broke its reader; the unit goes on with the others.
+
+    What was read from the file before the error stays (those lines are real); the rest of it is lost
+    and this warning says so, so no result reads as if the file was examined whole.
+    """
+    if failures is not None:
+        failures.append(
+            f"{logical}: reading stopped at an error ({type(exc).__name__}: {short(exc, 200)}); "
+            "the rest of this file was not examined"
+        )
+
+
 def safe_ts(value: Any) -> pd.Timestamp | None:
     """A log field as a UTC timestamp, or None when it is not one (damaged lines must not raise)."""
     if value is None or value == "":

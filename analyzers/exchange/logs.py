@@ -392,6 +392,28 @@ def _segments(first: int, block: bytes, n_block: int) -> Iterator[tuple[str, int
         yield "data", line, block[pos:], first + n_block - line
 
 
+def needle_pattern(needles: Sequence[bytes]) -> str:
+    """One RE2 alternation matching any needle in raw log bytes, whatever bytes the needles hold.
+
+    Attacker-chosen values (a web shell ``shéll.aspx``, a client address with odd bytes) become
+    needles, so nothing here assumes ASCII: every byte outside printable ASCII is written ``\\xNN``
+    (Arrow matches binary data byte by byte). ``ignore_case`` folds ASCII letters only, so a needle
+    that decodes as UTF-8 also goes in lower and upper case (``shéll`` finds ``SHÉLL``).
+    """
+    variants: set[bytes] = set()
+    for n in needles:
+        variants.add(n)
+        try:
+            text = n.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        variants.update((text.lower().encode("utf-8"), text.upper().encode("utf-8")))
+    alts = []
+    for v in sorted(variants):
+        alts.append("".join(re.escape(chr(b)) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in v))
+    return "|".join(alts) if alts else "$.^"  # no needle: a pattern that never matches
+
+
 def _lines(seg: bytes) -> list[bytes]:
     lines = seg.split(b"\n")
     if seg.endswith(b"\n"):
@@ -419,14 +441,44 @@ class LogReader:
         self.block_size = block_size
         self.header = HeaderState(logtype, self.stats)
         self._decided = False
+        self._placeholders = 0  # header lines standing as empty lines in a merged run (not empty lines)
+
+    def _settle_placeholders(self) -> None:
+        """Take back the header lines a parse of a merged run counted as empty lines."""
+        self.stats.empty_lines = max(0, self.stats.empty_lines - self._placeholders)
+        self._placeholders = 0
 
     # the shared walk: header lines update the state, data runs are handed out with their field list
-    def _data(self) -> Iterator[tuple[int, bytes, int]]:
-        """Runs of data lines ``(first line, bytes, number of lines)``; header lines update the state."""
+    def _data(self) -> Iterator[tuple[int, bytes, int, tuple[str, ...] | None]]:
+        """Runs of data lines ``(first line, bytes, number of lines, field list)``.
+
+        Header lines update the state. A header that leaves the field list as it was (IIS repeats
+        ``#Software ... #Fields`` at every restart) does not end a run: it stands in the run as an
+        empty line, so line numbers stay exact and one parse covers thousands of such blocks.
+        """
+        pending: list[bytes] = []
+        p_first, p_lines, p_bytes, p_blank = 0, 0, 0, 0
+        p_fields: tuple[str, ...] | None = None
+
+        def flush() -> Iterator[tuple[int, bytes, int, tuple[str, ...] | None]]:
+            nonlocal pending, p_lines, p_bytes, p_blank
+            if pending:
+                seg = b"".join(pending)
+                self._placeholders += p_blank
+                yield p_first, seg, p_lines, p_fields
+            pending, p_lines, p_bytes, p_blank = [], 0, 0, 0
+
         for first, block, n_block in iter_blocks(self.path, self.stats, self.block_size):
             for kind, line_no, seg, n in _segments(first, block, n_block):
                 if kind == "header":
+                    before = self.header.fields
                     self.header.header_line(line_no, seg)
+                    if pending and self.header.fields == before and p_first + p_lines == line_no:
+                        pending.append(b"\n")  # runs before a header end with a newline
+                        p_lines += 1
+                        p_blank += 1
+                    else:
+                        yield from flush()
                     continue
                 if not self._decided and self.header.fields is None and self.logtype in DEFAULT_FIELDS:
                     # the first data line of a file without #Fields: header or data?
@@ -444,7 +496,16 @@ class LogReader:
                         if not seg:
                             continue
                 self._decided = True
-                yield line_no, seg, n
+                if pending and (p_fields != self.header.fields or p_first + p_lines != line_no):
+                    yield from flush()
+                if not pending:
+                    p_first, p_fields = line_no, self.header.fields
+                pending.append(seg)
+                p_lines += n
+                p_bytes += len(seg)
+                if p_bytes >= self.block_size:
+                    yield from flush()
+        yield from flush()
 
     # -- full parse -------------------------------------------------------------------------------
     def frames(self, columns: Iterable[str] | None = None) -> Iterator[pd.DataFrame]:
@@ -454,10 +515,10 @@ class LogReader:
         One frame per run of lines under one field list (at most one block), so memory stays bounded.
         """
         wanted = None if columns is None else list(dict.fromkeys(columns))
-        for line_no, seg, n in self._data():
-            fields = self.header.fields
+        for line_no, seg, n, fields in self._data():
             # OAB and unknown logs without #Fields come out as raw lines
             df = self._raw_frame(line_no, seg) if fields is None else self._parse(line_no, seg, n, fields, wanted)
+            self._settle_placeholders()
             if len(df):
                 self.stats.rows += len(df)
                 yield df
@@ -626,7 +687,7 @@ class LogReader:
     def _matching_raw(self, needles: Sequence[bytes]) -> Iterator[tuple[int, bytes, tuple[str, ...] | None]]:
         # each block is split into lines and searched by Arrow kernels (RE2, case-insensitive) over the
         # raw bytes: no Python work per line, no lower-cased copy, line numbers are array indices
-        pattern = "|".join(re.escape(n.decode("ascii")) for n in needles)
+        pattern = needle_pattern(needles)
         first = 1
         for dropped, block, _n in iter_blocks(self.path, self.stats, self.block_size, count=False):
             first += dropped
@@ -678,7 +739,7 @@ class LogReader:
     def count(self) -> None:
         """Read through the file for its counts and headers only."""
         for _ in self._data():
-            pass
+            self._placeholders = 0
 
 
 def _empty_line_indices(seg: bytes) -> np.ndarray:
@@ -944,6 +1005,7 @@ __all__ = [
     "like_regex",
     "line_time",
     "log_type",
+    "needle_pattern",
     "normalize",
     "sniff_log_type",
     "split_fields",

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from triage.analyzers.exchange.common import AA21_062A, LogFile, iso, short, unit_files
+from triage.analyzers.exchange.common import AA21_062A, LogFile, file_failed, iso, short, unit_files
 from triage.analyzers.exchange.logs import ECP, HTTPPROXY, IIS, SOURCE_COLUMNS, LogReader, normalize
 from triage.analyzers.exchange.proxylogon import (
     OabHit,
@@ -97,15 +97,21 @@ def _rows(
         reader = LogReader(f.path, logtype)
         stats[f.logical] = reader.stats
         date = None
-        for frame in reader.matching_frames(needles, SOURCE_COLUMNS[logtype]):
-            date = date or (reader.stats.date_headers[-1] if reader.stats.date_headers else None)
-            df = normalize(frame, logtype, f.logical, date)
-            m = keep(df)
-            if m.any():
-                out.append(df.loc[m, list(STEP_COLUMNS)])
+        try:
+            for frame in reader.matching_frames(needles, SOURCE_COLUMNS[logtype]):
+                date = date or (reader.stats.date_headers[-1] if reader.stats.date_headers else None)
+                df = normalize(frame, logtype, f.logical, date)
+                m = keep(df)
+                if m.any():
+                    out.append(df.loc[m, list(STEP_COLUMNS)])
+        except Exception as exc:  # one unreadable log costs only itself
+            file_failed(stats.setdefault(FAILURES, []), f.logical, exc)
     if not out:
         return pd.DataFrame(columns=list(STEP_COLUMNS))
     return pd.concat(out, ignore_index=True)
+
+
+FAILURES = "_failures"  # the key under which _rows leaves its per-file errors in the stats dict
 
 
 def _needles(values: Iterable[str]) -> list[bytes]:
@@ -295,21 +301,24 @@ def _management_events(files: list[LogFile], warnings: list[str]) -> list[dict[s
         if f.kind != "evtx" or not f.logical.lower().endswith("msexchange management.evtx"):
             continue
         rs = ReadStats()
-        for frame in iter_evtx(f.path, rs):
-            data_cols = [c for c in frame.columns if c not in SYSTEM_COLUMNS]
-            if not data_cols:
-                continue
-            text = frame[data_cols].fillna("").astype("str").agg(" ".join, axis=1)
-            hit = text.str.contains("VirtualDirectory", case=False, regex=False)
-            for i in frame.index[hit]:
-                out.append(
-                    {
-                        "_ts": frame.at[i, "TimeCreated"],
-                        "ts": iso(frame.at[i, "TimeCreated"]),
-                        "source": f.logical,
-                        "what": "MSExchange Management cmdlet: " + short(text[i], 400),
-                    }
-                )
+        try:
+            for frame in iter_evtx(f.path, rs):
+                data_cols = [c for c in frame.columns if c not in SYSTEM_COLUMNS]
+                if not data_cols:
+                    continue
+                text = frame[data_cols].fillna("").astype("str").agg(" ".join, axis=1)
+                hit = text.str.contains("VirtualDirectory", case=False, regex=False)
+                for i in frame.index[hit]:
+                    out.append(
+                        {
+                            "_ts": frame.at[i, "TimeCreated"],
+                            "ts": iso(frame.at[i, "TimeCreated"]),
+                            "source": f.logical,
+                            "what": "MSExchange Management cmdlet: " + short(text[i], 400),
+                        }
+                    )
+        except Exception as exc:  # one unreadable event log costs only itself
+            file_failed(warnings, f.logical, exc)
         warnings.extend(f"{f.logical}: {w}" for w in rs.warnings[:10])
     return out
 
@@ -346,7 +355,7 @@ def build_narratives(
     """The narratives of one host's logs (empty without Test-ProxyLogon seeds) and the parse stats."""
     warnings = warnings if warnings is not None else []
     stats: dict[str, Any] = {}
-    scan = scan_httpproxy(files)
+    scan = scan_httpproxy(files, failures=warnings)
     stats.update(scan.stats)
     seeds = pd.concat([scan.hits_26855, scan.hits_reset], ignore_index=True)
     ip = seeds["ClientIpAddress"].fillna("").astype("str").str.strip()
@@ -354,8 +363,9 @@ def build_narratives(
     seeds = seeds[seeds["ClientIpAddress"] != ""]
     if not len(seeds):
         return [], stats
-    oab = check_26858(files)
+    oab = check_26858(files, failures=warnings)
     rows, names = collect(files, seeds, oab, stats)
+    warnings.extend(stats.pop(FAILURES, []))
     titles, ids = _labels(rows, ruleset)
     events = host_events(files, oab, warnings)
     out: list[Narrative] = []

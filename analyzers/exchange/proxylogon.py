@@ -37,6 +37,7 @@ from triage.analyzers.exchange.common import (
     MAX_PER_CHECK,
     TPL_REFERENCE,
     LogFile,
+    file_failed,
     iso,
     report_parse_problems,
     safe_ts,
@@ -135,7 +136,9 @@ def _hit_frame(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)[cols]
 
 
-def scan_httpproxy(files: Iterable[LogFile], *, prefilter: bool = True) -> HttpProxyScan:
+def scan_httpproxy(
+    files: Iterable[LogFile], *, prefilter: bool = True, failures: list[str] | None = None
+) -> HttpProxyScan:
     """CVE-2021-26855 and CVE-2021-27065 Reset-VDir over HttpProxy logs.
 
     ``prefilter=False`` parses every row (for measuring what the pre-filter saves); results are equal.
@@ -149,30 +152,33 @@ def scan_httpproxy(files: Iterable[LogFile], *, prefilter: bool = True) -> HttpP
         if not _is_log(f):
             scan.skipped.append(f.logical)
             continue
-        reader = LogReader(f.path, HTTPPROXY)
-        scan.stats[f.logical] = reader.stats
-        folder = httpproxy_folder(f.logical)
-        is_ecp = folder.lower() == "ecp"
-        frames = reader.matching_frames([SERVERINFO], TPL_COLUMNS) if prefilter else reader.frames(TPL_COLUMNS)
         seen_serverinfo = reset_hit = False
-        for df in frames:
-            for c in TPL_COLUMNS:
-                if c not in df.columns:
-                    df[c] = pd.Series([None] * len(df), index=df.index, dtype="str")
-            anchor = df["AnchorMailbox"]
-            if prefilter:
-                seen_serverinfo = True
-            elif not seen_serverinfo:
-                seen_serverinfo = bool(anchor.fillna("").str.contains("serverinfo~", case=False, regex=False).any())
-            extra = {"file": f.logical, "folder": folder, "header_source": reader.stats.header_source}
-            m = mask_26855(anchor)
-            if m.any():
-                h26855.append(df.loc[m].assign(**extra, line=df.loc[m, "_line"]))
-            if is_ecp:
-                r = mask_reset_vdir(anchor, df["HttpStatus"])
-                if r.any():
-                    reset_hit = True
-                    hreset.append(df.loc[r].assign(**extra, line=df.loc[r, "_line"]))
+        try:
+            reader = LogReader(f.path, HTTPPROXY)
+            scan.stats[f.logical] = reader.stats
+            folder = httpproxy_folder(f.logical)
+            is_ecp = folder.lower() == "ecp"
+            frames = reader.matching_frames([SERVERINFO], TPL_COLUMNS) if prefilter else reader.frames(TPL_COLUMNS)
+            for df in frames:
+                for c in TPL_COLUMNS:
+                    if c not in df.columns:
+                        df[c] = pd.Series([None] * len(df), index=df.index, dtype="str")
+                anchor = df["AnchorMailbox"]
+                if prefilter:
+                    seen_serverinfo = True
+                elif not seen_serverinfo:
+                    seen_serverinfo = bool(anchor.fillna("").str.contains("serverinfo~", case=False, regex=False).any())
+                extra = {"file": f.logical, "folder": folder, "header_source": reader.stats.header_source}
+                m = mask_26855(anchor)
+                if m.any():
+                    h26855.append(df.loc[m].assign(**extra, line=df.loc[m, "_line"]))
+                if is_ecp:
+                    r = mask_reset_vdir(anchor, df["HttpStatus"])
+                    if r.any():
+                        reset_hit = True
+                        hreset.append(df.loc[r].assign(**extra, line=df.loc[r, "_line"]))
+        except Exception as exc:  # one unreadable log costs only itself
+            file_failed(failures, f.logical, exc)
         if seen_serverinfo:
             scan.files_26855.append(f.logical)
         if reset_hit:
@@ -195,7 +201,9 @@ class OabHit:
     row: Any = None
 
 
-def check_26858(files: Iterable[LogFile], stats: dict[str, ParseStats] | None = None) -> list[OabHit]:
+def check_26858(
+    files: Iterable[LogFile], stats: dict[str, ParseStats] | None = None, failures: list[str] | None = None
+) -> list[OabHit]:
     """CVE-2021-26858: OAB generator download failures whose temporary file is outside ClientAccess\\OAB."""
     out: list[OabHit] = []
     for f in files:
@@ -206,14 +214,17 @@ def check_26858(files: Iterable[LogFile], stats: dict[str, ParseStats] | None = 
         reader = LogReader(f.path, OAB)
         if stats is not None:
             stats[f.logical] = reader.stats
-        for line_no, text in reader.matching_lines([OAB_NEEDLE]):
-            m = OAB_DOWNLOAD.search(text)
-            if m is None:
-                continue
-            path = m.group(1)
-            if path.lower().startswith(expected):
-                continue
-            out.append(OabHit(path, f.logical, line_no, line_time(text, OAB), text, root, f.row))
+        try:
+            for line_no, text in reader.matching_lines([OAB_NEEDLE]):
+                m = OAB_DOWNLOAD.search(text)
+                if m is None:
+                    continue
+                path = m.group(1)
+                if path.lower().startswith(expected):
+                    continue
+                out.append(OabHit(path, f.logical, line_no, line_time(text, OAB), text, root, f.row))
+        except Exception as exc:  # one unreadable log costs only itself
+            file_failed(failures, f.logical, exc)
     return out
 
 
@@ -243,7 +254,9 @@ def _maybe_set_vdir(text: str) -> bool:
     )
 
 
-def check_27065_set(files: Iterable[LogFile], stats: dict[str, ParseStats] | None = None) -> list[SetVDirHit]:
+def check_27065_set(
+    files: Iterable[LogFile], stats: dict[str, ParseStats] | None = None, failures: list[str] | None = None
+) -> list[SetVDirHit]:
     """CVE-2021-27065 Set-VDir: ECP Server logs with a ``Set-*VirtualDirectory`` URL holding a tag."""
     out: list[SetVDirHit] = []
     for f in files:
@@ -253,17 +266,20 @@ def check_27065_set(files: Iterable[LogFile], stats: dict[str, ParseStats] | Non
         if stats is not None:
             stats[f.logical] = reader.stats
         hit: SetVDirHit | None = None
-        for line_no, text in reader.matching_lines([b"virtualdirectory"]):
-            if not _maybe_set_vdir(text):
-                continue
-            m = SET_VDIR.search(text)
-            if m is None:
-                continue
-            if hit is None:
-                hit = SetVDirHit(f.logical, line_no, line_time(text, ECP), text, m.group(1), 0, [], f.row)
-            hit.match_count += 1
-            if len(hit.lines) < 50:
-                hit.lines.append(line_no)
+        try:
+            for line_no, text in reader.matching_lines([b"virtualdirectory"]):
+                if not _maybe_set_vdir(text):
+                    continue
+                m = SET_VDIR.search(text)
+                if m is None:
+                    continue
+                if hit is None:
+                    hit = SetVDirHit(f.logical, line_no, line_time(text, ECP), text, m.group(1), 0, [], f.row)
+                hit.match_count += 1
+                if len(hit.lines) < 50:
+                    hit.lines.append(line_no)
+        except Exception as exc:  # one unreadable log costs only itself
+            file_failed(failures, f.logical, exc)
         if hit is not None:
             out.append(hit)
     return out
@@ -279,34 +295,37 @@ def check_26857(files: Iterable[LogFile], warnings: list[str] | None = None) -> 
         if f.kind != "evtx" or not f.logical.lower().endswith("application.evtx"):
             continue
         rs = ReadStats()
-        for frame in iter_evtx(f.path, rs):
-            provider = frame["Provider"].fillna("").astype("str").str.lower() == UM_PROVIDER.lower()
-            sel = provider & (frame["Level"] == 2).fillna(False)
-            if not sel.any():
-                continue
-            sub = frame.loc[sel]
-            data_cols = [c for c in sub.columns if c not in SYSTEM_COLUMNS]
-            message = (
-                sub[data_cols].fillna("").astype("str").agg("\n".join, axis=1)
-                if data_cols
-                else pd.Series([""] * len(sub), index=sub.index, dtype="str")
-            )
-            hit = like(message, f"*{UM_MESSAGE}*")
-            if hit.any():
-                found.append(
-                    pd.DataFrame(
-                        {
-                            "TimeCreated": sub.loc[hit, "TimeCreated"],
-                            "MachineName": sub.loc[hit, "Computer"],
-                            "Message": message[hit],
-                            "EventID": sub.loc[hit, "EventID"],
-                            "EventRecordID": sub.loc[hit, "EventRecordID"],
-                            "Provider": sub.loc[hit, "Provider"],
-                            "Level": sub.loc[hit, "Level"],
-                            "file": f.logical,
-                        }
-                    )
+        try:
+            for frame in iter_evtx(f.path, rs):
+                provider = frame["Provider"].fillna("").astype("str").str.lower() == UM_PROVIDER.lower()
+                sel = provider & (frame["Level"] == 2).fillna(False)
+                if not sel.any():
+                    continue
+                sub = frame.loc[sel]
+                data_cols = [c for c in sub.columns if c not in SYSTEM_COLUMNS]
+                message = (
+                    sub[data_cols].fillna("").astype("str").agg("\n".join, axis=1)
+                    if data_cols
+                    else pd.Series([""] * len(sub), index=sub.index, dtype="str")
                 )
+                hit = like(message, f"*{UM_MESSAGE}*")
+                if hit.any():
+                    found.append(
+                        pd.DataFrame(
+                            {
+                                "TimeCreated": sub.loc[hit, "TimeCreated"],
+                                "MachineName": sub.loc[hit, "Computer"],
+                                "Message": message[hit],
+                                "EventID": sub.loc[hit, "EventID"],
+                                "EventRecordID": sub.loc[hit, "EventRecordID"],
+                                "Provider": sub.loc[hit, "Provider"],
+                                "Level": sub.loc[hit, "Level"],
+                                "file": f.logical,
+                            }
+                        )
+                    )
+        except Exception as exc:  # one unreadable event log costs only itself
+            file_failed(warnings, f.logical, exc)
         if warnings is not None:
             warnings.extend(f"{f.logical}: {w}" for w in rs.warnings[:20])
     if not found:
@@ -354,7 +373,7 @@ def _folder_of(f: LogFile) -> str | None:
     return None
 
 
-def log_age(files: Iterable[LogFile]) -> dict[str, FolderAge]:
+def log_age(files: Iterable[LogFile], failures: list[str] | None = None) -> dict[str, FolderAge]:
     """Oldest and newest record time per Test-ProxyLogon log folder, and its age at collection time."""
     ages = {name: FolderAge(name, FOLDER_PATHS[name]) for name, _, _ in LOG_AGE_FOLDERS}
     for f in files:
@@ -364,7 +383,11 @@ def log_age(files: Iterable[LogFile]) -> dict[str, FolderAge]:
         age = ages[name]
         age.files.append(f)
         age.bytes += (f.row.size or 0) if f.row is not None else 0
-        span = time_span(f.path, f.logtype)
+        try:
+            span = time_span(f.path, f.logtype)
+        except Exception as exc:  # an unreadable log has no span; the others still count
+            file_failed(failures, f.logical, exc)
+            continue
         if span.first is not None and (age.earliest is None or span.first < age.earliest):
             age.earliest, age.earliest_source, age.earliest_file = span.first, span.first_source, f.logical
         if span.last is not None and (age.latest is None or span.last > age.latest):
@@ -425,12 +448,12 @@ class TplResult:
 def test_proxylogon(files: list[LogFile], *, prefilter: bool = True) -> TplResult:
     """Run every check over one host's logs and event logs."""
     warnings: list[str] = []
-    http = scan_httpproxy(files, prefilter=prefilter)
+    http = scan_httpproxy(files, prefilter=prefilter, failures=warnings)
     stats = dict(http.stats)
-    oab = check_26858(files, stats)
-    set_vdir = check_27065_set(files, stats)
+    oab = check_26858(files, stats, warnings)
+    set_vdir = check_27065_set(files, stats, warnings)
     um = check_26857(files, warnings)
-    return TplResult(http, um, oab, set_vdir, log_age(files), stats, warnings)
+    return TplResult(http, um, oab, set_vdir, log_age(files, warnings), stats, warnings)
 
 
 test_proxylogon.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite the name
@@ -739,14 +762,19 @@ class ProxyLogonChecks(Analyzer):
                 f"CVE-2021-26858 {len(result.cve26858)} paths",
                 f"CVE-2021-27065 {len(result.http.hits_reset)} resets and {len(result.set_vdir)} ECP logs",
             ]
-            title = "Test-ProxyLogon checks: suspicious activity found"
+            title = "Test-ProxyLogon checks re-run offline (not the script): suspicious activity found"
             message = f"On {unit.host}: " + "; ".join(parts) + ". Each hit is its own finding."
         else:
-            title = "Test-ProxyLogon checks: nothing suspicious detected"
+            title = "Test-ProxyLogon checks re-run offline (not the script): nothing suspicious detected"
             message = (
                 f"On {unit.host} no HttpProxy, OAB generator, ECP or Application log entry matches the script's "
                 "checks (see the log age findings for how far back that holds)."
             )
+        unread = [w.split(": reading stopped", 1)[0] for w in result.warnings if ": reading stopped at an error" in w]
+        if unread:
+            names = ", ".join(short(u, 120) for u in unread[:5])
+            message += f" {len(unread)} file(s) could not be read to the end, so this covers the rest only: {names}"
+            res["unread_files"] = unread
         return unit.finding(
             rule_id="TPL-SUMMARY",
             rule_title="Test-ProxyLogon result",

@@ -1,4 +1,4 @@
-"""The three Exchange analyzers are registered as declared units."""
+"""The four Exchange analyzers are registered as declared units."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ def test_declarations() -> None:
     found = registry.discover()
     assert "triage.analyzers.exchange" not in registry.import_failures()
     got = {n: (c.scope, c.consumes, c.rules) for n, c in found.items() if n in {"proxylogon", "exchange_weblogs",
-                                                                               "proxylogon_narrative"}}  # fmt: skip
+                                                                               "proxylogon_narrative",
+                                                                               "testproxylogon_output"}}  # fmt: skip
     assert got == {
         "proxylogon": ("host", ("exchange_log", "evtx"), ()),
         "exchange_weblogs": ("artifact", ("exchange_log", "iis_log"), ("exchange",)),
         "proxylogon_narrative": ("host", ("exchange_log", "iis_log", "evtx"), ("exchange",)),
+        "testproxylogon_output": ("artifact", ("testproxylogon_csv",), ()),
     }
     for name in got:
         cls = found[name]

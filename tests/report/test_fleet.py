@@ -133,21 +133,23 @@ def test_totals_count_each_group_with_its_hosts() -> None:
         _row("D", exchange_version="2010", build_status="unknown", patched_march_2021="unknown")
         | {"updated_april_2021": "unknown"},
         _row("E", exchange_version="", build_status="", patched_march_2021="", updated_april_2021=""),
+        _row("F", verdict="insufficient evidence"),
     ]
     t = fleet_totals(rows)
     assert t["counts"] == {
-        "hosts": 5,
-        "exchange_servers": 4,
+        "hosts": 6,
+        "exchange_servers": 5,
         "exchange_2013": 1,
-        "exchange_2016": 1,
+        "exchange_2016": 2,
         "exchange_2019": 1,
         "exchange_other": 1,
-        "updated": 2,
+        "updated": 3,
         "not_updated": 1,
         "update_unknown": 1,
         "proxylogon_unpatched": 1,
         "compromised": 0,
         "suspicious": 1,
+        "insufficient_evidence": 1,
         "to_disconnect": 1,
         "failed_steps": 1,
         "not_triaged": 0,
@@ -155,7 +157,8 @@ def test_totals_count_each_group_with_its_hosts() -> None:
     assert t["hosts"]["exchange_other"] == ["D"] and t["hosts"]["update_unknown"] == ["D"]
     frame = cisa_fleet_frame(t)
     assert list(frame.columns) == ["item", "count", "hosts", "note"]
-    assert frame.set_index("item").loc["Exchange Server 2016", "hosts"] == "A"
+    assert frame.set_index("item").loc["Exchange Server 2016", "hosts"] == "A; F"
+    assert frame.set_index("item").loc["Insufficient evidence for a verdict", "hosts"] == "F"
 
 
 def test_builder_builds_match_the_build_table() -> None:

@@ -7,9 +7,18 @@ from pathlib import Path
 import pytest
 from report_support import HIVES, art, context, finding, run
 
-from triage.report.cisa import DROPDOWN, MSERT_COL, NO_NARRATIVE, TPL_COL, YES_CLEAN, YES_FOUND, cisa_rows
+from triage.report.cisa import (
+    DROPDOWN,
+    MSERT_COL,
+    NO_NARRATIVE,
+    TPL_BASIS_COL,
+    TPL_COL,
+    YES_CLEAN,
+    YES_FOUND,
+    cisa_rows,
+)
 from triage.report.directive import STATUSES, load_directive
-from triage.report.hosts import VERDICT_CLEAN, VERDICT_COMPROMISED, host_summaries
+from triage.report.hosts import VERDICT_CLEAN, VERDICT_COMPROMISED, VERDICT_INSUFFICIENT, host_summaries
 from triage.report.ledger import build_ledger
 from triage.report.summary import ledger_summary_lines
 
@@ -20,6 +29,7 @@ def _server(*, hives=HIVES, memory=True, tpl_hit=True, build_severity="info", ra
         art("E1", "evtx", "C:/Windows/System32/winevt/Logs/Security.evtx"),
         art("E2", "evtx", "C:/Windows/System32/winevt/Logs/System.evtx"),
         art("X1", "exchange_log", "C:/Exchange/Logging/HttpProxy/Ecp/HttpProxy_2021030302-1.LOG"),
+        art("I1", "iis_log", "C:/inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"),
         art("W1", "web_file", "C:/inetpub/wwwroot/aspnet_client/x.aspx"),
         art("F1", "evtx", "C:/Windows/System32/winevt/Logs/Broken.evtx", outcome="failure"),
     ]
@@ -27,6 +37,7 @@ def _server(*, hives=HIVES, memory=True, tpl_hit=True, build_severity="info", ra
         manifest.append(art("M1", "memory_image", "/images/ex1.raw"))
     runs = [run("registry", f"H{i}") for i in range(len(hives))]
     runs += [run("eventlog", "E1"), run("eventlog", "E2", "error"), run("webshell", "W1", "no_findings")]
+    runs.append(run("exchange_weblogs", "I1", "no_findings"))
     if ran_exchange:
         runs.append(run("proxylogon", "X1"))
     findings = [
@@ -148,7 +159,7 @@ def test_ledger_statuses_and_evidence() -> None:
 
 
 def test_verdict_ignores_build_coverage_and_facts() -> None:
-    _, summaries, ledger = _ledger(*_server(tpl_hit=False, build_severity="high"))
+    _, summaries, ledger = _ledger(*_server(tpl_hit=False, build_severity="high", memory=False))
     s = summaries["EX1"]
     # a vulnerable build is not a compromise; its CVEs are no indications either
     assert s.verdict == VERDICT_CLEAN and s.cves == [] and s.indications == 0
@@ -156,7 +167,12 @@ def test_verdict_ignores_build_coverage_and_facts() -> None:
     assert ledger.get("EX1", "32").status == "not done"  # fail_at: a vulnerable build fails the SU step
     assert any(c.startswith("step 5.1 not done") for c in s.caveats)
     row = cisa_rows("CASE-T", summaries, ledger)[0]
-    assert row[TPL_COL] == YES_CLEAN and row[MSERT_COL] == ""
+    # only the offline checks ran: the script's dropdown stays blank, the basis says what ran
+    assert row[TPL_COL] == "" and row[MSERT_COL] == ""
+    assert row[TPL_BASIS_COL].startswith(
+        "offline equivalent checks: the script's checks over 1 collected Exchange logs, no indications found; "
+        "the script itself did not run"
+    )
     assert row["Hostname (internal)"] == "ex1.corp.example"
     assert row["Server internal IP(s)"] == "10.0.0.5, 10.0.1.5"
 
@@ -165,16 +181,34 @@ def test_cisa_dropdowns_follow_the_ledger() -> None:
     _, summaries, ledger = _ledger(*_server())
     row = cisa_rows("CASE-T", summaries, ledger)[0]
     assert summaries["EX1"].verdict == VERDICT_COMPROMISED
-    assert row[TPL_COL] == YES_FOUND
+    assert row[TPL_COL] == ""  # offline checks found the SSRF, but the script did not run
+    assert row[TPL_BASIS_COL].startswith("offline equivalent checks: ") and "indications found" in row[TPL_BASIS_COL]
     assert "us-cert.cisa.gov/report" in row["Notes"]
     _, summaries, ledger = _ledger(*_server(ran_exchange=False, tpl_hit=False))
     row = cisa_rows("CASE-T", summaries, ledger)[0]
-    assert row[TPL_COL] == NO_NARRATIVE and "not examined: exchange_log (1)" in row["Notes"]
+    assert row[TPL_COL] == NO_NARRATIVE
+    assert row[TPL_BASIS_COL] == "not run: no script output in the evidence and no Exchange logs parsed"
+    assert "not run" in row["Notes"]
     assert set(DROPDOWN) == {
         "Yes (no indications of compromise found)",
         "Yes (indications of compromise found)",
         "No (must provide narrative explanation in comments section)",
     }
+
+
+@pytest.mark.parametrize(("script_hit", "value"), [(True, YES_FOUND), (False, YES_CLEAN)])
+def test_cisa_cell_from_the_script_output(script_hit: bool, value: str) -> None:
+    manifest, findings, runs = _server(tpl_hit=False)
+    manifest.append(art("T1", "testproxylogon_csv", "D:/Test-ProxyLogonLogs/EX1-Cve-2021-26855.csv"))
+    runs.append(run("testproxylogon_output", "T1"))
+    findings.append(finding("TPL-OUT-FILE", "T1", tags="test-proxylogon", ed2102_steps="22"))
+    if script_hit:
+        findings.append(finding("TPL-OUT-CVE-2021-26855", "T1", severity="high", cve="CVE-2021-26855"))
+    ctx, summaries, ledger = _ledger(manifest, findings, runs)
+    row = cisa_rows("CASE-T", summaries, ledger, ctx.findings)[0]
+    assert row[TPL_COL] == value
+    assert row[TPL_BASIS_COL] == "script output found in the evidence (EX1-Cve-2021-26855.csv)"
+    assert ledger.get("EX1", "22").status == "done"
 
 
 def test_missing_hives_and_not_applicable() -> None:
@@ -199,7 +233,9 @@ def test_multiple_hosts_and_summary_lines() -> None:
     manifest.append(art("Z1", "evtx", "C:/Windows/System32/winevt/Logs/Security.evtx", host="EX2"))
     _, summaries, ledger = _ledger(manifest, findings, runs)
     assert set(ledger.tally()) == {"EX1", "EX2"}
-    assert summaries["EX2"].verdict == VERDICT_CLEAN
+    # EX2: one event log collected, nothing parsed it, no hives or web logs: no clean verdict
+    assert summaries["EX2"].verdict == VERDICT_INSUFFICIENT
+    assert summaries["EX2"].missing[0] == "Windows event logs: not examined (0 of 1 parsed)"
     lines = ledger_summary_lines(
         {"tally": ledger.tally(), "verdicts": ledger.verdicts, "entries": [e.as_dict() for e in ledger.entries]}
     )

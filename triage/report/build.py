@@ -29,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from triage.case import Case
+from triage.errors import ExitCode
 from triage.finding import SEVERITIES, coerce_findings, findings_frame
 from triage.hashing import hash_file
 from triage.report.cells import FORMULA_START, neutralise_formulas
@@ -43,6 +44,7 @@ __all__ = [
     "load_findings",
     "load_runs",
     "neutralise_formulas",
+    "outcome",
 ]
 
 OUTPUT_WHAT = {
@@ -80,6 +82,29 @@ class ReportResult:
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
+
+
+def outcome(reports: list[dict[str, Any]], fail_on: str | None) -> tuple[ExitCode, str]:
+    """The exit code of ``run``/``report`` over one or more host reports, and a one-line reason.
+
+    Precedence: findings at or above ``fail_on`` first (exit 1: the evidence read already answers),
+    then any host whose verdict is "insufficient evidence" (exit 4), else 0.
+    """
+    if fail_on:
+        for rep in reports:
+            worst = rep.get("max_severity")
+            if worst and SEVERITIES.index(worst) >= SEVERITIES.index(fail_on):
+                return ExitCode.FINDINGS, f"findings at or above {fail_on} (worst: {worst})"
+    lacking = [
+        f"{host}: {'; '.join(h.get('missing') or []) or 'no evidence examined'}"
+        for rep in reports
+        for host, h in (rep.get("hosts") or {}).items()
+        if h.get("verdict") == "insufficient evidence"
+    ]
+    if lacking:
+        more = f" (and {len(lacking) - 1} more hosts)" if len(lacking) > 1 else ""
+        return ExitCode.INSUFFICIENT, f"insufficient evidence for a verdict on {lacking[0]}{more}"
+    return ExitCode.OK, ""
 
 
 def load_runs(case: Case) -> pd.DataFrame:
@@ -216,7 +241,7 @@ def build_report(
         write_timesketch,
         write_xlsx,
     )
-    from triage.report.hosts import host_summaries
+    from triage.report.hosts import VERDICT_INSUFFICIENT, host_summaries
     from triage.report.ledger import build_ledger
     from triage.report.provenance import provenance
 
@@ -254,7 +279,7 @@ def build_report(
     write_json(ledger.as_json(ctx), target("ledger.json"))
     ledger_df = ledger.frame()
     write_frame_csv(ledger_df, target("ledger.csv"))
-    cisa = cisa_frame(cisa_rows(ctx.case_id, summaries, ledger))
+    cisa = cisa_frame(cisa_rows(ctx.case_id, summaries, ledger, df))
     write_frame_csv(cisa, target("cisa_template.csv"))
     lap("ledger")
     prov = provenance(case, ctx)
@@ -283,7 +308,14 @@ def build_report(
         result.runs = {str(a): {str(s): int(n) for s, n in row.items() if n} for a, row in table.iterrows()}
     result.ledger = ledger.tally()
     result.hosts = {
-        h: {"verdict": s.verdict, "cves": s.cves, "max_severity": s.max_severity, "indications": s.indications}
+        h: {
+            "verdict": s.verdict,
+            "cves": s.cves,
+            "max_severity": s.max_severity,
+            "indications": s.indications,
+            "missing": s.missing if s.verdict == VERDICT_INSUFFICIENT else [],
+            "coverage": {c["family"]: c["status"] for c in s.coverage},
+        }
         for h, s in summaries.items()
     }
 

@@ -1,8 +1,16 @@
-"""Making attacker-controlled text safe for spreadsheets (CSV and XLSX).
+"""Making attacker-controlled text safe for spreadsheets (CSV and XLSX) and visible to a reader.
 
 A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a line break is read as a formula by Excel,
 LibreOffice or Google Sheets (CSV injection). Every string cell gets a leading ``'`` in that case, so it
-reads as text. XLSX cannot hold some control characters at all, and a cell holds 32,767 characters.
+reads as text. A CSV opened where the list separator is ``;`` (most of Europe) splits a cell at its
+``;`` (and a reader that ignores quotes at its ``,`` or line breaks): every segment after such a
+separator that would start a formula gets the same ``'`` (``Mozilla/5.0;=cmd|..`` becomes
+``Mozilla/5.0;'=cmd|..``), so no locale's split can produce a live formula. XLSX cannot hold some
+control characters at all, and a cell holds 32,767 characters.
+
+Bidirectional controls (U+202E RIGHT-TO-LEFT OVERRIDE and its kin) make ``gpj.aspx`` read as
+``xpsa.jpg``; :func:`visible_controls` shows them as ``<U+202E>`` in HTML and CSV (the parquet and
+JSONL keep the bytes).
 """
 
 from __future__ import annotations
@@ -16,13 +24,28 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 XLSX_CELL_MAX = 32_767
 # the characters XML 1.0 (and so XLSX) cannot carry; shown as \xNN instead
 _ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# a formula start right after a separator some locale or reader splits cells at (optionally after blanks)
+_SEGMENT_FORMULA = re.compile(r"([,;\t\r\n][ \t]*)([=+\-@])")
+_SEGMENT_FORMULA_ANY = re.compile(r"[,;\t\r\n][ \t]*[=+\-@]")
+# bidirectional formatting characters (embeddings, overrides, isolates, marks)
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
+
+
+def visible_controls(value: object) -> object:
+    """Text with every bidi control shown as ``<U+XXXX>``; other values unchanged."""
+    if isinstance(value, str) and _BIDI.search(value):
+        return _BIDI.sub(lambda m: f"<U+{ord(m.group()):04X}>", value)
+    return value
 
 
 def neutralise_formulas(value: object) -> object:
     """Make a cell that a spreadsheet would evaluate (=, +, -, @ ...) read as text."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
+    if not isinstance(value, str):
+        return value
+    if _SEGMENT_FORMULA.search(value):
+        value = _SEGMENT_FORMULA.sub(r"\1'\2", value)
+    return "'" + value if value.startswith(FORMULA_START) else value
 
 
 def neutralise_series(s: pd.Series) -> pd.Series:
@@ -30,11 +53,28 @@ def neutralise_series(s: pd.Series) -> pd.Series:
     if not (pd.api.types.is_string_dtype(s) or s.dtype == object):
         return s
     text = s.astype("string")
+    inner = text.str.contains(_SEGMENT_FORMULA_ANY, regex=True).fillna(False).astype(bool)
+    if inner.any():
+        text = text.copy()
+        text[inner] = text[inner].str.replace(_SEGMENT_FORMULA, r"\1'\2", regex=True)
     mask = text.str.startswith(FORMULA_START).fillna(False).astype(bool)
-    if not mask.any():
+    if not mask.any() and not inner.any():
         return s
     out = text.copy()
     out[mask] = "'" + text[mask]
+    return out
+
+
+def visible_series(s: pd.Series) -> pd.Series:
+    """Vectorised :func:`visible_controls` over a text column (non-text columns come back unchanged)."""
+    if not (pd.api.types.is_string_dtype(s) or s.dtype == object):
+        return s
+    text = s.astype("string")
+    mask = text.str.contains(_BIDI, regex=True).fillna(False).astype(bool)
+    if not mask.any():
+        return s
+    out = text.copy()
+    out[mask] = text[mask].str.replace(_BIDI, lambda m: f"<U+{ord(m.group()):04X}>", regex=True)
     return out
 
 
@@ -48,7 +88,7 @@ def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 def xlsx_text(value: str, limit: int = XLSX_CELL_MAX) -> str:
     """Text that an XLSX cell can hold and that no spreadsheet evaluates."""
-    text = _ILLEGAL_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", value)
+    text = _ILLEGAL_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", str(visible_controls(value)))
     if len(text) > limit - 1:
         text = text[: limit - 40] + " ... [truncated, see findings.jsonl]"
     result = neutralise_formulas(text)
@@ -58,7 +98,7 @@ def xlsx_text(value: str, limit: int = XLSX_CELL_MAX) -> str:
 
 def xlsx_series(s: pd.Series) -> pd.Series:
     """:func:`xlsx_text` over a whole text column."""
-    text = s.astype("string")
+    text = visible_series(s.astype("string")).astype("string")
     text = text.str.replace(_ILLEGAL_XML, lambda m: f"\\x{ord(m.group()):02x}", regex=True)
     long = text.str.len().fillna(0) > XLSX_CELL_MAX - 1
     if long.any():

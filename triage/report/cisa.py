@@ -4,6 +4,12 @@ Per server: the inventory columns (hostname, IPs, Exchange version, host OS vers
 findings when present, else blank) and the Supplemental Direction v1 triage columns with the template's
 exact dropdown values. A value is filled only where the ledger supports it; the rest stays blank for
 the agency to answer, with the reason in the notes. The CIO attestation stays manual.
+
+The Test-ProxyLogon.ps1 cell never reads as if the script ran when it did not. Its basis column says
+which of three things the evidence shows: "script output found in the evidence (files)" (the dropdown
+then carries the script's own result), "offline equivalent checks" (the script's checks re-run over
+the collected Exchange logs: the dropdown stays blank, the result is in the basis and the notes), or
+"not run" (neither; the dropdown says No, as the step is not done).
 """
 
 from __future__ import annotations
@@ -12,8 +18,12 @@ from typing import Any
 
 import pandas as pd
 
+from triage.finding import SEVERITIES
 from triage.report.hosts import VERDICT_COMPROMISED, HostSummary
 from triage.report.ledger import Ledger, LedgerEntry
+
+SCRIPT_KIND = "testproxylogon_csv"
+SCRIPT_HIT_PREFIX = "TPL-OUT-"
 
 YES_CLEAN = "Yes (no indications of compromise found)"
 YES_FOUND = "Yes (indications of compromise found)"
@@ -22,6 +32,10 @@ DROPDOWN = (YES_CLEAN, YES_FOUND, NO_NARRATIVE)
 
 MSERT_COL = "1) MSERT full scan completed?"
 TPL_COL = "2) Test-ProxyLogon.ps1 script scan completed?"
+TPL_BASIS_COL = "2a) Test-ProxyLogon.ps1 basis"
+BASIS_SCRIPT = "script output found in the evidence"
+BASIS_OFFLINE = "offline equivalent checks"
+BASIS_NOT_RUN = "not run"
 CISA_COLUMNS = [
     "Hostname (internal)",
     "Hostname (public FQDN)",
@@ -31,6 +45,7 @@ CISA_COLUMNS = [
     "Host Operating System Version",
     MSERT_COL,
     TPL_COL,
+    TPL_BASIS_COL,
     "Notes",
     "Triage verdict",
     "Build verdict",
@@ -62,18 +77,53 @@ def _note(label: str, entry: LedgerEntry | None) -> str:
     return f"{label}: {entry.status} - {entry.result}."
 
 
-def cisa_rows(case_id: str, summaries: dict[str, HostSummary], ledger: Ledger) -> list[dict[str, Any]]:
-    """One row per server."""
+def script_hits(findings: pd.DataFrame | None) -> dict[str, int]:
+    """Per host: rows of Test-ProxyLogon.ps1's own outputs that report a hit (at least medium)."""
+    if findings is None or not len(findings):
+        return {}
+    hit = findings["rule_id"].fillna("").astype(str).str.startswith(SCRIPT_HIT_PREFIX) & findings["severity"].isin(
+        SEVERITIES[SEVERITIES.index("medium") :]
+    )
+    return {str(h): int(n) for h, n in findings.loc[hit, "host"].fillna("").value_counts().items()}
+
+
+def test_proxylogon_cell(entry: LedgerEntry | None, hits: int) -> tuple[str, str]:
+    """``(dropdown value, basis)`` of the Test-ProxyLogon.ps1 column (see the module docstring)."""
+    arts = entry.artifacts if entry is not None else []
+    outputs = [a for a in arts if a["kind"] == SCRIPT_KIND and a.get("examined")]
+    if outputs:
+        names = sorted({str(a["source_path"]).replace("\\", "/").rsplit("/", 1)[-1] for a in outputs})
+        shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+        return (YES_FOUND if hits else YES_CLEAN), f"{BASIS_SCRIPT} ({shown})"
+    logs = [a for a in arts if a["kind"] == "exchange_log" and a.get("examined")]
+    if entry is not None and entry.status == "done" and logs:
+        found = "indications found" if entry.indications else "no indications found"
+        return "", (
+            f"{BASIS_OFFLINE}: the script's checks over {len(logs)} collected Exchange logs, {found}; "
+            "the script itself did not run in this triage"
+        )
+    return dropdown_value(entry), f"{BASIS_NOT_RUN}: no script output in the evidence and no Exchange logs parsed"
+
+
+test_proxylogon_cell.__test__ = False  # type: ignore[attr-defined]  # not a pytest test despite the name
+
+
+def cisa_rows(
+    case_id: str, summaries: dict[str, HostSummary], ledger: Ledger, findings: pd.DataFrame | None = None
+) -> list[dict[str, Any]]:
+    """One row per server (``findings``: the case's findings, for the script's own hit rows)."""
     rows = []
     tally = ledger.tally()
+    hits = script_hits(findings)
     for host, s in summaries.items():
         if host not in tally:  # findings without a host are no server
             continue
         f = s.facts
         msert, tpl = ledger.get(host, "20"), ledger.get(host, "22")
-        verdict = s.verdict + (f" ({', '.join(s.cves)})" if s.cves else "")
+        verdict = s.verdict_line
+        tpl_value, tpl_basis = test_proxylogon_cell(tpl, hits.get(host, 0))
         notes = [
-            _note("Test-ProxyLogon (offline parity over collected Exchange logs)", tpl),
+            f"Test-ProxyLogon.ps1: {tpl_basis}.",
             _note("MSERT", msert),
             f"Triage verdict: {verdict}.",
         ]
@@ -94,7 +144,8 @@ def cisa_rows(case_id: str, summaries: dict[str, HostSummary], ledger: Ledger) -
                 "Microsoft Exchange Version": f.exchange,
                 "Host Operating System Version": f.os,
                 MSERT_COL: dropdown_value(msert),
-                TPL_COL: dropdown_value(tpl),
+                TPL_COL: tpl_value,
+                TPL_BASIS_COL: tpl_basis,
                 "Notes": " ".join(n for n in notes if n),
                 "Triage verdict": verdict,
                 "Build verdict": f.build_verdict,

@@ -34,7 +34,9 @@ STEP_KEYS = {
     "not_applicable_without",
     "prefill",
     "note",
+    "needs",
 }
+FAMILY_KEYS = {"id", "title", "kinds", "required"}
 SELECTOR_KEYS = {"steps", "rule_prefixes", "tags", "families"}
 
 
@@ -93,6 +95,8 @@ class Step:
     prefill: str = ""
     note: str = ""
     short: str = ""
+    # evidence families that must have been parsed for "done": each entry is one family or alternatives
+    needs: tuple[tuple[str, ...], ...] = ()
 
     @property
     def number(self) -> str:
@@ -102,6 +106,16 @@ class Step:
     @property
     def sort_key(self) -> tuple[int, ...]:
         return tuple(int(p) for p in self.id.split("."))
+
+
+@dataclass(frozen=True)
+class EvidenceFamily:
+    """A family of artifacts a verdict rests on (event logs, hives, web logs ...) and its evidence kinds."""
+
+    id: str
+    title: str
+    kinds: tuple[str, ...]
+    required: bool = False  # a clean verdict needs it parsed; optional ones count only when collected
 
 
 @dataclass(frozen=True)
@@ -116,6 +130,14 @@ class Directive:
     suspicious_at: str
     ignore_families: tuple[str, ...]
     path: str = ""
+    evidence_families: tuple[EvidenceFamily, ...] = ()
+    not_parsers: tuple[str, ...] = ()  # analyzers whose runs do not count as parsing a family (byte scanners)
+
+    def evidence_family(self, family_id: str) -> EvidenceFamily:
+        for f in self.evidence_families:
+            if f.id == family_id:
+                return f
+        raise KeyError(family_id)
 
     def family(self, name: str) -> Selector:
         return self.families.get(name, Selector())
@@ -166,6 +188,8 @@ def load_directive(path: Path | None = None) -> Directive:
         str(name): _selector(raw, f"{path}: conventions.{name}") for name, raw in (doc.get("conventions") or {}).items()
     }
     verdict = doc.get("verdict") or {}
+    ev_families, not_parsers = _evidence(doc.get("evidence"), str(path))
+    family_ids = {f.id for f in ev_families}
     steps: list[Step] = []
     seen: set[str] = set()
     for raw in doc.get("steps") or []:
@@ -197,6 +221,7 @@ def load_directive(path: Path | None = None) -> Directive:
             prefill=str(raw.get("prefill", "")),
             note=" ".join(str(raw.get("note", "")).split()),
             short=str(raw.get("short", "")),
+            needs=_needs(raw.get("needs"), where, family_ids),
         )
         if step.category not in CATEGORIES:
             raise ValueError(f"{where}: category must be one of {CATEGORIES}")
@@ -229,4 +254,40 @@ def load_directive(path: Path | None = None) -> Directive:
         suspicious_at=str(verdict.get("suspicious_at", "medium")),
         ignore_families=ignore,
         path=str(path),
+        evidence_families=ev_families,
+        not_parsers=not_parsers,
     )
+
+
+def _evidence(raw: Any, path: str) -> tuple[tuple[EvidenceFamily, ...], tuple[str, ...]]:
+    """The ``evidence`` section: artifact families and the analyzers that do not parse."""
+    if raw is None:
+        return (), ()
+    if not isinstance(raw, dict) or set(raw) - {"families", "not_parsers"}:
+        raise ValueError(f"{path}: evidence must be a mapping of families and not_parsers")
+    out: list[EvidenceFamily] = []
+    for item in raw.get("families") or []:
+        fid = str(item.get("id", "?")) if isinstance(item, dict) else "?"
+        where = f"{path}: evidence family {fid}"
+        if not isinstance(item, dict) or set(item) - FAMILY_KEYS or "kinds" not in item or "title" not in item:
+            raise ValueError(f"{where}: needs id, title, kinds (and optionally required), nothing else")
+        if any(f.id == fid for f in out):
+            raise ValueError(f"{where}: id used twice")
+        out.append(EvidenceFamily(fid, str(item["title"]), _tuple(item["kinds"], where, "kinds"),
+                                  bool(item.get("required", False))))  # fmt: skip
+    return tuple(out), _tuple(raw.get("not_parsers"), f"{path}: evidence", "not_parsers")
+
+
+def _needs(raw: Any, where: str, family_ids: set[str]) -> tuple[tuple[str, ...], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ValueError(f"{where}: needs must be a list of evidence families (or lists of alternatives)")
+    out = []
+    for entry in raw:
+        group = tuple(str(x) for x in entry) if isinstance(entry, list) else (str(entry),)
+        unknown = [g for g in group if g not in family_ids]
+        if unknown or not group:
+            raise ValueError(f"{where}: needs names unknown evidence families {unknown}")
+        out.append(group)
+    return tuple(out)

@@ -17,7 +17,7 @@ import orjson
 import pandas as pd
 
 from triage.finding import FINDING_COLUMNS
-from triage.report.cells import neutralise_series, xlsx_series, xlsx_value
+from triage.report.cells import neutralise_series, visible_series, xlsx_series, xlsx_value
 from triage.report.context import ReportContext
 
 TIMESKETCH_FIELDS = [
@@ -107,7 +107,7 @@ def _csv_table(df: pd.DataFrame) -> Any:
         elif isinstance(s.dtype, pd.CategoricalDtype):
             s = s.astype("string")
         elif pd.api.types.is_string_dtype(s) or s.dtype == object:
-            s = neutralise_series(s.astype("string"))
+            s = neutralise_series(visible_series(s.astype("string")))
         cols[str(col)] = s
     return pa.Table.from_pandas(pd.DataFrame(cols), preserve_index=False)
 
@@ -115,7 +115,9 @@ def _csv_table(df: pd.DataFrame) -> Any:
 def write_frame_csv(df: pd.DataFrame, path: Path) -> None:
     """A frame as CSV, every text cell neutralised and quoted (arrow's writer: fast on millions of rows).
 
-    Quoted fields keep a bare CR inside its cell, where it would otherwise split the row.
+    Cells holding ``,``, a quote or a line break are quoted (a bare CR stays inside its cell). A
+    ``;``-locale reader splits cells at ``;`` whatever the quoting, so every segment that would start a
+    formula is neutralised as well (see :mod:`triage.report.cells`). Bidi controls show as ``<U+XXXX>``.
     """
     import pyarrow.csv as pacsv
 

@@ -52,6 +52,7 @@ FLEET_COLUMNS = [
     "computer_name",
     "case_id",
     "verdict",
+    "missing_evidence",
     "cves",
     "max_severity",
     *(f"count_{s}" for s in reversed(SEVERITIES)),
@@ -155,6 +156,8 @@ def host_row(name: str, case_dir: Path, fleet_dir: Path, directive: Any = None) 
         "computer_name": "",
         "case_id": "",
         "verdict": "",
+        "missing_evidence": [],
+        "coverage": [],
         "cves": [],
         "max_severity": "",
         "counts": {s: 0 for s in reversed(SEVERITIES)},
@@ -220,6 +223,8 @@ def host_row(name: str, case_dir: Path, fleet_dir: Path, directive: Any = None) 
     row.update(
         computer_name=f.hostname,
         verdict=s.verdict,
+        missing_evidence=s.missing if s.verdict == "insufficient evidence" else [],
+        coverage=[{"family": c["title"], "status": c["status"]} for c in s.coverage],
         cves=s.cves,
         max_severity=s.max_severity or "",
         counts=s.counts,
@@ -296,6 +301,7 @@ def fleet_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "proxylogon_unpatched": hosts(lambda r: r["patched_march_2021"] == "no"),
         "compromised": hosts(lambda r: r["verdict"] == "compromised"),
         "suspicious": hosts(lambda r: r["verdict"] == "suspicious"),
+        "insufficient_evidence": hosts(lambda r: r["verdict"] == "insufficient evidence"),
         "to_disconnect": hosts(lambda r: r["to_disconnect"] is True),
         "failed_steps": hosts(lambda r: bool(r["failed_steps"])),
         "not_triaged": hosts(lambda r: r["verdict"] == "not triaged"),
@@ -318,6 +324,11 @@ CISA_ITEMS = (
     ("update_unknown", "Update status unknown", "build not in the table: check by hand"),
     ("compromised", "Indications of compromise found", "ED 21-02 action 3; report the incident to CISA"),
     ("suspicious", "Suspected (needs review)", "ED 21-02 action 2: deep forensics"),
+    (
+        "insufficient_evidence",
+        "Insufficient evidence for a verdict",
+        "event logs, hives, web or Exchange logs not parsed: collect them and triage again",
+    ),
     ("to_disconnect", "To disconnect", "compromised (action 3) or not updated (Supplemental Direction v2)"),
     ("failed_steps", "Hosts with ED 21-02 steps not done", "see fleet.csv failed_steps and each host's ledger"),
     ("not_triaged", "Hosts without a complete triage", "see fleet.json problems"),
@@ -337,6 +348,7 @@ def _csv_row(r: dict[str, Any]) -> dict[str, Any]:
     out = {c: r.get(c, "") for c in FLEET_COLUMNS}
     out.update({f"count_{k}": v for k, v in r["counts"].items()})
     out["cves"] = ", ".join(r.get("cves") or [])
+    out["missing_evidence"] = "; ".join(r.get("missing_evidence") or [])
     out["internal_ips"] = ", ".join(r.get("internal_ips") or [])
     out["failed_steps"] = "; ".join(r.get("failed_steps") or [])
     out["top_findings"] = " | ".join(f"{t['severity']}: {t['title']}" for t in r.get("top") or [])

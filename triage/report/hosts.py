@@ -4,7 +4,9 @@ Host facts are findings of the ``host_fact`` family (``TRIAGE-HOST-*`` or tag ``
 ``attributes`` are read with a small alias table, so ``{"ComputerName": ..}``, ``{"hostname": ..}`` and
 ``{"fact": "hostname", "value": ..}`` all work. A build verdict is a finding of the ``build_verdict``
 family. The verdict counts every other finding: at or above ``compromised_at`` (and not of low
-confidence) the host is compromised, at or above ``suspicious_at`` it needs review.
+confidence) the host is compromised, at or above ``suspicious_at`` it needs review. Without such a
+finding the host gets "no indications found" only when the evidence a verdict needs was parsed (see
+:mod:`triage.report.coverage`); otherwise "insufficient evidence", with the families that are missing.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import pandas as pd
 
 from triage.finding import SEVERITIES
 from triage.report.context import UNKNOWN_HOST, ReportContext, parse_attributes
+from triage.report.coverage import analyzer_scopes, host_coverage, missing_for_verdict
 
 VERDICT_COMPROMISED = "compromised"
 VERDICT_SUSPICIOUS = "suspicious"
 VERDICT_CLEAN = "no indications found"
+VERDICT_INSUFFICIENT = "insufficient evidence"
+VERDICTS = (VERDICT_COMPROMISED, VERDICT_SUSPICIOUS, VERDICT_INSUFFICIENT, VERDICT_CLEAN)
 
 _FACT_ALIASES: dict[str, tuple[str, ...]] = {
     "hostname": ("hostname", "computername", "hostnameinternal", "netbiosname", "activecomputername", "nvhostname"),
@@ -155,11 +160,20 @@ class HostSummary:
     top_findings: list[dict[str, Any]]
     facts: HostFacts
     caveats: list[str] = field(default_factory=list)
+    coverage: list[dict[str, Any]] = field(default_factory=list)  # per evidence family (coverage.FamilyCoverage)
+    missing: list[str] = field(default_factory=list)  # families a clean verdict lacks, one line each
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["facts"] = self.facts.as_dict()
         return d
+
+    @property
+    def verdict_line(self) -> str:
+        """The verdict as one line, with the CVEs or what is missing."""
+        if self.verdict == VERDICT_INSUFFICIENT:
+            return f"{self.verdict}: not examined: " + "; ".join(self.missing)
+        return self.verdict + (f" ({', '.join(self.cves)})" if self.cves else "")
 
 
 def _family_mask(ctx: ReportContext, names: tuple[str, ...] | list[str]) -> np.ndarray:
@@ -219,6 +233,7 @@ def host_summaries(ctx: ReportContext, top: int = 8) -> dict[str, HostSummary]:
     comp_code = SEVERITIES.index(ctx.directive.compromised_at)
     low_conf = (df["confidence"].fillna("").astype(str).str.lower() == "low").to_numpy() if len(df) else ind
     out: dict[str, HostSummary] = {}
+    scopes = analyzer_scopes()
     for host in ctx.hosts:
         on_host = host_codes == ctx.code_of("host", host)
         rows = np.flatnonzero(on_host & ind)
@@ -235,6 +250,12 @@ def host_summaries(ctx: ReportContext, top: int = 8) -> dict[str, HostSummary]:
             verdict = VERDICT_SUSPICIOUS
         else:
             verdict = VERDICT_CLEAN
+        coverage = host_coverage(ctx, host, scopes) if host != UNKNOWN_HOST else []
+        missing = [c.summary for c in missing_for_verdict(coverage)]
+        if verdict == VERDICT_CLEAN and (missing or not coverage):
+            # a clean verdict is a claim about evidence read: without it, say what is missing
+            verdict = VERDICT_INSUFFICIENT
+            missing = missing or ["no evidence families are declared for a verdict"]
         max_code = int(sev[rows].max()) if len(rows) else -1
         cves: list[str] = []
         evidence: list[dict[str, Any]] = []
@@ -287,6 +308,8 @@ def host_summaries(ctx: ReportContext, top: int = 8) -> dict[str, HostSummary]:
             evidence=evidence,
             top_findings=tops,
             facts=facts.get(host, HostFacts(hostname=host)),
+            coverage=[c.as_dict() for c in coverage],
+            missing=missing,
         )
     return out
 

@@ -23,8 +23,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from triage.finding import SEVERITIES
+from triage.report.cells import visible_controls
 from triage.report.context import ReportContext
-from triage.report.hosts import VERDICT_COMPROMISED, VERDICT_SUSPICIOUS, HostSummary
+from triage.report.hosts import VERDICT_COMPROMISED, VERDICT_INSUFFICIENT, VERDICT_SUSPICIOUS, HostSummary
 from triage.report.ledger import Ledger
 from triage.report.svg import timeline_svg
 
@@ -95,6 +96,7 @@ def _env() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=visible_controls,  # bidi controls shown as <U+202E>, never applied to the page
     )
     env.filters["sevclass"] = _sevclass
     env.filters["stclass"] = _stclass
@@ -105,8 +107,8 @@ def _clip(value: Any) -> Any:
     if value is None or value is pd.NA:
         return None
     if isinstance(value, str) and len(value) > TEXT_LIMIT:
-        return value[:TEXT_LIMIT] + f" ... [{len(value) - TEXT_LIMIT} more characters in findings.jsonl]"
-    return value
+        value = value[:TEXT_LIMIT] + f" ... [{len(value) - TEXT_LIMIT} more characters in findings.jsonl]"
+    return visible_controls(value)
 
 
 def findings_payload(ctx: ReportContext) -> dict[str, Any]:
@@ -277,7 +279,11 @@ def manifest_tables(ctx: ReportContext) -> dict[str, Any]:
 
 
 def _verdict_class(verdict: str) -> str:
-    return {VERDICT_COMPROMISED: "compromised", VERDICT_SUSPICIOUS: "suspicious"}.get(verdict, "clean")
+    return {
+        VERDICT_COMPROMISED: "compromised",
+        VERDICT_SUSPICIOUS: "suspicious",
+        VERDICT_INSUFFICIENT: "insufficient",
+    }.get(verdict, "clean")
 
 
 def render_html(

@@ -20,7 +20,13 @@ import pandas as pd
 from triage.finding import SEVERITIES
 from triage.report.context import ReportContext, parse_attributes
 from triage.report.directive import Step
-from triage.report.hosts import VERDICT_CLEAN, VERDICT_COMPROMISED, HostSummary, indication_mask
+from triage.report.hosts import (
+    VERDICT_CLEAN,
+    VERDICT_COMPROMISED,
+    VERDICT_INSUFFICIENT,
+    HostSummary,
+    indication_mask,
+)
 
 log = logging.getLogger(__name__)
 OK_RUNS = ("success", "no_findings")
@@ -192,10 +198,9 @@ class _HostView:
                     self.run_status[k][status] += 1
                     if status in OK_RUNS:
                         self.examined_ids.update(by_kind.get(k, []))
-        # a finding about an artifact proves an analyzer read it
-        if len(ctx.findings):
-            on_host = np.flatnonzero(ctx.factorized("host")[0] == ctx.code_of("host", host))
-            self.examined_ids.update(ctx.distinct("evidence_id", on_host))
+        # only run records say what was parsed: a finding left by a unit that then failed proves no more
+        # than its own lines
+        self.coverage: dict[str, dict[str, Any]] = {}  # evidence family -> coverage (set by the builder)
         ids = self.artifacts["artifact_id"].astype(str)
         self.examined_kinds = set(self.artifacts["kind"][ids.isin(self.examined_ids).to_numpy()].astype(str))
 
@@ -248,6 +253,8 @@ class LedgerBuilder:
             view = _HostView(self.ctx, host, self.consumes)
             on_host_combo = np.zeros(len(self.combos), dtype=bool)
             on_host_combo[host_codes[host]] = True
+            summary = self.summaries.get(host)
+            view.coverage = {c["family"]: c for c in summary.coverage} if summary is not None else {}
             for step in self.directive.steps:
                 combo_mask = step_masks[step.id] & on_host_combo
                 rows = np.flatnonzero(combo_mask[self.codes]) if len(self.codes) else np.zeros(0, dtype=int)
@@ -319,7 +326,24 @@ class LedgerBuilder:
             return Outcome(
                 None, head + "; not examined: " + ", ".join(f"{k} ({counts[k]})" for k in not_examined), arts, flags
             )
+        unmet = self._unmet_needs(step, view)
+        if unmet:
+            return Outcome(None, head + "; not parsed: " + "; ".join(unmet), arts, flags)
         return Outcome("done", head + "; " + self._indications_text(rows), arts, flags)
+
+    def _unmet_needs(self, step: Step, view: _HostView) -> list[str]:
+        """The step's evidence families (or groups of alternatives) of which nothing was parsed."""
+        out = []
+        for group in step.needs:
+            covs = [view.coverage.get(f) for f in group]
+            if any(c is not None and c["status"] in ("examined", "partly examined") for c in covs):
+                continue
+            titles = [
+                (c["title"] + f" ({c['status']})") if c is not None else self.directive.evidence_family(f).title
+                for f, c in zip(group, covs, strict=True)
+            ]
+            out.append(" or ".join(titles))
+        return out
 
     def _when_findings(self, step: Step, view: _HostView, arts: pd.DataFrame, rows: np.ndarray) -> Outcome:
         if not len(rows):
@@ -451,6 +475,8 @@ class LedgerBuilder:
                 )
             if s.verdict == VERDICT_CLEAN:
                 return "triage suggests: no indications of compromise found in the examined evidence"
+            if s.verdict == VERDICT_INSUFFICIENT:
+                return "triage cannot decide: insufficient evidence (" + "; ".join(s.missing) + ")"
             return f"triage suggests: {s.indications} findings need review"
         if step.prefill == "retention":
             return f"keep the case folder (manifest and custody log hashed) until at least {retention}"

@@ -63,9 +63,13 @@ class FleetHost:
         """The April 2021 SU is present too: "updated" in Supplemental Direction v2's sense."""
         return self.build_status == "patched"
 
+    event_logs: bool = False  # the volume holds event logs (else a clean host lacks evidence for a verdict)
+
     @property
     def verdict(self) -> str:
-        return "compromised" if self.compromised else "no indications found"
+        if self.compromised:
+            return "compromised"
+        return "no indications found" if self.event_logs else "insufficient evidence"
 
     @property
     def to_disconnect(self) -> bool:
@@ -147,6 +151,7 @@ def build_fleet(
                 layout=layout,
                 source=source,
                 memory=image,
+                event_logs=event_logs,
             )
         )
     return fleet
