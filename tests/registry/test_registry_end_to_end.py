@@ -43,12 +43,12 @@ def test_volume_to_findings(tmp_path: Path) -> None:
         ("registry_hostinfo", "TRIAGE-HOST-001", "info"),
         ("registry_hostinfo", "TRIAGE-HOST-002", "info"),
         ("registry_hostinfo", "TRIAGE-HOST-007", "info"),
-        ("registry_rules", "TRIAGE-REG-ACC-001", "high"),
+        ("registry_rules", "TRIAGE-REG-ACC-001", "medium"),
         ("registry_rules", "TRIAGE-REG-ACC-002", "high"),
         ("registry_rules", "TRIAGE-REG-ACC-003", "medium"),
         ("registry_rules", "TRIAGE-REG-ACC-004", "low"),
-        ("registry_rules", "TRIAGE-REG-EXE-003", "high"),
-        ("registry_rules", "TRIAGE-REG-EXE-006", "high"),
+        ("registry_rules", "TRIAGE-REG-EXE-003", "medium"),
+        ("registry_rules", "TRIAGE-REG-EXE-006", "medium"),
         ("registry_rules", "TRIAGE-REG-PER-002", "high"),
     ]
     assert set(df["host"]) == {"EXCH01"} and set(df["case_id"]) == {"CASE-REG"}

@@ -43,6 +43,7 @@ EXPECTED: dict[str, dict[str, tuple[int, ...]]] = {
         "cred_lsass_handle_audit_read_access": (314461, 314462),
     },
     "evtx/credential_access/EAS_Powershell_4104_MiniDumpWriteDump_Lsass.evtx": {  # 4104 MiniDumpWriteDump
+        "cred_lsass_dump_powershell_script": (971,),
         "cred_powershell_lsass_minidump": (971,),
     },
     "evtx/credential_access/EAS_sysmon_10_11_lsass_memdump.evtx": {  # procdump + Task Manager: 10 and 11
@@ -57,7 +58,8 @@ EXPECTED: dict[str, dict[str, tuple[int, ...]]] = {
         "cred_wdigest_uselogoncredential_registry": (57280,),
     },
     "evtx/credential_access/MTR_ID1-LSASS_dump_with_LSASSY_SYSMON.evtx": {  # comsvcs MiniDump via WMI/PS
-        "cred_comsvcs_minidump": (71668, 71671),
+        "cred_comsvcs_minidump": (71668,),  # the PowerShell command names lsass
+        "cred_comsvcs_minidump_process": (71671,),  # rundll32 itself gets only the PID
         "cred_lsass_dump_file_created": (71672,),
         "cred_lsass_opened_with_dump_rights": (71673,),
     },

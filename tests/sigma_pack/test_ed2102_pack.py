@@ -21,9 +21,15 @@ from triage.sigma import RuleSet, load_rules
 REPO = Path(__file__).resolve().parents[2]
 PACK = REPO / "signatures" / "sigma" / "ed2102"
 RULE_FILES = sorted(PACK.glob("*.yml"))
-SAMPLES_FILE = REPO / "signatures" / "sigma" / "samples" / "ed2102.yaml"  # kept out of the rule folder
+SAMPLES_DIR = REPO / "signatures" / "sigma" / "samples"  # kept out of the rule folder
+SAMPLES_FILE = SAMPLES_DIR / "ed2102.yaml"
+SAMPLE_FILES = sorted(SAMPLES_DIR.glob("*.yaml"))  # ed2102.yaml plus any other set (breadth.yaml ...)
 
-PREFIXES = ("exchange_", "cred_", "persist_", "evasion_", "ps_", "webshell_")
+# File name prefixes: one per tactic family, so a rule's purpose shows in its name.
+PREFIXES = (
+    "exchange_", "cred_", "persist_", "evasion_", "ps_", "webshell_",
+    "lateral_", "discovery_", "privesc_", "execution_", "lolbin_", "c2_", "collection_", "exfil_", "impact_",
+)
 LEVELS = {"low", "medium", "high", "critical"}
 ED2102_STEPS = {8, 9, 10}
 # fmt: off
@@ -43,7 +49,14 @@ def _doc(path: Path) -> dict:
 
 @lru_cache(maxsize=1)
 def _samples() -> dict[str, dict]:
-    return yaml.safe_load(SAMPLES_FILE.read_text(encoding="utf-8"))["rules"]
+    """Every samples file merged: rule id -> spec. A rule id in two files is an error."""
+    merged: dict[str, dict] = {}
+    for path in SAMPLE_FILES:
+        rules = yaml.safe_load(path.read_text(encoding="utf-8"))["rules"] or {}
+        clash = set(rules) & set(merged)
+        assert not clash, f"{path.name}: samples for rule ids already given elsewhere: {sorted(clash)}"
+        merged.update(rules)
+    return merged
 
 
 @pytest.fixture(scope="module")

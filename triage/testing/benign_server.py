@@ -1,0 +1,367 @@
+"""What a healthy Exchange/IIS server really logs and stores: the benign baseline for the rule packs.
+
+:func:`benign_server_events` gives EVTX events (for :func:`triage.testing.evtx.write_evtx`) of routine server
+work that detection rules must not call an attack (no ``high``/``critical``): Defender definition updates
+(driver services under ``ProgramData\\Microsoft\\Windows Defender\\Definition Updates``), Windows Update, stock
+PowerShell modules loading (``.psd1`` manifests that list ``Clear-EventLog``), OpenSSH, a backup agent whose
+service arguments name ProgramData, IIS app-pool recycling and first-request page compilation, the Exchange
+Management Shell and Exchange's maintenance tasks. :func:`benign_server_hives` gives registry hives with the
+same software installed. Written from how Windows and these products behave; no sample's literals.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from triage.testing.evtx import Event
+from triage.testing.hives import STOCK_SERVICES, Account, sam_hive, software_hive, system_hive, task
+from triage.testing.regf import HiveBuilder
+
+__all__ = ["benign_server_events", "benign_server_hives"]
+
+SYSMON = ("Microsoft-Windows-Sysmon", "Microsoft-Windows-Sysmon/Operational")
+SECURITY = ("Microsoft-Windows-Security-Auditing", "Security")
+SCM = ("Service Control Manager", "System")
+PS = ("Microsoft-Windows-PowerShell", "Microsoft-Windows-PowerShell/Operational")
+EXMGMT = ("MSExchange CmdletLogs", "MSExchange Management")
+DEFENDER = ("Microsoft-Windows-Windows Defender", "Microsoft-Windows-Windows Defender/Operational")
+TASKS = ("Microsoft-Windows-TaskScheduler", "Microsoft-Windows-TaskScheduler/Operational")
+WAS = ("Microsoft-Windows-WAS", "System")
+
+EXBIN = r"C:\Program Files\Microsoft\Exchange Server\V15\Bin"
+PSEXE = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
+DEFUPD = r"C:\ProgramData\Microsoft\Windows Defender\Definition Updates"
+SXS = r"C:\Windows\WinSxS\amd64_microsoft-windows-servicingstack_31bf3856ad364e35_10.0.14393.4350_none_7f2a3b2c1d0e9f8a"
+EMS = (
+    f"{PSEXE} -noexit -command \". 'C:\\Program Files\\Microsoft\\Exchange Server\\V15\\bin\\RemoteExchange.ps1'; "
+    'Connect-ExchangeServer -auto -ClientApplication:ManagementShell "'
+)
+# PowerShell logs a module manifest's text as a script block when the module is imported
+MANAGEMENT_PSD1 = (
+    '@{\nGUID="EEFCB906-B326-4E99-9F54-8B4BB6EF3C6D"\nAuthor="PowerShell"\nCompanyName="Microsoft Corporation"\n'
+    'ModuleVersion="3.1.0.0"\nPowerShellVersion="3.0"\n'
+    'NestedModules="Microsoft.PowerShell.Commands.Management.dll"\nHelpInfoURI = "https://go.microsoft.com/fwlink/?linkid=390785"\n'
+    'AliasesToExport = @("gcb", "scb")\nFunctionsToExport = @()\n'
+    'CmdletsToExport=@("Add-Content", "Clear-Content", "Clear-ItemProperty", "Join-Path", "Convert-Path",\n'
+    '    "Copy-ItemProperty", "Get-EventLog", "Clear-EventLog", "Write-EventLog", "Limit-EventLog",\n'
+    '    "Show-EventLog", "New-EventLog", "Remove-EventLog", "Get-ChildItem", "Get-Content", "Stop-Service")\n}'
+)
+
+
+def _proc(image: str, cmd: str, parent: str, user: str = r"NT AUTHORITY\SYSTEM") -> tuple[tuple[str, str], int, dict]:
+    return (
+        SYSMON,
+        1,
+        {
+            "RuleName": "-",
+            "UtcTime": "",
+            "ProcessGuid": "{00000000-0000-0000-0000-000000000000}",
+            "ProcessId": 4242,
+            "Image": image,
+            "CommandLine": cmd,
+            "CurrentDirectory": "C:\\Windows\\system32\\",
+            "User": user,
+            "IntegrityLevel": "System",
+            "ParentImage": parent,
+            "ParentCommandLine": parent,
+        },
+    )
+
+
+def _service(name: str, image: str, kind: str = "user mode service", account: str = "LocalSystem") -> tuple:
+    return (
+        SCM,
+        7045,
+        {
+            "ServiceName": name,
+            "ImagePath": image,
+            "ServiceType": kind,
+            "StartType": "demand start",
+            "AccountName": account,
+        },
+    )
+
+
+def benign_server_events(start: datetime = datetime(2021, 3, 1, 6, 0, tzinfo=UTC)) -> list[Event]:
+    """Routine events of an Exchange 2016 server over one morning, in time order, with record ids."""
+    specs: list[tuple] = []
+    # -- Defender: a definition update installs a fresh kernel-mode scanner driver each time
+    for n, guid in enumerate(("6B1F3C2E-8D4A-4F0B-9C7E-2A5D1E3F4B6C", "0A2B4C6D-8E0F-4A1B-9C2D-3E4F5A6B7C8D")):
+        drv = f"MpKsl{'4e1c2a9b' if n == 0 else '77d0e3f1'}"
+        specs.append(_service(drv, f"\\??\\{DEFUPD}\\{{{guid}}}\\MpKslDrv.sys", kind="kernel mode driver", account=""))
+        specs.append(
+            (
+                SECURITY,
+                4697,
+                {
+                    "SubjectUserName": "EXCH01$",
+                    "ServiceName": drv,
+                    "ServiceFileName": f"\\??\\{DEFUPD}\\{{{guid}}}\\MpKslDrv.sys",
+                    "ServiceType": "0x1",
+                    "ServiceStartType": "3",
+                    "ServiceAccount": "",
+                },
+            )
+        )
+        specs.append(
+            (DEFENDER, 2000, {"Current Signature Version": f"1.333.{n}.0", "Previous Signature Version": "1.331.2.0"})
+        )
+        specs.append(
+            (
+                SYSMON,
+                11,
+                {
+                    "Image": r"C:\ProgramData\Microsoft\Windows Defender\Platform\4.18.2102.4-0\MsMpEng.exe",
+                    "TargetFilename": f"{DEFUPD}\\{{{guid}}}\\mpasbase.vdm",
+                },
+            )
+        )
+    specs.append(
+        _proc(
+            r"C:\Program Files\Windows Defender\MpCmdRun.exe",
+            '"C:\\Program Files\\Windows Defender\\MpCmdRun.exe" -wdenable',
+            r"C:\Windows\System32\svchost.exe",
+        )
+    )
+    # -- Windows Update servicing
+    specs.append(
+        _proc(
+            SXS + r"\TiWorker.exe",
+            SXS + r"\TiWorker.exe -Embedding",
+            r"C:\Windows\System32\svchost.exe",
+        )
+    )
+    specs.append(
+        _proc(
+            r"C:\Windows\System32\MoUsoCoreWorker.exe",
+            r"C:\Windows\System32\mousocoreworker.exe -Embedding",
+            r"C:\Windows\System32\svchost.exe",
+        )
+    )
+    specs.append(_service("TrustedInstaller", r"C:\Windows\servicing\TrustedInstaller.exe"))
+    # -- stock PowerShell modules load (manifests list Clear-EventLog); a routine health script runs
+    specs.append(
+        (
+            PS,
+            4104,
+            {
+                "MessageNumber": "1",
+                "MessageTotal": "1",
+                "ScriptBlockText": MANAGEMENT_PSD1,
+                "ScriptBlockId": "5c2f1a7e-0d3b-4c9a-8e6f-1b2a3c4d5e6f",
+                "Path": r"C:\Windows\system32\WindowsPowerShell\v1.0\Modules\Microsoft.PowerShell.Management"
+                r"\Microsoft.PowerShell.Management.psd1",
+            },
+        )
+    )
+    specs.append(
+        (
+            PS,
+            4104,
+            {
+                "MessageNumber": "1",
+                "MessageTotal": "1",
+                "ScriptBlockText": "Get-EventLog -LogName Application -Newest 50 | Where-Object EntryType -eq 'Error'",
+                "Path": "",
+            },
+        )
+    )
+    # -- OpenSSH server installed as a Windows capability
+    specs.append(_service("sshd", r"C:\Windows\System32\OpenSSH\sshd.exe", account="LocalSystem"))
+    specs.append(_service("ssh-agent", r"C:\Windows\System32\OpenSSH\ssh-agent.exe"))
+    specs.append(
+        _proc(
+            r"C:\Windows\System32\OpenSSH\sshd.exe",
+            r'"C:\Windows\System32\OpenSSH\sshd.exe"',
+            r"C:\Windows\System32\services.exe",
+        )
+    )
+    # -- a backup agent: service arguments (not the binary) point into ProgramData; VSS snapshots
+    specs.append(
+        _service(
+            "AcmeBackupAgent",
+            r'"C:\Program Files\Acme Backup\agent.exe" --config "C:\ProgramData\Acme Backup\agent.conf"',
+        )
+    )
+    specs.append(
+        _proc(r"C:\Windows\System32\vssadmin.exe", "vssadmin list shadows", r"C:\Program Files\Acme Backup\agent.exe")
+    )
+    specs.append(
+        _proc(
+            r"C:\Windows\System32\cmd.exe",
+            r'cmd.exe /c "C:\Program Files\Acme Backup\scripts\pre-freeze.cmd"',
+            r"C:\Program Files\Acme Backup\agent.exe",
+        )
+    )
+    # -- IIS: app pools recycle, the front end talks to the back end on loopback, a page compiles on first request
+    specs.append((WAS, 5074, {"AppPoolID": "MSExchangeOWAAppPool", "ProcessID": "7812"}))
+    specs.append(
+        _proc(
+            r"C:\Windows\System32\inetsrv\w3wp.exe",
+            r'c:\windows\system32\inetsrv\w3wp.exe -ap "MSExchangeOWAAppPool" -v "v4.0" -c '
+            r'"C:\Program Files\Microsoft\Exchange Server\V15\bin\GenericAppPoolConfigWithGCServerEnabledFalse.config" '
+            r'-a \\.\pipe\iisipm1 -h "C:\inetpub\temp\apppools\MSExchangeOWAAppPool\MSExchangeOWAAppPool.config" '
+            r'-w "" -m 0',
+            r"C:\Windows\System32\svchost.exe",
+            user=r"NT AUTHORITY\SYSTEM",
+        )
+    )
+    for port in ("444", "80", "443", "6001"):
+        specs.append(
+            (
+                SYSMON,
+                3,
+                {
+                    "Image": r"C:\Windows\System32\inetsrv\w3wp.exe",
+                    "Initiated": "true",
+                    "Protocol": "tcp",
+                    "DestinationIp": "127.0.0.1",
+                    "DestinationPort": port,
+                },
+            )
+        )
+    specs.append(
+        (
+            SYSMON,
+            3,
+            {
+                "Image": r"C:\Windows\System32\inetsrv\w3wp.exe",
+                "Initiated": "true",
+                "Protocol": "tcp",
+                "DestinationIp": "10.0.0.5",
+                "DestinationPort": "389",
+            },
+        )
+    )
+    specs.append(
+        _proc(
+            r"C:\Windows\System32\WerFault.exe",
+            r"C:\Windows\system32\WerFault.exe -u -p 7812 -s 2204",
+            r"C:\Windows\System32\inetsrv\w3wp.exe",
+        )
+    )
+    # -- the Exchange Management Shell and Exchange's own cmdlets (read-only administration)
+    specs.append(_proc(PSEXE, EMS, r"C:\Windows\explorer.exe", user=r"CORP\exadmin"))
+    for cmdlet, params in (
+        ("Get-ExchangeServer", '-Identity "EXCH01"'),
+        ("Get-Mailbox", '-ResultSize "Unlimited"'),
+        ("Get-OabVirtualDirectory", '-Server "EXCH01"'),
+        ("Get-MailboxExportRequest", ""),
+        ("Get-TransportAgent", ""),
+        ("Test-ServiceHealth", ""),
+    ):
+        specs.append(
+            (
+                EXMGMT,
+                1,
+                [
+                    cmdlet,
+                    params,
+                    "corp.example/Users/exadmin",
+                    "S-1-5-21-1-2-3-1105",
+                    "6120 w3wp#MSExchangePowerShellAppPool",
+                ],
+            )
+        )
+    # -- scheduled maintenance: Exchange's tasks and a monitoring script run by the task scheduler
+    specs.append(
+        (
+            TASKS,
+            106,
+            {"TaskName": r"\Microsoft\Windows\Exchange\MailboxDatabaseMaintenance", "UserContext": r"CORP\exadmin"},
+        )
+    )
+    specs.append(
+        (
+            TASKS,
+            200,
+            {
+                "TaskName": r"\Microsoft\Windows\Exchange\MailboxDatabaseMaintenance",
+                "ActionName": r"C:\Program Files\Microsoft\Exchange Server\V15\Bin\ExchangeMaintenance.exe",
+            },
+        )
+    )
+    specs.append((TASKS, 200, {"TaskName": r"\Monitoring\QueueReport", "ActionName": PSEXE}))
+    specs.append(
+        _proc(
+            PSEXE,
+            f"{PSEXE} -NoProfile -File C:\\Scripts\\QueueReport.ps1",
+            r"C:\Windows\System32\svchost.exe",
+            user=r"CORP\svc_monitor",
+        )
+    )
+    specs.append(
+        (
+            SECURITY,
+            4624,
+            {"TargetUserName": "svc_monitor", "LogonType": "4", "ProcessName": r"C:\Windows\System32\svchost.exe"},
+        )
+    )
+    events: list[Event] = []
+    for i, (src, eid, data) in enumerate(specs, start=1):
+        provider, channel = src
+        events.append(
+            Event(
+                event_id=eid,
+                provider=provider,
+                channel=channel,
+                record_id=i,
+                event_source_name=provider if channel in ("System", "Application") else None,
+                time_created=start + timedelta(seconds=30 * i),
+                data=data,
+            )
+        )
+    return events
+
+
+def benign_server_hives() -> dict[str, HiveBuilder]:
+    """SYSTEM, SOFTWARE and SAM of the same server: Defender drivers, OpenSSH (its LSA package), a backup agent,
+    Sysinternals tools run by administrators, Process Explorer replacing Task Manager, an enabled Guest account
+    on a lab image, Exchange's scheduled tasks."""
+    t = datetime(2021, 2, 20, 9, 0, tzinfo=UTC)
+    services = dict(STOCK_SERVICES)
+    services["MpKsl4e1c2a9b"] = (f"\\??\\{DEFUPD}\\{{6B1F3C2E-8D4A-4F0B-9C7E-2A5D1E3F4B6C}}\\MpKslDrv.sys", 1)
+    services["sshd"] = (r"C:\Windows\System32\OpenSSH\sshd.exe", 0x10)
+    services["AcmeBackupAgent"] = (
+        r'"C:\Program Files\Acme Backup\agent.exe" --config "C:\ProgramData\Acme Backup\agent.conf"',
+        0x10,
+    )
+    system = system_hive(
+        services=services,
+        shimcache=[
+            (r"C:\Tools\Sysinternals\procexp64.exe", t),
+            (r"C:\Tools\Sysinternals\PsExec64.exe", t),
+            (r"C:\Windows\System32\OpenSSH\sshd.exe", t),
+        ],
+    )
+    system.set_value(r"ControlSet001\Control\Lsa", "Authentication Packages", ["msv1_0", "ssh-lsa"])
+    software = software_hive()
+    ifeo = r"Microsoft\Windows NT\CurrentVersion\Image File Execution Options\taskmgr.exe"
+    software.set_value(ifeo, "Debugger", r'"C:\Tools\Sysinternals\procexp64.exe"')
+    software.set_value(
+        r"Microsoft\Windows\CurrentVersion\Run",
+        "VMware User Process",
+        r'"C:\Program Files\VMware\VMware Tools\vmtoolsd.exe" -n vmusr',
+    )
+    task(
+        "{3C1F5E7A-9B2D-4F6A-8C0E-1D3B5F7A9C2E}",
+        r"\Microsoft\Windows\Exchange\MailboxDatabaseMaintenance",
+        r"C:\Program Files\Microsoft\Exchange Server\V15\Bin\ExchangeMaintenance.exe",
+        hb=software,
+    )
+    task(
+        "{7A9C2E4B-6D8F-4A1C-9E3B-5F7D9B1C3E5A}",
+        r"\Monitoring\QueueReport",
+        PSEXE,
+        r"-NoProfile -File C:\Scripts\QueueReport.ps1",
+        hb=software,
+    )
+    sam = sam_hive(
+        [
+            Account(name="Administrator", rid=500),
+            Account(name="Guest", rid=501, disabled=False),
+            Account(name="DefaultAccount", rid=503),
+            Account(name="svc_monitor", rid=1001),
+        ]
+    )
+    return {"SYSTEM": system, "SOFTWARE": software, "SAM": sam}
