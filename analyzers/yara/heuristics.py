@@ -23,14 +23,21 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
+import yaml
+
+from triage.analyzers.yara import behaviour
 from triage.finding import Finding
-from triage.registry import Analyzer, Unit, register
+from triage.registry import Analyzer, Unit, register, signature_path
 
 WINDOW_START = datetime(2021, 1, 1, tzinfo=UTC)
 WINDOW_END = datetime(2021, 5, 1, tzinfo=UTC)  # exclusive: the window ends with 2021-04-30
 WINDOW_EXTS = frozenset({".aspx", ".ashx", ".asmx"})
 PAGE_EXTS = frozenset({".aspx", ".ashx", ".asmx", ".asp", ".asa", ".asax", ".cshtml", ".vbhtml", ".svc"})
 CODE_ONLY_EXTS = frozenset({".ashx", ".asmx", ".asax", ".svc"})  # the whole file after the directive is code
+# code files: code-behind and the C#/VB that ASP.NET generates into Temporary ASP.NET Files
+SOURCE_EXTS = frozenset({".cs", ".vb"})
+CONFIG_EXTS = frozenset({".config"})
+COMPILED_EXTS = frozenset({".compiled"})
 MAX_READ = 8 * 1024 * 1024
 
 # Thresholds. Hand-written C#/VB/JScript sits around 4.3-5.2 bits per byte, minified JavaScript 5.3-5.5 and
@@ -42,8 +49,16 @@ BASE64_MIN = 200
 CHARCODE_MIN = 16
 ESCAPE_MIN = 64
 
-_DIRECTIVE = re.compile(rb"<%@.*?%>", re.S)
-_CODE_BLOCK = re.compile(rb"<%(?![@-])(.*?)%>", re.S)
+_DIRECTIVE = re.compile(rb"<%\s{0,8}@.{0,4000}?%>", re.S)
+_CODE_BLOCK = re.compile(rb"<%(?!\s{0,8}@)(?!--)(.*?)%>", re.S)
+# a page whatever its name: a directive, a code block or a server script (sniffed in files of other extensions)
+_SERVER_MARK = re.compile(
+    rb"<%\s{0,8}@\s{0,8}(?:page|webhandler|webservice|control|master|application|language)\b|"
+    rb"<script\b[^>]{0,200}\brunat\s{0,4}=\s{0,4}[\"']?server",
+    re.I,
+)
+_HANDLER_DIRECTIVE = re.compile(rb"<%\s{0,8}@\s{0,8}(webhandler|webservice)\b", re.I)
+SNIFF_BYTES = 1024 * 1024
 _SERVER_SCRIPT = re.compile(rb"<script\b[^>]*\brunat\s*=\s*[\"']?server[\"']?[^>]*>(.*?)</script\s*>", re.S | re.I)
 _BASE64 = re.compile(rb"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{%d,}={0,2}" % BASE64_MIN)
 _DATA_URI = re.compile(rb"data:[\w.+-]+/[\w.+-]+;base64,$", re.I)
@@ -63,7 +78,7 @@ def shannon_entropy(data: bytes) -> float:
 
 def server_code(data: bytes, ext: str) -> bytes:
     """The server-side code of a page: script blocks and ``<% %>`` blocks (handlers: all but the directive)."""
-    if ext in CODE_ONLY_EXTS:
+    if ext in CODE_ONLY_EXTS or ext in SOURCE_EXTS or _HANDLER_DIRECTIVE.search(data[:4096]):
         return _DIRECTIVE.sub(b"", data).strip()
     parts = [m.group(1) for m in _CODE_BLOCK.finditer(data)]
     parts += [m.group(1) for m in _SERVER_SCRIPT.finditer(data)]
@@ -212,28 +227,170 @@ def in_window(value: str | None) -> bool:
     return ts is not None and WINDOW_START <= ts < WINDOW_END
 
 
+def looks_like_page(head: bytes) -> bool:
+    """Whether bytes look like a server page: a directive, a server script, or a <% block closed by %>."""
+    if _SERVER_MARK.search(head):
+        return True
+    start = head.find(b"<%")
+    return start >= 0 and head.find(b"%>", start + 2) > 0
+
+
+def _text(data: bytes) -> str:
+    """Decode page bytes: UTF-16 with a BOM, else UTF-8 (bad bytes replaced: hostile input must not stop us)."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return data.decode("utf-16", errors="replace")
+    return data.decode("utf-8", errors="replace").lstrip("\ufeff")
+
+
+def _flow_signal(c: behaviour.FlowClass) -> Signal:
+    return Signal(c.id, c.title, c.severity, "high" if c.severity == "critical" else "medium", c.description, c.mitre)
+
+
+CONFIG_SIGNALS = {
+    s.id: s
+    for s in (
+        Signal(
+            "TRIAGE-WSH-040",
+            "Configuration maps an odd extension to a script engine",
+            "high",
+            "high",
+            "A handlers, httpHandlers, buildProviders or scriptMaps entry hands files of a non-script extension "
+            "(.config, images, text) to a script engine (asp.dll, the ASP.NET page or handler factory, an ISAPI or "
+            "CGI module): a web shell can then hide in a file that looks inert, or in web.config itself.",
+            ("T1505.003", "T1505.004"),
+        ),
+        Signal(
+            "TRIAGE-WSH-041",
+            "Configuration file carries server-side script",
+            "high",
+            "high",
+            "A configuration file holds a <% %> block or a runat=server script. Configuration has no use for "
+            "server code; with a handler remap (or an old ASP trick) IIS runs it when the file is requested.",
+            ("T1505.003",),
+        ),
+        Signal(
+            "TRIAGE-WSH-042",
+            "Configuration lets .config files be served",
+            "medium",
+            "medium",
+            "requestFiltering removes the .config file extension or the web.config segment from the blocked list, "
+            "the first half of the web.config web shell trick; on its own an odd but not hostile setting.",
+            ("T1505.003",),
+        ),
+        Signal(
+            "TRIAGE-WSH-043",
+            "Compiled page record for a web shell location",
+            "medium",
+            "medium",
+            "A Temporary ASP.NET Files .compiled record names a page that ASP.NET compiled from aspnet_client or "
+            "from a non-stock page of owa/auth or ecp/auth: the page ran even if it has since been deleted. The "
+            "location alone is not proof; look at the App_Web assembly the record names.",
+            ("T1505.003",),
+        ),
+    )
+}
+SIGNALS.update(CONFIG_SIGNALS)
+SIGNALS.update({c.id: _flow_signal(c) for c in behaviour.default_rules().classes.values()})
+_STOCK_AUTH = None
+
+
+def _stock_auth_pages() -> frozenset[str]:
+    """Stock page names of owa/auth and ecp/auth, from the one list in signatures/webshell/locations.yaml."""
+    global _STOCK_AUTH
+    if _STOCK_AUTH is None:
+        doc = yaml.safe_load(signature_path("webshell/locations.yaml").read_text(encoding="utf-8"))
+        _STOCK_AUTH = frozenset(n.casefold() for names in (doc.get("stock") or {}).values() for n in names)
+    return _STOCK_AUTH
+
+
+def compiled_location(virtual_path: str) -> bool:
+    """Whether a compiled page's virtual path is a web shell place (aspnet_client, non-stock owa/ecp auth page)."""
+    vp = virtual_path.replace("\\", "/").casefold()
+    name = vp.rsplit("/", 1)[-1]
+    if "/aspnet_client/" in vp:
+        return True
+    return bool(re.search(r"/(?:owa|ecp)/auth/[^/]+$", vp)) and name not in _stock_auth_pages()
+
+
+@dataclass
+class PageReport:
+    """Everything the analyzer found in one file, for findings and tests."""
+
+    mode: str  # page | config | compiled | none
+    obfuscation: PageSignals = field(default_factory=PageSignals)
+    flows: list[behaviour.Flow] = field(default_factory=list)
+    config: behaviour.ConfigSignals | None = None
+    compiled: tuple[str, str] | None = None
+    hits: list[str] = field(default_factory=list)
+
+
+def inspect(data: bytes, name: str) -> PageReport:
+    """Measure one file by content: obfuscation, request-to-sink flows, configuration remaps, compiled records.
+
+    ``name`` is only used for its extension; files of other extensions are analysed when they look like
+    server pages (a directive, a code block or a server script), so a renamed page is still read.
+    """
+    ext = PurePosixPath(name.replace("\\", "/")).suffix.lower()
+    if ext in CONFIG_EXTS:
+        return _inspect_config(data)
+    if ext in COMPILED_EXTS:
+        rep = PageReport("compiled")
+        rep.compiled = behaviour.compiled_record(_text(data[:65536]))
+        if rep.compiled and compiled_location(rep.compiled[0]):
+            rep.hits.append("TRIAGE-WSH-043")
+        return rep
+    if ext not in PAGE_EXTS and ext not in SOURCE_EXTS and not looks_like_page(data[:SNIFF_BYTES]):
+        return PageReport("none")
+    rep = PageReport("page")
+    if ext in PAGE_EXTS:  # the obfuscation thresholds were calibrated on pages only
+        rep.obfuscation = measure(data, ext)
+        rep.hits += rep.obfuscation.hits
+    code = _text(server_code(data, ext if ext in PAGE_EXTS or ext in SOURCE_EXTS else ".aspx"))
+    handler = ext == ".asmx" or bool(re.search(rb"<%\s{0,8}@\s{0,8}webservice\b", data[:4096], re.I))
+    vb = behaviour.is_vb(_text(data[:4096]) + code[:2000], ext)
+    rep.flows = behaviour.analyse(code, vb=vb, handler=handler, markup=_text(data))
+    rep.hits += [behaviour.default_rules().classes[f.cls].id for f in rep.flows]
+    return rep
+
+
+def _inspect_config(data: bytes) -> PageReport:
+    text = _text(data)
+    rep = PageReport("config", config=behaviour.config_signals(text))
+    if rep.config.remaps:
+        rep.hits.append("TRIAGE-WSH-040")
+    if rep.config.inline_code:
+        rep.hits.append("TRIAGE-WSH-041")
+        # the config's own script: the same data-flow analysis as a page's
+        code = _text(server_code(data, ".aspx"))
+        rep.flows = behaviour.analyse(code, vb=behaviour.is_vb(code, ".asp"))
+        rep.hits += [behaviour.default_rules().classes[f.cls].id for f in rep.flows]
+    if rep.config.unblocks_config and not rep.hits:
+        rep.hits.append("TRIAGE-WSH-042")
+    return rep
+
+
 @register
 class WebShellHeuristics(Analyzer):
-    """Server pages written in the ED 21-02 window, and obfuscation/entropy signals in their code."""
+    """Request input reaching dangerous calls, config remaps, obfuscation, and pages written in the ED 21-02 window."""
 
     name = "webshell_heuristics"
-    version = "1.0"
+    version = "2.0"
     consumes = ("web_file", "suspicious_file", "file")
+    rules = (behaviour.RULE_FILE, "webshell/locations.yaml")
 
     def analyze(self, unit: Unit) -> Iterator[Finding]:
         ev = unit.evidence
         logical = unit.logical_path or ev.source_path
         ext = PurePosixPath(logical.replace("\\", "/")).suffix.lower()
-        if ext not in PAGE_EXTS:
-            return
         with open(unit.path, "rb") as fh:
             data = fh.read(MAX_READ + 1)
         if len(data) > MAX_READ:
-            unit.warn(f"page larger than {MAX_READ} bytes: only the first {MAX_READ} bytes were measured")
+            unit.warn(f"file larger than {MAX_READ} bytes: only the first {MAX_READ} bytes were measured")
             data = data[:MAX_READ]
-        signals = measure(data, ext)
+        rep = inspect(data, logical)
+        signals = rep.obfuscation
         written = ev.kind == "web_file" and ext in WINDOW_EXTS and in_window(ev.source_mtime)
-        fired = (["TRIAGE-WSH-001"] if written else []) + signals.hits
+        fired = (["TRIAGE-WSH-001"] if written else []) + rep.hits
         if written and signals.hits:
             fired.append("TRIAGE-WSH-020")
         base = {
@@ -243,11 +400,18 @@ class WebShellHeuristics(Analyzer):
             "sha256": ev.sha256,
             "md5": ev.md5,
             "modified": ev.source_mtime,
+            "mode": rep.mode,
             **signals.as_dict(),
         }
+        if rep.flows:
+            base["flows"] = [f.as_dict() for f in rep.flows]
+        if rep.config is not None:
+            base["config"] = rep.config.as_dict()
+        if rep.compiled is not None:
+            base["compiled"] = {"virtual_path": rep.compiled[0], "assembly": rep.compiled[1]}
         for rule_id in fired:
             sig = SIGNALS[rule_id]
-            detail = self._detail(rule_id, signals, ev.source_mtime)
+            detail = self._detail(rule_id, rep, ev.source_mtime)
             yield unit.finding(
                 rule_id=sig.id,
                 rule_title=sig.title,
@@ -266,7 +430,15 @@ class WebShellHeuristics(Analyzer):
             )
 
     @staticmethod
-    def _detail(rule_id: str, s: PageSignals, mtime: str | None) -> str:
+    def _detail(rule_id: str, rep: PageReport, mtime: str | None) -> str:
+        s = rep.obfuscation
+        flow = next(
+            (f for f in rep.flows if SIGNALS[rule_id].title == behaviour.default_rules().classes[f.cls].title), None
+        )
+        if flow is not None:
+            via = f" (through {', '.join(flow.via)})" if flow.via else ""
+            return f"request input reaches {flow.sink}{flow.argument}){via}"
+        cfg = rep.config
         return {
             "TRIAGE-WSH-001": f"modified {mtime}",
             "TRIAGE-WSH-010": f"entropy {s.entropy} bits/byte over {s.code_bytes} bytes of code",
@@ -275,4 +447,10 @@ class WebShellHeuristics(Analyzer):
             f"({s.base64_sample}...)",
             "TRIAGE-WSH-013": f"{s.charcodes} character-code calls, {s.escapes} escapes",
             "TRIAGE-WSH-020": f"modified {mtime} and {', '.join(x for x in s.hits)}",
-        }[rule_id]
+            "TRIAGE-WSH-040": "; ".join(f"{r['path']} -> {r['engine']} ({r['section']})" for r in cfg.remaps)
+            if cfg
+            else "",
+            "TRIAGE-WSH-041": f"script {cfg.inline_code[:120]}" if cfg else "",
+            "TRIAGE-WSH-042": "requestFiltering unblocks .config" if cfg else "",
+            "TRIAGE-WSH-043": f"compiled {rep.compiled[0]} into {rep.compiled[1]}" if rep.compiled else "",
+        }.get(rule_id, "")

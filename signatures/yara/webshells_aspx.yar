@@ -129,7 +129,7 @@ rule TRIAGE_WEBSHELL_Socket_Tunnel
         reference = "https://www.cisa.gov/news-events/cybersecurity-advisories/aa21-062a"
 
     strings:
-        $page_directive = "<%@"
+        $page_directive = /<%\s{0,8}@\s{0,8}(page|webhandler|webservice|control)\b/ nocase
         $page_server = /runat\s{0,4}=\s{0,4}["']?server/ nocase
         $new_socket = /new\s+(System\.Net\.Sockets\.)?(Socket|TcpClient)\s{0,4}\(/ nocase
         $in_stream = "Request.InputStream" nocase
@@ -149,8 +149,8 @@ rule TRIAGE_WEBSHELL_Process_From_Page
     meta:
         id = "TRIAGE-YARA-021"
         title = "Server page starting processes and capturing their output"
-        description = "An ASP.NET page builds a process (ProcessStartInfo or Process.Start) and reads its standard output or runs cmd.exe/powershell.exe: the command console of AspxSpy-style and cmd.aspx web shells. Stock Exchange and IIS pages do not do this."
-        severity = "high"
+        description = "An ASP.NET page builds a process (ProcessStartInfo or Process.Start) and reads its standard output or runs cmd.exe/powershell.exe: the command console of AspxSpy-style and cmd.aspx web shells, but also of an admin page running fixed commands. Medium on its own; the webshell_heuristics analyzer raises it when request input reaches the process."
+        severity = "medium"
         confidence = "medium"
         mitre = "T1505.003,T1059.003"
         cve = ""
@@ -160,7 +160,7 @@ rule TRIAGE_WEBSHELL_Process_From_Page
         reference = "https://attack.mitre.org/techniques/T1505/003/"
 
     strings:
-        $page_directive = "<%@"
+        $page_directive = /<%\s{0,8}@\s{0,8}(page|webhandler|webservice|control)\b/ nocase
         $page_server = /runat\s{0,4}=\s{0,4}["']?server/ nocase
         $start_info = "ProcessStartInfo"
         $start_call = /Process\s{0,4}\.\s{0,4}Start\s{0,4}\(/
@@ -234,4 +234,106 @@ rule TRIAGE_WEBSHELL_Encrypted_Assembly_Loader
 
     condition:
         filesize < 512KB and $load and any of ($in_*) and any of ($dec_*)
+}
+
+rule TRIAGE_WEBSHELL_Eval_Request_Any
+{
+    meta:
+        id = "TRIAGE-YARA-004"
+        title = "Server script evaluating request input"
+        description = "Server code hands request input straight to eval, Execute or ExecuteGlobal, whatever the spacing, case or request collection (Request.Item/Form/QueryString/Params, Request(...), Request[...]): the China Chopper and AntSword server side in JScript, VBScript and classic ASP, with or without the 'unsafe' flag."
+        severity = "critical"
+        confidence = "high"
+        mitre = "T1505.003,T1059"
+        cve = ""
+        ed2102_steps = "8,10"
+        author = "triage project"
+        date = "2026-12-07"
+        reference = "https://attack.mitre.org/techniques/T1505/003/"
+
+    strings:
+        $server_block = "<%"
+        $server_script = /runat\s{0,4}=\s{0,4}["']?server/ nocase
+        $eval_request = /(^|[^.\w])(eval|execute|executeglobal)[\s(]{1,8}(this\s{0,4}\.\s{0,4})?request\s{0,4}(\.\s{0,4}(item|form|querystring|params|cookies|headers)\s{0,4})?[\[(]/ nocase
+
+    condition:
+        filesize < 2MB and any of ($server_*) and $eval_request
+}
+
+rule TRIAGE_WEBSHELL_JScriptEvaluate_Request
+{
+    meta:
+        id = "TRIAGE-YARA-005"
+        title = "C# or VB page calling the JScript evaluator on request input"
+        description = "A C# or VB.NET page creates a JScript engine (VsaEngine) and calls Microsoft.JScript.Eval.JScriptEvaluate while reading request input: the C# and VB forms of China Chopper, which evaluate whatever code the client posts."
+        severity = "critical"
+        confidence = "high"
+        mitre = "T1505.003,T1059"
+        cve = ""
+        ed2102_steps = "8,10"
+        author = "triage project"
+        date = "2026-12-07"
+        reference = "https://attack.mitre.org/software/S0020/"
+
+    strings:
+        $evaluate = /JScriptEvaluate\s{0,4}\(/ nocase
+        $engine = "VsaEngine" nocase
+        $request = /Request\s{0,4}(\.\s{0,4}(Item|Form|QueryString|Params|Headers|Cookies)\s{0,4})?[\[(]/ nocase
+        $page = /<%|runat\s{0,4}=\s{0,4}["']?server/ nocase
+
+    condition:
+        filesize < 2MB and $page and $evaluate and $engine and $request
+}
+
+rule TRIAGE_WEBSHELL_Reflective_Assembly_Load
+{
+    meta:
+        id = "TRIAGE-YARA-031"
+        title = "Page loading request bytes as an assembly through reflection"
+        description = "A server page looks up Assembly.Load by name through reflection (GetMethod(\"Load\")) and invokes it while reading the request body or a request field: the Behinder and Godzilla loader written so that the words Assembly.Load never appear together."
+        severity = "critical"
+        confidence = "high"
+        mitre = "T1505.003,T1620"
+        cve = ""
+        ed2102_steps = "8,10"
+        author = "triage project"
+        date = "2026-12-07"
+        reference = "https://attack.mitre.org/techniques/T1620/"
+
+    strings:
+        $get_load = /GetMethod\s{0,4}\(\s{0,4}["']Load["']/ nocase
+        $invoke = /\.\s{0,4}Invoke\s{0,4}\(/
+        $in_binary = "Request.BinaryRead" nocase
+        $in_stream = "Request.InputStream" nocase
+        $in_field = /Request\s{0,4}(\.\s{0,4}(Form|Item|Params|Cookies|Headers))?\s{0,4}\[/ nocase
+        $page = /<%|runat\s{0,4}=\s{0,4}["']?server/ nocase
+
+    condition:
+        filesize < 1MB and $page and $get_load and $invoke and any of ($in_*)
+}
+
+rule TRIAGE_WEBSHELL_PowerShell_Runspace_Page
+{
+    meta:
+        id = "TRIAGE-YARA-023"
+        title = "Server page running PowerShell in a runspace"
+        description = "A server page creates a PowerShell runspace or PowerShell object and adds a script to it: the Antak web shell design, which gives a PowerShell console through the browser. Exchange and IIS pages do not host PowerShell."
+        severity = "high"
+        confidence = "medium"
+        mitre = "T1505.003,T1059.001"
+        cve = ""
+        ed2102_steps = "8,10"
+        author = "triage project"
+        date = "2026-12-07"
+        reference = "https://attack.mitre.org/techniques/T1505/003/"
+
+    strings:
+        $page = /<%\s{0,8}@\s{0,8}(page|webhandler|webservice)\b|runat\s{0,4}=\s{0,4}["']?server/ nocase
+        $host_factory = "RunspaceFactory" nocase
+        $host_create = /PowerShell\s{0,4}\.\s{0,4}Create\s{0,4}\(/ nocase
+        $run_script = /\.\s{0,4}AddScript\s{0,4}\(/ nocase
+        $run_pipeline = /\.\s{0,4}CreatePipeline\s{0,4}\(/ nocase
+
+    condition:
+        filesize < 2MB and $page and any of ($host_*) and any of ($run_*)
 }

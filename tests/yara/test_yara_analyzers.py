@@ -73,7 +73,7 @@ def test_oab_shell_found_by_yara(analyzed) -> None:
     case, _ = analyzed
     df = _rows(case)
     oab = df[(df["analyzer"] == "yara") & (df["name"] == "Dk2jQ8ab.aspx")]
-    assert set(oab["rule_id"]) == {"TRIAGE-YARA-001", "TRIAGE-YARA-010"}
+    assert set(oab["rule_id"]) == {"TRIAGE-YARA-001", "TRIAGE-YARA-004", "TRIAGE-YARA-010"}
     assert set(oab["severity"].astype(str)) == {"critical"}
     row = oab[oab["rule_id"] == "TRIAGE-YARA-010"].iloc[0]
     attrs = json.loads(row["attributes"])
@@ -115,8 +115,12 @@ def test_heuristics_findings(analyzed) -> None:
     }
     combo = h[(h["name"] == "errorFF.aspx") & (h["rule_id"] == "TRIAGE-WSH-020")].iloc[0]
     assert str(combo["severity"]) == "high"
+    # the OAB export carries a JScript eval of request input: the behaviour rule, and the window pointer
+    assert by_name["Dk2jQ8ab.aspx"] == {"TRIAGE-WSH-001", "TRIAGE-WSH-030"}
+    oab = h[(h["name"] == "Dk2jQ8ab.aspx") & (h["rule_id"] == "TRIAGE-WSH-030")].iloc[0]
+    assert str(oab["severity"]) == "critical" and "eval(" in oab["message"]
+    assert json.loads(oab["attributes"])["flows"][0]["class"] == "eval"
     # written in the window, nothing else: a low pointer for the timeline (stock owa pages included)
-    assert by_name["Dk2jQ8ab.aspx"] == {"TRIAGE-WSH-001"}
     assert by_name["logon.aspx"] == {"TRIAGE-WSH-001"}
     assert "default.aspx" not in by_name  # modified 2020-06-01, plain page
     assert "iisstart.htm" not in by_name
@@ -195,7 +199,7 @@ def test_cli_yara_dir_with_externals(tmp_path: Path, capsys: pytest.CaptureFixtu
     code = main(["analyze", str(case_dir), "--only", "yara", "--yara", str(rules), "-j", "1", "-q", "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["yara"]["loaded"] == 6 and out["yara"]["skipped"] == 1  # 4 own files + 2 of the 3 third-party
+    assert out["yara"]["loaded"] == 7 and out["yara"]["skipped"] == 1  # 5 own files + 2 of the 3 third-party
     assert out["yara"]["skipped_files"] == ["tp_broken.yar"]
     assert out["yara"]["by_engine"]["yara-x-relaxed"] == 1  # the default fallback: yara-x in libyara regex mode
     loaded = json.loads((case_dir / "runs" / "yara-rules.json").read_text())

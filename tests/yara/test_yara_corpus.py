@@ -21,7 +21,7 @@ from triage.analyzers.yara.engine import (
     file_externals,
     find_rule_files,
 )
-from triage.analyzers.yara.heuristics import measure
+from triage.analyzers.yara.heuristics import SIGNALS, inspect, measure
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 WEBSHELLS = sorted((CORPUS / "webshells").glob("*")) if (CORPUS / "webshells").is_dir() else []
@@ -52,10 +52,17 @@ def _aspnet_client(name: str) -> dict[str, str]:
 @needs_corpus
 @pytest.mark.parametrize("shell", WEBSHELLS, ids=[p.name for p in WEBSHELLS])
 def test_every_corpus_webshell_is_flagged_by_own_rules(shell: Path, own) -> None:
+    """Each real shell: an own YARA rule at medium or above, and high or above with the behaviour analysis."""
     hits = own.scan(shell, _aspnet_client(shell.name))
     assert hits, f"{shell.name}: no own rule matched ({own.parts[0].engine})"
-    assert any(severity_for(m.meta, own=True) in HIGH for m in hits)
+    assert any(severity_for(m.meta, own=True) in ("medium", *HIGH) for m in hits)
     assert all(str(m.meta["id"]).startswith("TRIAGE-YARA-") for m in hits)
+    behaviour = inspect(shell.read_bytes(), shell.name)
+    severities = {severity_for(m.meta, own=True) for m in hits} | {SIGNALS[r].severity for r in behaviour.hits}
+    assert severities & set(HIGH), (shell.name, severities)
+    # wherever it sits and whatever it is called: the content alone still gives high
+    renamed = inspect(shell.read_bytes(), "C:/ProgramData/cache/" + shell.stem + ".txt")
+    assert {SIGNALS[r].severity for r in renamed.hits} & set(HIGH), shell.name
 
 
 @needs_corpus

@@ -31,7 +31,7 @@ RULES = _rules_with_meta()
 
 def test_own_rules_exist_and_are_counted() -> None:
     assert [f.path.name for f in FILES] == sorted(f.path.name for f in FILES)
-    assert len(RULES) == len(SAMPLES) == 13
+    assert len(RULES) == len(SAMPLES) == 20
     assert sum(f.rule_count for f in FILES) == len(RULES)  # no commented-out rules in ours
 
 

@@ -238,6 +238,82 @@ SAMPLES: dict[str, dict[str, list[bytes]]] = {
             b' var v = Request.Cookies["session"]; %>',
         ],
     },
+    "TRIAGE-YARA-004": {
+        "positive": [
+            b'<%@ Page Language="JScript"%><% eval (  request . item ["k"] ) %>',
+            b'<%\r\nExecute Request.Form("c")\r\n%>',
+            b'<script runat="server" language="JScript">function Page_Load(){EVAL(Request["q"]);}</script>',
+        ],
+        "negative": [
+            b'<%@ Page Language="JScript"%><% var x = eval("2*3"); Response.Write(Request["q"]); %>',
+            b"<script>document.x.eval(request('y'));</script> client-side only, no server marker",
+        ],
+    },
+    "TRIAGE-YARA-005": {
+        "positive": [
+            b'<%@ Page Language="C#"%><% string c = Request.Form["c"]; Response.Write(Microsoft.JScript.Eval.'
+            b"JScriptEvaluate(c, Microsoft.JScript.Vsa.VsaEngine.CreateEngine())); %>",
+        ],
+        "negative": [
+            b'<%@ Page Language="C#"%><% var e = Microsoft.JScript.Vsa.VsaEngine.CreateEngine(); '
+            b'Response.Write(Microsoft.JScript.Eval.JScriptEvaluate("1+1", e)); %>',
+        ],
+    },
+    "TRIAGE-YARA-023": {
+        "positive": [
+            b'<%@ Page Language="C#"%><script runat="server">void Go(){ var r = RunspaceFactory.CreateRunspace(); '
+            b"r.Open(); var p = r.CreatePipeline(); p.Commands.AddScript(box.Text); p.Invoke(); }</script>",
+            b'<% @ WebHandler Language="C#" Class="P" %> using (var ps = PowerShell.Create()) { ps.AddScript(s); }',
+        ],
+        "negative": [
+            b"$rs = [RunspaceFactory]::CreateRunspace(); $p = $rs.CreatePipeline(); $p.Commands.AddScript($s)",
+        ],
+    },
+    "TRIAGE-YARA-031": {
+        "positive": [
+            b'<%@ Page Language="C#"%><% var m = typeof(System.Reflection.Assembly).GetMethod("Load", new Type[]'
+            b"{typeof(byte[])}); var a = m.Invoke(null, new object[]{ Request.BinaryRead(Request.ContentLength) }); %>",
+        ],
+        "negative": [
+            b'<%@ Page Language="C#"%><% var m = typeof(Helper).GetMethod("Load"); m.Invoke(null, null); %>',
+            b'class X { void M() { var m = typeof(Assembly).GetMethod("Load"); m.Invoke(null, Request.Form["x"]); } }',
+        ],
+    },
+    "TRIAGE-YARA-071": {
+        "positive": [
+            _pe(b"App_Web_k2l9m0q1", b"System.Web.UI.Page", b"get_Request", b"get_Form", b"ProcessStartInfo"),
+            _pe(b"App_Web_q8r7s6t5", b"System.Web", b"get_Request", b"GetMethod", b"CreateInstance"),
+        ],
+        "negative": [
+            _pe(b"App_Web_stock0001", b"System.Web.UI.Page", b"get_Request", b"get_QueryString", b"HtmlEncode"),
+            _pe(b"MyTool", b"System.Web", b"get_Request", b"ProcessStartInfo"),
+        ],
+    },
+    "TRIAGE-YARA-080": {
+        "positive": [
+            b'<configuration><system.webServer><handlers><add name="w" path="*.config" verb="*" modules="IsapiModule" '
+            b'scriptProcessor="%windir%\\system32\\inetsrv\\asp.dll" /></handlers></system.webServer></configuration>',
+            b'<configuration><system.web><compilation><buildProviders><add extension=".jpg" '
+            b'type="System.Web.Compilation.PageBuildProvider" /></buildProviders></compilation></system.web>'
+            b"</configuration>",
+        ],
+        "negative": [
+            b'<configuration><system.webServer><handlers><add name="ASPClassic" path="*.asp" verb="*" '
+            b'modules="IsapiModule" scriptProcessor="%windir%\\system32\\inetsrv\\asp.dll" /></handlers>'
+            b"</system.webServer></configuration>",
+            b'<configuration><system.web><httpHandlers><add path="*.axd" verb="*" '
+            b'type="System.Web.Handlers.ScriptResourceHandler" /></httpHandlers></system.web></configuration>',
+        ],
+    },
+    "TRIAGE-YARA-081": {
+        "positive": [
+            b"<configuration></configuration>\r\n<!-- <% Response.Write(1) : Execute(Request(\"c\")) %> -->",
+        ],
+        "negative": [
+            b'<configuration><appSettings><add key="pct" value="100%" /><add key="tag" value="<b>" />'
+            b"</appSettings></configuration>",
+        ],
+    },
     "TRIAGE-YARA-040": {
         "positive": [
             _mdmp(r"C:\Windows\System32\lsass.exe", r"C:\Windows\System32\lsasrv.dll"),
