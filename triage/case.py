@@ -25,7 +25,7 @@ from triage.custody import CustodyLog, canonical, utcnow
 from triage.errors import UsageError
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, sha256_bytes
 
-OUTCOMES = ("success", "missing", "empty", "failure")
+OUTCOMES = ("success", "missing", "empty", "failure", "duplicate")  # duplicate: same bytes already stored
 NAME_MAX = 240  # bytes per stored path component; leaves room for a collision suffix under 255
 
 
