@@ -467,13 +467,16 @@ def recognize_stream(fh: BinaryIO, *, name: str = "", size: int | None = None) -
             if size > len(head):
                 fh.seek(max(0, size - TAIL))
                 tail = fh.read(TAIL)
+            else:
+                tail = head[-TAIL:]
 
             def read_at(offset: int, length: int) -> bytes:
                 fh.seek(offset)
                 return fh.read(length)
 
-        elif size is None:
-            size = len(head)
+        else:
+            size = len(head) if size is None else size
+            tail = head[-TAIL:] if size <= len(head) else b""
     except (OSError, ValueError, EOFError, RuntimeError) as exc:
         return Recognition(None, kind_by_name(name), "error", error=f"{type(exc).__name__}: {exc}")
     return recognize_bytes(head, name=name, size=size, tail=tail, read_at=read_at)
