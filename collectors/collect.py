@@ -60,6 +60,12 @@ class CollectStats:
             self.bytes += row.size or 0
         if row.outcome == "duplicate":
             self.duplicates += 1
+        if row.outcome in ("success", "duplicate") and is_examinable(row):
+            self.examinable += 1
+
+    def already(self, row: ManifestRow) -> None:
+        """An artifact an earlier run already stored (a rerun resumes): it still counts as examinable."""
+        self.skipped_duplicates += 1
         if row.outcome == "success" and is_examinable(row):
             self.examinable += 1
 
@@ -113,8 +119,9 @@ def _store_node(
     progress: Progress | None,
 ) -> None:
     if node.kind == FILE:
-        if case.already_collected(host, node.source_path, node.size, node.mtime):
-            stats.skipped_duplicates += 1
+        prior = case.already_collected(host, node.source_path, node.size, node.mtime)
+        if prior is not None:
+            stats.already(prior)
             return
         extra = _node_extra(node) or {}
         record = source.tool_records.get((drive, "/".join(parts).casefold())) if source.tool_records else None
@@ -364,7 +371,7 @@ def _stored_index(case: Case) -> dict[str, ManifestRow]:
     if held is None or held[0] is not case:
         index: dict[str, ManifestRow] = {}
         for row in case.manifest():
-            if row.outcome == "success" and row.relpath and row.storage == "copy":
+            if row.outcome in ("success", "empty") and row.relpath and row.storage == "copy":
                 index.setdefault(_logical_key(row.relpath), row)
         held = (case, index)
         _INDEXES.clear()  # one case at a time in a process (fleet hosts are collected one after another)
@@ -416,7 +423,7 @@ def store_once(case: Case, opener: Callable[[], object], **kw: object) -> Manife
             case._write_row(row)  # the same row writer as every attempt: manifest line + custody event
             return row
     row = case.store(opener, **kw)  # type: ignore[arg-type]
-    if row.outcome == "success" and row.relpath:
+    if row.outcome in ("success", "empty") and row.relpath:
         index.setdefault(key, row)
     return row
 
@@ -472,8 +479,8 @@ def _collect_nested(
 ) -> bool:
     """Collect a container found among loose artifacts; True when the container itself should be kept too.
 
-    A collection (volume, KAPE, Velociraptor, disk image) is not stored twice; a zip of loose files is also
-    kept as itself, since an archive in a folder of evidence may be an intruder's staging.
+    A collection (volume, KAPE, Velociraptor, disk image) is not stored twice; a zip that held loose files is
+    also kept as itself, since an archive in a folder of evidence may be an intruder's staging.
     """
     case.custody.append(
         "container_open", source=origin, source_type=nested.source_type, depth=nested.depth, notes=nested.notes[:20]
@@ -483,7 +490,7 @@ def _collect_nested(
         collect_source(case, nested, host=host, link=link, progress=progress, stats=stats)
     finally:
         nested.close()
-    return nested.source_type == "zip"
+    return nested.source_type == "zip" and nested.stored_loose > 0
 
 
 def collect_source(
@@ -544,29 +551,51 @@ def collect_files(
     'hardlink'). Each file's kind comes from its bytes (``triage.formats.recognize``), its name breaking ties;
     containers among them (zips, disk images) are opened in place and collected like any source."""
     stats = stats or CollectStats()
-    host = safe_host(host or "unknown-host")
+    # containers first: a volume or collection inside one names the host that the loose files then share
+    given = host
+    recs: dict[int, Recognition] = {}
+    override: dict[int, str] = {}  # containers kept as themselves (suspicious_file)
+    done: set[int] = set()  # containers fully collected through their content
+    failed: list[tuple[str, Recognition, str]] = []
+    if kind is None and source.source_type != "memory":
+        for key, origin, opener_path, node in [
+            *((id(p), p, p, None) for p in source.files),
+            *((id(n), n.source_path, None, n) for _, n in source.members if n.kind == FILE),
+        ]:
+            rec = _recognize_node(node) if node is not None else source.recognized.get(origin) or recognize_path(origin)
+            recs[key] = rec
+            if not rec.container:
+                continue
+            nested = _open_nested(case, opener_path, node=node, parent=source, rec=rec)
+            override[key] = "suspicious_file"
+            if isinstance(nested, str):
+                failed.append((origin, rec, nested))
+            elif not _collect_nested(
+                case, nested, host=given, origin=origin, link=link, progress=progress, stats=stats
+            ):
+                done.add(key)
+    if not given and len(stats.hosts) == 1:
+        given = next(iter(stats.hosts))
+    host = safe_host(given or "unknown-host")
     stats.hosts.add(host)
     for note in source.notes:
         case.custody.append("note", source=source.location, note=note)
     record_source_failures(case, source, host=host, stats=stats)
+    for origin, rec, reason in failed:
+        stats.add(_container_failure(case, host, origin, rec, reason, source))
     base = source.location if source.source_type == "files" and os.path.isdir(source.location) else None
     for path in source.files:
+        if id(path) in done:
+            continue
         rel = os.path.relpath(path, base) if base else os.path.basename(path)
         try:
             st = os.lstat(path)
             problem = None if stat.S_ISREG(st.st_mode) else "not a regular file (link, device, fifo or socket)"
         except OSError as exc:  # gone since it was listed
             problem = f"{type(exc).__name__}: {exc}"
-        rec = None if problem or kind else (source.recognized.get(path) or recognize_path(path))
-        k = kind or ("memory_image" if source.source_type == "memory" else (rec.kind if rec else guess_kind(path)))
-        if rec is not None and rec.container and kind is None and source.source_type != "memory":
-            nested = _open_nested(case, path, node=None, parent=source, rec=rec)
-            k = "suspicious_file"
-            if isinstance(nested, Source):
-                if not _collect_nested(case, nested, host=host, origin=path, link=link, progress=progress, stats=stats):
-                    continue
-            else:
-                stats.add(_container_failure(case, host, path, rec, nested, source))
+        rec = None if problem or kind else (recs.get(id(path)) or source.recognized.get(path) or recognize_path(path))
+        k = kind or override.get(id(path)) or ("memory_image" if source.source_type == "memory" else None)
+        k = k or (rec.kind if rec else guess_kind(path))
         if problem:  # reading a fifo would block forever; links are never followed
             row = case.record_attempt(
                 host=host,
@@ -581,8 +610,9 @@ def collect_files(
             )
             stats.add(row)
             continue
-        if case.already_collected(host, path, st.st_size, st.st_mtime):
-            stats.skipped_duplicates += 1
+        prior = case.already_collected(host, path, st.st_size, st.st_mtime)
+        if prior is not None:
+            stats.already(prior)
             continue
         storage = link or "copy"
         parts = ["memory" if k == "memory_image" else "loose", *Path(rel).parts]
@@ -606,8 +636,21 @@ def collect_files(
             progress=progress,
         )
         stats.add(row)
+        source.stored_loose += 1
     for parts_in, node in source.members:
-        _collect_member(case, source, node, parts_in, host=host, kind=kind, link=link, progress=progress, stats=stats)
+        if id(node) in done:
+            continue
+        _collect_member(
+            case,
+            source,
+            node,
+            parts_in,
+            host=host,
+            kind=kind or override.get(id(node)),
+            rec=recs.get(id(node)),
+            progress=progress,
+            stats=stats,
+        )
     return stats
 
 
@@ -633,7 +676,7 @@ def _collect_member(
     *,
     host: str,
     kind: str | None,
-    link: str | None,
+    rec: Recognition | None,
     progress: Progress | None,
     stats: CollectStats,
 ) -> None:
@@ -653,20 +696,11 @@ def _collect_member(
             )
         )
         return
-    if case.already_collected(host, node.source_path, node.size, node.mtime):
-        stats.skipped_duplicates += 1
+    prior = case.already_collected(host, node.source_path, node.size, node.mtime)
+    if prior is not None:
+        stats.already(prior)
         return
-    rec = _recognize_node(node) if kind is None else None
     k = kind or (rec.kind if rec else guess_kind(node.name))
-    if rec is not None and rec.container:
-        nested = _open_nested(case, None, node=node, parent=source, rec=rec)
-        k = "suspicious_file"
-        if isinstance(nested, Source):
-            origin = node.source_path
-            if not _collect_nested(case, nested, host=host, origin=origin, link=link, progress=progress, stats=stats):
-                return
-        else:
-            stats.add(_container_failure(case, host, node.source_path, rec, nested, source))
     row = store_once(
         case,
         node.open,
@@ -685,3 +719,4 @@ def _collect_member(
         progress=progress,
     )
     stats.add(row)
+    source.stored_loose += 1

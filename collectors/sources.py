@@ -60,6 +60,7 @@ class Source:
     tool_records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     recognized: dict[str, Recognition] = field(default_factory=dict)  # loose files already recognised
     depth: int = 0  # containers above this one
+    stored_loose: int = 0  # loose files or members stored from this source (set while collecting)
     _zip: ZipTree | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
 

@@ -172,7 +172,7 @@ MEMBER_ERRORS: tuple[type[BaseException], ...] = (
 def _short(exc: BaseException) -> str:
     # zipfile puts raw header bytes into some messages (name mismatch): keep a printable, bounded reason
     text = str(exc).encode("ascii", "backslashreplace").decode("ascii")
-    text = re.sub(r"b'[^']{40,}'", "b'...'", text)
+    text = re.sub(r"""b(['"]).*?\1""", "(bytes)", text)  # header bytes as Python shows them
     return f"{type(exc).__name__}: {text[:160]}"
 
 

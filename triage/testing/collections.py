@@ -147,7 +147,9 @@ def zip_bomb(out: str | os.PathLike[str], *, member_bytes: int = 64 << 20, membe
     out = Path(out)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for i in range(members):
-            with zf.open(zipfile.ZipInfo(f"bomb{i}.bin", date_time=ZIP_TIME), "w", force_zip64=True) as fh:
+            info = zipfile.ZipInfo(f"bomb{i}.bin", date_time=ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=True) as fh:
                 chunk = bytes(1 << 20)
                 left = member_bytes
                 while left > 0:
