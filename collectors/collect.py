@@ -240,6 +240,27 @@ def collect_volume(
     stats.hosts.add(host)
     for note in source.notes:
         case.custody.append("note", source=source.location, note=note)
+    for letter, root in source.drives.items():
+        # a volume whose root cannot be listed (corrupt root $I30, image cut short) costs only itself, loudly:
+        # the families below would otherwise skip that drive as if it held nothing
+        try:
+            if not root.children() and source.image is not None:
+                # an NTFS root always lists $MFT, $Boot ...: nothing at all means its index could not be read
+                raise OSError("the NTFS root index lists nothing (corrupt root $I30 or MFT entry 5?)")
+        except OSError as exc:
+            log.warning("%s: drive %s: the root folder cannot be listed: %s", source.location, letter, exc)
+            stats.add(
+                case.record_attempt(
+                    host=host,
+                    kind="collection",
+                    outcome="failure",
+                    source_path=root.source_path,
+                    collector=COLLECTOR,
+                    collector_version=COLLECTOR_VERSION,
+                    details=f"drive {letter}: the root folder cannot be listed, nothing on it was read: {exc}",
+                    source_type=source.source_type,
+                )
+            )
     ex = None
     claimed: set[str] = set()
     for fam in families:

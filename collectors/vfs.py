@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
 import io
 import lzma
 import os
@@ -109,6 +110,19 @@ def _list_disk(path: str, decode: Callable[[str], str] | None) -> list[VNode]:
                 logical = decode(entry.name) if decode else entry.name
                 out.append(_disk_node(os.path.join(path, entry.name), logical, st, decode))
         return out
+    finally:
+        os.close(fd)
+
+
+def listdir_noatime(path: str) -> list[str]:
+    """``os.listdir`` through an O_NOATIME descriptor: finding an image's segments leaves its folder's atime.
+
+    Where the kernel refuses O_NOATIME (a folder we do not own, without CAP_FOWNER) the listing falls back to
+    a plain one, which on a relatime mount may move the folder's access time.
+    """
+    fd = open_readonly(path or ".", directory=True)
+    try:
+        return os.listdir(fd)
     finally:
         os.close(fd)
 
@@ -276,7 +290,7 @@ class ZipTree:
         for info in infos:
             raw = info.filename.replace("\\", "/")
             parts = [p for p in raw.split("/") if p not in ("", ".")]
-            unsafe = raw.startswith("/") or ".." in parts or bool(re.match(r"^[A-Za-z]:", raw))
+            unsafe = raw.startswith("/") or ".." in parts or (len(raw) > 1 and raw[1] == ":" and raw[0].isalpha())
             if decode:
                 parts = [decode(p) for p in parts]
             if not parts:
@@ -328,7 +342,10 @@ class ZipTree:
         self.root = self._index(self.zf.infolist(), decode)
 
     def _opener(self, info: zipfile.ZipInfo, src: str) -> Callable[[], contextlib.AbstractContextManager[BinaryIO]]:
-        return lambda: MemberReader(lambda: self.zf.open(info), src)  # type: ignore[return-value]
+        return functools.partial(self._open_member, info, src)  # type: ignore[return-value]
+
+    def _open_member(self, info: zipfile.ZipInfo, src: str) -> MemberReader:
+        return MemberReader(functools.partial(self.zf.open, info), src)  # type: ignore[arg-type]
 
     def _ensure_dirs(self, dirs: dict[tuple[str, ...], VNode], parts: tuple[str, ...]) -> VNode:
         if parts in dirs:
@@ -351,10 +368,16 @@ class ZipTree:
 
 
 def _zip_time(info: zipfile.ZipInfo) -> float | None:
+    return _dos_time(info.date_time)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dos_time(date_time: tuple[int, ...]) -> float | None:
+    # members of one collection share a handful of timestamps: convert each once
     import calendar
 
     try:
-        return float(calendar.timegm((*info.date_time, 0, 0, 0)))
+        return float(calendar.timegm((*date_time, 0, 0, 0)))
     except (TypeError, ValueError, OverflowError):
         return None
 
