@@ -6,17 +6,20 @@ import logging
 import os
 import re
 import stat
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from triage.case import Case, ManifestRow, safe_host
+from triage.case import Case, ManifestRow, safe_component, safe_host
 from triage.collectors.families import Family, load_families
 from triage.collectors.hostinfo import computer_name, exchange_root
-from triage.collectors.sources import MEMORY_EXTENSIONS, Source
+from triage.collectors.sources import Source
 from triage.collectors.vfs import DIR, FILE, UNSAFE, VNode, expand_braces, glob, resolve
-from triage.hashing import open_source
+from triage.custody import utcnow
+from triage.formats.recognize import MEMORY_MIN, Recognition, kind_by_name, recognize_path, recognize_stream
+from triage.hashing import DEFAULT_ALGOS, copy_hashing, open_source
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,9 @@ class CollectStats:
     hosts: set[str] = field(default_factory=set)
     exchange: dict[str, str] = field(default_factory=dict)
     images: list[dict[str, object]] = field(default_factory=list)  # disk images: format and verification
+    examinable: int = 0  # stored artifacts an analyzer reads as evidence (not unknown bytes or plain text)
+    duplicates: int = 0  # identical files from another source of the same host, stored once
+    containers: list[dict[str, object]] = field(default_factory=list)  # containers opened inside sources
 
     def add(self, row: ManifestRow) -> None:
         self.outcomes[row.outcome] += 1
@@ -52,17 +58,48 @@ class CollectStats:
             self.kinds[row.kind] += 1
             self.files += 1
             self.bytes += row.size or 0
+        if row.outcome == "duplicate":
+            self.duplicates += 1
+        if row.outcome in ("success", "duplicate") and is_examinable(row):
+            self.examinable += 1
+
+    def already(self, row: ManifestRow) -> None:
+        """An artifact an earlier run already stored (a rerun resumes): it still counts as examinable."""
+        self.skipped_duplicates += 1
+        if row.outcome == "success" and is_examinable(row):
+            self.examinable += 1
+
+    @property
+    def failures(self) -> int:
+        return self.outcomes.get("failure", 0)
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "outcomes": dict(self.outcomes),
-            "kinds": dict(self.kinds),
-            "bytes": self.bytes,
-            "files": self.files,
-            "already_collected": self.skipped_duplicates,
-            "hosts": sorted(self.hosts),
-            "exchange": self.exchange,
-        } | ({"images": self.images} if self.images else {})
+        return (
+            {
+                "outcomes": dict(self.outcomes),
+                "kinds": dict(self.kinds),
+                "bytes": self.bytes,
+                "files": self.files,
+                "already_collected": self.skipped_duplicates,
+                "examinable": self.examinable,
+                "stored_once": self.duplicates,
+                "hosts": sorted(self.hosts),
+                "exchange": self.exchange,
+            }
+            | ({"images": self.images} if self.images else {})
+            | ({"containers": self.containers} if self.containers else {})
+        )
+
+
+NOT_EXAMINABLE_KINDS = {"file", "collection", ADS_KIND}
+
+
+def is_examinable(row: ManifestRow) -> bool:
+    """A stored artifact an analyzer reads as evidence: a declared family's kind, or a recognised format."""
+    fmt = (row.extra or {}).get("format")
+    if fmt is not None:
+        return fmt != "unknown" or (row.kind == "memory_image" and (row.size or 0) >= MEMORY_MIN)
+    return row.kind not in NOT_EXAMINABLE_KINDS
 
 
 Progress = Callable[[int], None]
@@ -82,10 +119,16 @@ def _store_node(
     progress: Progress | None,
 ) -> None:
     if node.kind == FILE:
-        if case.already_collected(host, node.source_path, node.size, node.mtime):
-            stats.skipped_duplicates += 1
+        prior = case.already_collected(host, node.source_path, node.size, node.mtime)
+        if prior is not None:
+            stats.already(prior)
             return
-        row = case.store(
+        extra = _node_extra(node) or {}
+        record = source.tool_records.get((drive, "/".join(parts).casefold())) if source.tool_records else None
+        if record is not None:
+            extra["tool_record"] = record
+        row = store_once(
+            case,
             node.open,
             host=host,
             kind=kind,
@@ -98,7 +141,8 @@ def _store_node(
             mtime=node.mtime,
             atime=node.atime,
             expected_size=node.size,
-            extra=_node_extra(node),
+            extra=extra or None,
+            algos=(*DEFAULT_ALGOS, "sha1") if record is not None and record.get("sha1") else DEFAULT_ALGOS,
             progress=progress,
         )
         if node.streams_fn is not None:
@@ -196,6 +240,27 @@ def collect_volume(
     stats.hosts.add(host)
     for note in source.notes:
         case.custody.append("note", source=source.location, note=note)
+    for letter, root in source.drives.items():
+        # a volume whose root cannot be listed (corrupt root $I30, image cut short) costs only itself, loudly:
+        # the families below would otherwise skip that drive as if it held nothing
+        try:
+            if not root.children() and source.image is not None:
+                # an NTFS root always lists $MFT, $Boot ...: nothing at all means its index could not be read
+                raise OSError("the NTFS root index lists nothing (corrupt root $I30 or MFT entry 5?)")
+        except OSError as exc:
+            log.warning("%s: drive %s: the root folder cannot be listed: %s", source.location, letter, exc)
+            stats.add(
+                case.record_attempt(
+                    host=host,
+                    kind="collection",
+                    outcome="failure",
+                    source_path=root.source_path,
+                    collector=COLLECTOR,
+                    collector_version=COLLECTOR_VERSION,
+                    details=f"drive {letter}: the root folder cannot be listed, nothing on it was read: {exc}",
+                    source_type=source.source_type,
+                )
+            )
     ex = None
     claimed: set[str] = set()
     for fam in families:
@@ -306,28 +371,191 @@ def collect_volume(
 
 
 def guess_kind(path: str) -> str:
-    """A loose file's kind from its name, as an analyst would file it."""
-    name = os.path.basename(path).lower()
-    ext = Path(name).suffix
-    if ext == ".evtx":
-        return "evtx"
-    if name.endswith((".jsonl", ".ndjson", ".json.xz", ".json.gz", ".jsonl.gz", ".jsonl.xz", ".json.bz2")):
-        return "event_json"  # event exports (Winlogbeat, OTRF, Velociraptor); plain .json is too broad
-    if name in HIVE_NAMES or ext == ".hve" or (name.endswith(".dat") and name.startswith(("ntuser", "usrclass"))):
-        return "registry_hive"
-    if ext in (".log1", ".log2") and name.split(".")[0] in {n.split(".")[0] for n in HIVE_NAMES}:
-        return "registry_hive"
-    if ext in MEMORY_EXTENSIONS:
-        return "memory_image"
-    if re.match(r"^(u_)?(ex|nc|in)\d{6,8}(_x)?(_\d+)?\.log$", name):  # W3C/NCSA/IIS naming of IIS logs
-        return "iis_log"
-    if name.startswith(("httpproxy_", "ecpserver", "oabgeneratorlog")) or (ext == ".log" and "proxy" in name):
-        return "exchange_log"
-    if ext in (".aspx", ".ashx", ".asmx", ".asp", ".asax", ".config", ".js", ".css", ".htm", ".html", ".dll"):
-        return "web_file"
-    if ext in (".zip", ".7z", ".rar"):
-        return "suspicious_file"
-    return "file"
+    """A loose file's kind from its name alone (the recogniser's fallback when the bytes say nothing)."""
+    return kind_by_name(os.path.basename(path))
+
+
+# -- one host, many sources: identical files stored once -------------------------------------------------------
+_INDEXES: dict[int, tuple[Case, dict[str, ManifestRow]]] = {}
+
+
+def _logical_key(relpath: str) -> str:
+    # evidence/HOST/KIND/C/dir/name~2.ext -> the key without the collision suffix, casefolded as NTFS compares
+    head, _, name = relpath.rpartition("/")
+    stem, dot, ext = name.rpartition(".") if "." in name else (name, "", "")
+    stem = re.sub(r"~\d+$", "", stem)
+    return f"{head}/{stem}{dot}{ext}".casefold()
+
+
+def _stored_index(case: Case) -> dict[str, ManifestRow]:
+    held = _INDEXES.get(id(case))
+    if held is None or held[0] is not case:
+        index: dict[str, ManifestRow] = {}
+        for row in case.manifest():
+            if row.outcome in ("success", "empty") and row.relpath and row.storage == "copy":
+                index.setdefault(_logical_key(row.relpath), row)
+        held = (case, index)
+        _INDEXES.clear()  # one case at a time in a process (fleet hosts are collected one after another)
+        _INDEXES[id(case)] = held
+    return held[1]
+
+
+def store_once(case: Case, opener: Callable[[], object], **kw: object) -> ManifestRow:
+    """``Case.store``, unless the same host already has identical bytes at the same logical path.
+
+    The same file reached through two sources of one host (its volume and its Velociraptor zip) is stored
+    once: the second source gets a ``duplicate`` row naming the stored artifact, so the manifest records both
+    sources and the analyzers read (and report) the file once.
+    """
+    host, kind = safe_host(str(kw["host"])), str(kw["kind"])
+    parts = [safe_component(str(p)) for p in kw["logical_parts"] if p not in ("", ".")]  # type: ignore[attr-defined]
+    key = f"evidence/{host}/{safe_component(kind)}/{'/'.join(parts)}".casefold()
+    index = _stored_index(case)
+    prior = index.get(key)
+    size = kw.get("expected_size")
+    if prior is not None and kw.get("storage", "copy") == "copy" and size is not None and prior.size == size:
+        try:
+            with opener() as fh:  # type: ignore[attr-defined]
+                _, digests = copy_hashing(fh, None, ("sha256",))
+        except OSError:
+            digests = {}
+        if digests.get("sha256") == prior.sha256:
+            extra = dict(kw.get("extra") or {})  # type: ignore[call-overload]
+            extra["duplicate_of"] = prior.artifact_id
+            row = ManifestRow(
+                artifact_id=case.new_id(host, str(kw["source_path"]), utcnow()),
+                kind=kind,
+                outcome="duplicate",
+                source_host=host,
+                source_path=str(kw["source_path"]),
+                collector=str(kw["collector"]),
+                collector_version=str(kw["collector_version"]),
+                collected_at=utcnow(),
+                relpath=prior.relpath,
+                size=prior.size,
+                sha256=prior.sha256,
+                md5=prior.md5,
+                sha1=prior.sha1,
+                source_type=str(kw.get("source_type", "")),
+                family=str(kw.get("family", "")),
+                details=f"identical to {prior.artifact_id} from {prior.source_path}: stored once",
+                extra=extra,
+            )
+            case._write_row(row)  # the same row writer as every attempt: manifest line + custody event
+            return row
+    row = case.store(opener, **kw)  # type: ignore[arg-type]
+    if row.outcome in ("success", "empty") and row.relpath:
+        index.setdefault(key, row)
+    return row
+
+
+# -- loose files and container members --------------------------------------------------------------------------
+def _open_nested(
+    case: Case,
+    path: str | None,
+    *,
+    node: VNode | None,
+    parent: Source,
+    rec: Recognition,
+) -> Source | str:
+    """Open a container found among loose artifacts; the reason (a string) when it cannot be opened."""
+    from triage.collectors.sources import _zip_source, open_source_path
+    from triage.collectors.vfs import ContainerLimit, ZipLimits
+    from triage.errors import TriageError
+
+    limits = ZipLimits.from_env()
+    if parent.depth + 1 > limits.depth:
+        return f"container nested deeper than {limits.depth} levels (TRIAGE_MAX_DEPTH raises it); not opened"
+    try:
+        if path is not None:
+            return open_source_path(path, "auto", depth=parent.depth + 1)
+        assert node is not None
+        if rec.format != "zip":
+            return f"a {rec.format} inside a zip is not opened in place; extract it and give it as a source"
+        fh = node.open()
+        try:
+            src = _zip_source(node.source_path, as_type="auto", fh=fh, depth=parent.depth + 1, limits=limits)
+        except BaseException:
+            fh.close()
+            raise
+        src._closers.append(fh.close)
+        return src
+    except ContainerLimit as exc:
+        return str(exc)
+    except TriageError as exc:
+        return str(exc)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        return f"cannot be opened as a {rec.format}: {type(exc).__name__}: {str(exc)[:160]}"
+
+
+def _collect_nested(
+    case: Case,
+    nested: Source,
+    *,
+    host: str | None,
+    origin: str,
+    link: str | None,
+    progress: Progress | None,
+    stats: CollectStats,
+) -> bool:
+    """Collect a container found among loose artifacts; True when the container itself should be kept too.
+
+    A collection (volume, KAPE, Velociraptor, disk image) is not stored twice; a zip that held loose files is
+    also kept as itself, since an archive in a folder of evidence may be an intruder's staging.
+    """
+    case.custody.append(
+        "container_open", source=origin, source_type=nested.source_type, depth=nested.depth, notes=nested.notes[:20]
+    )
+    stats.containers.append({"source": origin, "type": nested.source_type, "depth": nested.depth})
+    try:
+        collect_source(case, nested, host=host, link=link, progress=progress, stats=stats)
+    finally:
+        nested.close()
+    return nested.source_type == "zip" and nested.stored_loose > 0
+
+
+def collect_source(
+    case: Case,
+    source: Source,
+    *,
+    host: str | None,
+    kind: str | None = None,
+    link: str | None = None,
+    progress: Progress | None = None,
+    stats: CollectStats | None = None,
+) -> CollectStats:
+    """Collect whatever a source holds: drives (declared families), loose files, container members."""
+    stats = stats or CollectStats()
+    if source.drives:
+        collect_volume(case, source, host=host, progress=progress, stats=stats)
+        return stats
+    if source.files or source.members:
+        if not host and len(stats.hosts) == 1:
+            host = next(iter(stats.hosts))
+        collect_files(case, source, host=host, kind=kind, link=link, progress=progress, stats=stats)
+        return stats
+    why = "; ".join(source.notes) or "nothing to collect"
+    stats.add(
+        case.record_attempt(
+            host=safe_host(host or source.host_hint or "unknown-host"),
+            kind="collection",
+            outcome="failure",
+            source_path=source.location,
+            collector=COLLECTOR,
+            collector_version=COLLECTOR_VERSION,
+            details=f"no Windows volume or loose artifact found: {why}",
+            source_type=source.source_type,
+        )
+    )
+    return stats
+
+
+def _recognize_node(node: VNode) -> Recognition:
+    try:
+        with node.open() as fh:
+            return recognize_stream(fh, name=node.name, size=node.size)
+    except OSError as exc:
+        return Recognition(None, kind_by_name(node.name), "error", error=str(exc)[:200])
 
 
 def collect_files(
@@ -340,20 +568,55 @@ def collect_files(
     progress: Progress | None = None,
     stats: CollectStats | None = None,
 ) -> CollectStats:
-    """Collect loose files and memory images (``link``: None to copy, 'reference' or 'hardlink')."""
+    """Collect loose files, container members and memory images (``link``: None to copy, 'reference' or
+    'hardlink'). Each file's kind comes from its bytes (``triage.formats.recognize``), its name breaking ties;
+    containers among them (zips, disk images) are opened in place and collected like any source."""
     stats = stats or CollectStats()
-    host = safe_host(host or "unknown-host")
+    # containers first: a volume or collection inside one names the host that the loose files then share
+    given = host
+    recs: dict[int, Recognition] = {}
+    override: dict[int, str] = {}  # containers kept as themselves (suspicious_file)
+    done: set[int] = set()  # containers fully collected through their content
+    failed: list[tuple[str, Recognition, str]] = []
+    if kind is None and source.source_type != "memory":
+        for key, origin, opener_path, node in [
+            *((id(p), p, p, None) for p in source.files),
+            *((id(n), n.source_path, None, n) for _, n in source.members if n.kind == FILE),
+        ]:
+            rec = _recognize_node(node) if node is not None else source.recognized.get(origin) or recognize_path(origin)
+            recs[key] = rec
+            if not rec.container:
+                continue
+            nested = _open_nested(case, opener_path, node=node, parent=source, rec=rec)
+            override[key] = "suspicious_file"
+            if isinstance(nested, str):
+                failed.append((origin, rec, nested))
+            elif not _collect_nested(
+                case, nested, host=given, origin=origin, link=link, progress=progress, stats=stats
+            ):
+                done.add(key)
+    if not given and len(stats.hosts) == 1:
+        given = next(iter(stats.hosts))
+    host = safe_host(given or "unknown-host")
     stats.hosts.add(host)
+    for note in source.notes:
+        case.custody.append("note", source=source.location, note=note)
+    record_source_failures(case, source, host=host, stats=stats)
+    for origin, rec, reason in failed:
+        stats.add(_container_failure(case, host, origin, rec, reason, source))
     base = source.location if source.source_type == "files" and os.path.isdir(source.location) else None
     for path in source.files:
-        k = kind or ("memory_image" if source.source_type == "memory" else guess_kind(path))
+        if id(path) in done:
+            continue
         rel = os.path.relpath(path, base) if base else os.path.basename(path)
-        parts = ["memory" if k == "memory_image" else "loose", *Path(rel).parts]
         try:
             st = os.lstat(path)
             problem = None if stat.S_ISREG(st.st_mode) else "not a regular file (link, device, fifo or socket)"
         except OSError as exc:  # gone since it was listed
             problem = f"{type(exc).__name__}: {exc}"
+        rec = None if problem or kind else (recs.get(id(path)) or source.recognized.get(path) or recognize_path(path))
+        k = kind or override.get(id(path)) or ("memory_image" if source.source_type == "memory" else None)
+        k = k or (rec.kind if rec else guess_kind(path))
         if problem:  # reading a fifo would block forever; links are never followed
             row = case.record_attempt(
                 host=host,
@@ -368,11 +631,14 @@ def collect_files(
             )
             stats.add(row)
             continue
-        if case.already_collected(host, path, st.st_size, st.st_mtime):
-            stats.skipped_duplicates += 1
+        prior = case.already_collected(host, path, st.st_size, st.st_mtime)
+        if prior is not None:
+            stats.already(prior)
             continue
         storage = link or "copy"
-        row = case.store(
+        parts = ["memory" if k == "memory_image" else "loose", *Path(rel).parts]
+        row = store_once(
+            case,
             lambda p=path: open_source(p),
             host=host,
             kind=k,
@@ -387,7 +653,91 @@ def collect_files(
             expected_size=st.st_size,
             storage=storage,
             reference_path=path if storage != "copy" else None,
+            extra=rec.as_extra() if rec is not None else None,
             progress=progress,
         )
         stats.add(row)
+        source.stored_loose += 1
+    for parts_in, node in source.members:
+        if id(node) in done:
+            continue
+        _collect_member(
+            case,
+            source,
+            node,
+            parts_in,
+            host=host,
+            kind=kind or override.get(id(node)),
+            rec=recs.get(id(node)),
+            progress=progress,
+            stats=stats,
+        )
     return stats
+
+
+def _container_failure(case: Case, host: str, path: str, rec: Recognition, reason: str, source: Source) -> ManifestRow:
+    log.warning("%s: %s", path, reason)
+    return case.record_attempt(
+        host=host,
+        kind="collection",
+        outcome="failure",
+        source_path=path,
+        collector=COLLECTOR,
+        collector_version=COLLECTOR_VERSION,
+        details=f"{rec.format} container not opened: {reason}",
+        source_type=source.source_type,
+    )
+
+
+def _collect_member(
+    case: Case,
+    source: Source,
+    node: VNode,
+    parts_in: tuple[str, ...],
+    *,
+    host: str,
+    kind: str | None,
+    rec: Recognition | None,
+    progress: Progress | None,
+    stats: CollectStats,
+) -> None:
+    """One loose member of a container (a zip of loose artifacts)."""
+    if node.kind != FILE:
+        stats.add(
+            case.record_attempt(
+                host=host,
+                kind=kind or guess_kind(node.name),
+                outcome="failure",
+                source_path=node.source_path,
+                collector="triage.collectors.files",
+                collector_version=COLLECTOR_VERSION,
+                details=node.detail or f"not a regular file ({node.kind})",
+                source_type=source.source_type,
+                family="loose",
+            )
+        )
+        return
+    prior = case.already_collected(host, node.source_path, node.size, node.mtime)
+    if prior is not None:
+        stats.already(prior)
+        return
+    k = kind or (rec.kind if rec else guess_kind(node.name))
+    row = store_once(
+        case,
+        node.open,
+        host=host,
+        kind=k,
+        logical_parts=["memory" if k == "memory_image" else "loose", *parts_in],
+        source_path=node.source_path,
+        collector="triage.collectors.files",
+        collector_version=COLLECTOR_VERSION,
+        source_type=source.source_type,
+        family="memory" if k == "memory_image" else "loose",
+        mtime=node.mtime,
+        atime=node.atime,
+        expected_size=node.size,
+        extra=rec.as_extra() if rec is not None else None,
+        progress=progress,
+    )
+    stats.add(row)
+    source.stored_loose += 1

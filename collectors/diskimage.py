@@ -35,7 +35,7 @@ from triage.collectors.partitions import (
     looks_like_mbr,
     read_partitions,
 )
-from triage.collectors.vfs import CORRUPT, DIR, FILE, LINK, VNode, resolve
+from triage.collectors.vfs import CORRUPT, DIR, FILE, LINK, VNode, listdir_noatime, resolve
 from triage.errors import UsageError
 from triage.hashing import copy_hashing, open_source
 
@@ -362,7 +362,7 @@ def _split_segments(path: str) -> list[str] | None:
         base = m.group("base")
         letters = "abcdefghijklmnopqrstuvwxyz"
         names = [f"{base}.{a}{b}" for a in letters for b in letters]
-    present = set(os.listdir(folder or "."))
+    present = set(listdir_noatime(folder or "."))
     if names[0] not in present or not any(n in present for n in names[1:]):
         return None
     out = []
@@ -452,7 +452,7 @@ def _ewf_segments(path: str) -> tuple[list[str], list[str]]:
     number = _ewf_segment_number(path)
     # siblings: same stem, an extension of the same family (E01..E99, EAA.., Ex01.., s01..)
     family = re.compile(re.escape(stem) + r"\." + re.escape(ext[1:2]) + r"(x?)[0-9A-Za-z]{2,3}$", re.IGNORECASE)
-    siblings = sorted(os.path.join(folder, n) for n in os.listdir(folder or ".") if family.match(n))
+    siblings = sorted(os.path.join(folder, n) for n in listdir_noatime(folder or ".") if family.match(n))
     numbered: dict[int, str] = {}
     for s in siblings:
         n = _ewf_segment_number(s)

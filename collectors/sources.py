@@ -7,16 +7,31 @@ an acquired disk image (E01, raw/dd, VMDK, VHD, VHDX; see ``diskimage``); a memo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from triage.collectors.vfs import DIR, VNode, ZipTree, dir_node, merged, url_decode
-from triage.errors import UsageError
+from triage.collectors.toolrecords import kape_records, velociraptor_records
+from triage.collectors.vfs import (
+    DIR,
+    FILE,
+    ContainerLimit,
+    VNode,
+    ZipLimits,
+    ZipTree,
+    dir_node,
+    merged,
+    resolve,
+    url_decode,
+)
+from triage.errors import InsufficientEvidence, UsageError
+from triage.formats.recognize import Recognition, recognize_path
 from triage.hashing import open_source
 
 MEMORY_EXTENSIONS = {".raw", ".mem", ".vmem", ".dmp", ".lime", ".bin"}
@@ -39,11 +54,22 @@ class Source:
     image: Any = None  # a diskimage.DiskImage for disk image sources
     volumes: list[Any] = field(default_factory=list)  # its opened NTFS volumes
     partitions: list[dict[str, Any]] = field(default_factory=list)  # what the partition table holds
+    # loose members of a container (zip of loose artifacts): (path parts inside it, node)
+    members: list[tuple[tuple[str, ...], VNode]] = field(default_factory=list)
+    # what the collection tool recorded per file (KAPE CopyLog, Velociraptor uploads.json), by (drive, path)
+    tool_records: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    recognized: dict[str, Recognition] = field(default_factory=dict)  # loose files already recognised
+    depth: int = 0  # containers above this one
+    stored_loose: int = 0  # loose files or members stored from this source (set while collecting)
     _zip: ZipTree | None = None
+    _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
         if self._zip is not None:
             self._zip.close()
+        while self._closers:
+            with contextlib.suppress(Exception):  # closing what we only read: nothing to lose
+                self._closers.pop()()
         for vol in self.volumes:
             vol.close()
         self.volumes = []
@@ -154,7 +180,185 @@ def _image_source(path: str, *, force: bool) -> Source | None:
     return src
 
 
-def open_source_path(location: str, as_type: str = "auto") -> Source:
+def _read_json_node(root: VNode):  # type: ignore[no-untyped-def]
+    def read_json(name: str):  # type: ignore[no-untyped-def]
+        node = root.child(name)
+        if node is None or node.kind != FILE:
+            raise KeyError(name)
+        with node.open() as fh:
+            return json.loads(fh.read(1 << 20).decode("utf-8", "replace"))
+
+    return read_json
+
+
+VELOCIRAPTOR_FILES = ("collection_context.json", "uploads.json", "log.json", "client_info.json")
+
+
+def _has_upload_drive(uploads: VNode) -> bool:
+    """``uploads/<accessor>/<drive>`` (``C%3A``): Velociraptor's layout, even without its json files."""
+    for accessor in uploads.children():
+        if accessor.kind == DIR and any(
+            d.kind == DIR and _drive_letter(url_decode(d.name)) for d in accessor.children()
+        ):
+            return True
+    return False
+
+
+def _letter_drives(root: VNode) -> dict[str, VNode]:
+    letters = {
+        _drive_letter(c.name + ":"): c
+        for c in root.children()
+        if c.kind == DIR and len(c.name) == 1 and c.name.isalpha()
+    }
+    return {k: v for k, v in sorted((k, v) for k, v in letters.items() if k)}
+
+
+def _classify_tree(
+    root: VNode,
+    location: str,
+    as_type: str,
+    *,
+    redecode: Callable[[VNode, tuple[str, ...]], VNode],
+) -> Source | None:
+    """What a folder-like tree holds: a Velociraptor collection, a KAPE tdest tree or a volume (None: loose files).
+
+    Used for folders, zips and the volumes of KAPE ``--vhdx``/``--vhd`` containers alike; one wrapping folder
+    (``exch01-kape/C/...``, as zipping a folder makes) is looked through. ``redecode`` gives the same node with
+    Velociraptor's URL-encoded names decoded.
+    """
+    node, prefix = root, ()
+    for _ in range(3):
+        if (
+            as_type in ("auto", "velociraptor")
+            and node.child("uploads") is not None
+            and (
+                as_type == "velociraptor"
+                or any(node.child(n) for n in VELOCIRAPTOR_FILES)
+                or _has_upload_drive(node.child("uploads"))  # type: ignore[arg-type]
+            )
+        ):
+            vroot = redecode(node, prefix)
+            drives, notes = _velociraptor_drives(vroot)
+            records, more = velociraptor_records(node)
+            return Source(
+                "velociraptor",
+                location,
+                drives=drives,
+                host_hint=_velociraptor_host(_read_json_node(node)),
+                notes=notes + more,
+                tool_records=records,
+            )
+        if as_type in ("auto", "kape"):
+            letters = _letter_drives(node)
+            volumes = {k: v for k, v in letters.items() if _looks_like_volume(v)}
+            copylog = any(c.name.lower().endswith("_copylog.csv") for c in node.children())
+            if volumes and (copylog or as_type == "kape" or not _looks_like_volume(node)):
+                # once one letter folder holds a Windows volume, the other letters are the same machine's
+                # other drives (Exchange is often installed on D:) even without a Windows folder of their own
+                records, notes = kape_records(node)
+                return Source("kape", location, drives=letters, notes=notes, tool_records=records)
+        if as_type in ("auto", "volume") and _looks_like_volume(node):
+            return Source("volume", location, drives={"C": node})
+        kids = node.children()
+        dirs = [k for k in kids if k.kind == DIR]
+        if len(dirs) == 1 and len(kids) == 1:
+            node, prefix = dirs[0], (*prefix, dirs[0].name)
+            continue
+        break
+    return None
+
+
+def _zip_source(
+    path: str,
+    *,
+    as_type: str,
+    fh: BinaryIO | None = None,
+    label: str | None = None,
+    depth: int = 0,
+    limits: ZipLimits | None = None,
+) -> Source:
+    """A zip (a file, or a member stream ``fh`` of another container) as a source.
+
+    Raises ``zipfile.BadZipFile``/``OSError`` when it cannot be read as a zip and :class:`ContainerLimit`
+    when it breaks a bound; an encrypted Velociraptor collection without its key is a :class:`UsageError`.
+    """
+    label = label or path
+    limits = limits or ZipLimits.from_env()
+    tree = ZipTree(path, fh=fh, label=label, limits=limits)
+    try:
+        root = tree.root
+        names = {c.name for c in root.children()}
+        if {"metadata.json", "data.zip"} <= names and tree.zf.getinfo("data.zip").flag_bits & 0x1:
+            from triage.collectors.encrypted import FORMAT, open_data_zip
+
+            data = open_data_zip(path, tree._fh if tree._fh is not None else fh, label, limits)  # type: ignore[arg-type]
+            inner_label = f"{label}!data.zip"
+            try:
+                src = _zip_source(path, as_type=as_type, fh=data, label=inner_label, depth=depth, limits=limits)
+            except (zipfile.BadZipFile, OSError) as exc:
+                data.close()
+                raise UsageError(f"{label}: the decrypted data.zip is not a readable zip ({exc})") from None
+            src._closers.append(data.close)
+            src._closers.append(tree.close)
+            src.notes.insert(0, f"{os.path.basename(path)}: {FORMAT}, decrypted with the key or password given")
+            return src
+
+        def redecode(node: VNode, prefix: tuple[str, ...]) -> VNode:
+            tree.reindex(url_decode)
+            return resolve(tree.root, [url_decode(p) for p in prefix]) or tree.root
+
+        src = _classify_tree(root, label, as_type, redecode=redecode)
+        if src is not None:
+            src.source_type = f"{src.source_type}-zip"
+            src._closers.append(tree.close)
+            src.depth = depth
+            return src
+        if tree.encrypted:
+            raise UsageError(
+                f"{label}: a password-protected zip ({tree.encrypted} encrypted members) that is not a Velociraptor "
+                "collection; decrypt it first"
+            )
+        src = Source("zip", label, members=_walk_members(tree.root), depth=depth)
+        src._closers.append(tree.close)
+        if not src.members:
+            src.notes.append(f"{os.path.basename(path)}: the zip holds no files")
+        return src
+    except BaseException:
+        tree.close()
+        raise
+
+
+def _walk_members(node: VNode, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], VNode]]:
+    out: list[tuple[tuple[str, ...], VNode]] = []
+    for child in node.children():
+        parts = (*prefix, child.name)
+        if child.kind == DIR:
+            out.extend(_walk_members(child, parts))
+        else:
+            out.append((parts, child))
+    return out
+
+
+def _kape_inside_image(src: Source) -> Source:
+    """A KAPE ``--vhdx``/``--vhd`` container: an NTFS volume whose root holds the tdest tree (``C/...``)."""
+    if any(r.child("Windows") is not None for r in src.drives.values()):
+        return src
+    for letter, root in src.drives.items():
+        inner = _classify_tree(root, src.location, "kape", redecode=lambda n, p: n)
+        if inner is not None and inner.drives:
+            src.notes.append(
+                f"{os.path.basename(src.location)}: volume {letter}: holds a KAPE target tree "
+                f"({', '.join(d + ':' for d in inner.drives)}); collected as KAPE output"
+            )
+            src.notes += inner.notes
+            src.drives = inner.drives
+            src.tool_records = inner.tool_records
+            src.source_type = "kape-image"
+            break
+    return src
+
+
+def open_source_path(location: str, as_type: str = "auto", *, depth: int = 0) -> Source:
     """Recognise ``location`` and open it; unrecognisable input is a usage error with advice."""
     if as_type not in SOURCE_TYPES:
         raise UsageError(f"unknown source type {as_type!r}; use one of {', '.join(SOURCE_TYPES)}")
@@ -168,69 +372,54 @@ def open_source_path(location: str, as_type: str = "auto") -> Source:
         if as_type in ("auto", "image"):
             image_source = _image_source(path, force=as_type == "image")
             if image_source is not None:
-                return image_source
-        if as_type == "memory" or (as_type == "auto" and ext in MEMORY_EXTENSIONS):
-            return Source("memory", path, files=[path])
-        if as_type in ("auto", "velociraptor") and ext == ".zip" and is_velociraptor_zip(path):
-            tree = ZipTree(path, decode=url_decode)
-            drives, notes = _velociraptor_drives(tree.root)
-
-            def read_json(name: str):  # type: ignore[no-untyped-def]
-                with tree.zf.open(name) as fh:
-                    return json.loads(fh.read().decode("utf-8", "replace"))
-
-            return Source(
-                "velociraptor-zip",
-                path,
-                drives=drives,
-                host_hint=_velociraptor_host(read_json),
-                notes=notes,
-                _zip=tree,
-            )
+                image_source.depth = depth
+                return _kape_inside_image(image_source)
+        if as_type == "memory":
+            return Source("memory", path, files=[path], depth=depth)
+        rec = recognize_path(path)
+        if as_type in ("auto", "velociraptor") and rec.format == "zip":
+            try:
+                return _zip_source(path, as_type=as_type, depth=depth)
+            except ContainerLimit as exc:
+                raise UsageError(str(exc)) from None
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+                if as_type == "velociraptor":
+                    raise UsageError(f"{location}: not a readable zip ({exc})") from None
+                reason = f"damaged zip ({type(exc).__name__}: {str(exc)[:120]}); stored as a loose file"
+                src = Source("files", path, files=[path], notes=[f"{location}: {reason}"], depth=depth)
+                src.failures.append((path, f"container cannot be opened: {reason}"))
+                src.recognized[path] = rec
+                return src
+        if as_type == "auto" and (rec.kind == "memory_image" or (rec.format is None and ext in MEMORY_EXTENSIONS)):
+            return Source("memory", path, files=[path], depth=depth, recognized={path: rec})
         if as_type in ("auto", "files"):
-            return Source("files", path, files=[path])
+            return Source("files", path, files=[path], depth=depth, recognized={path: rec})
         raise UsageError(f"{location} is a file; --as {as_type} needs a folder")
+    if not os.path.isdir(path):
+        raise UsageError(f"source {location} is neither a regular file nor a folder (a device, fifo or socket)")
     if as_type == "image":
         raise UsageError(f"{location} is a folder; --as image needs a disk image file (its first segment)")
     root = dir_node(path)
-    if (
-        as_type in ("auto", "velociraptor")
-        and root.child("uploads") is not None
-        and (
-            as_type == "velociraptor"
-            or any(root.child(n) for n in ("collection_context.json", "uploads.json", "log.json", "client_info.json"))
-        )
-    ):
+
+    def redecode_dir(node: VNode, prefix: tuple[str, ...]) -> VNode:
         # Velociraptor stores names URL-encoded on disk too (uploads/auto/C%3A/...): decode them
-        drives, notes = _velociraptor_drives(dir_node(path, decode=url_decode))
+        return dir_node(node.source_path, decode=url_decode)
 
-        def read_json_dir(name: str):  # type: ignore[no-untyped-def]
-            node = root.child(name)
-            if node is None:
-                raise KeyError(name)
-            with node.open() as fh:
-                return json.loads(fh.read().decode("utf-8", "replace"))
-
-        return Source("velociraptor", path, drives=drives, host_hint=_velociraptor_host(read_json_dir), notes=notes)
-    if as_type in ("auto", "kape"):
-        letters = {
-            _drive_letter(c.name + ":"): c
-            for c in root.children()
-            if c.kind == DIR and len(c.name) == 1 and c.name.isalpha()
-        }
-        volumes = {k: v for k, v in letters.items() if k and _looks_like_volume(v)}
-        copylog = any(c.name.lower().endswith("_copylog.csv") for c in root.children())
-        if volumes and (copylog or as_type == "kape" or not _looks_like_volume(root)):
-            # once one letter folder holds a Windows volume, the other letters are the same machine's
-            # other drives (Exchange is often installed on D:) even without a Windows folder of their own
-            return Source("kape", path, drives=dict(sorted((k, v) for k, v in letters.items() if k)))
+    if as_type != "files":
+        src = _classify_tree(root, path, as_type if as_type != "auto" else "auto", redecode=redecode_dir)
+        if src is not None:
+            src.depth = depth
+            return src
         if as_type == "kape":
             raise UsageError(f"{location}: no drive-letter folder (C/, D/ ...) holding a Windows volume")
-    if as_type in ("auto", "volume") and (as_type == "volume" or _looks_like_volume(root)):
-        return Source("volume", path, drives={"C": root})
-    if as_type == "files":
-        return Source("files", path, files=_walk_files(root))
-    raise UsageError(
-        f"{location}: not recognised as a Windows volume (no Windows/, Program Files/, inetpub/ ...), a KAPE "
-        "output folder or a Velociraptor collection; use --as volume|kape|velociraptor|files to say what it is"
-    )
+        if as_type == "volume":
+            return Source("volume", path, drives={"C": root}, depth=depth)
+        if as_type == "velociraptor":
+            raise UsageError(f"{location}: no uploads/ folder of a Velociraptor collection")
+    # a folder of loose artifacts, whatever their names: each is recognised by its bytes when collected
+    files = _walk_files(root)
+    if not files:
+        raise InsufficientEvidence(
+            f"{location}: nothing examinable: not a Windows volume, KAPE or Velociraptor output, and it holds no files"
+        )
+    return Source("files", path, files=files, depth=depth)

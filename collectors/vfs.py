@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import functools
+import io
+import lzma
 import os
 import re
 import stat
+import struct
 import urllib.parse
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -109,33 +114,196 @@ def _list_disk(path: str, decode: Callable[[str], str] | None) -> list[VNode]:
         os.close(fd)
 
 
+def listdir_noatime(path: str) -> list[str]:
+    """``os.listdir`` through an O_NOATIME descriptor: finding an image's segments leaves its folder's atime.
+
+    Where the kernel refuses O_NOATIME (a folder we do not own, without CAP_FOWNER) the listing falls back to
+    a plain one, which on a relatime mount may move the folder's access time.
+    """
+    fd = open_readonly(path or ".", directory=True)
+    try:
+        return os.listdir(fd)
+    finally:
+        os.close(fd)
+
+
 def url_decode(name: str) -> str:
     """Velociraptor stores names URL-encoded (``C%3A``); decode, keeping undecodable bytes."""
     return urllib.parse.unquote(name, encoding="utf-8", errors="surrogateescape")
 
 
 # -- zip containers ---------------------------------------------------------------------------------------
-class ZipTree:
-    """An index of a zip's members as VNodes, read through one O_NOATIME handle."""
+@dataclass(frozen=True)
+class ZipLimits:
+    """Bounds on what one zip may make us read (zip bombs, hostile member tables).
 
-    def __init__(self, path: str, *, decode: Callable[[str], str] | None = None) -> None:
+    ``members``: entries in the central directory; ``expanded``: the sum of the declared member sizes;
+    ``ratio``: a member's declared size over its compressed size (members above ``ratio_floor`` bytes only);
+    ``depth``: containers inside containers. Each can be raised through the environment
+    (``TRIAGE_ZIP_MAX_MEMBERS``, ``TRIAGE_ZIP_MAX_BYTES``, ``TRIAGE_ZIP_MAX_RATIO``, ``TRIAGE_MAX_DEPTH``).
+    """
+
+    members: int = 1_000_000
+    expanded: int = 1 << 40  # 1 TiB
+    ratio: int = 1000
+    ratio_floor: int = 16 << 20
+    depth: int = 3
+
+    @classmethod
+    def from_env(cls) -> ZipLimits:
+        def num(name: str, default: int) -> int:
+            try:
+                return max(0, int(os.environ.get(name, "") or default))
+            except ValueError:
+                return default
+
+        d = cls()
+        return cls(
+            members=num("TRIAGE_ZIP_MAX_MEMBERS", d.members),
+            expanded=num("TRIAGE_ZIP_MAX_BYTES", d.expanded),
+            ratio=num("TRIAGE_ZIP_MAX_RATIO", d.ratio),
+            depth=num("TRIAGE_MAX_DEPTH", d.depth),
+        )
+
+
+class ContainerLimit(ValueError):
+    """A container exceeds one of the :class:`ZipLimits` (the message names the limit and how to raise it)."""
+
+
+# what a damaged member raises while it is opened or read; each becomes an OSError with a short reason
+MEMBER_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    RuntimeError,  # encrypted member without (or with a wrong) password
+    NotImplementedError,  # compression method zipfile cannot read
+    struct.error,
+    ValueError,
+    lzma.LZMAError,
+)
+
+
+def _short(exc: BaseException) -> str:
+    # zipfile puts raw header bytes into some messages (name mismatch): keep a printable, bounded reason
+    text = str(exc).encode("ascii", "backslashreplace").decode("ascii")
+    text = re.sub(r"""b(['"]).*?\1""", "(bytes)", text)  # header bytes as Python shows them
+    return f"{type(exc).__name__}: {text[:160]}"
+
+
+class MemberReader(io.RawIOBase):
+    """A zip member's stream whose damage surfaces as ``OSError`` (what ``Case.store`` records as a failure)."""
+
+    def __init__(self, opener: Callable[[], BinaryIO], label: str) -> None:
+        super().__init__()
+        self._label = label
+        try:
+            self._fh = opener()
+        except MEMBER_ERRORS as exc:
+            raise OSError(f"damaged zip member: {_short(exc)}") from None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return bool(self._fh.seekable())
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        try:
+            return self._fh.seek(offset, whence)
+        except MEMBER_ERRORS as exc:
+            raise OSError(f"damaged zip member: {_short(exc)}") from None
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            return self._fh.read(size)
+        except MEMBER_ERRORS as exc:
+            raise OSError(f"damaged zip member: {_short(exc)}") from None
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._fh.close()
+        finally:
+            super().close()
+
+
+class ZipTree:
+    """An index of a zip's members as VNodes, read through one O_NOATIME handle (or a given file object).
+
+    ``label`` prefixes the members' source paths (``outer.zip!inner.zip!C/Windows/...`` for nested zips).
+    Damaged members open and read as ``OSError``; duplicate names are kept apart (``(duplicate #2)``);
+    members whose compression ratio exceeds the limit are refused; a member table or declared total over the
+    limits raises :class:`ContainerLimit`.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        decode: Callable[[str], str] | None = None,
+        fh: BinaryIO | None = None,
+        label: str | None = None,
+        limits: ZipLimits | None = None,
+        zf: zipfile.ZipFile | None = None,
+    ) -> None:
         self.path = path
-        self._fh = open_source(path)
-        self.zf = zipfile.ZipFile(self._fh)  # type: ignore[arg-type]
-        self.root = VNode(name="", kind=DIR, source_path=f"{path}!", lister=lambda: [])
-        self.root._children = []
-        dirs: dict[tuple[str, ...], VNode] = {(): self.root}
-        for info in self.zf.infolist():
+        self.label = label or path
+        self.limits = limits or ZipLimits.from_env()
+        self._own = fh is None and zf is None
+        self._fh = open_source(path) if fh is None and zf is None else fh
+        try:
+            self.zf = zf if zf is not None else zipfile.ZipFile(self._fh)  # type: ignore[arg-type]
+        except BaseException:
+            if self._own and self._fh is not None:
+                self._fh.close()
+            raise
+        infos = self.zf.infolist()
+        self.notes: list[str] = []
+        if len(infos) > self.limits.members:
+            self.close()
+            raise ContainerLimit(
+                f"{self.label}: {len(infos):,} members, over the limit of {self.limits.members:,} "
+                "(TRIAGE_ZIP_MAX_MEMBERS raises it)"
+            )
+        declared = sum(i.file_size for i in infos)
+        if declared > self.limits.expanded:
+            self.close()
+            raise ContainerLimit(
+                f"{self.label}: members declare {declared:,} bytes expanded, over the limit of "
+                f"{self.limits.expanded:,} (a zip bomb?; TRIAGE_ZIP_MAX_BYTES raises it)"
+            )
+        self.encrypted = sum(1 for i in infos if i.flag_bits & 0x1)
+        self.root = self._index(infos, decode)
+
+    def _index(self, infos: list[zipfile.ZipInfo], decode: Callable[[str], str] | None) -> VNode:
+        root = VNode(name="", kind=DIR, source_path=f"{self.label}!", lister=lambda: [])
+        root._children = []
+        dirs: dict[tuple[str, ...], VNode] = {(): root}
+        seen: dict[str, int] = {}
+        for info in infos:
             raw = info.filename.replace("\\", "/")
             parts = [p for p in raw.split("/") if p not in ("", ".")]
-            unsafe = raw.startswith("/") or ".." in parts or bool(re.match(r"^[A-Za-z]:", raw))
+            unsafe = raw.startswith("/") or ".." in parts or (len(raw) > 1 and raw[1] == ":" and raw[0].isalpha())
             if decode:
                 parts = [decode(p) for p in parts]
             if not parts:
                 continue
             parent = self._ensure_dirs(dirs, tuple(parts[:-1]))
             mtime = _zip_time(info)
-            src = f"{path}!{info.filename}"
+            src = f"{self.label}!{info.filename}"
+            if not info.is_dir():
+                n = seen.get(info.filename, 0) + 1
+                seen[info.filename] = n
+                if n > 1:  # a second member of the same name: collected too, under its own source path
+                    src += f" (duplicate #{n})"
+            ratio = info.file_size / max(1, info.compress_size)
             if unsafe:
                 node = VNode(
                     name=parts[-1],
@@ -148,6 +316,14 @@ class ZipTree:
                 continue
             elif stat.S_ISLNK(info.external_attr >> 16):
                 node = VNode(name=parts[-1], kind=LINK, source_path=src, detail="symbolic link member not followed")
+            elif info.file_size > self.limits.ratio_floor and ratio > self.limits.ratio:
+                node = VNode(
+                    name=parts[-1],
+                    kind=UNSAFE,
+                    source_path=src,
+                    detail=f"zip member expands {ratio:,.0f}:1 to {info.file_size:,} bytes, over the ratio limit of "
+                    f"{self.limits.ratio}:1 (a zip bomb?; TRIAGE_ZIP_MAX_RATIO raises it); refused",
+                )
             else:
                 node = VNode(
                     name=parts[-1],
@@ -155,19 +331,29 @@ class ZipTree:
                     source_path=src,
                     size=info.file_size,
                     mtime=mtime,
-                    opener=self._opener(info),
+                    opener=self._opener(info, src),
                 )
             assert parent._children is not None
             parent._children.append(node)
+        return root
 
-    def _opener(self, info: zipfile.ZipInfo) -> Callable[[], contextlib.AbstractContextManager[BinaryIO]]:
-        return lambda: self.zf.open(info)  # type: ignore[return-value]
+    def reindex(self, decode: Callable[[str], str] | None) -> None:
+        """Rebuild the tree with another name decoding (Velociraptor's URL-encoded names)."""
+        self.root = self._index(self.zf.infolist(), decode)
+
+    def _opener(self, info: zipfile.ZipInfo, src: str) -> Callable[[], contextlib.AbstractContextManager[BinaryIO]]:
+        return functools.partial(self._open_member, info, src)  # type: ignore[return-value]
+
+    def _open_member(self, info: zipfile.ZipInfo, src: str) -> MemberReader:
+        return MemberReader(functools.partial(self.zf.open, info), src)  # type: ignore[arg-type]
 
     def _ensure_dirs(self, dirs: dict[tuple[str, ...], VNode], parts: tuple[str, ...]) -> VNode:
         if parts in dirs:
             return dirs[parts]
         parent = self._ensure_dirs(dirs, parts[:-1])
-        node = VNode(name=parts[-1], kind=DIR, source_path=f"{self.path}!{'/'.join(parts)}/", lister=lambda: [])
+        if parent.kind != DIR:
+            return parent
+        node = VNode(name=parts[-1], kind=DIR, source_path=f"{self.label}!{'/'.join(parts)}/", lister=lambda: [])
         node._children = []
         assert parent._children is not None
         parent._children.append(node)
@@ -175,15 +361,23 @@ class ZipTree:
         return node
 
     def close(self) -> None:
-        self.zf.close()
-        self._fh.close()
+        with contextlib.suppress(Exception):
+            self.zf.close()
+        if self._own and self._fh is not None:
+            self._fh.close()
 
 
 def _zip_time(info: zipfile.ZipInfo) -> float | None:
+    return _dos_time(info.date_time)
+
+
+@functools.lru_cache(maxsize=4096)
+def _dos_time(date_time: tuple[int, ...]) -> float | None:
+    # members of one collection share a handful of timestamps: convert each once
     import calendar
 
     try:
-        return float(calendar.timegm((*info.date_time, 0, 0, 0)))
+        return float(calendar.timegm((*date_time, 0, 0, 0)))
     except (TypeError, ValueError, OverflowError):
         return None
 

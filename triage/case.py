@@ -32,7 +32,7 @@ from triage.hashing import DEFAULT_ALGOS, copy_hashing, hash_file, sha256_bytes
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("success", "missing", "empty", "failure")
+OUTCOMES = ("success", "missing", "empty", "failure", "duplicate")  # duplicate: same bytes already stored
 NAME_MAX = 240  # bytes per stored path component; leaves room for a collision suffix under 255
 CASE_FILES = ("case.json", "manifest.jsonl", "custody.jsonl", "custody.head", ".lock")
 CASE_DIRS = ("evidence", "results", "report", "runs")

@@ -59,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="as_type",
         default="auto",
         choices=("auto", "volume", "kape", "velociraptor", "image", "memory", "files"),
-        help="what the sources are (default: recognise; disk images by their magic, 'image' reads any "
-        "other file as a raw disk)",
+        help="what the sources are (default: recognise by content: disk images, zips and loose artifacts by their "
+        "bytes; 'image' reads any other file as a raw disk)",
     )
     collect_opts.add_argument(
         "--no-verify-image",
@@ -69,7 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not hash disk images before collecting (by default the whole media stream is hashed and "
         "compared with the hashes an E01 stores; the skip is recorded)",
     )
-    collect_opts.add_argument("--kind", help="evidence kind for loose files (default: guessed from the name)")
+    collect_opts.add_argument(
+        "--kind", help="evidence kind for loose files (default: recognised from their bytes, the name breaking ties)"
+    )
+    collect_opts.add_argument(
+        "--password",
+        metavar="PASSWORD",
+        help="password of an encrypted Velociraptor collection (or $TRIAGE_COLLECTION_PASSWORD, which keeps it out "
+        "of the process list); never logged or stored",
+    )
+    collect_opts.add_argument(
+        "--key",
+        metavar="KEY.pem",
+        help="private key of the certificate an encrypted (X.509) Velociraptor collection was made for "
+        "(or $TRIAGE_COLLECTION_KEY)",
+    )
     collect_opts.add_argument("--case-id", help="case id for a new case")
 
     analyze_opts = argparse.ArgumentParser(add_help=False)
@@ -203,7 +217,7 @@ def cmd_collect(args: argparse.Namespace, plan: Any = None) -> dict[str, Any]:
 
 
 def _collect_locked(args: argparse.Namespace, plan: Any, case: Any, sources: list[Any]) -> dict[str, Any]:
-    from triage.collectors.collect import CollectStats, collect_files, collect_volume
+    from triage.collectors.collect import CollectStats, collect_source
     from triage.progress import byte_progress
 
     case.custody.prepare()
@@ -236,26 +250,10 @@ def _collect_locked(args: argparse.Namespace, plan: Any, case: Any, sources: lis
                 collect_id=collect_id,
             )
             try:
-                if src.drives:
-                    collect_volume(case, src, host=named, progress=advance, stats=stats)
-                elif src.files:
-                    host = named or (next(iter(stats.hosts)) if len(stats.hosts) == 1 else None)
-                    collect_files(case, src, host=host, kind=args.kind, link=link, progress=advance, stats=stats)
-                else:
+                if not src.drives and not src.files and not src.members:
                     why = "; ".join(src.notes) or "nothing to collect"
-                    log.error("%s: no Windows volume found in this %s source (%s)", src.location, src.source_type, why)
-                    stats.add(
-                        case.record_attempt(
-                            host=named or src.host_hint or "unknown-host",
-                            kind="collection",
-                            outcome="failure",
-                            source_path=src.location,
-                            collector="triage.collectors.volume",
-                            collector_version="1.0",
-                            details=f"no Windows volume found: {why}",
-                            source_type=src.source_type,
-                        )
-                    )
+                    log.error("%s: nothing found in this %s source (%s)", src.location, src.source_type, why)
+                collect_source(case, src, host=named, kind=args.kind, link=link, progress=advance, stats=stats)
             finally:
                 src.close()
     failures = len(case.write_failures)
@@ -285,7 +283,23 @@ def _collect_locked(args: argparse.Namespace, plan: Any, case: Any, sources: lis
                 f"Exchange install root: {stats.exchange.get('root') or 'not found'} "
                 f"({stats.exchange.get('how')}: {stats.exchange.get('detail')})"
             )
+    _collection_verdict(args, stats)
     return summary
+
+
+def _collection_verdict(args: argparse.Namespace, stats: Any) -> None:
+    """Nothing examinable is an error (exit 4); failed artifacts set exit 5 once the command has finished."""
+    from triage.errors import InsufficientEvidence
+
+    if not stats.examinable:
+        failed = f"; {stats.failures} failed" if stats.failures else ""
+        raise InsufficientEvidence(
+            f"nothing examinable in {', '.join(args.sources)}: {stats.files} file(s) stored, none an event log, hive, "
+            f"web or Exchange log, memory image, program or server page{failed} (see the manifest)"
+        )
+    if stats.failures:
+        log.warning("%d artifact(s) could not be collected (failure rows in the manifest)", stats.failures)
+        args.collection_failures = stats.failures
 
 
 def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
@@ -383,6 +397,24 @@ def _analyze_locked(args: argparse.Namespace, case: Any) -> dict[str, Any]:
     return summary.as_dict() | ({"sigma": sigma} if sigma else {}) | ({"yara": yara} if args.yara else {})
 
 
+def _redacted_argv(argv: Sequence[str]) -> list[str]:
+    """The command line with the value of --password hidden (it is recorded in the report's provenance)."""
+    out: list[str] = []
+    hide = False
+    for arg in argv:
+        if hide:
+            out.append("***")
+            hide = False
+        elif arg == "--password":
+            out.append(arg)
+            hide = True
+        elif arg.startswith("--password="):
+            out.append("--password=***")
+        else:
+            out.append(arg)
+    return out
+
+
 def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
     from triage.case import Case
     from triage.report import ReportOptions, build_report
@@ -390,7 +422,7 @@ def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
 
     case = Case.open(args.case)
     opts = ReportOptions(
-        command_line=shlex.join(sys.argv),
+        command_line=shlex.join(_redacted_argv(sys.argv)),
         rule_dirs=tuple(getattr(args, "sigma", None) or ()) + tuple(getattr(args, "yara", None) or ()),
     )
     with case.writer():  # one writer at a time
@@ -463,11 +495,13 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_list(args: argparse.Namespace) -> dict[str, Any]:
     from triage.collectors.families import load_families
+    from triage.formats.recognize import table as format_table
     from triage.registry import discover, import_failures
 
     reg = discover(tuple(args.plugin))
     fams = load_families()
     data = {
+        "formats": format_table(),
         "analyzers": [c.describe() for _, c in sorted(reg.items())],
         "import_failures": {k: v.strip().splitlines()[-1] for k, v in import_failures().items()},
         "families": [{"name": f.name, "kind": f.kind, "step": f.step, "paths": list(f.paths)} for f in fams],
@@ -484,6 +518,12 @@ def cmd_list(args: argparse.Namespace) -> dict[str, Any]:
             t.add_column(col)
         for f in fams:
             t.add_row(f.name, f.kind, str(f.step or ""), "\n".join(f.paths))
+        stdout.print(t)
+        t = Table(title="Recognised formats (by content; the name only breaks ties)")
+        for col in ("format", "kind", "how", "description"):
+            t.add_column(col)
+        for f in data["formats"]:
+            t.add_row(f["name"], f["kind"], f["how"], f["description"])
         stdout.print(t)
         for mod, err in data["import_failures"].items():
             stdout.print(f"[yellow]failed to import {mod}: {err}[/yellow]")
@@ -542,6 +582,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args)
     from triage import fleet
 
+    if getattr(args, "password", None) or getattr(args, "key", None):
+        from triage.collectors.encrypted import set_credentials
+
+        set_credentials(args.password, args.key)
+        sys.argv[:] = _redacted_argv(sys.argv)  # reports and fleet files record the command line
+
     try:
         if args.command in ("analyze", "run"):
             from triage.executors import open_executor, resolve_limits
@@ -584,6 +630,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if head is not None and isinstance(out, dict):
                 out["custody_head"] = head
             print(json.dumps(out, indent=2, default=str, ensure_ascii=False))
+        failed = getattr(args, "collection_failures", 0)
+        if failed and code == ExitCode.OK:
+            log.error("collection incomplete: %d artifact(s) failed (failure rows in the manifest)", failed)
+            code = ExitCode.COLLECTION_FAILED
         return int(code)
     except TriageError as exc:
         log.error("%s", exc)

@@ -74,7 +74,7 @@ def test_memory_image_by_reference_keeps_the_bytes_in_place(image, image_bytes, 
     assert row.sha256 == sha256(image_bytes)  # hashed in place, all of it
     assert row.md5 == md5(image_bytes)
     assert row.size == 3 * MIB
-    assert row.extra == {"reference_path": str(image)}
+    assert row.extra == {"reference_path": str(image), "format": "raw_memory", "recognised_by": "name"}
     assert case.artifact_path(row) == image
 
     pointer = case.path / row.relpath

@@ -9,21 +9,20 @@ from collectors_support import collect
 
 from triage.collectors.collect import collect_volume
 from triage.collectors.sources import open_source_path
-from triage.errors import ExitCode, UsageError
+from triage.errors import ExitCode, InsufficientEvidence, UsageError
 from triage.testing.volume import build_volume, to_kape, to_velociraptor
 
 
-def test_folder_that_is_not_a_volume(tmp_path):
+def test_folder_that_is_not_a_volume_is_loose_files_and_nothing_examinable_exits_4(tmp_path, capsys):
+    from triage.cli import main
+
     folder = tmp_path / "holiday-photos"
     (folder / "2021").mkdir(parents=True)
     (folder / "2021" / "beach.jpg").write_bytes(b"\xff\xd8\xff")
-    with pytest.raises(UsageError) as exc:
-        open_source_path(str(folder))
-    message = str(exc.value)
-    assert str(folder) in message
-    assert "not recognised as a Windows volume" in message
-    assert "--as volume|kape|velociraptor|files" in message
-    assert exc.value.exit_code == ExitCode.USAGE
+    src = open_source_path(str(folder))  # any folder is accepted: its files are recognised by content
+    assert (src.source_type, src.files) == ("files", [str(folder / "2021" / "beach.jpg")])
+    assert main(["collect", str(folder), "--case", str(tmp_path / "case"), "-q"]) == ExitCode.INSUFFICIENT
+    assert "nothing examinable" in capsys.readouterr().err
 
 
 def test_missing_path(tmp_path):
@@ -58,12 +57,14 @@ def test_as_velociraptor_on_a_plain_file(tmp_path):
         open_source_path(str(path), "velociraptor")
 
 
-def test_zip_that_is_not_a_velociraptor_collection_is_a_loose_file(tmp_path):
+def test_zip_that_is_not_a_collection_is_opened_as_loose_members(tmp_path):
     path = tmp_path / "it.zip"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("lsass.dmp", b"MDMP")
     src = open_source_path(str(path))
-    assert (src.source_type, src.files, src.drives) == ("files", [str(path)], {})
+    assert (src.source_type, src.files, src.drives) == ("zip", [], {})
+    assert [(parts, node.source_path) for parts, node in src.members] == [(("lsass.dmp",), f"{path}!lsass.dmp")]
+    src.close()
 
 
 def test_corrupt_zip_is_a_loose_file_not_a_crash(tmp_path):
@@ -88,7 +89,7 @@ def test_volume_markers(tmp_path, folders, expected):
 
 def test_one_marker_is_not_enough(tmp_path):
     (tmp_path / "root" / "Users").mkdir(parents=True)
-    with pytest.raises(UsageError):
+    with pytest.raises(InsufficientEvidence, match="holds no files"):
         open_source_path(str(tmp_path / "root"))
     # ... unless the analyst says so
     assert open_source_path(str(tmp_path / "root"), "volume").source_type == "volume"
@@ -107,8 +108,8 @@ def test_velociraptor_folder_needs_its_json_files_unless_told(volume, tmp_path, 
     out = to_velociraptor(volume, tmp_path / "vr")
     for name in ("client_info.json", "collection_context.json", "log.json"):
         (out / name).unlink()
-    with pytest.raises(UsageError):
-        open_source_path(str(out))
+    # uploads/auto/C%3A/... alone is Velociraptor's layout
+    assert open_source_path(str(out)).source_type == "velociraptor"
     src, stats = collect(new_case(), out, as_type="velociraptor")
     assert src.source_type == "velociraptor"
     assert src.host_hint is None

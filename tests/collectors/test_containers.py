@@ -1,0 +1,341 @@
+"""Containers opened in place: KAPE --zip/--vhdx, zips of volumes, nested containers, encrypted Velociraptor
+collections, renamed loose artifacts, bounds against bombs, damaged members and junk. Each collects the same
+artifacts (relpaths and sha256) as the folder it was made from, or ends with a clear error and exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from collectors_support import age_tree, rows_by_outcome, snapshot, stored_rows
+
+from triage.case import Case
+from triage.cli import main
+from triage.collectors.collect import collect_source
+from triage.collectors.sources import open_source_path
+from triage.errors import ExitCode, UsageError
+from triage.testing import collections as tc
+from triage.testing.diskimage import tools_missing
+from triage.testing.evtx import Event, evtx_bytes
+from triage.testing.volume import T0, VolumeSpec, build_volume, to_kape, to_velociraptor, volume_files, zip_bytes
+
+
+def _collect(case: Case, location: Path | str, *, host: str | None = None, as_type: str = "auto"):
+    src = open_source_path(str(location), as_type)
+    try:
+        return src, collect_source(case, src, host=host)
+    finally:
+        src.close()
+
+
+def _artifacts(case: Case) -> dict[str, str]:
+    return {r.relpath: r.sha256 for r in stored_rows(case)}
+
+
+@pytest.fixture
+def reference(volume, new_case) -> dict[str, str]:
+    """What the folder collection of the default volume stores: relpath -> sha256."""
+    case = new_case("reference")
+    _collect(case, volume)
+    got = _artifacts(case)
+    assert len(got) == 18
+    return got
+
+
+# -- KAPE and volume zips ----------------------------------------------------------------------------------------
+def test_kape_zip_collects_what_the_folder_does(volume, tmp_path, new_case, reference):
+    container = tc.kape_zip(volume, tmp_path / "EXCH01_kape.zip")
+    case = new_case()
+    src, stats = _collect(case, container)
+    assert src.source_type == "kape-zip"
+    assert _artifacts(case) == reference
+    assert stats.hosts == {"EXCH01"}
+    rows = stored_rows(case)
+    assert all(r.source_path.startswith(f"{container}!C/") for r in rows)
+    # KAPE's copy log is attached to each artifact it lists
+    system = next(r for r in rows if r.relpath.endswith("config/SYSTEM"))
+    assert system.extra["tool_record"]["source_file"] == "C:\\Windows\\System32\\config\\SYSTEM"
+    assert system.extra["tool_record"]["size"] == system.size
+
+
+@pytest.mark.parametrize("prefix", ["", "exch01-c/"])
+def test_zip_of_a_volume_with_or_without_a_wrapping_folder(volume, tmp_path, new_case, reference, prefix):
+    container = tc.zip_tree(volume, tmp_path / "vol.zip", prefix=prefix)
+    case = new_case()
+    src, _ = _collect(case, container)
+    assert src.source_type == "volume-zip"
+    assert _artifacts(case) == reference
+
+
+def test_velociraptor_zip_is_unchanged_by_the_container_layer(volume, tmp_path, new_case, reference):
+    container = to_velociraptor(volume, tmp_path / "vr.zip", as_zip=True)
+    case = new_case()
+    src, _ = _collect(case, container)
+    assert src.source_type == "velociraptor-zip"
+    assert _artifacts(case) == reference
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["vhdx", "vhd"])
+def test_kape_vhdx_and_vhd_collect_what_the_folder_does(volume, tmp_path, new_case, reference, fmt):
+    reason = tools_missing()
+    if reason:
+        pytest.skip(f"disk image tools unavailable: {reason}")
+    container = tc.kape_image(volume, tmp_path / f"EXCH01.{fmt}", fmt=fmt)
+    case = new_case()
+    src, stats = _collect(case, container)
+    assert src.source_type == "kape-image"
+    assert _artifacts(case) == reference
+    assert stats.hosts == {"EXCH01"}
+
+
+# -- containers inside folders and containers ---------------------------------------------------------------------
+def test_kape_zip_inside_a_zip_inside_a_folder(volume, tmp_path, new_case, reference):
+    kape = tc.kape_zip(volume, tmp_path / "work" / "kape.zip")
+    handed = tmp_path / "handed-over"
+    handed.mkdir()
+    tc.nested_zip(kape, handed / "transfer.zip", depth=1)
+    (handed / "readme.txt").write_text("collected by the site admin")
+    case = new_case()
+    src, stats = _collect(case, handed)
+    assert src.source_type == "files"
+    got = _artifacts(case)
+    assert {k: v for k, v in got.items() if "/loose/" not in k} == reference
+    assert set(got) - set(reference) == {"evidence/EXCH01/file/loose/readme.txt"}
+    assert [c["type"] for c in stats.containers] == ["zip", "kape-zip"]
+    events = [json.loads(line) for line in (case.path / "custody.jsonl").read_text().splitlines()]
+    opened = [e["details"]["source_type"] for e in events if e["action"] == "container_open"]
+    assert opened == ["zip", "kape-zip"]
+
+
+def test_nesting_deeper_than_the_limit_is_a_failure_row(volume, tmp_path, new_case, monkeypatch):
+    monkeypatch.setenv("TRIAGE_MAX_DEPTH", "2")
+    kape = tc.kape_zip(volume, tmp_path / "kape.zip")
+    outer = tc.nested_zip(kape, tmp_path / "outer.zip", depth=3)
+    case = new_case()
+    _src, stats = _collect(case, outer, host="EXCH01")
+    fails = rows_by_outcome(case, "failure")
+    assert len(fails) == 1 and "nested deeper than 2 levels" in fails[0].details
+    assert stats.examinable > 0  # the innermost zip it could not open is kept as itself
+
+
+# -- encrypted Velociraptor collections ---------------------------------------------------------------------------
+def test_encrypted_velociraptor_with_password(volume, tmp_path, new_case, reference, monkeypatch):
+    container = tc.encrypted_velociraptor(volume, tmp_path / "Collection-EXCH01.zip", password="s3cret-Pa55")
+    with pytest.raises(UsageError, match=r"encrypted Velociraptor offline collection.*password scheme.*--password"):
+        open_source_path(str(container))
+    monkeypatch.setenv("TRIAGE_COLLECTION_PASSWORD", "wrong")
+    with pytest.raises(UsageError, match=r"the password does not open data\.zip"):
+        open_source_path(str(container))
+    monkeypatch.setenv("TRIAGE_COLLECTION_PASSWORD", "s3cret-Pa55")
+    case = new_case()
+    src, stats = _collect(case, container)
+    assert src.source_type == "velociraptor-zip"
+    assert _artifacts(case) == reference
+    assert stats.hosts == {"EXCH01"}
+    assert b"s3cret-Pa55" not in b"".join(p.read_bytes() for p in case.path.rglob("*") if p.is_file())
+
+
+def test_encrypted_velociraptor_x509_with_the_key(volume, tmp_path, reference, capsys):
+    key, public = tc.rsa_key_pair(tmp_path / "collector.key.pem")
+    container = tc.encrypted_velociraptor(volume, tmp_path / "Collection-EXCH01.zip", public_key=public)
+    case_dir = tmp_path / "case"
+    assert main(["collect", str(container), "--case", str(case_dir), "-q"]) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert "X.509 scheme" in err and "--key KEY.pem" in err
+    assert main(["collect", str(container), "--case", str(case_dir), "-q", "--key", str(key)]) == 0
+    case = Case.open(case_dir)
+    assert _artifacts(case) == reference
+    other, _ = tc.rsa_key_pair(tmp_path / "other.key.pem")
+    code = main(["collect", str(container), "--case", str(tmp_path / "c2"), "-q", "--key", str(other)])
+    assert code == ExitCode.USAGE
+    assert "does not decrypt this collection's password" in capsys.readouterr().err
+
+
+# -- bounds -------------------------------------------------------------------------------------------------------
+def test_zip_bomb_member_is_refused_by_ratio(tmp_path, new_case, monkeypatch):
+    monkeypatch.setenv("TRIAGE_ZIP_MAX_RATIO", "50")
+    bomb = tc.zip_bomb(tmp_path / "bomb.zip", member_bytes=24 << 20)
+    evtx = evtx_bytes([Event(4624, "Microsoft-Windows-Security-Auditing", "Security", time_created=T0)])
+    with zipfile.ZipFile(bomb, "a") as zf:
+        zf.writestr("Security.evtx", evtx)
+    case = new_case()
+    started = time.monotonic()
+    _, _stats = _collect(case, bomb, host="EXCH01")
+    assert time.monotonic() - started < 5
+    (fail,) = rows_by_outcome(case, "failure")
+    assert "over the ratio limit of 50:1" in fail.details and "zip bomb" in fail.details
+    assert [r.kind for r in stored_rows(case)] == ["evtx"]
+
+
+def test_declared_total_over_the_limit_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIAGE_ZIP_MAX_BYTES", str(1 << 20))
+    bomb = tc.zip_bomb(tmp_path / "bomb.zip", member_bytes=2 << 20)
+    with pytest.raises(UsageError, match=r"over the limit of 1,048,576 \(a zip bomb\?; TRIAGE_ZIP_MAX_BYTES"):
+        open_source_path(str(bomb))
+
+
+def test_member_count_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("TRIAGE_ZIP_MAX_MEMBERS", "100")
+    many = tc.many_member_zip(tmp_path / "many.zip", 101)
+    with pytest.raises(UsageError, match=r"101 members, over the limit of 100"):
+        open_source_path(str(many))
+
+
+@pytest.mark.slow
+def test_200k_member_kape_zip_is_indexed_and_collected_quickly(volume, tmp_path, new_case, reference):
+    tdest = to_kape(volume, tmp_path / "tdest")
+    big = tc.zip_tree(tdest, tmp_path / "big.zip")
+    with zipfile.ZipFile(big, "a", zipfile.ZIP_STORED) as zf:
+        for i in range(200_000):
+            zf.writestr(zipfile.ZipInfo(f"C/Users/Public/cache/f{i:07d}.tmp", date_time=tc.ZIP_TIME), b"x")
+    case = new_case()
+    started = time.monotonic()
+    _collect(case, big)
+    elapsed = time.monotonic() - started
+    assert _artifacts(case) == reference
+    assert elapsed < 60, f"200k-member KAPE zip took {elapsed:.1f}s"
+
+
+# -- damaged members ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("how", ["bad_crc", "bad_magic", "truncated_header", "name_mismatch"])
+def test_one_damaged_member_costs_only_itself(volume, tmp_path, new_case, reference, how, capsys):
+    container = tc.kape_zip(volume, tmp_path / "kape.zip")
+    tc.damage_member(container, "C/Windows/System32/config/SOFTWARE", how)
+    case_dir = tmp_path / "case"
+    assert main(["collect", str(container), "--case", str(case_dir), "-q"]) == ExitCode.COLLECTION_FAILED
+    err = capsys.readouterr().err
+    assert "1 artifact(s) failed" in err
+    assert "\\x" not in err and "b'" not in err  # no raw header bytes printed
+    case = Case.open(case_dir)
+    (fail,) = rows_by_outcome(case, "failure")
+    assert fail.source_path.endswith("!C/Windows/System32/config/SOFTWARE")
+    assert fail.details.startswith("OSError: damaged zip member: ") and len(fail.details) < 300
+    soft = "evidence/EXCH01/registry_hive/C/Windows/System32/config/SOFTWARE"
+    assert _artifacts(case) == {k: v for k, v in reference.items() if k != soft}
+    assert not [p for p in case_dir.rglob("*") if ".part" in p.name]
+    # a rerun goes through the same member again without crashing, and stores nothing twice
+    assert main(["collect", str(container), "--case", str(case_dir), "-q"]) == ExitCode.COLLECTION_FAILED
+    assert _artifacts(Case.open(case_dir)) == _artifacts(case)
+    assert main(["verify", str(case_dir), "-q"]) == 0
+
+
+def test_duplicate_member_names_are_both_collected(tmp_path, new_case):
+    ev1 = evtx_bytes([Event(4624, "Microsoft-Windows-Security-Auditing", "Security", time_created=T0)])
+    ev2 = evtx_bytes([Event(4625, "Microsoft-Windows-Security-Auditing", "Security", time_created=T0)])
+    container = tc.zip_with_duplicates(tmp_path / "logs.zip", "Security.evtx", [ev1, ev2])
+    case = new_case()
+    _collect(case, container, host="EXCH01")
+    rows = stored_rows(case)
+    assert sorted(r.source_path for r in rows) == [
+        f"{container}!Security.evtx",
+        f"{container}!Security.evtx (duplicate #2)",
+    ]
+    assert {r.kind for r in rows} == {"evtx"}
+    assert len({r.sha256 for r in rows}) == 2
+
+
+# -- loose artifacts with any names -------------------------------------------------------------------------------
+def test_folder_of_renamed_artifacts_is_recognised_without_as(tmp_path, new_case):
+    files = volume_files(VolumeSpec())
+    evtx = evtx_bytes([Event(4688, "Microsoft-Windows-Security-Auditing", "Security", time_created=T0)])
+    folder = tmp_path / "from-the-admin"
+    loose = {
+        "SYSTEM_exch01": files["Windows/System32/config/SYSTEM"],
+        "sam.hiv": files["Windows/System32/config/SOFTWARE"],
+        "export1.dat": files["Windows/System32/config/SOFTWARE"],
+        "foo.bin": evtx,
+        "events.json": b'{"winlog": {"event_id": 4688, "channel": "Security"}}\n',
+        "web/page.txt": b'<%@ Page Language="C#" %><% Response.Write("x"); %>',
+        "iis/weblog.txt": files["inetpub/logs/LogFiles/W3SVC1/u_ex210303.log"],
+        "notes.txt": b"plain words",
+    }
+    for rel, data in loose.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    case = new_case()
+    src, stats = _collect(case, folder, host="EXCH01")
+    assert src.source_type == "files"
+    kinds = {r.relpath.split("/loose/")[1]: (r.kind, r.extra["format"]) for r in stored_rows(case)}
+    assert kinds == {
+        "SYSTEM_exch01": ("registry_hive", "regf_hive"),
+        "sam.hiv": ("registry_hive", "regf_hive"),
+        "export1.dat": ("registry_hive", "regf_hive"),
+        "foo.bin": ("evtx", "evtx"),
+        "events.json": ("event_json", "event_json"),
+        "web/page.txt": ("web_file", "server_page"),
+        "iis/weblog.txt": ("iis_log", "iis_w3c"),
+        "notes.txt": ("file", "unknown"),
+    }
+    assert stats.examinable == 7
+
+
+@pytest.mark.parametrize("what", ["junk", "empty_zip"])
+def test_nothing_examinable_exits_4(tmp_path, capsys, what):
+    if what == "junk":
+        src = tmp_path / "junk"
+        src.mkdir()
+        (src / "a.dat").write_bytes(os.urandom(4096))
+        (src / "b.txt").write_text("hello")
+    else:
+        src = tmp_path / "empty.zip"
+        src.write_bytes(zip_bytes({}))
+    code = main(["run", str(src), "--case", str(tmp_path / "case"), "-q", "--jobs", "1"])
+    assert code == ExitCode.INSUFFICIENT
+    err = capsys.readouterr().err
+    assert "nothing examinable" in err
+    assert not list((tmp_path / "case").rglob("report.html"))  # no verdict written about unread evidence
+
+
+# -- one host, many sources -----------------------------------------------------------------------------------------
+def test_same_host_from_two_sources_is_stored_once(volume, tmp_path, new_case, reference):
+    container = to_velociraptor(volume, tmp_path / "vr.zip", as_zip=True)
+    case = new_case()
+    _collect(case, volume)
+    _, stats = _collect(case, container)
+    assert _artifacts(case) == reference  # nothing stored twice
+    dups = rows_by_outcome(case, "duplicate")
+    assert len(dups) == 18 and stats.duplicates == 18
+    by_rel = {r.relpath: r for r in stored_rows(case)}
+    for d in dups:
+        first = by_rel[d.relpath]
+        assert d.sha256 == first.sha256 and d.extra["duplicate_of"] == first.artifact_id
+        assert d.source_path.startswith(f"{container}!uploads/auto/")
+    assert len(case.evidence()) == 18  # what the analyzers get: each file once
+
+
+def test_same_path_with_different_bytes_is_kept_apart(volume, tmp_path, new_case):
+    other = build_volume(tmp_path / "other", VolumeSpec())
+    (other / "inetpub/wwwroot/iisstart.htm").write_bytes(b"changed since")
+    case = new_case()
+    _collect(case, volume)
+    _collect(case, other)
+    rels = [r.relpath for r in stored_rows(case) if "iisstart" in r.relpath]
+    assert sorted(rels) == [
+        "evidence/EXCH01/web_file/C/inetpub/wwwroot/iisstart.htm",
+        "evidence/EXCH01/web_file/C/inetpub/wwwroot/iisstart~2.htm",
+    ]
+
+
+# -- sources are only read ------------------------------------------------------------------------------------------
+def test_containers_and_folders_are_unchanged_by_collection(volume, tmp_path, new_case):
+    work = tmp_path / "evidence-in"
+    work.mkdir()
+    tc.kape_zip(volume, work / "kape.zip")
+    tc.encrypted_velociraptor(volume, work / "enc.zip", password="pw")
+    shutil.copytree(volume, work / "loose")
+    age_tree(work)
+    before = snapshot(work)
+    os.environ["TRIAGE_COLLECTION_PASSWORD"] = "pw"
+    try:
+        for name in ("kape.zip", "enc.zip", "loose"):
+            _collect(new_case(), work / name)
+        _collect(new_case(), work)  # the folder of containers itself
+    finally:
+        del os.environ["TRIAGE_COLLECTION_PASSWORD"]
+    assert snapshot(work) == before  # bytes, mtimes, atimes, modes, listings

@@ -1,0 +1,1 @@
+"""Readers and recognisers shared by collectors and analyzers (the formats layer)."""
