@@ -22,8 +22,12 @@ REPO = Path(__file__).resolve().parents[2]
 PACK = REPO / "signatures" / "sigma" / "ed2102"
 RULE_FILES = sorted(PACK.glob("*.yml"))
 SAMPLES_FILE = REPO / "signatures" / "sigma" / "samples" / "ed2102.yaml"  # kept out of the rule folder
+SAMPLE_FILES = sorted(SAMPLES_FILE.parent.glob("*.yaml"))  # ed2102.yaml plus the breadth/other sample sets
 
-PREFIXES = ("exchange_", "cred_", "persist_", "evasion_", "ps_", "webshell_")
+PREFIXES = (
+    "exchange_", "cred_", "persist_", "evasion_", "ps_", "webshell_",
+    "lm_", "disc_", "privesc_", "exec_", "c2_", "coll_", "exfil_", "impact_",
+)
 LEVELS = {"low", "medium", "high", "critical"}
 ED2102_STEPS = {8, 9, 10}
 # fmt: off
@@ -43,7 +47,10 @@ def _doc(path: Path) -> dict:
 
 @lru_cache(maxsize=1)
 def _samples() -> dict[str, dict]:
-    return yaml.safe_load(SAMPLES_FILE.read_text(encoding="utf-8"))["rules"]
+    merged: dict[str, dict] = {}
+    for path in SAMPLE_FILES:
+        merged.update(yaml.safe_load(path.read_text(encoding="utf-8"))["rules"])
+    return merged
 
 
 @pytest.fixture(scope="module")
