@@ -207,14 +207,23 @@ class _Stream:
                 return None
 
     def skip_line(self) -> None:
-        """Resynchronise after a bad record in a stream of values: go to the next line."""
+        """Resynchronise after a bad record in a stream of values: go to the next line that can start one.
+
+        JSON lines start every record at the start of a line; pretty-printed objects indent their insides
+        and close at the start of a line, so indented lines and closing brackets belong to the bad record.
+        """
         while True:
             nl = self.buf.find("\n", self.pos)
-            if nl >= 0:
-                self.pos = nl + 1
-                return
-            self.pos = len(self.buf)
-            if not self.more():
+            if nl < 0:
+                self.pos = len(self.buf)
+                if not self.more():
+                    return
+                continue
+            self.pos = nl + 1
+            while self.pos >= len(self.buf):
+                if not self.more():
+                    return
+            if self.buf[self.pos] not in " \t\r\n}]":
                 return
 
     def skip_value(self) -> bool:
