@@ -469,7 +469,7 @@ _PARAM = re.compile(r"param(\d+)\Z")
 
 def _winlogbeat(doc: dict[str, Any]) -> dict[str, Any]:
 
-    winlog = doc["winlog"]
+    winlog = doc.get("winlog") if isinstance(doc.get("winlog"), dict) else {}  # plain ECS has no winlog
     event = doc.get("event") if isinstance(doc.get("event"), dict) else {}
     proc = winlog.get("process") if isinstance(winlog.get("process"), dict) else {}
     thread = proc.get("thread") if isinstance(proc.get("thread"), dict) else {}
@@ -770,6 +770,9 @@ def json_flavour(doc: Any) -> str | None:
         return "evtx"
     if isinstance(doc.get("winlog"), dict):
         return "winlogbeat"
+    event = doc.get("event")
+    if isinstance(event, dict) and "code" in event and isinstance(doc.get("host"), dict):
+        return "winlogbeat"  # ECS without the winlog object (Elastic Agent, other shippers)
     raw = doc.get("_raw")
     if "EventCode" in doc and ("LogName" in doc or "_raw" in doc):
         return "splunk"
