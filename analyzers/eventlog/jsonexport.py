@@ -539,6 +539,10 @@ _FLAT_META = {
     "Domain",
     "UserID",
     "ERROR_EVT_UNRESOLVED",
+    "LogName",
+    "ProviderName",
+    "Computer",
+    "MachineName",
 }
 
 
@@ -549,9 +553,9 @@ def _flat(doc: dict[str, Any]) -> dict[str, Any]:
         "EventRecordID": doc.get("RecordNumber", doc.get("EventRecordID")),
         "TimeCreated": _time(doc.get("@timestamp") or doc.get("TimeCreated") or doc.get("EventTime")),
         "EventID": doc.get("EventID"),
-        "Provider": _str(doc.get("SourceName")),
-        "Channel": _str(doc.get("Channel")),
-        "Computer": _str(doc.get("Hostname")),
+        "Provider": _str(doc.get("SourceName") or doc.get("ProviderName")),
+        "Channel": _str(doc.get("Channel") or doc.get("LogName")),
+        "Computer": _str(doc.get("Hostname") or doc.get("Computer") or doc.get("MachineName")),
         "Level": _level(doc.get("Level"), doc.get("EventType"), doc.get("Severity")),
         "UserID": _str(doc.get("UserID")),
         "ProcessID": doc.get("ExecutionProcessID"),
@@ -774,13 +778,13 @@ def json_flavour(doc: Any) -> str | None:
     if isinstance(event, dict) and "code" in event and isinstance(doc.get("host"), dict):
         return "winlogbeat"  # ECS without the winlog object (Elastic Agent, other shippers)
     raw = doc.get("_raw")
-    if "EventCode" in doc and ("LogName" in doc or "_raw" in doc):
+    if "EventCode" in doc and any(k in doc for k in ("LogName", "_raw", "sourcetype", "SourceName", "ComputerName")):
         return "splunk"
     if isinstance(raw, str) and raw.startswith("<Event"):
         return "splunk"
     if "Id" in doc and ("LogName" in doc or "ProviderName" in doc):
         return "powershell"
-    if "EventID" in doc and ("Channel" in doc or "SourceName" in doc):
+    if "EventID" in doc and any(k in doc for k in ("Channel", "SourceName", "Hostname", "ProviderName", "LogName")):
         return "flat"
     return None
 

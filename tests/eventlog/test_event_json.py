@@ -199,3 +199,22 @@ def test_plain_ecs_documents_keep_ids_host_time_and_message(tmp_path: Path, logs
         str(df.loc[0, "TimeCreated"]) == "2021-03-03 02:14:30+00:00"
         and "Set-OabVirtualDirectory" in df.loc[0, "Message"]
     )
+
+
+def test_flat_rows_with_logname_and_providername(tmp_path: Path) -> None:
+    row = {
+        "EventID": 7045,
+        "LogName": "System",
+        "ProviderName": "Service Control Manager",
+        "MachineName": "EXCH01",
+        "TimeCreated": "2021-03-03T02:50:00Z",
+        "ServiceName": "x",
+        "ImagePath": "cmd /c calc",
+    }
+    path = tmp_path / "flat.json"
+    path.write_text(json.dumps([row]))
+    frames, stats = _read_json(path)
+    df = frames[0]
+    assert stats.records == 1 and not stats.warnings
+    got = (df.loc[0, "Channel"], df.loc[0, "Provider"], df.loc[0, "Computer"], df.loc[0, "ImagePath"])
+    assert got == ("System", "Service Control Manager", "EXCH01", "cmd /c calc")
