@@ -37,11 +37,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-try:  # orjson for the common JSON-lines record; the standard library decides every doubtful one
-    from orjson import loads as _fast_loads
-except ImportError:  # pragma: no cover - optional speed-up
-    _fast_loads = json.loads
-
 from triage.analyzers.eventlog.reader import _SYSTEM_SET, _add_data, _int, _scalar, _xml_event, flatten_event
 
 __all__ = ["JsonLimits", "flatten_json_record", "iter_json_docs", "json_flavour"]
@@ -178,7 +173,6 @@ _WS_COMMA = re.compile(r"[ \t\r\n,]*")
 _TOKEN = re.compile(r'[\[\]{}"]')
 _STRING_STEP = re.compile(r'\\.|"', re.S)
 _SCALAR_END = re.compile(r"[,\]\n]")
-_BIG_INT = re.compile(r"[:\[,]\s*-?\d{19,}")  # orjson turns integers beyond 64 bits into floats
 _SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _LONE = re.compile("[\ud800-\udfff]")
 _DECODER = json.JSONDecoder()
@@ -213,14 +207,23 @@ class _Stream:
                 return None
 
     def skip_line(self) -> None:
-        """Resynchronise after a bad record in a stream of values: go to the next line."""
+        """Resynchronise after a bad record in a stream of values: go to the next line that can start one.
+
+        JSON lines start every record at the start of a line; pretty-printed objects indent their insides
+        and close at the start of a line, so indented lines and closing brackets belong to the bad record.
+        """
         while True:
             nl = self.buf.find("\n", self.pos)
-            if nl >= 0:
-                self.pos = nl + 1
-                return
-            self.pos = len(self.buf)
-            if not self.more():
+            if nl < 0:
+                self.pos = len(self.buf)
+                if not self.more():
+                    return
+                continue
+            self.pos = nl + 1
+            while self.pos >= len(self.buf):
+                if not self.more():
+                    return
+            if self.buf[self.pos] not in " \t\r\n}]":
                 return
 
     def skip_value(self) -> bool:
@@ -261,20 +264,12 @@ class _Stream:
                 if depth <= 0:
                     return True
 
-    def value(self, limits: JsonLimits, lines: bool) -> tuple[Any, str | None]:
-        """Parse the value at the cursor: (document, None) or (None, reason it was skipped)."""
-        if lines:  # JSON lines: try the whole line with orjson first (the hot path)
-            nl = self.buf.find("\n", self.pos)
-            if 0 <= nl - self.pos <= limits.max_record_chars:
-                line = self.buf[self.pos : nl]
-                if _BIG_INT.search(line) is None:
-                    try:
-                        doc = _fast_loads(line)
-                    except (ValueError, TypeError):
-                        pass
-                    else:
-                        self.pos = nl + 1
-                        return doc, None
+    def value(self, limits: JsonLimits) -> tuple[Any, str | None]:
+        """Parse the value at the cursor: (document, None) or (None, reason it was skipped).
+
+        The standard library's decoder, on purpose: as fast here as orjson plus the checks orjson needs
+        (it turns integers beyond 64 bits into floats and rejects lone surrogates), and exact.
+        """
         while True:
             start = self.pos
             try:
@@ -397,7 +392,7 @@ def iter_json_docs(path: str | Path, stats: Any, limits: JsonLimits | None = Non
                 stream.pos += 1
                 break
             number += 1
-            doc, why = stream.value(limits, lines=False)
+            doc, why = stream.value(limits)
             if why is None:
                 _note_repairs(stream, stats, number)
                 yield number, doc
@@ -412,7 +407,7 @@ def iter_json_docs(path: str | Path, stats: Any, limits: JsonLimits | None = Non
         return
     while stream.skip(_WS) is not None:  # JSON lines, one object, or concatenated objects
         number += 1
-        doc, why = stream.value(limits, lines=True)
+        doc, why = stream.value(limits)
         if why is None:
             _note_repairs(stream, stats, number)
             yield number, doc
@@ -474,7 +469,7 @@ _PARAM = re.compile(r"param(\d+)\Z")
 
 def _winlogbeat(doc: dict[str, Any]) -> dict[str, Any]:
 
-    winlog = doc["winlog"]
+    winlog = doc.get("winlog") if isinstance(doc.get("winlog"), dict) else {}  # plain ECS has no winlog
     event = doc.get("event") if isinstance(doc.get("event"), dict) else {}
     proc = winlog.get("process") if isinstance(winlog.get("process"), dict) else {}
     thread = proc.get("thread") if isinstance(proc.get("thread"), dict) else {}
@@ -544,6 +539,10 @@ _FLAT_META = {
     "Domain",
     "UserID",
     "ERROR_EVT_UNRESOLVED",
+    "LogName",
+    "ProviderName",
+    "Computer",
+    "MachineName",
 }
 
 
@@ -554,9 +553,9 @@ def _flat(doc: dict[str, Any]) -> dict[str, Any]:
         "EventRecordID": doc.get("RecordNumber", doc.get("EventRecordID")),
         "TimeCreated": _time(doc.get("@timestamp") or doc.get("TimeCreated") or doc.get("EventTime")),
         "EventID": doc.get("EventID"),
-        "Provider": _str(doc.get("SourceName")),
-        "Channel": _str(doc.get("Channel")),
-        "Computer": _str(doc.get("Hostname")),
+        "Provider": _str(doc.get("SourceName") or doc.get("ProviderName")),
+        "Channel": _str(doc.get("Channel") or doc.get("LogName")),
+        "Computer": _str(doc.get("Hostname") or doc.get("Computer") or doc.get("MachineName")),
         "Level": _level(doc.get("Level"), doc.get("EventType"), doc.get("Severity")),
         "UserID": _str(doc.get("UserID")),
         "ProcessID": doc.get("ExecutionProcessID"),
@@ -775,14 +774,17 @@ def json_flavour(doc: Any) -> str | None:
         return "evtx"
     if isinstance(doc.get("winlog"), dict):
         return "winlogbeat"
+    event = doc.get("event")
+    if isinstance(event, dict) and "code" in event and isinstance(doc.get("host"), dict):
+        return "winlogbeat"  # ECS without the winlog object (Elastic Agent, other shippers)
     raw = doc.get("_raw")
-    if "EventCode" in doc and ("LogName" in doc or "_raw" in doc):
+    if "EventCode" in doc and any(k in doc for k in ("LogName", "_raw", "sourcetype", "SourceName", "ComputerName")):
         return "splunk"
     if isinstance(raw, str) and raw.startswith("<Event"):
         return "splunk"
     if "Id" in doc and ("LogName" in doc or "ProviderName" in doc):
         return "powershell"
-    if "EventID" in doc and ("Channel" in doc or "SourceName" in doc):
+    if "EventID" in doc and any(k in doc for k in ("Channel", "SourceName", "Hostname", "ProviderName", "LogName")):
         return "flat"
     return None
 

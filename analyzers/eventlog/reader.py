@@ -2,9 +2,11 @@
 
 Backends: the Rust ``evtx`` package (fast; told to skip bad chunks, which it reports as warnings),
 ``python-evtx`` as the fallback for files the first cannot open (it walks every chunk whose magic
-checks, not only the header's count), and JSON lines exports (Winlogbeat/ECS, OTRF/NXLog flat rows,
-Velociraptor rows, evtx_dump JSON). Every batch has the same system columns; each EventData or
-UserData field becomes a column under its own name, as Sigma's Windows field names expect.
+checks, not only the header's count), and JSON exports of every common flavour (``jsonexport``:
+Winlogbeat/Elastic, OTRF/NXLog, Velociraptor, evtx_dump, Splunk, Get-WinEvent), streamed record by
+record. Every batch has the same system columns; each EventData or UserData field becomes a column
+under its own name, as Sigma's Windows field names expect, and a rendered message is the ``Message``
+column. A system value that does not fit int64 is dropped with a warning; its record stays.
 """
 
 from __future__ import annotations

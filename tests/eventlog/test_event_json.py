@@ -183,3 +183,38 @@ def test_exports_are_read_by_content_whatever_the_name(tmp_path: Path, logs, nam
         and stats.compression == {"xz": "xz", "gz": "gzip", None: ""}[compress]
     )
     assert int(frames[-1].iloc[-1]["EventID"]) == 7045
+
+
+def test_plain_ecs_documents_keep_ids_host_time_and_message(tmp_path: Path, logs) -> None:
+    docs = records(logs["MSExchange Management"], "winlogbeat")
+    for d in docs:
+        del d["winlog"]  # what a shipper without the Windows module sends
+    path = tmp_path / "ecs.json"
+    path.write_bytes(export_bytes(docs))
+    frames, stats = _read_json(path)
+    df = pd.concat(frames, ignore_index=True)
+    assert stats.records == 2 and not stats.warnings
+    assert list(df["EventID"]) == [1, 1] and set(df["Computer"]) == {"EXCH01.corp.example"}
+    assert (
+        str(df.loc[0, "TimeCreated"]) == "2021-03-03 02:14:30+00:00"
+        and "Set-OabVirtualDirectory" in df.loc[0, "Message"]
+    )
+
+
+def test_flat_rows_with_logname_and_providername(tmp_path: Path) -> None:
+    row = {
+        "EventID": 7045,
+        "LogName": "System",
+        "ProviderName": "Service Control Manager",
+        "MachineName": "EXCH01",
+        "TimeCreated": "2021-03-03T02:50:00Z",
+        "ServiceName": "x",
+        "ImagePath": "cmd /c calc",
+    }
+    path = tmp_path / "flat.json"
+    path.write_text(json.dumps([row]))
+    frames, stats = _read_json(path)
+    df = frames[0]
+    assert stats.records == 1 and not stats.warnings
+    got = (df.loc[0, "Channel"], df.loc[0, "Provider"], df.loc[0, "Computer"], df.loc[0, "ImagePath"])
+    assert got == ("System", "Service Control Manager", "EXCH01", "cmd /c calc")

@@ -213,3 +213,13 @@ def test_seeded_mutations_never_raise(tmp_path: Path) -> None:
         frames = list(iter_json_events(path, stats, limits=JsonLimits(max_record_chars=1 << 20)))
         assert time.perf_counter() - started < 2, i
         assert stats.records == sum(len(f) for f in frames) <= 40, i
+
+
+def test_bad_pretty_object_among_concatenated_ones_costs_one_warning(tmp_path: Path) -> None:
+    pretty = [export_bytes([d], container="object", indent=4).decode() for d in GOOD]
+    pretty[2] = pretty[2].replace('"channel"', '"channel" "oops"', 1)  # a malformed object in the middle
+    path = tmp_path / "pretty.json"
+    path.write_text("\n".join(pretty) + "\n", encoding="utf-8")
+    df, stats = _read(path)
+    assert df is not None and list(df["EventRecordID"]) == [1, 2, 4, 5, 6]
+    assert stats.bad_records == 1 and len(stats.warnings) == 1
