@@ -68,11 +68,16 @@ IIS_FIELDS: tuple[str, ...] = (
     "date", "time", "s-ip", "cs-method", "cs-uri-stem", "cs-uri-query", "s-port", "cs-username", "c-ip",
     "cs(User-Agent)", "cs(Referer)", "sc-status", "sc-substatus", "sc-win32-status", "time-taken",
 )  # fmt: skip
-IIS_KNOWN = frozenset(
-    f.lower()
-    for f in (*IIS_FIELDS, "s-sitename", "s-computername", "cs-version", "cs-host", "cs(Cookie)", "sc-bytes",
-              "cs-bytes", "x-forwarded-for", "OriginalIP")
-)  # fmt: skip
+IIS_EXTRA = ("s-sitename", "s-computername", "cs-version", "cs-host", "cs(Cookie)", "sc-bytes", "cs-bytes",
+             "x-forwarded-for", "OriginalIP")  # fmt: skip
+IIS_KNOWN = frozenset(f.lower() for f in (*IIS_FIELDS, *IIS_EXTRA))
+# each log type's field names as written by the server: a header spelling them in another case
+# (Test-ProxyLogon's "ClientIPAddress", an analyst's "clientipaddress") lands in the same column
+CANONICAL = {
+    HTTPPROXY: {f.lower(): f for f in HTTPPROXY_FIELDS},
+    ECP: {f.lower(): f for f in (*ECP_FIELDS, "DateTime")},
+    IIS: {f.lower(): f for f in (*IIS_FIELDS, *IIS_EXTRA)},
+}
 DEFAULT_FIELDS = {HTTPPROXY: HTTPPROXY_FIELDS, ECP: ECP_FIELDS, IIS: IIS_FIELDS}
 KNOWN_FIELDS = {
     HTTPPROXY: frozenset(f.lower() for f in HTTPPROXY_FIELDS),
@@ -207,11 +212,13 @@ def _delimiter(logtype: str) -> str:
     return " " if logtype == IIS else ","
 
 
-def _unique(names: Sequence[str]) -> tuple[str, ...]:
+def _unique(names: Sequence[str], logtype: str = "") -> tuple[str, ...]:
+    canonical = CANONICAL.get(logtype, {})
     out: list[str] = []
     seen: dict[str, int] = {}
     for i, name in enumerate(names):
         name = name.strip() or f"field{i + 1}"
+        name = canonical.get(name.lower(), name)
         if name in seen:
             seen[name] += 1
             name = f"{name}_{seen[name]}"
@@ -249,7 +256,7 @@ class HeaderState:
         value = value.strip()
         if key == "#fields":
             names = value.split() if (self.logtype == IIS or ("," not in value and " " in value)) else value.split(",")
-            fields = _unique(names)
+            fields = _unique(names, self.logtype)
             if not fields:
                 self.stats.warn(f"line {line_no}: empty #Fields header")
                 return
@@ -275,7 +282,7 @@ class HeaderState:
         else:
             is_header = len(values) >= 2 and all(re.fullmatch(r"[A-Za-z][\w().\-]*", v.strip()) for v in values)
         if is_header:
-            self.fields = _unique(values)
+            self.fields = _unique(values, self.logtype)
             self.stats.header_source = "first line"
             self.stats.warn(f"no #Fields header; line {line_no} taken as the header (as Import-Csv does)")
         elif self.logtype in DEFAULT_FIELDS:

@@ -80,11 +80,12 @@ def test_field_list_changing_at_every_block_stays_fast(tmp_path: Path) -> None:
 
 
 def test_reduced_export_with_its_own_header(tmp_path: Path) -> None:
-    # an analyst's Export-Csv of a few HttpProxy columns, in their own order, with PowerShell's #TYPE line
+    # an analyst's Export-Csv of a few HttpProxy columns, in their own order and spelling (Test-ProxyLogon
+    # writes "ClientIPAddress"), with PowerShell's #TYPE line
     p = tmp_path / "reduced.LOG"
     p.write_text(
         "#TYPE System.Management.Automation.PSCustomObject\n"
-        '"ClientIpAddress","HttpStatus","AnchorMailbox","RequestId","DateTime","UrlStem"\n'
+        '"ClientIPAddress","HttpStatus","AnchorMailbox","RequestId","DateTime","urlstem"\n'
         '"157.230.221.198","241","ServerInfo~a]@EXCH01.corp.example:444/ecp/proxyLogon.ecp?#","r-1",'
         '"2021-03-03T06:49:46.210Z","/ecp/y.js"\n'
         '"10.0.0.20","200","ServerInfo~a]@EXCH01.corp.example:444/autodiscover/autodiscover.xml?#","r-2",'
