@@ -64,3 +64,18 @@ def test_verdict_needs_the_required_families() -> None:
     manifest, runs = _case(iis_parsed=False)
     found = [finding("TRIAGE-WEB-001", "X1", severity="medium")]
     assert host_summaries(context(manifest, found, runs))["EX1"].verdict == VERDICT_SUSPICIOUS
+
+
+def test_a_finding_from_a_failed_unit_does_not_make_its_artifact_examined() -> None:
+    manifest, runs = _case(iis_parsed=True)
+    manifest.append(art("M1", "memory_image", "/images/ex1.raw"))
+    runs.append(run("memory", "M1", "error") | {"message": "MemoryError"})
+    found = [finding("MEM-TABLES", "M1", analyzer="memory")]  # written before the unit failed
+    ctx = context(manifest, found, runs)
+    s = host_summaries(ctx)["EX1"]
+    mem = next(c for c in s.coverage if c["family"] == "memory")
+    assert (mem["status"], mem["parsed"], mem["run_errors"]) == (NOT_EXAMINED, 0, 1)
+    # collected but not read: no clean verdict either
+    assert s.verdict == VERDICT_INSUFFICIENT and s.missing == ["memory: not examined (0 of 1 parsed, 1 run error(s))"]
+    e11 = build_ledger(ctx, {"EX1": s}).get("EX1", "11")
+    assert e11.status == "not done" and "not examined: memory_image (1)" in e11.result
