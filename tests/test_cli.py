@@ -65,7 +65,8 @@ def test_run_end_to_end_leaves_source_untouched(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize(
     ("compromised", "fail_on", "expected"),
-    [(True, "high", ExitCode.FINDINGS), (True, "critical", ExitCode.FINDINGS), (False, "low", ExitCode.OK)],
+    # a clean volume read by one analyzer only (no event logs, logs and hives unparsed) gets no clean verdict: 4
+    [(True, "high", ExitCode.FINDINGS), (True, "critical", ExitCode.FINDINGS), (False, "low", ExitCode.INSUFFICIENT)],
 )
 def test_fail_on(tmp_path: Path, compromised: bool, fail_on: str, expected: ExitCode) -> None:
     vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=compromised))

@@ -43,6 +43,8 @@ UNKNOWN = "unknown"
 BLOCK_SIZE = 16 << 20
 MAX_LINE = 8 << 20  # a "line" longer than this is garbage, not a log record
 MAX_WARNINGS = 50
+SMALL_RUN = 256  # runs of at most this many lines skip pyarrow's per-call overhead (about 4 ms)
+MERGE_ROWS = 65_536  # short runs are handed out together, up to this many rows per frame
 
 # The HttpProxy field list of Exchange 2016 CU19 / 2019 CU8 (the modern layout); older builds have fewer.
 HTTPPROXY_FIELDS: tuple[str, ...] = (
@@ -66,11 +68,16 @@ IIS_FIELDS: tuple[str, ...] = (
     "date", "time", "s-ip", "cs-method", "cs-uri-stem", "cs-uri-query", "s-port", "cs-username", "c-ip",
     "cs(User-Agent)", "cs(Referer)", "sc-status", "sc-substatus", "sc-win32-status", "time-taken",
 )  # fmt: skip
-IIS_KNOWN = frozenset(
-    f.lower()
-    for f in (*IIS_FIELDS, "s-sitename", "s-computername", "cs-version", "cs-host", "cs(Cookie)", "sc-bytes",
-              "cs-bytes", "x-forwarded-for", "OriginalIP")
-)  # fmt: skip
+IIS_EXTRA = ("s-sitename", "s-computername", "cs-version", "cs-host", "cs(Cookie)", "sc-bytes", "cs-bytes",
+             "x-forwarded-for", "OriginalIP")  # fmt: skip
+IIS_KNOWN = frozenset(f.lower() for f in (*IIS_FIELDS, *IIS_EXTRA))
+# each log type's field names as written by the server: a header spelling them in another case
+# (Test-ProxyLogon's "ClientIPAddress", an analyst's "clientipaddress") lands in the same column
+CANONICAL = {
+    HTTPPROXY: {f.lower(): f for f in HTTPPROXY_FIELDS},
+    ECP: {f.lower(): f for f in (*ECP_FIELDS, "DateTime")},
+    IIS: {f.lower(): f for f in (*IIS_FIELDS, *IIS_EXTRA)},
+}
 DEFAULT_FIELDS = {HTTPPROXY: HTTPPROXY_FIELDS, ECP: ECP_FIELDS, IIS: IIS_FIELDS}
 KNOWN_FIELDS = {
     HTTPPROXY: frozenset(f.lower() for f in HTTPPROXY_FIELDS),
@@ -205,11 +212,13 @@ def _delimiter(logtype: str) -> str:
     return " " if logtype == IIS else ","
 
 
-def _unique(names: Sequence[str]) -> tuple[str, ...]:
+def _unique(names: Sequence[str], logtype: str = "") -> tuple[str, ...]:
+    canonical = CANONICAL.get(logtype, {})
     out: list[str] = []
     seen: dict[str, int] = {}
     for i, name in enumerate(names):
         name = name.strip() or f"field{i + 1}"
+        name = canonical.get(name.lower(), name)
         if name in seen:
             seen[name] += 1
             name = f"{name}_{seen[name]}"
@@ -247,7 +256,7 @@ class HeaderState:
         value = value.strip()
         if key == "#fields":
             names = value.split() if (self.logtype == IIS or ("," not in value and " " in value)) else value.split(",")
-            fields = _unique(names)
+            fields = _unique(names, self.logtype)
             if not fields:
                 self.stats.warn(f"line {line_no}: empty #Fields header")
                 return
@@ -273,7 +282,7 @@ class HeaderState:
         else:
             is_header = len(values) >= 2 and all(re.fullmatch(r"[A-Za-z][\w().\-]*", v.strip()) for v in values)
         if is_header:
-            self.fields = _unique(values)
+            self.fields = _unique(values, self.logtype)
             self.stats.header_source = "first line"
             self.stats.warn(f"no #Fields header; line {line_no} taken as the header (as Import-Csv does)")
         elif self.logtype in DEFAULT_FIELDS:
@@ -428,6 +437,20 @@ def _decode(raw: bytes, stats: ParseStats) -> str:
     return text.rstrip("\r")
 
 
+def _rows_frame(chunks: Sequence[tuple[list[str], list[list[str]], list[int]]]) -> pd.DataFrame:
+    """One frame from split rows of one or more field lists (a column a chunk lacks is missing there)."""
+    names = list(dict.fromkeys(c for cols, _, _ in chunks for c in cols))
+    data: dict[str, list[str | None]] = {c: [] for c in names}
+    for cols, rows, _ in chunks:
+        pos = {c: i for i, c in enumerate(cols)}
+        for c in names:
+            i = pos.get(c)
+            data[c].extend([r[i] for r in rows] if i is not None else [None] * len(rows))
+    df = pd.DataFrame({c: pd.Series(v, dtype="str") for c, v in data.items()})
+    df["_line"] = np.array([n for _, _, nums in chunks for n in nums], dtype="int64")
+    return df
+
+
 class LogReader:
     """Reads one Exchange or IIS log; see the module docstring for what it tolerates."""
 
@@ -512,16 +535,41 @@ class LogReader:
         """Every data row, as frames of string columns (the file's field names) plus ``_line``.
 
         ``columns`` limits the columns converted (faster); absent ones are simply not in the frame.
-        One frame per run of lines under one field list (at most one block), so memory stays bounded.
+        A run of lines under one field list becomes one frame (at most one block), so memory stays
+        bounded. Short runs (a log whose field list keeps changing) are parsed line by line and
+        handed out together, up to ``MERGE_ROWS`` rows per frame: a column a run lacks is then
+        missing (NaN) in its rows.
         """
         wanted = None if columns is None else list(dict.fromkeys(columns))
+        small: list[tuple[list[str], list[list[str]], list[int]]] = []
+        small_rows = 0
         for line_no, seg, n, fields in self._data():
+            if fields is not None and n <= SMALL_RUN:
+                include = None if wanted is None else [c for c in wanted if c in fields] or [fields[0]]
+                chunk = self._split_lines([(line_no + i, raw) for i, raw in enumerate(_lines(seg))], fields, include)
+                self._settle_placeholders()
+                small.append(chunk)
+                small_rows += len(chunk[2])
+                if small_rows >= MERGE_ROWS:
+                    yield self._merged(small)
+                    small, small_rows = [], 0
+                continue
+            if small_rows:  # keep the order of rows
+                yield self._merged(small)
+            small, small_rows = [], 0
             # OAB and unknown logs without #Fields come out as raw lines
             df = self._raw_frame(line_no, seg) if fields is None else self._parse(line_no, seg, n, fields, wanted)
             self._settle_placeholders()
             if len(df):
                 self.stats.rows += len(df)
                 yield df
+        if small_rows:
+            yield self._merged(small)
+
+    def _merged(self, chunks: list[tuple[list[str], list[list[str]], list[int]]]) -> pd.DataFrame:
+        df = _rows_frame(chunks)
+        self.stats.rows += len(df)
+        return df
 
     def _raw_frame(self, first: int, seg: bytes) -> pd.DataFrame:
         nums, texts = [], []
@@ -623,6 +671,13 @@ class LogReader:
         self, lines: Sequence[tuple[int, bytes]], fields: tuple[str, ...], include: list[str] | None
     ) -> pd.DataFrame:
         """The exact parser: one physical line at a time, ragged rows padded or cut and counted."""
+        cols, rows, nums = self._split_lines(lines, fields, include)
+        return _rows_frame([(cols, rows, nums)])
+
+    def _split_lines(
+        self, lines: Sequence[tuple[int, bytes]], fields: tuple[str, ...], include: list[str] | None
+    ) -> tuple[list[str], list[list[str]], list[int]]:
+        """``(columns, rows of those columns, line numbers)`` of lines split one at a time."""
         n = len(fields)
         rows: list[list[str]] = []
         nums: list[int] = []
@@ -641,11 +696,10 @@ class LogReader:
             rows.append(values)
             nums.append(line_no)
         cols = list(fields) if include is None else include
-        idx = [fields.index(c) for c in cols]
-        data = {c: pd.Series([r[i] for r in rows], dtype="str") for c, i in zip(cols, idx, strict=True)}
-        df = pd.DataFrame(data)
-        df["_line"] = np.array(nums, dtype="int64")
-        return df
+        if include is not None:
+            idx = [fields.index(c) for c in cols]
+            rows = [[r[i] for i in idx] for r in rows]
+        return cols, rows, nums
 
     # -- pre-filtered reads -----------------------------------------------------------------------
     def matching_lines(self, needles: Sequence[bytes]) -> Iterator[tuple[int, str]]:
@@ -654,18 +708,50 @@ class LogReader:
             yield line_no, _decode(raw, self.stats)
 
     def matching_frames(self, needles: Sequence[bytes], columns: Iterable[str] | None = None) -> Iterator[pd.DataFrame]:
-        """Parsed rows of the data lines holding any of ``needles`` only (one frame per field list)."""
+        """Parsed rows of the data lines holding any of ``needles`` only.
+
+        Rows under different field lists go into one frame (up to ``MERGE_ROWS`` rows; a column a
+        field list lacks is missing in its rows), so a log whose header keeps changing costs no more
+        than one that does not.
+        """
         wanted = None if columns is None else list(dict.fromkeys(columns))
         batch: list[tuple[int, bytes]] = []
         batch_fields: tuple[str, ...] | None = None
+        chunks: list[tuple[list[str], list[list[str]], list[int]]] = []
+        rows = 0
         for line_no, raw, fields in self._matching_raw(needles):
             if fields != batch_fields and batch:
-                yield from self._emit(batch, batch_fields, wanted)
+                if batch_fields is None:  # raw lines (no field list) go out on their own, in order
+                    yield from self._flush_chunks(chunks)
+                    chunks, rows = [], 0
+                    yield from self._emit(batch, None, wanted)
+                else:
+                    chunks.append(self._chunk(batch, batch_fields, wanted))
+                    rows += len(batch)
                 batch = []
+                if rows >= MERGE_ROWS:
+                    yield from self._flush_chunks(chunks)
+                    chunks, rows = [], 0
             batch_fields = fields
             batch.append((line_no, raw))
+        if batch and batch_fields is not None:
+            chunks.append(self._chunk(batch, batch_fields, wanted))
+            batch = []
+        yield from self._flush_chunks(chunks)
         if batch:
-            yield from self._emit(batch, batch_fields, wanted)
+            yield from self._emit(batch, None, wanted)
+
+    def _chunk(
+        self, batch: list[tuple[int, bytes]], fields: tuple[str, ...], wanted: list[str] | None
+    ) -> tuple[list[str], list[list[str]], list[int]]:
+        include = None if wanted is None else [c for c in wanted if c in fields] or [fields[0]]
+        return self._split_lines(batch, fields, include)
+
+    def _flush_chunks(self, chunks: list[tuple[list[str], list[list[str]], list[int]]]) -> Iterator[pd.DataFrame]:
+        if any(nums for _, _, nums in chunks):
+            df = _rows_frame(chunks)
+            self.stats.rows += len(df)
+            yield df
 
     def _emit(
         self, batch: list[tuple[int, bytes]], fields: tuple[str, ...] | None, wanted: list[str] | None
@@ -862,8 +948,8 @@ def normalize(df: pd.DataFrame, logtype: str, logical_path: str = "", date_heade
         norm["request_id"] = _extract(norm["uri_query"], _CAFE_REQ)
         norm["protocol"] = _const(iis_site(logical_path), n)
         date = _col(df, "date")
-        if not pc.any(pc.not_equal(date, "")).as_py() and date_header:
-            date = _const(date_header[:10], n)
+        if date_header:  # rows of a field list without 'date' take the day of the #Date header
+            date = pc.if_else(pc.equal(date, ""), pa.scalar(date_header[:10], _STR), date)
         ts_text = pc.binary_join_element_wise(date, _col(df, "time"), pa.scalar(" ", _STR))
     elif logtype == ECP:
         data = _col(df, "EventData")

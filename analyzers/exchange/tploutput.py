@@ -141,7 +141,10 @@ class TestProxyLogonOutput(Analyzer):
             header: list[str] = []
             rows = [{"Path": line.strip()} for line in text.splitlines() if line.strip()]
         else:
-            header, rows = read_table(text)
+            try:
+                header, rows = read_table(text)
+            except csv.Error as exc:  # e.g. a field over the csv module's size limit: not the script's output
+                raise Skip(f"{name}: not a readable CSV ({exc})") from exc
         computer, out = identify(name, header)
         if out is None:
             raise Skip(f"{name}: neither the name nor the header ({', '.join(header[:8])}) is a Test-ProxyLogon output")

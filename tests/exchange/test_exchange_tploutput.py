@@ -58,6 +58,7 @@ def tpl_case(tmp_path_factory: pytest.TempPathFactory) -> Case:
     for name, text in TPL_SET.items():
         (src / name).write_text(text, encoding="utf-8")
     (src / "readme.csv").write_text("a,b\n1,2\n")
+    (src / "EXCH01-other.csv").write_text('"Type","Path"\n"x","' + "A" * 200_000 + '"\n')  # over csv's field limit
     case = Case.create_or_open(root / "case", examiner="pytest", case_id="CASE-TPL")
     collect_files(case, open_source_path(str(src), "files"), host="EXCH01", kind="testproxylogon_csv")
     analyze_case(case, only=("testproxylogon_output",))
@@ -96,5 +97,7 @@ def test_script_outputs_become_findings(tpl_case: Case) -> None:
 def test_unknown_csv_is_skipped_with_the_reason(tpl_case: Case) -> None:
     recs = [json.loads(p.read_text()) for p in (tpl_case.path / "results" / "testproxylogon_output").glob("*.run.json")]
     skipped = [r for r in recs if r["status"] == "skipped"]
-    assert len(skipped) == 1 and "readme.csv: neither the name nor the header" in skipped[0]["message"]
+    why = sorted(r["message"] for r in skipped)
+    assert len(why) == 2 and why[0].startswith("EXCH01-other.csv: not a readable CSV (field larger than field limit")
+    assert "readme.csv: neither the name nor the header" in why[1]
     assert sum(r["status"] == "success" for r in recs) == len(TPL_SET)

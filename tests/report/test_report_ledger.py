@@ -242,6 +242,8 @@ def test_multiple_hosts_and_summary_lines() -> None:
     assert lines[0].startswith("ED 21-02 ledger: 37 steps per host")
     assert any(line.startswith("  EX1: compromised (CVE-2021-26855)") for line in lines)
     assert any("not done:" in line and "8 IOC examination" in line for line in lines)
+    text = "\n".join(lines)
+    assert "    no verdict without: Windows event logs: not examined (0 of 1 parsed); registry hives: absent" in text
 
 
 def test_large_id_lists_are_capped() -> None:

@@ -22,7 +22,7 @@ from triage.report.exports import write_frame_csv
 UA = "Mozilla/5.0;=cmd|' /C calc'!A0;"
 HOSTILE = [
     UA,
-    "a,=HYPERLINK(\"http://x\")",
+    'a,=HYPERLINK("http://x")',
     "ok\n@SUM(A1)",
     "ok\r\n+cmd|' /C calc'!A0",
     "one; -2+3",

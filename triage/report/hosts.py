@@ -252,7 +252,7 @@ def host_summaries(ctx: ReportContext, top: int = 8) -> dict[str, HostSummary]:
             verdict = VERDICT_CLEAN
         coverage = host_coverage(ctx, host, scopes) if host != UNKNOWN_HOST else []
         missing = [c.summary for c in missing_for_verdict(coverage)]
-        if verdict == VERDICT_CLEAN and (missing or not coverage):
+        if verdict == VERDICT_CLEAN and host != UNKNOWN_HOST and (missing or not coverage):
             # a clean verdict is a claim about evidence read: without it, say what is missing
             verdict = VERDICT_INSUFFICIENT
             missing = missing or ["no evidence families are declared for a verdict"]

@@ -490,7 +490,13 @@ def build_ledger(ctx: ReportContext, summaries: dict[str, HostSummary]) -> Ledge
     ledger = LedgerBuilder(ctx, summaries).build()
     for host, s in summaries.items():
         s.caveats = caveats(ledger, host)
-        ledger.verdicts[host] = {"verdict": s.verdict, "cves": s.cves, "max_severity": s.max_severity}
+        ledger.verdicts[host] = {
+            "verdict": s.verdict,
+            "cves": s.cves,
+            "max_severity": s.max_severity,
+            "missing": s.missing if s.verdict == VERDICT_INSUFFICIENT else [],
+            "coverage": {c["family"]: c["status"] for c in s.coverage},
+        }
     return ledger
 
 

@@ -34,6 +34,8 @@ def ledger_summary_lines(ledger: dict[str, Any], max_hosts: int = MAX_HOSTS) -> 
         verdict = v.get("verdict", "?") + (f" ({', '.join(v['cves'])})" if v.get("cves") else "")
         counts = ", ".join(f"{tally[host][s]} {s}" for s in ORDER if tally[host].get(s))
         lines.append(f"  {host}: {verdict}; {counts}")
+        if v.get("missing"):
+            lines.append(f"    no verdict without: {'; '.join(v['missing'])}")
         if not_done[host]:
             lines.append(f"    not done: {', '.join(not_done[host])}")
     if len(hosts) > max_hosts:
