@@ -69,6 +69,22 @@ def test_junk_source_is_insufficient_evidence_exit_4(tmp_path: Path, capsys: pyt
     assert main(["report", str(case), "-q", "--fail-on", "info"]) == 4
 
 
+@pytest.mark.slow
+def test_junk_memory_image_is_not_examined_memory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Random bytes taken for a memory image: only the raw byte scan ran, so memory is not examined (step 9)."""
+    src = tmp_path / "EXJUNK-memory.raw"
+    src.write_bytes(os.urandom(2 << 20))
+    case = tmp_path / "case"
+    code = main(["run", str(src), "--as", "memory", "--host", "EXJUNK", "--case", str(case), "--json", "-q"])
+    assert code == ExitCode.INSUFFICIENT
+    host = json.loads(capsys.readouterr().out)["report"]["hosts"]["EXJUNK"]
+    assert host["verdict"] == "insufficient evidence"
+    steps = _ledger(case)
+    assert [steps[s]["status"] for s in ("8", "9", "10", "11")] == ["not done"] * 4
+    assert host["coverage"]["memory"] == "not examined"
+    assert any(m.startswith("memory") and "not examined" in m for m in host["missing"]), host["missing"]
+
+
 @pytest.fixture(scope="module")
 def no_event_logs_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("noevt")

@@ -6,7 +6,8 @@ collected artifacts and the ones an analyzer parsed, from the run records alone:
 
 * an artifact is parsed when a unit over it ended ``success`` or ``no_findings`` (``skipped`` and
   ``error`` do not count), from an analyzer that parses (byte scanners such as YARA are listed in
-  ``evidence.not_parsers``);
+  ``evidence.not_parsers``) and that left no finding saying it could not parse it
+  (``evidence.not_parsed_rules``: a memory image Volatility could not analyse);
 * kinds that no per-artifact analyzer reads (the registry analyzers take all hives of a host at once)
   count as parsed by a host-scope run over them that ended ``success``/``no_findings``.
 
@@ -119,6 +120,7 @@ def host_coverage(
     per_artifact = {k for name, (kinds, scope) in scopes.items() if scope != "host" and name not in not_parsers
                     for k in kinds}  # fmt: skip
     parsed: set[str] = set()
+    cannot_parse = _unparsed(ctx, host)
     bad: dict[str, Counter[str]] = {}  # kind -> error/skipped/warnings counts
     details: dict[str, list[str]] = {}
     runs = ctx.runs
@@ -139,7 +141,10 @@ def host_coverage(
                 consumed = set(scopes.get(name, ((), "host"))[0]) if scopes else set(kind_by_id.values())
                 kinds = {k for k in consumed if k not in per_artifact} if scopes else consumed
                 targets = [a for a, k in kind_by_id.items() if k in kinds] if status in OK_RUNS else []
-            parsed.update(targets)
+            unparsed = [t for t in targets if t in cannot_parse]
+            parsed.update(t for t in targets if t not in cannot_parse)
+            for t in unparsed:
+                details.setdefault(kind_by_id[t], []).append(f"{name}: {cannot_parse[t]}")
             for k in kinds:
                 c = bad.setdefault(k, Counter())
                 note = details.setdefault(k, [])
@@ -156,6 +161,16 @@ def host_coverage(
     for fam in ctx.directive.evidence_families:
         out.append(_family(fam, kind_by_id, parsed, bad, details, failures))
     return out
+
+
+def _unparsed(ctx: ReportContext, host: str) -> dict[str, str]:
+    """``evidence_id -> title`` of the findings saying their unit could not parse that artifact."""
+    rules = set(getattr(ctx.directive, "not_parsed_rules", ()) or ())
+    f = ctx.findings
+    if not rules or not len(f) or "rule_id" not in f:
+        return {}
+    hit = f[f["rule_id"].isin(rules) & (f["host"].fillna("").astype(str) == host)]
+    return dict(zip(hit["evidence_id"].astype(str), hit["title"].astype(str), strict=True))
 
 
 def _family(

@@ -132,6 +132,7 @@ class Directive:
     path: str = ""
     evidence_families: tuple[EvidenceFamily, ...] = ()
     not_parsers: tuple[str, ...] = ()  # analyzers whose runs do not count as parsing a family (byte scanners)
+    not_parsed_rules: tuple[str, ...] = ()  # findings that say their unit could not parse the artifact
 
     def evidence_family(self, family_id: str) -> EvidenceFamily:
         for f in self.evidence_families:
@@ -188,7 +189,7 @@ def load_directive(path: Path | None = None) -> Directive:
         str(name): _selector(raw, f"{path}: conventions.{name}") for name, raw in (doc.get("conventions") or {}).items()
     }
     verdict = doc.get("verdict") or {}
-    ev_families, not_parsers = _evidence(doc.get("evidence"), str(path))
+    ev_families, not_parsers, not_parsed_rules = _evidence(doc.get("evidence"), str(path))
     family_ids = {f.id for f in ev_families}
     steps: list[Step] = []
     seen: set[str] = set()
@@ -256,14 +257,15 @@ def load_directive(path: Path | None = None) -> Directive:
         path=str(path),
         evidence_families=ev_families,
         not_parsers=not_parsers,
+        not_parsed_rules=not_parsed_rules,
     )
 
 
 def _evidence(raw: Any, path: str) -> tuple[tuple[EvidenceFamily, ...], tuple[str, ...]]:
-    """The ``evidence`` section: artifact families and the analyzers that do not parse."""
+    """The ``evidence`` section: artifact families, the analyzers that do not parse, the rules saying so."""
     if raw is None:
-        return (), ()
-    if not isinstance(raw, dict) or set(raw) - {"families", "not_parsers"}:
+        return (), (), ()
+    if not isinstance(raw, dict) or set(raw) - {"families", "not_parsers", "not_parsed_rules"}:
         raise ValueError(f"{path}: evidence must be a mapping of families and not_parsers")
     out: list[EvidenceFamily] = []
     for item in raw.get("families") or []:
@@ -275,7 +277,11 @@ def _evidence(raw: Any, path: str) -> tuple[tuple[EvidenceFamily, ...], tuple[st
             raise ValueError(f"{where}: id used twice")
         out.append(EvidenceFamily(fid, str(item["title"]), _tuple(item["kinds"], where, "kinds"),
                                   bool(item.get("required", False))))  # fmt: skip
-    return tuple(out), _tuple(raw.get("not_parsers"), f"{path}: evidence", "not_parsers")
+    return (
+        tuple(out),
+        _tuple(raw.get("not_parsers"), f"{path}: evidence", "not_parsers"),
+        _tuple(raw.get("not_parsed_rules"), f"{path}: evidence", "not_parsed_rules"),
+    )
 
 
 def _needs(raw: Any, where: str, family_ids: set[str]) -> tuple[tuple[str, ...], ...]:
