@@ -555,7 +555,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         head = _report_head(args)
         if args.json:
             if head is not None and isinstance(out, dict):
-                out["custody_head"] = head
+                # run: under its last step, so the summary keeps its collect/analyze/report shape
+                target = out["report"] if args.command == "run" and isinstance(out.get("report"), dict) else out
+                target["custody_head"] = head
             print(json.dumps(out, indent=2, default=str, ensure_ascii=False))
         return int(code)
     except TriageError as exc:
