@@ -602,7 +602,10 @@ class Case:
         """Copy (or reference) one artifact into the case, hashing in the same pass.
 
         ``opener`` opens the source for reading. Failures are recorded as a ``failure`` row and
-        returned, never raised: one unreadable file never stops a collection.
+        returned, never raised: one unreadable file never stops a collection. A failure to write the
+        copy into the case is such a row too (details ``write error: ...``, counted in
+        :attr:`write_failures`); only when the manifest or custody log itself cannot be written does
+        this raise :class:`CollectionFailed`.
         """
         host = safe_host(host)
         collected_at = utcnow()
