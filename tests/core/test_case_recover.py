@@ -72,3 +72,25 @@ def test_partial_manifest_line_is_cut(case: Case) -> None:
     assert done[0]["what"] == "partial last manifest line removed" and done[0]["bytes"] == 25
     assert reopened.manifest_path.stat().st_size == size
     assert verify_case(reopened, record=False).ok
+
+
+def test_unreadable_source_leaves_no_empty_folder(case: Case) -> None:
+    from triage.case import WRITE_ERROR
+
+    def opener():
+        raise PermissionError(13, "Permission denied")
+
+    row = case.store(
+        opener,
+        host="EXCH01",
+        kind="web_file",
+        logical_parts=["C", "deep", "er", "x.aspx"],
+        source_path="C:\\deep\\er\\x.aspx",
+        collector="test",
+        collector_version="1",
+    )
+    assert row.outcome == "failure" and row.details.startswith("PermissionError")
+    assert not row.details.startswith(WRITE_ERROR) and case.write_failures == []  # the source's fault, not the case's
+    assert not (case.path / "evidence" / "EXCH01" / "web_file" / "C" / "deep").exists()
+    rep = verify_case(case, record=False)
+    assert rep.ok, rep.problems
