@@ -476,7 +476,8 @@ def _fail_on(args: argparse.Namespace, summary: dict[str, Any]) -> ExitCode:
     return ExitCode.OK
 
 
-def _os_error_code(args: argparse.Namespace, exc: OSError) -> ExitCode:
+def _os_error_code(args: argparse.Namespace, exc: OSError) -> ExitCode | None:
+    """The exit code of an error from the file system around the case (None: not one of those, a bug)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return ExitCode.COLLECTION_FAILED if args.command in ("collect", "run") else ExitCode.INCOMPLETE
     if exc.errno in (
@@ -490,7 +491,7 @@ def _os_error_code(args: argparse.Namespace, exc: OSError) -> ExitCode:
         errno.ELOOP,
     ):
         return ExitCode.USAGE
-    raise exc
+    return None
 
 
 def _report_head(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -567,6 +568,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # the case or its folder cannot be written or named: one line, a named code
         code = _os_error_code(args, exc)
+        if code is None:
+            log.exception("internal error (please report it with this traceback)")
+            return int(ExitCode.INTERNAL)
         where = f"{exc.filename}: " if exc.filename else ""
         log.error("%s%s", where, exc.strerror or exc)
         _report_head(args)
