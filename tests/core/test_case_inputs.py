@@ -148,3 +148,15 @@ def test_read_only_case(ro_mount: Path, case: Case, volume: Path, capsys: pytest
     assert code == ExitCode.USAGE and "Read-only file system" in _error_line(err)
     code, err = _run(["collect", str(volume), "--case", str(ro_mount / "new"), "-q"], capsys)
     assert code == ExitCode.USAGE and "cannot create the case folder" in _error_line(err)
+
+
+def test_every_command_ends_with_the_head(tmp_path: Path, volume: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    case = tmp_path / "case"
+    capsys.readouterr()
+    assert main(["collect", str(volume), "--case", str(case), "--json", "-q"]) == ExitCode.OK
+    captured = capsys.readouterr()
+    head = json.loads((case / "custody.head").read_text())
+    assert json.loads(captured.out)["custody_head"] == head
+    assert f"custody head: event {head['seq']} {head['hash']}" in captured.err
+    events = (case / "custody.jsonl").read_text().splitlines()
+    assert json.loads(events[-1])["hash"] == head["hash"] and json.loads(events[-1])["action"] == "collect_end"
