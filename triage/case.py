@@ -328,6 +328,7 @@ class Case:
                 except OSError as exc:
                     log.warning("%s: could not remove (%s)", rel, exc)
                     continue
+                self._prune_empty(full.parent)
                 actions.append({"what": what, "file": rel, "size": size, "sha256": digest})
         actions += self._recover_outputs(recorded_files=self._recorded_files())
         for action in actions:
@@ -534,6 +535,16 @@ class Case:
             return None
         return row
 
+    def _prune_empty(self, folder: Path) -> None:
+        """Remove ``folder`` and its parents up to ``evidence/`` while they are empty."""
+        root = self.path / "evidence"
+        while folder != root and root in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or gone): stop
+                return
+            folder = folder.parent
+
     def _place(self, tmp: Path, dest: Path) -> Path:
         """Move the finished copy to ``dest`` without ever replacing a file (a hard link fails if the name
         exists; another name is then chosen). File systems without hard links fall back to a rename
@@ -602,7 +613,10 @@ class Case:
         """Copy (or reference) one artifact into the case, hashing in the same pass.
 
         ``opener`` opens the source for reading. Failures are recorded as a ``failure`` row and
-        returned, never raised: one unreadable file never stops a collection.
+        returned, never raised: one unreadable file never stops a collection. A failure to write the
+        copy into the case is such a row too (details ``write error: ...``, counted in
+        :attr:`write_failures`); only when the manifest or custody log itself cannot be written does
+        this raise :class:`CollectionFailed`.
         """
         host = safe_host(host)
         collected_at = utcnow()
@@ -623,10 +637,12 @@ class Case:
             extra=dict(extra or {}),
         )
         tmp: Path | None = None
+        folder: Path | None = None
         case_side = True  # until the source is opened, an OSError is the case's (mkdir, temp file)
         try:
             dest = self._dest(host, kind, logical_parts)
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            folder = dest.parent
+            folder.mkdir(parents=True, exist_ok=True)
             if storage == "copy":
                 tmp = dest.with_name(f".{dest.name[:200]}.part-{os.getpid()}")
                 with open(tmp, "xb") as out:
@@ -677,6 +693,8 @@ class Case:
                     tmp.unlink()
                 except OSError:
                     pass
+            if folder is not None:
+                self._prune_empty(folder)  # folders made for this copy alone: verify flags empty ones
             details = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, _WriteFailed) or (isinstance(exc, OSError) and case_side):
                 cause = exc.exc if isinstance(exc, _WriteFailed) else exc

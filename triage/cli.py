@@ -541,7 +541,8 @@ def _fail_on(args: argparse.Namespace, summary: dict[str, Any]) -> ExitCode:
     return code
 
 
-def _os_error_code(args: argparse.Namespace, exc: OSError) -> ExitCode:
+def _os_error_code(args: argparse.Namespace, exc: OSError) -> ExitCode | None:
+    """The exit code of an error from the file system around the case (None: not one of those, a bug)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return ExitCode.COLLECTION_FAILED if args.command in ("collect", "run") else ExitCode.INCOMPLETE
     if exc.errno in (
@@ -555,7 +556,7 @@ def _os_error_code(args: argparse.Namespace, exc: OSError) -> ExitCode:
         errno.ELOOP,
     ):
         return ExitCode.USAGE
-    raise exc
+    return None
 
 
 def _report_head(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -628,7 +629,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         head = _report_head(args)
         if args.json:
             if head is not None and isinstance(out, dict):
-                out["custody_head"] = head
+                # run: under its last step, so the summary keeps its collect/analyze/report shape
+                target = out["report"] if args.command == "run" and isinstance(out.get("report"), dict) else out
+                target["custody_head"] = head
             print(json.dumps(out, indent=2, default=str, ensure_ascii=False))
         failed = getattr(args, "collection_failures", 0)
         if failed and code == ExitCode.OK:
@@ -642,6 +645,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # the case or its folder cannot be written or named: one line, a named code
         code = _os_error_code(args, exc)
+        if code is None:
+            log.exception("internal error (please report it with this traceback)")
+            return int(ExitCode.INTERNAL)
         where = f"{exc.filename}: " if exc.filename else ""
         log.error("%s%s", where, exc.strerror or exc)
         _report_head(args)

@@ -136,6 +136,7 @@ class CustodyLog:
         self._lock_fd: int | None = None
         self._held = 0  # depth of hold()/locked() in this process
         self._checked = False  # tail and head checked (and repaired) since this process took the lock
+        self._clean_size: int | None = None  # log size after our last whole append
         self.repairs: list[dict[str, Any]] = []
 
     # -- locking -------------------------------------------------------------------------------
@@ -309,8 +310,9 @@ class CustodyLog:
     def prepare(self) -> list[dict[str, Any]]:
         """Repair what an interrupted append left (recorded as ``repair`` events) before reading the log."""
         with self.locked():
-            if not self._checked:
+            if not self._checked and not self._unchanged():
                 self._repair()
+            self._checked = True
         return self.repairs
 
     def _write_head(self, seq: int, digest: str) -> None:
@@ -327,8 +329,9 @@ class CustodyLog:
         at most a partial last line, which the next append (in any process) cuts off first.
         """
         with self.locked():
-            if not self._checked:
+            if not self._checked and not self._unchanged():
                 self._repair()
+            self._checked = True
             seq, prev = self.head()  # re-read under the lock: another process may have appended
             event = {
                 "seq": seq + 1,
@@ -353,10 +356,21 @@ class CustodyLog:
                     view = view[n:]
             except OSError:
                 self._checked = False  # a partial line may be left: the next append cuts it first
+                self._clean_size = None
                 raise
             kill_point("head")
             self._write_head(event["seq"], event["hash"])
+            self._clean_size = os.fstat(self._fd).st_size
             return event
+
+    def _unchanged(self) -> bool:
+        """The log is as our last whole append left it (no other writer since): nothing to check."""
+        if self._clean_size is None:
+            return False
+        try:
+            return os.stat(self.path).st_size == self._clean_size
+        except OSError:
+            return False
 
     def sync(self) -> None:
         """Make the log and its head durable (end of each command)."""

@@ -178,3 +178,18 @@ def test_second_writer_fails_clearly_when_it_cannot_wait(vol: Path, tmp_path: Pa
     assert f"pid {os.getpid()}" in res.stderr and "in use by another triage command" in res.stderr
     assert "Traceback" not in res.stderr
     assert not list((case.path / "evidence").rglob("*.*"))  # it wrote nothing
+
+
+@pytest.mark.slow
+def test_killed_report_is_redone_and_verifies(vol: Path, tmp_path: Path) -> None:
+    case = tmp_path / "case"
+    res = triage("run", str(vol), "--case", str(case), "-q", "-j", "1", "--only", "webshell_locations")
+    assert res.returncode == 0, res.stderr[-2000:]
+    # killed after every report file was written, before the report event recorded their hashes
+    res = triage("report", str(case), "-q", kill_at="append:1")
+    assert res.returncode == -signal.SIGKILL
+    code, _ = verify(case)
+    assert code == ExitCode.INTEGRITY  # report files that no event accounts for
+    assert triage("report", str(case), "-q").returncode == 0
+    code, out = verify(case)
+    assert code == ExitCode.OK, out
