@@ -70,9 +70,16 @@ OnFailed = Callable[[UnitTask, str], None]
 Finished = Callable[[UnitTask], "dict[str, Any] | None"]
 
 
+_WORKER_LABEL = ""  # set in a unit's child process started by a dask worker: the record names the dask worker
+
+
 def worker_id() -> str:
-    """``host:pid`` of this process, as recorded in run records."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid`` of the worker running this unit, as recorded in run records."""
+    return _WORKER_LABEL or f"{socket.gethostname()}:{os.getpid()}"
+
+
+class UnitKilled(Exception):
+    """A unit's child process was killed (time or memory limit) or died; the message says which."""
 
 
 def _run_unit(*args: Any) -> dict[str, Any]:
@@ -97,6 +104,48 @@ def _run_unit_once(*args: Any) -> dict[str, Any]:
     if run_id and rec.get("run_id") == run_id:
         return dict(rec)
     return run_unit(*args)
+
+
+def _run_unit_bounded(*args: Any, limits: tuple[float, int] = (0.0, 0), time_limit: float = -1.0) -> dict[str, Any]:
+    """On a dask worker: the unit in a child process under the run's bounds (as in the local pool).
+
+    A daemonic worker cannot start children: there the unit runs in the worker process, as before.
+    A child killed past a bound, or dying twice, gives the unit's ``error`` record (as in the local pool).
+    """
+    if multiprocessing.current_process().daemon:
+        return _run_unit_once(*args)
+    from triage.runner import result_paths
+
+    case_dir, analyzer, row, run_id = args[0], args[2], args[3], args[7]
+    try:
+        rec = json.loads(result_paths(Path(case_dir), analyzer, row["artifact_id"])[1].read_text())
+    except (OSError, ValueError):
+        rec = {}
+    if run_id and rec.get("run_id") == run_id:  # dask recomputing a unit this run finished
+        return dict(rec)
+    task = UnitTask(
+        key="unit",
+        args=args,
+        case_dir=case_dir,
+        analyzer=analyzer,
+        evidence_id=row["artifact_id"],
+        time_limit=time_limit,
+    )
+    got: list[dict[str, Any]] = []
+
+    def failed(t: UnitTask, why: str) -> None:  # the unit's error record, as the local pool writes it
+        from triage.case import ManifestRow
+        from triage.registry import analyzers, discover
+        from triage.runner import _died_record
+
+        cls = analyzers().get(analyzer) or discover(args[4])[analyzer]
+        got.append(_died_record(Path(case_dir), cls, ManifestRow(**row), why, run_id, worker_id()))
+
+    pool = LocalPoolExecutor(1, UnitLimits(time_s=limits[0], memory_bytes=limits[1]), label=worker_id())
+    pool.run([task], on_result=lambda t, r: got.append(r), on_failed=failed, finished=lambda t: None)
+    if not got:
+        raise UnitKilled(WORKER_DIED)
+    return got[0]
 
 
 class Executor:
@@ -291,10 +340,11 @@ def memory_limit_text() -> str:
     return f"exceeded memory limit ({_UNIT_MEMORY / (1 << 20):,.0f} MiB per unit)" if _UNIT_MEMORY else "out of memory"
 
 
-def _worker_main(conn: Any, parent_pid: int, memory: int) -> None:
+def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "") -> None:
     """A pool worker: run units sent over ``conn`` until told to stop, one at a time."""
-    global _UNIT_MEMORY
+    global _UNIT_MEMORY, _WORKER_LABEL
     die_with_parent(parent_pid)
+    _WORKER_LABEL = label
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # its own group: a timeout kills the worker and anything it started
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -352,9 +402,10 @@ class LocalPoolExecutor(Executor):
 
     kind = "local"
 
-    def __init__(self, jobs: int = 1, limits: UnitLimits | None = None) -> None:
+    def __init__(self, jobs: int = 1, limits: UnitLimits | None = None, *, label: str = "") -> None:
         self.jobs = clamp_jobs(jobs)
         self.limits = limits or UnitLimits()
+        self.label = label  # the worker name run records give (a dask worker's, for its units' children)
         self.workers_started = 0
 
     def describe(self) -> dict[str, Any]:
@@ -366,7 +417,9 @@ class LocalPoolExecutor(Executor):
         ours, theirs = ctx.Pipe(duplex=True)
         # not a daemon: a unit may start children of its own (the memory analyzer isolates plugins)
         proc = ctx.Process(
-            target=_worker_main, args=(theirs, os.getpid(), self.limits.memory_bytes), name="triage-worker"
+            target=_worker_main,
+            args=(theirs, os.getpid(), self.limits.memory_bytes, self.label),
+            name="triage-worker",
         )
         proc.start()
         theirs.close()
@@ -599,6 +652,7 @@ class DaskExecutor(Executor):
         self.local_workers = local_workers
         self.allowed_failures: int | None = allowed_failures
         self._workers: dict[str, dict[str, Any]] = {}
+        self.limits = UnitLimits()  # open_executor sets the command's bounds
         self._threads = (0.0, 1)  # (when measured, worker threads)
         # the client's own chatter (connection notices, restarts) only from WARNING up
         logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -658,6 +712,7 @@ class DaskExecutor(Executor):
             "local_cluster": self._cluster is not None,
             "allowed_failures": self.allowed_failures,
             "worker_processes": sorted(f"{w['host']}:{w['pid']}" for w in self._workers.values()),
+            **self.limits.as_dict(),
         }
 
     def preflight(self, cases: Sequence[tuple[str, str]], plugins: Sequence[str] = ()) -> None:
@@ -778,7 +833,14 @@ class DaskExecutor(Executor):
         def top_up() -> None:
             while pending and len(running) < self._slots():
                 t = pending.popleft()
-                fut = self._client.submit(_run_unit_once, *t.args, key=t.key, pure=False)
+                fut = self._client.submit(
+                    _run_unit_bounded,
+                    *t.args,
+                    limits=(self.limits.time_s, self.limits.memory_bytes),
+                    time_limit=t.time_limit,
+                    key=t.key,
+                    pure=False,
+                )
                 running[fut] = t
                 ac.add(fut)
 
@@ -794,7 +856,9 @@ class DaskExecutor(Executor):
                     break
                 else:
                     exc = fut.exception()
-                    if isinstance(exc, KilledWorker):
+                    if isinstance(exc, UnitKilled):  # the unit's own child was killed past a bound, or died
+                        on_failed(t, str(exc))
+                    elif isinstance(exc, KilledWorker):
                         on_failed(
                             t,
                             f"{WORKER_DIED} (dask: {exc.allowed_failures + 1} workers died running it; "
@@ -867,5 +931,5 @@ def open_executor(
         ex = DaskExecutor(local_workers=clamp_jobs(parse_cluster(cluster)))
     else:
         return LocalPoolExecutor(jobs, limits)
-    ex.limits = limits or UnitLimits()  # type: ignore[attr-defined]  # recorded; dask workers run units in process
+    ex.limits = limits or UnitLimits()  # each unit runs in a child of its dask worker under these
     return ex
