@@ -38,7 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -70,9 +70,16 @@ OnFailed = Callable[[UnitTask, str], None]
 Finished = Callable[[UnitTask], "dict[str, Any] | None"]
 
 
+_WORKER_LABEL = ""  # set in a unit's child process started by a dask worker: the record names the dask worker
+
+
 def worker_id() -> str:
-    """``host:pid`` of this process, as recorded in run records."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid`` of the worker running this unit, as recorded in run records."""
+    return _WORKER_LABEL or f"{socket.gethostname()}:{os.getpid()}"
+
+
+class UnitKilled(Exception):
+    """A unit's child process was killed (time or memory limit) or died; the message says which."""
 
 
 def _run_unit(*args: Any) -> dict[str, Any]:
@@ -97,6 +104,48 @@ def _run_unit_once(*args: Any) -> dict[str, Any]:
     if run_id and rec.get("run_id") == run_id:
         return dict(rec)
     return run_unit(*args)
+
+
+def _run_unit_bounded(*args: Any, limits: tuple[float, int] = (0.0, 0), time_limit: float = -1.0) -> dict[str, Any]:
+    """On a dask worker: the unit in a child process under the run's bounds (as in the local pool).
+
+    A daemonic worker cannot start children: there the unit runs in the worker process, as before.
+    A child killed past a bound, or dying twice, gives the unit's ``error`` record (as in the local pool).
+    """
+    if multiprocessing.current_process().daemon:
+        return _run_unit_once(*args)
+    from triage.runner import result_paths
+
+    case_dir, analyzer, row, run_id = args[0], args[2], args[3], args[7]
+    try:
+        rec = json.loads(result_paths(Path(case_dir), analyzer, row["artifact_id"])[1].read_text())
+    except (OSError, ValueError):
+        rec = {}
+    if run_id and rec.get("run_id") == run_id:  # dask recomputing a unit this run finished
+        return dict(rec)
+    task = UnitTask(
+        key="unit",
+        args=args,
+        case_dir=case_dir,
+        analyzer=analyzer,
+        evidence_id=row["artifact_id"],
+        time_limit=time_limit,
+    )
+    got: list[dict[str, Any]] = []
+
+    def failed(t: UnitTask, why: str) -> None:  # the unit's error record, as the local pool writes it
+        from triage.case import ManifestRow
+        from triage.registry import analyzers, discover
+        from triage.runner import _died_record
+
+        cls = analyzers().get(analyzer) or discover(args[4])[analyzer]
+        got.append(_died_record(Path(case_dir), cls, ManifestRow(**row), why, run_id, worker_id()))
+
+    pool = LocalPoolExecutor(1, UnitLimits(time_s=limits[0], memory_bytes=limits[1]), label=worker_id())
+    pool.run([task], on_result=lambda t, r: got.append(r), on_failed=failed, finished=lambda t: None)
+    if not got:
+        raise UnitKilled(WORKER_DIED)
+    return got[0]
 
 
 class Executor:
@@ -136,6 +185,7 @@ DEFAULT_UNIT_MEMORY = 8 << 30  # bytes a unit may add to its worker; 2 workers x
 MAX_JOBS_PER_CPU = 4
 TASKS_PER_WORKER = 500  # then the worker is replaced (caches and leaks of native parsers stay bounded)
 WORKER_RETRIES = 1  # a unit whose worker dies (signal, exit) is tried once more on a fresh worker
+PIPELINE = 2  # units queued at a worker: it starts the next without waiting for this process
 _POLL = 0.2  # seconds between checks of the running units' time and memory
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
@@ -291,10 +341,11 @@ def memory_limit_text() -> str:
     return f"exceeded memory limit ({_UNIT_MEMORY / (1 << 20):,.0f} MiB per unit)" if _UNIT_MEMORY else "out of memory"
 
 
-def _worker_main(conn: Any, parent_pid: int, memory: int) -> None:
+def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "") -> None:
     """A pool worker: run units sent over ``conn`` until told to stop, one at a time."""
-    global _UNIT_MEMORY
+    global _UNIT_MEMORY, _WORKER_LABEL
     die_with_parent(parent_pid)
+    _WORKER_LABEL = label
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # its own group: a timeout kills the worker and anything it started
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
@@ -309,25 +360,59 @@ def _worker_main(conn: Any, parent_pid: int, memory: int) -> None:
         if msg is None:
             return
         key, args = msg
+        conn.send(("start", key))  # from here on, a death or a limit is this unit's
         try:
             rec = run_unit(*args)
         except BaseException as exc:  # run_unit records analyzer errors; this is its own failure
             conn.send(("failed", key, f"{type(exc).__name__}: {exc}", True))
-            continue
-        conn.send(("done", key, rec, "MemoryError" in str(rec.get("message", ""))))
+            return
+        retire = "MemoryError" in str(rec.get("message", ""))
+        conn.send(("done", key, rec, retire))
+        if retire:  # its heap may be fragmented or half-freed: the pool starts a fresh worker
+            return
+
+
+class _Duplex:
+    """Two one-way pipes used as one connection (plain pipes: no socket is opened, not even a socketpair)."""
+
+    def __init__(self, reader: Any, writer: Any) -> None:
+        self.reader, self.writer = reader, writer
+
+    def send(self, obj: Any) -> None:
+        self.writer.send(obj)
+
+    def recv(self) -> Any:
+        return self.reader.recv()
+
+    def poll(self, timeout: float = 0.0) -> bool:
+        return bool(self.reader.poll(timeout))
+
+    def fileno(self) -> int:
+        return int(self.reader.fileno())
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
+
+    @classmethod
+    def pair(cls, ctx: Any) -> tuple[_Duplex, _Duplex]:
+        down_r, down_w = ctx.Pipe(duplex=False)
+        up_r, up_w = ctx.Pipe(duplex=False)
+        return cls(up_r, down_w), cls(down_r, up_w)
 
 
 @dataclass
 class _Slot:
-    """One pool worker and the unit it is running."""
+    """One pool worker, the units sent to it (the first is running once started) and its bounds' state."""
 
     proc: Any
     conn: Any
-    task: UnitTask | None = None
+    queue: deque[UnitTask] = field(default_factory=deque)
+    running: bool = False  # the first unit of the queue has started
     started: float = 0.0
     baseline: int = 0  # anonymous memory when the unit started
     time_limit: float = 0.0
-    ran: int = 0
+    sent: int = 0
 
 
 def _signal_text(code: int | None) -> str:
@@ -352,9 +437,10 @@ class LocalPoolExecutor(Executor):
 
     kind = "local"
 
-    def __init__(self, jobs: int = 1, limits: UnitLimits | None = None) -> None:
+    def __init__(self, jobs: int = 1, limits: UnitLimits | None = None, *, label: str = "") -> None:
         self.jobs = clamp_jobs(jobs)
         self.limits = limits or UnitLimits()
+        self.label = label  # the worker name run records give (a dask worker's, for its units' children)
         self.workers_started = 0
 
     def describe(self) -> dict[str, Any]:
@@ -363,10 +449,12 @@ class LocalPoolExecutor(Executor):
     # -- workers ---------------------------------------------------------------------------------------
     def _start(self) -> _Slot:
         ctx = multiprocessing.get_context("fork")
-        ours, theirs = ctx.Pipe(duplex=True)
+        ours, theirs = _Duplex.pair(ctx)
         # not a daemon: a unit may start children of its own (the memory analyzer isolates plugins)
         proc = ctx.Process(
-            target=_worker_main, args=(theirs, os.getpid(), self.limits.memory_bytes), name="triage-worker"
+            target=_worker_main,
+            args=(theirs, os.getpid(), self.limits.memory_bytes, self.label),
+            name="triage-worker",
         )
         proc.start()
         theirs.close()
@@ -414,104 +502,123 @@ class LocalPoolExecutor(Executor):
         slots: list[_Slot] = []
         want = min(self.jobs, len(pending))
 
-        def dispatch(slot: _Slot) -> None:
-            while pending:
+        def feed(slot: _Slot) -> None:
+            """Keep PIPELINE units queued at the worker, so it never waits for this process between units."""
+            while pending and len(slot.queue) < PIPELINE and slot.sent < TASKS_PER_WORKER:
                 t = pending.popleft()
                 if tries.get(t.key):  # a retry: the dead worker may have written the unit's files first
                     rec = finished(t)
                     if rec is not None:
                         on_result(t, rec)
                         continue
-                slot.task, slot.started, slot.ran = t, time.monotonic(), slot.ran + 1
-                slot.time_limit = t.time_limit if t.time_limit >= 0 else self.limits.time_s
-                slot.baseline = _anon_rss(slot.proc.pid) or 0
                 try:
                     slot.conn.send((t.key, t.args))
-                except OSError:  # the idle worker is gone: the unit waits for the next one
-                    slot.task = None
+                except OSError:  # the worker is gone; the unit waits for the next one
                     pending.appendleft(t)
-                    raise
-                return
-
-        def lost(slot: _Slot, why: str, retry: bool) -> None:
-            """The slot's worker is gone (or killed here): record or requeue its unit, replace the worker."""
-            t = slot.task
-            self._kill(slot)
-            slots.remove(slot)
-            if t is not None:
-                self._clean(t, slot.proc.pid)
-                n = tries[t.key] = tries.get(t.key, 0) + 1
-                if retry and n <= WORKER_RETRIES:
-                    log.warning("%s on %s: worker %s; trying once more", t.analyzer, t.evidence_id, why)
-                    pending.appendleft(t)
-                else:
-                    rec = finished(t) if retry else None
-                    if rec is not None and rec.get("status") in ("success", "no_findings", "skipped", "error"):
-                        on_result(t, rec)
-                    else:
-                        on_failed(t, why + (f" ({n} times)" if n > 1 else ""))
-            refill()
+                    return
+                slot.queue.append(t)
+                slot.sent += 1
 
         def refill() -> None:
             while pending and len(slots) < want:
-                fresh = self._start()
-                slots.append(fresh)
+                slot = self._start()
+                slots.append(slot)
+                feed(slot)
+
+        def retire(slot: _Slot, kill: bool) -> None:
+            """Take the worker out; units queued but not started go back to the front of the queue."""
+            slots.remove(slot)
+            for t in reversed(list(slot.queue)[1 if slot.running else 0 :]):
+                pending.appendleft(t)
+            if kill:
+                self._kill(slot)
+            else:
+                self._stop(slot)
+
+        def lost(slot: _Slot, why: str, retry: bool) -> None:
+            """The worker died, or is killed here past a bound: record or retry its running unit."""
+            t = slot.queue[0] if slot.running else None
+            retire(slot, kill=True)
+            if t is None:  # it died between units: nothing to blame, the queued units run elsewhere
+                log.warning("a worker ended between units (%s)", why)
+                return
+            self._clean(t, slot.proc.pid)
+            n = tries[t.key] = tries.get(t.key, 0) + 1
+            if retry and n <= WORKER_RETRIES:
+                log.warning("%s on %s: %s; trying once more", t.analyzer, t.evidence_id, why)
+                pending.appendleft(t)
+                return
+            rec = finished(t) if retry else None
+            if rec is not None:
+                on_result(t, rec)
+            else:
+                on_failed(t, why + (f" ({n} times)" if n > 1 else ""))
+
+        def receive(slot: _Slot) -> None:
+            """Handle what the worker said; notice when it is gone."""
+            while slot in slots:
                 try:
-                    dispatch(fresh)
-                except OSError:
-                    self._kill(fresh)
-                    slots.remove(fresh)
+                    if not slot.conn.poll():
+                        break
+                    msg = slot.conn.recv()
+                except (EOFError, OSError):
+                    break
+                if msg[0] == "start":
+                    head = slot.queue[0]
+                    slot.running, slot.started = True, time.monotonic()
+                    slot.time_limit = head.time_limit if head.time_limit >= 0 else self.limits.time_s
+                    slot.baseline = _anon_rss(slot.proc.pid) or 0
+                    continue
+                t = slot.queue.popleft()
+                slot.running = False
+                if msg[0] == "done":
+                    on_result(t, msg[2])
+                else:
+                    on_failed(t, f"the unit failed in its worker: {msg[2]}")
+                if msg[3]:  # the worker retires after this unit
+                    retire(slot, kill=False)
+            if slot not in slots:
+                return
+            if slot.proc.exitcode is not None or not slot.proc.is_alive():
+                slot.proc.join(1)
+                lost(slot, f"{WORKER_DIED}: {_signal_text(slot.proc.exitcode)}", retry=True)
+                return
+            feed(slot)
+            if not slot.queue:  # nothing more for it (no work left, or it ran its share): stop it
+                retire(slot, kill=False)
+
+        def check_bounds(slot: _Slot) -> None:
+            if not slot.running:
+                return
+            if slot.time_limit and time.monotonic() - slot.started > slot.time_limit:
+                lost(slot, f"exceeded the {slot.time_limit:g} s time limit", retry=False)
+                return
+            mem = self.limits.memory_bytes
+            rss = _anon_rss(slot.proc.pid) if mem else None
+            # the worker's own bound (RLIMIT_DATA) acts first; this catches what it cannot see
+            if rss is not None and rss - slot.baseline > mem + (64 << 20):
+                lost(slot, f"exceeded memory limit ({mem / (1 << 20):,.0f} MiB per unit)", retry=False)
 
         try:
             refill()
-            while any(s.task is not None for s in slots):
-                busy = {s.conn: s for s in slots if s.task is not None}
-                ready = wait([*busy, *(s.proc.sentinel for s in busy.values())], timeout=_POLL)
+            while slots:
+                busy = {s.conn: s for s in slots}
+                ready = set(wait([*busy, *(s.proc.sentinel for s in busy.values())], timeout=_POLL))
                 for conn, slot in busy.items():
                     if slot not in slots:
                         continue
                     if conn in ready or slot.proc.sentinel in ready:
-                        try:
-                            msg = conn.recv() if conn.poll() else None
-                        except (EOFError, OSError):
-                            msg = None
-                        if msg is None:
-                            slot.proc.join(1)
-                            lost(slot, f"{WORKER_DIED}: {_signal_text(slot.proc.exitcode)}", retry=True)
-                            continue
-                        t, slot.task = slot.task, None
-                        assert t is not None
-                        if msg[0] == "done":
-                            on_result(t, msg[2])
-                        else:
-                            on_failed(t, f"the unit failed in its worker: {msg[2]}")
-                        if msg[3] or slot.ran >= TASKS_PER_WORKER or not pending:
-                            # out of memory once, or old, or no more work: stop it (a fresh one if needed)
-                            self._stop(slot)
-                            slots.remove(slot)
-                            refill()
-                        else:
-                            try:
-                                dispatch(slot)
-                            except OSError:
-                                self._kill(slot)
-                                slots.remove(slot)
-                                refill()
-                        continue
-                    now = time.monotonic()
-                    if slot.time_limit and now - slot.started > slot.time_limit:
-                        lost(slot, f"exceeded the {slot.time_limit:g} s time limit", retry=False)
-                        continue
-                    mem = self.limits.memory_bytes
-                    rss = _anon_rss(slot.proc.pid) if mem else None
-                    # the worker's own bound (RLIMIT_DATA) acts first; this catches what it cannot see
-                    if rss is not None and rss - slot.baseline > mem + (64 << 20):
-                        lost(slot, f"exceeded memory limit ({mem / (1 << 20):,.0f} MiB per unit)", retry=False)
+                        receive(slot)
+                    else:
+                        check_bounds(slot)
+                refill()
         finally:  # normal end, Ctrl-C or an error in a callback: no worker outlives the run
             for slot in slots:
-                if slot.task is not None:
+                if slot.running:
                     self._kill(slot)
-                    self._clean(slot.task, slot.proc.pid)
+                    self._clean(slot.queue[0], slot.proc.pid)
+                elif slot.queue:
+                    self._kill(slot)
                 else:
                     self._stop(slot)
 
@@ -599,6 +706,7 @@ class DaskExecutor(Executor):
         self.local_workers = local_workers
         self.allowed_failures: int | None = allowed_failures
         self._workers: dict[str, dict[str, Any]] = {}
+        self.limits = UnitLimits()  # open_executor sets the command's bounds
         self._threads = (0.0, 1)  # (when measured, worker threads)
         # the client's own chatter (connection notices, restarts) only from WARNING up
         logging.getLogger("distributed").setLevel(logging.WARNING)
@@ -658,6 +766,7 @@ class DaskExecutor(Executor):
             "local_cluster": self._cluster is not None,
             "allowed_failures": self.allowed_failures,
             "worker_processes": sorted(f"{w['host']}:{w['pid']}" for w in self._workers.values()),
+            **self.limits.as_dict(),
         }
 
     def preflight(self, cases: Sequence[tuple[str, str]], plugins: Sequence[str] = ()) -> None:
@@ -778,7 +887,14 @@ class DaskExecutor(Executor):
         def top_up() -> None:
             while pending and len(running) < self._slots():
                 t = pending.popleft()
-                fut = self._client.submit(_run_unit_once, *t.args, key=t.key, pure=False)
+                fut = self._client.submit(
+                    _run_unit_bounded,
+                    *t.args,
+                    limits=(self.limits.time_s, self.limits.memory_bytes),
+                    time_limit=t.time_limit,
+                    key=t.key,
+                    pure=False,
+                )
                 running[fut] = t
                 ac.add(fut)
 
@@ -794,7 +910,9 @@ class DaskExecutor(Executor):
                     break
                 else:
                     exc = fut.exception()
-                    if isinstance(exc, KilledWorker):
+                    if isinstance(exc, UnitKilled):  # the unit's own child was killed past a bound, or died
+                        on_failed(t, str(exc))
+                    elif isinstance(exc, KilledWorker):
                         on_failed(
                             t,
                             f"{WORKER_DIED} (dask: {exc.allowed_failures + 1} workers died running it; "
@@ -867,5 +985,5 @@ def open_executor(
         ex = DaskExecutor(local_workers=clamp_jobs(parse_cluster(cluster)))
     else:
         return LocalPoolExecutor(jobs, limits)
-    ex.limits = limits or UnitLimits()  # type: ignore[attr-defined]  # recorded; dask workers run units in process
+    ex.limits = limits or UnitLimits()  # each unit runs in a child of its dask worker under these
     return ex

@@ -239,7 +239,9 @@ def host_group(analyzer: str, host: str, members: list[ManifestRow]) -> Manifest
     )
 
 
-def _died_record(case_dir: Path, cls: type[Analyzer], row: ManifestRow, why: str, run_id: str) -> dict[str, Any]:
+def _died_record(
+    case_dir: Path, cls: type[Analyzer], row: ManifestRow, why: str, run_id: str, worker: str = ""
+) -> dict[str, Any]:
     now = utcnow()
     rec = RunRecord(
         analyzer=cls.name,
@@ -253,6 +255,7 @@ def _died_record(case_dir: Path, cls: type[Analyzer], row: ManifestRow, why: str
         duration_s=0.0,
         message=why,
         run_id=run_id,
+        worker=worker,
     )
     _, run = result_paths(case_dir, cls.name, row.artifact_id)
     run.parent.mkdir(parents=True, exist_ok=True)

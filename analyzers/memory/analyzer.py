@@ -223,6 +223,8 @@ class MemoryAnalyzer(Analyzer):
         except minidump.MinidumpError as exc:
             unit.warn(f"minidump {name}: {exc}")
             info = None
+        for problem in info.problems if info is not None else ():  # damaged streams: in the run record too
+            unit.warn(f"minidump {name}: {problem}")
         if info is not None and info.is_lsass:
             yield unit.finding(
                 rule_id="MEM-LSASS-DUMP-FILE",

@@ -32,8 +32,9 @@ from triage.verify import verify_case
 
 PLUGIN = textwrap.dedent('''
     from __future__ import annotations
-    import os, time
+    import os, signal, time
     from pathlib import Path
+    from triage.executors import worker_id
     from triage.registry import Analyzer, register
 
     @register
@@ -47,12 +48,14 @@ PLUGIN = textwrap.dedent('''
             o = self.options
             out = Path(o["dir"])
             with open(out / "attempts.log", "a") as fh:
-                fh.write(f"{unit.evidence.artifact_id} {os.getpid()}\\n")
+                fh.write(f"{unit.evidence.artifact_id} {worker_id().rsplit(':', 1)[1]}\\n")
             time.sleep(o.get("sleep", 0))
             if o.get("kill") and unit.logical_path.endswith(o["kill"]):
                 marker = out / ("died-" + unit.evidence.artifact_id)
                 if o.get("always") or not marker.exists():
                     marker.touch()
+                    # units run in a child of their dask worker (or pool worker): take that worker down
+                    os.kill(int(worker_id().rsplit(":", 1)[1]), signal.SIGKILL)
                     os._exit(3)
             yield unit.finding(rule_id="T-EX", rule_title="flaky", severity="low", title="seen",
                                message=unit.logical_path, location=unit.logical_path)
@@ -387,3 +390,27 @@ def test_executor_helpers() -> None:
         open_executor(scheduler="tcp://a:1", cluster="local:1")
     with pytest.raises(UsageError, match=r"cannot reach the dask scheduler at tcp://127\.0\.0\.1:9"):
         DaskExecutor("tcp://127.0.0.1:9", timeout=1)
+
+
+def test_dask_units_run_bounded_in_a_child(template: Path, tmp_path: Path, cluster: DaskExecutor) -> None:
+    from triage.executors import UnitLimits
+
+    case = _copy(template, tmp_path / "case")
+    plugin = str(template / "test_exec_plugin.py")
+    web = _web(case)
+    work = tmp_path / "work"
+    work.mkdir()
+    saved, cluster.limits = cluster.limits, UnitLimits(time_s=1.0)
+    try:
+        t0 = time.monotonic()
+        opts = {"test_exec_flaky": {"dir": str(work), "sleep": 30}}
+        s = analyze_case(case, executor=cluster, only=("test_exec_flaky",), plugins=(plugin,), options=opts)
+        assert time.monotonic() - t0 < 30
+    finally:
+        cluster.limits = saved
+    assert dict(s.statuses) == {"error": len(web)}
+    assert {e["message"] for e in s.errors} == {"exceeded the 1 s time limit"}
+    recs = _records(case)
+    procs = {f"{w['host']}:{w['pid']}" for w in cluster._workers.values()}
+    assert {r["worker"] for r in recs.values()} <= procs  # the dask worker whose child ran the unit
+    assert _last_run(case)["executor"]["unit_time_limit_s"] == 1.0

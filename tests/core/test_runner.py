@@ -443,6 +443,8 @@ def test_crafted_minidump_ends_quickly(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert time.monotonic() - t0 < 40
     assert json.loads(r.stdout)["statuses"] == {"success": 1}
+    (run,) = (tmp_path / "case" / "results" / "memory").glob("*.run.json")
+    assert any("claims 4294967295 entries" in w for w in json.loads(run.read_text())["warnings"])
     df = load_findings(Case.open(tmp_path / "case"))
     row = df[df["rule_id"] == "MEM-MINIDUMP-FILE"].iloc[0]
     assert "no readable module list" in row["message"]
