@@ -511,7 +511,7 @@ def _collect_nested(
         collect_source(case, nested, host=host, link=link, progress=progress, stats=stats)
     finally:
         nested.close()
-    return nested.source_type == "zip" and nested.stored_loose > 0
+    return nested.source_type == "zip" and (nested.stored_loose > 0 or not nested.members)
 
 
 def collect_source(
@@ -578,12 +578,14 @@ def collect_files(
     override: dict[int, str] = {}  # containers kept as themselves (suspicious_file)
     done: set[int] = set()  # containers fully collected through their content
     failed: list[tuple[str, Recognition, str]] = []
-    if kind is None and source.source_type != "memory":
+    if kind is None and source.source_type != "memory" and source.open_containers:
         for key, origin, opener_path, node in [
             *((id(p), p, p, None) for p in source.files),
             *((id(n), n.source_path, None, n) for _, n in source.members if n.kind == FILE),
         ]:
-            rec = _recognize_node(node) if node is not None else source.recognized.get(origin) or recognize_path(origin)
+            rec = source.recognized.get(origin) or (
+                _recognize_node(node) if node is not None else recognize_path(origin)
+            )
             recs[key] = rec
             if not rec.container:
                 continue
@@ -617,6 +619,8 @@ def collect_files(
         rec = None if problem or kind else (recs.get(id(path)) or source.recognized.get(path) or recognize_path(path))
         k = kind or override.get(id(path)) or ("memory_image" if source.source_type == "memory" else None)
         k = k or (rec.kind if rec else guess_kind(path))
+        if k == "container":  # not opened (--as files): kept as it is
+            k = "suspicious_file"
         if problem:  # reading a fifo would block forever; links are never followed
             row = case.record_attempt(
                 host=host,
@@ -668,7 +672,7 @@ def collect_files(
             parts_in,
             host=host,
             kind=kind or override.get(id(node)),
-            rec=recs.get(id(node)),
+            rec=recs.get(id(node)) or source.recognized.get(node.source_path) or _recognize_node(node),
             progress=progress,
             stats=stats,
         )
@@ -722,6 +726,8 @@ def _collect_member(
         stats.already(prior)
         return
     k = kind or (rec.kind if rec else guess_kind(node.name))
+    if k == "container":
+        k = "suspicious_file"
     row = store_once(
         case,
         node.open,

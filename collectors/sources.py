@@ -61,6 +61,7 @@ class Source:
     recognized: dict[str, Recognition] = field(default_factory=dict)  # loose files already recognised
     depth: int = 0  # containers above this one
     stored_loose: int = 0  # loose files or members stored from this source (set while collecting)
+    open_containers: bool = True  # False with --as files: zips and images among the files are stored as they are
     _zip: ZipTree | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -393,7 +394,9 @@ def open_source_path(location: str, as_type: str = "auto", *, depth: int = 0) ->
         if as_type == "auto" and (rec.kind == "memory_image" or (rec.format is None and ext in MEMORY_EXTENSIONS)):
             return Source("memory", path, files=[path], depth=depth, recognized={path: rec})
         if as_type in ("auto", "files"):
-            return Source("files", path, files=[path], depth=depth, recognized={path: rec})
+            src = Source("files", path, files=[path], depth=depth, recognized={path: rec})
+            src.open_containers = as_type == "auto"
+            return src
         raise UsageError(f"{location} is a file; --as {as_type} needs a folder")
     if not os.path.isdir(path):
         raise UsageError(f"source {location} is neither a regular file nor a folder (a device, fifo or socket)")
@@ -422,4 +425,44 @@ def open_source_path(location: str, as_type: str = "auto", *, depth: int = 0) ->
         raise InsufficientEvidence(
             f"{location}: nothing examinable: not a Windows volume, KAPE or Velociraptor output, and it holds no files"
         )
-    return Source("files", path, files=files, depth=depth)
+    src = Source("files", path, files=files, depth=depth)
+    src.open_containers = as_type == "auto"
+    return src
+
+
+def precheck_examinable(sources: list[Source]) -> None:
+    """Before anything is written: sources that can only be loose files, none of them examinable, are refused.
+
+    Volumes, collections and images pass (their own collection tells); loose files and zip members are
+    recognised here (the verdicts are kept for the collection) and one examinable artifact or container is
+    enough. Raises :class:`InsufficientEvidence` (exit 4) with a one-line reason.
+    """
+    from triage.formats.recognize import recognize_stream
+
+    looked = 0
+    for src in sources:
+        if src.drives or src.image is not None or src.source_type == "memory":
+            return
+        for path in src.files:
+            rec = src.recognized.get(path) or recognize_path(path)
+            src.recognized[path] = rec
+            looked += 1
+            if rec.examinable or rec.container:
+                return
+        for _parts, node in src.members:
+            if node.kind != FILE:
+                continue
+            try:
+                with node.open() as fh:
+                    rec = recognize_stream(fh, name=node.name, size=node.size)
+            except OSError:
+                return  # a member that cannot be read is a failure row of its own: let the collection say so
+            src.recognized[node.source_path] = rec
+            looked += 1
+            if rec.examinable or rec.container:
+                return
+    names = ", ".join(s.location for s in sources)
+    raise InsufficientEvidence(
+        f"nothing examinable in {names}: {looked} file(s), none an event log, hive, web or Exchange log, memory "
+        "image, program, server page or container"
+    )
