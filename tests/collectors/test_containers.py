@@ -339,3 +339,36 @@ def test_containers_and_folders_are_unchanged_by_collection(volume, tmp_path, ne
     finally:
         del os.environ["TRIAGE_COLLECTION_PASSWORD"]
     assert snapshot(work) == before  # bytes, mtimes, atimes, modes, listings
+
+
+# -- real third-party files under other names ---------------------------------------------------------------------
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"shared corpus not present at {CORPUS}")
+def test_folder_of_renamed_corpus_files_is_collected_by_kind(tmp_path, new_case):
+    import lzma
+
+    folder = tmp_path / "renamed"
+    folder.mkdir()
+    expect: dict[str, str] = {}
+    picks = [
+        ("hives/RGP_SYSTEM.xz", "registry_hive", True),
+        ("hives/RGP_SAM.xz", "registry_hive", True),
+        ("hives/PLS_NTUSER-RunTests.DAT", "registry_hive", False),
+        ("evtx/baseline/PYE_security.evtx", "evtx", False),
+        ("events_json/OTR_psh_lsass_memory_dump_comsvcs.json.xz", "event_json", False),
+        ("webshells/TEN_fuzzdb_cmd.aspx", "web_file", False),
+        ("logs/PLS_iis10.log", "iis_log", False),
+    ]
+    for i, (rel, kind, unpack) in enumerate(picks):
+        data = (CORPUS / rel).read_bytes()
+        name = f"item{i:02d}.dat"
+        (folder / name).write_bytes(lzma.decompress(data) if unpack else data)
+        expect[name] = kind
+    case = new_case()
+    _, stats = _collect(case, folder, host="EXCH01")
+    got = {r.relpath.rsplit("/", 1)[-1]: r.kind for r in stored_rows(case)}
+    assert got == expect
+    assert stats.examinable == len(picks)
