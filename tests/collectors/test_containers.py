@@ -372,3 +372,65 @@ def test_folder_of_renamed_corpus_files_is_collected_by_kind(tmp_path, new_case)
     got = {r.relpath.rsplit("/", 1)[-1]: r.kind for r in stored_rows(case)}
     assert got == expect
     assert stats.examinable == len(picks)
+
+
+@pytest.mark.slow
+def test_disk_image_container_inside_a_folder_is_opened(volume, tmp_path, new_case, reference):
+    reason = tools_missing()
+    if reason:
+        pytest.skip(f"disk image tools unavailable: {reason}")
+    folder = tmp_path / "from-site"
+    folder.mkdir()
+    tc.kape_image(volume, folder / "EXCH01.vhdx")
+    (folder / "notes.txt").write_text("KAPE --vhdx output, copied by the site")
+    case = new_case()
+    _, stats = _collect(case, folder)
+    got = _artifacts(case)
+    assert {k: v for k, v in got.items() if "/loose/" not in k} == reference
+    assert [c["type"] for c in stats.containers] == ["kape-image"]
+    assert "evidence/EXCH01/suspicious_file/loose/EXCH01.vhdx" not in got  # a collection is not stored twice
+
+
+# -- fuzz: mutated zips cost only themselves -----------------------------------------------------------------------
+def test_mutated_zips_never_crash_or_hang(tmp_path, new_case):
+    import random
+
+    from triage.errors import TriageError
+
+    rng = random.Random(int(os.environ.get("TRIAGE_FUZZ_SEED", "1302")))
+    cases = int(os.environ.get("TRIAGE_FUZZ_CASES", "120"))
+    evtx = evtx_bytes([Event(4624, "Microsoft-Windows-Security-Auditing", "Security", time_created=T0)])
+    seed = zip_bytes(
+        {
+            "C/Windows/System32/winevt/Logs/Security.evtx": evtx,
+            "C/Windows/System32/config/SYSTEM": volume_files(VolumeSpec())["Windows/System32/config/SYSTEM"],
+            "loot/readme.txt": b"x" * 300,
+            "inner.zip": zip_bytes({"a.evtx": evtx}),
+        }
+    )
+    case = new_case()
+    started = time.monotonic()
+    outcomes: dict[str, int] = {}
+    for i in range(cases):
+        data = bytearray(seed)
+        for _ in range(rng.randint(1, 12)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            data = data[: rng.randrange(len(data))]
+        path = tmp_path / f"m{i:04d}.zip"
+        path.write_bytes(bytes(data))
+        one = time.monotonic()
+        try:
+            src = open_source_path(str(path))
+        except TriageError as exc:
+            outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
+            continue
+        try:
+            collect_source(case, src, host="EXCH01")
+            outcomes["collected"] = outcomes.get("collected", 0) + 1
+        finally:
+            src.close()
+        assert time.monotonic() - one < 10, f"mutation {i} took too long"
+    assert outcomes.get("collected", 0) > cases // 4, outcomes
+    assert not [p for p in case.path.rglob("*") if ".part" in p.name]
+    assert time.monotonic() - started < 120
