@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import stat
+import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +19,15 @@ from triage.collectors.hostinfo import computer_name, exchange_root
 from triage.collectors.sources import Source
 from triage.collectors.vfs import DIR, FILE, UNSAFE, VNode, expand_braces, glob, resolve
 from triage.custody import utcnow
-from triage.formats.recognize import MEMORY_MIN, Recognition, kind_by_name, recognize_path, recognize_stream
+from triage.formats.recognize import (
+    HEAD,
+    MEMORY_MIN,
+    TAIL,
+    Recognition,
+    kind_by_name,
+    recognize_bytes,
+    recognize_path,
+)
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, open_source
 
 log = logging.getLogger(__name__)
@@ -472,13 +481,18 @@ def _open_nested(
         assert node is not None
         if rec.format != "zip":
             return f"a {rec.format} inside a zip is not opened in place; extract it and give it as a source"
-        fh = node.open()
+        # spooled into an unnamed temporary file: a zip reader seeks back and forth, and every backward seek in
+        # a compressed member stream would inflate it again from its start
+        spool = tempfile.TemporaryFile(dir=os.environ.get("TRIAGE_TMPDIR") or None)  # noqa: SIM115 - closed below
         try:
-            src = _zip_source(node.source_path, as_type="auto", fh=fh, depth=parent.depth + 1, limits=limits)
+            with node.open() as member:
+                copy_hashing(member, spool, ())
+            spool.seek(0)
+            src = _zip_source(node.source_path, as_type="auto", fh=spool, depth=parent.depth + 1, limits=limits)
         except BaseException:
-            fh.close()
+            spool.close()
             raise
-        src._closers.append(fh.close)
+        src._closers.append(spool.close)
         return src
     except ContainerLimit as exc:
         return str(exc)
@@ -551,11 +565,13 @@ def collect_source(
 
 
 def _recognize_node(node: VNode) -> Recognition:
+    """A container member from its first bytes only: seeking to its end would inflate all of it."""
     try:
         with node.open() as fh:
-            return recognize_stream(fh, name=node.name, size=node.size)
+            head = fh.read(HEAD) or b""
     except OSError as exc:
         return Recognition(None, kind_by_name(node.name), "error", error=str(exc)[:200])
+    return recognize_bytes(head, name=node.name, size=node.size, tail=head[-TAIL:] if len(head) == node.size else b"")
 
 
 def collect_files(

@@ -437,8 +437,6 @@ def precheck_examinable(sources: list[Source]) -> None:
     recognised here (the verdicts are kept for the collection) and one examinable artifact or container is
     enough. Raises :class:`InsufficientEvidence` (exit 4) with a one-line reason.
     """
-    from triage.formats.recognize import recognize_stream
-
     looked = 0
     for src in sources:
         if src.drives or src.image is not None or src.source_type == "memory":
@@ -452,10 +450,10 @@ def precheck_examinable(sources: list[Source]) -> None:
         for _parts, node in src.members:
             if node.kind != FILE:
                 continue
-            try:
-                with node.open() as fh:
-                    rec = recognize_stream(fh, name=node.name, size=node.size)
-            except OSError:
+            from triage.collectors.collect import _recognize_node
+
+            rec = _recognize_node(node)
+            if rec.by == "error":
                 return  # a member that cannot be read is a failure row of its own: let the collection say so
             src.recognized[node.source_path] = rec
             looked += 1
