@@ -42,7 +42,6 @@ EXPAND = {
     "%Users%": "Users",
 }
 ADS_KIND = "file"  # an alternate data stream can hide anything: the content analyzers (YARA) take 'file'
-HIVE_NAMES = {"system", "software", "sam", "security", "default", "ntuser.dat", "usrclass.dat", "amcache.hve"}
 
 
 @dataclass

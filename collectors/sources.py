@@ -1,8 +1,11 @@
 """Recognising what the analyst pointed us at, and opening it as volume roots by drive letter.
 
 Kinds: a mounted or extracted Windows volume; a KAPE target output folder (``<tdest>/C/...``);
-a Velociraptor offline collection, unzipped or as the zip (``uploads/<accessor>/C%3A/...``);
-an acquired disk image (E01, raw/dd, VMDK, VHD, VHDX; see ``diskimage``); a memory image; loose files.
+a Velociraptor offline collection, unzipped or as the zip (``uploads/<accessor>/C%3A/...``), encrypted too
+(see ``encrypted``); a KAPE ``--zip``/``--vhdx``/``--vhd`` container or a zip of a volume; an acquired disk image
+(E01, raw/dd, VMDK, VHD, VHDX; see ``diskimage``); a memory image; loose files and zip members, each
+recognised by its bytes (:mod:`triage.formats.recognize`). Zips are opened in place, bounded
+(:class:`~triage.collectors.vfs.ZipLimits`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from triage.collectors.vfs import (
 )
 from triage.errors import InsufficientEvidence, UsageError
 from triage.formats.recognize import Recognition, recognize_path
-from triage.hashing import open_source
 
 MEMORY_EXTENSIONS = {".raw", ".mem", ".vmem", ".dmp", ".lime", ".bin"}
 VOLUME_MARKERS = ("windows", "program files", "inetpub", "programdata", "users")
@@ -125,14 +127,6 @@ def _velociraptor_host(read_json) -> str | None:  # type: ignore[no-untyped-def]
                 if info.get(key):
                     return str(info[key]).split(".")[0]
     return None
-
-
-def is_velociraptor_zip(path: str) -> bool:
-    try:
-        with open_source(path) as fh, zipfile.ZipFile(fh) as zf:  # type: ignore[arg-type]
-            return any(n.startswith("uploads/") for n in zf.namelist()[:50000])
-    except (OSError, zipfile.BadZipFile):
-        return False
 
 
 def _walk_files(node: VNode) -> list[str]:
