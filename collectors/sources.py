@@ -282,8 +282,9 @@ def _zip_source(
     tree = ZipTree(path, fh=fh, label=label, limits=limits)
     try:
         root = tree.root
-        names = {c.name for c in root.children()}
-        if {"metadata.json", "data.zip"} <= names and tree.zf.getinfo("data.zip").flag_bits & 0x1:
+        files = {c.name: c for c in root.children() if c.kind == FILE}
+        data_info = next((i for i in tree.zf.infolist() if i.filename == "data.zip"), None)
+        if "metadata.json" in files and data_info is not None and data_info.flag_bits & 0x1:
             from triage.collectors.encrypted import FORMAT, open_data_zip
 
             data = open_data_zip(path, tree._fh if tree._fh is not None else fh, label, limits)  # type: ignore[arg-type]

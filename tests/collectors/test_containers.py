@@ -434,3 +434,16 @@ def test_mutated_zips_never_crash_or_hang(tmp_path, new_case):
     assert outcomes.get("collected", 0) > cases // 4, outcomes
     assert not [p for p in case.path.rglob("*") if ".part" in p.name]
     assert time.monotonic() - started < 120
+
+
+def test_folder_named_data_zip_beside_metadata_is_just_loose_members(tmp_path):
+    path = tmp_path / "odd.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("metadata.json", b"{}")
+        zf.writestr("data.zip/inner.txt", b"x")
+    src = open_source_path(str(path))
+    try:
+        assert src.source_type == "zip"
+        assert sorted("/".join(parts) for parts, _ in src.members) == ["data.zip/inner.txt", "metadata.json"]
+    finally:
+        src.close()
