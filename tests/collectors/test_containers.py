@@ -398,7 +398,7 @@ def test_mutated_zips_never_crash_or_hang(tmp_path, new_case):
     from triage.errors import TriageError
 
     rng = random.Random(int(os.environ.get("TRIAGE_FUZZ_SEED", "1302")))
-    cases = int(os.environ.get("TRIAGE_FUZZ_CASES", "120"))
+    cases = int(os.environ.get("TRIAGE_FUZZ_CASES", "80"))
     evtx = evtx_bytes([Event(4624, "Microsoft-Windows-Security-Auditing", "Security", time_created=T0)])
     seed = zip_bytes(
         {
@@ -447,3 +447,34 @@ def test_folder_named_data_zip_beside_metadata_is_just_loose_members(tmp_path):
         assert sorted("/".join(parts) for parts, _ in src.members) == ["data.zip/inner.txt", "metadata.json"]
     finally:
         src.close()
+
+
+def test_mutated_encrypted_collections_are_clear_errors(volume, tmp_path, new_case, monkeypatch):
+    import random
+
+    from triage.errors import TriageError
+
+    monkeypatch.setenv("TRIAGE_COLLECTION_PASSWORD", "pw")
+    good = tc.encrypted_velociraptor(volume, tmp_path / "enc.zip", password="pw").read_bytes()
+    rng = random.Random(int(os.environ.get("TRIAGE_FUZZ_SEED", "9")))
+    case = new_case()
+    outcomes: dict[str, int] = {}
+    for i in range(int(os.environ.get("TRIAGE_FUZZ_CASES", "60"))):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        path = tmp_path / f"m{i:03d}.zip"
+        path.write_bytes(bytes(data))
+        try:
+            src = open_source_path(str(path))
+        except TriageError as exc:
+            assert exc.exit_code in (ExitCode.USAGE, ExitCode.INSUFFICIENT)
+            assert "\n" not in str(exc) and len(str(exc)) < 600
+            outcomes["error"] = outcomes.get("error", 0) + 1
+            continue
+        try:
+            collect_source(case, src, host="EXCH01")
+            outcomes["collected"] = outcomes.get("collected", 0) + 1
+        finally:
+            src.close()
+    assert outcomes.get("error", 0) > 0
