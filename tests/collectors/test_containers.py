@@ -478,3 +478,14 @@ def test_mutated_encrypted_collections_are_clear_errors(volume, tmp_path, new_ca
         finally:
             src.close()
     assert outcomes.get("error", 0) > 0
+
+
+def test_unreadable_kape_copylog_costs_only_the_comparison(volume, tmp_path, new_case, reference):
+    tdest = to_kape(volume, tmp_path / "kape")
+    for log in tdest.glob("*_CopyLog.csv"):
+        log.write_text('SourceFile,FileSize\n"' + "x" * 200_000 + '",1\n')
+    case = new_case()
+    src, _ = _collect(case, tdest)
+    assert _artifacts(case) == reference
+    assert any("not a readable CSV" in n for n in src.notes)
+    assert not any("tool_record" in r.extra for r in stored_rows(case))
