@@ -118,7 +118,7 @@ def _velociraptor_host(read_json) -> str | None:  # type: ignore[no-untyped-def]
     for name in ("client_info.json", "collection_context.json"):
         try:
             info = read_json(name)
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, RecursionError):
             continue
         if isinstance(info, list) and info:
             info = info[0]
