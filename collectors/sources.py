@@ -82,7 +82,10 @@ class Source:
 
 
 def _child_names(node: VNode) -> set[str]:
-    return {c.name.casefold() for c in node.children() if c.kind == DIR}
+    try:
+        return {c.name.casefold() for c in node.children() if c.kind == DIR}
+    except OSError:  # a folder we may not list is no volume root; its files are reported when walked
+        return set()
 
 
 def _looks_like_volume(node: VNode) -> bool:
@@ -129,15 +132,22 @@ def _velociraptor_host(read_json) -> str | None:  # type: ignore[no-untyped-def]
     return None
 
 
-def _walk_files(node: VNode) -> list[str]:
-    """Every non-folder entry below ``node``, links not followed.
+def _walk_files(node: VNode, failures: list[tuple[str, str]] | None = None) -> list[str]:
+    """Every non-folder entry below ``node``, links not followed; unlistable folders go to ``failures``.
 
     Listed through O_NOATIME handles: ``os.walk`` would move the access times of the source's folders.
     """
     out: list[str] = []
-    for child in sorted(node.children(), key=lambda c: c.name):
+    try:
+        kids = node.children()
+    except OSError as exc:
+        if failures is None:
+            raise
+        failures.append((node.source_path, f"folder cannot be listed: {exc.strerror or exc}"))
+        return out
+    for child in sorted(kids, key=lambda c: c.name):
         if child.kind == DIR:
-            out.extend(_walk_files(child))
+            out.extend(_walk_files(child, failures))
         else:
             out.append(child.source_path)
     return out
@@ -254,7 +264,10 @@ def _classify_tree(
                 return Source("kape", location, drives=letters, notes=notes, tool_records=records)
         if as_type in ("auto", "volume") and _looks_like_volume(node):
             return Source("volume", location, drives={"C": node})
-        kids = node.children()
+        try:
+            kids = node.children()
+        except OSError:
+            break
         dirs = [k for k in kids if k.kind == DIR]
         if len(dirs) == 1 and len(kids) == 1:
             node, prefix = dirs[0], (*prefix, dirs[0].name)
@@ -398,6 +411,10 @@ def open_source_path(location: str, as_type: str = "auto", *, depth: int = 0) ->
     if as_type == "image":
         raise UsageError(f"{location} is a folder; --as image needs a disk image file (its first segment)")
     root = dir_node(path)
+    try:
+        root.children()
+    except OSError as exc:
+        raise UsageError(f"{location}: the folder cannot be listed ({exc.strerror or exc})") from None
 
     def redecode_dir(node: VNode, prefix: tuple[str, ...]) -> VNode:
         # Velociraptor stores names URL-encoded on disk too (uploads/auto/C%3A/...): decode them
@@ -415,12 +432,13 @@ def open_source_path(location: str, as_type: str = "auto", *, depth: int = 0) ->
         if as_type == "velociraptor":
             raise UsageError(f"{location}: no uploads/ folder of a Velociraptor collection")
     # a folder of loose artifacts, whatever their names: each is recognised by its bytes when collected
-    files = _walk_files(root)
-    if not files:
+    failures: list[tuple[str, str]] = []
+    files = _walk_files(root, failures)
+    if not files and not failures:
         raise InsufficientEvidence(
             f"{location}: nothing examinable: not a Windows volume, KAPE or Velociraptor output, and it holds no files"
         )
-    src = Source("files", path, files=files, depth=depth)
+    src = Source("files", path, files=files, depth=depth, failures=failures)
     src.open_containers = as_type == "auto"
     return src
 
@@ -434,8 +452,8 @@ def precheck_examinable(sources: list[Source]) -> None:
     """
     looked = 0
     for src in sources:
-        if src.drives or src.image is not None or src.source_type == "memory":
-            return
+        if src.drives or src.image is not None or src.source_type == "memory" or src.failures:
+            return  # volumes and collections speak for themselves; read failures are reported by the collection
         for path in src.files:
             rec = src.recognized.get(path) or recognize_path(path)
             src.recognized[path] = rec

@@ -489,3 +489,25 @@ def test_unreadable_kape_copylog_costs_only_the_comparison(volume, tmp_path, new
     assert _artifacts(case) == reference
     assert any("not a readable CSV" in n for n in src.notes)
     assert not any("tool_record" in r.extra for r in stored_rows(case))
+
+
+def test_unlistable_subfolder_of_loose_files_is_a_failure_row(tmp_path, new_case, monkeypatch):
+    import triage.collectors.vfs as vfs
+
+    folder = tmp_path / "loose"
+    (folder / "locked").mkdir(parents=True)
+    (folder / "locked" / "a.evtx").write_bytes(b"ElfFile\x00" + bytes(100))
+    (folder / "Security.evtx").write_bytes(b"ElfFile\x00" + bytes(100))
+    real = vfs._list_disk
+
+    def list_disk(path, decode):
+        if path.endswith("locked"):
+            raise PermissionError(13, "Permission denied")
+        return real(path, decode)
+
+    monkeypatch.setattr(vfs, "_list_disk", list_disk)
+    case = new_case()
+    _collect(case, folder, host="EXCH01")
+    (fail,) = rows_by_outcome(case, "failure")
+    assert fail.source_path == str(folder / "locked") and "cannot be listed: Permission denied" in fail.details
+    assert [r.kind for r in stored_rows(case)] == ["evtx"]
