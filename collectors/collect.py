@@ -6,6 +6,7 @@ import logging
 import os
 import re
 import stat
+import tempfile
 import zipfile
 from collections import Counter
 from collections.abc import Callable
@@ -18,7 +19,15 @@ from triage.collectors.hostinfo import computer_name, exchange_root
 from triage.collectors.sources import Source
 from triage.collectors.vfs import DIR, FILE, UNSAFE, VNode, expand_braces, glob, resolve
 from triage.custody import utcnow
-from triage.formats.recognize import MEMORY_MIN, Recognition, kind_by_name, recognize_path, recognize_stream
+from triage.formats.recognize import (
+    HEAD,
+    MEMORY_MIN,
+    TAIL,
+    Recognition,
+    kind_by_name,
+    recognize_bytes,
+    recognize_path,
+)
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, open_source
 
 log = logging.getLogger(__name__)
@@ -33,7 +42,6 @@ EXPAND = {
     "%Users%": "Users",
 }
 ADS_KIND = "file"  # an alternate data stream can hide anything: the content analyzers (YARA) take 'file'
-HIVE_NAMES = {"system", "software", "sam", "security", "default", "ntuser.dat", "usrclass.dat", "amcache.hve"}
 
 
 @dataclass
@@ -472,13 +480,18 @@ def _open_nested(
         assert node is not None
         if rec.format != "zip":
             return f"a {rec.format} inside a zip is not opened in place; extract it and give it as a source"
-        fh = node.open()
+        # spooled into an unnamed temporary file: a zip reader seeks back and forth, and every backward seek in
+        # a compressed member stream would inflate it again from its start
+        spool = tempfile.TemporaryFile(dir=os.environ.get("TRIAGE_TMPDIR") or None)  # noqa: SIM115 - closed below
         try:
-            src = _zip_source(node.source_path, as_type="auto", fh=fh, depth=parent.depth + 1, limits=limits)
+            with node.open() as member:
+                copy_hashing(member, spool, ())
+            spool.seek(0)
+            src = _zip_source(node.source_path, as_type="auto", fh=spool, depth=parent.depth + 1, limits=limits)
         except BaseException:
-            fh.close()
+            spool.close()
             raise
-        src._closers.append(fh.close)
+        src._closers.append(spool.close)
         return src
     except ContainerLimit as exc:
         return str(exc)
@@ -511,7 +524,7 @@ def _collect_nested(
         collect_source(case, nested, host=host, link=link, progress=progress, stats=stats)
     finally:
         nested.close()
-    return nested.source_type == "zip" and nested.stored_loose > 0
+    return nested.source_type == "zip" and (nested.stored_loose > 0 or not nested.members)
 
 
 def collect_source(
@@ -551,11 +564,13 @@ def collect_source(
 
 
 def _recognize_node(node: VNode) -> Recognition:
+    """A container member from its first bytes only: seeking to its end would inflate all of it."""
     try:
         with node.open() as fh:
-            return recognize_stream(fh, name=node.name, size=node.size)
+            head = fh.read(HEAD) or b""
     except OSError as exc:
         return Recognition(None, kind_by_name(node.name), "error", error=str(exc)[:200])
+    return recognize_bytes(head, name=node.name, size=node.size, tail=head[-TAIL:] if len(head) == node.size else b"")
 
 
 def collect_files(
@@ -578,12 +593,14 @@ def collect_files(
     override: dict[int, str] = {}  # containers kept as themselves (suspicious_file)
     done: set[int] = set()  # containers fully collected through their content
     failed: list[tuple[str, Recognition, str]] = []
-    if kind is None and source.source_type != "memory":
+    if kind is None and source.source_type != "memory" and source.open_containers:
         for key, origin, opener_path, node in [
             *((id(p), p, p, None) for p in source.files),
             *((id(n), n.source_path, None, n) for _, n in source.members if n.kind == FILE),
         ]:
-            rec = _recognize_node(node) if node is not None else source.recognized.get(origin) or recognize_path(origin)
+            rec = source.recognized.get(origin) or (
+                _recognize_node(node) if node is not None else recognize_path(origin)
+            )
             recs[key] = rec
             if not rec.container:
                 continue
@@ -617,6 +634,8 @@ def collect_files(
         rec = None if problem or kind else (recs.get(id(path)) or source.recognized.get(path) or recognize_path(path))
         k = kind or override.get(id(path)) or ("memory_image" if source.source_type == "memory" else None)
         k = k or (rec.kind if rec else guess_kind(path))
+        if k == "container":  # not opened (--as files): kept as it is
+            k = "suspicious_file"
         if problem:  # reading a fifo would block forever; links are never followed
             row = case.record_attempt(
                 host=host,
@@ -668,7 +687,7 @@ def collect_files(
             parts_in,
             host=host,
             kind=kind or override.get(id(node)),
-            rec=recs.get(id(node)),
+            rec=recs.get(id(node)) or source.recognized.get(node.source_path) or _recognize_node(node),
             progress=progress,
             stats=stats,
         )
@@ -722,6 +741,8 @@ def _collect_member(
         stats.already(prior)
         return
     k = kind or (rec.kind if rec else guess_kind(node.name))
+    if k == "container":
+        k = "suspicious_file"
     row = store_once(
         case,
         node.open,

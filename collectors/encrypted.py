@@ -18,8 +18,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import struct
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -61,7 +63,7 @@ def read_metadata(zf: zipfile.ZipFile) -> dict[str, Any]:
     try:
         with zf.open("metadata.json") as fh:
             doc = json.loads(fh.read(1 << 20).decode("utf-8", "replace"))
-    except (KeyError, ValueError, zipfile.BadZipFile, RuntimeError, OSError):
+    except Exception:  # a damaged or odd metadata.json: the scheme is then unknown, the password still works
         return {}
     if isinstance(doc, list):
         doc = next((d for d in doc if isinstance(d, dict)), {})
@@ -106,8 +108,12 @@ def open_data_zip(path: str, fh: BinaryIO, label: str, limits: ZipLimits) -> Bin
         import pyzipper
     except ImportError:  # pragma: no cover - a dependency
         raise UsageError(f"{label}: the 'pyzipper' package is needed to open an {FORMAT}") from None
+    damaged = (zipfile.BadZipFile, pyzipper.BadZipFile, OSError, EOFError, ValueError, zlib.error, struct.error)
     fh.seek(0)
-    outer = pyzipper.AESZipFile(fh)
+    try:
+        outer = pyzipper.AESZipFile(fh)
+    except damaged as exc:
+        raise UsageError(f"{label}: the {FORMAT} cannot be read: {type(exc).__name__}: {str(exc)[:160]}") from None
     meta = read_metadata(outer)
     creds = CREDENTIALS.resolved()
     blob = next((meta[k] for k in ENCRYPTED_PASS_KEYS if isinstance(meta.get(k), str) and meta[k]), None)
@@ -150,7 +156,7 @@ def open_data_zip(path: str, fh: BinaryIO, label: str, limits: ZipLimits) -> Bin
         if "password" in str(exc).lower():
             raise UsageError(f"{label}: the password does not open data.zip of this {FORMAT}") from None
         raise UsageError(f"{label}: data.zip cannot be decrypted: {str(exc)[:160]}") from None
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+    except (*damaged, NotImplementedError) as exc:
         tmp.close()
         raise UsageError(f"{label}: data.zip is damaged: {type(exc).__name__}: {str(exc)[:160]}") from None
     except BaseException:

@@ -1,8 +1,11 @@
 """Recognising what the analyst pointed us at, and opening it as volume roots by drive letter.
 
 Kinds: a mounted or extracted Windows volume; a KAPE target output folder (``<tdest>/C/...``);
-a Velociraptor offline collection, unzipped or as the zip (``uploads/<accessor>/C%3A/...``);
-an acquired disk image (E01, raw/dd, VMDK, VHD, VHDX; see ``diskimage``); a memory image; loose files.
+a Velociraptor offline collection, unzipped or as the zip (``uploads/<accessor>/C%3A/...``), encrypted too
+(see ``encrypted``); a KAPE ``--zip``/``--vhdx``/``--vhd`` container or a zip of a volume; an acquired disk image
+(E01, raw/dd, VMDK, VHD, VHDX; see ``diskimage``); a memory image; loose files and zip members, each
+recognised by its bytes (:mod:`triage.formats.recognize`). Zips are opened in place, bounded
+(:class:`~triage.collectors.vfs.ZipLimits`).
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ from triage.collectors.vfs import (
 )
 from triage.errors import InsufficientEvidence, UsageError
 from triage.formats.recognize import Recognition, recognize_path
-from triage.hashing import open_source
 
 MEMORY_EXTENSIONS = {".raw", ".mem", ".vmem", ".dmp", ".lime", ".bin"}
 VOLUME_MARKERS = ("windows", "program files", "inetpub", "programdata", "users")
@@ -61,6 +63,7 @@ class Source:
     recognized: dict[str, Recognition] = field(default_factory=dict)  # loose files already recognised
     depth: int = 0  # containers above this one
     stored_loose: int = 0  # loose files or members stored from this source (set while collecting)
+    open_containers: bool = True  # False with --as files: zips and images among the files are stored as they are
     _zip: ZipTree | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -79,7 +82,10 @@ class Source:
 
 
 def _child_names(node: VNode) -> set[str]:
-    return {c.name.casefold() for c in node.children() if c.kind == DIR}
+    try:
+        return {c.name.casefold() for c in node.children() if c.kind == DIR}
+    except OSError:  # a folder we may not list is no volume root; its files are reported when walked
+        return set()
 
 
 def _looks_like_volume(node: VNode) -> bool:
@@ -115,7 +121,7 @@ def _velociraptor_host(read_json) -> str | None:  # type: ignore[no-untyped-def]
     for name in ("client_info.json", "collection_context.json"):
         try:
             info = read_json(name)
-        except (OSError, KeyError, ValueError):
+        except (OSError, KeyError, ValueError, RecursionError):
             continue
         if isinstance(info, list) and info:
             info = info[0]
@@ -126,23 +132,22 @@ def _velociraptor_host(read_json) -> str | None:  # type: ignore[no-untyped-def]
     return None
 
 
-def is_velociraptor_zip(path: str) -> bool:
-    try:
-        with open_source(path) as fh, zipfile.ZipFile(fh) as zf:  # type: ignore[arg-type]
-            return any(n.startswith("uploads/") for n in zf.namelist()[:50000])
-    except (OSError, zipfile.BadZipFile):
-        return False
-
-
-def _walk_files(node: VNode) -> list[str]:
-    """Every non-folder entry below ``node``, links not followed.
+def _walk_files(node: VNode, failures: list[tuple[str, str]] | None = None) -> list[str]:
+    """Every non-folder entry below ``node``, links not followed; unlistable folders go to ``failures``.
 
     Listed through O_NOATIME handles: ``os.walk`` would move the access times of the source's folders.
     """
     out: list[str] = []
-    for child in sorted(node.children(), key=lambda c: c.name):
+    try:
+        kids = node.children()
+    except OSError as exc:
+        if failures is None:
+            raise
+        failures.append((node.source_path, f"folder cannot be listed: {exc.strerror or exc}"))
+        return out
+    for child in sorted(kids, key=lambda c: c.name):
         if child.kind == DIR:
-            out.extend(_walk_files(child))
+            out.extend(_walk_files(child, failures))
         else:
             out.append(child.source_path)
     return out
@@ -259,7 +264,10 @@ def _classify_tree(
                 return Source("kape", location, drives=letters, notes=notes, tool_records=records)
         if as_type in ("auto", "volume") and _looks_like_volume(node):
             return Source("volume", location, drives={"C": node})
-        kids = node.children()
+        try:
+            kids = node.children()
+        except OSError:
+            break
         dirs = [k for k in kids if k.kind == DIR]
         if len(dirs) == 1 and len(kids) == 1:
             node, prefix = dirs[0], (*prefix, dirs[0].name)
@@ -287,8 +295,9 @@ def _zip_source(
     tree = ZipTree(path, fh=fh, label=label, limits=limits)
     try:
         root = tree.root
-        names = {c.name for c in root.children()}
-        if {"metadata.json", "data.zip"} <= names and tree.zf.getinfo("data.zip").flag_bits & 0x1:
+        files = {c.name: c for c in root.children() if c.kind == FILE}
+        data_info = next((i for i in tree.zf.infolist() if i.filename == "data.zip"), None)
+        if "metadata.json" in files and data_info is not None and data_info.flag_bits & 0x1:
             from triage.collectors.encrypted import FORMAT, open_data_zip
 
             data = open_data_zip(path, tree._fh if tree._fh is not None else fh, label, limits)  # type: ignore[arg-type]
@@ -393,13 +402,19 @@ def open_source_path(location: str, as_type: str = "auto", *, depth: int = 0) ->
         if as_type == "auto" and (rec.kind == "memory_image" or (rec.format is None and ext in MEMORY_EXTENSIONS)):
             return Source("memory", path, files=[path], depth=depth, recognized={path: rec})
         if as_type in ("auto", "files"):
-            return Source("files", path, files=[path], depth=depth, recognized={path: rec})
+            src = Source("files", path, files=[path], depth=depth, recognized={path: rec})
+            src.open_containers = as_type == "auto"
+            return src
         raise UsageError(f"{location} is a file; --as {as_type} needs a folder")
     if not os.path.isdir(path):
         raise UsageError(f"source {location} is neither a regular file nor a folder (a device, fifo or socket)")
     if as_type == "image":
         raise UsageError(f"{location} is a folder; --as image needs a disk image file (its first segment)")
     root = dir_node(path)
+    try:
+        root.children()
+    except OSError as exc:
+        raise UsageError(f"{location}: the folder cannot be listed ({exc.strerror or exc})") from None
 
     def redecode_dir(node: VNode, prefix: tuple[str, ...]) -> VNode:
         # Velociraptor stores names URL-encoded on disk too (uploads/auto/C%3A/...): decode them
@@ -417,9 +432,48 @@ def open_source_path(location: str, as_type: str = "auto", *, depth: int = 0) ->
         if as_type == "velociraptor":
             raise UsageError(f"{location}: no uploads/ folder of a Velociraptor collection")
     # a folder of loose artifacts, whatever their names: each is recognised by its bytes when collected
-    files = _walk_files(root)
-    if not files:
+    failures: list[tuple[str, str]] = []
+    files = _walk_files(root, failures)
+    if not files and not failures:
         raise InsufficientEvidence(
             f"{location}: nothing examinable: not a Windows volume, KAPE or Velociraptor output, and it holds no files"
         )
-    return Source("files", path, files=files, depth=depth)
+    src = Source("files", path, files=files, depth=depth, failures=failures)
+    src.open_containers = as_type == "auto"
+    return src
+
+
+def precheck_examinable(sources: list[Source]) -> None:
+    """Before anything is written: sources that can only be loose files, none of them examinable, are refused.
+
+    Volumes, collections and images pass (their own collection tells); loose files and zip members are
+    recognised here (the verdicts are kept for the collection) and one examinable artifact or container is
+    enough. Raises :class:`InsufficientEvidence` (exit 4) with a one-line reason.
+    """
+    looked = 0
+    for src in sources:
+        if src.drives or src.image is not None or src.source_type == "memory" or src.failures:
+            return  # volumes and collections speak for themselves; read failures are reported by the collection
+        for path in src.files:
+            rec = src.recognized.get(path) or recognize_path(path)
+            src.recognized[path] = rec
+            looked += 1
+            if rec.examinable or rec.container:
+                return
+        for _parts, node in src.members:
+            if node.kind != FILE:
+                continue
+            from triage.collectors.collect import _recognize_node
+
+            rec = _recognize_node(node)
+            if rec.by == "error":
+                return  # a member that cannot be read is a failure row of its own: let the collection say so
+            src.recognized[node.source_path] = rec
+            looked += 1
+            if rec.examinable or rec.container:
+                return
+    names = ", ".join(s.location for s in sources)
+    raise InsufficientEvidence(
+        f"nothing examinable in {names}: {looked} file(s), none an event log, hive, web or Exchange log, memory "
+        "image, program, server page or container"
+    )

@@ -109,7 +109,11 @@ def kape_records(root: VNode) -> tuple[dict[Key, dict[str, Any]], list[str]]:
         if data is None:
             notes.append(f"{child.name}: over {MAX_RECORD_BYTES:,} bytes; KAPE's hashes not compared")
             continue
-        recs, more = kape_copylog(data.decode("utf-8", "replace"), child.name)
+        try:
+            recs, more = kape_copylog(data.decode("utf-8", "replace"), child.name)
+        except (csv.Error, ValueError) as exc:  # a damaged log costs only the comparison, never the collection
+            notes.append(f"{child.name}: not a readable CSV ({str(exc)[:120]}); KAPE's hashes not compared")
+            continue
         records.update(recs)
         notes += more
     return records, notes

@@ -89,8 +89,9 @@ def test_usage_errors(tmp_path: Path, capsys) -> None:
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "a.txt").write_text("x")
-    assert main(["collect", str(tmp_path / "junk"), "--case", str(tmp_path / "c")]) == ExitCode.USAGE
-    assert "--as volume|kape|velociraptor|files" in capsys.readouterr().err
+    # a folder of loose files is accepted whatever the names; with nothing examinable in it: exit 4
+    assert main(["collect", str(tmp_path / "junk"), "--case", str(tmp_path / "c")]) == ExitCode.INSUFFICIENT
+    assert "nothing examinable" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()  # nothing written before the sources are understood
     assert main(["analyze", str(tmp_path / "junk")]) == ExitCode.USAGE
     assert main(["frobnicate"]) == ExitCode.USAGE

@@ -214,6 +214,14 @@ def cmd_collect(args: argparse.Namespace, plan: Any = None) -> dict[str, Any]:
 
     plan = plan or open_sources(args.sources, args.as_type)  # usage errors before any write; HOST=PATH too
     sources = list(plan.sources)
+    if args.kind is None:
+        from triage.collectors.sources import precheck_examinable
+
+        try:
+            precheck_examinable(sources)  # junk only: exit 4 before a case folder is made
+        except BaseException:
+            plan.close()
+            raise
     case = Case.create_or_open(args.case, examiner=args.examiner, case_id=args.case_id)
     with case.writer():  # one writer at a time; a second collect waits for this one
         return _collect_locked(args, plan, case, sources)

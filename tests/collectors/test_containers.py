@@ -339,3 +339,175 @@ def test_containers_and_folders_are_unchanged_by_collection(volume, tmp_path, ne
     finally:
         del os.environ["TRIAGE_COLLECTION_PASSWORD"]
     assert snapshot(work) == before  # bytes, mtimes, atimes, modes, listings
+
+
+# -- real third-party files under other names ---------------------------------------------------------------------
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"shared corpus not present at {CORPUS}")
+def test_folder_of_renamed_corpus_files_is_collected_by_kind(tmp_path, new_case):
+    import lzma
+
+    folder = tmp_path / "renamed"
+    folder.mkdir()
+    expect: dict[str, str] = {}
+    picks = [
+        ("hives/RGP_SYSTEM.xz", "registry_hive", True),
+        ("hives/RGP_SAM.xz", "registry_hive", True),
+        ("hives/PLS_NTUSER-RunTests.DAT", "registry_hive", False),
+        ("evtx/baseline/PYE_security.evtx", "evtx", False),
+        ("events_json/OTR_psh_lsass_memory_dump_comsvcs.json.xz", "event_json", False),
+        ("webshells/TEN_fuzzdb_cmd.aspx", "web_file", False),
+        ("logs/PLS_iis10.log", "iis_log", False),
+    ]
+    for i, (rel, kind, unpack) in enumerate(picks):
+        data = (CORPUS / rel).read_bytes()
+        name = f"item{i:02d}.dat"
+        (folder / name).write_bytes(lzma.decompress(data) if unpack else data)
+        expect[name] = kind
+    case = new_case()
+    _, stats = _collect(case, folder, host="EXCH01")
+    got = {r.relpath.rsplit("/", 1)[-1]: r.kind for r in stored_rows(case)}
+    assert got == expect
+    assert stats.examinable == len(picks)
+
+
+@pytest.mark.slow
+def test_disk_image_container_inside_a_folder_is_opened(volume, tmp_path, new_case, reference):
+    reason = tools_missing()
+    if reason:
+        pytest.skip(f"disk image tools unavailable: {reason}")
+    folder = tmp_path / "from-site"
+    folder.mkdir()
+    tc.kape_image(volume, folder / "EXCH01.vhdx")
+    (folder / "notes.txt").write_text("KAPE --vhdx output, copied by the site")
+    case = new_case()
+    _, stats = _collect(case, folder)
+    got = _artifacts(case)
+    assert {k: v for k, v in got.items() if "/loose/" not in k} == reference
+    assert [c["type"] for c in stats.containers] == ["kape-image"]
+    assert "evidence/EXCH01/suspicious_file/loose/EXCH01.vhdx" not in got  # a collection is not stored twice
+
+
+# -- fuzz: mutated zips cost only themselves -----------------------------------------------------------------------
+def test_mutated_zips_never_crash_or_hang(tmp_path, new_case):
+    import random
+
+    from triage.errors import TriageError
+
+    rng = random.Random(int(os.environ.get("TRIAGE_FUZZ_SEED", "1302")))
+    cases = int(os.environ.get("TRIAGE_FUZZ_CASES", "80"))
+    evtx = evtx_bytes([Event(4624, "Microsoft-Windows-Security-Auditing", "Security", time_created=T0)])
+    seed = zip_bytes(
+        {
+            "C/Windows/System32/winevt/Logs/Security.evtx": evtx,
+            "C/Windows/System32/config/SYSTEM": volume_files(VolumeSpec())["Windows/System32/config/SYSTEM"],
+            "loot/readme.txt": b"x" * 300,
+            "inner.zip": zip_bytes({"a.evtx": evtx}),
+        }
+    )
+    case = new_case()
+    started = time.monotonic()
+    outcomes: dict[str, int] = {}
+    for i in range(cases):
+        data = bytearray(seed)
+        for _ in range(rng.randint(1, 12)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        if rng.random() < 0.2:
+            data = data[: rng.randrange(len(data))]
+        path = tmp_path / f"m{i:04d}.zip"
+        path.write_bytes(bytes(data))
+        one = time.monotonic()
+        try:
+            src = open_source_path(str(path))
+        except TriageError as exc:
+            outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
+            continue
+        try:
+            collect_source(case, src, host="EXCH01")
+            outcomes["collected"] = outcomes.get("collected", 0) + 1
+        finally:
+            src.close()
+        assert time.monotonic() - one < 10, f"mutation {i} took too long"
+    assert outcomes.get("collected", 0) > cases // 4, outcomes
+    assert not [p for p in case.path.rglob("*") if ".part" in p.name]
+    assert time.monotonic() - started < 120
+
+
+def test_folder_named_data_zip_beside_metadata_is_just_loose_members(tmp_path):
+    path = tmp_path / "odd.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("metadata.json", b"{}")
+        zf.writestr("data.zip/inner.txt", b"x")
+    src = open_source_path(str(path))
+    try:
+        assert src.source_type == "zip"
+        assert sorted("/".join(parts) for parts, _ in src.members) == ["data.zip/inner.txt", "metadata.json"]
+    finally:
+        src.close()
+
+
+def test_mutated_encrypted_collections_are_clear_errors(volume, tmp_path, new_case, monkeypatch):
+    import random
+
+    from triage.errors import TriageError
+
+    monkeypatch.setenv("TRIAGE_COLLECTION_PASSWORD", "pw")
+    good = tc.encrypted_velociraptor(volume, tmp_path / "enc.zip", password="pw").read_bytes()
+    rng = random.Random(int(os.environ.get("TRIAGE_FUZZ_SEED", "9")))
+    case = new_case()
+    outcomes: dict[str, int] = {}
+    for i in range(int(os.environ.get("TRIAGE_FUZZ_CASES", "60"))):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 6)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        path = tmp_path / f"m{i:03d}.zip"
+        path.write_bytes(bytes(data))
+        try:
+            src = open_source_path(str(path))
+        except TriageError as exc:
+            assert exc.exit_code in (ExitCode.USAGE, ExitCode.INSUFFICIENT)
+            assert "\n" not in str(exc) and len(str(exc)) < 600
+            outcomes["error"] = outcomes.get("error", 0) + 1
+            continue
+        try:
+            collect_source(case, src, host="EXCH01")
+            outcomes["collected"] = outcomes.get("collected", 0) + 1
+        finally:
+            src.close()
+    assert outcomes.get("error", 0) > 0
+
+
+def test_unreadable_kape_copylog_costs_only_the_comparison(volume, tmp_path, new_case, reference):
+    tdest = to_kape(volume, tmp_path / "kape")
+    for log in tdest.glob("*_CopyLog.csv"):
+        log.write_text('SourceFile,FileSize\n"' + "x" * 200_000 + '",1\n')
+    case = new_case()
+    src, _ = _collect(case, tdest)
+    assert _artifacts(case) == reference
+    assert any("not a readable CSV" in n for n in src.notes)
+    assert not any("tool_record" in r.extra for r in stored_rows(case))
+
+
+def test_unlistable_subfolder_of_loose_files_is_a_failure_row(tmp_path, new_case, monkeypatch):
+    import triage.collectors.vfs as vfs
+
+    folder = tmp_path / "loose"
+    (folder / "locked").mkdir(parents=True)
+    (folder / "locked" / "a.evtx").write_bytes(b"ElfFile\x00" + bytes(100))
+    (folder / "Security.evtx").write_bytes(b"ElfFile\x00" + bytes(100))
+    real = vfs._list_disk
+
+    def list_disk(path, decode):
+        if path.endswith("locked"):
+            raise PermissionError(13, "Permission denied")
+        return real(path, decode)
+
+    monkeypatch.setattr(vfs, "_list_disk", list_disk)
+    case = new_case()
+    _collect(case, folder, host="EXCH01")
+    (fail,) = rows_by_outcome(case, "failure")
+    assert fail.source_path == str(folder / "locked") and "cannot be listed: Permission denied" in fail.details
+    assert [r.kind for r in stored_rows(case)] == ["evtx"]

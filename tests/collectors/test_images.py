@@ -252,7 +252,7 @@ def test_split_raw_segment_problems(image_set: di.ImageSet, tmp_path: Path) -> N
 def test_truncated_last_segment_collects_what_is_there(image_set: di.ImageSet, tmp_path: Path) -> None:
     segs = copy_set(image_set["e01"], tmp_path / "img")
     di.truncate_segment(segs[-1], segs[-1].stat().st_size // 3)
-    assert run_cli("collect", str(segs[0]), "--case", str(tmp_path / "case")) == ExitCode.COLLECTION_FAILED  # failure rows: exit 5
+    assert run_cli("collect", str(segs[0]), "--case", str(tmp_path / "case")) == ExitCode.COLLECTION_FAILED
     got = stored(tmp_path / "case")
     assert got[f"evidence/EXCH01/web_file/C/{SHELL}"] == image_set.hashes["C"][SHELL]
     (bad,) = [r for r in rows(tmp_path / "case") if r.kind == "disk_image"]
@@ -267,7 +267,10 @@ def test_corrupt_mft_entry_is_a_failure_row_and_the_rest_is_collected(
     disk = Path(shutil.copyfile(image_set.raw, tmp_path / "mft.dd"))
     _part, index, _pos = di.mft_entry_location(disk, "inetpub/wwwroot/iisstart.htm")
     di.corrupt_mft_entry(disk, "inetpub/wwwroot/iisstart.htm")
-    assert run_cli("collect", str(disk), "--case", str(tmp_path / "case"), "--no-verify-image") == ExitCode.COLLECTION_FAILED  # failure rows: exit 5
+    assert (
+        run_cli("collect", str(disk), "--case", str(tmp_path / "case"), "--no-verify-image")
+        == ExitCode.COLLECTION_FAILED
+    )
     all_rows = rows(tmp_path / "case")
     (bad,) = [r for r in all_rows if r.outcome == "failure"]
     assert bad.source_path == f"{disk}#p1:/inetpub/wwwroot/iisstart.htm"
@@ -285,7 +288,10 @@ def test_read_error_mid_file_fails_that_artifact_only(image_set: di.ImageSet, tm
     disk = tmp_path / "cut.dd"
     with open(image_set.raw, "rb") as src, open(disk, "wb") as out:
         out.write(src.read(offset + 512))  # the image ends half a KiB into ExSetup.exe's data
-    assert run_cli("collect", str(disk), "--case", str(tmp_path / "case"), "--no-verify-image") == ExitCode.COLLECTION_FAILED  # failure rows: exit 5
+    assert (
+        run_cli("collect", str(disk), "--case", str(tmp_path / "case"), "--no-verify-image")
+        == ExitCode.COLLECTION_FAILED
+    )
     by_path = {r.source_path: r for r in rows(tmp_path / "case")}
     exsetup = by_path[f"{disk}#p1:/{target}"]
     assert exsetup.outcome == "failure" and "OSError" in exsetup.details and "ExSetup.exe" in exsetup.details
@@ -299,7 +305,7 @@ def test_read_error_mid_file_fails_that_artifact_only(image_set: di.ImageSet, tm
 def test_hash_mismatch_is_loud_and_collection_goes_on(image_set: di.ImageSet, tmp_path: Path) -> None:
     segs = copy_set(image_set["e01"], tmp_path / "img")
     chunk = di.corrupt_ewf_chunk(segs)
-    assert run_cli("collect", str(segs[0]), "--case", str(tmp_path / "case")) == ExitCode.COLLECTION_FAILED  # failure rows: exit 5
+    assert run_cli("collect", str(segs[0]), "--case", str(tmp_path / "case")) == ExitCode.COLLECTION_FAILED
     (bad,) = [r for r in rows(tmp_path / "case") if r.kind == "disk_image"]
     assert bad.outcome == "failure" and bad.details.startswith("IMAGE HASH MISMATCH: md5 computed")
     first = chunk.number * 64

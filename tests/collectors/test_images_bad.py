@@ -147,7 +147,7 @@ def test_truncated_last_segment_collects_what_is_there_and_says_so(image_set: di
     segs = copy_set(image_set["e01"], tmp_path / "img")
     di.truncate_segment(segs[-1], segs[-1].stat().st_size // 2)
     run = collect(segs[0], tmp_path / "case")
-    assert run.code == ExitCode.COLLECTION_FAILED  # failure rows: exit 5
+    assert run.code == ExitCode.COLLECTION_FAILED
     verify = run.event("image_verify")
     assert verify["status"] == "error" and "read error at offset" in verify["error"]
     assert run.summary["images"][0]["verification"] == "error"
@@ -164,7 +164,7 @@ def test_truncated_middle_segment(image_set: di.ImageSet, tmp_path: Path) -> Non
     segs = copy_set(image_set["e01"], tmp_path / "img")
     di.truncate_segment(segs[1], segs[1].stat().st_size // 2)
     run = collect(segs[0], tmp_path / "case")
-    assert run.code == ExitCode.COLLECTION_FAILED  # failure rows: exit 5
+    assert run.code == ExitCode.COLLECTION_FAILED
     assert run.event("image_verify")["status"] == "error"
     [bad] = run.outcome_rows("failure")
     assert bad["kind"] == "disk_image" and "could not be verified" in bad["details"]
@@ -197,7 +197,7 @@ def test_truncated_middle_segment_is_named_in_the_notes(image_set: di.ImageSet, 
     segs = copy_set(image_set["e01"], tmp_path / "img")
     di.truncate_segment(segs[1], segs[1].stat().st_size // 2)
     run = collect(segs[0], tmp_path / "case")
-    assert run.code == ExitCode.COLLECTION_FAILED  # failure rows: exit 5
+    assert run.code == ExitCode.COLLECTION_FAILED
     assert any(n.startswith("DAMAGED: exch01.E02 is truncated:") for n in run.notes())
     assert "WARNING" in run.stderr and "exch01.E02 is truncated" in run.stderr
 
@@ -305,7 +305,7 @@ def test_corrupt_mft_entry_is_a_failure_row_and_the_rest_is_collected(image_set:
     _part, index, _pos = di.mft_entry_location(disk, di.WEBSHELL)
     di.corrupt_mft_entry(disk, di.WEBSHELL)  # 'BAAD' over the web shell's FILE signature
     run = collect(disk, tmp_path / "case")
-    assert run.code == ExitCode.COLLECTION_FAILED  # failure rows: exit 5
+    assert run.code == ExitCode.COLLECTION_FAILED
     [bad] = run.outcome_rows("failure")
     assert bad["kind"] == "web_file" and bad["source_path"] == f"{disk}#p1:/{di.WEBSHELL}"
     assert bad["details"].startswith(f"MFT entry {index} is corrupt")
@@ -328,7 +328,7 @@ def test_corrupt_ewf_chunk_fails_verification(image_set: di.ImageSet, tmp_path: 
     segs, chunk = _corrupt_db_chunk(image_set, tmp_path / "img")
     assert not chunk.compressed and chunk.size == 32768 + 4  # random data: stored as is with its Adler-32
     run = collect(segs[0], tmp_path / "case")
-    assert run.code == ExitCode.COLLECTION_FAILED  # failure rows: exit 5
+    assert run.code == ExitCode.COLLECTION_FAILED
     verify = run.event("image_verify")
     raw = image_set.raw.read_bytes()
     assert verify["status"] == "mismatch" and verify["matches"] == {"md5": False, "sha1": False}

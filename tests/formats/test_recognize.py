@@ -256,3 +256,19 @@ def test_corpus_files_renamed_are_recognised(tmp_path):
     got = {name: recognize_path(tmp_path / name).format for name in expect}
     assert got == expect
     assert len(expect) >= 12
+
+
+def test_triage_list_shows_the_recogniser_table(capsys):
+    from triage.cli import main
+
+    assert main(["list", "--json", "-q"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [f["name"] for f in data["formats"]] == [f.name for f in load_formats()]
+    assert {"name": "evtx", "kind": "evtx"}.items() <= next(f for f in data["formats"] if f["name"] == "evtx").items()
+
+
+def test_password_is_masked_in_recorded_command_lines():
+    from triage.cli import _redacted_argv
+
+    argv = ["triage", "run", "c.zip", "--password", "hunter2", "--case", "x", "--password=hunter3"]
+    assert _redacted_argv(argv) == ["triage", "run", "c.zip", "--password", "***", "--case", "x", "--password=***"]

@@ -20,6 +20,7 @@ import json
 import lzma
 import os
 import re
+import stat
 import struct
 import zlib
 from collections.abc import Callable
@@ -112,10 +113,10 @@ def _magics(entries: Any, origin: str) -> tuple[_Magic, ...]:
 @functools.lru_cache(maxsize=4)
 def load_formats(path: str | None = None) -> tuple[Format, ...]:
     """The format table (``signatures/formats.yaml`` unless ``path``); a malformed entry is a clear error."""
-    if path is None:
-        from triage.registry import signature_path
+    if path is None:  # the installed signatures/ folder (not via triage.registry: that imports pandas)
+        from importlib import resources
 
-        path = str(signature_path("formats.yaml"))
+        path = str(resources.files("triage.signatures").joinpath("formats.yaml"))
     with open(path, encoding="utf-8") as fh:
         doc = yaml.safe_load(fh)
     out: list[Format] = []
@@ -488,6 +489,8 @@ def recognize_path(path: str | os.PathLike[str]) -> Recognition:
 
     name = os.path.basename(os.fspath(path))
     try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # opening a fifo would block: never read what is not a file
+            return Recognition(None, kind_by_name(name), "error", error="not a regular file")
         with open_source(path) as fh:
             return recognize_stream(fh, name=name, size=os.fstat(fh.fileno()).st_size)
     except OSError as exc:
