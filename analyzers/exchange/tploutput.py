@@ -30,14 +30,11 @@ from typing import Any
 from triage.analyzers.exchange.common import MAX_PER_CHECK, TPL_REFERENCE, safe_ts, short
 from triage.errors import Skip
 from triage.finding import Finding
+from triage.formats.recognize import TPL_OUTPUT_NAME
 from triage.registry import Analyzer, Unit, register
 
 MAX_BYTES = 64 << 20  # the script's outputs are small; more than this is not one of them
-_NAME = re.compile(
-    r"^(?P<computer>.+?)-(?P<what>Cve-2021-26855|Cve-2021-26857|Cve-2021-26858-DownloadPaths|Cve-2021-26858|"
-    r"Cve-2021-27065-ResetVDir|Cve-2021-27065|LogAgeDays|other)\.(?P<ext>csv|log|txt)$",
-    re.IGNORECASE,
-)
+_NAME = TPL_OUTPUT_NAME  # one list of the script's output names, shared with the recogniser
 _WEB_FOLDERS = re.compile(r"\\(inetpub|wwwroot|aspnet_client|FrontEnd\\HttpProxy|owa|ecp)\\", re.IGNORECASE)
 
 

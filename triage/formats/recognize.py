@@ -270,7 +270,13 @@ def _probe_exchange_log(s: _Sample) -> bool:
     return _first_line(text).startswith(_EXCHANGE_HEADERS) and text.count(",") > 10
 
 
-_TPL_NAME = re.compile(r".*-cve-2021-(26855|26857|26858|27065)\.csv$|^(cve-2021-\d{5}|.*proxylogon.*)\.csv$")
+# Test-ProxyLogon.ps1's output files (the testproxylogon_output analyzer parses them by the same names)
+TPL_OUTPUT_NAME = re.compile(
+    r"^(?P<computer>.+?)-(?P<what>Cve-2021-26855|Cve-2021-26857|Cve-2021-26858-DownloadPaths|Cve-2021-26858|"
+    r"Cve-2021-27065-ResetVDir|Cve-2021-27065|LogAgeDays|other)\.(?P<ext>csv|log|txt)$",
+    re.IGNORECASE,
+)
+_TPL_LOOSE_NAME = re.compile(r"^(cve-2021-\d{5}|.*proxylogon.*)\.csv$", re.IGNORECASE)
 
 
 def _probe_test_proxylogon_csv(s: _Sample) -> bool:
@@ -280,7 +286,9 @@ def _probe_test_proxylogon_csv(s: _Sample) -> bool:
     if line.startswith("#TYPE"):  # Export-Csv in Windows PowerShell 5 writes a type line first
         line = _first_line(s.text.lstrip("\ufeff").split("\n", 1)[-1])
     quoted_csv = line.startswith('"') and '","' in line
-    if _TPL_NAME.match(s.name):
+    if TPL_OUTPUT_NAME.match(s.name):
+        return True  # text under one of the script's own output names (the .log files are copied log lines)
+    if _TPL_LOOSE_NAME.match(s.name):
         return quoted_csv or "," in line
     return quoted_csv and all(col in line for col in ('"AnchorMailbox"', '"RoutingHint"'))
 
