@@ -283,3 +283,20 @@ def test_fleet_on_a_local_dask_cluster_matches_the_pool_run(fleet, tmp_path: Pat
         assert workers and all(":" in w for w in workers)
     rows = {r["host"]: r for r in json.loads((out_dir / "fleet" / "fleet.json").read_text())["hosts"]}
     assert {n: rows[n]["verdict"] for n in rows} == {h.name: h.verdict for h in hosts}
+
+
+def test_a_junk_host_costs_only_itself_and_the_fleet_exits_4(tmp_path: Path) -> None:
+    """One host's sources hold nothing examinable: the other host is collected, analyzed and reported; exit 4."""
+    good = build_volume(tmp_path / "vol", VolumeSpec(hostname="GOOD01", compromised=True))
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("collected by hand\n")
+    out_dir = tmp_path / "out"
+    code, out = _run(["run", str(good), f"JUNK02={junk}", "--case", str(out_dir), "--only", ONLY])
+    assert code == ExitCode.FINDINGS or code == ExitCode.INSUFFICIENT, code
+    assert out["hosts"]["JUNK02"]["collect"]["exit_code"] == ExitCode.INSUFFICIENT
+    assert "nothing examinable" in out["hosts"]["JUNK02"]["collect"]["error"]
+    assert out["hosts"]["GOOD01"]["report"]["hosts"]["GOOD01"]["verdict"] == "compromised"
+    assert (out_dir / "hosts" / "GOOD01" / "report" / "report.html").is_file()
+    # with no --fail-on, the junk host decides the exit: nothing examinable is never a clean 0
+    assert code == ExitCode.INSUFFICIENT

@@ -36,7 +36,7 @@ from typing import Any
 
 from triage.case import safe_host
 from triage.collectors.sources import Source, open_source_path
-from triage.errors import ExitCode, UsageError
+from triage.errors import ExitCode, InsufficientEvidence, UsageError
 
 log = logging.getLogger(__name__)
 INDEX = Path("fleet") / "index.json"
@@ -346,6 +346,7 @@ def run_fleet(args: argparse.Namespace, plan: SourcePlan) -> tuple[dict[str, Any
             plan.unnamed.clear()
         cases: dict[str, Path] = {}
         collected: dict[str, dict[str, Any]] = {}
+        insufficient: list[str] = []
         for host in plan.hosts:
             rel = (Path("hosts") / safe_host(host)).as_posix()
             index["hosts"][host] = rel
@@ -354,9 +355,23 @@ def run_fleet(args: argparse.Namespace, plan: SourcePlan) -> tuple[dict[str, Any
         for host, sources in plan.hosts.items():
             log.info("collecting host %s (%d sources)", host, len(sources))
             hargs = _host_args(args, cases[host], host=host, case_id=f"{index['fleet_id']}-{host}")
-            collected[host] = cli.cmd_collect(hargs, SourcePlan(sources, explicit={id(s): host for s in sources}))
+            try:
+                collected[host] = cli.cmd_collect(hargs, SourcePlan(sources, explicit={id(s): host for s in sources}))
+            except InsufficientEvidence as exc:  # this host's sources hold nothing examinable: the others go on
+                log.error("host %s: %s", host, exc)
+                collected[host] = {"error": str(exc), "exit_code": int(exc.exit_code)}
+                insufficient.append(host)
+            # failed artifacts of any host make the whole command exit 5 once it has finished
+            failed = getattr(hargs, "collection_failures", 0)
+            args.collection_failures = getattr(args, "collection_failures", 0) + failed
     finally:
         plan.close()
+    refused = [h for h in insufficient if not (cases[h] / "case.json").exists()]
+    for host in refused:  # refused before its case was made: nothing to analyze or report
+        del cases[host]
+        index["hosts"].pop(host, None)
+    if refused:
+        _write_index(root, index)
     all_cases = host_cases(root)
     analyzed = analyze_hosts(cases, args)
     reported = report_hosts(all_cases, args, root, index["fleet_id"])
@@ -365,18 +380,22 @@ def run_fleet(args: argparse.Namespace, plan: SourcePlan) -> tuple[dict[str, Any
         "fleet_id": index["fleet_id"],
         "hosts": {
             h: {
-                "case": str(cases[h]),
+                "case": str(cases[h]) if h in cases else None,
                 "collect": collected[h],
-                "analyze": analyzed[h],
-                "report": reported["hosts"][h],
+                "analyze": analyzed.get(h),
+                "report": reported["hosts"].get(h),
             }
-            for h in cases
+            for h in collected
         },
         "fleet_report": _fleet_summary(reported["fleet"]),
     }
     if not args.json:
         print_fleet(reported["fleet"])
-    return out, _worst(reported["hosts"], getattr(args, "fail_on", None))
+    code = _worst(reported["hosts"], getattr(args, "fail_on", None))
+    if code == ExitCode.OK and insufficient:
+        log.warning("exit %d: nothing examinable for host(s) %s", int(ExitCode.INSUFFICIENT), ", ".join(insufficient))
+        code = ExitCode.INSUFFICIENT
+    return out, code
 
 
 def _fleet_summary(fleet: Any) -> dict[str, Any]:
