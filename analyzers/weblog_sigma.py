@@ -25,8 +25,8 @@ from typing import Any
 import pandas as pd
 
 from triage.analyzers.exchange.logs import ECP, HTTPPROXY, IIS, LogReader, log_type, normalize
-from triage.finding import Finding
 from triage.errors import Skip
+from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register
 
 log = logging.getLogger(__name__)
