@@ -29,6 +29,7 @@ SAMPLE_FILES = sorted(SAMPLES_DIR.glob("*.yaml"))  # ed2102.yaml plus any other 
 PREFIXES = (
     "exchange_", "cred_", "persist_", "evasion_", "ps_", "webshell_",
     "lateral_", "discovery_", "privesc_", "execution_", "lolbin_", "c2_", "collection_", "exfil_", "impact_",
+    "lm_", "disc_", "exec_", "coll_",
 )
 LEVELS = {"low", "medium", "high", "critical"}
 ED2102_STEPS = {8, 9, 10}
