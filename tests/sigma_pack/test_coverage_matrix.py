@@ -38,7 +38,7 @@ REQUIRED_TECHNIQUES = {
     "mimikatz", "wdigest_cleartext", "service_created", "local_account_created", "privileged_group_membership",
     "powershell_download_cradle", "powershell_obfuscation", "powershell_compressed_stager", "run_keys",
     "winlogon_helpers", "ifeo_and_accessibility", "wmi_subscription", "scheduled_task", "web_worker_children",
-    "web_worker_network", "web_pages_written", "exchange_transport_agent", "exchange_oab_vdir",
+    "web_worker_network", "web_worker_injection", "web_pages_written", "exchange_transport_agent", "exchange_oab_vdir",
     "exchange_mailbox_export", "exchange_role_assignment", "log_clearing", "audit_policy_tampering",
 }  # fmt: skip
 # Each named gap of issue 14 (Why 1-2) must be covered on every source listed here.
