@@ -320,6 +320,7 @@ def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         if missing:
             raise UsageError(f"--sigma: no such file or folder: {', '.join(missing)}")
         opts["eventlog"] = {"sigma": [os.path.abspath(d) for d in args.sigma]}
+        opts["weblog_sigma"] = dict(opts["eventlog"])  # the sets' webserver/proxy rules over IIS/HttpProxy logs
     if getattr(args, "yara", None):
         missing = [d for d in args.yara if not os.path.exists(d)]
         if missing:

@@ -41,7 +41,9 @@ def test_attack_story_is_told_by_the_sigma_pack(tmp_path: Path) -> None:
         ("ps_download_cradle_script.yml", "Microsoft-Windows-PowerShell/Operational#1", "high"),
         ("evasion_security_log_cleared.yml", "Security#4", "high"),
         ("persist_member_added_local_privileged_group.yml", "Security#3", "medium"),
-        ("persist_account_created_or_enabled.yml", "Security#2", "low"),
+        ("persist_account_created_or_enabled.yml", "Security#2", "medium"),  # a new account: medium (SEVERITY.md)
+        ("exchange_attack_cmdlet_mgmt.yml", "MSExchange Management#1", "medium"),  # Set-OabVirtualDirectory
+        ("exchange_attack_cmdlet_mgmt.yml", "MSExchange Management#2", "medium"),
     }
     oab = hits[hits["rule_file"] == "exchange_oab_vdir_url_holds_script.yml"].iloc[0]
     assert oab["cve"] == "CVE-2021-27065" and str(oab["ts"]) == "2021-03-03 02:14:30+00:00"

@@ -29,6 +29,15 @@ REPO = Path(__file__).resolve().parents[2]
 PACK = REPO / "signatures" / "sigma" / "ed2102"
 CORPUS = REPO.parent / "shared" / "corpus"
 LOUD = ("high", "critical")
+# Real attack activity inside the corpus "baseline": python-evtx's issue_43 Sysmon log records WannaCry
+# (@WanaDecryptor@.exe) deleting shadow copies. A high there is a true finding; only these records may be loud.
+KNOWN_TRUE_HIGH = {
+    "PYE_issue_43_sysmon.evtx": {
+        ("impact_shadow_copies_deleted", 1621),
+        ("impact_shadow_copies_deleted", 1628),
+        ("impact_shadow_copies_deleted", 1632),
+    }
+}
 
 
 @cache
@@ -99,9 +108,11 @@ def test_corpus_baseline_logs_raise_no_high():
     logs = [p for p in _corpus("evtx/baseline") if p.suffix == ".evtx"]
     assert logs
     for path in logs:
-        _, matches = _sigma_findings(path)
+        df, matches = _sigma_findings(path)
         loud = matches[matches["level"].isin(LOUD)]
-        assert loud.empty, (path.name, sorted(set(loud["stem"])))
+        got = {(r.stem, int(df["EventRecordID"].iloc[r.row])) for r in loud.itertuples()}
+        unexpected = got - KNOWN_TRUE_HIGH.get(path.name, set())
+        assert not unexpected, (path.name, sorted(unexpected))
 
 
 @pytest.mark.corpus

@@ -161,6 +161,7 @@ BASELINE: dict[str, dict[str, tuple[int, ...]]] = {
         "persist_member_added_local_privileged_group": (58, 752, 821),
     },
     "evtx/baseline/PYE_system.evtx": {
+        "evasion_eventlog_service_interrupted_system": (12148, 12363, 12501),  # 7036 stops: medium, for review
         "persist_psexec_service_installed": (13304, 13307, 13311, 13510),
         "persist_service_installed_system": (
             12331, 12332, 12333, 12892, 12894, 13304, 13307, 13311, 13334, 13335, 13510, 13629,

@@ -17,6 +17,9 @@ cover each of those cells::
           sysmon_registry: [cred_lsass_silent_process_exit_dump]
           application: [cred_lsass_silent_process_exit_event]
 
+``name`` is accepted for ``title`` and ``sources`` for ``cells`` (the shape of ``breadth.yaml``), whose source
+ids are the coarse channel names also declared here (``Sysmon``, ``Security``, ``PowerShell`` ...).
+
 An event source with a ``channel`` selects sample events by channel (and event ids when given); ``kind``
 names a non-event source (``registry`` for the registry rules, ``weblog`` for the web-log indicators). The
 test ``tests/sigma_pack/test_coverage_matrix.py`` holds every cell to a rule that exists, with a positive
@@ -50,6 +53,12 @@ class Source:
     channels: tuple[str, ...] = ()
     event_ids: tuple[int, ...] = ()
     providers: tuple[str, ...] = ()
+
+    def reads(self, channels: tuple[str, ...], event_ids: tuple[int, ...]) -> bool:
+        """True when a logsource variant with these (case-folded) channels and event ids reads this source."""
+        if self.kind != "events" or not {c.lower() for c in self.channels} & set(channels):
+            return False
+        return not self.event_ids or not event_ids or bool(set(self.event_ids) & set(event_ids))
 
     def selects(self, row: dict[str, Any]) -> bool:
         """True when a flattened event row (reader column names) comes from this source."""
@@ -127,15 +136,15 @@ def _source(sid: str, raw: Any, where: str) -> Source:
 def _technique(raw: Any, where: str) -> Technique:
     if not isinstance(raw, dict) or not raw.get("id"):
         raise CoverageError(f"{where}: every technique needs an id")
-    unknown = set(raw) - {"id", "title", "attack", "ed2102_steps", "cells", "note"}
+    unknown = set(raw) - {"id", "title", "name", "attack", "ed2102_steps", "cells", "sources", "note"}
     if unknown:
         raise CoverageError(f"{where}: technique {raw['id']!r} has unknown keys {sorted(unknown)}")
-    cells = raw.get("cells")
+    cells = raw.get("cells", raw.get("sources"))
     if not isinstance(cells, dict) or not cells:
         raise CoverageError(f"{where}: technique {raw['id']!r} declares no cells")
     return Technique(
         id=str(raw["id"]),
-        title=str(raw.get("title") or raw["id"]),
+        title=str(raw.get("title") or raw.get("name") or raw["id"]),
         file=where,
         attack=tuple(str(a) for a in _tuple(raw.get("attack"))),
         ed2102_steps=tuple(int(s) for s in _tuple(raw.get("ed2102_steps"))),

@@ -35,7 +35,14 @@ from sigma.rule.logsource import EmptyLogSource
 
 from triage.sigma.compiler import Node, UnsupportedRule, compile_rule
 from triage.sigma.frame import FrameIndex, SubFrame
-from triage.sigma.logsources import LogsourceEntry, LogsourceMap, SourceVariant, load_logsources, logsource_label
+from triage.sigma.logsources import (
+    LogsourceEntry,
+    LogsourceMap,
+    SourceVariant,
+    default_logsources_path,
+    load_logsources,
+    logsource_label,
+)
 
 log = logging.getLogger(__name__)
 
@@ -354,16 +361,28 @@ def load_rules(paths: Iterable[str | Path], *, logsources: LogsourceMap | None =
     Args:
         paths: rule files and/or directories.
         logsources: logsource map (default: the shipped ``signatures/sigma/logsources.yaml``).
+
+    Large sets with the shipped map are compiled once and kept on disk (:mod:`triage.sigma.cache`), so the
+    main process and every worker of a run share one compilation.
     """
-    lmap = logsources if logsources is not None else load_logsources()
-    ruleset = RuleSet(logsources=lmap)
-    ids: dict[str, str] = {}
-    for path in iter_rule_files(paths):
-        if not path.exists():
-            ruleset.skipped.append(SkippedRule(str(path), "", "file not found"))
-            continue
-        _load_file(path, ruleset, ids)
-    return ruleset
+    files = list(iter_rule_files(paths))
+
+    def compile_() -> RuleSet:
+        lmap = logsources if logsources is not None else load_logsources()
+        ruleset = RuleSet(logsources=lmap)
+        ids: dict[str, str] = {}
+        for path in files:
+            if not path.exists():
+                ruleset.skipped.append(SkippedRule(str(path), "", "file not found"))
+                continue
+            _load_file(path, ruleset, ids)
+        return ruleset
+
+    if logsources is not None:  # a caller's own map: compile directly
+        return compile_()
+    from triage.sigma.cache import cached_load
+
+    return cached_load(files, default_logsources_path(), compile_)
 
 
 def _error_text(exc: BaseException) -> str:

@@ -1,0 +1,90 @@
+"""Compiled rule sets kept on disk (triage.sigma.cache): compiled once, reused, rebuilt when anything changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import triage.sigma.cache as cache
+import triage.sigma.engine as engine
+from triage.sigma import load_rules
+
+RULE = """
+title: Cmd {n}
+id: 3f0e1d2c-4b5a-4968-8776-a5b4c3d2e1{n:02d}
+status: test
+logsource:
+  product: windows
+  category: process_creation
+detection:
+  selection:
+    Image|endswith: '\\cmd{n}.exe'
+  condition: selection
+level: high
+"""
+
+
+@pytest.fixture
+def rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "MIN_FILES", 2)
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"r{n}.yml").write_text(RULE.format(n=n))
+    return folder
+
+
+def _events() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Channel": ["Microsoft-Windows-Sysmon/Operational"] * 2,
+            "EventID": pd.array([1, 1], dtype="Int64"),
+            "Image": [r"C:\Windows\cmd1.exe", r"C:\Windows\notepad.exe"],
+        }
+    )
+
+
+def _no_compiling(*_a, **_k):
+    raise AssertionError("compiled although a cached rule set exists")
+
+
+def test_second_load_comes_from_the_cache(rules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    first = load_rules([rules])
+    entries = list((tmp_path / "cache" / "sigma").glob("*.pickle"))
+    assert len(entries) == 1 and len(first.loaded) == 3
+    monkeypatch.setattr(engine, "_load_file", _no_compiling)
+    second = load_rules([rules])
+    assert [r.id for r in second.loaded] == [r.id for r in first.loaded]
+    a, b = first.evaluate(_events()), second.evaluate(_events())
+    assert a["rule_id"].tolist() == b["rule_id"].tolist() == ["3f0e1d2c-4b5a-4968-8776-a5b4c3d2e101"]
+
+
+def test_a_changed_rule_is_compiled_again(rules: Path, tmp_path: Path):
+    load_rules([rules])
+    (rules / "r2.yml").write_text(RULE.format(n=2).replace("level: high", "level: low"))
+    again = load_rules([rules])
+    assert {r.level for r in again.loaded} == {"high", "low"}
+    assert len(list((tmp_path / "cache" / "sigma").glob("*.pickle"))) == 2
+
+
+def test_damaged_entry_is_rebuilt_and_unwritable_cache_costs_only_speed(
+    rules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    load_rules([rules])
+    (entry,) = (tmp_path / "cache" / "sigma").glob("*.pickle")
+    entry.write_bytes(b"not a pickle")
+    assert len(load_rules([rules]).loaded) == 3
+    assert entry.read_bytes()[:1] == b"\x80"  # rewritten as a pickle
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv(cache.CACHE_ENV, str(blocked))
+    assert len(load_rules([rules]).loaded) == 3
+
+
+def test_small_sets_and_own_logsource_maps_are_not_cached(rules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(cache, "MIN_FILES", 10)
+    load_rules([rules])
+    assert not (tmp_path / "cache" / "sigma").exists()
