@@ -27,7 +27,7 @@ SAMPLE_FILES = sorted(SAMPLES_FILE.parent.glob("*.yaml"))  # ed2102.yaml plus th
 PREFIXES = (
     "exchange_", "cred_", "persist_", "evasion_", "ps_", "webshell_",
     "lm_", "disc_", "privesc_", "exec_", "c2_", "coll_", "exfil_", "impact_",
-)
+)  # fmt: skip
 LEVELS = {"low", "medium", "high", "critical"}
 ED2102_STEPS = {8, 9, 10}
 # fmt: off
