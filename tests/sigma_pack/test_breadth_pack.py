@@ -52,7 +52,7 @@ SERVICE_SOURCES = {
     "terminalservices-localsessionmanager": "TerminalServices",
     "codeintegrity-operational": "CodeIntegrity", "applocker": "AppLocker",
     "application-experience": "Application-Experience",
-    "capi2": "CAPI2", "dns-server": "DNS-Server",
+    "capi2": "CAPI2", "dns-server": "DNS-Server", "bitlocker": "BitLocker",
 }  # fmt: skip
 
 # The python-evtx "benign" Sysmon sample records a WannaCry detonation ("@WanaDecryptor@.exe" deleting shadow
