@@ -30,7 +30,7 @@ PREFIXES = (
     "exchange_", "cred_", "persist_", "evasion_", "ps_", "webshell_",
     "lateral_", "discovery_", "privesc_", "execution_", "lolbin_", "c2_", "collection_", "exfil_", "impact_",
     "lm_", "disc_", "exec_", "coll_",
-)
+)  # fmt: skip
 LEVELS = {"low", "medium", "high", "critical"}
 ED2102_STEPS = {8, 9, 10}
 # fmt: off
