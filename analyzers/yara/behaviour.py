@@ -605,6 +605,7 @@ def _either(a: re.Pattern[str], b: re.Pattern[str] | None) -> re.Pattern[str]:
 # extensions IIS and ASP.NET hand to script engines out of the box; a mapping of anything else is a remap
 SCRIPT_EXTS = frozenset(
     {
+        # ASP.NET and classic ASP
         "asp",
         "aspx",
         "ashx",
@@ -623,14 +624,22 @@ SCRIPT_EXTS = frozenset(
         "cdx",
         "ascx",
         "master",
+        "config",
+        "*",
+        # IIS's own stock maps in applicationHost.config (ISAPI-dll, CGI-exe, SSI, IDC) and IIS 6 script maps
+        "dll",
+        "exe",
         "shtml",
         "shtm",
         "stm",
+        "idc",
+        "htr",
+        "ida",
+        "idq",
+        "htw",
+        "printer",
         "php",
         "cgi",
-        "idc",
-        "config",
-        "*",
     }
 )
 ENGINE_WORDS = re.compile(
