@@ -189,6 +189,9 @@ def test_request_only_displayed_or_fixed_paths_is_no_flow() -> None:
         'Process.Start("iisreset.exe", "/status");',
         'var sql = "EXECUTE dbo.Find " + Request.Form["id"];',  # the word in a literal is not a sink
         '<%# Eval("Name") %>',
+        # FileName and Start on things that are not processes
+        'var cd = new System.Net.Mime.ContentDisposition(); cd.FileName = Request.QueryString["f"];',
+        "// process the request\nvar t = new System.Threading.Thread(Work); t.Start(Request.Form[\"job\"]);",
     ]
     for code in quiet:
         assert behaviour.analyse(code) == [], code
