@@ -560,7 +560,7 @@ def _flows(
     spans = _literal_spans(norm, vb)
     found: dict[str, Flow] = {}
     lower = norm.lower()
-    for sink in rules.sinks:
+    for sink in (*rules.sinks, *_alias_sinks(norm)):
         if sink.cls in found:
             continue
         if sink.keys and not any(k in lower for k in sink.keys):
@@ -594,6 +594,26 @@ def _flows(
                 )
                 break
     return list(found.values())
+
+
+_EVAL_ALIAS = re.compile(
+    r"(?<![\w.])([A-Za-z_]\w{0,63})\s{0,8}=\s{0,8}(?:[\"']eval[\"']|(?:this\s{0,4}\.\s{0,4})?eval\b(?!\s{0,8}\())", re.I
+)
+
+
+def _alias_sinks(norm: str) -> list[Sink]:
+    """Eval under another name: ``var f = eval; f(x)`` or ``var n = "eval"; this[n](x)`` (after escapes are decoded)."""
+    names = {m.group(1) for m in _EVAL_ALIAS.finditer(norm)}
+    return [
+        Sink(
+            cls="eval",
+            pattern=re.compile(
+                r"(?:\[\s{0,8}" + re.escape(n) + r"\s{0,8}\]|(?<![\w.])" + re.escape(n) + r")\s{0,8}\(", re.I
+            ),
+        )
+        for n in sorted(names)[:20]
+        if n.lower() not in NOT_TAINTABLE
+    ]
 
 
 def _either(a: re.Pattern[str], b: re.Pattern[str] | None) -> re.Pattern[str]:

@@ -191,7 +191,7 @@ def test_request_only_displayed_or_fixed_paths_is_no_flow() -> None:
         '<%# Eval("Name") %>',
         # FileName and Start on things that are not processes
         'var cd = new System.Net.Mime.ContentDisposition(); cd.FileName = Request.QueryString["f"];',
-        "// process the request\nvar t = new System.Threading.Thread(Work); t.Start(Request.Form[\"job\"]);",
+        '// process the request\nvar t = new System.Threading.Thread(Work); t.Start(Request.Form["job"]);',
     ]
     for code in quiet:
         assert behaviour.analyse(code) == [], code
