@@ -175,6 +175,10 @@ def test_taint_through_variables_parameters_objects_and_controls() -> None:
     flows = behaviour.analyse('Process.Start("cmd.exe", "/c " + CmdBox.Text);', markup=page)
     assert [f.cls for f in flows] == ["process"]
     assert behaviour.analyse('Process.Start("cmd.exe", "/c " + CmdBox.Text);', markup="") == []
+    # eval under another name, the name itself hex-escaped
+    alias = '<%@Page Language=Jscript%><%var a="\\x65\\x76\\x61\\x6c";this[a](Request["x"],"unsafe")%>'
+    assert [f.cls for f in inspect(alias.encode(), "a.aspx").flows] == ["eval"]
+    assert [f.cls for f in behaviour.analyse('var f = eval; var r = Request.Form["c"]; f(r);')] == ["eval"]
     svc = '[WebMethod] public string Run(string arg) { return Process.Start("cmd.exe", arg).Id.ToString(); }'
     assert [f.cls for f in behaviour.analyse(svc, handler=True)] == ["process"]
 
