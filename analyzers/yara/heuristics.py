@@ -362,6 +362,8 @@ def inspect(data: bytes, name: str) -> PageReport:
     server pages (a directive, a code block or a server script), so a renamed page is still read.
     """
     ext = PurePosixPath(name.replace("\\", "/")).suffix.lower()
+    if ext == ".js" and "temporary asp.net files" in name.lower():
+        ext = ".cs"  # JScript.NET that ASP.NET generated from a page: server code throughout, like .cs/.vb
     if ext in CONFIG_EXTS:
         return _inspect_config(data)
     if ext in COMPILED_EXTS:

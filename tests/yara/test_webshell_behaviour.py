@@ -232,6 +232,13 @@ def test_compiled_records() -> None:
     assert rep.hits == ["TRIAGE-WSH-043"]
 
 
+def test_generated_jscript_in_temporary_aspnet_files() -> None:
+    code = b'public class x_aspx extends System.Web.UI.Page {\n  function __Render() { eval(Request.Item["k"]); }\n}\n'
+    temp = "C:/Windows/Microsoft.NET/Framework64/v4.0.30319/Temporary ASP.NET Files/root/1a/2b/App_Web_x.0.js"
+    assert [f.cls for f in inspect(code, temp).flows] == ["eval"]
+    assert inspect(code, "C:/inetpub/wwwroot/scripts/app.js").flows == []  # client script elsewhere: not read
+
+
 def test_rule_file_and_severity_policy(tmp_path: Path) -> None:
     rules = behaviour.load_rules()
     ids = [c.id for c in rules.classes.values()]
