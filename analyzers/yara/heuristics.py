@@ -1,5 +1,12 @@
-"""The ``webshell_heuristics`` analyzer: signals in server pages that YARA strings do not catch.
+"""The ``webshell_heuristics`` analyzer: what server pages do, and signals that YARA strings do not catch.
 
+* Behaviour (:mod:`.behaviour`, rules in ``signatures/webshell/behaviour.yaml``): request input reaching code
+  evaluation, assembly loading, a process, a socket, a file write, reflection or an outbound connection,
+  directly or through variables (``TRIAGE-WSH-030`` .. ``036``), in any file that holds server code, whatever
+  its name or place: pages, handlers, ``.cs``/``.vb`` generated code, renamed pages found by their directive.
+* Configuration: ``web.config`` handler/build-provider remaps of odd extensions to script engines, server script
+  carried in a config file, request filtering that unblocks ``.config`` (``TRIAGE-WSH-040`` .. ``042``); and
+  Temporary ASP.NET Files ``.compiled`` records of pages in web shell places (``TRIAGE-WSH-043``).
 * A server page (``.aspx``, ``.ashx``, ``.asmx``) in a web folder whose source modification time falls inside
   the directive's window, 2021-01-01 to 2021-04-30: when ProxyLogon web shells were written. Exchange's own
   March/April 2021 security updates also rewrote stock pages in that window, so on its own this is a low
