@@ -368,6 +368,8 @@ def inspect(data: bytes, name: str) -> PageReport:
     ``name`` is only used for its extension; files of other extensions are analysed when they look like
     server pages (a directive, a code block or a server script), so a renamed page is still read.
     """
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # a UTF-16 page (ASP.NET reads it by its BOM): judge its text
+        data = _text(data).encode("utf-8")
     ext = PurePosixPath(name.replace("\\", "/")).suffix.lower()
     if ext == ".js" and "temporary asp.net files" in name.lower():
         ext = ".cs"  # JScript.NET that ASP.NET generated from a page: server code throughout, like .cs/.vb

@@ -232,6 +232,12 @@ def test_compiled_records() -> None:
     assert rep.hits == ["TRIAGE-WSH-043"]
 
 
+def test_utf16_page_is_read_by_its_bom() -> None:
+    page = '<%@ Page Language="JScript" %><% var c = Request.Form["c"]; eval(c); %>'
+    for enc, bom in (("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff")):
+        assert [f.cls for f in inspect(bom + page.encode(enc), "u.aspx").flows] == ["eval"], enc
+
+
 def test_generated_jscript_in_temporary_aspnet_files() -> None:
     code = b'public class x_aspx extends System.Web.UI.Page {\n  function __Render() { eval(Request.Item["k"]); }\n}\n'
     temp = "C:/Windows/Microsoft.NET/Framework64/v4.0.30319/Temporary ASP.NET Files/root/1a/2b/App_Web_x.0.js"
