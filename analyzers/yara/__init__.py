@@ -3,7 +3,8 @@
 ``yara`` (:mod:`.content`) runs the project's rules in ``signatures/yara`` and any ``--yara`` rule sets over web,
 staging and loose files and Exchange/IIS logs, through the engine adapter in :mod:`.engine` (yara-x first,
 yara-python as the fallback per rule file, compiled sets cached on disk). ``webshell_heuristics``
-(:mod:`.heuristics`) flags server pages written in the directive window and obfuscated server-side code.
+(:mod:`.heuristics`, :mod:`.behaviour`) follows request input into dangerous calls, reads ``web.config`` remaps and
+compilation records, and flags obfuscated code and pages written in the directive window.
 """
 
 from triage.analyzers.yara import content, heuristics  # noqa: F401  (importing registers the analyzers)

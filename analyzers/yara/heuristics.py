@@ -1,5 +1,12 @@
-"""The ``webshell_heuristics`` analyzer: signals in server pages that YARA strings do not catch.
+"""The ``webshell_heuristics`` analyzer: what server pages do, and signals that YARA strings do not catch.
 
+* Behaviour (:mod:`.behaviour`, rules in ``signatures/webshell/behaviour.yaml``): request input reaching code
+  evaluation, assembly loading, a process, a socket, a file write, reflection or an outbound connection,
+  directly or through variables (``TRIAGE-WSH-030`` .. ``036``), in any file that holds server code, whatever
+  its name or place: pages, handlers, ``.cs``/``.vb`` generated code, renamed pages found by their directive.
+* Configuration: ``web.config`` handler/build-provider remaps of odd extensions to script engines, server script
+  carried in a config file, request filtering that unblocks ``.config`` (``TRIAGE-WSH-040`` .. ``042``); and
+  Temporary ASP.NET Files ``.compiled`` records of pages in web shell places (``TRIAGE-WSH-043``).
 * A server page (``.aspx``, ``.ashx``, ``.asmx``) in a web folder whose source modification time falls inside
   the directive's window, 2021-01-01 to 2021-04-30: when ProxyLogon web shells were written. Exchange's own
   March/April 2021 security updates also rewrote stock pages in that window, so on its own this is a low
@@ -49,8 +56,9 @@ BASE64_MIN = 200
 CHARCODE_MIN = 16
 ESCAPE_MIN = 64
 
-_DIRECTIVE = re.compile(rb"<%\s{0,8}@.{0,4000}?%>", re.S)
-_CODE_BLOCK = re.compile(rb"<%(?!\s{0,8}@)(?!--)(.*?)%>", re.S)
+_DIRECTIVE_OPEN = re.compile(rb"<%\s{0,8}@")
+_CODE_OPEN = re.compile(rb"<%(?!\s{0,8}@)(?!--)")
+_SCRIPT_OPEN = re.compile(rb"<script\b[^<>]{0,400}\brunat\s{0,4}=\s{0,4}[\"']?server[\"']?[^<>]{0,400}>", re.I)
 # a page whatever its name: a directive, a code block or a server script (sniffed in files of other extensions)
 _SERVER_MARK = re.compile(
     rb"<%\s{0,8}@\s{0,8}(?:page|webhandler|webservice|control|master|application|language)\b|"
@@ -59,7 +67,6 @@ _SERVER_MARK = re.compile(
 )
 _HANDLER_DIRECTIVE = re.compile(rb"<%\s{0,8}@\s{0,8}(webhandler|webservice)\b", re.I)
 SNIFF_BYTES = 1024 * 1024
-_SERVER_SCRIPT = re.compile(rb"<script\b[^>]*\brunat\s*=\s*[\"']?server[\"']?[^>]*>(.*?)</script\s*>", re.S | re.I)
 _BASE64 = re.compile(rb"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{%d,}={0,2}" % BASE64_MIN)
 _DATA_URI = re.compile(rb"data:[\w.+-]+/[\w.+-]+;base64,$", re.I)
 _CHARCODE = re.compile(
@@ -76,12 +83,43 @@ def shannon_entropy(data: bytes) -> float:
     return -sum(c / n * math.log2(c / n) for c in Counter(data).values())
 
 
+def _blocks(data: bytes, lower: bytes, opener: re.Pattern[bytes], close: bytes) -> list[bytes]:
+    """Bodies from each ``opener`` match to the next ``close`` (an unclosed one runs to the end); linear time."""
+    out, pos = [], 0
+    while len(out) < 100000:
+        m = opener.search(data, pos)
+        if not m:
+            break
+        j = lower.find(close, m.end())
+        out.append(data[m.end() : j if j >= 0 else len(data)])
+        if j < 0:
+            break
+        pos = j + len(close)
+    return out
+
+
+def _strip_directives(data: bytes) -> bytes:
+    out, pos = [], 0
+    while True:
+        m = _DIRECTIVE_OPEN.search(data, pos)
+        if not m:
+            out.append(data[pos:])
+            break
+        out.append(data[pos : m.start()])
+        j = data.find(b"%>", m.end())
+        if j < 0:
+            break
+        pos = j + 2
+    return b"".join(out)
+
+
 def server_code(data: bytes, ext: str) -> bytes:
     """The server-side code of a page: script blocks and ``<% %>`` blocks (handlers: all but the directive)."""
     if ext in CODE_ONLY_EXTS or ext in SOURCE_EXTS or _HANDLER_DIRECTIVE.search(data[:4096]):
-        return _DIRECTIVE.sub(b"", data).strip()
-    parts = [m.group(1) for m in _CODE_BLOCK.finditer(data)]
-    parts += [m.group(1) for m in _SERVER_SCRIPT.finditer(data)]
+        return _strip_directives(data).strip()
+    lower = data.lower()
+    parts = _blocks(data, lower, _CODE_OPEN, b"%>")
+    parts += _blocks(data, lower, _SCRIPT_OPEN, b"</script")
     return b"\n".join(p.strip() for p in parts if p.strip())
 
 
@@ -330,7 +368,11 @@ def inspect(data: bytes, name: str) -> PageReport:
     ``name`` is only used for its extension; files of other extensions are analysed when they look like
     server pages (a directive, a code block or a server script), so a renamed page is still read.
     """
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # a UTF-16 page (ASP.NET reads it by its BOM): judge its text
+        data = _text(data).encode("utf-8")
     ext = PurePosixPath(name.replace("\\", "/")).suffix.lower()
+    if ext == ".js" and "temporary asp.net files" in name.lower():
+        ext = ".cs"  # JScript.NET that ASP.NET generated from a page: server code throughout, like .cs/.vb
     if ext in CONFIG_EXTS:
         return _inspect_config(data)
     if ext in COMPILED_EXTS:

@@ -20,8 +20,8 @@ rule TRIAGE_CONFIG_Handler_Remap_To_Script
 
     strings:
         $configuration = "<configuration" nocase
-        $remap_path = /<add\s[^>]{0,400}\b(path|extension)\s{0,4}=\s{0,4}["'](\*?\.)?(config|web\.config|jpe?g|png|gif|ico|bmp|txt|css|js|html?|xml|json|log)["'][^>]{0,400}(asp\.dll|PageHandlerFactory|SimpleHandlerFactory|PageBuildProvider|WebHandlerBuildProvider)/ nocase
-        $remap_engine = /<add\s[^>]{0,400}(asp\.dll|PageHandlerFactory|SimpleHandlerFactory|PageBuildProvider|WebHandlerBuildProvider)[^>]{0,400}\b(path|extension)\s{0,4}=\s{0,4}["'](\*?\.)?(config|web\.config|jpe?g|png|gif|ico|bmp|txt|css|js|html?|xml|json|log)["']/ nocase
+        $remap_path = /<add\s[^<>]{0,300}\b(path|extension)\s{0,4}=\s{0,4}["'](\*?\.)?(config|web\.config|jpe?g|png|gif|ico|bmp|txt|css|js|html?|xml|json|log)["'][^<>]{0,300}(asp\.dll|PageHandlerFactory|SimpleHandlerFactory|PageBuildProvider|WebHandlerBuildProvider)/ nocase
+        $remap_engine = /<add\s[^<>]{0,300}(asp\.dll|PageHandlerFactory|SimpleHandlerFactory|PageBuildProvider|WebHandlerBuildProvider)[^<>]{0,300}\b(path|extension)\s{0,4}=\s{0,4}["'](\*?\.)?(config|web\.config|jpe?g|png|gif|ico|bmp|txt|css|js|html?|xml|json|log)["']/ nocase
 
     condition:
         filesize < 1MB and $configuration and any of ($remap_*)
@@ -44,7 +44,7 @@ rule TRIAGE_CONFIG_Carries_Server_Script
 
     strings:
         $configuration = "<configuration" nocase
-        $code_block = /<%[=\s]{0,8}[^%>]{0,200}(Response\s{0,4}\.|Request\s{0,4}[.(\[]|Execute|eval\s{0,4}\(|CreateObject|Process\s{0,4}\.)/ nocase
+        $code_block = /<%[^%<>]{0,120}(Response\s{0,4}\.|Request\s{0,4}[.(\[]|Execute|eval\s{0,4}\(|CreateObject|Process\s{0,4}\.)/ nocase
         $code_script = /<script\b[^>]{0,200}runat\s{0,4}=\s{0,4}["']?server/ nocase
 
     condition:

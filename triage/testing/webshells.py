@@ -645,6 +645,28 @@ _WEB_CONFIG_STOCK = b"""<?xml version="1.0" encoding="utf-8"?>
 </configuration>
 """
 
+_APPHOST = b"""<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <system.webServer>
+    <handlers accessPolicy="Read, Script">
+      <add name="ISAPI-dll" path="*.dll" verb="*" modules="IsapiModule" resourceType="File"
+           requireAccess="Execute" allowPathInfo="true" />
+      <add name="CGI-exe" path="*.exe" verb="*" modules="CgiModule" resourceType="File" requireAccess="Execute" />
+      <add name="ASPClassic" path="*.asp" verb="GET,HEAD,POST" modules="IsapiModule"
+           scriptProcessor="%windir%\\system32\\inetsrv\\asp.dll" resourceType="File" />
+      <add name="SecurityCertificate" path="*.cer" verb="GET,HEAD,POST" modules="IsapiModule"
+           scriptProcessor="%windir%\\system32\\inetsrv\\asp.dll" resourceType="File" />
+      <add name="SSINC-shtml" path="*.shtml" verb="GET,HEAD,POST" modules="ServerSideIncludeModule" />
+      <add name="PageHandlerFactory-Integrated" path="*.aspx" verb="GET,HEAD,POST,DEBUG"
+           type="System.Web.UI.PageHandlerFactory" preCondition="integratedMode" />
+      <add name="HttpRemotingHandlerFactory-rem-Integrated" path="*.rem" verb="GET,HEAD,POST,DEBUG"
+           type="System.Runtime.Remoting.Channels.Http.HttpRemotingHandlerFactory" preCondition="integratedMode" />
+      <add name="StaticFile" path="*" verb="*" modules="StaticFileModule,DefaultDocumentModule" resourceType="Either" />
+    </handlers>
+  </system.webServer>
+</configuration>
+"""
+
 _JQUERY_MIN = (
     b"/*! jQuery-like v0.0 | test fixture */\n"
     b'!function(e,t){"use strict";var n=[],r=e.document,i=Object.getPrototypeOf,'
@@ -678,6 +700,7 @@ def benign_samples() -> list[Sample]:
         Sample("benign", "ping.ashx", _ECP_HANDLER),
         Sample("benign", "lookup.asmx", _ASMX_SERVICE),
         Sample("benign", "web.config", _WEB_CONFIG_STOCK),
+        Sample("benign", "applicationHost.config", _APPHOST, "IIS's stock handler maps"),
         Sample("benign", "jquery.min.js", _JQUERY_MIN, "minified script with eval"),
         Sample("benign", "guestbook.asp", _CLASSIC_ASP_APP),
         Sample(
