@@ -46,8 +46,8 @@ def test_full_disk_fails_collect_then_resumes(small_fs: Path, tmp_path: Path) ->
     src.mkdir()
     files = []
     for i in range(8):  # 3.2 MB of loose files into 2 MiB
-        f = src / f"dump{i}.bin"
-        f.write_bytes(os.urandom(400_000))
+        f = src / f"dump{i}.dmp"  # a minidump header, so the recogniser takes them for evidence
+        f.write_bytes(b"MDMP\x93\xa7\x00\x00" + os.urandom(400_000))
         files.append(str(f))
     case = small_fs / "case"
     res = _run("collect", *files, "--as", "files", "--host", "H", "--case", str(case), "-q", "--json")

@@ -128,12 +128,14 @@ def _bomb(path: Path) -> Path:
     return path
 
 
+# peak RSS from VmHWM: ru_maxrss would carry the forking pytest's peak across exec on Linux
 _MEASURE = """
-import resource, sys, time
+import re, sys, time
 from triage.analyzers.eventlog.reader import ReadStats, iter_json_events
 t = time.perf_counter(); s = ReadStats()
 n = sum(len(f) for f in iter_json_events(sys.argv[1], s))
-print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, n, s.truncated, s.limit_hit)
+hwm = int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+print(time.perf_counter() - t, hwm, n, s.truncated, s.limit_hit)
 """
 
 
