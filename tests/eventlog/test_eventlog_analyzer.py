@@ -35,6 +35,9 @@ def test_attack_story_is_told_by_the_sigma_pack(tmp_path: Path) -> None:
         ("cred_procdump_lsass.yml", "Microsoft-Windows-Sysmon/Operational#3", "high"),
         ("cred_lsass_opened_with_dump_rights.yml", "Microsoft-Windows-Sysmon/Operational#4", "high"),
         ("cred_lsass_dump_file_created.yml", "Microsoft-Windows-Sysmon/Operational#5", "high"),
+        # breadth rules: the 7-Zip staging of lsass.dmp from C:\ProgramData
+        ("coll_archive_sensitive_data.yml", "Microsoft-Windows-Sysmon/Operational#6", "medium"),
+        ("exec_process_from_suspicious_folder.yml", "Microsoft-Windows-Sysmon/Operational#6", "medium"),
         ("persist_service_suspicious_image_system.yml", "System#2", "high"),
         ("persist_service_installed_system.yml", "System#2", "low"),
         ("ps_powercat.yml", "Microsoft-Windows-PowerShell/Operational#1", "high"),

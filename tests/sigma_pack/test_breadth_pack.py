@@ -53,6 +53,7 @@ SERVICE_SOURCES = {
     "codeintegrity-operational": "CodeIntegrity", "applocker": "AppLocker",
     "application-experience": "Application-Experience",
     "capi2": "CAPI2", "dns-server": "DNS-Server", "bitlocker": "BitLocker",
+    "iis-configuration": "IIS-Configuration",
 }  # fmt: skip
 
 # The python-evtx "benign" Sysmon sample records a WannaCry detonation ("@WanaDecryptor@.exe" deleting shadow
