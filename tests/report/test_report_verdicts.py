@@ -34,10 +34,15 @@ def _ledger(case: Path) -> dict[str, dict[str, str]]:
 def test_junk_source_is_insufficient_evidence_exit_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "junk"
     src.mkdir()
-    # (named .dat: a loose .bin is filed as a memory image by name, and Volatility's "no kernel" is a warning)
     (src / "blob.dat").write_bytes(os.urandom(4096))
     (src / "notes.txt").write_text("collected by hand\n")
     case = tmp_path / "case"
+    # nothing examinable at all: refused before a case is made, exit 4 with the reason, never a verdict
+    code = main(["run", str(src), "--as", "files", "--host", "EXJUNK", "--case", str(case), "--json", "-q"])
+    assert code == ExitCode.INSUFFICIENT == 4
+    assert capsys.readouterr().out == "" and not (case / "case.json").exists()
+    # one examinable file (a plain page) beside the junk: a case and a report, whose verdict says what is missing
+    (src / "default.aspx").write_text('<%@ Page Language="C#" %>\n<html><body>Hello</body></html>\n')
     code = main(["run", str(src), "--as", "files", "--host", "EXJUNK", "--case", str(case), "--json", "-q"])
     assert code == ExitCode.INSUFFICIENT == 4
     out = json.loads(capsys.readouterr().out)
