@@ -184,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument(
         "--head",
         metavar="HASH",
+        action="append",
         help="a custody head kept outside the case (printed at the end of every command): the chain must "
-        "contain that event",
+        "contain that event; on a fleet folder one per host, HOST=HASH, repeatable",
     )
     li = sub.add_parser("list", parents=[common], help="list analyzers and artifact families")
     li.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE")
@@ -462,16 +463,26 @@ def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
     return res.as_dict()
 
 
+def parse_head_hash(text: str) -> str:
+    """A ``--head`` value as 64 lower-case hex digits, else a usage error."""
+    anchor = text.strip().lower()
+    if len(anchor) != 64 or any(c not in "0123456789abcdef" for c in anchor):
+        raise UsageError("--head: expected the 64 hex digits of a custody event hash")
+    return anchor
+
+
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     from triage.case import Case
     from triage.progress import byte_progress
     from triage.verify import verify_case
 
     anchor = getattr(args, "head", None)
+    if isinstance(anchor, list):  # repeatable for fleets (HOST=HASH); a single case has one head
+        if len(anchor) > 1:
+            raise UsageError("--head: a single case has one custody head; give --head once")
+        anchor = anchor[0] if anchor else None
     if anchor is not None:
-        anchor = anchor.strip().lower()
-        if len(anchor) != 64 or any(c not in "0123456789abcdef" for c in anchor):
-            raise UsageError("--head: expected the 64 hex digits of a custody event hash")
+        anchor = parse_head_hash(anchor)
     case = Case.open(args.case)
     with byte_progress("verifying", enabled=not args.quiet) as advance:
         rep = verify_case(case, progress=advance, anchor=anchor)

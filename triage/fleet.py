@@ -461,19 +461,90 @@ def report_fleet(args: argparse.Namespace) -> tuple[dict[str, Any], ExitCode]:
     return out, _worst(rep["hosts"], getattr(args, "fail_on", None))
 
 
+# A fleet's verify exit code is the worst of its host cases' own codes, in this order: a change or a damaged
+# case (3) outweighs files a collection could not write (5), which outweighs a command that never finished
+# (6): tampering must never be reported as a mere interruption. Any other code a host case ends with (a
+# usage error while opening it) ranks just below 3.
+VERIFY_SEVERITY = (ExitCode.INTEGRITY, ExitCode.COLLECTION_FAILED, ExitCode.INCOMPLETE, ExitCode.OK)
+
+
+def worst_verify_code(codes: list[ExitCode]) -> ExitCode:
+    """The fleet's verify exit code from its host cases' codes (``VERIFY_SEVERITY``; an empty fleet is 3)."""
+    if not codes:
+        return ExitCode.INTEGRITY  # nothing verified is not a clean verify
+
+    def rank(code: ExitCode) -> float:
+        return VERIFY_SEVERITY.index(code) if code in VERIFY_SEVERITY else 0.5
+
+    return min(codes, key=rank)
+
+
+def _fleet_heads(values: list[str] | None, hosts: list[str]) -> dict[str, str]:
+    """``--head HOST=HASH`` (repeatable) -> {host: hash}; a bare hash on a fleet is a usage error."""
+    from triage.cli import parse_head_hash
+
+    by_upper = {h.upper(): h for h in hosts}
+    heads: dict[str, str] = {}
+    for value in values or []:
+        name, sep, digest = value.partition("=")
+        if not sep:
+            raise UsageError(
+                "--head: a fleet has one custody head per host; give --head HOST=HASH for each host to check "
+                f"(hosts: {', '.join(hosts)})"
+            )
+        host = by_upper.get(name.strip().upper())
+        if host is None:
+            raise UsageError(f"--head {name}=...: no host case {name!r} in this fleet (hosts: {', '.join(hosts)})")
+        if host in heads:
+            raise UsageError(f"--head: host {host} given twice")
+        heads[host] = parse_head_hash(digest)
+    return heads
+
+
 def verify_fleet(args: argparse.Namespace) -> tuple[dict[str, Any], ExitCode]:
-    """``triage verify FLEET``: every host case; exit 3 when any of them fails."""
+    """``triage verify FLEET``: every host case; the exit code is the worst host code (``VERIFY_SEVERITY``)."""
     from triage import cli
     from triage.cli import stdout
+    from triage.errors import TriageError
 
     root = Path(args.case)
-    results = {host: cli.cmd_verify(_host_args(args, path)) for host, path in host_cases(root).items()}
-    ok = bool(results) and all(r["ok"] for r in results.values())
+    cases = host_cases(root)
+    heads = _fleet_heads(getattr(args, "head", None), list(cases))
+    results: dict[str, dict[str, Any]] = {}
+    for host, path in cases.items():
+        try:
+            results[host] = cli.cmd_verify(_host_args(args, path, head=heads.get(host)))
+        except TriageError as exc:  # a host case that cannot even be opened costs only itself
+            results[host] = {
+                "ok": False,
+                "verdict": "FAILED",
+                "exit_code": int(exc.exit_code),
+                "problems": [{"where": str(path), "problem": str(exc)}],
+                "custody_head": {},
+            }
+    code = worst_verify_code([ExitCode(r["exit_code"]) for r in results.values()])
+    ok = code == ExitCode.OK
     if not args.json:
         for host, r in results.items():
-            verdict = "OK" if r["ok"] else f"FAILED ({len(r['problems'])} problems)"
-            stdout.print(f"{host}: verify {verdict}", markup=False)
-            for p in r["problems"]:
-                stdout.print(f"  CHANGED {p['where']}: {p['problem']}", markup=False)
-        stdout.print(f"fleet verify {'OK' if ok else 'FAILED'}: {len(results)} host cases", markup=False)
-    return {"fleet": str(root), "ok": ok, "hosts": results}, ExitCode.OK if ok else ExitCode.INTEGRITY
+            head = r.get("custody_head") or {}
+            stdout.print(f"{host}: verify {r['verdict']} (exit {r['exit_code']})", markup=False)
+            for key, label in (("problems", "CHANGED"), ("collection_failed", "FAILED"), ("incomplete", "INCOMPLETE")):
+                for p in r.get(key, []):
+                    stdout.print(f"  {label} {p['where']}: {p['problem']}", markup=False)
+            anchor = r.get("anchor")
+            if anchor:
+                found = f"is event {anchor['seq']}" if anchor["found"] else "is NOT in the chain"
+                stdout.print(f"  head {anchor['hash'][:12]} {found}", markup=False)
+            if head:
+                stdout.print(f"  custody head: event {head['seq']} {head['hash']}", markup=False)
+        stdout.print(f"fleet verify {'OK' if ok else code.name}: {len(results)} host cases", markup=False)
+    # stderr, like a single case's head: one line per host, each to be kept for 'verify --head HOST=HASH'
+    for host, r in results.items():
+        head = r.get("custody_head") or {}
+        if head:
+            print(
+                f"custody head {host}: event {head['seq']} {head['hash']} (keep it; 'triage verify --head "
+                f"{host}={head['hash']}')",
+                file=sys.stderr,
+            )
+    return {"fleet": str(root), "ok": ok, "exit_code": int(code), "hosts": results}, code
