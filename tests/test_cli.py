@@ -59,7 +59,7 @@ def test_run_end_to_end_leaves_source_untouched(tmp_path: Path, capsys) -> None:
     case_json = json.loads((tmp_path / "case" / "case.json").read_text())
     assert case_json["examiner"] == "analyst7" and case_json["tool_version"]
     actions = [json.loads(line)["action"] for line in (tmp_path / "case" / "custody.jsonl").read_text().splitlines()]
-    assert actions[0] == "create" and actions[-2:] == ["analyze", "report"]
+    assert actions[0] == "create" and actions[-3:] == ["analyze", "report_begin", "report"]
     assert actions.count("collect") == len((tmp_path / "case" / "manifest.jsonl").read_text().splitlines())
 
 

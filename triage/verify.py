@@ -141,6 +141,20 @@ def _check_file(case: Case, rel: str, sha256: str, report: VerifyReport, what: s
         report.problem(rel, f"{what} changed: custody recorded sha256 {sha256}, now {digest}")
 
 
+def _check_report_file_while_pending(case: Case, rel: str, sha256: str, report: VerifyReport) -> None:
+    """A report killed mid-way rewrote the files of the one before it: changed bytes are incomplete (6);
+    a missing or replaced (non-regular) file is still a problem (a report never deletes or links)."""
+    scratch = VerifyReport()
+    _check_file(case, rel, sha256, scratch, "report file")
+    report.files_checked += scratch.files_checked
+    for p in scratch.problems:
+        if p["problem"].startswith("report file changed:"):
+            why = "rewritten by a report that never finished (report_begin without its end): rerun report"
+            report.incomplete.append({"where": p["where"], "problem": why})
+        else:
+            report.problems.append(p)
+
+
 def _details(ev: dict[str, Any]) -> dict[str, Any]:
     d = ev.get("details")
     return d if isinstance(d, dict) else {}
@@ -160,6 +174,7 @@ class _Ledger:
         self.legacy_ends = 0
         self.last_end: dict[str, Any] | None = None
         self.has_collect = False
+        self.report_pending: str | None = None  # a report_begin whose report event never came (killed)
         for ev in case.custody.events():
             action, d = ev.get("action"), _details(ev)
             if action == "create" and isinstance(d.get("case_json_sha256"), str):
@@ -171,9 +186,13 @@ class _Ledger:
                 self.files[d["run_record"]] = (str(d.get("run_record_sha256")), "run record")
                 self.run_records.append(d["run_record"])
                 self.run_ids.add(str(d.get("run_id")))
+            elif action == "report_begin":
+                self.report_pending = str(d.get("report_id"))
             elif action == "report" and isinstance(d.get("outputs"), dict):
                 for name, digest in d["outputs"].items():
                     self.files[f"report/{name}"] = (str(digest), "report file")
+                if d.get("report_id") == self.report_pending:
+                    self.report_pending = None
             elif action == "rules_loaded" and isinstance(d.get("record"), str) and d.get("record_sha256"):
                 self.files[d["record"]] = (str(d["record_sha256"]), "rule load record")
             elif action == "recover" and d.get("kept") and isinstance(d.get("file"), str):
@@ -336,7 +355,10 @@ def _verify(case: Case, report: VerifyReport, progress: Callable[[int], None] | 
     for rel, digest in results.items():
         expected[rel] = (digest, "result file")
     for rel, (digest, what) in sorted(expected.items()):
-        _check_file(case, rel, digest, report, what)
+        if what == "report file" and ledger.report_pending:
+            _check_report_file_while_pending(case, rel, digest, report)
+        else:
+            _check_file(case, rel, digest, report, what)
     _check_results_against_units(case, report)
 
     # everything else in the tree
@@ -443,6 +465,9 @@ def _walk_tree(case: Case, report: VerifyReport, listed: set[str], known: set[st
                     report.warnings.append({"where": rel, "warning": "result file not recorded by any run record"})
                 else:
                     report.problem(rel, "file in results/ that no run record accounts for")
+            elif top == "report" and ledger.report_pending:
+                why = "report file written by a report that never finished (report_begin without its end): rerun report"
+                report.incomplete.append({"where": rel, "problem": why})
             else:
                 report.problem(rel, f"file in {top}/ that no custody event accounts for")
 

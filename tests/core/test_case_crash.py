@@ -186,10 +186,14 @@ def test_killed_report_is_redone_and_verifies(vol: Path, tmp_path: Path) -> None
     res = triage("run", str(vol), "--case", str(case), "-q", "-j", "1", "--only", "webshell_locations")
     assert res.returncode == 0, res.stderr[-2000:]
     # killed after every report file was written, before the report event recorded their hashes
-    res = triage("report", str(case), "-q", kill_at="append:1")
+    # (append 1 is the report_begin event, append 2 the report event)
+    res = triage("report", str(case), "-q", kill_at="append:2")
     assert res.returncode == -signal.SIGKILL
-    code, _ = verify(case)
-    assert code == ExitCode.INTEGRITY  # report files that no event accounts for
+    code, out = verify(case)
+    # a report that started and never finished is incomplete (6), not tampering (3)
+    assert code == ExitCode.INCOMPLETE and not out["problems"], out
+    # the run's report was finished; the killed one rewrote its pages (a new generation time)
+    assert "report/report.html" in {p["where"] for p in out["incomplete"]}, out
     assert triage("report", str(case), "-q").returncode == 0
     code, out = verify(case)
     assert code == ExitCode.OK, out

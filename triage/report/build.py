@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -248,6 +249,10 @@ def build_report(
     t0 = time.perf_counter()
     result = ReportResult()
     clock = [t0]
+    # a begin event first: a report killed mid-way is then told apart (verify: incomplete, 6) from report
+    # files that no command wrote (3); the end event below names the same id
+    report_id = uuid.uuid4().hex
+    case.custody.append("report_begin", report_id=report_id)
 
     def lap(stage: str) -> None:
         now = time.perf_counter()
@@ -356,6 +361,7 @@ def build_report(
     result.seconds = round(time.perf_counter() - t0, 3)
     case.custody.append(
         "report",
+        report_id=report_id,
         findings=result.findings,
         by_severity=result.by_severity,
         ledger=result.ledger,
