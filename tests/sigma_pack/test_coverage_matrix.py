@@ -146,6 +146,11 @@ def test_loader_rejects_broken_files(tmp_path: Path):
     again.write_text("version: 1\ntechniques:\n  - {id: u, cells: {s: [r2]}}\n")
     cov = load_coverage(tmp_path)
     assert [t.id for t in cov.techniques] == ["t", "u"] and cov.rows()[1]["rule"] == "r2"
+    # a cell on a source no file declares: a schema error naming the file, the technique and the source
+    # (was a KeyError at test collection, in _event_cells)
+    again.write_text("version: 1\ntechniques:\n  - {id: u, cells: {s: [r2], IIS-Config: [r3]}}\n")
+    with pytest.raises(CoverageError, match=r"more\.yaml: technique 'u' names source 'IIS-Config'.*declared: s\)"):
+        load_coverage(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------ cells -> rules

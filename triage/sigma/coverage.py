@@ -155,8 +155,8 @@ def _technique(raw: Any, where: str) -> Technique:
 def load_coverage(paths: Iterable[Path] | Path) -> Coverage:
     """Load coverage files (a folder means every ``*.yaml`` in it, ``ed2102.yaml`` first).
 
-    Raises :class:`CoverageError` for a file that breaks the schema, a technique id given twice, or a
-    source declared twice with different definitions.
+    Raises :class:`CoverageError` for a file that breaks the schema, a technique id given twice, a
+    source declared twice with different definitions, or a cell naming a source that no file declares.
     """
     if isinstance(paths, Path):
         paths = (
@@ -181,6 +181,14 @@ def load_coverage(paths: Iterable[Path] | Path) -> Coverage:
             seen[tech.id] = where
             cov.techniques.append(tech)
         cov.files.append(Path(path))
+    # after every file: a technique may name a source another file declares (breadth.yaml reuses ed2102.yaml's)
+    for tech in cov.techniques:
+        for sid in tech.cells:
+            if sid not in cov.sources:
+                raise CoverageError(
+                    f"{tech.file}: technique {tech.id!r} names source {sid!r}, which no coverage file declares "
+                    f"(declared: {', '.join(sorted(cov.sources)) or 'none'})"
+                )
     return cov
 
 
