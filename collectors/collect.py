@@ -479,7 +479,11 @@ def _open_nested(
             return open_source_path(path, "auto", depth=parent.depth + 1)
         assert node is not None
         if rec.format != "zip":
-            return f"a {rec.format} inside a zip is not opened in place; extract it and give it as a source"
+            # the image readers need random access to the file, which a compressed zip member does not give
+            return (
+                f"a {rec.format} disk image inside a zip is not opened (a zip member cannot be read at random "
+                "offsets, as an image reader needs); it is stored as it is: extract it and give it as a source"
+            )
         # spooled into an unnamed temporary file: a zip reader seeks back and forth, and every backward seek in
         # a compressed member stream would inflate it again from its start
         spool = tempfile.TemporaryFile(dir=os.environ.get("TRIAGE_TMPDIR") or None)  # noqa: SIM115 - closed below
@@ -516,8 +520,14 @@ def _collect_nested(
     A collection (volume, KAPE, Velociraptor, disk image) is not stored twice; a zip that held loose files is
     also kept as itself, since an archive in a folder of evidence may be an intruder's staging.
     """
+    segments = [os.path.basename(s) for s in nested.image.segments] if nested.image is not None else []
     case.custody.append(
-        "container_open", source=origin, source_type=nested.source_type, depth=nested.depth, notes=nested.notes[:20]
+        "container_open",
+        source=origin,
+        source_type=nested.source_type,
+        depth=nested.depth,
+        notes=nested.notes[:20],
+        **({"segments": segments} if segments else {}),
     )
     stats.containers.append({"source": origin, "type": nested.source_type, "depth": nested.depth})
     try:
@@ -593,11 +603,17 @@ def collect_files(
     override: dict[int, str] = {}  # containers kept as themselves (suspicious_file)
     done: set[int] = set()  # containers fully collected through their content
     failed: list[tuple[str, Recognition, str]] = []
+    # segments of a disk image opened from this folder (E02.., .002.., VMDK extents): read through the image,
+    # so neither opened again as images of their own nor stored as loose files
+    key_of = {os.path.abspath(p): id(p) for p in source.files}
+    consumed: set[int] = set()
     if kind is None and source.source_type != "memory" and source.open_containers:
         for key, origin, opener_path, node in [
             *((id(p), p, p, None) for p in source.files),
             *((id(n), n.source_path, None, n) for _, n in source.members if n.kind == FILE),
         ]:
+            if key in consumed:
+                continue
             rec = source.recognized.get(origin) or (
                 _recognize_node(node) if node is not None else recognize_path(origin)
             )
@@ -608,10 +624,15 @@ def collect_files(
             override[key] = "suspicious_file"
             if isinstance(nested, str):
                 failed.append((origin, rec, nested))
-            elif not _collect_nested(
-                case, nested, host=given, origin=origin, link=link, progress=progress, stats=stats
-            ):
-                done.add(key)
+                continue
+            segments = [os.path.abspath(s) for s in nested.image.segments] if nested.image is not None else []
+            if _collect_nested(case, nested, host=given, origin=origin, link=link, progress=progress, stats=stats):
+                continue
+            done.add(key)
+            for seg in segments:
+                if seg in key_of and key_of[seg] != key:
+                    consumed.add(key_of[seg])
+                    done.add(key_of[seg])
     if not given and len(stats.hosts) == 1:
         given = next(iter(stats.hosts))
     host = safe_host(given or "unknown-host")
