@@ -10,7 +10,9 @@
 * A server page (``.aspx``, ``.ashx``, ``.asmx``) in a web folder whose source modification time falls inside
   the directive's window, 2021-01-01 to 2021-04-30: when ProxyLogon web shells were written. Exchange's own
   March/April 2021 security updates also rewrote stock pages in that window, so on its own this is a low
-  severity pointer for the timeline, raised to high when the same page also shows obfuscation.
+  severity pointer for the timeline, raised to high when the same page also shows obfuscation. In the stock
+  trees of ``locations.yaml`` (Exchange virtual directories outside the auth folders, hundreds of stock pages
+  rewritten by every update) the time alone raises nothing.
 * Obfuscation in the server-side code of any server page (``<% %>`` blocks, ``<script runat="server">``, the
   body of handlers): Shannon entropy of the code, very long lines, long base64 blobs, and strings built from
   character codes (``Chr(..)&Chr(..)``, ``String.fromCharCode``, ``(char)NN``, ``\\xNN`` escapes).
@@ -332,13 +334,36 @@ SIGNALS.update({c.id: _flow_signal(c) for c in behaviour.default_rules().classes
 _STOCK_AUTH = None
 
 
+_STOCK_TREES: list[tuple[tuple[re.Pattern[str], ...], tuple[re.Pattern[str], ...]]] | None = None
+
+
 def _stock_auth_pages() -> frozenset[str]:
     """Stock page names of owa/auth and ecp/auth, from the one list in signatures/webshell/locations.yaml."""
     global _STOCK_AUTH
     if _STOCK_AUTH is None:
         doc = yaml.safe_load(signature_path("webshell/locations.yaml").read_text(encoding="utf-8"))
-        _STOCK_AUTH = frozenset(n.casefold() for names in (doc.get("stock") or {}).values() for n in names)
+        stock = doc.get("stock") or {}
+        _STOCK_AUTH = frozenset(n.casefold() for key in ("owa_auth", "ecp_auth") for n in stock.get(key) or ())
     return _STOCK_AUTH
+
+
+def in_stock_tree(path: str) -> bool:
+    """Whether a logical path lies in a stock tree of ``locations.yaml`` (``stock_trees``: Exchange vdirs
+    outside the auth folders), where updates rewrite so many stock files that a write time alone says nothing."""
+    global _STOCK_TREES
+    if _STOCK_TREES is None:
+        from triage.analyzers.webshell import glob_regex
+
+        doc = yaml.safe_load(signature_path("webshell/locations.yaml").read_text(encoding="utf-8"))
+        _STOCK_TREES = [
+            (tuple(glob_regex(p) for p in t.get("path") or ()), tuple(glob_regex(p) for p in t.get("not_path") or ()))
+            for t in (doc.get("stock_trees") or {}).values()
+        ]
+    norm = path.replace("\\", "/")
+    return any(
+        any(rx.match(norm) for rx in inside) and not any(rx.match(norm) for rx in outside)
+        for inside, outside in _STOCK_TREES
+    )
 
 
 def compiled_location(virtual_path: str) -> bool:
@@ -432,7 +457,8 @@ class WebShellHeuristics(Analyzer):
         rep = inspect(data, logical)
         signals = rep.obfuscation
         written = ev.kind == "web_file" and ext in WINDOW_EXTS and in_window(ev.source_mtime)
-        fired = (["TRIAGE-WSH-001"] if written else []) + rep.hits
+        # in a stock tree (Exchange vdirs, rewritten by every update) the time alone is no pointer
+        fired = (["TRIAGE-WSH-001"] if written and not in_stock_tree(logical) else []) + rep.hits
         if written and signals.hits:
             fired.append("TRIAGE-WSH-020")
         base = {

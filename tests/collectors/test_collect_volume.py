@@ -31,7 +31,7 @@ from collectors_support import (
 
 from triage.testing.volume import T0, VolumeSpec, build_volume, volume_files
 
-EXCHANGE_FAMILIES = {"exchange_binary": 1, "exchange_logs": 3, "exchange_web": 2}  # family -> declared paths
+EXCHANGE_FAMILIES = {"exchange_binary": 1, "exchange_logs": 3, "exchange_web": 2, "exchange_vdirs": 2}  # -> paths
 SETUP_KEY = r"SOFTWARE\Microsoft\ExchangeServer\v15\Setup"
 
 
@@ -231,7 +231,7 @@ def test_no_exchange_on_the_volume_gives_missing_rows_with_a_clear_reason(tmp_pa
     assert stats.exchange["root"] == ""
     rows = _exchange_missing_rows(case)
     assert Counter(r.family for r in rows) == Counter(EXCHANGE_FAMILIES)
-    assert Counter(r.kind for r in rows) == Counter({"exchange_log": 3, "web_file": 2, "exchange_binary": 1})
+    assert Counter(r.kind for r in rows) == Counter({"exchange_log": 3, "web_file": 4, "exchange_binary": 1})
     assert {r.source_path for r in rows} == {
         f"{vol}::%ExchangeInstallPath%/{p}"
         for p in (
@@ -241,6 +241,8 @@ def test_no_exchange_on_the_volume_gives_missing_rows_with_a_clear_reason(tmp_pa
             "Logging/OABGeneratorLog/**",
             "FrontEnd/HttpProxy/owa/auth/**",
             "FrontEnd/HttpProxy/ecp/auth/**",
+            "FrontEnd/HttpProxy/**/*.{aspx,ashx,asmx,asax,ascx,asp,cshtml,svc,soap,cer,config,js}",
+            "ClientAccess/**/*.{aspx,ashx,asmx,asax,ascx,asp,cshtml,svc,soap,cer,config,js}",
         )
     }
     for row in rows:
@@ -261,7 +263,7 @@ def test_non_default_install_path_without_software_hive_is_reported_not_guessed(
     case = new_case()
     _, stats = collect(case, vol)
     assert stats.exchange["how"] == "none"
-    assert len(_exchange_missing_rows(case)) == 6
+    assert len(_exchange_missing_rows(case)) == sum(EXCHANGE_FAMILIES.values())
     assert "exchange_log" not in stats.kinds
 
 
