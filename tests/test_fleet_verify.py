@@ -120,3 +120,24 @@ def test_an_unopenable_host_case_costs_only_itself(tmp_path: Path, bad: str) -> 
     code, out, err = _verify(str(root))
     assert code == ExitCode.INTEGRITY and "Traceback" not in err
     assert out["hosts"]["EXCH01"]["exit_code"] == 0 and out["hosts"]["EXCH02"]["exit_code"] == 3
+
+
+def test_an_unreadable_host_case_is_reported_under_its_host(tmp_path: Path, monkeypatch) -> None:
+    from triage import cli
+
+    root = tmp_path / "fleet"
+    _host(root, "EXCH01")
+    _host(root, "EXCH02")
+    real = cli.cmd_verify
+
+    def verify(args):
+        if Path(args.case).name == "EXCH02":  # as an unreadable folder on archived media would
+            raise PermissionError(13, "Permission denied", str(Path(args.case) / "custody.jsonl"))
+        return real(args)
+
+    monkeypatch.setattr(cli, "cmd_verify", verify)
+    code, out, err = _verify(str(root))
+    assert code == ExitCode.USAGE and "Traceback" not in err
+    assert out["hosts"]["EXCH01"]["exit_code"] == 0
+    assert out["hosts"]["EXCH02"]["exit_code"] == 2
+    assert "Permission denied" in out["hosts"]["EXCH02"]["problems"][0]["problem"]

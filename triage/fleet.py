@@ -514,19 +514,20 @@ def verify_fleet(args: argparse.Namespace) -> tuple[dict[str, Any], ExitCode]:
     for host, path in cases.items():
         try:
             results[host] = cli.cmd_verify(_host_args(args, path, head=heads.get(host)))
-        except TriageError as exc:  # a host case that cannot even be opened costs only itself
+        except (TriageError, OSError) as exc:  # a host case that cannot even be opened costs only itself
+            code = exc.exit_code if isinstance(exc, TriageError) else ExitCode.USAGE
+            what = str(exc) if isinstance(exc, TriageError) else f"{exc.filename or path}: {exc.strerror or exc}"
             results[host] = {
                 "ok": False,
-                "verdict": "FAILED",
-                "exit_code": int(exc.exit_code),
-                "problems": [{"where": str(path), "problem": str(exc)}],
+                "verdict": "FAILED" if code == ExitCode.INTEGRITY else code.name,
+                "exit_code": int(code),
+                "problems": [{"where": str(path), "problem": what}],
                 "custody_head": {},
             }
     code = worst_verify_code([ExitCode(r["exit_code"]) for r in results.values()])
     ok = code == ExitCode.OK
     if not args.json:
         for host, r in results.items():
-            head = r.get("custody_head") or {}
             stdout.print(f"{host}: verify {r['verdict']} (exit {r['exit_code']})", markup=False)
             for key, label in (("problems", "CHANGED"), ("collection_failed", "FAILED"), ("incomplete", "INCOMPLETE")):
                 for p in r.get(key, []):
@@ -535,8 +536,6 @@ def verify_fleet(args: argparse.Namespace) -> tuple[dict[str, Any], ExitCode]:
             if anchor:
                 found = f"is event {anchor['seq']}" if anchor["found"] else "is NOT in the chain"
                 stdout.print(f"  head {anchor['hash'][:12]} {found}", markup=False)
-            if head:
-                stdout.print(f"  custody head: event {head['seq']} {head['hash']}", markup=False)
         stdout.print(f"fleet verify {'OK' if ok else code.name}: {len(results)} host cases", markup=False)
     # stderr, like a single case's head: one line per host, each to be kept for 'verify --head HOST=HASH'
     for host, r in results.items():
