@@ -3,9 +3,9 @@
 Checked: the custody chain (and, with ``--head``, a head kept elsewhere), ``case.json``, every
 manifest row (strictly parsed) against its custody event, every artifact (hash, size, read-only),
 every run record, result file and report file against the hashes recorded when they were written,
-and the whole tree for files, links and folders nothing accounts for. A collection that never
-finished is *incomplete*; one that could not write some files *failed*; both are told apart from
-tampering by their own exit codes.
+and the whole tree for files, links and folders nothing accounts for. A collection (or a report:
+``report_begin`` without its ``report`` event) that never finished is *incomplete*; one that could not
+write some files *failed*; both are told apart from tampering by their own exit codes.
 """
 
 from __future__ import annotations
