@@ -161,6 +161,7 @@ BASELINE: dict[str, dict[str, tuple[int, ...]]] = {
     "evtx/baseline/PYE_security.evtx": {
         "persist_account_created_or_enabled": (51, 52, 182, 183),
         "persist_member_added_local_privileged_group": (58, 752, 821),
+        "privesc_domain_policy_changed_by_account": (131, 132),  # 4739 by the local admin: a policy edit, medium
     },
     "evtx/baseline/PYE_system.evtx": {
         "evasion_eventlog_service_interrupted_system": (12148, 12363, 12501),  # 7036 stops: medium, for review
