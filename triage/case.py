@@ -41,6 +41,17 @@ _CREATING = re.compile(r"^(\.lock|\.case\.json\.tmp-\d+)$")  # what a case being
 _PART = re.compile(r"^\..*\.part-\d+$")
 
 
+def _being_created(entry: Path) -> bool:
+    """What another command creating the same case holds before its case.json: the lock, a temp file, the
+    (still empty) case sub-folders."""
+    if _CREATING.match(entry.name):
+        return True
+    try:
+        return entry.name in CASE_DIRS and entry.is_dir() and not any(entry.iterdir())
+    except OSError:
+        return False
+
+
 class _CaseWriter:
     """Wraps the evidence copy's file so an error writing to the case is told apart from a read error."""
 
@@ -213,7 +224,7 @@ class Case:
                 return cls.open(p)
             if p.exists() and not p.is_dir():
                 raise UsageError(f"{p} is not a folder: --case names a case folder")
-            if p.exists() and any(not _CREATING.match(c.name) for c in p.iterdir()):
+            if p.exists() and any(not _being_created(c) for c in p.iterdir()):
                 raise UsageError(f"{p} exists, is not empty and is not a case folder (no case.json)")
             p.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

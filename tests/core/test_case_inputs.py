@@ -160,3 +160,21 @@ def test_every_command_ends_with_the_head(tmp_path: Path, volume: Path, capsys: 
     assert f"custody head: event {head['seq']} {head['hash']}" in captured.err
     events = (case / "custody.jsonl").read_text().splitlines()
     assert json.loads(events[-1])["hash"] == head["hash"] and json.loads(events[-1])["action"] == "collect_end"
+
+
+def test_a_case_half_created_by_another_command_is_not_refused(tmp_path: Path) -> None:
+    """What a concurrent creator holds before its case.json (lock, temp file, empty sub-folders) is no stranger's
+    folder; a sub-folder with content is."""
+    p = tmp_path / "case"
+    p.mkdir()
+    (p / ".lock").touch()
+    (p / "evidence").mkdir()
+    (p / "results").mkdir()
+    case = Case.create_or_open(p, examiner="t")
+    assert (p / "case.json").is_file() and case.case_id.startswith("CASE-")
+    case.close()
+    other = tmp_path / "other"
+    (other / "evidence").mkdir(parents=True)
+    (other / "evidence" / "x.bin").write_bytes(b"x")
+    with pytest.raises(Exception, match="is not empty and is not a case folder"):
+        Case.create_or_open(other, examiner="t")
