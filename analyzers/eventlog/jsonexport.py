@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from triage.analyzers.eventlog.reader import _SYSTEM_SET, _add_data, _int, _scalar, _xml_event, flatten_event
+from triage.formats.eventjson import json_flavour
 
 __all__ = ["JsonLimits", "flatten_json_record", "iter_json_docs", "json_flavour"]
 
@@ -334,30 +335,6 @@ def _fix_surrogates(doc: Any) -> tuple[Any, int]:
     return doc, count
 
 
-_WRAPPED_LISTS = ("results", "records", "Records", "Events", "events")
-
-
-def _unwrap(doc: Any) -> Iterator[Any]:
-    """Export envelopes around events: Splunk ``result``, Elastic ``_source``/``hits.hits``, result lists."""
-    if not isinstance(doc, dict):
-        yield doc
-        return
-    if isinstance(doc.get("result"), dict):
-        yield doc["result"]
-        return
-    if isinstance(doc.get("_source"), dict):
-        yield doc["_source"]
-        return
-    hits = doc.get("hits")
-    if isinstance(hits, dict) and isinstance(hits.get("hits"), list):
-        for hit in hits["hits"]:
-            yield hit.get("_source", hit) if isinstance(hit, dict) else hit
-        return
-    for key in _WRAPPED_LISTS:
-        if isinstance(doc.get(key), list) and len(doc) <= 8:
-            yield from (x.get("result", x) if isinstance(x, dict) else x for x in doc[key])
-            return
-    yield doc
 
 
 def _note_repairs(stream: _Stream, stats: Any, number: int) -> None:
@@ -764,29 +741,6 @@ def _powershell(doc: dict[str, Any]) -> dict[str, Any]:
             row["Data"] = "\n".join(v or "" for v in values)
     _put_message(row, message)
     return row
-
-
-def json_flavour(doc: Any) -> str | None:
-    """Which exporter wrote this record (``evtx``, ``winlogbeat``, ``splunk``, ``powershell``, ``flat``)."""
-    if not isinstance(doc, dict):
-        return None
-    if isinstance(doc.get("Event"), dict) or isinstance(doc.get("System"), dict):
-        return "evtx"
-    if isinstance(doc.get("winlog"), dict):
-        return "winlogbeat"
-    event = doc.get("event")
-    if isinstance(event, dict) and "code" in event and isinstance(doc.get("host"), dict):
-        return "winlogbeat"  # ECS without the winlog object (Elastic Agent, other shippers)
-    raw = doc.get("_raw")
-    if "EventCode" in doc and any(k in doc for k in ("LogName", "_raw", "sourcetype", "SourceName", "ComputerName")):
-        return "splunk"
-    if isinstance(raw, str) and raw.startswith("<Event"):
-        return "splunk"
-    if "Id" in doc and ("LogName" in doc or "ProviderName" in doc):
-        return "powershell"
-    if "EventID" in doc and any(k in doc for k in ("Channel", "SourceName", "Hostname", "ProviderName", "LogName")):
-        return "flat"
-    return None
 
 
 def flatten_json_record(doc: Any) -> dict[str, Any] | None:

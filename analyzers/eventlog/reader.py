@@ -495,13 +495,14 @@ def iter_json_events(
     path: str | Path, stats: ReadStats, batch: int = BATCH, limits: JsonLimits | None = None
 ) -> Iterator[pd.DataFrame]:
     """Batches of events from a JSON export of any supported flavour and container (see ``jsonexport``)."""
-    from triage.analyzers.eventlog.jsonexport import _unwrap, flatten_json_record, iter_json_docs
+    from triage.analyzers.eventlog.jsonexport import flatten_json_record, iter_json_docs
+    from triage.formats.eventjson import unwrap_export
 
     stats.backend = "json"
     out = _Batcher(stats, batch)
     try:
         for number, doc in iter_json_docs(path, stats, limits):
-            for item in _unwrap(doc):
+            for item in unwrap_export(doc):
                 try:
                     row = flatten_json_record(item)
                 except Exception as exc:  # any shape of hostile record costs only itself

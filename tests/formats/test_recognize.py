@@ -120,9 +120,13 @@ def test_formats_by_content(name, data, fmt, kind):
     [
         (WINLOGBEAT, "winlogbeat"),
         (OTRF, "flat"),
-        (VELOCIRAPTOR, "velociraptor"),
-        (SPLUNK, "splunk/splunk"),
-        (ELASTIC, "elastic/winlogbeat"),
+        (VELOCIRAPTOR, "evtx"),
+        (SPLUNK, "splunk"),
+        (ELASTIC, "winlogbeat"),
+        # the reader's other shapes are the recogniser's too (one list: triage.formats.eventjson)
+        ({"Id": 4104, "LogName": "Microsoft-Windows-PowerShell/Operational", "Message": "x"}, "powershell"),
+        ({"Event": {"System": {"EventID": 1}}}, "evtx"),
+        ({"hits": {"hits": [{"_source": WINLOGBEAT}]}}, "winlogbeat"),
         ({"user": "x", "id": 3}, None),
         ([1, 2], None),
     ],
@@ -274,3 +278,14 @@ def test_password_is_masked_in_recorded_command_lines():
 
     argv = ["triage", "run", "c.zip", "--password", "hunter2", "--case", "x", "--password=hunter3"]
     assert _redacted_argv(argv) == ["triage", "run", "c.zip", "--password", "***", "--case", "x", "--password=***"]
+
+
+@pytest.mark.parametrize("flavour", ["velociraptor", "evtx_dump", "winlogbeat", "otrf", "splunk", "powershell"])
+def test_every_flavour_the_reader_reads_is_recognised(flavour):
+    """The recogniser and the reader share one list of shapes: a file the reader can read is never a plain file."""
+    from triage.testing.eventjson import export_bytes, records
+    from triage.testing.eventlogs import attack_events
+
+    data = export_bytes(records(attack_events()["Sysmon"][:3], flavour))
+    rec = recognize_bytes(data, name="events.json", size=len(data))
+    assert (rec.format, rec.kind) == ("event_json", "event_json"), flavour

@@ -29,6 +29,8 @@ from typing import Any, BinaryIO
 
 import yaml
 
+from triage.formats.eventjson import json_flavour, unwrap_export
+
 HEAD = 64 * 1024  # enough for a log header, a JSON record, a PE header, an MBR + GPT header
 TAIL = 512  # a VHD footer
 SNIFF_DECOMPRESSED = 64 * 1024  # how much of a compressed export is inflated to see its first record
@@ -217,27 +219,9 @@ def _first_record(text: str) -> Any:
 
 
 def event_record_shape(doc: Any) -> str | None:
-    """Which event export a JSON record looks like (None when it is not an event record)."""
-    if not isinstance(doc, dict):
-        return None
-    if isinstance(doc.get("_source"), dict):  # an Elasticsearch hit
-        inner = event_record_shape(doc["_source"])
-        return f"elastic/{inner}" if inner else None
-    if isinstance(doc.get("result"), dict):  # a Splunk export row
-        inner = event_record_shape(doc["result"])
-        return f"splunk/{inner}" if inner else None
-    if isinstance(doc.get("winlog"), dict):
-        return "winlogbeat"
-    system = doc.get("System")
-    if isinstance(system, dict) and ("EventID" in system or "EventRecordID" in system or "Channel" in system):
-        return "velociraptor"
-    if "EventID" in doc and any(k in doc for k in ("Channel", "SourceName", "Hostname", "ProviderName", "LogName")):
-        return "flat"
-    if "EventCode" in doc and any(k in doc for k in ("LogName", "sourcetype", "SourceName", "ComputerName")):
-        return "splunk"
-    if isinstance(doc.get("event"), dict) and "code" in doc["event"] and isinstance(doc.get("host"), dict):
-        return "ecs"
-    return None
+    """Which event export a JSON record looks like (None when it is not an event record): the reader's own
+    shapes (``triage.formats.eventjson``), inside any export envelope."""
+    return next((f for item in unwrap_export(doc) if (f := json_flavour(item))), None)
 
 
 def _probe_event_json(s: _Sample) -> bool:
