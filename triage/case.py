@@ -380,29 +380,35 @@ class Case:
     def result_hashes(self, analyzers: list[str]) -> dict[str, str]:
         """sha256 of every result file of these analyzers, for the run record (which custody hashes).
 
-        A unit's parquet is listed only if it matches the hash its ``.run.json`` gives, so a file
-        replaced since its unit ran is not blessed by a later run; temporary files are left out.
+        A unit's parquet is listed with the hash its ``.run.json`` gives (the worker hashed it while writing),
+        so a file replaced since its unit ran is never blessed by a later run, and thousands of results are not
+        read again; other files (the records themselves, side tables) are hashed. Temporary files are left out.
         """
         out: dict[str, str] = {}
         for name in analyzers:
             root = self.path / "results" / name
-            for dirpath, _dirs, files in os.walk(root):
-                for fname in sorted(files):
-                    full = Path(dirpath, fname)
-                    if fname.startswith(".") or full.is_symlink():
-                        continue
-                    try:
-                        out[full.relative_to(self.path).as_posix()] = hash_file(full, ("sha256",))[1]["sha256"]
-                    except OSError:
-                        continue
+            recorded: dict[str, str] = {}
             for run in root.glob("*.run.json"):
                 try:
                     rec = json.loads(run.read_text(encoding="utf-8"))
                     rel, digest = rec.get("result_path"), rec.get("result_sha256")
                 except (OSError, ValueError, AttributeError):
                     continue
-                if rel and digest and out.get(rel) not in (None, digest):
-                    del out[rel]
+                if isinstance(rel, str) and isinstance(digest, str) and rel and digest:
+                    recorded[rel] = digest
+            for dirpath, _dirs, files in os.walk(root):
+                for fname in sorted(files):
+                    full = Path(dirpath, fname)
+                    if fname.startswith(".") or full.is_symlink():
+                        continue
+                    rel = full.relative_to(self.path).as_posix()
+                    if rel in recorded:
+                        out[rel] = recorded[rel]
+                        continue
+                    try:
+                        out[rel] = hash_file(full, ("sha256",))[1]["sha256"]
+                    except OSError:
+                        continue
         return out
 
     @property
