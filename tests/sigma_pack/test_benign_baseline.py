@@ -22,7 +22,12 @@ from triage.analyzers.registry.hive import Hive
 from triage.analyzers.registry.rules import evaluate, load_rule_files
 from triage.registry import signature_path
 from triage.sigma import RuleSet, load_rules
-from triage.testing.benign_server import benign_server_events, benign_server_hives
+from triage.testing.benign_server import (
+    benign_routine_software_hive,
+    benign_server_events,
+    benign_server_hives,
+    benign_server_routines,
+)
 from triage.testing.evtx import write_evtx
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,6 +99,38 @@ def test_benign_server_hives_raise_no_high(tmp_path: Path):
     ids = {f[0] for f in found}
     # review-level findings still name what an examiner should confirm
     assert {"TRIAGE-REG-ACC-003", "TRIAGE-REG-PER-016", "TRIAGE-REG-EXE-005"} <= ids, sorted(ids)
+
+
+def test_severity_audit_routines_raise_no_high(tmp_path: Path):
+    """Routine work that rules called high before the severity audit (SEVERITY.md, "Benign readings")."""
+    events = benign_server_routines()
+    df, matches = _sigma_findings(write_evtx(tmp_path / "routines.evtx", events))
+    assert len(df) == len(events)
+    loud = matches[matches["level"].isin(LOUD)]
+    assert loud.empty, [(r.stem, df.iloc[r.row].get("EventID")) for r in loud.itertuples()]
+    # each routine still reaches the examiner at review level through the rule split off for it
+    counts = matches[matches["level"] == "medium"].groupby("stem").size().to_dict()
+    assert counts == {
+        "cred_lsass_read_by_installed_agent": 5,  # SCOM, Datadog, Splunk, Zabbix, NSClient++
+        "impact_shadow_storage_pruned": 3,  # wbadmin -keepVersions, one named snapshot, storage resize
+        "webshell_page_written_by_shell_process": 3,  # UpdateCas.ps1 copying OWA/ECP pages
+        "exchange_mailbox_forwarding_configured": 1,
+        "persist_account_added_to_local_privileged_group_cmdline": 1,
+        "disc_domain_admin_group_enumeration": 1,  # the same net localgroup administrators command
+    }, counts
+    # Defender writing 0 (protection on), the SYSTEM profile's temp DLL, certutil -pulse/-urlfetch, Windows'
+    # own NT AUTHORITY null session: no finding at all
+    quiet = {"evasion_defender_registry_tampering", "privesc_dll_dropped_into_system_folder",
+             "exec_certutil_download_or_decode", "disc_anonymous_or_null_logon_network"}  # fmt: skip
+    assert not quiet & set(matches["stem"])
+
+
+def test_severity_audit_task_hive_is_medium_not_high(tmp_path: Path):
+    path = benign_routine_software_hive().write(tmp_path / "SOFTWARE")
+    found = _registry_findings(path, "software")
+    assert not [f for f in found if f[1] in LOUD], found
+    tasks = sorted(f[:2] for f in found if f[0].startswith("TRIAGE-REG-PER-01"))
+    assert tasks == [("TRIAGE-REG-PER-017", "medium")] * 2, tasks
 
 
 # ------------------------------------------------------------------------------------------ corpus data

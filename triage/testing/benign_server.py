@@ -17,7 +17,7 @@ from triage.testing.evtx import Event
 from triage.testing.hives import STOCK_SERVICES, Account, sam_hive, software_hive, system_hive, task
 from triage.testing.regf import HiveBuilder
 
-__all__ = ["benign_server_events", "benign_server_hives"]
+__all__ = ["benign_routine_software_hive", "benign_server_events", "benign_server_hives", "benign_server_routines"]
 
 SYSMON = ("Microsoft-Windows-Sysmon", "Microsoft-Windows-Sysmon/Operational")
 SECURITY = ("Microsoft-Windows-Security-Auditing", "Security")
@@ -365,3 +365,208 @@ def benign_server_hives() -> dict[str, HiveBuilder]:
         ]
     )
     return {"SYSTEM": system, "SOFTWARE": software, "SAM": sam}
+
+
+# ------------------------------------------------------------------------------------------ severity audit
+# Routine work of the products named in signatures/SEVERITY.md ("Benign readings"): each block is what one
+# product or Windows component really does, and each exercised a rule that called it high before the audit.
+REGSET = ("Microsoft-Windows-Sysmon", "Microsoft-Windows-Sysmon/Operational")
+MSMPENG = r"C:\ProgramData\Microsoft\Windows Defender\Platform\4.18.2102.4-0\MsMpEng.exe"
+SVCHOST = r"C:\Windows\System32\svchost.exe"
+HTTPPROXY = r"C:\Program Files\Microsoft\Exchange Server\V15\FrontEnd\HttpProxy"
+
+
+def _regset(image: str, key: str, details: str) -> tuple[tuple[str, str], int, dict]:
+    return (REGSET, 13, {"EventType": "SetValue", "Image": image, "TargetObject": key, "Details": details})
+
+
+def _file(image: str, target: str) -> tuple[tuple[str, str], int, dict]:
+    return (SYSMON, 11, {"Image": image, "TargetFilename": target})
+
+
+def _lsass_read(image: str, access: str = "0x1410") -> tuple[tuple[str, str], int, dict]:
+    return (
+        SYSMON,
+        10,
+        {
+            "SourceImage": image,
+            "TargetImage": r"C:\Windows\system32\lsass.exe",
+            "GrantedAccess": access,
+            "CallTrace": r"C:\Windows\SYSTEM32\ntdll.dll+9d4c4|C:\Windows\System32\KERNELBASE.dll+2c13e",
+        },
+    )
+
+
+def _routine_specs() -> list[tuple]:
+    specs: list[tuple] = []
+    # -- Defender: the platform and Group Policy write protection values; 0 means "not disabled"
+    for key in (
+        r"HKLM\SOFTWARE\Microsoft\Windows Defender\Real-Time Protection\DisableRealtimeMonitoring",
+        r"HKLM\SOFTWARE\Microsoft\Windows Defender\Real-Time Protection\DisableBehaviorMonitoring",
+        r"HKLM\SOFTWARE\Microsoft\Windows Defender\Spynet\DisableBlockAtFirstSeen",
+    ):
+        specs.append(_regset(MSMPENG, key, "DWORD (0x00000000)"))
+    specs.append(
+        _regset(
+            SVCHOST,
+            r"HKLM\SOFTWARE\Policies\Microsoft\Windows Defender\Real-Time Protection\DisableRealtimeMonitoring",
+            "DWORD (0x00000000)",
+        )
+    )
+    specs.append(
+        _regset(MSMPENG, r"HKLM\SOFTWARE\Microsoft\Windows Defender\Features\TamperProtection", "DWORD (0x00000005)")
+    )
+    # -- backups: Windows Server Backup prunes old system-state backups; a backup agent drops its own snapshot
+    # and keeps shadow storage bounded
+    wbadmin = r"C:\Windows\System32\wbadmin.exe"
+    specs.append(_proc(wbadmin, "wbadmin start systemstatebackup -backupTarget:E: -quiet", SVCHOST))
+    specs.append(_proc(wbadmin, "wbadmin delete systemstatebackup -keepVersions:3 -quiet", SVCHOST))
+    vss = r"C:\Windows\System32\vssadmin.exe"
+    veeam = r"C:\Program Files\Veeam\Endpoint Backup\Veeam.EndPoint.Service.exe"
+    specs.append(_proc(vss, "vssadmin delete shadows /shadow={4b1c7a2e-9d3f-4e8a-b6c5-1f2e3d4c5b6a} /quiet", veeam))
+    specs.append(_proc(vss, "vssadmin resize shadowstorage /for=D: /on=D: /maxsize=20%", veeam))
+    # -- Exchange cumulative update: setup runs UpdateCas.ps1, which copies the OWA pages into the front end
+    exsetup = r"C:\Program Files\Microsoft\Exchange Server\V15\Bin\ExSetup.exe"
+    specs.append(
+        _proc(
+            PSEXE,
+            f'{PSEXE} -NonInteractive -ExecutionPolicy Unrestricted -File "{EXBIN}\\UpdateCas.ps1"',
+            exsetup,
+        )
+    )
+    for page in (r"owa\auth\logon.aspx", r"owa\auth\expiredpassword.aspx", r"ecp\auth\TimeoutLogout.aspx"):
+        specs.append(_file(PSEXE, f"{HTTPPROXY}\\{page}"))
+    specs.append(_proc(PSEXE, f'{PSEXE} -NonInteractive -File "{EXBIN}\\UpdateConfigFiles.ps1"', exsetup))
+    specs.append(_file(PSEXE, f"{HTTPPROXY}\\owa\\web.config"))
+    # -- monitoring agents read process data from every process, lsass included
+    for agent in (
+        r"C:\Program Files\Microsoft Monitoring Agent\Agent\MonitoringHost.exe",
+        r"C:\Program Files\Datadog\Datadog Agent\bin\agent\process-agent.exe",
+        r"C:\Program Files\SplunkUniversalForwarder\bin\splunkd.exe",
+        r"C:\Program Files\Zabbix Agent\zabbix_agentd.exe",
+    ):
+        specs.append(_lsass_read(agent))
+    specs.append(_lsass_read(r"C:\Program Files\NSClient++\nscp.exe", "0x1000"))
+    # -- a deployment agent: an installer grants its service account local rights; a script run as SYSTEM
+    # unpacks a helper library into the SYSTEM profile's temp folder
+    ccm = r"C:\Windows\CCM\CcmExec.exe"
+    specs.append(_proc(r"C:\Windows\System32\net.exe", r"net localgroup administrators CORP\svc_veeam /add", ccm))
+    specs.append(
+        _proc(
+            PSEXE,
+            f"{PSEXE} -NoProfile -ExecutionPolicy Bypass -File C:\\Windows\\CCM\\SystemTemp\\Install-Agent.ps1",
+            ccm,
+        )
+    )
+    specs.append(_file(PSEXE, r"C:\Windows\System32\config\systemprofile\AppData\Local\Temp\pkg1f3a\AgentHelper.dll"))
+    # -- Exchange administration: forwarding for a leaver's mailbox, asked for by the manager
+    specs.append(
+        (
+            EXMGMT,
+            1,
+            [
+                "Set-Mailbox",
+                '-Identity "j.doe" -ForwardingSmtpAddress "smtp:m.smith@corp.example" '
+                '-DeliverToMailboxAndForward "True"',
+                "corp.example/Users/exadmin",
+                "S-1-5-21-1-2-3-1105",
+                "6120 w3wp#MSExchangePowerShellAppPool",
+            ],
+        )
+    )
+    # -- certificate autoenrolment and an administrator checking a chain
+    certutil = r"C:\Windows\System32\certutil.exe"
+    specs.append(_proc(certutil, "certutil -pulse", r"C:\Windows\System32\taskhostw.exe"))
+    specs.append(_proc(certutil, r"certutil -verify -urlfetch C:\Certs\mail.cer", PSEXE, user=r"CORP\exadmin"))
+    # -- SQL Server Agent job step, Group Policy refresh, WSUS maintenance, an RDP admin logon
+    specs.append(
+        _proc(
+            r"C:\Program Files\Microsoft SQL Server\Client SDK\ODBC\170\Tools\Binn\SQLCMD.EXE",
+            "SQLCMD.EXE -E -S . -Q \"EXEC dbo.IndexOptimize @Databases = 'USER_DATABASES'\"",
+            r"C:\Program Files\Microsoft SQL Server\MSSQL15.MSSQLSERVER\MSSQL\Binn\SQLAGENT.EXE",
+            user=r"NT SERVICE\SQLSERVERAGENT",
+        )
+    )
+    specs.append(_proc(r"C:\Windows\System32\gpupdate.exe", "gpupdate /target:computer", SVCHOST))
+    specs.append(
+        _proc(
+            r"C:\Program Files\Update Services\Tools\WsusUtil.exe",
+            "WsusUtil.exe checkhealth",
+            r"C:\Windows\System32\taskhostw.exe",
+        )
+    )
+    specs.append(
+        (
+            SECURITY,
+            4624,
+            {
+                "TargetUserName": "exadmin",
+                "TargetDomainName": "CORP",
+                "LogonType": "10",
+                "IpAddress": "10.0.0.20",
+                "AuthenticationPackageName": "Negotiate",
+                "ProcessName": r"C:\Windows\System32\svchost.exe",
+            },
+        )
+    )
+    # -- Windows' own null session (NT AUTHORITY), seen on every domain member
+    specs.append(
+        (
+            SECURITY,
+            4624,
+            {
+                "TargetUserName": "ANONYMOUS LOGON",
+                "TargetDomainName": "NT AUTHORITY",
+                "LogonType": "3",
+                "IpAddress": "10.0.0.5",
+                "AuthenticationPackageName": "NTLM",
+            },
+        )
+    )
+    return specs
+
+
+def benign_server_routines(start: datetime = datetime(2021, 3, 2, 6, 0, tzinfo=UTC)) -> list[Event]:
+    """Routine events of the severity audit (signatures/SEVERITY.md): Defender and Group Policy writing
+    protection values, backup retention (wbadmin, a backup agent's own snapshot), an Exchange cumulative update
+    (UpdateCas.ps1 copying OWA pages), monitoring agents reading process data from lsass, a deployment agent
+    granting a service account local rights, mailbox forwarding set by an administrator, certificate
+    autoenrolment, SQL Server Agent, Group Policy, WSUS and an RDP admin logon. None is an attack: no rule may
+    call any of them high or critical."""
+    events: list[Event] = []
+    for i, (src, eid, data) in enumerate(_routine_specs(), start=1):
+        provider, channel = src
+        events.append(
+            Event(
+                event_id=eid,
+                provider=provider,
+                channel=channel,
+                record_id=i,
+                event_source_name=provider if channel in ("System", "Application") else None,
+                time_created=start + timedelta(seconds=30 * i),
+                data=data,
+            )
+        )
+    return events
+
+
+def benign_routine_software_hive() -> HiveBuilder:
+    """A SOFTWARE hive with the tasks management agents register: a hidden, policy-bypassing PowerShell
+    compliance check and a cmd /c log cleanup (medium for review, never high)."""
+    software = software_hive()
+    task(
+        "{5E7A9C1B-3D5F-4A7C-9E1B-3D5F7A9C1B3D}",
+        r"\Microsoft\Intune\ComplianceCheck",
+        PSEXE,
+        r'-NoProfile -WindowStyle Hidden -ExecutionPolicy Bypass -File "C:\Program Files\Microsoft Intune '
+        r'Management Extension\check.ps1"',
+        hb=software,
+    )
+    task(
+        "{9C1B3D5F-7A9C-4B3D-8F7A-9C1B3D5F7A9C}",
+        r"\Acme Backup\LogCleanup",
+        r"C:\Windows\System32\cmd.exe",
+        r'/c forfiles /p "C:\Program Files\Acme Backup\logs" /d -30 /c "cmd /c del @path"',
+        hb=software,
+    )
+    return software
