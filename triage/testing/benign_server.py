@@ -509,6 +509,50 @@ def _routine_specs() -> list[tuple]:
             },
         )
     )
+    # -- hardening policy turns telemetry sessions off; an installer resumes after a reboot through RunOnce
+    specs.append(
+        _regset(
+            SVCHOST,
+            r"HKLM\System\CurrentControlSet\Control\WMI\Autologger\Diagtrack-Listener\Start",
+            "DWORD (0x00000000)",
+        )
+    )
+    cache = r"C:\ProgramData\Package Cache\{3C1F5E7A-9B2D-4F6A-8C0E-1D3B5F7A9C2E}\VC_redist.x64.exe"
+    specs.append(
+        _regset(
+            cache,
+            r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\RunOnce\{3C1F5E7A-9B2D-4F6A-8C0E-1D3B5F7A9C2E}",
+            f'"{cache}" /burn.runonce',
+        )
+    )
+    # -- an administrator downloads an agent installer; a SQL diagnostic trace is stopped
+    specs.append(
+        _proc(
+            PSEXE,
+            f"{PSEXE} -c \"(New-Object Net.WebClient).DownloadFile('https://download.example.com/agent.msi', "
+            "'C:\\Temp\\agent.msi')\"",
+            r"C:\Windows\explorer.exe",
+            user=r"CORP\exadmin",
+        )
+    )
+    specs.append(_proc(r"C:\Windows\System32\logman.exe", 'logman stop "SQLDiagTrace" -ets', PSEXE))
+    # -- a management tool's run-as-user helper declares the token APIs it needs
+    specs.append(
+        (
+            PS,
+            4104,
+            {
+                "MessageNumber": "1",
+                "MessageTotal": "1",
+                "ScriptBlockText": "$src = @'\nusing System; using System.Runtime.InteropServices;\n"
+                "public static class SessionLauncher {\n"
+                '  [DllImport("advapi32.dll", SetLastError = true)]\n'
+                "  public static extern bool DuplicateTokenEx(IntPtr existing, uint access, IntPtr attrs, int level,"
+                " int type, out IntPtr dup);\n}\n'@\nAdd-Type -TypeDefinition $src",
+                "Path": r"C:\Program Files\WindowsPowerShell\Modules\SessionLauncher\1.2.0\SessionLauncher.psm1",
+            },
+        )
+    )
     # -- Windows' own null session (NT AUTHORITY), seen on every domain member
     specs.append(
         (
