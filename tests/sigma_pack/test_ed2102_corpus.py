@@ -143,8 +143,9 @@ EXPECTED: dict[str, dict[str, tuple[int, ...]]] = {
         "exchange_domain_acl_replication_rights": (65970, 65973),
     },
     "evtx/webshell_exchange/MTR_ID4756-Exchange_admin_group_change.evtx": {  # 4756 into Exchange role groups
-        "exchange_member_added_to_exchange_group": (
-            102653291, 102653294, 102653302, 102653305, 102653308, 102653311, 102653314, 102653317,
+        "exchange_member_added_to_exchange_group": (102653314,),  # Organization Management: high
+        "exchange_member_added_to_exchange_role_group": (  # the delegated role and server groups: medium
+            102653291, 102653294, 102653302, 102653305, 102653308, 102653311, 102653317,
             102653320, 102653323, 102653326, 102653329, 102653332, 102653335, 102653338,
         ),
     },

@@ -553,6 +553,24 @@ def _routine_specs() -> list[tuple]:
             },
         )
     )
+    # -- a second Exchange server joins: setup adds it to the server groups; the help desk gets recipient rights
+    for group, member in (
+        ("Exchange Servers", "CN=EXCH02,OU=Servers,DC=corp,DC=example"),
+        ("Managed Availability Servers", "CN=EXCH02,OU=Servers,DC=corp,DC=example"),
+        ("Recipient Management", "CN=Help Desk Staff,OU=Groups,DC=corp,DC=example"),
+    ):
+        specs.append(
+            (
+                SECURITY,
+                4756,
+                {
+                    "MemberName": member,
+                    "SubjectUserName": "exadmin",
+                    "TargetUserName": group,
+                    "TargetDomainName": "CORP",
+                },
+            )
+        )
     # -- Windows' own null session (NT AUTHORITY), seen on every domain member
     specs.append(
         (
