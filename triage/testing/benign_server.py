@@ -447,6 +447,28 @@ def _routine_specs() -> list[tuple]:
     ):
         specs.append(_lsass_read(agent))
     specs.append(_lsass_read(r"C:\Program Files\NSClient++\nscp.exe", "0x1000"))
+    # the same read seen by object-access auditing (4656) when a SACL on lsass is set
+    specs.append(
+        (
+            SECURITY,
+            4656,
+            {
+                "ObjectServer": "Security",
+                "ObjectType": "Process",
+                "ObjectName": r"\Device\HarddiskVolume2\Windows\System32\lsass.exe",
+                "AccessMask": "0x1410",
+                "ProcessName": r"C:\Program Files\Microsoft Monitoring Agent\Agent\MonitoringHost.exe",
+            },
+        )
+    )
+    # -- a role install through DISM: DISM runs its host from a per-run folder in Temp
+    specs.append(
+        _proc(
+            r"C:\Windows\Temp\8C2D7E41-3B5A-4F9C-A1D2-6E7F8A9B0C1D\DismHost.exe",
+            r"C:\Windows\Temp\8C2D7E41-3B5A-4F9C-A1D2-6E7F8A9B0C1D\DismHost.exe {5A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D}",
+            r"C:\Windows\System32\Dism.exe",
+        )
+    )
     # -- a deployment agent: an installer grants its service account local rights; a script run as SYSTEM
     # unpacks a helper library into the SYSTEM profile's temp folder
     ccm = r"C:\Windows\CCM\CcmExec.exe"
