@@ -123,6 +123,8 @@ def test_severity_audit_routines_raise_no_high(tmp_path: Path):
         "privesc_token_api_pinvoke_script": 1,  # a run-as-user helper module declaring DuplicateTokenEx
         "exchange_member_added_to_exchange_role_group": 3,  # setup adding a server, help-desk delegation
         "cred_lsass_handle_read_by_installed_agent": 1,  # the SCOM read seen by object-access auditing
+        "exec_rundll32_installer_or_launcher_export": 1,  # a driver installed from its INF
+        "exec_rundll32_dll_from_user_writable_path": 1,  # the installer's regsvr32 from Temp: a location
     }, counts
     # Defender writing 0 (protection on), the SYSTEM profile's temp DLL, certutil -pulse/-urlfetch, Windows'
     # own NT AUTHORITY null session, a telemetry autologger turned off, a diagnostic trace stopped: no finding

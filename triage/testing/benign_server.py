@@ -593,6 +593,30 @@ def _routine_specs() -> list[tuple]:
                 },
             )
         )
+    # -- a storage driver installed from its INF, an installer registering a shell extension from its temp folder,
+    # and an administrator setting Process Explorer to replace Task Manager
+    rundll = r"C:\Windows\System32\rundll32.exe"
+    specs.append(
+        _proc(
+            rundll,
+            r"rundll32.exe setupapi.dll,InstallHinfSection DefaultInstall 132 C:\Program Files\Vendor\drv\vdisk.inf",
+            r"C:\Windows\System32\msiexec.exe",
+        )
+    )
+    specs.append(
+        _proc(
+            r"C:\Windows\System32\regsvr32.exe",
+            r'regsvr32.exe /s "C:\Windows\Temp\is-4KQ2M.tmp\vendorshell.dll"',
+            r"C:\Windows\Temp\is-4KQ2M.tmp\setup.tmp",
+        )
+    )
+    specs.append(
+        _regset(
+            r"C:\Tools\Sysinternals\procexp64.exe",
+            r"HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion\Image File Execution Options\taskmgr.exe\Debugger",
+            r'"C:\Tools\Sysinternals\procexp64.exe"',
+        )
+    )
     # -- Windows' own null session (NT AUTHORITY), seen on every domain member
     specs.append(
         (
