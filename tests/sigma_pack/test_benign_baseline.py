@@ -127,10 +127,12 @@ def test_severity_audit_routines_raise_no_high(tmp_path: Path):
         "exec_rundll32_dll_from_user_writable_path": 1,  # the installer's regsvr32 from Temp: a location
     }, counts
     # Defender writing 0 (protection on), the SYSTEM profile's temp DLL, certutil -pulse/-urlfetch, Windows'
-    # own NT AUTHORITY null session, a telemetry autologger turned off, a diagnostic trace stopped: no finding
+    # own NT AUTHORITY null session, a telemetry autologger turned off, a diagnostic trace stopped, an RDP logon
+    # from an internal address: no finding
     quiet = {"evasion_defender_registry_tampering", "privesc_dll_dropped_into_system_folder",
              "exec_certutil_download_or_decode", "disc_anonymous_or_null_logon_network",
-             "evasion_logging_disabled_registry", "evasion_etw_tampering_cmdline"}  # fmt: skip
+             "evasion_logging_disabled_registry", "evasion_etw_tampering_cmdline",
+             "lm_rdp_logon_from_public_address"}  # fmt: skip
     assert not quiet & set(matches["stem"])
 
 
