@@ -29,6 +29,7 @@ COVERAGE = REPO / "signatures" / "coverage" / "round3.yaml"
 HIGH_BY_BEHAVIOUR = {
     "lm_rdp_ms_t120_channel_requested",  # no genuine client binds the server's internal channel
     "privesc_dns_server_plugin_dll_set",  # the DnsAdmins code-execution path itself
+    "evasion_eventlog_record_carries_shellcode",  # machine code is never event data
 }
 
 
