@@ -86,6 +86,12 @@ def test_benign_server_events_raise_no_high(tmp_path: Path):
         "persist_service_installed_security",
         "persist_scheduled_task_taskscheduler_shell",  # a task that runs PowerShell: medium, for review
         "exec_scheduled_task_runs_from_writable_path",  # the same task seen by the breadth rule: medium
+        # round 3: an administrator's RDP session, a GPO edit and WinRM remote PowerShell are reviewed, not alarms
+        "lm_rdp_inbound_logon",
+        "lm_rdp_inbound_connection_rdpcorets",
+        "privesc_gpo_container_edited",
+        "lm_winrm_inbound_shell_event",
+        "disc_anonymous_or_null_logon_network",  # Windows' own null session (low)
     }
 
 

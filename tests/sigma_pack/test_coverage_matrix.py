@@ -54,7 +54,9 @@ REQUIRED_CELLS = {
     "exchange_role_assignment": {"exchange_mgmt"},
     "exchange_transport_agent": {"exchange_mgmt"},
 }
-SYSTEM_KEYS = {"Channel", "Provider", "EventID", "Level", "EventSourceName", "Computer", "Task", "Opcode", "Version"}
+SYSTEM_KEYS = {
+    "Channel", "Provider", "EventID", "Level", "EventSourceName", "Computer", "Task", "Opcode", "Version", "UserID",
+}  # fmt: skip
 
 
 @cache
@@ -216,6 +218,7 @@ def _event(row: dict[str, Any], record_id: int, when: datetime) -> Event:
         channel=str(row["Channel"]),
         level=int(row.get("Level", 4)),
         event_source_name=row.get("EventSourceName"),
+        user_sid=row.get("UserID"),  # the System element's Security UserID (the requester's SID)
         record_id=record_id,
         time_created=when,
         data=data,

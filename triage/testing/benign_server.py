@@ -27,6 +27,13 @@ EXMGMT = ("MSExchange CmdletLogs", "MSExchange Management")
 DEFENDER = ("Microsoft-Windows-Windows Defender", "Microsoft-Windows-Windows Defender/Operational")
 TASKS = ("Microsoft-Windows-TaskScheduler", "Microsoft-Windows-TaskScheduler/Operational")
 WAS = ("Microsoft-Windows-WAS", "System")
+BITS = ("Microsoft-Windows-Bits-Client", "Microsoft-Windows-Bits-Client/Operational")
+RCM = ("Microsoft-Windows-TerminalServices-RemoteConnectionManager",
+       "Microsoft-Windows-TerminalServices-RemoteConnectionManager/Operational")  # fmt: skip
+RDPCORE = ("Microsoft-Windows-RemoteDesktopServices-RdpCoreTS",
+           "Microsoft-Windows-RemoteDesktopServices-RdpCoreTS/Operational")  # fmt: skip
+WINRM = ("Microsoft-Windows-WinRM", "Microsoft-Windows-WinRM/Operational")
+DCOM = ("Microsoft-Windows-DistributedCOM", "System")
 
 EXBIN = r"C:\Program Files\Microsoft\Exchange Server\V15\Bin"
 PSEXE = r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe"
@@ -297,6 +304,7 @@ def benign_server_events(start: datetime = datetime(2021, 3, 1, 6, 0, tzinfo=UTC
             {"TargetUserName": "svc_monitor", "LogonType": "4", "ProcessName": r"C:\Windows\System32\svchost.exe"},
         )
     )
+    specs.extend(_domain_and_remote_access())
     events: list[Event] = []
     for i, (src, eid, data) in enumerate(specs, start=1):
         provider, channel = src
@@ -312,6 +320,44 @@ def benign_server_events(start: datetime = datetime(2021, 3, 1, 6, 0, tzinfo=UTC
             )
         )
     return events
+
+
+def _domain_and_remote_access() -> list[tuple]:
+    """Routine Kerberos, directory and remote-administration events of a domain member server (round 3 sources)."""
+    realm, sid, dn = "CORP.EXAMPLE", "S-1-5-21-1004336348-1177238915-682003330", "DC=corp,DC=example"
+    specs: list[tuple] = [
+        # the server's own machine account asks for service tickets (AES, upper-case realm, trailing $)
+        (SECURITY, 4769, {"TargetUserName": f"EXCH01$@{realm}", "TargetDomainName": realm, "ServiceName": "DC01$",
+                          "TicketEncryptionType": "0x12", "TicketOptions": "0x40810000", "Status": "0x0",
+                          "IpAddress": "::ffff:10.0.0.21"}),
+        # Windows' own null session (NT AUTHORITY) and a Kerberos logon of an administrator
+        (SECURITY, 4624, {"TargetUserName": "ANONYMOUS LOGON", "TargetUserSid": "S-1-5-7",
+                          "TargetDomainName": "NT AUTHORITY", "LogonType": "3", "AuthenticationPackageName": "NTLM",
+                          "IpAddress": "10.0.0.5"}),
+        (SECURITY, 4624, {"TargetUserName": "exadmin", "TargetUserSid": f"{sid}-1108", "TargetDomainName": "CORP",
+                          "LogonType": "3", "AuthenticationPackageName": "Kerberos", "IpAddress": "10.0.0.30"}),
+        # an administrator edits a GPO (review-level: medium) and servicing hard-links a WinSxS component
+        (SECURITY, 5136, {"SubjectUserName": "exadmin", "ObjectClass": "groupPolicyContainer",
+                          "ObjectDN": f"CN={{31B2F340-016D-11D2-945F-00C04FB984F9}},CN=Policies,CN=System,{dn}",
+                          "AttributeLDAPDisplayName": "versionNumber", "AttributeValue": "7",
+                          "OperationType": "%%14674"}),
+        (SECURITY, 4664, {"SubjectUserSid": "S-1-5-18", "SubjectUserName": "EXCH01$",
+                          "FileName": f"{SXS}\\wuaueng.dll", "LinkName": r"C:\Windows\System32\wuaueng.dll"}),
+        # Windows Update through BITS
+        (BITS, 59, {"name": "Windows Update", "url": "http://au.download.windowsupdate.com/c/msdownload/update/x.cab"}),
+        (BITS, 60, {"name": "Windows Update", "url": "http://au.download.windowsupdate.com/c/msdownload/update/x.cab",
+                    "hr": "0"}),
+        # an administrator's Remote Desktop session (review-level) and Exchange remote PowerShell over Kerberos
+        (RCM, 1149, {"Param1": "exadmin", "Param2": "CORP", "Param3": "10.0.0.30"}),
+        (RDPCORE, 131, {"ConnType": "TCP", "ClientIP": "10.0.0.30:50512"}),
+        (WINRM, 169, {"username": r"CORP\exadmin", "authenticationMechanism": "Kerberos"}),
+        # the DCOM permission warning every server logs for a local shell component
+        (DCOM, 10016, {"param1": "application-specific", "param2": "Local", "param3": "Activation",
+                       "param4": "{D63B10C5-BB46-4990-A94F-E40B9D520160}",
+                       "param5": "{9CA88EE3-ACB7-47C8-AFC4-AB702511C276}",
+                       "param6": "EXCH01", "param7": "SYSTEM", "param8": "S-1-5-18", "param9": "Unavailable"}),
+    ]  # fmt: skip
+    return specs
 
 
 def benign_server_hives() -> dict[str, HiveBuilder]:
