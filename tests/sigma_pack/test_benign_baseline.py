@@ -91,7 +91,6 @@ def test_benign_server_events_raise_no_high(tmp_path: Path):
         "lm_rdp_inbound_connection_rdpcorets",
         "privesc_gpo_container_edited",
         "lm_winrm_inbound_shell_event",
-        "disc_anonymous_or_null_logon_network",  # Windows' own null session (low)
     }
 
 
