@@ -194,6 +194,9 @@ class RuleSet:
     files: dict[str, str] = field(default_factory=dict)
     logsources: LogsourceMap = field(default_factory=LogsourceMap)
     runtime_errors: list[RuntimeFailure] = field(default_factory=list)
+    # Sigma correlation rules (triage.sigma.correlation.CorrelationRule) and base-rule name -> id
+    correlations: list[Any] = field(default_factory=list)
+    rule_names: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.loaded)
@@ -376,6 +379,10 @@ def load_rules(paths: Iterable[str | Path], *, logsources: LogsourceMap | None =
                 ruleset.skipped.append(SkippedRule(str(path), "", "file not found"))
                 continue
             _load_file(path, ruleset, ids)
+        from triage.sigma.correlation import resolve_correlations
+
+        for corr, reason in resolve_correlations(ruleset):
+            ruleset.skipped.append(SkippedRule(corr.path, corr.title, reason, corr.id))
         return ruleset
 
     if logsources is not None:  # a caller's own map: compile directly
@@ -474,9 +481,7 @@ def _load_file(path: Path, ruleset: RuleSet, ids: dict[str, str]) -> None:
     for n, rule in enumerate(collection.rules, 1):
         title = rule.title or path.stem
         if isinstance(rule, SigmaCorrelationRule):
-            ruleset.skipped.append(
-                SkippedRule(spath, title, "Sigma correlation rules are not supported", _rule_id(rule))
-            )
+            _add_correlation(rule, spath, sha, n, ruleset, ids)
             continue
         if not isinstance(rule, SigmaRule):  # pragma: no cover - collection only holds these two
             ruleset.skipped.append(SkippedRule(spath, title, f"unsupported object {type(rule).__name__}"))
@@ -499,6 +504,27 @@ def _load_file(path: Path, ruleset: RuleSet, ids: dict[str, str]) -> None:
             continue
         ids[compiled.id] = spath
         ruleset.loaded.append(compiled)
+        if rule.name:
+            ruleset.rule_names.setdefault(str(rule.name), compiled.id)
+
+
+def _add_correlation(rule: SigmaCorrelationRule, path: str, sha: str, n: int, ruleset: RuleSet, ids: dict) -> None:
+    """Load one correlation rule (its references are resolved once every file is read)."""
+    from triage.sigma.correlation import CorrelationError, build_correlation
+
+    title = rule.title or Path(path).stem
+    try:
+        corr = build_correlation(rule, path, sha, n)
+    except CorrelationError as exc:
+        ruleset.skipped.append(SkippedRule(path, title, f"unsupported correlation: {exc}", _rule_id(rule)))
+        return
+    if corr.id in ids:
+        ruleset.skipped.append(
+            SkippedRule(path, title, f"duplicate rule id (already loaded from {ids[corr.id]})", corr.id)
+        )
+        return
+    ids[corr.id] = path
+    ruleset.correlations.append(corr)
 
 
 def _alias_modifiers(node: Any) -> Any:
