@@ -17,7 +17,7 @@ import yaml
 
 from triage.analyzers.eventlog.reader import ReadStats, iter_evtx
 from triage.sigma import RuleSet, load_rules
-from triage.sigma.correlation import Correlator, CorrelationHit
+from triage.sigma.correlation import CorrelationHit, Correlator
 from triage.sigma.coverage import load_coverage
 from triage.testing.corrsamples import expand, to_events
 from triage.testing.evtx import evtx_bytes

@@ -41,7 +41,7 @@ REQUIRED_KEYS = (
 # fmt: on
 SAMPLE_ENVELOPE = ("Channel", "Provider", "EventID")
 # Correlation rules (corr_*, issue 14) have a correlation section instead of logsource and detection.
-CORRELATION_KEYS = tuple(k for k in REQUIRED_KEYS if k not in ("logsource", "detection")) + ("correlation",)
+CORRELATION_KEYS = (*(k for k in REQUIRED_KEYS if k not in ("logsource", "detection")), "correlation")
 
 
 def _doc(path: Path) -> dict:
