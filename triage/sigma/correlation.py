@@ -287,7 +287,8 @@ class Correlator:
                 continue
             frame = pd.concat(parts, ignore_index=True)
             self._parts[corr.id] = []
-            hits.extend(self._evaluate(corr, frame))
+            # in time order, then by group: the same hits whatever order the events came in
+            hits.extend(sorted(self._evaluate(corr, frame), key=lambda h: (h.first, sorted(h.group.items()))))
         return hits
 
     def _evaluate(self, corr: CorrelationRule, frame: pd.DataFrame) -> list[CorrelationHit]:
