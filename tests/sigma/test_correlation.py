@@ -38,7 +38,8 @@ BASE = textwrap.dedent(
 
 
 def corr(body: str, rid: str = "5b0a3c1e-0000-4000-8000-0000000000c1", extra: str = "") -> str:
-    return f"title: Correlation {rid[-2:]}\nid: {rid}\n{extra}correlation:\n{textwrap.indent(body, '  ')}level: medium\n"
+    head = f"title: Correlation {rid[-2:]}\nid: {rid}\n{extra}"
+    return f"{head}correlation:\n{textwrap.indent(body, '  ')}level: medium\n"
 
 
 @pytest.fixture
