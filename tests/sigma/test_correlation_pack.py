@@ -111,3 +111,27 @@ def test_coverage_file_names_every_correlation(pack: RuleSet):
             for ref in refs:
                 tags = {t.removeprefix("attack.").upper() for t in by_id[ref].tags}
                 assert any(a.upper() in tags or a.upper().split(".")[0] in tags for a in tech.attack), (tech.id, ref)
+
+
+# ------------------------------------------------------------------------------------------ benign baseline
+BASELINE = REPO.parent / "shared" / "corpus" / "evtx" / "baseline"
+
+
+def test_built_benign_server_raises_no_correlation(pack: RuleSet, tmp_path: Path):
+    from triage.testing.benign_server import benign_server_events
+    from triage.testing.evtx import write_evtx
+
+    path = write_evtx(tmp_path / "benign.evtx", benign_server_events())
+    corr = Correlator(pack)
+    for df in iter_evtx(path, ReadStats()):
+        corr.add(df, pack.evaluate(df))
+    assert [(Path(h.rule.path).stem, h.group) for h in corr.finish()] == []
+
+
+@pytest.mark.skipif(not BASELINE.is_dir(), reason=f"shared corpus baseline not present at {BASELINE}")
+@pytest.mark.parametrize("name", sorted(p.name for p in BASELINE.glob("*.evtx")) if BASELINE.is_dir() else [])
+def test_corpus_baseline_logs_raise_no_correlation(pack: RuleSet, name: str):
+    corr = Correlator(pack)
+    for df in iter_evtx(BASELINE / name, ReadStats()):
+        corr.add(df, pack.evaluate(df))
+    assert [(Path(h.rule.path).stem, h.group) for h in corr.finish()] == []
