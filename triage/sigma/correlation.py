@@ -366,8 +366,15 @@ def distinct_in_windows(
     totals = frame.groupby("g", sort=False)["c"].transform("nunique").to_numpy(dtype=np.int64)
     threshold = need if need is not None else (corr.count + (1 if corr.op == "gt" else 0))
     prefilter = need is not None or corr.op in ("gt", "gte")
-    scan = totals >= threshold if prefilter else np.ones(n, dtype=bool)
-    out[~scan] = totals[~scan]
+    # a window holds at most as many distinct values as events: a group is scanned only when one of its
+    # windows has enough events and the group enough distinct values (most groups of a big log have neither)
+    bound = np.minimum(totals, np.arange(n) - starts + 1)
+    if prefilter:
+        busy = np.bincount(g, weights=(bound >= threshold), minlength=int(g.max()) + 1) > 0 if n else np.zeros(0, bool)
+        scan = busy[g]
+    else:
+        scan = np.ones(n, dtype=bool)
+    out[~scan] = bound[~scan]
     idx = np.flatnonzero(scan)
     if idx.size == 0:
         return out
