@@ -212,7 +212,8 @@ class RuleSet:
     def summary(self) -> str:
         """One line: files, loaded and skipped counts."""
         c = self.counts
-        return f"{c['loaded']} Sigma rules loaded, {c['skipped']} skipped, from {c['files']} files"
+        corr = f" (and {len(self.correlations)} correlation rules)" if self.correlations else ""
+        return f"{c['loaded']} Sigma rules loaded{corr}, {c['skipped']} skipped, from {c['files']} files"
 
     def skip_reasons(self) -> Counter[str]:
         """Skipped rules counted by the first clause of their reason (for a quick overview)."""
