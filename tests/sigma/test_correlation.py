@@ -252,3 +252,26 @@ def test_one_million_matches_in_bounded_time(load):
     # each address sends ~200 events over 30 days: about 0.05 per 5 minutes, so bursts of 10 are absent
     assert all(h.rule.type == "event_count" or h.peak >= 10 for h in hits)
     assert sum(h.rule.type == "event_count" for h in hits) == 0
+
+
+def test_correlation_over_a_correlation_and_cycles(load):
+    burst = corr(EC.replace("group-by: [IpAddress]", "group-by: [IpAddress]\ngenerate: false"), extra="name: guessing\n")
+    then = "type: temporal_ordered\nrules: [guessing, good_logon]\ngroup-by: [IpAddress]\ntimespan: 10m\n"
+    then += "generate: true\n"
+    rs = load(BASE, corr(then, rid="5b0a3c1e-0000-4000-8000-0000000000c3"), burst)  # named before it is loaded
+    assert [c.id[-2:] for c in rs.correlations] == ["c1", "c3"]  # dependency order
+    guess = [(i * 3, 4625, {"IpAddress": "a"}) for i in range(12)]
+    spec = [*guess, (100, 4624, {"IpAddress": "a"})]  # success 67 s after the burst's last failure
+    spec += [(i * 3, 4625, {"IpAddress": "b"}) for i in range(12)]  # a burst, no success
+    spec += [(0, 4624, {"IpAddress": "c"})]  # a success alone
+    _, hits = evaluate_with_correlations(rs, events(spec))
+    got = sorted((h.rule.id[-2:], h.group["IpAddress"]) for h in hits)
+    assert got == [("c1", "a"), ("c1", "b"), ("c3", "a")]  # generate: true on c3 keeps c1's own hits
+    outer = next(h for h in hits if h.rule.id.endswith("c3"))
+    assert (outer.first, outer.last) == (T0 + pd.Timedelta(seconds=33), T0 + pd.Timedelta(seconds=100))
+
+    loop_a = corr("type: temporal\nrules: [loop_b, failed_logon]\ntimespan: 5m\n", extra="name: loop_a\n")
+    loop_b = corr("type: temporal\nrules: [loop_a, failed_logon]\ntimespan: 5m\n", "5b0a3c1e-0000-4000-8000-0000000000c4")
+    rs = load(BASE, loop_a, loop_b.replace("correlation:", "name: loop_b\ncorrelation:"))
+    assert rs.correlations == []
+    assert all("cycle" in s.reason for s in rs.skipped) and len(rs.skipped) == 2

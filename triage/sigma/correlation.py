@@ -169,36 +169,45 @@ def build_correlation(rule: SigmaCorrelationRule, path: str, sha: str, n: int) -
 
 
 def resolve_correlations(ruleset: RuleSet) -> list[tuple[CorrelationRule, str]]:
-    """Resolve every correlation's base-rule references (rule id or ``name``) against the loaded rules.
+    """Resolve every correlation's references (rule id or ``name``) against the loaded rules and correlations.
 
-    Correlations whose references do not all resolve are removed from ``ruleset.correlations`` and returned
-    with the reason (the caller records them as skipped).
+    A correlation may name other correlations (their bursts are its events); ``ruleset.correlations`` is
+    reordered so that each comes after those it names. Correlations whose references do not all resolve
+    (unknown rule, a skipped correlation, a cycle) are removed and returned with the reason (the caller
+    records them as skipped).
     """
     ids = {r.id for r in ruleset.loaded}
     names = dict(getattr(ruleset, "rule_names", {}) or {})
-    corr_refs = {c.id for c in ruleset.correlations} | {c.name for c in ruleset.correlations if c.name}
+    by_ref = {c.id: c for c in ruleset.correlations} | {c.name: c for c in ruleset.correlations if c.name}
     kept: list[CorrelationRule] = []
-    dropped: list[tuple[CorrelationRule, str]] = []
-    for corr in ruleset.correlations:
-        resolved: list[str] = []
-        ref_of: dict[str, str] = {}
-        missing: list[str] = []
-        chained: list[str] = []
-        for ref in corr.refs:
-            rid = ref if ref in ids else names.get(ref)
-            if rid is None:
-                (chained if ref in corr_refs else missing).append(ref)
+    done: set[str] = set()
+    pending = list(ruleset.correlations)
+    while pending:  # keep every correlation whose references are all resolved; repeat until nothing changes
+        progress = False
+        for corr in list(pending):
+            targets = [
+                ref if ref in ids else names.get(ref) or getattr(by_ref.get(ref), "id", None) for ref in corr.refs
+            ]
+            if any(t is None for t in targets) or not all(t in ids or t in done for t in targets):
                 continue
-            resolved.append(rid)
-            ref_of[rid] = ref
-        if chained:
-            dropped.append((corr, f"correlation over another correlation is not supported ({', '.join(chained)})"))
-        elif missing:
+            corr.rule_ids = tuple(dict.fromkeys(t for t in targets if t))
+            corr.ref_of = {t: ref for t, ref in zip(targets, corr.refs, strict=True) if t}
+            kept.append(corr)
+            done.add(corr.id)
+            pending.remove(corr)
+            progress = True
+        if not progress:
+            break
+    dropped: list[tuple[CorrelationRule, str]] = []
+    for corr in pending:
+        missing = [ref for ref in corr.refs if ref not in ids and ref not in names and ref not in by_ref]
+        if missing:
             dropped.append((corr, f"correlation references rules that were not loaded: {', '.join(missing)}"))
         else:
-            corr.rule_ids = tuple(dict.fromkeys(resolved))
-            corr.ref_of = ref_of
-            kept.append(corr)
+            waiting = [ref for ref in corr.refs if ref in by_ref and by_ref[ref].id not in done]
+            dropped.append(
+                (corr, f"correlation names correlations that were skipped or form a cycle: {', '.join(waiting)}")
+            )
     ruleset.correlations = kept
     return dropped
 
@@ -281,14 +290,18 @@ class Correlator:
     def finish(self) -> list[CorrelationHit]:
         """Evaluate every correlation over everything added; one hit per (rule, group, burst)."""
         hits: list[CorrelationHit] = []
-        for corr in self.correlations:
+        for corr in self.correlations:  # in dependency order: a correlation's bursts feed those naming it
             parts = self._parts[corr.id]
             if not parts:
                 continue
             frame = pd.concat(parts, ignore_index=True)
             self._parts[corr.id] = []
             # in time order, then by group: the same hits whatever order the events came in
-            hits.extend(sorted(self._evaluate(corr, frame), key=lambda h: (h.first, sorted(h.group.items()))))
+            found = sorted(self._evaluate(corr, frame), key=lambda h: (h.first, sorted(h.group.items())))
+            for outer in self._by_rule.get(corr.id, []):
+                self._parts[outer.id].append(_hits_as_events(outer, corr.id, found))
+            if corr.id not in self.silent:
+                hits.extend(found)
         return hits
 
     def _evaluate(self, corr: CorrelationRule, frame: pd.DataFrame) -> list[CorrelationHit]:
@@ -329,6 +342,22 @@ class Correlator:
             return []
         covered = cover(len(t), covered_from, ok)
         return _bursts(corr, frame, g, t, covered, value, ok, span)
+
+
+def _hits_as_events(outer: CorrelationRule, inner_id: str, hits: list[CorrelationHit]) -> pd.DataFrame:
+    """Bursts of a correlation as events of one naming it: each at the time its burst ends."""
+    data: dict[str, Any] = {
+        "t": np.array([h.last.value for h in hits], dtype=np.int64),
+        "rec": np.array([h.record_ids[0] if h.record_ids else -1 for h in hits], dtype=np.int64),
+        "rule": np.full(len(hits), inner_id, dtype=object),
+    }
+    for i, name in enumerate(outer.group_by):
+        key = outer.field_for(name, inner_id)
+        data[f"g{i}"] = np.array([h.group.get(key, h.group.get(name, NO_VALUE)) for h in hits], dtype=object)
+    if outer.type == "value_count":
+        key = outer.field_for(outer.field, inner_id)
+        data["v"] = np.array([h.group.get(key, NO_VALUE) for h in hits], dtype=object)
+    return pd.DataFrame(data)
 
 
 def window_starts(g: np.ndarray, t: np.ndarray, span: int) -> np.ndarray:
