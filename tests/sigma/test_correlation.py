@@ -257,7 +257,6 @@ def test_one_million_matches_in_bounded_time(load):
 def test_correlation_over_a_correlation_and_cycles(load):
     burst = corr(EC.replace("group-by: [IpAddress]", "group-by: [IpAddress]\ngenerate: false"), extra="name: guessing\n")
     then = "type: temporal_ordered\nrules: [guessing, good_logon]\ngroup-by: [IpAddress]\ntimespan: 10m\n"
-    then += "generate: true\n"
     rs = load(BASE, corr(then, rid="5b0a3c1e-0000-4000-8000-0000000000c3"), burst)  # named before it is loaded
     assert [c.id[-2:] for c in rs.correlations] == ["c1", "c3"]  # dependency order
     guess = [(i * 3, 4625, {"IpAddress": "a"}) for i in range(12)]
@@ -266,7 +265,7 @@ def test_correlation_over_a_correlation_and_cycles(load):
     spec += [(0, 4624, {"IpAddress": "c"})]  # a success alone
     _, hits = evaluate_with_correlations(rs, events(spec))
     got = sorted((h.rule.id[-2:], h.group["IpAddress"]) for h in hits)
-    assert got == [("c1", "a"), ("c1", "b"), ("c3", "a")]  # generate: true on c3 keeps c1's own hits
+    assert got == [("c1", "a"), ("c1", "b"), ("c3", "a")]  # a correlation named by another is still reported
     outer = next(h for h in hits if h.rule.id.endswith("c3"))
     assert (outer.first, outer.last) == (T0 + pd.Timedelta(seconds=33), T0 + pd.Timedelta(seconds=100))
 

@@ -213,9 +213,14 @@ def resolve_correlations(ruleset: RuleSet) -> list[tuple[CorrelationRule, str]]:
 
 
 def silent_rule_ids(correlations: Iterable[CorrelationRule]) -> frozenset[str]:
-    """Base rules that only serve correlations: every correlation naming them says ``generate: false``."""
+    """Base rules that only serve correlations: every correlation naming them says ``generate: false``.
+
+    A correlation named by another is still reported: its bursts are findings in their own right (a guessing
+    burst stays a finding whether or not a logon followed it).
+    """
+    correlations = list(correlations)
     silent: set[str] = set()
-    loud: set[str] = set()
+    loud: set[str] = {c.id for c in correlations}
     for corr in correlations:
         (loud if corr.generate else silent).update(corr.rule_ids)
     return frozenset(silent - loud)
