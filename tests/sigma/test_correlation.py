@@ -254,8 +254,12 @@ def test_one_million_matches_in_bounded_time(load):
     assert sum(h.rule.type == "event_count" for h in hits) == 0
 
 
+EC_ID4 = "5b0a3c1e-0000-4000-8000-0000000000c4"
+
+
 def test_correlation_over_a_correlation_and_cycles(load):
-    burst = corr(EC.replace("group-by: [IpAddress]", "group-by: [IpAddress]\ngenerate: false"), extra="name: guessing\n")
+    silent = EC.replace("group-by: [IpAddress]", "group-by: [IpAddress]\ngenerate: false")
+    burst = corr(silent, extra="name: guessing\n")
     then = "type: temporal_ordered\nrules: [guessing, good_logon]\ngroup-by: [IpAddress]\ntimespan: 10m\n"
     rs = load(BASE, corr(then, rid="5b0a3c1e-0000-4000-8000-0000000000c3"), burst)  # named before it is loaded
     assert [c.id[-2:] for c in rs.correlations] == ["c1", "c3"]  # dependency order
@@ -270,7 +274,7 @@ def test_correlation_over_a_correlation_and_cycles(load):
     assert (outer.first, outer.last) == (T0 + pd.Timedelta(seconds=33), T0 + pd.Timedelta(seconds=100))
 
     loop_a = corr("type: temporal\nrules: [loop_b, failed_logon]\ntimespan: 5m\n", extra="name: loop_a\n")
-    loop_b = corr("type: temporal\nrules: [loop_a, failed_logon]\ntimespan: 5m\n", "5b0a3c1e-0000-4000-8000-0000000000c4")
+    loop_b = corr("type: temporal\nrules: [loop_a, failed_logon]\ntimespan: 5m\n", rid=EC_ID4)
     rs = load(BASE, loop_a, loop_b.replace("correlation:", "name: loop_b\ncorrelation:"))
     assert rs.correlations == []
     assert all("cycle" in s.reason for s in rs.skipped) and len(rs.skipped) == 2
