@@ -128,7 +128,11 @@ class EventLogs(Analyzer):
             cov.add(df)
             matches = ruleset.evaluate(df)
             if corr:
-                corr.add(df, matches)
+                try:
+                    corr.add(df, matches)
+                except Exception as exc:  # a batch correlation cannot read costs only its correlation input
+                    log.exception("correlation input of %s", unit.logical_path)
+                    unit.warn(f"correlation rules could not read a batch of events: {type(exc).__name__}: {exc}")
                 matches = corr.visible(matches)
             for m in matches.itertuples(index=False):
                 rule = rules_by_id[m.rule_id]
@@ -195,7 +199,13 @@ class EventLogs(Analyzer):
 
     def _correlation_findings(self, unit: Unit, corr: Correlator) -> Iterator[Finding]:
         """One finding per correlation burst (rule, group, window), not one per event."""
-        for hit in corr.finish():
+        try:
+            hits = corr.finish()
+        except Exception as exc:  # reported, never a silent clean verdict
+            log.exception("correlation of %s", unit.logical_path)
+            unit.warn(f"correlation rules could not be evaluated: {type(exc).__name__}: {exc}")
+            hits = []
+        for hit in hits:
             rule = hit.rule
             group = ",".join(f"{k}={v}" for k, v in hit.group.items())
             yield unit.finding(

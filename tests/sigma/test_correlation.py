@@ -278,3 +278,16 @@ def test_correlation_over_a_correlation_and_cycles(load):
     rs = load(BASE, loop_a, loop_b.replace("correlation:", "name: loop_b\ncorrelation:"))
     assert rs.correlations == []
     assert all("cycle" in s.reason for s in rs.skipped) and len(rs.skipped) == 2
+
+
+def test_odd_record_numbers_and_times_cost_only_themselves(load):
+    rs = load(BASE, corr(EC))
+    df = events([(i, 4625, {"IpAddress": "a"}) for i in range(12)])
+    df["EventRecordID"] = pd.Series([2**64 - 2, "x", None, *range(4, 13)], dtype=object)
+    df["TimeCreated"] = df["TimeCreated"].astype(object)
+    df.loc[1, "TimeCreated"] = "not a time"
+    c = Correlator(rs)
+    c.add(df, rs.evaluate(df))
+    hits = c.finish()
+    assert c.untimed == 1 and len(hits) == 1 and hits[0].events == 11
+    assert hits[0].record_ids == tuple(range(4, 13))

@@ -240,6 +240,17 @@ def _strings(series: pd.Series | None, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def _record_ids(series: pd.Series | None, rows: np.ndarray) -> np.ndarray:
+    """Record numbers of the rows as int64; -1 where missing, not a number or beyond int64."""
+    out = np.full(len(rows), -1, dtype=np.int64)
+    if series is None:
+        return out
+    num = pd.to_numeric(series.iloc[rows], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    ok = np.isfinite(num) & (np.abs(num) < 2**62)
+    out[ok] = num[ok].astype(np.int64)
+    return out
+
+
 class Correlator:
     """Collects base-rule matches batch by batch and evaluates the ruleset's correlation rules at the end."""
 
@@ -279,11 +290,7 @@ class Correlator:
             else:
                 ts = pd.to_datetime(times.iloc[rows], utc=True, errors="coerce")
                 t = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
-            rec = (
-                np.full(len(rows), -1, dtype=np.int64)
-                if records is None
-                else pd.to_numeric(records.iloc[rows], errors="coerce").fillna(-1).to_numpy(dtype=np.int64)
-            )
+            rec = _record_ids(records, rows)
             for corr in self._by_rule[str(rid)]:
                 data: dict[str, Any] = {"t": t, "rec": rec, "rule": np.full(len(rows), str(rid), dtype=object)}
                 for i, name in enumerate(corr.group_by):
