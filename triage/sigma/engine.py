@@ -186,6 +186,8 @@ class RuleSet:
         files: rule file path -> sha256.
         logsources: the logsource map rules were resolved against.
         runtime_errors: rules that raised during the last evaluation (normally empty).
+        correlations: Sigma correlation rules, resolved against the loaded rules (see
+            :mod:`triage.sigma.correlation`; evaluate them with its ``Correlator``).
     """
 
     loaded: list[CompiledRule] = field(default_factory=list)
@@ -360,7 +362,8 @@ def load_rules(paths: Iterable[str | Path], *, logsources: LogsourceMap | None =
 
     Every rule either compiles or lands in :attr:`RuleSet.skipped` with its path, title/id and a reason:
     unreadable file, YAML error (with line), pySigma parse error, unknown logsource, unsupported modifier
-    or value, correlation or filter rule, duplicate id. One bad rule never stops the others.
+    or value, filter rule, unsupported or unresolved correlation rule, duplicate id. One bad rule never stops
+    the others. Correlation rules land in :attr:`RuleSet.correlations`.
 
     Args:
         paths: rule files and/or directories.
