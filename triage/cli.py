@@ -350,6 +350,7 @@ def _report_sigma(case: Any, dirs: list[str]) -> dict[str, Any]:
     reasons = Counter(s.reason.split(":")[0][:80] for s in ruleset.skipped)
     info = {
         "loaded": len(ruleset.loaded),
+        "correlations": len(ruleset.correlations),
         "skipped": len(ruleset.skipped),
         "sources": dirs,
         "skip_reasons": dict(reasons.most_common(10)),
@@ -359,8 +360,9 @@ def _report_sigma(case: Any, dirs: list[str]) -> dict[str, Any]:
     record = {"record": out.relative_to(case.path).as_posix(), "record_sha256": sha256_bytes(out.read_bytes())}
     case.custody.append("rules_loaded", engine="sigma", **info, **record)
     log.info(
-        "Sigma rules: %d loaded, %d skipped (%s); details in %s",
+        "Sigma rules: %d loaded (and %d correlation rules), %d skipped (%s); details in %s",
         info["loaded"],
+        info["correlations"],
         info["skipped"],
         ", ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) or "none",
         out,

@@ -20,6 +20,7 @@ from triage.analyzers.eventlog.jsonexport import JsonLimits
 from triage.analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_events
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register, signature_path
+from triage.sigma.correlation import Correlator, describe
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,17 @@ class EventLogs(Analyzer):
         cov = Coverage()
         per_rule: dict[str, int] = {}
         rules_by_id = {r.id: r for r in ruleset.loaded}
+        corr = Correlator(ruleset)  # correlation rules see every batch; their base rules may stay silent
         for df in iter_events(unit.path, unit.evidence.kind, stats, limits=self._json_limits()):
             cov.add(df)
             matches = ruleset.evaluate(df)
+            if corr:
+                try:
+                    corr.add(df, matches)
+                except Exception as exc:  # a batch correlation cannot read costs only its correlation input
+                    log.exception("correlation input of %s", unit.logical_path)
+                    unit.warn(f"correlation rules could not read a batch of events: {type(exc).__name__}: {exc}")
+                matches = corr.visible(matches)
             for m in matches.itertuples(index=False):
                 rule = rules_by_id[m.rule_id]
                 n = per_rule[m.rule_id] = per_rule.get(m.rule_id, 0) + 1
@@ -146,6 +155,8 @@ class EventLogs(Analyzer):
                     tags=["sigma", "summary"],
                     attributes={"matches": n},
                 )
+        if corr:
+            yield from self._correlation_findings(unit, corr)
         for w in stats.warnings:
             unit.warn(w)
         yield from self._coverage(unit, stats, cov.summary())
@@ -185,6 +196,51 @@ class EventLogs(Analyzer):
                 "computer": event.get("Computer"),
             },
         )
+
+    def _correlation_findings(self, unit: Unit, corr: Correlator) -> Iterator[Finding]:
+        """One finding per correlation burst (rule, group, window), not one per event."""
+        try:
+            hits = corr.finish()
+        except Exception as exc:  # reported, never a silent clean verdict
+            log.exception("correlation of %s", unit.logical_path)
+            unit.warn(f"correlation rules could not be evaluated: {type(exc).__name__}: {exc}")
+            hits = []
+        for hit in hits:
+            rule = hit.rule
+            group = ",".join(f"{k}={v}" for k, v in hit.group.items())
+            yield unit.finding(
+                rule_id=rule.id,
+                rule_title=rule.title,
+                severity=rule.severity,
+                confidence="high" if rule.level in ("high", "critical") else "medium",
+                title=f"{rule.title}: {describe(hit)}",
+                message=f"{rule.description.strip()} {describe(hit)}.".strip(),
+                location=f"correlation:{group or 'all'}@{hit.first.isoformat()}",
+                ts=hit.first.to_pydatetime(),
+                ts_desc="First event of the burst",
+                mitre=rule.mitre,
+                cve=rule.cve,
+                ed2102_steps=[str(x) for x in rule.ed2102_steps],
+                tags=["sigma", "correlation", rule.type],
+                references=list(rule.references[:5]),
+                attributes={
+                    "correlation_type": rule.type,
+                    "group_by": hit.group,
+                    "first": hit.first.isoformat(),
+                    "last": hit.last.isoformat(),
+                    "events": hit.events,
+                    "peak": hit.peak,
+                    "timespan_seconds": rule.timespan,
+                    "condition": f"{rule.op} {rule.count:g}" + (f" distinct {rule.field}" if rule.field else ""),
+                    "values": list(hit.values),
+                    "sample_record_ids": list(hit.record_ids),
+                    "base_rules": hit.rule_counts,
+                    "rule_file": Path(rule.path).name,
+                    "rule_sha256": rule.sha256,
+                },
+            )
+        if corr.untimed:
+            unit.warn(f"{corr.untimed} matched events without a readable time were left out of correlation windows")
 
     def _coverage(self, unit: Unit, stats: ReadStats, cov: dict[str, Any]) -> Iterator[Finding]:
         channels = ", ".join(f"{c} ({n})" for c, n in sorted(stats.channels.items())) or "no events"

@@ -28,9 +28,12 @@ def logs():
 
 
 def _findings(frames: list[pd.DataFrame], ruleset) -> set[tuple[str, str, int | None, str]]:
+    from triage.sigma.correlation import Correlator
+
     out = set()
     for df in frames:
-        for m in ruleset.evaluate(df).itertuples(index=False):
+        # what the analyzer reports: correlation building blocks (generate: false) stay silent
+        for m in Correlator(ruleset).visible(ruleset.evaluate(df)).itertuples(index=False):
             ev = df.iloc[int(m.row)]
             rid = None if pd.isna(ev["EventRecordID"]) else int(ev["EventRecordID"])
             out.add((m.rule_id, str(ev["TimeCreated"]), rid, str(ev["Channel"])))

@@ -112,7 +112,7 @@ def test_unusable_rules_are_skipped_with_reason(load_texts, detection, logsource
     assert ruleset.evaluate(frame(EVENTS))["row"].tolist() == [0]
 
 
-def test_correlation_and_filter_rules_are_skipped(load_texts):
+def test_correlation_rules_load_and_filter_rules_are_skipped(load_texts):
     correlation = textwrap.dedent(
         f"""\
         title: Many whoami
@@ -144,8 +144,9 @@ def test_correlation_and_filter_rules_are_skipped(load_texts):
     )
     ruleset = load_texts(correlation, sigma_filter, rule_text(GOOD, rule_id=GOOD_ID))
     assert len(ruleset) == 1
-    reasons = sorted(s.reason for s in ruleset.skipped)
-    assert reasons == ["Sigma correlation rules are not supported", "Sigma filter rules are not supported"]
+    assert [c.id for c in ruleset.correlations] == ["0e95725d-7320-415d-80f7-004da920fc11"]
+    assert ruleset.correlations[0].rule_ids == (GOOD_ID,)
+    assert [s.reason for s in ruleset.skipped] == ["Sigma filter rules are not supported"]
 
 
 def test_duplicate_rule_id_is_skipped(load_texts):

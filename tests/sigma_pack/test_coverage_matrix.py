@@ -76,6 +76,9 @@ def _sigma_by_ref() -> dict[str, Any]:
     for rule in _ruleset().loaded:
         out[Path(rule.path).stem] = rule
         out[rule.id] = rule
+    # a correlation rule's cell stands on its building block's samples (bursts: tests/sigma/test_correlation_pack.py)
+    for corr in _ruleset().correlations:
+        out[Path(corr.path).stem] = out[corr.id] = out[corr.rule_ids[0]]
     return out
 
 

@@ -186,6 +186,8 @@ class RuleSet:
         files: rule file path -> sha256.
         logsources: the logsource map rules were resolved against.
         runtime_errors: rules that raised during the last evaluation (normally empty).
+        correlations: Sigma correlation rules, resolved against the loaded rules (see
+            :mod:`triage.sigma.correlation`; evaluate them with its ``Correlator``).
     """
 
     loaded: list[CompiledRule] = field(default_factory=list)
@@ -194,6 +196,9 @@ class RuleSet:
     files: dict[str, str] = field(default_factory=dict)
     logsources: LogsourceMap = field(default_factory=LogsourceMap)
     runtime_errors: list[RuntimeFailure] = field(default_factory=list)
+    # Sigma correlation rules (triage.sigma.correlation.CorrelationRule) and base-rule name -> id
+    correlations: list[Any] = field(default_factory=list)
+    rule_names: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.loaded)
@@ -209,7 +214,8 @@ class RuleSet:
     def summary(self) -> str:
         """One line: files, loaded and skipped counts."""
         c = self.counts
-        return f"{c['loaded']} Sigma rules loaded, {c['skipped']} skipped, from {c['files']} files"
+        corr = f" (and {len(self.correlations)} correlation rules)" if self.correlations else ""
+        return f"{c['loaded']} Sigma rules loaded{corr}, {c['skipped']} skipped, from {c['files']} files"
 
     def skip_reasons(self) -> Counter[str]:
         """Skipped rules counted by the first clause of their reason (for a quick overview)."""
@@ -356,7 +362,8 @@ def load_rules(paths: Iterable[str | Path], *, logsources: LogsourceMap | None =
 
     Every rule either compiles or lands in :attr:`RuleSet.skipped` with its path, title/id and a reason:
     unreadable file, YAML error (with line), pySigma parse error, unknown logsource, unsupported modifier
-    or value, correlation or filter rule, duplicate id. One bad rule never stops the others.
+    or value, filter rule, unsupported or unresolved correlation rule, duplicate id. One bad rule never stops
+    the others. Correlation rules land in :attr:`RuleSet.correlations`.
 
     Args:
         paths: rule files and/or directories.
@@ -376,6 +383,10 @@ def load_rules(paths: Iterable[str | Path], *, logsources: LogsourceMap | None =
                 ruleset.skipped.append(SkippedRule(str(path), "", "file not found"))
                 continue
             _load_file(path, ruleset, ids)
+        from triage.sigma.correlation import resolve_correlations
+
+        for corr, reason in resolve_correlations(ruleset):
+            ruleset.skipped.append(SkippedRule(corr.path, corr.title, reason, corr.id))
         return ruleset
 
     if logsources is not None:  # a caller's own map: compile directly
@@ -474,9 +485,7 @@ def _load_file(path: Path, ruleset: RuleSet, ids: dict[str, str]) -> None:
     for n, rule in enumerate(collection.rules, 1):
         title = rule.title or path.stem
         if isinstance(rule, SigmaCorrelationRule):
-            ruleset.skipped.append(
-                SkippedRule(spath, title, "Sigma correlation rules are not supported", _rule_id(rule))
-            )
+            _add_correlation(rule, spath, sha, n, ruleset, ids)
             continue
         if not isinstance(rule, SigmaRule):  # pragma: no cover - collection only holds these two
             ruleset.skipped.append(SkippedRule(spath, title, f"unsupported object {type(rule).__name__}"))
@@ -499,6 +508,27 @@ def _load_file(path: Path, ruleset: RuleSet, ids: dict[str, str]) -> None:
             continue
         ids[compiled.id] = spath
         ruleset.loaded.append(compiled)
+        if rule.name:
+            ruleset.rule_names.setdefault(str(rule.name), compiled.id)
+
+
+def _add_correlation(rule: SigmaCorrelationRule, path: str, sha: str, n: int, ruleset: RuleSet, ids: dict) -> None:
+    """Load one correlation rule (its references are resolved once every file is read)."""
+    from triage.sigma.correlation import CorrelationError, build_correlation
+
+    title = rule.title or Path(path).stem
+    try:
+        corr = build_correlation(rule, path, sha, n)
+    except CorrelationError as exc:
+        ruleset.skipped.append(SkippedRule(path, title, f"unsupported correlation: {exc}", _rule_id(rule)))
+        return
+    if corr.id in ids:
+        ruleset.skipped.append(
+            SkippedRule(path, title, f"duplicate rule id (already loaded from {ids[corr.id]})", corr.id)
+        )
+        return
+    ids[corr.id] = path
+    ruleset.correlations.append(corr)
 
 
 def _alias_modifiers(node: Any) -> Any:
