@@ -172,12 +172,13 @@ def summarise(times: dict[str, list[float]]) -> dict[str, float]:
 
 
 def measure(
-    shape: Shape, rounds: int, sigma: Path | None, jobs: int | None = None, log: bool = True
+    shape: Shape, rounds: int, sigma: Path | None, jobs: int | None = None, log: bool = True, warm_up: bool = True
 ) -> dict[str, float]:
     """Alternate the contenders ``rounds`` times (warm-up runs first fill the compiled-rule cache)."""
-    run_analyze(shape, None, jobs)
-    if sigma is not None:
-        run_analyze(shape, sigma, jobs)
+    if warm_up:
+        run_analyze(shape, None, jobs)
+        if sigma is not None:
+            run_analyze(shape, sigma, jobs)
     contenders = {"parse": lambda: run_parse(shape), "own": lambda: run_analyze(shape, None, jobs)}
     if sigma is not None:
         contenders["sigma"] = lambda: run_analyze(shape, sigma, jobs)
@@ -223,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--sigma", help="SigmaHQ checkout or rules/windows folder (default: $TRIAGE_SIGMAHQ)")
     ap.add_argument("-j", "--jobs", type=int, default=0, help="analyze -j (default: triage's own)")
     ap.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
+    ap.add_argument("--no-warm-up", action="store_true", help="skip the warm-up runs (rule cache already filled)")
     args = ap.parse_args(argv)
     sigma = sigmahq_windows(args.sigma)
     if sigma is None:
@@ -252,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print("many: no EVTX files found, shape skipped", file=sys.stderr)
                     continue
             shape = collect(name, sources, work)
-            results[name] = (shape, measure(shape, args.rounds, sigma, args.jobs or None))
+            results[name] = (shape, measure(shape, args.rounds, sigma, args.jobs or None, warm_up=not args.no_warm_up))
     print(table(results))
     return 0
 
