@@ -134,11 +134,16 @@ class EventLogs(Analyzer):
                     log.exception("correlation input of %s", unit.logical_path)
                     unit.warn(f"correlation rules could not read a batch of events: {type(exc).__name__}: {exc}")
                 matches = corr.visible(matches)
-            for m in matches.itertuples(index=False):
-                rule = rules_by_id[m.rule_id]
-                n = per_rule[m.rule_id] = per_rule.get(m.rule_id, 0) + 1
+            emit: list[tuple[str, int]] = []
+            for rule_id, row in zip(matches["rule_id"].tolist(), matches["row"].tolist(), strict=True):
+                n = per_rule[rule_id] = per_rule.get(rule_id, 0) + 1
                 if n <= MAX_PER_RULE:
-                    yield self._finding(unit, rule, df.iloc[int(m.row)])
+                    emit.append((rule_id, row))
+            if emit:  # the matched events as dicts in one step (a row lookup per match costs ~1 ms)
+                wanted = sorted({row for _, row in emit})
+                events = dict(zip(wanted, df.iloc[wanted].to_dict("records"), strict=True))
+                for rule_id, row in emit:
+                    yield self._finding(unit, rules_by_id[rule_id], events[row])
         for rule_id, n in per_rule.items():
             if n > MAX_PER_RULE:
                 rule = rules_by_id[rule_id]
@@ -161,7 +166,7 @@ class EventLogs(Analyzer):
             unit.warn(w)
         yield from self._coverage(unit, stats, cov.summary())
 
-    def _finding(self, unit: Unit, rule: Any, event: pd.Series) -> Finding:
+    def _finding(self, unit: Unit, rule: Any, event: dict[str, Any]) -> Finding:
         fields = {
             k: _short(v, 2000)
             for k, v in event.items()
@@ -170,7 +175,7 @@ class EventLogs(Analyzer):
         context = "; ".join(
             f"{k}={_short(event.get(k), 160)}"
             for k in KEY_FIELDS
-            if k in event.index and not pd.isna(event.get(k)) and str(event.get(k))
+            if k in event and not pd.isna(event.get(k)) and str(event.get(k))
         )
         rid = event.get("EventRecordID")
         rid_text = "?" if pd.isna(rid) else str(int(rid))

@@ -132,6 +132,23 @@ def _fragment(kind: str, text: str) -> str:
     return text  # wildcard: already an anchored regex
 
 
+def _py_fragment(kind: str, text: str) -> str:
+    """The same test as :func:`_fragment` for Python ``re``: ``\\Z`` ends the text (``$`` would also match
+    before a final newline, RE2's does not)."""
+    if kind == "eq":
+        return f"^{regex_escape(text)}\\Z"
+    if kind == "endswith":
+        return f"{regex_escape(text)}\\Z"
+    if kind == "wildcard":  # "^body$": the last character is always the anchor we appended
+        return text[:-1] + "\\Z"
+    return _fragment(kind, text)
+
+
+# Below this many rows a test runs in Python on the values: Arrow's per-call cost (RE2 compiles the
+# pattern on every call) dominates tiny sub-frames, the shape of many small logs.
+SMALL_ROWS = 64
+
+
 def _arrow_regex_ok(pattern: str) -> bool:
     try:
         pc.match_substring_regex(_EMPTY, pattern)
@@ -160,6 +177,7 @@ class StringTest:
         self.any = any(kind == "any" for kind, _ in patterns)
         self.ops: list[tuple[str, Any]] = []
         self.py_regex: re.Pattern[str] | None = None
+        self._py_spec: tuple[tuple[str, str], ...] | None = None
         if regex is not None:
             self.cased = True  # |re matches the original text; |i is a regex flag
             pattern = f"(?{regex_flags}){regex}" if regex_flags else regex
@@ -174,6 +192,7 @@ class StringTest:
             self.cost = 8.0 if self.py_regex is None else 80.0
             return
         uniq = sorted(set(patterns))
+        self._py_spec = tuple(uniq)  # generated patterns only: these have an exact Python equivalent
         self.key = ("str", self.cased, tuple(uniq))
         eqs = [text for kind, text in uniq if kind == "eq"]
         rest = [(kind, text) for kind, text in uniq if kind not in ("eq", "any")]
@@ -185,6 +204,48 @@ class StringTest:
             self.ops.append(("regex", "(?s)" + "|".join(_fragment(kind, text) for kind, text in rest)))
         weights = {"eq": 1.0, "isin": 1.0, "startswith": 2.0, "endswith": 2.0}
         self.cost = sum(weights.get(k, 8.0) for k, _ in self.ops) + 0.1 * len(rest)
+
+    @property
+    def small_ok(self) -> bool:
+        """Whether :meth:`run_values` can evaluate this test (not for ``|re``, whose dialect is RE2's)."""
+        return self._py_spec is not None
+
+    def _py_ops(self) -> list[tuple[str, Any]]:
+        ops = self.__dict__.get("_py_ops_cache")
+        if ops is None:
+            spec = self._py_spec or ()
+            eqs = frozenset(text for kind, text in spec if kind == "eq")
+            rest = [(kind, text) for kind, text in spec if kind not in ("eq", "any")]
+            ops = [("isin", eqs)] if eqs else []
+            if len(rest) == 1 and rest[0][0] in ("startswith", "endswith"):
+                ops.append(rest[0])
+            elif rest:
+                ops.append(("regex", re.compile("|".join(_py_fragment(k, t) for k, t in rest), re.DOTALL).search))
+            self.__dict__["_py_ops_cache"] = ops
+        return ops
+
+    def run_values(self, values: Sequence[str | None]) -> np.ndarray:
+        """The same matches as :meth:`run`, over Python strings (for a few rows; see ``small_ok``)."""
+        if self.any:
+            return np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+        out = np.zeros(len(values), dtype=bool)
+        ops = self._py_ops()
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            for kind, arg in ops:
+                if kind == "isin":
+                    hit = v in arg
+                elif kind == "startswith":
+                    hit = v.startswith(arg)
+                elif kind == "endswith":
+                    hit = v.endswith(arg)
+                else:
+                    hit = arg(v) is not None
+                if hit:
+                    out[i] = True
+                    break
+        return out
 
     def run(self, arr: pa.Array) -> np.ndarray:
         """Boolean matches over ``arr`` (nulls never match)."""
@@ -268,6 +329,8 @@ class StrLeaf(Leaf):
         col = ctx.column(self.field)
         if col is None:
             return ctx.zeros(sel)
+        if self.test.small_ok and (ctx.n if sel is None else len(sel)) <= SMALL_ROWS:
+            return self.test.run_values(col.values(self.test.cased, sel))
         return self.test.run(col.strings(self.test.cased, sel))
 
 
@@ -282,8 +345,12 @@ class KeywordLeaf(Leaf):
     def match(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
         """OR of the test over every text column."""
         out = ctx.zeros(sel)
+        small = self.test.small_ok and len(out) <= SMALL_ROWS
         for col in ctx.text_columns:
-            out |= self.test.run(col.strings(self.test.cased, sel))
+            if small:
+                out |= self.test.run_values(col.values(self.test.cased, sel))
+            else:
+                out |= self.test.run(col.strings(self.test.cased, sel))
         return out
 
 

@@ -33,7 +33,18 @@ from sigma.rule import SigmaLevel, SigmaRule, SigmaStatus
 from sigma.rule.detection import EmptySigmaDetections
 from sigma.rule.logsource import EmptyLogSource
 
-from triage.sigma.compiler import Node, UnsupportedRule, compile_rule
+from triage.sigma.compiler import (
+    And,
+    BoolLeaf,
+    CidrLeaf,
+    FieldRefLeaf,
+    Node,
+    NumLeaf,
+    Or,
+    StrLeaf,
+    UnsupportedRule,
+    compile_rule,
+)
 from triage.sigma.frame import FrameIndex, SubFrame
 from triage.sigma.logsources import (
     LogsourceEntry,
@@ -229,30 +240,62 @@ class RuleSet:
         return h.hexdigest()
 
     # ------------------------------------------------------------------------------------------ evaluation
-    def _groups(self) -> dict[SourceVariant, list[CompiledRule]]:
+    def _index(self) -> _Index:
+        """Rules grouped by logsource source, with their shared leaf keys and per-rule plans.
+
+        Computed once per rule list (load time, or after the list changed) instead of on every frame.
+        """
+        key = tuple(id(r) for r in self.loaded)
+        cached: _Index | None = self.__dict__.get("_rule_index")
+        if cached is not None and cached.key == key:
+            return cached
         groups: dict[SourceVariant, list[CompiledRule]] = defaultdict(list)
         for rule in self.loaded:
             for variant in rule.entry.sources:
                 groups[variant].append(rule)
-        return groups
+        index = _Index(
+            key=key,
+            groups=[(variant, rules, _shared_keys(rules)) for variant, rules in groups.items()],
+            plans={id(r): rule_plan(r.matcher) for r in self.loaded},
+        )
+        self.__dict__["_rule_index"] = index
+        return index
 
-    def iter_matches(self, df: pd.DataFrame) -> Iterator[tuple[CompiledRule, np.ndarray]]:
+    def _groups(self) -> dict[SourceVariant, list[CompiledRule]]:
+        return {variant: rules for variant, rules, _ in self._index().groups}
+
+    def iter_matches(self, df: pd.DataFrame, *, indexed: bool = True) -> Iterator[tuple[CompiledRule, np.ndarray]]:
         """Yield ``(rule, row positions)`` for every rule with at least one match, in load order.
 
         Positions are sorted, unique ``iloc`` positions into ``df``. A rule that raises is recorded in
         :attr:`runtime_errors` and skipped; the others go on.
+
+        With ``indexed`` (the default) each rule only looks at the rows its plan allows (see
+        :func:`rule_plan`): a rule that needs a column the sub-frame lacks is not run at all, and a rule that
+        requires ``EventID`` (or another field) to be one of a few numbers runs on those rows only, found
+        through a per-sub-frame value index. ``indexed=False`` is the full scan, kept to prove both agree.
         """
         self.runtime_errors = []
         index = FrameIndex(df)
+        plans = self._index()
         hits: dict[int, list[np.ndarray]] = defaultdict(list)
-        for variant, rules in self._groups().items():
+        for variant, rules, shared in plans.groups:
             pos = index.positions(variant)
             if pos.size == 0:
                 continue
-            ctx = SubFrame(df, None if pos.size == len(df) else pos, variant.alias_map, _shared_keys(rules))
+            ctx = SubFrame(df, None if pos.size == len(df) else pos, variant.alias_map, shared, index)
             for rule in rules:
+                sel: np.ndarray | None = None
+                if indexed:
+                    plan = plans.plans[id(rule)]
+                    if not all(ctx.field_has_values(f) for f in plan.required):
+                        continue  # a test on a missing or all-null column never matches, and one must
+                    if plan.gate is not None:
+                        sel = ctx.rows_with_numbers(*plan.gate)
+                        if sel is not None and sel.size == 0:
+                            continue
                 try:
-                    mask = rule.matcher.eval(ctx, None)
+                    mask = rule.matcher.eval(ctx, sel)
                 except Exception as exc:  # one failing rule must not stop the others
                     log.warning("Sigma rule %s (%s) failed on %s: %s", rule.id, rule.path, variant.name, exc)
                     self.runtime_errors.append(
@@ -260,21 +303,22 @@ class RuleSet:
                     )
                     continue
                 if mask.any():
-                    hits[id(rule)].append(pos[mask])
+                    hits[id(rule)].append(pos[mask] if sel is None else pos[sel[mask]])
         for rule in self.loaded:
             found = hits.get(id(rule))
             if found:
                 yield rule, (found[0] if len(found) == 1 else np.unique(np.concatenate(found)))
 
-    def evaluate(self, df: pd.DataFrame) -> pd.DataFrame:
+    def evaluate(self, df: pd.DataFrame, *, indexed: bool = True) -> pd.DataFrame:
         """All matches as a frame: ``rule_id, rule_title, level, tags, rule_path, row``.
 
         One row per (rule, matching event); ``row`` is the ``iloc`` position into ``df``; ``tags`` is
-        comma-joined. Ordered by rule load order, then row.
+        comma-joined. Ordered by rule load order, then row. ``indexed=False`` runs every rule over every row of
+        its source (the reference the indexed path is tested against).
         """
         rules: list[CompiledRule] = []
         rows: list[np.ndarray] = []
-        for rule, positions in self.iter_matches(df):
+        for rule, positions in self.iter_matches(df, indexed=indexed):
             rules.append(rule)
             rows.append(positions)
         if not rules:
@@ -295,6 +339,67 @@ class RuleSet:
                 "row": pd.Series(np.concatenate(rows), dtype="int64"),
             }
         )
+
+
+class RulePlan(NamedTuple):
+    """What must hold on a row for a rule to possibly match it (derived from the compiled tree).
+
+    Attributes:
+        required: rule fields that must map to a column with values in the sub-frame (these tests never match
+            a missing column or a null value, so without them the rule cannot match anywhere).
+        gate: ``(field, numbers)`` when the rule can only match rows whose field equals one of the numbers
+            (typically ``EventID``); None when no such constraint is implied.
+    """
+
+    required: frozenset[str]
+    gate: tuple[str, tuple[float, ...]] | None
+
+
+@dataclass
+class _Index:
+    key: tuple[int, ...]
+    groups: list[tuple[SourceVariant, list[CompiledRule], frozenset[Hashable]]]
+    plans: dict[int, RulePlan]
+
+
+def rule_plan(node: Node) -> RulePlan:
+    """The row constraints a matcher tree implies: required columns and a numeric equality gate."""
+    gate = _gate(node)
+    return RulePlan(_required(node), None if gate is None else (gate[0], tuple(sorted(gate[1]))))
+
+
+def _required(node: Node) -> frozenset[str]:
+    if isinstance(node, (StrLeaf, NumLeaf, BoolLeaf, CidrLeaf)):
+        return frozenset({node.field})
+    if isinstance(node, FieldRefLeaf):
+        return frozenset({node.field, node.ref})
+    if isinstance(node, And):  # every child must match: each child's requirements hold
+        return frozenset().union(*(_required(c) for c in node.children))
+    if isinstance(node, Or):  # some child matches: only what all children require
+        sets = [_required(c) for c in node.children]
+        return frozenset.intersection(*sets) if sets else frozenset()
+    return frozenset()  # Not, null, exists, keyword tests can match where a column is missing
+
+
+def _gate(node: Node) -> tuple[str, frozenset[float]] | None:
+    if isinstance(node, NumLeaf):
+        return (node.field, frozenset(node.values.tolist())) if node.op == "eq" else None
+    if isinstance(node, And):  # any child's gate holds; several on one field intersect
+        found: dict[str, frozenset[float]] = {}
+        for child in node.children:
+            g = _gate(child)
+            if g is not None:
+                found[g[0]] = found[g[0]] & g[1] if g[0] in found else g[1]
+        if not found:
+            return None
+        field_name = "EventID" if "EventID" in found else min(found, key=lambda f: len(found[f]))
+        return field_name, found[field_name]
+    if isinstance(node, Or):  # some child matches: a gate only when every child gates the same field
+        gates = [_gate(c) for c in node.children]
+        if not gates or any(g is None for g in gates) or len({g[0] for g in gates if g}) != 1:
+            return None
+        return gates[0][0], frozenset().union(*(g[1] for g in gates if g))  # type: ignore[index]
+    return None
 
 
 def _empty_matches() -> pd.DataFrame:

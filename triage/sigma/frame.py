@@ -53,9 +53,11 @@ def _positions(sel: np.ndarray | None) -> pa.Array | None:
 class Column:
     """Lazily computed views of one column restricted to a sub-frame's rows."""
 
-    def __init__(self, series: pd.Series, name: str) -> None:
-        self.series = series
+    def __init__(self, series: pd.Series | None, name: str, raw: pa.Array | None = None) -> None:
+        self.series = series  # None for a string column given as its Arrow array (``raw``)
         self.name = name
+        if raw is not None:
+            self.__dict__["raw"] = raw
 
     @cached_property
     def raw(self) -> pa.Array:
@@ -70,6 +72,8 @@ class Column:
     @cached_property
     def notna(self) -> np.ndarray:
         """True where the value is present."""
+        if self.series is None:
+            return to_bool_array(pc.is_valid(self.raw))
         return self.series.notna().to_numpy(dtype=bool)
 
     @cached_property
@@ -88,12 +92,25 @@ class Column:
         return arr if sel is None else arr.take(_positions(sel))
 
     @cached_property
+    def _raw_list(self) -> list[str | None]:
+        return self.raw.to_pylist()
+
+    @cached_property
+    def _folded_list(self) -> list[str | None]:
+        return self.folded.to_pylist()
+
+    def values(self, cased: bool, sel: np.ndarray | None) -> list[str | None]:
+        """Like :meth:`strings`, as Python values (for tests over a few rows, where Arrow calls cost most)."""
+        items = self._raw_list if cased else self._folded_list
+        return items if sel is None else [items[i] for i in sel.tolist()]
+
+    @cached_property
     def numeric(self) -> np.ndarray:
         """Values as float64 (NaN where not a number); decimal and ``0x`` hex strings are parsed."""
         s = self.series
-        if pd.api.types.is_bool_dtype(s.dtype):
+        if s is not None and pd.api.types.is_bool_dtype(s.dtype):
             return s.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
-        if pd.api.types.is_numeric_dtype(s.dtype):
+        if s is not None and pd.api.types.is_numeric_dtype(s.dtype):
             return s.to_numpy(dtype="float64", na_value=np.nan)
         num = pd.to_numeric(pd.Series(self.raw.to_numpy(zero_copy_only=False)), errors="coerce").to_numpy(
             dtype="float64", na_value=np.nan
@@ -111,7 +128,7 @@ class Column:
     def booleans(self) -> tuple[np.ndarray, np.ndarray]:
         """(is_true, is_false) masks: real booleans, 'true'/'false' strings, or 1/0 numbers."""
         s = self.series
-        if pd.api.types.is_bool_dtype(s.dtype):
+        if s is not None and pd.api.types.is_bool_dtype(s.dtype):
             filled = s.astype("boolean")
             return (filled.eq(True).fillna(False).to_numpy(bool), filled.eq(False).fillna(False).to_numpy(bool))
         num = self.numeric
@@ -162,6 +179,50 @@ class FrameIndex:
         self.df = df
         self.n = len(df)
         self._columns: dict[str, Column] = {}
+        self._codes: dict[str, tuple[np.ndarray, list[str | None]]] = {}
+        self._arrow: dict[str, pa.Array | None] = {}
+        self._notna: dict[str, np.ndarray] = {}
+        self._memo: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]], np.ndarray] = {}
+
+    def arrow_strings(self, name: str) -> pa.Array | None:
+        """A pyarrow-backed string column of the whole frame as one large_string array (None for other dtypes).
+
+        Sub-frames take their rows from it with Arrow, not through pandas (a pandas ``take`` costs far more on
+        the small sub-frames of many small logs).
+        """
+        if name not in self._arrow:
+            series = self.df[name]
+            arr = None
+            if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
+                arr = pa.array(series.array)
+                if isinstance(arr, pa.ChunkedArray):
+                    arr = arr.combine_chunks()
+                if not pa.types.is_large_string(arr.type):
+                    arr = arr.cast(pa.large_string())
+            self._arrow[name] = arr
+        return self._arrow[name]
+
+    def notna(self, name: str) -> np.ndarray:
+        """Presence mask of a whole-frame column (computed once)."""
+        if name not in self._notna:
+            self._notna[name] = self.df[name].notna().to_numpy(dtype=bool)
+        return self._notna[name]
+
+    def _member(self, name: str, wanted: tuple[str, ...]) -> np.ndarray | None:
+        """Rows whose folded value is one of ``wanted``; tested once per distinct value (a log has few)."""
+        if name not in self._codes:
+            col = self._column(name)
+            if col is None:
+                return None
+            encoded = pc.dictionary_encode(col.folded)
+            if isinstance(encoded, pa.ChunkedArray):
+                encoded = encoded.combine_chunks()
+            codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+            self._codes[name] = (codes, encoded.dictionary.to_pylist())
+        codes, distinct = self._codes[name]
+        wanted_set = set(wanted)
+        hit = np.array([v in wanted_set for v in distinct] + [False], dtype=bool)  # last slot: nulls (-1)
+        return hit[codes]
 
     def _column(self, name: str) -> Column | None:
         if name not in self.df.columns:
@@ -172,14 +233,24 @@ class FrameIndex:
 
     def positions(self, variant: SourceVariant) -> np.ndarray:
         """Row positions (sorted) that the source's channel/provider/EventID conditions select."""
+        key = (variant.channels, variant.providers, variant.event_ids)
+        if key in self._memo:
+            return self._memo[key]
+        out = self._select(variant)
+        self._memo[key] = out
+        return out
+
+    def _select(self, variant: SourceVariant) -> np.ndarray:
         mask = np.ones(self.n, dtype=bool)
         for colname, wanted in (("Channel", variant.channels), ("Provider", variant.providers)):
             if not wanted:
                 continue
-            col = self._column(colname)
-            if col is None:
+            member = self._member(colname, wanted)
+            if member is None:
                 return np.empty(0, dtype=np.int64)
-            mask &= to_bool_array(pc.is_in(col.folded, value_set=pa.array(list(wanted), pa.large_string())))
+            mask &= member
+            if not mask.any():
+                return np.empty(0, dtype=np.int64)
         if variant.event_ids:
             col = self._column("EventID")
             if col is None:
@@ -196,6 +267,7 @@ class SubFrame:
         positions: row positions of this sub-frame into ``df`` (None = all rows).
         aliases: rule field -> column name for this source.
         shared: keys of leaf matchers used by more than one rule here (their results are cached).
+        index: the whole frame's :class:`FrameIndex`, whose per-column views sub-frames share.
     """
 
     def __init__(
@@ -204,8 +276,10 @@ class SubFrame:
         positions: np.ndarray | None,
         aliases: Mapping[str, str],
         shared: frozenset[Hashable] = frozenset(),
+        index: FrameIndex | None = None,
     ) -> None:
         self.df = df
+        self.index = index
         self.positions = positions
         self.n = len(df) if positions is None else len(positions)
         self.aliases = aliases
@@ -213,11 +287,63 @@ class SubFrame:
         self.results: dict[Hashable, np.ndarray] = {}
         self._columns: dict[str, Column] = {}
         self._by_lower = {c.lower(): c for c in df.columns if isinstance(c, str)}
+        self._names = frozenset(df.columns)
+        self._sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._present: dict[str, bool] = {}
+        self._gated: dict[tuple[str, tuple[float, ...]], np.ndarray | None] = {}
+
+    def field_has_values(self, field: str) -> bool:
+        """Whether the field maps to a column with at least one value in this sub-frame (cached per field)."""
+        known = self._present.get(field)
+        if known is None:
+            name = self.column_name(field)
+            if name is None:
+                known = False
+            elif self.index is not None:
+                present = self.index.notna(name)
+                known = bool(present.any() if self.positions is None else present[self.positions].any())
+            else:
+                known = self.column_by_name(name).has_values
+            self._present[field] = known
+        return known
+
+    def rows_with_numbers(self, field: str, values: tuple[float, ...]) -> np.ndarray | None:
+        """Sorted sub-frame positions whose field's numeric view equals one of ``values`` (as ``np.isin``).
+
+        None means every row; an empty array means none (also when the field has no column). The column is
+        sorted once per sub-frame, so each further value set costs a few binary searches, not a scan.
+        """
+        key = (field, values)
+        if key in self._gated:
+            return self._gated[key]
+        name = self.column_name(field)
+        out: np.ndarray | None
+        if name is None:
+            out = np.empty(0, dtype=np.int64)
+        else:
+            if name not in self._sorted:
+                num = self.column_by_name(name).numeric
+                order = np.argsort(num, kind="stable")
+                self._sorted[name] = (order, num[order])
+            order, ordered = self._sorted[name]
+            wanted = np.asarray(values, dtype="float64")
+            lo = np.searchsorted(ordered, wanted, side="left")
+            hi = np.searchsorted(ordered, wanted, side="right")
+            parts = [order[a:b] for a, b in zip(lo.tolist(), hi.tolist(), strict=True) if b > a]
+            total = sum(len(p) for p in parts)
+            if total == self.n:
+                out = None
+            elif not parts:
+                out = np.empty(0, dtype=np.int64)
+            else:
+                out = np.sort(np.concatenate(parts)).astype(np.int64, copy=False)
+        self._gated[key] = out
+        return out
 
     def column_name(self, field: str) -> str | None:
         """The table column a rule field reads here: alias first, then the name itself, then any case."""
         for candidate in (self.aliases.get(field), field):
-            if candidate is not None and candidate in self.df.columns:
+            if candidate is not None and candidate in self._names:
                 return candidate
         return self._by_lower.get(field.lower())
 
@@ -229,6 +355,12 @@ class SubFrame:
     def column_by_name(self, name: str) -> Column:
         """Views of a table column (which must exist) restricted to this sub-frame."""
         col = self._columns.get(name)
+        if col is None and self.index is not None:
+            arr = self.index.arrow_strings(name)
+            if arr is not None:
+                if self.positions is not None:
+                    arr = arr.take(pa.array(self.positions, type=pa.int64()))
+                col = self._columns[name] = Column(None, name, raw=arr)
         if col is None:
             series = self.df[name]
             if self.positions is not None:
