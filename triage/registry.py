@@ -146,6 +146,22 @@ class Analyzer:
                 h.update(b"unreadable")
         return h.hexdigest()[:32]
 
+    def run_fingerprint(self, run_id: str) -> str:
+        """:meth:`fingerprint`, computed once per run and process.
+
+        The runner asks for every unit; with a large ``--sigma`` folder, listing and hashing thousands of rule
+        files per unit cost more than analysing a small log. Within one run the rules in use are the ones
+        loaded at its start, so one value per run is also the more truthful one. Without a run id it is
+        computed afresh (a long-lived worker must notice rules edited between commands).
+        """
+        memo = self.__dict__.get("_run_fingerprint")
+        if run_id and memo is not None and memo[0] == run_id:
+            return str(memo[1])
+        value = self.fingerprint()
+        if run_id:
+            self.__dict__["_run_fingerprint"] = (run_id, value)
+        return value
+
     def load_rules(self) -> Any:
         """Load and validate rule files once per process; override in analyzers that have rules."""
         return None

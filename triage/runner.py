@@ -78,7 +78,9 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _finished(case_dir: Path, analyzer: Analyzer, row: ManifestRow, why: dict[str, str] | None = None) -> bool:
+def _finished(
+    case_dir: Path, analyzer: Analyzer, row: ManifestRow, why: dict[str, str] | None = None, run_id: str = ""
+) -> bool:
     """Whether the unit's result on disk may be reused: a finished record of this analyzer, rules and evidence,
     and a result file whose hash is the one the record holds. ``why`` gets the reason a result is not
     trusted (replaced or deleted), for the custody log."""
@@ -90,7 +92,7 @@ def _finished(case_dir: Path, analyzer: Analyzer, row: ManifestRow, why: dict[st
     if not (
         rec.get("status") in DONE
         and rec.get("analyzer_version") == analyzer.version
-        and rec.get("fingerprint") == analyzer.fingerprint()
+        and rec.get("fingerprint") == analyzer.run_fingerprint(run_id)
         and rec.get("evidence_sha256") == row.sha256
     ):
         return False
@@ -155,7 +157,7 @@ def run_unit(
         registry = discover(plugins)
     cls = registry[analyzer_name]
     analyzer = _instance(cls, options or {})
-    fingerprint = analyzer.fingerprint()
+    fingerprint = analyzer.run_fingerprint(run_id)
     # a long-lived worker (dask) keeps its analyzer objects between commands: reload rules that changed
     if analyzer.__dict__.setdefault("_triage_fingerprint", fingerprint) != fingerprint:
         _drop_instance(cls, options or {})
@@ -303,7 +305,7 @@ def _plan(
         for row, members in units:
             summary.planned += 1
             why: dict[str, str] = {}
-            if not force and _finished(case.path, planner, row, why):
+            if not force and _finished(case.path, planner, row, why, summary.run_id):
                 summary.reused += 1
                 continue
             if why:  # a result on disk that is not the one recorded: say so before redoing it
@@ -421,7 +423,7 @@ def analyze_cases(
         except (OSError, ValueError):
             return None
         if rec.get("run_id") == plan.summary.run_id or _finished(
-            plan.case.path, _instance(cls, options.get(cls.name, {})), row
+            plan.case.path, _instance(cls, options.get(cls.name, {})), row, run_id=plan.summary.run_id
         ):
             return dict(rec)
         return None
