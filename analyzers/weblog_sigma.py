@@ -4,7 +4,7 @@ Third-party Sigma sets given with ``--sigma`` carry web rules (SigmaHQ ``rules/w
 exploitation rules of ``rules-emerging-threats``) whose logsource is ``category: webserver`` (W3C names:
 ``cs-uri-stem``, ``cs-uri-query``, ``cs-method``, ``sc-status``, ``c-ip``, ``cs-user-agent`` ...) or
 ``category: proxy`` (``c-uri``, ``c-uri-query``, ``c-useragent``, ``cs-host``, ``src_ip`` ...). This analyzer
-reads each web log with the Exchange/IIS log reader (``triage.analyzers.exchange.logs``), maps the normalised
+reads each web log with the Exchange/IIS log reader (``analyzers.exchange.logs``), maps the normalised
 columns onto both vocabularies (:func:`sigma_frame`) and runs the rules through the project's Sigma engine,
 whose logsource map sends both categories to the ``Triage-WebLog`` channel those rows carry.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from triage.analyzers.exchange.logs import ECP, HTTPPROXY, IIS, LogReader, log_type, normalize
+from analyzers.exchange.logs import ECP, HTTPPROXY, IIS, LogReader, log_type, normalize
 from triage.errors import Skip
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register

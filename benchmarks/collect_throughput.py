@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from collectors.collect import collect_volume
+from collectors.sources import open_source_path
 from triage.case import Case
-from triage.collectors.collect import collect_volume
-from triage.collectors.sources import open_source_path
 from triage.testing.volume import VolumeSpec, build_volume
 
 

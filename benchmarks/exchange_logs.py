@@ -24,11 +24,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from triage.analyzers.exchange.common import LogFile
-from triage.analyzers.exchange.logs import HTTPPROXY
-from triage.analyzers.exchange.proxylogon import scan_httpproxy
-from triage.analyzers.exchange.rules import load_rules
-from triage.analyzers.exchange.weblogs import scan_log
+from analyzers.exchange.common import LogFile
+from analyzers.exchange.logs import HTTPPROXY
+from analyzers.exchange.proxylogon import scan_httpproxy
+from analyzers.exchange.rules import load_rules
+from analyzers.exchange.weblogs import scan_log
 from triage.testing.exchangelogs import bulk_httpproxy
 
 FOLDERS = ("Ecp", "Owa", "Ews", "Mapi", "Autodiscover", "Eas")

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from triage.analyzers.memory import rawscan, yararules
+from analyzers.memory import rawscan, yararules
 
 MIB = 1 << 20
 EXTERNALS = ("filename", "filepath", "extension", "filetype", "owner")
@@ -93,7 +93,7 @@ def write_image(path: Path, size: int, fill: float, seed: int = 2102) -> dict[in
 TRIAGE_CHILD = """
 import json, sys, time
 t0 = time.perf_counter()
-from triage.analyzers.memory import rawscan, yararules
+from analyzers.memory import rawscan, yararules
 from pathlib import Path
 rules = yararules.compile_rules([Path(p) for p in json.loads(sys.argv[2])])
 t1 = time.perf_counter()

@@ -30,10 +30,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from triage.analyzers.registry.checks import RegistryRules
-from triage.analyzers.registry.exchange import RegistryExchange
-from triage.analyzers.registry.hive import rust_available
-from triage.analyzers.registry.hostinfo import RegistryHostInfo
+from analyzers.registry.checks import RegistryRules
+from analyzers.registry.exchange import RegistryExchange
+from analyzers.registry.hive import rust_available
+from analyzers.registry.hostinfo import RegistryHostInfo
 from triage.case import ManifestRow
 from triage.registry import Analyzer, Unit
 from triage.testing.hives import (

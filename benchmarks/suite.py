@@ -238,7 +238,7 @@ def bench_exchange(s: Suite, args: argparse.Namespace, work: Path) -> None:
 def bench_yara(s: Suite, args: argparse.Namespace, work: Path) -> None:
     import yara_scan as m
 
-    from triage.analyzers.yara.content import own_rule_paths
+    from analyzers.yara.content import own_rule_paths
 
     root = work / "yara" / "C"
     files = m.make_files(root, args.yara_pages, args.yara_mb)
@@ -308,7 +308,7 @@ def bench_yara(s: Suite, args: argparse.Namespace, work: Path) -> None:
 def bench_memory(s: Suite, args: argparse.Namespace, work: Path) -> None:
     import memory_scan as m
 
-    from triage.analyzers.memory import rawscan, yararules
+    from analyzers.memory import rawscan, yararules
 
     compiled = yararules.compile_rules(yararules.rule_files())
     files = compiled.files
@@ -519,9 +519,9 @@ def fleet_sources(out: Path, hosts: int) -> tuple[list[tuple[str, Path]], str]:
 
 def collect_fleet(sources: list[tuple[str, Path]], cases: Path) -> dict[str, Path]:
     """One case per host, collected one after the other (as ``triage run`` does); host -> case folder."""
+    from collectors.collect import collect_volume
+    from collectors.sources import open_source_path
     from triage.case import Case
-    from triage.collectors.collect import collect_volume
-    from triage.collectors.sources import open_source_path
 
     out = {}
     for name, src_path in sources:
@@ -750,9 +750,9 @@ class BenchNoop(Analyzer):
 
 
 def bench_overhead(s: Suite, args: argparse.Namespace, work: Path) -> None:
+    from collectors.collect import collect_files
+    from collectors.sources import open_source_path
     from triage.case import Case
-    from triage.collectors.collect import collect_files
-    from triage.collectors.sources import open_source_path
 
     plugin = work / "bench_noop_plugin.py"
     plugin.write_text(NOOP_PLUGIN)

@@ -18,9 +18,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from triage.analyzers.yara.content import own_rule_paths, severity_for
-from triage.analyzers.yara.engine import YARA_X, compile_rules, file_externals, find_rule_files
-from triage.analyzers.yara.heuristics import PAGE_EXTS, SIGNALS, inspect, measure
+from analyzers.yara.content import own_rule_paths, severity_for
+from analyzers.yara.engine import YARA_X, compile_rules, file_externals, find_rule_files
+from analyzers.yara.heuristics import PAGE_EXTS, SIGNALS, inspect, measure
 from triage.testing.webshells import benign_samples, family_samples, hex_escaped_tiny, variants, with_gif_header
 
 RANK = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}

@@ -35,8 +35,8 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-from triage.analyzers.yara.content import own_rule_paths
-from triage.analyzers.yara.engine import (
+from analyzers.yara.content import own_rule_paths
+from analyzers.yara.engine import (
     OTHER_ENGINE,
     RELAXED_FIRST,
     YARA_PYTHON,

@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collectors.families import Family, load_families
+from collectors.hostinfo import computer_name, exchange_root
+from collectors.sources import Source
+from collectors.vfs import DIR, FILE, UNSAFE, VNode, expand_braces, glob, resolve
 from triage.case import Case, ManifestRow, safe_component, safe_host
-from triage.collectors.families import Family, load_families
-from triage.collectors.hostinfo import computer_name, exchange_root
-from triage.collectors.sources import Source
-from triage.collectors.vfs import DIR, FILE, UNSAFE, VNode, expand_braces, glob, resolve
 from triage.custody import utcnow
 from triage.formats.recognize import (
     HEAD,
@@ -467,8 +467,8 @@ def _open_nested(
     rec: Recognition,
 ) -> Source | str:
     """Open a container found among loose artifacts; the reason (a string) when it cannot be opened."""
-    from triage.collectors.sources import _zip_source, open_source_path
-    from triage.collectors.vfs import ContainerLimit, ZipLimits
+    from collectors.sources import _zip_source, open_source_path
+    from collectors.vfs import ContainerLimit, ZipLimits
     from triage.errors import TriageError
 
     limits = ZipLimits.from_env()

@@ -3,8 +3,8 @@
 The container is recognised by its magic, never by its name. Every segment or extent is opened by us with
 ``O_NOATIME`` and handed to the libyal bindings (``pyewf``, ``pyvhdi``, ``pyvmdk``) as file objects, so
 nothing in the image folder changes, not even access times. Partition tables are parsed by
-:mod:`triage.collectors.partitions`; each NTFS volume is opened with ``pyfsntfs`` through an offset window
-over the disk and exposed as a :class:`~triage.collectors.vfs.VNode` tree, so the generic collector runs over
+:mod:`collectors.partitions`; each NTFS volume is opened with ``pyfsntfs`` through an offset window
+over the disk and exposed as a :class:`~collectors.vfs.VNode` tree, so the generic collector runs over
 it exactly as over a folder. Entries carry NTFS facts ($STANDARD_INFORMATION and $FILE_NAME times, MFT
 entry, alternate data streams) for the manifest rows.
 """
@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from triage.collectors.partitions import (
+from collectors.partitions import (
     BITLOCKER_OEM,
     Partition,
     PartitionTable,
@@ -35,7 +35,7 @@ from triage.collectors.partitions import (
     looks_like_mbr,
     read_partitions,
 )
-from triage.collectors.vfs import CORRUPT, DIR, FILE, LINK, VNode, listdir_noatime, resolve
+from collectors.vfs import CORRUPT, DIR, FILE, LINK, VNode, listdir_noatime, resolve
 from triage.errors import UsageError
 from triage.hashing import copy_hashing, open_source
 
@@ -1152,9 +1152,9 @@ def record_image(
 
     A hash mismatch or an unreadable media stream is a loud warning and a failure row; the collection goes on.
     """
+    from collectors.collect import COLLECTOR, COLLECTOR_VERSION
+    from collectors.hostinfo import computer_name
     from triage.case import safe_host
-    from triage.collectors.collect import COLLECTOR, COLLECTOR_VERSION
-    from triage.collectors.hostinfo import computer_name
 
     image: DiskImage = source.image
     record = image.describe()

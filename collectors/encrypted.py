@@ -25,7 +25,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from triage.collectors.vfs import ZipLimits
+from collectors.vfs import ZipLimits
 from triage.errors import UsageError
 
 ENCRYPTED_PASS_KEYS = ("EncryptedPass", "encrypted_pass", "b64_enc_secret", "EncryptedPassword")

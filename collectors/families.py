@@ -31,7 +31,7 @@ class Family:
 def load_families(path: str | Path | None = None) -> list[Family]:
     """Load and validate families; a malformed declaration is a clear error naming the entry."""
     if path is None:
-        text = resources.files("triage.collectors").joinpath("artifacts.yaml").read_text(encoding="utf-8")
+        text = resources.files("collectors").joinpath("artifacts.yaml").read_text(encoding="utf-8")
         origin = "artifacts.yaml"
     else:
         text = Path(path).read_text(encoding="utf-8")

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 
-from triage.collectors.vfs import DIR, FILE, VNode, glob, resolve
+from collectors.vfs import DIR, FILE, VNode, glob, resolve
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ a Velociraptor offline collection, unzipped or as the zip (``uploads/<accessor>/
 (see ``encrypted``); a KAPE ``--zip``/``--vhdx``/``--vhd`` container or a zip of a volume; an acquired disk image
 (E01, raw/dd, VMDK, VHD, VHDX; see ``diskimage``); a memory image; loose files and zip members, each
 recognised by its bytes (:mod:`triage.formats.recognize`). Zips are opened in place, bounded
-(:class:`~triage.collectors.vfs.ZipLimits`).
+(:class:`~collectors.vfs.ZipLimits`).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from triage.collectors.toolrecords import kape_records, velociraptor_records
-from triage.collectors.vfs import (
+from collectors.toolrecords import kape_records, velociraptor_records
+from collectors.vfs import (
     DIR,
     FILE,
     ContainerLimit,
@@ -155,7 +155,7 @@ def _walk_files(node: VNode, failures: list[tuple[str, str]] | None = None) -> l
 
 def _image_source(path: str, *, force: bool) -> Source | None:
     """A disk image as a source of drives (None when ``path`` is not one and not ``force``)."""
-    from triage.collectors import diskimage
+    from collectors import diskimage
 
     if diskimage.detect_format(path, force=force) is None:
         ext = Path(path).suffix.lower()
@@ -298,7 +298,7 @@ def _zip_source(
         files = {c.name: c for c in root.children() if c.kind == FILE}
         data_info = next((i for i in tree.zf.infolist() if i.filename == "data.zip"), None)
         if "metadata.json" in files and data_info is not None and data_info.flag_bits & 0x1:
-            from triage.collectors.encrypted import FORMAT, open_data_zip
+            from collectors.encrypted import FORMAT, open_data_zip
 
             data = open_data_zip(path, tree._fh if tree._fh is not None else fh, label, limits)  # type: ignore[arg-type]
             inner_label = f"{label}!data.zip"
@@ -463,7 +463,7 @@ def precheck_examinable(sources: list[Source]) -> None:
         for _parts, node in src.members:
             if node.kind != FILE:
                 continue
-            from triage.collectors.collect import _recognize_node
+            from collectors.collect import _recognize_node
 
             rec = _recognize_node(node)
             if rec.by == "error":

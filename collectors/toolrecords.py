@@ -16,7 +16,7 @@ import urllib.parse
 from collections.abc import Iterable
 from typing import Any
 
-from triage.collectors.vfs import VNode
+from collectors.vfs import VNode
 
 MAX_RECORD_BYTES = 256 << 20  # a copy log or uploads.json bigger than this is not read (noted)
 Key = tuple[str, str]

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from collectors.collect import collect_volume
+from collectors.sources import open_source_path
 from triage import registry
 from triage.case import Case
-from triage.collectors.collect import collect_volume
-from triage.collectors.sources import open_source_path
 from triage.testing.volume import VolumeSpec, build_volume
 
 REPO = Path(__file__).resolve().parents[1]

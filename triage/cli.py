@@ -216,7 +216,7 @@ def cmd_collect(args: argparse.Namespace, plan: Any = None) -> dict[str, Any]:
     plan = plan or open_sources(args.sources, args.as_type)  # usage errors before any write; HOST=PATH too
     sources = list(plan.sources)
     if args.kind is None:
-        from triage.collectors.sources import precheck_examinable
+        from collectors.sources import precheck_examinable
 
         try:
             precheck_examinable(sources)  # junk only: exit 4 before a case folder is made
@@ -229,7 +229,7 @@ def cmd_collect(args: argparse.Namespace, plan: Any = None) -> dict[str, Any]:
 
 
 def _collect_locked(args: argparse.Namespace, plan: Any, case: Any, sources: list[Any]) -> dict[str, Any]:
-    from triage.collectors.collect import CollectStats, collect_source
+    from collectors.collect import CollectStats, collect_source
     from triage.progress import byte_progress
 
     case.custody.prepare()
@@ -245,7 +245,7 @@ def _collect_locked(args: argparse.Namespace, plan: Any, case: Any, sources: lis
     sources.sort(key=lambda src: not src.drives)
     for src in sources:
         if src.image is not None:  # before collecting: a bad image is the first thing the custody log says
-            from triage.collectors.diskimage import record_image
+            from collectors.diskimage import record_image
 
             with byte_progress(f"verifying {Path(src.location).name}", enabled=not args.quiet) as advance:
                 record_image(case, src, host=args.host, verify=args.verify_image, stats=stats, progress=advance)
@@ -386,7 +386,7 @@ def _analyze_locked(args: argparse.Namespace, case: Any) -> dict[str, Any]:
     case.recover()  # leftovers of a killed command, each recorded
     sigma = _report_sigma(case, _analyzer_options(args)["eventlog"]["sigma"]) if args.sigma else None
     if args.yara:  # compile once up front (filling the rule cache) and record per file what loaded
-        from triage.analyzers.yara.content import report_rule_load
+        from analyzers.yara.content import report_rule_load
 
         yara = report_rule_load(case, _analyzer_options(args)["yara"]["yara"])
     with unit_progress("analyzing", enabled=not args.quiet) as update:
@@ -519,7 +519,7 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> dict[str, Any]:
-    from triage.collectors.families import load_families
+    from collectors.families import load_families
     from triage.formats.recognize import table as format_table
     from triage.registry import discover, import_failures
 
@@ -609,7 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from triage import fleet
 
     if getattr(args, "password", None) or getattr(args, "key", None):
-        from triage.collectors.encrypted import set_credentials
+        from collectors.encrypted import set_credentials
 
         set_credentials(args.password, args.key)
         sys.argv[:] = _redacted_argv(sys.argv)  # reports and fleet files record the command line

@@ -34,8 +34,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from collectors.sources import Source, open_source_path
 from triage.case import safe_host
-from triage.collectors.sources import Source, open_source_path
 from triage.errors import ExitCode, InsufficientEvidence, UsageError
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def open_sources(args: list[str], as_type: str) -> SourcePlan:
 
 
 def _volume_name(src: Source) -> str | None:
-    from triage.collectors.hostinfo import computer_name
+    from collectors.hostinfo import computer_name
 
     sysdrive = next((d for d, r in src.drives.items() if r.child("Windows") is not None), next(iter(src.drives)))
     name = computer_name(src.drives[sysdrive]) or src.host_hint
@@ -250,7 +250,7 @@ def analyze_hosts(cases: dict[str, Path], args: argparse.Namespace) -> dict[str,
             if args.sigma:
                 extra[host]["sigma"] = cli._report_sigma(case, options["eventlog"]["sigma"])
             if args.yara:
-                from triage.analyzers.yara.content import report_rule_load
+                from analyzers.yara.content import report_rule_load
 
                 extra[host]["yara"] = report_rule_load(case, options["yara"]["yara"])
         common = dict(

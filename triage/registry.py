@@ -1,7 +1,7 @@
 """The analyzer registry: declared units, found by importing packages, never by scanning the cwd.
 
 An analyzer is a subclass of :class:`Analyzer` decorated with :func:`register`. Built-ins live in
-``triage.analyzers``; third parties register through the ``triage.analyzers`` entry point group or
+``analyzers``; third parties register through the ``analyzers`` entry point group or
 ``--plugin module_or_file.py``. An import failure is recorded (``import_failures()``), never raised.
 """
 
@@ -207,7 +207,7 @@ def register(cls: type[Analyzer]) -> type[Analyzer]:
 
 def signature_path(relative: str) -> Path:
     """A path to a file under the installed ``signatures/`` folder."""
-    return Path(str(resources.files("triage.signatures").joinpath(relative)))
+    return Path(str(resources.files("signatures").joinpath(relative)))
 
 
 def _import(name: str) -> None:
@@ -229,12 +229,21 @@ def _import(name: str) -> None:
         log.warning("analyzer module %s failed to import: %s", name, _IMPORT_FAILURES[name].strip().splitlines()[-1])
 
 
+def _record_walk_failure(name: str) -> None:
+    """pkgutil.walk_packages calls this when a subpackage cannot be imported; keep it like any other failure."""
+    if name not in _IMPORT_FAILURES:
+        _IMPORT_FAILURES[name] = traceback.format_exc(limit=5)
+        log.warning("analyzer package %s failed to import", name)
+
+
 def discover(plugins: Iterable[str] = ()) -> dict[str, type[Analyzer]]:
     """Import built-in analyzers, entry points and extra plugin modules; return the registry."""
-    import triage.analyzers as pkg
+    import analyzers as pkg
 
-    for info in pkgutil.iter_modules(pkg.__path__, pkg.__name__ + "."):
-        if not info.name.rsplit(".", 1)[-1].startswith("_"):
+    # every module of every subpackage, so an analyzer may live anywhere below analyzers/ without an edit
+    # to a package __init__; a subpackage whose import fails is recorded once and its children skipped
+    for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".", onerror=_record_walk_failure):
+        if not any(part.startswith("_") for part in info.name.split(".")[1:]):
             _import(info.name)
     try:
         eps = metadata.entry_points(group=ENTRY_POINT_GROUP)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from triage.analyzers.eventlog.jsonexport import JsonLimits
-from triage.analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_events
+from analyzers.eventlog.jsonexport import JsonLimits
+from analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_events
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register, signature_path
 from triage.sigma.correlation import Correlator, describe

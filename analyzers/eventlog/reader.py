@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
-    from triage.analyzers.eventlog.jsonexport import JsonLimits
+    from analyzers.eventlog.jsonexport import JsonLimits
 
 log = logging.getLogger(__name__)
 
@@ -495,7 +495,7 @@ def iter_json_events(
     path: str | Path, stats: ReadStats, batch: int = BATCH, limits: JsonLimits | None = None
 ) -> Iterator[pd.DataFrame]:
     """Batches of events from a JSON export of any supported flavour and container (see ``jsonexport``)."""
-    from triage.analyzers.eventlog.jsonexport import flatten_json_record, iter_json_docs
+    from analyzers.eventlog.jsonexport import flatten_json_record, iter_json_docs
     from triage.formats.eventjson import unwrap_export
 
     stats.backend = "json"

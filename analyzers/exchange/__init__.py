@@ -13,9 +13,9 @@ work without the runner too.
 
 from __future__ import annotations
 
-from triage.analyzers.exchange.narrative import AttackNarrative
-from triage.analyzers.exchange.proxylogon import ProxyLogonChecks
-from triage.analyzers.exchange.tploutput import TestProxyLogonOutput
-from triage.analyzers.exchange.weblogs import WebLogIndicators
+from analyzers.exchange.narrative import AttackNarrative
+from analyzers.exchange.proxylogon import ProxyLogonChecks
+from analyzers.exchange.tploutput import TestProxyLogonOutput
+from analyzers.exchange.weblogs import WebLogIndicators
 
 __all__ = ["AttackNarrative", "ProxyLogonChecks", "TestProxyLogonOutput", "WebLogIndicators"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from triage.analyzers.exchange.logs import UNKNOWN, ParseStats, log_type, sniff_log_type
+from analyzers.exchange.logs import UNKNOWN, ParseStats, log_type, sniff_log_type
 from triage.case import ManifestRow
 from triage.registry import Unit, logical_path
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import pandas as pd
 
-from triage.analyzers.exchange.common import AA21_062A, LogFile, file_failed, iso, short, unit_files
-from triage.analyzers.exchange.logs import ECP, HTTPPROXY, IIS, SOURCE_COLUMNS, LogReader, normalize
-from triage.analyzers.exchange.proxylogon import (
+from analyzers.exchange.common import AA21_062A, LogFile, file_failed, iso, short, unit_files
+from analyzers.exchange.logs import ECP, HTTPPROXY, IIS, SOURCE_COLUMNS, LogReader, normalize
+from analyzers.exchange.proxylogon import (
     OabHit,
     check_26857,
     check_26858,
@@ -35,7 +35,7 @@ from triage.analyzers.exchange.proxylogon import (
     mask_reset_vdir,
     scan_httpproxy,
 )
-from triage.analyzers.exchange.rules import RULE_DIR, RuleSet, load_rules, match_frame
+from analyzers.exchange.rules import RULE_DIR, RuleSet, load_rules, match_frame
 from triage.errors import Skip
 from triage.finding import SEVERITIES, Finding
 from triage.registry import Analyzer, Unit, register
@@ -294,7 +294,7 @@ def describe_step(step: dict[str, Any]) -> str:
 
 
 def _management_events(files: list[LogFile], warnings: list[str]) -> list[dict[str, Any]]:
-    from triage.analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_evtx
+    from analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_evtx
 
     out: list[dict[str, Any]] = []
     for f in files:

@@ -31,7 +31,7 @@ from typing import Any
 
 import pandas as pd
 
-from triage.analyzers.exchange.common import (
+from analyzers.exchange.common import (
     AA21_062A,
     ED_WINDOW_START,
     MAX_PER_CHECK,
@@ -44,7 +44,7 @@ from triage.analyzers.exchange.common import (
     short,
     unit_files,
 )
-from triage.analyzers.exchange.logs import (
+from analyzers.exchange.logs import (
     ECP,
     HTTPPROXY,
     OAB,
@@ -287,7 +287,7 @@ def check_27065_set(
 
 def check_26857(files: Iterable[LogFile], warnings: list[str] | None = None) -> pd.DataFrame:
     """CVE-2021-26857: UM errors with InvalidCastException in the Application event log(s)."""
-    from triage.analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_evtx
+    from analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_evtx
 
     cols = ["TimeCreated", "MachineName", "Message", "EventID", "EventRecordID", "Provider", "Level", "file"]
     found: list[pd.DataFrame] = []

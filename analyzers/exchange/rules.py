@@ -1,7 +1,7 @@
 """Web log indicator rules: small YAML schemas with explicit operators, matched vectorised.
 
 A rule names the logs it applies to (``httpproxy``, ``iis``, ``ecp``) and conditions over the
-normalised columns of :func:`triage.analyzers.exchange.logs.normalize` (``method``, ``uri_stem``,
+normalised columns of :func:`analyzers.exchange.logs.normalize` (``method``, ``uri_stem``,
 ``status``, ``user_agent``, ``client_ip``, ``anchor_mailbox``, ``cmd`` ...)::
 
     all:  [cond, ...]   every condition holds
@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 
-from triage.analyzers.exchange.logs import NORMALIZED
+from analyzers.exchange.logs import NORMALIZED
 from triage.finding import SEVERITIES
 from triage.registry import signature_path
 

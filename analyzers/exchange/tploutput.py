@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from triage.analyzers.exchange.common import MAX_PER_CHECK, TPL_REFERENCE, safe_ts, short
+from analyzers.exchange.common import MAX_PER_CHECK, TPL_REFERENCE, safe_ts, short
 from triage.errors import Skip
 from triage.finding import Finding
 from triage.formats.recognize import TPL_OUTPUT_NAME

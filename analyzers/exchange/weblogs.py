@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from triage.analyzers.exchange.common import MAX_PER_CHECK, LogFile, iso, report_parse_problems, short
-from triage.analyzers.exchange.logs import (
+from analyzers.exchange.common import MAX_PER_CHECK, LogFile, iso, report_parse_problems, short
+from analyzers.exchange.logs import (
     ECP,
     HTTPPROXY,
     IIS,
@@ -26,7 +26,7 @@ from triage.analyzers.exchange.logs import (
     normalize,
     time_span,
 )
-from triage.analyzers.exchange.rules import RULE_DIR, Rule, RuleSet, SequenceState, load_rules, match_frame
+from analyzers.exchange.rules import RULE_DIR, Rule, RuleSet, SequenceState, load_rules, match_frame
 from triage.errors import Skip
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register

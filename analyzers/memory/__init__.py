@@ -8,4 +8,4 @@ unit runs. Modules: :mod:`.vol` (the adapter, ``run_vol3``), :mod:`.derive` (fin
 
 from __future__ import annotations
 
-from triage.analyzers.memory import analyzer  # noqa: F401  (registration)
+from analyzers.memory import analyzer  # noqa: F401  (registration)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from triage.analyzers.memory import derive, isolate, minidump, rawscan, settings, tables, vol, yararules
+from analyzers.memory import derive, isolate, minidump, rawscan, settings, tables, vol, yararules
 from triage.errors import Skip
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register

@@ -17,7 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from triage.analyzers.memory.vol import Column
+from analyzers.memory.vol import Column
 
 ARROW_TYPES = {
     "int": pa.int64(),

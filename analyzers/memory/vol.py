@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from triage.analyzers.memory import settings
+from analyzers.memory import settings
 
 log = logging.getLogger(__name__)
 

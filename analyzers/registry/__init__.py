@@ -8,4 +8,4 @@ hive's ``.LOG1``/``.LOG2`` travel with it): ``registry_hostinfo``, ``registry_ex
 
 from __future__ import annotations
 
-from triage.analyzers.registry import checks, exchange, hostinfo  # noqa: F401  (registration)
+from analyzers.registry import checks, exchange, hostinfo  # noqa: F401  (registration)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from triage.analyzers.registry.hostset import HiveFile, HostHives
-from triage.analyzers.registry.rules import Match, RuleSet, as_text, evaluate, load_rule_files, match_attributes
+from analyzers.registry.hostset import HiveFile, HostHives
+from analyzers.registry.rules import Match, RuleSet, as_text, evaluate, load_rule_files, match_attributes
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register
 

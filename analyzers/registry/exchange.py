@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from triage.analyzers.registry.hive import Hive
-from triage.analyzers.registry.hostset import HiveFile, HostHives
+from analyzers.registry.hive import Hive
+from analyzers.registry.hostset import HiveFile, HostHives
 from triage.case import ManifestRow
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit, logical_path, register, signature_path

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from triage.analyzers.registry.artifacts import sam_accounts
-from triage.analyzers.registry.hive import Hive, filetime_to_dt
-from triage.analyzers.registry.hostset import HiveFile, HostHives
-from triage.analyzers.registry.rules import scalar
+from analyzers.registry.artifacts import sam_accounts
+from analyzers.registry.hive import Hive, filetime_to_dt
+from analyzers.registry.hostset import HiveFile, HostHives
+from analyzers.registry.rules import scalar
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register
 

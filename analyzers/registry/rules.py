@@ -17,7 +17,7 @@ A rule picks records from one hive type and keeps those its conditions hold for:
 
 Records. ``registry``: ``key_path``, ``key_name``, ``ts`` (key last write), ``value_name``, ``data``,
 ``type``, and ``value:<Name>`` for any value of the same key. ``accounts``: see
-:func:`~triage.analyzers.registry.artifacts.sam_accounts`. ``execution``: ``source``, ``path``, ``name``,
+:func:`~analyzers.registry.artifacts.sam_accounts`. ``execution``: ``source``, ``path``, ``name``,
 ``ts``, ``user``, ``run_count``, ``sha1`` (``sources`` narrows to amcache/shimcache/bam/userassist).
 
 Conditions. An item maps fields to operators, or is ``any: [items]``, ``all: [items]``, ``not: item``.
@@ -44,8 +44,8 @@ from typing import Any
 
 import yaml
 
-from triage.analyzers.registry.artifacts import execution_records, sam_accounts
-from triage.analyzers.registry.hive import HIVE_TYPES, Hive, RegKey
+from analyzers.registry.artifacts import execution_records, sam_accounts
+from analyzers.registry.hive import HIVE_TYPES, Hive, RegKey
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SOURCES = ("registry", "accounts", "execution")

@@ -7,4 +7,4 @@ yara-python as the fallback per rule file, compiled sets cached on disk). ``webs
 compilation records, and flags obfuscated code and pages written in the directive window.
 """
 
-from triage.analyzers.yara import content, heuristics  # noqa: F401  (importing registers the analyzers)
+from analyzers.yara import content, heuristics  # noqa: F401  (importing registers the analyzers)

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
-from triage.analyzers.yara.engine import (
+from analyzers.yara.engine import (
     RELAXED_FIRST,
     RULE_SUFFIXES,
     YARA_X,

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from triage.analyzers.yara import behaviour
+from analyzers.yara import behaviour
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit, register, signature_path
 
@@ -352,7 +352,7 @@ def in_stock_tree(path: str) -> bool:
     outside the auth folders), where updates rewrite so many stock files that a write time alone says nothing."""
     global _STOCK_TREES
     if _STOCK_TREES is None:
-        from triage.analyzers.webshell import glob_regex
+        from analyzers.webshell import glob_regex
 
         doc = yaml.safe_load(signature_path("webshell/locations.yaml").read_text(encoding="utf-8"))
         _STOCK_TREES = [

@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from collectors.collect import collect_source
+from collectors.sources import open_source_path
 from triage.case import Case
-from triage.collectors.collect import collect_source
-from triage.collectors.sources import open_source_path
 from triage.runner import analyze_case
 from triage.testing.volume import VolumeSpec, build_volume, to_kape, to_velociraptor
 
@@ -103,6 +103,6 @@ def test_velociraptor_uploads_json_sha256_mismatch(tmp_path):
     ],
 )
 def test_windows_paths_to_keys(path, key):
-    from triage.collectors.toolrecords import split_windows_path
+    from collectors.toolrecords import split_windows_path
 
     assert split_windows_path(path) == key

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from triage.analyzers.yara.heuristics import in_stock_tree
+from analyzers.yara.heuristics import in_stock_tree
 from triage.case import Case
 from triage.cli import main
 from triage.errors import ExitCode

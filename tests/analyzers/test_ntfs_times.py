@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from triage.analyzers.ntfs_times import NtfsTimestomp, is_web_page, signals, ticks
+from analyzers.ntfs_times import NtfsTimestomp, is_web_page, signals, ticks
 from triage.case import ManifestRow
 from triage.errors import Skip
 from triage.registry import Unit

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from triage.analyzers.webshell import glob_regex, load_rules, match_all
+from analyzers.webshell import glob_regex, load_rules, match_all
 from triage.case import Case
 from triage.registry import signature_path
 from triage.report import load_findings

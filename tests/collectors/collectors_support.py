@@ -159,8 +159,8 @@ def age_tree(root: str | os.PathLike[str]) -> None:
 
 def collect(case: Case, location: str | os.PathLike[str], *, host: str | None = None, as_type: str = "auto"):
     """Open ``location`` as a source and run the volume collector over it; returns (source, stats)."""
-    from triage.collectors.collect import collect_volume
-    from triage.collectors.sources import open_source_path
+    from collectors.collect import collect_volume
+    from collectors.sources import open_source_path
 
     src = open_source_path(os.fspath(location), as_type)
     try:
@@ -179,8 +179,8 @@ def collect_loose(
     kind: str | None = None,
 ):
     """Open ``location`` (memory image or loose files) and run the file collector; returns (source, stats)."""
-    from triage.collectors.collect import collect_files
-    from triage.collectors.sources import open_source_path
+    from collectors.collect import collect_files
+    from collectors.sources import open_source_path
 
     src = open_source_path(os.fspath(location), as_type)
     try:

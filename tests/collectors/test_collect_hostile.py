@@ -27,9 +27,9 @@ from collectors_support import (
     stored_rows,
 )
 
-import triage.collectors.vfs as vfs
+import collectors.vfs as vfs
+from collectors.vfs import LINK_DETAIL
 from triage.case import NAME_MAX, Case, safe_component
-from triage.collectors.vfs import LINK_DETAIL
 from triage.errors import UsageError
 from triage.testing.volume import VolumeSpec, build_volume, to_velociraptor, zip_bytes
 
@@ -424,7 +424,7 @@ def test_fifo_in_a_loose_files_folder_is_a_failure_not_a_hang(tmp_path, new_case
 
 
 def test_fifo_given_as_the_source_is_a_usage_error_not_a_hang(tmp_path):
-    from triage.collectors.sources import open_source_path
+    from collectors.sources import open_source_path
 
     fifo = tmp_path / "memory.raw"
     os.mkfifo(fifo)

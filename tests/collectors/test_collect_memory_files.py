@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from collectors_support import case_files, collect_loose, md5, rows_by_outcome, sha256, stored_rows
 
-from triage.collectors.collect import guess_kind
-from triage.collectors.sources import open_source_path
+from collectors.collect import guess_kind
+from collectors.sources import open_source_path
 
 MIB = 1024 * 1024
 IMAGE_NAME = "EXCH01-20210304.raw"
@@ -248,7 +248,7 @@ def test_folder_of_loose_files_keeps_its_layout(tmp_path, new_case):
 
 
 def test_unreadable_loose_file_is_a_failure_row(tmp_path, new_case, monkeypatch):
-    import triage.collectors.collect as collect_mod
+    import collectors.collect as collect_mod
 
     folder = tmp_path / "handed-over"
     folder.mkdir()

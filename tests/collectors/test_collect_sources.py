@@ -7,8 +7,8 @@ import zipfile
 import pytest
 from collectors_support import collect
 
-from triage.collectors.collect import collect_volume
-from triage.collectors.sources import open_source_path
+from collectors.collect import collect_volume
+from collectors.sources import open_source_path
 from triage.errors import ExitCode, InsufficientEvidence, UsageError
 from triage.testing.volume import build_volume, to_kape, to_velociraptor
 

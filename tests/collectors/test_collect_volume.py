@@ -158,7 +158,7 @@ def test_host_name_is_made_safe_for_a_folder_name(volume, new_case):
 def test_without_system_hive_or_host_the_host_is_unknown(tmp_path, new_case, caplog):
     vol = build_volume(tmp_path / "vol", VolumeSpec(write_system_hive=False))
     case = new_case()
-    with caplog.at_level(logging.WARNING, logger="triage.collectors.collect"):
+    with caplog.at_level(logging.WARNING, logger="collectors.collect"):
         _, stats = collect(case, vol)
     assert stats.hosts == {"unknown-host"}
     assert "no host name given" in caplog.text

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from collectors_support import age_tree, rows_by_outcome, snapshot, stored_rows
 
+from collectors.collect import collect_source
+from collectors.sources import open_source_path
 from triage.case import Case
 from triage.cli import main
-from triage.collectors.collect import collect_source
-from triage.collectors.sources import open_source_path
 from triage.errors import ExitCode, UsageError
 from triage.testing import collections as tc
 from triage.testing.diskimage import tools_missing
@@ -494,7 +494,7 @@ def test_unreadable_kape_copylog_costs_only_the_comparison(volume, tmp_path, new
 
 
 def test_unlistable_subfolder_of_loose_files_is_a_failure_row(tmp_path, new_case, monkeypatch):
-    import triage.collectors.vfs as vfs
+    import collectors.vfs as vfs
 
     folder = tmp_path / "loose"
     (folder / "locked").mkdir(parents=True)

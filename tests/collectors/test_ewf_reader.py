@@ -9,7 +9,7 @@ from pathlib import Path
 import pyewf
 import pytest
 
-from triage.collectors import diskimage as d
+from collectors import diskimage as d
 from triage.errors import UsageError
 from triage.hashing import copy_hashing
 from triage.testing import diskimage as di

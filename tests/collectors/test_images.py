@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from collectors_support import OLD_ATIME_NS, OLD_MTIME_NS, snapshot
 
+from collectors.partitions import read_partitions
+from collectors.sources import open_source_path
 from triage.case import Case, ManifestRow
 from triage.cli import main
-from triage.collectors.partitions import read_partitions
-from triage.collectors.sources import open_source_path
 from triage.errors import ExitCode, UsageError
 from triage.testing import diskimage as di
 
@@ -449,8 +449,8 @@ class _FakeEntry:
 
 
 def test_a_directory_loop_in_a_corrupt_index_is_not_walked() -> None:
-    from triage.collectors.diskimage import NtfsVolume
-    from triage.collectors.vfs import CORRUPT, DIR, VNode, glob
+    from collectors.diskimage import NtfsVolume
+    from collectors.vfs import CORRUPT, DIR, VNode, glob
 
     vol = NtfsVolume.__new__(NtfsVolume)
     vol.prefix, vol._failures = "img.dd#p1:", []

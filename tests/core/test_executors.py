@@ -19,10 +19,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from collectors.collect import collect_volume
+from collectors.sources import open_source_path
 from triage.case import Case
 from triage.cli import main
-from triage.collectors.collect import collect_volume
-from triage.collectors.sources import open_source_path
 from triage.errors import UsageError
 from triage.executors import DaskExecutor, LocalPoolExecutor, open_executor, parse_cluster, parse_scheduler
 from triage.report import load_findings, load_runs

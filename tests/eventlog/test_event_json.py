@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from triage.analyzers.eventlog.reader import ReadStats, iter_evtx, iter_json_events
+from analyzers.eventlog.reader import ReadStats, iter_evtx, iter_json_events
 from triage.registry import signature_path
 from triage.testing.eventjson import FLAVOURS, export_bytes, records
 from triage.testing.eventlogs import attack_events
@@ -173,7 +173,7 @@ def test_splunk_and_elastic_envelopes(tmp_path: Path, logs) -> None:
 
 @pytest.mark.parametrize("name", ["export.json", "export.ndjson", "export.jsonl.xz", "export.json.gz", "noextension"])
 def test_exports_are_read_by_content_whatever_the_name(tmp_path: Path, logs, name: str) -> None:
-    from triage.analyzers.eventlog.reader import iter_events
+    from analyzers.eventlog.reader import iter_events
 
     compress = "xz" if name.endswith(".xz") else "gz" if name.endswith(".gz") else None
     path = tmp_path / name

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from triage.analyzers.eventlog.jsonexport import JsonLimits
-from triage.analyzers.eventlog.reader import ReadStats, iter_evtx, iter_json_events
+from analyzers.eventlog.jsonexport import JsonLimits
+from analyzers.eventlog.reader import ReadStats, iter_evtx, iter_json_events
 from triage.testing.eventjson import export_bytes, records
 from triage.testing.eventlogs import attack_events
 from triage.testing.evtx import Event, evtx_bytes
@@ -131,7 +131,7 @@ def _bomb(path: Path) -> Path:
 # peak RSS from VmHWM: ru_maxrss would carry the forking pytest's peak across exec on Linux
 _MEASURE = """
 import re, sys, time
-from triage.analyzers.eventlog.reader import ReadStats, iter_json_events
+from analyzers.eventlog.reader import ReadStats, iter_json_events
 t = time.perf_counter(); s = ReadStats()
 n = sum(len(f) for f in iter_json_events(sys.argv[1], s))
 hwm = int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))

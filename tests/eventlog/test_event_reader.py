@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from triage.analyzers.eventlog.reader import (
+from analyzers.eventlog.reader import (
     ReadStats,
     _iter_evtx_python,
     _iter_evtx_rust,

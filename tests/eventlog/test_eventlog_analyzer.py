@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from collectors.collect import collect_volume
+from collectors.sources import open_source_path
 from triage.case import Case
-from triage.collectors.collect import collect_volume
-from triage.collectors.sources import open_source_path
 from triage.report import load_findings
 from triage.runner import analyze_case
 from triage.testing.volume import VolumeSpec, build_volume
@@ -120,8 +120,8 @@ def test_value_beyond_int64_costs_only_that_value(tmp_path: Path) -> None:
 
 
 def test_json_reading_limits_come_from_the_analyzer_options() -> None:
-    from triage.analyzers.eventlog import EventLogs
-    from triage.analyzers.eventlog.jsonexport import JsonLimits
+    from analyzers.eventlog import EventLogs
+    from analyzers.eventlog.jsonexport import JsonLimits
 
     assert EventLogs()._json_limits() == JsonLimits()
     limits = EventLogs({"json_max_record_chars": 4096, "json_max_ratio": 50.0})._json_limits()

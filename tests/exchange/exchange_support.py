@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from triage.analyzers.exchange.common import LogFile
-from triage.analyzers.exchange.logs import log_type
+from analyzers.exchange.common import LogFile
+from analyzers.exchange.logs import log_type
+from collectors.collect import collect_volume
+from collectors.sources import open_source_path
 from triage.case import Case
-from triage.collectors.collect import collect_volume
-from triage.collectors.sources import open_source_path
 from triage.testing.exchangelogs import LogSet, proxylogon_story, write_files
 from triage.testing.volume import DEFAULT_INSTALL, VolumeSpec, build_volume
 

@@ -20,10 +20,10 @@ from exchange_support import (
     run_records,
 )
 
-from triage.analyzers.exchange.common import LogFile
-from triage.analyzers.exchange.logs import IIS, LogReader
-from triage.analyzers.exchange.rules import load_rules
-from triage.analyzers.exchange.weblogs import scan_log
+from analyzers.exchange.common import LogFile
+from analyzers.exchange.logs import IIS, LogReader
+from analyzers.exchange.rules import load_rules
+from analyzers.exchange.weblogs import scan_log
 from triage.case import Case
 from triage.registry import logical_path
 from triage.report import load_findings

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from triage.analyzers.exchange.common import LogFile
-from triage.analyzers.exchange.logs import IIS, LogReader, normalize
-from triage.analyzers.exchange.proxylogon import scan_httpproxy
+from analyzers.exchange.common import LogFile
+from analyzers.exchange.logs import IIS, LogReader, normalize
+from analyzers.exchange.proxylogon import scan_httpproxy
 
 IIS_HEAD = "#Software: Microsoft Internet Information Services 10.0\n#Version: 1.0\n#Date: 2021-03-03 00:00:00\n"
 STD = "date time s-ip cs-method cs-uri-stem cs-uri-query s-port cs-username c-ip cs(User-Agent) sc-status"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from exchange_support import EXPECTED_26855, EXPECTED_RESET, story_files
 
-from triage.analyzers.exchange.common import LogFile
-from triage.analyzers.exchange.logs import HTTPPROXY, IIS, OAB, LogReader, needle_pattern
-from triage.analyzers.exchange.narrative import build_narratives
-from triage.analyzers.exchange.proxylogon import test_proxylogon
-from triage.analyzers.exchange.rules import load_rules
+from analyzers.exchange.common import LogFile
+from analyzers.exchange.logs import HTTPPROXY, IIS, OAB, LogReader, needle_pattern
+from analyzers.exchange.narrative import build_narratives
+from analyzers.exchange.proxylogon import test_proxylogon
+from analyzers.exchange.rules import load_rules
 
 SHELL = "Dk2jQ8ab.aspx"
 WIDE_IP = "45.77.204.\uff11\uff11"  # full-width digits: what a forged address header can put in a log

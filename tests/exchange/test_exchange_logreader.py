@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from triage.analyzers.exchange.logs import (
+from analyzers.exchange.logs import (
     ECP,
     HTTPPROXY,
     HTTPPROXY_FIELDS,
@@ -125,7 +125,7 @@ def test_utf16_and_lf_only(tmp_path: Path) -> None:
 
 
 def test_overlong_line_is_dropped_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import triage.analyzers.exchange.logs as logs
+    import analyzers.exchange.logs as logs
 
     monkeypatch.setattr(logs, "MAX_LINE", 100)
     p = tmp_path / "long.LOG"
@@ -241,7 +241,7 @@ def test_time_span_head_and_tail(tmp_path: Path) -> None:
 
 
 def test_sniffing_the_log_type(tmp_path: Path) -> None:
-    from triage.analyzers.exchange.logs import sniff_log_type
+    from analyzers.exchange.logs import sniff_log_type
 
     cases = {
         "a.log": (HEADER, "httpproxy"),
@@ -256,7 +256,7 @@ def test_sniffing_the_log_type(tmp_path: Path) -> None:
 
 
 def test_overlong_line_keeps_later_line_numbers_in_matching(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import triage.analyzers.exchange.logs as logs
+    import analyzers.exchange.logs as logs
 
     monkeypatch.setattr(logs, "MAX_LINE", 100)
     p = tmp_path / "long.LOG"

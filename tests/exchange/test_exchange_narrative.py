@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from exchange_support import story_files
 
-from triage.analyzers.exchange.narrative import Narrative, build_narratives, describe_step
-from triage.analyzers.exchange.rules import load_rules
+from analyzers.exchange.narrative import Narrative, build_narratives, describe_step
+from analyzers.exchange.rules import load_rules
 
 S = "-5c1e-4b7a-9d3f-0a1b2c3d4e5f"
 ATTACKER_STEPS = [

@@ -7,7 +7,7 @@ from triage import registry
 
 def test_declarations() -> None:
     found = registry.discover()
-    assert "triage.analyzers.exchange" not in registry.import_failures()
+    assert "analyzers.exchange" not in registry.import_failures()
     got = {n: (c.scope, c.consumes, c.rules) for n, c in found.items() if n in {"proxylogon", "exchange_weblogs",
                                                                                "proxylogon_narrative",
                                                                                "testproxylogon_output"}}  # fmt: skip

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from exchange_support import STORY_TOTALS, story_files
 
-from triage.analyzers.exchange.rules import (
+from analyzers.exchange.rules import (
     RuleSet,
     SequenceState,
     example_frame,
@@ -19,7 +19,7 @@ from triage.analyzers.exchange.rules import (
     load_rules,
     match_frame,
 )
-from triage.analyzers.exchange.weblogs import scan_log
+from analyzers.exchange.weblogs import scan_log
 from triage.registry import signature_path
 
 RULES = load_rules()

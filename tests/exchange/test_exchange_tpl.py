@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from exchange_support import EXPECTED_26855, EXPECTED_RESET, SHELL, SUFFIX, kind_of, story_files
 
-from triage.analyzers.exchange.common import LogFile
-from triage.analyzers.exchange.logs import log_type
-from triage.analyzers.exchange.proxylogon import TPL_COLUMNS, TplResult, check_26857, test_proxylogon
+from analyzers.exchange.common import LogFile
+from analyzers.exchange.logs import log_type
+from analyzers.exchange.proxylogon import TPL_COLUMNS, TplResult, check_26857, test_proxylogon
 from triage.testing.evtx import Event, evtx_bytes
 from triage.testing.exchangelogs import PLANTED, httpproxy_file, proxylogon_story, write_files
 

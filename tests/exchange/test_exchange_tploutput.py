@@ -8,10 +8,10 @@ import json
 import pandas as pd
 import pytest
 
-from triage.analyzers.exchange.tploutput import identify, read_table
+from analyzers.exchange.tploutput import identify, read_table
+from collectors.collect import collect_files
+from collectors.sources import open_source_path
 from triage.case import Case
-from triage.collectors.collect import collect_files
-from triage.collectors.sources import open_source_path
 from triage.runner import analyze_case
 
 H26855 = (
@@ -45,7 +45,7 @@ def test_identify_by_name_or_header() -> None:
     assert rows[0]["ClientIPAddress"] == "45.77.204.11" and rows[0]["HttpStatus"] == "200"
     assert identify("notes.csv", ["a", "b"]) == ("", None)
     utf16 = codecs.BOM_UTF16_LE + (H26855 + "\n" + ROW1 + "\n").encode("utf-16-le")
-    from triage.analyzers.exchange.tploutput import _text
+    from analyzers.exchange.tploutput import _text
 
     assert read_table(_text(utf16))[1][0]["RequestId"] == "a0000003-5c1e"
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from collectors.collect import collect_files, collect_volume
+from collectors.sources import open_source_path
 from triage.case import Case
-from triage.collectors.collect import collect_files, collect_volume
-from triage.collectors.sources import open_source_path
 from triage.executors import UnitLimits
 from triage.finding import RUN_STATUSES
 from triage.report import load_findings

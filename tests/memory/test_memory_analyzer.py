@@ -12,12 +12,12 @@ import pandas as pd
 import pytest
 from memory_support import KERNEL_GUID_VOL, KERNEL_PHYS, wide, write_isf_folder, x64_image
 
-from triage.analyzers.memory import analyzer as mem
-from triage.analyzers.memory import tables, vol
+from analyzers.memory import analyzer as mem
+from analyzers.memory import tables, vol
+from collectors.collect import collect_files
+from collectors.sources import open_source_path
 from triage.case import Case
 from triage.cli import main
-from triage.collectors.collect import collect_files
-from triage.collectors.sources import open_source_path
 from triage.registry import analyzers
 from triage.runner import analyze_case, result_paths
 from triage.testing.minidump import T_WRITTEN, minidump
@@ -226,7 +226,7 @@ def test_fingerprint_follows_the_symbol_folders(tmp_path: Path, monkeypatch: pyt
 
 
 def test_symbols_reach_the_analyzer_from_cli_env_and_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from triage.analyzers.memory import settings
+    from analyzers.memory import settings
     from triage.cli import _analyzer_options, build_parser
 
     syms = write_isf_folder(tmp_path / "from-cli")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from triage.analyzers.memory import derive
+from analyzers.memory import derive
 
 T0 = datetime(2021, 3, 3, 4, 0, 0, tzinfo=UTC)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from triage.analyzers.memory.analyzer import TABLE_NAMES
+from analyzers.memory.analyzer import TABLE_NAMES
+from collectors.collect import collect_files
+from collectors.sources import open_source_path
 from triage.case import Case
-from triage.collectors.collect import collect_files
-from triage.collectors.sources import open_source_path
 from triage.runner import analyze_case, result_paths
 
 IMAGE = os.environ.get("TRIAGE_TEST_MEMORY_IMAGE", "")

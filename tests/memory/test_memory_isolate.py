@@ -7,7 +7,7 @@ import signal
 import time
 from typing import Any
 
-from triage.analyzers.memory import isolate
+from analyzers.memory import isolate
 
 
 def _fine(x: int, progress: Any = None) -> dict[str, int]:

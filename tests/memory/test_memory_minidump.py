@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from triage.analyzers.memory import minidump as md
+from analyzers.memory import minidump as md
 from triage.testing.minidump import LSASS_MODULES, T_CREATED, T_WRITTEN, minidump
 from triage.testing.volume import minidump_bytes
 

@@ -13,8 +13,8 @@ import pytest
 import yara_x
 from memory_support import plant_sparse, wide
 
-from triage.analyzers.memory import rawscan, yararules
-from triage.analyzers.memory.rawscan import DEFAULT_CHUNK, DEFAULT_OVERLAP
+from analyzers.memory import rawscan, yararules
+from analyzers.memory.rawscan import DEFAULT_CHUNK, DEFAULT_OVERLAP
 
 CANARY_RULES = yara_x.compile(
     """

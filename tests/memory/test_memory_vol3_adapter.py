@@ -20,7 +20,7 @@ from memory_support import (
     x64_image,
 )
 
-from triage.analyzers.memory import vol
+from analyzers.memory import vol
 
 
 @pytest.fixture(scope="module")

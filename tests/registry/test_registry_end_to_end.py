@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from collectors.collect import collect_volume
+from collectors.sources import open_source_path
 from triage.case import Case
-from triage.collectors.collect import collect_volume
-from triage.collectors.sources import open_source_path
 from triage.report import load_findings
 from triage.runner import analyze_case
 from triage.testing.hives import exsetup_exe, planted_ntuser, planted_sam

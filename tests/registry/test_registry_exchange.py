@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from registry_support import make_unit, run
 
-from triage.analyzers.registry.exchange import RegistryExchange, assess, load_build_table, read_pe_version
+from analyzers.registry.exchange import RegistryExchange, assess, load_build_table, read_pe_version
 from triage.testing.hives import (
     KB_APRIL,
     KB_MARCH,

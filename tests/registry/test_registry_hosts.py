@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from registry_support import corpus_hive, make_unit, run
 
-from triage.analyzers.registry.checks import RegistryRules
-from triage.analyzers.registry.hive import Hive, rust_available
-from triage.analyzers.registry.hostinfo import RegistryHostInfo
+from analyzers.registry.checks import RegistryRules
+from analyzers.registry.hive import Hive, rust_available
+from analyzers.registry.hostinfo import RegistryHostInfo
 from triage.testing.hives import (
     Account,
     ExchangeInstall,
@@ -319,7 +319,7 @@ def test_hive_reads_what_survives_truncation(tmp_path: Path) -> None:
 
 
 def test_user_of_profiles() -> None:
-    from triage.analyzers.registry.hostset import user_of
+    from analyzers.registry.hostset import user_of
 
     assert user_of("C:/Users/alice/NTUSER.DAT") == "alice"
     assert user_of("C:/Windows/ServiceProfiles/NetworkService/NTUSER.DAT") == "NetworkService"
@@ -327,7 +327,7 @@ def test_user_of_profiles() -> None:
 
 
 def test_accounts_sam_parsing() -> None:
-    from triage.analyzers.registry.artifacts import sam_accounts
+    from analyzers.registry.artifacts import sam_accounts
     from triage.testing.hives import sam_f, sam_v
 
     acct = Account("bob", 1010, logins=7, full_name="Bob B", comment="x")

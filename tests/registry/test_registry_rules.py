@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from triage.analyzers.registry.checks import RULE_FILES
-from triage.analyzers.registry.hive import Hive
-from triage.analyzers.registry.rules import compile_condition, load_rule_files, looks_random
+from analyzers.registry.checks import RULE_FILES
+from analyzers.registry.hive import Hive
+from analyzers.registry.rules import compile_condition, load_rule_files, looks_random
 from triage.registry import signature_path
 from triage.testing.hives import example_hive
 
@@ -17,7 +17,7 @@ RULES = RULESET.rules
 
 
 def _count(rule, example, tmp_path: Path, tag: str) -> int:
-    from triage.analyzers.registry.rules import evaluate
+    from analyzers.registry.rules import evaluate
 
     path = example_hive(rule.hive, example).write(tmp_path / f"{rule.id}-{tag}")
     with Hive(path, hive_type=rule.hive) as hive:

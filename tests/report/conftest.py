@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from report_support import hostile_volume, plant_hostile_results
 
+from collectors.collect import collect_volume
+from collectors.sources import open_source_path
 from triage.case import Case
-from triage.collectors.collect import collect_volume
-from triage.collectors.sources import open_source_path
 from triage.report import ReportResult, build_report
 from triage.runner import analyze_case
 

@@ -164,7 +164,7 @@ def test_totals_count_each_group_with_its_hosts() -> None:
 
 
 def test_builder_builds_match_the_build_table() -> None:
-    from triage.analyzers.registry.exchange import assess, load_build_table
+    from analyzers.registry.exchange import assess, load_build_table
 
     table = load_build_table()
     for product, cu, build, status in BUILDS:

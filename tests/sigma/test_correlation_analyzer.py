@@ -6,9 +6,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from collectors.collect import collect_volume
+from collectors.sources import open_source_path
 from triage.case import Case
-from triage.collectors.collect import collect_volume
-from triage.collectors.sources import open_source_path
 from triage.report import load_findings
 from triage.runner import analyze_case
 from triage.testing.eventlogs import FILES, LOGS

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from triage.analyzers.weblog_sigma import CHANNEL, WebLogSigma, sigma_frame
+from analyzers.weblog_sigma import CHANNEL, WebLogSigma, sigma_frame
 from triage.case import ManifestRow
 from triage.errors import Skip
 from triage.registry import Unit

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from triage.analyzers.eventlog.reader import ReadStats, iter_evtx, iter_json_events
+from analyzers.eventlog.reader import ReadStats, iter_evtx, iter_json_events
 from triage.sigma import RuleSet, load_rules
 from triage.sigma.correlation import Correlator
 

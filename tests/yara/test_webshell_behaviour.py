@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from triage.analyzers.yara import behaviour
-from triage.analyzers.yara.content import own_rule_paths, severity_for
-from triage.analyzers.yara.engine import YARA_PYTHON, YARA_X, compile_rules, file_externals, find_rule_files
-from triage.analyzers.yara.heuristics import SIGNALS, compiled_location, inspect
+from analyzers.yara import behaviour
+from analyzers.yara.content import own_rule_paths, severity_for
+from analyzers.yara.engine import YARA_PYTHON, YARA_X, compile_rules, file_externals, find_rule_files
+from analyzers.yara.heuristics import SIGNALS, compiled_location, inspect
+from collectors.collect import collect_files
+from collectors.sources import open_source_path
 from triage.case import Case
-from triage.collectors.collect import collect_files
-from triage.collectors.sources import open_source_path
 from triage.report import load_findings
 from triage.runner import analyze_case
 from triage.testing.webshells import (

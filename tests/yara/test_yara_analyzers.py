@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from yara_support import APPWEB_SHELL, MINIDUMP_LSASS, OBFUSCATED_PAGE, STOCK_PAGE
 
+from analyzers.yara.heuristics import in_window, measure
+from collectors.collect import collect_volume
+from collectors.sources import open_source_path
 from triage import registry
-from triage.analyzers.yara.heuristics import in_window, measure
 from triage.case import Case
 from triage.cli import main
-from triage.collectors.collect import collect_volume
-from triage.collectors.sources import open_source_path
 from triage.errors import ExitCode
 from triage.report import load_findings
 from triage.runner import analyze_case

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from yara_support import BENIGN_FILES
 
-from triage.analyzers.yara.content import YaraScan, own_rule_paths, severity_for
-from triage.analyzers.yara.engine import (
+from analyzers.yara.content import YaraScan, own_rule_paths, severity_for
+from analyzers.yara.engine import (
     OTHER_ENGINE,
     RELAXED_FIRST,
     YARA_PYTHON,
@@ -21,7 +21,7 @@ from triage.analyzers.yara.engine import (
     file_externals,
     find_rule_files,
 )
-from triage.analyzers.yara.heuristics import SIGNALS, inspect, measure
+from analyzers.yara.heuristics import SIGNALS, inspect, measure
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 WEBSHELLS = sorted((CORPUS / "webshells").glob("*")) if (CORPUS / "webshells").is_dir() else []

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from triage.analyzers.yara import engine
-from triage.analyzers.yara.content import severity_for
-from triage.analyzers.yara.engine import (
+from analyzers.yara import engine
+from analyzers.yara.content import severity_for
+from analyzers.yara.engine import (
     RELAXED_FIRST,
     YARA_PYTHON,
     YARA_X,

@@ -7,8 +7,8 @@ import re
 import pytest
 from yara_support import SAMPLES
 
-from triage.analyzers.yara.content import OWN_META_KEYS, own_rule_paths
-from triage.analyzers.yara.engine import YARA_PYTHON, YARA_X, compile_rules, find_rule_files
+from analyzers.yara.content import OWN_META_KEYS, own_rule_paths
+from analyzers.yara.engine import YARA_PYTHON, YARA_X, compile_rules, find_rule_files
 from triage.finding import SEVERITIES
 
 ENGINES = (YARA_X, YARA_PYTHON)

@@ -118,7 +118,7 @@ def load_formats(path: str | None = None) -> tuple[Format, ...]:
     if path is None:  # the installed signatures/ folder (not via triage.registry: that imports pandas)
         from importlib import resources
 
-        path = str(resources.files("triage.signatures").joinpath("formats.yaml"))
+        path = str(resources.files("signatures").joinpath("formats.yaml"))
     with open(path, encoding="utf-8") as fh:
         doc = yaml.safe_load(fh)
     out: list[Format] = []

@@ -134,7 +134,7 @@ class LogsourceMap:
 
 def default_logsources_path() -> Path:
     """Path of the shipped ``signatures/sigma/logsources.yaml``."""
-    return Path(str(resources.files("triage.signatures").joinpath(DEFAULT_LOGSOURCES)))
+    return Path(str(resources.files("signatures").joinpath(DEFAULT_LOGSOURCES)))
 
 
 def load_logsources(path: str | Path | None = None) -> LogsourceMap:
