@@ -22,10 +22,7 @@ compare ratios. Usage: python benchmarks/image_collect.py [--size-mb 64] [--repe
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import io
-import json
 import os
 import random
 import shutil
@@ -91,17 +88,15 @@ def _rm(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def triage_collect(source: Path, case_dir: Path, *extra: str) -> int:
-    """``triage collect SOURCE --case DIR --json -q`` in process; returns the bytes collected."""
-    from triage.cli import main
+def triage_collect(source: Path, case_dir: Path, verify_image: bool = True) -> int:
+    """``triage collect SOURCE --case DIR`` in process (through the app layer); returns the bytes collected."""
+    from triage.app import CollectRequest, NullProgress, collect
 
-    buf = io.StringIO()
-    argv = ["collect", str(source), "--case", str(case_dir), "--json", "-q", "--examiner", "bench", *extra]
-    with contextlib.redirect_stdout(buf):
-        code = main(argv)
-    if code != 0:
-        raise RuntimeError(f"triage collect {source.name} exited {code}: {buf.getvalue()[-300:]}")
-    return int(json.loads(buf.getvalue())["bytes"])
+    request = CollectRequest((str(source),), case_dir, examiner="bench", verify_image=verify_image)
+    summary = collect(request, NullProgress())
+    if summary.exit_code != 0:
+        raise RuntimeError(f"triage collect {source.name} exited {int(summary.exit_code)}")
+    return summary.stats.bytes
 
 
 class _Window:
@@ -280,7 +275,7 @@ def main() -> int:
                 contenders.append(
                     (
                         f"  ... {fmt} --no-verify-image",
-                        lambda d, p=images[fmt]: triage_collect(p[0], d, "--no-verify-image"),
+                        lambda d, p=images[fmt]: triage_collect(p[0], d, verify_image=False),
                     )
                 )
         for fmt, paths in images.items():

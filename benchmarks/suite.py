@@ -559,11 +559,11 @@ def analyze_fleet(case_dirs: dict[str, Path], executor: Any) -> tuple[int, int]:
 def report_fleet(case_dirs: dict[str, Path], fleet_dir: Path, jobs: int = 1) -> int:
     """Each host's report (``jobs`` at a time, as ``triage run``/``report`` on a fleet do), then the fleet
     report; returns the findings reported."""
-    from triage.fleet import report_hosts
+    from triage.app import NullProgress, ReportRequest
+    from triage.app.fleet import report_hosts
 
-    ns = argparse.Namespace(json=True, quiet=True, sigma=[], yara=[], fail_on=None, jobs=jobs, executor=None)
-    out = report_hosts(case_dirs, ns, fleet_dir, "bench")
-    return sum(int(r.get("findings", 0)) for r in out["hosts"].values())
+    reports, _fleet = report_hosts(case_dirs, ReportRequest(fleet_dir, jobs=jobs), fleet_dir, "bench", NullProgress())
+    return sum(r.result.findings for r in reports.values())
 
 
 def _executor(kind: str, n: int) -> Any:

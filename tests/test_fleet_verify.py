@@ -123,19 +123,19 @@ def test_an_unopenable_host_case_costs_only_itself(tmp_path: Path, bad: str) -> 
 
 
 def test_an_unreadable_host_case_is_reported_under_its_host(tmp_path: Path, monkeypatch) -> None:
-    from triage import cli
+    from triage.app import fleet as app_fleet
 
     root = tmp_path / "fleet"
     _host(root, "EXCH01")
     _host(root, "EXCH02")
-    real = cli.cmd_verify
+    real = app_fleet.verify_one
 
-    def verify(args):
-        if Path(args.case).name == "EXCH02":  # as an unreadable folder on archived media would
-            raise PermissionError(13, "Permission denied", str(Path(args.case) / "custody.jsonl"))
-        return real(args)
+    def verify(request, progress):
+        if Path(request.case).name == "EXCH02":  # as an unreadable folder on archived media would
+            raise PermissionError(13, "Permission denied", str(Path(request.case) / "custody.jsonl"))
+        return real(request, progress)
 
-    monkeypatch.setattr(cli, "cmd_verify", verify)
+    monkeypatch.setattr(app_fleet, "verify_one", verify)
     code, out, err = _verify(str(root))
     assert code == ExitCode.USAGE and "Traceback" not in err
     assert out["hosts"]["EXCH01"]["exit_code"] == 0

@@ -9,17 +9,20 @@ import logging
 import os
 import shlex
 import sys
-import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from rich.console import Console
 from rich.table import Table
 
-from triage import __version__
-from triage.errors import CollectionFailed, ExitCode, TriageError, UsageError
+from triage import __version__, app
+from triage.errors import ExitCode, TriageError, UsageError
 from triage.finding import SEVERITIES
+from triage.progress import byte_progress, unit_progress
+from triage.report.fleet import FleetReport
+from triage.report.summary import ledger_summary_lines
 
 log = logging.getLogger("triage")
 stdout = Console(highlight=False, soft_wrap=True)
@@ -207,211 +210,23 @@ def _setup_logging(args: argparse.Namespace) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-# -- commands ---------------------------------------------------------------------------------------
-def cmd_collect(args: argparse.Namespace, plan: Any = None) -> dict[str, Any]:
-    """Collect the sources (``plan``: already opened, see :mod:`triage.fleet`) into ``args.case``."""
-    from triage.case import Case
-    from triage.fleet import open_sources
+class ConsoleProgress:
+    """The command line's :class:`triage.app.Progress`: rich bars on stderr, messages through logging."""
 
-    plan = plan or open_sources(args.sources, args.as_type)  # usage errors before any write; HOST=PATH too
-    sources = list(plan.sources)
-    if args.kind is None:
-        from collectors.sources import precheck_examinable
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
 
-        try:
-            precheck_examinable(sources)  # junk only: exit 4 before a case folder is made
-        except BaseException:
-            plan.close()
-            raise
-    case = Case.create_or_open(args.case, examiner=args.examiner, case_id=args.case_id)
-    with case.writer():  # one writer at a time; a second collect waits for this one
-        return _collect_locked(args, plan, case, sources)
+    def bytes(self, description: str) -> AbstractContextManager[Callable[[int], None]]:
+        return byte_progress(description, enabled=not self.quiet)
+
+    def units(self, description: str) -> AbstractContextManager[Callable[[int, int], None]]:
+        return unit_progress(description, enabled=not self.quiet)
+
+    def message(self, level: int, text: str, source: str = "triage") -> None:
+        logging.getLogger(source).log(level, "%s", text)
 
 
-def _collect_locked(args: argparse.Namespace, plan: Any, case: Any, sources: list[Any]) -> dict[str, Any]:
-    from collectors.collect import CollectStats, collect_source
-    from triage.progress import byte_progress
-
-    case.custody.prepare()
-    case.recover()  # leftovers of a killed or failed collect, each recorded
-    collect_id = uuid.uuid4().hex[:12]
-    case.custody.append(
-        "collect_begin", collect_id=collect_id, sources=[os.path.abspath(src.location) for src in sources]
-    )
-    stats = CollectStats()
-    link = {"reference": "reference", "hard": "hardlink", None: None}[args.link]
-    # volumes first: their SYSTEM hive names the host, which loose files and memory images of the
-    # same command then share (unless --host says otherwise)
-    sources.sort(key=lambda src: not src.drives)
-    for src in sources:
-        if src.image is not None:  # before collecting: a bad image is the first thing the custody log says
-            from collectors.diskimage import record_image
-
-            with byte_progress(f"verifying {Path(src.location).name}", enabled=not args.quiet) as advance:
-                record_image(case, src, host=args.host, verify=args.verify_image, stats=stats, progress=advance)
-    with byte_progress("collecting", enabled=not args.quiet) as advance:
-        for src in sources:
-            log.info("collecting %s (%s)", src.location, src.source_type)
-            named = plan.host_for(src) or args.host  # HOST=PATH names this source's host
-            case.custody.append(
-                "collect_start",
-                source=src.location,
-                source_type=src.source_type,
-                host=named,
-                link=link,
-                collect_id=collect_id,
-            )
-            try:
-                if not src.drives and not src.files and not src.members:
-                    why = "; ".join(src.notes) or "nothing to collect"
-                    log.error("%s: nothing found in this %s source (%s)", src.location, src.source_type, why)
-                collect_source(case, src, host=named, kind=args.kind, link=link, progress=advance, stats=stats)
-            finally:
-                src.close()
-    failures = len(case.write_failures)
-    case.custody.append("collect_end", collect_id=collect_id, write_failures=failures, **stats.as_dict())
-    case.close()
-    if failures:
-        raise CollectionFailed(
-            f"{failures} files could not be written into {case.path} (first: {case.write_failures[0]}); "
-            "free space and rerun the same collect to resume"
-        )
-    summary = {"case": str(case.path), "case_id": case.case_id, **stats.as_dict()}
-    if not args.json:
-        t = Table(title=f"Collected into {case.path}")
-        t.add_column("kind")
-        t.add_column("files", justify="right")
-        for kind, n in sorted(stats.kinds.items()):
-            t.add_row(kind, str(n))
-        stdout.print(t)
-        stdout.print(
-            f"outcomes: {dict(stats.outcomes)}; {stats.bytes:,} bytes; hosts: {', '.join(sorted(stats.hosts))}"
-            + (f"; already collected: {stats.skipped_duplicates}" if stats.skipped_duplicates else "")
-        )
-        for img in stats.images:
-            stdout.print(f"disk image {img['image']} ({img['format']}): verification {img['verification']}")
-        if stats.exchange:
-            stdout.print(
-                f"Exchange install root: {stats.exchange.get('root') or 'not found'} "
-                f"({stats.exchange.get('how')}: {stats.exchange.get('detail')})"
-            )
-    _collection_verdict(args, stats)
-    return summary
-
-
-def _collection_verdict(args: argparse.Namespace, stats: Any) -> None:
-    """Nothing examinable is an error (exit 4); failed artifacts set exit 5 once the command has finished."""
-    from triage.errors import InsufficientEvidence
-
-    if not stats.examinable:
-        failed = f"; {stats.failures} failed" if stats.failures else ""
-        raise InsufficientEvidence(
-            f"nothing examinable in {', '.join(args.sources)}: {stats.files} file(s) stored, none an event log, hive, "
-            f"web or Exchange log, memory image, program or server page{failed} (see the manifest)"
-        )
-    if stats.failures:
-        log.warning("%d artifact(s) could not be collected (failure rows in the manifest)", stats.failures)
-        args.collection_failures = stats.failures
-
-
-def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    opts: dict[str, dict[str, Any]] = {}
-    if getattr(args, "sigma", None):
-        missing = [d for d in args.sigma if not os.path.exists(d)]
-        if missing:
-            raise UsageError(f"--sigma: no such file or folder: {', '.join(missing)}")
-        opts["eventlog"] = {"sigma": [os.path.abspath(d) for d in args.sigma]}
-        opts["weblog_sigma"] = dict(opts["eventlog"])  # the sets' webserver/proxy rules over IIS/HttpProxy logs
-    if getattr(args, "yara", None):
-        missing = [d for d in args.yara if not os.path.exists(d)]
-        if missing:
-            raise UsageError(f"--yara: no such file or folder: {', '.join(missing)}")
-        opts["yara"] = {"yara": [os.path.abspath(d) for d in args.yara]}
-    if getattr(args, "symbols", None):  # else the memory analyzer reads $TRIAGE_SYMBOLS and the config file
-        missing = [d for d in args.symbols if not os.path.exists(d)]
-        if missing:
-            raise UsageError(f"--symbols: no such file or folder: {', '.join(missing)}")
-        opts["memory"] = {"symbols": [os.path.abspath(d) for d in args.symbols]}
-    missing = [p for p in getattr(args, "plugin", None) or () if p.endswith(".py") and not os.path.isfile(p)]
-    if missing:
-        raise UsageError(f"--plugin: no such file: {', '.join(missing)}")
-    return opts
-
-
-def _report_sigma(case: Any, dirs: list[str]) -> dict[str, Any]:
-    """Load the extra Sigma sets once up front: say what loaded, what was skipped and why."""
-    from collections import Counter
-
-    from triage.hashing import sha256_bytes
-    from triage.registry import signature_path
-    from triage.sigma import load_rules
-
-    ruleset = load_rules([signature_path("sigma/ed2102"), *dirs])
-    reasons = Counter(s.reason.split(":")[0][:80] for s in ruleset.skipped)
-    info = {
-        "loaded": len(ruleset.loaded),
-        "correlations": len(ruleset.correlations),
-        "skipped": len(ruleset.skipped),
-        "sources": dirs,
-        "skip_reasons": dict(reasons.most_common(10)),
-    }
-    out = case.path / "runs" / "sigma-rules.json"
-    out.write_text(json.dumps(info | {"skipped_rules": [s._asdict() for s in ruleset.skipped]}, indent=1, default=str))
-    record = {"record": out.relative_to(case.path).as_posix(), "record_sha256": sha256_bytes(out.read_bytes())}
-    case.custody.append("rules_loaded", engine="sigma", **info, **record)
-    log.info(
-        "Sigma rules: %d loaded (and %d correlation rules), %d skipped (%s); details in %s",
-        info["loaded"],
-        info["correlations"],
-        info["skipped"],
-        ", ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) or "none",
-        out,
-    )
-    return info
-
-
-def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:
-    from triage.case import Case
-
-    case = Case.open(args.case)
-    with case.writer():  # one writer at a time
-        return _analyze_locked(args, case)
-
-
-def _analyze_locked(args: argparse.Namespace, case: Any) -> dict[str, Any]:
-    from triage.progress import unit_progress
-    from triage.runner import analyze_case
-
-    case.custody.prepare()
-    case.recover()  # leftovers of a killed command, each recorded
-    sigma = _report_sigma(case, _analyzer_options(args)["eventlog"]["sigma"]) if args.sigma else None
-    if args.yara:  # compile once up front (filling the rule cache) and record per file what loaded
-        from analyzers.yara.content import report_rule_load
-
-        yara = report_rule_load(case, _analyzer_options(args)["yara"]["yara"])
-    with unit_progress("analyzing", enabled=not args.quiet) as update:
-        summary = analyze_case(
-            case,
-            executor=getattr(args, "executor", None),
-            jobs=max(1, args.jobs),
-            only=args.only,
-            skip=args.skip,
-            force=args.force,
-            plugins=tuple(args.plugin),
-            options=_analyzer_options(args),
-            on_progress=update,
-        )
-    case.close()
-    for err in summary.errors[:20]:
-        log.error("analyzer %s failed on %s: %s", err["analyzer"], err["evidence_id"], err["message"])
-    if not args.json:
-        stdout.print(
-            f"analyze {summary.run_id}: {summary.planned} units planned, {summary.reused} already done, "
-            f"statuses {dict(summary.statuses)}, {summary.findings} findings"
-        )
-    return summary.as_dict() | ({"sigma": sigma} if sigma else {}) | ({"yara": yara} if args.yara else {})
-
-
+# -- requests from the command line -----------------------------------------------------------------
 def _redacted_argv(argv: Sequence[str]) -> list[str]:
     """The command line with the value of --password hidden (it is recorded in the report's provenance)."""
     out: list[str] = []
@@ -430,140 +245,320 @@ def _redacted_argv(argv: Sequence[str]) -> list[str]:
     return out
 
 
-def cmd_report(args: argparse.Namespace) -> dict[str, Any]:
-    from triage.case import Case
-    from triage.report import ReportOptions, build_report
-    from triage.report.summary import ledger_summary_lines
+def _collect_request(args: argparse.Namespace) -> app.CollectRequest:
+    return app.CollectRequest(
+        sources=tuple(args.sources),
+        case=Path(args.case),
+        host=args.host,
+        link=args.link,
+        as_type=args.as_type,
+        verify_image=args.verify_image,
+        kind=args.kind,
+        case_id=args.case_id,
+        examiner=args.examiner,
+        password=args.password,
+        key=args.key,
+    )
 
-    case = Case.open(args.case)
-    opts = ReportOptions(
+
+def _rule_inputs(args: argparse.Namespace) -> app.RuleInputs:
+    """The analyzer options of the command line (stream of declared options: built from the declarations)."""
+    return app.RuleInputs(
+        sigma=tuple(getattr(args, "sigma", None) or ()),
+        yara=tuple(getattr(args, "yara", None) or ()),
+        symbols=tuple(getattr(args, "symbols", None) or ()),
+        plugins=tuple(getattr(args, "plugin", None) or ()),
+    )
+
+
+def _analyze_request(args: argparse.Namespace) -> app.AnalyzeRequest:
+    return app.AnalyzeRequest(
+        case=Path(args.case),
+        only=tuple(args.only),
+        skip=tuple(args.skip),
+        force=args.force,
+        rules=_rule_inputs(args),
+        execution=app.ExecutorRequest(
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            cluster=args.cluster,
+            unit_time_limit=args.unit_time_limit,
+            unit_memory_limit=args.unit_memory_limit,
+        ),
+    )
+
+
+def _report_request(args: argparse.Namespace) -> app.ReportRequest:
+    return app.ReportRequest(
+        case=Path(args.case),
+        fail_on=getattr(args, "fail_on", None),
         command_line=shlex.join(_redacted_argv(sys.argv)),
         rule_dirs=tuple(getattr(args, "sigma", None) or ()) + tuple(getattr(args, "yara", None) or ()),
+        jobs=max(1, getattr(args, "jobs", 1) or 1),
     )
-    with case.writer():  # one writer at a time
-        res = build_report(case, opts)
-    case.close()
-    if not args.json:
-        t = Table(title=f"Findings of {case.case_id}")
-        t.add_column("severity")
-        t.add_column("count", justify="right")
-        for sev, n in res.by_severity.items():
-            t.add_row(sev, str(n))
-        stdout.print(t)
-        if res.by_analyzer:
-            stdout.print("by analyzer: " + ", ".join(f"{a} {n}" for a, n in res.by_analyzer.items()))
-        for analyzer, statuses in sorted(res.runs.items()):
-            stdout.print(f"analyzer {analyzer}: " + ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())))
-        for w in res.warnings:
-            log.warning(w)
-        ledger = json.loads(Path(res.outputs["ledger.json"]).read_text(encoding="utf-8"))
-        for line in ledger_summary_lines(ledger):
-            stdout.print(line, markup=False)
-        data = f"data:   {res.outputs['findings.parquet']} (csv, jsonl, xlsx, timesketch, stix alongside)"
-        stdout.print(data, markup=False)
-        stdout.print(f"report: {res.html}", markup=False)
-    return res.as_dict()
 
 
-def parse_head_hash(text: str) -> str:
-    """A ``--head`` value as 64 lower-case hex digits, else a usage error."""
-    anchor = text.strip().lower()
-    if len(anchor) != 64 or any(c not in "0123456789abcdef" for c in anchor):
-        raise UsageError("--head: expected the 64 hex digits of a custody event hash")
-    return anchor
-
-
-def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
-    from triage.case import Case
-    from triage.progress import byte_progress
-    from triage.verify import verify_case
-
-    anchor = getattr(args, "head", None)
-    if isinstance(anchor, list):  # repeatable for fleets (HOST=HASH); a single case has one head
-        if len(anchor) > 1:
-            raise UsageError("--head: a single case has one custody head; give --head once")
-        anchor = anchor[0] if anchor else None
-    if anchor is not None:
-        anchor = parse_head_hash(anchor)
-    case = Case.open(args.case)
-    with byte_progress("verifying", enabled=not args.quiet) as advance:
-        rep = verify_case(case, progress=advance, anchor=anchor)
-    case.close()
-    if not args.json:
-        for p in rep.problems:
-            stdout.print(f"CHANGED {p['where']}: {p['problem']}", markup=False)
-        for p in rep.failed:
-            stdout.print(f"FAILED {p['where']}: {p['problem']}", markup=False)
-        for p in rep.incomplete:
-            stdout.print(f"INCOMPLETE {p['where']}: {p['problem']}", markup=False)
-        for w in rep.warnings:
-            stdout.print(f"warning {w['where']}: {w['warning']}", markup=False)
-        if rep.anchor is not None:
-            a = rep.anchor
-            text = (
-                f"head {a['hash'][:12]} is event {a['seq']} of the chain; {a['events_after']} events came after it"
-                if a["found"]
-                else f"head {a['hash'][:12]} is NOT in the chain"
-            )
-            stdout.print(text, markup=False)
-        n = len(rep.problems) + len(rep.failed) + len(rep.incomplete)
-        verdict = "OK" if rep.ok else f"{rep.verdict} ({n} problems)"
+# -- rendering (stdout; the JSON summary instead with --json) -------------------------------------------
+def render_collect(s: app.CollectSummary) -> None:
+    stats = s.stats
+    t = Table(title=f"Collected into {s.case}")
+    t.add_column("kind")
+    t.add_column("files", justify="right")
+    for kind, n in sorted(stats.kinds.items()):
+        t.add_row(kind, str(n))
+    stdout.print(t)
+    stdout.print(
+        f"outcomes: {dict(stats.outcomes)}; {stats.bytes:,} bytes; hosts: {', '.join(sorted(stats.hosts))}"
+        + (f"; already collected: {stats.skipped_duplicates}" if stats.skipped_duplicates else "")
+    )
+    for img in stats.images:
+        stdout.print(f"disk image {img['image']} ({img['format']}): verification {img['verification']}")
+    if stats.exchange:
         stdout.print(
-            f"verify {verdict}: {rep.artifacts_checked} artifacts, {rep.bytes_checked:,} bytes, "
-            f"{rep.files_checked} other files, {rep.custody_events} custody events",
+            f"Exchange install root: {stats.exchange.get('root') or 'not found'} "
+            f"({stats.exchange.get('how')}: {stats.exchange.get('detail')})"
+        )
+
+
+def render_analyze(s: app.AnalyzeSummary) -> None:
+    r = s.run
+    stdout.print(
+        f"analyze {r.run_id}: {r.planned} units planned, {r.reused} already done, "
+        f"statuses {dict(r.statuses)}, {r.findings} findings"
+    )
+
+
+def render_report(s: app.ReportSummary) -> None:
+    res = s.result
+    t = Table(title=f"Findings of {s.case_id}")
+    t.add_column("severity")
+    t.add_column("count", justify="right")
+    for sev, n in res.by_severity.items():
+        t.add_row(sev, str(n))
+    stdout.print(t)
+    if res.by_analyzer:
+        stdout.print("by analyzer: " + ", ".join(f"{a} {n}" for a, n in res.by_analyzer.items()))
+    for analyzer, statuses in sorted(res.runs.items()):
+        stdout.print(f"analyzer {analyzer}: " + ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())))
+    for w in res.warnings:
+        log.warning(w)
+    ledger = json.loads(Path(res.outputs["ledger.json"]).read_text(encoding="utf-8"))
+    for line in ledger_summary_lines(ledger):
+        stdout.print(line, markup=False)
+    data = f"data:   {res.outputs['findings.parquet']} (csv, jsonl, xlsx, timesketch, stix alongside)"
+    stdout.print(data, markup=False)
+    stdout.print(f"report: {res.html}", markup=False)
+
+
+def render_verify(v: app.VerifyResult) -> None:
+    rep = v.report
+    for p in rep.problems:
+        stdout.print(f"CHANGED {p['where']}: {p['problem']}", markup=False)
+    for p in rep.failed:
+        stdout.print(f"FAILED {p['where']}: {p['problem']}", markup=False)
+    for p in rep.incomplete:
+        stdout.print(f"INCOMPLETE {p['where']}: {p['problem']}", markup=False)
+    for w in rep.warnings:
+        stdout.print(f"warning {w['where']}: {w['warning']}", markup=False)
+    if rep.anchor is not None:
+        a = rep.anchor
+        text = (
+            f"head {a['hash'][:12]} is event {a['seq']} of the chain; {a['events_after']} events came after it"
+            if a["found"]
+            else f"head {a['hash'][:12]} is NOT in the chain"
+        )
+        stdout.print(text, markup=False)
+    n = len(rep.problems) + len(rep.failed) + len(rep.incomplete)
+    verdict = "OK" if rep.ok else f"{rep.verdict} ({n} problems)"
+    stdout.print(
+        f"verify {verdict}: {rep.artifacts_checked} artifacts, {rep.bytes_checked:,} bytes, "
+        f"{rep.files_checked} other files, {rep.custody_events} custody events",
+        markup=False,
+    )
+    if rep.recorded.startswith("not recorded"):
+        stdout.print(rep.recorded, markup=False)
+
+
+def render_list(c: app.Catalog) -> None:
+    t = Table(title="Analyzers")
+    for col in ("name", "version", "consumes", "description"):
+        t.add_column(col)
+    for d in c.analyzers:
+        t.add_row(d["name"], d["version"], ", ".join(d["consumes"]), d["doc"])
+    stdout.print(t)
+    t = Table(title="Artifact families")
+    for col in ("name", "kind", "step", "paths"):
+        t.add_column(col)
+    for f in c.families:
+        t.add_row(f["name"], f["kind"], str(f["step"] or ""), "\n".join(f["paths"]))
+    stdout.print(t)
+    t = Table(title="Recognised formats (by content; the name only breaks ties)")
+    for col in ("format", "kind", "how", "description"):
+        t.add_column(col)
+    for f in c.formats:
+        t.add_row(f["name"], f["kind"], f["how"], f["description"])
+    stdout.print(t)
+    for mod, err in c.import_failures.items():
+        stdout.print(f"[yellow]failed to import {mod}: {err}[/yellow]")
+
+
+def render_fleet(fleet: FleetReport) -> None:
+    """One row per host and the totals."""
+    t = Table(title=f"Fleet of {len(fleet.hosts)} hosts")
+    for col in ("host", "verdict", "exchange", "build", "April SU", "critical/high/medium", "not done", "disconnect"):
+        t.add_column(col)
+    for r in fleet.hosts:
+        c = r["counts"]
+        t.add_row(
+            r["host"],
+            r["verdict"],
+            f"{r['exchange_version']} {r['exchange_cu']}".strip() or "-",
+            f"{r['exchange_build']} {r['build_status']}".strip() or "-",
+            r["updated_april_2021"] or "-",
+            f"{c.get('critical', 0)}/{c.get('high', 0)}/{c.get('medium', 0)}",
+            str(r["steps_not_done"]),
+            "yes" if r["to_disconnect"] else "no",
+        )
+    stdout.print(t)
+    n = fleet.totals["counts"]
+    stdout.print(
+        f"Exchange servers {n['exchange_servers']} (2013: {n['exchange_2013']}, 2016: {n['exchange_2016']}, "
+        f"2019: {n['exchange_2019']}, other: {n['exchange_other']}); updated {n['updated']}, not updated "
+        f"{n['not_updated']}, unknown {n['update_unknown']}; compromised {n['compromised']}, suspicious "
+        f"{n['suspicious']}; to disconnect {n['to_disconnect']}; hosts with steps not done {n['failed_steps']}",
+        markup=False,
+    )
+    stdout.print(f"fleet report: {fleet.html} (fleet.json, fleet.csv, cisa_fleet.csv alongside)", markup=False)
+
+
+def render_fleet_analyze(s: app.FleetAnalyzeSummary) -> None:
+    for host, h in s.hosts.items():
+        r = h.run
+        stdout.print(
+            f"{host}: {r.planned} units planned, {r.reused} already done, statuses {dict(r.statuses)}, "
+            f"{r.findings} findings",
             markup=False,
         )
-        if rep.recorded.startswith("not recorded"):
-            stdout.print(rep.recorded, markup=False)
-    return rep.as_dict()
 
 
-def cmd_list(args: argparse.Namespace) -> dict[str, Any]:
-    from collectors.families import load_families
-    from triage.formats.recognize import table as format_table
-    from triage.registry import discover, import_failures
-
-    reg = discover(tuple(args.plugin))
-    fams = load_families()
-    data = {
-        "formats": format_table(),
-        "analyzers": [c.describe() for _, c in sorted(reg.items())],
-        "import_failures": {k: v.strip().splitlines()[-1] for k, v in import_failures().items()},
-        "families": [{"name": f.name, "kind": f.kind, "step": f.step, "paths": list(f.paths)} for f in fams],
-    }
-    if not args.json:
-        t = Table(title="Analyzers")
-        for col in ("name", "version", "consumes", "description"):
-            t.add_column(col)
-        for d in data["analyzers"]:
-            t.add_row(d["name"], d["version"], ", ".join(d["consumes"]), d["doc"])
-        stdout.print(t)
-        t = Table(title="Artifact families")
-        for col in ("name", "kind", "step", "paths"):
-            t.add_column(col)
-        for f in fams:
-            t.add_row(f.name, f.kind, str(f.step or ""), "\n".join(f.paths))
-        stdout.print(t)
-        t = Table(title="Recognised formats (by content; the name only breaks ties)")
-        for col in ("format", "kind", "how", "description"):
-            t.add_column(col)
-        for f in data["formats"]:
-            t.add_row(f["name"], f["kind"], f["how"], f["description"])
-        stdout.print(t)
-        for mod, err in data["import_failures"].items():
-            stdout.print(f"[yellow]failed to import {mod}: {err}[/yellow]")
-    return data
+def render_fleet_verify(v: app.FleetVerifyResult, as_json: bool) -> None:
+    if not as_json:
+        for host, r in v.hosts.items():
+            stdout.print(f"{host}: verify {r['verdict']} (exit {r['exit_code']})", markup=False)
+            for key, label in (("problems", "CHANGED"), ("collection_failed", "FAILED"), ("incomplete", "INCOMPLETE")):
+                for p in r.get(key, []):
+                    stdout.print(f"  {label} {p['where']}: {p['problem']}", markup=False)
+            anchor = r.get("anchor")
+            if anchor:
+                found = f"is event {anchor['seq']}" if anchor["found"] else "is NOT in the chain"
+                stdout.print(f"  head {anchor['hash'][:12]} {found}", markup=False)
+        stdout.print(f"fleet verify {'OK' if v.ok else v.exit_code.name}: {len(v.hosts)} host cases", markup=False)
+    # stderr, like a single case's head: one line per host, each to be kept for 'verify --head HOST=HASH'
+    for host, r in v.hosts.items():
+        head = r.get("custody_head") or {}
+        if head:
+            print(
+                f"custody head {host}: event {head['seq']} {head['hash']} (keep it; 'triage verify --head "
+                f"{host}={head['hash']}')",
+                file=sys.stderr,
+            )
 
 
-def _fail_on(args: argparse.Namespace, summary: dict[str, Any]) -> ExitCode:
-    """Exit 1 for findings at or above --fail-on, else 4 when a host lacks the evidence for a verdict."""
-    from triage.report.build import outcome
-
-    code, reason = outcome([summary], getattr(args, "fail_on", None))
+# -- commands ---------------------------------------------------------------------------------------
+def _exit_reason(code: ExitCode, reason: str) -> None:
     if reason:
-        summary["exit_reason"] = reason
         log.warning("exit %d: %s", int(code), reason)
-    return code
+
+
+def _collect(args: argparse.Namespace, progress: ConsoleProgress) -> app.CollectSummary:
+    try:
+        s = app.collect(_collect_request(args), progress)
+    except app.NothingExaminable as exc:
+        if not args.json:
+            render_collect(exc.summary)
+        raise
+    if not args.json:
+        render_collect(s)
+    return s
+
+
+def _run(args: argparse.Namespace, progress: ConsoleProgress) -> app.RunSummary | app.FleetRunSummary:
+    request = app.RunRequest.of(_collect_request(args), _analyze_request(args), _report_request(args))
+    try:
+        s = app.run(request, progress)
+    except app.NothingExaminable as exc:
+        if not args.json:
+            render_collect(exc.summary)
+        raise
+    if isinstance(s, app.FleetRunSummary):
+        if not args.json:
+            render_fleet(s.fleet)
+        return s
+    if not args.json:
+        render_collect(s.collect)
+        render_analyze(s.analyze)
+        render_report(s.report)
+    _exit_reason(s.report.exit_code, s.report.exit_reason)
+    return s
+
+
+Summary: TypeAlias = (
+    app.CollectSummary
+    | app.AnalyzeSummary
+    | app.ReportSummary
+    | app.VerifyResult
+    | app.RunSummary
+    | app.Catalog
+    | app.FleetAnalyzeSummary
+    | app.FleetReportSummary
+    | app.FleetVerifyResult
+    | app.FleetRunSummary
+)
+
+
+def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
+    """Build the request, call the application layer, render the summary (unless --json)."""
+    command = args.command
+    if command == "collect":
+        return _collect(args, progress)
+    if command == "run":
+        return _run(args, progress)
+    if command == "list":
+        c = app.catalog(tuple(args.plugin))
+        if not args.json:
+            render_list(c)
+        return c
+    fleet = app.is_fleet_folder(args.case)
+    if command == "analyze":
+        if fleet:  # a fleet folder: the command runs over every host case, plus the fleet report
+            fa = app.analyze_fleet(_analyze_request(args), progress)
+            if not args.json:
+                render_fleet_analyze(fa)
+            return fa
+        a = app.analyze(_analyze_request(args), progress)
+        if not args.json:
+            render_analyze(a)
+        return a
+    if command == "report":
+        if fleet:
+            fr = app.report_fleet(_report_request(args), progress)
+            if not args.json:
+                render_fleet(fr.fleet)
+            return fr
+        r = app.report(_report_request(args))
+        if not args.json:
+            render_report(r)
+        _exit_reason(r.exit_code, r.exit_reason)
+        return r
+    heads = tuple(args.head or ())
+    if fleet:
+        fv = app.verify_fleet(app.VerifyRequest(Path(args.case), heads), progress)
+        render_fleet_verify(fv, args.json)
+        return fv
+    v = app.verify(app.VerifyRequest(Path(args.case), heads), progress)
+    if not args.json:
+        render_verify(v)
+    return v
 
 
 def _os_error_code(args: argparse.Namespace, exc: OSError) -> ExitCode | None:
@@ -606,60 +601,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     _setup_logging(args)
-    from triage import fleet
-
     if getattr(args, "password", None) or getattr(args, "key", None):
-        from collectors.encrypted import set_credentials
-
-        set_credentials(args.password, args.key)
         sys.argv[:] = _redacted_argv(sys.argv)  # reports and fleet files record the command line
 
     try:
-        if args.command in ("analyze", "run"):
-            from triage.executors import open_executor, resolve_limits
-
-            _analyzer_options(args)  # bad --sigma/--yara/--plugin paths are usage errors before anything runs
-            limits = resolve_limits(args.unit_time_limit, args.unit_memory_limit)
-            # one executor per command (a dask cluster starts once), closed in the finally below
-            args.executor = open_executor(jobs=args.jobs, scheduler=args.scheduler, cluster=args.cluster, limits=limits)
-        code = ExitCode.OK
-        if args.command == "collect":
-            out: dict[str, Any] = cmd_collect(args)
-        elif args.command in ("analyze", "report", "verify") and fleet.is_fleet_folder(args.case):
-            # a fleet folder (triage.fleet): the command runs over every host case, plus the fleet report
-            if args.command == "analyze":
-                out = fleet.analyze_fleet(args)
-            else:
-                out, code = fleet.report_fleet(args) if args.command == "report" else fleet.verify_fleet(args)
-        elif args.command == "analyze":
-            out = cmd_analyze(args)
-        elif args.command == "report":
-            out = cmd_report(args)
-            code = _fail_on(args, out)
-        elif args.command == "run":
-            plan = fleet.plan_sources(args.sources, args.as_type, host=args.host)
-            if plan.fleet or fleet.is_fleet_folder(args.case):
-                out, code = fleet.run_fleet(args, plan)
-            else:
-                out = {"collect": cmd_collect(args, plan)}
-                args.case = out["collect"]["case"]
-                out["analyze"] = cmd_analyze(args)
-                out["report"] = cmd_report(args)
-                code = _fail_on(args, out["report"])
-        elif args.command == "verify":
-            out = cmd_verify(args)
-            code = ExitCode(out["exit_code"])
-        else:
-            out = cmd_list(args)
+        summary = _dispatch(args, ConsoleProgress(quiet=args.quiet))
+        code = summary.exit_code
+        out = summary.as_dict()
         head = _report_head(args)
         if args.json:
-            if head is not None and isinstance(out, dict):
+            if head is not None:
                 # run: under its last step, so the summary keeps its collect/analyze/report shape
                 target = out["report"] if args.command == "run" and isinstance(out.get("report"), dict) else out
                 target["custody_head"] = head
             print(json.dumps(out, indent=2, default=str, ensure_ascii=False))
-        failed = getattr(args, "collection_failures", 0)
-        if failed and code == ExitCode.OK:
+        failed = getattr(summary, "collection_failures", 0)
+        if failed and code in (ExitCode.OK, ExitCode.COLLECTION_FAILED):
             log.error("collection incomplete: %d artifact(s) failed (failure rows in the manifest)", failed)
             code = ExitCode.COLLECTION_FAILED
         return int(code)
@@ -683,9 +640,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception:
         log.exception("internal error (please report it with this traceback)")
         return int(ExitCode.INTERNAL)
-    finally:
-        if getattr(args, "executor", None) is not None:
-            args.executor.close()
 
 
-__all__ = ["UsageError", "build_parser", "main"]
+__all__ = ["ConsoleProgress", "UsageError", "build_parser", "main"]

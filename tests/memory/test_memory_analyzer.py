@@ -227,11 +227,10 @@ def test_fingerprint_follows_the_symbol_folders(tmp_path: Path, monkeypatch: pyt
 
 def test_symbols_reach_the_analyzer_from_cli_env_and_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from analyzers.memory import settings
-    from triage.cli import _analyzer_options, build_parser
+    from triage.app import RuleInputs, analyzer_options
 
     syms = write_isf_folder(tmp_path / "from-cli")
-    args = build_parser().parse_args(["analyze", str(tmp_path), "--symbols", str(syms)])
-    assert _analyzer_options(args)["memory"] == {"symbols": [str(syms)]}
+    assert analyzer_options(RuleInputs(symbols=(str(syms),)))["memory"] == {"symbols": [str(syms)]}
     assert main(["analyze", str(tmp_path), "--symbols", str(tmp_path / "nope"), "-q"]) == 2
 
     cfg = tmp_path / "no-config" / "triage" / "config.toml"  # XDG_CONFIG_HOME from conftest
