@@ -1,0 +1,59 @@
+"""Fixtures of the application-layer tests: a recording progress, and no stray log handlers on stdout/stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+
+@dataclass
+class RecordingProgress:
+    """A :class:`triage.app.Progress` that keeps everything it is told."""
+
+    bars: list[tuple[str, str]] = field(default_factory=list)  # (bytes|units, description)
+    advanced: dict[str, int] = field(default_factory=dict)  # bytes bar -> bytes advanced
+    last_units: dict[str, tuple[int, int]] = field(default_factory=dict)  # units bar -> last (done, total)
+    messages: list[tuple[int, str, str]] = field(default_factory=list)  # (level, text, source)
+
+    @contextlib.contextmanager
+    def bytes(self, description: str) -> Iterator[Callable[[int], None]]:
+        self.bars.append(("bytes", description))
+        self.advanced.setdefault(description, 0)
+
+        def advance(n: int) -> None:
+            self.advanced[description] += n
+
+        yield advance
+
+    @contextlib.contextmanager
+    def units(self, description: str) -> Iterator[Callable[[int, int], None]]:
+        self.bars.append(("units", description))
+
+        def update(done: int, total: int) -> None:
+            self.last_units[description] = (done, total)
+
+        yield update
+
+    def message(self, level: int, text: str, source: str = "triage") -> None:
+        self.messages.append((level, text, source))
+
+    def texts(self, level: int | None = None) -> list[str]:
+        return [t for lv, t, _ in self.messages if level is None or lv == level]
+
+
+@pytest.fixture
+def progress() -> RecordingProgress:
+    return RecordingProgress()
+
+
+@pytest.fixture(autouse=True)
+def _no_stream_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An earlier ``main()`` in this process leaves a stderr handler on the root logger: drop it here, so
+    what reaches stdout/stderr in these tests is only what the app layer itself would print."""
+    root = logging.getLogger()
+    keep = [h for h in root.handlers if type(h).__module__.startswith("_pytest")]
+    monkeypatch.setattr(root, "handlers", keep)
