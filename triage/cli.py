@@ -626,14 +626,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.exit_code)
     except OSError as exc:
         # the case or its folder cannot be written or named: one line, a named code
-        code = _os_error_code(args, exc)
-        if code is None:
+        os_code = _os_error_code(args, exc)
+        if os_code is None:
             log.exception("internal error (please report it with this traceback)")
             return int(ExitCode.INTERNAL)
         where = f"{exc.filename}: " if exc.filename else ""
         log.error("%s%s", where, exc.strerror or exc)
         _report_head(args)
-        return int(code)
+        return int(os_code)
     except KeyboardInterrupt:
         log.error("interrupted; rerun the same command to resume")
         return int(ExitCode.INTERRUPTED)
