@@ -214,3 +214,41 @@ def test_cli_and_fleet_stay_out_of_each_other_and_of_analyzers_and_collectors() 
     fleet_tree = _tree(REPO / "triage" / "fleet.py")
     assert not {m for m in _imports(fleet_tree) if m in ("triage.cli", "argparse") or m.startswith("triage.app")}
     assert "Namespace" not in (REPO / "triage" / "fleet.py").read_text(encoding="utf-8")
+
+
+RULE = """title: App layer test - any logon
+id: 6d0e4b52-3f0a-4c44-9b7e-0a1b2c3d4e5f
+status: test
+logsource:
+  product: windows
+  service: security
+detection:
+  selection:
+    EventID: 4624
+  condition: selection
+level: low
+"""
+
+
+@pytest.mark.slow
+def test_extra_sigma_rules_are_loaded_once_up_front_and_recorded(
+    case: Case, tmp_path: Path, progress: RecordingProgress, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "logon.yml").write_text(RULE)
+    (rules / "broken.yml").write_text("title: no detection\nlogsource: {product: windows}\n")
+    case.close()
+    # the volume holds no event log: no unit runs, but the set is still loaded and recorded
+    rules_in = app.RuleInputs(sigma=(str(rules),))
+    request = app.AnalyzeRequest(case.path, only=("eventlog",), rules=rules_in, execution=app.ExecutorRequest(1))
+    summary = app.analyze(request, progress)
+    sigma = summary.rules_loaded["sigma"]
+    assert sigma["sources"] == [str(rules)] and sigma["skipped"] == 1 and sigma["loaded"] >= 2
+    assert summary.as_dict()["sigma"] == sigma and summary.run.planned == 0
+    events = [json.loads(line) for line in (case.path / "custody.jsonl").read_text().splitlines()]
+    loaded = [e for e in events if e["action"] == "rules_loaded"]
+    assert len(loaded) == 1 and loaded[0]["details"]["engine"] == "sigma"
+    assert loaded[0]["details"]["record"] == "runs/sigma-rules.json"
+    assert any(t.startswith(f"Sigma rules: {sigma['loaded']} loaded") for t in progress.texts(logging.INFO))
+    assert capsys.readouterr() == ("", "")

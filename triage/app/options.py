@@ -72,10 +72,14 @@ def preload_rules(case: Case, options: AnalyzerOptions, progress: Progress) -> d
 def _preload_sigma(case: Case, dirs: list[str], progress: Progress) -> dict[str, Any]:
     """Load the extra Sigma sets: record what loaded, what was skipped and why."""
     from triage.hashing import sha256_bytes
-    from triage.registry import signature_path
-    from triage.sigma import load_rules
+    from triage.registry import discover, import_failures
 
-    ruleset = load_rules([signature_path("sigma/ed2102"), *dirs])
+    # the rules the analyzer itself loads (its own definition of the set): loaded here once up front
+    analyzer = discover().get("eventlog")
+    if analyzer is None:
+        why = import_failures().get("analyzers.eventlog", "not registered").strip().splitlines()[-1]
+        raise UsageError(f"--sigma: the eventlog analyzer is not available ({why})")
+    ruleset = analyzer({"sigma": dirs}).load_rules()
     reasons = Counter(s.reason.split(":")[0][:80] for s in ruleset.skipped)
     info = {
         "loaded": len(ruleset.loaded),
