@@ -262,7 +262,7 @@ def _collect_request(args: argparse.Namespace) -> app.CollectRequest:
 
 
 def _rule_inputs(args: argparse.Namespace) -> app.RuleInputs:
-    """The analyzer options of the command line (stream of declared options: built from the declarations)."""
+    """The rule and symbol folders and plugins named on the command line (the app layer validates them)."""
     return app.RuleInputs(
         sigma=tuple(getattr(args, "sigma", None) or ()),
         yara=tuple(getattr(args, "yara", None) or ()),

@@ -50,14 +50,3 @@ class LogProgress(NullProgress):
     def message(self, level: int, text: str, source: str = "triage") -> None:
         logging.getLogger(source).log(level, "%s", text)
 
-
-def info(progress: Progress, text: str, source: str = "triage") -> None:
-    progress.message(logging.INFO, text, source)
-
-
-def warning(progress: Progress, text: str, source: str = "triage") -> None:
-    progress.message(logging.WARNING, text, source)
-
-
-def error(progress: Progress, text: str, source: str = "triage") -> None:
-    progress.message(logging.ERROR, text, source)
