@@ -17,14 +17,13 @@ import logging
 import os
 import re
 import struct
-import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from collectors.hostinfo import hive_logs, open_hive
 from collectors.partitions import (
     BITLOCKER_OEM,
     Partition,
@@ -37,6 +36,7 @@ from collectors.partitions import (
 )
 from collectors.vfs import CORRUPT, DIR, FILE, LINK, VNode, listdir_noatime, resolve
 from triage.errors import UsageError
+from triage.formats.times import filetime_to_epoch, filetime_to_iso
 from triage.hashing import copy_hashing, open_source
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,6 @@ IMAGE_EXTENSIONS = {  # names that promise a container format: without its magic
     ".vmdk": "VMDK",
 }
 RAW_EXTENSIONS = {".dd", ".img", ".001", ".000", ".aa", ".image", ".ima"}  # names worth a boot sector search
-FILETIME_EPOCH = 116444736000000000  # 1601-01-01 to 1970-01-01 in 100 ns units
 ATTR_SYSTEM, ATTR_REPARSE = 0x4, 0x400
 LINK_DETAIL = "NTFS reparse point (symbolic link, junction or mount point): reported, not followed"
 
@@ -664,30 +663,12 @@ def open_image(path: str, *, force: bool = False) -> DiskImage:
 
 
 # -- NTFS volumes as VNode trees ------------------------------------------------------------------------
-def filetime_text(value: int | None) -> str | None:
-    """A FILETIME as ISO-8601 UTC with its full 100 ns precision (``2021-03-03T02:14:07.1234567Z``)."""
-    if not value:
-        return None
-    secs, frac = divmod(int(value), 10**7)
-    try:
-        dt = datetime.fromtimestamp(secs - 11644473600, UTC)
-    except (OverflowError, OSError, ValueError):
-        return f"FILETIME:{value}"
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{frac:07d}Z"
-
-
-def filetime_epoch(value: int | None) -> float | None:
-    if not value:
-        return None
-    return (int(value) - FILETIME_EPOCH) / 1e7
-
-
 def _times(attr: Any) -> dict[str, str | None]:
     return {
-        "created": filetime_text(attr.get_creation_time_as_integer()),
-        "modified": filetime_text(attr.get_modification_time_as_integer()),
-        "mft_modified": filetime_text(attr.get_entry_modification_time_as_integer()),
-        "accessed": filetime_text(attr.get_access_time_as_integer()),
+        "created": filetime_to_iso(attr.get_creation_time_as_integer()),
+        "modified": filetime_to_iso(attr.get_modification_time_as_integer()),
+        "mft_modified": filetime_to_iso(attr.get_entry_modification_time_as_integer()),
+        "accessed": filetime_to_iso(attr.get_access_time_as_integer()),
     }
 
 
@@ -810,8 +791,8 @@ class NtfsVolume:
             log.warning("%s: %s", src, detail)
             return VNode(name=name, kind=CORRUPT, source_path=src, detail=detail)
         flags = int(sub.file_attribute_flags or 0)
-        mtime = filetime_epoch(sub.get_modification_time_as_integer())
-        atime = filetime_epoch(sub.get_access_time_as_integer())
+        mtime = filetime_to_epoch(sub.get_modification_time_as_integer())
+        atime = filetime_to_epoch(sub.get_access_time_as_integer())
         common: dict[str, Any] = dict(name=name, source_path=src, mtime=mtime, atime=atime)
         if flags & ATTR_REPARSE:
             return VNode(kind=LINK, detail=LINK_DETAIL, **common)
@@ -866,22 +847,19 @@ class NtfsVolume:
 
 
 # -- volume selection and drive letters -----------------------------------------------------------------
-def mounted_devices(system: VNode) -> dict[str, bytes]:
+def mounted_devices(system: VNode, logs: Sequence[VNode] = ()) -> dict[str, bytes]:
     """``\\DosDevices\\X:`` values of the SYSTEM hive's MountedDevices key: letter -> raw value."""
-    from regipy.registry import RegistryHive
-
-    fd, tmp = tempfile.mkstemp(prefix="triage-hive-")
-    try:
-        with os.fdopen(fd, "wb") as out, system.open() as src:
-            copy_hashing(src, out, ())
-        hive = RegistryHive(tmp)
-        key = hive.get_key(r"\MountedDevices")
-        out_map: dict[str, bytes] = {}
-        for value in key.iter_values():
+    out_map: dict[str, bytes] = {}
+    with open_hive(system, logs) as hive:
+        key = hive.key("MountedDevices") if hive is not None else None
+        if key is None:  # an unreadable hive or no MountedDevices key: fall back to partition order
+            log.info("MountedDevices not readable from %s", system.source_path)
+            return {}
+        for value in key.values.values():
             m = re.match(r"^\\DosDevices\\([A-Za-z]):$", str(value.name))
             if not m:
                 continue
-            raw = value.value
+            raw = value.data
             if isinstance(raw, str):
                 try:
                     raw = bytes.fromhex(raw)
@@ -889,12 +867,7 @@ def mounted_devices(system: VNode) -> dict[str, bytes]:
                     continue
             if isinstance(raw, bytes | bytearray):
                 out_map[m.group(1).upper()] = bytes(raw)
-        return out_map
-    except Exception as exc:  # an unreadable hive or no MountedDevices key: fall back to partition order
-        log.info("MountedDevices not readable from %s: %s", system.source_path, exc)
-        return {}
-    finally:
-        os.unlink(tmp)
+    return out_map
 
 
 def _matches(value: bytes, part: Partition, table: PartitionTable) -> bool:
@@ -982,7 +955,10 @@ def open_volumes(image: DiskImage, failures: list[Failure]) -> ImageVolumes:
                 notes.append(f"{name}#p{v.part.index}: a second Windows installation; collected as a data volume")
     letters: dict[int, str] = {}
     how: dict[int, str] = {}
-    mounted = mounted_devices(system[1]) if system else {}
+    mounted = {}
+    if system:
+        config = resolve(roots[id(system[0])], ("Windows", "System32", "config"))
+        mounted = mounted_devices(system[1], hive_logs(config, system[1].name))
     for letter, value in sorted(mounted.items()):
         for v in volumes:
             if id(v) not in letters and letter not in letters.values() and _matches(value, v.part, table):

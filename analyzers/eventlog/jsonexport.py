@@ -37,8 +37,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from analyzers.eventlog.reader import _SYSTEM_SET, _add_data, _int, _scalar, _xml_event, flatten_event
 from triage.formats.eventjson import json_flavour
+from triage.formats.evtx import _SYSTEM_SET, _add_data, _int, _scalar, _xml_event, flatten_event
 
 __all__ = ["JsonLimits", "flatten_json_record", "iter_json_docs", "json_flavour"]
 

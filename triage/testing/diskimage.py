@@ -45,11 +45,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from triage.formats.times import EPOCH_DELTA_SECONDS, dt_to_filetime
+
 SECTOR = 512
 MIB = 1 << 20
 FORMATS = ("raw", "split-raw", "e01", "vhd", "vhdx", "vmdk")
 BASIC_DATA = uuid.UUID("EBD0A0A2-B9E5-4433-87C0-68B6B72699C7")  # Microsoft basic data partition
-NTFS_EPOCH_OFFSET = 11644473600  # seconds from 1601-01-01 to 1970-01-01
+NTFS_EPOCH_OFFSET = EPOCH_DELTA_SECONDS  # seconds from 1601-01-01 to 1970-01-01
 _TOOLS = {"mkntfs": "ntfs-3g", "ntfs-3g": "ntfs-3g", "fusermount": "fuse", "qemu-img": "qemu-utils"}
 
 Format = Literal["raw", "split-raw", "e01", "vhd", "vhdx", "vmdk"]
@@ -183,8 +185,7 @@ def to_filetime(ts: datetime) -> int:
     """A datetime as an NTFS FILETIME (100 ns ticks since 1601-01-01 UTC)."""
     if ts.tzinfo is None:
         raise ValueError("NTFS times must be timezone-aware (UTC)")
-    delta = ts - datetime(1601, 1, 1, tzinfo=UTC)
-    return (delta.days * 86400 + delta.seconds) * 10**7 + delta.microseconds * 10
+    return dt_to_filetime(ts)
 
 
 @dataclass(frozen=True)
