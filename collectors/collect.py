@@ -15,17 +15,14 @@ from pathlib import Path
 
 from collectors.families import Family, load_families
 from collectors.hostinfo import computer_name, exchange_root
-from collectors.sources import Source
+from collectors.sources import Source, recognize_node
 from collectors.vfs import DIR, FILE, UNSAFE, VNode, expand_braces, glob, resolve
 from triage.case import Case, ManifestRow, safe_component, safe_host
 from triage.custody import utcnow
 from triage.formats.recognize import (
-    HEAD,
     MEMORY_MIN,
-    TAIL,
     Recognition,
     kind_by_name,
-    recognize_bytes,
     recognize_path,
 )
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, open_source
@@ -573,16 +570,6 @@ def collect_source(
     return stats
 
 
-def _recognize_node(node: VNode) -> Recognition:
-    """A container member from its first bytes only: seeking to its end would inflate all of it."""
-    try:
-        with node.open() as fh:
-            head = fh.read(HEAD) or b""
-    except OSError as exc:
-        return Recognition(None, kind_by_name(node.name), "error", error=str(exc)[:200])
-    return recognize_bytes(head, name=node.name, size=node.size, tail=head[-TAIL:] if len(head) == node.size else b"")
-
-
 def collect_files(
     case: Case,
     source: Source,
@@ -615,7 +602,7 @@ def collect_files(
             if key in consumed:
                 continue
             rec = source.recognized.get(origin) or (
-                _recognize_node(node) if node is not None else recognize_path(origin)
+                recognize_node(node) if node is not None else recognize_path(origin)
             )
             recs[key] = rec
             if not rec.container:
@@ -708,7 +695,7 @@ def collect_files(
             parts_in,
             host=host,
             kind=kind or override.get(id(node)),
-            rec=recs.get(id(node)) or source.recognized.get(node.source_path) or _recognize_node(node),
+            rec=recs.get(id(node)) or source.recognized.get(node.source_path) or recognize_node(node),
             progress=progress,
             stats=stats,
         )

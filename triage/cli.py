@@ -245,7 +245,7 @@ def _collect_locked(args: argparse.Namespace, plan: Any, case: Any, sources: lis
     sources.sort(key=lambda src: not src.drives)
     for src in sources:
         if src.image is not None:  # before collecting: a bad image is the first thing the custody log says
-            from collectors.diskimage import record_image
+            from collectors.images.record import record_image
 
             with byte_progress(f"verifying {Path(src.location).name}", enabled=not args.quiet) as advance:
                 record_image(case, src, host=args.host, verify=args.verify_image, stats=stats, progress=advance)
