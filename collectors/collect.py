@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -639,9 +640,11 @@ def collect_files(
             problem = None if stat.S_ISREG(st.st_mode) else "not a regular file (link, device, fifo or socket)"
         except OSError as exc:  # gone since it was listed
             problem = f"{type(exc).__name__}: {exc}"
-        rec = None if problem or kind else (recs.get(id(path)) or source.recognized.get(path) or recognize_path(path))
+        loose_rec = (
+            None if problem or kind else (recs.get(id(path)) or source.recognized.get(path) or recognize_path(path))
+        )
         k = kind or override.get(id(path)) or ("memory_image" if source.source_type == "memory" else None)
-        k = k or (rec.kind if rec else guess_kind(path))
+        k = k or (loose_rec.kind if loose_rec else guess_kind(path))
         if k == "container":  # not opened (--as files): kept as it is
             k = "suspicious_file"
         if problem:  # reading a fifo would block forever; links are never followed
@@ -666,7 +669,7 @@ def collect_files(
         parts = ["memory" if k == "memory_image" else "loose", *Path(rel).parts]
         row = store_once(
             case,
-            lambda p=path: open_source(p),
+            functools.partial(open_source, path),
             host=host,
             kind=k,
             logical_parts=parts,
@@ -680,7 +683,7 @@ def collect_files(
             expected_size=st.st_size,
             storage=storage,
             reference_path=path if storage != "copy" else None,
-            extra=rec.as_extra() if rec is not None else None,
+            extra=loose_rec.as_extra() if loose_rec is not None else None,
             progress=progress,
         )
         stats.add(row)

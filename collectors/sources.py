@@ -18,7 +18,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from collectors.images.container import IMAGE_EXTENSIONS, DiskImage, detect_format, open_image
 from collectors.images.ntfs import NtfsVolume
@@ -232,7 +232,7 @@ def _classify_tree(
     (``exch01-kape/C/...``, as zipping a folder makes) is looked through. ``redecode`` gives the same node with
     Velociraptor's URL-encoded names decoded.
     """
-    node, prefix = root, ()
+    node, prefix = root, cast(tuple[str, ...], ())
     for _ in range(3):
         if (
             as_type in ("auto", "velociraptor")
@@ -317,8 +317,9 @@ def _zip_source(
             tree.reindex(url_decode)
             return resolve(tree.root, [url_decode(p) for p in prefix]) or tree.root
 
-        src = _classify_tree(root, label, as_type, redecode=redecode)
-        if src is not None:
+        tree_src = _classify_tree(root, label, as_type, redecode=redecode)
+        if tree_src is not None:
+            src = tree_src
             src.source_type = f"{src.source_type}-zip"
             src._closers.append(tree.close)
             src.depth = depth
@@ -422,8 +423,9 @@ def open_source_path(location: str, as_type: str = "auto", *, depth: int = 0) ->
         return dir_node(node.source_path, decode=url_decode)
 
     if as_type != "files":
-        src = _classify_tree(root, path, as_type if as_type != "auto" else "auto", redecode=redecode_dir)
-        if src is not None:
+        tree_src = _classify_tree(root, path, as_type if as_type != "auto" else "auto", redecode=redecode_dir)
+        if tree_src is not None:
+            src = tree_src
             src.depth = depth
             return src
         if as_type == "kape":

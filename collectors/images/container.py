@@ -1,5 +1,4 @@
-"""Recognising and opening the container of a disk image: E01/Ex01, raw/dd (split too), VMDK, VHD, VHDX.
-"""
+"""Recognising and opening the container of a disk image: E01/Ex01, raw/dd (split too), VMDK, VHD, VHDX."""
 
 from __future__ import annotations
 
@@ -136,7 +135,6 @@ def detect_format(path: str, *, force: bool = False) -> str | None:
         finally:
             probe.close()
     return None
-
 
 
 @dataclass

@@ -15,7 +15,6 @@ from triage.hashing import open_source
 log = logging.getLogger(__name__)
 
 
-
 class Disk:
     """A read-only view of a disk's bytes."""
 
@@ -97,7 +96,6 @@ class LibyalDisk(Disk):
         for fh in self._files:
             fh.close()
         self._files = []
-
 
 
 def first_line(exc: BaseException) -> str:

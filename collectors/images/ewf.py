@@ -1,5 +1,4 @@
-"""EWF (E01) media: the set's segments found and checked, and its chunks read by our own reader.
-"""
+"""EWF (E01) media: the set's segments found and checked, and its chunks read by our own reader."""
 
 from __future__ import annotations
 
@@ -65,9 +64,10 @@ class EwfChunkDisk(Disk):
         self._chunks = chunks
 
     def _chunk(self, n: int) -> bytes:
-        data = self._cache.get(n)
-        if data is not None:
-            return data
+        cached = self._cache.get(n)
+        if cached is not None:
+            return cached
+        data = b""
         seg, off, length, compressed = self._chunks[n]
         expect = min(self.chunk_size, self.size - n * self.chunk_size)
         raw = os.pread(self._files[seg].fileno(), length, off)
@@ -124,7 +124,6 @@ def ewf_disk(handle: Any, files: list[BinaryIO]) -> Disk:
     except (ValueError, OSError, struct.error) as exc:
         log.debug("EWF read through libewf (%s)", exc)
         return LibyalDisk(handle, files, int(handle.media_size))
-
 
 
 def ewf_segment_number(path: str) -> int | None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO, cast
 
 from collectors.images.disk import Disk, StreamReader, WindowIO, first_line
 from collectors.partitions import Partition
@@ -17,6 +18,11 @@ log = logging.getLogger(__name__)
 
 ATTR_SYSTEM, ATTR_REPARSE = 0x4, 0x400
 LINK_DETAIL = "NTFS reparse point (symbolic link, junction or mount point): reported, not followed"
+
+
+def stream_opener(obj: Any, size: int, label: str) -> Callable[[], contextlib.AbstractContextManager[BinaryIO]]:
+    """A VNode opener over a pyfsntfs entry or data stream (a fresh positional reader on each open)."""
+    return lambda: cast(BinaryIO, StreamReader(obj, size, label))
 
 
 def _times(attr: Any) -> dict[str, str | None]:
@@ -163,7 +169,7 @@ class NtfsVolume:
         size = int(sub.size or 0)
         if flags & ATTR_SYSTEM and 8 <= size <= 4096 and self._interix_link(sub):
             return VNode(kind=LINK, detail="Interix symbolic link (as ntfs-3g writes them): not followed", **common)
-        node = VNode(kind=FILE, size=size, opener=lambda: StreamReader(sub, size, src), **common)
+        node = VNode(kind=FILE, size=size, opener=stream_opener(sub, size, src), **common)
         node.extra_fn = lambda: {"ntfs": ntfs_facts(sub)}
         node.streams_fn = lambda: self._streams(sub, name, src, mtime, atime)
         return node
@@ -193,7 +199,7 @@ class NtfsVolume:
                 size=ssize,
                 mtime=mtime,
                 atime=atime,
-                opener=lambda s=s, n=ssize, p=ssrc: StreamReader(s, n, p),
+                opener=stream_opener(s, ssize, ssrc),
             )
             node.extra_fn = lambda sname=sname, ssize=ssize: {
                 "ntfs": {"stream_of": src, "stream": sname, "stream_size": ssize}

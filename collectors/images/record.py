@@ -9,7 +9,7 @@ import os
 import struct
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from collectors.collect import COLLECTOR, COLLECTOR_VERSION, CollectStats
 from collectors.hostinfo import computer_name
@@ -69,7 +69,6 @@ def ewf_bad_chunks(image: DiskImage) -> list[dict[str, Any]] | None:
     return bad
 
 
-
 # -- verification -------------------------------------------------------------------------------------
 def verify_media(image: DiskImage, progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Hash the whole media stream and compare with the hashes the format stores (E01: MD5, SHA1).
@@ -81,7 +80,7 @@ def verify_media(image: DiskImage, progress: Callable[[int], None] | None = None
     record: dict[str, Any] = {"image": image.path, "format": image.format, "media_size": image.disk.size}
     record["stored"] = dict(image.stored_hashes)
     try:
-        size, digests = copy_hashing(DiskReader(image.disk), None, algos, progress, image.disk.size)
+        size, digests = copy_hashing(cast(BinaryIO, DiskReader(image.disk)), None, algos, progress, image.disk.size)
     except OSError as exc:
         record.update(status="error", error=str(exc))
         return record

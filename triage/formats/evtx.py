@@ -17,7 +17,7 @@ import logging
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
+_loads: Callable[[str | bytes], Any]
 try:  # orjson parses the evtx package's JSON about a third faster than the standard library
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - optional speed-up
@@ -313,6 +314,8 @@ def _parse_rust(source: str | io.BytesIO, stats: ReadStats, first_chunk: int) ->
 
         for rec in parser.records_json():
             drain()
+            if rec is None:  # the binding's type allows it; a record it could not render is skipped there
+                continue
             try:
                 yield flatten_event(_loads(rec["data"]))
             except (ValueError, TypeError, KeyError) as exc:

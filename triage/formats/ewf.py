@@ -63,7 +63,7 @@ def iter_sections(fd: int, size: int) -> Iterator[Section]:
     one the file ends inside of (yielded with ``complete=False``), on a loop, or after ``MAX_SECTIONS``.
     Callers decide what a ``next``/``done`` section, a bad checksum or a pointer past the end means.
     """
-    pos, seen = FIRST_SECTION, set()
+    pos, seen = FIRST_SECTION, set[int]()
     while len(seen) < MAX_SECTIONS and pos not in seen:
         seen.add(pos)
         raw = os.pread(fd, SECTION.size, pos) if pos + SECTION.size <= size else b""

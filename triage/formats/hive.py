@@ -253,10 +253,13 @@ class Hive:
         for name in order:
             try:
                 if name == "rust":
-                    from regipy.registry_rs import RegistryHive
+                    from regipy.registry_rs import RegistryHive as RustHive
+
+                    self._hive = RustHive(str(self.read_path))
                 else:
                     from regipy.registry import RegistryHive
-                self._hive = RegistryHive(str(self.read_path))
+
+                    self._hive = RegistryHive(str(self.read_path))
                 self.backend = name
                 return
             except ImportError as exc:
