@@ -396,3 +396,23 @@ def test_without_its_transaction_log_the_dirty_hive_gives_the_old_name(tmp_path,
     case = new_case()
     _, stats = collect(case, vol)
     assert stats.hosts == {"OLD-NAME01"}
+
+
+def test_a_damaged_transaction_log_costs_only_itself(tmp_path, new_case, monkeypatch):
+    import tempfile
+
+    vol = build_volume(tmp_path / "vol", VolumeSpec(hostname="UNUSED"))
+    config = vol / "Windows/System32/config"
+    hive_bytes, log1 = _dirty_system("OLD-NAME01", "MAIL-SRV09")
+    broken = log1[:600] + b"\xff" * 64  # the entry claims pages the log no longer holds
+    (config / "SYSTEM").write_bytes(hive_bytes)
+    (config / "SYSTEM.LOG1").write_bytes(broken)
+    scratch = tmp_path / "tmpdir"  # where the private hive and log copies go
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    case = new_case()
+    _, stats = collect(case, vol)
+    assert stats.hosts == {"OLD-NAME01"}  # the primary file as it is
+    assert list(scratch.iterdir()) == []  # no private copy left behind
+    (log_row,) = [r for r in stored_rows(case) if r.source_path.endswith("SYSTEM.LOG1")]
+    assert log_row.sha256 == sha256(broken)

@@ -247,6 +247,20 @@ class Hive:
         )
 
     def _load(self, backend: str) -> None:
+        errors = self._parse(backend)
+        if errors and self.read_path != self.source:
+            # a damaged log may replay garbage: it costs only itself, the primary file is still read
+            self.warnings.append(
+                f"{self.label}: the hive with {' then '.join(self.applied_logs)} applied cannot be parsed "
+                f"({'; '.join(errors)}); reading the primary file as is, recent changes may be missing"
+            )
+            self.read_path, self.applied_logs = self.source, []
+            errors = self._parse(backend)
+        if errors:
+            self.warnings.append(f"{self.label}: cannot parse the hive ({'; '.join(errors)})")
+
+    def _parse(self, backend: str) -> list[str]:
+        """Open ``read_path`` with the first backend that can; the errors of each one tried when none can."""
         # 'rust' falls back to pure regipy too: a missing or failing Rust core must not lose the hive
         order = ["python"] if backend == "python" else ["rust", "python"]
         errors = []
@@ -261,12 +275,12 @@ class Hive:
 
                     self._hive = RegistryHive(str(self.read_path))
                 self.backend = name
-                return
+                return []
             except ImportError as exc:
                 errors.append(f"{name}: {exc}")
             except READ_ERRORS as exc:
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
-        self.warnings.append(f"{self.label}: cannot parse the hive ({'; '.join(errors)})")
+        return errors
 
     def _fallback(self, exc: BaseException) -> bool:
         """Switch a hive from the Rust core to pure regipy after a read error; False if already pure."""
