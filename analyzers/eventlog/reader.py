@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from triage.formats.evtx import BATCH, ReadStats, _Batcher, iter_evtx
+from triage.formats.evtx import BATCH, Batcher, ReadStats, iter_evtx
 
 if TYPE_CHECKING:
     from analyzers.eventlog.jsonexport import JsonLimits
@@ -28,7 +28,7 @@ def iter_json_events(
     from triage.formats.eventjson import unwrap_export
 
     stats.backend = "json"
-    out = _Batcher(stats, batch)
+    out = Batcher(stats, batch)
     try:
         for number, doc in iter_json_docs(path, stats, limits):
             for item in unwrap_export(doc):

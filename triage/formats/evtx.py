@@ -54,7 +54,7 @@ SYSTEM_COLUMNS = (
 )
 INT_COLUMNS = ("EventRecordID", "EventID", "Level", "Task", "Opcode", "ProcessID", "ThreadID", "Version", "Qualifiers")
 STRING = pd.StringDtype("pyarrow")
-_SYSTEM_SET = frozenset(SYSTEM_COLUMNS)
+SYSTEM_SET = frozenset(SYSTEM_COLUMNS)
 
 
 @dataclass
@@ -93,7 +93,8 @@ class ReadStats:
 
 
 # -- flattening ---------------------------------------------------------------------------------------
-def _scalar(value: Any) -> str | None:
+def scalar(value: Any) -> str | None:
+    """A record value as text: lists joined by newlines, ``#text``/``Value`` wrappers unwrapped, other dicts as JSON."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -103,12 +104,12 @@ def _scalar(value: Any) -> str | None:
     if isinstance(value, int | float):
         return str(value)
     if isinstance(value, list):
-        return "\n".join(s for s in (_scalar(v) for v in value) if s is not None)
+        return "\n".join(s for s in (scalar(v) for v in value) if s is not None)
     if isinstance(value, dict):
         if "#text" in value:
-            return _scalar(value["#text"])
+            return scalar(value["#text"])
         if "Value" in value and len(value) <= 2:  # Velociraptor's {"Value": x, "Qualifiers": y}
-            return _scalar(value["Value"])
+            return scalar(value["Value"])
         return json.dumps(value, ensure_ascii=False, default=str)
     return str(value)
 
@@ -124,8 +125,9 @@ def _attr(node: Any, name: str, system: dict[str, Any], key: str) -> Any:
     return None
 
 
-def _int(value: Any) -> int | None:
-    text = _scalar(value)
+def to_int(value: Any) -> int | None:
+    """A record value as an int (decimal, 0x hex or float text); None when it is not a number."""
+    text = scalar(value)
     if text is None:
         return None
     text = text.strip()
@@ -139,12 +141,12 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _add_data(row: dict[str, Any], data: Any) -> None:
+def add_data(row: dict[str, Any], data: Any) -> None:
     """EventData/UserData fields into the row; classic unnamed data joined into ``Data``."""
     if data is None:
         return
     if isinstance(data, list | str):
-        row["Data"] = _scalar(data)
+        row["Data"] = scalar(data)
         return
     if not isinstance(data, dict):
         return
@@ -152,10 +154,10 @@ def _add_data(row: dict[str, Any], data: Any) -> None:
         if key in ("#attributes", "xmlns") or key.endswith("_attributes"):
             continue
         if key == "Data" and (not isinstance(value, dict) or "#text" in value):
-            row["Data"] = _scalar(value)
+            row["Data"] = scalar(value)
             continue
-        name = f"EventData_{key}" if key in _SYSTEM_SET else key
-        row[name] = _scalar(value)
+        name = f"EventData_{key}" if key in SYSTEM_SET else key
+        row[name] = scalar(value)
 
 
 def _fast_data(row: dict[str, Any], data: dict[str, Any]) -> bool:
@@ -167,7 +169,7 @@ def _fast_data(row: dict[str, Any], data: dict[str, Any]) -> bool:
             value = str(value)
         else:
             return False
-        row[f"EventData_{key}" if key in _SYSTEM_SET else key] = value
+        row[f"EventData_{key}" if key in SYSTEM_SET else key] = value
     return True
 
 
@@ -204,32 +206,32 @@ def flatten_event(doc: dict[str, Any]) -> dict[str, Any]:
     else:
         eid = system.get("EventID")
         row = {
-            "EventRecordID": _scalar(system.get("EventRecordID")),
-            "TimeCreated": _scalar(_attr(system.get("TimeCreated"), "SystemTime", system, "TimeCreated")),
-            "EventID": _scalar(eid),
-            "Qualifiers": _scalar(_attr(eid, "Qualifiers", system, "EventID")),
-            "Provider": _scalar(_attr(system.get("Provider"), "Name", system, "Provider")),
-            "EventSourceName": _scalar(_attr(system.get("Provider"), "EventSourceName", system, "Provider")),
-            "Channel": _scalar(system.get("Channel")),
-            "Computer": _scalar(system.get("Computer")),
-            "Level": _scalar(system.get("Level")),
-            "Task": _scalar(system.get("Task")),
-            "Opcode": _scalar(system.get("Opcode")),
-            "Version": _scalar(system.get("Version")),
-            "Keywords": _scalar(system.get("Keywords")),
-            "UserID": _scalar(_attr(system.get("Security"), "UserID", system, "Security")),
-            "ProcessID": _scalar(_attr(system.get("Execution"), "ProcessID", system, "Execution")),
-            "ThreadID": _scalar(_attr(system.get("Execution"), "ThreadID", system, "Execution")),
+            "EventRecordID": scalar(system.get("EventRecordID")),
+            "TimeCreated": scalar(_attr(system.get("TimeCreated"), "SystemTime", system, "TimeCreated")),
+            "EventID": scalar(eid),
+            "Qualifiers": scalar(_attr(eid, "Qualifiers", system, "EventID")),
+            "Provider": scalar(_attr(system.get("Provider"), "Name", system, "Provider")),
+            "EventSourceName": scalar(_attr(system.get("Provider"), "EventSourceName", system, "Provider")),
+            "Channel": scalar(system.get("Channel")),
+            "Computer": scalar(system.get("Computer")),
+            "Level": scalar(system.get("Level")),
+            "Task": scalar(system.get("Task")),
+            "Opcode": scalar(system.get("Opcode")),
+            "Version": scalar(system.get("Version")),
+            "Keywords": scalar(system.get("Keywords")),
+            "UserID": scalar(_attr(system.get("Security"), "UserID", system, "Security")),
+            "ProcessID": scalar(_attr(system.get("Execution"), "ProcessID", system, "Execution")),
+            "ThreadID": scalar(_attr(system.get("Execution"), "ThreadID", system, "Execution")),
         }
     data = event.get("EventData")
     if data is not None and not (type(data) is dict and "Data" not in data and _fast_data(row, data)):
-        _add_data(row, data)
+        add_data(row, data)
     user_data = event.get("UserData")
     if isinstance(user_data, dict):
         for key, inner in user_data.items():
             if key.endswith("_attributes") or key == "#attributes":
                 continue
-            _add_data(row, inner if isinstance(inner, dict) else {key: inner})
+            add_data(row, inner if isinstance(inner, dict) else {key: inner})
     return row
 
 
@@ -280,7 +282,7 @@ def _int64_column(values: pd.Series, col: str, stats: ReadStats | None) -> pd.Se
     out: list[int | None] = []
     for value in values:
         try:
-            number = _int(value)
+            number = to_int(value)
         except (TypeError, ValueError, OverflowError, RecursionError):
             number = None
         if number is not None and not _INT64_MIN <= number <= _INT64_MAX:
@@ -338,7 +340,7 @@ def _hex_like_rust(text: str) -> str:
     return m.group(1).upper() if m else text
 
 
-def _xml_event(xml: str) -> dict[str, Any]:
+def xml_event(xml: str) -> dict[str, Any]:
     """python-evtx XML to the same JSON shape the Rust parser gives (``#attributes`` style)."""
     import xml.etree.ElementTree as ET
 
@@ -398,13 +400,13 @@ def _iter_evtx_python(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
                 continue
             for rec in records:
                 try:
-                    yield flatten_event(_xml_event(rec.xml()))
+                    yield flatten_event(xml_event(rec.xml()))
                 except Exception as exc:
                     stats.bad_records += 1
                     stats.warn(f"python-evtx: record unreadable: {exc}")
 
 
-class _Batcher:
+class Batcher:
     """Collects flat rows and hands out typed frames of ``size`` rows (bounded memory)."""
 
     def __init__(self, stats: ReadStats, size: int) -> None:
@@ -427,7 +429,7 @@ def iter_evtx(path: str | Path, stats: ReadStats, batch: int = BATCH) -> Iterato
     """Batches of events from an EVTX file, keeping every readable record."""
     path = Path(path)
     stats.backend = "evtx"
-    out = _Batcher(stats, batch)
+    out = Batcher(stats, batch)
     try:
         for row in _iter_evtx_rust(path, stats):
             if (frame := out.add(row)) is not None:
