@@ -444,14 +444,19 @@ def _put_message(row: dict[str, Any], message: Any) -> None:
 _PARAM = re.compile(r"param(\d+)\Z")
 
 
-def _winlogbeat(doc: dict[str, Any]) -> dict[str, Any]:
+def _sub(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object under ``key``; an empty one when it is absent or not an object."""
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
 
-    winlog = doc.get("winlog") if isinstance(doc.get("winlog"), dict) else {}  # plain ECS has no winlog
-    event = doc.get("event") if isinstance(doc.get("event"), dict) else {}
-    proc = winlog.get("process") if isinstance(winlog.get("process"), dict) else {}
-    thread = proc.get("thread") if isinstance(proc.get("thread"), dict) else {}
-    user = winlog.get("user") if isinstance(winlog.get("user"), dict) else {}
-    host = doc.get("host") if isinstance(doc.get("host"), dict) else {}
+
+def _winlogbeat(doc: dict[str, Any]) -> dict[str, Any]:
+    winlog = _sub(doc, "winlog")  # plain ECS has no winlog
+    event = _sub(doc, "event")
+    proc = _sub(winlog, "process")
+    thread = _sub(proc, "thread")
+    user = _sub(winlog, "user")
+    host = _sub(doc, "host")
     level = doc["log"].get("level") if isinstance(doc.get("log"), dict) else None
     row: dict[str, Any] = {
         "EventRecordID": winlog.get("record_id"),
