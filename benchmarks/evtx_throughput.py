@@ -22,7 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from analyzers.eventlog.reader import ReadStats, iter_evtx
+from triage.formats.evtx import ReadStats, iter_evtx
 from triage.registry import signature_path
 from triage.testing.evtx import Event, write_evtx
 

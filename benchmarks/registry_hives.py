@@ -32,9 +32,9 @@ from pathlib import Path
 
 from analyzers.registry.checks import RegistryRules
 from analyzers.registry.exchange import RegistryExchange
-from analyzers.registry.hive import rust_available
 from analyzers.registry.hostinfo import RegistryHostInfo
 from triage.case import ManifestRow
+from triage.formats.hive import rust_available
 from triage.registry import Analyzer, Unit
 from triage.testing.hives import (
     STOCK_SERVICES,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -15,17 +16,14 @@ from pathlib import Path
 
 from collectors.families import Family, load_families
 from collectors.hostinfo import computer_name, exchange_root
-from collectors.sources import Source
+from collectors.sources import Source, recognize_node
 from collectors.vfs import DIR, FILE, UNSAFE, VNode, expand_braces, glob, resolve
 from triage.case import Case, ManifestRow, safe_component, safe_host
 from triage.custody import utcnow
 from triage.formats.recognize import (
-    HEAD,
     MEMORY_MIN,
-    TAIL,
     Recognition,
     kind_by_name,
-    recognize_bytes,
     recognize_path,
 )
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, open_source
@@ -573,16 +571,6 @@ def collect_source(
     return stats
 
 
-def _recognize_node(node: VNode) -> Recognition:
-    """A container member from its first bytes only: seeking to its end would inflate all of it."""
-    try:
-        with node.open() as fh:
-            head = fh.read(HEAD) or b""
-    except OSError as exc:
-        return Recognition(None, kind_by_name(node.name), "error", error=str(exc)[:200])
-    return recognize_bytes(head, name=node.name, size=node.size, tail=head[-TAIL:] if len(head) == node.size else b"")
-
-
 def collect_files(
     case: Case,
     source: Source,
@@ -615,7 +603,7 @@ def collect_files(
             if key in consumed:
                 continue
             rec = source.recognized.get(origin) or (
-                _recognize_node(node) if node is not None else recognize_path(origin)
+                recognize_node(node) if node is not None else recognize_path(origin)
             )
             recs[key] = rec
             if not rec.container:
@@ -652,9 +640,11 @@ def collect_files(
             problem = None if stat.S_ISREG(st.st_mode) else "not a regular file (link, device, fifo or socket)"
         except OSError as exc:  # gone since it was listed
             problem = f"{type(exc).__name__}: {exc}"
-        rec = None if problem or kind else (recs.get(id(path)) or source.recognized.get(path) or recognize_path(path))
+        loose_rec = (
+            None if problem or kind else (recs.get(id(path)) or source.recognized.get(path) or recognize_path(path))
+        )
         k = kind or override.get(id(path)) or ("memory_image" if source.source_type == "memory" else None)
-        k = k or (rec.kind if rec else guess_kind(path))
+        k = k or (loose_rec.kind if loose_rec else guess_kind(path))
         if k == "container":  # not opened (--as files): kept as it is
             k = "suspicious_file"
         if problem:  # reading a fifo would block forever; links are never followed
@@ -679,7 +669,7 @@ def collect_files(
         parts = ["memory" if k == "memory_image" else "loose", *Path(rel).parts]
         row = store_once(
             case,
-            lambda p=path: open_source(p),
+            functools.partial(open_source, path),
             host=host,
             kind=k,
             logical_parts=parts,
@@ -693,7 +683,7 @@ def collect_files(
             expected_size=st.st_size,
             storage=storage,
             reference_path=path if storage != "copy" else None,
-            extra=rec.as_extra() if rec is not None else None,
+            extra=loose_rec.as_extra() if loose_rec is not None else None,
             progress=progress,
         )
         stats.add(row)
@@ -708,7 +698,7 @@ def collect_files(
             parts_in,
             host=host,
             kind=kind or override.get(id(node)),
-            rec=recs.get(id(node)) or source.recognized.get(node.source_path) or _recognize_node(node),
+            rec=recs.get(id(node)) or source.recognized.get(node.source_path) or recognize_node(node),
             progress=progress,
             stats=stats,
         )

@@ -73,7 +73,7 @@ def read_metadata(zf: zipfile.ZipFile) -> dict[str, Any]:
 def _decrypt_with_key(label: str, key_path: str, blob: str) -> str:
     try:
         from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import padding
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
     except ImportError:  # pragma: no cover - a dependency
         raise UsageError(f"{label}: the 'cryptography' package is needed to use --key") from None
     try:
@@ -90,12 +90,14 @@ def _decrypt_with_key(label: str, key_path: str, blob: str) -> str:
         secret = base64.b64decode(blob, validate=False)
     except ValueError:
         raise UsageError(f"{label}: metadata.json holds an encrypted password that is not base64") from None
-    for algo in (hashes.SHA512(), hashes.SHA256(), hashes.SHA1()):
-        try:
-            plain = key.decrypt(secret, padding.OAEP(mgf=padding.MGF1(algorithm=algo), algorithm=algo, label=None))
-        except (ValueError, TypeError, AttributeError):
-            continue
-        return plain.decode("utf-8", "surrogateescape")
+    # only an RSA key decrypts: any other kind fails every attempt, as its missing decrypt() did
+    if isinstance(key, rsa.RSAPrivateKey):
+        for algo in (hashes.SHA512(), hashes.SHA256(), hashes.SHA1()):
+            try:
+                plain = key.decrypt(secret, padding.OAEP(mgf=padding.MGF1(algorithm=algo), algorithm=algo, label=None))
+            except (ValueError, TypeError, AttributeError):
+                continue
+            return plain.decode("utf-8", "surrogateescape")
     raise UsageError(
         f"{label}: the private key {key_path} does not decrypt this collection's password (another collector's "
         "certificate?)"

@@ -1,7 +1,8 @@
 """Facts a collection needs before it starts: the computer name and the Exchange install root.
 
-Both come from hives in the source. The hive is read through the source's read-only handle into a
-private temporary copy (regipy wants a path), so the source itself is never opened by regipy.
+Both come from hives in the source, read by the one hive reader (:mod:`triage.formats.hive`) with their
+transaction logs applied. The hive and its logs are read through the source's read-only handles into a
+private temporary folder (regipy wants a path), so the source itself is never opened by regipy.
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from collectors.vfs import DIR, FILE, VNode, glob, resolve
+from triage.formats.hive import Hive
+from triage.hashing import copy_hashing
 
 log = logging.getLogger(__name__)
 
@@ -38,46 +44,91 @@ class ExchangeRoot:
     detail: str = ""
 
 
-def _hive_copy(node: VNode) -> str:
-    fd, tmp = tempfile.mkstemp(prefix="triage-hive-")
-    try:
-        with os.fdopen(fd, "wb") as out, node.open() as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
+def hive_logs(folder: VNode | None, name: str) -> list[VNode]:
+    """The transaction logs (``NAME.LOG1``, ``NAME.LOG2``) next to hive ``name`` in ``folder``."""
+    if folder is None or folder.kind != DIR:
+        return []
+    logs = []
+    for suffix in (".LOG1", ".LOG2"):
+        node = folder.child(name + suffix)
+        if node is not None and node.kind == FILE:
+            logs.append(node)
+    return logs
 
 
-def read_hive_value(node: VNode, key_paths: tuple[str, ...], value: str) -> tuple[str | None, str | None]:
-    """Return (value, key path where found) from the first key that has it; (None, None) otherwise."""
+def _safe_name(name: str, default: str) -> str:
+    # the copies keep the evidence's names for the reader's messages, never a path
+    return re.sub(r"[^\w.-]", "_", name)[:100].lstrip(".") or default
+
+
+def _copy(node: VNode, dst: str) -> None:
+    with open(dst, "wb") as out, node.open() as src:
+        copy_hashing(src, out, ())
+
+
+@contextmanager
+def open_hive(node: VNode, logs: Sequence[VNode] = ()) -> Iterator[Hive | None]:
+    """The hive ``node`` opened through :class:`~triage.formats.hive.Hive`, its transaction logs applied.
+
+    The hive and its logs are read through the source's read-only handles into a private temporary folder
+    (regipy wants paths), so the source is never opened by regipy. Yields None, with a logged warning,
+    when the hive cannot be copied or parsed; a log that cannot be copied is left out (the reader then
+    says the hive is read without it).
+    """
+    tmp = tempfile.mkdtemp(prefix="triage-hive-")
+    hive: Hive | None = None
     try:
-        from regipy.registry import RegistryHive
-    except ImportError:  # pragma: no cover - regipy is a hard dependency
-        return None, None
-    tmp = None
-    try:
-        tmp = _hive_copy(node)  # inside the try: an unreadable hive is a warning too
-        hive = RegistryHive(tmp)
-        for kp in key_paths:
-            try:
-                key = hive.get_key(kp)
-                val = key.get_value(value)
-            except Exception:  # regipy raises several types for absent keys and bad cells
-                continue
-            if val is not None:
-                return str(val), kp
-        return None, None
-    except Exception as exc:  # a corrupt hive is a warning, never a crash
-        log.warning("cannot read hive %s: %s", node.source_path, exc)
-        return None, None
+        try:
+            path = os.path.join(tmp, _safe_name(node.name, "hive"))
+            _copy(node, path)  # inside the try: an unreadable hive is a warning too
+            log_paths = []
+            for i, lnode in enumerate(logs):
+                dst = os.path.join(tmp, f"{i}-{_safe_name(lnode.name, 'log')}")
+                try:
+                    _copy(lnode, dst)
+                except OSError as exc:
+                    log.warning("cannot read transaction log %s: %s", lnode.source_path, exc)
+                    continue
+                log_paths.append(Path(dst))
+            hive = Hive(path, logs=log_paths, label=node.source_path, workdir=tmp)
+        except Exception as exc:  # a corrupt hive is a warning, never a crash
+            log.warning("cannot read hive %s: %s", node.source_path, exc)
+            hive = None
+        if hive is not None and not hive.ok:
+            log.warning("cannot read hive %s: %s", node.source_path, "; ".join(hive.warnings))
+            hive.close()
+            hive = None
+        elif hive is not None:
+            for note in hive.warnings:
+                log.info("%s", note)
+        yield hive
     finally:
-        if tmp is not None:
-            os.unlink(tmp)
+        if hive is not None:
+            hive.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _current_control_set(system: VNode) -> list[str]:
-    sel, _ = read_hive_value(system, (r"\Select",), "Current")
+def _first_value(hive: Hive, key_paths: Sequence[str], value: str) -> tuple[str | None, str | None]:
+    for kp in key_paths:
+        try:
+            val = hive.value(kp, value)
+        except Exception:  # damaged cells: try the next key, as a missing key would
+            continue
+        if val is not None:
+            return str(val), kp
+    return None, None
+
+
+def read_hive_value(
+    node: VNode, key_paths: tuple[str, ...], value: str, *, logs: Sequence[VNode] = ()
+) -> tuple[str | None, str | None]:
+    """Return (value, key path where found) from the first key that has it; (None, None) otherwise."""
+    with open_hive(node, logs) as hive:
+        return (None, None) if hive is None else _first_value(hive, key_paths, value)
+
+
+def _control_sets(hive: Hive) -> list[str]:
+    sel, _ = _first_value(hive, (r"\Select",), "Current")
     sets = []
     if sel and sel.isdigit():
         sets.append(f"ControlSet{int(sel):03d}")
@@ -86,13 +137,17 @@ def _current_control_set(system: VNode) -> list[str]:
 
 
 def computer_name(root: VNode) -> str | None:
-    """ComputerName from the SYSTEM hive of the volume, if it can be read."""
-    system = resolve(root, ("Windows", "System32", "config", "SYSTEM"))
+    """ComputerName from the SYSTEM hive of the volume, its transaction logs applied, if it can be read."""
+    config = resolve(root, ("Windows", "System32", "config"))
+    system = config.child("SYSTEM") if config is not None and config.kind == DIR else None
     if system is None or system.kind != FILE:
         return None
-    keys = tuple(rf"\{cs}\Control\ComputerName\ComputerName" for cs in _current_control_set(system))
-    name, _ = read_hive_value(system, keys, "ComputerName")
-    return name
+    with open_hive(system, hive_logs(config, system.name)) as hive:
+        if hive is None:
+            return None
+        keys = tuple(rf"\{cs}\Control\ComputerName\ComputerName" for cs in _control_sets(hive))
+        name, _ = _first_value(hive, keys, "ComputerName")
+        return name
 
 
 def windows_path_parts(path: str) -> tuple[str | None, tuple[str, ...]]:
@@ -106,10 +161,12 @@ def windows_path_parts(path: str) -> tuple[str | None, tuple[str, ...]]:
 def exchange_root(drives: dict[str, VNode], sysdrive: str, expand: dict[str, str]) -> ExchangeRoot:
     """Find the Exchange install root: MsiInstallPath from SOFTWARE first, then a search."""
     root = drives[sysdrive]
-    software = resolve(root, ("Windows", "System32", "config", "SOFTWARE"))
+    config = resolve(root, ("Windows", "System32", "config"))
+    software = config.child("SOFTWARE") if config is not None and config.kind == DIR else None
     notes = []
     if software is not None and software.kind == FILE:
-        value, key = read_hive_value(software, EXCHANGE_SETUP_KEYS, "MsiInstallPath")
+        logs = hive_logs(config, software.name)
+        value, key = read_hive_value(software, EXCHANGE_SETUP_KEYS, "MsiInstallPath", logs=logs)
         if value:
             drive, parts = windows_path_parts(value)
             # the named drive when the source has it (KAPE, Velociraptor), else this volume

@@ -314,9 +314,9 @@ def _read_gpt(read_at: ReadAt, disk_size: int, warnings: list[str]) -> Partition
                 e[16:32],
                 name,
             )
-            part = _checked(part, disk_size, warnings)
-            if part:
-                table.partitions.append(part)
+            checked = _checked(part, disk_size, warnings)
+            if checked:
+                table.partitions.append(checked)
         return table
     return None
 

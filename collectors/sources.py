@@ -3,7 +3,7 @@
 Kinds: a mounted or extracted Windows volume; a KAPE target output folder (``<tdest>/C/...``);
 a Velociraptor offline collection, unzipped or as the zip (``uploads/<accessor>/C%3A/...``), encrypted too
 (see ``encrypted``); a KAPE ``--zip``/``--vhdx``/``--vhd`` container or a zip of a volume; an acquired disk image
-(E01, raw/dd, VMDK, VHD, VHDX; see ``diskimage``); a memory image; loose files and zip members, each
+(E01, raw/dd, VMDK, VHD, VHDX; see ``collectors.images``); a memory image; loose files and zip members, each
 recognised by its bytes (:mod:`triage.formats.recognize`). Zips are opened in place, bounded
 (:class:`~collectors.vfs.ZipLimits`).
 """
@@ -18,8 +18,11 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
+from collectors.images.container import IMAGE_EXTENSIONS, DiskImage, detect_format, open_image
+from collectors.images.ntfs import NtfsVolume
+from collectors.images.volumes import open_volumes
 from collectors.toolrecords import kape_records, velociraptor_records
 from collectors.vfs import (
     DIR,
@@ -34,7 +37,7 @@ from collectors.vfs import (
     url_decode,
 )
 from triage.errors import InsufficientEvidence, UsageError
-from triage.formats.recognize import Recognition, recognize_path
+from triage.formats.recognize import HEAD, TAIL, Recognition, kind_by_name, recognize_bytes, recognize_path
 
 MEMORY_EXTENSIONS = {".raw", ".mem", ".vmem", ".dmp", ".lime", ".bin"}
 VOLUME_MARKERS = ("windows", "program files", "inetpub", "programdata", "users")
@@ -53,8 +56,8 @@ class Source:
     notes: list[str] = field(default_factory=list)
     # problems found while reading (corrupt MFT entries ...): the collector records each as a failure row
     failures: list[tuple[str, str]] = field(default_factory=list)
-    image: Any = None  # a diskimage.DiskImage for disk image sources
-    volumes: list[Any] = field(default_factory=list)  # its opened NTFS volumes
+    image: DiskImage | None = None  # for disk image sources
+    volumes: list[NtfsVolume] = field(default_factory=list)  # its opened NTFS volumes
     partitions: list[dict[str, Any]] = field(default_factory=list)  # what the partition table holds
     # loose members of a container (zip of loose artifacts): (path parts inside it, node)
     members: list[tuple[tuple[str, ...], VNode]] = field(default_factory=list)
@@ -155,22 +158,20 @@ def _walk_files(node: VNode, failures: list[tuple[str, str]] | None = None) -> l
 
 def _image_source(path: str, *, force: bool) -> Source | None:
     """A disk image as a source of drives (None when ``path`` is not one and not ``force``)."""
-    from collectors import diskimage
-
-    if diskimage.detect_format(path, force=force) is None:
+    if detect_format(path, force=force) is None:
         ext = Path(path).suffix.lower()
-        if ext in diskimage.IMAGE_EXTENSIONS:
+        if ext in IMAGE_EXTENSIONS:
             size = os.path.getsize(path)
             raise UsageError(
-                f"{path}: named like a {diskimage.IMAGE_EXTENSIONS[ext]} but it is not one ("
+                f"{path}: named like a {IMAGE_EXTENSIONS[ext]} but it is not one ("
                 + ("an empty file" if size == 0 else f"{size:,} bytes without its signature")
                 + "); give the real image, or --as files to collect it as a loose file"
             )
         return None
-    image = diskimage.open_image(path, force=force)
+    image = open_image(path, force=force)
     src = Source("image", path, image=image, notes=list(image.notes))
     try:
-        found = diskimage.open_volumes(image, src.failures)
+        found = open_volumes(image, src.failures)
     except BaseException:
         src.close()
         raise
@@ -231,7 +232,7 @@ def _classify_tree(
     (``exch01-kape/C/...``, as zipping a folder makes) is looked through. ``redecode`` gives the same node with
     Velociraptor's URL-encoded names decoded.
     """
-    node, prefix = root, ()
+    node, prefix = root, cast(tuple[str, ...], ())
     for _ in range(3):
         if (
             as_type in ("auto", "velociraptor")
@@ -316,8 +317,9 @@ def _zip_source(
             tree.reindex(url_decode)
             return resolve(tree.root, [url_decode(p) for p in prefix]) or tree.root
 
-        src = _classify_tree(root, label, as_type, redecode=redecode)
-        if src is not None:
+        tree_src = _classify_tree(root, label, as_type, redecode=redecode)
+        if tree_src is not None:
+            src = tree_src
             src.source_type = f"{src.source_type}-zip"
             src._closers.append(tree.close)
             src.depth = depth
@@ -421,8 +423,9 @@ def open_source_path(location: str, as_type: str = "auto", *, depth: int = 0) ->
         return dir_node(node.source_path, decode=url_decode)
 
     if as_type != "files":
-        src = _classify_tree(root, path, as_type if as_type != "auto" else "auto", redecode=redecode_dir)
-        if src is not None:
+        tree_src = _classify_tree(root, path, as_type if as_type != "auto" else "auto", redecode=redecode_dir)
+        if tree_src is not None:
+            src = tree_src
             src.depth = depth
             return src
         if as_type == "kape":
@@ -441,6 +444,16 @@ def open_source_path(location: str, as_type: str = "auto", *, depth: int = 0) ->
     src = Source("files", path, files=files, depth=depth, failures=failures)
     src.open_containers = as_type == "auto"
     return src
+
+
+def recognize_node(node: VNode) -> Recognition:
+    """A container member from its first bytes only: seeking to its end would inflate all of it."""
+    try:
+        with node.open() as fh:
+            head = fh.read(HEAD) or b""
+    except OSError as exc:
+        return Recognition(None, kind_by_name(node.name), "error", error=str(exc)[:200])
+    return recognize_bytes(head, name=node.name, size=node.size, tail=head[-TAIL:] if len(head) == node.size else b"")
 
 
 def precheck_examinable(sources: list[Source]) -> None:
@@ -463,9 +476,7 @@ def precheck_examinable(sources: list[Source]) -> None:
         for _parts, node in src.members:
             if node.kind != FILE:
                 continue
-            from collectors.collect import _recognize_node
-
-            rec = _recognize_node(node)
+            rec = recognize_node(node)
             if rec.by == "error":
                 return  # a member that cannot be read is a failure row of its own: let the collection say so
             src.recognized[node.source_path] = rec

@@ -77,7 +77,7 @@ def dir_node(path: str, name: str = "", *, decode: Callable[[str], str] | None =
 
 def _disk_node(path: str, name: str, st: os.stat_result, decode: Callable[[str], str] | None) -> VNode:
     mode = st.st_mode
-    common = dict(name=name, source_path=path, mtime=st.st_mtime, atime=st.st_atime)
+    common: dict[str, Any] = dict(name=name, source_path=path, mtime=st.st_mtime, atime=st.st_atime)
     if stat.S_ISLNK(mode):
         # the target is deliberately not read: readlink(2) updates the link's own access time
         return VNode(kind=LINK, detail=LINK_DETAIL, **common)

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from analyzers.eventlog.jsonexport import JsonLimits
-from analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_events
+from analyzers.eventlog.reader import iter_events
 from triage.finding import Finding
+from triage.formats.evtx import SYSTEM_COLUMNS, ReadStats
 from triage.registry import Analyzer, Unit, register, signature_path
 from triage.sigma.correlation import Correlator, describe
 

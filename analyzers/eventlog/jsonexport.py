@@ -37,8 +37,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from analyzers.eventlog.reader import _SYSTEM_SET, _add_data, _int, _scalar, _xml_event, flatten_event
 from triage.formats.eventjson import json_flavour
+from triage.formats.evtx import SYSTEM_SET, add_data, flatten_event, scalar, to_int, xml_event
 
 __all__ = ["JsonLimits", "flatten_json_record", "iter_json_docs", "json_flavour"]
 
@@ -418,7 +418,7 @@ def _time(value: Any) -> str | None:
         return None
 
 
-_str = _scalar
+_str = scalar
 _LEVELS = {"critical": 1, "error": 2, "warning": 3, "warn": 3, "information": 4, "info": 4, "verbose": 5}
 
 
@@ -444,14 +444,19 @@ def _put_message(row: dict[str, Any], message: Any) -> None:
 _PARAM = re.compile(r"param(\d+)\Z")
 
 
-def _winlogbeat(doc: dict[str, Any]) -> dict[str, Any]:
+def _sub(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """The object under ``key``; an empty one when it is absent or not an object."""
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
 
-    winlog = doc.get("winlog") if isinstance(doc.get("winlog"), dict) else {}  # plain ECS has no winlog
-    event = doc.get("event") if isinstance(doc.get("event"), dict) else {}
-    proc = winlog.get("process") if isinstance(winlog.get("process"), dict) else {}
-    thread = proc.get("thread") if isinstance(proc.get("thread"), dict) else {}
-    user = winlog.get("user") if isinstance(winlog.get("user"), dict) else {}
-    host = doc.get("host") if isinstance(doc.get("host"), dict) else {}
+
+def _winlogbeat(doc: dict[str, Any]) -> dict[str, Any]:
+    winlog = _sub(doc, "winlog")  # plain ECS has no winlog
+    event = _sub(doc, "event")
+    proc = _sub(winlog, "process")
+    thread = _sub(proc, "thread")
+    user = _sub(winlog, "user")
+    host = _sub(doc, "host")
     level = doc["log"].get("level") if isinstance(doc.get("log"), dict) else None
     row: dict[str, Any] = {
         "EventRecordID": winlog.get("record_id"),
@@ -474,7 +479,7 @@ def _winlogbeat(doc: dict[str, Any]) -> dict[str, Any]:
             # classic unnamed insertion strings, numbered by Winlogbeat: the EVTX reader's newline-joined Data
             row["Data"] = "\n".join(_str(data[k]) or "" for k in sorted(data, key=lambda k: int(k[5:])))
         else:
-            _add_data(row, data)
+            add_data(row, data)
     _put_message(row, doc.get("message", doc.get("Message")))
     return row
 
@@ -537,10 +542,10 @@ def _flat(doc: dict[str, Any]) -> dict[str, Any]:
         "UserID": _str(doc.get("UserID")),
         "ProcessID": doc.get("ExecutionProcessID"),
         "ThreadID": doc.get("ThreadID"),
-        "Task": _int(doc.get("Task")),
+        "Task": to_int(doc.get("Task")),
         "Version": doc.get("Version"),
     }
-    _add_data(row, {k: v for k, v in doc.items() if k not in _FLAT_META})
+    add_data(row, {k: v for k, v in doc.items() if k not in _FLAT_META})
     _put_message(row, doc.get("Message", doc.get("message")))
     return row
 
@@ -577,7 +582,7 @@ def _splunk(doc: dict[str, Any]) -> dict[str, Any] | None:
 
     raw = doc.get("_raw")
     if isinstance(raw, str) and raw.lstrip().startswith("<Event"):
-        event = _xml_event(raw.strip())
+        event = xml_event(raw.strip())
         row = flatten_event(event)
         message = event["Event"].get("RenderingInfo", {}).get("Message") or doc.get("Message")
         _put_message(row, message)
@@ -591,7 +596,7 @@ def _splunk(doc: dict[str, Any]) -> dict[str, Any] | None:
         "Computer": _str(doc.get("ComputerName") or doc.get("host")),
         "Keywords": _str(doc.get("Keywords")),
     }
-    _add_data(row, {k: v for k, v in doc.items() if not k.startswith("_") and k not in _SPLUNK_META})
+    add_data(row, {k: v for k, v in doc.items() if not k.startswith("_") and k not in _SPLUNK_META})
     _put_message(row, doc.get("Message") or (raw if isinstance(raw, str) else None))
     return row
 
@@ -705,7 +710,7 @@ def _powershell(doc: dict[str, Any]) -> dict[str, Any]:
     """``Get-WinEvent | ConvertTo-Json`` objects (EventLogRecord properties)."""
 
     user = doc.get("UserId")
-    keywords = _int(doc.get("Keywords"))
+    keywords = to_int(doc.get("Keywords"))
     channel = _str(doc.get("LogName"))
     row: dict[str, Any] = {
         "EventRecordID": doc.get("RecordId"),
@@ -732,11 +737,11 @@ def _powershell(doc: dict[str, Any]) -> dict[str, Any]:
         values = [_str(p.get("Value") if isinstance(p, dict) else p) for p in props]
         names = _names_from_message(message, values) if message else None
         if names is None:
-            table = PROPERTY_NAMES.get((channel or "", _int(doc.get("Id")) or -1))
+            table = PROPERTY_NAMES.get((channel or "", to_int(doc.get("Id")) or -1))
             names = list(table[: len(values)]) if table and len(values) <= len(table) else None
         if names:
             for name, value in zip(names, values, strict=True):
-                row[f"EventData_{name}" if name in _SYSTEM_SET else name] = value
+                row[f"EventData_{name}" if name in SYSTEM_SET else name] = value
         else:
             row["Data"] = "\n".join(v or "" for v in values)
     _put_message(row, message)

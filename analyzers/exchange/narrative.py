@@ -294,7 +294,7 @@ def describe_step(step: dict[str, Any]) -> str:
 
 
 def _management_events(files: list[LogFile], warnings: list[str]) -> list[dict[str, Any]]:
-    from analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_evtx
+    from triage.formats.evtx import SYSTEM_COLUMNS, ReadStats, iter_evtx
 
     out: list[dict[str, Any]] = []
     for f in files:

@@ -287,7 +287,7 @@ def check_27065_set(
 
 def check_26857(files: Iterable[LogFile], warnings: list[str] | None = None) -> pd.DataFrame:
     """CVE-2021-26857: UM errors with InvalidCastException in the Application event log(s)."""
-    from analyzers.eventlog.reader import SYSTEM_COLUMNS, ReadStats, iter_evtx
+    from triage.formats.evtx import SYSTEM_COLUMNS, ReadStats, iter_evtx
 
     cols = ["TimeCreated", "MachineName", "Message", "EventID", "EventRecordID", "Provider", "Level", "file"]
     found: list[pd.DataFrame] = []

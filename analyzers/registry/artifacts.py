@@ -1,6 +1,6 @@
 """Decoders for registry artifacts whose meaning is inside binary values or encoded names.
 
-Each function takes an opened :class:`~analyzers.registry.hive.Hive`, reads only the keys it
+Each function takes an opened :class:`~triage.formats.hive.Hive`, reads only the keys it
 needs and returns flat records (dicts of scalars) that the YAML rules match on:
 
 * :func:`sam_accounts` - local accounts from SAM ``Users\\<RID>`` ``F``/``V`` values and ``Users\\Names``;
@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from analyzers.registry.hive import Hive, filetime_to_dt
+from triage.formats.hive import Hive
+from triage.formats.times import filetime_to_dt
 
 ACB_DISABLED = 0x0001
 SAM_USERS = r"SAM\Domains\Account\Users"

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from analyzers.registry.hive import Hive
 from analyzers.registry.hostset import HiveFile, HostHives
 from triage.case import ManifestRow
 from triage.finding import Finding
+from triage.formats.hive import Hive
 from triage.registry import Analyzer, Unit, logical_path, register, signature_path
 
 BUILDS_FILE = "registry/exchange_builds.yaml"

@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from analyzers.registry.artifacts import sam_accounts
-from analyzers.registry.hive import Hive, filetime_to_dt
 from analyzers.registry.hostset import HiveFile, HostHives
 from analyzers.registry.rules import scalar
 from triage.finding import Finding
+from triage.formats.hive import Hive
+from triage.formats.times import filetime_to_dt
 from triage.registry import Analyzer, Unit, register
 
 UNINSTALL = (r"Microsoft\Windows\CurrentVersion\Uninstall", r"WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall")

@@ -2,7 +2,7 @@
 
 Collected hives arrive as separate manifest rows (``SYSTEM``, ``SYSTEM.LOG1``, ``SYSTEM.LOG2`` ...). This
 module pairs each hive with its logs, tells its type and, for user hives, whose it is, and opens each
-hive once per unit through :class:`~analyzers.registry.hive.Hive`. Backup copies under
+hive once per unit through :class:`~triage.formats.hive.Hive`. Backup copies under
 ``config/RegBack`` are left out: they repeat the live hives and would double every finding.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from analyzers.registry.hive import Hive, guess_hive_type
 from triage.case import ManifestRow
+from triage.formats.hive import Hive, guess_hive_type
 from triage.registry import Unit, logical_path
 
 LOG_SUFFIXES = (".log", ".log1", ".log2")

@@ -45,7 +45,7 @@ from typing import Any
 import yaml
 
 from analyzers.registry.artifacts import execution_records, sam_accounts
-from analyzers.registry.hive import HIVE_TYPES, Hive, RegKey
+from triage.formats.hive import HIVE_TYPES, Hive, RegKey
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SOURCES = ("registry", "accounts", "execution")

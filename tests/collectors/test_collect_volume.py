@@ -361,3 +361,58 @@ def test_manifest_rows_are_valid_json_lines(volume, new_case):
     for line in lines:
         doc = json.loads(line)
         assert doc["outcome"] in ("success", "missing", "empty", "failure")
+
+
+def _dirty_system(old_name: str, new_name: str) -> tuple[bytes, bytes]:
+    """A dirty SYSTEM hive that names ``old_name`` and a .LOG1 whose replay renames the host ``new_name``."""
+    from triage.testing.hives import dirty_pair, system_hive
+
+    return dirty_pair(system_hive(hostname=old_name), system_hive(hostname=new_name))
+
+
+def test_host_name_is_read_after_replaying_the_transaction_log(tmp_path, new_case):
+    vol = build_volume(tmp_path / "vol", VolumeSpec(hostname="UNUSED"))
+    config = vol / "Windows/System32/config"
+    hive_bytes, log1 = _dirty_system("OLD-NAME01", "MAIL-SRV09")
+    (config / "SYSTEM").write_bytes(hive_bytes)
+    (config / "SYSTEM.LOG1").write_bytes(log1)
+    case = new_case()
+    _, stats = collect(case, vol)
+    assert stats.hosts == {"MAIL-SRV09"}
+    rows = stored_rows(case)
+    assert all(r.relpath.startswith("evidence/MAIL-SRV09/") for r in rows)
+    # the dirty hive and its log are evidence: stored exactly as found, the replay happened on a copy
+    by_path = {r.source_path.replace("\\", "/").rsplit("config/", 1)[-1]: r for r in rows if "config/" in r.source_path}
+    assert by_path["SYSTEM"].sha256 == sha256(hive_bytes)
+    assert by_path["SYSTEM.LOG1"].sha256 == sha256(log1)
+    assert (config / "SYSTEM").read_bytes() == hive_bytes
+
+
+def test_without_its_transaction_log_the_dirty_hive_gives_the_old_name(tmp_path, new_case):
+    vol = build_volume(tmp_path / "vol", VolumeSpec(hostname="UNUSED"))
+    config = vol / "Windows/System32/config"
+    hive_bytes, _log1 = _dirty_system("OLD-NAME01", "MAIL-SRV09")
+    (config / "SYSTEM").write_bytes(hive_bytes)  # SYSTEM.LOG1 stays the volume's empty log
+    case = new_case()
+    _, stats = collect(case, vol)
+    assert stats.hosts == {"OLD-NAME01"}
+
+
+def test_a_damaged_transaction_log_costs_only_itself(tmp_path, new_case, monkeypatch):
+    import tempfile
+
+    vol = build_volume(tmp_path / "vol", VolumeSpec(hostname="UNUSED"))
+    config = vol / "Windows/System32/config"
+    hive_bytes, log1 = _dirty_system("OLD-NAME01", "MAIL-SRV09")
+    broken = log1[:600] + b"\xff" * 64  # the entry claims pages the log no longer holds
+    (config / "SYSTEM").write_bytes(hive_bytes)
+    (config / "SYSTEM.LOG1").write_bytes(broken)
+    scratch = tmp_path / "tmpdir"  # where the private hive and log copies go
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    case = new_case()
+    _, stats = collect(case, vol)
+    assert stats.hosts == {"OLD-NAME01"}  # the primary file as it is
+    assert list(scratch.iterdir()) == []  # no private copy left behind
+    (log_row,) = [r for r in stored_rows(case) if r.source_path.endswith("SYSTEM.LOG1")]
+    assert log_row.sha256 == sha256(broken)

@@ -9,8 +9,11 @@ from pathlib import Path
 import pyewf
 import pytest
 
-from collectors import diskimage as d
+from collectors.images import disk as d
+from collectors.images import ewf as ewf_media
+from collectors.images.container import open_image
 from triage.errors import UsageError
+from triage.formats import ewf
 from triage.hashing import copy_hashing
 from triage.testing import diskimage as di
 
@@ -34,9 +37,9 @@ def copy_set(paths: list[Path], folder: Path) -> list[Path]:
 
 
 def test_same_media_as_libewf_and_the_raw_disk(image_set: di.ImageSet) -> None:
-    img = d.open_image(str(image_set["e01"][0]))
+    img = open_image(str(image_set["e01"][0]))
     try:
-        assert isinstance(img.disk, d.EwfChunkDisk)
+        assert isinstance(img.disk, ewf_media.EwfChunkDisk)
         raw = image_set.raw.read_bytes()
         assert media_sha256(img.disk) == hashlib.sha256(raw).hexdigest()
         assert libewf_media(image_set["e01"]) == raw
@@ -52,10 +55,10 @@ def test_same_media_as_libewf_and_the_raw_disk(image_set: di.ImageSet) -> None:
 def test_bad_chunk_reads_as_zeros_like_libewf(image_set: di.ImageSet, tmp_path: Path) -> None:
     segs = copy_set(image_set["e01"], tmp_path / "img")
     bad = di.corrupt_ewf_chunk(segs, media_offset=image_set.layout.partitions[0].offset)
-    img = d.open_image(str(segs[0]))
+    img = open_image(str(segs[0]))
     try:
         disk = img.disk
-        assert isinstance(disk, d.EwfChunkDisk)
+        assert isinstance(disk, ewf_media.EwfChunkDisk)
         ours = disk.read_at(0, disk.size)
         assert ours == libewf_media(segs)  # the same zero-filled chunk as libewf
         n = image_set.layout.partitions[0].offset // disk.chunk_size
@@ -67,8 +70,8 @@ def test_bad_chunk_reads_as_zeros_like_libewf(image_set: di.ImageSet, tmp_path: 
 
 
 def test_unknown_layout_falls_back_to_libewf(image_set: di.ImageSet, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(d, "_ewf_table_chunks", lambda fd, size: None)
-    img = d.open_image(str(image_set["e01"][0]))
+    monkeypatch.setattr(ewf_media, "table_chunks", lambda fd, size: None)
+    img = open_image(str(image_set["e01"][0]))
     try:
         assert isinstance(img.disk, d.LibyalDisk)
         assert media_sha256(img.disk) == hashlib.sha256(image_set.raw.read_bytes()).hexdigest()
@@ -80,10 +83,11 @@ def test_damaged_table_is_not_trusted(image_set: di.ImageSet, tmp_path: Path) ->
     """A table whose header checksum fails is not read by our map; libewf refuses the set with the reason."""
     segs = copy_set(image_set["e01"], tmp_path / "img")
     data = bytearray(segs[0].read_bytes())
-    table = next(pos for stype, pos, _n, _s in di._ewf_sections(bytes(data)) if stype == "table")
+    with open(segs[0], "rb") as fh:
+        table = next(s.offset for s in ewf.iter_sections(fh.fileno(), len(data)) if s.type == "table")
     data[table + 76 + 4] ^= 0xFF  # the padding after the entry count: only the header checksum notices
     segs[0].write_bytes(bytes(data))
     with open(segs[0], "rb") as fh:
-        assert d._ewf_table_chunks(fh.fileno(), len(data)) is None
+        assert ewf.table_chunks(fh.fileno(), len(data)) is None
     with pytest.raises(UsageError, match="header checksum does not match"):
-        d.open_image(str(segs[0]))
+        open_image(str(segs[0]))

@@ -449,7 +449,7 @@ class _FakeEntry:
 
 
 def test_a_directory_loop_in_a_corrupt_index_is_not_walked() -> None:
-    from collectors.diskimage import NtfsVolume
+    from collectors.images.ntfs import NtfsVolume
     from collectors.vfs import CORRUPT, DIR, VNode, glob
 
     vol = NtfsVolume.__new__(NtfsVolume)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analyzers.eventlog.reader import ReadStats, iter_evtx, iter_json_events
+from analyzers.eventlog.reader import iter_json_events
+from triage.formats.evtx import ReadStats, iter_evtx
 from triage.registry import signature_path
 from triage.testing.eventjson import FLAVOURS, export_bytes, records
 from triage.testing.eventlogs import attack_events

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 
 from analyzers.eventlog.jsonexport import JsonLimits
-from analyzers.eventlog.reader import ReadStats, iter_evtx, iter_json_events
+from analyzers.eventlog.reader import iter_json_events
+from triage.formats.evtx import ReadStats, iter_evtx
 from triage.testing.eventjson import export_bytes, records
 from triage.testing.eventlogs import attack_events
 from triage.testing.evtx import Event, evtx_bytes
@@ -131,7 +132,8 @@ def _bomb(path: Path) -> Path:
 # peak RSS from VmHWM: ru_maxrss would carry the forking pytest's peak across exec on Linux
 _MEASURE = """
 import re, sys, time
-from analyzers.eventlog.reader import ReadStats, iter_json_events
+from triage.formats.evtx import ReadStats
+from analyzers.eventlog.reader import iter_json_events
 t = time.perf_counter(); s = ReadStats()
 n = sum(len(f) for f in iter_json_events(sys.argv[1], s))
 hwm = int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))

@@ -9,8 +9,8 @@ import pytest
 from registry_support import corpus_hive, make_unit, run
 
 from analyzers.registry.checks import RegistryRules
-from analyzers.registry.hive import Hive, rust_available
 from analyzers.registry.hostinfo import RegistryHostInfo
+from triage.formats.hive import Hive, rust_available
 from triage.testing.hives import (
     Account,
     ExchangeInstall,

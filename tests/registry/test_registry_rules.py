@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from analyzers.registry.checks import RULE_FILES
-from analyzers.registry.hive import Hive
 from analyzers.registry.rules import compile_condition, load_rule_files, looks_random
+from triage.formats.hive import Hive
 from triage.registry import signature_path
 from triage.testing.hives import example_hive
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from analyzers.eventlog.reader import ReadStats, iter_evtx
+from triage.formats.evtx import ReadStats, iter_evtx
 from triage.sigma import RuleSet, load_rules
 from triage.sigma.correlation import CorrelationHit, Correlator
 from triage.sigma.coverage import load_coverage

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pytest
 from sigma_support import rule_text
 
-from analyzers.eventlog.reader import ReadStats, iter_evtx
+from triage.formats.evtx import ReadStats, iter_evtx
 from triage.registry import signature_path
 from triage.sigma import load_rules
 from triage.sigma.compiler import SMALL_ROWS, StringTest, classify

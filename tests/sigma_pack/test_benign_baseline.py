@@ -16,10 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from analyzers.eventlog.reader import ReadStats, iter_evtx
 from analyzers.registry.checks import RULE_FILES
-from analyzers.registry.hive import Hive
 from analyzers.registry.rules import evaluate, load_rule_files
+from triage.formats.evtx import ReadStats, iter_evtx
+from triage.formats.hive import Hive
 from triage.registry import signature_path
 from triage.sigma import RuleSet, load_rules
 from triage.sigma.correlation import silent_rule_ids

@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from analyzers.eventlog.reader import ReadStats, iter_evtx
+from triage.formats.evtx import ReadStats, iter_evtx
 from triage.sigma import RuleSet, load_rules
 from triage.testing.evtx import Event, evtx_bytes
 

@@ -18,9 +18,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from analyzers.eventlog.reader import ReadStats, iter_evtx
 from analyzers.registry.checks import RULE_FILES as REGISTRY_RULE_FILES
 from analyzers.registry.rules import load_rule_files
+from triage.formats.evtx import ReadStats, iter_evtx
 from triage.registry import signature_path
 from triage.sigma import RuleSet, load_rules
 from triage.sigma.coverage import Coverage, CoverageError, load_coverage

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from analyzers.eventlog.reader import ReadStats, iter_evtx, iter_json_events
+from analyzers.eventlog.reader import iter_json_events
+from triage.formats.evtx import ReadStats, iter_evtx
 from triage.sigma import RuleSet, load_rules
 from triage.sigma.correlation import Correlator
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from sigma.collection import SigmaCollection
 
-from analyzers.eventlog.reader import to_frame
+from triage.formats.evtx import to_frame
 from triage.sigma import RuleSet, load_rules
 
 REPO = Path(__file__).resolve().parents[2]

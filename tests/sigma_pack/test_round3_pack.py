@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from analyzers.eventlog.reader import ReadStats, iter_evtx
+from triage.formats.evtx import ReadStats, iter_evtx
 from triage.sigma import load_rules
 from triage.testing.evtx import Event, write_evtx
 

@@ -152,7 +152,7 @@ def _collect_locked(
     sources.sort(key=lambda src: not src.drives)
     for src in sources:
         if src.image is not None:  # before collecting: a bad image is the first thing the custody log says
-            from collectors.diskimage import record_image
+            from collectors.images.record import record_image
 
             with progress.bytes(f"verifying {Path(src.location).name}") as advance:
                 record_image(

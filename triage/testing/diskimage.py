@@ -45,11 +45,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from triage.formats.ewf import EVF1, table_chunks
+from triage.formats.times import EPOCH_DELTA_SECONDS, dt_to_filetime
+
 SECTOR = 512
 MIB = 1 << 20
 FORMATS = ("raw", "split-raw", "e01", "vhd", "vhdx", "vmdk")
 BASIC_DATA = uuid.UUID("EBD0A0A2-B9E5-4433-87C0-68B6B72699C7")  # Microsoft basic data partition
-NTFS_EPOCH_OFFSET = 11644473600  # seconds from 1601-01-01 to 1970-01-01
+NTFS_EPOCH_OFFSET = EPOCH_DELTA_SECONDS  # seconds from 1601-01-01 to 1970-01-01
 _TOOLS = {"mkntfs": "ntfs-3g", "ntfs-3g": "ntfs-3g", "fusermount": "fuse", "qemu-img": "qemu-utils"}
 
 Format = Literal["raw", "split-raw", "e01", "vhd", "vhdx", "vmdk"]
@@ -183,8 +186,7 @@ def to_filetime(ts: datetime) -> int:
     """A datetime as an NTFS FILETIME (100 ns ticks since 1601-01-01 UTC)."""
     if ts.tzinfo is None:
         raise ValueError("NTFS times must be timezone-aware (UTC)")
-    delta = ts - datetime(1601, 1, 1, tzinfo=UTC)
-    return (delta.days * 86400 + delta.seconds) * 10**7 + delta.microseconds * 10
+    return dt_to_filetime(ts)
 
 
 @dataclass(frozen=True)
@@ -875,40 +877,19 @@ class EwfChunk:
     compressed: bool
 
 
-def _ewf_sections(data: bytes) -> Iterator[tuple[str, int, int, int]]:
-    """(type, descriptor offset, next offset, size) of the sections of an EWF version 1 segment."""
-    if data[:8] != b"EVF\x09\x0d\x0a\xff\x00":
-        raise ValueError("not an EWF (E01) segment file")
-    pos = 13
-    seen = set()
-    while pos + 76 <= len(data) and pos not in seen:
-        seen.add(pos)
-        stype = data[pos : pos + 16].rstrip(b"\0").decode("ascii", "replace")
-        nxt, size = struct.unpack_from("<QQ", data, pos + 16)
-        yield stype, pos, nxt, size
-        if stype in ("done", "next") or nxt <= pos:
-            return
-        pos = nxt
-
-
 def ewf_chunks(segments: list[Path]) -> list[EwfChunk]:
     """Every chunk of an EWF image from the segments' ``table`` sections, in image order."""
     chunks: list[EwfChunk] = []
     for seg in segments:
-        data = Path(seg).read_bytes()
-        sections = list(_ewf_sections(data))
-        for i, (stype, pos, _nxt, _size) in enumerate(sections):
-            if stype != "table":
-                continue
-            count, _pad, base = struct.unpack_from("<IIQ", data, pos + 76)
-            entries = struct.unpack_from(f"<{count}I", data, pos + 76 + 24)
-            # a chunk ends where the next starts; the last one ends at the sectors section's end
-            sectors = [s for s in sections[:i] if s[0] == "sectors"]
-            data_end = sectors[-1][2] if sectors else pos
-            starts = [base + (e & 0x7FFFFFFF) for e in entries]
-            for j, start in enumerate(starts):
-                end = starts[j + 1] if j + 1 < len(starts) else data_end
-                chunks.append(EwfChunk(len(chunks), Path(seg), start, end - start, bool(entries[j] & 0x80000000)))
+        with open(seg, "rb") as fh:
+            fd = fh.fileno()
+            if os.pread(fd, 8, 0) != EVF1:
+                raise ValueError("not an EWF (E01) segment file")
+            table = table_chunks(fd, os.fstat(fd).st_size)
+        if table is None:
+            raise ValueError(f"{seg}: chunk tables not understood")
+        for offset, size, compressed in table:
+            chunks.append(EwfChunk(len(chunks), Path(seg), offset, size, compressed))
     return chunks
 
 

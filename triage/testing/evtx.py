@@ -69,6 +69,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from triage.formats.times import EPOCH_1601
+
 __all__ = [
     "CHUNK_HEADER_SIZE",
     "CHUNK_SIZE",
@@ -107,7 +109,7 @@ _STRING_BUCKETS = 64
 _TEMPLATE_BUCKETS = 32
 _STRING_TABLE_OFFSET = 128
 _TEMPLATE_TABLE_OFFSET = _STRING_TABLE_OFFSET + 4 * _STRING_BUCKETS
-_FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
+_FILETIME_EPOCH = EPOCH_1601
 _NO_DEPENDENCY = 0xFFFF
 
 # Binary XML tokens (0x40 is the "more data follows" / "has attributes" flag).
@@ -213,12 +215,12 @@ def name_hash(name: str) -> int:
     return value & 0xFFFF
 
 
-def file_header_checksum(header: bytes) -> int:
+def file_header_checksum(header: bytes | bytearray) -> int:
     """CRC32 stored at offset 124 of the file header: over its first 120 bytes."""
     return zlib.crc32(header[:120])
 
 
-def chunk_header_checksum(chunk: bytes) -> int:
+def chunk_header_checksum(chunk: bytes | bytearray) -> int:
     """CRC32 stored at offset 124 of a chunk: over chunk bytes 0-120 and 128-512."""
     return zlib.crc32(chunk[128:CHUNK_HEADER_SIZE], zlib.crc32(chunk[:120]))
 

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from triage.formats.times import dt_to_filetime
+
 __all__ = [
     "REG_BINARY",
     "REG_DWORD",
@@ -83,7 +85,6 @@ KEY_NO_DELETE = 0x0008
 KEY_COMP_NAME = 0x0020
 VALUE_COMP_NAME = 0x0001
 
-_EPOCH_1601 = datetime(1601, 1, 1, tzinfo=UTC)
 _NK_HEADER = struct.Struct("<2sHQ15IHH")  # 76 bytes, key name follows
 _VK_HEADER = struct.Struct("<2sHIIIHH")  # 20 bytes, value name follows
 _SK_HEADER = struct.Struct("<2sHIIII")  # 20 bytes, security descriptor follows
@@ -91,10 +92,7 @@ _SK_HEADER = struct.Struct("<2sHIIII")  # 20 bytes, security descriptor follows
 
 def filetime(dt: datetime) -> int:
     """Return ``dt`` as a Windows FILETIME (100 ns ticks since 1601-01-01 UTC); naive means UTC."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    delta = dt - _EPOCH_1601
-    return (delta.days * 86400 + delta.seconds) * 10_000_000 + delta.microseconds * 10
+    return dt_to_filetime(dt)
 
 
 def base_block_checksum(block: bytes) -> int:

@@ -1,4 +1,7 @@
-"""Targeted, fault-tolerant reading of registry hives through regipy.
+"""Targeted, fault-tolerant reading of registry hives through regipy: the one hive reader of the product.
+
+Collectors (host name, Exchange root, drive letters) and the registry analyzers read hives through this
+module, so every reader applies the transaction logs of a dirty hive the same way.
 
 One :class:`Hive` wraps one hive file. It answers only the questions the analyzers ask (a key by path,
 the values of a key, the subkeys of a key, keys matching a glob) and never walks the whole tree, which
@@ -23,27 +26,18 @@ import struct
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from triage.formats.times import filetime_to_dt
 
 log = logging.getLogger(__name__)
 
 BASE_BLOCK = 4096
 HIVE_TYPES = ("system", "software", "sam", "security", "ntuser", "usrclass", "amcache", "default")
-_EPOCH_1601 = datetime(1601, 1, 1, tzinfo=UTC)
 # regipy raises construct, struct and index errors besides its own on damaged cells
 READ_ERRORS: tuple[type[BaseException], ...] = (Exception,)
-
-
-def filetime_to_dt(value: int | None) -> datetime | None:
-    """A FILETIME (100 ns ticks since 1601) as an aware UTC datetime; None for 0 and out-of-range values."""
-    if not value or value >= 0x7FFFFFFFFFFFFFFF:
-        return None
-    try:
-        return _EPOCH_1601 + timedelta(microseconds=value // 10)
-    except OverflowError:
-        return None
 
 
 def rust_available() -> bool:
@@ -253,23 +247,40 @@ class Hive:
         )
 
     def _load(self, backend: str) -> None:
+        errors = self._parse(backend)
+        if errors and self.read_path != self.source:
+            # a damaged log may replay garbage: it costs only itself, the primary file is still read
+            self.warnings.append(
+                f"{self.label}: the hive with {' then '.join(self.applied_logs)} applied cannot be parsed "
+                f"({'; '.join(errors)}); reading the primary file as is, recent changes may be missing"
+            )
+            self.read_path, self.applied_logs = self.source, []
+            errors = self._parse(backend)
+        if errors:
+            self.warnings.append(f"{self.label}: cannot parse the hive ({'; '.join(errors)})")
+
+    def _parse(self, backend: str) -> list[str]:
+        """Open ``read_path`` with the first backend that can; the errors of each one tried when none can."""
         # 'rust' falls back to pure regipy too: a missing or failing Rust core must not lose the hive
         order = ["python"] if backend == "python" else ["rust", "python"]
         errors = []
         for name in order:
             try:
                 if name == "rust":
-                    from regipy.registry_rs import RegistryHive
+                    from regipy.registry_rs import RegistryHive as RustHive
+
+                    self._hive = RustHive(str(self.read_path))
                 else:
                     from regipy.registry import RegistryHive
-                self._hive = RegistryHive(str(self.read_path))
+
+                    self._hive = RegistryHive(str(self.read_path))
                 self.backend = name
-                return
+                return []
             except ImportError as exc:
                 errors.append(f"{name}: {exc}")
             except READ_ERRORS as exc:
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
-        self.warnings.append(f"{self.label}: cannot parse the hive ({'; '.join(errors)})")
+        return errors
 
     def _fallback(self, exc: BaseException) -> bool:
         """Switch a hive from the Rust core to pure regipy after a read error; False if already pure."""
