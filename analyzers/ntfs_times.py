@@ -24,9 +24,11 @@ from typing import Any
 
 from triage.errors import Skip
 from triage.finding import Finding
+from triage.indicators import server_pages
 from triage.registry import Analyzer, Unit, register
 
-PAGE_EXTS = frozenset({".aspx", ".ashx", ".asmx", ".js"})
+# server pages (signatures/indicators/exchange_web.yaml) and the scripts served next to them
+PAGE_EXTS = frozenset({*server_pages(), ".js"})
 WEB_DIRS = re.compile(r"(?:^|/)(?:inetpub|FrontEnd/HttpProxy|ClientAccess|aspnet_client)(?:/|$)", re.IGNORECASE)
 _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,7}))?Z$")
 
