@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from triage.finding import Finding
+from triage.finding import Finding, RuleMeta
 from triage.indicators import indicator_list, stock_pages
 from triage.registry import Analyzer, Unit, register, signature_path
 
@@ -64,15 +64,10 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class LocationRule:
-    """One compiled location rule."""
+@dataclass(frozen=True, kw_only=True)
+class LocationRule(RuleMeta):
+    """One compiled location rule: its metadata (:class:`RuleMeta`) and what it matches."""
 
-    id: str
-    title: str
-    description: str
-    severity: str
-    confidence: str
     kinds: frozenset[str]
     paths: tuple[re.Pattern[str], ...]
     names: tuple[str, ...]
@@ -80,9 +75,6 @@ class LocationRule:
     not_names: frozenset[str]
     exts: frozenset[str]
     magic: bytes
-    mitre: tuple[str, ...]
-    cve: tuple[str, ...]
-    steps: tuple[int, ...]
     tests: dict[str, list[str]]
 
     def matches(self, logical: str, kind: str, head: bytes) -> bool:
@@ -194,18 +186,12 @@ class WebShellLocations(Analyzer):
                 "modified": ev.source_mtime,
             }
             yield unit.finding(
-                rule_id=rule.id,
-                rule_title=rule.title,
-                severity=rule.severity,
-                confidence=rule.confidence,
+                rule,
                 title=f"{rule.title}: {PurePosixPath(logical).name}",
                 message=f"{logical} ({ev.size} bytes, sha256 {ev.sha256}). {rule.description}",
                 location=logical,
                 ts=ev.source_mtime,
                 ts_desc="File modified (source)",
-                mitre=rule.mitre,
-                cve=rule.cve,
-                ed2102_steps=[str(s) for s in rule.steps],
                 tags=["webshell" if rule.id.startswith("TRIAGE-WEB") else "staging"],
                 attributes=attrs,
             )

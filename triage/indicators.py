@@ -8,13 +8,15 @@ rules (``cmdline.yaml``). Analyzers ask here instead of keeping their own copies
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from triage.finding import RuleMeta
 
 INDICATOR_DIR = "indicators"
 LIST_FILES = ("exchange_web.yaml", "actors.yaml")
@@ -92,16 +94,11 @@ def hafnium_ips() -> frozenset[str]:
     return frozenset(indicator_list("hafnium_ips"))
 
 
-@dataclass(frozen=True)
-class CmdRule:
+@dataclass(frozen=True, kw_only=True)
+class CmdRule(RuleMeta):
     """A regex over command lines (``cmdline.yaml``): a hit unless ``unless`` also matches."""
 
-    id: str
-    title: str
-    severity: str
     pattern: re.Pattern[str]
-    mitre: str
-    steps: str = "9,11"
     unless: re.Pattern[str] | None = None
 
     def matches(self, text: str) -> bool:
@@ -128,14 +125,14 @@ def cmdline_rules() -> tuple[CmdRule, ...]:
         if rid in seen:
             raise IndicatorError(f"{CMDLINE_FILE}: rule id {rid} used twice")
         seen.add(rid)
+        try:
+            meta = RuleMeta.from_data(raw, steps="9,11", confidence="high")
+        except (TypeError, ValueError) as exc:
+            raise IndicatorError(f"{CMDLINE_FILE}: rule {rid}: {exc}") from exc
         out.append(
             CmdRule(
-                id=rid,
-                title=str(raw["title"]),
-                severity=str(raw["severity"]),
+                **{f.name: getattr(meta, f.name) for f in fields(RuleMeta)},
                 pattern=_regex(CMDLINE_FILE, rid, raw["pattern"]),
-                mitre=str(raw["mitre"]),
-                steps=str(raw.get("steps", "9,11")),
                 unless=_regex(CMDLINE_FILE, rid, raw["unless"]) if raw.get("unless") else None,
             )
         )

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import yaml
 
 from analyzers.exchange.logs import NORMALIZED
-from triage.finding import SEVERITIES
+from triage.finding import SEVERITIES, RuleMeta
 from triage.indicators import lists as indicator_lists
 from triage.registry import signature_path
 
@@ -62,23 +62,13 @@ class Cond:
     children: tuple[Cond, ...] = ()
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One compiled web log rule."""
+@dataclass(frozen=True, kw_only=True)
+class Rule(RuleMeta):
+    """One compiled web log rule: its metadata (:class:`RuleMeta`) and what it matches."""
 
-    id: str
-    title: str
-    description: str
-    severity: str
-    confidence: str
     logs: frozenset[str]
     cond: Cond
     after: tuple[str, pd.Timedelta] | None
-    mitre: tuple[str, ...]
-    cve: tuple[str, ...]
-    steps: tuple[str, ...]
-    tags: tuple[str, ...]
-    references: tuple[str, ...]
     tests: dict[str, list[Any]]
     file: str
     line: int

@@ -309,13 +309,13 @@ def command_lines(
                     rule_id=rule.id,
                     rule_title=rule.title,
                     severity=rule.severity,
-                    confidence="high",
+                    confidence=rule.confidence,
                     title=f"{rule.title}: {base_name(r.get('Process'))} PID {r.get('PID')}",
                     message=f"{r.get('Process')} (PID {r.get('PID')}) {how}: {_short(args)}"
                     + (f" -> {_short(decoded)}" if how.startswith("decoded") else ""),
                     location=f"pid:{r.get('PID')}",
-                    mitre=rule.mitre,
-                    steps=rule.steps,
+                    mitre=",".join(rule.mitre),
+                    steps=",".join(rule.steps),
                     tags="memory,volatility,cmdline",
                     attributes={
                         "pid": r.get("PID"),

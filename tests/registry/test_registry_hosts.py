@@ -119,7 +119,7 @@ def test_planted_hives_give_exactly_their_findings(tmp_path: Path, backend: str)
     assert unit.warnings == []
     by_rule = {f.rule_id: f for f in got}
     wd = by_rule["TRIAGE-REG-CRED-001"]
-    assert (wd.severity, wd.mitre, wd.ed2102_steps) == ("medium", "T1003.001,T1112", "9")
+    assert (wd.severity, wd.mitre, wd.ed2102_steps) == ("medium", ("T1003.001", "T1112"), ("9",))
     assert wd.evidence_path.endswith("registry_hive/C/Windows/System32/config/SYSTEM")
     assert json.loads(wd.attributes)["data"] == 1 and wd.ts is not None and wd.ts_desc == "Key last written"
     acc = by_rule["TRIAGE-REG-ACC-001"]
