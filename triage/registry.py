@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from triage.case import ManifestRow
 from triage.finding import Finding, RuleMeta
+from triage.hostfacts import FactSource
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ class Analyzer:
     scope: ClassVar[str] = "artifact"
     # seconds one unit may take by default; None: the runner's default (an explicit --unit-time-limit wins)
     unit_time_limit: ClassVar[float | None] = None
+    # which of its findings carry host facts (host name, OS and Exchange builds ...) under which attribute
+    host_facts: ClassVar[tuple[FactSource, ...]] = ()
     _loaded_rules: Any = None
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:

@@ -23,6 +23,7 @@ from analyzers.registry.hive import Hive
 from analyzers.registry.hostset import HiveFile, HostHives
 from triage.case import ManifestRow
 from triage.finding import Finding
+from triage.hostfacts import FactSource
 from triage.registry import Analyzer, Unit, logical_path, register, signature_path
 
 BUILDS_FILE = "registry/exchange_builds.yaml"
@@ -314,6 +315,13 @@ class RegistryExchange(Analyzer):
     consumes = ("registry_hive", "exchange_binary")
     rules = (BUILDS_FILE,)
     scope = "host"
+    # the install and verdict findings (tags exchange,build) carry the product, CU and build
+    host_facts = (
+        FactSource(
+            ("TRIAGE-EXCH-",),
+            {"exchange_version": ("product",), "exchange_cu": ("cu",), "exchange_build": ("build",)},
+        ),
+    )
 
     def load_rules(self) -> BuildTable:
         return load_build_table()

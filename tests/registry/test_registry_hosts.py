@@ -345,3 +345,20 @@ def test_accounts_sam_parsing() -> None:
         "x",
         7,
     )
+
+
+def test_declared_host_facts_read_from_the_findings(tmp_path: Path) -> None:
+    """The report reads host facts through RegistryHostInfo.host_facts: the keys it declares are there."""
+    from triage.hostfacts import HostFacts
+
+    an = RegistryHostInfo()
+    unit = make_unit(tmp_path, an, benign_files())
+    facts = HostFacts()
+    for f in run(an, unit):
+        facts.read(RegistryHostInfo.host_facts, f.rule_id, json.loads(f.attributes))
+    assert (facts.hostname, facts.fqdn, facts.internal_ips) == (
+        "EXCH01",
+        "exch01.corp.example",
+        ["10.0.0.10", "192.168.50.23"],
+    )
+    assert facts.os == "Windows Server 2016 Standard (build 14393)"
