@@ -94,6 +94,22 @@ def hafnium_ips() -> frozenset[str]:
     return frozenset(indicator_list("hafnium_ips"))
 
 
+@cache
+def rule_metas(relative: str) -> dict[str, RuleMeta]:
+    """The rule metadata of one data file under ``signatures/`` (a ``rules`` list of mappings), by rule id."""
+    path = Path(str(resources.files("signatures").joinpath(relative)))
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    out: dict[str, RuleMeta] = {}
+    for i, raw in enumerate(doc.get("rules") or [] if isinstance(doc, dict) else []):
+        if not isinstance(raw, dict) or not raw.get("id") or raw["id"] in out:
+            raise IndicatorError(f"{relative}: rule #{i + 1} has no id, or one used twice")
+        try:
+            out[str(raw["id"])] = RuleMeta.from_data(raw)
+        except (TypeError, ValueError) as exc:
+            raise IndicatorError(f"{relative}: rule {raw['id']}: {exc}") from exc
+    return out
+
+
 @dataclass(frozen=True, kw_only=True)
 class CmdRule(RuleMeta):
     """A regex over command lines (``cmdline.yaml``): a hit unless ``unless`` also matches."""
