@@ -72,3 +72,22 @@ def test_a_bad_rule_file_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: 
         monkeypatch.undo()
         indicators._doc.cache_clear()
         indicators.cmdline_rules.cache_clear()
+
+
+def test_rule_metadata_files_load_as_rule_meta() -> None:
+    from analyzers.exchange.common import AA21_062A, TPL_REFERENCE
+    from analyzers.exchange.proxylogon import RULES as TPL
+    from analyzers.registry.exchange import RULES as EXCH
+
+    assert sorted(EXCH) == [f"TRIAGE-EXCH-00{i}" for i in range(1, 10)]
+    assert EXCH["TRIAGE-EXCH-002"].steps == ("1", "14", "32") and EXCH["TRIAGE-EXCH-002"].mitre == ("T1190",)
+    assert all(TPL_REFERENCE in r.references for r in TPL.values())  # the same URL as the code's constant
+    assert TPL["TPL-CVE-2021-26855"].references == (TPL_REFERENCE, AA21_062A)
+    assert TPL["TPL-CVE-2021-26858"].severity == "high"  # raised to critical in code for web folders
+
+
+def test_a_bad_rule_metadata_entry_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text("rules:\n  - {id: X-1, title: t, severity: severe}\n")
+    monkeypatch.setattr(indicators.resources, "files", lambda _pkg: tmp_path)
+    with pytest.raises(indicators.IndicatorError, match="X-1"):
+        indicators.rule_metas.__wrapped__("x.yaml")
