@@ -60,7 +60,7 @@ from triage.indicators import rule_metas
 from triage.registry import Analyzer, Unit, register
 
 # id, title, level, CVEs, steps, tags and references of each finding (data: one RuleMeta per rule)
-RULES = rule_metas("exchange/proxylogon_rules.yaml")
+RULES = rule_metas("rulemeta/proxylogon.yaml")
 
 TPL_COLUMNS = (
     "DateTime", "RequestId", "ClientIpAddress", "UrlHost", "UrlStem", "RoutingHint", "UserAgent", "AnchorMailbox",

@@ -29,7 +29,7 @@ from triage.registry import Analyzer, Unit, logical_path, register, signature_pa
 
 BUILDS_FILE = "registry/exchange_builds.yaml"
 # id, title, level, steps and tags of each finding this analyzer writes (data: one RuleMeta per rule)
-RULES = rule_metas("registry/exchange_rules.yaml")
+RULES = rule_metas("rulemeta/registry_exchange.yaml")
 KB_RX = re.compile(r"\b(KB\d{7})\b", re.IGNORECASE)
 SU_NAME_RX = re.compile(r"^(?:Security )?Update (?:Rollup \d+ )?for (?:Microsoft )?Exchange Server", re.IGNORECASE)
 
