@@ -158,7 +158,6 @@ class Finding:
             text = json.dumps(attrs, sort_keys=True, default=_json_default, ensure_ascii=False)
             object.__setattr__(self, "attributes", text)
 
-
     def storable(self) -> dict[str, Any]:
         """The finding as one storage row: every column, list fields joined with commas (the parquet form)."""
         row = {name: getattr(self, name) for name in FINDING_COLUMNS}
