@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
 from triage.errors import Skip
-from triage.finding import Finding
+from triage.finding import Finding, RuleMeta
+from triage.indicators import server_pages
 from triage.registry import Analyzer, Unit, register
 
-PAGE_EXTS = frozenset({".aspx", ".ashx", ".asmx", ".js"})
+# server pages (signatures/indicators/exchange_web.yaml) and the scripts served next to them
+PAGE_EXTS = frozenset({*server_pages(), ".js"})
 WEB_DIRS = re.compile(r"(?:^|/)(?:inetpub|FrontEnd/HttpProxy|ClientAccess|aspnet_client)(?:/|$)", re.IGNORECASE)
 _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,7}))?Z$")
 
@@ -49,35 +50,34 @@ def is_web_page(logical: str) -> bool:
     return PurePosixPath(path).suffix.lower() in PAGE_EXTS and bool(WEB_DIRS.search(path))
 
 
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    title: str
-    severity: str
-    confidence: str
-    description: str
-
-
+# what both rules share: timestomping a web shell (T1070.006, T1505.003), ED 21-02 steps 8 and 10
+_COMMON: dict[str, Any] = {
+    "mitre": ("T1070.006", "T1505.003"),
+    "steps": ("8", "10"),
+    "tags": ("webshell", "timestomp", "ntfs"),
+}
 RULES = {
     r.id: r
     for r in (
-        Rule(
-            "ntfs.timestomp.si_before_fn",
-            "Web page created before its name ($SI earlier than $FN)",
-            "high",
-            "medium",
-            "The $STANDARD_INFORMATION creation time is earlier than the $FILE_NAME creation time. NTFS writes "
-            "both when a file is created; only a tool setting times afterwards (timestomping, T1070.006) makes "
-            "$SI older. Web shells are back-dated this way to blend in with the installation.",
+        RuleMeta(
+            id="ntfs.timestomp.si_before_fn",
+            title="Web page created before its name ($SI earlier than $FN)",
+            severity="high",
+            confidence="medium",
+            description="The $STANDARD_INFORMATION creation time is earlier than the $FILE_NAME creation time. "
+            "NTFS writes both when a file is created; only a tool setting times afterwards (timestomping, "
+            "T1070.006) makes $SI older. Web shells are back-dated this way to blend in with the installation.",
+            **_COMMON,
         ),
-        Rule(
-            "ntfs.timestomp.si_zero_fraction",
-            "Web page with whole-second $SI times",
-            "medium",
-            "low",
-            "The $STANDARD_INFORMATION creation and modification times have no sub-second part while the "
-            "$FILE_NAME creation time has one. NTFS keeps 100 ns precision; times set by a tool often lack it. "
-            "Files restored from archives can look like this too: compare with the installation media.",
+        RuleMeta(
+            id="ntfs.timestomp.si_zero_fraction",
+            title="Web page with whole-second $SI times",
+            severity="medium",
+            confidence="low",
+            description="The $STANDARD_INFORMATION creation and modification times have no sub-second part while "
+            "the $FILE_NAME creation time has one. NTFS keeps 100 ns precision; times set by a tool often lack "
+            "it. Files restored from archives can look like this too: compare with the installation media.",
+            **_COMMON,
         ),
     )
 }
@@ -132,10 +132,7 @@ class NtfsTimestomp(Analyzer):
             rule = RULES[rule_id]
             name = PurePosixPath(logical.replace("\\", "/")).name
             yield unit.finding(
-                rule_id=rule.id,
-                rule_title=rule.title,
-                severity=rule.severity,
-                confidence=rule.confidence,
+                rule,
                 title=f"{rule.title}: {name}",
                 message=(
                     f"{logical} (MFT entry {ntfs.get('mft_entry')}): $SI created {si.get('created')}, modified "
@@ -144,8 +141,5 @@ class NtfsTimestomp(Analyzer):
                 location=logical,
                 ts=fn.get("created", "").rstrip("Z")[:26] + "Z" if fn.get("created") else None,
                 ts_desc="File created ($FILE_NAME)",
-                mitre=["T1070.006", "T1505.003"],
-                ed2102_steps=["8", "10"],
-                tags=["webshell", "timestomp", "ntfs"],
                 attributes=attrs,
             )

@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from triage.finding import Finding
+from triage.finding import Finding, RuleMeta
+from triage.indicators import indicator_list, stock_pages
 from triage.registry import Analyzer, Unit, register, signature_path
 
 RULE_FILE = "webshell/locations.yaml"
@@ -63,15 +64,10 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"\Z", re.IGNORECASE)
 
 
-@dataclass(frozen=True)
-class LocationRule:
-    """One compiled location rule."""
+@dataclass(frozen=True, kw_only=True)
+class LocationRule(RuleMeta):
+    """One compiled location rule: its metadata (:class:`RuleMeta`) and what it matches."""
 
-    id: str
-    title: str
-    description: str
-    severity: str
-    confidence: str
     kinds: frozenset[str]
     paths: tuple[re.Pattern[str], ...]
     names: tuple[str, ...]
@@ -79,9 +75,6 @@ class LocationRule:
     not_names: frozenset[str]
     exts: frozenset[str]
     magic: bytes
-    mitre: tuple[str, ...]
-    cve: tuple[str, ...]
-    steps: tuple[int, ...]
     tests: dict[str, list[str]]
 
     def matches(self, logical: str, kind: str, head: bytes) -> bool:
@@ -101,11 +94,21 @@ class LocationRule:
         return not self.magic or head.startswith(self.magic)
 
 
+def _listed(value: Any, path: Path, rid: str) -> tuple[str, ...]:
+    """A rule's list of values, or the shared indicator list it names as ``"@name"``."""
+    if isinstance(value, str) and value.startswith("@"):
+        try:
+            return indicator_list(value[1:])
+        except KeyError:
+            raise ValueError(f"{path}: rule {rid}: unknown list {value!r}") from None
+    return tuple(str(v) for v in value)
+
+
 def load_rules(path: Path | None = None) -> list[LocationRule]:
     """Load and validate the rule file; a bad rule is an error naming its id and the problem."""
     path = path or signature_path(RULE_FILE)
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    stock = {k: [s.casefold() for s in v] for k, v in (doc.get("stock") or {}).items()}
+    stock = {k: [s.casefold() for s in v] for k, v in stock_pages().items()}
     rules = []
     seen = set()
     for raw in doc.get("rules", []):
@@ -132,10 +135,10 @@ def load_rules(path: Path | None = None) -> list[LocationRule]:
                 confidence=raw.get("confidence", "medium"),
                 kinds=frozenset(raw.get("kinds", [])),
                 paths=tuple(glob_regex(p) for p in raw.get("path", [])),
-                names=tuple(raw.get("name", [])),
+                names=_listed(raw.get("name", []), path, rid),
                 name_regex=re.compile(raw["name_regex"], re.IGNORECASE) if raw.get("name_regex") else None,
                 not_names=frozenset(not_names),
-                exts=frozenset(e.lower() for e in raw.get("ext", [])),
+                exts=frozenset(e.lower() for e in _listed(raw.get("ext", []), path, rid)),
                 magic=bytes.fromhex(raw.get("magic", "")),
                 mitre=tuple(raw.get("mitre", [])),
                 cve=tuple(raw.get("cve", [])),
@@ -183,18 +186,12 @@ class WebShellLocations(Analyzer):
                 "modified": ev.source_mtime,
             }
             yield unit.finding(
-                rule_id=rule.id,
-                rule_title=rule.title,
-                severity=rule.severity,
-                confidence=rule.confidence,
+                rule,
                 title=f"{rule.title}: {PurePosixPath(logical).name}",
                 message=f"{logical} ({ev.size} bytes, sha256 {ev.sha256}). {rule.description}",
                 location=logical,
                 ts=ev.source_mtime,
                 ts_desc="File modified (source)",
-                mitre=rule.mitre,
-                cve=rule.cve,
-                ed2102_steps=[str(s) for s in rule.steps],
                 tags=["webshell" if rule.id.startswith("TRIAGE-WEB") else "staging"],
                 attributes=attrs,
             )

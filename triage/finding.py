@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -106,11 +106,13 @@ class Finding:
     confidence: str = "medium"  # low | medium | high
     ts: datetime | None = None
     ts_desc: str = ""
-    mitre: str = ""  # comma separated technique ids, e.g. "T1505.003"
-    cve: str = ""  # comma separated
-    ed2102_steps: str = ""  # comma separated checklist step numbers
-    tags: str = ""
-    references: str = ""
+    # list fields: any sequence of strings in, a tuple in memory, one comma-separated string in storage
+    # (Finding.storable); a str is taken as that stored form, so rows read back from a case still build
+    mitre: Sequence[str] = ()  # technique ids, e.g. ("T1505.003",)
+    cve: Sequence[str] = ()
+    ed2102_steps: Sequence[str] = ()  # checklist step numbers
+    tags: Sequence[str] = ()
+    references: Sequence[str] = ()
     attributes: str = "{}"  # JSON object with the per-source details
     finding_id: str = field(default="")
 
@@ -118,10 +120,6 @@ class Finding:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity {self.severity!r} is not one of {SEVERITIES}")
         object.__setattr__(self, "ts", _utc(self.ts))
-        for name in ("mitre", "cve", "ed2102_steps", "tags", "references"):
-            value = getattr(self, name)
-            if isinstance(value, list | tuple | set):
-                object.__setattr__(self, name, ",".join(str(v) for v in value))
         if not self.finding_id:  # from the raw text: the same bytes give the same id
             object.__setattr__(
                 self,
@@ -135,6 +133,13 @@ class Finding:
             value = getattr(self, name)
             if isinstance(value, str) and _SURROGATE.search(value):
                 object.__setattr__(self, name, storable_value(value, raw, name))
+        for name in LIST_FIELDS:
+            value = getattr(self, name)
+            # joined first: the stored text, and its raw bytes under the field's own name, as before lists
+            text = value if isinstance(value, str) else ",".join(str(v) for v in value)
+            if _SURROGATE.search(text):
+                text = storable_value(text, raw, name)
+            object.__setattr__(self, name, tuple(text.split(",")) if text else ())
         attrs: Any = self.attributes
         if isinstance(attrs, str) and (raw or _SURROGATE.search(attrs) or "\\ud" in attrs.lower()):
             try:  # JSON text may also carry lone surrogates as \\udcxx escapes
@@ -153,13 +158,21 @@ class Finding:
             text = json.dumps(attrs, sort_keys=True, default=_json_default, ensure_ascii=False)
             object.__setattr__(self, "attributes", text)
 
+    def storable(self) -> dict[str, Any]:
+        """The finding as one storage row: every column, list fields joined with commas (the parquet form)."""
+        row = {name: getattr(self, name) for name in FINDING_COLUMNS}
+        for name in LIST_FIELDS:
+            row[name] = ",".join(row[name])
+        return row
+
 
 def _json_default(value: Any) -> str:
     return storable(str(value))
 
 
 FINDING_COLUMNS = [f.name for f in fields(Finding)]
-_TEXT_FIELDS = tuple(n for n in FINDING_COLUMNS if n not in ("ts", "attributes", "severity"))
+LIST_FIELDS = ("mitre", "cve", "ed2102_steps", "tags", "references")
+_TEXT_FIELDS = tuple(n for n in FINDING_COLUMNS if n not in ("ts", "attributes", "severity", *LIST_FIELDS))
 # One dtype map builds every frame, empty ones included, so concatenation never changes types.
 FINDING_DTYPES: dict[str, Any] = {name: "string" for name in FINDING_COLUMNS}
 FINDING_DTYPES.update({"severity": SEVERITY_DTYPE, "ts": "datetime64[us, UTC]"})
@@ -168,7 +181,7 @@ FINDING_DTYPES.update({"severity": SEVERITY_DTYPE, "ts": "datetime64[us, UTC]"})
 def findings_frame(findings: Iterable[Finding | dict[str, Any]]) -> pd.DataFrame:
     """Build the canonical findings DataFrame (typed, ordered columns) from records."""
     # dict rows have not passed Finding's checks: make their text storable here
-    rows = [asdict(f) if isinstance(f, Finding) else storable_value(dict(f)) for f in findings]
+    rows = [f.storable() if isinstance(f, Finding) else _dict_row(f) for f in findings]
     if not rows:  # most units find nothing: a cached typed frame saves ~13 ms of dtype casts per unit
         global _EMPTY
         if _EMPTY is None:
@@ -179,6 +192,14 @@ def findings_frame(findings: Iterable[Finding | dict[str, Any]]) -> pd.DataFrame
 
 
 _EMPTY: pd.DataFrame | None = None
+
+
+def _dict_row(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = storable_value(dict(row))
+    for name in LIST_FIELDS:
+        if isinstance(out.get(name), list):
+            out[name] = ",".join(str(v) for v in out[name])
+    return out
 
 
 def coerce_findings(df: pd.DataFrame) -> pd.DataFrame:
@@ -192,6 +213,59 @@ def coerce_findings(df: pd.DataFrame) -> pd.DataFrame:
         if col != "ts":
             df[col] = df[col].astype(dtype)
     return df
+
+
+def _texts(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return tuple(value.split(","))
+    return tuple(str(v) for v in value)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuleMeta:
+    """What every finding of one rule shares: id, title, level, description and tags (MITRE, CVE, ED 21-02
+    steps, free tags, references). Loaded from rule data; :meth:`fields` fills a finding's common fields."""
+
+    id: str
+    title: str
+    severity: str
+    confidence: str = "medium"
+    description: str = ""
+    mitre: tuple[str, ...] = ()
+    cve: tuple[str, ...] = ()
+    steps: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"rule {self.id}: severity {self.severity!r} is not one of {SEVERITIES}")
+        for name in ("mitre", "cve", "steps", "tags", "references"):
+            object.__setattr__(self, name, _texts(getattr(self, name)))
+
+    @classmethod
+    def from_data(cls, raw: dict[str, Any], **defaults: Any) -> RuleMeta:
+        """A rule's metadata from its data (a YAML mapping); ``defaults`` for the keys it leaves out."""
+        known = {"id", "title", "severity", "confidence", "description", "mitre", "cve", "steps", "tags", "references"}
+        values = {**defaults, **{k: v for k, v in raw.items() if k in known and v is not None}}
+        values["description"] = " ".join(str(values.get("description", "")).split())
+        return cls(**values)
+
+    def fields(self) -> dict[str, Any]:
+        """The finding fields this rule fills: rule id and title, severity, confidence and the list fields."""
+        return {
+            "rule_id": self.id,
+            "rule_title": self.title,
+            "severity": self.severity,
+            "confidence": self.confidence,
+            "mitre": self.mitre,
+            "cve": self.cve,
+            "ed2102_steps": self.steps,
+            "tags": self.tags,
+            "references": self.references,
+        }
 
 
 @dataclass

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from triage.case import ManifestRow
-from triage.finding import Finding
+from triage.finding import Finding, RuleMeta
+from triage.hostfacts import FactSource
 
 log = logging.getLogger(__name__)
 
@@ -65,24 +66,24 @@ class Unit:
 
     def finding(
         self,
+        rule: RuleMeta | None = None,
         *,
-        rule_id: str,
-        rule_title: str,
-        severity: str,
         title: str,
         message: str,
         location: str = "",
         evidence: ManifestRow | None = None,
         **kw: Any,
     ) -> Finding:
-        """A finding with the analyzer and evidence fields filled in (``evidence``: a member artifact)."""
+        """A finding with the analyzer and evidence fields filled in (``evidence``: a member artifact).
+
+        ``rule`` fills rule id and title, severity, confidence and the list fields; keywords given here
+        (``rule_id=``, ``tags=`` ...) take precedence. Without a rule, ``rule_id``, ``rule_title`` and
+        ``severity`` are keywords."""
         ev = evidence or self.evidence
+        common = rule.fields() if rule is not None else {}
         return Finding(
             analyzer=self.analyzer.name,
             analyzer_version=self.analyzer.version,
-            rule_id=rule_id,
-            rule_title=rule_title,
-            severity=severity,
             title=title,
             message=message,
             evidence_id=ev.artifact_id,
@@ -91,7 +92,7 @@ class Unit:
             location=location,
             host=self.host,
             case_id=self.case_id,
-            **kw,
+            **(common | kw),
         )
 
 
@@ -117,6 +118,8 @@ class Analyzer:
     scope: ClassVar[str] = "artifact"
     # seconds one unit may take by default; None: the runner's default (an explicit --unit-time-limit wins)
     unit_time_limit: ClassVar[float | None] = None
+    # which of its findings carry host facts (host name, OS and Exchange builds ...) under which attribute
+    host_facts: ClassVar[tuple[FactSource, ...]] = ()
     _loaded_rules: Any = None
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:

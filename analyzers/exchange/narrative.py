@@ -38,14 +38,13 @@ from analyzers.exchange.proxylogon import (
 from analyzers.exchange.rules import RULE_DIR, RuleSet, load_rules, match_frame
 from triage.errors import Skip
 from triage.finding import SEVERITIES, Finding
+from triage.indicators import indicator_list
 from triage.registry import Analyzer, Unit, register
 
 _CANARY = r"(?i)msExchEcpCanary=([^&#;\s']+)"
 _SHELL_PAGE = re.compile(r"(?i)^/(owa/auth|ecp/auth|aspnet_client)/.*\.as[hp]x$")
-_STOCK = re.compile(
-    r"(?i)^/owa/auth/(errorFE|ExpiredPassword|frowny|logoff|logon|OutlookCN|RedirSuiteServiceProxy|signout|"
-    r"SvmFeedback)\.aspx$|^/ecp/auth/TimeoutLogoff\.aspx$"
-)
+# the stock pages of owa/auth and ecp/auth (signatures/indicators/exchange_web.yaml)
+_STOCK = re.compile("(?i)^(?:" + "|".join(re.escape(p) for p in indicator_list("stock_auth_paths")) + ")$")
 HOST_EVENT_WINDOW = pd.Timedelta(hours=1)
 MAX_STEPS = 1000
 MAX_RELATED = 200

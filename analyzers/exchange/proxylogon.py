@@ -32,10 +32,8 @@ from typing import Any
 import pandas as pd
 
 from analyzers.exchange.common import (
-    AA21_062A,
     ED_WINDOW_START,
     MAX_PER_CHECK,
-    TPL_REFERENCE,
     LogFile,
     file_failed,
     iso,
@@ -58,7 +56,11 @@ from analyzers.exchange.logs import (
 )
 from triage.errors import Skip
 from triage.finding import Finding
+from triage.indicators import rule_metas
 from triage.registry import Analyzer, Unit, register
+
+# id, title, level, CVEs, steps, tags and references of each finding (data: one RuleMeta per rule)
+RULES = rule_metas("rulemeta/proxylogon.yaml")
 
 TPL_COLUMNS = (
     "DateTime", "RequestId", "ClientIpAddress", "UrlHost", "UrlStem", "RoutingHint", "UserAgent", "AnchorMailbox",
@@ -524,10 +526,7 @@ class ProxyLogonChecks(Analyzer):
             attrs = _tpl_attrs(row)
             backend = _backend(attrs["AnchorMailbox"])
             yield unit.finding(
-                rule_id="TPL-CVE-2021-26855",
-                rule_title="CVE-2021-26855 SSRF in an HttpProxy log (Test-ProxyLogon)",
-                severity="high",
-                confidence="high",
+                RULES["TPL-CVE-2021-26855"],
                 title=f"CVE-2021-26855 SSRF from {attrs['ClientIpAddress'] or '?'} to {short(backend, 120)} "
                 f"(HTTP {attrs['HttpStatus'] or '?'})",
                 message=(
@@ -542,11 +541,6 @@ class ProxyLogonChecks(Analyzer):
                 evidence=by_file.get(attrs["file"]),
                 ts=safe_ts(attrs["DateTime"]),
                 ts_desc="HttpProxy request time",
-                mitre=["T1190"],
-                cve=["CVE-2021-26855"],
-                ed2102_steps=["8"],
-                tags=["proxylogon", "test-proxylogon"],
-                references=[TPL_REFERENCE, AA21_062A],
                 attributes=attrs | {"check": "Get-Cve26855"},
             )
 
@@ -560,10 +554,7 @@ class ProxyLogonChecks(Analyzer):
                 break
             attrs = _tpl_attrs(row)
             yield unit.finding(
-                rule_id="TPL-CVE-2021-27065-RESET",
-                rule_title="CVE-2021-27065 Reset-VDir through the SSRF (Test-ProxyLogon)",
-                severity="critical",
-                confidence="high",
+                RULES["TPL-CVE-2021-27065-RESET"],
                 title=f"CVE-2021-27065 virtual directory reset from {attrs['ClientIpAddress'] or '?'} answered 200",
                 message=(
                     f"HttpProxy/Ecp request {attrs['RequestId']} at {attrs['DateTime']} from "
@@ -575,21 +566,13 @@ class ProxyLogonChecks(Analyzer):
                 evidence=by_file.get(attrs["file"]),
                 ts=safe_ts(attrs["DateTime"]),
                 ts_desc="HttpProxy request time",
-                mitre=["T1190", "T1505.003"],
-                cve=["CVE-2021-27065", "CVE-2021-26855"],
-                ed2102_steps=["8"],
-                tags=["proxylogon", "test-proxylogon"],
-                references=[TPL_REFERENCE],
                 attributes=attrs | {"check": "Get-Cve27065 resetVDirHits"},
             )
 
     def _set(self, unit: Unit, result: TplResult) -> Iterator[Finding]:
         for hit in result.set_vdir:
             yield unit.finding(
-                rule_id="TPL-CVE-2021-27065-SET",
-                rule_title="CVE-2021-27065 Set-VDir with a script in a URL (Test-ProxyLogon)",
-                severity="critical",
-                confidence="high",
+                RULES["TPL-CVE-2021-27065-SET"],
                 title=f"CVE-2021-27065: virtual directory URL set to markup in {hit.file.rsplit('/', 1)[-1]}",
                 message=(
                     f"{hit.file} line {hit.first_line} ({iso(hit.first_ts) or 'no time'}) sets a virtual directory "
@@ -600,11 +583,6 @@ class ProxyLogonChecks(Analyzer):
                 evidence=hit.row,
                 ts=hit.first_ts,
                 ts_desc="ECP log record time",
-                mitre=["T1190", "T1505.003"],
-                cve=["CVE-2021-27065"],
-                ed2102_steps=["8"],
-                tags=["proxylogon", "test-proxylogon", "webshell"],
-                references=[TPL_REFERENCE, AA21_062A],
                 attributes={
                     "file": hit.file,
                     "first_line": hit.first_line,
@@ -625,10 +603,8 @@ class ProxyLogonChecks(Analyzer):
                 break
             web = bool(_WEB_FOLDERS.search(hit.download_path))
             yield unit.finding(
-                rule_id="TPL-CVE-2021-26858",
-                rule_title="CVE-2021-26858 file written outside the OAB folder (Test-ProxyLogon)",
+                RULES["TPL-CVE-2021-26858"],
                 severity="critical" if web else "high",
-                confidence="high",
                 title=f"CVE-2021-26858: OAB generator wrote {short(hit.download_path, 150)}",
                 message=(
                     f"{hit.file} line {hit.line} ({iso(hit.ts) or 'no time'}): the OAB generator reports a temporary "
@@ -640,11 +616,6 @@ class ProxyLogonChecks(Analyzer):
                 evidence=hit.row,
                 ts=hit.ts,
                 ts_desc="OAB generator log record time",
-                mitre=["T1190", "T1505.003"],
-                cve=["CVE-2021-26858"],
-                ed2102_steps=["8"],
-                tags=["proxylogon", "test-proxylogon"],
-                references=[TPL_REFERENCE],
                 attributes={
                     "downloadPath": hit.download_path,
                     "file": hit.file,
@@ -665,10 +636,7 @@ class ProxyLogonChecks(Analyzer):
                 break
             ts = ev["TimeCreated"]
             yield unit.finding(
-                rule_id="TPL-CVE-2021-26857",
-                rule_title="CVE-2021-26857 Unified Messaging deserialization error (Test-ProxyLogon)",
-                severity="high",
-                confidence="medium",
+                RULES["TPL-CVE-2021-26857"],
                 title=f"CVE-2021-26857: UM error with InvalidCastException on {ev['MachineName'] or unit.host}",
                 message=(
                     f"Application log event {ev['EventID']} (record {ev['EventRecordID']}) of '{UM_PROVIDER}' at "
@@ -679,11 +647,6 @@ class ProxyLogonChecks(Analyzer):
                 evidence=by_file.get(ev["file"]),
                 ts=ts,
                 ts_desc="Event time",
-                mitre=["T1190"],
-                cve=["CVE-2021-26857"],
-                ed2102_steps=["8"],
-                tags=["proxylogon", "test-proxylogon"],
-                references=[TPL_REFERENCE],
                 attributes={
                     "TimeCreated": iso(ts),
                     "MachineName": str(ev["MachineName"]),
@@ -738,18 +701,13 @@ class ProxyLogonChecks(Analyzer):
                     )
                 )
             yield unit.finding(
-                rule_id="TPL-LOGAGE",
-                rule_title="Exchange log coverage per Test-ProxyLogon folder",
-                severity="info",
-                confidence="high",
+                RULES["TPL-LOGAGE"],
                 title=title,
                 message=message,
                 location=f"logage:{name}",
                 ts=age.earliest,
                 ts_desc="Oldest log record",
-                ed2102_steps=["4"],
-                tags=["coverage", "test-proxylogon"] + ([] if age.reaches_window_start else ["coverage-gap"]),
-                references=[TPL_REFERENCE],
+                tags=RULES["TPL-LOGAGE"].tags + (() if age.reaches_window_start else ("coverage-gap",)),
                 attributes=attrs,
             )
 
@@ -776,16 +734,10 @@ class ProxyLogonChecks(Analyzer):
             message += f" {len(unread)} file(s) could not be read to the end, so this covers the rest only: {names}"
             res["unread_files"] = unread
         return unit.finding(
-            rule_id="TPL-SUMMARY",
-            rule_title="Test-ProxyLogon result",
-            severity="info",
-            confidence="high",
+            RULES["TPL-SUMMARY"],
             title=title,
             message=message,
             location="summary",
-            ed2102_steps=["22", "8"],
-            tags=["test-proxylogon"],
-            references=[TPL_REFERENCE],
             attributes=res,
         )
 

@@ -10,9 +10,9 @@ normalised columns of :func:`analyzers.exchange.logs.normalize` (``method``, ``u
     cond: {field: uri_stem, regex: '^/ecp/[^/]\\.js$'}   or a nested {all|any|none: [...]}
 
 Operators: ``equals``, ``in``, ``contains``, ``startswith``, ``endswith`` (a value or a list, any of
-them; ``@name`` names a list under ``lists``), ``regex`` (searched, RE2 syntax so pyarrow can run
-it); all ignore case unless the condition says ``case: sensitive``. ``after: {rule: ID, within:
-24h}`` keeps only rows that come after a hit of rule ID in the same log, within the window.
+them; ``@name`` names a list under ``lists`` or of ``signatures/indicators``), ``regex`` (searched, RE2
+syntax so pyarrow can run it); all ignore case unless the condition says ``case: sensitive``.
+``after: {rule: ID, within: 24h}`` keeps only rows that come after a hit of rule ID in the same log, within the window.
 Every rule carries ``tests.positive`` and ``tests.negative`` example rows. A bad rule is reported
 with its file and line and disabled; the others still load.
 """
@@ -32,7 +32,8 @@ import pyarrow.compute as pc
 import yaml
 
 from analyzers.exchange.logs import NORMALIZED
-from triage.finding import SEVERITIES
+from triage.finding import SEVERITIES, RuleMeta
+from triage.indicators import lists as indicator_lists
 from triage.registry import signature_path
 
 RULE_DIR = "exchange"
@@ -61,23 +62,13 @@ class Cond:
     children: tuple[Cond, ...] = ()
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One compiled web log rule."""
+@dataclass(frozen=True, kw_only=True)
+class Rule(RuleMeta):
+    """One compiled web log rule: its metadata (:class:`RuleMeta`) and what it matches."""
 
-    id: str
-    title: str
-    description: str
-    severity: str
-    confidence: str
     logs: frozenset[str]
     cond: Cond
     after: tuple[str, pd.Timedelta] | None
-    mitre: tuple[str, ...]
-    cve: tuple[str, ...]
-    steps: tuple[str, ...]
-    tags: tuple[str, ...]
-    references: tuple[str, ...]
     tests: dict[str, list[Any]]
     file: str
     line: int
@@ -236,6 +227,8 @@ def load_rule_file(path: Path, into: RuleSet | None = None) -> RuleSet:
     if not isinstance(doc, dict):
         rs.errors.append(f"{path.name}: the top level must be a mapping with 'rules'")
         return rs
+    for name, values in indicator_lists().items():  # the shared indicator lists (signatures/indicators)
+        rs.lists.setdefault(name, list(values))
     lists = {str(k): [str(v) for v in (vals or [])] for k, vals in (doc.get("lists") or {}).items()}
     rs.lists.update(lists)
     lines = _lines_of_rules(text)

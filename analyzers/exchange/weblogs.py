@@ -131,10 +131,7 @@ class WebLogIndicators(Analyzer):
         for rule, attrs in hits:
             what = describe_request(attrs)
             yield unit.finding(
-                rule_id=rule.id,
-                rule_title=rule.title,
-                severity=rule.severity,
-                confidence=rule.confidence,
+                rule,
                 title=f"{rule.title}: {short(what, 160)}",
                 message=f"{f.logical} line {attrs.get('line')}: {what}"
                 + (f", user agent '{short(attrs['user_agent'], 120)}'" if attrs.get("user_agent") else "")
@@ -142,11 +139,7 @@ class WebLogIndicators(Analyzer):
                 location=f"{f.logical}:{attrs.get('line')}",
                 ts=attrs.get("ts") or None,
                 ts_desc="Log record time",
-                mitre=list(rule.mitre),
-                cve=list(rule.cve),
-                ed2102_steps=list(rule.steps),
                 tags=["weblog", f.logtype, *rule.tags],
-                references=list(rule.references),
                 attributes=attrs
                 | {"file": f.logical, "log": f.logtype, "rule_file": rule.file, "rule_line": rule.line},
             )
@@ -155,17 +148,12 @@ class WebLogIndicators(Analyzer):
             if n > MAX_PER_CHECK:
                 rule = by_id[rule_id]
                 yield unit.finding(
-                    rule_id=rule.id,
-                    rule_title=rule.title,
-                    severity=rule.severity,
-                    confidence=rule.confidence,
+                    rule,
                     title=f"{rule.title}: {n - MAX_PER_CHECK} more lines in {PurePosixPath(f.logical).name}",
                     message=f"{n} lines of {f.logical} match; the first {MAX_PER_CHECK} are individual findings.",
                     location=f"{f.logical}:overflow",
-                    mitre=list(rule.mitre),
-                    cve=list(rule.cve),
-                    ed2102_steps=list(rule.steps),
                     tags=["weblog", f.logtype, "overflow"],
+                    references=(),  # the overflow note cites nothing
                     attributes={"total_lines": n, "listed": MAX_PER_CHECK, "file": f.logical},
                 )
 

@@ -18,28 +18,12 @@ from datetime import datetime
 from pathlib import PureWindowsPath
 from typing import Any
 
+from triage.indicators import CmdRule, cmdline_rules, hafnium_ips, server_pages, stock_names
+
 Row = Mapping[str, Any]
 
-# HAFNIUM infrastructure published by Volexity via CISA AA21-062A (ED2102-REFERENCE 3.2)
-HAFNIUM_IPS = frozenset(
-    {
-        "103.77.192.219",
-        "104.140.114.110",
-        "104.250.191.110",
-        "108.61.246.56",
-        "149.28.14.163",
-        "157.230.221.198",
-        "167.99.168.251",
-        "185.250.151.72",
-        "192.81.208.169",
-        "203.160.69.66",
-        "211.56.98.146",
-        "5.254.43.18",
-        "5.2.69.14",
-        "80.92.205.81",
-        "91.192.103.43",
-    }
-)
+# HAFNIUM infrastructure published by Volexity via CISA AA21-062A (ED2102-REFERENCE 3.2): signatures/indicators
+HAFNIUM_IPS = hafnium_ips()
 EPROCESS_NAME_LEN = 14  # EPROCESS.ImageFileName keeps 14 characters: UMWorkerProcess.exe shows as UMWorkerProces
 
 WEB_WORKERS = ("w3wp.exe",)
@@ -267,107 +251,12 @@ def shell_children(pslist: Sequence[Row], psscan: Sequence[Row] = (), cmdline: S
 
 
 # -- 2. command lines ---------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CmdRule:
-    """A regex over command lines."""
-
-    id: str
-    title: str
-    severity: str
-    pattern: re.Pattern[str]
-    mitre: str
-    steps: str = "9,11"
-    unless: re.Pattern[str] | None = None
-
-
 def _rx(p: str) -> re.Pattern[str]:
     return re.compile(p, re.IGNORECASE)
 
 
-CMD_RULES: tuple[CmdRule, ...] = (
-    CmdRule(
-        "MEM-CMD-PROCDUMP-LSASS",
-        "procdump writing a full dump of lsass",
-        "critical",
-        _rx(r"procdump(?:64)?(?:\.exe)?\"?\s.*?[-/]ma\s.*?\blsass"),
-        "T1003.001",
-    ),
-    CmdRule(
-        "MEM-CMD-COMSVCS-MINIDUMP",
-        "rundll32 comsvcs.dll MiniDump (process memory dump)",
-        "critical",
-        _rx(r"comsvcs(?:\.dll)?\"?\s*,?\s*(?:minidump|#\s*\+?24)\b"),
-        "T1003.001",
-    ),
-    CmdRule(
-        "MEM-CMD-RDRLEAKDIAG",
-        "rdrleakdiag dumping process memory",
-        "critical",
-        _rx(r"rdrleakdiag(?:\.exe)?\b.*?/(?:fullmemdmp|memdmp)\b"),
-        "T1003.001",
-    ),
-    CmdRule(
-        "MEM-CMD-LSASS-DUMP-OTHER",
-        "other lsass dumping command",
-        "high",
-        _rx(
-            r"(?:out-minidump|minidumpwritedump|sqldumper(?:\.exe)?\s+\d+|createdump(?:\.exe)?\s.*?-f\b)"
-            r"|\blsass[^\s\"]*\.dmp\b"
-        ),
-        "T1003.001",
-    ),
-    CmdRule(
-        "MEM-CMD-MIMIKATZ",
-        "mimikatz command",
-        "critical",
-        _rx(r"\b(?:sekurlsa|lsadump|kerberos|privilege|token|dpapi)::\w+|\bmimikatz\b"),
-        "T1003.001",
-    ),
-    CmdRule(
-        "MEM-CMD-STAGE-ARCHIVE",
-        "archiver staging data under ProgramData",
-        "high",
-        _rx(
-            r"\b(?:7z|7za|7zr|rar|winrar)(?:\.exe)?\"?\s+a\s.*?\\programdata\\"
-            r"|\bmakecab(?:\.exe)?\b.*?\.dmp"
-        ),
-        "T1560.001",
-        "10,11",
-    ),
-    CmdRule(
-        "MEM-CMD-MAILBOX-EXPORT",
-        "mailbox export to a file share",
-        "high",
-        _rx(r"new-mailboxexportrequest\b.*?-filepath"),
-        "T1114.001",
-        "10,11",
-    ),
-    CmdRule(
-        "MEM-CMD-EXCHANGE-SNAPIN",
-        "Exchange PowerShell snap-in loaded from a command line",
-        "medium",
-        _rx(r"add-pssnapin\s+microsoft\.exchange\.(?:powershell\.snapin|management\.powershell\.snapin)"),
-        "T1059.001",
-        "10,11",
-        unless=_rx(r"get-exchangeserver\s*\(\[environment\]::machinename\)"),
-    ),
-    CmdRule(
-        "MEM-CMD-REVERSE-SHELL",
-        "PowerShell reverse shell",
-        "high",
-        _rx(r"net\.sockets\.tcpclient|invoke-powershelltcp|\bpowercat\b"),
-        "T1059.001",
-        "10,11",
-    ),
-    CmdRule(
-        "MEM-CMD-HIDE-WEBSHELL",
-        "web shell hidden with attrib",
-        "high",
-        _rx(r"attrib(?:\.exe)?\s+(?:\+[hsr]\s+){2,}.*?\.aspx"),
-        "T1564.001",
-        "10,11",
-    ),
-)
+# the rules are data (signatures/indicators/cmdline.yaml); command_lines() below is their interpreter
+CMD_RULES: tuple[CmdRule, ...] = cmdline_rules()
 _ENCODED = _rx(r"\s-(?:e|en|enc|enco|encod|encode|encoded|encodedc\w*)\s+([A-Za-z0-9+/=]{16,})")
 
 
@@ -404,7 +293,7 @@ def command_lines(
         hits: list[tuple[CmdRule, str]] = []
         for how, text in texts:
             for rule in rules:
-                if rule.pattern.search(text) and not (rule.unless and rule.unless.search(text)):
+                if rule.matches(text):
                     hits.append((rule, how))
             if lsass_pids and re.search(r"procdump", text, re.I):
                 m = re.search(r"[-/]ma\s+(\d+)\b", text, re.I)
@@ -420,13 +309,13 @@ def command_lines(
                     rule_id=rule.id,
                     rule_title=rule.title,
                     severity=rule.severity,
-                    confidence="high",
+                    confidence=rule.confidence,
                     title=f"{rule.title}: {base_name(r.get('Process'))} PID {r.get('PID')}",
                     message=f"{r.get('Process')} (PID {r.get('PID')}) {how}: {_short(args)}"
                     + (f" -> {_short(decoded)}" if how.startswith("decoded") else ""),
                     location=f"pid:{r.get('PID')}",
-                    mitre=rule.mitre,
-                    steps=rule.steps,
+                    mitre=",".join(rule.mitre),
+                    steps=",".join(rule.steps),
                     tags="memory,volatility,cmdline",
                     attributes={
                         "pid": r.get("PID"),
@@ -755,24 +644,9 @@ def suspicious_services(svcscan: Sequence[Row]) -> list[Indicator]:
 
 
 # -- 8. web shells in the file cache ----------------------------------------------------------------------------
-OWA_AUTH_STOCK = frozenset(
-    n.lower()
-    for n in (
-        "errorFE.aspx",
-        "ExpiredPassword.aspx",
-        "frowny.aspx",
-        "getidtoken.htm",
-        "logoff.aspx",
-        "logon.aspx",
-        "OutlookCN.aspx",
-        "RedirSuiteServiceProxy.aspx",
-        "signout.aspx",
-        "SvmFeedback.aspx",
-        "web.config",
-    )
-)
-ECP_AUTH_STOCK = frozenset({"timeoutlogoff.aspx"})
-SERVER_PAGES = (".aspx", ".ashx", ".asmx", ".asp", ".asax", ".cshtml", ".svc", ".soap")
+OWA_AUTH_STOCK = stock_names("owa_auth")
+ECP_AUTH_STOCK = stock_names("ecp_auth")
+SERVER_PAGES = server_pages()
 _APP_WEB = re.compile(r"\\temporary asp\.net files\\.*\\app_web_[a-z0-9]{7,8}\.dll$", re.IGNORECASE)
 
 

@@ -90,20 +90,12 @@ class RegistryRules(Analyzer):
             attrs["user"] = f.user
         rule = m.rule
         return unit.finding(
-            rule_id=rule.id,
-            rule_title=rule.title,
-            severity=rule.severity,
-            confidence=rule.confidence,
+            rule,
             title=title,
             message=message,
             location=m.location,
             evidence=f.row,
             ts=m.ts,
             ts_desc=ts_desc if m.ts else "",
-            mitre=rule.mitre,
-            cve=rule.cve,
-            ed2102_steps=[str(s) for s in rule.steps],
-            tags=rule.tags,
-            references=rule.references,
             attributes=attrs,
         )

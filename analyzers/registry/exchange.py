@@ -23,9 +23,13 @@ from analyzers.registry.hostset import HiveFile, HostHives
 from triage.case import ManifestRow
 from triage.finding import Finding
 from triage.formats.hive import Hive
+from triage.hostfacts import FactSource
+from triage.indicators import rule_metas
 from triage.registry import Analyzer, Unit, logical_path, register, signature_path
 
 BUILDS_FILE = "registry/exchange_builds.yaml"
+# id, title, level, steps and tags of each finding this analyzer writes (data: one RuleMeta per rule)
+RULES = rule_metas("rulemeta/registry_exchange.yaml")
 KB_RX = re.compile(r"\b(KB\d{7})\b", re.IGNORECASE)
 SU_NAME_RX = re.compile(r"^(?:Security )?Update (?:Rollup \d+ )?for (?:Microsoft )?Exchange Server", re.IGNORECASE)
 
@@ -302,8 +306,6 @@ def _parse_time(text: Any) -> datetime | None:
 
 # -- analyzer ------------------------------------------------------------------------------------------
 
-STEP_INVENTORY, STEP_DECISION, STEP_MSERT, STEP_SUPPORTED, STEP_APRIL = "1", "14", "20", "26", "32"
-
 
 @register
 class RegistryExchange(Analyzer):
@@ -314,6 +316,13 @@ class RegistryExchange(Analyzer):
     consumes = ("registry_hive", "exchange_binary")
     rules = (BUILDS_FILE,)
     scope = "host"
+    # the install and verdict findings (tags exchange,build) carry the product, CU and build
+    host_facts = (
+        FactSource(
+            ("TRIAGE-EXCH-",),
+            {"exchange_version": ("product",), "exchange_cu": ("cu",), "exchange_build": ("build",)},
+        ),
+    )
 
     def load_rules(self) -> BuildTable:
         return load_build_table()
@@ -345,10 +354,7 @@ class RegistryExchange(Analyzer):
             return
         stamp = _parse_time(info["values"].get("Timestamp")) or info["ts"]
         yield unit.finding(
-            rule_id="TRIAGE-EXCH-007",
-            rule_title="Microsoft Safety Scanner / EOMT ran on this server",
-            severity="info",
-            confidence="high",
+            RULES["TRIAGE-EXCH-007"],
             title="MSERT/EOMT run recorded (MSERTBootstrap\\PatchState)",
             message=(
                 f"{f.root}\\{info['key']} holds the EOMT/MSERT stage record "
@@ -359,8 +365,6 @@ class RegistryExchange(Analyzer):
             evidence=f.row,
             ts=stamp,
             ts_desc="MSERT/EOMT timestamp" if stamp is not info["ts"] else "Key last written",
-            ed2102_steps=STEP_MSERT,
-            tags="exchange,msert,eomt",
             attributes={"key": info["key"], **info["values"]},
         )
 
@@ -409,13 +413,10 @@ class RegistryExchange(Analyzer):
             "basis": verdict.basis,
         }
         name = f"Exchange {verdict.product} {verdict.cu} ({version_str(version)})".replace("  ", " ")
-        common = {"evidence": ev, "location": location, "attributes": attrs, "tags": "exchange,build"}
+        common = {"evidence": ev, "location": location, "attributes": attrs}
         ts = reg.setup_ts if reg else None
         yield unit.finding(
-            rule_id="TRIAGE-EXCH-001",
-            rule_title="Exchange Server installation",
-            severity="info",
-            confidence="high",
+            RULES["TRIAGE-EXCH-001"],
             title=f"{name} installed at {attrs['install_path'] or '?'}",
             message=(
                 f"{name}; build from the {basis}; install path {attrs['install_path'] or 'unknown'}; "
@@ -423,15 +424,11 @@ class RegistryExchange(Analyzer):
             ),
             ts=ts,
             ts_desc="Setup key last written" if ts else "",
-            ed2102_steps=STEP_INVENTORY,
             **common,  # type: ignore[arg-type]
         )
         if reg_verdict and file_verdict and (reg_ver[:3] != file_ver[:3] or reg_verdict.status != file_verdict.status):  # type: ignore[index]
             yield unit.finding(
-                rule_id="TRIAGE-EXCH-006",
-                rule_title="Registry and ExSetup.exe disagree on the Exchange build",
-                severity="low",
-                confidence="high",
+                RULES["TRIAGE-EXCH-006"],
                 title=f"Registry says {version_str(reg_ver)} ({reg_verdict.status}), "
                 f"ExSetup.exe says {version_str(file_ver)} ({file_verdict.status})",
                 message=(
@@ -439,7 +436,6 @@ class RegistryExchange(Analyzer):
                     "the file is authoritative for the security-update level. A partial or failed update, "
                     "a restored registry or a replaced binary can cause this."
                 ),
-                ed2102_steps=STEP_INVENTORY,
                 **{
                     **common,
                     "attributes": {**attrs, "registry_status": reg_verdict.status, "file_status": file_verdict.status},
@@ -451,10 +447,7 @@ class RegistryExchange(Analyzer):
         table: BuildTable = self.ruleset
         if v.status == "vulnerable":
             yield unit.finding(
-                rule_id="TRIAGE-EXCH-002",
-                rule_title="Exchange vulnerable to ProxyLogon (March 2021 SU missing)",
-                severity="high",
-                confidence="high",
+                RULES["TRIAGE-EXCH-002"],
                 title=f"{name} lacks the March 2021 security update",
                 message=(
                     f"{name} is below the March 2021 SU ({v.needed_build or 'no SU exists for this CU'}): "
@@ -462,74 +455,51 @@ class RegistryExchange(Analyzer):
                     "triage for compromise before patching."
                 ),
                 cve=v.cves,
-                ed2102_steps=[STEP_INVENTORY, STEP_DECISION, STEP_APRIL],
-                mitre="T1190",
                 **common,
             )
         elif v.status == "march_only":
             yield unit.finding(
-                rule_id="TRIAGE-EXCH-003",
-                rule_title="Exchange April 2021 security update missing",
-                severity="medium",
-                confidence="high",
+                RULES["TRIAGE-EXCH-003"],
                 title=f"{name} has the March fixes but not the April 2021 SU",
                 message=(
                     f"{name} is patched for ProxyLogon but not for CVE-2021-28480..28483; Supplemental "
                     f"Direction v2 required the April 2021 SU by 2021-04-16 (needs {v.needed_build})."
                 ),
                 cve=v.cves,
-                ed2102_steps=[STEP_APRIL],
-                mitre="T1190",
                 **common,
             )
         elif v.status == "patched":
             yield unit.finding(
-                rule_id="TRIAGE-EXCH-004",
-                rule_title="Exchange patched for the March and April 2021 updates",
-                severity="info",
-                confidence="high",
+                RULES["TRIAGE-EXCH-004"],
                 title=f"{name} has the March and April 2021 fixes",
                 message=f"{name}: {v.basis}. Patching does not remove a compromise that happened before it.",
-                ed2102_steps=[STEP_DECISION, STEP_APRIL],
                 **common,
             )
         elif v.status == "e2010_vulnerable":
             yield unit.finding(
-                rule_id="TRIAGE-EXCH-008",
-                rule_title="Exchange 2010 without the March 2021 update (CVE-2021-26857)",
-                severity="medium",
-                confidence="high",
+                RULES["TRIAGE-EXCH-008"],
                 title=f"{name} lacks Update Rollup 32 ({', '.join(sorted(table.kbs('Mar21SU_E2010')))})",
                 message=(
                     f"{name} is below {v.needed_build}: exposed to CVE-2021-26857 (Exchange 2010 is not "
                     "affected by the rest of the ProxyLogon chain)."
                 ),
                 cve=v.cves,
-                ed2102_steps=[STEP_INVENTORY, STEP_SUPPORTED],
                 **common,
             )
         elif v.status == "unknown":
             yield unit.finding(
-                rule_id="TRIAGE-EXCH-009",
-                rule_title="Exchange build not in the build table",
-                severity="medium",
-                confidence="low",
+                RULES["TRIAGE-EXCH-009"],
                 title=f"{name}: patch level cannot be determined",
                 message=f"{v.basis}. Check the build by hand against Microsoft's Exchange build list.",
-                ed2102_steps=[STEP_INVENTORY, STEP_APRIL],
                 **common,
             )
         if v.out_of_support:
             yield unit.finding(
-                rule_id="TRIAGE-EXCH-005",
-                rule_title="Exchange version or CU out of support",
-                severity="medium",
-                confidence="high",
+                RULES["TRIAGE-EXCH-005"],
                 title=f"{name}: {v.out_of_support}",
                 message=(
                     f"{v.out_of_support}. Supplemental Direction v1 (hardening 3) requires vendor-supported "
                     "versions; special March SUs for old CUs fix only the ProxyLogon chain."
                 ),
-                ed2102_steps=[STEP_SUPPORTED],
                 **common,
             )

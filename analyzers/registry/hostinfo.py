@@ -18,6 +18,7 @@ from analyzers.registry.rules import scalar
 from triage.finding import Finding
 from triage.formats.hive import Hive
 from triage.formats.times import filetime_to_dt
+from triage.hostfacts import FactSource
 from triage.registry import Analyzer, Unit, register
 
 UNINSTALL = (r"Microsoft\Windows\CurrentVersion\Uninstall", r"WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall")
@@ -157,6 +158,22 @@ class RegistryHostInfo(Analyzer):
     version = "1.0"
     consumes = ("registry_hive",)
     scope = "host"
+    host_facts = (
+        FactSource(
+            ("TRIAGE-HOST-001",),
+            {
+                "hostname": ("computer_name", "hostname"),
+                "domain": ("domain",),
+                "fqdn": ("fqdn",),
+                "internal_ips": ("ip_addresses",),
+            },
+        ),
+        FactSource(
+            ("TRIAGE-HOST-002",),
+            {"os_version": ("ProductName", "os"), "os_build": ("CurrentBuild", "CurrentBuildNumber")},
+        ),
+        FactSource(("TRIAGE-HOST-004",), {"domain": ("domain",), "internal_ips": ("ip_addresses",)}),
+    )
 
     def analyze(self, unit: Unit) -> Iterator[Finding]:
         with HostHives(unit, backend=self.options.get("backend", "auto")) as hh:

@@ -37,7 +37,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -45,9 +45,9 @@ from typing import Any
 import yaml
 
 from analyzers.registry.artifacts import execution_records, sam_accounts
+from triage.finding import SEVERITIES, RuleMeta
 from triage.formats.hive import HIVE_TYPES, Hive, RegKey
 
-SEVERITIES = ("info", "low", "medium", "high", "critical")
 SOURCES = ("registry", "accounts", "execution")
 EXEC_SOURCES = ("amcache", "shimcache", "bam", "userassist")
 RULE_KEYS = {
@@ -260,15 +260,10 @@ def compile_condition(item: Any, where: str) -> Check:
 # -- rules ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Rule:
-    """One compiled registry rule."""
+@dataclass(frozen=True, kw_only=True)
+class Rule(RuleMeta):
+    """One compiled registry rule: its metadata (:class:`RuleMeta`) and what it reads and checks."""
 
-    id: str
-    title: str
-    description: str
-    severity: str
-    confidence: str
     hive: str
     source: str
     keys: tuple[str, ...]
@@ -276,11 +271,6 @@ class Rule:
     check: Check
     sources: tuple[str, ...] = EXEC_SOURCES
     report: tuple[str, ...] = ()
-    mitre: tuple[str, ...] = ()
-    steps: tuple[int, ...] = ()
-    cve: tuple[str, ...] = ()
-    tags: tuple[str, ...] = ()
-    references: tuple[str, ...] = ()
     tests: dict[str, list[Any]] = field(default_factory=dict)
     file: str = ""
     line: int = 0
@@ -380,7 +370,7 @@ def load_rule_files(paths: list[Path]) -> RuleSet:
                 out.problems.append(f"{where}: rule {rule.id}: id already used at {seen[rule.id]}")
                 continue
             seen[rule.id] = where
-            rule.file, rule.line = path.name, line
+            rule = replace(rule, file=path.name, line=line)
             out.rules.append(rule)
     return out
 

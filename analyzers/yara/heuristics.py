@@ -36,12 +36,14 @@ import yaml
 
 from analyzers.yara import behaviour
 from triage.finding import Finding
+from triage.indicators import server_pages, stock_names
 from triage.registry import Analyzer, Unit, register, signature_path
 
 WINDOW_START = datetime(2021, 1, 1, tzinfo=UTC)
 WINDOW_END = datetime(2021, 5, 1, tzinfo=UTC)  # exclusive: the window ends with 2021-04-30
+# narrower on purpose: the handler pages ProxyLogon shells were written as, for the time-only pointer
 WINDOW_EXTS = frozenset({".aspx", ".ashx", ".asmx"})
-PAGE_EXTS = frozenset({".aspx", ".ashx", ".asmx", ".asp", ".asa", ".asax", ".cshtml", ".vbhtml", ".svc"})
+PAGE_EXTS = frozenset(server_pages())
 CODE_ONLY_EXTS = frozenset({".ashx", ".asmx", ".asax", ".svc"})  # the whole file after the directive is code
 # code files: code-behind and the C#/VB that ASP.NET generates into Temporary ASP.NET Files
 SOURCE_EXTS = frozenset({".cs", ".vb"})
@@ -331,20 +333,14 @@ CONFIG_SIGNALS = {
 }
 SIGNALS.update(CONFIG_SIGNALS)
 SIGNALS.update({c.id: _flow_signal(c) for c in behaviour.default_rules().classes.values()})
-_STOCK_AUTH = None
 
 
 _STOCK_TREES: list[tuple[tuple[re.Pattern[str], ...], tuple[re.Pattern[str], ...]]] | None = None
 
 
 def _stock_auth_pages() -> frozenset[str]:
-    """Stock page names of owa/auth and ecp/auth, from the one list in signatures/webshell/locations.yaml."""
-    global _STOCK_AUTH
-    if _STOCK_AUTH is None:
-        doc = yaml.safe_load(signature_path("webshell/locations.yaml").read_text(encoding="utf-8"))
-        stock = doc.get("stock") or {}
-        _STOCK_AUTH = frozenset(n.casefold() for key in ("owa_auth", "ecp_auth") for n in stock.get(key) or ())
-    return _STOCK_AUTH
+    """Stock page names of owa/auth and ecp/auth, from the one list in signatures/indicators/exchange_web.yaml."""
+    return stock_names("owa_auth", "ecp_auth")
 
 
 def in_stock_tree(path: str) -> bool:

@@ -33,7 +33,8 @@ def test_finding_id_is_stable_and_location_sensitive() -> None:
 def test_values_are_normalised() -> None:
     f = _f(ts="2021-03-03T02:14:07Z", mitre=["T1505.003", "T1003.001"], attributes={"k": 1})
     assert f.ts is not None and f.ts.isoformat() == "2021-03-03T02:14:07+00:00"
-    assert f.mitre == "T1505.003,T1003.001"
+    assert f.mitre == ("T1505.003", "T1003.001")  # a list in memory ...
+    assert f.storable()["mitre"] == "T1505.003,T1003.001"  # ... the same comma-separated text in storage
     assert f.attributes == '{"k": 1}'
     with pytest.raises(ValueError, match="severity"):
         _f(severity="severe")
@@ -78,3 +79,23 @@ def test_undecodable_text_is_stored_escaped_with_its_raw_bytes(tmp_path) -> None
     d = rec.to_dict()
     json.dumps(d, ensure_ascii=False).encode()
     assert d["warnings"] == ["C:/inetpub/shell\\xff.aspx"] and "warnings[0]" in d["raw_hex"]
+
+
+def test_list_fields_are_tuples_in_memory_and_text_in_storage(tmp_path) -> None:
+    import json
+    import os
+
+    shell = os.fsdecode(b"web\xff")
+    f = _f(mitre=("T1505.003",), cve=["CVE-2021-26855", "CVE-2021-27065"], ed2102_steps=[8, 10], tags=["x", shell])
+    assert (f.cve, f.ed2102_steps, f.references) == (("CVE-2021-26855", "CVE-2021-27065"), ("8", "10"), ())
+    assert f.tags == ("x", "web\\xff") and json.loads(f.attributes)["raw_hex"] == {"tags": b"x,web\xff".hex()}
+    # the stored (comma) form read back from an older case builds the same finding
+    assert _f(mitre="T1505.003", cve="CVE-2021-26855,CVE-2021-27065", ed2102_steps="8,10", tags="") == _f(
+        mitre=["T1505.003"], cve=("CVE-2021-26855", "CVE-2021-27065"), ed2102_steps=("8", "10")
+    )
+    df = findings_frame([f, {"severity": "low", "cve": ["CVE-2021-26857"]}])
+    df.to_parquet(tmp_path / "f.parquet")
+    back = pd.read_parquet(tmp_path / "f.parquet")
+    assert list(back["cve"]) == ["CVE-2021-26855,CVE-2021-27065", "CVE-2021-26857"]
+    assert back["ed2102_steps"].iloc[0] == "8,10" and back["references"].iloc[0] == ""
+    assert str(back["mitre"].dtype) == "string"

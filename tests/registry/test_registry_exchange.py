@@ -188,7 +188,7 @@ def test_msert_traces(tmp_path: Path) -> None:
     msert = {"Timestamp": "03/08/2021 14:02:11", "Stage1": "MSERT scan started", "Stage2": "Mitigation applied"}
     unit = make_unit(tmp_path, an, {SOFTWARE: _software(None, msert=msert)})
     (f,) = run(an, unit)
-    assert f.rule_id == "TRIAGE-EXCH-007" and f.ed2102_steps == "20" and f.severity == "info"
+    assert f.rule_id == "TRIAGE-EXCH-007" and f.ed2102_steps == ("20",) and f.severity == "info"
     assert str(f.ts) == "2021-03-08 14:02:11+00:00"
     assert json.loads(f.attributes)["Stage2"] == "Mitigation applied"
 

@@ -119,7 +119,7 @@ def test_planted_hives_give_exactly_their_findings(tmp_path: Path, backend: str)
     assert unit.warnings == []
     by_rule = {f.rule_id: f for f in got}
     wd = by_rule["TRIAGE-REG-CRED-001"]
-    assert (wd.severity, wd.mitre, wd.ed2102_steps) == ("medium", "T1003.001,T1112", "9")
+    assert (wd.severity, wd.mitre, wd.ed2102_steps) == ("medium", ("T1003.001", "T1112"), ("9",))
     assert wd.evidence_path.endswith("registry_hive/C/Windows/System32/config/SYSTEM")
     assert json.loads(wd.attributes)["data"] == 1 and wd.ts is not None and wd.ts_desc == "Key last written"
     acc = by_rule["TRIAGE-REG-ACC-001"]
@@ -345,3 +345,20 @@ def test_accounts_sam_parsing() -> None:
         "x",
         7,
     )
+
+
+def test_declared_host_facts_read_from_the_findings(tmp_path: Path) -> None:
+    """The report reads host facts through RegistryHostInfo.host_facts: the keys it declares are there."""
+    from triage.hostfacts import HostFacts
+
+    an = RegistryHostInfo()
+    unit = make_unit(tmp_path, an, benign_files())
+    facts = HostFacts()
+    for f in run(an, unit):
+        facts.read(RegistryHostInfo.host_facts, f.rule_id, json.loads(f.attributes))
+    assert (facts.hostname, facts.fqdn, facts.internal_ips) == (
+        "EXCH01",
+        "exch01.corp.example",
+        ["10.0.0.10", "192.168.50.23"],
+    )
+    assert facts.os == "Windows Server 2016 Standard (build 14393)"

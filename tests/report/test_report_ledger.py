@@ -44,20 +44,29 @@ def _server(*, hives=HIVES, memory=True, tpl_hit=True, build_severity="info", ra
         finding(
             "TRIAGE-HOST-001",
             "H0",
+            analyzer="registry_hostinfo",  # host facts are read from the analyzers that declare them
             tags="host,inventory",
             ed2102_steps="1",
             attributes={"computer_name": "EX1", "fqdn": "ex1.corp.example", "ip_addresses": ["10.0.0.5"]},
         ),
-        finding("TRIAGE-HOST-004", "H0", tags="host", attributes={"ip_addresses": ["10.0.0.5", "10.0.1.5"]}),
+        finding(
+            "TRIAGE-HOST-004",
+            "H0",
+            analyzer="registry_hostinfo",
+            tags="host",
+            attributes={"ip_addresses": ["10.0.0.5", "10.0.1.5"]},
+        ),
         finding(
             "TRIAGE-HOST-002",
             "H1",
+            analyzer="registry_hostinfo",
             tags="host",
             attributes={"ProductName": "Windows Server 2016 Standard", "CurrentBuild": "14393"},
         ),
         finding(
             "TRIAGE-EXCH-002",
             "H1",
+            analyzer="registry_exchange",
             severity=build_severity,
             tags="exchange,build",
             ed2102_steps="1,14,32",

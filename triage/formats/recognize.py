@@ -30,6 +30,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from triage.formats.eventjson import json_flavour, unwrap_export
+from triage.indicators import server_pages
 
 HEAD = 64 * 1024  # enough for a log header, a JSON record, a PE header, an MBR + GPT header
 TAIL = 512  # a VHD footer
@@ -306,7 +307,7 @@ _ASP = re.compile(
     r"|<%\s*(eval|execute|response\.|request|Set |Dim |If |Function )|<%=|<%\s*\n",
     re.IGNORECASE,
 )
-SERVER_PAGE_EXTENSIONS = (".aspx", ".ashx", ".asmx", ".asp", ".asax", ".ascx", ".master", ".cshtml", ".svc")
+SERVER_PAGE_EXTENSIONS = server_pages()  # the one list: signatures/indicators/exchange_web.yaml
 
 
 def _probe_server_page(s: _Sample) -> bool:

@@ -1,17 +1,17 @@
 """Per-host facts (inventory) and verdicts, from generic finding fields only.
 
-Host facts are findings of the ``host_fact`` family (``TRIAGE-HOST-*`` or tag ``host_fact``); their
-``attributes`` are read with a small alias table, so ``{"ComputerName": ..}``, ``{"hostname": ..}`` and
-``{"fact": "hostname", "value": ..}`` all work. A build verdict is a finding of the ``build_verdict``
-family. The verdict counts every other finding: at or above ``compromised_at`` (and not of low
-confidence) the host is compromised, at or above ``suspicious_at`` it needs review. Without such a
-finding the host gets "no indications found" only when the evidence a verdict needs was parsed (see
-:mod:`triage.report.coverage`); otherwise "insufficient evidence", with the families that are missing.
+Host facts are read from the findings their analyzers declare (``Analyzer.host_facts``, see
+:mod:`triage.hostfacts`): for each rule, which attribute holds which fact; nothing is guessed from attribute
+names. A build verdict is a finding of the ``build_verdict`` family. The verdict counts every other finding:
+at or above ``compromised_at`` (and not of low confidence) the host is compromised, at or above
+``suspicious_at`` it needs review. Without such a finding the host gets "no indications found" only when the
+evidence a verdict needs was parsed (see :mod:`triage.report.coverage`); otherwise "insufficient evidence",
+with the families that are missing.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from triage.finding import SEVERITIES
+from triage.hostfacts import FactSource, HostFacts
 from triage.report.context import UNKNOWN_HOST, ReportContext, parse_attributes
 from triage.report.coverage import analyzer_scopes, host_coverage, missing_for_verdict
 
@@ -28,121 +29,19 @@ VERDICT_CLEAN = "no indications found"
 VERDICT_INSUFFICIENT = "insufficient evidence"
 VERDICTS = (VERDICT_COMPROMISED, VERDICT_SUSPICIOUS, VERDICT_INSUFFICIENT, VERDICT_CLEAN)
 
-_FACT_ALIASES: dict[str, tuple[str, ...]] = {
-    "hostname": ("hostname", "computername", "hostnameinternal", "netbiosname", "activecomputername", "nvhostname"),
-    "fqdn": ("fqdn", "dnshostname", "fullyqualifieddomainname", "hostnamepublic", "publicfqdn"),
-    "domain": ("domain", "dnsdomain", "primarydnsdomain", "nvdomain"),
-    "internal_ips": (
-        "internalips",
-        "ipaddresses",
-        "ipaddress",
-        "ips",
-        "ip",
-        "ipv4",
-        "ipv4addresses",
-        "dhcpipaddress",
-        "staticips",
-        "addresses",
-    ),
-    "external_ips": ("externalips", "publicips", "natips"),
-    "exchange_version": ("exchangeversion", "exchangeproduct", "exchangename", "productversion"),
-    "exchange_build": ("exchangebuild", "exsetupversion", "exchangebuildnumber", "buildnumber"),
-    "exchange_cu": ("exchangecu", "cumulativeupdate"),
-    "os_version": ("osversion", "os", "osname", "productname", "windowsversion", "operatingsystem"),
-    "os_build": ("osbuild", "currentbuild", "currentbuildnumber", "buildlab"),
-    "verdict": ("verdict", "buildverdict", "patchstatus", "sustatus", "status"),
-}
-_ALIAS_TO_FACT = {alias: fact for fact, aliases in _FACT_ALIASES.items() for alias in aliases}
-_IPV4 = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
+log = logging.getLogger(__name__)
 
 
-def _norm(key: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", key.lower())
+def declared_fact_sources() -> dict[str, tuple[FactSource, ...]]:
+    """``analyzer -> its declared host-fact sources``, from the registry; empty when it cannot be loaded."""
+    try:
+        from triage.registry import analyzers, discover
 
-
-def _scalar_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list | tuple):
-        return ", ".join(_scalar_text(v) for v in value if v not in (None, ""))
-    if isinstance(value, dict):
-        return ""
-    return str(value).strip()
-
-
-@dataclass
-class HostFacts:
-    """What the evidence says about a server, for the inventory and the CISA rows."""
-
-    hostname: str = ""
-    fqdn: str = ""
-    domain: str = ""
-    internal_ips: list[str] = field(default_factory=list)
-    external_ips: list[str] = field(default_factory=list)
-    exchange_version: str = ""
-    exchange_cu: str = ""
-    exchange_build: str = ""
-    os_version: str = ""
-    os_build: str = ""
-    build_verdict: str = ""
-    build_severity: str = ""
-    build_cves: list[str] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)  # finding ids the facts come from
-
-    def add(self, fact: str, value: Any) -> None:
-        if fact in ("internal_ips", "external_ips"):
-            items = value if isinstance(value, list | tuple) else _IPV4.findall(str(value)) or [str(value)]
-            target = getattr(self, fact)
-            for item in items:
-                text = _scalar_text(item)
-                if text and text not in target:
-                    target.append(text)
-            return
-        text = _scalar_text(value)
-        if text and not getattr(self, fact if fact != "verdict" else "build_verdict"):
-            setattr(self, fact if fact != "verdict" else "build_verdict", text)
-
-    @property
-    def exchange(self) -> str:
-        """Exchange version as a person reads it: ``Exchange Server 2016 CU19 (15.1.2176.2)``."""
-        text = self.exchange_version
-        if self.exchange_cu and self.exchange_cu not in text:
-            text = f"{text} {self.exchange_cu}".strip()
-        if self.exchange_build and self.exchange_build not in text:
-            text = f"{text} ({self.exchange_build})" if text else self.exchange_build
-        return text
-
-    @property
-    def os(self) -> str:
-        if self.os_version and self.os_build and self.os_build not in self.os_version:
-            return f"{self.os_version} (build {self.os_build})"
-        return self.os_version or (f"build {self.os_build}" if self.os_build else "")
-
-    def as_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d.update(exchange=self.exchange, os=self.os)
-        return d
-
-
-def read_facts(attrs: dict[str, Any], rule_id: str, facts: HostFacts) -> None:
-    """Fold one host-fact finding's attributes into ``facts``."""
-    name_key = next((k for k in ("fact", "name", "key") if isinstance(attrs.get(k), str)), None)
-    if name_key and "value" in attrs:
-        fact = _ALIAS_TO_FACT.get(_norm(attrs[name_key]))
-        if fact:
-            facts.add(fact, attrs["value"])
-    words = set(re.split(r"[^A-Z0-9]+", rule_id.upper()))
-    for key, value in attrs.items():
-        norm = _norm(str(key))
-        fact = _ALIAS_TO_FACT.get(norm)
-        if norm in ("version", "build", "product", "cu"):
-            # a bare version/build belongs to whatever the rule is about
-            if words & {"EXCH", "EXCHANGE", "BUILD"}:
-                fact = {"build": "exchange_build", "cu": "exchange_cu"}.get(norm, "exchange_version")
-            elif words & {"OS", "WINDOWS"}:
-                fact = "os_build" if norm == "build" else "os_version"
-        if fact:
-            facts.add(fact, value)
+        reg = analyzers() or discover()
+        return {name: tuple(cls.host_facts) for name, cls in reg.items() if cls.host_facts}
+    except Exception as exc:  # the registry is optional for a report: the inventory is then left empty
+        log.warning("analyzer registry unavailable, host facts not read: %s", exc)
+        return {}
 
 
 @dataclass
@@ -197,23 +96,24 @@ def host_facts(ctx: ReportContext) -> dict[str, HostFacts]:
     out = {h: HostFacts() for h in ctx.hosts}
     if not len(ctx.findings):
         return out
+    declared = declared_fact_sources()
     fact_rows = np.flatnonzero(_family_mask(ctx, ["host_fact"]))
     build_rows = np.flatnonzero(_family_mask(ctx, ["build_verdict"]))
     df = ctx.findings
     host_codes, host_names = ctx.factorized("host")
     for i in fact_rows:
         facts = out.setdefault(host_names[host_codes[i]], HostFacts())
-        read_facts(parse_attributes(df["attributes"].iat[i]), str(df["rule_id"].iat[i]), facts)
+        sources = declared.get(str(df["analyzer"].iat[i]), ())
+        facts.read(sources, str(df["rule_id"].iat[i]), parse_attributes(df["attributes"].iat[i]))
         facts.sources.append(str(df["finding_id"].iat[i]))
     # the worst build verdict per host wins (a vulnerable build outranks a later "patched" note)
     for i in sorted(build_rows, key=lambda j: -int(ctx.severity_codes[j])):
         facts = out.setdefault(host_names[host_codes[i]], HostFacts())
-        attrs = parse_attributes(df["attributes"].iat[i])
-        verdict_before = facts.build_verdict
-        read_facts(attrs, str(df["rule_id"].iat[i]) + "-BUILD", facts)
+        sources = declared.get(str(df["analyzer"].iat[i]), ())
+        facts.read(sources, str(df["rule_id"].iat[i]), parse_attributes(df["attributes"].iat[i]))
         if not facts.build_severity:
             # the worst verdict's own title says it best ("... lacks the March 2021 security update")
-            facts.build_verdict = verdict_before or str(df["title"].iat[i])
+            facts.build_verdict = facts.build_verdict or str(df["title"].iat[i])
             facts.build_severity = str(df["severity"].iat[i])
             facts.build_cves = [c for c in str(df["cve"].iat[i] or "").split(",") if c]
         facts.sources.append(str(df["finding_id"].iat[i]))
