@@ -123,34 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     analyze_opts.add_argument("--skip", type=_csv, default=(), help="comma-separated analyzers not to run")
     analyze_opts.add_argument("--force", action="store_true", help="rerun units that already finished")
     analyze_opts.add_argument(
-        "--sigma",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="also load these Sigma rule files or folders (e.g. a SigmaHQ rules/windows checkout), unmodified",
-    )
-    analyze_opts.add_argument(
-        "--yara",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="also load these YARA rule files or folders (e.g. signature-base yara/), unmodified",
-    )
-    analyze_opts.add_argument(
         "--plugin",
         action="append",
         default=[],
         metavar="MODULE_OR_FILE",
         help="import extra analyzers (module name or .py file)",
     )
-    analyze_opts.add_argument(
-        "--symbols",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="Volatility 3 symbol tables for memory images (ISF folders, windows.zip packs); never downloaded. "
-        "Default: $TRIAGE_SYMBOLS, else 'symbols' in ~/.config/triage/config.toml",
-    )
+    # --sigma, --yara, --symbols, ...: the options the analyzers declare (triage.options)
+    from triage.options import add_analyzer_arguments
+
+    add_analyzer_arguments(analyze_opts)
 
     report_opts = argparse.ArgumentParser(add_help=False)
     report_opts.add_argument(
@@ -315,23 +297,9 @@ def _collection_verdict(args: argparse.Namespace, stats: Any) -> None:
 
 
 def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    opts: dict[str, dict[str, Any]] = {}
-    if getattr(args, "sigma", None):
-        missing = [d for d in args.sigma if not os.path.exists(d)]
-        if missing:
-            raise UsageError(f"--sigma: no such file or folder: {', '.join(missing)}")
-        opts["eventlog"] = {"sigma": [os.path.abspath(d) for d in args.sigma]}
-        opts["weblog_sigma"] = dict(opts["eventlog"])  # the sets' webserver/proxy rules over IIS/HttpProxy logs
-    if getattr(args, "yara", None):
-        missing = [d for d in args.yara if not os.path.exists(d)]
-        if missing:
-            raise UsageError(f"--yara: no such file or folder: {', '.join(missing)}")
-        opts["yara"] = {"yara": [os.path.abspath(d) for d in args.yara]}
-    if getattr(args, "symbols", None):  # else the memory analyzer reads $TRIAGE_SYMBOLS and the config file
-        missing = [d for d in args.symbols if not os.path.exists(d)]
-        if missing:
-            raise UsageError(f"--symbols: no such file or folder: {', '.join(missing)}")
-        opts["memory"] = {"symbols": [os.path.abspath(d) for d in args.symbols]}
+    from triage.options import analyzer_options
+
+    opts = analyzer_options(args)  # declared by the analyzers: flags, environment, config file
     missing = [p for p in getattr(args, "plugin", None) or () if p.endswith(".py") and not os.path.isfile(p)]
     if missing:
         raise UsageError(f"--plugin: no such file: {', '.join(missing)}")
@@ -340,34 +308,9 @@ def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
 def _report_sigma(case: Any, dirs: list[str]) -> dict[str, Any]:
     """Load the extra Sigma sets once up front: say what loaded, what was skipped and why."""
-    from collections import Counter
+    from triage.options import preload_rules
 
-    from triage.hashing import sha256_bytes
-    from triage.registry import signature_path
-    from triage.sigma import load_rules
-
-    ruleset = load_rules([signature_path("sigma/ed2102"), *dirs])
-    reasons = Counter(s.reason.split(":")[0][:80] for s in ruleset.skipped)
-    info = {
-        "loaded": len(ruleset.loaded),
-        "correlations": len(ruleset.correlations),
-        "skipped": len(ruleset.skipped),
-        "sources": dirs,
-        "skip_reasons": dict(reasons.most_common(10)),
-    }
-    out = case.path / "runs" / "sigma-rules.json"
-    out.write_text(json.dumps(info | {"skipped_rules": [s._asdict() for s in ruleset.skipped]}, indent=1, default=str))
-    record = {"record": out.relative_to(case.path).as_posix(), "record_sha256": sha256_bytes(out.read_bytes())}
-    case.custody.append("rules_loaded", engine="sigma", **info, **record)
-    log.info(
-        "Sigma rules: %d loaded (and %d correlation rules), %d skipped (%s); details in %s",
-        info["loaded"],
-        info["correlations"],
-        info["skipped"],
-        ", ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) or "none",
-        out,
-    )
-    return info
+    return preload_rules(case, {"eventlog": {"sigma": dirs}})["sigma"]
 
 
 def cmd_analyze(args: argparse.Namespace) -> dict[str, Any]:

@@ -16,13 +16,13 @@ import os
 import pkgutil
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-from triage.case import ManifestRow
+from triage.case import Case, ManifestRow
 from triage.finding import Finding
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,46 @@ _REGISTRY: dict[str, type[Analyzer]] = {}
 _IMPORT_FAILURES: dict[str, str] = {}
 _DISCOVERED: set[str] = set()
 ENTRY_POINT_GROUP = "triage.analyzers"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One analyzer option: where its value comes from and how it is checked.
+
+    ``name`` is the key in the analyzer's ``options`` dict. ``flag``: the command-line flag (``""``:
+    ``--<name>`` with ``_`` as ``-``; ``None``: no flag, config file or environment only). ``path``: the values
+    are files or folders that must exist; they are made absolute (relative config-file entries are relative to
+    the config file). ``repeatable``: the flag may be given several times and the value is a list.
+    Precedence: the command line, then ``env``, then ``config_key`` in the config file, then ``default``
+    (``None``: the option is left out and the analyzer uses its own default).
+    """
+
+    name: str
+    help: str
+    type: Callable[[str], Any] = str
+    default: Any = None
+    flag: str | None = ""
+    metavar: str | None = None
+    config_key: str | None = None
+    env: str | None = None
+    repeatable: bool = False
+    path: bool = False
+
+    @property
+    def cli_flag(self) -> str | None:
+        if self.flag is None:
+            return None
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        """The attribute of the parsed namespace (or the key of a mapping) that holds the flag's value."""
+        flag = self.cli_flag
+        return flag.lstrip("-").replace("-", "_") if flag else self.name
+
+    def label(self) -> str:
+        """How messages name the option: its flag, else its config key, else its name."""
+        return self.cli_flag or self.config_key or self.name
 
 
 @dataclass
@@ -117,6 +157,10 @@ class Analyzer:
     scope: ClassVar[str] = "artifact"
     # seconds one unit may take by default; None: the runner's default (an explicit --unit-time-limit wins)
     unit_time_limit: ClassVar[float | None] = None
+    # options the analyzer takes; `triage analyze` gets a flag (and config key) for each (triage.options)
+    options_declared: ClassVar[tuple[Option, ...]] = ()
+    # the option (of `options_declared`) that names extra rule files, loaded once per run by preload_rules
+    rule_option: ClassVar[str] = ""
     _loaded_rules: Any = None
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
@@ -166,6 +210,12 @@ class Analyzer:
         """Load and validate rule files once per process; override in analyzers that have rules."""
         return None
 
+    @classmethod
+    def preload_rules(cls, case: Case, options: dict[str, Any]) -> dict[str, Any] | None:
+        """Before the units run, when ``rule_option`` is given: load (and cache) the rule sets once and record
+        in the case what loaded and what was skipped; return that summary (None: nothing to report)."""
+        return None
+
     @property
     def ruleset(self) -> Any:
         if self._loaded_rules is None:
@@ -183,6 +233,7 @@ class Analyzer:
             "version": cls.version,
             "consumes": list(cls.consumes),
             "rules": list(cls.rules),
+            "options": [o.name for o in cls.options_declared],
             "doc": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
         }
 

@@ -30,7 +30,7 @@ from typing import Any
 from analyzers.memory import derive, isolate, minidump, rawscan, settings, tables, vol, yararules
 from triage.errors import Skip
 from triage.finding import Finding
-from triage.registry import Analyzer, Unit, register
+from triage.registry import Analyzer, Option, Unit, register
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,26 @@ class MemoryAnalyzer(Analyzer):
     version = "1.0.0"
     consumes = ("memory_image", "suspicious_file", "file")
     rules = ("yara",)  # the project's yara/*.yar and our yara/memory/*.yar
+    options_declared = (
+        Option(
+            "symbols",
+            help="Volatility 3 symbol tables for memory images (ISF folders, windows.zip packs); never downloaded. "
+            f"Default: ${settings.SYMBOLS_ENV}, else 'symbols' in ~/.config/triage/config.toml",
+            metavar="DIR",
+            repeatable=True,
+            path=True,
+            env=settings.SYMBOLS_ENV,
+            config_key="symbols",
+        ),
+        Option(
+            "plugin_timeout",
+            help="seconds one Volatility plugin may run before it is stopped",
+            type=float,
+            flag=None,
+            env=settings.TIMEOUT_ENV,
+            config_key="memory_plugin_timeout",
+        ),
+    )
     unit_time_limit = 6 * 3600.0  # several Volatility plugins, each bounded by its own plugin timeout
     _fp_cache: dict[tuple[Any, ...], str] = {}  # noqa: RUF012  (per process: fingerprint by symbol folders)
 
