@@ -7,6 +7,7 @@ An analyzer is a subclass of :class:`Analyzer` decorated with :func:`register`. 
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import importlib
 import importlib.util
@@ -86,12 +87,65 @@ class Unit:
     warnings: list[str] = field(default_factory=list)
     # host-scope analyzers get every consumed artifact of the host here (evidence is then the group)
     members: list[ManifestRow] = field(default_factory=list)
+    # where progress reports go (the runner forwards them to the caller); None: nobody is listening
+    on_progress: Callable[[float, float, str], None] | None = None
+    # side outputs stored so far: case-relative path -> sha256 (listed in the unit's run record)
+    outputs: dict[str, str] = field(default_factory=dict)
 
     def member_path(self, row: ManifestRow) -> Path:
         """Where a member artifact's bytes are (in the case, or at a referenced source)."""
         if row.storage == "reference":
             return Path(str(row.extra.get("reference_path", row.source_path)))
         return self.case_dir / (row.relpath or "")
+
+    def progress(self, done: float, total: float = 0.0, text: str = "") -> None:
+        """Report how far a long unit is (``total`` 0: unknown); a failing listener never fails the unit."""
+        if self.on_progress is None:
+            return
+        try:
+            self.on_progress(done, total, text)
+        except Exception as exc:  # a closed pipe to the parent, a broken display
+            log.debug("progress report of %s dropped: %s", self.analyzer.name, exc)
+
+    # -- side outputs: tables a unit keeps beside its findings, under results/<analyzer>/<evidence_id>/ -----
+    def output_path(self, name: str) -> Path:
+        """Where the side output ``name`` (declared in the analyzer's ``side_outputs``) is stored."""
+        if (
+            "/" in name
+            or "\\" in name
+            or name.startswith(".")
+            or not any(fnmatch.fnmatchcase(name, pattern) for pattern in self.analyzer.side_outputs)
+        ):
+            raise ValueError(f"{self.analyzer.name}: side output {name!r} is not declared in side_outputs")
+        return self.case_dir / "results" / self.analyzer.name / self.evidence.artifact_id / name
+
+    def output_temp(self, name: str) -> Path:
+        """A temporary file to write the side output ``name`` into (a child process may write it), then
+        :meth:`commit_output`. Temporary names start with a dot: never taken for a result, removed on rerun."""
+        final = self.output_path(name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final.with_name(f".{name}.tmp-{os.getpid()}")
+
+    def commit_output(self, name: str, temp: Path) -> str:
+        """Move a written side output into place (atomic rename), hash it, list it in the run record."""
+        from triage.custody import kill_point
+        from triage.hashing import hash_file
+
+        final = self.output_path(name)
+        kill_point("side_output")  # the suite kills here: a table is whole or absent, never half written
+        os.replace(temp, final)
+        digest = hash_file(final, ("sha256",))[1]["sha256"]
+        self.outputs[final.relative_to(self.case_dir).as_posix()] = digest
+        return digest
+
+    def write_output(self, name: str, data: bytes) -> str:
+        """Store a small side output (e.g. an index) through a temporary file; return its sha256."""
+        temp = self.output_temp(name)
+        with open(temp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return self.commit_output(name, temp)
 
     def warn(self, message: str) -> None:
         """Record a warning in the unit's run record (bad input is data, not a crash)."""
@@ -161,6 +215,8 @@ class Analyzer:
     options_declared: ClassVar[tuple[Option, ...]] = ()
     # the option (of `options_declared`) that names extra rule files, loaded once per run by preload_rules
     rule_option: ClassVar[str] = ""
+    # file name patterns of the side outputs a unit stores under results/<analyzer>/<evidence_id>/ (Unit.output_*)
+    side_outputs: ClassVar[tuple[str, ...]] = ()
     _loaded_rules: Any = None
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
