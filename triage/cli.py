@@ -298,7 +298,11 @@ def _collection_verdict(args: argparse.Namespace, stats: Any) -> None:
 
 def _analyzer_options(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     from triage.options import analyzer_options
+    from triage.registry import discover
 
+    # --plugin analyzers too (by absolute path, as the runner imports them): their config keys count
+    plugins = [os.path.abspath(p) if p.endswith(".py") else p for p in getattr(args, "plugin", None) or ()]
+    discover(tuple(p for p in plugins if not p.endswith(".py") or os.path.isfile(p)))
     opts = analyzer_options(args)  # declared by the analyzers: flags, environment, config file
     missing = [p for p in getattr(args, "plugin", None) or () if p.endswith(".py") and not os.path.isfile(p)]
     if missing:
