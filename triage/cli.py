@@ -129,11 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE_OR_FILE",
         help="import extra analyzers (module name or .py file)",
     )
-    # --sigma, --yara, --symbols, ...: the options the analyzers declare (triage.options)
-    from triage.options import add_analyzer_arguments
-
-    add_analyzer_arguments(analyze_opts)
-
     report_opts = argparse.ArgumentParser(add_help=False)
     report_opts.add_argument(
         "--fail-on",
@@ -147,7 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Forensic triage of Windows/Exchange servers along CISA Emergency Directive 21-02.",
     )
     p.add_argument("--version", action="version", version=f"triage {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    # --sigma, --yara, --symbols, ...: the options the analyzers declare, added by analyze and run when used
+    from triage.options import AnalyzerOptionsParser
+
+    sub = p.add_subparsers(dest="command", required=True, parser_class=AnalyzerOptionsParser)
     sub.add_parser("collect", parents=[common, collect_opts], help="collect sources into a case folder")
     a = sub.add_parser("analyze", parents=[common, analyze_opts], help="run analyzers over a case")
     a.add_argument("case", metavar="CASE")
@@ -156,11 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--jobs", "-j", type=int, default=os.cpu_count() or 1, help="processes for the host reports of a fleet folder"
     )
-    sub.add_parser(
+    ru = sub.add_parser(
         "run",
         parents=[common, collect_opts, analyze_opts, report_opts],
         help="collect, analyze and report in one go",
     )
+    a.takes_analyzer_options = ru.takes_analyzer_options = True
     v = sub.add_parser("verify", parents=[common], help="re-hash the whole case and walk the custody chain")
     v.add_argument("case", metavar="CASE")
     v.add_argument(

@@ -14,7 +14,7 @@ import argparse
 import logging
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,14 @@ from triage.registry import Analyzer, Option, discover
 if TYPE_CHECKING:
     from triage.case import Case
 
-__all__ = ["Option", "add_analyzer_arguments", "analyzer_options", "declared_options", "preload_rules"]
+__all__ = [
+    "AnalyzerOptionsParser",
+    "Option",
+    "add_analyzer_arguments",
+    "analyzer_options",
+    "declared_options",
+    "preload_rules",
+]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,23 @@ def add_analyzer_arguments(
             continue
         added.append(flag)
     return added
+
+
+class AnalyzerOptionsParser(argparse.ArgumentParser):
+    """A subcommand parser that adds the analyzers' declared options the first time it parses (or prints its
+    help) when ``takes_analyzer_options`` is set: finding them imports every analyzer, which only the commands
+    that run analyzers should pay for."""
+
+    takes_analyzer_options = False
+    _analyzer_options_added = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self.takes_analyzer_options and not self._analyzer_options_added:
+            self._analyzer_options_added = True
+            add_analyzer_arguments(self)
+        return super().parse_known_args(args, namespace)
 
 
 def config_file() -> Path:
