@@ -27,7 +27,7 @@ import pandas as pd
 from analyzers.exchange.logs import ECP, HTTPPROXY, IIS, LogReader, log_type, normalize
 from triage.errors import Skip
 from triage.finding import Finding
-from triage.registry import Analyzer, Unit, register
+from triage.registry import Analyzer, Option, Unit, register
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,16 @@ class WebLogSigma(Analyzer):
     version = "1.0"
     consumes = ("exchange_log", "iis_log")
     rules = ()
+    # the same --sigma sets as eventlog: their webserver/proxy rules run here (eventlog records the rule load)
+    options_declared = (
+        Option(
+            "sigma",
+            help="also load these Sigma rule files or folders (e.g. a SigmaHQ rules/windows checkout), unmodified",
+            metavar="DIR",
+            repeatable=True,
+            path=True,
+        ),
+    )
 
     def rule_paths(self) -> list[Path]:
         """The web rules of the --sigma sets (files whose logsource category is webserver or proxy)."""

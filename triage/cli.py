@@ -126,33 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     analyze_opts.add_argument("--skip", type=_csv, default=(), help="comma-separated analyzers not to run")
     analyze_opts.add_argument("--force", action="store_true", help="rerun units that already finished")
     analyze_opts.add_argument(
-        "--sigma",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="also load these Sigma rule files or folders (e.g. a SigmaHQ rules/windows checkout), unmodified",
-    )
-    analyze_opts.add_argument(
-        "--yara",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="also load these YARA rule files or folders (e.g. signature-base yara/), unmodified",
-    )
-    analyze_opts.add_argument(
         "--plugin",
         action="append",
         default=[],
         metavar="MODULE_OR_FILE",
         help="import extra analyzers (module name or .py file)",
-    )
-    analyze_opts.add_argument(
-        "--symbols",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="Volatility 3 symbol tables for memory images (ISF folders, windows.zip packs); never downloaded. "
-        "Default: $TRIAGE_SYMBOLS, else 'symbols' in ~/.config/triage/config.toml",
     )
 
     report_opts = argparse.ArgumentParser(add_help=False)
@@ -168,7 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Forensic triage of Windows/Exchange servers along CISA Emergency Directive 21-02.",
     )
     p.add_argument("--version", action="version", version=f"triage {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    # --sigma, --yara, --symbols, ...: the options the analyzers declare, added by analyze and run when used
+    from triage.options import AnalyzerOptionsParser
+
+    sub = p.add_subparsers(dest="command", required=True, parser_class=AnalyzerOptionsParser)
     sub.add_parser("collect", parents=[common, collect_opts], help="collect sources into a case folder")
     a = sub.add_parser("analyze", parents=[common, analyze_opts], help="run analyzers over a case")
     a.add_argument("case", metavar="CASE")
@@ -177,11 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--jobs", "-j", type=int, default=os.cpu_count() or 1, help="processes for the host reports of a fleet folder"
     )
-    sub.add_parser(
+    ru = sub.add_parser(
         "run",
         parents=[common, collect_opts, analyze_opts, report_opts],
         help="collect, analyze and report in one go",
     )
+    a.takes_analyzer_options = ru.takes_analyzer_options = True  # type: ignore[attr-defined]
     v = sub.add_parser("verify", parents=[common], help="re-hash the whole case and walk the custody chain")
     v.add_argument("case", metavar="CASE")
     v.add_argument(
@@ -263,11 +245,13 @@ def _collect_request(args: argparse.Namespace) -> app.CollectRequest:
 
 def _rule_inputs(args: argparse.Namespace) -> app.RuleInputs:
     """The rule and symbol folders and plugins named on the command line (the app layer validates them)."""
+    from triage.options import declared_options, flag_dests
+
+    # the flags the analyzers declare (added to analyze/run when they parse), by destination
+    dests = flag_dests(declared_options())
     return app.RuleInputs(
-        sigma=tuple(getattr(args, "sigma", None) or ()),
-        yara=tuple(getattr(args, "yara", None) or ()),
-        symbols=tuple(getattr(args, "symbols", None) or ()),
         plugins=tuple(getattr(args, "plugin", None) or ()),
+        **{dest: getattr(args, dest) for dest in dests if getattr(args, dest, None) not in (None, [], ())},
     )
 
 

@@ -1,7 +1,7 @@
 """Where analysis units run: a local process pool (the default) or a dask.distributed cluster.
 
 The runner plans (analyzer x evidence) units and hands them to an :class:`Executor` as
-:class:`UnitTask` objects. Every unit runs :func:`triage.runner.run_unit`, which writes its result
+:class:`triage.tasks.UnitTask` records. Every unit runs :func:`triage.unitrun.run_unit`, which writes its result
 files into the case *before* it returns, so an executor only moves small run records around: a
 lost worker or a failed cluster never loses a finished result, and a rerun resumes.
 
@@ -44,6 +44,8 @@ from types import TracebackType
 from typing import Any
 
 from triage.errors import UsageError
+from triage.tasks import ProgressSink, UnitSpec, UnitTask, set_worker, worker_id
+from triage.unitrun import _died_record, drop_instances, result_paths, run_unit
 
 log = logging.getLogger(__name__)
 
@@ -53,93 +55,55 @@ WORKER_DIED = "the worker process died while running this unit"
 ALLOWED_FAILURES = 2
 
 
-@dataclass(frozen=True)
-class UnitTask:
-    """One planned unit: the arguments of :func:`triage.runner.run_unit` and a stable key."""
-
-    key: str  # triage-<analyzer>-<evidence_id>-<run_id>; the dask task key
-    args: tuple[Any, ...]
-    case_dir: str
-    analyzer: str
-    evidence_id: str
-    time_limit: float = -1.0  # seconds for this unit (0: none); -1: the executor's limit
-
-
+PROGRESS_INTERVAL = 0.2  # seconds between progress reports a pool worker sends for one unit
 OnResult = Callable[[UnitTask, dict[str, Any]], None]
+OnProgress = Callable[[UnitTask, float, float, str], None]
 OnFailed = Callable[[UnitTask, str], None]
 Finished = Callable[[UnitTask], "dict[str, Any] | None"]
-
-
-_WORKER_LABEL = ""  # set in a unit's child process started by a dask worker: the record names the dask worker
-
-
-def worker_id() -> str:
-    """``host:pid`` of the worker running this unit, as recorded in run records."""
-    return _WORKER_LABEL or f"{socket.gethostname()}:{os.getpid()}"
 
 
 class UnitKilled(Exception):
     """A unit's child process was killed (time or memory limit) or died; the message says which."""
 
 
-def _run_unit(*args: Any) -> dict[str, Any]:
-    from triage.runner import run_unit  # the runner imports this module
+def _recorded(spec: UnitSpec) -> dict[str, Any] | None:
+    """The unit's record if this run already wrote it (dask recomputing a unit this run finished)."""
+    try:
+        rec = json.loads(result_paths(Path(spec.case_dir), spec.analyzer, spec.evidence_id)[1].read_text())
+    except (OSError, ValueError):
+        return None
+    return dict(rec) if spec.run_id and rec.get("run_id") == spec.run_id else None
 
-    return run_unit(*args)
 
-
-def _run_unit_once(*args: Any) -> dict[str, Any]:
+def _run_unit_once(spec: UnitSpec) -> dict[str, Any]:
     """``run_unit``, unless this run already wrote the unit's record.
 
     Dask recomputes a finished task whose result was still held by a worker that died; the unit's
     files are on disk already, so hand back the record the first attempt wrote instead.
     """
-    from triage.runner import result_paths, run_unit
-
-    case_dir, analyzer, row, run_id = args[0], args[2], args[3], args[7]
-    try:
-        rec = json.loads(result_paths(Path(case_dir), analyzer, row["artifact_id"])[1].read_text())
-    except (OSError, ValueError):
-        rec = {}
-    if run_id and rec.get("run_id") == run_id:
-        return dict(rec)
-    return run_unit(*args)
+    return _recorded(spec) or run_unit(spec)
 
 
-def _run_unit_bounded(*args: Any, limits: tuple[float, int] = (0.0, 0), time_limit: float = -1.0) -> dict[str, Any]:
+def _run_unit_bounded(spec: UnitSpec, limits: tuple[float, int] = (0.0, 0), time_limit: float = -1.0) -> dict[str, Any]:
     """On a dask worker: the unit in a child process under the run's bounds (as in the local pool).
 
     A daemonic worker cannot start children: there the unit runs in the worker process, as before.
     A child killed past a bound, or dying twice, gives the unit's ``error`` record (as in the local pool).
     """
     if multiprocessing.current_process().daemon:
-        return _run_unit_once(*args)
-    from triage.runner import result_paths
-
-    case_dir, analyzer, row, run_id = args[0], args[2], args[3], args[7]
-    try:
-        rec = json.loads(result_paths(Path(case_dir), analyzer, row["artifact_id"])[1].read_text())
-    except (OSError, ValueError):
-        rec = {}
-    if run_id and rec.get("run_id") == run_id:  # dask recomputing a unit this run finished
-        return dict(rec)
-    task = UnitTask(
-        key="unit",
-        args=args,
-        case_dir=case_dir,
-        analyzer=analyzer,
-        evidence_id=row["artifact_id"],
-        time_limit=time_limit,
-    )
+        return _run_unit_once(spec)
+    rec = _recorded(spec)
+    if rec is not None:
+        return rec
+    task = UnitTask(key="unit", spec=spec, time_limit=time_limit)
     got: list[dict[str, Any]] = []
 
     def failed(t: UnitTask, why: str) -> None:  # the unit's error record, as the local pool writes it
         from triage.case import ManifestRow
         from triage.registry import analyzers, discover
-        from triage.runner import _died_record
 
-        cls = analyzers().get(analyzer) or discover(args[4])[analyzer]
-        got.append(_died_record(Path(case_dir), cls, ManifestRow(**row), why, run_id, worker_id()))
+        cls = analyzers().get(spec.analyzer) or discover(spec.plugins)[spec.analyzer]
+        got.append(_died_record(Path(spec.case_dir), cls, ManifestRow(**spec.evidence), why, spec.run_id, worker_id()))
 
     pool = LocalPoolExecutor(1, UnitLimits(time_s=limits[0], memory_bytes=limits[1]), label=worker_id())
     pool.run([task], on_result=lambda t, r: got.append(r), on_failed=failed, finished=lambda t: None)
@@ -159,8 +123,20 @@ class Executor:
         Workers also import the analyzers (and ``plugins``) here, so the first units do not pay for it.
         """
 
-    def run(self, tasks: Sequence[UnitTask], *, on_result: OnResult, on_failed: OnFailed, finished: Finished) -> None:
-        """Run ``tasks``; ``finished(task)`` returns the unit's record if it already finished on disk."""
+    def run(
+        self,
+        tasks: Sequence[UnitTask],
+        *,
+        on_result: OnResult,
+        on_failed: OnFailed,
+        finished: Finished,
+        on_progress: OnProgress | None = None,
+    ) -> None:
+        """Run ``tasks``; ``finished(task)`` returns the unit's record if it already finished on disk.
+
+        ``on_progress(task, done, total, text)`` gets the progress a running unit reports, where the executor
+        can carry it (the local pool does; dask units report only their end).
+        """
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
@@ -282,18 +258,6 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _vm_data() -> int:
-    """This process's private writable memory (VmData, bytes): what RLIMIT_DATA counts."""
-    try:
-        with open("/proc/self/status", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"VmData:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def _anon_rss(pid: int) -> int | None:
     """Resident memory of a process that is not file-backed (resident - shared pages), in bytes."""
     try:
@@ -304,53 +268,28 @@ def _anon_rss(pid: int) -> int | None:
         return None
 
 
-_UNIT_MEMORY = 0  # set in pool workers: the memory each unit may add
+def _progress_sender(conn: Any, key: str) -> ProgressSink:
+    """A unit's progress sink in a pool worker: reports go to the parent, at most a few per second."""
+    last = [0.0]
 
+    def send(done: float, total: float, text: str) -> None:
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_INTERVAL and not (total and done >= total):
+            return
+        last[0] = now
+        conn.send(("progress", key, float(done), float(total), str(text)[:200]))
 
-class MemoryBound:
-    """Within the block, the process may add at most ``_UNIT_MEMORY`` bytes of private memory (RLIMIT_DATA).
-
-    A Python allocation past it raises MemoryError; a native one fails its malloc. File mappings (a memory
-    image read through mmap) do not count.
-    """
-
-    def __enter__(self) -> MemoryBound:
-        self.saved: tuple[int, int] | None = None
-        if _UNIT_MEMORY > 0:
-            import resource
-
-            try:
-                self.saved = resource.getrlimit(resource.RLIMIT_DATA)
-                soft = _vm_data() + _UNIT_MEMORY
-                hard = self.saved[1]
-                resource.setrlimit(resource.RLIMIT_DATA, (soft if hard < 0 else min(soft, hard), hard))
-            except (OSError, ValueError) as exc:
-                log.debug("cannot set RLIMIT_DATA: %s", exc)
-                self.saved = None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.saved is not None:
-            import resource
-
-            resource.setrlimit(resource.RLIMIT_DATA, self.saved)
-
-
-def memory_limit_text() -> str:
-    """The message of a unit that ran out of its memory bound."""
-    return f"exceeded memory limit ({_UNIT_MEMORY / (1 << 20):,.0f} MiB per unit)" if _UNIT_MEMORY else "out of memory"
+    return send
 
 
 def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "") -> None:
     """A pool worker: run units sent over ``conn`` until told to stop, one at a time."""
-    global _UNIT_MEMORY, _WORKER_LABEL
     die_with_parent(parent_pid)
-    _WORKER_LABEL = label
+    set_worker(label=label)
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)  # its own group: a timeout kills the worker and anything it started
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _UNIT_MEMORY = memory
-    from triage.runner import run_unit
+    set_worker(memory=memory)
 
     while True:
         try:
@@ -359,10 +298,10 @@ def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "") -> No
             return
         if msg is None:
             return
-        key, args = msg
+        key, spec = msg
         conn.send(("start", key))  # from here on, a death or a limit is this unit's
         try:
-            rec = run_unit(*args)
+            rec = run_unit(spec, on_progress=_progress_sender(conn, key))
         except BaseException as exc:  # run_unit records analyzer errors; this is its own failure
             conn.send(("failed", key, f"{type(exc).__name__}: {exc}", True))
             return
@@ -458,8 +397,9 @@ class LocalPoolExecutor(Executor):
         )
         proc.start()
         theirs.close()
-        with contextlib.suppress(OSError):
-            os.setpgid(proc.pid, proc.pid)  # also here: no race with a kill right after the start
+        if proc.pid is not None:  # always set after start()
+            with contextlib.suppress(OSError):
+                os.setpgid(proc.pid, proc.pid)  # also here: no race with a kill right after the start
         self.workers_started += 1
         return _Slot(proc, ours)
 
@@ -494,7 +434,15 @@ class LocalPoolExecutor(Executor):
                 tmp.unlink()
 
     # -- the loop --------------------------------------------------------------------------------------
-    def run(self, tasks: Sequence[UnitTask], *, on_result: OnResult, on_failed: OnFailed, finished: Finished) -> None:
+    def run(
+        self,
+        tasks: Sequence[UnitTask],
+        *,
+        on_result: OnResult,
+        on_failed: OnFailed,
+        finished: Finished,
+        on_progress: OnProgress | None = None,
+    ) -> None:
         from multiprocessing.connection import wait
 
         pending = deque(tasks)
@@ -512,7 +460,7 @@ class LocalPoolExecutor(Executor):
                         on_result(t, rec)
                         continue
                 try:
-                    slot.conn.send((t.key, t.args))
+                    slot.conn.send((t.key, t.spec))
                 except OSError:  # the worker is gone; the unit waits for the next one
                     pending.appendleft(t)
                     return
@@ -563,6 +511,10 @@ class LocalPoolExecutor(Executor):
                     msg = slot.conn.recv()
                 except (EOFError, OSError):
                     break
+                if msg[0] == "progress":  # the running unit's own report (Unit.progress)
+                    if on_progress is not None and slot.queue:
+                        on_progress(slot.queue[0], msg[2], msg[3], msg[4])
+                    continue
                 if msg[0] == "start":
                     head = slot.queue[0]
                     slot.running, slot.started = True, time.monotonic()
@@ -871,7 +823,15 @@ class DaskExecutor(Executor):
                 self._client.cancel(futs)
                 return
 
-    def run(self, tasks: Sequence[UnitTask], *, on_result: OnResult, on_failed: OnFailed, finished: Finished) -> None:
+    def run(
+        self,
+        tasks: Sequence[UnitTask],
+        *,
+        on_result: OnResult,
+        on_failed: OnFailed,
+        finished: Finished,
+        on_progress: OnProgress | None = None,
+    ) -> None:
         from distributed import as_completed
         from distributed.scheduler import KilledWorker
 
@@ -889,7 +849,7 @@ class DaskExecutor(Executor):
                 t = pending.popleft()
                 fut = self._client.submit(
                     _run_unit_bounded,
-                    *t.args,
+                    t.spec,
                     limits=(self.limits.time_s, self.limits.memory_bytes),
                     time_limit=t.time_limit,
                     key=t.key,
@@ -944,8 +904,6 @@ class DaskExecutor(Executor):
 
     def _drop_instances(self) -> None:
         """Free cached analyzers in the worker threads that made them (yara-x objects must not cross threads)."""
-        from triage.runner import drop_instances
-
         try:
             addrs = list(self._client.scheduler_info().get("workers", {}))
             futs = [

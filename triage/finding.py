@@ -290,6 +290,8 @@ class RunRecord:
     fingerprint: str = ""  # analyzer version + rules + options (see Analyzer.fingerprint)
     worker: str = ""  # host:pid of the process that ran the unit ("" in records of older versions)
     run_id: str = ""  # the analyze run that wrote this record (runs/<run_id>.json)
+    # side outputs the unit stored (Unit.commit_output): [{"path": case-relative, "sha256": ...}]
+    outputs: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data; evidence text made storable (raw bytes under ``raw_hex``)."""

@@ -7,6 +7,7 @@ An analyzer is a subclass of :class:`Analyzer` decorated with :func:`register`. 
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import importlib
 import importlib.util
@@ -16,13 +17,13 @@ import os
 import pkgutil
 import sys
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-from triage.case import ManifestRow
+from triage.case import Case, ManifestRow
 from triage.finding import Finding, RuleMeta
 from triage.hostfacts import FactSource
 
@@ -32,6 +33,46 @@ _REGISTRY: dict[str, type[Analyzer]] = {}
 _IMPORT_FAILURES: dict[str, str] = {}
 _DISCOVERED: set[str] = set()
 ENTRY_POINT_GROUP = "triage.analyzers"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One analyzer option: where its value comes from and how it is checked.
+
+    ``name`` is the key in the analyzer's ``options`` dict. ``flag``: the command-line flag (``""``:
+    ``--<name>`` with ``_`` as ``-``; ``None``: no flag, config file or environment only). ``path``: the values
+    are files or folders that must exist; they are made absolute (relative config-file entries are relative to
+    the config file). ``repeatable``: the flag may be given several times and the value is a list.
+    Precedence: the command line, then ``env``, then ``config_key`` in the config file, then ``default``
+    (``None``: the option is left out and the analyzer uses its own default).
+    """
+
+    name: str
+    help: str
+    type: Callable[[str], Any] = str
+    default: Any = None
+    flag: str | None = ""
+    metavar: str | None = None
+    config_key: str | None = None
+    env: str | None = None
+    repeatable: bool = False
+    path: bool = False
+
+    @property
+    def cli_flag(self) -> str | None:
+        if self.flag is None:
+            return None
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def dest(self) -> str:
+        """The attribute of the parsed namespace (or the key of a mapping) that holds the flag's value."""
+        flag = self.cli_flag
+        return flag.lstrip("-").replace("-", "_") if flag else self.name
+
+    def label(self) -> str:
+        """How messages name the option: its flag, else its config key, else its name."""
+        return self.cli_flag or self.config_key or self.name
 
 
 @dataclass
@@ -47,12 +88,65 @@ class Unit:
     warnings: list[str] = field(default_factory=list)
     # host-scope analyzers get every consumed artifact of the host here (evidence is then the group)
     members: list[ManifestRow] = field(default_factory=list)
+    # where progress reports go (the runner forwards them to the caller); None: nobody is listening
+    on_progress: Callable[[float, float, str], None] | None = None
+    # side outputs stored so far: case-relative path -> sha256 (listed in the unit's run record)
+    outputs: dict[str, str] = field(default_factory=dict)
 
     def member_path(self, row: ManifestRow) -> Path:
         """Where a member artifact's bytes are (in the case, or at a referenced source)."""
         if row.storage == "reference":
             return Path(str(row.extra.get("reference_path", row.source_path)))
         return self.case_dir / (row.relpath or "")
+
+    def progress(self, done: float, total: float = 0.0, text: str = "") -> None:
+        """Report how far a long unit is (``total`` 0: unknown); a failing listener never fails the unit."""
+        if self.on_progress is None:
+            return
+        try:
+            self.on_progress(done, total, text)
+        except Exception as exc:  # a closed pipe to the parent, a broken display
+            log.debug("progress report of %s dropped: %s", self.analyzer.name, exc)
+
+    # -- side outputs: tables a unit keeps beside its findings, under results/<analyzer>/<evidence_id>/ -----
+    def output_path(self, name: str) -> Path:
+        """Where the side output ``name`` (declared in the analyzer's ``side_outputs``) is stored."""
+        if (
+            "/" in name
+            or "\\" in name
+            or name.startswith(".")
+            or not any(fnmatch.fnmatchcase(name, pattern) for pattern in self.analyzer.side_outputs)
+        ):
+            raise ValueError(f"{self.analyzer.name}: side output {name!r} is not declared in side_outputs")
+        return self.case_dir / "results" / self.analyzer.name / self.evidence.artifact_id / name
+
+    def output_temp(self, name: str) -> Path:
+        """A temporary file to write the side output ``name`` into (a child process may write it), then
+        :meth:`commit_output`. Temporary names start with a dot: never taken for a result, removed on rerun."""
+        final = self.output_path(name)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final.with_name(f".{name}.tmp-{os.getpid()}")
+
+    def commit_output(self, name: str, temp: Path) -> str:
+        """Move a written side output into place (atomic rename), hash it, list it in the run record."""
+        from triage.custody import kill_point
+        from triage.hashing import hash_file
+
+        final = self.output_path(name)
+        kill_point("side_output")  # the suite kills here: a table is whole or absent, never half written
+        os.replace(temp, final)
+        digest = hash_file(final, ("sha256",))[1]["sha256"]
+        self.outputs[final.relative_to(self.case_dir).as_posix()] = digest
+        return digest
+
+    def write_output(self, name: str, data: bytes) -> str:
+        """Store a small side output (e.g. an index) through a temporary file; return its sha256."""
+        temp = self.output_temp(name)
+        with open(temp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        return self.commit_output(name, temp)
 
     def warn(self, message: str) -> None:
         """Record a warning in the unit's run record (bad input is data, not a crash)."""
@@ -120,6 +214,12 @@ class Analyzer:
     unit_time_limit: ClassVar[float | None] = None
     # which of its findings carry host facts (host name, OS and Exchange builds ...) under which attribute
     host_facts: ClassVar[tuple[FactSource, ...]] = ()
+    # options the analyzer takes; `triage analyze` gets a flag (and config key) for each (triage.options)
+    options_declared: ClassVar[tuple[Option, ...]] = ()
+    # the option (of `options_declared`) that names extra rule files, loaded once per run by preload_rules
+    rule_option: ClassVar[str] = ""
+    # file name patterns of the side outputs a unit stores under results/<analyzer>/<evidence_id>/ (Unit.output_*)
+    side_outputs: ClassVar[tuple[str, ...]] = ()
     _loaded_rules: Any = None
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
@@ -169,6 +269,12 @@ class Analyzer:
         """Load and validate rule files once per process; override in analyzers that have rules."""
         return None
 
+    @classmethod
+    def preload_rules(cls, case: Case, options: dict[str, Any]) -> dict[str, Any] | None:
+        """Before the units run, when ``rule_option`` is given: load (and cache) the rule sets once and record
+        in the case what loaded and what was skipped; return that summary (None: nothing to report)."""
+        return None
+
     @property
     def ruleset(self) -> Any:
         if self._loaded_rules is None:
@@ -186,6 +292,7 @@ class Analyzer:
             "version": cls.version,
             "consumes": list(cls.consumes),
             "rules": list(cls.rules),
+            "options": [o.name for o in cls.options_declared],
             "doc": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
         }
 

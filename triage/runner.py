@@ -1,21 +1,19 @@
 """Runs (analyzer x evidence) units resumably, in a local process pool or on a dask cluster.
 
-Each unit writes ``results/<analyzer>/<evidence_id>.parquet`` and then ``.run.json`` (both via a
-temporary file and an atomic rename), so a run killed half way leaves only whole results, and the
-next run skips every unit that finished. A crashing analyzer, or a worker that dies, becomes an
+Each unit (:mod:`triage.unitrun`) writes ``results/<analyzer>/<evidence_id>.parquet`` and then ``.run.json``
+(both via a temporary file and an atomic rename), so a run killed half way leaves only whole results, and the
+next run skips every unit that finished. Units reach the executors as typed :class:`triage.tasks.UnitTask`
+records. A crashing analyzer, or a worker that dies, becomes an
 ``error`` run record with its traceback; the findings it had yielded before are kept.
 """
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import logging
 import os
-import threading
 import time
-import traceback
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,22 +23,28 @@ from typing import Any
 
 from triage.case import Case, ManifestRow
 from triage.custody import utcnow
-from triage.errors import Skip
-from triage.executors import (
-    Executor,
-    LocalPoolExecutor,
-    MemoryBound,
-    UnitLimits,
-    UnitTask,
-    memory_limit_text,
-    worker_id,
-)
-from triage.finding import Finding, RunRecord, findings_frame, storable_value
+from triage.executors import Executor, LocalPoolExecutor, UnitLimits
+from triage.finding import storable_value
 from triage.hashing import hash_file, sha256_bytes
-from triage.registry import Analyzer, Unit, analyzers, discover, iter_selected
+from triage.registry import Analyzer, analyzers, discover, iter_selected
+from triage.tasks import UnitSpec, UnitTask
+from triage.unitrun import _atomic_write, _died_record, _instance, drop_instances, result_paths, run_unit
+
+__all__ = [
+    "AnalyzeSummary",
+    "analyze_case",
+    "analyze_cases",
+    "analyzers",
+    "drop_instances",
+    "host_group",
+    "result_paths",
+    "run_unit",
+]
 
 log = logging.getLogger(__name__)
 DONE = ("success", "no_findings", "skipped")
+# a unit's own progress as the caller sees it: (analyzer, evidence_id, done, total, text)
+UnitProgress = Callable[[str, str, float, float, str], None]
 
 
 @dataclass
@@ -62,20 +66,6 @@ class AnalyzeSummary:
         d = asdict(self)
         d["statuses"] = dict(self.statuses)
         return d
-
-
-def result_paths(case_dir: Path, analyzer: str, evidence_id: str) -> tuple[Path, Path]:
-    base = case_dir / "results" / analyzer
-    return base / f"{evidence_id}.parquet", base / f"{evidence_id}.run.json"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _finished(
@@ -107,119 +97,21 @@ def _finished(
         if why is not None:
             why["problem"] = "deleted" if not got else f"sha256 {got} != recorded {want}"
         return False
+    return _outputs_intact(case_dir, rec, why)
+
+
+def _outputs_intact(case_dir: Path, rec: dict[str, Any], why: dict[str, str] | None) -> bool:
+    """The unit's side outputs (tables it stored) are all there with the hashes its record lists."""
+    for out in rec.get("outputs") or []:
+        try:
+            got = hash_file(case_dir / str(out["path"]), ("sha256",))[1]["sha256"]
+        except (OSError, KeyError, TypeError):
+            got = ""
+        if got != out.get("sha256"):
+            if why is not None:
+                why["problem"] = f"side output {out.get('path')} " + ("deleted" if not got else f"sha256 {got} changed")
+            return False
     return True
-
-
-_INSTANCES: dict[tuple[str, str, int], Analyzer] = {}
-
-
-def _instance(cls: type[Analyzer], options: dict[str, Any]) -> Analyzer:
-    """One analyzer object per process, thread and options (its rules load once).
-
-    Per thread because a dask worker may run units in several threads, and compiled rule objects
-    (yara-x scanners) must not cross threads.
-    """
-    key = (cls.name, json.dumps(options, sort_keys=True, default=str), threading.get_ident())
-    inst = _INSTANCES.get(key)
-    if inst is None:
-        inst = _INSTANCES[key] = cls(options)
-    return inst
-
-
-def _drop_instance(cls: type[Analyzer], options: dict[str, Any]) -> None:
-    _INSTANCES.pop((cls.name, json.dumps(options, sort_keys=True, default=str), threading.get_ident()), None)
-
-
-def drop_instances() -> int:
-    """Forget this thread's analyzer objects (so they are freed in the thread that made them)."""
-    mine = [k for k in _INSTANCES if k[2] == threading.get_ident()]
-    for k in mine:
-        del _INSTANCES[k]
-    gc.collect()
-    return len(mine)
-
-
-def run_unit(
-    case_dir: str,
-    case_id: str,
-    analyzer_name: str,
-    row: dict[str, Any],
-    plugins: tuple[str, ...] = (),
-    options: dict[str, Any] | None = None,
-    members: list[dict[str, Any]] | None = None,
-    run_id: str = "",
-) -> dict[str, Any]:
-    """Run one unit and write its results; never raises for analyzer errors. Picklable entry point."""
-    started, t0 = utcnow(), time.perf_counter()
-    evidence = ManifestRow(**row)
-    registry = analyzers()
-    if analyzer_name not in registry:
-        registry = discover(plugins)
-    cls = registry[analyzer_name]
-    analyzer = _instance(cls, options or {})
-    fingerprint = analyzer.run_fingerprint(run_id)
-    # a long-lived worker (dask) keeps its analyzer objects between commands: reload rules that changed
-    if analyzer.__dict__.setdefault("_triage_fingerprint", fingerprint) != fingerprint:
-        _drop_instance(cls, options or {})
-        analyzer = _instance(cls, options or {})
-        analyzer.__dict__["_triage_fingerprint"] = fingerprint
-    cdir = Path(case_dir)
-    path = cdir if members is not None else Case(cdir, {"case_id": case_id}).artifact_path(evidence)
-    unit = Unit(
-        case_id=case_id,
-        case_dir=cdir,
-        host=evidence.source_host,
-        evidence=evidence,
-        path=path,
-        analyzer=analyzer,
-        members=[ManifestRow(**r) for r in members or []],
-    )
-    found: list[Finding] = []
-    status, message, tb = "success", "", ""
-    try:
-        with MemoryBound():  # in a pool worker: the private memory this unit may add
-            for f in analyzer.analyze(unit):
-                found.append(f)
-    except Skip as exc:
-        status, message = "skipped", str(exc) or "skipped"
-    except MemoryError as exc:
-        found = []  # whatever it yielded may be half-built; free it first
-        gc.collect()
-        status, message, tb = "error", f"{memory_limit_text()}: MemoryError {exc}".strip(), traceback.format_exc()
-    except BaseException as exc:  # SystemExit, KeyboardInterrupt from analyzer code end only this unit
-        status, message, tb = "error", f"{type(exc).__name__}: {exc}", traceback.format_exc()
-    if status == "success" and not found:
-        status = "no_findings"
-    parquet, run = result_paths(cdir, cls.name, evidence.artifact_id)
-    parquet.parent.mkdir(parents=True, exist_ok=True)
-    result_sha = ""
-    if status != "skipped" or found:
-        tmp = parquet.with_name(f".{parquet.name}.tmp-{os.getpid()}")
-        findings_frame(found).to_parquet(tmp, index=False)
-        os.replace(tmp, parquet)
-        result_sha = hash_file(parquet, ("sha256",))[1]["sha256"]
-    record = RunRecord(
-        analyzer=cls.name,
-        analyzer_version=cls.version,
-        evidence_id=evidence.artifact_id,
-        evidence_sha256=evidence.sha256 or "",
-        host=evidence.source_host,
-        status=status,
-        started=started,
-        finished=utcnow(),
-        duration_s=round(time.perf_counter() - t0, 6),
-        findings=len(found),
-        warnings=unit.warnings,
-        message=message,
-        traceback=tb,
-        result_path=parquet.relative_to(cdir).as_posix() if result_sha else "",
-        result_sha256=result_sha,
-        fingerprint=fingerprint,
-        worker=worker_id(),
-        run_id=run_id,
-    )
-    _atomic_write(run, json.dumps(record.to_dict(), indent=1, ensure_ascii=False, default=str).encode())
-    return record.to_dict()
 
 
 def host_group(analyzer: str, host: str, members: list[ManifestRow]) -> ManifestRow:
@@ -239,30 +131,6 @@ def host_group(analyzer: str, host: str, members: list[ManifestRow]) -> Manifest
         relpath="",
         sha256=digest.hexdigest(),
     )
-
-
-def _died_record(
-    case_dir: Path, cls: type[Analyzer], row: ManifestRow, why: str, run_id: str, worker: str = ""
-) -> dict[str, Any]:
-    now = utcnow()
-    rec = RunRecord(
-        analyzer=cls.name,
-        analyzer_version=cls.version,
-        evidence_id=row.artifact_id,
-        evidence_sha256=row.sha256 or "",
-        host=row.source_host,
-        status="error",
-        started=now,
-        finished=now,
-        duration_s=0.0,
-        message=why,
-        run_id=run_id,
-        worker=worker,
-    )
-    _, run = result_paths(case_dir, cls.name, row.artifact_id)
-    run.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(run, json.dumps(rec.to_dict(), indent=1, ensure_ascii=False).encode())
-    return rec.to_dict()
 
 
 @dataclass
@@ -299,9 +167,9 @@ def _plan(
         if cls.scope == "host":
             units = []
             for host in sorted({r.source_host for r in rows}):
-                members = [r for r in rows if r.source_host == host and r.kind in cls.consumes]
-                if members:
-                    units.append((host_group(cls.name, host, members), members))
+                group = [r for r in rows if r.source_host == host and r.kind in cls.consumes]
+                if group:
+                    units.append((host_group(cls.name, host, group), group))
         for row, members in units:
             summary.planned += 1
             why: dict[str, str] = {}
@@ -310,10 +178,12 @@ def _plan(
                 continue
             if why:  # a result on disk that is not the one recorded: say so before redoing it
                 log.warning(
-                    "%s on %s: the result file was %s; running the unit again",
+                    "%s on %s: %s; running the unit again",
                     cls.name,
                     row.artifact_id,
-                    "deleted" if why["problem"] == "deleted" else "replaced",
+                    why["problem"]
+                    if why["problem"].startswith("side output")
+                    else f"the result file was {'deleted' if why['problem'] == 'deleted' else 'replaced'}",
                 )
                 case.custody.append(
                     "result_redo",
@@ -324,19 +194,16 @@ def _plan(
                 )
             task = UnitTask(
                 key=f"triage-{cls.name}-{row.artifact_id}-{summary.run_id}",
-                args=(
-                    str(case.path.absolute()),  # dask workers run elsewhere, with another cwd
-                    case.case_id,
-                    cls.name,
-                    row.as_dict(),
-                    plugins,
-                    options.get(cls.name, {}),
-                    [m.as_dict() for m in members] if members is not None else None,
-                    summary.run_id,
+                spec=UnitSpec(
+                    case_dir=str(case.path.absolute()),  # dask workers run elsewhere, with another cwd
+                    case_id=case.case_id,
+                    analyzer=cls.name,
+                    evidence=row.as_dict(),
+                    plugins=plugins,
+                    options=options.get(cls.name, {}),
+                    members=[m.as_dict() for m in members] if members is not None else None,
+                    run_id=summary.run_id,
                 ),
-                case_dir=str(case.path.absolute()),
-                analyzer=cls.name,
-                evidence_id=row.artifact_id,
                 time_limit=limits.time_for(getattr(cls, "unit_time_limit", None)),
             )
             tasks.append(task)
@@ -356,6 +223,7 @@ def analyze_cases(
     options: dict[str, dict[str, Any]] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     limits: UnitLimits | None = None,
+    on_unit_progress: UnitProgress | None = None,
 ) -> dict[str, AnalyzeSummary]:
     """Plan the units of several cases and run them all on one executor.
 
@@ -365,6 +233,8 @@ def analyze_cases(
     here); a given executor is used as is and left open. ``on_progress(done, total)`` counts the
     units run now, over all cases. ``limits``: the per-unit time and memory bounds (default: the
     executor's, else :class:`UnitLimits`'s defaults); every unit runs in a child process under them.
+    ``on_unit_progress(analyzer, evidence_id, done, total, text)`` gets what long units report of their own
+    progress (:meth:`triage.registry.Unit.progress`, e.g. the memory analyzer's scan and plugins).
 
     Ctrl-C (KeyboardInterrupt) stops the run at once: units in flight and queued are left for the next
     run, each case still gets its run record (``interrupted``) and custody event, and the interrupt
@@ -428,6 +298,10 @@ def analyze_cases(
             return dict(rec)
         return None
 
+    def forward(task: UnitTask, done_: float, total_: float, text: str) -> None:
+        if on_unit_progress is not None:
+            on_unit_progress(task.analyzer, task.evidence_id, done_, total_, text)
+
     own = executor is None
     ex = executor if executor is not None else LocalPoolExecutor(jobs, limits)
     interrupted = False
@@ -438,7 +312,13 @@ def analyze_cases(
                 plugins,
             )
             try:
-                ex.run(tasks, on_result=on_result, on_failed=on_failed, finished=finished)
+                ex.run(
+                    tasks,
+                    on_result=on_result,
+                    on_failed=on_failed,
+                    finished=finished,
+                    on_progress=forward if on_unit_progress is not None else None,
+                )
             except KeyboardInterrupt:
                 interrupted = True
         described = ex.describe()
@@ -503,6 +383,7 @@ def analyze_case(
     options: dict[str, dict[str, Any]] | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     limits: UnitLimits | None = None,
+    on_unit_progress: UnitProgress | None = None,
 ) -> AnalyzeSummary:
     """Plan and run all units of the selected analyzers over the case's evidence.
 
@@ -520,4 +401,5 @@ def analyze_case(
         options=options,
         on_progress=on_progress,
         limits=limits,
+        on_unit_progress=on_unit_progress,
     )[str(case.path)]

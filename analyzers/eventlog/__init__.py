@@ -8,6 +8,7 @@ finding when it does not reach back to the start of the directive's window, 2021
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +19,10 @@ import pandas as pd
 
 from analyzers.eventlog.jsonexport import JsonLimits
 from analyzers.eventlog.reader import iter_events
+from triage.case import Case
 from triage.finding import Finding
 from triage.formats.evtx import SYSTEM_COLUMNS, ReadStats
-from triage.registry import Analyzer, Unit, register, signature_path
+from triage.registry import Analyzer, Option, Unit, register, signature_path
 from triage.sigma.correlation import Correlator, describe
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,16 @@ class EventLogs(Analyzer):
     version = "1.0"
     consumes = ("evtx", "event_json")
     rules = (PACK,)
+    options_declared = (
+        Option(
+            "sigma",
+            help="also load these Sigma rule files or folders (e.g. a SigmaHQ rules/windows checkout), unmodified",
+            metavar="DIR",
+            repeatable=True,
+            path=True,
+        ),
+    )
+    rule_option = "sigma"
 
     def rule_paths(self) -> list[Path]:
         paths = super().rule_paths()
@@ -110,6 +122,44 @@ class EventLogs(Analyzer):
         ruleset = load_rules(sources)
         log.info("sigma: %d rules loaded, %d skipped", len(ruleset.loaded), len(ruleset.skipped))
         return ruleset
+
+    @classmethod
+    def preload_rules(cls, case: Case, options: dict[str, Any]) -> dict[str, Any] | None:
+        """Load the extra Sigma sets once up front: say what loaded, what was skipped and why.
+
+        Writes ``runs/sigma-rules.json`` and a ``rules_loaded`` custody event (verify checks the record by its
+        hash); returns the summary.
+        """
+        from collections import Counter
+
+        from triage.hashing import sha256_bytes
+        from triage.sigma import load_rules
+
+        dirs = list(options.get("sigma", []))
+        ruleset = load_rules([signature_path(PACK), *dirs])
+        reasons = Counter(s.reason.split(":")[0][:80] for s in ruleset.skipped)
+        info = {
+            "loaded": len(ruleset.loaded),
+            "correlations": len(ruleset.correlations),
+            "skipped": len(ruleset.skipped),
+            "sources": dirs,
+            "skip_reasons": dict(reasons.most_common(10)),
+        }
+        out = case.path / "runs" / "sigma-rules.json"
+        out.write_text(
+            json.dumps(info | {"skipped_rules": [s._asdict() for s in ruleset.skipped]}, indent=1, default=str)
+        )
+        record = {"record": out.relative_to(case.path).as_posix(), "record_sha256": sha256_bytes(out.read_bytes())}
+        case.custody.append("rules_loaded", engine="sigma", **info, **record)
+        log.info(
+            "Sigma rules: %d loaded (and %d correlation rules), %d skipped (%s); details in %s",
+            info["loaded"],
+            info["correlations"],
+            info["skipped"],
+            ", ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) or "none",
+            out,
+        )
+        return info
 
     def _json_limits(self) -> JsonLimits:
         """Reading bounds for JSON exports; options ``json_max_expanded_bytes``, ``json_max_ratio``,

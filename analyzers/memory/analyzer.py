@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import tempfile
 import time
@@ -30,7 +29,7 @@ from typing import Any
 from analyzers.memory import derive, isolate, minidump, rawscan, settings, tables, vol, yararules
 from triage.errors import Skip
 from triage.finding import Finding
-from triage.registry import Analyzer, Unit, register
+from triage.registry import Analyzer, Option, Unit, register
 
 log = logging.getLogger(__name__)
 
@@ -93,57 +92,26 @@ def _plugin_job(
     return {"status": "error", "plugin": names[0], "error": (last or vol.UnknownPlugin(names[0])).as_dict()}
 
 
-class _Display:
-    """Progress of long work: a rich bar on stderr in the main process on a terminal, INFO log lines otherwise
-    (pool workers share the terminal with the parent's bar)."""
+class _Steps:
+    """The steps of one image's analysis, reported through the runner (:meth:`Unit.progress`), which forwards
+    them to whoever runs the analysis; start and end of each step are also INFO log lines."""
 
-    def __init__(self, label: str) -> None:
-        from triage.progress import stderr
-
+    def __init__(self, unit: Unit, label: str) -> None:
+        self.unit = unit
         self.label = label
-        self.enabled = multiprocessing.parent_process() is None and stderr.is_terminal
-        self._progress: Any = None
-        self._console = stderr
-
-    def __enter__(self) -> _Display:
-        if self.enabled:
-            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                SpinnerColumn(),
-                TextColumn("{task.description}"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TimeElapsedColumn(),
-                console=self._console,
-                transient=True,
-            )
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
 
     def task(self, what: str, total: float = 100.0) -> tuple[Callable[[float, str], None], Callable[[], None]]:
         """(update(completed, detail), done()) for one step."""
-        # with a bar on screen the start/end lines are noise; without one they are the progress
-        level = logging.DEBUG if self._progress is not None else logging.INFO
-        log.log(level, "memory %s: %s started", self.label, what)
+        log.info("memory %s: %s started", self.label, what)
         t0 = time.monotonic()
-        if self._progress is None:
-            return (lambda _c, _d="": None), (
-                lambda: log.log(level, "memory %s: %s done in %.1f s", self.label, what, time.monotonic() - t0)
-            )
-        task = self._progress.add_task(f"{self.label}: {what}", total=total)
+        self.unit.progress(0, total, what)
 
         def update(completed: float, detail: str = "") -> None:
-            desc = f"{self.label}: {what}" + (f" ({detail[:60]})" if detail else "")
-            self._progress.update(task, completed=completed, description=desc)
+            self.unit.progress(completed, total, what + (f" ({detail[:60]})" if detail else ""))
 
         def done() -> None:
-            self._progress.remove_task(task)
-            log.log(level, "memory %s: %s done in %.1f s", self.label, what, time.monotonic() - t0)
+            self.unit.progress(total, total, what)
+            log.info("memory %s: %s done in %.1f s", self.label, what, time.monotonic() - t0)
 
         return update, done
 
@@ -156,6 +124,28 @@ class MemoryAnalyzer(Analyzer):
     version = "1.0.0"
     consumes = ("memory_image", "suspicious_file", "file")
     rules = ("yara",)  # the project's yara/*.yar and our yara/memory/*.yar
+    # the Volatility and raw-scan tables and their index, under results/memory/<evidence_id>/
+    side_outputs = ("*.parquet", "index.json")
+    options_declared = (
+        Option(
+            "symbols",
+            help="Volatility 3 symbol tables for memory images (ISF folders, windows.zip packs); never downloaded. "
+            f"Default: ${settings.SYMBOLS_ENV}, else 'symbols' in ~/.config/triage/config.toml",
+            metavar="DIR",
+            repeatable=True,
+            path=True,
+            env=settings.SYMBOLS_ENV,
+            config_key="symbols",
+        ),
+        Option(
+            "plugin_timeout",
+            help="seconds one Volatility plugin may run before it is stopped",
+            type=float,
+            flag=None,
+            env=settings.TIMEOUT_ENV,
+            config_key="memory_plugin_timeout",
+        ),
+    )
     unit_time_limit = 6 * 3600.0  # several Volatility plugins, each bounded by its own plugin timeout
     _fp_cache: dict[tuple[Any, ...], str] = {}  # noqa: RUF012  (per process: fingerprint by symbol folders)
 
@@ -190,14 +180,14 @@ class MemoryAnalyzer(Analyzer):
                 return
         elif unit.evidence.kind != "memory_image":
             raise Skip("not a minidump (no MDMP signature)")
-        store = tables.TableStore(unit.case_dir / "results" / self.name / unit.evidence.artifact_id)
+        store = tables.TableStore(unit.case_dir / "results" / self.name / unit.evidence.artifact_id, unit)
         store.reset()
         started = time.time()
-        with _Display(Path(unit.evidence.relpath or path.name).name) as display:
-            if self.options.get("raw_scan", True):
-                yield from self._raw_scan(unit, path, store, display)
-            if not minidump.is_minidump(head) and self.options.get("volatility", True):
-                yield from self._volatility(unit, path, store, display)
+        display = _Steps(unit, Path(unit.evidence.relpath or path.name).name)
+        if self.options.get("raw_scan", True):
+            yield from self._raw_scan(unit, path, store, display)
+        if not minidump.is_minidump(head) and self.options.get("volatility", True):
+            yield from self._volatility(unit, path, store, display)
         index = store.write_index({"image": unit.evidence.relpath, "seconds": round(time.time() - started, 1)})
         written = {k: v for k, v in store.entries.items() if v.get("status") == "ok"}
         if written:
@@ -273,7 +263,7 @@ class MemoryAnalyzer(Analyzer):
         )
 
     # -- raw YARA ---------------------------------------------------------------------------------------
-    def _raw_scan(self, unit: Unit, path: Path, store: tables.TableStore, display: _Display) -> Iterator[Finding]:
+    def _raw_scan(self, unit: Unit, path: Path, store: tables.TableStore, display: _Steps) -> Iterator[Finding]:
         try:
             ruleset: yararules.MemoryRules = self.ruleset
         except ImportError as exc:
@@ -288,7 +278,7 @@ class MemoryAnalyzer(Analyzer):
         def advance(n: int) -> None:
             nonlocal covered
             covered += n
-            update(covered)
+            update(covered, "")
 
         t0 = time.monotonic()
         by_rule: dict[str, list[rawscan.RawMatch]] = defaultdict(list)
@@ -315,7 +305,9 @@ class MemoryAnalyzer(Analyzer):
         rows = [
             {"Rule": m.rule, "Pattern": m.pattern, "Offset": m.offset, "Length": m.length, "Data": m.data} for m in kept
         ]
-        tables.write_table(store.path("yara_raw"), cols, rows, {"scanner": "yara-x raw chunks"})
+        staged = store.staging("yara_raw")
+        tables.write_table(staged, cols, rows, {"scanner": "yara-x raw chunks"})
+        store.commit("yara_raw", staged)
         store.record(
             "yara_raw",
             status="ok",
@@ -428,7 +420,7 @@ class MemoryAnalyzer(Analyzer):
         )
 
     # -- Volatility -------------------------------------------------------------------------------------
-    def _volatility(self, unit: Unit, path: Path, store: tables.TableStore, display: _Display) -> Iterator[Finding]:
+    def _volatility(self, unit: Unit, path: Path, store: tables.TableStore, display: _Steps) -> Iterator[Finding]:
         symbols = settings.symbol_dirs(self.options)
         cache = settings.cache_dir(self.options)
         limit = settings.plugin_timeout(self.options)
@@ -470,7 +462,7 @@ class MemoryAnalyzer(Analyzer):
                     str(path),
                     spec.names,
                     options,
-                    str(store.path(spec.table)),
+                    str(store.staging(spec.table)),
                     [str(s) for s in symbols],
                     str(cache),
                     timeout=limit,
@@ -510,6 +502,13 @@ class MemoryAnalyzer(Analyzer):
         plugin = spec.names[0]
         if outcome.status == "ok" and outcome.value.get("status") == "ok":
             v = outcome.value
+            try:
+                store.commit(spec.table, store.staging(spec.table))
+            except OSError as exc:  # the child said it wrote the table, but it is not there
+                store.discard(spec.table)
+                store.record(spec.table, status="error", plugin=v["plugin"], error=f"table not stored: {exc}")
+                unit.warn(f"{plugin}: table not stored: {exc}")
+                return None
             store.record(
                 spec.table,
                 status="ok",
@@ -540,8 +539,7 @@ class MemoryAnalyzer(Analyzer):
                 return err
             unit.warn(f"{plugin}: {err}")
             return None
-        for tmp in store.folder.glob(f".{spec.table}.parquet.tmp-*"):  # a child stopped half way through a write
-            tmp.unlink(missing_ok=True)
+        store.discard(spec.table)  # a child stopped half way through a write
         what = {"timeout": "timed out", "died": "crashed", "error": "failed"}.get(outcome.status, outcome.status)
         store.record(
             spec.table,

@@ -12,12 +12,15 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analyzers.memory.vol import Column
+
+if TYPE_CHECKING:
+    from triage.registry import Unit
 
 ARROW_TYPES = {
     "int": pa.int64(),
@@ -73,11 +76,18 @@ def sha256_file(path: Path) -> str:
 
 
 class TableStore:
-    """The folder of one memory image's tables and its index."""
+    """The folder of one memory image's tables and its index.
 
-    def __init__(self, folder: Path) -> None:
+    With a ``unit`` the tables are the unit's declared side outputs: each is written to a temporary file
+    (:meth:`staging`, a Volatility child may write it), then moved into place, hashed and listed in the unit's
+    run record by the runner's unit (:meth:`commit`); a unit killed in between leaves no partial table.
+    """
+
+    def __init__(self, folder: Path, unit: Unit | None = None) -> None:
         self.folder = folder
+        self.unit = unit
         self.entries: dict[str, dict[str, Any]] = {}
+        self.hashes: dict[str, str] = {}
 
     def reset(self) -> None:
         """Drop tables of an earlier run, so none outlives a plugin that now fails."""
@@ -90,17 +100,43 @@ class TableStore:
     def path(self, table: str) -> Path:
         return self.folder / f"{table}.parquet"
 
+    def staging(self, table: str) -> Path:
+        """Where to write ``table`` before :meth:`commit` puts it in place."""
+        if self.unit is None:
+            return self.folder / f".{table}.parquet.staged"
+        return self.unit.output_temp(f"{table}.parquet")
+
+    def commit(self, table: str, staged: Path) -> str:
+        """Move a written table into place; return its sha256."""
+        if self.unit is None:
+            os.replace(staged, self.path(table))
+            digest = sha256_file(self.path(table))
+        else:
+            digest = self.unit.commit_output(f"{table}.parquet", staged)
+        self.hashes[table] = digest
+        return digest
+
+    def discard(self, table: str) -> None:
+        """Remove what a child stopped half way left of ``table`` (temporary files only)."""
+        for pattern in (f".{table}.parquet.*", f"..{table}.parquet.*"):
+            for tmp in self.folder.glob(pattern):
+                tmp.unlink(missing_ok=True)
+
     def record(self, table: str, **entry: Any) -> None:
         """Note how a table came to be (status, plugin, rows, duration, error); sha256 added when written."""
         p = self.path(table)
         if entry.get("status") == "ok" and p.exists():
             entry["file"] = p.name
-            entry["sha256"] = sha256_file(p)
+            entry["sha256"] = self.hashes.get(table) or sha256_file(p)
         self.entries[table] = entry
 
     def write_index(self, extra: dict[str, Any] | None = None) -> Path:
         out = self.folder / "index.json"
+        data = json.dumps({"tables": self.entries, **(extra or {})}, indent=1, default=str).encode()
+        if self.unit is not None:
+            self.unit.write_output(out.name, data)
+            return out
         tmp = out.with_name(f".index.json.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({"tables": self.entries, **(extra or {})}, indent=1, default=str))
+        tmp.write_bytes(data)
         os.replace(tmp, out)
         return out

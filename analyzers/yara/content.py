@@ -42,9 +42,10 @@ from analyzers.yara.engine import (
     load_rules,
     rule_file_paths,
 )
+from triage.case import Case
 from triage.errors import Skip
 from triage.finding import Finding
-from triage.registry import Analyzer, Unit, register, signature_path
+from triage.registry import Analyzer, Option, Unit, register, signature_path
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,16 @@ class YaraScan(Analyzer):
     version = "1.0"
     consumes = ("web_file", "suspicious_file", "exchange_log", "iis_log", "file")
     rules = (OWN_RULES,)
+    options_declared = (
+        Option(
+            "yara",
+            help="also load these YARA rule files or folders (e.g. signature-base yara/), unmodified",
+            metavar="DIR",
+            repeatable=True,
+            path=True,
+        ),
+    )
+    rule_option = "yara"
     _fingerprint: str | None = None
 
     def extra_paths(self) -> list[Path]:
@@ -159,6 +170,11 @@ class YaraScan(Analyzer):
             h.update(json.dumps(engine_versions(), sort_keys=True).encode())
             self._fingerprint = h.hexdigest()[:32]
         return self._fingerprint
+
+    @classmethod
+    def preload_rules(cls, case: Case, options: dict[str, Any]) -> dict[str, Any] | None:
+        """Compile the --yara sets once up front (filling the rule cache) and record per file what loaded."""
+        return report_rule_load(case, list(options.get("yara", [])), options)
 
     def load_rules(self) -> CompiledRules:
         opts = self.options

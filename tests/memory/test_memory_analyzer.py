@@ -154,7 +154,7 @@ def _fake_job(
     cache: str,
     progress: Any = None,
 ) -> dict[str, Any]:
-    table = Path(out_path).stem
+    table = Path(out_path).name.lstrip(".").split(".")[0]  # a staging name: .<table>.parquet.tmp-<pid>
     if progress:
         progress(50.0, f"fake {table}")
     if table == "psscan":

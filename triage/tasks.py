@@ -1,0 +1,126 @@
+"""Typed unit tasks passed from the runner to the executors, and the state of the process running a unit.
+
+The runner plans :class:`UnitTask` records; an executor sends each task's :class:`UnitSpec` to a worker, which
+runs :func:`triage.unitrun.run_unit` on it. Both sides import this module, neither imports the other's.
+The worker state (its label in run records, the memory one unit may add) is set once per worker process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# progress of one unit: (done, total, text); total 0 means unknown
+ProgressSink = Callable[[float, float, str], None]
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """What a worker needs to run one unit: plain, picklable values (dask workers run on other machines)."""
+
+    case_dir: str  # absolute: workers run with another cwd
+    case_id: str
+    analyzer: str
+    evidence: dict[str, Any]  # the manifest row (a host group's stand-in row for host-scope analyzers)
+    plugins: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+    members: list[dict[str, Any]] | None = None  # host scope: every consumed artifact of the host
+    run_id: str = ""
+
+    @property
+    def evidence_id(self) -> str:
+        return str(self.evidence["artifact_id"])
+
+
+@dataclass(frozen=True)
+class UnitTask:
+    """One planned unit: its spec, a stable key and its time limit."""
+
+    key: str  # triage-<analyzer>-<evidence_id>-<run_id>; the dask task key
+    spec: UnitSpec
+    time_limit: float = -1.0  # seconds for this unit (0: none); -1: the executor's limit
+
+    @property
+    def case_dir(self) -> str:
+        return self.spec.case_dir
+
+    @property
+    def analyzer(self) -> str:
+        return self.spec.analyzer
+
+    @property
+    def evidence_id(self) -> str:
+        return self.spec.evidence_id
+
+
+# -- the process running units ---------------------------------------------------------------------------
+_WORKER_LABEL = ""  # set in a unit's child process started by a dask worker: the record names the dask worker
+
+
+def worker_id() -> str:
+    """``host:pid`` of the worker running this unit, as recorded in run records."""
+    return _WORKER_LABEL or f"{socket.gethostname()}:{os.getpid()}"
+
+
+def set_worker(label: str | None = None, memory: int | None = None) -> None:
+    """Name this worker process in run records and bound the memory each unit may add (bytes, 0: none)."""
+    global _WORKER_LABEL, _UNIT_MEMORY
+    if label is not None:
+        _WORKER_LABEL = label
+    if memory is not None:
+        _UNIT_MEMORY = memory
+
+
+def _vm_data() -> int:
+    """This process's private writable memory (VmData, bytes): what RLIMIT_DATA counts."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmData:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+_UNIT_MEMORY = 0  # set in pool workers: the memory each unit may add
+
+
+class MemoryBound:
+    """Within the block, the process may add at most ``_UNIT_MEMORY`` bytes of private memory (RLIMIT_DATA).
+
+    A Python allocation past it raises MemoryError; a native one fails its malloc. File mappings (a memory
+    image read through mmap) do not count.
+    """
+
+    def __enter__(self) -> MemoryBound:
+        self.saved: tuple[int, int] | None = None
+        if _UNIT_MEMORY > 0:
+            import resource
+
+            try:
+                self.saved = resource.getrlimit(resource.RLIMIT_DATA)
+                soft = _vm_data() + _UNIT_MEMORY
+                hard = self.saved[1]
+                resource.setrlimit(resource.RLIMIT_DATA, (soft if hard < 0 else min(soft, hard), hard))
+            except (OSError, ValueError) as exc:
+                log.debug("cannot set RLIMIT_DATA: %s", exc)
+                self.saved = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_DATA, self.saved)
+
+
+def memory_limit_text() -> str:
+    """The message of a unit that ran out of its memory bound."""
+    return f"exceeded memory limit ({_UNIT_MEMORY / (1 << 20):,.0f} MiB per unit)" if _UNIT_MEMORY else "out of memory"
