@@ -151,15 +151,13 @@ class EventLogs(Analyzer):
         )
         record = {"record": out.relative_to(case.path).as_posix(), "record_sha256": sha256_bytes(out.read_bytes())}
         case.custody.append("rules_loaded", engine="sigma", **info, **record)
-        log.info(
-            "Sigma rules: %d loaded (and %d correlation rules), %d skipped (%s); details in %s",
-            info["loaded"],
-            info["correlations"],
-            info["skipped"],
-            ", ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) or "none",
-            out,
+        why = ", ".join(f"{k}: {v}" for k, v in reasons.most_common(3)) or "none"
+        # "message": what the caller shows the examiner (the app layer's progress sink), not part of the summary
+        message = (
+            f"Sigma rules: {info['loaded']} loaded (and {info['correlations']} correlation rules), "
+            f"{info['skipped']} skipped ({why}); details in {out}"
         )
-        return info
+        return info | {"message": message}
 
     def _json_limits(self) -> JsonLimits:
         """Reading bounds for JSON exports; options ``json_max_expanded_bytes``, ``json_max_ratio``,

@@ -136,5 +136,6 @@ def test_readme_plugin_example_runs_with_its_option_from_cli_and_config(
     out = json.loads(capsys.readouterr().out)
     assert out["findings"] == 1
     assert _watch_findings(case) == ["default.aspx is on the watch list"]
-    run = json.loads(sorted((case / "runs").glob("run-*.json"))[-1].read_text())
+    # the newest record (run ids of the same second sort by their random suffix, not by time)
+    run = json.loads(max((case / "runs").glob("run-*.json"), key=lambda p: p.stat().st_mtime_ns).read_text())
     assert run["options"] == {"watchlist": {"watch_name": ["default.aspx"]}}  # recorded for the report

@@ -59,7 +59,8 @@ def preload_rules(case: Case, options: AnalyzerOptions, progress: Progress) -> d
     from triage.options import preload_rules as declared_preload
 
     out = declared_preload(case, options)
-    for key, info in out.items():
-        if isinstance(info, dict) and "loaded" in info:
-            progress.message(logging.DEBUG, f"{key} rules loaded up front: {info.get('loaded')}")
+    for info in out.values():
+        message = info.pop("message", None) if isinstance(info, dict) else None
+        if message:  # an analyzer's own words on what loaded, shown through the caller's progress sink
+            progress.message(logging.INFO, str(message))
     return out
