@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_CASE ?= build/demo-case
+# test workers (pytest-xdist): 2 fits the 2-core machines the suite is measured on; TEST_JOBS=0 runs serially
+TEST_JOBS ?= 2
 
 .PHONY: install demo test lint bench samples clean
 
@@ -25,8 +27,9 @@ demo: $(STAMP)
 	@$(PY) -m triage.report.summary $(DEMO_CASE)
 	@echo "HTML report:       $(DEMO_CASE)/report/report.html"
 
+# loadgroup: tests that share an expensive module fixture carry xdist_group marks and stay on one worker
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check triage collectors analyzers tests benchmarks samples

@@ -253,6 +253,7 @@ def bad_input_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Case, list[
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("conformance-bad-input")  # one worker builds and runs the shared case once
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("cls", ANALYZERS, ids=_ids(ANALYZERS))
 def test_survives_bad_input(bad_input_run: tuple[Case, list[dict], set[str]], cls: type[Analyzer], shape: str) -> None:
