@@ -83,7 +83,7 @@ def _walk_dicts(node: object) -> list[dict]:
 # Where the project keeps each format's samples: Sigma in signatures/sigma/samples/*.yaml (rule id -> positive,
 # negative event rows), YARA in tests/yara/yara_support.py (meta id -> positive, negative bytes), and the data-rule
 # formats (registry, Exchange web logs, web-shell locations) inline, as each rule's tests.positive/negative.
-YARA_SAMPLES = REPO / "tests" / "yara" / "yara_support.py"
+YARA_SAMPLES = next((REPO / "tests").rglob("yara_support.py"))  # wherever tools/mirror_tests.sh put it
 _YARA_META_ID = re.compile(r'^\s*id\s*=\s*"([^"]+)"', re.MULTILINE)
 
 
