@@ -444,14 +444,20 @@ def _put_message(row: dict[str, Any], message: Any) -> None:
 _PARAM = re.compile(r"param(\d+)\Z")
 
 
+def _part(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """``doc[key]`` when it is a mapping, else an empty one (exports leave parts out or flatten them)."""
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _winlogbeat(doc: dict[str, Any]) -> dict[str, Any]:
 
-    winlog = doc.get("winlog") if isinstance(doc.get("winlog"), dict) else {}  # plain ECS has no winlog
-    event = doc.get("event") if isinstance(doc.get("event"), dict) else {}
-    proc = winlog.get("process") if isinstance(winlog.get("process"), dict) else {}
-    thread = proc.get("thread") if isinstance(proc.get("thread"), dict) else {}
-    user = winlog.get("user") if isinstance(winlog.get("user"), dict) else {}
-    host = doc.get("host") if isinstance(doc.get("host"), dict) else {}
+    winlog = _part(doc, "winlog")  # plain ECS has no winlog
+    event = _part(doc, "event")
+    proc = _part(winlog, "process")
+    thread = _part(proc, "thread")
+    user = _part(winlog, "user")
+    host = _part(doc, "host")
     level = doc["log"].get("level") if isinstance(doc.get("log"), dict) else None
     row: dict[str, Any] = {
         "EventRecordID": winlog.get("record_id"),

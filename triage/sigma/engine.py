@@ -525,7 +525,7 @@ def _load_file(path: Path, ruleset: RuleSet, ids: dict[str, str]) -> None:
             doc["detection"] = _alias_modifiers(doc["detection"])
     try:
         collection = SigmaCollection.from_dicts(
-            mappings,  # type: ignore[arg-type]
+            mappings,
             collect_errors=True,
             source=SigmaRuleLocation(path),
             collect_filters=True,

@@ -213,12 +213,12 @@ def name_hash(name: str) -> int:
     return value & 0xFFFF
 
 
-def file_header_checksum(header: bytes) -> int:
+def file_header_checksum(header: bytes | bytearray) -> int:
     """CRC32 stored at offset 124 of the file header: over its first 120 bytes."""
     return zlib.crc32(header[:120])
 
 
-def chunk_header_checksum(chunk: bytes) -> int:
+def chunk_header_checksum(chunk: bytes | bytearray) -> int:
     """CRC32 stored at offset 124 of a chunk: over chunk bytes 0-120 and 128-512."""
     return zlib.crc32(chunk[128:CHUNK_HEADER_SIZE], zlib.crc32(chunk[:120]))
 
