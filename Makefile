@@ -27,9 +27,10 @@ demo: $(STAMP)
 	@$(PY) -m triage.report.summary $(DEMO_CASE)
 	@echo "HTML report:       $(DEMO_CASE)/report/report.html"
 
-# loadgroup: tests that share an expensive module fixture carry xdist_group marks and stay on one worker
+# loadfile: a test file's module fixtures (built cases, volumes) are made once, on one worker; measured faster
+# than per-test distribution, which builds them on both workers
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check triage collectors analyzers tests benchmarks samples
