@@ -58,7 +58,7 @@ class _CaseWriter:
     def __init__(self, fh: BinaryIO) -> None:
         self.fh = fh
 
-    def write(self, data: bytes, /) -> object:
+    def write(self, data: bytes | memoryview, /) -> object:
         try:
             return self.fh.write(data)
         except OSError as exc:
@@ -352,7 +352,8 @@ class Case:
     def _recorded_files(self) -> set[str]:
         out: set[str] = set()
         for ev in self.custody.events():
-            d = ev.get("details") if isinstance(ev.get("details"), dict) else {}
+            details = ev.get("details")
+            d = details if isinstance(details, dict) else {}
             for key in ("run_record", "record", "file"):
                 if isinstance(d.get(key), str):
                     out.add(d[key])
@@ -638,7 +639,7 @@ class Case:
         host = safe_host(host)
         collected_at = utcnow()
         art_id = self.new_id(host, source_path, collected_at)
-        base = dict(
+        base: dict[str, Any] = dict(  # the row's fields common to every outcome (ManifestRow keywords)
             artifact_id=art_id,
             kind=kind,
             source_host=host,

@@ -343,7 +343,8 @@ class CustodyLog:
                 "details": details,
                 "prev": prev,
             }
-            event["hash"] = event_hash(event)
+            digest = event_hash(event)
+            event["hash"] = digest
             line = json.dumps(event, ensure_ascii=False, default=str, sort_keys=True) + "\n"
             data = line.encode("utf-8", "backslashreplace")  # a lone surrogate becomes its JSON escape
             if self._fd is None:
@@ -359,7 +360,7 @@ class CustodyLog:
                 self._clean_size = None
                 raise
             kill_point("head")
-            self._write_head(event["seq"], event["hash"])
+            self._write_head(seq + 1, digest)
             self._clean_size = os.fstat(self._fd).st_size
             return event
 

@@ -14,7 +14,7 @@ DEFAULT_ALGOS = ("sha256", "md5")
 
 
 class _Writer(Protocol):
-    def write(self, data: bytes, /) -> object: ...
+    def write(self, data: bytes | memoryview, /) -> object: ...
 
 
 def open_readonly(path: str | os.PathLike[str], *, directory: bool = False) -> int:
@@ -70,7 +70,7 @@ def copy_hashing(
     readinto = getattr(src, "readinto", None)
     threaded = readinto is not None and (size_hint is None or size_hint >= PIPELINE_MIN)
     size = 0
-    if not threaded:
+    if not threaded or readinto is None:  # (threaded implies readinto; the test tells the type checker)
         while True:
             data = src.read(CHUNK)
             if not data:

@@ -303,7 +303,7 @@ _RHS = re.compile(r"[^;\n]{1,600}")
 
 def assignments(code: str) -> list[tuple[str, str]]:
     """(target name, right-hand side) of assignments: ``x = ...``, ``a.b[c] = ...``, ``Dim x As T = ...``."""
-    out = []
+    out: list[tuple[str, str]] = []
     for op in _ASSIGN_OP.finditer(code):
         if len(out) >= MAX_ITEMS:
             break
@@ -365,7 +365,7 @@ _KEYWORDS = frozenset(
 
 def call_sites(code: str) -> list[tuple[str, str, int]]:
     """(name, word before it, position of its '(') of every ``name(`` in the code, found from each '('."""
-    out = []
+    out: list[tuple[str, str, int]] = []
     pos = code.find("(")
     for _ in range(2 * MAX_ITEMS):  # parentheses looked at: bounded
         if pos < 0 or len(out) >= MAX_ITEMS:
@@ -464,7 +464,7 @@ def facts(code: str) -> Facts:
     for name, names in _definitions(code, sites):
         params.setdefault(name.lower(), set()).update(n.lower() for n in names if n.lower() not in NOT_TAINTABLE)
     calls = [(n.lower(), call_args(code, pos)) for n, _, pos in sites if n.lower() in params]
-    reads = []
+    reads: list[tuple[str, str]] = []
     for m in _OUT_READ.finditer(code):
         if len(reads) >= MAX_ITEMS:
             break

@@ -95,7 +95,7 @@ class RuleFile:
 
 def rule_file_paths(paths: Iterable[str | os.PathLike[str]]) -> list[tuple[Path, Path]]:
     """(root given, rule file) for every ``*.yar``/``*.yara`` under files or folders (recursively), sorted."""
-    out = []
+    out: list[tuple[Path, Path]] = []
     for root in map(Path, paths):
         if root.is_dir():
             out.extend((root, p) for p in sorted(root.rglob("*")) if p.is_file() and p.suffix.lower() in RULE_SUFFIXES)

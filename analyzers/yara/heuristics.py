@@ -89,7 +89,8 @@ def shannon_entropy(data: bytes) -> float:
 
 def _blocks(data: bytes, lower: bytes, opener: re.Pattern[bytes], close: bytes) -> list[bytes]:
     """Bodies from each ``opener`` match to the next ``close`` (an unclosed one runs to the end); linear time."""
-    out, pos = [], 0
+    out: list[bytes] = []
+    pos = 0
     while len(out) < 100000:
         m = opener.search(data, pos)
         if not m:
@@ -418,16 +419,17 @@ def inspect(data: bytes, name: str) -> PageReport:
 
 def _inspect_config(data: bytes) -> PageReport:
     text = _text(data)
-    rep = PageReport("config", config=behaviour.config_signals(text))
-    if rep.config.remaps:
+    config = behaviour.config_signals(text)
+    rep = PageReport("config", config=config)
+    if config.remaps:
         rep.hits.append("TRIAGE-WSH-040")
-    if rep.config.inline_code:
+    if config.inline_code:
         rep.hits.append("TRIAGE-WSH-041")
         # the config's own script: the same data-flow analysis as a page's
         code = _text(server_code(data, ".aspx"))
         rep.flows = behaviour.analyse(code, vb=behaviour.is_vb(code, ".asp"))
         rep.hits += [behaviour.default_rules().classes[f.cls].id for f in rep.flows]
-    if rep.config.unblocks_config and not rep.hits:
+    if config.unblocks_config and not rep.hits:
         rep.hits.append("TRIAGE-WSH-042")
     return rep
 

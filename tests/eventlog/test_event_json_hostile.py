@@ -213,9 +213,9 @@ def test_seeded_mutations_never_raise(tmp_path: Path) -> None:
                 break
         path.write_bytes(bytes(data))
         stats = ReadStats()
-        started = time.perf_counter()
+        started = time.process_time()  # the reader's own CPU time: a tight bound that holds beside other workers
         frames = list(iter_json_events(path, stats, limits=JsonLimits(max_record_chars=1 << 20)))
-        assert time.perf_counter() - started < 2, i
+        assert time.process_time() - started < 2, i
         assert stats.records == sum(len(f) for f in frames) <= 40, i
 
 

@@ -657,9 +657,10 @@ def test_invalid_input() -> None:
 
 def test_ten_thousand_records_fast() -> None:
     events = [sysmon_event(i) for i in range(10_000)]
-    started = time.perf_counter()
+    # CPU time of this process: the writer's own work, the same on a busy machine or beside other test workers
+    started = time.process_time()
     data = evtx_bytes(events)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert elapsed < 2.0, f"writing 10,000 records took {elapsed:.2f}s"
     chunks = walk(data)
     assert sum(len(c["ids"]) for c in chunks) == 10_000

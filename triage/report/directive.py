@@ -261,7 +261,7 @@ def load_directive(path: Path | None = None) -> Directive:
     )
 
 
-def _evidence(raw: Any, path: str) -> tuple[tuple[EvidenceFamily, ...], tuple[str, ...]]:
+def _evidence(raw: Any, path: str) -> tuple[tuple[EvidenceFamily, ...], tuple[str, ...], tuple[str, ...]]:
     """The ``evidence`` section: artifact families, the analyzers that do not parse, the rules saying so."""
     if raw is None:
         return (), (), ()

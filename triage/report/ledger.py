@@ -129,9 +129,9 @@ class Ledger:
 
     def tally(self) -> dict[str, dict[str, int]]:
         """host -> status -> number of steps."""
-        out: dict[str, dict[str, int]] = {}
+        out: dict[str, Counter[str]] = {}
         for e in self.entries:
-            out.setdefault(e.host, Counter())[e.status] += 1  # type: ignore[index]
+            out.setdefault(e.host, Counter())[e.status] += 1
         return {h: dict(c) for h, c in out.items()}
 
     def for_host(self, host: str) -> list[LedgerEntry]:

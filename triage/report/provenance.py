@@ -136,7 +136,7 @@ def provenance(case: Case, ctx: ReportContext) -> dict[str, Any]:
             rule_sets.append({"name": f"extra rules {p.name}", **hash_tree(p)})
         else:
             rule_sets.append({"name": f"extra rules {p.name}", "path": d, "files": [], "count": 0, "sha256": None})
-    libs = {}
+    libs: dict[str, str | None] = {}
     for lib in LIBRARIES:
         try:
             libs[lib] = metadata.version(lib)

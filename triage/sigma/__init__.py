@@ -13,14 +13,12 @@ from __future__ import annotations
 from triage.sigma.engine import (
     MATCH_COLUMNS,
     CompiledRule,
-    ParsedTags,
     RuleSet,
     RuleWarning,
     RuntimeFailure,
     SkippedRule,
     iter_rule_files,
     load_rules,
-    parse_tags,
 )
 from triage.sigma.logsources import (
     LogsourceEntry,
@@ -30,6 +28,7 @@ from triage.sigma.logsources import (
     default_logsources_path,
     load_logsources,
 )
+from triage.sigma.tags import ParsedTags, parse_tags
 
 __all__ = [
     "MATCH_COLUMNS",

@@ -114,7 +114,7 @@ def classify(value: SigmaString, cased: bool) -> tuple[str, str]:
     if len(parts) == 2 and parts[0] is multi and isinstance(parts[1], str):
         return "endswith", fold(parts[1])
     body = "".join(
-        regex_escape(fold(p)) if isinstance(p, str) else (".*" if p is multi else ".")  # type: ignore[arg-type]
+        regex_escape(fold(p)) if isinstance(p, str) else (".*" if p is multi else ".")
         for p in parts
     )
     return "wildcard", f"^{body}$"
@@ -518,7 +518,7 @@ class And(Node):
         flat: list[Node] = []
         for child in children:
             flat.extend(child.children if isinstance(child, And) else [child])
-        self.children = sorted(flat, key=lambda c: c.cost)
+        self.children: list[Node] = sorted(flat, key=lambda c: c.cost)
         self.cost = sum(c.cost for c in self.children)
 
     def eval(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:
@@ -553,7 +553,7 @@ class Or(Node):
         flat: list[Node] = []
         for child in children:
             flat.extend(child.children if isinstance(child, Or) else [child])
-        self.children = sorted(flat, key=lambda c: c.cost)
+        self.children: list[Node] = sorted(flat, key=lambda c: c.cost)
         self.cost = sum(c.cost for c in self.children)
 
     def eval(self, ctx: SubFrame, sel: np.ndarray | None) -> np.ndarray:

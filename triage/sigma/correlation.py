@@ -117,7 +117,7 @@ def build_correlation(rule: SigmaCorrelationRule, path: str, sha: str, n: int) -
     from sigma.correlations import SigmaCorrelationCondition
     from sigma.rule import SigmaLevel
 
-    from triage.sigma.engine import parse_tags
+    from triage.sigma.tags import parse_tags
 
     ctype = str(rule.type.name).lower()
     if ctype not in SUPPORTED_TYPES:

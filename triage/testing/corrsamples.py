@@ -63,17 +63,17 @@ def to_events(rows: list[dict[str, Any]], first_record: int = 1) -> list[Event]:
         payload = {k: str(v) for k, v in row.items() if k not in ENVELOPE and k != "TimeCreated"}
         # classic events (SQL Server, ...) carry unnamed EventData, which the reader joins into ``Data``
         data: dict[str, Any] | list[Any] = payload["Data"].split("\n") if set(payload) == {"Data"} else payload
-        extra = {"computer": str(row["Computer"])} if "Computer" in row else {}
+        computer = str(row["Computer"]) if "Computer" in row else Event.computer
         events.append(
             Event(
                 int(row["EventID"]),
                 str(row["Provider"]),
                 str(row["Channel"]),
+                computer,
                 time_created=row["TimeCreated"],
                 record_id=first_record + n,
                 level=int(row.get("Level", 4)),
                 data=data,
-                **extra,
             )
         )
     return events
