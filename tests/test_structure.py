@@ -167,9 +167,9 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return [c for c in strongly_connected(graph) if len(c) > 1]
 
 
-# Cycles other streams of issue 16 remove in parallel. Each is named by the modules it must no longer tie together;
-# the lead deletes an entry (and so its xfail mark) when the stream that removes it is merged.
-KNOWN_CYCLES: dict[str, frozenset[str]] = {
+# Cycles issue 16 removed, each named by the modules it must never again tie together (regression checks; the
+# general test below fails on any cycle at all).
+FORMER_CYCLES: dict[str, frozenset[str]] = {
     "cli<->fleet": frozenset({"triage.cli", "triage.fleet"}),
     "runner<->executors": frozenset({"triage.runner", "triage.executors"}),
     "collect->sources->diskimage->collect": frozenset(
@@ -210,28 +210,20 @@ def test_relative_imports_resolve_against_the_package():
     assert _resolve_relative("analyzers.eventlog.reader", False, 2, None) == "analyzers"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=f"known cycle {name}: removed by issue 16"))
-        for name in KNOWN_CYCLES
-    ],
-)
-def test_known_cycle_is_gone(name: str):
-    """One test per known cycle, expected to fail until the stream that breaks it is merged."""
-    component = _cycle_with(KNOWN_CYCLES[name])
+@pytest.mark.parametrize("name", sorted(FORMER_CYCLES))
+def test_former_cycle_stays_gone(name: str):
+    """One test per cycle issue 16 removed, naming it if it comes back."""
+    component = _cycle_with(FORMER_CYCLES[name])
     assert component is None, f"{name} still a cycle: {' -> '.join(component)}"
 
 
-def test_no_other_import_cycle():
-    """Any cycle beyond the known ones fails here, each listed with its modules. A known cycle that grew (took in
-    another module) is a new cycle too."""
-    unknown = [c for c in cycles(import_graph()) if frozenset(c) not in KNOWN_CYCLES.values()]
+def test_no_import_cycle():
+    """No import cycle inside the product; each one found is listed with its modules."""
+    unknown = cycles(import_graph())
     assert not unknown, "import cycles:\n" + "\n".join("  " + " <-> ".join(c) for c in unknown)
 
 
 # stream 1 of issue 16 (the app layer) makes these two pass; the lead removes the marks when it is merged
-@pytest.mark.xfail(strict=True, reason="cli.py still reaches collectors directly: the app layer (issue 16) removes it")
 def test_cli_imports_no_analyzer_or_collector():
     """The CLI parses and renders; analyzers and collectors are reached through the app layer and the registry."""
     modules = product_modules()
@@ -243,7 +235,6 @@ def test_cli_imports_no_analyzer_or_collector():
     assert not direct, f"triage/cli.py imports {direct}"
 
 
-@pytest.mark.xfail(strict=True, reason="fleet.py still takes argparse Namespaces: the app layer (issue 16) removes it")
 def test_fleet_takes_no_argparse_namespace():
     text = (REPO / "triage" / "fleet.py").read_text(encoding="utf-8")
     assert "argparse" not in text, "triage/fleet.py mentions argparse: it should take typed requests"
