@@ -34,6 +34,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check triage collectors analyzers tests benchmarks samples
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	$(PY) benchmarks/suite.py $(BENCH_ARGS)

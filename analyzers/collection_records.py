@@ -25,7 +25,7 @@ CHECKS = (("size", "size"), ("sha1", "sha1"), ("sha256", "sha256"), ("md5", "md5
 
 def mismatches(row: ManifestRow, record: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(field, what the tool recorded, what triage hashed) for every field that disagrees."""
-    out = []
+    out: list[tuple[str, Any, Any]] = []
     for theirs, ours in CHECKS:
         expected, got = record.get(theirs), getattr(row, ours, None)
         if expected in (None, "") or got in (None, ""):

@@ -165,4 +165,4 @@ def open_data_zip(path: str, fh: BinaryIO, label: str, limits: ZipLimits) -> Bin
         tmp.close()
         raise
     tmp.seek(0)
-    return tmp  # type: ignore[return-value]
+    return tmp

@@ -250,12 +250,12 @@ def _gpt_header(raw: bytes) -> tuple[dict[str, int | bytes], str] | None:
 
 
 def _gpt_entries(read_at: ReadAt, hdr: dict[str, int | bytes], sector: int) -> tuple[bytes, str]:
-    count, esize = int(hdr["count"]), int(hdr["esize"])  # type: ignore[call-overload]
+    count, esize = int(hdr["count"]), int(hdr["esize"])
     if esize < 128 or esize % 8 or esize > 4096:
         return b"", f"entry size {esize} is invalid"
     if count > MAX_GPT_ENTRIES:
         return b"", f"{count} entries declared (more than {MAX_GPT_ENTRIES})"
-    raw = _read(read_at, int(hdr["entries_lba"]) * sector, count * esize)  # type: ignore[call-overload]
+    raw = _read(read_at, int(hdr["entries_lba"]) * sector, count * esize)
     if len(raw) < count * esize:
         return b"", "entry array unreadable"
     if zlib.crc32(raw) & 0xFFFFFFFF != hdr["ecrc"]:
@@ -272,8 +272,8 @@ def _read_gpt(read_at: ReadAt, disk_size: int, warnings: list[str]) -> Partition
         sector = SECTOR
     candidates: list[tuple[str, tuple[dict[str, int | bytes], str] | None]] = [("primary", primary)]
     backup_lbas = []
-    if primary is not None and 0 < int(primary[0]["backup"]) * sector < disk_size:  # type: ignore[call-overload]
-        backup_lbas.append(int(primary[0]["backup"]))  # type: ignore[call-overload]
+    if primary is not None and 0 < int(primary[0]["backup"]) * sector < disk_size:
+        backup_lbas.append(int(primary[0]["backup"]))
     if disk_size >= 2 * sector:
         backup_lbas.append(disk_size // sector - 1)
     for lba in dict.fromkeys(backup_lbas):
@@ -292,10 +292,10 @@ def _read_gpt(read_at: ReadAt, disk_size: int, warnings: list[str]) -> Partition
             continue
         if which == "backup":
             warnings.append("using the backup GPT header at the end of the disk")
-        table = PartitionTable("gpt", disk_guid=str(uuid.UUID(bytes_le=bytes(hdr["disk_guid"]))))  # type: ignore[arg-type]
+        table = PartitionTable("gpt", disk_guid=str(uuid.UUID(bytes_le=bytes(hdr["disk_guid"]))))
         table.warnings = warnings
-        esize = int(hdr["esize"])  # type: ignore[call-overload]
-        for i in range(int(hdr["count"])):  # type: ignore[call-overload]
+        esize = int(hdr["esize"])
+        for i in range(int(hdr["count"])):
             e = entries[i * esize : (i + 1) * esize]
             type_guid = e[:16]
             if type_guid == bytes(16):

@@ -120,7 +120,7 @@ def _velociraptor_drives(root: VNode) -> tuple[dict[str, VNode], list[str]]:
     return {k: merged(v, f"{k}:") for k, v in sorted(by_letter.items())}, notes
 
 
-def _velociraptor_host(read_json) -> str | None:  # type: ignore[no-untyped-def]
+def _velociraptor_host(read_json) -> str | None:
     for name in ("client_info.json", "collection_context.json"):
         try:
             info = read_json(name)
@@ -186,8 +186,8 @@ def _image_source(path: str, *, force: bool) -> Source | None:
     return src
 
 
-def _read_json_node(root: VNode):  # type: ignore[no-untyped-def]
-    def read_json(name: str):  # type: ignore[no-untyped-def]
+def _read_json_node(root: VNode):
+    def read_json(name: str):
         node = root.child(name)
         if node is None or node.kind != FILE:
             raise KeyError(name)

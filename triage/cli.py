@@ -149,7 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     # --sigma, --yara, --symbols, ...: the options the analyzers declare, added by analyze and run when used
     from triage.options import AnalyzerOptionsParser
 
-    sub = p.add_subparsers(dest="command", required=True, parser_class=AnalyzerOptionsParser)
+    # typed as plain parsers: the parents are plain ArgumentParsers; each subcommand parser is an AnalyzerOptionsParser
+    sub: argparse._SubParsersAction[argparse.ArgumentParser] = p.add_subparsers(
+        dest="command", required=True, parser_class=AnalyzerOptionsParser
+    )
     sub.add_parser("collect", parents=[common, collect_opts], help="collect sources into a case folder")
     a = sub.add_parser("analyze", parents=[common, analyze_opts], help="run analyzers over a case")
     a.add_argument("case", metavar="CASE")

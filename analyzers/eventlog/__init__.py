@@ -226,7 +226,8 @@ class EventLogs(Analyzer):
             for k in KEY_FIELDS
             if k in event and not pd.isna(event.get(k)) and str(event.get(k))
         )
-        rid = event.get("EventRecordID")
+        rid: Any = event.get("EventRecordID")
+        created: Any = event.get("TimeCreated")
         rid_text = "?" if pd.isna(rid) else str(int(rid))
         return unit.finding(
             rule_id=rule.id,
@@ -236,7 +237,7 @@ class EventLogs(Analyzer):
             title=f"{rule.title} ({event.get('Channel')} {event.get('EventID')}, record {rid_text})",
             message=f"{rule.description.strip()} {context}".strip(),
             location=f"{event.get('Channel')}#{rid_text}",
-            ts=None if pd.isna(event.get("TimeCreated")) else event.get("TimeCreated").to_pydatetime(),
+            ts=None if pd.isna(created) else created.to_pydatetime(),
             ts_desc="Event logged",
             mitre=rule.mitre,
             cve=rule.cve,

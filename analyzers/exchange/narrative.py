@@ -395,7 +395,7 @@ def build_narratives(
                     }
                 )
         if n.first is not None:
-            lo, hi = n.first - HOST_EVENT_WINDOW, n.last + HOST_EVENT_WINDOW  # type: ignore[operator]
+            lo, hi = n.first - HOST_EVENT_WINDOW, n.last + HOST_EVENT_WINDOW
             near = [e for e in events if e["_ts"] is not None and not pd.isna(e["_ts"])]
             near = [e for e in near if lo <= pd.Timestamp(e["_ts"]) <= hi]
             n.host_events = [{k: v for k, v in e.items() if k != "_ts"} for e in sorted(near, key=lambda e: e["_ts"])]

@@ -468,8 +468,9 @@ def _backend(anchor: str) -> str:
 
 
 def _tpl_attrs(row: pd.Series) -> dict[str, Any]:
-    out = {c: ("" if pd.isna(row.get(c)) else str(row.get(c))) for c in TPL_COLUMNS}
-    out.update(file=row["file"], line=int(row["line"]), folder=row["folder"], header_source=row["header_source"])
+    out: dict[str, Any] = {c: ("" if pd.isna(row.get(c)) else str(row.get(c))) for c in TPL_COLUMNS}
+    out.update({"file": row["file"], "line": int(row["line"]), "folder": row["folder"],
+                "header_source": row["header_source"]})
     return out
 
 

@@ -193,9 +193,10 @@ def processes(pslist: Sequence[Row] = (), psscan: Sequence[Row] = (), cmdline: S
 def _parent(child: Proc, by_pid: Mapping[int, list[Proc]]) -> Proc | None:
     """The parent: a process with the child's PPID that started before it (PIDs are reused)."""
     cands = by_pid.get(child.ppid or -1, [])
-    if child.created is not None:
-        timed = [p for p in cands if p.created is None or p.created <= child.created]
-        cands = sorted(timed, key=lambda p: p.created or datetime.min.replace(tzinfo=child.created.tzinfo))
+    created = child.created
+    if created is not None:
+        timed = [p for p in cands if p.created is None or p.created <= created]
+        cands = sorted(timed, key=lambda p: p.created or datetime.min.replace(tzinfo=created.tzinfo))
         return cands[-1] if cands else None
     return cands[0] if cands else None
 

@@ -310,7 +310,7 @@ def parse_file(path: Path | str) -> MinidumpInfo:
         info = None
     else:
         own_error = None
-        if info.modules and not info.problems:
+        if info is not None and info.modules and not info.problems:
             return info
     try:
         second = parse_with_package(path)

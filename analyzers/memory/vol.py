@@ -370,7 +370,7 @@ class _DiscardFile(io.BytesIO):
 def _file_handler() -> type:
     from volatility3.framework import interfaces
 
-    class DiscardFileHandler(_DiscardFile, interfaces.plugins.FileHandlerInterface):  # type: ignore[misc]
+    class DiscardFileHandler(_DiscardFile, interfaces.plugins.FileHandlerInterface):
         def __init__(self, filename: str) -> None:
             _DiscardFile.__init__(self, filename)
 

@@ -60,11 +60,11 @@ def sam_accounts(hive: Hive) -> list[dict[str, Any]]:
     """Local accounts with creation (``Names\\<user>`` key write time), last logon, flags and counters."""
     created: dict[int, tuple[str, datetime | None]] = {}
     for k in hive.subkeys(SAM_USERS + r"\Names"):
-        v = k.values.get("(default)")
+        default = k.values.get("(default)")
         rid = None
-        if v is not None:
+        if default is not None:
             try:
-                rid = int(v.type)  # the default value's type field carries the RID
+                rid = int(default.type)  # the default value's type field carries the RID
             except ValueError:
                 rid = None
         if rid is not None:

@@ -336,7 +336,8 @@ class RegistryExchange(Analyzer):
             reg = read_exchange(hive) if hive is not None else None
             if hive is not None:
                 yield from self._msert(unit, f, hive)  # type: ignore[arg-type]
-        file_ver, strings = None, {}
+        file_ver: Version | None = None
+        strings: dict[str, str] = {}
         if exsetup is not None:
             file_ver, strings, problem = read_pe_version(unit.member_path(exsetup))
             if problem:
@@ -413,7 +414,7 @@ class RegistryExchange(Analyzer):
             "basis": verdict.basis,
         }
         name = f"Exchange {verdict.product} {verdict.cu} ({version_str(version)})".replace("  ", " ")
-        common = {"evidence": ev, "location": location, "attributes": attrs}
+        common: dict[str, Any] = {"evidence": ev, "location": location, "attributes": attrs}
         ts = reg.setup_ts if reg else None
         yield unit.finding(
             RULES["TRIAGE-EXCH-001"],
@@ -424,7 +425,7 @@ class RegistryExchange(Analyzer):
             ),
             ts=ts,
             ts_desc="Setup key last written" if ts else "",
-            **common,  # type: ignore[arg-type]
+            **common,
         )
         if reg_verdict and file_verdict and (reg_ver[:3] != file_ver[:3] or reg_verdict.status != file_verdict.status):  # type: ignore[index]
             yield unit.finding(

@@ -133,13 +133,13 @@ class HostHives:
         return next(self.of_type(hive_type), (None, None))
 
 
-class _Forward(list):  # type: ignore[type-arg]
+class _Forward(list):
     """A warnings list that also forwards later warnings (key-level read errors) to the unit."""
 
     def __init__(self, unit: Unit, initial: list[str]) -> None:
         super().__init__(initial)
         self._unit = unit
 
-    def append(self, message: str) -> None:  # type: ignore[override]
+    def append(self, message: str) -> None:
         super().append(message)
         self._unit.warn(message)

@@ -228,6 +228,18 @@ def _field(record: dict[str, Any], name: str) -> tuple[Any, bool]:
     return record.get(name), name in record and record[name] is not None
 
 
+def _any_of(subs: list[Check]) -> Check:
+    return lambda r: any(c(r) for c in subs)
+
+
+def _all_of(subs: list[Check]) -> Check:
+    return lambda r: all(c(r) for c in subs)
+
+
+def _not(check: Check) -> Check:
+    return lambda r: not check(r)
+
+
 def compile_condition(item: Any, where: str) -> Check:
     """Compile one ``where`` item (see the module docstring)."""
     if not isinstance(item, dict) or not item:
@@ -238,12 +250,10 @@ def compile_condition(item: Any, where: str) -> Check:
             if not isinstance(spec, list) or not spec:
                 raise RuleError(f"{where}: '{name}' needs a non-empty list")
             subs = [compile_condition(s, where) for s in spec]
-            checks.append(
-                (lambda r, s=subs: any(c(r) for c in s)) if name == "any" else (lambda r, s=subs: all(c(r) for c in s))
-            )
+            checks.append(_any_of(subs) if name == "any" else _all_of(subs))
         elif name == "not":
             sub = compile_condition(spec, where)
-            checks.append(lambda r, s=sub: not s(r))
+            checks.append(_not(sub))
         else:
             if not isinstance(spec, dict) or not spec:
                 raise RuleError(f"{where}: field {name!r} needs a mapping of operators, e.g. {{equals: 1}}")
@@ -333,7 +343,7 @@ def compile_rule(raw: Any, where: str) -> Rule:
         sources=sources,
         report=tuple(str(x) for x in _tuple(raw.get("report"))),
         mitre=tuple(str(x) for x in _tuple(raw.get("mitre"))),
-        steps=tuple(int(x) for x in _tuple(raw.get("steps"))),
+        steps=tuple(str(int(x)) for x in _tuple(raw.get("steps"))),
         cve=tuple(str(x) for x in _tuple(raw.get("cve"))),
         tags=tuple(str(x) for x in _tuple(raw.get("tags"))),
         references=tuple(str(x) for x in _tuple(raw.get("references"))),
