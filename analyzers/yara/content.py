@@ -50,7 +50,7 @@ from triage.registry import Analyzer, Option, Unit, register, signature_path
 log = logging.getLogger(__name__)
 
 OWN_RULES = "yara"
-# the meta block every rule in signatures/yara carries (tests/yara checks it)
+# the meta block every rule in signatures/yara carries (tests/analyzers/yara checks it)
 OWN_META_KEYS = (
     "id",
     "title",

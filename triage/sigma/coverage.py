@@ -22,7 +22,7 @@ ids are the coarse channel names also declared here (``Sysmon``, ``Security``, `
 
 An event source with a ``channel`` selects sample events by channel (and event ids when given); ``kind``
 names a non-event source (``registry`` for the registry rules, ``weblog`` for the web-log indicators). The
-test ``tests/sigma_pack/test_coverage_matrix.py`` holds every cell to a rule that exists, with a positive
+test ``tests/signatures/sigma/test_coverage_matrix.py`` holds every cell to a rule that exists, with a positive
 sample from that very source and a benign sample; a cell with no rule is an error, not a gap to fill later.
 Severity policy: see ``signatures/SEVERITY.md``.
 """

@@ -7,7 +7,7 @@ copies differ in the wild (random identifiers, directive spacing and case, comme
 split literals), reproducibly from a seed; :func:`benign_samples` gives stock-looking OWA/ECP pages, admin pages
 and configuration that must not raise a high finding.
 
-``Sample.family`` groups samples for per-family detection counts (``benchmarks``, ``tests/yara``).
+``Sample.family`` groups samples for per-family detection counts (``benchmarks``, ``tests/analyzers/yara``).
 """
 
 from __future__ import annotations

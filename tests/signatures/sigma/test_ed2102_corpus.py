@@ -22,7 +22,7 @@ from triage.formats.evtx import ReadStats, iter_evtx
 from triage.sigma import RuleSet, load_rules
 from triage.sigma.correlation import Correlator
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PACK = REPO / "signatures" / "sigma" / "ed2102"
 BREADTH_SAMPLES = REPO / "signatures" / "sigma" / "samples" / "breadth.yaml"
 CORPUS = REPO.parent / "shared" / "corpus"

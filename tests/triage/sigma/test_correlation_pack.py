@@ -22,7 +22,7 @@ from triage.sigma.coverage import load_coverage
 from triage.testing.corrsamples import expand, to_events
 from triage.testing.evtx import evtx_bytes
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PACK = REPO / "signatures" / "sigma" / "ed2102"
 SAMPLES = REPO / "signatures" / "sigma" / "samples" / "correlation.yaml"
 COVERAGE = REPO / "signatures" / "coverage" / "correlation.yaml"

@@ -10,7 +10,7 @@ import pytest
 from analyzers.eventlog.reader import iter_json_events
 from triage.formats.evtx import ReadStats, _iter_evtx_python, _iter_evtx_rust, iter_evtx
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpus"
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="third-party corpus ../shared/corpus is absent")
 
 

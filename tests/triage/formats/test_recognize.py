@@ -28,7 +28,7 @@ from triage.testing.evtx import Event, evtx_bytes
 from triage.testing.regf import HiveBuilder
 from triage.testing.volume import T0, httpproxy_log, memory_image_bytes, minidump_bytes, zip_bytes
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpus"
 
 
 def _hive() -> bytes:

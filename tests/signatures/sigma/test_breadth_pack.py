@@ -29,7 +29,7 @@ from triage.formats.evtx import ReadStats, iter_evtx
 from triage.sigma import RuleSet, load_rules
 from triage.testing.evtx import Event, evtx_bytes
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PACK = REPO / "signatures" / "sigma" / "ed2102"
 SAMPLES = REPO / "signatures" / "sigma" / "samples" / "breadth.yaml"
 COVERAGE = REPO / "signatures" / "coverage" / "breadth.yaml"

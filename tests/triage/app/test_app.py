@@ -17,7 +17,7 @@ from triage.testing.volume import VolumeSpec, build_volume
 
 from .conftest import RecordingProgress
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 KINDS = {"registry_hive": 3, "exchange_binary": 1, "exchange_log": 4, "web_file": 7, "iis_log": 1, "suspicious_file": 2}
 ONLY = ("webshell_locations",)  # one fast analyzer: 9 units over this volume
 

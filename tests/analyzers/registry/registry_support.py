@@ -11,7 +11,7 @@ from triage.case import ManifestRow
 from triage.finding import Finding
 from triage.registry import Analyzer, Unit
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CORPUS_HIVES = REPO.parent / "shared" / "corpus" / "hives"
 KINDS = {"exsetup.exe": "exchange_binary"}
 

@@ -31,7 +31,7 @@ from triage.testing.benign_server import (
 )
 from triage.testing.evtx import write_evtx
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PACK = REPO / "signatures" / "sigma" / "ed2102"
 CORPUS = REPO.parent / "shared" / "corpus"
 LOUD = ("high", "critical")

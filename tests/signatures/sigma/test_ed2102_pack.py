@@ -18,7 +18,7 @@ from sigma.collection import SigmaCollection
 from triage.formats.evtx import to_frame
 from triage.sigma import RuleSet, load_rules
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PACK = REPO / "signatures" / "sigma" / "ed2102"
 RULE_FILES = sorted(PACK.glob("*.yml"))
 SAMPLES_DIR = REPO / "signatures" / "sigma" / "samples"  # kept out of the rule folder

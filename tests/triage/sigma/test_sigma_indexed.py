@@ -23,7 +23,7 @@ from triage.sigma.engine import RuleSet, rule_plan
 from triage.testing.eventlogs import event_log_files
 from triage.testing.evtx import write_evtx
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CORPUS_EVTX = REPO.parent / "shared" / "corpus" / "evtx"
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from triage.sigma import load_rules
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PACK = REPO / "signatures" / "sigma" / "ed2102"
 SAMPLES = REPO / "signatures" / "sigma" / "samples" / "round2.yaml"
 COVERAGE = REPO / "signatures" / "coverage" / "round2.yaml"

@@ -26,7 +26,7 @@ from triage.sigma import RuleSet, load_rules
 from triage.sigma.coverage import Coverage, CoverageError, load_coverage
 from triage.testing.evtx import Event, write_evtx
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 COVERAGE = REPO / "signatures" / "coverage"
 PACK = REPO / "signatures" / "sigma" / "ed2102"
 SAMPLES = REPO / "signatures" / "sigma" / "samples"

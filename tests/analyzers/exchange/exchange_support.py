@@ -15,7 +15,7 @@ from triage.case import Case
 from triage.testing.exchangelogs import LogSet, proxylogon_story, write_files
 from triage.testing.volume import DEFAULT_INSTALL, VolumeSpec, build_volume
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CORPUS_LOGS = REPO.parent / "shared" / "corpus" / "logs"
 INSTALL = "C:/Program Files/Microsoft/Exchange Server/V15"
 MY_ANALYZERS = ("proxylogon", "exchange_weblogs", "proxylogon_narrative")

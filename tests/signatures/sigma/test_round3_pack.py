@@ -21,7 +21,7 @@ from triage.formats.evtx import ReadStats, iter_evtx
 from triage.sigma import load_rules
 from triage.testing.evtx import Event, write_evtx
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PACK = REPO / "signatures" / "sigma" / "ed2102"
 SAMPLES = REPO / "signatures" / "sigma" / "samples" / "round3.yaml"
 COVERAGE = REPO / "signatures" / "coverage" / "round3.yaml"

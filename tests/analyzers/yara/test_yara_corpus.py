@@ -23,7 +23,7 @@ from analyzers.yara.engine import (
 )
 from analyzers.yara.heuristics import SIGNALS, inspect, measure
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[4] / "shared" / "corpus"
 WEBSHELLS = sorted((CORPUS / "webshells").glob("*")) if (CORPUS / "webshells").is_dir() else []
 THIRD_PARTY = CORPUS / "yara"
 IIS_LOGS = sorted((CORPUS / "logs").glob("PLS_*.log")) if (CORPUS / "logs").is_dir() else []
