@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -20,7 +21,7 @@ from rich.table import Table
 from triage import __version__, app
 from triage.errors import ExitCode, TriageError, UsageError
 from triage.finding import SEVERITIES
-from triage.progress import byte_progress, unit_progress
+from triage.progress import ConsoleLogHandler, UnitBars, byte_progress, unit_progress
 from triage.report.fleet import FleetReport
 from triage.report.summary import ledger_summary_lines
 
@@ -186,7 +187,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
     for stream in (sys.stdout, sys.stderr):  # evidence names with undecodable bytes print escaped, never raise
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    handler = logging.StreamHandler(sys.stderr)
+    handler = ConsoleLogHandler()  # through the bars' console: a log line never breaks a live bar
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -196,19 +197,38 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 class ConsoleProgress:
-    """The command line's :class:`triage.app.Progress`: rich bars on stderr, messages through logging."""
+    """The command line's :class:`triage.app.Progress`: rich bars on stderr, messages through logging.
+
+    While a units bar is open, each unit that reports its own progress gets a transient line under it
+    (removed when the unit is over); quiet shows no bar and no line.
+    """
 
     def __init__(self, quiet: bool = False) -> None:
         self.quiet = quiet
+        self._open: list[UnitBars] = []  # units bars open now, innermost last
 
     def bytes(self, description: str) -> AbstractContextManager[Callable[[int], None]]:
         return byte_progress(description, enabled=not self.quiet)
 
-    def units(self, description: str) -> AbstractContextManager[Callable[[int, int], None]]:
-        return unit_progress(description, enabled=not self.quiet)
+    @contextlib.contextmanager
+    def units(self, description: str) -> Iterator[Callable[[int, int], None]]:
+        with unit_progress(description, enabled=not self.quiet) as bars:
+            self._open.append(bars)
+            try:
+                yield bars
+            finally:
+                self._open.remove(bars)
 
     def message(self, level: int, text: str, source: str = "triage") -> None:
         logging.getLogger(source).log(level, "%s", text)
+
+    def unit_progress(self, unit: str, done: float, total: float, text: str) -> None:
+        if self._open and not self.quiet:
+            self._open[-1].unit(unit, done, total, text)
+
+    def unit_finished(self, unit: str) -> None:
+        if self._open:
+            self._open[-1].finished(unit)
 
 
 # -- requests from the command line -----------------------------------------------------------------

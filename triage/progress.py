@@ -1,23 +1,41 @@
-"""Progress bars on stderr (quiet when stderr is not a terminal)."""
+"""Progress bars on stderr (quiet when stderr is not a terminal); log lines go through the same console.
+
+Everything is drawn by :data:`stderr`, and :class:`ConsoleLogHandler` prints log records through it too, so a
+log line written while bars are live appears above them instead of breaking them.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TransferSpeedColumn,
 )
 
 stderr = Console(stderr=True)
+
+
+class ConsoleLogHandler(logging.Handler):
+    """Log records as plain lines through :data:`stderr` (looked up at each record, so tests may replace it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            stderr.print(line, markup=False, highlight=False, emoji=False, soft_wrap=True)
+        except Exception:
+            self.handleError(record)
 
 
 @contextlib.contextmanager
@@ -38,9 +56,40 @@ def byte_progress(description: str, enabled: bool = True) -> Iterator[Callable[[
         yield lambda n: prog.advance(task, n)
 
 
+class UnitBars:
+    """The overall done/total bar of a run (called as ``update(done, total)``), plus one transient line per
+    running unit that reports its own progress, removed when that unit is over."""
+
+    def __init__(self, prog: Progress, task: TaskID) -> None:
+        self._prog = prog
+        self._task = task
+        self._units: dict[str, TaskID] = {}
+
+    def __call__(self, done: int, total: int) -> None:
+        self._prog.update(self._task, completed=done, total=total)
+
+    def unit(self, unit: str, done: float, total: float, text: str = "") -> None:
+        """Show (or move) the line of ``unit``; ``total`` 0: unknown (a pulsing bar)."""
+        description = "  " + escape(f"{unit}: {text}" if text else unit)
+        known = total if total and total > 0 else None
+        task = self._units.get(unit)
+        new = task is None
+        if task is None:
+            task = self._units[unit] = self._prog.add_task(description, total=known)
+        self._prog.update(task, description=description, total=known, completed=done)
+        if new:
+            self._prog.refresh()  # a short unit is seen at least once
+
+    def finished(self, unit: str) -> None:
+        """Drop the line of ``unit`` (a unit that never reported has none)."""
+        task = self._units.pop(unit, None)
+        if task is not None:
+            self._prog.remove_task(task)
+
+
 @contextlib.contextmanager
-def unit_progress(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A done/total bar; yields an ``update(done, total)`` callback."""
+def unit_progress(description: str, enabled: bool = True) -> Iterator[UnitBars]:
+    """A done/total bar; yields a :class:`UnitBars`, called as ``update(done, total)``."""
     enabled = enabled and stderr.is_terminal
     with Progress(
         TextColumn("{task.description}"),
@@ -51,5 +100,4 @@ def unit_progress(description: str, enabled: bool = True) -> Iterator[Callable[[
         transient=True,
         disable=not enabled,
     ) as prog:
-        task = prog.add_task(description, total=None)
-        yield lambda done, total: prog.update(task, completed=done, total=total)
+        yield UnitBars(prog, prog.add_task(description, total=None))

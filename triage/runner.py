@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 DONE = ("success", "no_findings", "skipped")
 # a unit's own progress as the caller sees it: (analyzer, evidence_id, done, total, text)
 UnitProgress = Callable[[str, str, float, float, str], None]
+# a unit's end as the caller sees it (any status, also one not run now): (analyzer, evidence_id)
+UnitDone = Callable[[str, str], None]
 
 
 @dataclass
@@ -224,6 +226,7 @@ def analyze_cases(
     on_progress: Callable[[int, int], None] | None = None,
     limits: UnitLimits | None = None,
     on_unit_progress: UnitProgress | None = None,
+    on_unit_done: UnitDone | None = None,
 ) -> dict[str, AnalyzeSummary]:
     """Plan the units of several cases and run them all on one executor.
 
@@ -234,7 +237,9 @@ def analyze_cases(
     units run now, over all cases. ``limits``: the per-unit time and memory bounds (default: the
     executor's, else :class:`UnitLimits`'s defaults); every unit runs in a child process under them.
     ``on_unit_progress(analyzer, evidence_id, done, total, text)`` gets what long units report of their own
-    progress (:meth:`triage.registry.Unit.progress`, e.g. the memory analyzer's scan and plugins).
+    progress (:meth:`triage.registry.Unit.progress`, e.g. the memory analyzer's scan and plugins);
+    ``on_unit_done(analyzer, evidence_id)`` is told when each unit is over (its result is counted), so a
+    display can drop that unit's own line.
 
     Ctrl-C (KeyboardInterrupt) stops the run at once: units in flight and queued are left for the next
     run, each case still gets its run record (``interrupted``) and custody event, and the interrupt
@@ -278,6 +283,8 @@ def analyze_cases(
                     "message": rec.get("message", ""),
                 }
             )
+        if on_unit_done is not None:
+            on_unit_done(rec["analyzer"], rec["evidence_id"])
         if on_progress:
             on_progress(done, total)
 
@@ -384,6 +391,7 @@ def analyze_case(
     on_progress: Callable[[int, int], None] | None = None,
     limits: UnitLimits | None = None,
     on_unit_progress: UnitProgress | None = None,
+    on_unit_done: UnitDone | None = None,
 ) -> AnalyzeSummary:
     """Plan and run all units of the selected analyzers over the case's evidence.
 
@@ -402,4 +410,5 @@ def analyze_case(
         on_progress=on_progress,
         limits=limits,
         on_unit_progress=on_unit_progress,
+        on_unit_done=on_unit_done,
     )[str(case.path)]

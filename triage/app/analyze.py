@@ -12,7 +12,7 @@ from typing import Any
 
 from triage import runner
 from triage.app.options import AnalyzerOptions, RuleInputs, analyzer_options, preload_rules
-from triage.app.progress import Progress
+from triage.app.progress import Progress, unit_key
 from triage.case import Case
 from triage.errors import ExitCode
 from triage.executors import Executor, open_executor, resolve_limits
@@ -75,6 +75,20 @@ def executor_for(request: ExecutorRequest) -> Iterator[Executor]:
         ex.close()
 
 
+def unit_progress_to(progress: Progress) -> runner.UnitProgress:
+    """The runner's unit-progress callback, passed on to ``progress``."""
+
+    def forward(analyzer: str, evidence_id: str, done: float, total: float, text: str) -> None:
+        progress.unit_progress(unit_key(analyzer, evidence_id), done, total, text)
+
+    return forward
+
+
+def unit_done_to(progress: Progress) -> runner.UnitDone:
+    """The runner's unit-end callback, passed on to ``progress``."""
+    return lambda analyzer, evidence_id: progress.unit_finished(unit_key(analyzer, evidence_id))
+
+
 def analyze(request: AnalyzeRequest, progress: Progress, executor: Executor | None = None) -> AnalyzeSummary:
     """Run the analyzers over the request's case (``executor``: given and left open, else opened here)."""
     options = options_of(request)  # bad paths are usage errors before anything runs
@@ -106,6 +120,8 @@ def analyze_into(
             plugins=request.rules.plugins,
             options=options,
             on_progress=update,
+            on_unit_progress=unit_progress_to(progress),
+            on_unit_done=unit_done_to(progress),
         )
     case.sync()
     for err in summary.errors[:20]:

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from triage import runner
-from triage.app.analyze import AnalyzeRequest, AnalyzeSummary, executor_for, options_of
+from triage.app.analyze import (
+    AnalyzeRequest,
+    AnalyzeSummary,
+    executor_for,
+    options_of,
+    unit_done_to,
+    unit_progress_to,
+)
 from triage.app.collect import CollectRequest, CollectSummary, collect
 from triage.app.options import AnalyzerOptions, preload_rules
 from triage.app.progress import Progress
@@ -156,6 +163,8 @@ def analyze_hosts(
                 force=request.force,
                 plugins=request.rules.plugins,
                 options=options,
+                on_unit_progress=unit_progress_to(progress),
+                on_unit_done=unit_done_to(progress),
             )
         summaries = {h: by_path[str(c.path)] for h, c in opened.items()}
     finally:

@@ -28,6 +28,20 @@ class Progress(Protocol):
         """A message for the analyst (``level`` as in :mod:`logging`; ``source`` names the part speaking)."""
         ...
 
+    def unit_progress(self, unit: str, done: float, total: float, text: str) -> None:
+        """A running unit's own progress (``unit``: "ANALYZER EVIDENCE_ID"; ``total`` 0: unknown), reported
+        while a :meth:`units` bar is open."""
+        ...
+
+    def unit_finished(self, unit: str) -> None:
+        """The unit is over (whatever its status): its own progress, if any was shown, can go."""
+        ...
+
+
+def unit_key(analyzer: str, evidence_id: str) -> str:
+    """How a unit is named to :meth:`Progress.unit_progress`."""
+    return f"{analyzer} {evidence_id}"
+
 
 class NullProgress:
     """Shows nothing and says nothing."""
@@ -43,9 +57,15 @@ class NullProgress:
     def message(self, level: int, text: str, source: str = "triage") -> None:
         pass
 
+    def unit_progress(self, unit: str, done: float, total: float, text: str) -> None:
+        pass
+
+    def unit_finished(self, unit: str) -> None:
+        pass
+
 
 class LogProgress(NullProgress):
-    """No bars; messages go to :mod:`logging` (for scripts that configure logging themselves)."""
+    """No bars and no unit progress; messages go to :mod:`logging` (for scripts that configure logging themselves)."""
 
     def message(self, level: int, text: str, source: str = "triage") -> None:
         logging.getLogger(source).log(level, "%s", text)

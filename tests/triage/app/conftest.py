@@ -18,6 +18,8 @@ class RecordingProgress:
     advanced: dict[str, int] = field(default_factory=dict)  # bytes bar -> bytes advanced
     last_units: dict[str, tuple[int, int]] = field(default_factory=dict)  # units bar -> last (done, total)
     messages: list[tuple[int, str, str]] = field(default_factory=list)  # (level, text, source)
+    unit_reports: dict[str, list[tuple[float, float, str]]] = field(default_factory=dict)  # unit -> reports
+    units_finished: list[str] = field(default_factory=list)
 
     @contextlib.contextmanager
     def bytes(self, description: str) -> Iterator[Callable[[int], None]]:
@@ -40,6 +42,12 @@ class RecordingProgress:
 
     def message(self, level: int, text: str, source: str = "triage") -> None:
         self.messages.append((level, text, source))
+
+    def unit_progress(self, unit: str, done: float, total: float, text: str) -> None:
+        self.unit_reports.setdefault(unit, []).append((done, total, text))
+
+    def unit_finished(self, unit: str) -> None:
+        self.units_finished.append(unit)
 
     def texts(self, level: int | None = None) -> list[str]:
         return [t for lv, t, _ in self.messages if level is None or lv == level]
