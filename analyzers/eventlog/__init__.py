@@ -22,6 +22,7 @@ from analyzers.eventlog.reader import iter_events
 from triage.case import Case
 from triage.finding import Finding
 from triage.formats.evtx import SYSTEM_COLUMNS, ReadStats
+from triage.indicators import rule_metas
 from triage.registry import Analyzer, Option, Unit, register, signature_path
 from triage.sigma.correlation import Correlator, describe
 
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ED_WINDOW_START = pd.Timestamp("2021-01-01T00:00:00Z")
 PACK = "sigma/ed2102"
+RULES = rule_metas("rulemeta/eventlog.yaml")
 MAX_PER_RULE = 1000  # individual findings per rule and log; the rest are counted in one summary finding
 KEY_FIELDS = (
     "Image",
@@ -316,26 +318,18 @@ class EventLogs(Analyzer):
         name = Path(unit.logical_path).name
         first = cov.get("first")
         yield unit.finding(
-            rule_id="TRIAGE-EVT-COV-000",
-            rule_title="Event log coverage",
-            severity="info",
-            confidence="high",
+            RULES["TRIAGE-EVT-COV-000"],
             title=f"Coverage of {name}: {stats.records} events, {first or '-'} to {cov.get('last') or '-'}",
             message=f"{name}: {stats.records} events in {channels}; first {first or '-'}, last "
             f"{cov.get('last') or '-'}; {cov.get('missing_record_ids', 0)} record numbers missing.",
             location="coverage",
             ts=first,
             ts_desc="First event in log",
-            ed2102_steps=["5"],
-            tags=["coverage"],
             attributes=attrs,
         )
         if stats.records and first and pd.Timestamp(first) > ED_WINDOW_START:
             yield unit.finding(
-                rule_id="TRIAGE-EVT-COV-001",
-                rule_title="Event log does not reach back to 2021-01-01",
-                severity="medium",
-                confidence="high",
+                RULES["TRIAGE-EVT-COV-001"],
                 title=f"{name} starts {first[:10]}, after the directive window began (2021-01-01)",
                 message=f"The oldest event in {name} is from {first}. ED 21-02 asks for activity since "
                 "2021-01-01; anything before this log's start is not covered, so an absence of "
@@ -343,8 +337,6 @@ class EventLogs(Analyzer):
                 location="coverage-window",
                 ts=first,
                 ts_desc="First event in log",
-                ed2102_steps=["5", "8"],
-                tags=["coverage"],
                 attributes={"first": first, "window_start": ED_WINDOW_START.isoformat()},
             )
         missing = cov.get("missing_record_ids", 0)
@@ -355,10 +347,7 @@ class EventLogs(Analyzer):
             parts += [f"{stats.bad_values} values dropped or repaired"] if stats.bad_values else []
             parts += ["read incomplete (truncated or a reading limit hit)"] if stats.truncated else []
             yield unit.finding(
-                rule_id="TRIAGE-EVT-COV-002",
-                rule_title="Event records missing or unreadable",
-                severity="medium",
-                confidence="medium",
+                RULES["TRIAGE-EVT-COV-002"],
                 title=f"{name}: " + ", ".join(parts),
                 message=f"Record numbers {cov.get('first_record_id')} to {cov.get('last_record_id')} have "
                 f"{missing} holes ({cov.get('missing_ranges', [])[:5]}...); {', '.join(parts[1:])}. "
@@ -368,8 +357,6 @@ class EventLogs(Analyzer):
                 location="coverage-holes",
                 ts=first,
                 ts_desc="First event in log",
-                ed2102_steps=["5"],
-                tags=["coverage", "integrity"],
                 attributes={
                     k: cov.get(k) for k in ("missing_record_ids", "missing_ranges", "first_record_id", "last_record_id")
                 }
