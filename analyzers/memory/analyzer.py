@@ -65,7 +65,6 @@ CARVE_WINDOW = 16 * 1024 * 1024  # bytes after a carved minidump header we let t
 MAX_CARVES = 500
 RULES = rule_metas("rulemeta/memory.yaml")
 RAW_TABLE_LIMIT = 200_000  # raw YARA matches kept in yara_raw.parquet
-SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 
 def _plugin_job(
@@ -318,26 +317,16 @@ class MemoryAnalyzer(Analyzer):
     def _raw_finding(
         self, unit: Unit, rule: str, meta: dict[str, Any], matches: list[rawscan.RawMatch], count: int
     ) -> Finding:
-        sev = str(meta.get("severity") or "medium").lower()
-        sev = sev if sev in SEVERITIES else "medium"
         title = str(meta.get("title") or rule.rsplit(".", 1)[-1])
         first = matches[0]
         samples = [_printable(m.data) for m in matches[:5]]
         return unit.finding(
-            rule_id=f"MEM-YARA-{rule.rsplit('.', 1)[-1]}",
-            rule_title=title,
-            severity=sev,
-            confidence=str(meta.get("confidence") or "medium"),
+            derive.yara_rule_meta("MEM-YARA", rule, meta, title, ("memory", "yara", "raw"), cite=True),
             title=f"{title}: {count} match(es) in the memory image",
             message=f"YARA rule {rule} matched {count} time(s) in the raw memory image, first at offset "
             f"{first.offset:#x}: {samples[0]!r}. The scan needs no symbols; the Volatility tables say which "
             "process holds it (vadyarascan).",
             location=f"offset:{first.offset:#x}",
-            mitre=str(meta.get("mitre") or ""),
-            cve=str(meta.get("cve") or ""),
-            ed2102_steps=str(meta.get("ed2102_steps") or meta.get("ed2102_step") or "11"),
-            tags="memory,yara,raw",
-            references=str(meta.get("reference") or ""),
             attributes={
                 "rule": rule,
                 "rule_id": meta.get("id"),
@@ -449,19 +438,12 @@ class MemoryAnalyzer(Analyzer):
                 yield self._unavailable_finding(unit, blocked)
         for ind in derive.derive_all(rows, self.ruleset.rule_meta if "vadyarascan" in rows else None):
             yield unit.finding(
-                rule_id=ind.rule_id,
-                rule_title=ind.rule_title,
-                severity=ind.severity,
-                confidence=ind.confidence,
+                ind.rule,
                 title=ind.title,
                 message=ind.message,
                 location=ind.location,
                 ts=ind.ts,
                 ts_desc=ind.ts_desc,
-                mitre=ind.mitre,
-                cve=ind.cve,
-                ed2102_steps=ind.steps,
-                tags=ind.tags,
                 attributes=ind.attributes,
             )
 
