@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,11 @@ import pandas as pd
 from analyzers.eventlog.jsonexport import JsonLimits
 from analyzers.eventlog.reader import iter_events
 from triage.case import Case
-from triage.finding import Finding
+from triage.finding import Finding, RuleMeta
 from triage.formats.evtx import SYSTEM_COLUMNS, ReadStats
 from triage.indicators import rule_metas
 from triage.registry import Analyzer, Option, Unit, register, signature_path
-from triage.sigma.correlation import Correlator, describe
+from triage.sigma.correlation import CorrelationRule, Correlator, describe
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,29 @@ class Coverage:
         return out
 
 
+def sigma_meta(rule: Any) -> RuleMeta:
+    """What every finding of one loaded Sigma rule or correlation rule shares here: id, title, level, MITRE, CVE
+    and ED 21-02 steps from the rule; high confidence for high and critical rules, else medium; its first five
+    references; tags 'sigma' and the rule's other tags (ATT&CK, CVE and ED 21-02 tags are fields of their own), or
+    for a correlation rule 'sigma', 'correlation' and its type."""
+    if isinstance(rule, CorrelationRule):
+        tags: tuple[str, ...] = ("sigma", "correlation", rule.type)
+    else:
+        tags = ("sigma", *(t for t in rule.tags if not t.startswith(("attack.t", "cve.", "ed2102."))))[:8]
+    return RuleMeta(
+        id=rule.id,
+        title=rule.title,
+        severity=rule.severity,
+        confidence="high" if rule.level in ("high", "critical") else "medium",
+        description=rule.description,
+        mitre=rule.mitre,
+        cve=rule.cve,
+        steps=tuple(str(x) for x in rule.ed2102_steps),
+        tags=tags,
+        references=rule.references[:5],
+    )
+
+
 @register
 class EventLogs(Analyzer):
     """Sigma rules (the ED 21-02 pack plus --sigma sets) over EVTX and JSON event exports; log coverage."""
@@ -109,6 +133,9 @@ class EventLogs(Analyzer):
         ),
     )
     rule_option = "sigma"
+    # what the findings of each loaded rule share, built by load_rules (correlation rules keyed by the rule)
+    _metas: dict[str, RuleMeta]
+    _corr_metas: dict[CorrelationRule, RuleMeta]
 
     def rule_paths(self) -> list[Path]:
         paths = super().rule_paths()
@@ -123,6 +150,9 @@ class EventLogs(Analyzer):
         sources = [signature_path(PACK), *map(Path, self.options.get("sigma", []))]
         ruleset = load_rules(sources)
         log.info("sigma: %d rules loaded, %d skipped", len(ruleset.loaded), len(ruleset.skipped))
+        # the metadata of each rule's findings, built once with the rules (correlation rules: by the rule itself)
+        self._metas = {r.id: sigma_meta(r) for r in ruleset.loaded}
+        self._corr_metas = {r: sigma_meta(r) for r in ruleset.correlations}
         return ruleset
 
     @classmethod
@@ -170,6 +200,7 @@ class EventLogs(Analyzer):
 
     def analyze(self, unit: Unit) -> Iterator[Finding]:
         ruleset = self.ruleset
+        metas = self._metas
         stats = ReadStats()
         cov = Coverage()
         per_rule: dict[str, int] = {}
@@ -194,21 +225,16 @@ class EventLogs(Analyzer):
                 wanted = sorted({row for _, row in emit})
                 events = dict(zip(wanted, df.iloc[wanted].to_dict("records"), strict=True))
                 for rule_id, row in emit:
-                    yield self._finding(unit, rules_by_id[rule_id], events[row])
+                    yield self._finding(unit, rules_by_id[rule_id], metas[rule_id], events[row])
         for rule_id, n in per_rule.items():
             if n > MAX_PER_RULE:
-                rule = rules_by_id[rule_id]
+                meta = metas[rule_id]
                 yield unit.finding(
-                    rule_id=rule.id,
-                    rule_title=rule.title,
-                    severity=rule.severity,
-                    title=f"{rule.title}: {n} events in total ({n - MAX_PER_RULE} more not listed)",
+                    # the count of a rule's matches: medium confidence, cites nothing
+                    replace(meta, confidence="medium", tags=("sigma", "summary"), references=()),
+                    title=f"{meta.title}: {n} events in total ({n - MAX_PER_RULE} more not listed)",
                     message=f"The rule matched {n} events of this log; the first {MAX_PER_RULE} are listed.",
                     location="summary",
-                    mitre=rule.mitre,
-                    cve=rule.cve,
-                    ed2102_steps=[str(x) for x in rule.ed2102_steps],
-                    tags=["sigma", "summary"],
                     attributes={"matches": n},
                 )
         if corr:
@@ -217,7 +243,7 @@ class EventLogs(Analyzer):
             unit.warn(w)
         yield from self._coverage(unit, stats, cov.summary())
 
-    def _finding(self, unit: Unit, rule: Any, event: dict[str, Any]) -> Finding:
+    def _finding(self, unit: Unit, rule: Any, meta: RuleMeta, event: dict[str, Any]) -> Finding:
         fields = {
             k: _short(v, 2000)
             for k, v in event.items()
@@ -232,20 +258,12 @@ class EventLogs(Analyzer):
         created: Any = event.get("TimeCreated")
         rid_text = "?" if pd.isna(rid) else str(int(rid))
         return unit.finding(
-            rule_id=rule.id,
-            rule_title=rule.title,
-            severity=rule.severity,
-            confidence="high" if rule.level in ("high", "critical") else "medium",
+            meta,
             title=f"{rule.title} ({event.get('Channel')} {event.get('EventID')}, record {rid_text})",
             message=f"{rule.description.strip()} {context}".strip(),
             location=f"{event.get('Channel')}#{rid_text}",
             ts=None if pd.isna(created) else created.to_pydatetime(),
             ts_desc="Event logged",
-            mitre=rule.mitre,
-            cve=rule.cve,
-            ed2102_steps=[str(x) for x in rule.ed2102_steps],
-            tags=["sigma", *(t for t in rule.tags if not t.startswith(("attack.t", "cve.", "ed2102.")))][:8],
-            references=list(rule.references[:5]),
             attributes={
                 "event": fields,
                 "rule_file": Path(rule.path).name,
@@ -266,20 +284,12 @@ class EventLogs(Analyzer):
             rule = hit.rule
             group = ",".join(f"{k}={v}" for k, v in hit.group.items())
             yield unit.finding(
-                rule_id=rule.id,
-                rule_title=rule.title,
-                severity=rule.severity,
-                confidence="high" if rule.level in ("high", "critical") else "medium",
+                self._corr_metas[rule],
                 title=f"{rule.title}: {describe(hit)}",
                 message=f"{rule.description.strip()} {describe(hit)}.".strip(),
                 location=f"correlation:{group or 'all'}@{hit.first.isoformat()}",
                 ts=hit.first.to_pydatetime(),
                 ts_desc="First event of the burst",
-                mitre=rule.mitre,
-                cve=rule.cve,
-                ed2102_steps=[str(x) for x in rule.ed2102_steps],
-                tags=["sigma", "correlation", rule.type],
-                references=list(rule.references[:5]),
                 attributes={
                     "correlation_type": rule.type,
                     "group_by": hit.group,
