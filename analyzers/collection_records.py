@@ -16,10 +16,11 @@ from typing import Any
 from triage.case import ManifestRow
 from triage.errors import Skip
 from triage.finding import Finding
+from triage.indicators import rule_metas
 from triage.registry import Analyzer, Unit, register
 
-RULE_ID = "collection.copy_mismatch"
-RULE_TITLE = "Collected copy differs from the collection tool's own record"
+RULES = rule_metas("rulemeta/collection_records.yaml")
+RULE = RULES["collection.copy_mismatch"]
 CHECKS = (("size", "size"), ("sha1", "sha1"), ("sha256", "sha256"), ("md5", "md5"))  # tool field, manifest field
 
 
@@ -77,10 +78,7 @@ class CollectionRecords(Analyzer):
             tool = str(record.get("tool", "collection tool"))
             what = "; ".join(f"{f}: {tool} recorded {e}, the case holds {g}" for f, e, g in diffs)
             yield unit.finding(
-                rule_id=RULE_ID,
-                rule_title=RULE_TITLE,
-                severity="medium",
-                confidence="high",
+                RULE,
                 title=f"{row.source_path}: the copy is not what {tool} copied ({', '.join(f for f, _, _ in diffs)})",
                 message=(
                     f"{what}. The bytes in the case differ from those {tool} read on the server "

@@ -140,14 +140,12 @@ class WebLogSigma(Analyzer):
             if n > MAX_PER_RULE:
                 rule = by_id[rule_id]
                 yield unit.finding(
-                    rule_id=rule.id,
-                    rule_title=rule.title,
-                    severity=rule.severity,
+                    rule.meta,
                     title=f"{rule.title}: {n} requests in total ({n - MAX_PER_RULE} more not listed)",
                     message=f"The rule matched {n} requests of this log; the first {MAX_PER_RULE} are listed.",
                     location="summary",
-                    mitre=rule.mitre,
-                    cve=rule.cve,
+                    ed2102_steps=(),  # the summary names no checklist step and cites nothing
+                    references=(),
                     tags=["sigma", "weblog", "summary"],
                     attributes={"matches": n},
                 )
@@ -160,21 +158,15 @@ class WebLogSigma(Analyzer):
         what = f"{row['cs-method']} {row['cs-uri']} -> {row['sc-status']} from {row['c-ip']}"
         ts = norm.get("ts")
         return unit.finding(
-            rule_id=rule.id,
-            rule_title=rule.title,
-            severity=rule.severity,
-            confidence="medium",
+            rule.meta,
             title=f"{rule.title}: {what[:160]}",
             message=f"{unit.logical_path} line {line_text}: {what}; user agent '{str(row['cs-user-agent'])[:120]}'. "
             f"{rule.description.strip()}",
             location=f"{PurePosixPath(unit.logical_path).name}:{line_text}",
             ts=None if ts is None or pd.isna(ts) else pd.Timestamp(ts).to_pydatetime(),
             ts_desc="Log record time",
-            mitre=rule.mitre,
-            cve=rule.cve,
-            ed2102_steps=[str(x) for x in rule.ed2102_steps],
             tags=["sigma", "weblog"],
-            references=list(rule.references[:5]),
+            references=rule.meta.references[:5],
             attributes={
                 "request": {k: str(v)[:2000] for k, v in row.items() if k not in ("Channel", "EventID")},
                 "rule_file": Path(rule.path).name,

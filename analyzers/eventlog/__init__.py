@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,17 @@ import pandas as pd
 from analyzers.eventlog.jsonexport import JsonLimits
 from analyzers.eventlog.reader import iter_events
 from triage.case import Case
-from triage.finding import Finding
+from triage.finding import Finding, RuleMeta
 from triage.formats.evtx import SYSTEM_COLUMNS, ReadStats
+from triage.indicators import rule_metas
 from triage.registry import Analyzer, Option, Unit, register, signature_path
-from triage.sigma.correlation import Correlator, describe
+from triage.sigma.correlation import CorrelationRule, Correlator, describe
 
 log = logging.getLogger(__name__)
 
 ED_WINDOW_START = pd.Timestamp("2021-01-01T00:00:00Z")
 PACK = "sigma/ed2102"
+RULES = rule_metas("rulemeta/eventlog.yaml")
 MAX_PER_RULE = 1000  # individual findings per rule and log; the rest are counted in one summary finding
 KEY_FIELDS = (
     "Image",
@@ -89,6 +92,29 @@ class Coverage:
         return out
 
 
+def sigma_meta(rule: Any) -> RuleMeta:
+    """What every finding of one loaded Sigma rule or correlation rule shares here: id, title, level, MITRE, CVE
+    and ED 21-02 steps from the rule; high confidence for high and critical rules, else medium; its first five
+    references; tags 'sigma' and the rule's other tags (ATT&CK, CVE and ED 21-02 tags are fields of their own), or
+    for a correlation rule 'sigma', 'correlation' and its type."""
+    if isinstance(rule, CorrelationRule):
+        tags: tuple[str, ...] = ("sigma", "correlation", rule.type)
+    else:
+        tags = ("sigma", *(t for t in rule.tags if not t.startswith(("attack.t", "cve.", "ed2102."))))[:8]
+    return RuleMeta(
+        id=rule.id,
+        title=rule.title,
+        severity=rule.severity,
+        confidence="high" if rule.level in ("high", "critical") else "medium",
+        description=rule.description,
+        mitre=rule.mitre,
+        cve=rule.cve,
+        steps=tuple(str(x) for x in rule.ed2102_steps),
+        tags=tags,
+        references=rule.references[:5],
+    )
+
+
 @register
 class EventLogs(Analyzer):
     """Sigma rules (the ED 21-02 pack plus --sigma sets) over EVTX and JSON event exports; log coverage."""
@@ -107,6 +133,9 @@ class EventLogs(Analyzer):
         ),
     )
     rule_option = "sigma"
+    # what the findings of each loaded rule share, built by load_rules (correlation rules keyed by the rule)
+    _metas: dict[str, RuleMeta]
+    _corr_metas: dict[CorrelationRule, RuleMeta]
 
     def rule_paths(self) -> list[Path]:
         paths = super().rule_paths()
@@ -121,6 +150,9 @@ class EventLogs(Analyzer):
         sources = [signature_path(PACK), *map(Path, self.options.get("sigma", []))]
         ruleset = load_rules(sources)
         log.info("sigma: %d rules loaded, %d skipped", len(ruleset.loaded), len(ruleset.skipped))
+        # the metadata of each rule's findings, built once with the rules (correlation rules: by the rule itself)
+        self._metas = {r.id: sigma_meta(r) for r in ruleset.loaded}
+        self._corr_metas = {r: sigma_meta(r) for r in ruleset.correlations}
         return ruleset
 
     @classmethod
@@ -168,6 +200,7 @@ class EventLogs(Analyzer):
 
     def analyze(self, unit: Unit) -> Iterator[Finding]:
         ruleset = self.ruleset
+        metas = self._metas
         stats = ReadStats()
         cov = Coverage()
         per_rule: dict[str, int] = {}
@@ -192,21 +225,16 @@ class EventLogs(Analyzer):
                 wanted = sorted({row for _, row in emit})
                 events = dict(zip(wanted, df.iloc[wanted].to_dict("records"), strict=True))
                 for rule_id, row in emit:
-                    yield self._finding(unit, rules_by_id[rule_id], events[row])
+                    yield self._finding(unit, rules_by_id[rule_id], metas[rule_id], events[row])
         for rule_id, n in per_rule.items():
             if n > MAX_PER_RULE:
-                rule = rules_by_id[rule_id]
+                meta = metas[rule_id]
                 yield unit.finding(
-                    rule_id=rule.id,
-                    rule_title=rule.title,
-                    severity=rule.severity,
-                    title=f"{rule.title}: {n} events in total ({n - MAX_PER_RULE} more not listed)",
+                    # the count of a rule's matches: medium confidence, cites nothing
+                    replace(meta, confidence="medium", tags=("sigma", "summary"), references=()),
+                    title=f"{meta.title}: {n} events in total ({n - MAX_PER_RULE} more not listed)",
                     message=f"The rule matched {n} events of this log; the first {MAX_PER_RULE} are listed.",
                     location="summary",
-                    mitre=rule.mitre,
-                    cve=rule.cve,
-                    ed2102_steps=[str(x) for x in rule.ed2102_steps],
-                    tags=["sigma", "summary"],
                     attributes={"matches": n},
                 )
         if corr:
@@ -215,7 +243,7 @@ class EventLogs(Analyzer):
             unit.warn(w)
         yield from self._coverage(unit, stats, cov.summary())
 
-    def _finding(self, unit: Unit, rule: Any, event: dict[str, Any]) -> Finding:
+    def _finding(self, unit: Unit, rule: Any, meta: RuleMeta, event: dict[str, Any]) -> Finding:
         fields = {
             k: _short(v, 2000)
             for k, v in event.items()
@@ -230,20 +258,12 @@ class EventLogs(Analyzer):
         created: Any = event.get("TimeCreated")
         rid_text = "?" if pd.isna(rid) else str(int(rid))
         return unit.finding(
-            rule_id=rule.id,
-            rule_title=rule.title,
-            severity=rule.severity,
-            confidence="high" if rule.level in ("high", "critical") else "medium",
+            meta,
             title=f"{rule.title} ({event.get('Channel')} {event.get('EventID')}, record {rid_text})",
             message=f"{rule.description.strip()} {context}".strip(),
             location=f"{event.get('Channel')}#{rid_text}",
             ts=None if pd.isna(created) else created.to_pydatetime(),
             ts_desc="Event logged",
-            mitre=rule.mitre,
-            cve=rule.cve,
-            ed2102_steps=[str(x) for x in rule.ed2102_steps],
-            tags=["sigma", *(t for t in rule.tags if not t.startswith(("attack.t", "cve.", "ed2102.")))][:8],
-            references=list(rule.references[:5]),
             attributes={
                 "event": fields,
                 "rule_file": Path(rule.path).name,
@@ -264,20 +284,12 @@ class EventLogs(Analyzer):
             rule = hit.rule
             group = ",".join(f"{k}={v}" for k, v in hit.group.items())
             yield unit.finding(
-                rule_id=rule.id,
-                rule_title=rule.title,
-                severity=rule.severity,
-                confidence="high" if rule.level in ("high", "critical") else "medium",
+                self._corr_metas[rule],
                 title=f"{rule.title}: {describe(hit)}",
                 message=f"{rule.description.strip()} {describe(hit)}.".strip(),
                 location=f"correlation:{group or 'all'}@{hit.first.isoformat()}",
                 ts=hit.first.to_pydatetime(),
                 ts_desc="First event of the burst",
-                mitre=rule.mitre,
-                cve=rule.cve,
-                ed2102_steps=[str(x) for x in rule.ed2102_steps],
-                tags=["sigma", "correlation", rule.type],
-                references=list(rule.references[:5]),
                 attributes={
                     "correlation_type": rule.type,
                     "group_by": hit.group,
@@ -316,26 +328,18 @@ class EventLogs(Analyzer):
         name = Path(unit.logical_path).name
         first = cov.get("first")
         yield unit.finding(
-            rule_id="TRIAGE-EVT-COV-000",
-            rule_title="Event log coverage",
-            severity="info",
-            confidence="high",
+            RULES["TRIAGE-EVT-COV-000"],
             title=f"Coverage of {name}: {stats.records} events, {first or '-'} to {cov.get('last') or '-'}",
             message=f"{name}: {stats.records} events in {channels}; first {first or '-'}, last "
             f"{cov.get('last') or '-'}; {cov.get('missing_record_ids', 0)} record numbers missing.",
             location="coverage",
             ts=first,
             ts_desc="First event in log",
-            ed2102_steps=["5"],
-            tags=["coverage"],
             attributes=attrs,
         )
         if stats.records and first and pd.Timestamp(first) > ED_WINDOW_START:
             yield unit.finding(
-                rule_id="TRIAGE-EVT-COV-001",
-                rule_title="Event log does not reach back to 2021-01-01",
-                severity="medium",
-                confidence="high",
+                RULES["TRIAGE-EVT-COV-001"],
                 title=f"{name} starts {first[:10]}, after the directive window began (2021-01-01)",
                 message=f"The oldest event in {name} is from {first}. ED 21-02 asks for activity since "
                 "2021-01-01; anything before this log's start is not covered, so an absence of "
@@ -343,8 +347,6 @@ class EventLogs(Analyzer):
                 location="coverage-window",
                 ts=first,
                 ts_desc="First event in log",
-                ed2102_steps=["5", "8"],
-                tags=["coverage"],
                 attributes={"first": first, "window_start": ED_WINDOW_START.isoformat()},
             )
         missing = cov.get("missing_record_ids", 0)
@@ -355,10 +357,7 @@ class EventLogs(Analyzer):
             parts += [f"{stats.bad_values} values dropped or repaired"] if stats.bad_values else []
             parts += ["read incomplete (truncated or a reading limit hit)"] if stats.truncated else []
             yield unit.finding(
-                rule_id="TRIAGE-EVT-COV-002",
-                rule_title="Event records missing or unreadable",
-                severity="medium",
-                confidence="medium",
+                RULES["TRIAGE-EVT-COV-002"],
                 title=f"{name}: " + ", ".join(parts),
                 message=f"Record numbers {cov.get('first_record_id')} to {cov.get('last_record_id')} have "
                 f"{missing} holes ({cov.get('missing_ranges', [])[:5]}...); {', '.join(parts[1:])}. "
@@ -368,8 +367,6 @@ class EventLogs(Analyzer):
                 location="coverage-holes",
                 ts=first,
                 ts_desc="First event in log",
-                ed2102_steps=["5"],
-                tags=["coverage", "integrity"],
                 attributes={
                     k: cov.get(k) for k in ("missing_record_ids", "missing_ranges", "first_record_id", "last_record_id")
                 }

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from analyzers.exchange.common import AA21_062A, LogFile, file_failed, iso, short, unit_files
+from analyzers.exchange.common import LogFile, file_failed, iso, short, unit_files
 from analyzers.exchange.logs import ECP, HTTPPROXY, IIS, SOURCE_COLUMNS, LogReader, normalize
 from analyzers.exchange.proxylogon import (
     OabHit,
@@ -38,7 +38,7 @@ from analyzers.exchange.proxylogon import (
 from analyzers.exchange.rules import RULE_DIR, RuleSet, load_rules, match_frame
 from triage.errors import Skip
 from triage.finding import SEVERITIES, Finding
-from triage.indicators import indicator_list
+from triage.indicators import indicator_list, rule_metas
 from triage.registry import Analyzer, Unit, register
 
 _CANARY = r"(?i)msExchEcpCanary=([^&#;\s']+)"
@@ -48,6 +48,7 @@ _STOCK = re.compile("(?i)^(?:" + "|".join(re.escape(p) for p in indicator_list("
 HOST_EVENT_WINDOW = pd.Timedelta(hours=1)
 MAX_STEPS = 1000
 MAX_RELATED = 200
+RULES = rule_metas("rulemeta/proxylogon_narrative.yaml")
 STEP_COLUMNS = (
     "ts", "log", "source", "_line", "client_ip", "method", "uri_stem", "uri_query", "status", "user_agent",
     "username", "request_id", "anchor_mailbox", "routing_hint", "protocol", "cmd", "uri_file",
@@ -458,10 +459,8 @@ class AttackNarrative(Analyzer):
         )
         steps = [{k: v for k, v in s.items() if k != "_ts"} for s in n.steps]
         return unit.finding(
-            rule_id="TRIAGE-EXN-001",
-            rule_title="ProxyLogon attack narrative per client",
+            RULES["TRIAGE-EXN-001"],
             severity="critical" if critical else "high",
-            confidence="high",
             title=f"ProxyLogon activity from {n.client_ip}: {len(n.steps)} steps, "
             f"{iso(n.first)[:16] or '?'} to {iso(n.last)[:16] or '?'}",
             message=message,
@@ -473,9 +472,6 @@ class AttackNarrative(Analyzer):
                 {"CVE-2021-26855"}
                 | ({"CVE-2021-27065"} if n.rule_ids & {"TPL-CVE-2021-27065-RESET", "TRIAGE-EXW-017"} else set())
             ),
-            ed2102_steps=["8"],
-            tags=["proxylogon", "narrative"],
-            references=[AA21_062A],
             attributes={
                 "client_ip": n.client_ip,
                 "first": iso(n.first),

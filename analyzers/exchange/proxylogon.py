@@ -55,7 +55,7 @@ from analyzers.exchange.logs import (
     time_span,
 )
 from triage.errors import Skip
-from triage.finding import Finding
+from triage.finding import Finding, RuleMeta
 from triage.indicators import rule_metas
 from triage.registry import Analyzer, Unit, register
 
@@ -504,15 +504,14 @@ class ProxyLogonChecks(Analyzer):
             yield from self._ages(unit, result)
             yield self._summary(unit, result)
 
-    def _overflow(self, unit: Unit, rule_id: str, title: str, n: int, severity: str) -> Finding:
+    def _overflow(self, unit: Unit, rule: RuleMeta, title: str, n: int) -> Finding:
+        """The count of a check's hits beyond the listed ones: the check's id and level under a short title, step 8
+        only (no tags or citations: the listed findings carry them)."""
         return unit.finding(
-            rule_id=rule_id,
-            rule_title=title,
-            severity=severity,
+            RuleMeta(id=rule.id, title=title, severity=rule.severity, steps=("8",)),
             title=f"{title}: {n - MAX_PER_CHECK} more hits not listed one by one",
             message=f"{n} hits in all; the first {MAX_PER_CHECK} are individual findings.",
             location="overflow",
-            ed2102_steps=["8"],
             attributes={"total_hits": n, "listed": MAX_PER_CHECK},
         )
 
@@ -521,8 +520,8 @@ class ProxyLogonChecks(Analyzer):
         by_file = {f.logical: f.row for f in unit_files(unit)}
         for i, (_, row) in enumerate(hits.iterrows()):
             if i >= MAX_PER_CHECK:
-                yield self._overflow(unit, "TPL-CVE-2021-26855", "CVE-2021-26855 SSRF (Test-ProxyLogon)", len(hits),
-                                     "high")  # fmt: skip
+                yield self._overflow(unit, RULES["TPL-CVE-2021-26855"], "CVE-2021-26855 SSRF (Test-ProxyLogon)",
+                                     len(hits))  # fmt: skip
                 break
             attrs = _tpl_attrs(row)
             backend = _backend(attrs["AnchorMailbox"])
@@ -550,8 +549,8 @@ class ProxyLogonChecks(Analyzer):
         by_file = {f.logical: f.row for f in unit_files(unit)}
         for i, (_, row) in enumerate(hits.iterrows()):
             if i >= MAX_PER_CHECK:
-                yield self._overflow(unit, "TPL-CVE-2021-27065-RESET", "CVE-2021-27065 Reset-VDir", len(hits),
-                                     "critical")  # fmt: skip
+                yield self._overflow(unit, RULES["TPL-CVE-2021-27065-RESET"], "CVE-2021-27065 Reset-VDir",
+                                     len(hits))  # fmt: skip
                 break
             attrs = _tpl_attrs(row)
             yield unit.finding(
@@ -599,8 +598,8 @@ class ProxyLogonChecks(Analyzer):
     def _26858(self, unit: Unit, result: TplResult) -> Iterator[Finding]:
         for i, hit in enumerate(result.cve26858):
             if i >= MAX_PER_CHECK:
-                yield self._overflow(unit, "TPL-CVE-2021-26858", "CVE-2021-26858 OAB download path",
-                                     len(result.cve26858), "high")  # fmt: skip
+                yield self._overflow(unit, RULES["TPL-CVE-2021-26858"], "CVE-2021-26858 OAB download path",
+                                     len(result.cve26858))  # fmt: skip
                 break
             web = bool(_WEB_FOLDERS.search(hit.download_path))
             yield unit.finding(
@@ -632,8 +631,8 @@ class ProxyLogonChecks(Analyzer):
         by_file = {f.logical: f.row for f in files}
         for i, (_, ev) in enumerate(result.cve26857.iterrows()):
             if i >= MAX_PER_CHECK:
-                yield self._overflow(unit, "TPL-CVE-2021-26857", "CVE-2021-26857 UM event", len(result.cve26857),
-                                     "high")  # fmt: skip
+                yield self._overflow(unit, RULES["TPL-CVE-2021-26857"], "CVE-2021-26857 UM event",
+                                     len(result.cve26857))  # fmt: skip
                 break
             ts = ev["TimeCreated"]
             yield unit.finding(

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from analyzers.exchange.common import MAX_PER_CHECK, TPL_REFERENCE, safe_ts, short
+from analyzers.exchange.common import MAX_PER_CHECK, safe_ts, short
 from triage.errors import Skip
-from triage.finding import Finding
+from triage.finding import Finding, RuleMeta
 from triage.formats.recognize import TPL_OUTPUT_NAME
+from triage.indicators import rule_metas
 from triage.registry import Analyzer, Unit, register
 
 MAX_BYTES = 64 << 20  # the script's outputs are small; more than this is not one of them
@@ -38,37 +39,33 @@ _NAME = TPL_OUTPUT_NAME  # one list of the script's output names, shared with th
 _WEB_FOLDERS = re.compile(r"\\(inetpub|wwwroot|aspnet_client|FrontEnd\\HttpProxy|owa|ecp)\\", re.IGNORECASE)
 
 
+RULES = rule_metas("rulemeta/testproxylogon_output.yaml")
+
+
 @dataclass(frozen=True)
 class Output:
-    """What one kind of script output means."""
+    """What one kind of script output means: its name in the script and the rule of its rows."""
 
     what: str
-    rule_id: str
-    title: str
-    cve: tuple[str, ...]
-    severity: str
+    rule: RuleMeta
     columns: tuple[str, ...] = ()  # the header that identifies the file when its name does not
+
+    @property
+    def rule_id(self) -> str:
+        """The id of the rule of this output's rows."""
+        return self.rule.id
 
 
 OUTPUTS = {
-    "cve-2021-26855": Output("Cve-2021-26855", "TPL-OUT-CVE-2021-26855", "CVE-2021-26855 SSRF hit reported by "
-                             "Test-ProxyLogon.ps1", ("CVE-2021-26855",), "high",
+    "cve-2021-26855": Output("Cve-2021-26855", RULES["TPL-OUT-CVE-2021-26855"],
                              ("AnchorMailbox", "UrlStem", "HttpStatus")),
-    "cve-2021-27065-resetvdir": Output("Cve-2021-27065-ResetVDir", "TPL-OUT-CVE-2021-27065-RESET",
-                                       "CVE-2021-27065 Reset-VDir hit reported by Test-ProxyLogon.ps1",
-                                       ("CVE-2021-27065", "CVE-2021-26855"), "critical"),
-    "cve-2021-26857": Output("Cve-2021-26857", "TPL-OUT-CVE-2021-26857", "CVE-2021-26857 UM error reported by "
-                             "Test-ProxyLogon.ps1", ("CVE-2021-26857",), "high", ("TimeCreated", "Message")),
-    "cve-2021-26858": Output("Cve-2021-26858", "TPL-OUT-CVE-2021-26858", "CVE-2021-26858 OAB log with a hit "
-                             "reported by Test-ProxyLogon.ps1", ("CVE-2021-26858",), "high"),
-    "cve-2021-26858-downloadpaths": Output("Cve-2021-26858-DownloadPaths", "TPL-OUT-CVE-2021-26858-PATH",
-                                           "CVE-2021-26858 download path reported by Test-ProxyLogon.ps1",
-                                           ("CVE-2021-26858",), "high"),
-    "cve-2021-27065": Output("Cve-2021-27065", "TPL-OUT-CVE-2021-27065", "CVE-2021-27065 ECP log with a script in "
-                             "a URL reported by Test-ProxyLogon.ps1", ("CVE-2021-27065",), "critical"),
-    "logagedays": Output("LogAgeDays", "TPL-OUT-LOGAGE", "Log age reported by Test-ProxyLogon.ps1", (), "info",
-                         ("OabGen", "EcpProxy")),
-    "other": Output("other", "TPL-OUT-SUSPICIOUS", "Suspicious file reported by Test-ProxyLogon.ps1", (), "high"),
+    "cve-2021-27065-resetvdir": Output("Cve-2021-27065-ResetVDir", RULES["TPL-OUT-CVE-2021-27065-RESET"]),
+    "cve-2021-26857": Output("Cve-2021-26857", RULES["TPL-OUT-CVE-2021-26857"], ("TimeCreated", "Message")),
+    "cve-2021-26858": Output("Cve-2021-26858", RULES["TPL-OUT-CVE-2021-26858"]),
+    "cve-2021-26858-downloadpaths": Output("Cve-2021-26858-DownloadPaths", RULES["TPL-OUT-CVE-2021-26858-PATH"]),
+    "cve-2021-27065": Output("Cve-2021-27065", RULES["TPL-OUT-CVE-2021-27065"]),
+    "logagedays": Output("LogAgeDays", RULES["TPL-OUT-LOGAGE"], ("OabGen", "EcpProxy")),
+    "other": Output("other", RULES["TPL-OUT-SUSPICIOUS"]),
 }  # fmt: skip
 
 
@@ -149,10 +146,7 @@ class TestProxyLogonOutput(Analyzer):
             computer = _get(rows[0], "ComputerName", "MachineName")
         hits = 0 if out.rule_id == "TPL-OUT-LOGAGE" else len(rows)
         yield unit.finding(
-            rule_id="TPL-OUT-FILE",
-            rule_title="Test-ProxyLogon.ps1 output found in the evidence",
-            severity="info",
-            confidence="high",
+            RULES["TPL-OUT-FILE"],
             title=f"Test-ProxyLogon.ps1 ran on {computer or 'a server'}: {name} ({hits} hit rows)"
             if out.rule_id != "TPL-OUT-LOGAGE"
             else f"Test-ProxyLogon.ps1 ran on {computer or 'a server'}: {name}",
@@ -161,9 +155,6 @@ class TestProxyLogonOutput(Analyzer):
                 f"'{computer or '?'}' with {len(rows)} rows; columns: {', '.join(header) or '(one path per line)'}."
             ),
             location=f"{name}:file",
-            ed2102_steps=["22"],
-            tags=["test-proxylogon", "testproxylogon_output"],
-            references=[TPL_REFERENCE],
             attributes={
                 "script_output": name,
                 "output": out.what,
@@ -176,15 +167,14 @@ class TestProxyLogonOutput(Analyzer):
         for i, row in enumerate(rows):
             if i >= MAX_PER_CHECK:
                 yield unit.finding(
-                    rule_id=out.rule_id,
-                    rule_title=out.title,
-                    severity=out.severity,
-                    title=f"{out.title}: {len(rows) - MAX_PER_CHECK} more rows not listed one by one",
+                    out.rule,
+                    confidence="medium",
+                    title=f"{out.rule.title}: {len(rows) - MAX_PER_CHECK} more rows not listed one by one",
                     message=f"{name} holds {len(rows)} rows; the first {MAX_PER_CHECK} are individual findings.",
                     location=f"{name}:overflow",
-                    cve=list(out.cve),
                     ed2102_steps=["22", "8"],
                     tags=["test-proxylogon", "testproxylogon_output", "overflow"],
+                    references=(),
                     attributes={"rows": len(rows), "listed": MAX_PER_CHECK, "script_output": name},
                 )
                 break
@@ -193,7 +183,7 @@ class TestProxyLogonOutput(Analyzer):
     def _row(self, unit: Unit, name: str, computer: str, out: Output, i: int, row: dict[str, str]) -> Finding:
         attrs: dict[str, Any] = {k: short(v, 2000) for k, v in row.items()}
         attrs.update(script_output=name, computer=computer, row=i + 1)
-        severity, ts, ts_desc = out.severity, None, ""
+        severity, ts, ts_desc = out.rule.severity, None, ""
         if out.rule_id in ("TPL-OUT-CVE-2021-26855", "TPL-OUT-CVE-2021-27065-RESET"):
             ip, stem, status = _get(row, "ClientIPAddress"), _get(row, "UrlStem"), _get(row, "HttpStatus")
             what = f"from {ip or '?'} for {short(stem, 120) or '?'} (HTTP {status or '?'}), AnchorMailbox " + short(
@@ -213,19 +203,13 @@ class TestProxyLogonOutput(Analyzer):
             if out.rule_id == "TPL-OUT-CVE-2021-26858-PATH" and _WEB_FOLDERS.search(path):
                 severity = "critical"
         return unit.finding(
-            rule_id=out.rule_id,
-            rule_title=out.title,
+            out.rule,
             severity=severity,
-            confidence="high",
-            title=f"{out.title}: {short(what, 160)}",
+            title=f"{out.rule.title}: {short(what, 160)}",
             message=f"{name} row {i + 1} (computer {computer or '?'}): {what}",
             location=f"{name}:{i + 1}",
             ts=ts,
             ts_desc=ts_desc,
-            cve=list(out.cve),
-            ed2102_steps=["22"] if out.rule_id == "TPL-OUT-LOGAGE" else ["22", "8"],
-            tags=["test-proxylogon", "testproxylogon_output"] + (["coverage"] if out.severity == "info" else []),
-            references=[TPL_REFERENCE],
             attributes=attrs,
         )
 

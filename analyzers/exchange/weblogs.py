@@ -29,9 +29,11 @@ from analyzers.exchange.logs import (
 from analyzers.exchange.rules import RULE_DIR, Rule, RuleSet, SequenceState, load_rules, match_frame
 from triage.errors import Skip
 from triage.finding import Finding
+from triage.indicators import rule_metas
 from triage.registry import Analyzer, Unit, register
 
 RULE_LOGS = (HTTPPROXY, IIS, ECP)
+RULES = rule_metas("rulemeta/exchange_weblogs.yaml")
 ROW_ATTRS = (
     "client_ip", "method", "uri_stem", "uri_query", "status", "user_agent", "username", "host", "request_id",
     "anchor_mailbox", "routing_hint", "protocol", "cmd",
@@ -166,10 +168,7 @@ class WebLogIndicators(Analyzer):
             else ""
         )
         return unit.finding(
-            rule_id="TRIAGE-EXLOG-COV",
-            rule_title="Web log coverage",
-            severity="info",
-            confidence="high",
+            RULES["TRIAGE-EXLOG-COV"],
             title=f"Coverage of {name}: {stats.rows} records, {iso(first)[:19] or '-'} to {iso(last)[:19] or '-'}",
             message=(
                 f"{f.logical} ({f.logtype}): {stats.lines} lines, {stats.rows} records read{bad}, "
@@ -179,8 +178,7 @@ class WebLogIndicators(Analyzer):
             location=f"{f.logical}:coverage",  # identical files must not dedupe
             ts=first,
             ts_desc="First record in log",
-            ed2102_steps=["4"],
-            tags=["coverage", f.logtype],
+            tags=[*RULES["TRIAGE-EXLOG-COV"].tags, f.logtype],
             attributes=attrs,
         )
 

@@ -29,6 +29,7 @@ from typing import Any
 from analyzers.memory import derive, isolate, minidump, rawscan, settings, tables, vol, yararules
 from triage.errors import Skip
 from triage.finding import Finding
+from triage.indicators import rule_metas
 from triage.registry import Analyzer, Option, Unit, register
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,8 @@ PLUGINS: tuple[PluginSpec, ...] = (
 TABLE_NAMES = tuple(p.table for p in PLUGINS)
 CARVE_WINDOW = 16 * 1024 * 1024  # bytes after a carved minidump header we let the parser read
 MAX_CARVES = 500
+RULES = rule_metas("rulemeta/memory.yaml")
 RAW_TABLE_LIMIT = 200_000  # raw YARA matches kept in yara_raw.parquet
-SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 
 def _plugin_job(
@@ -192,16 +193,11 @@ class MemoryAnalyzer(Analyzer):
         written = {k: v for k, v in store.entries.items() if v.get("status") == "ok"}
         if written:
             yield unit.finding(
-                rule_id="MEM-TABLES",
-                rule_title="Memory analysis tables kept as evidence",
-                severity="info",
-                confidence="high",
+                RULES["MEM-TABLES"],
                 title=f"{len(written)} memory analysis table(s) kept for {Path(unit.evidence.relpath or '').name}",
                 message=f"Tables in {index.parent.relative_to(unit.case_dir).as_posix()}: "
                 + ", ".join(f"{k} ({v.get('rows', 0)} rows)" for k, v in written.items()),
                 location="tables",
-                ed2102_steps="3,11",
-                tags="memory,evidence",
                 attributes={"folder": index.parent.relative_to(unit.case_dir).as_posix(), "tables": store.entries},
             )
 
@@ -217,10 +213,7 @@ class MemoryAnalyzer(Analyzer):
             unit.warn(f"minidump {name}: {problem}")
         if info is not None and info.is_lsass:
             yield unit.finding(
-                rule_id="MEM-LSASS-DUMP-FILE",
-                rule_title="Minidump of lsass.exe on disk",
-                severity="critical",
-                confidence="high",
+                RULES["MEM-LSASS-DUMP-FILE"],
                 title=f"lsass memory dump: {unit.logical_path or name}",
                 message=f"{unit.logical_path or name} is a minidump of lsass.exe"
                 + (f" (PID {info.process_id})" if info.process_id is not None else "")
@@ -231,16 +224,12 @@ class MemoryAnalyzer(Analyzer):
                 location=f"{unit.logical_path or name}",
                 ts=info.timestamp,
                 ts_desc="minidump written",
-                mitre="T1003.001",
-                ed2102_steps="9",
-                tags="memory,minidump,lsass",
                 attributes=info.as_dict() | {"path": unit.logical_path},
             )
             return
         process = info.process_name if info else ""
         yield unit.finding(
-            rule_id="MEM-MINIDUMP-FILE",
-            rule_title="Process minidump on disk",
+            RULES["MEM-MINIDUMP-FILE"],
             severity="medium" if ("lsass" in name.lower() or not process) else "low",
             confidence="medium" if process else "low",
             title=f"minidump of {process or 'an unidentified process'}: {unit.logical_path or name}",
@@ -256,9 +245,6 @@ class MemoryAnalyzer(Analyzer):
             location=f"{unit.logical_path or name}",
             ts=info.timestamp if info else None,
             ts_desc="minidump written" if info and info.timestamp else "",
-            mitre="T1003",
-            ed2102_steps="9",
-            tags="memory,minidump",
             attributes=(info.as_dict() if info else {}) | {"path": unit.logical_path},
         )
 
@@ -331,26 +317,16 @@ class MemoryAnalyzer(Analyzer):
     def _raw_finding(
         self, unit: Unit, rule: str, meta: dict[str, Any], matches: list[rawscan.RawMatch], count: int
     ) -> Finding:
-        sev = str(meta.get("severity") or "medium").lower()
-        sev = sev if sev in SEVERITIES else "medium"
         title = str(meta.get("title") or rule.rsplit(".", 1)[-1])
         first = matches[0]
         samples = [_printable(m.data) for m in matches[:5]]
         return unit.finding(
-            rule_id=f"MEM-YARA-{rule.rsplit('.', 1)[-1]}",
-            rule_title=title,
-            severity=sev,
-            confidence=str(meta.get("confidence") or "medium"),
+            derive.yara_rule_meta("MEM-YARA", rule, meta, title, ("memory", "yara", "raw"), cite=True),
             title=f"{title}: {count} match(es) in the memory image",
             message=f"YARA rule {rule} matched {count} time(s) in the raw memory image, first at offset "
             f"{first.offset:#x}: {samples[0]!r}. The scan needs no symbols; the Volatility tables say which "
             "process holds it (vadyarascan).",
             location=f"offset:{first.offset:#x}",
-            mitre=str(meta.get("mitre") or ""),
-            cve=str(meta.get("cve") or ""),
-            ed2102_steps=str(meta.get("ed2102_steps") or meta.get("ed2102_step") or "11"),
-            tags="memory,yara,raw",
-            references=str(meta.get("reference") or ""),
             attributes={
                 "rule": rule,
                 "rule_id": meta.get("id"),
@@ -376,10 +352,7 @@ class MemoryAnalyzer(Analyzer):
         for info in parsed:
             if info.is_lsass:
                 yield unit.finding(
-                    rule_id="MEM-LSASS-DUMP-CARVED",
-                    rule_title="Minidump of lsass.exe inside the memory image",
-                    severity="high",
-                    confidence="medium",
+                    RULES["MEM-LSASS-DUMP-CARVED"],
                     title=f"lsass minidump in memory at offset {info.offset:#x}",
                     message="A minidump of lsass.exe"
                     + (f" (PID {info.process_id})" if info.process_id is not None else "")
@@ -389,28 +362,19 @@ class MemoryAnalyzer(Analyzer):
                     location=f"offset:{info.offset:#x}",
                     ts=info.timestamp,
                     ts_desc="minidump written" if info.timestamp else "",
-                    mitre="T1003.001",
-                    ed2102_steps="9,11",
-                    tags="memory,minidump,lsass,raw",
                     attributes=info.as_dict(),
                 )
         others = [i for i in parsed if not i.is_lsass]
         if count == len(parsed) and not others:
             return  # every header was an lsass dump, reported above
         yield unit.finding(
-            rule_id="MEM-MINIDUMP-CARVED",
-            rule_title="Minidump headers inside the memory image",
-            severity="low",
-            confidence="low",
+            RULES["MEM-MINIDUMP-CARVED"],
             title=f"{count} minidump header(s) in the memory image, {len(parsed)} with a readable module list",
             message=f"Minidump headers at {', '.join(hex(m.offset) for m in matches[:10])}"
             + (" ..." if count > 10 else "")
             + (f"; processes: {', '.join(sorted({i.process_name or '?' for i in others}))}" if others else "")
             + ". Pages of a file are scattered in physical memory, so most headers cannot be followed further.",
             location=f"offset:{matches[0].offset:#x}",
-            mitre="T1003",
-            ed2102_steps="9,11",
-            tags="memory,minidump,raw",
             attributes={
                 "rule": rule,
                 "count": count,
@@ -474,19 +438,12 @@ class MemoryAnalyzer(Analyzer):
                 yield self._unavailable_finding(unit, blocked)
         for ind in derive.derive_all(rows, self.ruleset.rule_meta if "vadyarascan" in rows else None):
             yield unit.finding(
-                rule_id=ind.rule_id,
-                rule_title=ind.rule_title,
-                severity=ind.severity,
-                confidence=ind.confidence,
+                ind.rule,
                 title=ind.title,
                 message=ind.message,
                 location=ind.location,
                 ts=ind.ts,
                 ts_desc=ind.ts_desc,
-                mitre=ind.mitre,
-                cve=ind.cve,
-                ed2102_steps=ind.steps,
-                tags=ind.tags,
                 attributes=ind.attributes,
             )
 
@@ -569,15 +526,10 @@ class MemoryAnalyzer(Analyzer):
         else:
             rule, why = "MEM-VOL-KERNEL-SETUP", "the kernel could not be set up"
         return unit.finding(
-            rule_id=rule,
-            rule_title="Volatility could not analyse the memory image",
-            severity="info",
-            confidence="high",
+            RULES[rule],
             title=f"Memory image not analysed by Volatility: {why}",
             message=str(err),
             location="volatility",
-            ed2102_steps="11",
-            tags="memory,volatility",
             attributes=attrs,
         )
 

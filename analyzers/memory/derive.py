@@ -13,14 +13,19 @@ import ipaddress
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import cache
 from pathlib import PureWindowsPath
 from typing import Any
 
-from triage.indicators import CmdRule, cmdline_rules, hafnium_ips, server_pages, stock_names
+from triage.finding import SEVERITIES, RuleMeta
+from triage.indicators import CmdRule, cmdline_rules, hafnium_ips, rule_metas, server_pages, stock_names
 
 Row = Mapping[str, Any]
+# the constant metadata of the derived findings (signatures/rulemeta/memory.yaml); a few take their severity,
+# confidence or title from what was seen, by dataclasses.replace on the rule
+RULES = rule_metas("rulemeta/memory.yaml")
 
 # HAFNIUM infrastructure published by Volexity via CISA AA21-062A (ED2102-REFERENCE 3.2): signatures/indicators
 HAFNIUM_IPS = hafnium_ips()
@@ -97,22 +102,73 @@ LIVE_STATES = {"ESTABLISHED", "SYN_SENT", "SYN_RCVD", "CLOSE_WAIT", "FIN_WAIT1",
 
 @dataclass
 class Indicator:
-    """One derived observation, ready to become a finding."""
+    """One derived observation, ready to become a finding: its rule (id, title, level, steps, tags ...) and what
+    was seen."""
 
-    rule_id: str
-    rule_title: str
-    severity: str
+    rule: RuleMeta
     title: str
     message: str
     location: str
-    confidence: str = "medium"
     ts: datetime | None = None
     ts_desc: str = ""
-    mitre: str = ""
-    cve: str = ""
-    steps: str = "11"
-    tags: str = "memory,volatility"
     attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rule_id(self) -> str:
+        return self.rule.id
+
+    @property
+    def rule_title(self) -> str:
+        return self.rule.title
+
+    @property
+    def severity(self) -> str:
+        return self.rule.severity
+
+    @property
+    def confidence(self) -> str:
+        return self.rule.confidence
+
+    @property
+    def mitre(self) -> str:
+        return ",".join(self.rule.mitre)
+
+    @property
+    def cve(self) -> str:
+        return ",".join(self.rule.cve)
+
+    @property
+    def steps(self) -> str:
+        return ",".join(self.rule.steps)
+
+    @property
+    def tags(self) -> str:
+        return ",".join(self.rule.tags)
+
+
+def _csv(value: Any) -> tuple[str, ...]:
+    text = str(value or "")
+    return tuple(text.split(",")) if text else ()
+
+
+def yara_rule_meta(
+    prefix: str, rule: str, meta: Mapping[str, Any], title: str, tags: Sequence[str], *, cite: bool = False
+) -> RuleMeta:
+    """The metadata of findings from one memory YARA rule (``MEM-YARA-<name>`` over the raw image,
+    ``MEM-VADYARA-<name>`` from vadyarascan): id from the rule's name, level, confidence, MITRE, CVE and ED 21-02
+    steps (11 unless given) from its meta; with ``cite``, its ``reference`` too."""
+    sev = str(meta.get("severity") or "medium").lower()
+    return RuleMeta(
+        id=f"{prefix}-{rule.rsplit('.', 1)[-1]}",
+        title=title,
+        severity=sev if sev in SEVERITIES else "medium",
+        confidence=str(meta.get("confidence") or "medium"),
+        mitre=_csv(meta.get("mitre")),
+        cve=_csv(meta.get("cve")),
+        steps=_csv(meta.get("ed2102_steps") or meta.get("ed2102_step") or "11"),
+        tags=tuple(tags),
+        references=_csv(meta.get("reference")) if cite else (),
+    )
 
 
 # -- helpers --------------------------------------------------------------------------------------------
@@ -214,17 +270,14 @@ def shell_children(pslist: Sequence[Row], psscan: Sequence[Row] = (), cmdline: S
         if parent is None:
             continue
         if name_is(parent.name, *WEB_WORKERS) and name_is(child.name, *SHELLS):
-            rule, what, cve = "MEM-W3WP-SHELL-CHILD", "IIS worker (w3wp.exe) started", "CVE-2021-26855,CVE-2021-27065"
+            rule, what = RULES["MEM-W3WP-SHELL-CHILD"], "IIS worker (w3wp.exe) started"
         elif name_is(parent.name, *UM_WORKERS) and not name_is(child.name, *UM_BENIGN_CHILDREN):
-            rule, what, cve = "MEM-UMWORKER-CHILD", "Unified Messaging worker started", "CVE-2021-26857"
+            rule, what = RULES["MEM-UMWORKER-CHILD"], "Unified Messaging worker started"
         else:
             continue
         out.append(
             Indicator(
-                rule_id=rule,
-                rule_title=f"{what} a child process",
-                severity="critical",
-                confidence="high",
+                rule,
                 title=f"{base_name(parent.name)} (PID {parent.pid}) started {base_name(child.name)} (PID {child.pid})",
                 message=f"{what} {child.name} (PID {child.pid})"
                 + (f" with command line: {_short(child.cmdline)}" if child.cmdline else "")
@@ -232,10 +285,6 @@ def shell_children(pslist: Sequence[Row], psscan: Sequence[Row] = (), cmdline: S
                 location=f"pid:{child.pid}",
                 ts=child.created,
                 ts_desc="process created",
-                mitre="T1505.003,T1059",
-                cve=cve,
-                steps="8,10,11",
-                tags="memory,volatility,process_tree",
                 attributes={
                     "parent_pid": parent.pid,
                     "parent": parent.name,
@@ -270,6 +319,21 @@ def decode_powershell(cmdline: str) -> str:
         return base64.b64decode(m.group(1) + "=" * (-len(m.group(1)) % 4)).decode("utf-16-le", "replace")
     except (binascii.Error, ValueError):
         return ""
+
+
+@cache
+def cmdline_meta(rule: CmdRule) -> RuleMeta:
+    """What a memory finding of one command-line rule carries: its id, title, level, MITRE and steps, tagged as
+    a Volatility command line (the rule's own CVE, tags and references are not shown here)."""
+    return RuleMeta(
+        id=rule.id,
+        title=rule.title,
+        severity=rule.severity,
+        confidence=rule.confidence,
+        mitre=rule.mitre,
+        steps=rule.steps,
+        tags=("memory", "volatility", "cmdline"),
+    )
 
 
 def command_lines(
@@ -307,17 +371,11 @@ def command_lines(
             seen.add(key)
             out.append(
                 Indicator(
-                    rule_id=rule.id,
-                    rule_title=rule.title,
-                    severity=rule.severity,
-                    confidence=rule.confidence,
+                    cmdline_meta(rule),
                     title=f"{rule.title}: {base_name(r.get('Process'))} PID {r.get('PID')}",
                     message=f"{r.get('Process')} (PID {r.get('PID')}) {how}: {_short(args)}"
                     + (f" -> {_short(decoded)}" if how.startswith("decoded") else ""),
                     location=f"pid:{r.get('PID')}",
-                    mitre=",".join(rule.mitre),
-                    steps=",".join(rule.steps),
-                    tags="memory,volatility,cmdline",
                     attributes={
                         "pid": r.get("PID"),
                         "process": r.get("Process"),
@@ -368,17 +426,13 @@ def lsass_handles(handles: Sequence[Row], pslist: Sequence[Row] = ()) -> list[In
         )
         out.append(
             Indicator(
-                rule_id="MEM-LSASS-HANDLE",
-                rule_title="Unusual process holds a handle to lsass with memory read access",
-                severity="critical" if strong else "high",
-                confidence="high" if strong else "medium",
+                replace(RULES["MEM-LSASS-HANDLE"], severity="critical", confidence="high")
+                if strong
+                else RULES["MEM-LSASS-HANDLE"],
                 title=f"{holder} (PID {pid}) holds lsass open with access {access:#x}",
                 message=f"{holder} (PID {pid}) has {len(rows)} process handle(s) to {rows[0].get('Name')} granting "
                 f"{access:#x} (includes PROCESS_VM_READ): what a credential dumper needs.",
                 location=f"pid:{pid}",
-                mitre="T1003.001",
-                steps="9,11",
-                tags="memory,volatility,lsass",
                 attributes={
                     "pid": pid,
                     "process": holder,
@@ -402,20 +456,17 @@ def injected_code(malfind: Sequence[Row]) -> list[Indicator]:
     others = []
     for (pid, proc), rows in by_proc.items():
         pe = [r for r in rows if isinstance(r.get("Hexdump"), bytes | bytearray) and bytes(r["Hexdump"][:2]) == b"MZ"]
-        if name_is(proc, "lsass.exe"):
-            sev, conf = "critical", "high"
+        if name_is(proc, "lsass.exe"):  # credentials: step 9 too
+            rule = replace(RULES["MEM-MALFIND"], severity="critical", confidence="high", steps=("9", "11"))
         elif name_is(proc, *WEB_WORKERS, *UM_WORKERS):
-            sev, conf = ("high", "high") if pe else ("medium", "low")
+            rule = replace(RULES["MEM-MALFIND"], severity="high", confidence="high") if pe else RULES["MEM-MALFIND"]
         else:
             others.append((pid, proc, len(rows), len(pe)))
             continue
         starts = [r.get("Start VPN") for r in rows]
         out.append(
             Indicator(
-                rule_id="MEM-MALFIND",
-                rule_title="Injected or unbacked executable memory in a targeted process",
-                severity=sev,
-                confidence=conf,
+                rule,
                 title=f"{proc} (PID {pid}): {len(rows)} suspicious executable region(s)"
                 + (f", {len(pe)} starting with a PE header" if pe else ""),
                 message=f"malfind found {len(rows)} private executable region(s) in {proc} (PID {pid})"
@@ -424,9 +475,6 @@ def injected_code(malfind: Sequence[Row]) -> list[Indicator]:
                 + ", ".join(sorted({str(r.get("Protection")) for r in rows}))[:200]
                 + ".",
                 location=f"pid:{pid}",
-                mitre="T1055",
-                steps="9,11" if name_is(proc, "lsass.exe") else "11",
-                tags="memory,volatility,injection",
                 attributes={
                     "pid": pid,
                     "process": proc,
@@ -440,15 +488,11 @@ def injected_code(malfind: Sequence[Row]) -> list[Indicator]:
         total = sum(n for _, _, n, _ in others)
         out.append(
             Indicator(
-                rule_id="MEM-MALFIND-OTHER",
-                rule_title="malfind regions in other processes",
-                severity="info",
-                confidence="low",
+                RULES["MEM-MALFIND-OTHER"],
                 title=f"malfind: {total} region(s) in {len(others)} other process(es)",
                 message="Executable private regions outside lsass and the Exchange workers (often JIT code): "
                 + ", ".join(f"{p} ({pid}): {n}" for pid, p, n, _ in sorted(others, key=lambda o: -o[2])[:15]),
                 location="malfind:other",
-                mitre="T1055",
                 attributes={
                     "processes": [
                         {"pid": pid, "process": p, "regions": n, "pe_regions": pe} for pid, p, n, pe in others
@@ -494,20 +538,13 @@ def network(netscan: Sequence[Row], bad_ips: Iterable[str] = HAFNIUM_IPS) -> lis
         if str(remote) in bad:
             out.append(
                 Indicator(
-                    rule_id="MEM-NET-HAFNIUM-IP",
-                    rule_title="Connection to a published HAFNIUM address",
-                    severity="critical",
-                    confidence="high",
+                    RULES["MEM-NET-HAFNIUM-IP"],
                     title=f"{owner or 'unknown process'} (PID {pid}) connected to HAFNIUM address {remote}",
                     message=f"{r.get('Proto')} {where} ({state or 'no state'}) owned by {owner} (PID {pid}); "
                     f"{remote} is in the CISA AA21-062A / Volexity HAFNIUM list.",
                     location=f"net:{remote}:{r.get('ForeignPort')}:pid:{pid}",
                     ts=r.get("Created"),
                     ts_desc="connection created" if r.get("Created") else "",
-                    mitre="T1071.001",
-                    cve="CVE-2021-26855",
-                    steps="8,11,12",
-                    tags="memory,volatility,network,ioc",
                     attributes=attrs,
                 )
             )
@@ -517,25 +554,19 @@ def network(netscan: Sequence[Row], bad_ips: Iterable[str] = HAFNIUM_IPS) -> lis
         if state and state.upper() not in LIVE_STATES:
             continue
         if name_is(owner, *WEB_WORKERS, *UM_WORKERS):
-            rule, sev, why = "MEM-NET-W3WP-PUBLIC", "medium", "an Exchange worker talking to the Internet"
+            rule, why = RULES["MEM-NET-W3WP-PUBLIC"], "an Exchange worker talking to the Internet"
         elif name_is(owner, *NET_SHELLS):
-            rule, sev, why = "MEM-NET-SHELL-PUBLIC", "high", "a shell or script host talking to the Internet"
+            rule, why = RULES["MEM-NET-SHELL-PUBLIC"], "a shell or script host talking to the Internet"
         else:
             continue
         out.append(
             Indicator(
-                rule_id=rule,
-                rule_title=f"Connection from {base_name(owner)} to a public address",
-                severity=sev,
-                confidence="medium",
+                replace(rule, title=f"Connection from {base_name(owner)} to a public address"),
                 title=f"{owner} (PID {pid}) connected to {remote}:{r.get('ForeignPort')}",
                 message=f"{r.get('Proto')} {where} ({state}) owned by {owner} (PID {pid}): {why}.",
                 location=f"net:{remote}:{r.get('ForeignPort')}:pid:{pid}",
                 ts=r.get("Created"),
                 ts_desc="connection created" if r.get("Created") else "",
-                mitre="T1071.001",
-                steps="11,12",
-                tags="memory,volatility,network",
                 attributes=attrs,
             )
         )
@@ -559,19 +590,13 @@ def hidden_processes(pslist: Sequence[Row], psscan: Sequence[Row]) -> list[Indic
             continue
         out.append(
             Indicator(
-                rule_id="MEM-PROC-HIDDEN",
-                rule_title="Process found by psscan but not in the active process list",
-                severity="high",
-                confidence="medium",
+                RULES["MEM-PROC-HIDDEN"],
                 title=f"{r.get('ImageFileName')} (PID {pid}) is not in the process list",
                 message=f"psscan found {r.get('ImageFileName')} (PID {pid}, parent {r.get('PPID')}) with no exit time, "
                 "but the kernel's active process list does not link it: a hidden (unlinked) process, or a torn list.",
                 location=f"pid:{pid}",
                 ts=created,
                 ts_desc="process created" if created else "",
-                mitre="T1014,T1564",
-                steps="11",
-                tags="memory,volatility,process_tree",
                 attributes={
                     "pid": pid,
                     "ppid": r.get("PPID"),
@@ -615,20 +640,16 @@ def suspicious_services(svcscan: Sequence[Row]) -> list[Indicator]:
         if not reasons or (name, binary) in seen:
             continue
         seen.add((name, binary))
-        sev = "high" if len(reasons) > 1 or "runs a shell or script host" in reasons else "medium"
+        rule = RULES["MEM-SERVICE-SUSPICIOUS"]
+        if len(reasons) > 1 or "runs a shell or script host" in reasons:
+            rule = replace(rule, severity="high")
         out.append(
             Indicator(
-                rule_id="MEM-SERVICE-SUSPICIOUS",
-                rule_title="Suspicious service in memory",
-                severity=sev,
-                confidence="medium",
+                rule,
                 title=f"Service {name}: {', '.join(reasons)}",
                 message=f"Service {name} ({r.get('Display')}) state {r.get('State')}, start {r.get('Start')}: "
                 f"binary {_short(binary, 300)}" + (f", dll {dll}" if dll else "") + f" ({'; '.join(reasons)}).",
                 location=f"service:{name}",
-                mitre="T1543.003,T1569.002",
-                steps="10,11",
-                tags="memory,volatility,persistence",
                 attributes={
                     "name": name,
                     "display": r.get("Display"),
@@ -687,18 +708,11 @@ def webshell_files(filescan: Sequence[Row]) -> list[Indicator]:
     for path, (place, r) in sorted(pages.items()):
         out.append(
             Indicator(
-                rule_id="MEM-FILE-WEBSHELL",
-                rule_title="Server page in a web shell location, open in the file cache",
-                severity="high",
-                confidence="medium",
+                RULES["MEM-FILE-WEBSHELL"],
                 title=f"Server page in {place}: {r.get('Name')}",
                 message=f"The kernel has a file object for {r.get('Name')} ({place}), a place where ProxyLogon web "
                 "shells were written. Dump it with windows.dumpfiles and compare with the disk copy.",
                 location=f"file:{path}",
-                mitre="T1505.003",
-                cve="CVE-2021-27065,CVE-2021-26858",
-                steps="8,11",
-                tags="memory,volatility,webshell",
                 attributes={"path": r.get("Name"), "place": place, "offset": _offset(r)},
             )
         )
@@ -706,19 +720,13 @@ def webshell_files(filescan: Sequence[Row]) -> list[Indicator]:
         names = sorted(str(r.get("Name")) for r in app_web.values())
         out.append(
             Indicator(
-                rule_id="MEM-FILE-APPWEB-DLL",
-                rule_title="Compiled ASP.NET page assemblies in the file cache",
-                severity="low",
-                confidence="low",
+                RULES["MEM-FILE-APPWEB-DLL"],
                 title=f"{len(names)} App_Web_*.dll assemblies in Temporary ASP.NET Files are open",
                 message="ASP.NET compiles every page it serves into App_Web_*.dll, web shells included. Dump these "
                 "with windows.dumpfiles and scan them with the YARA rules: "
                 + ", ".join(names[:10])
                 + (" ..." if len(names) > 10 else ""),
                 location="file:app_web",
-                mitre="T1505.003",
-                steps="8,11",
-                tags="memory,volatility,webshell",
                 attributes={"files": names[:500], "count": len(names)},
             )
         )
@@ -737,8 +745,6 @@ def vad_yara(rows: Sequence[Row], meta_of: Any) -> list[Indicator]:
     out = []
     for (rule, pid, proc), hits in groups.items():
         meta = meta_of(str(rule)) or {}
-        sev = str(meta.get("severity") or "medium").lower()
-        sev = sev if sev in ("info", "low", "medium", "high", "critical") else "medium"
         title = str(meta.get("title") or rule)
         samples = []
         for h in hits[:5]:
@@ -746,17 +752,10 @@ def vad_yara(rows: Sequence[Row], meta_of: Any) -> list[Indicator]:
             samples.append(v[:80].decode("latin-1") if isinstance(v, bytes | bytearray) else _short(v, 80))
         out.append(
             Indicator(
-                rule_id=f"MEM-VADYARA-{str(rule).rsplit('.', 1)[-1]}",
-                rule_title=title,
-                severity=sev,
-                confidence=str(meta.get("confidence") or "medium"),
+                yara_rule_meta("MEM-VADYARA", str(rule), meta, title, ("memory", "volatility", "yara")),
                 title=f"{title} in {proc} (PID {pid})",
                 message=f"YARA rule {rule} matched {len(hits)} time(s) in the memory of {proc} (PID {pid}).",
                 location=f"pid:{pid}:rule:{rule}",
-                mitre=str(meta.get("mitre") or ""),
-                cve=str(meta.get("cve") or ""),
-                steps=str(meta.get("ed2102_steps") or meta.get("ed2102_step") or "11"),
-                tags="memory,volatility,yara",
                 attributes={
                     "rule": rule,
                     "pid": pid,

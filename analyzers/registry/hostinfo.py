@@ -19,8 +19,10 @@ from triage.finding import Finding
 from triage.formats.hive import Hive
 from triage.formats.times import filetime_to_dt
 from triage.hostfacts import FactSource
+from triage.indicators import rule_metas
 from triage.registry import Analyzer, Unit, register
 
+RULES = rule_metas("rulemeta/registry_hostinfo.yaml")
 UNINSTALL = (r"Microsoft\Windows\CurrentVersion\Uninstall", r"WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall")
 
 
@@ -198,21 +200,15 @@ class RegistryHostInfo(Analyzer):
         attrs: dict[str, Any],
         ts: datetime | None = None,
         ts_desc: str = "Key last written",
-        steps: str = "1",
     ) -> Finding:
         return unit.finding(
-            rule_id=rid,
-            rule_title=title.split(":")[0],
-            severity="info",
-            confidence="high",
+            RULES[rid],
             title=title,
             message=message,
             location=location,
             evidence=f.row,
             ts=ts,
             ts_desc=ts_desc if ts else "",
-            ed2102_steps=steps,
-            tags="host,inventory",
             attributes=attrs,
         )
 
@@ -302,7 +298,6 @@ class RegistryHostInfo(Analyzer):
                 + (" ..." if len(programs) > 40 else ""),
                 f"{f.root}\\{UNINSTALL[0]}",
                 {"count": len(programs), "programs": programs},
-                steps="1,25",
             )
 
     def _sam(self, unit: Unit, f: HiveFile, sam: Hive) -> Iterator[Finding]:
@@ -323,5 +318,4 @@ class RegistryHostInfo(Analyzer):
             ),
             f"{f.root}\\SAM\\Domains\\Account\\Users",
             {"count": len(rows), "accounts": rows},
-            steps="1,10,27",
         )

@@ -44,7 +44,7 @@ from analyzers.yara.engine import (
 )
 from triage.case import Case
 from triage.errors import Skip
-from triage.finding import Finding
+from triage.finding import Finding, RuleMeta
 from triage.registry import Analyzer, Option, Unit, register, signature_path
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,31 @@ def severity_for(meta: dict[str, Any], own: bool) -> str:
 
 def _csv_list(value: Any) -> list[str]:
     return [v.strip() for v in str(value or "").split(",") if v.strip()]
+
+
+def yara_rule_meta(name: str, meta: dict[str, Any], own: bool, severity: str, tags: Any) -> RuleMeta:
+    """The metadata of a matched YARA rule, from its ``meta`` (the project's own rules) or its name (a third-party
+    set: steps 8 and 13, the "additional IOC hunt"); ``tags`` are the rule's YARA tags."""
+    if own:
+        return RuleMeta(
+            id=str(meta.get("id") or name),
+            title=str(meta.get("title") or name),
+            severity=severity,
+            confidence=str(meta.get("confidence") or "medium"),
+            mitre=tuple(_csv_list(meta.get("mitre"))),
+            cve=tuple(_csv_list(meta.get("cve"))),
+            steps=tuple(_csv_list(meta.get("ed2102_steps", meta.get("ed2102_step")))),
+            tags=("yara", "triage_rules", *tags),
+            references=tuple(_csv_list(meta.get("reference"))),
+        )
+    return RuleMeta(
+        id=name,
+        title=name,
+        severity=severity,
+        steps=("8", "13"),
+        tags=("yara", "third_party", *tags),
+        references=tuple(_csv_list(meta.get("reference"))),
+    )
 
 
 def _excerpt(data: bytes) -> str:
@@ -232,17 +257,7 @@ class YaraScan(Analyzer):
         severity = severity_for(meta, own)
         name = PureWindowsPath(logical.replace("/", "\\")).name or logical
         description = " ".join(str(meta.get("description", "")).split())
-        if own:
-            rule_id = str(meta.get("id") or m.rule)
-            rule_title = str(meta.get("title") or m.rule)
-            confidence = str(meta.get("confidence") or "medium")
-            mitre, cve = _csv_list(meta.get("mitre")), _csv_list(meta.get("cve"))
-            steps = _csv_list(meta.get("ed2102_steps", meta.get("ed2102_step")))
-            tags = ["yara", "triage_rules", *m.tags]
-        else:
-            rule_id, rule_title, confidence = m.rule, m.rule, "medium"
-            mitre, cve, steps = [], [], ["8", "13"]  # third-party sets are the "additional IOC hunt" of step 13
-            tags = ["yara", "third_party", *m.tags]
+        rule = yara_rule_meta(m.rule, meta, own, severity, m.tags)
         strings = _read_excerpts(unit.path, m)
         shown = ", ".join(f"{s['id']}@{s['offset']}" for s in strings[:5])
         attrs: dict[str, Any] = {
@@ -266,11 +281,8 @@ class YaraScan(Analyzer):
             "externals": {k: externals[k] for k in ("filename", "extension", "filetype")},
         }
         return unit.finding(
-            rule_id=rule_id,
-            rule_title=rule_title,
-            severity=severity,
-            confidence=confidence,
-            title=f"{rule_title}: {name}",
+            rule,
+            title=f"{rule.title}: {name}",
             message=(
                 f"{description + ' ' if description else ''}YARA rule {m.namespace}:{m.rule} ({m.engine}) matched "
                 f"{logical} ({ev.size} bytes, sha256 {ev.sha256})" + (f"; strings {shown}" if shown else "") + "."
@@ -278,11 +290,6 @@ class YaraScan(Analyzer):
             location=f"offset {m.first_offset}" if m.first_offset is not None else "file",
             ts=ev.source_mtime,
             ts_desc="File modified (source)",
-            mitre=mitre,
-            cve=cve,
-            ed2102_steps=steps,
-            tags=tags,
-            references=_csv_list(meta.get("reference")),
             attributes=attrs,
         )
 

@@ -35,7 +35,7 @@ from typing import Any
 import yaml
 
 from analyzers.yara import behaviour
-from triage.finding import Finding
+from triage.finding import Finding, RuleMeta
 from triage.indicators import server_pages, stock_names
 from triage.registry import Analyzer, Unit, register, signature_path
 
@@ -180,6 +180,9 @@ def measure(data: bytes, ext: str) -> PageSignals:
     return s
 
 
+WINDOW_CVES = ("CVE-2021-27065", "CVE-2021-26858")  # the file-write CVEs of ProxyLogon
+
+
 @dataclass(frozen=True)
 class Signal:
     """A heuristic's declaration: id, title, severity and what to tell the analyst."""
@@ -190,6 +193,22 @@ class Signal:
     confidence: str
     description: str
     mitre: tuple[str, ...] = ("T1505.003",)
+    cve: tuple[str, ...] = ()  # the window signals: the CVEs whose web shells were planted then
+    meta: RuleMeta = field(init=False, repr=False, compare=False)  # what its findings share: steps 8 and 10
+
+    def __post_init__(self) -> None:
+        meta = RuleMeta(
+            id=self.id,
+            title=self.title,
+            severity=self.severity,
+            confidence=self.confidence,
+            description=self.description,
+            mitre=self.mitre,
+            cve=self.cve,
+            steps=("8", "10"),
+            tags=("webshell", "heuristic"),
+        )
+        object.__setattr__(self, "meta", meta)
 
 
 SIGNALS = {
@@ -203,6 +222,7 @@ SIGNALS = {
             "The page was last modified between 2021-01-01 and 2021-04-30, when ProxyLogon web shells were "
             "planted. Exchange's March/April 2021 updates also rewrote stock pages then: compare with the "
             "vendor files of the installed build.",
+            cve=WINDOW_CVES,
         ),
         Signal(
             "TRIAGE-WSH-010",
@@ -249,6 +269,7 @@ SIGNALS = {
             "A page written between 2021-01-01 and 2021-04-30 that also shows obfuscation: the combination "
             "stock Exchange pages do not have.",
             ("T1505.003", "T1027"),
+            cve=WINDOW_CVES,
         ),
     )
 }
@@ -479,19 +500,12 @@ class WebShellHeuristics(Analyzer):
             sig = SIGNALS[rule_id]
             detail = self._detail(rule_id, rep, ev.source_mtime)
             yield unit.finding(
-                rule_id=sig.id,
-                rule_title=sig.title,
-                severity=sig.severity,
-                confidence=sig.confidence,
+                sig.meta,
                 title=f"{sig.title}: {PurePosixPath(logical.replace(chr(92), '/')).name}",
                 message=f"{logical}: {detail}. {sig.description}",
                 location=logical,
                 ts=ev.source_mtime,
                 ts_desc="File modified (source)",
-                mitre=list(sig.mitre),
-                cve=["CVE-2021-27065", "CVE-2021-26858"] if rule_id in ("TRIAGE-WSH-001", "TRIAGE-WSH-020") else [],
-                ed2102_steps=["8", "10"],
-                tags=["webshell", "heuristic"],
                 attributes=base | {"signals": list(fired)},
             )
 

@@ -33,6 +33,7 @@ from sigma.rule import SigmaLevel, SigmaRule, SigmaStatus
 from sigma.rule.detection import EmptySigmaDetections
 from sigma.rule.logsource import EmptyLogSource
 
+from triage.finding import RuleMeta
 from triage.sigma.compiler import (
     And,
     BoolLeaf,
@@ -124,6 +125,19 @@ class CompiledRule:
     date: str = ""
     modified: str = ""
     warnings: tuple[str, ...] = ()
+    meta: RuleMeta = field(init=False, repr=False)  # what every finding of the rule shares, built at load time
+
+    def __post_init__(self) -> None:
+        self.meta = RuleMeta(
+            id=self.id,
+            title=self.title,
+            severity=self.severity,
+            description=self.description,
+            mitre=self.mitre,
+            cve=self.cve,
+            steps=tuple(str(s) for s in self.ed2102_steps),
+            references=self.references,
+        )
 
     @property
     def severity(self) -> str:

@@ -213,3 +213,27 @@ def test_damaged_hit_row_does_not_break_the_unit(tmp_path: Path) -> None:
     assert attrs(hit)[0]["RequestId"] == "r-bad"
     (rec,) = run_records(case, "proxylogon")
     assert any("1 malformed lines" in w for w in rec["warnings"])
+
+
+def test_hits_beyond_the_listed_ones_are_counted_under_the_checks_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_PER_CHECK a check's hits become one overflow finding: its rule id and level, a short title, step 8."""
+    from analyzers.exchange import proxylogon
+
+    monkeypatch.setattr(proxylogon, "MAX_PER_CHECK", 5)
+    case = collected_case(tmp_path, proxylogon_story(hostile=True))
+    analyze_case(case, only=("proxylogon",))
+    df = load_findings(case)
+    over = df[df["location"] == "overflow"]
+    assert sorted(over["rule_id"]) == ["TPL-CVE-2021-26855"]
+    row = over.iloc[0]
+    assert (row["rule_title"], str(row["severity"]), row["confidence"], row["ed2102_steps"]) == (
+        "CVE-2021-26855 SSRF (Test-ProxyLogon)",
+        "high",
+        "medium",
+        "8",
+    )
+    assert (row["mitre"], row["cve"], row["tags"], row["references"]) == ("", "", "", "")
+    assert json.loads(row["attributes"]) == {"total_hits": 13, "listed": 5}
+    assert (df["rule_id"] == "TPL-CVE-2021-26855").sum() == 6  # five listed, one count

@@ -399,3 +399,38 @@ def test_fixture_columns_exist_in_the_installed_volatility(module: str) -> None:
     src = (root / "framework" / "plugins" / (module.replace(".", "/") + ".py")).read_text()
     missing = [c for c in COLUMNS[module] if f'("{c}",' not in src]
     assert not missing, f"{module} no longer declares {missing}"
+
+
+def test_derived_indicators_carry_their_rule_metadata() -> None:
+    """Rule data (signatures/rulemeta/memory.yaml) and the levels raised from what was seen reach the indicator."""
+    malfind_rows = [malfind(644, "lsass.exe", b"\xfc\x48"), malfind(2201, "w3wp.exe", b"\x00\x00")]
+    by_pid = {i.attributes["pid"]: i for i in derive.injected_code(malfind_rows)}
+    lsass, w3wp = by_pid[644], by_pid[2201]
+    assert (lsass.severity, lsass.confidence, lsass.steps, lsass.mitre) == ("critical", "high", "9,11", "T1055")
+    assert (w3wp.severity, w3wp.confidence, w3wp.steps) == ("medium", "low", "11")  # the data's plain case
+    assert w3wp.tags == "memory,volatility,injection"
+    assert derive.RULES["MEM-MALFIND"].severity == "medium"  # raising one finding left the shared rule alone
+
+    net = {
+        i.rule_id: i
+        for i in derive.network([conn("w3wp.exe", 2200, "45.33.32.156"), conn("x.exe", 9, "104.140.114.110")])
+    }
+    public, hafnium = net["MEM-NET-W3WP-PUBLIC"], net["MEM-NET-HAFNIUM-IP"]
+    assert public.rule_title == "Connection from w3wp.exe to a public address"  # names the process
+    assert (public.severity, public.steps, public.tags) == ("medium", "11,12", "memory,volatility,network")
+    assert (hafnium.cve, hafnium.steps, hafnium.tags) == ("CVE-2021-26855", "8,11,12", "memory,volatility,network,ioc")
+
+
+def test_memory_yara_rule_meta_from_the_rule_meta() -> None:
+    meta = {"title": "Chopper", "severity": "CRITICAL", "mitre": "T1505.003", "ed2102_steps": "8,11", "reference": "u1"}
+    raw = derive.yara_rule_meta(
+        "MEM-YARA", "triage.Chopper_Eval", meta, "Chopper", ("memory", "yara", "raw"), cite=True
+    )
+    assert (raw.id, raw.severity, raw.steps, raw.references) == (
+        "MEM-YARA-Chopper_Eval",
+        "critical",
+        ("8", "11"),
+        ("u1",),
+    )
+    vad = derive.yara_rule_meta("MEM-VADYARA", "X", {"severity": "bogus"}, "X", ("memory",))
+    assert (vad.severity, vad.confidence, vad.steps, vad.references, vad.mitre) == ("medium", "medium", ("11",), (), ())
