@@ -24,6 +24,7 @@ from triage.finding import SEVERITIES
 from triage.progress import ConsoleLogHandler, UnitBars, byte_progress, unit_progress
 from triage.report.fleet import FleetReport
 from triage.report.summary import ledger_summary_lines
+from triage.seal import PASSPHRASE_ENV
 
 log = logging.getLogger("triage")
 stdout = Console(highlight=False, soft_wrap=True)
@@ -177,6 +178,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="a custody head kept outside the case (printed at the end of every command): the chain must "
         "contain that event; on a fleet folder one per host, HOST=HASH, repeatable",
     )
+    v.add_argument(
+        "--ca",
+        metavar="BUNDLE.pem",
+        type=Path,
+        help="CA certificates (PEM) the seal's signing certificate must chain to (at the seal's time)",
+    )
+    se = sub.add_parser(
+        "seal",
+        parents=[common],
+        help="verify the case, then sign what it holds (seal/seal.json and a detached signature)",
+        epilog="example: triage seal CASE --key examiner.key --cert examiner.crt --by 'A. Examiner'. "
+        f"An encrypted key's passphrase comes from ${PASSPHRASE_ENV} or a prompt, never an argument.",
+    )
+    se.add_argument("case", metavar="CASE")
+    se.add_argument(
+        "--key",
+        required=True,
+        type=Path,
+        metavar="KEY.pem",
+        help="private key: RSA or EC with --cert (CMS signature), or Ed25519 alone (raw signature); never stored",
+    )
+    se.add_argument("--cert", type=Path, metavar="CERT.pem", help="the key's X.509 certificate (PEM or DER)")
+    se.add_argument("--by", required=True, metavar="NAME", help="who seals the case (recorded in the seal)")
+    ex = sub.add_parser(
+        "export",
+        parents=[common],
+        help="verify the case and write its submission package (report, ledger, hashes, custody log, seal)",
+        epilog="example: triage export CASE --to CASE-2021-001.zip (a name without .zip makes a folder); "
+        "check it with 'sha256sum -c SHA256SUMS' in the package",
+    )
+    ex.add_argument("case", metavar="CASE")
+    ex.add_argument("--to", required=True, type=Path, metavar="OUT.zip", help="the package (never overwritten)")
     li = sub.add_parser("list", parents=[common], help="list analyzers and artifact families")
     li.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE")
     return p
@@ -384,6 +417,40 @@ def render_verify(v: app.VerifyResult) -> None:
     )
     if rep.recorded.startswith("not recorded"):
         stdout.print(rep.recorded, markup=False)
+    render_seal_state(rep.seal)
+
+
+def render_seal_state(seal: dict[str, Any] | None) -> None:
+    """Who sealed the case, when, over which custody head, and what the signature says."""
+    if seal is None:
+        stdout.print("not sealed", markup=False)
+        return
+    head = seal.get("custody_head") or {}
+    stdout.print(
+        f"sealed by {seal.get('sealed_by')} at {seal.get('sealed_at')} (seal event {seal.get('seal_event')}, "
+        f"custody head event {head.get('seq')}, {seal.get('files')} files)",
+        markup=False,
+    )
+    stdout.print(seal.get("trust") or "signature NOT valid", markup=False)
+
+
+def render_seal(s: app.SealSummary) -> None:
+    d = s.as_dict()
+    signer = d["signer"]
+    who = signer.get("subject") or f"Ed25519 key SHA256 {signer['public_key_sha256']}"
+    stdout.print(
+        f"sealed {d['case_id']} by {d['sealed_by']} at {d['sealed_at']}: {d['sealed_files']} files, custody head "
+        f"event {d['custody_head_sealed']['seq']}; signed by {who}",
+        markup=False,
+    )
+    for rel in d["seal_files"]:
+        stdout.print(f"  {s.case / rel}", markup=False)
+
+
+def render_export(s: app.ExportSummary) -> None:
+    p = s.package
+    stdout.print(f"exported {p['files']} files to {p['to']} ({p['format']}, sha256 {p['sha256']})", markup=False)
+    stdout.print(f"recorded: {s.recorded}", markup=False)
 
 
 def render_list(c: app.Catalog) -> None:
@@ -520,6 +587,8 @@ Summary: TypeAlias = (
     | app.FleetReportSummary
     | app.FleetVerifyResult
     | app.FleetRunSummary
+    | app.SealSummary
+    | app.ExportSummary
 )
 
 
@@ -535,6 +604,8 @@ def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
         if not args.json:
             render_list(c)
         return c
+    if command in ("seal", "export"):
+        return _seal_or_export(args, progress)
     fleet = app.is_fleet_folder(args.case)
     if command == "analyze":
         if fleet:  # a fleet folder: the command runs over every host case, plus the fleet report
@@ -562,10 +633,38 @@ def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
         fv = app.verify_fleet(app.VerifyRequest(Path(args.case), heads), progress)
         render_fleet_verify(fv, args.json)
         return fv
-    v = app.verify(app.VerifyRequest(Path(args.case), heads), progress)
+    v = app.verify(app.VerifyRequest(Path(args.case), heads, ca=args.ca), progress)
     if not args.json:
         render_verify(v)
     return v
+
+
+def _passphrase() -> bytes | None:
+    """The seal key's passphrase: from the environment, else asked on the terminal (never an argument)."""
+    if os.environ.get(PASSPHRASE_ENV):
+        return os.environ[PASSPHRASE_ENV].encode()
+    if not sys.stdin.isatty():
+        return None
+    import getpass
+
+    return getpass.getpass("passphrase of the seal key: ").encode() or None
+
+
+def _seal_or_export(args: argparse.Namespace, progress: ConsoleProgress) -> app.SealSummary | app.ExportSummary:
+    if app.is_fleet_folder(args.case):
+        raise UsageError(f"{args.case} is a fleet folder: {args.command} each host case in it")
+    if args.command == "seal":
+        request = app.SealRequest(
+            case=Path(args.case), key=args.key, cert=args.cert, by=args.by, passphrase=_passphrase
+        )
+        s = app.seal(request, progress)
+        if not args.json:
+            render_seal(s)
+        return s
+    e = app.export(app.ExportRequest(case=Path(args.case), to=args.to), progress)
+    if not args.json:
+        render_export(e)
+    return e
 
 
 def _os_error_code(args: argparse.Namespace, exc: OSError) -> ExitCode | None:

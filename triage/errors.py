@@ -43,6 +43,12 @@ class InsufficientEvidence(TriageError):
     exit_code = ExitCode.INSUFFICIENT
 
 
+class Incomplete(TriageError):
+    """A command on the case never finished (killed): rerun it before sealing or exporting."""
+
+    exit_code = ExitCode.INCOMPLETE
+
+
 class CollectionFailed(TriageError):
     """Some artifacts could not be collected (write error, full disk, unreadable source)."""
 

@@ -24,6 +24,7 @@ from triage.case import CASE_DIRS, CASE_FILES, WRITE_ERROR, Case, ManifestRow, r
 from triage.custody import is_readonly_error
 from triage.errors import ExitCode, IntegrityError
 from triage.hashing import hash_file
+from triage.seal import SEAL_DIR, check_seal
 
 _TEMP = re.compile(r"^\..*\.(part|tmp)-\d+$")  # a writer's temporary file (killed before its rename)
 
@@ -43,6 +44,7 @@ class VerifyReport:
     head: dict[str, Any] = field(default_factory=dict)
     anchor: dict[str, Any] | None = None
     recorded: str = ""
+    seal: dict[str, Any] | None = None  # who sealed the case, when, the signature's state (None: never sealed)
 
     @property
     def ok(self) -> bool:
@@ -86,6 +88,7 @@ class VerifyReport:
             "custody_head": self.head,
             "anchor": self.anchor,
             "recorded": self.recorded,
+            "seal": self.seal,
         }
 
 
@@ -231,12 +234,13 @@ def verify_case(
     progress: Callable[[int], None] | None = None,
     record: bool = True,
     anchor: str | None = None,
+    ca: Path | None = None,
 ) -> VerifyReport:
     """Check the whole case against the custody log; record a ``verify`` event if the case is writable.
 
     With ``record``, the case lock is taken (waiting for a running writer) and a partial last custody
     line left by a full disk is repaired (and that recorded) first. On read-only media nothing is
-    written; ``report.recorded`` says so.
+    written; ``report.recorded`` says so. ``ca``: a PEM bundle the seal's certificate must chain to.
     """
     report = VerifyReport()
     done = False
@@ -247,7 +251,7 @@ def verify_case(
         try:
             with case.writer():
                 case.custody.prepare()
-                _verify(case, report, progress, anchor)
+                _verify(case, report, progress, anchor, ca)
                 done = True
                 ev = case.custody.append(
                     "verify",
@@ -275,11 +279,13 @@ def verify_case(
                 "this output is the only record of this verify"
             )
     if not done:
-        _verify(case, report, progress, anchor)
+        _verify(case, report, progress, anchor, ca)
     return report
 
 
-def _verify(case: Case, report: VerifyReport, progress: Callable[[int], None] | None, anchor: str | None) -> None:
+def _verify(
+    case: Case, report: VerifyReport, progress: Callable[[int], None] | None, anchor: str | None, ca: Path | None
+) -> None:
     if _never_recorded(case):
         report.incomplete.append(
             {"where": "custody.jsonl", "problem": "the case was created but nothing was recorded: rerun the collect"}
@@ -361,8 +367,10 @@ def _verify(case: Case, report: VerifyReport, progress: Callable[[int], None] | 
             _check_file(case, rel, digest, report, what)
     _check_results_against_units(case, report)
 
+    sealed = _check_seal(case, report, ca)
+
     # everything else in the tree
-    _walk_tree(case, report, listed, set(expected) | {"case.json"}, ledger)
+    _walk_tree(case, report, listed, set(expected) | {"case.json"} | sealed, ledger)
 
     # was every collection finished, and did it write every file?
     if not ledger.has_collect:
@@ -385,6 +393,15 @@ def _verify(case: Case, report: VerifyReport, progress: Callable[[int], None] | 
         report.failed.append(
             {"where": "collect_end", "problem": f"the last collection could not write {end_failed} files"}
         )
+
+
+def _check_seal(case: Case, report: VerifyReport, ca: Path | None) -> set[str]:
+    """The seal (triage/seal.py): its problems, its "after the seal" warnings; the seal files it accounts for."""
+    check = check_seal(case.path, case.case_id, list(case.custody.events()), ca)
+    report.problems += check.problems
+    report.warnings += check.warnings
+    report.seal = check.status
+    return check.files
 
 
 def _check_results_against_units(case: Case, report: VerifyReport) -> None:
@@ -428,7 +445,7 @@ def _walk_tree(case: Case, report: VerifyReport, listed: set[str], known: set[st
             if full.is_symlink():
                 report.problem(f"{rel_dir}/{d}".lstrip("/"), "symbolic link in the case (never written by triage)")
                 dirs.remove(d)
-            elif rel_dir == "" and d not in CASE_DIRS:
+            elif rel_dir == "" and d not in (*CASE_DIRS, SEAL_DIR):
                 report.problem(d, "folder at the case root that triage does not write")
         if rel_dir and not dirs and not files and rel_dir not in CASE_DIRS:
             where = "warnings" if rel_dir.startswith(("results/", "runs/", "report/")) else "problems"

@@ -1,4 +1,4 @@
-"""The application layer: collect, analyze, report, verify and run over a case or a fleet folder.
+"""The application layer: collect, analyze, report, verify, run, seal and export over a case or a fleet folder.
 
 Typed requests in, typed summaries out; no argument parsing and no printing. Progress and messages go
 through a :class:`~triage.app.progress.Progress` the caller passes (the command line draws rich bars on
@@ -11,6 +11,7 @@ from __future__ import annotations
 from triage.app.analyze import AnalyzeRequest, AnalyzeSummary, ExecutorRequest, analyze, executor_for
 from triage.app.catalog import Catalog, catalog
 from triage.app.collect import CollectRequest, CollectSummary, NothingExaminable, collect
+from triage.app.export import ExportRequest, ExportSummary, export
 from triage.app.fleet import (
     FleetAnalyzeSummary,
     FleetReportSummary,
@@ -24,6 +25,7 @@ from triage.app.options import RuleInputs, analyzer_options
 from triage.app.progress import LogProgress, NullProgress, Progress
 from triage.app.report import ReportRequest, ReportSummary, report
 from triage.app.run import RunRequest, RunSummary, run
+from triage.app.seal import SealRequest, SealSummary, seal
 from triage.app.verify import VerifyRequest, VerifyResult, verify
 from triage.fleet import is_fleet_folder
 
@@ -34,6 +36,8 @@ __all__ = [
     "CollectRequest",
     "CollectSummary",
     "ExecutorRequest",
+    "ExportRequest",
+    "ExportSummary",
     "FleetAnalyzeSummary",
     "FleetReportSummary",
     "FleetRunSummary",
@@ -47,6 +51,8 @@ __all__ = [
     "RuleInputs",
     "RunRequest",
     "RunSummary",
+    "SealRequest",
+    "SealSummary",
     "VerifyRequest",
     "VerifyResult",
     "analyze",
@@ -55,10 +61,12 @@ __all__ = [
     "catalog",
     "collect",
     "executor_for",
+    "export",
     "is_fleet_folder",
     "report",
     "report_fleet",
     "run",
+    "seal",
     "verify",
     "verify_fleet",
 ]

@@ -18,6 +18,7 @@ class VerifyRequest:
 
     case: Path
     heads: tuple[str, ...] = ()  # a case: one hash; a fleet folder: HOST=HASH per host
+    ca: Path | None = None  # a PEM bundle a sealed case's signing certificate must chain to (--ca)
 
 
 @dataclass
@@ -60,6 +61,6 @@ def verify(request: VerifyRequest, progress: Progress) -> VerifyResult:
     anchor = single_head(request.heads)
     case = Case.open(request.case)
     with progress.bytes("verifying") as advance:
-        rep = verify_case(case, progress=advance, anchor=anchor)
+        rep = verify_case(case, progress=advance, anchor=anchor, ca=request.ca)
     case.close()
     return VerifyResult(case=case.path, report=rep)
