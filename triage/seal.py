@@ -20,7 +20,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -481,6 +481,18 @@ def _current(path: Path) -> str | None:
         return None
 
 
+def _runs(events: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive events of one action, grouped (a collect after the seal writes one per file); exports apart."""
+    run: list[dict[str, Any]] = []
+    for ev in events:
+        if run and (ev.get("action") != run[0].get("action") or ev.get("action") == "export"):
+            yield run
+            run = []
+        run.append(ev)
+    if run:
+        yield run
+
+
 def _describe(ev: dict[str, Any]) -> str:
     d = _details(ev)
     what = str(ev.get("action"))
@@ -489,15 +501,35 @@ def _describe(ev: dict[str, Any]) -> str:
     return f"{what} by {ev.get('actor')} at {ev.get('ts')}"
 
 
-def check_seal(case_path: Path, case_id: str, events: list[dict[str, Any]], ca: Path | None = None) -> SealCheck:
-    """Check the latest seal of a case against its custody event, its signature and the case now."""
-    check = SealCheck()
-    at = max((i for i, ev in enumerate(events) if ev.get("action") == "seal"), default=None)
+def latest_seal(events: Callable[[], Iterable[dict[str, Any]]]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The latest ``seal`` event and the events after it, in two streaming passes over the custody log
+    (a collection writes an event per file: the log is never held whole)."""
+    at = None
+    for i, ev in enumerate(events()):
+        if ev.get("action") == "seal":
+            at = i
     if at is None:
+        return None, []
+    it = iter(events())
+    for _ in range(at):
+        next(it, None)
+    seal = next(it, None)
+    return seal, list(it)
+
+
+def check_seal(
+    case_path: Path, case_id: str, events: Callable[[], Iterable[dict[str, Any]]], ca: Path | None = None
+) -> SealCheck:
+    """Check the latest seal of a case against its custody event, its signature and the case now.
+
+    ``events``: returns a fresh iterator over the custody events each time it is called.
+    """
+    check = SealCheck()
+    ev, later = latest_seal(events)
+    if ev is None:
         if ca is not None:
             check.warnings.append({"where": SEAL_DIR, "warning": "--ca given but the case was never sealed"})
         return check
-    ev, later = events[at], events[at + 1 :]
     d = _details(ev)
     recorded = _obj(d.get("files"))
     check.files = {str(rel) for rel in recorded}
@@ -593,11 +625,17 @@ def _check_signature(case_path: Path, data: bytes, doc: dict[str, Any], check: S
 def _check_sealed_state(case_path: Path, doc: dict[str, Any], later: list[dict[str, Any]], check: SealCheck) -> None:
     """The sealed hashes against the case now: what later commands account for is "after the seal"."""
     writes = [ev for ev in later if ev.get("action") not in READ_ONLY_ACTIONS]
-    for ev in later:
-        if ev.get("action") != "verify":
-            check.after(f"custody.jsonl event {ev.get('seq')}", _describe(ev))
+    for run in _runs(ev for ev in later if ev.get("action") != "verify"):
+        first, last = run[0], run[-1]
+        if len(run) == 1:
+            check.after(f"custody.jsonl event {first.get('seq')}", _describe(first))
+        else:
+            where = f"custody.jsonl events {first.get('seq')}-{last.get('seq')}"
+            check.after(where, f"{len(run)} {first.get('action')} events from {first.get('ts')} to {last.get('ts')}")
     accounted: set[str] = set()
     for ev in writes:
+        if ev.get("action") in ("collect", "collect_start", "collect_end"):
+            continue  # evidence events: they account for manifest rows, never for sealed report or result files
         d = _details(ev)
         accounted.update(_hashes_in(d))
         if ev.get("action") == "analyze" and isinstance(d.get("run_record"), str):

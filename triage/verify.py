@@ -397,7 +397,7 @@ def _verify(
 
 def _check_seal(case: Case, report: VerifyReport, ca: Path | None) -> set[str]:
     """The seal (triage/seal.py): its problems, its "after the seal" warnings; the seal files it accounts for."""
-    check = check_seal(case.path, case.case_id, list(case.custody.events()), ca)
+    check = check_seal(case.path, case.case_id, case.custody.events, ca)
     report.problems += check.problems
     report.warnings += check.warnings
     report.seal = check.status

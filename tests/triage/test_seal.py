@@ -283,3 +283,43 @@ def test_export_to_a_folder_and_refusals(case_dir: Path, tmp_path: Path) -> None
     assert manifest["state"] == {"verify": "OK", "sealed": False}
     assert main(["export", str(case_dir), "--to", str(case_dir / "report" / "x.zip"), "-q"]) == ExitCode.USAGE
     assert main(["verify", str(case_dir), "-q"]) == ExitCode.OK  # nothing stray was left in the case
+
+
+def test_collect_after_the_seal_is_listed_and_manifest_growth_noted(
+    case_dir: Path, pki: dict[str, Issued], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _seal(case_dir, pki["ec"]) == ExitCode.OK
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "late.aspx").write_text('<%@ Page Language="C#" %><script runat="server">void P(){}</script>')
+    assert main(["collect", str(loose), "--case", str(case_dir), "--host", "EXCH01", "-q"]) == ExitCode.OK
+    capsys.readouterr()
+    assert main(["verify", str(case_dir)]) == ExitCode.OK
+    text = capsys.readouterr().out
+    assert "sealed by Dana Examiner at " in text
+    assert "not checked against a CA" in text
+    assert "after the seal: " in text and " collect" in text
+    assert "bytes of manifest rows added (a later collect)" in text
+
+
+def test_an_interrupted_seal_is_cleaned_up_by_the_next(
+    case_dir: Path, pki: dict[str, Issued], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from triage.seal import load_signer, seal_document, write_seal_files
+
+    signer = load_signer(pki["ed"].key_path, None, lambda: None)
+    doc = seal_document(case_dir, "CASE-SEAL-1", (1, "0" * 64), signer, "Killed Before Event")
+    write_seal_files(case_dir, doc, signer)  # files written, the custody event never was
+    (case_dir / "seal" / ".seal.json.tmp-999999").write_text("partial")
+    code, out = _verify_json(case_dir, capsys)
+    assert code == ExitCode.INTEGRITY and out["seal"] is None
+    assert {p["where"] for p in out["problems"]} == {SEAL_JSON, RAW_SIGNATURE, PUBLIC_KEY}
+    assert _seal(case_dir, pki["ec"]) == ExitCode.OK
+    recovered = [
+        json.loads(line)["details"]["file"]
+        for line in (case_dir / "custody.jsonl").read_text().splitlines()
+        if json.loads(line)["action"] == "recover"
+    ]
+    assert sorted(recovered) == sorted(["seal/.seal.json.tmp-999999", SEAL_JSON, RAW_SIGNATURE, PUBLIC_KEY])
+    code, out = _verify_json(case_dir, capsys)
+    assert code == ExitCode.OK and out["seal"]["sealed_by"] == "Dana Examiner"

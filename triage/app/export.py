@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from triage.app.seal import refuse_unless_verified
 from triage.case import Case
 from triage.errors import ExitCode, UsageError
 from triage.export import build_package
-from triage.seal import READ_ONLY_ACTIONS
+from triage.seal import READ_ONLY_ACTIONS, latest_seal
 from triage.verify import VerifyReport, verify_case
 
 
@@ -67,14 +68,20 @@ def case_state(case: Case, rep: VerifyReport) -> dict[str, Any]:
         return state
     keys = ("sealed_by", "sealed_at", "seal_event", "custody_head", "signed_by", "signature_ok", "files")
     state["seal"] = {k: rep.seal.get(k) for k in keys}
-    events = list(case.custody.events())
-    at = next((i for i, ev in enumerate(events) if ev.get("seq") == rep.seal.get("seal_event")), len(events))
-    state["changes_after_seal"] = [
-        f"{ev.get('action')} (event {ev.get('seq')}) by {ev.get('actor')} at {ev.get('ts')}"
-        for ev in events[at + 1 :]
-        if ev.get("action") not in READ_ONLY_ACTIONS
-    ]
+    _seal, later = latest_seal(case.custody.events)
+    changes = [ev for ev in later if ev.get("action") not in READ_ONLY_ACTIONS]
+    counts = Counter(str(ev.get("action")) for ev in changes)
+    state["changes_after_seal"] = {
+        "events": len(changes),
+        "by_action": dict(sorted(counts.items())),
+        "first": _brief(changes[0]) if changes else None,
+        "last": _brief(changes[-1]) if changes else None,
+    }
     return state
+
+
+def _brief(ev: dict[str, Any]) -> str:
+    return f"{ev.get('action')} (event {ev.get('seq')}) by {ev.get('actor')} at {ev.get('ts')}"
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 from triage.app.progress import Progress
 from triage.case import Case
 from triage.errors import ExitCode, Incomplete, IntegrityError, UsageError
-from triage.seal import SEAL_JSON, load_signer, seal_document, write_seal_files
+from triage.hashing import hash_file
+from triage.seal import SEAL_DIR, SEAL_JSON, latest_seal, load_signer, seal_document, write_seal_files
 from triage.verify import VerifyReport, verify_case
 
 
@@ -63,6 +65,33 @@ def refuse_unless_verified(rep: VerifyReport, what: str) -> None:
     raise IntegrityError(text) if rep.problems else Incomplete(text)
 
 
+def clear_interrupted_seal(case: Case) -> list[str]:
+    """Remove what a seal killed before its custody event left in ``seal/`` (temporary files, seal files no
+    seal event records), each a ``recover`` event with its hash. Files the latest seal event records stay, even
+    when changed: that is for verify to report."""
+    folder = case.path / SEAL_DIR
+    if not folder.is_dir():
+        return []
+    ev, _later = latest_seal(case.custody.events)
+    details = ev.get("details") if ev is not None else None
+    files = details.get("files") if isinstance(details, dict) else None
+    recorded = files if isinstance(files, dict) else {}
+    removed: list[str] = []
+    for path in sorted(folder.iterdir()):
+        rel = f"{SEAL_DIR}/{path.name}"
+        if rel in recorded or path.is_symlink() or not path.is_file():
+            continue
+        size, digests = hash_file(path, ("sha256",))
+        path.unlink()
+        case.custody.append(
+            "recover", what="file left by an interrupted seal removed", file=rel, size=size, sha256=digests["sha256"]
+        )
+        removed.append(rel)
+    if not any(folder.iterdir()):
+        folder.rmdir()  # verify reports an empty folder; the seal makes it again
+    return removed
+
+
 def seal(request: SealRequest, progress: Progress) -> SealSummary:
     """Verify the case, then write ``seal/seal.json`` and its signature and record a ``seal`` event."""
     if not request.by.strip():
@@ -72,6 +101,8 @@ def seal(request: SealRequest, progress: Progress) -> SealSummary:
     try:
         with case.writer():
             case.custody.prepare()
+            for rel in clear_interrupted_seal(case):
+                progress.message(logging.WARNING, f"{rel}: left by an interrupted seal, removed (recorded)")
             with progress.bytes("verifying before the seal") as advance:
                 rep = verify_case(case, record=False, progress=advance)
             refuse_unless_verified(rep, "sealed")
