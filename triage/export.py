@@ -236,7 +236,7 @@ def build_package(case_path: Path, case_id: str, out: Path, state: dict[str, Any
         raise IntegrityError(f"case files changed while they were exported: {', '.join(changed)}")
     digest = _digest(Entry(out.name, out, out.stat().st_size)) if out.is_file() else hashlib.sha256(sums).hexdigest()
     return {
-        "to": str(out),
+        "to": str(out.absolute()),
         "format": "zip" if out.is_file() else "folder",
         "sha256": digest,  # the zip's, or a folder's SHA256SUMS
         "files": len(written),

@@ -125,8 +125,10 @@ def test_cms_seal_round_trip_and_openssl_accepts_it(
 def test_ed25519_seal_round_trip(case_dir: Path, pki: dict[str, Issued], capsys: pytest.CaptureFixture[str]) -> None:
     assert _seal(case_dir, pki["ed"]) == ExitCode.OK
     doc = json.loads((case_dir / SEAL_JSON).read_text())
-    pub = pki["ed"].key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    pub = (
+        pki["ed"]
+        .key.public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     from triage.hashing import sha256_bytes
 
