@@ -643,26 +643,27 @@ def _check_sealed_state(case_path: Path, doc: dict[str, Any], later: list[dict[s
                 body = json.loads((case_path / d["run_record"]).read_text(encoding="utf-8"))
                 accounted.update(_hashes_in(body.get("results")))
     sealed = _obj(doc.get("files"))
+    notes: dict[tuple[str, str], list[str]] = {}  # (folder, what) -> files: a new analyze rewrites thousands
     for rel, digest in sorted(sealed.items()):
         now = _current(case_path / rel)
         if now == digest:
             continue
         if now is None:
             if writes:
-                check.after(rel, "sealed file no longer in the case (a later command replaced it)")
+                gone = "no longer in the case (replaced by a later command)"
+                notes.setdefault((rel.split("/", 1)[0], gone), []).append(rel)
             else:
                 check.problem(rel, "sealed file is missing and no later command accounts for it")
         elif now in accounted:
-            check.after(rel, "sealed file rewritten by a later command")
+            notes.setdefault((rel.split("/", 1)[0], "rewritten by a later command"), []).append(rel)
         else:
             check.problem(rel, f"sealed file edited after the seal: sealed sha256 {digest}, now {now}")
-    new: dict[str, list[str]] = {}
     for rel in sealed_files(case_path):
         if rel not in sealed:
-            new.setdefault(rel.split("/", 1)[0], []).append(rel)
-    for top, rels in sorted(new.items()):
-        more = f" (first: {', '.join(rels[:3])})" if len(rels) > 3 else f": {', '.join(rels)}"
-        check.after(f"{top}/", f"{len(rels)} new files{more}")
+            notes.setdefault((rel.split("/", 1)[0], "new since the seal"), []).append(rel)
+    for (top, what), rels in sorted(notes.items()):
+        names = ", ".join(rels[:5]) + (f" and {len(rels) - 5} more" if len(rels) > 5 else "")
+        check.after(f"{top}/", f"{len(rels)} {'file' if len(rels) == 1 else 'files'} {what}: {names}")
     _check_manifest(case_path, doc, writes, check)
     if _current(case_path / "case.json") != doc.get("case_json_sha256"):
         check.problem("case.json", "case.json differs from the sealed one")
