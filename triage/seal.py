@@ -471,6 +471,14 @@ def _hashes_in(value: Any) -> Iterator[str]:
             yield from _hashes_in(v)
 
 
+def _inside(rel: object, tops: tuple[str, ...]) -> bool:
+    """A case-relative path under one of ``tops`` that climbs nowhere (hostile seal files name anything)."""
+    if not isinstance(rel, str) or rel.startswith("/") or "\\" in rel or "\0" in rel:
+        return False
+    parts = rel.split("/")
+    return len(parts) > 1 and parts[0] in tops and all(p not in ("", ".", "..") for p in parts)
+
+
 def _current(path: Path) -> str | None:
     try:
         st = os.lstat(path)
@@ -531,8 +539,8 @@ def check_seal(
             check.warnings.append({"where": SEAL_DIR, "warning": "--ca given but the case was never sealed"})
         return check
     d = _details(ev)
-    recorded = _obj(d.get("files"))
-    check.files = {str(rel) for rel in recorded}
+    recorded = {rel: v for rel, v in _obj(d.get("files")).items() if _inside(rel, (SEAL_DIR,))}
+    check.files = set(recorded)
     for rel, digest in sorted(recorded.items()):
         now = _current(case_path / rel)
         if now is None:
@@ -546,21 +554,22 @@ def check_seal(
         doc = json.loads(data)
         if not isinstance(doc, dict):
             raise ValueError("not a JSON object")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         check.problem(SEAL_JSON, f"cannot read the seal ({exc})")
         return check
     status |= {
         "sealed_by": doc.get("sealed_by"),
         "sealed_at": doc.get("sealed_at"),
         "custody_head": doc.get("custody_head"),
-        "files": len(doc.get("files") or {}),
+        "files": len(_obj(doc.get("files"))),
         "signer": doc.get("signer"),
     }
     _check_signature(case_path, data, doc, check, ca)
     if doc.get("case_id") != case_id:
         check.problem(SEAL_JSON, f"sealed case id {doc.get('case_id')!r} is not this case's ({case_id!r})")
     head = _obj(doc.get("custody_head"))
-    if head.get("hash") != ev.get("prev") or head.get("seq") != (ev.get("seq") or 0) - 1:
+    seq = ev.get("seq")
+    if head.get("hash") != ev.get("prev") or not isinstance(seq, int) or head.get("seq") != seq - 1:
         check.problem(SEAL_JSON, "the custody head in the seal is not the event before the seal event")
     _check_sealed_state(case_path, doc, later, check)
     return check
@@ -642,7 +651,9 @@ def _check_sealed_state(case_path: Path, doc: dict[str, Any], later: list[dict[s
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 body = json.loads((case_path / d["run_record"]).read_text(encoding="utf-8"))
                 accounted.update(_hashes_in(body.get("results")))
-    sealed = _obj(doc.get("files"))
+    sealed = {rel: v for rel, v in _obj(doc.get("files")).items() if _inside(rel, SEALED_DIRS)}
+    if len(sealed) != len(_obj(doc.get("files"))):
+        check.problem(SEAL_JSON, "the seal lists files outside report/, results/ and runs/")
     notes: dict[tuple[str, str], list[str]] = {}  # (folder, what) -> files: a new analyze rewrites thousands
     for rel, digest in sorted(sealed.items()):
         now = _current(case_path / rel)

@@ -326,3 +326,29 @@ def test_an_interrupted_seal_is_cleaned_up_by_the_next(
     assert sorted(recovered) == sorted(["seal/.seal.json.tmp-999999", SEAL_JSON, RAW_SIGNATURE, PUBLIC_KEY])
     code, out = _verify_json(case_dir, capsys)
     assert code == ExitCode.OK and out["seal"]["sealed_by"] == "Dana Examiner"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"\xff\xfe not json",
+        b"[" * 100_000,
+        b'"a string"',
+        b'{"files": 5, "signer": [], "manifest": "x", "custody_head": 3, "case_id": null}',
+        b'{"files": {"/etc/passwd": "x", "report/../../x": "y"}, "signer": {"kind": "cms"}, "manifest": {"size": -1}}',
+        b'{"signer": {"kind": "ed25519", "public_key_sha256": 7}, "manifest": {"size": 99999999999}}',
+    ],
+)
+def test_a_hostile_seal_file_is_reported_never_raised(
+    body: bytes, case_dir: Path, pki: dict[str, Issued], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _seal(case_dir, pki["ed"]) == ExitCode.OK
+    target = case_dir / SEAL_JSON
+    os.chmod(target, 0o644)
+    target.write_bytes(body)
+    code, out = _verify_json(case_dir, capsys)
+    assert code == ExitCode.INTEGRITY
+    assert out["problems"][0]["where"] == SEAL_JSON
+    assert out["problems"][0]["problem"].startswith("seal file changed since sealing")
+    assert "passwd" not in json.dumps(out["seal"])
