@@ -630,7 +630,7 @@ def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
         return r
     heads = tuple(args.head or ())
     if fleet:
-        fv = app.verify_fleet(app.VerifyRequest(Path(args.case), heads), progress)
+        fv = app.verify_fleet(app.VerifyRequest(Path(args.case), heads, ca=args.ca), progress)
         render_fleet_verify(fv, args.json)
         return fv
     v = app.verify(app.VerifyRequest(Path(args.case), heads, ca=args.ca), progress)

@@ -268,7 +268,7 @@ def verify_fleet(request: VerifyRequest, progress: Progress) -> FleetVerifyResul
     for host, path in cases.items():
         head = heads.get(host)
         try:
-            results[host] = verify_one(VerifyRequest(path, (head,) if head else ()), progress).as_dict()
+            results[host] = verify_one(VerifyRequest(path, (head,) if head else (), ca=request.ca), progress).as_dict()
         except (TriageError, OSError) as exc:  # a host case that cannot even be opened costs only itself
             code = exc.exit_code if isinstance(exc, TriageError) else ExitCode.USAGE
             what = str(exc) if isinstance(exc, TriageError) else f"{exc.filename or path}: {exc.strerror or exc}"
