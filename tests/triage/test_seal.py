@@ -196,7 +196,11 @@ def test_edited_seal_or_signature_is_caught(
 
 
 def test_keys_never_enter_the_case(
-    case_dir: Path, pki: dict[str, Issued], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    case_dir: Path,
+    pki: dict[str, Issued],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     ca = pki["ca"]
     signer = issue(ca, tmp_path, "Examiner Locked", passphrase=b"correct horse battery")
@@ -207,7 +211,11 @@ def test_keys_never_enter_the_case(
     assert _seal(case_dir, signer) == ExitCode.USAGE
     monkeypatch.setenv(PASSPHRASE_ENV, "correct horse battery")
     assert _seal(case_dir, signer) == ExitCode.OK
-    assert _seal(case_dir, pki["ed"]) == ExitCode.OK  # a reseal replaces the files
+    loud = ["seal", str(case_dir), "--key", str(pki["ed"].key_path), "--by", "Dana Examiner", "-v", "-v"]
+    assert main(loud) == ExitCode.OK  # a reseal replaces the files
+    assert main([*loud, "--json"]) == ExitCode.OK
+    printed = capsys.readouterr()
+    assert "PRIVATE KEY" not in printed.out + printed.err and "correct horse" not in printed.out + printed.err
     secrets = [
         signer.key_path.read_bytes(),
         signer.key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
