@@ -604,8 +604,10 @@ def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
         if not args.json:
             render_list(c)
         return c
-    if command in ("seal", "export"):
-        return _seal_or_export(args, progress)
+    if command == "seal":
+        return _seal(args, progress)
+    if command == "export":
+        return _export(args, progress)
     fleet = app.is_fleet_folder(args.case)
     if command == "analyze":
         if fleet:  # a fleet folder: the command runs over every host case, plus the fleet report
@@ -650,17 +652,22 @@ def _passphrase() -> bytes | None:
     return getpass.getpass("passphrase of the seal key: ").encode() or None
 
 
-def _seal_or_export(args: argparse.Namespace, progress: ConsoleProgress) -> app.SealSummary | app.ExportSummary:
+def _refuse_fleet(args: argparse.Namespace) -> None:
     if app.is_fleet_folder(args.case):
         raise UsageError(f"{args.case} is a fleet folder: {args.command} each host case in it")
-    if args.command == "seal":
-        request = app.SealRequest(
-            case=Path(args.case), key=args.key, cert=args.cert, by=args.by, passphrase=_passphrase
-        )
-        s = app.seal(request, progress)
-        if not args.json:
-            render_seal(s)
-        return s
+
+
+def _seal(args: argparse.Namespace, progress: ConsoleProgress) -> app.SealSummary:
+    _refuse_fleet(args)
+    request = app.SealRequest(case=Path(args.case), key=args.key, cert=args.cert, by=args.by, passphrase=_passphrase)
+    s = app.seal(request, progress)
+    if not args.json:
+        render_seal(s)
+    return s
+
+
+def _export(args: argparse.Namespace, progress: ConsoleProgress) -> app.ExportSummary:
+    _refuse_fleet(args)
     e = app.export(app.ExportRequest(case=Path(args.case), to=args.to), progress)
     if not args.json:
         render_export(e)

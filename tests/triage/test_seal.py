@@ -240,6 +240,12 @@ def test_seal_refuses_a_case_that_does_not_verify(case_dir: Path, pki: dict[str,
     assert _seal(case_dir, pki["ec"]) == ExitCode.INTEGRITY
     assert not (case_dir / "seal").exists()
     assert main(["seal", str(case_dir), "--key", str(pki["rsa"].key_path), "--by", "X", "-q"]) == ExitCode.USAGE
+    mismatch = ["--key", str(pki["ec"].key_path), "--cert", str(pki["rsa"].cert_path), "--by", "X", "-q"]
+    assert main(["seal", str(case_dir), *mismatch]) == ExitCode.USAGE
+    no_key = ["--key", str(case_dir / "nope.pem"), "--by", "X", "-q"]
+    assert main(["seal", str(case_dir), *no_key]) == ExitCode.USAGE
+    not_a_key = ["--key", str(case_dir / "case.json"), "--by", "X", "-q"]
+    assert main(["seal", str(case_dir), *not_a_key]) == ExitCode.USAGE
 
 
 # -- export ------------------------------------------------------------------------------------------------
