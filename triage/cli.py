@@ -184,6 +184,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="CA certificates (PEM) the seal's signing certificate must chain to (at the seal's time)",
     )
+    li = sub.add_parser("list", parents=[common], help="list analyzers and artifact families")
+    li.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE")
+    _add_seal_and_export(sub, common)
+    return p
+
+
+def _add_seal_and_export(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """The ``seal`` and ``export`` subcommands (Sealing and handing over a case)."""
     se = sub.add_parser(
         "seal",
         parents=[common],
@@ -210,9 +220,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.add_argument("case", metavar="CASE")
     ex.add_argument("--to", required=True, type=Path, metavar="OUT.zip", help="the package (never overwritten)")
-    li = sub.add_parser("list", parents=[common], help="list analyzers and artifact families")
-    li.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE")
-    return p
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -577,7 +584,9 @@ def _run(args: argparse.Namespace, progress: ConsoleProgress) -> app.RunSummary 
 
 
 Summary: TypeAlias = (
-    app.CollectSummary
+    app.SealSummary
+    | app.ExportSummary
+    | app.CollectSummary
     | app.AnalyzeSummary
     | app.ReportSummary
     | app.VerifyResult
@@ -587,8 +596,6 @@ Summary: TypeAlias = (
     | app.FleetReportSummary
     | app.FleetVerifyResult
     | app.FleetRunSummary
-    | app.SealSummary
-    | app.ExportSummary
 )
 
 
