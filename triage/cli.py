@@ -24,7 +24,6 @@ from triage.finding import SEVERITIES
 from triage.progress import ConsoleLogHandler, UnitBars, byte_progress, unit_progress
 from triage.report.fleet import FleetReport
 from triage.report.summary import ledger_summary_lines
-from triage.seal import PASSPHRASE_ENV
 
 log = logging.getLogger("triage")
 stdout = Console(highlight=False, soft_wrap=True)
@@ -178,22 +177,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="a custody head kept outside the case (printed at the end of every command): the chain must "
         "contain that event; on a fleet folder one per host, HOST=HASH, repeatable",
     )
-    v.add_argument(
+    li = sub.add_parser("list", parents=[common], help="list analyzers and artifact families")
+    li.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE")
+    _add_seal_and_export(sub, common, v)
+    return p
+
+
+def _add_seal_and_export(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    verify: argparse.ArgumentParser,
+) -> None:
+    """The ``seal`` and ``export`` subcommands and verify's ``--ca`` (Sealing and handing over a case)."""
+    from triage.seal import PASSPHRASE_ENV
+
+    verify.add_argument(
         "--ca",
         metavar="BUNDLE.pem",
         type=Path,
         help="CA certificates (PEM) the seal's signing certificate must chain to (at the seal's time)",
     )
-    li = sub.add_parser("list", parents=[common], help="list analyzers and artifact families")
-    li.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE")
-    _add_seal_and_export(sub, common)
-    return p
-
-
-def _add_seal_and_export(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
-) -> None:
-    """The ``seal`` and ``export`` subcommands (Sealing and handing over a case)."""
     se = sub.add_parser(
         "seal",
         parents=[common],
@@ -602,6 +605,8 @@ Summary: TypeAlias = (
 def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
     """Build the request, call the application layer, render the summary (unless --json)."""
     command = args.command
+    if command in ("seal", "export"):
+        return _seal(args, progress) if command == "seal" else _export(args, progress)
     if command == "collect":
         return _collect(args, progress)
     if command == "run":
@@ -611,10 +616,6 @@ def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
         if not args.json:
             render_list(c)
         return c
-    if command == "seal":
-        return _seal(args, progress)
-    if command == "export":
-        return _export(args, progress)
     fleet = app.is_fleet_folder(args.case)
     if command == "analyze":
         if fleet:  # a fleet folder: the command runs over every host case, plus the fleet report
@@ -650,6 +651,8 @@ def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
 
 def _passphrase() -> bytes | None:
     """The seal key's passphrase: from the environment, else asked on the terminal (never an argument)."""
+    from triage.seal import PASSPHRASE_ENV
+
     if os.environ.get(PASSPHRASE_ENV):
         return os.environ[PASSPHRASE_ENV].encode()
     if not sys.stdin.isatty():
