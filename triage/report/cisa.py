@@ -45,6 +45,16 @@ BASIS_SCRIPT = "script output found in the evidence"
 BASIS_OFFLINE = "offline equivalent checks"
 BASIS_NOT_RUN = "not run"
 BASIS_ATTESTED = "script run attested"
+# template v3.0's hardening columns (Supplemental Direction v1) and the ledger step that answers each
+HARDENING = (
+    ("H1) Firewall: deny by default, RFC compliance (1a-1c)?", "24"),
+    ("H2) Updates within 48 hours?", "25"),
+    ("H3) Only vendor-supported versions?", "26"),
+    ("H4) Identity review and attack-path analysis (4a-4f)?", "27"),
+    ("H5) Logs kept 180 days centrally, SOC monitoring?", "28"),
+    ("H6) Anti-malware enabled, signatures under 24 hours?", "29"),
+    ("H7) Visible to CDM?", "30"),
+)
 CISA_COLUMNS = [
     "Hostname (internal)",
     "Hostname (public FQDN)",
@@ -56,6 +66,7 @@ CISA_COLUMNS = [
     TPL_COL,
     TPL_BASIS_COL,
     "Notes",
+    *(col for col, _ in HARDENING),
     "Triage verdict",
     "Build verdict",
     "Ledger steps done",
@@ -91,6 +102,14 @@ def dropdown_value(entry: LedgerEntry | None) -> str:
         # the evidence shows the tool ran; an agreeing attestation may say with what result
         return attested_value(entry.attestation) if entry.attestation else ""
     return YES_FOUND if entry.indications else YES_CLEAN
+
+
+def yes_no(entry: LedgerEntry | None) -> str:
+    """A hardening column: Yes / No from a decided step (evidence or attestation); blank when undecided,
+    not applicable or in conflict (a person decides)."""
+    if entry is None or entry.conflict:
+        return ""
+    return {"done": "Yes", "not done": "No"}.get(entry.status, "")
 
 
 def _note(label: str, entry: LedgerEntry | None) -> str:
@@ -166,6 +185,10 @@ def cisa_rows(
             _note("MSERT", msert),
             f"Triage verdict: {verdict}.",
         ]
+        for _col, step in HARDENING:
+            h = ledger.get(host, step)
+            if h is not None and h.conflict:
+                notes.append(f"Hardening step {step} CONFLICT: {h.conflict}.")
         if s.verdict == VERDICT_COMPROMISED:
             notes.append("Report the incident at https://us-cert.cisa.gov/report and add the ticket number here.")
         internal = f.hostname
@@ -186,6 +209,7 @@ def cisa_rows(
                 TPL_COL: tpl_value,
                 TPL_BASIS_COL: tpl_basis,
                 "Notes": " ".join(n for n in notes if n),
+                **{col: yes_no(ledger.get(host, step)) for col, step in HARDENING},
                 "Triage verdict": verdict,
                 "Build verdict": f.build_verdict,
                 "Ledger steps done": f"{steps.get('done', 0)} of {sum(steps.values())}",

@@ -10,6 +10,7 @@ from report_support import art, context, finding, run
 from triage.errors import UsageError
 from triage.report.attest import Attestation, AttestationInput, check, read_sheet
 from triage.report.cisa import (
+    HARDENING,
     MSERT_COL,
     NO_NARRATIVE,
     TPL_BASIS_COL,
@@ -250,3 +251,32 @@ def test_check_names_every_bad_row() -> None:
     with pytest.raises(UsageError, match="holds 2 hosts: name one"):
         check(inputs[:1], d, ["EX1", "EX2"])
     assert check([AttestationInput("2", "done", "A", "ok", host="*")], d, ["EX1", "EX2"])[0].hosts == ("EX1", "EX2")
+
+
+def test_cisa_hardening_columns_from_the_ledger() -> None:
+    atts = [_att("24", "done", seq=1), _att("28", "not done", seq=2), _att("30", "not applicable", seq=3)]
+    atts.append(_att("26", "done", seq=4))  # no build verdict: the evidence leaves step 26 to a person
+    _, summaries, ledger = _ledger(atts)
+    row = cisa_rows("CASE-T", summaries, ledger)[0]
+    values = {col: row[col] for col, _ in HARDENING}
+    assert values == {
+        "H1) Firewall: deny by default, RFC compliance (1a-1c)?": "Yes",
+        "H2) Updates within 48 hours?": "",  # not attested: undecided, blank
+        "H3) Only vendor-supported versions?": "Yes",
+        "H4) Identity review and attack-path analysis (4a-4f)?": "",
+        "H5) Logs kept 180 days centrally, SOC monitoring?": "No",
+        "H6) Anti-malware enabled, signatures under 24 hours?": "",
+        "H7) Visible to CDM?": "",  # not applicable is no Yes or No
+    }
+
+
+def test_readme_example_sheet_is_valid(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Attesting manual steps", 1)[1]
+    sheet = tmp_path / "attestations.csv"
+    sheet.write_text(section.split("```csv\n", 1)[1].split("```", 1)[0])
+    for name in ("msert.log", "fw-export.txt", "fw-rules.pdf"):
+        (tmp_path / name).write_text("x")
+    rows = check(read_sheet(sheet), load_directive(), ["EXCH01"])
+    assert [r.input.step for r in rows] == ["2", "15", "20", "24"]
+    assert rows[0].input.by == "A. Smith, CIO" and len(rows[3].files) == 2
