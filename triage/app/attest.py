@@ -1,4 +1,7 @@
-"""Attest manual ED 21-02 steps: one attestation from the command line, or a filled sheet (CSV / YAML)."""
+"""Attest manual ED 21-02 steps: one attestation from the command line, or a filled sheet (CSV / YAML).
+
+Over a fleet folder (one case per host), each row goes to the case of its host (``*``: every host case).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from typing import Any
 from triage.app.progress import NullProgress, Progress
 from triage.case import Case
 from triage.errors import ExitCode, UsageError
-from triage.report.attest import Attestation, AttestationInput, check, read_sheet, record
+from triage.fleet import fleet_id_of, host_cases, is_fleet_folder
+from triage.report.attest import Attestation, AttestationInput, Checked, check, read_sheet, record
 from triage.report.directive import load_directive
 
 
@@ -57,15 +61,51 @@ def attest(request: AttestRequest, progress: Progress | None = None) -> AttestSu
     if (request.single is None) == (request.sheet is None):
         raise UsageError("attest: give either --step/--status/--by/--note or --from SHEET")
     inputs = [request.single] if request.single is not None else read_sheet(request.sheet)  # type: ignore[arg-type]
+    if is_fleet_folder(request.case):
+        return _attest_fleet(request, inputs, progress)
     case = Case.open(request.case)
     try:
         with case.writer():  # one writer at a time; hosts are read under the lock
             case.custody.prepare()
             case.recover()  # leftovers of a killed command, each recorded, before anything is added
-            hosts = sorted({r.source_host for r in case.manifest() if r.source_host})
-            checked = check(inputs, load_directive(), hosts)
+            checked = check(inputs, load_directive(), _case_hosts(case))
             progress.message(logging.INFO, f"recording {len(checked)} attestation(s) in {case.path}")
             recorded = record(case, checked, sheet=request.sheet)
     finally:
         case.close()
     return AttestSummary(case=case.path, case_id=case.case_id, recorded=recorded)
+
+
+def _case_hosts(case: Case) -> list[str]:
+    return sorted({r.source_host for r in case.manifest() if r.source_host})
+
+
+def _attest_fleet(request: AttestRequest, inputs: list[AttestationInput], progress: Progress) -> AttestSummary:
+    """Rows to the host cases of a fleet folder: every row, file and host case checked before any is written."""
+    root = Path(request.case)
+    cases = host_cases(root)
+    checked = check(inputs, load_directive(), sorted(cases))
+    per_host = {h: [Checked(c.input, (h,), c.files) for c in checked if h in c.hosts] for h in cases}
+    for host, items in per_host.items():
+        if not items:
+            continue
+        case = Case.open(cases[host])
+        try:
+            if host not in _case_hosts(case):
+                raise UsageError(f"nothing attested: the fleet's case for {host} ({case.path}) holds no host {host}")
+        finally:
+            case.close()
+    recorded: list[Attestation] = []
+    for host, items in per_host.items():
+        if not items:
+            continue
+        case = Case.open(cases[host])
+        try:
+            with case.writer():
+                case.custody.prepare()
+                case.recover()
+                progress.message(logging.INFO, f"recording {len(items)} attestation(s) in {case.path}")
+                recorded += record(case, items, sheet=request.sheet)
+        finally:
+            case.close()
+    return AttestSummary(case=root, case_id=fleet_id_of(root), recorded=recorded)

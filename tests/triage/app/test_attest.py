@@ -119,3 +119,30 @@ def test_unreadable_file_applies_nothing(tmp_path: Path) -> None:
         attest(AttestRequest(case, single=single))
     assert exc.value.exit_code == ExitCode.COLLECTION_FAILED
     assert _state(case) == before  # the readable file was not stored either
+
+
+def test_fleet_sheet_rows_go_to_their_host_cases(tmp_path: Path) -> None:
+    root = tmp_path / "fleet"
+    for host in ("EX1", "EX2"):
+        src = tmp_path / f"src-{host}"
+        src.mkdir()
+        (src / "errorFF.aspx").write_text(f"<%@ Page %> {host}")
+        req = app.CollectRequest((str(src),), root / "hosts" / host, host=host, as_type="files")
+        app.collect(req, app.NullProgress())
+    assert app.is_fleet_folder(root)
+    sheet = tmp_path / "att.csv"
+    sheet.write_text("step,host,status,by,note\n2,*,done,A. Smith,expertise\n24,EX2,not-done,J. Doe,no firewall\n")
+    s = attest(AttestRequest(root, sheet=sheet))
+    assert sorted((a.host, a.step, a.status) for a in s.recorded) == [
+        ("EX1", "2", "done"),
+        ("EX2", "2", "done"),
+        ("EX2", "24", "not done"),
+    ]
+    ex1 = (root / "hosts" / "EX1" / "custody.jsonl").read_text()
+    assert ex1.count('"action": "attest"') == 1 and '"step": "24"' not in ex1
+    bad = tmp_path / "bad.csv"
+    bad.write_text("step,host,status,by,note\n2,EX3,done,A,b\n")
+    before = [(root / "hosts" / h / "custody.jsonl").read_bytes() for h in ("EX1", "EX2")]
+    with pytest.raises(UsageError, match=r"bad\.csv row 2: host .EX3. is not in this case"):
+        attest(AttestRequest(root, sheet=bad))
+    assert [(root / "hosts" / h / "custody.jsonl").read_bytes() for h in ("EX1", "EX2")] == before
