@@ -16,6 +16,7 @@ a bad row is a usage error naming it, and nothing of the sheet is applied.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -45,6 +46,7 @@ SHEET_COLUMNS = ("step", "host", "status", "by", "note", "files", "result")
 ALL_HOSTS = "*"
 MAX_SHEET_BYTES = 8 << 20  # a filled sheet is a few KiB; anything this large is not one
 MAX_NOTE = 4000
+MAX_FIELD = 200  # step, status, by, host, result: short words
 MAX_ERRORS_SHOWN = 10
 
 
@@ -234,7 +236,10 @@ def _split_files(value: Any, where: str) -> list[str]:
 
 def _csv_records(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
     reader = csv.reader(io.StringIO(text))
-    rows = list(reader)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:  # a field over the csv module's limit, a NUL byte ...
+        raise UsageError(f"{path.name} row {reader.line_num}: not a CSV row ({exc})") from None
     if not rows:
         return []
     header = [h.strip().lower() for h in rows[0]]
@@ -253,7 +258,7 @@ def _csv_records(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
 
 def _yaml_records(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_SheetLoader)  # a SafeLoader that also refuses aliases
     except yaml.YAMLError as exc:
         raise UsageError(f"--from {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if isinstance(doc, dict) and set(doc) == {"attestations"}:
@@ -265,8 +270,28 @@ def _yaml_records(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
         where = f"{path.name} entry {n}"
         if not isinstance(item, dict):
             raise UsageError(f"{where}: expected a mapping of {', '.join(SHEET_COLUMNS)}")
-        out.append((where, {str(k).strip().lower(): v for k, v in item.items()}))
+        rec = {str(k).strip().lower(): v for k, v in item.items()}
+        for key, value in rec.items():
+            ok = _scalar(value) or (key == "files" and isinstance(value, list) and all(map(_scalar, value)))
+            if not ok:
+                raise UsageError(f"{where}: {key[:MAX_FIELD]} must be plain text (files: a list of names)")
+        out.append((where, rec))
     return out
+
+
+def _scalar(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+class _SheetLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases: a sheet is a few plain rows, and an alias can multiply one long
+    string a million times (a few bytes of input, gigabytes of paths)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a sheet", mark)
+        return super().compose_node(parent, index)
 
 
 # -- checking -----------------------------------------------------------------------------------------
@@ -288,12 +313,22 @@ def check(inputs: list[AttestationInput], directive: Directive, hosts: list[str]
     step_ids = {s.id for s in directive.steps}
     errors: list[str] = []
     resolved: list[tuple[AttestationInput, tuple[str, ...]]] = []
-    for inp in inputs:
+    for raw in inputs:
+        # spreadsheet spellings: "Not done", "not_applicable", "CLEAN"
+        inp = dataclasses.replace(
+            raw,
+            status=raw.status.strip().lower().replace("_", "-").replace(" ", "-"),
+            result=raw.result.strip().lower(),
+        )
         problems = []
+        too_long = [n for n in ("step", "status", "by", "host", "result") if len(getattr(inp, n)) > MAX_FIELD]
+        if too_long:
+            errors.append(f"{inp.where}: {', '.join(too_long)} longer than {MAX_FIELD} characters")
+            continue
         if inp.step not in step_ids:
             problems.append(f"unknown step {inp.step!r} (the ED 21-02 steps are 1 to 35, sub-checks such as 4.1)")
         if inp.status not in STATUSES:
-            problems.append(f"status {inp.status!r} is not one of {', '.join(STATUSES)}")
+            problems.append(f"status {raw.status!r} is not one of {', '.join(STATUSES)}")
         if not inp.by.strip():
             problems.append("who attests is missing (--by / column 'by')")
         if not inp.note.strip():

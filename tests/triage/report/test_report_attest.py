@@ -280,3 +280,35 @@ def test_readme_example_sheet_is_valid(tmp_path: Path) -> None:
     rows = check(read_sheet(sheet), load_directive(), ["EXCH01"])
     assert [r.input.step for r in rows] == ["2", "15", "20", "24"]
     assert rows[0].input.by == "A. Smith, CIO" and len(rows[3].files) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        # an alias multiplies a long string: refused before anything is built from it
+        ("- {step: 2, status: done, by: &b " + "x" * 1000 + ", note: n, files: [*b, *b, *b]}\n", "aliases"),
+        ("- {step: 2, status: done, by: [a, [b]], note: n}\n", "by must be plain text"),
+        ("- [2, done]\n", "entry 1: expected a mapping"),
+        ("{step: 2\n", "not valid YAML"),
+    ],
+)
+def test_hostile_yaml_sheets(tmp_path: Path, content: str, message: str) -> None:
+    sheet = tmp_path / "att.yaml"
+    sheet.write_text(content)
+    with pytest.raises(UsageError, match=message):
+        read_sheet(sheet)
+
+
+def test_hostile_csv_sheets_and_spellings(tmp_path: Path) -> None:
+    sheet = tmp_path / "att.csv"
+    sheet.write_text("step,status,by,note\n2,done,x," + "y" * 200_000 + "\n")  # over the csv module's field limit
+    with pytest.raises(UsageError, match=r"att\.csv row 2: not a CSV row"):
+        read_sheet(sheet)
+    sheet.write_bytes(b"step,status\n\xff\xfe\n")
+    with pytest.raises(UsageError, match="not UTF-8"):
+        read_sheet(sheet)
+    rows = [AttestationInput("2", "Not done", "A", "n"), AttestationInput("20", "DONE", "A", "n", result="Clean")]
+    checked = check(rows, load_directive(), ["EX1"])
+    assert [(c.input.status, c.input.result) for c in checked] == [("not-done", ""), ("done", "clean")]
+    with pytest.raises(UsageError, match="step longer than 200 characters"):
+        check([AttestationInput("2" * 10_000, "done", "A", "n")], load_directive(), ["EX1"])
