@@ -70,6 +70,7 @@ CISA_COLUMNS = [
     "Triage verdict",
     "Build verdict",
     "Ledger steps done",
+    "Ledger completeness",
     "Case",
 ]
 
@@ -213,6 +214,7 @@ def cisa_rows(
                 "Triage verdict": verdict,
                 "Build verdict": f.build_verdict,
                 "Ledger steps done": f"{steps.get('done', 0)} of {sum(steps.values())}",
+                "Ledger completeness": ledger.completeness(host)["text"],
                 "Case": case_id,
             }
         )

@@ -136,13 +136,15 @@ def test_ledger_reaches_complete_only_through_attestations() -> None:
     assert not before["complete"] and before["open_steps"]
     assert before["text"] == f"incomplete: {len(before['open_steps'])} of 37 steps need attestation"
     atts = [_att(s, "not applicable" if s == "17" else "done", seq=i + 1) for i, s in enumerate(before["open_steps"])]
-    _, _, ledger = _ledger(atts)
+    ctx, _, ledger = _ledger(atts)
     after = ledger.completeness("EX1")
     assert after["complete"] and after["text"] == "complete" and after["open_steps"] == []
     assert after["decided_by_attestation"] == before["open_steps"]
     assert ledger.get("EX1", "17").status == "not applicable"
     assert "needs manual attestation" not in ledger.tally()["EX1"]
     assert "    ledger complete; " + f"{len(atts)} attested" in ledger_summary_lines(ledger_json(ledger))
+    row = cisa_rows("CASE-T", host_summaries(ctx), ledger)[0]
+    assert row["Ledger completeness"] == "complete" and row["Ledger steps done"].endswith("of 37")
 
 
 @pytest.mark.parametrize(
