@@ -146,3 +146,14 @@ def test_fleet_sheet_rows_go_to_their_host_cases(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"bad\.csv row 2: host .EX3. is not in this case"):
         attest(AttestRequest(root, sheet=bad))
     assert [(root / "hosts" / h / "custody.jsonl").read_bytes() for h in ("EX1", "EX2")] == before
+
+
+def test_edited_attestation_event_fails_verify(tmp_path: Path) -> None:
+    case = _case(tmp_path)
+    attest(AttestRequest(case, single=AttestationInput("15", "not-done", "J. Doe", "not disconnected")))
+    log = case / "custody.jsonl"
+    text = log.read_text()
+    assert text.count('"note": "not disconnected"') == 1
+    log.write_text(text.replace('"note": "not disconnected"', '"note": "disconnected at 10:00"'))
+    v = app.verify(app.VerifyRequest(case), app.NullProgress())
+    assert v.exit_code == ExitCode.INTEGRITY  # the hash chain vouches for every attestation
