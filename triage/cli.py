@@ -555,14 +555,14 @@ def _attest(args: argparse.Namespace, progress: ConsoleProgress) -> AttestSummar
     if args.sheet and any(single_flags):
         raise UsageError("attest: --from SHEET takes the attestations from the sheet; drop --step/--status/--by ...")
     if args.sheet:
-        request = AttestRequest(Path(args.case), sheet=Path(args.sheet))
+        request = AttestRequest(Path(args.case), sheet=Path(args.sheet), examiner=args.examiner)
     else:
         missing = [f for f, v in (("--step", args.step), ("--status", args.status), ("--by", args.by),
                                   ("--note", args.note)) if not v]  # fmt: skip
         if missing:
             raise UsageError(f"attest: {', '.join(missing)} missing (or give --from SHEET)")
         single = AttestationInput(args.step, args.status, args.by, args.note, args.host, tuple(args.file), args.result)
-        request = AttestRequest(Path(args.case), single=single)
+        request = AttestRequest(Path(args.case), single=single, examiner=args.examiner)
     s = attest(request, progress)
     if not args.json:
         for a in s.recorded:

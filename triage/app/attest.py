@@ -25,6 +25,7 @@ class AttestRequest:
     case: Path
     single: AttestationInput | None = None
     sheet: Path | None = None
+    examiner: str | None = None  # who runs the command (the custody events' actor; default the case's examiner)
 
 
 @dataclass
@@ -63,7 +64,7 @@ def attest(request: AttestRequest, progress: Progress | None = None) -> AttestSu
     inputs = [request.single] if request.single is not None else read_sheet(request.sheet)  # type: ignore[arg-type]
     if is_fleet_folder(request.case):
         return _attest_fleet(request, inputs, progress)
-    case = Case.open(request.case)
+    case = _open(request.case, request.examiner)
     try:
         with case.writer():  # one writer at a time; hosts are read under the lock
             case.custody.prepare()
@@ -74,6 +75,13 @@ def attest(request: AttestRequest, progress: Progress | None = None) -> AttestSu
     finally:
         case.close()
     return AttestSummary(case=case.path, case_id=case.case_id, recorded=recorded)
+
+
+def _open(path: Path, examiner: str | None) -> Case:
+    case = Case.open(path)
+    if examiner:
+        case.custody.actor = examiner
+    return case
 
 
 def _case_hosts(case: Case) -> list[str]:
@@ -99,7 +107,7 @@ def _attest_fleet(request: AttestRequest, inputs: list[AttestationInput], progre
     for host, items in per_host.items():
         if not items:
             continue
-        case = Case.open(cases[host])
+        case = _open(cases[host], request.examiner)
         try:
             with case.writer():
                 case.custody.prepare()

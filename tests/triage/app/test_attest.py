@@ -150,7 +150,10 @@ def test_fleet_sheet_rows_go_to_their_host_cases(tmp_path: Path) -> None:
 
 def test_edited_attestation_event_fails_verify(tmp_path: Path) -> None:
     case = _case(tmp_path)
-    attest(AttestRequest(case, single=AttestationInput("15", "not-done", "J. Doe", "not disconnected")))
+    s = attest(
+        AttestRequest(case, single=AttestationInput("15", "not-done", "J. Doe", "not disconnected"), examiner="clerk7")
+    )
+    assert (s.recorded[0].by, s.recorded[0].recorded_by) == ("J. Doe", "clerk7")
     log = case / "custody.jsonl"
     text = log.read_text()
     assert text.count('"note": "not disconnected"') == 1
