@@ -182,7 +182,8 @@ def cisa_rows(
         verdict = s.verdict_line
         tpl_value, tpl_basis = test_proxylogon_cell(tpl, hits.get(host, 0))
         notes = [
-            f"Test-ProxyLogon.ps1: {tpl_basis}." + (f" CONFLICT: {tpl.conflict}." if tpl and tpl.conflict else ""),
+            f"Test-ProxyLogon.ps1: {tpl_basis}."
+            + (f" CONFLICT: {tpl.conflict}." if tpl and tpl.conflict and "CONFLICT" not in tpl_basis else ""),
             _note("MSERT", msert),
             f"Triage verdict: {verdict}.",
         ]

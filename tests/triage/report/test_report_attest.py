@@ -120,6 +120,7 @@ def test_evidence_not_done_stays_not_done_when_attested_done() -> None:
     assert row[TPL_COL] == ""
     assert row[TPL_BASIS_COL].startswith("not run: no script output in the evidence and no Exchange logs parsed")
     assert "attested: done (attested by J. Doe" in row[TPL_BASIS_COL] and "CONFLICT" in row[TPL_BASIS_COL]
+    assert row["Notes"].count("CONFLICT") == 1  # named once, in the Test-ProxyLogon part
     lines = ledger_summary_lines(ledger_json(ledger))
     assert "    evidence and attestation disagree on: 3, 22" in lines
 
