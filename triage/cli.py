@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from triage import __version__, app
+from triage.app.attest import AttestRequest, AttestSummary, attest
 from triage.errors import ExitCode, TriageError, UsageError
 from triage.finding import SEVERITIES
 from triage.progress import ConsoleLogHandler, UnitBars, byte_progress, unit_progress
@@ -177,6 +178,28 @@ def build_parser() -> argparse.ArgumentParser:
         help="a custody head kept outside the case (printed at the end of every command): the chain must "
         "contain that event; on a fleet folder one per host, HOST=HASH, repeatable",
     )
+    at = sub.add_parser(
+        "attest",
+        parents=[common],
+        help="record a person's attestation of an ED 21-02 step (with files), or a filled sheet of them",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  triage attest CASE --step 24 --status done --by 'J. Doe, ISSO' --note 'deny-by-default since 2021-04-20'"
+        " --file fw-export.txt\n"
+        "  triage attest CASE --step 20 --status done --result clean --by 'J. Doe' --note 'MSERT full scan'"
+        " --file msert.log --host EXCH01\n"
+        "  triage attest CASE --from attestations.csv   # columns: step,host,status,by,note,files,result\n"
+        "then 'triage report CASE' shows them in the ledger, apart from the machine evidence",
+    )
+    at.add_argument("case", metavar="CASE")
+    at.add_argument("--step", help="the ledger step, e.g. 2, 24 or 4.1")
+    at.add_argument("--status", help="done | not-done | not-applicable")
+    at.add_argument("--by", help="who attests (name and role)")
+    at.add_argument("--note", help="what was done, or why not")
+    at.add_argument("--file", action="append", default=[], metavar="F", help="a file backing the attestation")
+    at.add_argument("--host", default="", help="the host (needed when the case holds several; '*' for all)")
+    at.add_argument("--result", default="", help="for a scan attested done: clean | indications")
+    at.add_argument("--from", dest="sheet", metavar="SHEET", help="a filled sheet (.csv or .yaml) of attestations")
     li = sub.add_parser("list", parents=[common], help="list analyzers and artifact families")
     li.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE")
     _add_seal_and_export(sub, common, v)
@@ -599,7 +622,34 @@ Summary: TypeAlias = (
     | app.FleetReportSummary
     | app.FleetVerifyResult
     | app.FleetRunSummary
+    | AttestSummary
 )
+
+
+def _attest(args: argparse.Namespace, progress: ConsoleProgress) -> AttestSummary:
+    """``triage attest``: one attestation from the flags, or a sheet (the flags then stay unset)."""
+    from triage.report.attest import AttestationInput
+
+    single_flags = (args.step, args.status, args.by, args.note, args.file, args.result)
+    if args.sheet and any(single_flags):
+        raise UsageError("attest: --from SHEET takes the attestations from the sheet; drop --step/--status/--by ...")
+    if args.sheet:
+        request = AttestRequest(Path(args.case), sheet=Path(args.sheet), examiner=args.examiner)
+    else:
+        missing = [f for f, v in (("--step", args.step), ("--status", args.status), ("--by", args.by),
+                                  ("--note", args.note)) if not v]  # fmt: skip
+        if missing:
+            raise UsageError(f"attest: {', '.join(missing)} missing (or give --from SHEET)")
+        single = AttestationInput(args.step, args.status, args.by, args.note, args.host, tuple(args.file), args.result)
+        request = AttestRequest(Path(args.case), single=single, examiner=args.examiner)
+    s = attest(request, progress)
+    if not args.json:
+        for a in s.recorded:
+            files = f", {len(a.files)} file(s) stored and hashed" if a.files else ""
+            stdout.print(f"attested step {a.step} on {a.host}: {a.status} by {a.by}{files}", markup=False)
+        stdout.print(f"{len(s.recorded)} attestation(s) recorded; 'triage report {args.case}' shows them in the ledger",
+                     markup=False)  # fmt: skip
+    return s
 
 
 def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
@@ -611,6 +661,8 @@ def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
         return _collect(args, progress)
     if command == "run":
         return _run(args, progress)
+    if command == "attest":
+        return _attest(args, progress)
     if command == "list":
         c = app.catalog(tuple(args.plugin))
         if not args.json:

@@ -129,3 +129,31 @@ def test_list_json(capsys) -> None:
         "%ExchangeInstallPath%/Logging/OABGeneratorLog/**",
     ]
     assert data["import_failures"] == {}
+
+
+def test_attest_cli_exit_codes(tmp_path: Path, capsys) -> None:
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "errorFF.aspx").write_text("<%@ Page %>")
+    case = str(tmp_path / "case")
+    assert main(["collect", str(tmp_path / "loose"), "--as", "files", "--case", case, "--host", "ex02", "-q"]) == 0
+    capsys.readouterr()
+    custody = (tmp_path / "case" / "custody.jsonl").read_bytes()
+    base = ["attest", case, "-q", "--note", "reviewed"]
+    assert main([*base, "--step", "24", "--status", "done"]) == ExitCode.USAGE  # no --by
+    assert "--by missing" in capsys.readouterr().err
+    assert main([*base, "--step", "36", "--status", "done", "--by", "J"]) == ExitCode.USAGE
+    assert "unknown step '36'" in capsys.readouterr().err
+    assert main([*base, "--step", "24", "--status", "yes", "--by", "J"]) == ExitCode.USAGE
+    assert "status 'yes' is not one of done, not-done, not-applicable" in capsys.readouterr().err
+    assert main([*base, "--step", "24", "--status", "done", "--by", "J", "--from", "x.csv"]) == ExitCode.USAGE
+    missing = str(tmp_path / "nope.txt")
+    assert main([*base, "--step", "24", "--status", "done", "--by", "J", "--file", missing]) == 5
+    assert f"cannot read {missing}" in capsys.readouterr().err
+    assert (tmp_path / "case" / "custody.jsonl").read_bytes() == custody  # nothing recorded by any of them
+    (tmp_path / "fw.txt").write_text("deny\n")
+    args = [*base, "--step", "24", "--status", "done", "--by", "J. Doe", "--file", str(tmp_path / "fw.txt"), "--json"]
+    assert main(args) == ExitCode.OK
+    out = json.loads(capsys.readouterr().out)
+    (att,) = out["attestations"]
+    assert (att["host"], att["step"], att["status"], att["by"]) == ("ex02", "24", "done", "J. Doe")
+    assert att["files"][0]["name"] == "fw.txt" and out["files_stored"] == 1 and out["custody_head"]["seq"] > 0

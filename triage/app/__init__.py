@@ -9,6 +9,7 @@ the command line exits with. Over a fleet folder, use the ``*_fleet`` functions 
 from __future__ import annotations
 
 from triage.app.analyze import AnalyzeRequest, AnalyzeSummary, ExecutorRequest, analyze, executor_for
+from triage.app.attest import AttestRequest, AttestSummary, attest
 from triage.app.catalog import Catalog, catalog
 from triage.app.collect import CollectRequest, CollectSummary, NothingExaminable, collect
 from triage.app.export import ExportRequest, ExportSummary, export
@@ -32,6 +33,8 @@ from triage.fleet import is_fleet_folder
 __all__ = [
     "AnalyzeRequest",
     "AnalyzeSummary",
+    "AttestRequest",
+    "AttestSummary",
     "Catalog",
     "CollectRequest",
     "CollectSummary",
@@ -58,6 +61,7 @@ __all__ = [
     "analyze",
     "analyze_fleet",
     "analyzer_options",
+    "attest",
     "catalog",
     "collect",
     "executor_for",

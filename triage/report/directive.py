@@ -35,6 +35,7 @@ STEP_KEYS = {
     "prefill",
     "note",
     "needs",
+    "cisa",
 }
 FAMILY_KEYS = {"id", "title", "kinds", "required"}
 SELECTOR_KEYS = {"steps", "rule_prefixes", "tags", "families"}
@@ -97,6 +98,7 @@ class Step:
     short: str = ""
     # evidence families that must have been parsed for "done": each entry is one family or alternatives
     needs: tuple[tuple[str, ...], ...] = ()
+    cisa: tuple[str, ...] = ()  # CISA's paragraphs the step answers (keys of Directive.cisa_paragraphs)
 
     @property
     def number(self) -> str:
@@ -133,6 +135,7 @@ class Directive:
     evidence_families: tuple[EvidenceFamily, ...] = ()
     not_parsers: tuple[str, ...] = ()  # analyzers whose runs do not count as parsing a family (byte scanners)
     not_parsed_rules: tuple[str, ...] = ()  # findings that say their unit could not parse the artifact
+    cisa_paragraphs: dict[str, str] = field(default_factory=dict)  # paragraph id -> what it asks (our words)
 
     def evidence_family(self, family_id: str) -> EvidenceFamily:
         for f in self.evidence_families:
@@ -191,6 +194,7 @@ def load_directive(path: Path | None = None) -> Directive:
     verdict = doc.get("verdict") or {}
     ev_families, not_parsers, not_parsed_rules = _evidence(doc.get("evidence"), str(path))
     family_ids = {f.id for f in ev_families}
+    paragraphs = _paragraphs(doc.get("cisa_paragraphs"), str(path))
     steps: list[Step] = []
     seen: set[str] = set()
     for raw in doc.get("steps") or []:
@@ -223,7 +227,13 @@ def load_directive(path: Path | None = None) -> Directive:
             note=" ".join(str(raw.get("note", "")).split()),
             short=str(raw.get("short", "")),
             needs=_needs(raw.get("needs"), where, family_ids),
+            cisa=_tuple(raw.get("cisa"), where, "cisa"),
         )
+        if not step.cisa:
+            raise ValueError(f"{where}: cisa must name at least one of CISA's paragraphs (cisa_paragraphs)")
+        unknown_par = [c for c in step.cisa if c not in paragraphs]
+        if unknown_par:
+            raise ValueError(f"{where}: cisa names unknown paragraphs {unknown_par} (not in cisa_paragraphs)")
         if step.category not in CATEGORIES:
             raise ValueError(f"{where}: category must be one of {CATEGORIES}")
         if not step.done_when or any(m not in DONE_WHEN for m in step.done_when):
@@ -258,7 +268,20 @@ def load_directive(path: Path | None = None) -> Directive:
         evidence_families=ev_families,
         not_parsers=not_parsers,
         not_parsed_rules=not_parsed_rules,
+        cisa_paragraphs=paragraphs,
     )
+
+
+def _paragraphs(raw: Any, path: str) -> dict[str, str]:
+    """The ``cisa_paragraphs`` section: paragraph id -> a short description (both non-empty text)."""
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"{path}: cisa_paragraphs must map each of CISA's paragraphs to what it asks")
+    out = {}
+    for key, text in raw.items():
+        if not isinstance(key, str) or not isinstance(text, str) or not key.strip() or not text.strip():
+            raise ValueError(f"{path}: cisa_paragraphs.{key}: paragraph ids and texts must be non-empty text")
+        out[key.strip()] = " ".join(text.split())
+    return out
 
 
 def _evidence(raw: Any, path: str) -> tuple[tuple[EvidenceFamily, ...], tuple[str, ...], tuple[str, ...]]:

@@ -325,7 +325,9 @@ def render_html(
         for h in servers:
             e = ledger.get(h, step.id)
             statuses.append(e.status if e else "")
-        matrix.append({"step": step.id, "title": step.title, "category": step.category, "statuses": statuses})
+        matrix.append(
+            {"step": step.id, "title": step.title, "category": step.category, "statuses": statuses, "cisa": step.cisa}
+        )
     chart = timeline_svg(
         df["ts"],
         ctx.severity_codes if len(df) else np.zeros(0, dtype=np.int8),
@@ -358,6 +360,8 @@ def render_html(
             "by_host": [(h, [e.as_dict() for e in ledger.for_host(h)]) for h in servers],
             "window_start": ledger.window_start,
             "retention_until": ledger.retention_until,
+            "completeness": {h: ledger.completeness(h) for h in servers},
+            "paragraphs": ledger.paragraphs,
         },
         "chart": Markup(chart),  # built by svg.py with every text escaped
         "findings_json": script_json(findings_payload(ctx)),

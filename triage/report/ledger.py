@@ -3,7 +3,14 @@
 Statuses are ``done``, ``not done``, ``not applicable`` and ``needs manual attestation``. A row carries
 what makes its status true: the artifacts (id, kind, sha256, size) and the findings (ids, counts,
 worst severity) behind it, the analyzer runs over those artifacts, and a one-line result an analyst can
-copy into a status report. How each step is satisfied is data (``signatures/ed2102.yaml``).
+copy into a status report. How each step is satisfied is data (``signatures/ed2102.yaml``), and so is the
+list of CISA's paragraphs each step answers (``cisa``).
+
+Machine evidence and a person's attestation (``triage attest``, :mod:`triage.report.attest`) are kept apart:
+``machine_status`` is what the evidence shows, ``attestation`` the attestation in force (earlier ones in
+``superseded``). An attestation decides a step only where the evidence leaves it to a person ("needs manual
+attestation"); where both speak and disagree, the evidence's status stands and ``conflict`` says why, for the
+auditor. A host's ledger is *complete* when no step is left undecided.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from triage.finding import SEVERITIES
+from triage.report.attest import Attestation, by_step, describe, read_attestations
 from triage.report.context import ReportContext, parse_attributes
 from triage.report.directive import Step
 from triage.report.hosts import (
@@ -46,7 +54,13 @@ LEDGER_COLUMNS = [
     "max_severity",
     "finding_ids",
     "runs",
+    "cisa",
+    "machine_status",
+    "attestation",
+    "superseded",
+    "conflict",
 ]
+UNDECIDED = "needs manual attestation"
 
 
 @dataclass
@@ -83,6 +97,14 @@ class LedgerEntry:
     short: str = ""
     basis: str = ""  # which done_when mode decided the status
     indications: int = 0  # supporting findings that speak of an intrusion (see hosts.indication_mask)
+    cisa: list[str] = field(default_factory=list)  # CISA's paragraphs the step answers
+    machine_status: str = ""  # what the evidence alone shows (status differs only where an attestation decided)
+    attestation: dict[str, Any] | None = None  # the attestation in force (Attestation.as_dict)
+    superseded: list[dict[str, Any]] = field(default_factory=list)  # earlier attestations, oldest first
+    conflict: str = ""  # evidence and attestation disagree: the evidence's status stands
+
+    def attestation_line(self) -> str:
+        return describe(self.attestation)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -112,6 +134,11 @@ class LedgerEntry:
             "max_severity": self.max_severity or "",
             "finding_ids": "; ".join(ids),
             "runs": "; ".join(f"{k} {v}" for k, v in sorted(self.runs.items())),
+            "cisa": "; ".join(self.cisa),
+            "machine_status": self.machine_status,
+            "attestation": self.attestation_line(),
+            "superseded": " | ".join(describe(a) for a in self.superseded),
+            "conflict": self.conflict,
         }
 
 
@@ -123,6 +150,29 @@ class Ledger:
     window_start: str
     retention_until: str
     verdicts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    paragraphs: dict[str, str] = field(default_factory=dict)  # CISA paragraph id -> what it asks
+
+    def completeness(self, host: str) -> dict[str, Any]:
+        """Whether every step of the host is decided (by evidence or attestation), and what is still open."""
+        entries = self.for_host(host)
+        open_steps = [e.step for e in entries if e.status == UNDECIDED]
+        conflicts = [e.step for e in entries if e.conflict]
+        attested = [e.step for e in entries if e.attestation is not None]
+        decided_by_attestation = [e.step for e in entries if e.basis == "attestation"]
+        complete = bool(entries) and not open_steps
+        text = "complete" if complete else f"incomplete: {len(open_steps)} of {len(entries)} steps need attestation"
+        if conflicts:
+            text += f"; {len(conflicts)} conflict(s) between evidence and attestation"
+        return {
+            "complete": complete,
+            "text": text,
+            "steps": len(entries),
+            "decided": len(entries) - len(open_steps),
+            "open_steps": open_steps,
+            "attested": attested,
+            "decided_by_attestation": decided_by_attestation,
+            "conflicts": conflicts,
+        }
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame([e.as_row() for e in self.entries], columns=LEDGER_COLUMNS)
@@ -149,6 +199,8 @@ class Ledger:
             "retention_until": self.retention_until,
             "statuses": ["done", "not done", "not applicable", "needs manual attestation"],
             "tally": self.tally(),
+            "completeness": {h: self.completeness(h) for h in dict.fromkeys(e.host for e in self.entries)},
+            "cisa_paragraphs": self.paragraphs,
             "verdicts": self.verdicts,
             "entries": [e.as_dict() for e in self.entries],
         }
@@ -215,9 +267,12 @@ def _severity_text(counts: dict[str, int]) -> str:
 class LedgerBuilder:
     """Evaluates every step of the directive for every host of a case."""
 
-    def __init__(self, ctx: ReportContext, summaries: dict[str, HostSummary]) -> None:
+    def __init__(
+        self, ctx: ReportContext, summaries: dict[str, HostSummary], attestations: list[Attestation] | None = None
+    ) -> None:
         self.ctx = ctx
         self.summaries = summaries
+        self.attestations = by_step(attestations or [])
         self.directive = ctx.directive
         combos, codes = ctx.combos
         self.combos, self.codes = combos, codes
@@ -258,8 +313,33 @@ class LedgerBuilder:
             for step in self.directive.steps:
                 combo_mask = step_masks[step.id] & on_host_combo
                 rows = np.flatnonzero(combo_mask[self.codes]) if len(self.codes) else np.zeros(0, dtype=int)
-                entries.append(self._entry(step, host, view, rows, retention))
-        return Ledger(entries, self.directive.window_start.isoformat(), retention)
+                entry = self._entry(step, host, view, rows, retention)
+                entry.cisa = list(step.cisa)
+                self._attest(entry, self.attestations.get((host, step.id), []))
+                entries.append(entry)
+        return Ledger(
+            entries,
+            self.directive.window_start.isoformat(),
+            retention,
+            paragraphs=dict(getattr(self.directive, "cisa_paragraphs", {}) or {}),
+        )
+
+    @staticmethod
+    def _attest(e: LedgerEntry, atts: list[Attestation]) -> None:
+        """Set the attestation in force beside the evidence's status; never let one overwrite the other."""
+        e.machine_status = e.status
+        if not atts:
+            return
+        current = atts[-1]
+        e.attestation = current.as_dict()
+        e.superseded = [a.as_dict() for a in atts[:-1]]
+        if e.status == UNDECIDED:
+            e.status, e.basis = current.status, "attestation"
+        elif e.status != current.status:
+            e.conflict = (
+                f"the evidence shows {e.status!r} but {current.by} attested {current.status!r} on "
+                f"{current.at[:10]}; the evidence's status stands"
+            )
 
     # -- one step ---------------------------------------------------------------------------------
     def _entry(self, step: Step, host: str, view: _HostView, rows: np.ndarray, retention: str) -> LedgerEntry:
@@ -485,9 +565,14 @@ class LedgerBuilder:
         return ""
 
 
-def build_ledger(ctx: ReportContext, summaries: dict[str, HostSummary]) -> Ledger:
-    """Evaluate the directive for every host of the case."""
-    ledger = LedgerBuilder(ctx, summaries).build()
+def build_ledger(
+    ctx: ReportContext, summaries: dict[str, HostSummary], attestations: list[Attestation] | None = None
+) -> Ledger:
+    """Evaluate the directive for every host of the case; ``attestations`` default to those in the case's
+    custody log (none for a context without a case folder)."""
+    if attestations is None:
+        attestations = read_attestations(ctx.case_path) if ctx.case_path else []
+    ledger = LedgerBuilder(ctx, summaries, attestations).build()
     for host, s in summaries.items():
         s.caveats = caveats(ledger, host)
         ledger.verdicts[host] = {

@@ -16,9 +16,10 @@ ORDER = ("done", "not done", "needs manual attestation", "not applicable")
 
 
 def ledger_summary_lines(ledger: dict[str, Any], max_hosts: int = MAX_HOSTS) -> list[str]:
-    """Per host: verdict, status counts and the steps that are not done."""
+    """Per host: verdict, status counts, the ledger's completeness and the steps that are not done."""
     tally: dict[str, dict[str, int]] = ledger.get("tally", {})
     verdicts: dict[str, dict[str, Any]] = ledger.get("verdicts", {})
+    completeness: dict[str, dict[str, Any]] = ledger.get("completeness", {})
     not_done: dict[str, list[str]] = defaultdict(list)
     steps = 0
     for e in ledger.get("entries", []):
@@ -36,6 +37,12 @@ def ledger_summary_lines(ledger: dict[str, Any], max_hosts: int = MAX_HOSTS) -> 
         lines.append(f"  {host}: {verdict}; {counts}")
         if v.get("missing"):
             lines.append(f"    no verdict without: {'; '.join(v['missing'])}")
+        c = completeness.get(host)
+        if c:
+            attested = f"; {len(c['attested'])} attested" if c.get("attested") else ""
+            lines.append(f"    ledger {c['text']}{attested}")
+            if c.get("conflicts"):
+                lines.append(f"    evidence and attestation disagree on: {', '.join(c['conflicts'])}")
         if not_done[host]:
             lines.append(f"    not done: {', '.join(not_done[host])}")
     if len(hosts) > max_hosts:

@@ -64,10 +64,10 @@ def test_report_in_chromium(browser_page, hostile_report, tmp_path: Path) -> Non
     df = pd.read_parquet(case.path / "report" / "findings.parquet")
     rows = page.locator("#findings-table tbody tr.finding-row")
     assert rows.count() == len(df)
-    # the ledger renders: one matrix row per step, one column per host
+    # the ledger renders: one matrix row per step, one column per host (after step, what, CISA paragraph, category)
     steps = page.locator("#ledger-matrix tbody tr")
     assert steps.count() == 37
-    assert page.locator("#ledger-matrix thead th").count() == 3 + 2
+    assert page.locator("#ledger-matrix thead th").count() == 4 + 2
     assert "compromised" in page.locator("#verdicts").inner_text()
 
     # filter: type, wait for the debounce, count the rows left
