@@ -336,8 +336,6 @@ def _fix_surrogates(doc: Any) -> tuple[Any, int]:
     return doc, count
 
 
-
-
 def _note_repairs(stream: _Stream, stats: Any, number: int) -> None:
     if stream.repaired:
         stats.bad_values += stream.repaired
@@ -566,8 +564,17 @@ def _flat(doc: dict[str, Any]) -> dict[str, Any]:
         "Version": doc.get("Version"),
     }
     add_data(row, {k: v for k, v in doc.items() if k not in _FLAT_META})
-    _put_message(row, doc.get("Message", doc.get("message")))
+    message = doc.get("Message", doc.get("message"))
+    _put_message(row, message)
+    # NXLog's EventType (INFO, AUDIT_SUCCESS) overwrote Sysmon's (SetValue, DeleteKey, WmiConsumerEvent, ...):
+    # the rendered message still holds Sysmon's value
+    sysmon = "sysmon" in (row["Channel"] or "").lower()
+    if sysmon and isinstance(message, str) and (m := _SYSMON_EVENT_TYPE.search(message)):
+        row["EventType"] = m.group(1)
     return row
+
+
+_SYSMON_EVENT_TYPE = re.compile(r"^EventType: *(\w+)\r?$", re.MULTILINE)
 
 
 _SPLUNK_META = {

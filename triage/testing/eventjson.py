@@ -233,6 +233,8 @@ def _otrf(rid: int, e: Event) -> dict[str, Any]:
     fields = _fields(e)
     if isinstance(fields, dict):  # NXLog flattens named data; classic insertion strings only reach Message
         doc.update({k: _text(v) for k, v in fields.items() if k not in _NXLOG_META})
+    # NXLog's own EventType (its severity class) takes the name of Sysmon's EventType payload field
+    doc["EventType"] = "AUDIT_SUCCESS" if e.channel == "Security" else "INFO"
     return doc
 
 
