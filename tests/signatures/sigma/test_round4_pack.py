@@ -37,7 +37,7 @@ HIGH_BY_BEHAVIOUR = {
 }
 # Techniques Windows records on several sources must be covered on several (issue 14: "every event source").
 MULTI_SOURCE = {"r4_wmi_remote_execution", "r4_dcom_office_automation", "r4_ntlm_downgrade",
-                "r4_cmdline_audit_disabled", "r4_script_host_listener"}  # fmt: skip
+                "r4_cmdline_audit_disabled", "r4_script_host_listener", "r4_lateral_tool_admin_protocols"}  # fmt: skip
 SYSTEM_KEYS = {"Channel", "Provider", "EventID", "Level", "EventSourceName", "Computer", "Task", "Opcode", "Version"}
 
 
