@@ -111,23 +111,23 @@ def _event(row: dict[str, Any], record_id: int) -> Event:
     )
 
 
-def _verdicts(frames: list[pd.DataFrame]) -> dict[int, set[str]]:
-    """Stems of the round-4 rules matching each record id."""
+def _verdicts(frames: list[pd.DataFrame], ruleset: Any = None) -> dict[int, set[str]]:
+    """Stems of the round-4 rules (or of ``ruleset``) matching each record id."""
     out: dict[int, set[str]] = {}
     for df in frames:
-        matches = _ruleset().evaluate(df)
+        matches = (ruleset or _ruleset()).evaluate(df)
         records_ = df["EventRecordID"].astype("int64").to_numpy()
         for row, rule_path in zip(matches["row"], matches["rule_path"], strict=True):
             out.setdefault(int(records_[int(row)]), set()).add(Path(rule_path).stem)
     return out
 
 
-def _evtx_verdicts(tmp_path: Path, events: list[Event]) -> dict[int, set[str]]:
+def _evtx_verdicts(tmp_path: Path, events: list[Event], ruleset: Any = None) -> dict[int, set[str]]:
     path = write_evtx(tmp_path / "r4.evtx", events)
     stats = ReadStats()
     frames = list(iter_evtx(path, stats))
     assert stats.records == len(events) and not stats.warnings, stats.warnings
-    return _verdicts(frames)
+    return _verdicts(frames, ruleset)
 
 
 def _sample_events() -> tuple[list[Event], dict[int, tuple[str, str]]]:
@@ -241,3 +241,20 @@ def test_technique_boundaries(tmp_path: Path, rows: list[dict[str, Any]], expect
     events = [_event({"Level": 4, **row}, i) for i, row in enumerate(rows, 1)]
     got = _evtx_verdicts(tmp_path, events)
     assert [got.get(i, set()) for i in range(1, len(rows) + 1)] == expected
+
+
+def test_widened_registry_rules_read_string_typed_values(tmp_path: Path):
+    """Set-ItemProperty on a missing value writes REG_SZ: Sysmon 13 then shows "1", not "DWORD (0x00000001)"."""
+    stems = ("cred_wdigest_uselogoncredential_registry", "cred_lsa_protection_or_credential_guard_disabled")
+    ruleset = load_rules([PACK / f"{stem}.yml" for stem in stems])
+    wdigest = r"HKLM\System\CurrentControlSet\Control\SecurityProviders\WDigest\UseLogonCredential"
+    rows = [
+        _ev(SYSMON, 13, Image=PSH, EventType="SetValue", TargetObject=wdigest, Details="1"),
+        _ev(SYSMON, 13, Image=PSH, EventType="SetValue", TargetObject=wdigest, Details="DWORD (0x00000001)"),
+        _ev(SYSMON, 13, Image=PSH, EventType="SetValue", TargetObject=wdigest, Details="0"),
+        _ev(SYSMON, 13, Image=PSH, EventType="SetValue", TargetObject=LSA + r"\RunAsPPL", Details="0"),
+        _ev(SYSMON, 13, Image=PSH, EventType="SetValue", TargetObject=LSA + r"\RunAsPPL", Details="DWORD (0x00000001)"),
+    ]
+    events = [_event({"Level": 4, **row}, i) for i, row in enumerate(rows, 1)]
+    got = _evtx_verdicts(tmp_path, events, ruleset)
+    assert [got.get(i, set()) for i in range(1, len(rows) + 1)] == [{stems[0]}, {stems[0]}, set(), {stems[1]}, set()]
