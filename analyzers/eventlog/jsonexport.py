@@ -5,7 +5,8 @@ Flavours (one file may mix them; each record is mapped on its own shape):
 * evtx_dump / Velociraptor: ``{"Event": {"System": ..., "EventData": ...}}`` or ``System`` at the top
   (``EventID.Value``, ``TimeCreated.SystemTime`` as epoch seconds), ``UserData``, ``Message``;
 * Winlogbeat / Elastic (also inside ``_source``): ``winlog.event_data``, ``winlog.channel``,
-  ``event.code``, ``message``; classic unnamed data as ``param1..N``;
+  ``event.code``, ``message``; classic unnamed data as ``param1..N``; Winlogbeat 6.x wrote the same
+  fields at the top (``event_id``, ``log_name``, ``source_name``, ``computer_name``, ``record_number``);
 * OTRF / Mordor (NXLog): flat ``EventID``, ``Channel``, ``Hostname``, payload fields at the top, ``Message``;
 * Splunk exports (``{"result": ...}`` rows or bare results): ``_raw`` event XML, else ``EventCode``,
   ``LogName``, ``Message`` and the extracted fields;
@@ -335,8 +336,6 @@ def _fix_surrogates(doc: Any) -> tuple[Any, int]:
     return doc, count
 
 
-
-
 def _note_repairs(stream: _Stream, stats: Any, number: int) -> None:
     if stream.repaired:
         stats.bad_values += stream.repaired
@@ -450,8 +449,27 @@ def _sub(doc: dict[str, Any], key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _winlogbeat6(doc: dict[str, Any]) -> dict[str, Any]:
+    """Winlogbeat 6.x kept the winlog fields at the top level, under older names: the 7.x ``winlog`` shape."""
+    return {
+        "record_id": doc.get("record_number"),
+        "event_id": doc.get("event_id"),
+        "provider_name": doc.get("source_name"),
+        "channel": doc.get("log_name"),
+        "computer_name": doc.get("computer_name"),  # host.name is the forwarding collector in 6.x
+        "level": doc.get("level"),
+        "version": doc.get("version"),
+        "user": _sub(doc, "user"),
+        "process": {"pid": doc.get("process_id"), "thread": {"id": doc.get("thread_id")}},
+        "event_data": doc.get("event_data"),
+        "user_data": doc.get("user_data"),
+    }
+
+
 def _winlogbeat(doc: dict[str, Any]) -> dict[str, Any]:
     winlog = _sub(doc, "winlog")  # plain ECS has no winlog
+    if not winlog and "event_id" in doc:
+        winlog = _winlogbeat6(doc)
     event = _sub(doc, "event")
     proc = _sub(winlog, "process")
     thread = _sub(proc, "thread")
@@ -546,8 +564,17 @@ def _flat(doc: dict[str, Any]) -> dict[str, Any]:
         "Version": doc.get("Version"),
     }
     add_data(row, {k: v for k, v in doc.items() if k not in _FLAT_META})
-    _put_message(row, doc.get("Message", doc.get("message")))
+    message = doc.get("Message", doc.get("message"))
+    _put_message(row, message)
+    # NXLog's EventType (INFO, AUDIT_SUCCESS) overwrote Sysmon's (SetValue, DeleteKey, WmiConsumerEvent, ...):
+    # the rendered message still holds Sysmon's value
+    sysmon = "sysmon" in (row["Channel"] or "").lower()
+    if sysmon and isinstance(message, str) and (m := _SYSMON_EVENT_TYPE.search(message)):
+        row["EventType"] = m.group(1)
     return row
+
+
+_SYSMON_EVENT_TYPE = re.compile(r"^EventType: *(\w+)\r?$", re.MULTILINE)
 
 
 _SPLUNK_META = {

@@ -45,6 +45,8 @@ def json_flavour(doc: Any) -> str | None:
         return "evtx"
     if isinstance(doc.get("winlog"), dict):
         return "winlogbeat"
+    if "event_id" in doc and ("log_name" in doc or "source_name" in doc):
+        return "winlogbeat"  # Winlogbeat 6.x: the winlog fields at the top of the document
     event = doc.get("event")
     if isinstance(event, dict) and "code" in event and isinstance(doc.get("host"), dict):
         return "winlogbeat"  # ECS without the winlog object (Elastic Agent, other shippers)

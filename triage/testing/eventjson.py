@@ -8,6 +8,8 @@ and get the records an analyst would have received from another tool for the sam
 * ``evtx_dump``: the evtx tool's JSON (``Event.System`` with ``#attributes``);
 * ``winlogbeat``: Winlogbeat/Elastic documents (``winlog.*``, ``event.code``, ``message``; classic
   unnamed insertion strings as ``param1..N``);
+* ``winlogbeat6``: Winlogbeat 6.x documents, the winlog fields at the top (``event_id``, ``log_name``,
+  ``source_name``, ``computer_name``, ``record_number``, ``event_data``; ``host`` names the collector);
 * ``otrf``: OTRF/Mordor (NXLog) rows: system values and named payload fields flat at the top,
   ``Message``; classic events carry only their message, as NXLog gives them;
 * ``splunk``: Splunk search exports (``{"result": {...}}`` with the event XML in ``_raw``);
@@ -37,7 +39,7 @@ from triage.testing.evtx import EVENT_NS, Event
 
 __all__ = ["FLAVOURS", "export_bytes", "records", "render_message", "with_record_ids"]
 
-FLAVOURS = ("velociraptor", "evtx_dump", "winlogbeat", "otrf", "splunk", "splunk_classic", "powershell")
+FLAVOURS = ("velociraptor", "evtx_dump", "winlogbeat", "winlogbeat6", "otrf", "splunk", "splunk_classic", "powershell")
 
 
 def with_record_ids(events: Iterable[Event]) -> list[tuple[int, Event]]:
@@ -179,6 +181,34 @@ def _winlogbeat(rid: int, e: Event) -> dict[str, Any]:
     }
 
 
+def _winlogbeat6(rid: int, e: Event) -> dict[str, Any]:
+    fields = _fields(e)
+    if isinstance(fields, list):
+        data = {f"param{i}": _text(v) for i, v in enumerate(fields, 1)}
+    else:
+        data = {k: _text(v) for k, v in fields.items()}
+    doc: dict[str, Any] = {
+        "@timestamp": _iso(e, 3),
+        "@metadata": {"beat": "winlogbeat", "type": "doc", "version": "6.7.0"},
+        "beat": {"name": "wec01", "hostname": "wec01", "version": "6.7.0"},
+        "host": {"name": "wec01"},  # the forwarding collector, not the event's computer
+        "type": "wineventlog",
+        "event_id": e.event_id,
+        "log_name": e.channel,
+        "source_name": e.provider,
+        "computer_name": e.computer,
+        "record_number": str(rid),
+        "process_id": e.process_id,
+        "thread_id": e.thread_id,
+        "level": {1: "Critical", 2: "Error", 3: "Warning"}.get(e.level, "Information"),
+        "message": render_message(e),
+    }
+    if e.user_sid:
+        doc["user"] = {"identifier": e.user_sid, "type": "User"}
+    doc["user_data" if e.user_data is not None else "event_data"] = data
+    return doc
+
+
 _NXLOG_META = {"EventID", "Channel", "Hostname", "SourceName", "Message", "RecordNumber", "Task", "Level"}
 
 
@@ -203,6 +233,8 @@ def _otrf(rid: int, e: Event) -> dict[str, Any]:
     fields = _fields(e)
     if isinstance(fields, dict):  # NXLog flattens named data; classic insertion strings only reach Message
         doc.update({k: _text(v) for k, v in fields.items() if k not in _NXLOG_META})
+    # NXLog's own EventType (its severity class) takes the name of Sysmon's EventType payload field
+    doc["EventType"] = "AUDIT_SUCCESS" if e.channel == "Security" else "INFO"
     return doc
 
 
@@ -323,6 +355,7 @@ _BUILDERS = {
     "velociraptor": _velociraptor,
     "evtx_dump": _evtx_dump,
     "winlogbeat": _winlogbeat,
+    "winlogbeat6": _winlogbeat6,
     "otrf": _otrf,
     "splunk": _splunk,
     "splunk_classic": _splunk_classic,

@@ -53,6 +53,7 @@ CONTAINERS = {
     "velociraptor": {"container": "lines"},
     "evtx_dump": {"container": "lines", "compress": "gz"},
     "winlogbeat": {"container": "lines", "compress": "xz"},
+    "winlogbeat6": {"container": "lines", "compress": "gz"},
     "otrf": {"container": "lines", "compress": "xz"},
     "splunk": {"container": "lines"},
     # PowerShell 5: pretty-printed array, Out-File's default UTF-16 LE with a BOM

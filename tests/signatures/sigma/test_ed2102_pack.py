@@ -30,6 +30,7 @@ PREFIXES = (
     "exchange_", "cred_", "persist_", "evasion_", "ps_", "webshell_",
     "lateral_", "discovery_", "privesc_", "execution_", "lolbin_", "c2_", "collection_", "exfil_", "impact_",
     "lm_", "disc_", "exec_", "coll_", "corr_",
+    "r4_",  # round 4 of issue 14: r4_<tactic>_<what>
 )  # fmt: skip
 LEVELS = {"low", "medium", "high", "critical"}
 ED2102_STEPS = {8, 9, 10}
