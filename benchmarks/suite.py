@@ -15,6 +15,7 @@ Sections (``--only`` / ``--skip`` take these names, comma-separated; ``analyzers
   image      disk-image collection (``benchmarks/image_collect.py``, when present)
   fleet      a synthetic fleet of ``--hosts`` hosts: collect, analyze (local pool jobs=1/N, dask local:1/N)
              and report timed separately; speed-up and scaling efficiency T1 / (N * TN)
+  startup    ``triage --help`` / ``--version`` vs ``python -c pass``; ``triage run`` of a 4-event EVTX vs parsing it
   overhead   per-unit scheduling cost: ``--units`` no-op units run directly, in the local pool, on dask
 
 Ratio = baseline time / triage time for the same work (above 1: triage is faster); for the fleet rows it is
@@ -50,7 +51,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # the sibling benchmark modules
 
 ANALYZER_SECTIONS = ("evtx", "registry", "exchange", "yara", "memory", "report", "collect", "image")
-SECTIONS = (*ANALYZER_SECTIONS, "fleet", "overhead")
+SECTIONS = (*ANALYZER_SECTIONS, "fleet", "overhead", "startup")
 
 
 @dataclass
@@ -912,6 +913,32 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def bench_startup(s: Suite, args: argparse.Namespace, work: Path) -> None:
+    import startup as m
+
+    res = m.measure(work, max(3, args.repeat))
+    rows = (
+        ("help", "triage --help", "python -c pass", "< 0.15 s"),
+        ("version", "triage --version", "python -c pass", "< 0.15 s"),
+        ("run", "triage run, 4-event EVTX", "evtx parse-only", "< 1 s"),
+    )
+    for key, what, base, goal in rows:
+        r = res[key]
+        s.add(
+            Row(
+                "startup",
+                what,
+                r["seconds"],
+                "s",
+                base,
+                r["baseline_seconds"],
+                1 / r["ratio"],
+                f"{goal}: {r['seconds']:.2f} s",
+                f"whole processes, alternating rounds; triage takes {r['ratio']:.1f}x its baseline (median)",
+            )
+        )
+
+
 BENCHES: dict[str, Callable[[Suite, argparse.Namespace, Path], None]] = {
     "evtx": bench_evtx,
     "registry": bench_registry,
@@ -923,6 +950,7 @@ BENCHES: dict[str, Callable[[Suite, argparse.Namespace, Path], None]] = {
     "image": bench_image,
     "fleet": bench_fleet,
     "overhead": bench_overhead,
+    "startup": bench_startup,
 }
 
 

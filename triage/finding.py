@@ -12,7 +12,8 @@ from typing import Any
 
 import pandas as pd
 
-SEVERITIES = ("info", "low", "medium", "high", "critical")
+from triage.severities import SEVERITIES
+
 SEVERITY_DTYPE = pd.CategoricalDtype(list(SEVERITIES), ordered=True)
 RUN_STATUSES = ("success", "no_findings", "skipped", "error")
 
