@@ -235,11 +235,9 @@ def build_report(
     from triage.report.cisa import cisa_frame, cisa_rows
     from triage.report.exports import (
         write_cisa_xlsx,
-        write_findings_csv,
-        write_findings_jsonl,
+        write_finding_exports,
         write_frame_csv,
         write_json,
-        write_timesketch,
         write_xlsx,
     )
     from triage.report.hosts import VERDICT_INSUFFICIENT, host_summaries
@@ -272,12 +270,11 @@ def build_report(
     lap("load")
     df.to_parquet(target("findings.parquet"), index=False)
     lap("parquet")
-    write_findings_csv(df, target("findings.csv"))
-    lap("csv")
-    write_findings_jsonl(df, target("findings.jsonl"))
-    lap("jsonl")
-    result.timesketch_skipped = write_timesketch(df, target("timesketch.jsonl"))
-    lap("timesketch")
+    # CSV, JSONL and Timesketch: streamed in chunks, in parallel on large cases (from the parquet above)
+    result.timesketch_skipped = write_finding_exports(
+        df, files["findings.parquet"], target("findings.csv"), target("findings.jsonl"), target("timesketch.jsonl")
+    )
+    lap("text exports")
 
     summaries = host_summaries(ctx)
     ledger = build_ledger(ctx, summaries)
