@@ -271,7 +271,7 @@ def build_report(
     df.to_parquet(target("findings.parquet"), index=False)
     lap("parquet")
     # CSV, JSONL and Timesketch: streamed in chunks, in parallel on large cases (from the parquet above)
-    result.timesketch_skipped = write_finding_exports(
+    result.timesketch_skipped, hashed = write_finding_exports(
         df, files["findings.parquet"], target("findings.csv"), target("findings.jsonl"), target("timesketch.jsonl")
     )
     lap("text exports")
@@ -344,7 +344,8 @@ def build_report(
         )
         lap("xlsx")
 
-    hashes = {name: hash_file(p, ("sha256",))[1]["sha256"] for name, p in files.items()}
+    # the large exports were hashed by the processes that wrote them (hashed: name -> sha256)
+    hashes = {name: hashed.get(name) or hash_file(p, ("sha256",))[1]["sha256"] for name, p in files.items()}
     if html:
         from triage.report.html import render_html
 

@@ -17,7 +17,7 @@ import orjson
 import pandas as pd
 
 from triage.finding import FINDING_COLUMNS
-from triage.report.cells import neutralise_series, visible_series, xlsx_series, xlsx_value
+from triage.report.cells import neutralise_series, visible_series, xlsx_series, xlsx_text, xlsx_value
 from triage.report.context import ReportContext
 
 TIMESKETCH_FIELDS = [
@@ -298,37 +298,50 @@ def write_timesketch(df: pd.DataFrame | Iterable[pd.DataFrame], path: Path, chun
     return skipped_total
 
 
-def _export_from_parquet(kind: str, parquet: Path, path: Path) -> int:
-    """One text export written from ``findings.parquet`` read in chunks (runs in a worker process)."""
+def _export_from_parquet(kind: str, parquet: Path, path: Path) -> tuple[int, str]:
+    """One text export written from ``findings.parquet`` read in chunks (runs in a worker process).
+
+    Returns the findings left out (Timesketch) and the written file's SHA-256, hashed here, in parallel.
+    """
+    from triage.hashing import hash_file
+
     chunks = parquet_chunks(parquet)
+    skipped = 0
     if kind == "csv":
         write_findings_csv(chunks, path)
-        return 0
-    if kind == "timesketch":
-        return write_timesketch(chunks, path)
-    write_findings_jsonl(chunks, path)
-    return 0
+    elif kind == "timesketch":
+        skipped = write_timesketch(chunks, path)
+    else:
+        write_findings_jsonl(chunks, path)
+    return skipped, hash_file(path, ("sha256",))[1]["sha256"]
 
 
-def write_finding_exports(df: pd.DataFrame, parquet: Path, csv: Path, jsonl: Path, timesketch: Path) -> int:
+def write_finding_exports(
+    df: pd.DataFrame, parquet: Path, csv: Path, jsonl: Path, timesketch: Path
+) -> tuple[int, dict[str, str]]:
     """The three text exports of the findings (``parquet``: the same findings, already written).
 
     Small cases are written here in turn; large ones in parallel, the CSV and Timesketch files by two
-    worker processes reading ``parquet`` in chunks. Returns the findings left out of the Timesketch file.
+    worker processes reading ``parquet`` in chunks (each hashes its file when done). Returns the findings
+    left out of the Timesketch file and the SHA-256 of the files hashed so far, by file name.
     """
     if len(df) < PARALLEL_ROWS:
         write_findings_csv(df, csv)
         write_findings_jsonl(df, jsonl)
-        return write_timesketch(df, timesketch)
+        return write_timesketch(df, timesketch), {}
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+
+    from triage.hashing import hash_file
 
     with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
         csv_job = pool.submit(_export_from_parquet, "csv", parquet, csv)
         ts_job = pool.submit(_export_from_parquet, "timesketch", parquet, timesketch)
         write_findings_jsonl(df, jsonl)
-        csv_job.result()
-        return ts_job.result()
+        hashes = {jsonl.name: hash_file(jsonl, ("sha256",))[1]["sha256"]}
+        hashes[csv.name] = csv_job.result()[1]
+        skipped, hashes[timesketch.name] = ts_job.result()
+    return skipped, hashes
 
 
 def write_json(obj: Any, path: Path) -> None:
@@ -390,6 +403,7 @@ def _col_letter(i: int) -> str:
 
 
 FINDING_SHEET_COLUMNS = [c for c in FINDING_COLUMNS if c != "case_id"]
+SMALL_SHEET = 200
 
 
 def _finding_rows(df: pd.DataFrame) -> Iterable[tuple[Any, ...]]:
@@ -397,6 +411,9 @@ def _finding_rows(df: pd.DataFrame) -> Iterable[tuple[Any, ...]]:
     part = df[FINDING_SHEET_COLUMNS].copy()
     part["ts"] = _ts_text(part["ts"])
     part["severity"] = part["severity"].astype("string")
+    if len(part) <= SMALL_SHEET:  # a few rows: cell by cell costs less than two dozen column passes
+        cols = [_objects(part[c]) for c in part.columns]
+        return [tuple(None if v is None else xlsx_text(str(v)) for v in row) for row in zip(*cols, strict=True)]
     for col in part.columns:
         part[col] = xlsx_series(part[col].astype("string"))
     part = part.astype(object).where(part.notna(), None)

@@ -6,6 +6,7 @@ frame through arrow's CSV writer, and one ``orjson.dumps(dict)`` per row for the
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -140,10 +141,21 @@ def test_parallel_exports_from_parquet_match(tmp_path, monkeypatch):
     df.to_parquet(tmp_path / "f.parquet", index=False)
     monkeypatch.setattr(exports, "PARALLEL_ROWS", 1)
     names = [tmp_path / n for n in ("p.csv", "p.jsonl", "p_ts.jsonl")]
-    skipped = exports.write_finding_exports(df, tmp_path / "f.parquet", *names)
+    skipped, hashes = exports.write_finding_exports(df, tmp_path / "f.parquet", *names)
+    assert hashes == {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in names}
     ref_ts, ref_skipped = ref_timesketch(df)
     assert skipped == ref_skipped == 7
     exports.write_frame_csv(df, tmp_path / "ref.csv")
     assert names[0].read_bytes() == (tmp_path / "ref.csv").read_bytes()
     assert names[1].read_bytes() == ref_jsonl(df)
     assert names[2].read_bytes() == ref_ts
+
+
+def test_small_sheet_rows_match_the_column_path(monkeypatch):
+    df = _nasty_frame()
+    monkeypatch.setattr(exports, "SMALL_SHEET", 0)
+    vectorised = list(exports._finding_rows(df))
+    monkeypatch.setattr(exports, "SMALL_SHEET", 10_000)
+    per_cell = list(exports._finding_rows(df))
+    assert per_cell == vectorised
+    assert len(per_cell) == 40 and any(v and v.startswith("'=") for row in per_cell for v in row)
