@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -212,7 +212,10 @@ def _json_cells(values: pd.Series, *, nested: bool = False) -> Any:
         return pc.cast(pa.array(values.to_numpy()), big)
     if not (pd.api.types.is_string_dtype(values) or isinstance(values.dtype, pd.CategoricalDtype)):
         return pa.array([orjson.dumps(v).decode() for v in _objects(values)], big)
-    arr = pc.cast(pa.array(values.astype("string"), from_pandas=True), big)
+    arr = pa.array(values.astype("string"), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):  # a concatenated frame's columns come in pieces
+        arr = arr.combine_chunks()
+    arr = pc.cast(arr, big)
     quote = pa.scalar('"', big)
     out = pc.binary_join_element_wise(quote, arr, quote, pa.scalar("", big))
     escaped = pc.fill_null(pc.match_substring_regex(arr, _JSON_ESCAPED), False)
@@ -237,6 +240,8 @@ def _write_json_lines(fh: BinaryIO, frame: pd.DataFrame, nested: tuple[str, ...]
         parts.append(_json_cells(frame[col], nested=col in nested))
     parts.append(pa.scalar("}\n", big))
     lines = pc.binary_join_element_wise(*parts, pa.scalar("", big))
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
     # the lines are one contiguous buffer: written as it is, no per-row copy
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
     start, end = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
@@ -342,6 +347,54 @@ def write_finding_exports(
         hashes[csv.name] = csv_job.result()[1]
         skipped, hashes[timesketch.name] = ts_job.result()
     return skipped, hashes
+
+
+class Aside:
+    """The result of :func:`run_aside`: ready now, or from the forked child when asked."""
+
+    def __init__(self, value: Any = None, proc: Any = None, conn: Any = None) -> None:
+        self._value, self._proc, self._conn = value, proc, conn
+
+    def result(self) -> Any:
+        if self._proc is None:
+            return self._value
+        try:
+            ok, value = self._conn.recv()
+        except EOFError:  # the child died without a word (killed, out of memory)
+            ok, value = False, f"exit code {self._proc.exitcode}"
+        finally:
+            self._proc.join()
+            self._conn.close()
+            self._proc = None
+        if not ok:
+            raise RuntimeError(f"report worker failed: {value}")
+        self._value = value
+        return value
+
+
+def run_aside(fn: Callable[..., Any], *args: Any, aside: bool = True) -> Aside:
+    """Run ``fn(*args)`` in a forked copy of this process (it shares the loaded findings, nothing is
+    pickled but the result) while the caller goes on; inline when ``aside`` is false or fork is missing.
+
+    The child writes files only; it never touches the case's custody log or manifest.
+    """
+    import multiprocessing
+
+    if not aside or "fork" not in multiprocessing.get_all_start_methods():
+        return Aside(fn(*args))
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+
+    def work() -> None:
+        try:
+            child.send((True, fn(*args)))
+        except BaseException as exc:  # reported to the parent, which raises it
+            child.send((False, f"{type(exc).__name__}: {exc}"))
+
+    proc = ctx.Process(target=work, daemon=True)
+    proc.start()
+    child.close()
+    return Aside(proc=proc, conn=parent)
 
 
 def write_json(obj: Any, path: Path) -> None:

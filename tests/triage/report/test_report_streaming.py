@@ -7,6 +7,7 @@ frame through arrow's CSV writer, and one ``orjson.dumps(dict)`` per row for the
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -159,3 +160,36 @@ def test_small_sheet_rows_match_the_column_path(monkeypatch):
     per_cell = list(exports._finding_rows(df))
     assert per_cell == vectorised
     assert len(per_cell) == 40 and any(v and v.startswith("'=") for row in per_cell for v in row)
+
+
+def test_run_aside_returns_and_raises():
+    assert exports.run_aside(lambda a, b: {"sum": a + b}, 2, 3).result() == {"sum": 5}
+    assert exports.run_aside(lambda: 7, aside=False).result() == 7
+
+    def boom() -> None:
+        raise ValueError("bad input")
+
+    with pytest.raises(RuntimeError, match="ValueError: bad input"):
+        exports.run_aside(boom).result()
+
+
+@pytest.mark.slow  # builds the report twice, once with worker processes
+def test_large_case_path_writes_what_the_inline_path_writes(case, monkeypatch):
+    from triage.report import build_report
+    from triage.runner import analyze_case
+
+    analyze_case(case, only=("webshell_locations",))
+    inline = build_report(case, html=False, xlsx=False)
+    out = case.path / "report"
+    before = {n: (out / n).read_bytes() for n in ("findings.csv", "findings.jsonl", "timesketch.jsonl")}
+    monkeypatch.setattr(exports, "PARALLEL_ROWS", 1)  # every case is "large": workers and a forked STIX writer
+    forked = build_report(case, html=False, xlsx=False)
+    assert forked.findings == inline.findings > 0
+    assert forked.stix == inline.stix and forked.stix.get("indicators", 1) > 0
+    assert forked.timesketch_skipped == inline.timesketch_skipped
+    for name, data in before.items():
+        assert (out / name).read_bytes() == data, name
+    bundle = json.loads((out / "findings.stix.json").read_text())
+    assert bundle["type"] == "bundle" and len(bundle["objects"]) > 1
+    event = list(case.custody.events())[-1]
+    assert event["details"]["outputs"]["findings.jsonl"] == hashlib.sha256(before["findings.jsonl"]).hexdigest()
