@@ -1,10 +1,12 @@
-"""Report generation at scale: ``build_report`` over N synthetic findings (default 1,000,000).
+"""Report generation at scale: the ``triage report`` command over N synthetic findings (default 1,000,000).
 
 A child process writes a synthetic case (manifest, run records and result parquet files of several
-analyzers and hosts, mixed severities, 5 % of findings without a time); this process then builds the
-whole report and prints the time per stage, the peak resident memory of the report process
-(``resource.getrusage``), and the size of every output, the HTML page in particular. Figures only,
-no asserts. Usage: python benchmarks/report_scale.py [--findings 1000000] [--hosts 8] [--keep DIR]
+analyzers and hosts, mixed severities, 5 % of findings without a time). Then, in alternating rounds, two
+whole processes run over it: the baseline (pandas reads every result parquet and writes one CSV, the
+floor of any report writer) and ``triage report CASE``. Per round the ratio baseline / triage is taken;
+the median is printed with the peak resident memory of each command (``wait4``: the largest process of
+its tree) and the size of every output. Figures only, no asserts.
+Usage: python benchmarks/report_scale.py [--findings 1000000] [--hosts 8] [--rounds 3] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import resource
+import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -166,46 +170,90 @@ def parquet_to_csv(case_dir: Path, out: Path) -> tuple[int, float]:
     return len(df), time.perf_counter() - t
 
 
+BASELINE = """
+import sys
+from pathlib import Path
+import pandas as pd
+frames = [pd.read_parquet(f) for f in sorted((Path(sys.argv[1]) / "results").rglob("*.parquet"))]
+pd.concat(frames, ignore_index=True).to_csv(sys.argv[2], index=False)
+"""
+
+
+def _triage() -> list[str]:
+    exe = Path(sys.executable).with_name("triage")
+    if exe.exists():
+        return [str(exe)]
+    return [sys.executable, "-c", "import sys; from triage.cli import main; sys.exit(main())"]
+
+
+def run_process(cmd: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, float]:
+    """Wall seconds and peak RSS in MiB (the largest process of the command's tree) of one command."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()  # drained while it runs: a full pipe would stall the command
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in ok:
+        raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
+    return took, usage.ru_maxrss / 1024
+
+
+def measure(case_dir: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
+    """``triage report`` against the parquet-to-CSV baseline, alternating; medians and per-round ratios."""
+    report = [*_triage(), "report", str(case_dir), "-q", "--examiner", "bench"]
+    base = [sys.executable, "-c", BASELINE, str(case_dir), str(work / "floor.csv")]
+    rows: dict[str, list[float]] = {"triage": [], "triage_rss": [], "baseline": [], "baseline_rss": [], "ratio": []}
+    for _ in range(rounds):
+        b, b_rss = run_process(base)
+        # exit 4: the synthetic case lacks evidence for a verdict; the report is written all the same
+        t, t_rss = run_process(report, (0, 1, 4))
+        rows["baseline"].append(b)
+        rows["baseline_rss"].append(b_rss)
+        rows["triage"].append(t)
+        rows["triage_rss"].append(t_rss)
+        rows["ratio"].append(b / t)
+    return {
+        "triage_s": statistics.median(rows["triage"]),
+        "baseline_s": statistics.median(rows["baseline"]),
+        "ratio": statistics.median(rows["ratio"]),
+        "triage_rss_mib": max(rows["triage_rss"]),
+        "baseline_rss_mib": max(rows["baseline_rss"]),
+        "rounds": rows,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--findings", type=int, default=1_000_000)
     ap.add_argument("--hosts", type=int, default=8)
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--keep", metavar="DIR", help="build the case here and keep it")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--keep", metavar="DIR", help="build the case here and keep it (an existing case is reused)")
     args = ap.parse_args()
-    tmp = None
-    if args.keep:
-        case_dir = Path(args.keep)
-        shutil.rmtree(case_dir, ignore_errors=True)
-    else:
-        tmp = tempfile.mkdtemp(prefix="triage-report-bench-")
-        case_dir = Path(tmp) / "case"
+    tmp = tempfile.mkdtemp(prefix="triage-report-bench-")
+    case_dir = Path(args.keep) if args.keep else Path(tmp) / "case"
     try:
-        try:
-            gen_s = generate_case(case_dir, args.findings, args.hosts, args.seed)
-        except RuntimeError as exc:
-            print(exc, file=sys.stderr)
-            return 1
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        res, total_s, cpu_s = build(case_dir)
-        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-        print(f"synthetic case: {args.findings:,} findings, {args.hosts} hosts, generated in {gen_s:.1f} s")
+        if not (case_dir / "results").is_dir():
+            try:
+                gen_s = generate_case(case_dir, args.findings, args.hosts, args.seed)
+            except RuntimeError as exc:
+                print(exc, file=sys.stderr)
+                return 1
+            print(f"synthetic case: {args.findings:,} findings, {args.hosts} hosts, generated in {gen_s:.1f} s")
+        m = measure(case_dir, Path(tmp), args.rounds)
         print(
-            f"report: {res.findings:,} findings after dedupe in {total_s:.1f} s wall, {cpu_s:.1f} s CPU "
-            f"({res.findings / max(total_s, 1e-9):,.0f} findings/s)"
+            f"triage report: {m['triage_s']:.1f} s, peak RSS {m['triage_rss_mib']:,.0f} MiB; "
+            f"baseline (pandas parquet -> one CSV): {m['baseline_s']:.1f} s, peak RSS {m['baseline_rss_mib']:,.0f} MiB"
         )
-        print(f"peak RSS of the report process: {peak_kib / 1024:,.0f} MiB (before it: {rss_before / 1024:,.0f} MiB)")
-        print("stages, wall s: " + ", ".join(f"{k} {v:.1f}" for k, v in res.timings.items()))
-        for name, path in res.outputs.items():
-            size = Path(path).stat().st_size
-            print(f"  {name:22s} {size / 2**20:10.1f} MiB")
-        print(
-            f"HTML size: {Path(res.html).stat().st_size / 2**20:.2f} MiB (top findings embedded, aggregates over all)"
-        )
-        print(f"timesketch: {res.timesketch_skipped:,} undated findings left out; stix: {res.stix}")
+        ratios = ", ".join(f"{r:.2f}" for r in m["rounds"]["ratio"])
+        print(f"ratio baseline / triage, median of {args.rounds} alternating rounds: {m['ratio']:.2f} ({ratios})")
+        out = case_dir / "report"
+        for path in sorted(out.iterdir()):
+            print(f"  {path.name:22s} {path.stat().st_size / 2**20:10.1f} MiB")
     finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

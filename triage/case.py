@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import logging
@@ -125,6 +126,7 @@ def ts_from_epoch(value: float | None) -> str | None:
 _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 
 
+@functools.lru_cache(maxsize=1 << 14)  # pure; a collection names the same folders thousands of times
 def safe_component(name: str) -> str:
     """Make one path component safe to create on the examiner's file system.
 
@@ -176,6 +178,7 @@ class Case:
         self._manifest_index: dict[tuple[str, str], ManifestRow] | None = None
         self._manifest_fd: int | None = None
         self.write_failures: list[str] = []  # files this command could not write into the case
+        self._folders: set[Path] = set()  # evidence folders this process made (or found) already
 
     def sync(self) -> None:
         """Make everything written so far durable: evidence copies, manifest and custody log.
@@ -556,6 +559,7 @@ class Case:
     def _prune_empty(self, folder: Path) -> None:
         """Remove ``folder`` and its parents up to ``evidence/`` while they are empty."""
         root = self.path / "evidence"
+        self._folders.clear()
         while folder != root and root in folder.parents:
             try:
                 folder.rmdir()
@@ -602,7 +606,7 @@ class Case:
             raise ValueError(f"refusing path outside the case: {logical_parts!r}")
         n = 1
         stem, suffix = dest.stem, dest.suffix
-        while dest.exists() or dest.is_symlink():
+        while os.path.lexists(dest):  # a dangling symlink counts as taken
             n += 1
             dest = dest.with_name(f"{stem}~{n}{suffix}")
         return dest
@@ -660,10 +664,17 @@ class Case:
         try:
             dest = self._dest(host, kind, logical_parts)
             folder = dest.parent
-            folder.mkdir(parents=True, exist_ok=True)
+            if folder not in self._folders:  # made once per collection, not once per file
+                folder.mkdir(parents=True, exist_ok=True)
+                self._folders.add(folder)
             if storage == "copy":
                 tmp = dest.with_name(f".{dest.name[:200]}.part-{os.getpid()}")
-                with open(tmp, "xb") as out:
+                try:
+                    out = open(tmp, "xb")  # noqa: SIM115 (closed by the with below)
+                except FileNotFoundError:  # the folder went away since it was made here: make it again
+                    folder.mkdir(parents=True, exist_ok=True)
+                    out = open(tmp, "xb")  # noqa: SIM115
+                with out:
                     case_side = False
                     with opener() as src:
                         size, digests = copy_hashing(src, _CaseWriter(out), algos, progress, expected_size)

@@ -13,21 +13,38 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from rich.console import Console
-from rich.table import Table
-
+# start-up: `triage --help` imports no pandas/pyarrow/rich/engine; each command loads what it uses
+# (``triage.app`` resolves its names on first use)
 from triage import __version__, app
-from triage.app.attest import AttestRequest, AttestSummary, attest
 from triage.errors import ExitCode, TriageError, UsageError
-from triage.finding import SEVERITIES
-from triage.progress import ConsoleLogHandler, UnitBars, byte_progress, unit_progress
-from triage.report.fleet import FleetReport
-from triage.report.summary import ledger_summary_lines
+from triage.severities import SEVERITIES
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from triage.app.attest import AttestSummary
+    from triage.progress import UnitBars
+    from triage.report.fleet import FleetReport
 
 log = logging.getLogger("triage")
-stdout = Console(highlight=False, soft_wrap=True)
+
+
+class _Stdout:
+    """rich's console on stdout, made on first print."""
+
+    _console: Console | None = None
+
+    def print(self, *objects: Any, **kw: Any) -> None:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(highlight=False, soft_wrap=True)
+        self._console.print(*objects, **kw)
+
+
+stdout = _Stdout()
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -253,6 +270,8 @@ def _setup_logging(args: argparse.Namespace) -> None:
     for stream in (sys.stdout, sys.stderr):  # evidence names with undecodable bytes print escaped, never raise
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
+    from triage.progress import ConsoleLogHandler
+
     handler = ConsoleLogHandler()  # through the bars' console: a log line never breaks a live bar
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -274,10 +293,14 @@ class ConsoleProgress:
         self._open: list[UnitBars] = []  # units bars open now, innermost last
 
     def bytes(self, description: str) -> AbstractContextManager[Callable[[int], None]]:
+        from triage.progress import byte_progress
+
         return byte_progress(description, enabled=not self.quiet)
 
     @contextlib.contextmanager
     def units(self, description: str) -> Iterator[Callable[[int, int], None]]:
+        from triage.progress import unit_progress
+
         with unit_progress(description, enabled=not self.quiet) as bars:
             self._open.append(bars)
             try:
@@ -373,6 +396,8 @@ def _report_request(args: argparse.Namespace) -> app.ReportRequest:
 
 # -- rendering (stdout; the JSON summary instead with --json) -------------------------------------------
 def render_collect(s: app.CollectSummary) -> None:
+    from rich.table import Table
+
     stats = s.stats
     t = Table(title=f"Collected into {s.case}")
     t.add_column("kind")
@@ -402,6 +427,8 @@ def render_analyze(s: app.AnalyzeSummary) -> None:
 
 
 def render_report(s: app.ReportSummary) -> None:
+    from rich.table import Table
+
     res = s.result
     t = Table(title=f"Findings of {s.case_id}")
     t.add_column("severity")
@@ -415,6 +442,8 @@ def render_report(s: app.ReportSummary) -> None:
         stdout.print(f"analyzer {analyzer}: " + ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())))
     for w in res.warnings:
         log.warning(w)
+    from triage.report.summary import ledger_summary_lines
+
     ledger = json.loads(Path(res.outputs["ledger.json"]).read_text(encoding="utf-8"))
     for line in ledger_summary_lines(ledger):
         stdout.print(line, markup=False)
@@ -487,6 +516,8 @@ def render_export(s: app.ExportSummary) -> None:
 
 
 def render_list(c: app.Catalog) -> None:
+    from rich.table import Table
+
     t = Table(title="Analyzers")
     for col in ("name", "version", "consumes", "description"):
         t.add_column(col)
@@ -511,6 +542,8 @@ def render_list(c: app.Catalog) -> None:
 
 def render_fleet(fleet: FleetReport) -> None:
     """One row per host and the totals."""
+    from rich.table import Table
+
     t = Table(title=f"Fleet of {len(fleet.hosts)} hosts")
     for col in ("host", "verdict", "exchange", "build", "April SU", "critical/high/medium", "not done", "disconnect"):
         t.add_column(col)
@@ -609,21 +642,22 @@ def _run(args: argparse.Namespace, progress: ConsoleProgress) -> app.RunSummary 
     return s
 
 
-Summary: TypeAlias = (
-    app.SealSummary
-    | app.ExportSummary
-    | app.CollectSummary
-    | app.AnalyzeSummary
-    | app.ReportSummary
-    | app.VerifyResult
-    | app.RunSummary
-    | app.Catalog
-    | app.FleetAnalyzeSummary
-    | app.FleetReportSummary
-    | app.FleetVerifyResult
-    | app.FleetRunSummary
-    | AttestSummary
-)
+if TYPE_CHECKING:  # evaluated, the alias would load every app module
+    Summary: TypeAlias = (
+        app.SealSummary
+        | app.ExportSummary
+        | app.CollectSummary
+        | app.AnalyzeSummary
+        | app.ReportSummary
+        | app.VerifyResult
+        | app.RunSummary
+        | app.Catalog
+        | app.FleetAnalyzeSummary
+        | app.FleetReportSummary
+        | app.FleetVerifyResult
+        | app.FleetRunSummary
+        | AttestSummary
+    )
 
 
 def _attest(args: argparse.Namespace, progress: ConsoleProgress) -> AttestSummary:
@@ -634,15 +668,15 @@ def _attest(args: argparse.Namespace, progress: ConsoleProgress) -> AttestSummar
     if args.sheet and any(single_flags):
         raise UsageError("attest: --from SHEET takes the attestations from the sheet; drop --step/--status/--by ...")
     if args.sheet:
-        request = AttestRequest(Path(args.case), sheet=Path(args.sheet), examiner=args.examiner)
+        request = app.AttestRequest(Path(args.case), sheet=Path(args.sheet), examiner=args.examiner)
     else:
         missing = [f for f, v in (("--step", args.step), ("--status", args.status), ("--by", args.by),
                                   ("--note", args.note)) if not v]  # fmt: skip
         if missing:
             raise UsageError(f"attest: {', '.join(missing)} missing (or give --from SHEET)")
         single = AttestationInput(args.step, args.status, args.by, args.note, args.host, tuple(args.file), args.result)
-        request = AttestRequest(Path(args.case), single=single, examiner=args.examiner)
-    s = attest(request, progress)
+        request = app.AttestRequest(Path(args.case), single=single, examiner=args.examiner)
+    s = app.attest(request, progress)
     if not args.json:
         for a in s.recorded:
             files = f", {len(a.files)} file(s) stored and hashed" if a.files else ""

@@ -137,6 +137,8 @@ class CustodyLog:
         self._held = 0  # depth of hold()/locked() in this process
         self._checked = False  # tail and head checked (and repaired) since this process took the lock
         self._clean_size: int | None = None  # log size after our last whole append
+        self._last: tuple[int, str] | None = None  # (seq, hash) of our last whole append: the head while unchanged
+        self._workstation = socket.gethostname()
         self.repairs: list[dict[str, Any]] = []
 
     # -- locking -------------------------------------------------------------------------------
@@ -273,6 +275,7 @@ class CustodyLog:
 
     def _repair(self) -> None:
         """Under the lock, before the first append: cut a partial last line, catch up a lagging head."""
+        self._last = None  # the head is read again after any repair
         notes: list[dict[str, Any]] = []
         tail = self.partial_tail()
         if tail:
@@ -332,13 +335,16 @@ class CustodyLog:
             if not self._checked and not self._unchanged():
                 self._repair()
             self._checked = True
-            seq, prev = self.head()  # re-read under the lock: another process may have appended
+            # our own last event while the log is as we left it; else re-read under the lock (another
+            # process may have appended): a collection appends thousands, each re-read cost a file read
+            last = self._last if self._last is not None and self._unchanged() else None
+            seq, prev = last if last is not None else self.head()
             event = {
                 "seq": seq + 1,
                 "ts": utcnow(),
                 "action": action,
                 "actor": self.actor,
-                "workstation": socket.gethostname(),
+                "workstation": self._workstation,
                 "tool": f"{TOOL_NAME} {__version__}",
                 "details": details,
                 "prev": prev,
@@ -358,10 +364,13 @@ class CustodyLog:
             except OSError:
                 self._checked = False  # a partial line may be left: the next append cuts it first
                 self._clean_size = None
+                self._last = None
                 raise
             kill_point("head")
+            self._last = None
             self._write_head(seq + 1, digest)
             self._clean_size = os.fstat(self._fd).st_size
+            self._last = (seq + 1, digest)
             return event
 
     def _unchanged(self) -> bool:

@@ -8,12 +8,15 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from triage.severities import SEVERITIES
 
-SEVERITIES = ("info", "low", "medium", "high", "critical")
-SEVERITY_DTYPE = pd.CategoricalDtype(list(SEVERITIES), ordered=True)
+if TYPE_CHECKING:
+    import pandas as pd
+
+    SEVERITY_DTYPE: pd.CategoricalDtype
+    FINDING_DTYPES: dict[str, Any]
 RUN_STATUSES = ("success", "no_findings", "skipped", "error")
 
 
@@ -173,14 +176,27 @@ def _json_default(value: Any) -> str:
 FINDING_COLUMNS = [f.name for f in fields(Finding)]
 LIST_FIELDS = ("mitre", "cve", "ed2102_steps", "tags", "references")
 _TEXT_FIELDS = tuple(n for n in FINDING_COLUMNS if n not in ("ts", "attributes", "severity", *LIST_FIELDS))
-# One dtype map builds every frame, empty ones included, so concatenation never changes types.
-FINDING_DTYPES: dict[str, Any] = {name: "string" for name in FINDING_COLUMNS}
-FINDING_DTYPES.update({"severity": SEVERITY_DTYPE, "ts": "datetime64[us, UTC]"})
+
+
+def __getattr__(name: str) -> Any:
+    # the frame dtypes need pandas, loaded on first use: collect and verify never build a frame
+    if name in ("SEVERITY_DTYPE", "FINDING_DTYPES"):
+        import pandas as pd
+
+        sev = pd.CategoricalDtype(list(SEVERITIES), ordered=True)
+        # One dtype map builds every frame, empty ones included, so concatenation never changes types.
+        dtypes: dict[str, Any] = {name: "string" for name in FINDING_COLUMNS}
+        dtypes.update({"severity": sev, "ts": "datetime64[us, UTC]"})
+        globals().update(SEVERITY_DTYPE=sev, FINDING_DTYPES=dtypes)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def findings_frame(findings: Iterable[Finding | dict[str, Any]]) -> pd.DataFrame:
     """Build the canonical findings DataFrame (typed, ordered columns) from records."""
     # dict rows have not passed Finding's checks: make their text storable here
+    import pandas as pd
+
     rows = [f.storable() if isinstance(f, Finding) else _dict_row(f) for f in findings]
     if not rows:  # most units find nothing: a cached typed frame saves ~13 ms of dtype casts per unit
         global _EMPTY
@@ -208,8 +224,10 @@ def coerce_findings(df: pd.DataFrame) -> pd.DataFrame:
         if col not in df.columns:
             df[col] = None
     df = df[FINDING_COLUMNS].copy()
+    import pandas as pd
+
     df["ts"] = pd.to_datetime(df["ts"], utc=True, errors="coerce").astype("datetime64[us, UTC]")
-    for col, dtype in FINDING_DTYPES.items():
+    for col, dtype in __getattr__("FINDING_DTYPES").items():
         if col != "ts":
             df[col] = df[col].astype(dtype)
     return df

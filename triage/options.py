@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from triage.errors import UsageError
-from triage.registry import Analyzer, Option, discover
 
 if TYPE_CHECKING:
     from triage.case import Case
+    from triage.registry import Analyzer, Option
 
 __all__ = [
     "AnalyzerOptionsParser",
@@ -37,8 +37,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+def __getattr__(name: str) -> Any:
+    # the registry (and pandas with it) loads on first use: the command line builds its parsers from this module
+    if name == "Option":
+        from triage.registry import Option
+
+        return Option
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def declared_options() -> dict[str, tuple[Option, ...]]:
     """Every registered analyzer's declared options, by analyzer name (built-ins, entry points, TRIAGE_PLUGINS)."""
+    from triage.registry import discover
+
     return {name: tuple(cls.options_declared) for name, cls in sorted(discover().items()) if cls.options_declared}
 
 
@@ -211,6 +222,8 @@ def preload_rules(
     then read) and records in the case what loaded and what was skipped. Returns the summaries keyed by the
     rule option (``{"sigma": {...}, "yara": {...}}``); an option shared by several analyzers is reported once.
     """
+    from triage.registry import discover
+
     registry = discover() if registry is None else registry
     out: dict[str, dict[str, Any]] = {}
     for name, cls in sorted(registry.items()):

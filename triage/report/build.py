@@ -143,16 +143,38 @@ def load_findings(case: Case, warnings: list[str] | None = None) -> pd.DataFrame
             if warnings is not None:
                 warnings.append(msg)
     frames = [f for f in frames if len(f)]
-    df = pd.concat(frames, ignore_index=True) if frames else findings_frame([])
-    df = coerce_findings(df)
-    df = df.drop_duplicates("finding_id", keep="first")
-    df = df.sort_values(
-        ["severity", "ts", "analyzer", "rule_id", "location"],
-        ascending=[False, True, True, True, True],
-        na_position="last",
-        kind="stable",
+    if not frames:
+        return findings_frame([])
+    # column by column, each source column dropped once used: a million findings never sit in memory twice
+    # (frames are coerced alike, so the concatenation keeps the canonical dtypes)
+    columns = list(frames[0].columns)
+    df = pd.DataFrame({c: pd.concat([f.pop(c) for f in frames], ignore_index=True) for c in columns}, copy=False)
+    del frames
+    order = _report_order(df)
+    return pd.DataFrame({c: df.pop(c).take(order).reset_index(drop=True) for c in columns}, copy=False)
+
+
+def _report_order(df: pd.DataFrame) -> Any:
+    """Row positions of the report: first finding per ``finding_id``, most severe first, then by time,
+    analyzer, rule and location, missing values last, ties in input order (arrow's stable sort over the
+    key columns alone: no copy of the text)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = np.flatnonzero(~df["finding_id"].duplicated(keep="first").to_numpy())
+    codes = df["severity"].cat.codes.to_numpy()[keep]
+    keys = pa.table(
+        {
+            "severity": pa.array(codes, mask=codes < 0),
+            "ts": pa.array(df["ts"].iloc[keep], from_pandas=True),
+            **{c: pa.array(df[c].iloc[keep], from_pandas=True) for c in ("analyzer", "rule_id", "location")},
+        }
     )
-    return df.reset_index(drop=True)
+    sort_keys = [("severity", "descending", "at_end")]
+    sort_keys += [(c, "ascending", "at_end") for c in ("ts", "analyzer", "rule_id", "location")]
+    pos = pc.sort_indices(keys, sort_keys=sort_keys).to_numpy()
+    return keep[pos]
 
 
 def report_context(
@@ -234,12 +256,12 @@ def build_report(
     """Write the report files and record them in the custody log."""
     from triage.report.cisa import cisa_frame, cisa_rows
     from triage.report.exports import (
+        PARALLEL_ROWS,
+        run_aside,
         write_cisa_xlsx,
-        write_findings_csv,
-        write_findings_jsonl,
+        write_finding_exports,
         write_frame_csv,
         write_json,
-        write_timesketch,
         write_xlsx,
     )
     from triage.report.hosts import VERDICT_INSUFFICIENT, host_summaries
@@ -272,12 +294,11 @@ def build_report(
     lap("load")
     df.to_parquet(target("findings.parquet"), index=False)
     lap("parquet")
-    write_findings_csv(df, target("findings.csv"))
-    lap("csv")
-    write_findings_jsonl(df, target("findings.jsonl"))
-    lap("jsonl")
-    result.timesketch_skipped = write_timesketch(df, target("timesketch.jsonl"))
-    lap("timesketch")
+    # CSV, JSONL and Timesketch: streamed in chunks, in parallel on large cases (from the parquet above)
+    result.timesketch_skipped, hashed = write_finding_exports(
+        df, files["findings.parquet"], target("findings.csv"), target("findings.jsonl"), target("timesketch.jsonl")
+    )
+    lap("text exports")
 
     summaries = host_summaries(ctx)
     ledger = build_ledger(ctx, summaries)
@@ -290,18 +311,20 @@ def build_report(
     prov = provenance(case, ctx)
     lap("provenance")
 
+    stix_job = None
     if stix:
         from triage.report.stix import build_bundle
 
         roots = [Path(r["path"]) for r in prov["rule_sets"] if r.get("path")]
-        bundle, result.stix = build_bundle(ctx, roots)
-        target("findings.stix.json").write_text(bundle.serialize(pretty=False), encoding="utf-8")
+
+        def write_stix(path: Path) -> dict[str, int]:
+            bundle, counts = build_bundle(ctx, roots)
+            path.write_text(bundle.serialize(pretty=False), encoding="utf-8")
+            return counts
+
+        # on a large case the bundle is built by a forked copy of this process while this one writes the XLSX
+        stix_job = run_aside(write_stix, target("findings.stix.json"), aside=len(df) >= PARALLEL_ROWS)
         lap("stix")
-        if result.stix.get("observed_omitted"):
-            result.warnings.append(
-                f"STIX: {result.stix['observed_omitted']} observed files over the cap of "
-                f"{ctx.options.stix_max_observed} were left out (all are in findings.parquet)"
-            )
     counts = df["severity"].value_counts()
     result.findings = len(df)
     result.by_severity = {s: int(counts.get(s, 0)) for s in reversed(SEVERITIES)}
@@ -346,8 +369,17 @@ def build_report(
             + [(f"rule_set {r['name']}", f"{r['count']} files, sha256 {r['sha256']}") for r in prov["rule_sets"]],
         )
         lap("xlsx")
+    if stix_job is not None:
+        result.stix = stix_job.result()
+        lap("stix (wait)")
+        if result.stix.get("observed_omitted"):
+            result.warnings.append(
+                f"STIX: {result.stix['observed_omitted']} observed files over the cap of "
+                f"{ctx.options.stix_max_observed} were left out (all are in findings.parquet)"
+            )
 
-    hashes = {name: hash_file(p, ("sha256",))[1]["sha256"] for name, p in files.items()}
+    # the large exports were hashed by the processes that wrote them (hashed: name -> sha256)
+    hashes = {name: hashed.get(name) or hash_file(p, ("sha256",))[1]["sha256"] for name, p in files.items()}
     if html:
         from triage.report.html import render_html
 

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
 import pandas as pd
 
 from triage.finding import FINDING_COLUMNS
-from triage.report.cells import neutralise_series, visible_series, xlsx_series, xlsx_value
+from triage.report.cells import neutralise_series, visible_series, xlsx_series, xlsx_text, xlsx_value
 from triage.report.context import ReportContext
 
 TIMESKETCH_FIELDS = [
@@ -54,7 +54,6 @@ AREAS: list[tuple[str, dict[str, Any]]] = [
     ("YARA", {"analyzers": ("yara",), "tags": ("yara",)}),
 ]
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\]")
-_NL = orjson.OPT_APPEND_NEWLINE
 
 
 def finding_areas(ctx: ReportContext) -> np.ndarray:
@@ -95,6 +94,16 @@ def _ts_text(s: pd.Series, suffix: str = "Z") -> pd.Series:
 
 
 # -- CSV / JSONL ----------------------------------------------------------------------------------
+# Text exports stream in chunks: memory stays bounded whatever the case holds. The JSONL lines are put
+# together column-wise in arrow (C++), not row by row: only cells that need JSON escapes (quotes,
+# backslashes, control characters) and nested attributes pass through orjson one by one, so the bytes
+# are orjson's own. Over PARALLEL_ROWS findings the CSV and Timesketch exports run in worker processes
+# that read findings.parquet themselves, alongside the JSONL in this one.
+CHUNK = 65_536
+PARALLEL_ROWS = 250_000
+_JSON_ESCAPED = r'[\x00-\x1f"\\]'
+
+
 def _csv_table(df: pd.DataFrame) -> Any:
     """An arrow table of text columns, each neutralised; times as ISO 8601 UTC."""
     import pyarrow as pa
@@ -124,9 +133,35 @@ def write_frame_csv(df: pd.DataFrame, path: Path) -> None:
     pacsv.write_csv(_csv_table(df), path, pacsv.WriteOptions(quoting_style="needed"))
 
 
-def write_findings_csv(df: pd.DataFrame, path: Path) -> None:
-    """All findings (``ts`` and ``severity`` are typed, never attacker text)."""
-    write_frame_csv(df, path)
+def write_findings_csv(df: pd.DataFrame | Iterable[pd.DataFrame], path: Path, chunk: int = CHUNK) -> None:
+    """All findings (``ts`` and ``severity`` are typed, never attacker text), written chunk by chunk.
+
+    ``df`` is the findings frame or its chunks in order (:func:`parquet_chunks`); the bytes are those of
+    :func:`write_frame_csv` over the whole frame.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    parts = iter(_chunks(df, chunk)) if isinstance(df, pd.DataFrame) else iter(df)
+    first = next(parts, None)
+    if first is None or not len(first):  # the header alone, as the whole-frame writer makes it
+        write_frame_csv(first if first is not None else _empty_findings(), path)
+        return
+    table = _csv_table(first)
+    # every chunk gets the first one's column types: a column that is all empty in some chunk must still
+    # be written as text (arrow quotes text cells, not null-typed ones)
+    schema = pa.schema([f.with_type(pa.large_string()) if pa.types.is_null(f.type) else f for f in table.schema])
+    with pacsv.CSVWriter(str(path), schema, write_options=pacsv.WriteOptions(quoting_style="needed")) as w:
+        w.write_table(table.cast(schema))
+        for part in parts:
+            if len(part):
+                w.write_table(_csv_table(part).cast(schema))
+
+
+def _empty_findings() -> pd.DataFrame:
+    from triage.finding import findings_frame
+
+    return findings_frame([])
 
 
 def _json_attributes(value: Any) -> Any:
@@ -145,23 +180,89 @@ def _chunks(df: pd.DataFrame, chunk: int) -> Iterable[pd.DataFrame]:
         yield df.iloc[start : start + chunk]
 
 
-def _column_lists(part: pd.DataFrame, columns: list[str]) -> list[list[Any]]:
-    return [part[c].to_numpy(dtype=object, na_value=None).tolist() for c in columns]
+def parquet_chunks(path: Path, chunk: int = CHUNK) -> Iterator[pd.DataFrame]:
+    """The findings of a ``findings.parquet`` as typed frames of at most ``chunk`` rows, in file order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from triage.finding import coerce_findings
+
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=chunk):
+        yield coerce_findings(pa.Table.from_batches([batch], schema=pf.schema_arrow).to_pandas())
 
 
-def write_findings_jsonl(df: pd.DataFrame, path: Path, chunk: int = 100_000) -> None:
+def _objects(values: pd.Series) -> list[Any]:
+    return values.to_numpy(dtype=object, na_value=None).tolist()
+
+
+def _json_cells(values: pd.Series, *, nested: bool = False) -> Any:
+    """Each value of a column as JSON text (an arrow array; ``null`` for missing), byte for byte orjson's.
+
+    ``nested``: text holding a JSON object is written as that object (see :func:`_json_attributes`).
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    big = pa.large_string()
+    if nested:
+        cells = [None if v is None else orjson.dumps(_json_attributes(v)).decode() for v in _objects(values)]
+        return pc.fill_null(pa.array(cells, big), "null")
+    if pd.api.types.is_integer_dtype(values) and not values.isna().any():
+        return pc.cast(pa.array(values.to_numpy()), big)
+    if not (pd.api.types.is_string_dtype(values) or isinstance(values.dtype, pd.CategoricalDtype)):
+        return pa.array([orjson.dumps(v).decode() for v in _objects(values)], big)
+    arr = pa.array(values.astype("string"), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):  # a concatenated frame's columns come in pieces
+        arr = arr.combine_chunks()
+    arr = pc.cast(arr, big)
+    quote = pa.scalar('"', big)
+    out = pc.binary_join_element_wise(quote, arr, quote, pa.scalar("", big))
+    escaped = pc.fill_null(pc.match_substring_regex(arr, _JSON_ESCAPED), False)
+    if pc.any(escaped).as_py():  # rare: quotes, backslashes or control characters; orjson escapes them
+        rows = np.flatnonzero(escaped.to_numpy(zero_copy_only=False))
+        exact = [orjson.dumps(v).decode() for v in arr.take(pa.array(rows)).to_pylist()]
+        out = pc.replace_with_mask(out, escaped, pa.array(exact, big))
+    return pc.fill_null(out, "null")
+
+
+def _write_json_lines(fh: BinaryIO, frame: pd.DataFrame, nested: tuple[str, ...] = ()) -> None:
+    """One JSON object per row of ``frame`` (keys in column order), as ``orjson.dumps`` writes the row's dict."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not len(frame):
+        return
+    big = pa.large_string()
+    parts: list[Any] = []
+    for i, col in enumerate(frame.columns):
+        parts.append(pa.scalar(("{" if i == 0 else ",") + orjson.dumps(str(col)).decode() + ":", big))
+        parts.append(_json_cells(frame[col], nested=col in nested))
+    parts.append(pa.scalar("}\n", big))
+    lines = pc.binary_join_element_wise(*parts, pa.scalar("", big))
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    # the lines are one contiguous buffer: written as it is, no per-row copy
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
+    start, end = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
+    data = lines.buffers()[2]
+    if data is not None and end > start:
+        fh.write(memoryview(data)[start:end])
+
+
+def _jsonl_part(part: pd.DataFrame) -> pd.DataFrame:
+    part = part.copy()
+    part["ts"] = _ts_text(part["ts"])
+    part["severity"] = part["severity"].astype("string")
+    return part
+
+
+def write_findings_jsonl(df: pd.DataFrame | Iterable[pd.DataFrame], path: Path, chunk: int = CHUNK) -> None:
     """One JSON object per finding; ``attributes`` nested as an object. Bounded memory (chunks)."""
-    keys = list(df.columns)
+    parts = _chunks(df, chunk) if isinstance(df, pd.DataFrame) else df
     with open(path, "wb") as fh:
-        for part in _chunks(df, chunk):
-            part = part.copy()
-            part["ts"] = _ts_text(part["ts"])
-            part["severity"] = part["severity"].astype("string")
-            cols = _column_lists(part, keys)
-            ai = keys.index("attributes")
-            cols[ai] = [_json_attributes(v) for v in cols[ai]]
-            rows = zip(*cols, strict=True)
-            fh.write(b"".join(orjson.dumps(dict(zip(keys, row, strict=True)), option=_NL) for row in rows))
+        for part in parts:
+            _write_json_lines(fh, _jsonl_part(part), nested=("attributes",))
 
 
 def timesketch_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -190,18 +291,110 @@ def timesketch_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return out, skipped
 
 
-def write_timesketch(df: pd.DataFrame, path: Path, chunk: int = 100_000) -> int:
+def write_timesketch(df: pd.DataFrame | Iterable[pd.DataFrame], path: Path, chunk: int = CHUNK) -> int:
     """Write the Timesketch JSONL; returns how many findings were left out for lack of a time."""
     skipped_total = 0
+    parts = _chunks(df, chunk) if isinstance(df, pd.DataFrame) else df
     with open(path, "wb") as fh:
-        for part in _chunks(df, chunk):
+        for part in parts:
             rows, skipped = timesketch_frame(part)
             skipped_total += skipped
-            keys = list(rows.columns)
-            cols = _column_lists(rows, keys)
-            rows_out = zip(*cols, strict=True)
-            fh.write(b"".join(orjson.dumps(dict(zip(keys, r, strict=True)), option=_NL) for r in rows_out))
+            _write_json_lines(fh, rows)
     return skipped_total
+
+
+def _export_from_parquet(kind: str, parquet: Path, path: Path) -> tuple[int, str]:
+    """One text export written from ``findings.parquet`` read in chunks (runs in a worker process).
+
+    Returns the findings left out (Timesketch) and the written file's SHA-256, hashed here, in parallel.
+    """
+    from triage.hashing import hash_file
+
+    chunks = parquet_chunks(parquet)
+    skipped = 0
+    if kind == "csv":
+        write_findings_csv(chunks, path)
+    elif kind == "timesketch":
+        skipped = write_timesketch(chunks, path)
+    else:
+        write_findings_jsonl(chunks, path)
+    return skipped, hash_file(path, ("sha256",))[1]["sha256"]
+
+
+def write_finding_exports(
+    df: pd.DataFrame, parquet: Path, csv: Path, jsonl: Path, timesketch: Path
+) -> tuple[int, dict[str, str]]:
+    """The three text exports of the findings (``parquet``: the same findings, already written).
+
+    Small cases are written here in turn; large ones in parallel, the CSV and Timesketch files by two
+    worker processes reading ``parquet`` in chunks (each hashes its file when done). Returns the findings
+    left out of the Timesketch file and the SHA-256 of the files hashed so far, by file name.
+    """
+    if len(df) < PARALLEL_ROWS:
+        write_findings_csv(df, csv)
+        write_findings_jsonl(df, jsonl)
+        return write_timesketch(df, timesketch), {}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from triage.hashing import hash_file
+
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        csv_job = pool.submit(_export_from_parquet, "csv", parquet, csv)
+        ts_job = pool.submit(_export_from_parquet, "timesketch", parquet, timesketch)
+        write_findings_jsonl(df, jsonl)
+        hashes = {jsonl.name: hash_file(jsonl, ("sha256",))[1]["sha256"]}
+        hashes[csv.name] = csv_job.result()[1]
+        skipped, hashes[timesketch.name] = ts_job.result()
+    return skipped, hashes
+
+
+class Aside:
+    """The result of :func:`run_aside`: ready now, or from the forked child when asked."""
+
+    def __init__(self, value: Any = None, proc: Any = None, conn: Any = None) -> None:
+        self._value, self._proc, self._conn = value, proc, conn
+
+    def result(self) -> Any:
+        if self._proc is None:
+            return self._value
+        try:
+            ok, value = self._conn.recv()
+        except EOFError:  # the child died without a word (killed, out of memory)
+            ok, value = False, f"exit code {self._proc.exitcode}"
+        finally:
+            self._proc.join()
+            self._conn.close()
+            self._proc = None
+        if not ok:
+            raise RuntimeError(f"report worker failed: {value}")
+        self._value = value
+        return value
+
+
+def run_aside(fn: Callable[..., Any], *args: Any, aside: bool = True) -> Aside:
+    """Run ``fn(*args)`` in a forked copy of this process (it shares the loaded findings, nothing is
+    pickled but the result) while the caller goes on; inline when ``aside`` is false or fork is missing.
+
+    The child writes files only; it never touches the case's custody log or manifest.
+    """
+    import multiprocessing
+
+    if not aside or "fork" not in multiprocessing.get_all_start_methods():
+        return Aside(fn(*args))
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+
+    def work() -> None:
+        try:
+            child.send((True, fn(*args)))
+        except BaseException as exc:  # reported to the parent, which raises it
+            child.send((False, f"{type(exc).__name__}: {exc}"))
+
+    proc = ctx.Process(target=work, daemon=True)
+    proc.start()
+    child.close()
+    return Aside(proc=proc, conn=parent)
 
 
 def write_json(obj: Any, path: Path) -> None:
@@ -263,6 +456,7 @@ def _col_letter(i: int) -> str:
 
 
 FINDING_SHEET_COLUMNS = [c for c in FINDING_COLUMNS if c != "case_id"]
+SMALL_SHEET = 200
 
 
 def _finding_rows(df: pd.DataFrame) -> Iterable[tuple[Any, ...]]:
@@ -270,6 +464,9 @@ def _finding_rows(df: pd.DataFrame) -> Iterable[tuple[Any, ...]]:
     part = df[FINDING_SHEET_COLUMNS].copy()
     part["ts"] = _ts_text(part["ts"])
     part["severity"] = part["severity"].astype("string")
+    if len(part) <= SMALL_SHEET:  # a few rows: cell by cell costs less than two dozen column passes
+        cols = [_objects(part[c]) for c in part.columns]
+        return [tuple(None if v is None else xlsx_text(str(v)) for v in row) for row in zip(*cols, strict=True)]
     for col in part.columns:
         part[col] = xlsx_series(part[col].astype("string"))
     part = part.astype(object).where(part.notna(), None)

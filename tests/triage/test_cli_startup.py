@@ -1,0 +1,61 @@
+"""Start-up cost: ``triage --help`` and ``--version`` load no data or engine library (they would cost ~0.5 s)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("pandas", "pyarrow", "numpy", "yara", "yara_x", "evtx", "rich", "openpyxl", "jinja2", "stix2")
+
+PROBE = """
+import json, sys
+from triage.cli import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "modules": sorted({m.split(".")[0] for m in sys.modules})}))
+"""
+
+
+def _probe(*argv: str) -> tuple[int, set[str], str]:
+    r = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=60, check=True)
+    last = json.loads(r.stdout.strip().splitlines()[-1])
+    return last["code"], set(last["modules"]), r.stdout
+
+
+@pytest.mark.parametrize("argv", [("--help",), ("--version",)])
+def test_help_and_version_import_no_heavy_library(argv):
+    code, modules, out = _probe(*argv)
+    assert code == 0
+    assert "usage: triage" in out or out.startswith("triage ")
+    assert modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
+    assert not any(m.startswith("analyzers") or m == "collectors" for m in modules)
+
+
+@pytest.mark.slow  # imports every analyzer
+def test_subcommand_help_still_lists_analyzer_options():
+    # the declared options (--sigma, --yara) are added when a command that runs analyzers parses
+    code, _modules, out = _probe("run", "--help")
+    assert code == 0
+    assert "--sigma" in out and "--yara" in out
+
+
+def test_app_names_are_functions_even_after_their_module_loads():
+    # triage.app loads lazily; a submodule of the same name as a function must not shadow it
+    code = (
+        "import triage.app.collect, triage.app.report, triage.app.verify\n"
+        "from triage import app\n"
+        "import inspect\n"
+        "print(all(inspect.isfunction(getattr(app, n)) for n in ('collect', 'report', 'verify', 'run', 'analyze')))\n"
+        "print(app.CollectRequest.__module__, app.is_fleet_folder.__module__)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert r.stdout.split() == ["True", "triage.app.collect", "triage.fleet"]
+
+
+def test_app_unknown_name_is_attribute_error():
+    from triage import app
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        app.nope  # noqa: B018
