@@ -136,6 +136,7 @@ class EventLogs(Analyzer):
     # what the findings of each loaded rule share, built by load_rules (correlation rules keyed by the rule)
     _metas: dict[str, RuleMeta]
     _corr_metas: dict[CorrelationRule, RuleMeta]
+    _by_id: dict[str, Any]  # loaded rules by id, built once with the rules (not per log)
 
     def rule_paths(self) -> list[Path]:
         paths = super().rule_paths()
@@ -153,6 +154,7 @@ class EventLogs(Analyzer):
         # the metadata of each rule's findings, built once with the rules (correlation rules: by the rule itself)
         self._metas = {r.id: sigma_meta(r) for r in ruleset.loaded}
         self._corr_metas = {r: sigma_meta(r) for r in ruleset.correlations}
+        self._by_id = {r.id: r for r in ruleset.loaded}
         return ruleset
 
     @classmethod
@@ -204,7 +206,7 @@ class EventLogs(Analyzer):
         stats = ReadStats()
         cov = Coverage()
         per_rule: dict[str, int] = {}
-        rules_by_id = {r.id: r for r in ruleset.loaded}
+        rules_by_id = self._by_id
         corr = Correlator(ruleset)  # correlation rules see every batch; their base rules may stay silent
         for df in iter_events(unit.path, unit.evidence.kind, stats, limits=self._json_limits()):
             cov.add(df)

@@ -11,19 +11,22 @@ event-log analyzer's reader of JSON exports (``analyzers.eventlog.reader``).
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
 import re
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +304,17 @@ def _iter_evtx_rust(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
 
 
 def _parse_rust(source: str | io.BytesIO, stats: ReadStats, first_chunk: int) -> Iterator[dict[str, Any]]:
+    """Flat rows, one per record (the per-record reference path; :func:`_parse_rust_json` is the fast one)."""
+    for number, text in _parse_rust_json(source, stats, first_chunk):
+        try:
+            yield flatten_event(_loads(text))
+        except (ValueError, TypeError, KeyError) as exc:
+            stats.bad_records += 1
+            stats.warn(f"record {number}: cannot flatten: {exc}")
+
+
+def _parse_rust_json(source: str | io.BytesIO, stats: ReadStats, first_chunk: int) -> Iterator[tuple[Any, str]]:
+    """``(record number, JSON text)`` per record from the evtx package; its chunk errors become warnings."""
     from evtx import PyEvtxParser
 
     where = f" (in the segment starting at chunk {first_chunk})" if first_chunk else ""
@@ -315,15 +329,246 @@ def _parse_rust(source: str | io.BytesIO, stats: ReadStats, first_chunk: int) ->
             caught.clear()
 
         for rec in parser.records_json():
-            drain()
+            if caught:
+                drain()
             if rec is None:  # the binding's type allows it; a record it could not render is skipped there
                 continue
-            try:
-                yield flatten_event(_loads(rec["data"]))
-            except (ValueError, TypeError, KeyError) as exc:
-                stats.bad_records += 1
-                stats.warn(f"record {rec.get('event_record_id')}: cannot flatten: {exc}")
+            yield rec.get("event_record_id"), rec["data"]
         drain()
+
+
+# -- columnar reading: the evtx package's JSON straight into Arrow columns ------------------------------------
+_STRING_SYSTEM = ("Provider", "Channel", "Computer", "Keywords", "UserID", "EventSourceName")
+_LARGE_STRING = pa.large_string()
+
+
+def _system_row(system: dict[str, Any]) -> tuple[Any, ...]:
+    """The system values of one record in :data:`SYSTEM_COLUMNS` order (as :func:`flatten_event`'s hot path)."""
+    prov = system["Provider_attributes"]
+    sec = system.get("Security_attributes") or {}
+    exe = system.get("Execution_attributes") or {}
+    eid_attr = system.get("EventID_attributes")
+    return (
+        system.get("EventRecordID"),
+        (system.get("TimeCreated_attributes") or {}).get("SystemTime"),
+        system.get("EventID"),
+        prov.get("Name"),
+        system.get("Channel"),
+        system.get("Computer"),
+        system.get("Level"),
+        system.get("Task"),
+        system.get("Opcode"),
+        system.get("Keywords"),
+        sec.get("UserID"),
+        exe.get("ProcessID"),
+        exe.get("ThreadID"),
+        system.get("Version"),
+        eid_attr.get("Qualifiers") if eid_attr else None,
+        prov.get("EventSourceName"),
+    )
+
+
+def _text_array(values: Sequence[Any]) -> pa.Array | None:
+    """Data values (text, int or None) as one Arrow string array; None when another type is among them."""
+    try:
+        arr = pa.array(values, from_pandas=False)
+    except (pa.ArrowException, OverflowError, ValueError, TypeError):
+        arr = None  # mixed text and numbers, or an int beyond int64: value by value below
+    if arr is not None:
+        if pa.types.is_large_string(arr.type):
+            return arr
+        if pa.types.is_string(arr.type) or pa.types.is_integer(arr.type) or pa.types.is_null(arr.type):
+            return arr.cast(_LARGE_STRING)  # Arrow writes integers as str() does
+        return None
+    out: list[str | None] = []
+    for value in values:
+        kind = type(value)
+        if kind is str or value is None:
+            out.append(value)
+        elif kind is int:
+            out.append(str(value))
+        else:
+            return None
+    return pa.array(out, type=_LARGE_STRING)
+
+
+def _bad_value_rows(values: Sequence[Any]) -> list[int]:
+    """Positions of values the fast path does not take (what :func:`_fast_data` hands to the general walk)."""
+    return [i for i, v in enumerate(values) if not (v is None or type(v) is str or type(v) is int)]
+
+
+def _scatter(pieces: list[tuple[np.ndarray, pa.Array]], n: int) -> pa.Array:
+    """One column of ``n`` rows from pieces ``(row positions, values)``; rows in no piece are null."""
+    if len(pieces) == 1 and len(pieces[0][0]) == n and (n == 0 or pieces[0][0][-1] == n - 1):
+        return pieces[0][1]  # one shape covering every row in order: no copy
+    rows = np.concatenate([p[0] for p in pieces])
+    values = pa.concat_arrays([p[1] for p in pieces])
+    where = np.full(n, -1, dtype=np.int64)
+    where[rows] = np.arange(len(rows), dtype=np.int64)
+    return values.take(pa.array(where, mask=where < 0))
+
+
+def _string_array(arr: pa.Array) -> Any:
+    return pd.arrays.ArrowStringArray(pa.chunked_array([arr], type=_LARGE_STRING))
+
+
+def _int_array(values: tuple[Any, ...], col: str, stats: ReadStats | None) -> Any:
+    try:
+        arr = pa.array(values, from_pandas=False)
+    except (pa.ArrowException, OverflowError, ValueError, TypeError):
+        arr = None
+    if arr is not None and (pa.types.is_int64(arr.type) or pa.types.is_null(arr.type)):
+        mask = arr.is_null().to_numpy(zero_copy_only=False)
+        data = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+        return pd.arrays.IntegerArray(data, mask)
+    return _int64_column(pd.Series(list(values)), col, stats).array  # the general conversion, as to_frame's
+
+
+def frame_from_json(
+    texts: Sequence[tuple[Any, str]], stats: ReadStats | None = None, keep: Callable[[Any], bool] | None = None
+) -> pd.DataFrame | None:
+    """Records as the evtx package renders them (``(record number, JSON text)``) to the typed frame.
+
+    The same frame as :func:`to_frame` over :func:`flatten_event` rows, built column by column: the texts are
+    parsed one by one, records are grouped by the names of their EventData fields (one group per event
+    template) and each group's values become Arrow string arrays without a per-record row dict. A record of
+    another shape (UserData, classic unnamed data, non-text values, JSON of another tool) is flattened by
+    :func:`flatten_event`; a record that cannot be parsed costs only itself (counted, warned). ``keep``
+    filters the flat system row (a dict of system columns) of each record. None when no record is left.
+    """
+    with _no_gc():  # the batch's objects all live until the frame is built: collections would only rescan them
+        return _frame_from_json(texts, stats, keep)
+
+
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """Cyclic garbage collection paused for a bounded step that allocates many objects and makes no cycles."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _frame_from_json(
+    texts: Sequence[tuple[Any, str]], stats: ReadStats | None, keep: Callable[[Any], bool] | None
+) -> pd.DataFrame | None:
+    docs: list[Any] = []
+    for number, text in texts:
+        try:
+            docs.append(_loads(text))
+        except (ValueError, TypeError) as exc:
+            docs.append(None)
+            if stats is not None:
+                stats.bad_records += 1
+                stats.warn(f"record {number}: cannot flatten: {exc}")
+    system_rows: list[tuple[Any, ...]] = []
+    groups: dict[tuple[str, ...], tuple[list[int], list[tuple[Any, ...]]]] = {}
+    general: list[tuple[int, dict[str, Any]]] = []
+    for (number, _), doc in zip(texts, docs, strict=True):
+        if doc is None:
+            continue
+        i = len(system_rows)
+        try:
+            event = doc.get("Event", doc)
+            system = event.get("System") or {}
+            data = event.get("EventData")
+            if (
+                "Provider_attributes" in system
+                and not isinstance(event.get("UserData"), dict)
+                and (data is None or (type(data) is dict and "Data" not in data))
+            ):
+                row = _system_row(system)
+                if keep is not None and not keep(dict(zip(SYSTEM_COLUMNS, row, strict=True))):
+                    continue
+                system_rows.append(row)
+                if data:
+                    group = groups.get(keys := tuple(data))
+                    if group is None:
+                        group = groups[keys] = ([], [])
+                    group[0].append(i)
+                    group[1].append(tuple(data.values()))
+                continue
+            flat = flatten_event(doc)
+        except Exception as exc:  # any shape of hostile record costs only itself
+            if stats is not None:
+                stats.bad_records += 1
+                stats.warn(f"record {number}: cannot flatten: {type(exc).__name__}: {exc}")
+            continue
+        if keep is not None and not keep(flat):
+            continue
+        system_rows.append(tuple(flat.get(c) for c in SYSTEM_COLUMNS))
+        general.append((i, flat))
+    n = len(system_rows)
+    if not n:
+        return None
+    pieces: dict[str, list[tuple[np.ndarray, pa.Array]]] = {}
+    for keys, (rows, values) in groups.items():
+        names = [f"EventData_{k}" if k in SYSTEM_SET else k for k in keys]
+        columns = list(zip(*values, strict=True))
+        arrays = [_text_array(col) for col in columns]
+        bad: set[int] = set()
+        if len(set(names)) < len(names):
+            bad = set(range(len(rows)))  # two fields under one name: the general walk decides
+        else:
+            for column, arr in zip(columns, arrays, strict=True):
+                if arr is None:
+                    bad.update(_bad_value_rows(column))
+        if bad:  # values of other types (lists, floats, dicts): those records through flatten_event
+            for j in sorted(bad):
+                general.append((rows[j], _general_row(system_rows[rows[j]], keys, values[j])))
+            good = [j for j in range(len(rows)) if j not in bad]
+            if not good:
+                continue
+            rows = [rows[j] for j in good]
+            columns = [tuple(column[j] for j in good) for column in columns]
+            arrays = [_text_array(column) for column in columns]
+        where = np.asarray(rows, dtype=np.int64)
+        for name, arr in zip(names, arrays, strict=True):
+            if arr is not None:  # always, once the records of other value types are out
+                pieces.setdefault(name, []).append((where, arr))
+    if general:
+        names_seen: dict[str, tuple[list[int], list[Any]]] = {}
+        for i, flat in general:
+            for key, value in flat.items():
+                if key not in SYSTEM_SET:
+                    slot = names_seen.setdefault(key, ([], []))
+                    slot[0].append(i)
+                    slot[1].append(value)
+        for name, (rows, values) in names_seen.items():
+            arr = _text_array(values)
+            if arr is None:  # flatten_event gives text or None; kept total all the same
+                arr = pa.array([None if v is None else str(v) for v in values], type=_LARGE_STRING)
+            pieces.setdefault(name, []).append((np.asarray(rows, dtype=np.int64), arr))
+    system = list(zip(*system_rows, strict=True))
+    # columns as arrays, not Series: a frame from Series aligns every index, a third of a small log's read
+    out: dict[str, Any] = {}
+    for col, values in zip(SYSTEM_COLUMNS, system, strict=True):
+        if col == "TimeCreated":
+            ts = pd.Series(values, dtype=object).astype("string")
+            when = pd.to_datetime(ts, utc=True, format="ISO8601", errors="coerce")
+            out[col] = when.astype("datetime64[us, UTC]").array
+        elif col in _STRING_SYSTEM:
+            try:
+                out[col] = _string_array(pa.array(values, type=_LARGE_STRING, from_pandas=False))
+            except (pa.ArrowException, ValueError, TypeError):
+                out[col] = pd.Series(list(values)).astype(STRING).array
+        else:
+            out[col] = _int_array(values, col, stats)
+    for name in sorted(pieces):
+        out[name] = _string_array(_scatter(pieces[name], n))
+    return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
+
+
+def _general_row(system_row: tuple[Any, ...], keys: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
+    """A record of the fast shape whose EventData has values of other types: the reference flattening."""
+    row = dict(zip(SYSTEM_COLUMNS, system_row, strict=True))
+    data = dict(zip(keys, values, strict=True))
+    if not _fast_data(row, data):
+        add_data(row, data)
+    return row
 
 
 _PADDED_HEX = re.compile(r"0x[0-9a-fA-F]{8}(?:[0-9a-fA-F]{8})?")
@@ -425,9 +670,69 @@ class Batcher:
         return frame
 
 
-def iter_evtx(path: str | Path, stats: ReadStats, batch: int = BATCH) -> Iterator[pd.DataFrame]:
-    """Batches of events from an EVTX file, keeping every readable record."""
+def iter_evtx(
+    path: str | Path, stats: ReadStats, batch: int = BATCH, *, columnar: bool = True
+) -> Iterator[pd.DataFrame]:
+    """Batches of events from an EVTX file, keeping every readable record.
+
+    ``columnar`` (the default) builds each batch's columns straight from the parser's JSON
+    (:func:`frame_from_json`); ``columnar=False`` is the record-by-record reference path (:func:`flatten_event`
+    rows into :func:`to_frame`), kept to prove both give the same frames.
+    """
+    if not columnar:
+        yield from _iter_evtx_rows(Path(path), stats, batch)
+        return
     path = Path(path)
+    stats.backend = "evtx"
+    pending: list[tuple[Any, str]] = []
+
+    def take() -> pd.DataFrame | None:
+        frame = frame_from_json(pending, stats)
+        pending.clear()
+        if frame is not None:
+            stats.see(frame)
+        return frame
+
+    try:
+        for item in _parse_rust_json(str(path), stats, first_chunk=0):
+            pending.append(item)
+            if len(pending) >= batch and (frame := take()) is not None:
+                yield frame
+    except (RuntimeError, OSError, ValueError) as exc:
+        if stats.records or pending:
+            stats.warn(f"evtx stopped after {stats.records + len(pending)} records: {exc}")
+        else:
+            yield from _python_fallback(path, stats, batch, exc)
+            return
+    if (frame := take()) is not None:
+        yield frame
+    tail = _partial_chunk(path, stats)
+    if tail is not None:
+        before = stats.records
+        texts, size = tail
+        if (frame := frame_from_json(texts, stats, keep=_cut_record(stats))) is not None:
+            stats.see(frame)
+            yield frame
+        _warn_truncated(stats, size, stats.records - before, before)
+
+
+def _python_fallback(path: Path, stats: ReadStats, batch: int, exc: BaseException) -> Iterator[pd.DataFrame]:
+    """python-evtx over a file the evtx package cannot open at all."""
+    stats.warn(f"evtx could not read the file ({exc}); falling back to python-evtx")
+    stats.backend = "python-evtx"
+    out = Batcher(stats, batch)
+    try:
+        for row in _iter_evtx_python(path, stats):
+            if (frame := out.add(row)) is not None:
+                yield frame
+    except Exception as exc2:  # an unreadable file is a warning, not a crash
+        stats.warn(f"python-evtx could not read the file either: {exc2}")
+    if (frame := out.flush()) is not None:
+        yield frame
+
+
+def _iter_evtx_rows(path: Path, stats: ReadStats, batch: int) -> Iterator[pd.DataFrame]:
+    """The record-by-record reader (flat row dicts into :func:`to_frame`): the reference of the columnar one."""
     stats.backend = "evtx"
     out = Batcher(stats, batch)
     try:
@@ -438,18 +743,26 @@ def iter_evtx(path: str | Path, stats: ReadStats, batch: int = BATCH) -> Iterato
         if stats.records or out.rows:
             stats.warn(f"evtx stopped after {stats.records + len(out.rows)} records: {exc}")
         else:
-            stats.warn(f"evtx could not read the file ({exc}); falling back to python-evtx")
-            stats.backend = "python-evtx"
+            yield from _python_fallback(path, stats, batch, exc)
+            return
+    before = stats.records + len(out.rows)
+    tail = _partial_chunk(path, stats)
+    if tail is not None:
+        texts, size = tail
+        keep = _cut_record(stats)
+        recovered = 0
+        for number, text in texts:
             try:
-                for row in _iter_evtx_python(path, stats):
-                    if (frame := out.add(row)) is not None:
-                        yield frame
-            except Exception as exc2:  # an unreadable file is a warning, not a crash
-                stats.warn(f"python-evtx could not read the file either: {exc2}")
-    if stats.backend == "evtx":
-        for row in _recover_partial_chunk(path, stats):
-            if (frame := out.add(row)) is not None:
-                yield frame
+                row = flatten_event(_loads(text))
+            except (ValueError, TypeError, KeyError) as exc:
+                stats.bad_records += 1
+                stats.warn(f"record {number}: cannot flatten: {exc}")
+                continue
+            if keep(row):
+                recovered += 1
+                if (frame := out.add(row)) is not None:
+                    yield frame
+        _warn_truncated(stats, size, recovered, before)
     if (frame := out.flush()) is not None:
         yield frame
 
@@ -457,35 +770,46 @@ def iter_evtx(path: str | Path, stats: ReadStats, batch: int = BATCH) -> Iterato
 FILE_HEADER, CHUNK_SIZE = 4096, 65536
 
 
-def _recover_partial_chunk(path: Path, stats: ReadStats) -> Iterator[dict[str, Any]]:
+def _cut_record(stats: ReadStats) -> Callable[[dict[str, Any]], bool]:
+    """The filter of a recovered partial chunk: the record the cut went through (number 0) is dropped, counted."""
+
+    def keep(row: dict[str, Any]) -> bool:
+        if str(row.get("EventRecordID") or "0") == "0":
+            stats.bad_records += 1
+            return False
+        return True
+
+    return keep
+
+
+def _partial_chunk(path: Path, stats: ReadStats) -> tuple[list[tuple[Any, str]], int] | None:
     """A truncated log ends inside a chunk, which the evtx package drops whole without a word.
 
-    Parse that tail alone, zero-padded to a full chunk behind the file header, in a private temp
-    file: the records before the cut come back.
+    Parse that tail alone, zero-padded to a full chunk behind the file header, in a private temp file: the
+    records before the cut come back (as the parser's JSON texts, at most one chunk's worth), with the size of
+    the tail. None when the file ends on a chunk boundary.
     """
     size = path.stat().st_size
     tail = (size - FILE_HEADER) % CHUNK_SIZE if size > FILE_HEADER else 0
     if not tail:
-        return
+        return None
     stats.truncated = True
     with open(path, "rb") as fh:
         header = fh.read(FILE_HEADER)
         fh.seek(size - tail)
         part = fh.read(tail)
-    before = stats.records
+    texts: list[tuple[Any, str]] = []
     with tempfile.NamedTemporaryFile(prefix="triage-evtx-tail-", suffix=".evtx") as tmp:
         tmp.write(header + part + bytes(CHUNK_SIZE - tail))
         tmp.flush()
-        recovered = 0
         try:
-            for row in _iter_evtx_rust(Path(tmp.name), stats):
-                if str(row.get("EventRecordID") or "0") == "0":  # the record the cut went through
-                    stats.bad_records += 1
-                    continue
-                recovered += 1
-                yield row
+            texts.extend(_parse_rust_json(tmp.name, stats, first_chunk=0))
         except (RuntimeError, OSError, ValueError) as exc:
             stats.warn(f"truncated last chunk: {exc}")
+    return texts, tail
+
+
+def _warn_truncated(stats: ReadStats, tail: int, recovered: int, before: int) -> None:
     stats.warn(
         f"file is truncated: it ends {tail} bytes into a {CHUNK_SIZE}-byte chunk; "
         f"{recovered} records recovered from that partial chunk (after {before} from whole chunks)"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import pickle
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +32,7 @@ level: high
 def rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setattr(cache, "MIN_FILES", 2)
+    monkeypatch.setattr(cache, "_LOADED", {})  # each test a fresh process
     folder = tmp_path / "rules"
     folder.mkdir()
     for n in range(3):
@@ -56,6 +59,7 @@ def test_second_load_comes_from_the_cache(rules: Path, tmp_path: Path, monkeypat
     entries = list((tmp_path / "cache" / "sigma").glob("*.pickle"))
     assert len(entries) == 1 and len(first.loaded) == 3
     monkeypatch.setattr(engine, "_load_file", _no_compiling)
+    cache._LOADED.clear()  # another process: from the disk entry
     second = load_rules([rules])
     assert [r.id for r in second.loaded] == [r.id for r in first.loaded]
     a, b = first.evaluate(_events()), second.evaluate(_events())
@@ -76,12 +80,42 @@ def test_damaged_entry_is_rebuilt_and_unwritable_cache_costs_only_speed(
     load_rules([rules])
     (entry,) = (tmp_path / "cache" / "sigma").glob("*.pickle")
     entry.write_bytes(b"not a pickle")
+    cache._LOADED.clear()
     assert len(load_rules([rules]).loaded) == 3
     assert entry.read_bytes()[:1] == b"\x80"  # rewritten as a pickle
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the cache folder should be")
     monkeypatch.setenv(cache.CACHE_ENV, str(blocked))
+    cache._LOADED.clear()
     assert len(load_rules([rules]).loaded) == 3
+
+
+def test_stale_entry_is_ignored_with_a_warning_and_rebuilt(
+    rules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    first = load_rules([rules])
+    (entry,) = (tmp_path / "cache" / "sigma").glob("*.pickle")
+    # a well-formed pickle of the previous layout (the bare rule set, no header): unpickles, but is not trusted
+    entry.write_bytes(pickle.dumps(first))
+    cache._LOADED.clear()
+    compiled: list[Path] = []
+    real = engine._load_file
+    monkeypatch.setattr(engine, "_load_file", lambda path, *a: (compiled.append(path), real(path, *a))[1])
+    with caplog.at_level(logging.WARNING, logger="triage.sigma.cache"):
+        again = load_rules([rules])
+    assert len(compiled) == 3 and [r.id for r in again.loaded] == [r.id for r in first.loaded]
+    assert any("stale cache entry" in r.getMessage() for r in caplog.records)
+    header = pickle.loads(entry.read_bytes())[:2]
+    assert header == (cache._FORMAT, entry.stem)  # rewritten under this format and key
+
+
+def test_a_set_is_loaded_once_per_process(rules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    first = load_rules([rules])
+    for entry in (tmp_path / "cache" / "sigma").glob("*.pickle"):
+        entry.unlink()  # a second load in this process must not need the disk entry, nor compile
+    monkeypatch.setattr(engine, "_load_file", _no_compiling)
+    assert load_rules([rules]) is first
+    assert not list((tmp_path / "cache" / "sigma").glob("*.pickle"))
 
 
 def test_small_sets_and_own_logsource_maps_are_not_cached(rules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
