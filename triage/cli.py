@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from triage import __version__, app
+from triage.app.timeline import TimelineRequest, TimelineSummary, timeline
 from triage.errors import ExitCode, TriageError, UsageError
 from triage.finding import SEVERITIES
 from triage.progress import ConsoleLogHandler, UnitBars, byte_progress, unit_progress
@@ -176,6 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="a custody head kept outside the case (printed at the end of every command): the chain must "
         "contain that event; on a fleet folder one per host, HOST=HASH, repeatable",
+    )
+    tl = sub.add_parser(
+        "timeline",
+        parents=[common],
+        help="every parsed event of a case as one timeline (Timesketch JSONL, plaso-style CSV)",
+        description="Every parsed event of the case (EVTX records, Exchange/IIS log rows, NTFS $SI/$FN and file "
+        "times, registry key last-write times, memory process start times) in time order, findings as tags. "
+        "Example: triage timeline CASE --from 2021-03-02 --to 2021-03-04 --format timesketch",
+    )
+    tl.add_argument("case", metavar="CASE")
+    tl.add_argument("--from", dest="start", metavar="T", help="keep events at or after T (ISO 8601; UTC if no offset)")
+    tl.add_argument("--to", dest="end", metavar="T", help="keep events at or before T (ISO 8601; UTC if no offset)")
+    tl.add_argument(
+        "--format", dest="timeline_format", choices=("timesketch", "csv", "both"), default="both", help="output files"
+    )
+    tl.add_argument(
+        "--out", metavar="DIR", help="write there instead of CASE/timeline (hashes still go to the custody log)"
     )
     li = sub.add_parser("list", parents=[common], help="list analyzers and artifact families")
     li.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE")
@@ -509,6 +527,26 @@ def _run(args: argparse.Namespace, progress: ConsoleProgress) -> app.RunSummary 
     return s
 
 
+def _timeline(args: argparse.Namespace, progress: ConsoleProgress) -> TimelineSummary:
+    fmt = args.timeline_format
+    formats = ("timesketch", "csv") if fmt == "both" else (fmt,)
+    request = TimelineRequest(Path(args.case), args.start, args.end, formats, Path(args.out) if args.out else None)
+    s = timeline(request, progress)
+    if not args.json:
+        res = s.result
+        window = f", {res.outside_window:,} outside the window" if res.outside_window else ""
+        stdout.print(
+            f"timeline of {s.case_id}: {res.events:,} events ({res.read:,} read, {res.no_time:,} without a readable "
+            f"time{window}); {res.tagged_events:,} tagged by {res.findings_tagging:,} findings, "
+            f"{res.findings_as_events:,} findings as events of their own",
+            markup=False,
+        )
+        for name, path in res.outputs.items():
+            stdout.print(f"{name}: {path} sha256 {res.hashes[name]}", markup=False)
+    _exit_reason(s.exit_code, s.exit_reason)
+    return s
+
+
 Summary: TypeAlias = (
     app.CollectSummary
     | app.AnalyzeSummary
@@ -520,6 +558,7 @@ Summary: TypeAlias = (
     | app.FleetReportSummary
     | app.FleetVerifyResult
     | app.FleetRunSummary
+    | TimelineSummary
 )
 
 
@@ -535,6 +574,8 @@ def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
         if not args.json:
             render_list(c)
         return c
+    if command == "timeline":
+        return _timeline(args, progress)
     fleet = app.is_fleet_folder(args.case)
     if command == "analyze":
         if fleet:  # a fleet folder: the command runs over every host case, plus the fleet report

@@ -64,6 +64,7 @@ class TimelineResult:
     events: int = 0  # events written (findings as events included)
     read: int = 0  # events read from the sources
     no_time: int = 0  # events whose time could not be read: counted, not written
+    unreadable: int = 0  # artifacts that could not be read at all (their events are missing)
     outside_window: int = 0
     tagged_events: int = 0
     findings: int = 0
@@ -73,7 +74,7 @@ class TimelineResult:
     sources: dict[str, Any] = field(default_factory=dict)
     first: str | None = None
     last: str | None = None
-    recorded: bool = False  # hashes recorded in the case's custody log
+    in_case: bool = False  # written to CASE/timeline (custody outputs, checked by verify); else exported
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
 
@@ -159,7 +160,7 @@ class _Runs:
             active = [i for i, c in enumerate(current) if c is not None]
             if not active:
                 return
-            cutoff = min(_last_us(current[i]) for i in active)  # type: ignore[arg-type]
+            cutoff = min(_last_us(current[i]) for i in active)
             parts = []
             for i in active:
                 cur = current[i]
@@ -247,22 +248,29 @@ def build_timeline(
         result.findings_tagging = int(index.matched.sum())
         result.tagged_events = index.tagged_events
         result.no_time = sum(s.no_time for s in stats.values())
+        result.unreadable = sum(s.unreadable for s in stats.values())
         result.sources = describe(stats)
         result.events = _write(runs, folder, opts.formats, result)
-    result.recorded = in_case
-    if in_case:
-        rel = {f"{TIMELINE_DIR}/{name}": digest for name, digest in result.hashes.items()}
-        case.custody.append(
-            "timeline",
-            timeline_id=uuid.uuid4().hex,
-            outputs=rel,
-            events=result.events,
-            no_time=result.no_time,
-            outside_window=result.outside_window,
-            window={"from": _iso(opts.start), "to": _iso(opts.end)},
-            findings_tagging=result.findings_tagging,
-            findings_as_events=result.findings_as_events,
-        )
+    result.in_case = in_case
+    # files in the case are ``outputs`` (verify checks them); files written elsewhere are ``exported`` (hashed and
+    # on record, but outside what verify can vouch for)
+    where = "outputs" if in_case else "exported"
+    named = {
+        (f"{TIMELINE_DIR}/{name}" if in_case else result.outputs[name]): digest
+        for name, digest in result.hashes.items()
+    }
+    case.custody.append(
+        "timeline",
+        timeline_id=uuid.uuid4().hex,
+        **{where: named},
+        events=result.events,
+        no_time=result.no_time,
+        unreadable=result.unreadable,
+        outside_window=result.outside_window,
+        window={"from": _iso(opts.start), "to": _iso(opts.end)},
+        findings_tagging=result.findings_tagging,
+        findings_as_events=result.findings_as_events,
+    )
     result.seconds = round(time.perf_counter() - t0, 3)
     return result
 

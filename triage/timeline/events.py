@@ -92,6 +92,7 @@ class SourceStats:
     events: int = 0
     no_time: int = 0
     items: int = 0
+    unreadable: int = 0  # items that gave no events because they could not be read at all
     failed: list[str] = field(default_factory=list)
 
 
@@ -185,6 +186,7 @@ def weblog_events(case: Case, row: ManifestRow, stats: SourceStats, batch: int =
     if kind == UNKNOWN:
         kind = sniff(path)
     if kind == UNKNOWN:
+        stats.unreadable += 1
         stats.failed.append(f"{logical}: not a log type the Exchange log reader knows")
         return
     reader = LogReader(path, kind)
@@ -260,6 +262,7 @@ def hive_events(case: Case, row: ManifestRow, stats: SourceStats, batch: int = B
     hive_name = (guess_hive_type(logical) or file_name(logical)).upper()
     with Hive(case.artifact_path(row), label=logical) as hive:
         if not hive.ok:
+            stats.unreadable += 1
             stats.failed.append("; ".join(hive.warnings) or f"{logical}: cannot open the hive")
             return
         keys: list[str] = []
@@ -399,6 +402,7 @@ def memory_events(case: Case, stats: SourceStats) -> Iterator[pa.Table]:
             try:
                 df = pq.read_table(path).to_pandas()
             except Exception as exc:  # a damaged side table costs only itself
+                stats.unreadable += 1
                 stats.failed.append(f"{path.relative_to(case.path)}: {type(exc).__name__}: {exc}")
                 continue
             need = {"PID", "CreateTime"}
@@ -469,6 +473,7 @@ def case_events(case: Case, stats: dict[str, SourceStats], batch: int = BATCH) -
                     yield name, t
             except Exception as exc:  # hostile bytes: this artifact only, with a recorded warning
                 log.warning("timeline: %s %s: %s", name, row.relpath, exc)
+                st.unreadable += 1
                 st.failed.append(f"{logical_path(row) or row.source_path}: {type(exc).__name__}: {exc}")
     for t in file_events(case, stats["file"], batch):
         yield "file", t
@@ -479,6 +484,12 @@ def case_events(case: Case, stats: dict[str, SourceStats], batch: int = BATCH) -
 def describe(stats: dict[str, SourceStats]) -> dict[str, Any]:
     """The per-source counts as plain data (for the summary and the custody event)."""
     return {
-        k: {"items": v.items, "events": v.events, "no_time": v.no_time, "problems": v.failed[:50]}
+        k: {
+            "items": v.items,
+            "unreadable": v.unreadable,
+            "events": v.events,
+            "no_time": v.no_time,
+            "problems": v.failed[:50],
+        }
         for k, v in stats.items()
     }
