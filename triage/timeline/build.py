@@ -37,6 +37,7 @@ from triage.timeline.writers import CsvOut, TimesketchOut
 log = logging.getLogger(__name__)
 
 RUN_ROWS = 200_000  # events per sorted run: the in-memory part of the sort
+FAN_IN = 8  # runs merged at once (a batch of each is in memory)
 FORMATS = ("timesketch", "csv")
 OUTPUT_NAMES = {"timesketch": "timeline.jsonl", "csv": "timeline.csv"}
 TIMELINE_DIR = "timeline"
@@ -140,40 +141,65 @@ class _Runs:
         self.files.append(path)
 
     def merged(self) -> Iterator[pa.Table]:
-        """All spilled events in time order, a slice at a time."""
+        """All spilled events in time order, a slice at a time.
+
+        At most ``FAN_IN`` runs are merged at once (one batch of each in memory): more runs are first merged in
+        groups into longer runs, so memory stays bounded however many runs a large case gives.
+        """
         self.spill()
-        readers = [pa.ipc.open_file(pa.memory_map(str(p))) for p in self.files]
-        nexts = [0] * len(readers)
-        current: list[pa.Table | None] = [None] * len(readers)
+        files = self.files
+        level = 0
+        while len(files) > FAN_IN:
+            level += 1
+            merged_files = []
+            for g in range(0, len(files), FAN_IN):
+                path = self.folder / f"merge-{level}-{g // FAN_IN:05d}.arrow"
+                with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
+                    for part in _merge(files[g : g + FAN_IN], self.batch):
+                        for b in part.to_batches(max_chunksize=self.batch):
+                            writer.write_batch(b)
+                for done in files[g : g + FAN_IN]:
+                    done.unlink()
+                merged_files.append(path)
+            files = merged_files
+        yield from _merge(files, self.batch)
 
-        def load(i: int) -> pa.Table | None:
-            while nexts[i] < readers[i].num_record_batches:
-                b = readers[i].get_batch(nexts[i])
-                nexts[i] += 1
-                if b.num_rows:
-                    return pa.Table.from_batches([b])
-            return None
 
-        for i in range(len(readers)):
-            current[i] = load(i)
-        while True:
-            active = [i for i, c in enumerate(current) if c is not None]
-            if not active:
-                return
-            cutoff = min(_last_us(current[i]) for i in active)
-            parts = []
-            for i in active:
-                cur = current[i]
-                assert cur is not None
-                ts = _us(cur)
-                k = int(np.searchsorted(ts, cutoff, side="right"))
-                if k:
-                    parts.append(cur.slice(0, k))
-                rest = cur.slice(k)
-                current[i] = rest if rest.num_rows else load(i)
-            out = pa.concat_tables(parts).sort_by([("ts", "ascending")])
-            for start in range(0, out.num_rows, self.batch):
-                yield out.slice(start, self.batch)
+def _merge(files: list[Path], batch: int) -> Iterator[pa.Table]:
+    """Sorted runs merged in time order: each round takes, from every run, the rows up to the smallest last time
+    among the runs' current batches (the run giving that time is then used up), sorts them and hands them out."""
+    # plain reads, not memory maps: mapped pages of every run would count as resident memory
+    readers = [pa.ipc.open_file(pa.OSFile(str(p))) for p in files]
+    nexts = [0] * len(readers)
+    current: list[pa.Table | None] = [None] * len(readers)
+
+    def load(i: int) -> pa.Table | None:
+        while nexts[i] < readers[i].num_record_batches:
+            b = readers[i].get_batch(nexts[i])
+            nexts[i] += 1
+            if b.num_rows:
+                return pa.Table.from_batches([b])
+        return None
+
+    for i in range(len(readers)):
+        current[i] = load(i)
+    while True:
+        active = [i for i, c in enumerate(current) if c is not None]
+        if not active:
+            return
+        cutoff = min(_last_us(c) for c in current if c is not None)
+        parts = []
+        for i in active:
+            cur = current[i]
+            assert cur is not None
+            k = int(np.searchsorted(_us(cur), cutoff, side="right"))
+            if k:
+                parts.append(cur.slice(0, k))
+            rest = cur.slice(k)
+            current[i] = rest if rest.num_rows else load(i)
+        out = pa.concat_tables(parts).sort_by([("ts", "ascending")])
+        for start in range(0, out.num_rows, batch):
+            yield out.slice(start, batch)
 
 
 def _us(t: pa.Table) -> np.ndarray:

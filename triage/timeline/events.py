@@ -192,7 +192,7 @@ def weblog_events(case: Case, row: ManifestRow, stats: SourceStats, batch: int =
     reader = LogReader(path, kind)
     for frame in reader.frames(SOURCE_COLUMNS.get(kind)):
         for start in range(0, len(frame), batch):
-            part = frame.iloc[start : start + batch]
+            part = frame.iloc[start : start + batch].reset_index(drop=True)  # normalize() aligns on a 0-based index
             lines = part["_line"].astype("int64")
             if kind == OAB:  # raw lines: the time each line starts with
                 texts = part["Line"].astype(str)
