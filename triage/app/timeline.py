@@ -69,8 +69,8 @@ def timeline(request: TimelineRequest, progress: Progress) -> TimelineSummary:
     )
     case = Case.open(request.case)
     try:
-        with case.writer(), progress.bytes("timeline events") as advance:
-            res = build_timeline(case, options, progress=advance)
+        with case.writer(), progress.units("timeline: artifacts read") as update:
+            res = build_timeline(case, options, progress=update)
     finally:
         case.close()
     summary = TimelineSummary(case=case.path, case_id=case.case_id, result=res)

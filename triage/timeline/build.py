@@ -226,9 +226,11 @@ def out_folder(case: Case, out: Path | None) -> tuple[Path, bool]:
 def build_timeline(
     case: Case,
     options: TimelineOptions | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TimelineResult:
-    """Write the super-timeline of an open case (the caller holds its writer lock when writing into it)."""
+    """Write the super-timeline of an open case (the caller holds its writer lock when writing into it).
+
+    ``progress(done, total)`` counts the artifacts read."""
     from triage.report.build import load_findings
 
     opts = options or TimelineOptions()
@@ -251,7 +253,7 @@ def build_timeline(
     tmp_root = os.environ.get("TRIAGE_TMPDIR") or None
     with tempfile.TemporaryDirectory(prefix="triage-timeline-", dir=tmp_root) as work:
         runs = _Runs(Path(work), opts.run_rows, opts.batch)
-        for source, t in case_events(case, stats, opts.batch):
+        for source, t in case_events(case, stats, opts.batch, progress):
             st = stats[source]
             n = t.num_rows
             st.events += n
@@ -263,8 +265,6 @@ def build_timeline(
             kept = _window(t, opts.start, opts.end)
             result.outside_window += t.num_rows - kept.num_rows
             runs.add(index.tag(kept))
-            if progress is not None:
-                progress(n)
         extra, undated = index.unmatched()
         kept = _window(extra, opts.start, opts.end)
         result.outside_window += extra.num_rows - kept.num_rows

@@ -460,25 +460,40 @@ PER_ARTIFACT: tuple[tuple[str, frozenset[str], Source], ...] = (
 SOURCES = ("evtx", "weblog", "registry", "file", "memory")
 
 
-def case_events(case: Case, stats: dict[str, SourceStats], batch: int = BATCH) -> Iterator[tuple[str, pa.Table]]:
-    """``(source, table)`` for every event of the case; an artifact that fails costs only itself."""
+def case_events(
+    case: Case,
+    stats: dict[str, SourceStats],
+    batch: int = BATCH,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[str, pa.Table]]:
+    """``(source, table)`` for every event of the case; an artifact that fails costs only itself.
+
+    ``progress(done, total)`` counts the artifacts read (plus the manifest and the memory tables as one each).
+    """
     for name in SOURCES:
         stats.setdefault(name, SourceStats())
-    for name, kinds, fn in PER_ARTIFACT:
+    todo = [(name, fn, row) for name, kinds, fn in PER_ARTIFACT for row in case.evidence(kinds=set(kinds))]
+    total = len(todo) + 2
+    for done, (name, fn, row) in enumerate(todo):
+        if progress is not None:
+            progress(done, total)
         st = stats[name]
-        for row in case.evidence(kinds=set(kinds)):
-            st.items += 1
-            try:
-                for t in fn(case, row, st):
-                    yield name, t
-            except Exception as exc:  # hostile bytes: this artifact only, with a recorded warning
-                log.warning("timeline: %s %s: %s", name, row.relpath, exc)
-                st.unreadable += 1
-                st.failed.append(f"{logical_path(row) or row.source_path}: {type(exc).__name__}: {exc}")
+        st.items += 1
+        try:
+            for t in fn(case, row, st):
+                yield name, t
+        except Exception as exc:  # hostile bytes: this artifact only, with a recorded warning
+            log.warning("timeline: %s %s: %s", name, row.relpath, exc)
+            st.unreadable += 1
+            st.failed.append(f"{logical_path(row) or row.source_path}: {type(exc).__name__}: {exc}")
     for t in file_events(case, stats["file"], batch):
         yield "file", t
+    if progress is not None:
+        progress(total - 1, total)
     for t in memory_events(case, stats["memory"]):
         yield "memory", t
+    if progress is not None:
+        progress(total, total)
 
 
 def describe(stats: dict[str, SourceStats]) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import shutil
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ import pytest
 
 from collectors.collect import collect_volume
 from collectors.sources import open_source_path
+from triage.app.progress import NullProgress
+from triage.app.timeline import TimelineRequest, timeline
 from triage.case import Case, ManifestRow
 from triage.cli import main
 from triage.errors import ExitCode
@@ -328,3 +332,28 @@ def test_memory_process_start_times_from_side_tables(tmp_path: Path) -> None:
     dump = next(e for e in got if e["pid"] == 666 and e["timestamp_desc"] == "Process Start Time")
     assert pd.Timestamp(dump["ts"]) == start and dump["link_record"] == "M1#pid666"
     assert stats.items == 2 and not stats.failed
+
+
+class _Recorder(NullProgress):
+    def __init__(self) -> None:
+        self.updates: list[tuple[int, int]] = []
+        self.messages: list[str] = []
+
+    @contextlib.contextmanager
+    def units(self, description: str) -> Iterator[Callable[[int, int], None]]:
+        yield lambda done, total: self.updates.append((done, total))
+
+    def message(self, level: int, text: str, source: str = "triage") -> None:
+        self.messages.append(text)
+
+
+def test_app_layer_reports_artifact_progress_and_untimed_events(case_dir: Path) -> None:
+    rec = _Recorder()
+    s = timeline(TimelineRequest(case_dir, formats=("csv",)), rec)
+    assert s.exit_code == ExitCode.OK and s.case_id == "CASE-TL"
+    assert set(s.result.outputs) == {"timeline.csv"}
+    done, total = rec.updates[-1]
+    per_artifact = sum(s.result.sources[k]["items"] for k in ("evtx", "weblog", "registry"))
+    assert done == total == per_artifact + 2 and s.result.sources["registry"]["items"] == 7  # + manifest, memory
+    assert [d for d, _ in rec.updates] == sorted(d for d, _ in rec.updates)
+    assert "1 events have no readable time: counted, not on the timeline" in rec.messages
