@@ -172,6 +172,8 @@ def evtx_events(case: Case, row: ManifestRow, stats: SourceStats, batch: int = B
         )
     for w in read.warnings:
         stats.failed.append(f"{logical}: {w}")
+    if not read.records and read.warnings:  # nothing readable, and the reader said why: not an empty log
+        stats.unreadable += 1
 
 
 # -- Exchange and IIS web logs ------------------------------------------------------------------------------
@@ -248,6 +250,8 @@ def weblog_events(case: Case, row: ManifestRow, stats: SourceStats, batch: int =
                 },
             )
     stats.failed.extend(f"{logical}: {w}" for w in reader.stats.warnings[:20])
+    if not reader.stats.rows and reader.stats.warnings:  # not a log with only headers: one that could not be read
+        stats.unreadable += 1
 
 
 # -- registry keys ------------------------------------------------------------------------------------------

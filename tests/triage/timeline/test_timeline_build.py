@@ -274,16 +274,18 @@ def test_unreadable_artifact_is_reported_with_exit_4(tmp_path: Path, capsys: pyt
     loose.mkdir()
     (loose / "SYSTEM_bad").write_bytes(b"regf" + bytes(range(256)) * 40)  # a hive by its magic, then garbage
     (loose / "Security.evtx").write_bytes(evtx_bytes([Event(4624, "x", "Security", time_created=EVTX_TIMES[0])]))
+    (loose / "System.evtx").write_bytes(b"ElfFile\x00" + bytes(range(256)) * 64)  # an EVTX header, then garbage
     case = tmp_path / "case"
     assert main(["collect", str(loose), "--case", str(case), "--host", "H", "-q"]) == ExitCode.OK
     capsys.readouterr()
     code = main(["timeline", str(case), "--json", "-q"])
     out = json.loads(capsys.readouterr().out)
     assert code == ExitCode.INSUFFICIENT
-    assert out["unreadable"] == 1 and out["sources"]["registry"]["unreadable"] == 1
+    assert out["unreadable"] == 2 and out["sources"]["registry"]["unreadable"] == 1
+    assert out["sources"]["evtx"]["unreadable"] == 1 and out["sources"]["evtx"]["items"] == 2
     assert "could not be read" in out["exit_reason"]
-    # the rest is still on the timeline: the EVTX record, and both files' source times
-    assert out["sources"]["evtx"]["events"] == 1 and out["sources"]["file"]["events"] == 4 and out["events"] == 5
+    # the rest is still on the timeline: the EVTX record, and the three files' source times
+    assert out["sources"]["evtx"]["events"] == 1 and out["sources"]["file"]["events"] == 6 and out["events"] == 7
 
 
 def test_ntfs_and_source_times_from_a_manifest_row() -> None:
