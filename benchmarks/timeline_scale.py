@@ -62,14 +62,18 @@ def build(work: Path, events: int, per_file: int) -> tuple[Path, Path, int]:
     per_file = min(per_file, events)
     files = max(1, events // per_file)
     folder = work / "logs"
+    case = work / "case"
+    marker = work / "built.json"  # a kept --work folder of the same size: measure again, do not rebuild
+    if marker.is_file() and json.loads(marker.read_text()) == {"events": events, "per_file": per_file}:
+        return folder, case, files * per_file
     folder.mkdir(parents=True, exist_ok=True)
     data = evtx_bytes(make_events(per_file))
     for i in range(files):  # the same records under different names: each is collected and read on its own
         (folder / f"Log-{i:03d}.evtx").write_bytes(data)
-    case = work / "case"
     code = main(["collect", str(folder), "--case", str(case), "--host", "BENCH", "--link", "reference", "-q"])
     if code != 0:
         raise SystemExit(f"collect failed with exit {code}")
+    marker.write_text(json.dumps({"events": events, "per_file": per_file}))
     return folder, case, files * per_file
 
 
@@ -82,8 +86,15 @@ def _child(code: str, *argv: str) -> tuple[float, dict[str, Any]]:
     return wall, json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(events: int = 1_000_000, per_file: int = 100_000, rounds: int = 3, work: Path | None = None) -> dict[str, Any]:
-    """Build the case, time both contenders alternately; the rows and the median ratio."""
+def run(
+    events: int = 1_000_000,
+    per_file: int = 100_000,
+    rounds: int = 3,
+    work: Path | None = None,
+    report: Any = None,
+) -> dict[str, Any]:
+    """Build the case, time both contenders alternately; the rows and the median ratio (``report(i, row)`` is
+    called as each round ends)."""
     own = work is None
     root = Path(tempfile.mkdtemp(prefix="triage-tl-bench-")) if own else Path(work)  # type: ignore[arg-type]
     try:
@@ -110,6 +121,8 @@ def run(events: int = 1_000_000, per_file: int = 100_000, rounds: int = 3, work:
                     "ratio": round(base_wall / tl_wall, 3),
                 }
             )
+            if report is not None:
+                report(i + 1, rounds_out[-1])
             shutil.rmtree(out_dir, ignore_errors=True)
             (root / f"baseline-{i}.jsonl").unlink(missing_ok=True)
         return {
@@ -135,13 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="build here (kept) instead of a temporary folder")
     ap.add_argument("--json", type=Path, default=None, help="write the result there too")
     args = ap.parse_args(argv)
-    res = run(args.events, args.per_file, args.rounds, args.work)
-    for i, r in enumerate(res["rounds"], 1):
+
+    def show(i: int, r: dict[str, Any]) -> None:
         print(
             f"round {i}: triage timeline {r['triage_s']:.1f} s, peak {r['triage_peak_mib']:.0f} MiB, "
             f"{r['triage_events']:,} events | baseline {r['baseline_s']:.1f} s, peak {r['baseline_peak_mib']:.0f} MiB, "
-            f"{r['baseline_records']:,} records | ratio {r['ratio']:.2f}x"
+            f"{r['baseline_records']:,} records | ratio {r['ratio']:.2f}x",
+            flush=True,
         )
+
+    res = run(args.events, args.per_file, args.rounds, args.work, show)
     print(
         f"{res['records']:,} EVTX records: median ratio (baseline time / triage time) {res['median_ratio']:.2f}x; "
         f"peak RSS triage {res['max_triage_peak_mib']:.0f} MiB, baseline {res['max_baseline_peak_mib']:.0f} MiB"
