@@ -112,16 +112,6 @@ def table(n: int, columns: dict[str, Any]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
-def record_key(evidence_id: str, number: Any) -> str:
-    """The join key of a record or line of one evidence item (``<evidence_id>#<n>``)."""
-    return f"{evidence_id}#{number}"
-
-
-def path_key(path: str, number: Any = "") -> str:
-    """The join key by logical path (``c:/.../x.log#12``, or the path alone for a file)."""
-    return f"{path.lower()}#{number}" if number != "" else path.lower()
-
-
 def _text(s: pd.Series) -> pd.Series:
     return s.astype("string").fillna("")
 

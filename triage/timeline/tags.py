@@ -3,8 +3,9 @@
 A finding says what it rests on through its evidence item and its ``location``, in the shapes the analyzers
 write: ``<Channel or file>#<record>`` (an EVTX record), ``<log path>:<line>`` (a web log row), ``pid:<n>`` (a
 memory process), a registry key path, or a file path with the finding's time. Those become the same join keys
-the event sources write (:func:`triage.timeline.events.record_key` and ``path_key``): by evidence id and by
-logical path, so a host-scope finding that names the file but not the artifact still lands.
+the event sources write in ``link_record`` (``<evidence_id>#<record, line, pid or key>``, or ``<evidence_id>@<µs>``
+for a file's times) and ``link_path`` (``<logical path>#<n>``, or the path alone for a file): by evidence id and
+by path, so a host-scope finding that names the file but not the artifact still lands.
 
 Tags are Timesketch's ``tag`` list: ``["triage", "<rule_id>", "<severity>"]`` per finding, merged when
 several findings rest on one event.
