@@ -74,7 +74,7 @@ SCHEMA = pa.schema(
     ]
 )
 FIELD_NAMES = tuple(name for name, _ in FIELDS)
-EVTX_KINDS = frozenset({"evtx"})
+EVTX_KINDS = frozenset({"evtx", "event_json"})
 LOG_KINDS = frozenset({"exchange_log", "iis_log"})
 HIVE_KINDS = frozenset({"registry_hive"})
 SI_FN_DESC = {
@@ -122,12 +122,15 @@ _EVTX_FIELD_CHARS = 200
 
 
 def evtx_events(case: Case, row: ManifestRow, stats: SourceStats, batch: int = BATCH) -> Iterator[pa.Table]:
-    """Every record of one EVTX artifact, through the one EVTX reader."""
-    from triage.formats.evtx import SYSTEM_SET, ReadStats, iter_evtx
+    """Every record of one EVTX file (the one EVTX reader) or JSON event export (the event-log analyzer's reader
+    of exports, which gives the same frames)."""
+    from analyzers.eventlog.reader import iter_events
+    from triage.formats.evtx import SYSTEM_SET, ReadStats
 
     logical = logical_path(row) or row.source_path
     read = ReadStats()
-    for df in iter_evtx(case.artifact_path(row), read, batch=batch):
+    is_evtx = row.kind == "evtx"
+    for df in iter_events(case.artifact_path(row), row.kind, read, batch=batch):
         n = len(df)
         rid = df["EventRecordID"]
         eid = df["EventID"]
@@ -144,10 +147,10 @@ def evtx_events(case: Case, row: ManifestRow, stats: SourceStats, batch: int = B
                 "ts": df["TimeCreated"],
                 "timestamp_desc": "Event Recorded",
                 "message": msg,
-                "data_type": "windows:evtx:record",
+                "data_type": "windows:evtx:record" if is_evtx else "windows:eventjson:record",
                 "source": "EVT",
-                "source_long": "WinEVTX",
-                "parser": "triage.formats.evtx",
+                "source_long": "WinEVTX" if is_evtx else "Windows event export (JSON)",
+                "parser": "triage.formats.evtx" if is_evtx else "analyzers.eventlog.reader",
                 "host": row.source_host,
                 "evidence_id": row.artifact_id,
                 "path": logical,

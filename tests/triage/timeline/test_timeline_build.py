@@ -24,6 +24,7 @@ from triage.case import Case, ManifestRow
 from triage.cli import main
 from triage.errors import ExitCode
 from triage.finding import Finding, findings_frame
+from triage.testing.eventjson import export_bytes, records
 from triage.testing.evtx import Event, evtx_bytes
 from triage.testing.volume import T0, VolumeSpec, build_volume, httpproxy_log
 from triage.timeline import TimelineOptions, build_timeline
@@ -275,6 +276,8 @@ def test_unreadable_artifact_is_reported_with_exit_4(tmp_path: Path, capsys: pyt
     (loose / "SYSTEM_bad").write_bytes(b"regf" + bytes(range(256)) * 40)  # a hive by its magic, then garbage
     (loose / "Security.evtx").write_bytes(evtx_bytes([Event(4624, "x", "Security", time_created=EVTX_TIMES[0])]))
     (loose / "System.evtx").write_bytes(b"ElfFile\x00" + bytes(range(256)) * 64)  # an EVTX header, then garbage
+    export = [Event(4688, "Microsoft-Windows-Security-Auditing", "Security", time_created=EVTX_TIMES[2])]
+    (loose / "events.json").write_bytes(export_bytes(records(export, "winlogbeat")))  # a JSON event export
     case = tmp_path / "case"
     assert main(["collect", str(loose), "--case", str(case), "--host", "H", "-q"]) == ExitCode.OK
     capsys.readouterr()
@@ -282,10 +285,13 @@ def test_unreadable_artifact_is_reported_with_exit_4(tmp_path: Path, capsys: pyt
     out = json.loads(capsys.readouterr().out)
     assert code == ExitCode.INSUFFICIENT
     assert out["unreadable"] == 2 and out["sources"]["registry"]["unreadable"] == 1
-    assert out["sources"]["evtx"]["unreadable"] == 1 and out["sources"]["evtx"]["items"] == 2
+    assert out["sources"]["evtx"]["unreadable"] == 1 and out["sources"]["evtx"]["items"] == 3
     assert "could not be read" in out["exit_reason"]
-    # the rest is still on the timeline: the EVTX record, and the three files' source times
-    assert out["sources"]["evtx"]["events"] == 1 and out["sources"]["file"]["events"] == 6 and out["events"] == 7
+    # the rest is still on the timeline: the EVTX record, the exported event, and the four files' source times
+    assert out["sources"]["evtx"]["events"] == 2 and out["sources"]["file"]["events"] == 8 and out["events"] == 10
+    lines = [json.loads(x) for x in (case / "timeline" / "timeline.jsonl").read_text(encoding="utf-8").splitlines()]
+    exported = [e for e in lines if e["data_type"] == "windows:eventjson:record"]
+    assert [(e["event_id"], e["datetime"]) for e in exported] == [(4688, EVTX_TIMES[2].isoformat())]
 
 
 def test_ntfs_and_source_times_from_a_manifest_row() -> None:
