@@ -17,6 +17,8 @@ Sections (``--only`` / ``--skip`` take these names, comma-separated; ``analyzers
              and report timed separately; speed-up and scaling efficiency T1 / (N * TN)
   startup    ``triage --help`` / ``--version`` vs ``python -c pass``; ``triage run`` of a 4-event EVTX vs parsing it
   overhead   per-unit scheduling cost: ``--units`` no-op units run directly, in the local pool, on dask
+  timeline   ``triage timeline`` over ``--timeline-events`` EVTX records (sorted, tagged, Timesketch JSONL) vs
+             reading the same records and writing JSONL (``benchmarks/timeline_scale.py``); peak RSS of both
 
 Ratio = baseline time / triage time for the same work (above 1: triage is faster); for the fleet rows it is
 the speed-up of N workers over 1. Machines here are shared and noisy: read ratios, not absolute times; the
@@ -51,7 +53,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))  # the sibling benchmark modules
 
 ANALYZER_SECTIONS = ("evtx", "registry", "exchange", "yara", "memory", "report", "collect", "image")
-SECTIONS = (*ANALYZER_SECTIONS, "fleet", "overhead", "startup")
+SECTIONS = (*ANALYZER_SECTIONS, "fleet", "overhead", "startup", "timeline")
 
 
 @dataclass
@@ -869,6 +871,30 @@ def print_table(rows: list[Row], meta: dict[str, Any]) -> None:
         out.print(f"skipped {k}: {why}")
 
 
+def bench_timeline(s: Suite, args: argparse.Namespace, work: Path) -> None:
+    import timeline_scale as m
+
+    n = args.timeline_events
+    s.log(f"timeline: {n:,} EVTX records, triage timeline vs EVTX -> JSONL, one round each")
+    with quiet_stdout():
+        res = m.run(n, per_file=min(100_000, n), rounds=args.repeat, work=work)
+    r = res["rounds"][0]
+    s.add(
+        Row(
+            "timeline",
+            f"triage timeline, {res['records']:,} EVTX records",
+            res["records"] / res["median_triage_s"],
+            "events/s",
+            "EVTX reader -> JSONL",
+            res["records"] / res["median_baseline_s"],
+            res["median_ratio"],
+            "",
+            f"peak RSS {res['max_triage_peak_mib']:.0f} MiB (baseline {res['max_baseline_peak_mib']:.0f} MiB); "
+            f"{r['triage_events']:,} events written (record + file times), sorted and tagged",
+        )
+    )
+
+
 def parse_sections(values: list[str]) -> list[str]:
     out: list[str] = []
     for v in values:
@@ -906,6 +932,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--image-formats", default="raw,e01", help="image formats: raw,e01,vhdx,vmdk")
     g.add_argument("--hosts", type=int, default=20, help="hosts of the synthetic fleet")
     g.add_argument("--units", type=int, default=100, help="no-op units of the overhead section")
+    g.add_argument("--timeline-events", type=int, default=1_000_000, help="EVTX records of the timeline section")
     return ap
 
 
@@ -947,6 +974,7 @@ BENCHES: dict[str, Callable[[Suite, argparse.Namespace, Path], None]] = {
     "fleet": bench_fleet,
     "overhead": bench_overhead,
     "startup": bench_startup,
+    "timeline": bench_timeline,
 }
 
 

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from triage.app.attest import AttestSummary
+    from triage.app.timeline import TimelineSummary
     from triage.progress import UnitBars
     from triage.report.fleet import FleetReport
 
@@ -217,6 +218,23 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--host", default="", help="the host (needed when the case holds several; '*' for all)")
     at.add_argument("--result", default="", help="for a scan attested done: clean | indications")
     at.add_argument("--from", dest="sheet", metavar="SHEET", help="a filled sheet (.csv or .yaml) of attestations")
+    tl = sub.add_parser(
+        "timeline",
+        parents=[common],
+        help="every parsed event of a case as one timeline (Timesketch JSONL, plaso-style CSV)",
+        description="Every parsed event of the case (EVTX records, Exchange/IIS log rows, NTFS $SI/$FN and file "
+        "times, registry key last-write times, memory process start times) in time order, findings as tags. "
+        "Example: triage timeline CASE --from 2021-03-02 --to 2021-03-04 --format timesketch",
+    )
+    tl.add_argument("case", metavar="CASE")
+    tl.add_argument("--from", dest="start", metavar="T", help="keep events at or after T (ISO 8601; UTC if no offset)")
+    tl.add_argument("--to", dest="end", metavar="T", help="keep events at or before T (ISO 8601; UTC if no offset)")
+    tl.add_argument(
+        "--format", dest="timeline_format", choices=("timesketch", "csv", "both"), default="both", help="output files"
+    )
+    tl.add_argument(
+        "--out", metavar="DIR", help="write there instead of CASE/timeline (hashes still go to the custody log)"
+    )
     li = sub.add_parser("list", parents=[common], help="list analyzers and artifact families")
     li.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE")
     _add_seal_and_export(sub, common, v)
@@ -657,6 +675,7 @@ if TYPE_CHECKING:  # evaluated, the alias would load every app module
         | app.FleetVerifyResult
         | app.FleetRunSummary
         | AttestSummary
+        | TimelineSummary
     )
 
 
@@ -686,6 +705,29 @@ def _attest(args: argparse.Namespace, progress: ConsoleProgress) -> AttestSummar
     return s
 
 
+def _timeline(args: argparse.Namespace, progress: ConsoleProgress) -> TimelineSummary:
+    from triage.app.timeline import TimelineRequest, timeline  # loaded by the command that uses it
+
+    fmt = args.timeline_format
+    formats = ("timesketch", "csv") if fmt == "both" else (fmt,)
+    request = TimelineRequest(Path(args.case), args.start, args.end, formats, Path(args.out) if args.out else None)
+    s = timeline(request, progress)
+    if not args.json:
+        res = s.result
+        window = f", {res.outside_window:,} outside the window" if res.outside_window else ""
+        stdout.print(
+            f"timeline of {s.case_id}: {res.events:,} events ({res.read:,} read, {res.no_time:,} without a readable "
+            f"time{window}); {res.tagged_events:,} tagged by {res.findings_tagging:,} findings, "
+            f"{res.findings_as_events:,} findings as events of their own",
+            markup=False,
+        )
+        for name, path in res.outputs.items():
+            stdout.print(f"{name}: {path} sha256 {res.hashes[name]}", markup=False)
+    _exit_reason(s.exit_code, s.exit_reason)
+    return s
+
+
+
 def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
     """Build the request, call the application layer, render the summary (unless --json)."""
     command = args.command
@@ -702,6 +744,8 @@ def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
         if not args.json:
             render_list(c)
         return c
+    if command == "timeline":
+        return _timeline(args, progress)
     fleet = app.is_fleet_folder(args.case)
     if command == "analyze":
         if fleet:  # a fleet folder: the command runs over every host case, plus the fleet report

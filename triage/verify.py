@@ -26,6 +26,7 @@ from triage.errors import ExitCode, IntegrityError
 from triage.hashing import hash_file
 from triage.seal import SEAL_DIR, check_seal
 
+DERIVED_DIRS = ("timeline",)  # folders a command creates when asked (their files are custody-recorded)
 _TEMP = re.compile(r"^\..*\.(part|tmp)-\d+$")  # a writer's temporary file (killed before its rename)
 
 
@@ -196,6 +197,9 @@ class _Ledger:
                     self.files[f"report/{name}"] = (str(digest), "report file")
                 if d.get("report_id") == self.report_pending:
                     self.report_pending = None
+            elif action == "timeline" and isinstance(d.get("outputs"), dict):  # derived files (triage timeline)
+                for rel, digest in d["outputs"].items():
+                    self.files[str(rel)] = (str(digest), "timeline file")
             elif action == "rules_loaded" and isinstance(d.get("record"), str) and d.get("record_sha256"):
                 self.files[d["record"]] = (str(d["record_sha256"]), "rule load record")
             elif action == "recover" and d.get("kept") and isinstance(d.get("file"), str):
@@ -445,7 +449,7 @@ def _walk_tree(case: Case, report: VerifyReport, listed: set[str], known: set[st
             if full.is_symlink():
                 report.problem(f"{rel_dir}/{d}".lstrip("/"), "symbolic link in the case (never written by triage)")
                 dirs.remove(d)
-            elif rel_dir == "" and d not in (*CASE_DIRS, SEAL_DIR):
+            elif rel_dir == "" and d not in (*CASE_DIRS, SEAL_DIR) and d not in DERIVED_DIRS:
                 report.problem(d, "folder at the case root that triage does not write")
         if rel_dir and not dirs and not files and rel_dir not in CASE_DIRS:
             where = "warnings" if rel_dir.startswith(("results/", "runs/", "report/")) else "problems"

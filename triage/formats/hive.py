@@ -446,6 +446,38 @@ class Hive:
             if rx.match(name):
                 yield from self._glob(f"{base}\\{name}" if base else name, rest)
 
+    def walk(self) -> Iterator[tuple[str, datetime | None]]:
+        """Every key's path and last-write time, depth first (the one whole-tree pass: the super-timeline).
+
+        Nothing is cached and only one subkey iterator per level is held, so memory follows the tree's depth,
+        not its size. A subtree that cannot be read is a warning; the walk goes on with its siblings.
+        """
+        if self._hive is None:
+            return
+        root = self._hive.root
+        yield "", filetime_to_dt(root.header.last_modified)
+        stack: list[tuple[str, Iterator[Any]]] = [("", iter(root.iter_subkeys()) if root.subkey_count else iter(()))]
+        while stack:
+            base, it = stack[-1]
+            try:
+                node = next(it, None)
+            except READ_ERRORS as exc:
+                self._warn_once(f"{self.label}: subkeys of {base or '(root)'} partly unreadable: {exc}")
+                node = None
+            if node is None:
+                stack.pop()
+                continue
+            path = f"{base}\\{node.name}" if base else str(node.name)
+            try:
+                ts = filetime_to_dt(node.header.last_modified)
+                children = iter(node.iter_subkeys()) if node.subkey_count else None
+            except READ_ERRORS as exc:
+                self._warn_once(f"{self.label}: key {path} unreadable: {type(exc).__name__}: {exc}")
+                continue
+            yield path, ts
+            if children is not None:
+                stack.append((path, children))
+
     # -- SYSTEM helpers ----------------------------------------------------------------------------------
 
     def control_set(self) -> str:

@@ -268,7 +268,9 @@ def write_findings_jsonl(df: pd.DataFrame | Iterable[pd.DataFrame], path: Path, 
 def timesketch_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Timesketch import rows (``message``, ``datetime``, ``timestamp`` in µs, ``timestamp_desc`` + our fields).
 
-    Findings without a time cannot sit on a timeline: they are left out and counted.
+    ``tag`` is a list, as Timesketch shows tags: ``triage``, the rule id, the severity, then the finding's own
+    tags (the comma-separated ``tags`` field split). Findings without a time cannot sit on a timeline: they are
+    left out and counted.
     """
     dated = df[df["ts"].notna()]
     skipped = len(df) - len(dated)
@@ -285,7 +287,13 @@ def timesketch_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
         index=dated.index,
     )
     for col in TIMESKETCH_FIELDS:
-        out[col] = dated[col].astype("string")
+        if col != "tags":  # a string field Timesketch does not read as tags: ``tag`` below
+            out[col] = dated[col].astype("string")
+    cols = [dated[c].astype("string").fillna("").tolist() for c in ("rule_id", "tags")]
+    out["tag"] = [
+        list(dict.fromkeys(t for t in ("triage", rule, level, *(p.strip() for p in own.split(","))) if t))
+        for rule, level, own in zip(cols[0], sev.fillna("").tolist(), cols[1], strict=True)
+    ]
     out["details"] = dated["message"].astype("string")
     out["attributes"] = dated["attributes"].astype("string")
     return out, skipped
