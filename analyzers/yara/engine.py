@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -581,6 +581,14 @@ def file_type(head: bytes) -> str:
     return "UNKNOWN"
 
 
+def _windows_name(win: str) -> str:
+    """The last part of a Windows path (``PureWindowsPath(win).name``) by string operations: called per file."""
+    tail = win.rstrip("\\").rsplit("\\", 1)[-1]
+    if len(tail) >= 2 and tail[1] == ":":  # a drive-relative path ("C:name") or a bare drive
+        tail = tail[2:]
+    return tail
+
+
 def file_externals(logical_path: str, head: bytes = b"", md5: str | None = None, owner: str = "") -> dict[str, str]:
     """Externals as signature-base rules expect them, from the path on the source host.
 
@@ -589,8 +597,9 @@ def file_externals(logical_path: str, head: bytes = b"", md5: str | None = None,
     record file owners, so ``owner`` is empty unless given.
     """
     win = logical_path.replace("/", "\\")
-    name = PureWindowsPath(win).name if win else ""
-    suffix = PurePosixPath(name).suffix.lower() if name else ""
+    name = _windows_name(win)
+    dot = name.rfind(".")
+    suffix = name[dot:].lower() if 0 < dot < len(name) - 1 else ""  # as PurePath.suffix, without its parsing
     return {
         "filename": name,
         "filepath": win,
