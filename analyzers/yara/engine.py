@@ -381,6 +381,8 @@ class CompiledRules:
 
 def engine_order(engine: str = YARA_X, fallback: str = OTHER_ENGINE) -> tuple[str, ...]:
     """The engines a rule file is tried with, in order (see the module docstring)."""
+    if engine == YARA_X_RELAXED:  # one yara-x set taking libyara's regex dialect (scanners that take one set)
+        return (YARA_X_RELAXED,)
     if engine not in ENGINES:
         raise ValueError(f"unknown YARA engine {engine!r}; choose from {', '.join(ENGINES)}")
     if fallback not in FALLBACKS:
@@ -447,9 +449,12 @@ def compile_rules(files: Sequence[RuleFile], engine: str = YARA_X, fallback: str
 
 # -- the on-disk cache -------------------------------------------------------------------------------------
 def default_cache_dir() -> Path:
-    """``$TRIAGE_YARA_CACHE``, else ``$XDG_CACHE_HOME/triage/yara``, else ``~/.cache/triage/yara``."""
+    """``$TRIAGE_YARA_CACHE``, else ``$TRIAGE_CACHE_DIR/yara``, else ``$XDG_CACHE_HOME/triage/yara``, else
+    ``~/.cache/triage/yara``."""
     if os.environ.get("TRIAGE_YARA_CACHE"):
         return Path(os.environ["TRIAGE_YARA_CACHE"])
+    if os.environ.get("TRIAGE_CACHE_DIR"):  # the project's one cache folder (sigma, volatility) holds this too
+        return Path(os.environ["TRIAGE_CACHE_DIR"]) / "yara"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "triage" / "yara"
 
