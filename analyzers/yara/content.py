@@ -2,18 +2,21 @@
 
 Rules are the project's own (the ``.yar`` files directly in ``signatures/yara``, each rule with a fixed meta block;
 the ``memory/`` subfolder belongs to the memory analyzer) plus any third-party sets named with ``--yara DIR``
-(signature-base, the NSA web shell rules ...), loaded unmodified. Memory images are not scanned here. Findings of
+(signature-base, the NSA web shell rules ...), loaded unmodified. Memory images are not scanned here (the
+``memory`` analyzer applies the same ``--yara`` sets to them). Findings of
 our rules take id, title, severity, MITRE, CVE and ED 21-02 steps from the meta block; third-party findings take
 the rule name as id and their severity from ``severity`` or ``score`` meta. Options
 (``analyze_case(options={"yara": {...}})``):
 
 ``yara``          list of extra rule files or folders
-``yara_engine``   ``yara-x`` (default) or ``yara-python``: the engine tried first for each rule file
+``yara_engine``   ``yara-x`` (default, by measurement: ``benchmarks/yara_scan.py --decide``) or ``yara-python``:
+                  the engine tried first for each rule file
 ``yara_fallback`` ``relaxed-first`` (default: a file strict yara-x rejects goes to yara-x in relaxed regex
                   mode, libyara's regex dialect, then to yara-python; one fast engine for nearly every rule,
                   and the same matches as yara-python on the corpus rule sets) or ``other-engine``
                   (straight to yara-python)
-``yara_cache``    folder of the compiled-rule cache (default ``$XDG_CACHE_HOME/triage/yara``)
+``yara_cache``    folder of the compiled-rule cache (default ``$TRIAGE_YARA_CACHE``, ``$TRIAGE_CACHE_DIR/yara``,
+                  ``$XDG_CACHE_HOME/triage/yara``)
 ``yara_no_cache`` compile every time, write no cache
 ``yara_timeout``  seconds per file and engine (default 60)
 ``yara_max_size`` files larger than this many bytes are skipped (default 2 GiB)
@@ -168,7 +171,8 @@ class YaraScan(Analyzer):
     options_declared = (
         Option(
             "yara",
-            help="also load these YARA rule files or folders (e.g. signature-base yara/), unmodified",
+            help="also load these YARA rule files or folders (e.g. signature-base yara/), unmodified: over "
+            "collected files (yara) and raw memory images (memory)",
             metavar="DIR",
             repeatable=True,
             path=True,

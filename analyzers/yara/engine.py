@@ -1,10 +1,11 @@
 """One small adapter over the two YARA engines: compile rule files with fallback, cache, scan.
 
-``yara-x`` is the primary engine: it scans faster than ``yara-python``/libyara (1.5-2x on the project's rules over
-web pages, 3-5x on big binaries, about even on signature-base's log rules over IIS logs; see
-``benchmarks/yara_scan.py``) but compiles 5-10x slower, so compiled sets are cached on disk under a hash of the
-rule bytes, the engine versions and the fallback order, and each worker process compiles (or loads) once. A rule
-file is compiled on its own terms:
+``yara-x`` is the primary engine, chosen by measurement (``benchmarks/yara_scan.py --decide``: each rule file
+alone in both engines over a generated 6,000-file web root): it needs 2.5x less CPU than ``yara-python``/libyara on
+the project's rules and 2.3x less with the corpus's signature-base and NSA sets, and no rule file measured is
+faster in libyara; 3-5x on big binaries. It compiles 5-10x slower, so compiled sets are cached on disk under a
+hash of the rule bytes, the engine versions, the externals and the fallback order, compiled once (the command's
+``preload_rules`` for ``--yara`` sets) and loaded by every worker. A rule file is compiled on its own terms:
 
 1. with the preferred engine (``yara-x`` unless asked otherwise);
 2. if that engine rejects it, with the other engine (``yara-python``, when installed);
