@@ -179,7 +179,6 @@ class YaraScan(Analyzer):
         ),
     )
     rule_option = "yara"
-    _fingerprint: str | None = None
 
     def extra_paths(self) -> list[Path]:
         """Rule files and folders given with ``--yara``."""
@@ -198,13 +197,12 @@ class YaraScan(Analyzer):
         return own_rule_paths() + [p for _, p in rule_file_paths(self.extra_paths())]
 
     def fingerprint(self) -> str:
-        # computed once per instance: the runner asks for every unit, and rule sets can be large; a new
-        # engine release can change what matches, so it reruns the units like a rule edit does
-        if self._fingerprint is None:
-            h = hashlib.sha256(super().fingerprint().encode())
-            h.update(json.dumps(engine_versions(), sort_keys=True).encode())
-            self._fingerprint = h.hexdigest()[:32]
-        return self._fingerprint
+        # a new engine release can change what matches, so it reruns the units like a rule edit does. Not
+        # memoised here: the runner asks once per run (run_fingerprint), and a long-lived worker keeping this
+        # object between commands must see rules edited in between
+        h = hashlib.sha256(super().fingerprint().encode())
+        h.update(json.dumps(engine_versions(), sort_keys=True).encode())
+        return h.hexdigest()[:32]
 
     @classmethod
     def preload_rules(cls, case: Case, options: dict[str, Any]) -> dict[str, Any] | None:

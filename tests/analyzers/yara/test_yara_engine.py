@@ -231,3 +231,16 @@ def test_cache_key_follows_rule_bytes_engine_version_and_externals(
     monkeypatch.undo()
     (d / "a_good.yar").write_bytes(GOOD + b"\n")
     assert ruleset_key(find_rule_files([d], "third_party"), YARA_X) != base
+
+
+def test_fingerprint_follows_rule_edits_on_the_same_object(tmp_path: Path) -> None:
+    """One analyzer object (a long-lived worker) sees a rule edited between runs; within a run it is asked once."""
+    from analyzers.yara.content import YaraScan
+
+    d = _rules_dir(tmp_path, {"a_good.yar": GOOD})
+    scan = YaraScan({"yara": [str(d)]})
+    first = scan.run_fingerprint("run-1")
+    (d / "a_good.yar").write_bytes(GOOD.replace(b"marker-good", b"marker-new"))
+    assert scan.run_fingerprint("run-1") == first  # the rules loaded at the run's start
+    assert scan.run_fingerprint("run-2") != first
+    assert scan.fingerprint() != YaraScan({}).fingerprint()
