@@ -244,3 +244,21 @@ def test_fingerprint_follows_rule_edits_on_the_same_object(tmp_path: Path) -> No
     assert scan.run_fingerprint("run-1") == first  # the rules loaded at the run's start
     assert scan.run_fingerprint("run-2") != first
     assert scan.fingerprint() != YaraScan({}).fingerprint()
+
+
+def test_excerpts_from_bytes_read_once_equal_those_read_from_the_file(tmp_path: Path) -> None:
+    """Small files are scanned from the bytes read once, big ones by path: the matches and excerpts agree."""
+    from analyzers.yara.content import _read_excerpts
+
+    d = _rules_dir(tmp_path, {"a_good.yar": GOOD})
+    compiled = compile_rules(find_rule_files([d], "third_party"))
+    page = tmp_path / "page.aspx"
+    data = b"\x00\xffhead " * 100 + b"marker-good" + b" tail\\x" * 50
+    page.write_bytes(data)
+    by_bytes = compiled.scan(data)
+    by_path = compiled.scan(page)
+    assert [(m.rule, [(h.offset, h.length) for h in m.strings]) for m in by_bytes] == [
+        (m.rule, [(h.offset, h.length) for h in m.strings]) for m in by_path
+    ] == [("Good_Rule", [(700, 11)])]
+    assert _read_excerpts(data, by_bytes[0]) == _read_excerpts(page, by_path[0])
+    assert _read_excerpts(data, by_bytes[0])[0]["data"] == "marker-good"
