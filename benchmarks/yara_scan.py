@@ -15,18 +15,31 @@ It checks that every contender reports the same (file, rule) pairs, prints ratio
 triage is faster), and prints compile times without the cache and with it (cold write, warm load).
 
 If the ``yara`` tool is missing (``apt-get install -y yara``) the CLI rows are skipped and the two Python
-engines are compared instead. Usage:
+engines are compared instead.
+
+``--decide`` measures what the analyzer's default engine rests on (issue 15): a generated web root (mostly small
+``.aspx``/``.js``/``.css``/``.html`` files, some big bundles and images, the project's web shell family samples),
+then per rule set (own; own + corpus; own + signature-base when ``$TRIAGE_SIGNATURE_BASE`` names its ``yara``
+folder) and per rule file: each file compiled alone in yara-x (relaxed regex dialect where strict rejects it) and in
+yara-python, CPU seconds to scan a sample of the web root, the matches of both, and the engine that wins. The
+table ends with the decision per set. ``--command`` times the whole command a user runs,
+``triage analyze --only yara -j N`` over a collected copy of the web root against ``yara -r -p N`` with the same
+rules on the same files, alternating rounds, ratio per round, median, same match count. Usage:
 
   python benchmarks/yara_scan.py [--pages 1500] [--big-mb 24] [--yara DIR ... | --own-only] [--jobs 2] [--repeat 2]
+  python benchmarks/yara_scan.py --decide [--webroot-files 6000] [--sample 6]
+  python benchmarks/yara_scan.py --command [--webroot-files 6000] [--rounds 3] [--jobs 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +56,7 @@ from analyzers.yara.engine import (
     YARA_X,
     CompiledRules,
     RuleFile,
+    compile_rules,
     engine_versions,
     file_externals,
     find_rule_files,
@@ -50,6 +64,8 @@ from analyzers.yara.engine import (
 )
 
 CORPUS_RULES = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "yara"
+SIGNATURE_BASE_ENV = "TRIAGE_SIGNATURE_BASE"  # a signature-base checkout's yara/ folder (not shipped, not fetched)
+TRIAGE = Path(sys.executable).with_name("triage")
 WORDS = (
     *("the", "page", "load", "request", "response", "server", "script", "runat", "div", "span", "table", "form"),
     *("input", "button", "label", "asp", "net", "web", "config", "session", "user", "mailbox", "owa", "ecp"),
@@ -218,6 +234,243 @@ def measure_scan(
     return results
 
 
+# -- a web root of thousands of files ----------------------------------------------------------------------
+_JS = (
+    *("function", "return", "var", "this", "null", "true", "false", "new", "typeof", "if", "else", "for", "while"),
+    *("e", "t", "n", "r", "i", "o", "a", "s", "u", "l", "c", "d", "prototype", "length", "push", "call", "apply"),
+    *("document", "window", "getElementById", "addEventListener", "innerHTML", "style", "className", "ajax"),
+    *("owa", "mailbox", "calendar", "folder", "message", "json", "url", "data", "value", "items", "options"),
+)
+_PUNCT = ("(", ")", "{", "}", ";", ",", ".", "=", "==", "+", "&&", "||", "!", "[", "]", ":", "?", '"x"', "0", "1")
+_CSS = ("div", ".ms-Button", "#owaRoot", "span", "color:#333", "margin:0", "padding:4px", "font-size:12px")
+_HTML = ('<div class="row">', "<span>", "</span>", "</div>", '<a href="/owa/">', "</a>", "<p>", "</p>", "text")
+# size classes (KiB) and weights: mostly a few KiB, a few bundles of MiBs (mean ~54 KiB, like a real web root)
+_SIZES = ((1, 20), (2, 15), (4, 20), (8, 15), (16, 12), (32, 8), (64, 5), (256, 3), (1024, 1.5), (4096, 0.5))
+_EXTS = (
+    (".aspx", 30),
+    (".js", 25),
+    (".css", 15),
+    (".html", 15),
+    (".png", 5),
+    (".ascx", 5),
+    (".config", 2),
+    (".txt", 3),
+)
+_HEADS = {
+    ".aspx": b'<%@ Page Language="C#" AutoEventWireup="true" Inherits="Owa.Page" %>\r\n<html><body>',
+    ".ascx": b'<%@ Control Language="C#" %>\r\n<div>',
+    ".html": b"<!DOCTYPE html><html><body>",
+    ".config": b'<?xml version="1.0"?>\r\n<configuration><appSettings>',
+}
+
+
+def _text_pool(rng: random.Random, tokens: tuple[str, ...], n: int, sep: str = "") -> bytes:
+    return sep.join(rng.choice(tokens) for _ in range(n)).encode()
+
+
+def make_webroot(root: Path, files: int = 6000, seed: int = 15) -> list[Path]:
+    """A volume whose ``inetpub/wwwroot`` holds ``files`` web files plus the project's web shell family samples.
+
+    Contents are minified-looking JavaScript, CSS, HTML and pages (sliced from generated pools, so making 300 MB
+    takes seconds) and random bytes behind a PNG header; the shells go to ``aspnet_client/system_web``.
+    """
+    from triage.testing.webshells import family_samples
+
+    rng = random.Random(seed)
+    web = root / "inetpub" / "wwwroot"
+    js = _text_pool(rng, _JS + _PUNCT, 300_000)
+    pools = {
+        ".js": js,
+        ".css": _text_pool(rng, (*_CSS, "{", "}", ";"), 150_000, " "),
+        ".html": _text_pool(rng, (*_HTML, "\r\n"), 150_000),
+        ".txt": _text_pool(rng, WORDS, 150_000, " "),
+    }
+    pools[".aspx"] = pools[".ascx"] = pools[".config"] = pools[".html"][: len(js) // 2] + js[: len(js) // 2]
+    ks, kw = zip(*_SIZES, strict=True)
+    es, ew = zip(*_EXTS, strict=True)
+    out = []
+    for i in range(files):
+        ext, n = rng.choices(es, ew)[0], rng.choices(ks, kw)[0] * 1024
+        d = web / f"site{i % 7}" / f"dir{(i // 7) % 40:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        if ext == ".png":
+            body = b"\x89PNG\r\n\x1a\n" + rng.randbytes(n)
+        else:
+            pool_ = pools[ext]
+            start = rng.randrange(len(pool_))
+            body = _HEADS.get(ext, b"") + (pool_[start:] + pool_ * (1 + n // len(pool_)))[:n]
+        p = d / f"f{i:05d}{ext}"
+        p.write_bytes(body)
+        out.append(p)
+    for sample in family_samples():
+        p = web / "aspnet_client" / "system_web" / sample.name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(sample.data)
+        out.append(p)
+    return out
+
+
+def rule_sets(own_only: bool = False) -> dict[str, list[RuleFile]]:
+    """The rule sets measured: own; own + corpus (when present); own + signature-base (``$TRIAGE_SIGNATURE_BASE``)."""
+
+    def with_extra(extra: list[str]) -> list[RuleFile]:
+        taken: set[str] = set()
+        return find_rule_files(own_rule_paths(), "triage", taken) + find_rule_files(extra, "third_party", taken)
+
+    sets = {"own": with_extra([])}
+    if own_only:
+        return sets
+    if CORPUS_RULES.is_dir():
+        sets["own + corpus"] = with_extra([str(CORPUS_RULES)])
+    else:
+        print(f"(own + corpus skipped: no {CORPUS_RULES})")
+    sb = os.environ.get(SIGNATURE_BASE_ENV)
+    if sb and Path(sb).is_dir():
+        sets["own + signature-base"] = with_extra([sb])
+    else:
+        print(f"(own + signature-base skipped: set ${SIGNATURE_BASE_ENV} to a signature-base yara/ folder)")
+    return sets
+
+
+def _cpu_scan(compiled: CompiledRules, root: Path, files: list[Path]) -> tuple[float, set[tuple[str, str]]]:
+    c0 = time.process_time()
+    found = scan_all(compiled, root, files)
+    return time.process_time() - c0, found
+
+
+def decide(name: str, rule_files: list[RuleFile], root: Path, files: list[Path], slack: float = 1.25) -> dict:
+    """Per rule file: CPU seconds of each engine over ``files`` and the winner; then the set's decision.
+
+    A file goes to yara-python only when yara-x (strict, else relaxed) is more than ``slack`` times slower, or
+    rejects it in both dialects. Returns ``{"files": [...], "yara_python": [paths], "totals": {...}}``.
+    """
+    rows = []
+    print(f"\nengine per rule file, {name}: {len(rule_files)} files, scanning {len(files)} web root files")
+    print(f"  {'rule file':<44} {'yara-x':>9} {'yara-py':>9} {'ratio':>6}  matches  choice")
+    for rf in rule_files:
+        yx = compile_rules([rf], engine=YARA_X, fallback=RELAXED_FIRST)
+        yp = compile_rules([rf], engine=YARA_PYTHON, fallback=OTHER_ENGINE)
+        yx_eng, yp_eng = yx.files[0].engine, yp.files[0].engine
+        yx_cpu, yx_found = _cpu_scan(yx, root, files) if yx_eng.startswith(YARA_X) else (float("inf"), set())
+        yp_cpu, yp_found = _cpu_scan(yp, root, files) if yp_eng == YARA_PYTHON else (float("inf"), set())
+        if yx_eng.startswith(YARA_X) and yp_eng == YARA_PYTHON and yx_found != yp_found:
+            print(f"  MISMATCH {rf.path.name}: {sorted(yx_found ^ yp_found)[:5]}")
+        choice = YARA_PYTHON if yx_cpu > slack * yp_cpu else (yx_eng or "skipped")
+        ratio = yx_cpu / yp_cpu if yp_cpu not in (0.0, float("inf")) else float("nan")
+        rows.append(
+            {
+                "file": rf.path.name,
+                "path": str(rf.path),
+                "yara_x_engine": yx_eng,
+                "yara_x_cpu": yx_cpu,
+                "yara_python_cpu": yp_cpu,
+                "matches": len(yx_found | yp_found),
+                "choice": choice,
+            }
+        )
+        print(
+            f"  {rf.path.name[:44]:<44} {yx_cpu:9.3f} {yp_cpu:9.3f} {ratio:6.2f}  {len(yx_found | yp_found):7d}  "
+            f"{choice}"
+        )
+    finite = [r for r in rows if r["yara_x_cpu"] != float("inf") and r["yara_python_cpu"] != float("inf")]
+    tot_x = sum(r["yara_x_cpu"] for r in finite)
+    tot_p = sum(r["yara_python_cpu"] for r in finite)
+    slow = [r["path"] for r in rows if r["choice"] == YARA_PYTHON]
+    print(
+        f"  total over files both engines compile: yara-x {tot_x:.2f} CPU s, yara-python {tot_p:.2f} CPU s "
+        f"(yara-python / yara-x {tot_p / tot_x if tot_x else float('nan'):.2f})"
+    )
+    if slow:
+        print(
+            f"  decision, {name}: yara-x (relaxed-first) except {len(slow)} file(s) for yara-python: "
+            + ", ".join(Path(p).name for p in slow)
+        )
+    else:
+        print(f"  decision, {name}: yara-x (relaxed-first) for every file; no file is faster in yara-python")
+    return {"files": rows, "yara_python": slow, "totals": {"yara_x_cpu": tot_x, "yara_python_cpu": tot_p}}
+
+
+def _triage_analyze(case: Path, extra: list[str], jobs: int) -> int:
+    cmd = [str(TRIAGE), "analyze", str(case), "--only", "yara", "-j", str(jobs), "--force", "-q", "--json"]
+    for d in extra:
+        cmd += ["--yara", d]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return int(json.loads(out)["findings"])
+
+
+def _yara_cli(rule_files: list[RuleFile], target: Path, jobs: int) -> int:
+    defines = [
+        a for name in ("filename", "filepath", "extension", "filetype", "owner", "md5") for a in ("-d", f"{name}=")
+    ]
+    sources = [f"{f.namespace}:{f.path}" for f in rule_files]
+    cmd = ["yara", "-r", "-w", "-p", str(jobs), *defines, *sources, str(target)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return len(out.splitlines())
+
+
+def measure_command(
+    name: str, rule_files: list[RuleFile], extra: list[str], case: Path, target: Path, jobs: int, rounds: int
+) -> dict | None:
+    """``triage analyze --only yara -j N`` against ``yara -r -p N``: alternating rounds, ratio per round, median."""
+    if not shutil.which("yara"):
+        print(f"  {name}: yara CLI not installed (apt-get install -y yara): row skipped")
+        return None
+    n_triage = _triage_analyze(case, extra, jobs)  # warm-up: fills the compiled-rule cache, as a first run would
+    n_cli = _yara_cli(rule_files, target, jobs)
+    ratios, tw, cw = [], [], []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        n_cli = _yara_cli(rule_files, target, jobs)
+        c = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        n_triage = _triage_analyze(case, extra, jobs)
+        t = time.perf_counter() - t0
+        tw.append(t)
+        cw.append(c)
+        ratios.append(t / c)
+    med = statistics.median(ratios)
+    print(
+        f"  {name:<22} triage {statistics.median(tw):7.2f} s  yara -r -p {jobs} {statistics.median(cw):6.2f} s  "
+        f"triage/yara {med:5.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})  matches {n_triage} / {n_cli}"
+        + ("" if n_triage == n_cli else "  MATCH COUNTS DIFFER")
+    )
+    return {"ratio_median": med, "ratios": ratios, "triage_matches": n_triage, "cli_matches": n_cli}
+
+
+def main_webroot(args: argparse.Namespace) -> int:
+    """``--decide`` and ``--command``: the web root measurements."""
+    with tempfile.TemporaryDirectory(prefix="triage-yara-webroot-", dir=os.environ.get("TMPDIR")) as tmp:
+        tmpd = Path(tmp)
+        vol = tmpd / "vol"
+        files = make_webroot(vol, args.webroot_files)
+        target = vol / "inetpub" / "wwwroot"
+        total = sum(p.stat().st_size for p in files)
+        print(f"web root: {len(files)} files, {total / 2**20:.0f} MiB; engines {engine_versions()}")
+        os.environ["TRIAGE_YARA_CACHE"] = str(tmpd / "cache")
+        sets = rule_sets(args.own_only)
+        if args.decide:
+            sample = [p for i, p in enumerate(files) if i % args.sample == 0 or "aspnet_client" in p.parts]
+            for name, rfs in sets.items():
+                decide(name, rfs, vol, sample)
+        if args.command:
+            case = tmpd / "case"
+            subprocess.run(
+                [str(TRIAGE), "collect", str(vol), "--case", str(case), "--as", "volume", "--host", "WEB01", "-q"],
+                check=True,
+                capture_output=True,
+            )
+            print(
+                f"\nwhole command, {args.rounds} alternating rounds, ratio per round (triage / yara; <= 1: triage "
+                "as fast or faster)"
+            )
+            for name, rfs in sets.items():
+                extra = [str(CORPUS_RULES)] if "corpus" in name else []
+                extra += [os.environ[SIGNATURE_BASE_ENV]] if "signature-base" in name else []
+                measure_command(name, rfs, extra, case, target, args.jobs, args.rounds)
+        print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pages", type=int, default=1500, help="number of server pages (1-64 KiB each)")
@@ -226,7 +479,14 @@ def main() -> int:
     ap.add_argument("--own-only", action="store_true", help="only the project's rules (no third-party sets)")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes for the pool row")
     ap.add_argument("--repeat", type=int, default=2, help="runs per contender (best time counts)")
+    ap.add_argument("--decide", action="store_true", help="per rule file engine table on a generated web root")
+    ap.add_argument("--command", action="store_true", help="whole-command rows: triage analyze vs yara -r -p N")
+    ap.add_argument("--webroot-files", type=int, default=6000, help="files of the generated web root")
+    ap.add_argument("--sample", type=int, default=6, help="--decide scans every Nth web root file (and the shells)")
+    ap.add_argument("--rounds", type=int, default=3, help="--command: alternating rounds")
     args = ap.parse_args()
+    if args.decide or args.command:
+        return main_webroot(args)
 
     extra = args.yara if args.yara is not None else ([str(CORPUS_RULES)] if CORPUS_RULES.is_dir() else [])
     extra = [] if args.own_only else extra

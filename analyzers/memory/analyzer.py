@@ -139,6 +139,14 @@ class MemoryAnalyzer(Analyzer):
             config_key="symbols",
         ),
         Option(
+            "yara",
+            help="also load these YARA rule files or folders (e.g. signature-base yara/), unmodified: over "
+            "collected files (yara) and raw memory images (memory)",
+            metavar="DIR",
+            repeatable=True,
+            path=True,
+        ),
+        Option(
             "plugin_timeout",
             help="seconds one Volatility plugin may run before it is stopped",
             type=float,
@@ -167,8 +175,19 @@ class MemoryAnalyzer(Analyzer):
             self._fp_cache[key] = h.hexdigest()[:32]
         return self._fp_cache[key]
 
+    def extra_rule_paths(self) -> list[Path]:
+        """Rule files and folders given with ``--yara`` (the same sets the ``yara`` analyzer applies to files)."""
+        extra = self.options.get("yara") or []
+        return [Path(p) for p in ([extra] if isinstance(extra, str) else extra)]
+
+    def rule_paths(self) -> list[Path]:
+        """The project's YARA rules, then every rule file of the ``--yara`` sets (their bytes are in the
+        fingerprint: an edited third-party rule reruns the images)."""
+        own = super().rule_paths()
+        return own + [p for p in yararules.rule_files(self.extra_rule_paths()) if p not in own]
+
     def load_rules(self) -> yararules.MemoryRules:
-        return yararules.compile_rules(yararules.rule_files(self.options.get("yara", ())))
+        return yararules.compile_rules(yararules.rule_files(self.extra_rule_paths()))
 
     # -- entry -------------------------------------------------------------------------------------------
     def analyze(self, unit: Unit) -> Iterator[Finding]:

@@ -1,8 +1,12 @@
 """The YARA rules the memory analyzer scans with: the project's rule files plus its own memory indicators.
 
-Rule files are ``signatures/yara/*.yar`` (the project's file rules, when present) and
-``signatures/yara/memory/*.yar`` (memory indicators), each compiled into its own namespace (``<folder>_<stem>``)
-with yara-x. A file that does not compile is reported with its line and left out; the others still load.
+Rule files are ``signatures/yara/*.yar`` (the project's file rules, when present),
+``signatures/yara/memory/*.yar`` (memory indicators) and any ``--yara`` set, each compiled into its own namespace
+(``<folder>_<stem>``) into one yara-x rule set (libyara's lenient regular expressions accepted, as third-party sets
+need: the raw scan and Volatility's vadyarascan each take one compiled set). Compiling goes through the YARA
+analyzer's engine adapter, so the compiled set lands in, and is loaded from, the same on-disk cache
+(:func:`analyzers.yara.engine.load_rules`): a worker loads, it does not compile again. A file that does not
+compile is reported with its line and left out; the others still load.
 Rules written for files may use the externals file scanners define (``filename``, ``filepath``, ``extension``,
 ``filetype``, ``owner``); here they are empty strings, so such conditions simply do not hold in memory.
 """
@@ -51,6 +55,7 @@ class MemoryRules:
     meta: dict[str, dict[str, Any]]
     files: list[Path]
     problems: list[str] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)  # key, dir, hit, compile_s / load_s
 
     def serialize(self, path: Path) -> Path:
         """Write the compiled rules (Volatility's vadyarascan loads them as ``yara_compiled_file``)."""
@@ -66,50 +71,62 @@ class MemoryRules:
         return hits[0] if len(hits) == 1 else {}
 
 
-def _compiler(yara_x: Any) -> Any:
-    c = yara_x.Compiler()
-    for ext in EXTERNALS:
-        c.define_global(ext, "")
-    return c
-
-
-def compile_rules(files: Sequence[Path]) -> MemoryRules:
-    """Compile ``files``; a file that fails is named in ``problems`` (file:line: message) and skipped."""
-    import yara_x
-
-    good: list[tuple[Path, str]] = []
-    problems: list[str] = []
+def _unique_namespaces(files: Sequence[Path]) -> list[str]:
+    out: list[str] = []
     for path in files:
+        base = ns = _namespace(path)
+        i = 1
+        while ns in out:  # two sets may both hold an "apt_hafnium.yar" in a folder of the same name
+            i += 1
+            ns = f"{base}_{i}"
+        out.append(ns)
+    return out
+
+
+def compile_rules(files: Sequence[Path], *, use_cache: bool = True) -> MemoryRules:
+    """Compile ``files``; a file that fails is named in ``problems`` (file:line: message) and skipped.
+
+    Through the compiled-rule cache of :mod:`analyzers.yara.engine` (keyed by the rule bytes, namespaces, engine
+    and its version): the first process compiles and stores, the others load.
+    """
+    import yara_x  # the raw scan and vadyarascan need yara-x: without it, ImportError (the analyzer reports it)
+
+    from analyzers.yara.engine import YARA_X_RELAXED, RuleFile, load_rules
+
+    problems: list[str] = []
+    readable: list[RuleFile] = []
+    for path, ns in zip(files, _unique_namespaces(files), strict=True):
         try:
-            source = path.read_text(encoding="utf-8", errors="replace")
-            probe = _compiler(yara_x)
-            probe.new_namespace(_namespace(path))
-            probe.add_source(source, origin=str(path))
-            probe.build()
-        except yara_x.CompileError as exc:
-            first = str(exc).strip().splitlines()
-            where = re.search(r"--> .*?:(\d+):(\d+)", str(exc))
-            line = f":{where.group(1)}" if where else ""
-            problems.append(f"{path}{line}: {first[0] if first else exc}")
-            continue
+            data = Path(path).read_bytes()
         except OSError as exc:
             problems.append(f"{path}: unreadable: {exc}")
             continue
-        good.append((path, source))
-    compiler = _compiler(yara_x)
-    for path, source in good:
-        compiler.new_namespace(_namespace(path))
-        compiler.add_source(source, origin=str(path))
-    rules = compiler.build()
+        origin = "triage" if _is_project(Path(path)) else "third_party"
+        readable.append(RuleFile(path=Path(path), namespace=ns, origin=origin, data=data))
+    compiled = load_rules(readable, engine=YARA_X_RELAXED, use_cache=use_cache)
+    for st in compiled.skipped:
+        where = re.search(r"--> .*?:(\d+):(\d+)", st.message)
+        line = f":{where.group(1)}" if where else ""
+        first = next((ln for ln in st.message.splitlines() if ln.strip()), "does not compile")
+        problems.append(f"{st.path}{line}: {first.split(': ', 1)[-1]}")
+    # nothing compiled: an empty set still scans (and the problems say why)
+    rules = compiled.parts[0].rules if compiled.parts else yara_x.Compiler().build()
+    by_ns = {f.namespace: f for f in readable}
     meta: dict[str, dict[str, Any]] = {}
     for rule in rules:
         d = dict(rule.metadata)
         d["_tags"] = list(rule.tags)
         d["_namespace"] = rule.namespace
+        if rule.namespace in by_ns:
+            d["_file"] = str(by_ns[rule.namespace].path)
         meta[f"{rule.namespace}.{rule.identifier}"] = d
-    for path, _ in good:
-        ns = _namespace(path)
-        for key, d in meta.items():
-            if key.startswith(ns + "."):
-                d["_file"] = str(path)
-    return MemoryRules(rules=rules, meta=meta, files=[p for p, _ in good], problems=problems)
+    good = [Path(st.path) for st in compiled.compiled]
+    return MemoryRules(rules=rules, meta=meta, files=good, problems=problems, cache=dict(compiled.cache))
+
+
+def _is_project(path: Path) -> bool:
+    try:
+        path.resolve().relative_to(signature_path(PROJECT_DIR).resolve())
+    except ValueError:
+        return False
+    return True

@@ -2,18 +2,21 @@
 
 Rules are the project's own (the ``.yar`` files directly in ``signatures/yara``, each rule with a fixed meta block;
 the ``memory/`` subfolder belongs to the memory analyzer) plus any third-party sets named with ``--yara DIR``
-(signature-base, the NSA web shell rules ...), loaded unmodified. Memory images are not scanned here. Findings of
+(signature-base, the NSA web shell rules ...), loaded unmodified. Memory images are not scanned here (the
+``memory`` analyzer applies the same ``--yara`` sets to them). Findings of
 our rules take id, title, severity, MITRE, CVE and ED 21-02 steps from the meta block; third-party findings take
 the rule name as id and their severity from ``severity`` or ``score`` meta. Options
 (``analyze_case(options={"yara": {...}})``):
 
 ``yara``          list of extra rule files or folders
-``yara_engine``   ``yara-x`` (default) or ``yara-python``: the engine tried first for each rule file
+``yara_engine``   ``yara-x`` (default, by measurement: ``benchmarks/yara_scan.py --decide``) or ``yara-python``:
+                  the engine tried first for each rule file
 ``yara_fallback`` ``relaxed-first`` (default: a file strict yara-x rejects goes to yara-x in relaxed regex
                   mode, libyara's regex dialect, then to yara-python; one fast engine for nearly every rule,
                   and the same matches as yara-python on the corpus rule sets) or ``other-engine``
                   (straight to yara-python)
-``yara_cache``    folder of the compiled-rule cache (default ``$XDG_CACHE_HOME/triage/yara``)
+``yara_cache``    folder of the compiled-rule cache (default ``$TRIAGE_YARA_CACHE``, ``$TRIAGE_CACHE_DIR/yara``,
+                  ``$XDG_CACHE_HOME/triage/yara``)
 ``yara_no_cache`` compile every time, write no cache
 ``yara_timeout``  seconds per file and engine (default 60)
 ``yara_max_size`` files larger than this many bytes are skipped (default 2 GiB)
@@ -81,6 +84,7 @@ THIRD_PARTY_DEFAULT = "medium"  # Loki scores a rule without a score as 70
 DEFAULT_MAX_SIZE = 2 * 1024**3
 DEFAULT_TIMEOUT = 60
 MAX_STRINGS = 10
+READ_WHOLE = 4 * 1024 * 1024  # files up to this size are read into memory once and scanned as bytes
 
 
 def own_rule_paths() -> list[Path]:
@@ -139,10 +143,15 @@ def _excerpt(data: bytes) -> str:
     return "".join(chr(b) if 0x20 <= b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in data)
 
 
-def _read_excerpts(path: Path, match: Match, limit: int = 64) -> list[dict[str, Any]]:
+def _read_excerpts(source: Path | bytes, match: Match, limit: int = 64) -> list[dict[str, Any]]:
+    """Matched strings with up to ``limit`` bytes each, from the bytes already read or else from the file."""
     out = [{"id": h.identifier, "offset": h.offset, "length": h.length} for h in match.strings]
+    if isinstance(source, bytes):
+        for item, hit in zip(out, match.strings, strict=True):
+            item["data"] = _excerpt(source[hit.offset : hit.offset + min(hit.length, limit)])
+        return out
     try:
-        with open(path, "rb") as fh:
+        with open(source, "rb") as fh:
             for item, hit in zip(out, match.strings, strict=True):
                 fh.seek(hit.offset)
                 item["data"] = _excerpt(fh.read(min(hit.length, limit)))
@@ -162,14 +171,14 @@ class YaraScan(Analyzer):
     options_declared = (
         Option(
             "yara",
-            help="also load these YARA rule files or folders (e.g. signature-base yara/), unmodified",
+            help="also load these YARA rule files or folders (e.g. signature-base yara/), unmodified: over "
+            "collected files (yara) and raw memory images (memory)",
             metavar="DIR",
             repeatable=True,
             path=True,
         ),
     )
     rule_option = "yara"
-    _fingerprint: str | None = None
 
     def extra_paths(self) -> list[Path]:
         """Rule files and folders given with ``--yara``."""
@@ -188,13 +197,12 @@ class YaraScan(Analyzer):
         return own_rule_paths() + [p for _, p in rule_file_paths(self.extra_paths())]
 
     def fingerprint(self) -> str:
-        # computed once per instance: the runner asks for every unit, and rule sets can be large; a new
-        # engine release can change what matches, so it reruns the units like a rule edit does
-        if self._fingerprint is None:
-            h = hashlib.sha256(super().fingerprint().encode())
-            h.update(json.dumps(engine_versions(), sort_keys=True).encode())
-            self._fingerprint = h.hexdigest()[:32]
-        return self._fingerprint
+        # a new engine release can change what matches, so it reruns the units like a rule edit does. Not
+        # memoised here: the runner asks once per run (run_fingerprint), and a long-lived worker keeping this
+        # object between commands must see rules edited in between
+        h = hashlib.sha256(super().fingerprint().encode())
+        h.update(json.dumps(engine_versions(), sort_keys=True).encode())
+        return h.hexdigest()[:32]
 
     @classmethod
     def preload_rules(cls, case: Case, options: dict[str, Any]) -> dict[str, Any] | None:
@@ -232,23 +240,32 @@ class YaraScan(Analyzer):
         if size > max_size:
             raise Skip(f"{size} bytes is over the YARA size limit of {max_size} bytes (option yara_max_size)")
         logical = unit.logical_path or ev.source_path
-        with open(unit.path, "rb") as fh:
-            head = fh.read(16)
+        # a file up to READ_WHOLE is read once: the head for the externals, the scan and the excerpts all use
+        # these bytes (most of a web root is a few KiB); a bigger one is scanned by path (the engines map it)
+        target: Path | bytes
+        if size <= READ_WHOLE:
+            with open(unit.path, "rb") as fh:
+                target = fh.read()  # sized by fstat; a fixed big read size would allocate that much per file
+            head = target[:16]
+        else:
+            target = unit.path
+            with open(unit.path, "rb") as fh:
+                head = fh.read(16)
         externals = file_externals(logical, head, ev.md5)
         # big logs get time in proportion (at least 4 MiB/s), so a slow rule set still finishes them
         timeout = max(int(self.options.get("yara_timeout", DEFAULT_TIMEOUT)), size // (4 * 2**20))
-        matches = compiled.scan(
-            unit.path,
-            externals,
-            timeout=timeout,
-            max_strings=MAX_STRINGS,
-            warn=unit.warn,
-        )
+        matches = compiled.scan(target, externals, timeout=timeout, max_strings=MAX_STRINGS, warn=unit.warn)
         for m in sorted(matches, key=lambda m: (m.namespace, m.rule)):
-            yield self._finding(unit, compiled, m, logical, externals)
+            yield self._finding(unit, compiled, m, logical, externals, target)
 
     def _finding(
-        self, unit: Unit, compiled: CompiledRules, m: Match, logical: str, externals: dict[str, str]
+        self,
+        unit: Unit,
+        compiled: CompiledRules,
+        m: Match,
+        logical: str,
+        externals: dict[str, str],
+        source: Path | bytes,
     ) -> Finding:
         ev = unit.evidence
         st = compiled.file_of(m.namespace)
@@ -258,7 +275,7 @@ class YaraScan(Analyzer):
         name = PureWindowsPath(logical.replace("/", "\\")).name or logical
         description = " ".join(str(meta.get("description", "")).split())
         rule = yara_rule_meta(m.rule, meta, own, severity, m.tags)
-        strings = _read_excerpts(unit.path, m)
+        strings = _read_excerpts(source, m)
         shown = ", ".join(f"{s['id']}@{s['offset']}" for s in strings[:5])
         attrs: dict[str, Any] = {
             "rule": m.rule,

@@ -1,10 +1,11 @@
 """One small adapter over the two YARA engines: compile rule files with fallback, cache, scan.
 
-``yara-x`` is the primary engine: it scans faster than ``yara-python``/libyara (1.5-2x on the project's rules over
-web pages, 3-5x on big binaries, about even on signature-base's log rules over IIS logs; see
-``benchmarks/yara_scan.py``) but compiles 5-10x slower, so compiled sets are cached on disk under a hash of the
-rule bytes, the engine versions and the fallback order, and each worker process compiles (or loads) once. A rule
-file is compiled on its own terms:
+``yara-x`` is the primary engine, chosen by measurement (``benchmarks/yara_scan.py --decide``: each rule file
+alone in both engines over a generated 6,000-file web root): it needs 2.5x less CPU than ``yara-python``/libyara on
+the project's rules and 2.3x less with the corpus's signature-base and NSA sets, and no rule file measured is
+faster in libyara; 3-5x on big binaries. It compiles 5-10x slower, so compiled sets are cached on disk under a
+hash of the rule bytes, the engine versions, the externals and the fallback order, compiled once (the command's
+``preload_rules`` for ``--yara`` sets) and loaded by every worker. A rule file is compiled on its own terms:
 
 1. with the preferred engine (``yara-x`` unless asked otherwise);
 2. if that engine rejects it, with the other engine (``yara-python``, when installed);
@@ -33,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -381,6 +382,8 @@ class CompiledRules:
 
 def engine_order(engine: str = YARA_X, fallback: str = OTHER_ENGINE) -> tuple[str, ...]:
     """The engines a rule file is tried with, in order (see the module docstring)."""
+    if engine == YARA_X_RELAXED:  # one yara-x set taking libyara's regex dialect (scanners that take one set)
+        return (YARA_X_RELAXED,)
     if engine not in ENGINES:
         raise ValueError(f"unknown YARA engine {engine!r}; choose from {', '.join(ENGINES)}")
     if fallback not in FALLBACKS:
@@ -447,9 +450,12 @@ def compile_rules(files: Sequence[RuleFile], engine: str = YARA_X, fallback: str
 
 # -- the on-disk cache -------------------------------------------------------------------------------------
 def default_cache_dir() -> Path:
-    """``$TRIAGE_YARA_CACHE``, else ``$XDG_CACHE_HOME/triage/yara``, else ``~/.cache/triage/yara``."""
+    """``$TRIAGE_YARA_CACHE``, else ``$TRIAGE_CACHE_DIR/yara``, else ``$XDG_CACHE_HOME/triage/yara``, else
+    ``~/.cache/triage/yara``."""
     if os.environ.get("TRIAGE_YARA_CACHE"):
         return Path(os.environ["TRIAGE_YARA_CACHE"])
+    if os.environ.get("TRIAGE_CACHE_DIR"):  # the project's one cache folder (sigma, volatility) holds this too
+        return Path(os.environ["TRIAGE_CACHE_DIR"]) / "yara"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "triage" / "yara"
 
@@ -581,6 +587,14 @@ def file_type(head: bytes) -> str:
     return "UNKNOWN"
 
 
+def _windows_name(win: str) -> str:
+    """The last part of a Windows path (``PureWindowsPath(win).name``) by string operations: called per file."""
+    tail = win.rstrip("\\").rsplit("\\", 1)[-1]
+    if len(tail) >= 2 and tail[1] == ":":  # a drive-relative path ("C:name") or a bare drive
+        tail = tail[2:]
+    return tail
+
+
 def file_externals(logical_path: str, head: bytes = b"", md5: str | None = None, owner: str = "") -> dict[str, str]:
     """Externals as signature-base rules expect them, from the path on the source host.
 
@@ -589,8 +603,9 @@ def file_externals(logical_path: str, head: bytes = b"", md5: str | None = None,
     record file owners, so ``owner`` is empty unless given.
     """
     win = logical_path.replace("/", "\\")
-    name = PureWindowsPath(win).name if win else ""
-    suffix = PurePosixPath(name).suffix.lower() if name else ""
+    name = _windows_name(win)
+    dot = name.rfind(".")
+    suffix = name[dot:].lower() if 0 < dot < len(name) - 1 else ""  # as PurePath.suffix, without its parsing
     return {
         "filename": name,
         "filepath": win,

@@ -188,3 +188,77 @@ def test_namespaces_stay_unique_across_sets(tmp_path: Path) -> None:
     assert [f.namespace for f in files] == ["yara/apt", "yara/apt#2"]
     compiled = compile_rules(files)
     assert sorted(m.namespace for m in compiled.scan(b"marker-good")) == ["yara/apt", "yara/apt#2"]
+
+
+@pytest.mark.parametrize("damage", ["truncated part", "missing part", "garbled index"])
+def test_a_corrupt_cache_entry_is_ignored_with_a_warning_and_rebuilt(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = _rules_dir(tmp_path, {"a_good.yar": GOOD, "b_legacy.yar": YARAX_REJECTS})
+    cache = tmp_path / "cache"
+    files = find_rule_files([d], "third_party")
+    key = ruleset_key(files, YARA_X)
+    load_rules(files, cache_dir=cache)
+    blob = sorted(cache.glob(f"{key}.*.bin"))[0]
+    if damage == "truncated part":
+        blob.write_bytes(blob.read_bytes()[:20])
+    elif damage == "missing part":
+        blob.unlink()
+    else:
+        (cache / f"{key}.json").write_text("{not json")
+    with caplog.at_level("WARNING", logger=engine.__name__):
+        again = load_rules(find_rule_files([d], "third_party"), cache_dir=cache)
+    assert again.cache["hit"] is False  # compiled, not loaded from the damaged entry
+    assert any("unusable" in r.getMessage() and key in r.getMessage() for r in caplog.records)
+    assert sorted(m.rule for m in again.scan(b"marker-good ${$x}")) == ["Good_Rule", "Legacy_Regex"]
+    rebuilt = load_rules(find_rule_files([d], "third_party"), cache_dir=cache)  # the entry was written again
+    assert rebuilt.cache["hit"] is True
+    assert sorted(m.rule for m in rebuilt.scan(b"marker-good ${$x}")) == ["Good_Rule", "Legacy_Regex"]
+
+
+def test_cache_key_follows_rule_bytes_engine_version_and_externals(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    d = _rules_dir(tmp_path, {"a_good.yar": GOOD})
+    files = find_rule_files([d], "third_party")
+    base = ruleset_key(files, YARA_X)
+    assert ruleset_key(files, YARA_PYTHON) != base
+    monkeypatch.setattr(engine, "engine_versions", lambda: {YARA_X: "0.0.1", YARA_PYTHON: "4.5.4"})
+    assert ruleset_key(files, YARA_X) != base  # an engine upgrade never loads the old engine's blob
+    monkeypatch.undo()
+    monkeypatch.setattr(engine, "EXTERNALS", (*engine.EXTERNALS, "sha256"))
+    assert ruleset_key(files, YARA_X) != base
+    monkeypatch.undo()
+    (d / "a_good.yar").write_bytes(GOOD + b"\n")
+    assert ruleset_key(find_rule_files([d], "third_party"), YARA_X) != base
+
+
+def test_fingerprint_follows_rule_edits_on_the_same_object(tmp_path: Path) -> None:
+    """One analyzer object (a long-lived worker) sees a rule edited between runs; within a run it is asked once."""
+    from analyzers.yara.content import YaraScan
+
+    d = _rules_dir(tmp_path, {"a_good.yar": GOOD})
+    scan = YaraScan({"yara": [str(d)]})
+    first = scan.run_fingerprint("run-1")
+    (d / "a_good.yar").write_bytes(GOOD.replace(b"marker-good", b"marker-new"))
+    assert scan.run_fingerprint("run-1") == first  # the rules loaded at the run's start
+    assert scan.run_fingerprint("run-2") != first
+    assert scan.fingerprint() != YaraScan({}).fingerprint()
+
+
+def test_excerpts_from_bytes_read_once_equal_those_read_from_the_file(tmp_path: Path) -> None:
+    """Small files are scanned from the bytes read once, big ones by path: the matches and excerpts agree."""
+    from analyzers.yara.content import _read_excerpts
+
+    d = _rules_dir(tmp_path, {"a_good.yar": GOOD})
+    compiled = compile_rules(find_rule_files([d], "third_party"))
+    page = tmp_path / "page.aspx"
+    data = b"\x00\xffhead " * 100 + b"marker-good" + b" tail\\x" * 50
+    page.write_bytes(data)
+    by_bytes = compiled.scan(data)
+    by_path = compiled.scan(page)
+    assert [(m.rule, [(h.offset, h.length) for h in m.strings]) for m in by_bytes] == [
+        (m.rule, [(h.offset, h.length) for h in m.strings]) for m in by_path
+    ] == [("Good_Rule", [(700, 11)])]
+    assert _read_excerpts(data, by_bytes[0]) == _read_excerpts(page, by_path[0])
+    assert _read_excerpts(data, by_bytes[0])[0]["data"] == "marker-good"

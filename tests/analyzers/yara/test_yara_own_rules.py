@@ -94,3 +94,29 @@ def test_engines_agree_on_strings(compiled_own) -> None:
             mine = {(m.rule, tuple((h.identifier, h.offset) for h in m.strings)) for m in compiled_own.scan(data)}
             theirs = {(m.rule, tuple((h.identifier, h.offset) for h in m.strings)) for m in other.scan(data)}
             assert mine == theirs
+
+
+def test_every_engine_choice_gives_the_same_matches_on_samples() -> None:
+    """The default engine (yara-x, relaxed-first), yara-python first and yara-x alone report the same (sample,
+    rule) pairs over the web shell family samples, their variants, the benign look-alikes and the rule samples,
+    with file externals set, so choosing the engine by speed never changes a verdict."""
+    from analyzers.yara.engine import OTHER_ENGINE, RELAXED_FIRST, YARA_X_RELAXED, file_externals
+    from triage.testing.webshells import benign_samples, family_samples, variants
+
+    items = [(f"family/{s.name}", s.data) for s in (*family_samples(), *variants(2), *benign_samples())]
+    items += [(f"{rid}/{i}", data) for rid, s in SAMPLES.items() for i, data in enumerate(s["positive"])]
+    results = {}
+    for label, engine, fallback in (
+        ("default", YARA_X, RELAXED_FIRST),
+        ("yara-python", YARA_PYTHON, OTHER_ENGINE),
+        ("yara-x relaxed only", YARA_X_RELAXED, RELAXED_FIRST),
+    ):
+        compiled = compile_rules(FILES, engine=engine, fallback=fallback)
+        assert not compiled.skipped
+        found = set()
+        for name, data in items:
+            ext = file_externals(f"C:/inetpub/wwwroot/aspnet_client/{name.rsplit('/', 1)[-1]}", data[:16])
+            found |= {(name, m.rule, m.string_count) for m in compiled.scan(data, ext)}
+        results[label] = found
+    assert len(results["default"]) > 40  # the samples really match (a vacuous agreement proves nothing)
+    assert results["default"] == results["yara-python"] == results["yara-x relaxed only"]

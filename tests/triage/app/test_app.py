@@ -138,7 +138,11 @@ def test_usage_errors_come_before_anything_is_opened(tmp_path: Path, progress: R
         app.verify(app.VerifyRequest(tmp_path, ("not-a-hash",)), progress)
     with pytest.raises(UsageError, match="is not a case folder"):
         app.report(app.ReportRequest(tmp_path))
-    assert app.analyzer_options(app.RuleInputs(yara=(str(tmp_path),))) == {"yara": {"yara": [str(tmp_path)]}}
+    # --yara feeds the file scan and the raw memory scan (issue 15)
+    assert app.analyzer_options(app.RuleInputs(yara=(str(tmp_path),))) == {
+        "memory": {"yara": [str(tmp_path)]},
+        "yara": {"yara": [str(tmp_path)]},
+    }
     assert progress.messages == [] and progress.bars == []
 
 
