@@ -52,6 +52,39 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+# examples under each subcommand's --help (what an examiner types most; formats described in the README)
+EXAMPLES = {
+    "collect": [
+        "triage collect /mnt/ex01.E01 --case cases/EX01 --examiner 'A. Examiner'   # an acquired disk image",
+        "triage collect kape_output/ --case cases/EX01   # a KAPE or Velociraptor collection, or a plain folder",
+        "triage collect EX01-memory.raw --as memory --case cases/EX01 --host EX01",
+    ],
+    "analyze": [
+        "triage analyze cases/EX01 -j 2",
+        "triage analyze cases/EX01 --only eventlog --sigma sigma/rules/windows   # add a third-party Sigma set",
+        "triage analyze cases/EX01 --only yara --yara signature-base/yara --force",
+    ],
+    "report": [
+        "triage report cases/EX01 --fail-on high   # exit code 1 when a finding is at or above high",
+        "triage report fleet/ -j 2   # a fleet folder: one report per host plus the fleet page",
+    ],
+    "run": [
+        "triage run /mnt/ex01.E01 EX01-memory.raw --case cases/EX01 --examiner 'A. Examiner'",
+        "triage run hosts/*.E01 --case fleet/ -j 2   # several hosts: a fleet folder",
+    ],
+    "verify": [
+        "triage verify cases/EX01",
+        "triage verify cases/EX01 --head 3f1c...   # the custody head printed when the case was handed over",
+        "triage verify cases/EX01 --ca agency-ca.pem   # also check the seal's certificate chain",
+    ],
+    "list": ["triage list", "triage list --plugin my_analyzer.py --json"],
+    "timeline": [
+        "triage timeline cases/EX01   # CASE/timeline: Timesketch JSONL and plaso-style CSV",
+        "triage timeline cases/EX01 --from 2021-03-02 --to 2021-03-04 --format timesketch --out /tmp/ex01-tl",
+    ],
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -238,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     li = sub.add_parser("list", parents=[common], help="list analyzers and artifact families")
     li.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE")
     _add_seal_and_export(sub, common, v)
+    for name, lines in EXAMPLES.items():
+        parser = sub.choices[name]
+        if parser.epilog is None:
+            parser.formatter_class = argparse.RawDescriptionHelpFormatter
+            parser.epilog = "examples:\n" + "\n".join(f"  {line}" for line in lines)
     return p
 
 
@@ -247,7 +285,7 @@ def _add_seal_and_export(
     verify: argparse.ArgumentParser,
 ) -> None:
     """The ``seal`` and ``export`` subcommands and verify's ``--ca`` (Sealing and handing over a case)."""
-    from triage.seal import PASSPHRASE_ENV
+    from triage.seal_names import PASSPHRASE_ENV
 
     verify.add_argument(
         "--ca",
@@ -781,7 +819,7 @@ def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
 
 def _passphrase() -> bytes | None:
     """The seal key's passphrase: from the environment, else asked on the terminal (never an argument)."""
-    from triage.seal import PASSPHRASE_ENV
+    from triage.seal_names import PASSPHRASE_ENV
 
     if os.environ.get(PASSPHRASE_ENV):
         return os.environ[PASSPHRASE_ENV].encode()

@@ -36,6 +36,7 @@ from triage import TOOL_NAME, __version__
 from triage.custody import utcnow
 from triage.errors import UsageError
 from triage.hashing import hash_file, sha256_bytes
+from triage.seal_names import PASSPHRASE_ENV  # re-exported: the CLI reads it without importing cryptography
 
 SEAL_DIR = "seal"
 SEAL_JSON = "seal/seal.json"
@@ -44,7 +45,6 @@ RAW_SIGNATURE = "seal/seal.json.sig"
 PUBLIC_KEY = "seal/seal.pub.pem"
 SEAL_FILES = (SEAL_JSON, CMS_SIGNATURE, RAW_SIGNATURE, PUBLIC_KEY)
 SEAL_FORMAT = "triage-seal/1"
-PASSPHRASE_ENV = "TRIAGE_SEAL_PASSPHRASE"  # the key's passphrase; never an argument (process lists show those)
 SEALED_DIRS = ("report", "results", "runs")  # files written after collection, hashed one by one in the seal
 # events that only read the case: never "after the seal", and left out of the tail of an exported custody log
 READ_ONLY_ACTIONS = frozenset({"verify", "export"})

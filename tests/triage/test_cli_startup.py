@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = ("pandas", "pyarrow", "numpy", "yara", "yara_x", "evtx", "rich", "openpyxl", "jinja2", "stix2")
+HEAVY = ("pandas", "pyarrow", "numpy", "yara", "yara_x", "evtx", "rich", "openpyxl", "jinja2", "stix2", "cryptography")
 
 PROBE = """
 import json, sys
