@@ -6,9 +6,11 @@ files into the case *before* it returns, so an executor only moves small run rec
 lost worker or a failed cluster never loses a finished result, and a rerun resumes.
 
 ``LocalPoolExecutor(jobs)``
-    serial when ``jobs <= 1``, else a fork process pool. A worker that dies breaks the pool; the
-    units not reported yet are then rerun one by one in fresh single-worker pools, so only a unit
-    that kills its own process ends as an ``error`` record.
+    a pool of forked worker processes (one even when ``jobs <= 1``). A unit whose worker dies is tried once more
+    on a fresh worker, then recorded as an ``error``. It also runs batch units (several small artifacts in one
+    task): the worker reports each artifact as it starts and each finished row, so when it dies (or passes a
+    bound) the finished rows are written as their own batch, the artifact in flight becomes a single unit and
+    the rest run on as a new batch.
 
 ``DaskExecutor(address)`` / ``DaskExecutor(local_workers=N)``
     a ``distributed.Client`` on a running scheduler (``tcp://HOST:PORT``) or on a

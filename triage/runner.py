@@ -1,10 +1,13 @@
 """Runs (analyzer x evidence) units resumably, in a local process pool or on a dask cluster.
 
-Each unit (:mod:`triage.unitrun`) writes ``results/<analyzer>/<evidence_id>.parquet`` and then ``.run.json``
-(both via a temporary file and an atomic rename), so a run killed half way leaves only whole results, and the
-next run skips every unit that finished. Units reach the executors as typed :class:`triage.tasks.UnitTask`
-records. A crashing analyzer, or a worker that dies, becomes an
-``error`` run record with its traceback; the findings it had yielded before are kept.
+Units are sized to the work: small artifacts of one analyzer run together as a batch (:class:`BatchLimits`),
+big ones and host-scope units alone. A single unit (:mod:`triage.unitrun`) writes
+``results/<analyzer>/<evidence_id>.parquet`` (when it has findings) and then ``.run.json``; a batch writes one
+``<batch_id>.parquet`` and a ``<batch_id>.batch.json`` with a row per artifact (layout: :mod:`triage.results`).
+Every file goes through a temporary file and an atomic rename, so a run killed half way leaves only whole
+results, and the next run skips every artifact whose row is done. Units reach the executors as typed
+:class:`triage.tasks.UnitTask` records. A crashing analyzer, or a worker that dies, becomes an ``error`` row
+with its traceback for that artifact only; the findings it had yielded before are kept.
 """
 
 from __future__ import annotations
@@ -177,6 +180,10 @@ class BatchLimits:
     bytes: int = 64 << 20
     alone_bytes: int = 16 << 20
     per_worker: int = 4
+
+
+# the sizing every analyze uses unless told otherwise (tests and the benchmark set their own)
+DEFAULT_BATCHING = BatchLimits()
 
 
 def _batches(rows: list[ManifestRow], limits: BatchLimits, workers: int) -> list[list[ManifestRow]]:
@@ -382,7 +389,7 @@ def analyze_cases(
     limits = limits or getattr(executor, "limits", None) or UnitLimits()
     # batches where the executor runs them (the local pool); dask counts a worker's death against a whole task
     if batching is None:
-        batching = BatchLimits() if getattr(executor, "batches", executor is None) else BatchLimits(count=1)
+        batching = DEFAULT_BATCHING if getattr(executor, "batches", executor is None) else BatchLimits(count=1)
     workers = int((executor.describe().get("workers") if executor is not None else jobs) or jobs or 1)
     # plugin files by absolute path: dask workers import them with another working directory
     plugins = tuple(os.path.abspath(p) if p.endswith(".py") and os.path.isfile(p) else p for p in plugins)
