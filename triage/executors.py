@@ -788,7 +788,8 @@ class DaskExecutor(Executor):
 
     @property
     def address(self) -> str:
-        return str(self._client.scheduler.address) if self._client is not None else ""
+        # a client that gave up reconnecting (the scheduler died) has no scheduler left
+        return str(getattr(getattr(self._client, "scheduler", None), "address", "") or "")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -980,7 +981,8 @@ class DaskExecutor(Executor):
                         "command to resume",
                     )
             for fut in running:
-                fut.cancel()
+                with contextlib.suppress(Exception):  # the client may be closed already (the scheduler died)
+                    fut.cancel()
 
     def _drop_instances(self) -> None:
         """Free cached analyzers in the worker threads that made them (yara-x objects must not cross threads)."""
