@@ -489,6 +489,12 @@ class LocalPoolExecutor(Executor):
         def feed(slot: _Slot) -> None:
             """Keep PIPELINE units queued at the worker, so it never waits for this process between units."""
             while pending and len(slot.queue) < PIPELINE and slot.sent < TASKS_PER_WORKER:
+                # a big message (a batch, a host group) goes only to an idle worker, and nothing queues behind a
+                # batch: sent to a busy worker it can fill the pipe while the worker fills ours with its rows,
+                # and each would wait for the other
+                head, last = pending[0].spec, slot.queue[-1].spec if slot.queue else None
+                if last is not None and (head.batch is not None or head.members is not None or last.batch is not None):
+                    return
                 t = pending.popleft()
                 if tries.get(t.key):  # a retry: the dead worker may have written the unit's files first
                     rec = finished(t)
