@@ -30,6 +30,7 @@ from triage import TOOL_NAME, __version__
 from triage.custody import CustodyLog, canonical, kill_point, strict_json, utcnow
 from triage.errors import CollectionFailed, IntegrityError, UsageError
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, hash_file, sha256_bytes
+from triage.results import unit_records
 
 log = logging.getLogger(__name__)
 
@@ -384,20 +385,17 @@ class Case:
     def result_hashes(self, analyzers: list[str]) -> dict[str, str]:
         """sha256 of every result file of these analyzers, for the run record (which custody hashes).
 
-        A unit's parquet is listed with the hash its ``.run.json`` gives (the worker hashed it while writing),
-        so a file replaced since its unit ran is never blessed by a later run, and thousands of results are not
-        read again; other files (the records themselves, side tables) are hashed. Temporary files are left out.
+        A unit's (or batch's) parquet is listed with the hash its record gives (the worker hashed it while
+        writing), so a file replaced since its unit ran is never blessed by a later run, and thousands of results
+        are not read again; other files (the records themselves, side tables) are hashed. Temporary files are
+        left out.
         """
         out: dict[str, str] = {}
         for name in analyzers:
             root = self.path / "results" / name
             recorded: dict[str, str] = {}
-            for run in root.glob("*.run.json"):
-                try:
-                    rec = json.loads(run.read_text(encoding="utf-8"))
-                    rel, digest = rec.get("result_path"), rec.get("result_sha256")
-                except (OSError, ValueError, AttributeError):
-                    continue
+            for _path, rec in unit_records(self.path, [name]):
+                rel, digest = rec.get("result_path"), rec.get("result_sha256")
                 if isinstance(rel, str) and isinstance(digest, str) and rel and digest:
                     recorded[rel] = digest
             for dirpath, _dirs, files in os.walk(root):

@@ -6,9 +6,11 @@ files into the case *before* it returns, so an executor only moves small run rec
 lost worker or a failed cluster never loses a finished result, and a rerun resumes.
 
 ``LocalPoolExecutor(jobs)``
-    serial when ``jobs <= 1``, else a fork process pool. A worker that dies breaks the pool; the
-    units not reported yet are then rerun one by one in fresh single-worker pools, so only a unit
-    that kills its own process ends as an ``error`` record.
+    a pool of forked worker processes (one even when ``jobs <= 1``). A unit whose worker dies is tried once more
+    on a fresh worker, then recorded as an ``error``. It also runs batch units (several small artifacts in one
+    task): the worker reports each artifact as it starts and each finished row, so when it dies (or passes a
+    bound) the finished rows are written as their own batch, the artifact in flight becomes a single unit and
+    the rest run on as a new batch.
 
 ``DaskExecutor(address)`` / ``DaskExecutor(local_workers=N)``
     a ``distributed.Client`` on a running scheduler (``tcp://HOST:PORT``) or on a
@@ -45,7 +47,16 @@ from typing import Any
 
 from triage.errors import UsageError
 from triage.tasks import ProgressSink, UnitSpec, UnitTask, set_worker, worker_id
-from triage.unitrun import _died_record, drop_instances, result_paths, run_unit
+from triage.unitrun import (
+    _died_record,
+    batch_paths,
+    drop_instances,
+    record_rows,
+    result_paths,
+    run_unit,
+    write_batch,
+    write_single,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +78,18 @@ class UnitKilled(Exception):
 
 
 def _recorded(spec: UnitSpec) -> dict[str, Any] | None:
-    """The unit's record if this run already wrote it (dask recomputing a unit this run finished)."""
+    """The unit's (or batch's) record if this run already wrote it (dask recomputing a unit this run finished)."""
+    case_dir = Path(spec.case_dir)
+    path = (
+        batch_paths(case_dir, spec.analyzer, spec.batch_id)[1]
+        if spec.batch is not None
+        else result_paths(case_dir, spec.analyzer, spec.evidence_id)[1]
+    )
     try:
-        rec = json.loads(result_paths(Path(spec.case_dir), spec.analyzer, spec.evidence_id)[1].read_text())
+        rec = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return dict(rec) if spec.run_id and rec.get("run_id") == spec.run_id else None
+    return dict(rec) if isinstance(rec, dict) and spec.run_id and rec.get("run_id") == spec.run_id else None
 
 
 def _run_unit_once(spec: UnitSpec) -> dict[str, Any]:
@@ -98,24 +115,29 @@ def _run_unit_bounded(spec: UnitSpec, limits: tuple[float, int] = (0.0, 0), time
     task = UnitTask(key="unit", spec=spec, time_limit=time_limit)
     got: list[dict[str, Any]] = []
 
-    def failed(t: UnitTask, why: str) -> None:  # the unit's error record, as the local pool writes it
+    def failed(t: UnitTask, why: str) -> None:  # the unit's error records, as the local pool writes them
         from triage.case import ManifestRow
         from triage.registry import analyzers, discover
 
         cls = analyzers().get(spec.analyzer) or discover(spec.plugins)[spec.analyzer]
-        got.append(_died_record(Path(spec.case_dir), cls, ManifestRow(**spec.evidence), why, spec.run_id, worker_id()))
+        for row in t.spec.artifacts:
+            got.append(_died_record(Path(spec.case_dir), cls, ManifestRow(**row), why, spec.run_id, worker_id()))
 
     pool = LocalPoolExecutor(1, UnitLimits(time_s=limits[0], memory_bytes=limits[1]), label=worker_id())
     pool.run([task], on_result=lambda t, r: got.append(r), on_failed=failed, finished=lambda t: None)
     if not got:
         raise UnitKilled(WORKER_DIED)
-    return got[0]
+    if spec.batch is None and len(got) == 1:
+        return got[0]
+    # a batch (split when an artifact killed the child): every row written, under one answer for the client
+    return {"analyzer": spec.analyzer, "batch_id": spec.batch_id, "units": [u for r in got for u in record_rows(r)]}
 
 
 class Executor:
     """Runs unit tasks and reports each one exactly once through ``on_result`` or ``on_failed``."""
 
     kind = "base"
+    batches = False  # whether the runner may hand it batch units (several small artifacts in one task)
 
     def preflight(self, cases: Sequence[tuple[str, str]], plugins: Sequence[str] = ()) -> None:
         """Check the workers can read every ``(case_dir, case.json sha256)``; raise UsageError if not.
@@ -282,6 +304,14 @@ def _progress_sender(conn: Any, key: str) -> ProgressSink:
     return send
 
 
+def _item_sender(conn: Any, key: str) -> Callable[[str], None]:
+    return lambda eid: conn.send(("item", key, eid))
+
+
+def _row_sender(conn: Any, key: str) -> Callable[[dict[str, Any], list[Any]], None]:
+    return lambda rec, found: conn.send(("row", key, rec, found))
+
+
 def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "") -> None:
     """A pool worker: run units sent over ``conn`` until told to stop, one at a time."""
     die_with_parent(parent_pid)
@@ -301,11 +331,14 @@ def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "") -> No
         key, spec = msg
         conn.send(("start", key))  # from here on, a death or a limit is this unit's
         try:
-            rec = run_unit(spec, on_progress=_progress_sender(conn, key))
+            # a batch: the parent learns which artifact runs (a death or a limit is that one's) and keeps the
+            # finished rows, so a death costs only the artifact in flight
+            progress, item, row = _progress_sender(conn, key), _item_sender(conn, key), _row_sender(conn, key)
+            rec = run_unit(spec, on_progress=progress, on_item=item, on_row=row)
         except BaseException as exc:  # run_unit records analyzer errors; this is its own failure
             conn.send(("failed", key, f"{type(exc).__name__}: {exc}", True))
             return
-        retire = "MemoryError" in str(rec.get("message", ""))
+        retire = any("MemoryError" in str(r.get("message", "")) for r in record_rows(rec))
         conn.send(("done", key, rec, retire))
         if retire:  # its heap may be fragmented or half-freed: the pool starts a fresh worker
             return
@@ -352,6 +385,8 @@ class _Slot:
     baseline: int = 0  # anonymous memory when the unit started
     time_limit: float = 0.0
     sent: int = 0
+    item: str = ""  # a batch: the artifact running now ("" between artifacts)
+    rows: list[tuple[dict[str, Any], list[Any]]] = field(default_factory=list)  # a batch: its finished rows
 
 
 def _signal_text(code: int | None) -> str:
@@ -375,6 +410,7 @@ class LocalPoolExecutor(Executor):
     """
 
     kind = "local"
+    batches = True  # a batch's worker death is split here: only the artifact in flight pays for it
 
     def __init__(self, jobs: int = 1, limits: UnitLimits | None = None, *, label: str = "") -> None:
         self.jobs = clamp_jobs(jobs)
@@ -453,6 +489,12 @@ class LocalPoolExecutor(Executor):
         def feed(slot: _Slot) -> None:
             """Keep PIPELINE units queued at the worker, so it never waits for this process between units."""
             while pending and len(slot.queue) < PIPELINE and slot.sent < TASKS_PER_WORKER:
+                # a big message (a batch, a host group) goes only to an idle worker, and nothing queues behind a
+                # batch: sent to a busy worker it can fill the pipe while the worker fills ours with its rows,
+                # and each would wait for the other
+                head, last = pending[0].spec, slot.queue[-1].spec if slot.queue else None
+                if last is not None and (head.batch is not None or head.members is not None or last.batch is not None):
+                    return
                 t = pending.popleft()
                 if tries.get(t.key):  # a retry: the dead worker may have written the unit's files first
                     rec = finished(t)
@@ -486,11 +528,21 @@ class LocalPoolExecutor(Executor):
         def lost(slot: _Slot, why: str, retry: bool) -> None:
             """The worker died, or is killed here past a bound: record or retry its running unit."""
             t = slot.queue[0] if slot.running else None
+            item, rows = slot.item, slot.rows
             retire(slot, kill=True)
             if t is None:  # it died between units: nothing to blame, the queued units run elsewhere
                 log.warning("a worker ended between units (%s)", why)
                 return
             self._clean(t, slot.proc.pid)
+            if t.spec.batch is not None and (item or rows):
+                whole = _recorded(t.spec)  # it died after writing the whole batch
+                if whole is not None:
+                    on_result(t, whole)
+                else:
+                    with contextlib.suppress(OSError):  # a findings file whose record was never written
+                        batch_paths(Path(t.case_dir), t.analyzer, t.spec.batch_id)[0].unlink()
+                    split(t, item, rows, why, retry)
+                return
             n = tries[t.key] = tries.get(t.key, 0) + 1
             if retry and n <= WORKER_RETRIES:
                 log.warning("%s on %s: %s; trying once more", t.analyzer, t.evidence_id, why)
@@ -501,6 +553,31 @@ class LocalPoolExecutor(Executor):
                 on_result(t, rec)
             else:
                 on_failed(t, why + (f" ({n} times)" if n > 1 else ""))
+
+        def split(t: UnitTask, item: str, rows: list[tuple[dict[str, Any], list[Any]]], why: str, retry: bool) -> None:
+            """A batch's worker died (or was killed past a bound) in artifact ``item``: the rows it finished are
+            written here as a batch of their own, ``item`` becomes a single unit (tried once more after a death,
+            an error past a bound), the artifacts not started run on as a new batch."""
+            by_id = {str(r["artifact_id"]): r for r in t.spec.artifacts}
+            done = [str(rec["evidence_id"]) for rec, _ in rows]
+            rest = [r for eid, r in by_id.items() if eid not in done and eid != item]
+            if rest:
+                pending.appendleft(t.part(rest, "r"))
+            if item in by_id:
+                culprit = t.part([by_id[item]], "c")
+                n = tries[culprit.key] = 1
+                if retry and n <= WORKER_RETRIES:
+                    log.warning("%s on %s: %s; trying once more", t.analyzer, item, why)
+                    pending.appendleft(culprit)
+                else:
+                    on_failed(culprit, why)
+            if rows:
+                part = t.part([by_id[eid] for eid in done], "d")
+                if part.spec.batch is None:  # one finished row: a single unit's files
+                    rec = write_single(Path(t.case_dir), dict(rows[0][0]), list(rows[0][1]))
+                else:
+                    rec = write_batch(part.spec, rows)
+                on_result(part, rec)
 
         def receive(slot: _Slot) -> None:
             """Handle what the worker said; notice when it is gone."""
@@ -520,9 +597,18 @@ class LocalPoolExecutor(Executor):
                     slot.running, slot.started = True, time.monotonic()
                     slot.time_limit = head.time_limit if head.time_limit >= 0 else self.limits.time_s
                     slot.baseline = _anon_rss(slot.proc.pid) or 0
+                    slot.item, slot.rows = "", []
+                    continue
+                if msg[0] == "item":  # a batch's next artifact: the time and memory bounds are per artifact
+                    slot.item, slot.started = msg[2], time.monotonic()
+                    slot.baseline = _anon_rss(slot.proc.pid) or 0
+                    continue
+                if msg[0] == "row":
+                    slot.rows.append((msg[2], msg[3]))
+                    slot.item = ""
                     continue
                 t = slot.queue.popleft()
-                slot.running = False
+                slot.running, slot.item, slot.rows = False, "", []
                 if msg[0] == "done":
                     on_result(t, msg[2])
                 else:
@@ -708,7 +794,8 @@ class DaskExecutor(Executor):
 
     @property
     def address(self) -> str:
-        return str(self._client.scheduler.address) if self._client is not None else ""
+        # a client that gave up reconnecting (the scheduler died) has no scheduler left
+        return str(getattr(getattr(self._client, "scheduler", None), "address", "") or "")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -900,7 +987,8 @@ class DaskExecutor(Executor):
                         "command to resume",
                     )
             for fut in running:
-                fut.cancel()
+                with contextlib.suppress(Exception):  # the client may be closed already (the scheduler died)
+                    fut.cancel()
 
     def _drop_instances(self) -> None:
         """Free cached analyzers in the worker threads that made them (yara-x objects must not cross threads)."""

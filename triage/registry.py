@@ -210,6 +210,9 @@ class Analyzer:
     # 'artifact': one unit per evidence item; 'host': one unit per host over all its consumed items
     # (for checks that join files, such as log age per folder or a request traced across logs)
     scope: ClassVar[str] = "artifact"
+    # whether the runner may run several small artifacts of this analyzer in one batch unit (one worker, one
+    # result file; triage.runner). False for an analyzer whose every artifact is big or long (memory images)
+    batch: ClassVar[bool] = True
     # seconds one unit may take by default; None: the runner's default (an explicit --unit-time-limit wins)
     unit_time_limit: ClassVar[float | None] = None
     # which of its findings carry host facts (host name, OS and Exchange builds ...) under which attribute

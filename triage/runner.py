@@ -1,14 +1,18 @@
 """Runs (analyzer x evidence) units resumably, in a local process pool or on a dask cluster.
 
-Each unit (:mod:`triage.unitrun`) writes ``results/<analyzer>/<evidence_id>.parquet`` and then ``.run.json``
-(both via a temporary file and an atomic rename), so a run killed half way leaves only whole results, and the
-next run skips every unit that finished. Units reach the executors as typed :class:`triage.tasks.UnitTask`
-records. A crashing analyzer, or a worker that dies, becomes an
-``error`` run record with its traceback; the findings it had yielded before are kept.
+Units are sized to the work: small artifacts of one analyzer run together as a batch (:class:`BatchLimits`),
+big ones and host-scope units alone. A single unit (:mod:`triage.unitrun`) writes
+``results/<analyzer>/<evidence_id>.parquet`` (when it has findings) and then ``.run.json``; a batch writes one
+``<batch_id>.parquet`` and a ``<batch_id>.batch.json`` with a row per artifact (layout: :mod:`triage.results`).
+Every file goes through a temporary file and an atomic rename, so a run killed half way leaves only whole
+results, and the next run skips every artifact whose row is done. Units reach the executors as typed
+:class:`triage.tasks.UnitTask` records. A crashing analyzer, or a worker that dies, becomes an ``error`` row
+with its traceback for that artifact only; the findings it had yielded before are kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -17,7 +21,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +31,19 @@ from triage.executors import Executor, LocalPoolExecutor, UnitLimits
 from triage.finding import storable_value
 from triage.hashing import hash_file, sha256_bytes
 from triage.registry import Analyzer, analyzers, discover, iter_selected
+from triage.results import BATCH_SUFFIX, UNIT_SUFFIX, unit_records
 from triage.tasks import UnitSpec, UnitTask
-from triage.unitrun import _atomic_write, _died_record, _instance, drop_instances, result_paths, run_unit
+from triage.unitrun import (
+    _atomic_write,
+    _died_record,
+    _instance,
+    batch_paths,
+    drop_instances,
+    record_rows,
+    result_paths,
+    rewrite_batch,
+    run_unit,
+)
 
 __all__ = [
     "AnalyzeSummary",
@@ -71,17 +86,26 @@ class AnalyzeSummary:
 
 
 def _finished(
-    case_dir: Path, analyzer: Analyzer, row: ManifestRow, why: dict[str, str] | None = None, run_id: str = ""
+    case_dir: Path,
+    analyzer: Analyzer,
+    row: ManifestRow,
+    why: dict[str, str] | None = None,
+    run_id: str = "",
+    rec: dict[str, Any] | None = None,
+    hashes: dict[str, str] | None = None,
 ) -> bool:
     """Whether the unit's result on disk may be reused: a finished record of this analyzer, rules and evidence,
     and a result file whose hash is the one the record holds. ``why`` gets the reason a result is not
-    trusted (replaced or deleted), for the custody log."""
+    trusted (replaced or deleted), for the custody log. ``rec``: the artifact's record (single or batch row),
+    else its single-unit record is read; ``hashes`` caches the hash of each result file (a batch's parquet is
+    shared by its rows)."""
     parquet, run = result_paths(case_dir, analyzer.name, row.artifact_id)
-    try:
-        rec = json.loads(run.read_text())
-    except (OSError, ValueError):
-        return False
-    if not (
+    if rec is None:
+        try:
+            rec = json.loads(run.read_text())
+        except (OSError, ValueError):
+            return False
+    if not isinstance(rec, dict) or not (
         rec.get("status") in DONE
         and rec.get("analyzer_version") == analyzer.version
         and rec.get("fingerprint") == analyzer.run_fingerprint(run_id)
@@ -89,12 +113,18 @@ def _finished(
     ):
         return False
     want = rec.get("result_sha256") or ""
-    if not want:  # nothing was written (a skipped unit), or a record of an older version
-        return rec.get("status") == "skipped" or (not rec.get("result_path") and parquet.exists())
-    try:
-        got = hash_file(parquet, ("sha256",))[1]["sha256"]
-    except OSError:
-        got = ""
+    if not want:  # nothing was written (no findings, skipped), or a record of an older version
+        if rec.get("status") == "skipped" or (rec.get("status") == "no_findings" and not rec.get("findings")):
+            return _outputs_intact(case_dir, rec, why)
+        return not rec.get("result_path") and parquet.exists()
+    rel = str(rec.get("result_path") or parquet.relative_to(case_dir).as_posix())
+    hashes = hashes if hashes is not None else {}
+    if rel not in hashes:
+        try:
+            hashes[rel] = hash_file(case_dir / rel, ("sha256",))[1]["sha256"]
+        except OSError:
+            hashes[rel] = ""
+    got = hashes[rel]
     if got != want:
         if why is not None:
             why["problem"] = "deleted" if not got else f"sha256 {got} != recorded {want}"
@@ -135,6 +165,81 @@ def host_group(analyzer: str, host: str, members: list[ManifestRow]) -> Manifest
     )
 
 
+@dataclass(frozen=True)
+class BatchLimits:
+    """How the runner sizes units: small artifacts of one analyzer (and case) run together as one batch.
+
+    A batch holds at most ``count`` artifacts and ``bytes`` of evidence; an artifact of ``alone_bytes`` or more
+    runs as a unit of its own (its bookkeeping is small beside its analysis), as does every artifact of an
+    analyzer that declares ``batch = False`` and every host-scope unit. Batches are also kept small enough that
+    each worker gets about ``per_worker`` of them, so a short list still spreads over the pool. ``count=1``
+    turns batching off.
+    """
+
+    count: int = 256
+    bytes: int = 64 << 20
+    alone_bytes: int = 16 << 20
+    per_worker: int = 4
+
+
+# the sizing every analyze uses unless told otherwise (tests and the benchmark set their own)
+DEFAULT_BATCHING = BatchLimits()
+
+
+def _batches(rows: list[ManifestRow], limits: BatchLimits, workers: int) -> list[list[ManifestRow]]:
+    """``rows`` in units: big artifacts alone, the small ones grouped in manifest order by count and bytes."""
+    small = [r for r in rows if (r.size or 0) < limits.alone_bytes]
+    units: list[list[ManifestRow]] = [[r] for r in rows if (r.size or 0) >= limits.alone_bytes]
+    if limits.count <= 1:
+        return units + [[r] for r in small]
+    # about per_worker batches per worker when there are few artifacts, full batches when there are many
+    count = max(1, min(limits.count, -(-len(small) // max(1, workers * limits.per_worker))))
+    group: list[ManifestRow] = []
+    size = 0
+    for r in small:
+        if group and (len(group) >= count or size + (r.size or 0) > limits.bytes):
+            units.append(group)
+            group, size = [], 0
+        group.append(r)
+        size += r.size or 0
+    if group:
+        units.append(group)
+    return units
+
+
+def _batch_id(analyzer: str, run_id: str, rows: list[ManifestRow]) -> str:
+    digest = hashlib.sha256(f"{analyzer}\x00{run_id}\x00".encode())
+    for r in rows:
+        digest.update(f"{r.artifact_id}\n".encode())
+    return "B" + digest.hexdigest()[:15]
+
+
+def _records_of(case_dir: Path, analyzer: str) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """The record of each artifact that has one in the analyzer's folder (single or batch), by evidence id."""
+    return {str(rec.get("evidence_id")): (path, rec) for path, rec in unit_records(case_dir, [analyzer])}
+
+
+def _drop_old(case: Case, analyzer: str, old: dict[str, tuple[Path, dict[str, Any]]], ids: set[str]) -> None:
+    """Before artifacts run again: their rows leave the batch files that hold them, so each artifact keeps one
+    record (a batch whose rows all go is removed; the others are rewritten without them, atomically). A single
+    unit's files are replaced by the unit itself, or removed here when it now runs in a batch."""
+    by_file: dict[Path, set[str]] = {}
+    for eid in ids:
+        if eid in old:
+            by_file.setdefault(old[eid][0], set()).add(eid)
+    for path, gone in sorted(by_file.items()):
+        rel = path.relative_to(case.path).as_posix()
+        if path.name.endswith(BATCH_SUFFIX):
+            kept = rewrite_batch(case.path, path, gone)
+            case.custody.append("result_superseded", analyzer=analyzer, record=rel, units=len(gone), kept=kept)
+        else:  # a single unit's record (and findings) of an artifact that now runs in a batch
+            parquet = path.with_name(path.name[: -len(UNIT_SUFFIX)] + ".parquet")
+            for f in (parquet, path):
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+            case.custody.append("result_superseded", analyzer=analyzer, record=rel, units=1, kept=0)
+
+
 @dataclass
 class _Planned:
     """One case's share of an analyze_cases call."""
@@ -154,7 +259,9 @@ def _plan(
     plugins: tuple[str, ...],
     options: dict[str, dict[str, Any]],
     limits: UnitLimits,
-) -> tuple[_Planned, dict[str, tuple[type[Analyzer], ManifestRow]]]:
+    batching: BatchLimits,
+    workers: int,
+) -> _Planned:
     summary = AnalyzeSummary(
         run_id=f"run-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}",
         started=utcnow(),
@@ -162,9 +269,10 @@ def _plan(
     )
     rows = case.evidence()
     tasks: list[UnitTask] = []
-    lookup: dict[str, tuple[type[Analyzer], ManifestRow]] = {}
     for cls in selected:
         planner = _instance(cls, options.get(cls.name, {}))
+        old = _records_of(case.path, cls.name)
+        hashes: dict[str, str] = {}
         units: list[tuple[ManifestRow, list[ManifestRow] | None]] = [(r, None) for r in rows if r.kind in cls.consumes]
         if cls.scope == "host":
             units = []
@@ -172,10 +280,14 @@ def _plan(
                 group = [r for r in rows if r.source_host == host and r.kind in cls.consumes]
                 if group:
                     units.append((host_group(cls.name, host, group), group))
+        todo: list[tuple[ManifestRow, list[ManifestRow] | None]] = []
         for row, members in units:
             summary.planned += 1
             why: dict[str, str] = {}
-            if not force and _finished(case.path, planner, row, why, summary.run_id):
+            found = old.get(row.artifact_id)
+            if not force and _finished(
+                case.path, planner, row, why, summary.run_id, rec=found[1] if found else {}, hashes=hashes
+            ):
                 summary.reused += 1
                 continue
             if why:  # a result on disk that is not the one recorded: say so before redoing it
@@ -191,26 +303,51 @@ def _plan(
                     "result_redo",
                     analyzer=cls.name,
                     evidence_id=row.artifact_id,
-                    result_path=result_paths(case.path, cls.name, row.artifact_id)[0].relative_to(case.path).as_posix(),
+                    result_path=str(found[1].get("result_path") or "")
+                    if found
+                    else result_paths(case.path, cls.name, row.artifact_id)[0].relative_to(case.path).as_posix(),
                     problem=why["problem"],
                 )
-            task = UnitTask(
-                key=f"triage-{cls.name}-{row.artifact_id}-{summary.run_id}",
-                spec=UnitSpec(
-                    case_dir=str(case.path.absolute()),  # dask workers run elsewhere, with another cwd
-                    case_id=case.case_id,
-                    analyzer=cls.name,
-                    evidence=row.as_dict(),
-                    plugins=plugins,
-                    options=options.get(cls.name, {}),
-                    members=[m.as_dict() for m in members] if members is not None else None,
-                    run_id=summary.run_id,
-                ),
-                time_limit=limits.time_for(getattr(cls, "unit_time_limit", None)),
+            todo.append((row, members))
+
+        def spec(row: ManifestRow, members: list[ManifestRow] | None, cls: type[Analyzer] = cls) -> UnitSpec:
+            return UnitSpec(
+                case_dir=str(case.path.absolute()),  # dask workers run elsewhere, with another cwd
+                case_id=case.case_id,
+                analyzer=cls.name,
+                evidence=row.as_dict(),
+                plugins=plugins,
+                options=options.get(cls.name, {}),
+                members=[m.as_dict() for m in members] if members is not None else None,
+                run_id=summary.run_id,
             )
-            tasks.append(task)
-            lookup[task.key] = (cls, row)
-    return _Planned(case, summary, selected, tasks), lookup
+
+        groups: list[list[ManifestRow]]
+        if cls.scope == "host" or not cls.batch:
+            groups = [[row] for row, _ in todo]
+        else:
+            groups = _batches([row for row, _ in todo], batching, workers)
+        members_of = {row.artifact_id: members for row, members in todo}
+        batched = {r.artifact_id for g in groups if len(g) > 1 for r in g}
+        # an artifact that runs again leaves the batch file that holds its old row (a single unit overwrites its own)
+        drop = {
+            r.artifact_id
+            for r, _ in todo
+            if r.artifact_id in old and (r.artifact_id in batched or old[r.artifact_id][0].name.endswith(BATCH_SUFFIX))
+        }
+        _drop_old(case, cls.name, old, drop)
+        time_limit = limits.time_for(getattr(cls, "unit_time_limit", None))
+        for group in groups:
+            first = spec(group[0], members_of[group[0].artifact_id])
+            if len(group) == 1:
+                key = f"triage-{cls.name}-{group[0].artifact_id}-{summary.run_id}"
+                tasks.append(UnitTask(key=key, spec=first, time_limit=time_limit))
+                continue
+            bid = _batch_id(cls.name, summary.run_id, group)
+            batch_spec = replace(first, batch=[r.as_dict() for r in group], batch_id=bid)
+            key = f"triage-{cls.name}-{bid}-{summary.run_id}"
+            tasks.append(UnitTask(key=key, spec=batch_spec, time_limit=time_limit))
+    return _Planned(case, summary, selected, tasks)
 
 
 def analyze_cases(
@@ -227,6 +364,7 @@ def analyze_cases(
     limits: UnitLimits | None = None,
     on_unit_progress: UnitProgress | None = None,
     on_unit_done: UnitDone | None = None,
+    batching: BatchLimits | None = None,
 ) -> dict[str, AnalyzeSummary]:
     """Plan the units of several cases and run them all on one executor.
 
@@ -234,12 +372,14 @@ def analyze_cases(
     case gets its own ``runs/<run_id>.json`` and ``analyze`` custody event, as with
     :func:`analyze_case`. ``executor`` defaults to ``LocalPoolExecutor(jobs)`` (opened and closed
     here); a given executor is used as is and left open. ``on_progress(done, total)`` counts the
-    units run now, over all cases. ``limits``: the per-unit time and memory bounds (default: the
+    artifacts (units) run now, over all cases. ``limits``: the per-unit time and memory bounds (default: the
     executor's, else :class:`UnitLimits`'s defaults); every unit runs in a child process under them.
     ``on_unit_progress(analyzer, evidence_id, done, total, text)`` gets what long units report of their own
     progress (:meth:`triage.registry.Unit.progress`, e.g. the memory analyzer's scan and plugins);
     ``on_unit_done(analyzer, evidence_id)`` is told when each unit is over (its result is counted), so a
-    display can drop that unit's own line.
+    display can drop that unit's own line (a batch reports under its batch id, and ends its line too).
+    ``batching``: how small artifacts are grouped into batch units (default :class:`BatchLimits` on executors
+    that run batches, the local pool; none on dask).
 
     Ctrl-C (KeyboardInterrupt) stops the run at once: units in flight and queued are left for the next
     run, each case still gets its run record (``interrupted``) and custody event, and the interrupt
@@ -247,54 +387,82 @@ def analyze_cases(
     """
     options = options or {}
     limits = limits or getattr(executor, "limits", None) or UnitLimits()
+    # batches where the executor runs them (the local pool); dask counts a worker's death against a whole task
+    if batching is None:
+        batching = DEFAULT_BATCHING if getattr(executor, "batches", executor is None) else BatchLimits(count=1)
+    workers = int((executor.describe().get("workers") if executor is not None else jobs) or jobs or 1)
     # plugin files by absolute path: dask workers import them with another working directory
     plugins = tuple(os.path.abspath(p) if p.endswith(".py") and os.path.isfile(p) else p for p in plugins)
     discover(plugins)
     selected = list(iter_selected(only, skip))
     plans: list[_Planned] = []
-    lookup: dict[str, tuple[_Planned, type[Analyzer], ManifestRow]] = {}
+    by_case: dict[str, _Planned] = {}
     for case in cases:
-        plan, keys = _plan(case, selected, force=force, plugins=plugins, options=options, limits=limits)
+        plan = _plan(
+            case,
+            selected,
+            force=force,
+            plugins=plugins,
+            options=options,
+            limits=limits,
+            batching=batching,
+            workers=workers,
+        )
         plans.append(plan)
-        lookup.update({k: (plan, cls, row) for k, (cls, row) in keys.items()})
+        by_case[str(case.path.absolute())] = plan
     tasks = [t for p in plans for t in p.tasks]
-    total, done = len(tasks), 0
+    # progress counts artifacts (a batch reports all of its own)
+    total, done = sum(len(t.spec.artifacts) for t in tasks), 0
+    classes = {c.name: c for c in selected}
 
     def on_result(task: UnitTask, rec: dict[str, Any]) -> None:
         nonlocal done
-        done += 1
-        plan = lookup[task.key][0]
+        plan = by_case[task.case_dir]
         summary = plan.summary
-        summary.statuses[rec["status"]] += 1
-        summary.findings += rec.get("findings", 0)
-        plan.units.append(
-            {
-                "analyzer": rec["analyzer"],
-                "evidence_id": rec["evidence_id"],
-                "status": rec["status"],
-                "worker": rec.get("worker", ""),
-            }
-        )
-        if rec["status"] == "error":
-            summary.errors.append(
+        for row in record_rows(rec):
+            done += 1
+            summary.statuses[row["status"]] += 1
+            summary.findings += row.get("findings", 0)
+            plan.units.append(
                 {
-                    "analyzer": rec["analyzer"],
-                    "evidence_id": rec["evidence_id"],
-                    "message": rec.get("message", ""),
+                    "analyzer": row["analyzer"],
+                    "evidence_id": row["evidence_id"],
+                    "status": row["status"],
+                    "worker": row.get("worker", ""),
                 }
             )
-        if on_unit_done is not None:
-            on_unit_done(rec["analyzer"], rec["evidence_id"])
-        if on_progress:
-            on_progress(done, total)
+            if row["status"] == "error":
+                summary.errors.append(
+                    {
+                        "analyzer": row["analyzer"],
+                        "evidence_id": row["evidence_id"],
+                        "message": row.get("message", ""),
+                    }
+                )
+            if on_unit_done is not None:
+                on_unit_done(row["analyzer"], row["evidence_id"])
+            if on_progress:
+                on_progress(done, total)
+        if task.spec.batch is not None and on_unit_done is not None:
+            on_unit_done(task.analyzer, task.evidence_id)  # the batch's own progress line
 
     def on_failed(task: UnitTask, why: str) -> None:
-        plan, cls, row = lookup[task.key]
-        on_result(task, _died_record(plan.case.path, cls, row, why, plan.summary.run_id))
+        plan, cls = by_case[task.case_dir], classes[task.analyzer]
+        rows = [
+            _died_record(plan.case.path, cls, ManifestRow(**r), why, plan.summary.run_id) for r in task.spec.artifacts
+        ]
+        on_result(task, rows[0] if task.spec.batch is None else {"units": rows})
 
     def finished(task: UnitTask) -> dict[str, Any] | None:
-        """The unit's record if this run already wrote it (any status), or it is reusable."""
-        plan, cls, row = lookup[task.key]
+        """The unit's (or batch's) record if this run already wrote it (any status), or it is reusable."""
+        plan, cls = by_case[task.case_dir], classes[task.analyzer]
+        if task.spec.batch is not None:
+            try:
+                body = json.loads(batch_paths(plan.case.path, cls.name, task.spec.batch_id)[1].read_text())
+            except (OSError, ValueError):
+                return None
+            return dict(body) if isinstance(body, dict) and body.get("run_id") == plan.summary.run_id else None
+        row = ManifestRow(**task.spec.evidence)
         try:
             rec = json.loads(result_paths(plan.case.path, cls.name, row.artifact_id)[1].read_text())
         except (OSError, ValueError):
@@ -392,6 +560,7 @@ def analyze_case(
     limits: UnitLimits | None = None,
     on_unit_progress: UnitProgress | None = None,
     on_unit_done: UnitDone | None = None,
+    batching: BatchLimits | None = None,
 ) -> AnalyzeSummary:
     """Plan and run all units of the selected analyzers over the case's evidence.
 
@@ -411,4 +580,5 @@ def analyze_case(
         limits=limits,
         on_unit_progress=on_unit_progress,
         on_unit_done=on_unit_done,
+        batching=batching,
     )[str(case.path)]

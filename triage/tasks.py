@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,27 @@ class UnitSpec:
     options: dict[str, Any] = field(default_factory=dict)
     members: list[dict[str, Any]] | None = None  # host scope: every consumed artifact of the host
     run_id: str = ""
+    # a batch: the manifest rows of several small artifacts run in turn by one worker (``evidence`` is the first);
+    # their records and findings go to one file named by ``batch_id`` (triage.results)
+    batch: list[dict[str, Any]] | None = None
+    batch_id: str = ""
 
     @property
     def evidence_id(self) -> str:
-        return str(self.evidence["artifact_id"])
+        """The artifact's id; a batch's id for a batch (its files are named by it)."""
+        return self.batch_id if self.batch is not None else str(self.evidence["artifact_id"])
+
+    @property
+    def artifacts(self) -> list[dict[str, Any]]:
+        """The manifest rows this spec runs: the batch's, or the one evidence row."""
+        return list(self.batch) if self.batch is not None else [self.evidence]
+
+    def part(self, rows: list[dict[str, Any]], tag: str) -> UnitSpec:
+        """The same work over a subset of a batch's rows (a single unit when one row is left); ``tag`` makes the
+        new batch id (a batch split after its worker died)."""
+        if len(rows) == 1:
+            return replace(self, evidence=rows[0], batch=None, batch_id="")
+        return replace(self, evidence=rows[0], batch=list(rows), batch_id=self.batch_id + tag)
 
 
 @dataclass(frozen=True)
@@ -44,11 +61,15 @@ class UnitTask:
 
     key: str  # triage-<analyzer>-<evidence_id>-<run_id>; the dask task key
     spec: UnitSpec
-    time_limit: float = -1.0  # seconds for this unit (0: none); -1: the executor's limit
+    time_limit: float = -1.0  # seconds for this unit, for each artifact of a batch (0: none); -1: the executor's
 
     @property
     def case_dir(self) -> str:
         return self.spec.case_dir
+
+    def part(self, rows: list[dict[str, Any]], tag: str) -> UnitTask:
+        """A task over a subset of this batch's rows (see :meth:`UnitSpec.part`), keyed apart from this one."""
+        return replace(self, key=f"{self.key}-{tag}", spec=self.spec.part(rows, tag))
 
     @property
     def analyzer(self) -> str:

@@ -1,19 +1,25 @@
 """Running one unit in a worker: the analyzer over its evidence, results written atomically into the case.
 
-Each unit writes ``results/<analyzer>/<evidence_id>.parquet`` and then ``.run.json`` (both via a temporary file
-and an atomic rename), so a unit killed half way leaves only whole results. Executors call :func:`run_unit`
-with a :class:`triage.tasks.UnitSpec`; the runner plans the specs and reads the records back.
+A single unit writes ``results/<analyzer>/<evidence_id>.parquet`` (only when it has findings) and then
+``.run.json``; a batch of small artifacts writes ``<batch_id>.parquet`` (all its findings, if any) and then
+``<batch_id>.batch.json`` with a row per artifact (layout: :mod:`triage.results`). Every file goes through a
+temporary file, one fsync and an atomic rename, so a unit killed half way leaves only whole results. Executors call
+:func:`run_unit` with a :class:`triage.tasks.UnitSpec`; the runner plans the specs and reads the records back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import hashlib
+import io
 import json
 import logging
 import os
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +27,8 @@ from triage.case import Case, ManifestRow
 from triage.custody import utcnow
 from triage.errors import Skip
 from triage.finding import Finding, RunRecord, findings_frame
-from triage.hashing import hash_file
 from triage.registry import Analyzer, Unit, analyzers, discover
+from triage.results import BATCH_FORMAT, BATCH_SUFFIX, parse_records
 from triage.tasks import MemoryBound, ProgressSink, UnitSpec, memory_limit_text, worker_id
 
 log = logging.getLogger(__name__)
@@ -33,7 +39,7 @@ def result_paths(case_dir: Path, analyzer: str, evidence_id: str) -> tuple[Path,
     return base / f"{evidence_id}.parquet", base / f"{evidence_id}.run.json"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes | memoryview) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as fh:
         fh.write(data)
@@ -71,30 +77,74 @@ def drop_instances() -> int:
     return len(mine)
 
 
-def run_unit(spec: UnitSpec, on_progress: ProgressSink | None = None) -> dict[str, Any]:
-    """Run one unit and write its results; never raises for analyzer errors. Picklable entry point.
+# a worker's per-artifact hooks: an artifact of a batch starts (its id); one finished (its record and findings)
+ItemSink = Callable[[str], None]
+RowSink = Callable[[dict[str, Any], list[Finding]], None]
 
-    ``on_progress(done, total, text)`` receives the unit's own progress reports (:meth:`Unit.progress`).
+
+def run_unit(
+    spec: UnitSpec,
+    on_progress: ProgressSink | None = None,
+    on_item: ItemSink | None = None,
+    on_row: RowSink | None = None,
+) -> dict[str, Any]:
+    """Run one unit (or a batch) and write its results; never raises for analyzer errors. Picklable entry point.
+
+    ``on_progress(done, total, text)`` receives the unit's own progress reports (:meth:`Unit.progress`). For a
+    batch, ``on_item(evidence_id)`` is told as each artifact starts and ``on_row(record, findings)`` as each one
+    ends, so a pool can keep the finished rows of a batch whose worker dies; the return value is then the batch
+    record (:mod:`triage.results`).
     """
-    case_dir, case_id, analyzer_name, row = spec.case_dir, spec.case_id, spec.analyzer, spec.evidence
-    plugins, options, members, run_id = spec.plugins, spec.options, spec.members, spec.run_id
+    cls, analyzer, fingerprint = _prepare(spec)
+    if spec.batch is None:
+        started = utcnow()
+        rec, found = _analyze_one(spec, cls, analyzer, fingerprint, spec.evidence, spec.members, on_progress)
+        return write_single(Path(spec.case_dir), rec, found, started=started)
     started, t0 = utcnow(), time.perf_counter()
-    evidence = ManifestRow(**row)
+    rows: list[tuple[dict[str, Any], list[Finding]]] = []
+    for ev in spec.batch:
+        if on_item is not None:
+            on_item(str(ev["artifact_id"]))
+        rec, found = _analyze_one(spec, cls, analyzer, fingerprint, ev, None, on_progress)
+        if on_row is not None:
+            on_row(rec, found)
+        rows.append((rec, found))
+    return write_batch(spec, rows, started=started, duration=time.perf_counter() - t0)
+
+
+def _prepare(spec: UnitSpec) -> tuple[type[Analyzer], Analyzer, str]:
+    """The analyzer class, this process's object of it (rules loaded once) and the run's fingerprint."""
     registry = analyzers()
-    if analyzer_name not in registry:
-        registry = discover(plugins)
-    cls = registry[analyzer_name]
-    analyzer = _instance(cls, options or {})
-    fingerprint = analyzer.run_fingerprint(run_id)
+    if spec.analyzer not in registry:
+        registry = discover(spec.plugins)
+    cls = registry[spec.analyzer]
+    options = spec.options or {}
+    analyzer = _instance(cls, options)
+    fingerprint = analyzer.run_fingerprint(spec.run_id)
     # a long-lived worker (dask) keeps its analyzer objects between commands: reload rules that changed
     if analyzer.__dict__.setdefault("_triage_fingerprint", fingerprint) != fingerprint:
-        _drop_instance(cls, options or {})
-        analyzer = _instance(cls, options or {})
+        _drop_instance(cls, options)
+        analyzer = _instance(cls, options)
         analyzer.__dict__["_triage_fingerprint"] = fingerprint
-    cdir = Path(case_dir)
-    path = cdir if members is not None else Case(cdir, {"case_id": case_id}).artifact_path(evidence)
+    return cls, analyzer, fingerprint
+
+
+def _analyze_one(
+    spec: UnitSpec,
+    cls: type[Analyzer],
+    analyzer: Analyzer,
+    fingerprint: str,
+    row: dict[str, Any],
+    members: list[dict[str, Any]] | None,
+    on_progress: ProgressSink | None,
+) -> tuple[dict[str, Any], list[Finding]]:
+    """The analyzer over one artifact (or host group): its run record (no result file yet) and findings."""
+    started, t0 = utcnow(), time.perf_counter()
+    evidence = ManifestRow(**row)
+    cdir = Path(spec.case_dir)
+    path = cdir if members is not None else Case(cdir, {"case_id": spec.case_id}).artifact_path(evidence)
     unit = Unit(
-        case_id=case_id,
+        case_id=spec.case_id,
         case_dir=cdir,
         host=evidence.source_host,
         evidence=evidence,
@@ -119,14 +169,6 @@ def run_unit(spec: UnitSpec, on_progress: ProgressSink | None = None) -> dict[st
         status, message, tb = "error", f"{type(exc).__name__}: {exc}", traceback.format_exc()
     if status == "success" and not found:
         status = "no_findings"
-    parquet, run = result_paths(cdir, cls.name, evidence.artifact_id)
-    parquet.parent.mkdir(parents=True, exist_ok=True)
-    result_sha = ""
-    if status != "skipped" or found:
-        tmp = parquet.with_name(f".{parquet.name}.tmp-{os.getpid()}")
-        findings_frame(found).to_parquet(tmp, index=False)
-        os.replace(tmp, parquet)
-        result_sha = hash_file(parquet, ("sha256",))[1]["sha256"]
     record = RunRecord(
         analyzer=cls.name,
         analyzer_version=cls.version,
@@ -141,15 +183,122 @@ def run_unit(spec: UnitSpec, on_progress: ProgressSink | None = None) -> dict[st
         warnings=unit.warnings,
         message=message,
         traceback=tb,
-        result_path=parquet.relative_to(cdir).as_posix() if result_sha else "",
-        result_sha256=result_sha,
         fingerprint=fingerprint,
         worker=worker_id(),
-        run_id=run_id,
+        run_id=spec.run_id,
         outputs=[{"path": k, "sha256": v} for k, v in sorted(unit.outputs.items())],
     )
-    _atomic_write(run, json.dumps(record.to_dict(), indent=1, ensure_ascii=False, default=str).encode())
-    return record.to_dict()
+    return record.to_dict(), found
+
+
+def _write_findings(path: Path, found: list[Finding]) -> str:
+    """The findings as one parquet file (temp, fsync, rename); its sha256, of the bytes written."""
+    buf = io.BytesIO()
+    findings_frame(found).to_parquet(buf, index=False)
+    data = buf.getbuffer()
+    digest = hashlib.sha256(data).hexdigest()
+    _atomic_write(path, data)
+    return digest
+
+
+def write_single(case_dir: Path, rec: dict[str, Any], found: list[Finding], *, started: str = "") -> dict[str, Any]:
+    """A single unit's files: ``<evidence_id>.parquet`` (only with findings) then ``<evidence_id>.run.json``."""
+    parquet, run = result_paths(case_dir, rec["analyzer"], rec["evidence_id"])
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    if found:
+        rec["result_sha256"] = _write_findings(parquet, found)
+        rec["result_path"] = parquet.relative_to(case_dir).as_posix()
+    else:  # a parquet an older run left for this unit is not this run's result
+        with contextlib.suppress(FileNotFoundError):
+            parquet.unlink()
+    if started:
+        rec["started"] = started
+    _atomic_write(run, json.dumps(rec, indent=1, ensure_ascii=False, default=str).encode())
+    return rec
+
+
+def batch_paths(case_dir: Path, analyzer: str, batch_id: str) -> tuple[Path, Path]:
+    """A batch's findings file and record (``results/<analyzer>/<batch_id>.parquet`` / ``.batch.json``)."""
+    base = case_dir / "results" / analyzer
+    return base / f"{batch_id}.parquet", base / f"{batch_id}{BATCH_SUFFIX}"
+
+
+def write_batch(
+    spec: UnitSpec, rows: list[tuple[dict[str, Any], list[Finding]]], *, started: str = "", duration: float = 0.0
+) -> dict[str, Any]:
+    """One batch's files: all its findings in ``<batch_id>.parquet`` (none: no file), then its record with a row
+    per artifact (``<batch_id>.batch.json``). Each is written to a temporary file, fsync'd once, renamed."""
+    case_dir = Path(spec.case_dir)
+    parquet, record = batch_paths(case_dir, spec.analyzer, spec.batch_id)
+    parquet.parent.mkdir(parents=True, exist_ok=True)
+    found = [f for _, fs in rows for f in fs]
+    rel, digest = "", ""
+    if found:
+        digest = _write_findings(parquet, found)
+        rel = parquet.relative_to(case_dir).as_posix()
+    units = []
+    for rec, fs in rows:
+        rec = dict(rec)
+        rec["result_path"], rec["result_sha256"] = (rel, digest) if fs else ("", "")
+        units.append(rec)
+    first = units[0] if units else {}
+    body = {
+        "format": BATCH_FORMAT,
+        "batch_id": spec.batch_id,
+        "analyzer": spec.analyzer,
+        "analyzer_version": first.get("analyzer_version", ""),
+        "run_id": spec.run_id,
+        "worker": worker_id(),
+        "started": started or first.get("started", ""),
+        "finished": utcnow(),
+        "duration_s": round(duration, 6),
+        "findings": len(found),
+        "result_path": rel,
+        "result_sha256": digest,
+        "units": units,
+    }
+    _atomic_write(record, json.dumps(body, indent=1, ensure_ascii=False, default=str).encode())
+    return body
+
+
+def rewrite_batch(case_dir: Path, record: Path, drop: set[str]) -> int:
+    """A batch without the rows (and findings) of the artifacts in ``drop``, rewritten in place atomically (removed
+    when no row is left); the number of rows kept. Used before those artifacts run again."""
+    body = json.loads(record.read_text(encoding="utf-8"))
+    rows = parse_records(record, body)
+    kept = [r for r in rows if str(r.get("evidence_id")) not in drop]
+    parquet = record.with_name(record.name[: -len(BATCH_SUFFIX)] + ".parquet")
+    if not kept:
+        for f in (record, parquet):  # the record first: a findings file without one is never read as a result
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+        return 0
+    rel, digest = "", ""
+    if any(r.get("findings") for r in kept) and parquet.exists():
+        import pandas as pd
+
+        frame = pd.read_parquet(parquet)
+        frame = frame[~frame["evidence_id"].astype(str).isin(drop)]
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        digest = hashlib.sha256(buf.getbuffer()).hexdigest()
+        _atomic_write(parquet, buf.getbuffer())
+        rel = parquet.relative_to(case_dir).as_posix()
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            parquet.unlink()
+    for r in kept:
+        r["result_path"], r["result_sha256"] = (rel, digest) if r.get("findings") else ("", "")
+    body.update(units=kept, findings=sum(int(r.get("findings") or 0) for r in kept), result_path=rel,
+                result_sha256=digest)
+    _atomic_write(record, json.dumps(body, indent=1, ensure_ascii=False, default=str).encode())
+    return len(kept)
+
+
+def record_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-artifact rows of what a unit returned: a batch record's rows, or the single unit's record."""
+    units = rec.get("units")
+    return list(units) if isinstance(units, list) else [rec]
 
 
 def _died_record(

@@ -24,6 +24,7 @@ from triage.case import CASE_DIRS, CASE_FILES, WRITE_ERROR, Case, ManifestRow, r
 from triage.custody import is_readonly_error
 from triage.errors import ExitCode, IntegrityError
 from triage.hashing import hash_file
+from triage.results import is_record_name, read_records, record_files, record_run_id
 from triage.seal import SEAL_DIR, check_seal
 
 DERIVED_DIRS = ("timeline",)  # folders a command creates when asked (their files are custody-recorded)
@@ -410,33 +411,39 @@ def _check_seal(case: Case, report: VerifyReport, ca: Path | None) -> set[str]:
 
 def _check_results_against_units(case: Case, report: VerifyReport) -> None:
     """Each unit record's result file must be there with the hash the record gives (catches a deleted
-    or replaced parquet even in cases made before run records listed result hashes)."""
+    or replaced parquet even in cases made before run records listed result hashes). Unit records and batch
+    records (a row per artifact, one findings file per batch) alike; each file is read once."""
     root = case.path / "results"
     if not root.is_dir():
         return
-    for run in sorted(root.glob("*/*.run.json")):
+    checked: set[str] = set()
+    for run in record_files(case.path):
+        where = run.relative_to(case.path).as_posix()
         try:
-            rec = json.loads(run.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            report.problem(run.relative_to(case.path).as_posix(), "unit record is not valid JSON")
-            continue
-        if not isinstance(rec, dict):
-            report.problem(run.relative_to(case.path).as_posix(), "unit record is not a JSON object")
-            continue
-        rel, digest = rec.get("result_path"), rec.get("result_sha256")
-        if not rel or not digest:
-            continue
-        path = case.path / str(rel)
-        try:
-            actual = hash_file(path, ("sha256",))[1]["sha256"]
-        except FileNotFoundError:
-            report.problem(str(rel), "result file named by its unit record is missing")
-            continue
+            recs = read_records(run)
         except OSError as exc:
-            report.problem(str(rel), f"cannot read result file: {exc.strerror or exc}")
+            report.problem(where, f"cannot read unit record: {exc.strerror or exc}")
             continue
-        if actual != digest:
-            report.problem(str(rel), f"result file changed: its unit record says sha256 {digest}, now {actual}")
+        except ValueError as exc:
+            why = "not valid JSON" if isinstance(exc, json.JSONDecodeError) else str(exc)
+            report.problem(where, f"unit record is {why}")
+            continue
+        for rec in recs:
+            rel, digest = rec.get("result_path"), rec.get("result_sha256")
+            if not rel or not digest or f"{rel}\x00{digest}" in checked:
+                continue
+            checked.add(f"{rel}\x00{digest}")
+            path = case.path / str(rel)
+            try:
+                actual = hash_file(path, ("sha256",))[1]["sha256"]
+            except FileNotFoundError:
+                report.problem(str(rel), "result file named by its unit record is missing")
+                continue
+            except OSError as exc:
+                report.problem(str(rel), f"cannot read result file: {exc.strerror or exc}")
+                continue
+            if actual != digest:
+                report.problem(str(rel), f"result file changed: its unit record says sha256 {digest}, now {actual}")
 
 
 def _walk_tree(case: Case, report: VerifyReport, listed: set[str], known: set[str], ledger: _Ledger) -> None:
@@ -478,7 +485,7 @@ def _walk_tree(case: Case, report: VerifyReport, listed: set[str], known: set[st
             elif top == "evidence":
                 report.problem(rel, "file in evidence/ that no manifest row accounts for")
             elif top == "results":
-                run_id = _unit_run_id(full) if name.endswith(".run.json") else None
+                run_id = record_run_id(full) if is_record_name(name) else None
                 if run_id is not None and run_id not in ledger.run_ids:
                     why = f"written by analyze run {run_id}, which never finished; rerun analyze"
                     report.incomplete.append({"where": rel, "problem": why})
@@ -491,14 +498,6 @@ def _walk_tree(case: Case, report: VerifyReport, listed: set[str], known: set[st
                 report.incomplete.append({"where": rel, "problem": why})
             else:
                 report.problem(rel, f"file in {top}/ that no custody event accounts for")
-
-
-def _unit_run_id(path: Path) -> str | None:
-    try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return str(rec.get("run_id") or "") if isinstance(rec, dict) else None
 
 
 def _results_recorded(case: Case, ledger: _Ledger) -> bool:

@@ -155,6 +155,7 @@ class MemoryAnalyzer(Analyzer):
             config_key="memory_plugin_timeout",
         ),
     )
+    batch = False  # each image is big and long: a unit of its own
     unit_time_limit = 6 * 3600.0  # several Volatility plugins, each bounded by its own plugin timeout
     _fp_cache: dict[tuple[Any, ...], str] = {}  # noqa: RUF012  (per process: fingerprint by symbol folders)
 

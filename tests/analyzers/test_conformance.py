@@ -25,6 +25,7 @@ from triage import registry
 from triage.case import Case
 from triage.executors import UnitLimits
 from triage.registry import Analyzer, signature_path
+from triage.results import unit_records
 from triage.runner import analyze_case
 
 REPO = Path(__file__).resolve().parents[2]
@@ -254,7 +255,7 @@ def bad_input_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Case, list[
             (folder / name).write_bytes(shape(kind, real))
             collect_files(case, open_source_path(str(folder), "files"), host=host, kind=kind)
     summary = analyze_case(case, jobs=2, limits=UnitLimits(time_s=UNIT_TIME_S, memory_bytes=1 << 30))
-    records = [json.loads(p.read_text()) for p in (case.path / "results").rglob("*.run.json")]
+    records = [rec for _, rec in unit_records(case.path)]  # single and batch records
     ran = [r for r in records if r.get("run_id") == summary.run_id]
     assert len(ran) == summary.planned, "every planned unit has its run record"
     return case, ran, set(kinds)

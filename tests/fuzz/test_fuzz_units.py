@@ -12,7 +12,6 @@ Long run: ``TRIAGE_FUZZ_CASES=3000 pytest tests/fuzz -s``.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections import Counter
@@ -26,6 +25,7 @@ from triage.case import Case
 from triage.executors import UnitLimits
 from triage.finding import RUN_STATUSES
 from triage.report import load_findings
+from triage.results import unit_records
 from triage.runner import analyze_case
 from triage.testing.volume import VolumeSpec, build_volume
 
@@ -81,7 +81,7 @@ def test_every_unit_ends_within_its_bound(intact: tuple[Path, list[tuple[str, st
 
     s = analyze_case(case, jobs=2, limits=LIMITS, force=True)
 
-    records = [json.loads(p.read_text()) for p in (case.path / "results").rglob("*.run.json")]
+    records = [rec for _, rec in unit_records(case.path)]  # single and batch records
     ran = [r for r in records if r.get("run_id") == s.run_id]
     assert len(ran) == s.planned == sum(s.statuses.values()), "every planned unit has its record"
     assert {r["status"] for r in ran} <= set(RUN_STATUSES)

@@ -18,7 +18,8 @@ from triage.case import Case
 from triage.errors import UsageError
 from triage.executors import LocalPoolExecutor, UnitLimits, parse_size, resolve_limits
 from triage.report import load_findings
-from triage.runner import analyze_case
+from triage.results import unit_record, unit_records
+from triage.runner import BatchLimits, analyze_case
 from triage.testing.volume import VolumeSpec, build_volume
 
 PLUGIN = textwrap.dedent('''
@@ -105,7 +106,8 @@ def test_raising_analyzer_does_not_stop_others(case: Case, plugin: str) -> None:
     aspx = [r for r in case.evidence(kinds={"web_file"}) if r.relpath.endswith(".aspx")]
     assert s.statuses["error"] == len(aspx) == 4
     assert {e["analyzer"] for e in s.errors} == {"test_exploding"}
-    run = json.loads((case.path / "results" / "test_exploding" / f"{aspx[0].artifact_id}.run.json").read_text())
+    run = unit_record(case.path, "test_exploding", aspx[0].artifact_id)  # a row of its batch
+    assert run is not None
     assert run["status"] == "error" and "RuntimeError: parser blew up on" in run["message"]
     assert "Traceback" in run["traceback"]
     df = load_findings(case)
@@ -227,12 +229,14 @@ def test_interrupted_analyze_resumes_to_the_same_findings(case: Case, plugin: st
     assert killed.returncode == -9  # SIGKILL half way through
     # no worker outlives the killed parent (it would sleep 60 s otherwise)
     assert _processes_mentioning(str(case.path), wait=5.0) == []
-    done = list((case.path / "results" / "test_marker").glob("*.run.json"))
-    assert len(done) == 3
+    # only whole batches were written: the artifacts of the batch in flight are not recorded, those before are
+    done = [rec for _, rec in unit_records(case.path, ["test_marker"])]
+    assert 0 < len(done) <= 3 and {r["status"] for r in done} == {"success"}
+    assert not list((case.path / "results").rglob(".*tmp-*"))
     resumed = _triage("analyze", str(case.path), "--plugin", plugin, "--only", "test_marker", "-j", "1", "--json", "-q")
     assert resumed.returncode == 0, resumed.stderr
     out = json.loads(resumed.stdout)
-    assert out["reused"] == 3 and out["statuses"] == {"success": _web_count(case) - 3}
+    assert out["reused"] == len(done) and out["statuses"] == {"success": _web_count(case) - len(done)}
     full = _triage("analyze", str(reference), "--plugin", plugin, "--only", "test_marker", "-q")
     assert full.returncode == 0
     got = load_findings(Case.open(case.path))
@@ -456,13 +460,13 @@ def test_crafted_minidump_ends_quickly(tmp_path: Path) -> None:
 
 def test_a_replaced_or_deleted_result_is_redone(case: Case, plugin: str) -> None:
     n = _web_count(case)
-    analyze_case(case, only=("test_marker",), plugins=(plugin,))
+    analyze_case(case, only=("test_marker",), plugins=(plugin,), batching=BatchLimits(count=1))  # single units
     a, b, c = sorted((case.path / "results" / "test_marker").glob("*.parquet"))[:3]
     want = pd.read_parquet(a)
     os.chmod(a, 0o644)
     shutil.copyfile(b, a)  # a valid result file, but not the one recorded for this unit
     c.unlink()
-    again = analyze_case(case, only=("test_marker",), plugins=(plugin,))
+    again = analyze_case(case, only=("test_marker",), plugins=(plugin,), batching=BatchLimits(count=1))
     assert (again.reused, dict(again.statuses)) == (n - 2, {"success": 2})
     pd.testing.assert_frame_equal(pd.read_parquet(a), want)
     assert c.exists()

@@ -18,7 +18,6 @@ and records the outputs with their hashes in the custody log.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -35,6 +34,7 @@ from triage.finding import SEVERITIES, coerce_findings, findings_frame
 from triage.hashing import hash_file
 from triage.report.cells import FORMULA_START, neutralise_formulas
 from triage.report.context import ReportContext, ReportOptions, manifest_frame
+from triage.results import unit_records
 
 log = logging.getLogger(__name__)
 __all__ = [
@@ -109,13 +109,8 @@ def outcome(reports: list[dict[str, Any]], fail_on: str | None) -> tuple[ExitCod
 
 
 def load_runs(case: Case) -> pd.DataFrame:
-    """All unit run records of the case as a frame."""
-    recs = []
-    for path in sorted((case.path / "results").glob("*/*.run.json")):
-        try:
-            recs.append(json.loads(path.read_text()))
-        except (OSError, ValueError) as exc:
-            log.warning("unreadable run record %s: %s", path, exc)
+    """All unit run records of the case as a frame: one row per artifact, from single and batch records alike."""
+    recs = [rec for _path, rec in unit_records(case.path)]  # unreadable records are logged there
     cols = [
         "analyzer",
         "analyzer_version",

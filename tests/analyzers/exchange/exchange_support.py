@@ -12,6 +12,7 @@ from analyzers.exchange.logs import log_type
 from collectors.collect import collect_volume
 from collectors.sources import open_source_path
 from triage.case import Case
+from triage.results import unit_records
 from triage.testing.exchangelogs import LogSet, proxylogon_story, write_files
 from triage.testing.volume import DEFAULT_INSTALL, VolumeSpec, build_volume
 
@@ -52,7 +53,7 @@ def collected_case(tmp: Path, logset: LogSet, install_path: str = DEFAULT_INSTAL
 
 
 def run_records(case: Case, analyzer: str) -> list[dict[str, object]]:
-    return [json.loads(p.read_text()) for p in sorted((case.path / "results" / analyzer).glob("*.run.json"))]
+    return [rec for _, rec in unit_records(case.path, [analyzer])]  # single and batch records
 
 
 def attrs(df: pd.DataFrame) -> list[dict[str, object]]:

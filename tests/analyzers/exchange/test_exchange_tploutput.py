@@ -12,6 +12,7 @@ from analyzers.exchange.tploutput import identify, read_table
 from collectors.collect import collect_files
 from collectors.sources import open_source_path
 from triage.case import Case
+from triage.results import unit_records
 from triage.runner import analyze_case
 
 H26855 = (
@@ -95,7 +96,7 @@ def test_script_outputs_become_findings(tpl_case: Case) -> None:
 
 
 def test_unknown_csv_is_skipped_with_the_reason(tpl_case: Case) -> None:
-    recs = [json.loads(p.read_text()) for p in (tpl_case.path / "results" / "testproxylogon_output").glob("*.run.json")]
+    recs = [rec for _, rec in unit_records(tpl_case.path, ["testproxylogon_output"])]
     skipped = [r for r in recs if r["status"] == "skipped"]
     why = sorted(r["message"] for r in skipped)
     assert len(why) == 2 and why[0].startswith("EXCH01-other.csv: not a readable CSV (field larger than field limit")

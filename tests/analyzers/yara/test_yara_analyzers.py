@@ -18,6 +18,7 @@ from triage.case import Case
 from triage.cli import main
 from triage.errors import ExitCode
 from triage.report import load_findings
+from triage.results import unit_records
 from triage.runner import analyze_case
 from triage.testing.volume import VolumeSpec, build_volume
 
@@ -61,8 +62,7 @@ def test_units_ran_without_errors(analyzed) -> None:
     case, summary = analyzed
     assert summary.errors == [] and summary.planned > 0
     assert set(summary.statuses) <= {"success", "no_findings"}
-    for run in (case.path / "results" / "yara").glob("*.run.json"):
-        rec = json.loads(run.read_text())
+    for _, rec in unit_records(case.path, ["yara"]):  # single and batch records
         assert rec["warnings"] == [], rec  # no skipped rule files, no scan timeouts
     kinds = {r.kind for r in case.evidence()}
     assert "memory_image" not in registry.analyzers()["yara"].consumes
@@ -226,7 +226,7 @@ def test_cli_yara_dir_with_externals(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert attrs["rule_origin"] == "third_party" and attrs["namespace"] == "yara/tp_webshells"
     assert "third_party" in row["tags"] and "webshell" in row["tags"] and row["ed2102_steps"] == "8,13"
     # every unit says which rule file did not load
-    run = json.loads(next((case_dir / "results" / "yara").glob("*.run.json")).read_text())
+    run = next(rec for _, rec in unit_records(case_dir, ["yara"]))
     assert any("tp_broken.yar" in w for w in run["warnings"])
 
 
