@@ -404,7 +404,15 @@ def test_ctrl_c_stops_at_once_and_the_rerun_resumes(case: Case, hostile: str, tm
     cmd = [sys.executable, "-m", "triage", "analyze", str(case.path), "--plugin", hostile, "--only", "test_hostile"]
     # three units finish, then every unit sleeps 60 s
     env = {**os.environ, "HOSTILE_STARTED": str(started), "HOSTILE_SLEEP_AFTER": "3"}
-    proc = subprocess.Popen([*cmd, "-j", "2", "-q"], stderr=subprocess.PIPE, text=True, env=env)
+    # Ctrl-C as a terminal delivers it: an ignored SIGINT inherited from the test process (some library in the
+    # same pytest worker may have set SIG_IGN) would survive exec and make Python ignore it too
+    proc = subprocess.Popen(
+        [*cmd, "-j", "2", "-q"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
