@@ -7,10 +7,12 @@ The worker state (its label in run records, the memory one unit may add) is set 
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -145,3 +147,16 @@ class MemoryBound:
 def memory_limit_text() -> str:
     """The message of a unit that ran out of its memory bound."""
     return f"exceeded memory limit ({_UNIT_MEMORY / (1 << 20):,.0f} MiB per unit)" if _UNIT_MEMORY else "out of memory"
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Cyclic garbage collection paused for a bounded step that allocates many objects and makes no cycles
+    (building a frame from a batch of records, loading a compiled rule set)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from analyzers.memory import derive, isolate, minidump, rawscan, settings, tables, vol, yararules
+from analyzers.yara.options import YARA_SETS
 from triage.errors import Skip
 from triage.finding import Finding
 from triage.indicators import rule_metas
@@ -138,14 +139,7 @@ class MemoryAnalyzer(Analyzer):
             env=settings.SYMBOLS_ENV,
             config_key="symbols",
         ),
-        Option(
-            "yara",
-            help="also load these YARA rule files or folders (e.g. signature-base yara/), unmodified: over "
-            "collected files (yara) and raw memory images (memory)",
-            metavar="DIR",
-            repeatable=True,
-            path=True,
-        ),
+        YARA_SETS,
         Option(
             "plugin_timeout",
             help="seconds one Volatility plugin may run before it is stopped",

@@ -45,10 +45,11 @@ from analyzers.yara.engine import (
     load_rules,
     rule_file_paths,
 )
+from analyzers.yara.options import YARA_SETS
 from triage.case import Case
 from triage.errors import Skip
 from triage.finding import Finding, RuleMeta
-from triage.registry import Analyzer, Option, Unit, register, signature_path
+from triage.registry import Analyzer, Unit, register, signature_path
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +170,7 @@ class YaraScan(Analyzer):
     consumes = ("web_file", "suspicious_file", "exchange_log", "iis_log", "file")
     rules = (OWN_RULES,)
     options_declared = (
-        Option(
-            "yara",
-            help="also load these YARA rule files or folders (e.g. signature-base yara/), unmodified: over "
-            "collected files (yara) and raw memory images (memory)",
-            metavar="DIR",
-            repeatable=True,
-            path=True,
-        ),
+        YARA_SETS,
     )
     rule_option = "yara"
 

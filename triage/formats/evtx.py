@@ -11,7 +11,6 @@ event-log analyzer's reader of JSON exports (``analyzers.eventlog.reader``).
 
 from __future__ import annotations
 
-import gc
 import io
 import json
 import logging
@@ -19,7 +18,6 @@ import re
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from triage.tasks import paused_gc
 
 log = logging.getLogger(__name__)
 
@@ -436,20 +436,9 @@ def frame_from_json(
     :func:`flatten_event`; a record that cannot be parsed costs only itself (counted, warned). ``keep``
     filters the flat system row (a dict of system columns) of each record. None when no record is left.
     """
-    with _no_gc():  # the batch's objects all live until the frame is built: collections would only rescan them
+    with paused_gc():  # the batch's objects all live until the frame is built: collections would only rescan them
         return _frame_from_json(texts, stats, keep)
 
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """Cyclic garbage collection paused for a bounded step that allocates many objects and makes no cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _frame_from_json(

@@ -16,18 +16,17 @@ tens of thousands of objects that all stay alive, which the collector would only
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import os
 import pickle
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import triage
+from triage.tasks import paused_gc
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +36,6 @@ _FORMAT = b"triage-sigma-cache-2"
 _LOADED: dict[str, Any] = {}  # key -> rule set, this process's loads (a few sets at most)
 _MAX_LOADED = 4
 
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def cache_dir() -> Path:
@@ -80,7 +69,7 @@ def cached_load(files: list[Path], logsources: Path, compile_: Callable[[], Any]
     """Return the rule set compiled from ``files``: from this process's loads, else the on-disk cache, else
     ``compile_()`` (then stored)."""
     if len(files) < MIN_FILES:
-        with _no_gc():
+        with paused_gc():
             return compile_()
     folder = folder or cache_dir()
     key = ruleset_key(files, logsources)
@@ -88,7 +77,7 @@ def cached_load(files: list[Path], logsources: Path, compile_: Callable[[], Any]
         return _LOADED[key]
     ruleset = _read_entry(folder / f"{key}.pickle", key)
     if ruleset is None:
-        with _no_gc():
+        with paused_gc():
             ruleset = compile_()
         _write_entry(folder, key, ruleset)
     if len(_LOADED) >= _MAX_LOADED:
@@ -100,7 +89,7 @@ def cached_load(files: list[Path], logsources: Path, compile_: Callable[[], Any]
 def _read_entry(entry: Path, key: str) -> Any:
     """The rule set stored under ``entry``, or None (absent; unusable ones are warned about)."""
     try:
-        with entry.open("rb") as fh, _no_gc():
+        with entry.open("rb") as fh, paused_gc():
             payload = pickle.load(fh)
     except FileNotFoundError:
         return None
