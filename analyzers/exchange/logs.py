@@ -974,7 +974,8 @@ def normalize(df: pd.DataFrame, logtype: str, logical_path: str = "", date_heade
     norm["source"] = _const(logical_path, n)
     out = pa.table(norm).to_pandas()
     out.index = df.index
-    text = pd.Series(pc.utf8_trim_whitespace(ts_text).to_pandas(), index=df.index)
+    # positional: to_pandas() carries a 0-based index, and Series(series, index=...) would realign (all NaT)
+    text = pd.Series(pc.utf8_trim_whitespace(ts_text).to_numpy(zero_copy_only=False), index=df.index)
     out["ts"] = pd.to_datetime(text.where(text != "", None), utc=True, format="ISO8601", errors="coerce").astype(
         "datetime64[ms, UTC]"
     )

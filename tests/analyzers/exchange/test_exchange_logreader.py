@@ -267,3 +267,15 @@ def test_overlong_line_keeps_later_line_numbers_in_matching(tmp_path: Path, monk
     assert reader.stats.dropped_lines == 3 and reader.stats.lines == 11
     full, r = _read(p, block_size=64)
     assert full["_line"].tolist() == [6, 8, 10] and r.stats.lines == 11
+
+
+def test_normalize_keeps_times_of_a_frame_not_starting_at_row_zero() -> None:
+    """A chunk of a log (index 5, 6 ...) keeps its times: the time column is aligned by position, not by label."""
+    df = pd.DataFrame(
+        {"date": ["2021-03-03", "2021-03-03"], "time": ["01:02:03", "01:02:04"], "cs-uri-stem": ["/a", "/b"]},
+        index=[5, 6],
+    )
+    out = normalize(df, IIS, "W3SVC1/u_ex210303.log")
+    assert list(out.index) == [5, 6]
+    assert [t.isoformat() for t in out["ts"]] == ["2021-03-03T01:02:03+00:00", "2021-03-03T01:02:04+00:00"]
+    assert list(out["uri_stem"]) == ["/a", "/b"]
