@@ -1,0 +1,314 @@
+"""Build the synthetic Windows x64 memory image and the ISF symbol table that describes it.
+
+Layout (physical): the kernel's PML4 at 0x1AA000, inside the range Volatility's DTB scan searches first;
+every other page comes from a bump allocator that keeps out of the DTB scan ranges so that the kernel's is
+the first self-referencing table found. Virtual: the kernel image (MZ/PE headers, the RSDS debug record
+naming ``ntkrnlmp.pdb``, the kernel's variables) at :data:`KERNEL_BASE`; kernel pool allocations (pool header,
+object header, object) above :data:`POOL_BASE`; ``_KUSER_SHARED_DATA`` at its fixed kernel and user
+addresses; per process, a PEB, loader data, process parameters and strings in user space. The kernel debugger
+block carries the ``KDBG`` tag and the kernel base, which is how Volatility's PDB scanner finds the base.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from triage.testing.winmem.isf import SymbolTable, u64, utf16
+from triage.testing.winmem.nttypes import kernel_types
+from triage.testing.winmem.paging import PAGE, AddressSpace, Heap, PhysicalMemory, canonical
+from triage.testing.winmem.scenario import DEFAULT, Process, Scenario
+
+PDB_NAME = "ntkrnlmp.pdb"
+PDB_GUID = "5EC1D7A2B04F4C7E9D3A6F18C2B7E401"  # made up
+PDB_AGE = 1
+MEMORY_SIZE = 4 << 20
+KERNEL_DTB = 0x1AA000
+# Volatility's first DTB scan ranges (automagic/windows.py): nothing but the kernel DTB goes there
+DTB_SCAN_RANGES = ((0x150000, 0x150000), (0x550000, 0x1A0000), (0x900000, 0x100000))
+KERNEL_BASE = 0xFFFFF80072A00000
+KERNEL_IMAGE_SIZE = 0x10000
+POOL_BASE = 0xFFFFC20000000000
+KUSER_KERNEL = 0xFFFFF78000000000
+KUSER_USER = 0x7FFE0000
+USER_DATA = 0x000000A000000000
+OB_HEADER_COOKIE = 0x5C
+POOL_ALIGN = 16
+NONPAGED = 2  # _POOL_HEADER.PoolType of a non-paged allocation (Vista and later encoding)
+OBJECT_TYPES = ("Type", "Directory", "SymbolicLink", "Token", "Job", "Process", "Thread", "Event", "Mutant",
+                "Section", "File", "Key", "Desktop", "WindowStation")
+# kernel variables: name -> (RVA, size)
+KERNEL_SYMBOLS = {
+    "PsActiveProcessHead": (0x2000, 16),
+    "KeNumberProcessors": (0x2010, 4),
+    "ObHeaderCookie": (0x2014, 4),
+    "KdVersionBlock": (0x2020, 0x28),
+    "PsLoadedModuleList": (0x2050, 16),
+    "ObTypeIndexTable": (0x2100, 0x320),
+    "KdDebuggerDataBlock": (0x3000, 0x340),
+}
+NT_BUILD_LAB_RVA = 0x3400
+CSD_VERSION_RVA = 0x3480
+# _KDDEBUGGER_DATA64 members Volatility reads (its windows/kdbg.json)
+KDBG_KERNBASE, KDBG_MODULES, KDBG_PROCESSES, KDBG_BUILDLAB, KDBG_CSD = 0x18, 0x48, 0x50, 0x208, 0x268
+
+
+def wintime(when: datetime) -> int:
+    """A Windows FILETIME (100 ns since 1601) for an aware datetime."""
+    return int((when.timestamp() + 11644473600) * 10_000_000)
+
+
+@dataclass
+class BuiltProcess:
+    """Where a scenario process ended up in the image."""
+
+    process: Process
+    eprocess: int  # virtual address of its _EPROCESS
+    dtb: int
+    space: AddressSpace
+    peb: int = 0
+
+
+@dataclass
+class WinMemImage:
+    """The result of :func:`build_image`: the files and where things are."""
+
+    image: Path
+    symbols_dir: Path
+    isf: Path
+    scenario: Scenario
+    processes: dict[int, BuiltProcess] = field(default_factory=dict)
+    kernel_base: int = KERNEL_BASE
+    dtb: int = KERNEL_DTB
+
+    @property
+    def pdb(self) -> tuple[str, str, int]:
+        return PDB_NAME, PDB_GUID, PDB_AGE
+
+
+class _Builder:
+    def __init__(self, scenario: Scenario, size: int) -> None:
+        self.sc = scenario
+        self.types: SymbolTable = kernel_types()
+        self.phys = PhysicalMemory(size, reserved=DTB_SCAN_RANGES)
+        self.kspace = AddressSpace(self.phys, dtb=KERNEL_DTB)
+        for va in (KERNEL_BASE, POOL_BASE, KUSER_KERNEL):
+            self.kspace.prepare_kernel_slot(va)
+        self.pool = Heap(self.kspace, POOL_BASE)
+        self.kuser_page = self.phys.alloc_page()
+        self.kspace.map(KUSER_KERNEL, self.kuser_page)
+        self.kspace.ensure(KERNEL_BASE, KERNEL_IMAGE_SIZE)
+        self.procs: dict[int, BuiltProcess] = {}
+
+    # -- helpers --------------------------------------------------------------------------------------------
+    def kput(self, va: int, struct_name: str, values: dict) -> None:
+        self.kspace.write(va, bytes(self.types.pack(struct_name, values)))
+
+    def ustr(self, heap: Heap, text: str) -> dict[str, int]:
+        """A _UNICODE_STRING value with its buffer written to ``heap``."""
+        data = utf16(text)
+        buf = heap.put(data + b"\x00\x00", align=8)
+        return {"Length": len(data), "MaximumLength": len(data) + 2, "Buffer": buf}
+
+    def sym(self, name: str) -> int:
+        return canonical(KERNEL_BASE + KERNEL_SYMBOLS[name][0])
+
+    def pool_object(self, tag: bytes, type_index: int, struct_name: str, extra: int = 0) -> int:
+        """Allocate a pool block holding an object header and a ``struct_name`` body; the body's address."""
+        hdr_size = self.types.structs["_OBJECT_HEADER"].size - 8  # Body is the object's first quadword
+        body_size = self.types.structs[struct_name].size + extra
+        total = -(-(16 + hdr_size + body_size) // POOL_ALIGN) * POOL_ALIGN
+        block = self.pool.alloc(total, align=POOL_ALIGN)
+        self.kput(block, "_POOL_HEADER", {"BlockSize": total // POOL_ALIGN, "PoolType": NONPAGED,
+                                          "PoolTag": int.from_bytes(tag, "little")})
+        header = block + 16
+        encoded = ((header >> 8) ^ OB_HEADER_COOKIE ^ type_index) & 0xFF
+        self.kput(header, "_OBJECT_HEADER", {"PointerCount": 3, "HandleCount": 1, "TypeIndex": encoded})
+        return header + hdr_size
+
+    # -- the kernel -----------------------------------------------------------------------------------------
+    def kernel_image(self) -> None:
+        k = KERNEL_BASE
+        pe_off = 0x100
+        dos = bytearray(0x40)
+        dos[0:2] = b"MZ"
+        struct.pack_into("<I", dos, 0x3C, pe_off)
+        nt = bytearray(4 + 20 + 240)
+        nt[0:4] = b"PE\x00\x00"
+        # FileHeader: AMD64, one section, TimeDateStamp of the build, optional header size, executable image
+        struct.pack_into("<HHIIIHH", nt, 4, 0x8664, 1, 0x5C2D1B6E, 0, 0, 240, 0x22)
+        opt = 24
+        struct.pack_into("<HBB", nt, opt, 0x20B, 14, 16)
+        struct.pack_into("<Q", nt, opt + 24, k)  # ImageBase
+        struct.pack_into("<II", nt, opt + 32, PAGE, 0x200)  # section/file alignment
+        struct.pack_into("<HHHHHH", nt, opt + 40, 10, 0, 10, 0, 10, 0)  # OS/image/subsystem versions
+        struct.pack_into("<II", nt, opt + 56, KERNEL_IMAGE_SIZE, 0x400)
+        struct.pack_into("<H", nt, opt + 68, 1)  # native subsystem
+        self.kspace.write(k, bytes(dos))
+        self.kspace.write(k + pe_off, bytes(nt))
+        # the CodeView debug record of the kernel's PDB
+        rsds = b"RSDS" + uuid.UUID(PDB_GUID).bytes_le + struct.pack("<I", PDB_AGE) + PDB_NAME.encode() + b"\x00"
+        self.kspace.write(k + 0x1000, rsds)
+        for name, (rva, _size) in KERNEL_SYMBOLS.items():
+            self.types.symbols[name] = rva
+        self.kspace.write(self.sym("KeNumberProcessors"), struct.pack("<I", 2))
+        self.kspace.write(self.sym("ObHeaderCookie"), struct.pack("<I", OB_HEADER_COOKIE))
+        self.kput(self.sym("KdVersionBlock"), "_DBGKD_GET_VERSION64", {
+            "MajorVersion": 0xF, "MinorVersion": self.sc.build, "ProtocolVersion": 6, "MachineType": 0x8664,
+            "KernBase": k, "PsLoadedModuleList": self.sym("PsLoadedModuleList")})
+        head = self.sym("PsLoadedModuleList")
+        self.kput(head, "_LIST_ENTRY", {"Flink": head, "Blink": head})
+        # the debugger data block: "KDBG" owner tag and the kernel base right after it
+        kdbg = bytearray(KERNEL_SYMBOLS["KdDebuggerDataBlock"][1])
+        kdbg[0x10:0x18] = b"KDBG" + struct.pack("<I", len(kdbg))
+        for off, value in ((KDBG_KERNBASE, k), (KDBG_MODULES, head), (KDBG_PROCESSES, self.sym("PsActiveProcessHead")),
+                           (KDBG_BUILDLAB, k + NT_BUILD_LAB_RVA), (KDBG_CSD, k + CSD_VERSION_RVA)):
+            kdbg[off : off + 8] = u64(value)
+        self.kspace.write(self.sym("KdDebuggerDataBlock"), bytes(kdbg))
+        self.kspace.write(k + NT_BUILD_LAB_RVA, f"{self.sc.build}.1.amd64fre.rs5_release.180914-1434\x00".encode())
+        self.kspace.write(k + CSD_VERSION_RVA, struct.pack("<I", 0))
+
+    def kuser(self) -> None:
+        data = self.types.pack("_KUSER_SHARED_DATA", {
+            "SystemTime": {"LowPart": wintime(self.sc.capture) & 0xFFFFFFFF, "High1Time": wintime(self.sc.capture) >> 32,
+                           "High2Time": wintime(self.sc.capture) >> 32},
+            "NtSystemRoot": utf16("C:\\Windows"), "NtProductType": 3, "ProductTypeIsValid": 1,
+            "NtMajorVersion": 10, "NtMinorVersion": 0, "NtBuildNumber": self.sc.build})
+        self.phys.write(self.kuser_page, bytes(data))
+
+    def object_types(self) -> None:
+        table = self.sym("ObTypeIndexTable")
+        self.kspace.write(table, u64(0))
+        for index, name in enumerate(OBJECT_TYPES, start=1):
+            obj = self.pool_object(b"ObjT", 1, "_OBJECT_TYPE")
+            self.kput(obj, "_OBJECT_TYPE", {"TypeList": {"Flink": obj, "Blink": obj},
+                                            "Name": self.ustr(self.pool, name), "Index": index})
+            self.kspace.write(table + 8 * index, u64(obj))
+
+    def type_index(self, name: str) -> int:
+        return OBJECT_TYPES.index(name) + 1
+
+    # -- processes ------------------------------------------------------------------------------------------
+    def process(self, p: Process) -> BuiltProcess:
+        space = self.kspace if p.pid == 4 else AddressSpace(self.phys, kernel=self.kspace)
+        if space is not self.kspace:
+            space.map(KUSER_USER, self.kuser_page, user=True)
+        eproc = self.pool_object(b"Proc", self.type_index("Process"), "_EPROCESS")
+        built = BuiltProcess(p, eproc, space.dtb, space)
+        if p.pid != 4:
+            built.peb = self.user_side(p, space)
+        session = 0
+        if p.session is not None:
+            session = self.pool.put(bytes(self.types.pack("_MM_SESSION_SPACE", {"ReferenceCount": 1,
+                                                                                  "SessionId": p.session})))
+        audit = 0
+        if p.path:
+            audit = self.pool.put(bytes(self.types.pack("_OBJECT_NAME_INFORMATION", {
+                "Name": self.ustr(self.pool, p.device_path)})))
+        threads = eproc + self.types.offset("_EPROCESS", "ThreadListHead")
+        links = eproc + self.types.offset("_EPROCESS", "ActiveProcessLinks")
+        self.kput(eproc, "_EPROCESS", {
+            "Pcb": {"DirectoryTableBase": space.dtb, "ThreadListHead": {"Flink": threads, "Blink": threads}},
+            "UniqueProcessId": p.pid,
+            "ActiveProcessLinks": {"Flink": links, "Blink": links},
+            "CreateTime": {"QuadPart": 0 if p.pid == 4 else wintime(p.created)},
+            "InheritedFromUniqueProcessId": p.ppid,
+            "Session": session,
+            "Peb": built.peb,
+            "ImageFileName": p.name.encode()[:14],
+            "ActiveThreads": 1 if p.pid != 4 else 120,
+            "ThreadListHead": {"Flink": threads, "Blink": threads},
+            "SeAuditProcessCreationInfo": {"ImageFileName": audit},
+        })
+        self.procs[p.pid] = built
+        return built
+
+    def user_side(self, p: Process, space: AddressSpace) -> int:
+        """PEB, loader lists and process parameters in the process's own address space; the PEB address."""
+        heap = Heap(space, USER_DATA, user=True)
+        peb = heap.alloc(self.types.structs["_PEB"].size)
+        ldr = heap.alloc(self.types.structs["_PEB_LDR_DATA"].size)
+        params = heap.alloc(self.types.structs["_RTL_USER_PROCESS_PARAMETERS"].size)
+        env = heap.put(utf16(f"COMPUTERNAME={self.sc.hostname}\x00SystemRoot=C:\\Windows\x00\x00"))
+        self.uput(space, params, "_RTL_USER_PROCESS_PARAMETERS", {
+            "MaximumLength": self.types.structs["_RTL_USER_PROCESS_PARAMETERS"].size, "Flags": 1,
+            "ImagePathName": self.ustr(heap, p.path), "CommandLine": self.ustr(heap, p.cmdline),
+            "Environment": env, "EnvironmentSize": 0x80})
+        image_base = 0x00007FF600000000 + (p.pid << 20)
+        modules = [(p.path, image_base, 0x20000)]
+        for i, dll in enumerate(p.dlls):
+            modules.append((dll, 0x00007FFB00000000 + (i << 24), 0x1A0000))
+        entries = [heap.alloc(self.types.structs["_LDR_DATA_TABLE_ENTRY"].size) for _ in modules]
+        lists = ("InLoadOrder", "InMemoryOrder", "InInitializationOrder")
+        heads = {n: ldr + self.types.offset("_PEB_LDR_DATA", f"{n}ModuleList") for n in lists}
+        for i, ((path, base_va, size), entry) in enumerate(zip(modules, entries, strict=True)):
+            values: dict = {"DllBase": base_va, "EntryPoint": base_va + 0x1000, "SizeOfImage": size,
+                            "FullDllName": self.ustr(heap, path), "BaseDllName": self.ustr(heap, path.rsplit("\\", 1)[-1]),
+                            "ObsoleteLoadCount": 6, "LoadTime": {"QuadPart": wintime(p.created)}}
+            for n in lists:
+                off = self.types.offset("_LDR_DATA_TABLE_ENTRY", f"{n}Links")
+                prev = entries[i - 1] + off if i else heads[n]
+                nxt = entries[i + 1] + off if i + 1 < len(entries) else heads[n]
+                values[f"{n}Links"] = {"Flink": nxt, "Blink": prev}
+            self.uput(space, entry, "_LDR_DATA_TABLE_ENTRY", values)
+        ldr_values: dict = {"Length": self.types.structs["_PEB_LDR_DATA"].size, "Initialized": 1}
+        for n in lists:
+            off = self.types.offset("_LDR_DATA_TABLE_ENTRY", f"{n}Links")
+            ldr_values[f"{n}ModuleList"] = {"Flink": entries[0] + off, "Blink": entries[-1] + off}
+        self.uput(space, ldr, "_PEB_LDR_DATA", ldr_values)
+        self.uput(space, peb, "_PEB", {"ImageBaseAddress": image_base, "Ldr": ldr, "ProcessParameters": params})
+        # the image's first page (MZ) so the PEB's ImageBaseAddress is readable
+        space.ensure(image_base, PAGE, user=True)
+        space.write(image_base, b"MZ")
+        return peb
+
+    def uput(self, space: AddressSpace, va: int, struct_name: str, values: dict) -> None:
+        space.write(va, bytes(self.types.pack(struct_name, values)))
+
+    def link_processes(self) -> None:
+        """Chain the listed processes into PsActiveProcessHead; hidden ones keep links to themselves."""
+        head = self.sym("PsActiveProcessHead")
+        off = self.types.offset("_EPROCESS", "ActiveProcessLinks")
+        chain = [head] + [b.eprocess + off for b in self.procs.values() if not b.process.hidden]
+        for i, node in enumerate(chain):
+            self.kput(node, "_LIST_ENTRY", {"Flink": chain[(i + 1) % len(chain)], "Blink": chain[i - 1]})
+
+    def build(self) -> None:
+        self.kernel_image()
+        self.kuser()
+        self.object_types()
+        for p in self.sc.processes:
+            self.process(p)
+        self.link_processes()
+
+    def metadata(self) -> dict:
+        return {
+            "format": "6.2.0",
+            "producer": {"name": "triage.testing.winmem", "version": "1"},
+            "windows": {
+                "pdb": {"GUID": PDB_GUID, "age": PDB_AGE, "database": PDB_NAME, "machine_type": 0x8664},
+                "pe": {"major": 10, "minor": 0, "revision": self.sc.build, "build": 1},
+            },
+        }
+
+
+def build_image(image: Path, symbols_dir: Path, scenario: Scenario = DEFAULT, size: int = MEMORY_SIZE) -> WinMemImage:
+    """Write the raw memory image to ``image`` and its symbol table below ``symbols_dir`` (as
+    ``windows/ntkrnlmp.pdb/<GUID>-<age>.json.xz``, where Volatility looks for a kernel's ISF)."""
+    b = _Builder(scenario, size)
+    b.build()
+    image.parent.mkdir(parents=True, exist_ok=True)
+    image.write_bytes(bytes(b.phys.data))
+    isf = b.types.write_isf(symbols_dir / "windows" / PDB_NAME / f"{PDB_GUID}-{PDB_AGE}.json.xz", b.metadata())
+    return WinMemImage(image, symbols_dir, isf, scenario, dict(b.procs))
+
+
+def iter_pages(data: bytes) -> Iterator[int]:
+    """Offsets of the non-zero pages of an image (how much of it is really used)."""
+    for off in range(0, len(data), PAGE):
+        if any(data[off : off + PAGE]):
+            yield off

@@ -1,0 +1,98 @@
+"""What the synthetic Exchange server was running when its memory was taken (the ED 21-02 intrusion): the
+processes, their command lines and modules, and the time of the capture."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+BOOT = datetime(2021, 3, 2, 23, 40, 5, tzinfo=UTC)
+CAPTURE = datetime(2021, 3, 3, 3, 15, 0, tzinfo=UTC)
+SYSTEM32 = "C:\\Windows\\System32"
+
+
+@dataclass(frozen=True)
+class Process:
+    """One process of the scenario."""
+
+    pid: int
+    ppid: int
+    name: str  # the image file name (EPROCESS keeps its first 14 characters)
+    path: str = ""  # full image path; empty for System
+    cmdline: str = ""
+    created: datetime = BOOT
+    hidden: bool = False  # unlinked from the active process list: only the pool scan finds it
+    dlls: tuple[str, ...] = ()  # full paths after the image itself
+    session: int | None = 0  # None: no session (System)
+
+    @property
+    def device_path(self) -> str:
+        """The image path as the process-creation audit record keeps it (NT device form)."""
+        return "\\Device\\HarddiskVolume2" + self.path[2:] if self.path[1:2] == ":" else self.path
+
+
+COMMON_DLLS = (f"{SYSTEM32}\\ntdll.dll", f"{SYSTEM32}\\kernel32.dll", f"{SYSTEM32}\\KERNELBASE.dll")
+W3WP_DLLS = (
+    *COMMON_DLLS,
+    "C:\\Windows\\Microsoft.NET\\Framework64\\v4.0.30319\\clr.dll",
+    "C:\\Windows\\System32\\inetsrv\\iiscore.dll",
+)
+LSASS_PID = 652
+W3WP_PID = 4012
+CMD_PID = 5120
+POWERSHELL_PID = 5144
+PROCDUMP_PID = 5400
+HIDDEN_PID = 6248
+
+
+def _t(minutes: float) -> datetime:
+    return BOOT + timedelta(minutes=minutes)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The processes (in creation order) and the host's facts."""
+
+    processes: tuple[Process, ...]
+    hostname: str = "EXCH01"
+    build: int = 17763  # Windows Server 2019
+    capture: datetime = CAPTURE
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def by_pid(self, pid: int) -> Process:
+        """The process with ``pid``."""
+        return next(p for p in self.processes if p.pid == pid)
+
+
+W3WP_CMD = (
+    'c:\\windows\\system32\\inetsrv\\w3wp.exe -ap "MSExchangeOWAAppPool" -v "v4.0" -c '
+    '"C:\\Program Files\\Microsoft\\Exchange Server\\V15\\bin\\GenericAppPoolConfigWithGCServerEnabledFalse.config" '
+    '-a \\\\.\\pipe\\iisipm5b8c6a33-1d0e-4b5e-9a53-2b0f1c3d4e5f -h "C:\\inetpub\\temp\\apppools\\MSExchangeOWAAppPool'
+    '\\MSExchangeOWAAppPool.config" -w "" -m 0'
+)
+CMD_CMD = 'cmd.exe /c "cd /d c:\\root&procdump64.exe -accepteula -ma lsass.exe c:\\root\\lsass.dmp"'
+POWERSHELL_CMD = (
+    "powershell.exe -nop -c Add-PSSnapin Microsoft.Exchange.Management.PowerShell.SnapIn; "
+    "New-MailboxExportRequest -Mailbox administrator -FilePath \\\\EXCH01\\c$\\root\\admin.pst"
+)
+PROCDUMP_CMD = "c:\\root\\procdump64.exe -accepteula -ma lsass.exe c:\\root\\lsass.dmp"
+
+DEFAULT = Scenario(
+    processes=(
+        Process(4, 0, "System", session=None),
+        Process(356, 4, "smss.exe", f"{SYSTEM32}\\smss.exe", "\\SystemRoot\\System32\\smss.exe", _t(0.1),
+                dlls=(f"{SYSTEM32}\\ntdll.dll",), session=None),
+        Process(640, 356, "services.exe", f"{SYSTEM32}\\services.exe", f"{SYSTEM32}\\services.exe", _t(0.4),
+                dlls=COMMON_DLLS),
+        Process(LSASS_PID, 356, "lsass.exe", f"{SYSTEM32}\\lsass.exe", f"{SYSTEM32}\\lsass.exe", _t(0.4),
+                dlls=(*COMMON_DLLS, f"{SYSTEM32}\\lsasrv.dll", f"{SYSTEM32}\\msv1_0.dll")),
+        Process(W3WP_PID, 640, "w3wp.exe", f"{SYSTEM32}\\inetsrv\\w3wp.exe", W3WP_CMD, _t(5), dlls=W3WP_DLLS),
+        Process(CMD_PID, W3WP_PID, "cmd.exe", f"{SYSTEM32}\\cmd.exe", CMD_CMD, _t(190), dlls=COMMON_DLLS),
+        Process(POWERSHELL_PID, W3WP_PID, "powershell.exe",
+                f"{SYSTEM32}\\WindowsPowerShell\\v1.0\\powershell.exe", POWERSHELL_CMD, _t(191), dlls=COMMON_DLLS),
+        Process(PROCDUMP_PID, CMD_PID, "procdump64.exe", "C:\\root\\procdump64.exe", PROCDUMP_CMD, _t(192),
+                dlls=(*COMMON_DLLS, f"{SYSTEM32}\\dbghelp.dll")),
+        Process(HIDDEN_PID, W3WP_PID, "rundll32.exe", f"{SYSTEM32}\\rundll32.exe",
+                f"{SYSTEM32}\\rundll32.exe", _t(193), hidden=True, dlls=COMMON_DLLS),
+    )
+)
