@@ -1,0 +1,144 @@
+"""Volatility 3 on the synthetic Windows x64 image (triage.testing.winmem): each plugin of the scenario through
+the project's adapter with Volatility's own automagic (no layer, DTB or kernel hints), then the memory analyzer
+end to end with ``symbols`` pointing at the builder's ISF folder."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from analyzers.memory import vol
+from collectors.collect import collect_files
+from collectors.sources import open_source_path
+from triage.case import Case
+from triage.runner import analyze_case, result_paths
+from triage.testing.winmem import DEFAULT, PDB_GUID, WinMemImage, build_image
+from triage.testing.winmem import scenario as sc
+
+pytest.importorskip("volatility3")
+
+LISTED = {p.pid: p for p in DEFAULT.processes if not p.hidden}
+HIDDEN = [p for p in DEFAULT.processes if p.hidden]
+
+
+@pytest.fixture(scope="module")
+def win(tmp_path_factory: pytest.TempPathFactory) -> WinMemImage:
+    root = tmp_path_factory.mktemp("winmem")
+    return build_image(root / "EXCH01-memory.raw", root / "symbols")
+
+
+def _run(win: WinMemImage, plugin: str, cache: Path, **options: Any) -> vol.PluginTable:
+    return vol.run_plugin(win.image, plugin, symbols=[win.symbols_dir], cache_dir=cache, **options)
+
+
+def test_info_finds_the_kernel_with_no_hints(win: WinMemImage, vol_cache: Path) -> None:
+    info = {r["Variable"]: r["Value"] for r in _run(win, "windows.info.Info", vol_cache).rows}
+    assert int(info["Kernel Base"], 16) == win.kernel_base & 0xFFFFFFFFFFFF
+    assert int(info["DTB"], 16) == win.dtb
+    assert info["Symbols"].endswith(f"windows/ntkrnlmp.pdb/{PDB_GUID}-1.json.xz")
+    assert info["Is64Bit"] == "True" and info["layer_name"] == "0 WindowsIntel32e"
+    assert info["Major/Minor"] == "15.17763" and info["NtMajorVersion"] == "10"
+    assert info["NtProductType"] == "NtProductServer"
+    assert info["SystemTime"] == str(DEFAULT.capture)
+    assert info["NTBuildLab"].startswith("17763.")
+
+
+def test_pslist_walks_the_active_process_list(win: WinMemImage, vol_cache: Path) -> None:
+    rows = _run(win, "windows.pslist.PsList", vol_cache).rows
+    got = {r["PID"]: r for r in rows}
+    assert set(got) == set(LISTED)  # the hidden process is not linked
+    for pid, p in LISTED.items():
+        assert got[pid]["PPID"] == p.ppid
+        assert got[pid]["ImageFileName"] == p.name[:14]
+        assert got[pid]["Offset(V)"] == win.processes[pid].eprocess & 0xFFFFFFFFFFFF
+        assert got[pid]["CreateTime"] == (None if pid == 4 else p.created.replace(microsecond=0))
+        assert got[pid]["ExitTime"] is None
+    assert got[sc.W3WP_PID]["SessionId"] == 0 and got[4]["SessionId"] is None
+
+
+def test_psscan_carves_the_hidden_process_from_the_pool(win: WinMemImage, vol_cache: Path) -> None:
+    rows = _run(win, "windows.psscan.PsScan", vol_cache).rows
+    got = {r["PID"]: r for r in rows}
+    assert set(got) == {p.pid for p in DEFAULT.processes}
+    (hidden,) = HIDDEN
+    assert got[hidden.pid]["ImageFileName"] == hidden.name and got[hidden.pid]["PPID"] == hidden.ppid
+    assert len(rows) == len(DEFAULT.processes)  # one carve per pool block, no ghosts
+
+
+def test_pstree_nests_the_shells_under_w3wp(win: WinMemImage, vol_cache: Path) -> None:
+    rows = _run(win, "windows.pstree.PsTree", vol_cache).rows
+    depth = {r["PID"]: r["TreeDepth"] for r in rows}
+    assert depth[4] == 0 and depth[sc.W3WP_PID] == 3
+    assert depth[sc.CMD_PID] == depth[sc.POWERSHELL_PID] == 4 and depth[sc.PROCDUMP_PID] == 5
+    w3wp = next(r for r in rows if r["PID"] == sc.W3WP_PID)
+    assert w3wp["Cmd"] == sc.W3WP_CMD and w3wp["Path"] == LISTED[sc.W3WP_PID].path
+    assert w3wp["Audit"] == "\\Device\\HarddiskVolume2\\Windows\\System32\\inetsrv\\w3wp.exe"
+
+
+def test_cmdline_reads_each_peb(win: WinMemImage, vol_cache: Path) -> None:
+    args = {r["PID"]: r["Args"] for r in _run(win, "windows.cmdline.CmdLine", vol_cache).rows}
+    assert args[sc.PROCDUMP_PID] == sc.PROCDUMP_CMD
+    assert args[sc.POWERSHELL_PID] == sc.POWERSHELL_CMD
+    assert '-ap "MSExchangeOWAAppPool"' in args[sc.W3WP_PID]
+    assert args[4] is None  # System has no PEB: Volatility reports it unreadable
+
+
+def test_dlllist_walks_the_loader_lists(win: WinMemImage, vol_cache: Path) -> None:
+    rows = _run(win, "windows.dlllist.DllList", vol_cache).rows
+    mods: dict[int, list[str]] = {}
+    for r in rows:
+        mods.setdefault(r["PID"], []).append(r["Path"])
+    for pid, p in LISTED.items():
+        if pid != 4:
+            assert mods[pid] == [p.path, *p.dlls], pid
+    lsass = [r for r in rows if r["PID"] == sc.LSASS_PID]
+    assert {r["Name"] for r in lsass} >= {"lsass.exe", "lsasrv.dll"}
+    assert all(isinstance(r["LoadTime"], datetime) for r in lsass)
+
+
+# -- the memory analyzer end to end ------------------------------------------------------------------------------
+def _findings(case: Case) -> pd.DataFrame:
+    frames = [pd.read_parquet(p) for p in sorted((case.path / "results" / "memory").glob("*.parquet"))]
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.slow
+def test_memory_analyzer_derives_the_scenario(win: WinMemImage, tmp_path: Path) -> None:
+    case = Case.create_or_open(tmp_path / "case", examiner="pytest", case_id="WINMEM")
+    collect_files(case, open_source_path(str(win.image), "memory"), host="EXCH01")
+    options = {"memory": {"symbols": [str(win.symbols_dir)], "raw_scan": False}}
+    summary = analyze_case(case, only=("memory",), jobs=1, options=options)
+    assert summary.errors == []
+    row = next(r for r in case.evidence() if r.kind == "memory_image")
+    folder = case.path / "results" / "memory" / row.artifact_id
+    index = json.loads((folder / "index.json").read_text())["tables"]
+    for table in ("info", "pslist", "psscan", "pstree", "cmdline", "dlllist"):
+        assert index[table]["status"] == "ok" and index[table]["rows"] > 0, (table, index[table])
+    run = json.loads(result_paths(case.path, "memory", row.artifact_id)[1].read_text())
+    assert not any("no Volatility symbol table" in w for w in run["warnings"])
+    f = _findings(case)
+    rules = set(f.rule_id)
+    assert not any(r.startswith("MEM-VOL-") for r in rules)
+
+    def one(rule: str, **attrs: Any) -> pd.Series:
+        hits = f[f.rule_id == rule]
+        for key, value in attrs.items():
+            hits = hits[hits.location == value] if key == "location" else hits[hits.message.str.contains(value, regex=False)]
+        assert len(hits) == 1, (rule, attrs, f[["rule_id", "location", "title"]].to_string())
+        return hits.iloc[0]
+
+    for child in (sc.CMD_PID, sc.POWERSHELL_PID):
+        hit = one("MEM-W3WP-SHELL-CHILD", location=f"pid:{child}")
+        assert f"w3wp.exe (PID {sc.W3WP_PID})" in hit.title
+        assert DEFAULT.by_pid(child).cmdline[:60] in hit.message
+    (hidden,) = HIDDEN
+    hit = one("MEM-PROC-HIDDEN", location=f"pid:{hidden.pid}")
+    assert hidden.name in hit.title
+    dump = one("MEM-CMD-PROCDUMP-LSASS", location=f"pid:{sc.PROCDUMP_PID}")
+    assert "-ma lsass.exe" in dump.message
+    assert {"MEM-CMD-MAILBOX-EXPORT", "MEM-CMD-EXCHANGE-SNAPIN"} <= rules
