@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -49,12 +49,18 @@ KERNEL_SYMBOLS = {
     "KdVersionBlock": (0x2020, 0x28),
     "PsLoadedModuleList": (0x2050, 16),
     "ObTypeIndexTable": (0x2100, 0x320),
+    "MmProtectToValue": (0x2500, 0x80),
     "KdDebuggerDataBlock": (0x3000, 0x340),
 }
 NT_BUILD_LAB_RVA = 0x3400
 CSD_VERSION_RVA = 0x3480
 # _KDDEBUGGER_DATA64 members Volatility reads (its windows/kdbg.json)
 KDBG_KERNBASE, KDBG_MODULES, KDBG_PROCESSES, KDBG_BUILDLAB, KDBG_CSD = 0x18, 0x48, 0x50, 0x208, 0x268
+
+
+# MM_* protection index -> PAGE_* constant (the first eight; the next 24 add no-cache, guard, write-combine)
+PAGE_PROTECTIONS = (0x01, 0x02, 0x10, 0x20, 0x04, 0x08, 0x40, 0x80)
+PROTECTION_MODIFIERS = (0, 0x200, 0x100, 0x400)
 
 
 def wintime(when: datetime) -> int:
@@ -189,6 +195,55 @@ class _Builder:
                                             "Name": self.ustr(self.pool, name), "Index": index})
             self.kspace.write(table + 8 * index, u64(obj))
 
+    def set_field(self, va: int, struct_name: str, member: str, value: int) -> None:
+        """Overwrite one pointer-sized member of a structure already written."""
+        self.kspace.write(va + self.types.offset(struct_name, member), u64(value))
+
+    def handle_tables(self) -> None:
+        """One single-level handle table per holder; handle values 4, 8, ... in scenario order."""
+        holders: dict[int, list] = {}
+        for h in self.sc.handles:
+            holders.setdefault(h.holder, []).append(h)
+        entry_size = self.types.structs["_HANDLE_TABLE_ENTRY"].size
+        for pid, handles in holders.items():
+            page = self.pool.alloc(PAGE, align=PAGE)
+            for i, h in enumerate(handles, start=1):
+                header = self.procs[h.target].eprocess - (self.types.structs["_OBJECT_HEADER"].size - 8)
+                self.kput(page + i * entry_size, "_HANDLE_TABLE_ENTRY", {
+                    "Unlocked": 1, "RefCnt": 1, "ObjectPointerBits": (header & 0xFFFFFFFFFFFF) >> 4,
+                    "GrantedAccessBits": h.access})
+            table = self.pool.put(bytes(self.types.pack("_HANDLE_TABLE", {"TableCode": page})))
+            self.set_field(self.procs[pid].eprocess, "_EPROCESS", "ObjectTable", table)
+
+    def vads(self) -> None:
+        """Private regions as ``VadS`` pool blocks in a tree ordered by address (each the right child of the last)."""
+        t = self.types
+        self.kspace.write(self.sym("MmProtectToValue"), b"".join(
+            struct.pack("<i", PAGE_PROTECTIONS[i % 8] | PROTECTION_MODIFIERS[i // 8]) for i in range(32)))
+        by_pid: dict[int, list] = {}
+        for r in sorted(self.sc.regions, key=lambda r: r.start):
+            by_pid.setdefault(r.pid, []).append(r)
+        size = t.structs["_MMVAD_SHORT"].size
+        for pid, regions in by_pid.items():
+            space = self.procs[pid].space
+            nodes = []
+            for r in regions:
+                space.ensure(r.start, r.size, user=True)
+                space.write(r.start, r.content)
+                block = self.pool.alloc(16 + size, align=POOL_ALIGN)
+                self.kput(block, "_POOL_HEADER", {"BlockSize": -(-(16 + size) // POOL_ALIGN), "PoolType": NONPAGED,
+                                                  "PoolTag": int.from_bytes(b"VadS", "little")})
+                nodes.append((block + 16, r))
+            for i, (node, r) in enumerate(nodes):
+                right = nodes[i + 1][0] if i + 1 < len(nodes) else 0
+                parent = nodes[i - 1][0] if i else 0
+                self.kput(node, "_MMVAD_SHORT", {
+                    "VadNode": {"Right": right, "ParentValue": parent},
+                    "StartingVpn": r.start >> 12, "EndingVpn": (r.start + r.size - 1) >> 12,
+                    "u": {"VadFlags": {"Protection": r.protection, "PrivateMemory": 1}},
+                    "u1": {"VadFlags1": {"CommitCharge": r.size // PAGE, "MemCommit": 1}}})
+            self.set_field(self.procs[pid].eprocess, "_EPROCESS", "VadRoot", nodes[0][0])
+
     def type_index(self, name: str) -> int:
         return OBJECT_TYPES.index(name) + 1
 
@@ -284,6 +339,8 @@ class _Builder:
         for p in self.sc.processes:
             self.process(p)
         self.link_processes()
+        self.handle_tables()
+        self.vads()
 
     def metadata(self) -> dict:
         return {
@@ -296,11 +353,24 @@ class _Builder:
         }
 
 
-def build_image(image: Path, symbols_dir: Path, scenario: Scenario = DEFAULT, size: int = MEMORY_SIZE) -> WinMemImage:
+def build_image(
+    image: Path,
+    symbols_dir: Path,
+    scenario: Scenario = DEFAULT,
+    size: int = MEMORY_SIZE,
+    plants: Mapping[int, bytes] | None = None,
+) -> WinMemImage:
     """Write the raw memory image to ``image`` and its symbol table below ``symbols_dir`` (as
-    ``windows/ntkrnlmp.pdb/<GUID>-<age>.json.xz``, where Volatility looks for a kernel's ISF)."""
+    ``windows/ntkrnlmp.pdb/<GUID>-<age>.json.xz``, where Volatility looks for a kernel's ISF).
+
+    ``plants`` (physical offset -> bytes) are written into pages the scenario left empty, as unmapped memory
+    holding leftovers (strings for the symbol-free scan); a plant over a used page raises ``ValueError``."""
     b = _Builder(scenario, size)
     b.build()
+    for offset, data in (plants or {}).items():
+        if any(b.phys.read(offset, len(data))) or not 0 <= offset <= size - len(data):
+            raise ValueError(f"plant at {offset:#x} would overwrite the scenario's memory")
+        b.phys.write(offset, data)
     image.parent.mkdir(parents=True, exist_ok=True)
     image.write_bytes(bytes(b.phys.data))
     isf = b.types.write_isf(symbols_dir / "windows" / PDB_NAME / f"{PDB_GUID}-{PDB_AGE}.json.xz", b.metadata())

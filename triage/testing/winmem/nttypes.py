@@ -43,6 +43,8 @@ def kernel_types() -> SymbolTable:
     t = SymbolTable()
     for name in PLACEHOLDER_TYPES:
         t.define(name, [], size=8)
+    _handles(t)
+    _vads(t)
     t.define("_LIST_ENTRY", [("Flink", ptr(LIST)), ("Blink", ptr(LIST))])
     t.define("_UNICODE_STRING", [("Length", U16), ("MaximumLength", U16), ("Buffer", ptr(base("wchar")))])
     t.define("_LARGE_INTEGER", [("QuadPart", I64, 0), ("LowPart", U32, 0), ("HighPart", base("long"), 4)], size=8)
@@ -191,7 +193,7 @@ def kernel_types() -> SymbolTable:
             ("CreateTime", LARGE),
             ("ExitTime", LARGE),
             ("InheritedFromUniqueProcessId", U64),
-            ("ObjectTable", ptr()),
+            ("ObjectTable", ptr(struct("_HANDLE_TABLE"))),
             ("Session", ptr()),
             ("Peb", ptr(struct("_PEB"))),
             ("Wow64Process", ptr()),
@@ -200,13 +202,55 @@ def kernel_types() -> SymbolTable:
             ("ActiveThreads", U32),
             ("ThreadListHead", LIST),
             ("SeAuditProcessCreationInfo", struct("_SE_AUDIT_PROCESS_CREATION_INFO")),
-            ("VadRoot", ptr()),
+            ("VadRoot", struct("_RTL_AVL_TREE")),
         ],
         size=0x300,  # the pool scanner wants process allocations of at least 600 bytes
     )
-    # members of the file object and VADs are added by later scenario parts (filescan, malfind)
+    # members of the file object are added by the filescan part of the scenario
     t.define("_FILE_OBJECT", [("Type", base("short")), ("Size", base("short")), ("FileName", USTR, 0x58)])
     t.define("_CONTROL_AREA", [("Segment", ptr())])
-    t.define("_MMVAD_SHORT", [("StartingVpn", U32), ("EndingVpn", U32)])
-    t.define("_MMVAD", [("Core", struct("_MMVAD_SHORT"))])
     return t
+
+
+def _handles(t: SymbolTable) -> None:
+    """x64 Windows 10 handle tables: one level of 16-byte entries, the object header address in 44 bits."""
+    t.define("_HANDLE_TABLE", [("NextHandleNeedingPool", U32), ("ExtraInfoPages", base("long")), ("TableCode", U64)])
+    t.define(
+        "_HANDLE_TABLE_ENTRY",
+        [
+            ("Unlocked", bits(0, 1, "unsigned long long"), 0),
+            ("RefCnt", bits(1, 16, "unsigned long long"), 0),
+            ("ObjectPointerBits", bits(20, 44, "unsigned long long"), 0),
+            ("GrantedAccessBits", bits(0, 25, "unsigned long"), 8),
+        ],
+        size=16,
+    )
+
+
+def _vads(t: SymbolTable) -> None:
+    """VAD nodes in the balanced tree of Windows 8.1 and later (``_RTL_AVL_TREE`` root, ``VadNode`` links)."""
+    node = struct("_RTL_BALANCED_NODE")
+    t.define("_RTL_BALANCED_NODE", [("Left", ptr(node)), ("Right", ptr(node)), ("ParentValue", U64)])
+    t.define("_RTL_AVL_TREE", [("Root", ptr(node))])
+    t.define(
+        "_MMVAD_FLAGS",
+        [("VadType", bits(0, 3), 0), ("Protection", bits(3, 5), 0), ("PrivateMemory", bits(15, 1), 0)],
+        size=4,
+    )
+    t.define("_MMVAD_FLAGS1", [("CommitCharge", bits(0, 31), 0), ("MemCommit", bits(31, 1), 0)], size=4)
+    t.define("_MMVAD_SHORT_U", [("VadFlags", struct("_MMVAD_FLAGS"))])
+    t.define("_MMVAD_SHORT_U1", [("VadFlags1", struct("_MMVAD_FLAGS1"))])
+    t.define(
+        "_MMVAD_SHORT",
+        [
+            ("VadNode", node),
+            ("StartingVpn", U32),
+            ("EndingVpn", U32),
+            ("StartingVpnHigh", U8),
+            ("EndingVpnHigh", U8),
+            ("ReferenceCount", base("long"), 0x24),
+            ("u", struct("_MMVAD_SHORT_U")),
+            ("u1", struct("_MMVAD_SHORT_U1")),
+        ]
+    )
+    t.define("_MMVAD", [("Core", struct("_MMVAD_SHORT")), ("Subsection", ptr())])

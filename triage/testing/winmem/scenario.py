@@ -50,10 +50,40 @@ def _t(minutes: float) -> datetime:
 
 
 @dataclass(frozen=True)
+class Handle:
+    """A process handle one process holds to another."""
+
+    holder: int
+    target: int
+    access: int
+
+
+@dataclass(frozen=True)
+class Region:
+    """Private memory of a process (a ``VadS`` VAD) and what its first bytes hold."""
+
+    pid: int
+    start: int
+    size: int
+    protection: int  # the VAD's MM_* protection index (4 read/write, 6 execute/read/write)
+    content: bytes = b""
+
+
+MM_READWRITE, MM_EXECUTE_READWRITE = 4, 6
+# a PE image written into w3wp's memory outside the loader: DOS header, stub and PE signature
+INJECTED_PE = (
+    b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + bytes(44) + b"\x80\x00\x00\x00"
+    + b"\x0e\x1f\xba\x0e\x00\xb4\x09\xcd\x21\xb8\x01\x4c\xcd\x21This program cannot be run in DOS mode.\r\r\n$"
+).ljust(0x80, b"\x00") + b"PE\x00\x00\x64\x86"
+
+
+@dataclass(frozen=True)
 class Scenario:
-    """The processes (in creation order) and the host's facts."""
+    """The processes (in creation order), their handles and private memory, and the host's facts."""
 
     processes: tuple[Process, ...]
+    handles: tuple[Handle, ...] = ()
+    regions: tuple[Region, ...] = ()
     hostname: str = "EXCH01"
     build: int = 17763  # Windows Server 2019
     capture: datetime = CAPTURE
@@ -94,5 +124,13 @@ DEFAULT = Scenario(
                 dlls=(*COMMON_DLLS, f"{SYSTEM32}\\dbghelp.dll")),
         Process(HIDDEN_PID, W3WP_PID, "rundll32.exe", f"{SYSTEM32}\\rundll32.exe",
                 f"{SYSTEM32}\\rundll32.exe", _t(193), hidden=True, dlls=COMMON_DLLS),
-    )
+    ),
+    handles=(
+        Handle(640, LSASS_PID, 0x1478),  # services.exe: expected
+        Handle(PROCDUMP_PID, LSASS_PID, 0x1FFFFF),  # PROCESS_ALL_ACCESS, for the full dump
+    ),
+    regions=(
+        Region(W3WP_PID, 0x000001D000000000, 0x4000, MM_READWRITE, b"managed heap"),
+        Region(W3WP_PID, 0x000001E000010000, 0x2000, MM_EXECUTE_READWRITE, INJECTED_PE),
+    ),
 )
