@@ -11,6 +11,7 @@ block carries the ``KDBG`` tag and the kernel base, which is how Volatility's PD
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 import uuid
 from collections.abc import Iterator, Mapping
@@ -61,6 +62,14 @@ KDBG_KERNBASE, KDBG_MODULES, KDBG_PROCESSES, KDBG_BUILDLAB, KDBG_CSD = 0x18, 0x4
 # MM_* protection index -> PAGE_* constant (the first eight; the next 24 add no-cache, guard, write-combine)
 PAGE_PROTECTIONS = (0x01, 0x02, 0x10, 0x20, 0x04, 0x08, 0x40, 0x80)
 PROTECTION_MODIFIERS = (0, 0x200, 0x100, 0x400)
+
+
+# tcpip.sys's TCP endpoint of Windows 10 1809 x64, as Volatility's netscan-win10-17763-x64 table lays it out
+TCPE_INETAF, TCPE_ADDRINFO, TCPE_STATE, TCPE_LOCAL_PORT, TCPE_REMOTE_PORT = 0x10, 0x18, 0x6C, 0x70, 0x72
+TCPE_OWNER, TCPE_CREATED, TCPE_SIZE = 0x2C8, 0x2D8, 0x2E0
+INETAF_FAMILY, LOCAL_ADDRESS_DATA, ADDRINFO_REMOTE = 0x18, 0x10, 0x10
+AF_INET = 2
+TCP_STATES = {"CLOSED": 0, "LISTENING": 1, "SYN_SENT": 2, "SYN_RCVD": 3, "ESTABLISHED": 4, "CLOSE_WAIT": 7}
 
 
 def wintime(when: datetime) -> int:
@@ -230,10 +239,7 @@ class _Builder:
             for r in regions:
                 space.ensure(r.start, r.size, user=True)
                 space.write(r.start, r.content)
-                block = self.pool.alloc(16 + size, align=POOL_ALIGN)
-                self.kput(block, "_POOL_HEADER", {"BlockSize": -(-(16 + size) // POOL_ALIGN), "PoolType": NONPAGED,
-                                                  "PoolTag": int.from_bytes(b"VadS", "little")})
-                nodes.append((block + 16, r))
+                nodes.append((self.pool_block(b"VadS", size), r))
             for i, (node, r) in enumerate(nodes):
                 right = nodes[i + 1][0] if i + 1 < len(nodes) else 0
                 parent = nodes[i - 1][0] if i else 0
@@ -243,6 +249,36 @@ class _Builder:
                     "u": {"VadFlags": {"Protection": r.protection, "PrivateMemory": 1}},
                     "u1": {"VadFlags1": {"CommitCharge": r.size // PAGE, "MemCommit": 1}}})
             self.set_field(self.procs[pid].eprocess, "_EPROCESS", "VadRoot", nodes[0][0])
+
+    def pool_block(self, tag: bytes, size: int) -> int:
+        """A pool block with no object header (tcpip.sys endpoints, VADs); the address of its body."""
+        total = -(-(16 + size) // POOL_ALIGN) * POOL_ALIGN
+        block = self.pool.alloc(total, align=POOL_ALIGN)
+        self.kput(block, "_POOL_HEADER", {"BlockSize": total // POOL_ALIGN, "PoolType": NONPAGED,
+                                          "PoolTag": int.from_bytes(tag, "little")})
+        return block + 16
+
+    def tcp_endpoints(self) -> None:
+        inetaf = self.pool.put(bytes(INETAF_FAMILY) + struct.pack("<H", AF_INET) + bytes(6))
+        for c in self.sc.connections:
+            local = self.pool.put(ipaddress.IPv4Address(c.local).packed + bytes(12))
+            remote = self.pool.put(ipaddress.IPv4Address(c.remote).packed + bytes(12))
+            local_address = self.pool.put(bytes(LOCAL_ADDRESS_DATA) + u64(self.pool.put(u64(local))))
+            addrinfo = self.pool.put(u64(local_address) + bytes(ADDRINFO_REMOTE - 8) + u64(remote))
+            body = bytearray(TCPE_SIZE)
+            body[TCPE_INETAF : TCPE_INETAF + 8] = u64(inetaf)
+            body[TCPE_ADDRINFO : TCPE_ADDRINFO + 8] = u64(addrinfo)
+            struct.pack_into("<i", body, TCPE_STATE, TCP_STATES[c.state])
+            struct.pack_into(">HH", body, TCPE_LOCAL_PORT, c.local_port, c.remote_port)
+            body[TCPE_OWNER : TCPE_OWNER + 8] = u64(self.procs[c.pid].eprocess)
+            body[TCPE_CREATED : TCPE_CREATED + 8] = u64(wintime(c.created))
+            self.kspace.write(self.pool_block(b"TcpE", TCPE_SIZE), bytes(body))
+
+    def file_objects(self) -> None:
+        for path in self.sc.files:
+            obj = self.pool_object(b"File", self.type_index("File"), "_FILE_OBJECT")
+            self.kput(obj, "_FILE_OBJECT", {"Type": 5, "Size": self.types.structs["_FILE_OBJECT"].size,
+                                            "FileName": self.ustr(self.pool, path)})
 
     def type_index(self, name: str) -> int:
         return OBJECT_TYPES.index(name) + 1
@@ -341,6 +377,8 @@ class _Builder:
         self.link_processes()
         self.handle_tables()
         self.vads()
+        self.tcp_endpoints()
+        self.file_objects()
 
     def metadata(self) -> dict:
         return {

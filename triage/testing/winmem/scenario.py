@@ -43,6 +43,13 @@ CMD_PID = 5120
 POWERSHELL_PID = 5144
 PROCDUMP_PID = 5400
 HIDDEN_PID = 6248
+SERVER_IP = "10.0.0.5"
+HAFNIUM_IP = "103.77.192.219"  # one of the AA21-062A addresses (signatures/indicators/actors.yaml)
+WEBSHELL = "\\inetpub\\wwwroot\\aspnet_client\\system_web\\Dk2jQ8ab.aspx"
+APP_WEB_DLL = (
+    "\\Windows\\Microsoft.NET\\Framework64\\v4.0.30319\\Temporary ASP.NET Files\\root\\5f1d3a8c\\2b7e9c41"
+    "\\App_Web_k3x9f2ma.dll"
+)
 
 
 def _t(minutes: float) -> datetime:
@@ -69,6 +76,19 @@ class Region:
     content: bytes = b""
 
 
+@dataclass(frozen=True)
+class Connection:
+    """A TCP connection (IPv4) as tcpip.sys keeps it, owned by a process."""
+
+    pid: int
+    local: str
+    local_port: int
+    remote: str
+    remote_port: int
+    state: str = "ESTABLISHED"
+    created: datetime = BOOT
+
+
 MM_READWRITE, MM_EXECUTE_READWRITE = 4, 6
 # a PE image written into w3wp's memory outside the loader: DOS header, stub and PE signature
 INJECTED_PE = (
@@ -84,6 +104,8 @@ class Scenario:
     processes: tuple[Process, ...]
     handles: tuple[Handle, ...] = ()
     regions: tuple[Region, ...] = ()
+    connections: tuple[Connection, ...] = ()
+    files: tuple[str, ...] = ()  # paths of open file objects, as the kernel names them (no drive letter)
     hostname: str = "EXCH01"
     build: int = 17763  # Windows Server 2019
     capture: datetime = CAPTURE
@@ -132,5 +154,14 @@ DEFAULT = Scenario(
     regions=(
         Region(W3WP_PID, 0x000001D000000000, 0x4000, MM_READWRITE, b"managed heap"),
         Region(W3WP_PID, 0x000001E000010000, 0x2000, MM_EXECUTE_READWRITE, INJECTED_PE),
+    ),
+    connections=(
+        Connection(W3WP_PID, SERVER_IP, 443, HAFNIUM_IP, 49812, created=_t(189)),  # the exploit request
+        Connection(W3WP_PID, SERVER_IP, 443, "10.0.0.20", 50233, created=_t(150)),  # a mail client
+    ),
+    files=(
+        WEBSHELL,
+        APP_WEB_DLL,
+        "\\Windows\\System32\\inetsrv\\config\\applicationHost.config",
     ),
 )
