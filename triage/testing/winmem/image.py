@@ -22,7 +22,7 @@ from pathlib import Path
 from triage.testing.winmem.isf import SymbolTable, u64, utf16
 from triage.testing.winmem.nttypes import kernel_types
 from triage.testing.winmem.paging import PAGE, AddressSpace, Heap, PhysicalMemory, canonical
-from triage.testing.winmem.scenario import DEFAULT, Process, Scenario
+from triage.testing.winmem.scenario import DEFAULT, MM_READWRITE, Process, Region, Scenario
 
 PDB_NAME = "ntkrnlmp.pdb"
 PDB_GUID = "5EC1D7A2B04F4C7E9D3A6F18C2B7E401"  # made up
@@ -51,6 +51,7 @@ KERNEL_SYMBOLS = {
     "PsLoadedModuleList": (0x2050, 16),
     "ObTypeIndexTable": (0x2100, 0x320),
     "MmProtectToValue": (0x2500, 0x80),
+    "CmpHiveListHead": (0x2580, 16),
     "KdDebuggerDataBlock": (0x3000, 0x340),
 }
 NT_BUILD_LAB_RVA = 0x3400
@@ -70,6 +71,14 @@ TCPE_OWNER, TCPE_CREATED, TCPE_SIZE = 0x2C8, 0x2D8, 0x2E0
 INETAF_FAMILY, LOCAL_ADDRESS_DATA, ADDRINFO_REMOTE = 0x18, 0x10, 0x10
 AF_INET = 2
 TCP_STATES = {"CLOSED": 0, "LISTENING": 1, "SYN_SENT": 2, "SYN_RCVD": 3, "ESTABLISHED": 4, "CLOSE_WAIT": 7}
+
+
+# services.exe's service database of Windows 10 1709 and later x64 (Volatility's services-win10-16299-x64 table)
+SVC_HEADER_RECORD, SVC_PREV, SVC_ORDER, SVC_START, SVC_NAME, SVC_DISPLAY = 0x10, 0x10, 0x20, 0x24, 0x38, 0x40
+SVC_TYPE, SVC_STATE, SVC_PROCESS, SVC_RECORD_SIZE = 0x48, 0x4C, 0xE8, 0xF0
+SVCPROC_BINARY, SVCPROC_PID, SVCPROC_SIZE = 0x18, 0x28, 0x30
+SERVICE_WIN32_OWN_PROCESS, SERVICE_WIN32_SHARE_PROCESS, SERVICE_AUTO_START, SERVICE_RUNNING = 0x10, 0x20, 2, 4
+SERVICES_REGION = 0x000001A000000000
 
 
 def wintime(when: datetime) -> int:
@@ -230,7 +239,11 @@ class _Builder:
         self.kspace.write(self.sym("MmProtectToValue"), b"".join(
             struct.pack("<i", PAGE_PROTECTIONS[i % 8] | PROTECTION_MODIFIERS[i // 8]) for i in range(32)))
         by_pid: dict[int, list] = {}
-        for r in sorted(self.sc.regions, key=lambda r: r.start):
+        regions = list(self.sc.regions)
+        services = self.service_database()
+        if services is not None:
+            regions.append(services)
+        for r in sorted(regions, key=lambda r: r.start):
             by_pid.setdefault(r.pid, []).append(r)
         size = t.structs["_MMVAD_SHORT"].size
         for pid, regions in by_pid.items():
@@ -279,6 +292,40 @@ class _Builder:
             obj = self.pool_object(b"File", self.type_index("File"), "_FILE_OBJECT")
             self.kput(obj, "_FILE_OBJECT", {"Type": 5, "Size": self.types.structs["_FILE_OBJECT"].size,
                                             "FileName": self.ustr(self.pool, path)})
+
+    def service_database(self) -> Region | None:
+        """services.exe's service records (a ``serH`` header pointing at the last record, each record at the one
+        before) in a private region of its address space; the region, for its VAD."""
+        if not self.sc.services:
+            return None
+        owner = next(b for b in self.procs.values() if b.process.name == "services.exe")
+        base, n = SERVICES_REGION, len(self.sc.services)
+        data = bytearray(0x200 + n * (SVC_RECORD_SIZE + SVCPROC_SIZE))
+        strings = bytearray()
+
+        def text(value: str) -> int:
+            at = base + len(data) + len(strings)
+            strings.extend(utf16(value) + b"\x00\x00")
+            return at
+
+        records = [0x100 + i * SVC_RECORD_SIZE for i in range(n)]
+        for i, (svc, rec) in enumerate(zip(self.sc.services, records, strict=True)):
+            proc = 0x100 + n * SVC_RECORD_SIZE + i * SVCPROC_SIZE
+            data[proc + SVCPROC_BINARY : proc + SVCPROC_BINARY + 8] = u64(text(svc.binary))
+            struct.pack_into("<I", data, proc + SVCPROC_PID, svc.pid)
+            prev = base + records[i - 1] if i else 0
+            data[rec : rec + 8] = u64(prev)  # ServiceList.Blink
+            data[rec + SVC_PREV : rec + SVC_PREV + 8] = u64(prev)
+            kind = SERVICE_WIN32_SHARE_PROCESS if svc.shared else SERVICE_WIN32_OWN_PROCESS
+            struct.pack_into("<Ii", data, rec + SVC_ORDER, i + 1, SERVICE_AUTO_START)
+            data[rec + SVC_NAME : rec + SVC_NAME + 8] = u64(text(svc.name))
+            data[rec + SVC_DISPLAY : rec + SVC_DISPLAY + 8] = u64(text(svc.display))
+            struct.pack_into("<Ii", data, rec + SVC_TYPE, kind, SERVICE_RUNNING)
+            data[rec + SVC_PROCESS : rec + SVC_PROCESS + 8] = u64(base + proc)
+        data[0:4] = b"serH"
+        data[SVC_HEADER_RECORD : SVC_HEADER_RECORD + 8] = u64(base + records[-1])
+        content = bytes(data + strings)
+        return Region(owner.process.pid, base, -(-len(content) // PAGE) * PAGE, MM_READWRITE, content)
 
     def type_index(self, name: str) -> int:
         return OBJECT_TYPES.index(name) + 1
@@ -375,6 +422,8 @@ class _Builder:
         for p in self.sc.processes:
             self.process(p)
         self.link_processes()
+        head = self.sym("CmpHiveListHead")
+        self.kput(head, "_LIST_ENTRY", {"Flink": head, "Blink": head})  # no registry hives in this image
         self.handle_tables()
         self.vads()
         self.tcp_endpoints()

@@ -23,7 +23,6 @@ PLACEHOLDER_TYPES = (
     "_TOKEN",
     "_DEVICE_OBJECT",
     "_CM_KEY_BODY",
-    "_CMHIVE",
     "_CM_KEY_NODE",
     "_CM_KEY_VALUE",
     "_HMAP_ENTRY",
@@ -209,6 +208,7 @@ def kernel_types() -> SymbolTable:
     # members of the file object are added by the filescan part of the scenario
     t.define("_FILE_OBJECT", [("Type", base("short")), ("Size", base("short")), ("FileName", USTR, 0x58)])
     t.define("_CONTROL_AREA", [("Segment", ptr())])
+    t.define("_CMHIVE", [("Signature", U32), ("HiveList", LIST, 0x10)])  # CmpHiveListHead's entries (none here)
     return t
 
 

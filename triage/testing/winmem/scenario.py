@@ -89,6 +89,17 @@ class Connection:
     created: datetime = BOOT
 
 
+@dataclass(frozen=True)
+class Service:
+    """A running Win32 service as services.exe's service database records it."""
+
+    name: str
+    display: str
+    binary: str
+    pid: int
+    shared: bool = False  # SERVICE_WIN32_SHARE_PROCESS (svchost) rather than its own process
+
+
 MM_READWRITE, MM_EXECUTE_READWRITE = 4, 6
 # a PE image written into w3wp's memory outside the loader: DOS header, stub and PE signature
 INJECTED_PE = (
@@ -106,6 +117,7 @@ class Scenario:
     regions: tuple[Region, ...] = ()
     connections: tuple[Connection, ...] = ()
     files: tuple[str, ...] = ()  # paths of open file objects, as the kernel names them (no drive letter)
+    services: tuple[Service, ...] = ()
     hostname: str = "EXCH01"
     build: int = 17763  # Windows Server 2019
     capture: datetime = CAPTURE
@@ -163,5 +175,11 @@ DEFAULT = Scenario(
         WEBSHELL,
         APP_WEB_DLL,
         "\\Windows\\System32\\inetsrv\\config\\applicationHost.config",
+    ),
+    services=(
+        Service("W3SVC", "World Wide Web Publishing Service", f"{SYSTEM32}\\svchost.exe -k iissvcs", 1884, shared=True),
+        Service("WAS", "Windows Process Activation Service", f"{SYSTEM32}\\svchost.exe -k iissvcs", 1884, shared=True),
+        Service("MSExchangeServiceHost", "Microsoft Exchange Service Host",
+                '"C:\\Program Files\\Microsoft\\Exchange Server\\V15\\Bin\\Microsoft.Exchange.ServiceHost.exe"', 2316),
     ),
 )
