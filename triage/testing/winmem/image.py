@@ -455,8 +455,9 @@ def build_image(
     b = _Builder(scenario, size)
     b.build()
     for offset, data in (plants or {}).items():
-        if any(b.phys.read(offset, len(data))) or not 0 <= offset <= size - len(data):
-            raise ValueError(f"plant at {offset:#x} would overwrite the scenario's memory")
+        first, end = offset - offset % PAGE, -(-(offset + len(data)) // PAGE) * PAGE
+        if not 0 <= offset <= size - len(data) or any(b.phys.read(first, end - first)):
+            raise ValueError(f"plant at {offset:#x} would overwrite the scenario's memory (its pages are in use)")
         b.phys.write(offset, data)
     image.parent.mkdir(parents=True, exist_ok=True)
     image.write_bytes(bytes(b.phys.data))
