@@ -130,7 +130,12 @@ def test_netscan_carves_the_tcp_endpoints(win: WinMemImage, vol_cache: Path) -> 
     got = {(r["ForeignAddr"], r["ForeignPort"]): r for r in rows}
     assert set(got) == {(c.remote, c.remote_port) for c in DEFAULT.connections}
     bad = got[(sc.HAFNIUM_IP, 49812)]
-    assert (bad["Proto"], bad["LocalAddr"], bad["LocalPort"], bad["State"]) == ("TCPv4", sc.SERVER_IP, 443, "ESTABLISHED")
+    assert (bad["Proto"], bad["LocalAddr"], bad["LocalPort"], bad["State"]) == (
+        "TCPv4",
+        sc.SERVER_IP,
+        443,
+        "ESTABLISHED",
+    )
     assert (bad["PID"], bad["Owner"]) == (sc.W3WP_PID, "w3wp.exe")
     assert bad["Created"] == DEFAULT.connections[0].created
 

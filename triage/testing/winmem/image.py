@@ -40,8 +40,22 @@ USER_DATA = 0x000000A000000000
 OB_HEADER_COOKIE = 0x5C
 POOL_ALIGN = 16
 NONPAGED = 2  # _POOL_HEADER.PoolType of a non-paged allocation (Vista and later encoding)
-OBJECT_TYPES = ("Type", "Directory", "SymbolicLink", "Token", "Job", "Process", "Thread", "Event", "Mutant",
-                "Section", "File", "Key", "Desktop", "WindowStation")
+OBJECT_TYPES = (
+    "Type",
+    "Directory",
+    "SymbolicLink",
+    "Token",
+    "Job",
+    "Process",
+    "Thread",
+    "Event",
+    "Mutant",
+    "Section",
+    "File",
+    "Key",
+    "Desktop",
+    "WindowStation",
+)
 # kernel variables: name -> (RVA, size)
 KERNEL_SYMBOLS = {
     "PsActiveProcessHead": (0x2000, 16),
@@ -147,8 +161,11 @@ class _Builder:
         body_size = self.types.structs[struct_name].size + extra
         total = -(-(16 + hdr_size + body_size) // POOL_ALIGN) * POOL_ALIGN
         block = self.pool.alloc(total, align=POOL_ALIGN)
-        self.kput(block, "_POOL_HEADER", {"BlockSize": total // POOL_ALIGN, "PoolType": NONPAGED,
-                                          "PoolTag": int.from_bytes(tag, "little")})
+        self.kput(
+            block,
+            "_POOL_HEADER",
+            {"BlockSize": total // POOL_ALIGN, "PoolType": NONPAGED, "PoolTag": int.from_bytes(tag, "little")},
+        )
         header = block + 16
         encoded = ((header >> 8) ^ OB_HEADER_COOKIE ^ type_index) & 0xFF
         self.kput(header, "_OBJECT_HEADER", {"PointerCount": 3, "HandleCount": 1, "TypeIndex": encoded})
@@ -181,27 +198,52 @@ class _Builder:
             self.types.symbols[name] = rva
         self.kspace.write(self.sym("KeNumberProcessors"), struct.pack("<I", 2))
         self.kspace.write(self.sym("ObHeaderCookie"), struct.pack("<I", OB_HEADER_COOKIE))
-        self.kput(self.sym("KdVersionBlock"), "_DBGKD_GET_VERSION64", {
-            "MajorVersion": 0xF, "MinorVersion": self.sc.build, "ProtocolVersion": 6, "MachineType": 0x8664,
-            "KernBase": k, "PsLoadedModuleList": self.sym("PsLoadedModuleList")})
+        self.kput(
+            self.sym("KdVersionBlock"),
+            "_DBGKD_GET_VERSION64",
+            {
+                "MajorVersion": 0xF,
+                "MinorVersion": self.sc.build,
+                "ProtocolVersion": 6,
+                "MachineType": 0x8664,
+                "KernBase": k,
+                "PsLoadedModuleList": self.sym("PsLoadedModuleList"),
+            },
+        )
         head = self.sym("PsLoadedModuleList")
         self.kput(head, "_LIST_ENTRY", {"Flink": head, "Blink": head})
         # the debugger data block: "KDBG" owner tag and the kernel base right after it
         kdbg = bytearray(KERNEL_SYMBOLS["KdDebuggerDataBlock"][1])
         kdbg[0x10:0x18] = b"KDBG" + struct.pack("<I", len(kdbg))
-        for off, value in ((KDBG_KERNBASE, k), (KDBG_MODULES, head), (KDBG_PROCESSES, self.sym("PsActiveProcessHead")),
-                           (KDBG_BUILDLAB, k + NT_BUILD_LAB_RVA), (KDBG_CSD, k + CSD_VERSION_RVA)):
+        for off, value in (
+            (KDBG_KERNBASE, k),
+            (KDBG_MODULES, head),
+            (KDBG_PROCESSES, self.sym("PsActiveProcessHead")),
+            (KDBG_BUILDLAB, k + NT_BUILD_LAB_RVA),
+            (KDBG_CSD, k + CSD_VERSION_RVA),
+        ):
             kdbg[off : off + 8] = u64(value)
         self.kspace.write(self.sym("KdDebuggerDataBlock"), bytes(kdbg))
         self.kspace.write(k + NT_BUILD_LAB_RVA, f"{self.sc.build}.1.amd64fre.rs5_release.180914-1434\x00".encode())
         self.kspace.write(k + CSD_VERSION_RVA, struct.pack("<I", 0))
 
     def kuser(self) -> None:
-        data = self.types.pack("_KUSER_SHARED_DATA", {
-            "SystemTime": {"LowPart": wintime(self.sc.capture) & 0xFFFFFFFF, "High1Time": wintime(self.sc.capture) >> 32,
-                           "High2Time": wintime(self.sc.capture) >> 32},
-            "NtSystemRoot": utf16("C:\\Windows"), "NtProductType": 3, "ProductTypeIsValid": 1,
-            "NtMajorVersion": 10, "NtMinorVersion": 0, "NtBuildNumber": self.sc.build})
+        data = self.types.pack(
+            "_KUSER_SHARED_DATA",
+            {
+                "SystemTime": {
+                    "LowPart": wintime(self.sc.capture) & 0xFFFFFFFF,
+                    "High1Time": wintime(self.sc.capture) >> 32,
+                    "High2Time": wintime(self.sc.capture) >> 32,
+                },
+                "NtSystemRoot": utf16("C:\\Windows"),
+                "NtProductType": 3,
+                "ProductTypeIsValid": 1,
+                "NtMajorVersion": 10,
+                "NtMinorVersion": 0,
+                "NtBuildNumber": self.sc.build,
+            },
+        )
         self.phys.write(self.kuser_page, bytes(data))
 
     def object_types(self) -> None:
@@ -209,8 +251,11 @@ class _Builder:
         self.kspace.write(table, u64(0))
         for index, name in enumerate(OBJECT_TYPES, start=1):
             obj = self.pool_object(b"ObjT", 1, "_OBJECT_TYPE")
-            self.kput(obj, "_OBJECT_TYPE", {"TypeList": {"Flink": obj, "Blink": obj},
-                                            "Name": self.ustr(self.pool, name), "Index": index})
+            self.kput(
+                obj,
+                "_OBJECT_TYPE",
+                {"TypeList": {"Flink": obj, "Blink": obj}, "Name": self.ustr(self.pool, name), "Index": index},
+            )
             self.kspace.write(table + 8 * index, u64(obj))
 
     def set_field(self, va: int, struct_name: str, member: str, value: int) -> None:
@@ -227,17 +272,26 @@ class _Builder:
             page = self.pool.alloc(PAGE, align=PAGE)
             for i, h in enumerate(handles, start=1):
                 header = self.procs[h.target].eprocess - (self.types.structs["_OBJECT_HEADER"].size - 8)
-                self.kput(page + i * entry_size, "_HANDLE_TABLE_ENTRY", {
-                    "Unlocked": 1, "RefCnt": 1, "ObjectPointerBits": (header & 0xFFFFFFFFFFFF) >> 4,
-                    "GrantedAccessBits": h.access})
+                self.kput(
+                    page + i * entry_size,
+                    "_HANDLE_TABLE_ENTRY",
+                    {
+                        "Unlocked": 1,
+                        "RefCnt": 1,
+                        "ObjectPointerBits": (header & 0xFFFFFFFFFFFF) >> 4,
+                        "GrantedAccessBits": h.access,
+                    },
+                )
             table = self.pool.put(bytes(self.types.pack("_HANDLE_TABLE", {"TableCode": page})))
             self.set_field(self.procs[pid].eprocess, "_EPROCESS", "ObjectTable", table)
 
     def vads(self) -> None:
         """Private regions as ``VadS`` pool blocks in a tree ordered by address (each the right child of the last)."""
         t = self.types
-        self.kspace.write(self.sym("MmProtectToValue"), b"".join(
-            struct.pack("<i", PAGE_PROTECTIONS[i % 8] | PROTECTION_MODIFIERS[i // 8]) for i in range(32)))
+        self.kspace.write(
+            self.sym("MmProtectToValue"),
+            b"".join(struct.pack("<i", PAGE_PROTECTIONS[i % 8] | PROTECTION_MODIFIERS[i // 8]) for i in range(32)),
+        )
         by_pid: dict[int, list] = {}
         regions = list(self.sc.regions)
         services = self.service_database()
@@ -256,19 +310,28 @@ class _Builder:
             for i, (node, r) in enumerate(nodes):
                 right = nodes[i + 1][0] if i + 1 < len(nodes) else 0
                 parent = nodes[i - 1][0] if i else 0
-                self.kput(node, "_MMVAD_SHORT", {
-                    "VadNode": {"Right": right, "ParentValue": parent},
-                    "StartingVpn": r.start >> 12, "EndingVpn": (r.start + r.size - 1) >> 12,
-                    "u": {"VadFlags": {"Protection": r.protection, "PrivateMemory": 1}},
-                    "u1": {"VadFlags1": {"CommitCharge": r.size // PAGE, "MemCommit": 1}}})
+                self.kput(
+                    node,
+                    "_MMVAD_SHORT",
+                    {
+                        "VadNode": {"Right": right, "ParentValue": parent},
+                        "StartingVpn": r.start >> 12,
+                        "EndingVpn": (r.start + r.size - 1) >> 12,
+                        "u": {"VadFlags": {"Protection": r.protection, "PrivateMemory": 1}},
+                        "u1": {"VadFlags1": {"CommitCharge": r.size // PAGE, "MemCommit": 1}},
+                    },
+                )
             self.set_field(self.procs[pid].eprocess, "_EPROCESS", "VadRoot", nodes[0][0])
 
     def pool_block(self, tag: bytes, size: int) -> int:
         """A pool block with no object header (tcpip.sys endpoints, VADs); the address of its body."""
         total = -(-(16 + size) // POOL_ALIGN) * POOL_ALIGN
         block = self.pool.alloc(total, align=POOL_ALIGN)
-        self.kput(block, "_POOL_HEADER", {"BlockSize": total // POOL_ALIGN, "PoolType": NONPAGED,
-                                          "PoolTag": int.from_bytes(tag, "little")})
+        self.kput(
+            block,
+            "_POOL_HEADER",
+            {"BlockSize": total // POOL_ALIGN, "PoolType": NONPAGED, "PoolTag": int.from_bytes(tag, "little")},
+        )
         return block + 16
 
     def tcp_endpoints(self) -> None:
@@ -290,8 +353,11 @@ class _Builder:
     def file_objects(self) -> None:
         for path in self.sc.files:
             obj = self.pool_object(b"File", self.type_index("File"), "_FILE_OBJECT")
-            self.kput(obj, "_FILE_OBJECT", {"Type": 5, "Size": self.types.structs["_FILE_OBJECT"].size,
-                                            "FileName": self.ustr(self.pool, path)})
+            self.kput(
+                obj,
+                "_FILE_OBJECT",
+                {"Type": 5, "Size": self.types.structs["_FILE_OBJECT"].size, "FileName": self.ustr(self.pool, path)},
+            )
 
     def service_database(self) -> Region | None:
         """services.exe's service records (a ``serH`` header pointing at the last record, each record at the one
@@ -341,27 +407,33 @@ class _Builder:
             built.peb = self.user_side(p, space)
         session = 0
         if p.session is not None:
-            session = self.pool.put(bytes(self.types.pack("_MM_SESSION_SPACE", {"ReferenceCount": 1,
-                                                                                  "SessionId": p.session})))
+            session = self.pool.put(
+                bytes(self.types.pack("_MM_SESSION_SPACE", {"ReferenceCount": 1, "SessionId": p.session}))
+            )
         audit = 0
         if p.path:
-            audit = self.pool.put(bytes(self.types.pack("_OBJECT_NAME_INFORMATION", {
-                "Name": self.ustr(self.pool, p.device_path)})))
+            audit = self.pool.put(
+                bytes(self.types.pack("_OBJECT_NAME_INFORMATION", {"Name": self.ustr(self.pool, p.device_path)}))
+            )
         threads = eproc + self.types.offset("_EPROCESS", "ThreadListHead")
         links = eproc + self.types.offset("_EPROCESS", "ActiveProcessLinks")
-        self.kput(eproc, "_EPROCESS", {
-            "Pcb": {"DirectoryTableBase": space.dtb, "ThreadListHead": {"Flink": threads, "Blink": threads}},
-            "UniqueProcessId": p.pid,
-            "ActiveProcessLinks": {"Flink": links, "Blink": links},
-            "CreateTime": {"QuadPart": 0 if p.pid == 4 else wintime(p.created)},
-            "InheritedFromUniqueProcessId": p.ppid,
-            "Session": session,
-            "Peb": built.peb,
-            "ImageFileName": p.name.encode()[:14],
-            "ActiveThreads": 1 if p.pid != 4 else 120,
-            "ThreadListHead": {"Flink": threads, "Blink": threads},
-            "SeAuditProcessCreationInfo": {"ImageFileName": audit},
-        })
+        self.kput(
+            eproc,
+            "_EPROCESS",
+            {
+                "Pcb": {"DirectoryTableBase": space.dtb, "ThreadListHead": {"Flink": threads, "Blink": threads}},
+                "UniqueProcessId": p.pid,
+                "ActiveProcessLinks": {"Flink": links, "Blink": links},
+                "CreateTime": {"QuadPart": 0 if p.pid == 4 else wintime(p.created)},
+                "InheritedFromUniqueProcessId": p.ppid,
+                "Session": session,
+                "Peb": built.peb,
+                "ImageFileName": p.name.encode()[:14],
+                "ActiveThreads": 1 if p.pid != 4 else 120,
+                "ThreadListHead": {"Flink": threads, "Blink": threads},
+                "SeAuditProcessCreationInfo": {"ImageFileName": audit},
+            },
+        )
         self.procs[p.pid] = built
         return built
 
@@ -372,10 +444,19 @@ class _Builder:
         ldr = heap.alloc(self.types.structs["_PEB_LDR_DATA"].size)
         params = heap.alloc(self.types.structs["_RTL_USER_PROCESS_PARAMETERS"].size)
         env = heap.put(utf16(f"COMPUTERNAME={self.sc.hostname}\x00SystemRoot=C:\\Windows\x00\x00"))
-        self.uput(space, params, "_RTL_USER_PROCESS_PARAMETERS", {
-            "MaximumLength": self.types.structs["_RTL_USER_PROCESS_PARAMETERS"].size, "Flags": 1,
-            "ImagePathName": self.ustr(heap, p.path), "CommandLine": self.ustr(heap, p.cmdline),
-            "Environment": env, "EnvironmentSize": 0x80})
+        self.uput(
+            space,
+            params,
+            "_RTL_USER_PROCESS_PARAMETERS",
+            {
+                "MaximumLength": self.types.structs["_RTL_USER_PROCESS_PARAMETERS"].size,
+                "Flags": 1,
+                "ImagePathName": self.ustr(heap, p.path),
+                "CommandLine": self.ustr(heap, p.cmdline),
+                "Environment": env,
+                "EnvironmentSize": 0x80,
+            },
+        )
         image_base = 0x00007FF600000000 + (p.pid << 20)
         modules = [(p.path, image_base, 0x20000)]
         for i, dll in enumerate(p.dlls):
@@ -384,9 +465,15 @@ class _Builder:
         lists = ("InLoadOrder", "InMemoryOrder", "InInitializationOrder")
         heads = {n: ldr + self.types.offset("_PEB_LDR_DATA", f"{n}ModuleList") for n in lists}
         for i, ((path, base_va, size), entry) in enumerate(zip(modules, entries, strict=True)):
-            values: dict = {"DllBase": base_va, "EntryPoint": base_va + 0x1000, "SizeOfImage": size,
-                            "FullDllName": self.ustr(heap, path), "BaseDllName": self.ustr(heap, path.rsplit("\\", 1)[-1]),
-                            "ObsoleteLoadCount": 6, "LoadTime": {"QuadPart": wintime(p.created)}}
+            values: dict = {
+                "DllBase": base_va,
+                "EntryPoint": base_va + 0x1000,
+                "SizeOfImage": size,
+                "FullDllName": self.ustr(heap, path),
+                "BaseDllName": self.ustr(heap, path.rsplit("\\", 1)[-1]),
+                "ObsoleteLoadCount": 6,
+                "LoadTime": {"QuadPart": wintime(p.created)},
+            }
             for n in lists:
                 off = self.types.offset("_LDR_DATA_TABLE_ENTRY", f"{n}Links")
                 prev = entries[i - 1] + off if i else heads[n]

@@ -102,7 +102,7 @@ class SymbolTable:
             fname, ftype = spec[0], spec[1]
             align = self.alignment(ftype)
             widest = max(widest, align)
-            offset = spec[2] if len(spec) == 3 else -(-cursor // align) * align  # type: ignore[misc]
+            offset = spec[2] if len(spec) == 3 else -(-cursor // align) * align
             laid[fname] = (offset, ftype)
             cursor = max(cursor, offset + self.sizeof(ftype))
         total = size if size is not None else -(-cursor // widest) * widest

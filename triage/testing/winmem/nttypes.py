@@ -86,7 +86,7 @@ def kernel_types() -> SymbolTable:
             ("KernBase", U64),
             ("PsLoadedModuleList", U64),
             ("DebuggerDataList", U64),
-        ]
+        ],
     )
     # the pool and object headers as x64 Windows 10 lays them out (the pool scanner carves by these offsets)
     t.define(
@@ -143,7 +143,7 @@ def kernel_types() -> SymbolTable:
             ("CommandLine", USTR),
             ("Environment", ptr()),
             ("EnvironmentSize", U64),
-        ]
+        ],
     )
     t.define(
         "_PEB_LDR_DATA",
@@ -154,7 +154,7 @@ def kernel_types() -> SymbolTable:
             ("InLoadOrderModuleList", LIST),
             ("InMemoryOrderModuleList", LIST),
             ("InInitializationOrderModuleList", LIST),
-        ]
+        ],
     )
     t.define(
         "_PEB",
@@ -165,7 +165,7 @@ def kernel_types() -> SymbolTable:
             ("ImageBaseAddress", ptr()),
             ("Ldr", ptr(struct("_PEB_LDR_DATA"))),
             ("ProcessParameters", ptr(struct("_RTL_USER_PROCESS_PARAMETERS"))),
-        ]
+        ],
     )
     t.define(
         "_LDR_DATA_TABLE_ENTRY",
@@ -180,7 +180,7 @@ def kernel_types() -> SymbolTable:
             ("BaseDllName", USTR),
             ("ObsoleteLoadCount", U16),
             ("LoadTime", LARGE),
-        ]
+        ],
     )
     t.define("_KPROCESS", [("Header", array(0x18, U8)), ("DirectoryTableBase", U64), ("ThreadListHead", LIST)])
     t.define(
@@ -251,6 +251,6 @@ def _vads(t: SymbolTable) -> None:
             ("ReferenceCount", base("long"), 0x24),
             ("u", struct("_MMVAD_SHORT_U")),
             ("u1", struct("_MMVAD_SHORT_U1")),
-        ]
+        ],
     )
     t.define("_MMVAD", [("Core", struct("_MMVAD_SHORT")), ("Subsection", ptr())])

@@ -103,7 +103,9 @@ class Service:
 MM_READWRITE, MM_EXECUTE_READWRITE = 4, 6
 # a PE image written into w3wp's memory outside the loader: DOS header, stub and PE signature
 INJECTED_PE = (
-    b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00" + bytes(44) + b"\x80\x00\x00\x00"
+    b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00"
+    + bytes(44)
+    + b"\x80\x00\x00\x00"
     + b"\x0e\x1f\xba\x0e\x00\xb4\x09\xcd\x21\xb8\x01\x4c\xcd\x21This program cannot be run in DOS mode.\r\r\n$"
 ).ljust(0x80, b"\x00") + b"PE\x00\x00\x64\x86"
 
@@ -144,20 +146,64 @@ PROCDUMP_CMD = "c:\\root\\procdump64.exe -accepteula -ma lsass.exe c:\\root\\lsa
 DEFAULT = Scenario(
     processes=(
         Process(4, 0, "System", session=None),
-        Process(356, 4, "smss.exe", f"{SYSTEM32}\\smss.exe", "\\SystemRoot\\System32\\smss.exe", _t(0.1),
-                dlls=(f"{SYSTEM32}\\ntdll.dll",), session=None),
-        Process(640, 356, "services.exe", f"{SYSTEM32}\\services.exe", f"{SYSTEM32}\\services.exe", _t(0.4),
-                dlls=COMMON_DLLS),
-        Process(LSASS_PID, 356, "lsass.exe", f"{SYSTEM32}\\lsass.exe", f"{SYSTEM32}\\lsass.exe", _t(0.4),
-                dlls=(*COMMON_DLLS, f"{SYSTEM32}\\lsasrv.dll", f"{SYSTEM32}\\msv1_0.dll")),
+        Process(
+            356,
+            4,
+            "smss.exe",
+            f"{SYSTEM32}\\smss.exe",
+            "\\SystemRoot\\System32\\smss.exe",
+            _t(0.1),
+            dlls=(f"{SYSTEM32}\\ntdll.dll",),
+            session=None,
+        ),
+        Process(
+            640,
+            356,
+            "services.exe",
+            f"{SYSTEM32}\\services.exe",
+            f"{SYSTEM32}\\services.exe",
+            _t(0.4),
+            dlls=COMMON_DLLS,
+        ),
+        Process(
+            LSASS_PID,
+            356,
+            "lsass.exe",
+            f"{SYSTEM32}\\lsass.exe",
+            f"{SYSTEM32}\\lsass.exe",
+            _t(0.4),
+            dlls=(*COMMON_DLLS, f"{SYSTEM32}\\lsasrv.dll", f"{SYSTEM32}\\msv1_0.dll"),
+        ),
         Process(W3WP_PID, 640, "w3wp.exe", f"{SYSTEM32}\\inetsrv\\w3wp.exe", W3WP_CMD, _t(5), dlls=W3WP_DLLS),
         Process(CMD_PID, W3WP_PID, "cmd.exe", f"{SYSTEM32}\\cmd.exe", CMD_CMD, _t(190), dlls=COMMON_DLLS),
-        Process(POWERSHELL_PID, W3WP_PID, "powershell.exe",
-                f"{SYSTEM32}\\WindowsPowerShell\\v1.0\\powershell.exe", POWERSHELL_CMD, _t(191), dlls=COMMON_DLLS),
-        Process(PROCDUMP_PID, CMD_PID, "procdump64.exe", "C:\\root\\procdump64.exe", PROCDUMP_CMD, _t(192),
-                dlls=(*COMMON_DLLS, f"{SYSTEM32}\\dbghelp.dll")),
-        Process(HIDDEN_PID, W3WP_PID, "rundll32.exe", f"{SYSTEM32}\\rundll32.exe",
-                f"{SYSTEM32}\\rundll32.exe", _t(193), hidden=True, dlls=COMMON_DLLS),
+        Process(
+            POWERSHELL_PID,
+            W3WP_PID,
+            "powershell.exe",
+            f"{SYSTEM32}\\WindowsPowerShell\\v1.0\\powershell.exe",
+            POWERSHELL_CMD,
+            _t(191),
+            dlls=COMMON_DLLS,
+        ),
+        Process(
+            PROCDUMP_PID,
+            CMD_PID,
+            "procdump64.exe",
+            "C:\\root\\procdump64.exe",
+            PROCDUMP_CMD,
+            _t(192),
+            dlls=(*COMMON_DLLS, f"{SYSTEM32}\\dbghelp.dll"),
+        ),
+        Process(
+            HIDDEN_PID,
+            W3WP_PID,
+            "rundll32.exe",
+            f"{SYSTEM32}\\rundll32.exe",
+            f"{SYSTEM32}\\rundll32.exe",
+            _t(193),
+            hidden=True,
+            dlls=COMMON_DLLS,
+        ),
     ),
     handles=(
         Handle(640, LSASS_PID, 0x1478),  # services.exe: expected
@@ -179,7 +225,11 @@ DEFAULT = Scenario(
     services=(
         Service("W3SVC", "World Wide Web Publishing Service", f"{SYSTEM32}\\svchost.exe -k iissvcs", 1884, shared=True),
         Service("WAS", "Windows Process Activation Service", f"{SYSTEM32}\\svchost.exe -k iissvcs", 1884, shared=True),
-        Service("MSExchangeServiceHost", "Microsoft Exchange Service Host",
-                '"C:\\Program Files\\Microsoft\\Exchange Server\\V15\\Bin\\Microsoft.Exchange.ServiceHost.exe"', 2316),
+        Service(
+            "MSExchangeServiceHost",
+            "Microsoft Exchange Service Host",
+            '"C:\\Program Files\\Microsoft\\Exchange Server\\V15\\Bin\\Microsoft.Exchange.ServiceHost.exe"',
+            2316,
+        ),
     ),
 )
