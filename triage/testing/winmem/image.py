@@ -22,7 +22,7 @@ from pathlib import Path
 from triage.testing.winmem.isf import SymbolTable, u64, utf16
 from triage.testing.winmem.nttypes import kernel_types
 from triage.testing.winmem.paging import PAGE, AddressSpace, Heap, PhysicalMemory, canonical
-from triage.testing.winmem.scenario import DEFAULT, MM_READWRITE, Process, Region, Scenario
+from triage.testing.winmem.scenario import DEFAULT, MM_READONLY, MM_READWRITE, Process, Region, Scenario
 
 PDB_NAME = "ntkrnlmp.pdb"
 PDB_GUID = "5EC1D7A2B04F4C7E9D3A6F18C2B7E401"  # made up
@@ -141,6 +141,7 @@ class _Builder:
         self.kspace.map(KUSER_KERNEL, self.kuser_page)
         self.kspace.ensure(KERNEL_BASE, KERNEL_IMAGE_SIZE)
         self.procs: dict[int, BuiltProcess] = {}
+        self.process_regions: list[Region] = []  # each process's own data and image pages, for its VADs
 
     # -- helpers --------------------------------------------------------------------------------------------
     def kput(self, va: int, struct_name: str, values: dict) -> None:
@@ -288,12 +289,13 @@ class _Builder:
     def vads(self) -> None:
         """Private regions as ``VadS`` pool blocks in a tree ordered by address (each the right child of the last)."""
         t = self.types
+        # MM protection index -> PAGE_* value, as the kernel's own table maps it
         self.kspace.write(
             self.sym("MmProtectToValue"),
             b"".join(struct.pack("<i", PAGE_PROTECTIONS[i % 8] | PROTECTION_MODIFIERS[i // 8]) for i in range(32)),
         )
         by_pid: dict[int, list] = {}
-        regions = list(self.sc.regions)
+        regions = [*self.sc.regions, *self.process_regions]
         services = self.service_database()
         if services is not None:
             regions.append(services)
@@ -315,8 +317,11 @@ class _Builder:
                     "_MMVAD_SHORT",
                     {
                         "VadNode": {"Right": right, "ParentValue": parent},
-                        "StartingVpn": r.start >> 12,
-                        "EndingVpn": (r.start + r.size - 1) >> 12,
+                        # page numbers above 32 bits (0x7FF6... image bases) keep their top in the *High bytes
+                        "StartingVpn": (r.start >> 12) & 0xFFFFFFFF,
+                        "EndingVpn": ((r.start + r.size - 1) >> 12) & 0xFFFFFFFF,
+                        "StartingVpnHigh": r.start >> 44,
+                        "EndingVpnHigh": (r.start + r.size - 1) >> 44,
                         "u": {"VadFlags": {"Protection": r.protection, "PrivateMemory": 1}},
                         "u1": {"VadFlags1": {"CommitCharge": r.size // PAGE, "MemCommit": 1}},
                     },
@@ -489,6 +494,11 @@ class _Builder:
         # the image's first page (MZ) so the PEB's ImageBaseAddress is readable
         space.ensure(image_base, PAGE, user=True)
         space.write(image_base, b"MZ")
+        data_size = -(-(heap.cursor - USER_DATA) // PAGE) * PAGE
+        self.process_regions += [
+            Region(p.pid, USER_DATA, data_size, MM_READWRITE),
+            Region(p.pid, image_base, PAGE, MM_READONLY),
+        ]
         return peb
 
     def uput(self, space: AddressSpace, va: int, struct_name: str, values: dict) -> None:

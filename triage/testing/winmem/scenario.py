@@ -72,7 +72,7 @@ class Region:
     pid: int
     start: int
     size: int
-    protection: int  # the VAD's MM_* protection index (4 read/write, 6 execute/read/write)
+    protection: int  # the VAD's MM_* protection index (1 read-only, 4 read/write, 6 execute/read/write)
     content: bytes = b""
 
 
@@ -100,7 +100,7 @@ class Service:
     shared: bool = False  # SERVICE_WIN32_SHARE_PROCESS (svchost) rather than its own process
 
 
-MM_READWRITE, MM_EXECUTE_READWRITE = 4, 6
+MM_READONLY, MM_READWRITE, MM_EXECUTE_READWRITE = 1, 4, 6
 # a PE image written into w3wp's memory outside the loader: DOS header, stub and PE signature
 INJECTED_PE = (
     b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00"
