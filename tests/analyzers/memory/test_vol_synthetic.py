@@ -17,6 +17,7 @@ from collectors.collect import collect_files
 from collectors.sources import open_source_path
 from triage.case import Case
 from triage.indicators import hafnium_ips
+from triage.report.memtree import process_trees
 from triage.runner import analyze_case, result_paths
 from triage.testing.winmem import DEFAULT, PDB_GUID, WinMemImage, build_image
 from triage.testing.winmem import scenario as sc
@@ -211,3 +212,7 @@ def test_memory_analyzer_derives_the_scenario(win: WinMemImage, tmp_path: Path) 
     assert "aspnet_client" in hit.title
     assert "App_Web_k3x9f2ma.dll" in one("MEM-FILE-APPWEB-DLL").message
     assert "MEM-SERVICE-SUSPICIOUS" not in rules  # the scenario's services are stock
+    # the report's process tree section reads the tables the analyzer kept
+    (tree,) = process_trees(case.path)
+    assert [(r["depth"], r["pid"]) for r in tree["rows"]][:4] == [(0, 4), (1, 356), (2, 640), (3, sc.W3WP_PID)]
+    assert [r["pid"] for r in tree["scan_only"]] == [hidden.pid]
