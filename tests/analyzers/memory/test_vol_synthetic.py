@@ -175,7 +175,7 @@ def test_memory_analyzer_derives_the_scenario(win: WinMemImage, tmp_path: Path) 
     index = json.loads((folder / "index.json").read_text())["tables"]
     for table, entry in index.items():
         assert entry["status"] == "ok", (table, entry)
-        assert entry["rows"] > 0 or table == "vadyarascan", (table, entry)  # no rule matches a w3wp VAD
+        assert entry["rows"] > 0, (table, entry)
     run = json.loads(result_paths(case.path, "memory", row.artifact_id)[1].read_text())
     assert not any("no Volatility symbol table" in w for w in run["warnings"])
     f = _findings(case)
@@ -212,6 +212,11 @@ def test_memory_analyzer_derives_the_scenario(win: WinMemImage, tmp_path: Path) 
     assert "aspnet_client" in hit.title
     assert "App_Web_k3x9f2ma.dll" in one("MEM-FILE-APPWEB-DLL").message
     assert "MEM-SERVICE-SUSPICIOUS" not in rules  # the scenario's services are stock
+    # the web shell's text on w3wp's heap and the dump command lines in the PEB pages, by YARA over the VADs
+    chopper = "MEM-VADYARA-TRIAGE_MEM_WebShell_Chopper_Eval"
+    assert one(chopper).location == f"pid:{sc.W3WP_PID}:rule:memory_webshell_code.TRIAGE_MEM_WebShell_Chopper_Eval"
+    dumps = f[f.rule_id == "MEM-VADYARA-TRIAGE_MEM_Lsass_Dump_CommandLine"].location
+    assert {loc.split(":")[1] for loc in dumps} == {str(sc.CMD_PID), str(sc.PROCDUMP_PID)}
     # the report's process tree section reads the tables the analyzer kept
     (tree,) = process_trees(case.path)
     assert [(r["depth"], r["pid"]) for r in tree["rows"]][:4] == [(0, 4), (1, 356), (2, 640), (3, sc.W3WP_PID)]

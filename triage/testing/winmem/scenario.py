@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from triage.testing.volume import OAB_SHELL
+
 BOOT = datetime(2021, 3, 2, 23, 40, 5, tzinfo=UTC)
 CAPTURE = datetime(2021, 3, 3, 3, 15, 0, tzinfo=UTC)
 SYSTEM32 = "C:\\Windows\\System32"
@@ -210,7 +212,8 @@ DEFAULT = Scenario(
         Handle(PROCDUMP_PID, LSASS_PID, 0x1FFFFF),  # PROCESS_ALL_ACCESS, for the full dump
     ),
     regions=(
-        Region(W3WP_PID, 0x000001D000000000, 0x4000, MM_READWRITE, b"managed heap"),
+        # the web shell page the worker compiled and ran, as a .NET string on its managed heap
+        Region(W3WP_PID, 0x000001D000000000, 0x4000, MM_READWRITE, OAB_SHELL.encode("utf-16-le")),
         Region(W3WP_PID, 0x000001E000010000, 0x2000, MM_EXECUTE_READWRITE, INJECTED_PE),
     ),
     connections=(
