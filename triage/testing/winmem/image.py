@@ -5,8 +5,11 @@ every other page comes from a bump allocator that keeps out of the DTB scan rang
 the first self-referencing table found. Virtual: the kernel image (MZ/PE headers, the RSDS debug record
 naming ``ntkrnlmp.pdb``, the kernel's variables) at :data:`KERNEL_BASE`; kernel pool allocations (pool header,
 object header, object) above :data:`POOL_BASE`; ``_KUSER_SHARED_DATA`` at its fixed kernel and user
-addresses; per process, a PEB, loader data, process parameters and strings in user space. The kernel debugger
-block carries the ``KDBG`` tag and the kernel base, which is how Volatility's PDB scanner finds the base.
+addresses; per process, a PEB, loader data, process parameters and strings in user space, described by VADs
+(``VadS`` pool blocks). The kernel debugger block carries the ``KDBG`` tag and the kernel base, which is how
+Volatility's PDB scanner finds the base. Pool-tagged objects carry what the scanning plugins carve: ``Proc``
+(processes, hidden ones included), ``File`` (file objects), ``TcpE`` (TCP endpoints); handle tables hang off
+``_EPROCESS.ObjectTable``; services.exe's service records sit in one of its private regions.
 """
 
 from __future__ import annotations
@@ -156,18 +159,11 @@ class _Builder:
     def sym(self, name: str) -> int:
         return canonical(KERNEL_BASE + KERNEL_SYMBOLS[name][0])
 
-    def pool_object(self, tag: bytes, type_index: int, struct_name: str, extra: int = 0) -> int:
+    def pool_object(self, tag: bytes, type_index: int, struct_name: str) -> int:
         """Allocate a pool block holding an object header and a ``struct_name`` body; the body's address."""
         hdr_size = self.types.structs["_OBJECT_HEADER"].size - 8  # Body is the object's first quadword
-        body_size = self.types.structs[struct_name].size + extra
-        total = -(-(16 + hdr_size + body_size) // POOL_ALIGN) * POOL_ALIGN
-        block = self.pool.alloc(total, align=POOL_ALIGN)
-        self.kput(
-            block,
-            "_POOL_HEADER",
-            {"BlockSize": total // POOL_ALIGN, "PoolType": NONPAGED, "PoolTag": int.from_bytes(tag, "little")},
-        )
-        header = block + 16
+        header = self.pool_block(tag, hdr_size + self.types.structs[struct_name].size)
+        # the header keeps its type index XORed with the cookie and the header address's second byte (Windows 10)
         encoded = ((header >> 8) ^ OB_HEADER_COOKIE ^ type_index) & 0xFF
         self.kput(header, "_OBJECT_HEADER", {"PointerCount": 3, "HandleCount": 1, "TypeIndex": encoded})
         return header + hdr_size

@@ -1,9 +1,11 @@
 """What the synthetic Exchange server was running when its memory was taken (the ED 21-02 intrusion): the
-processes, their command lines and modules, and the time of the capture."""
+processes with their command lines and modules, the handles, private memory, TCP connections, open files and
+services the plugins report, and the time of the capture. The web shell is the page the volume builder
+(triage.testing.volume) plants on the same host, so memory and disk tell one story."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from triage.testing.volume import OAB_SHELL
@@ -125,7 +127,6 @@ class Scenario:
     hostname: str = "EXCH01"
     build: int = 17763  # Windows Server 2019
     capture: datetime = CAPTURE
-    extra: dict[str, str] = field(default_factory=dict)
 
     def by_pid(self, pid: int) -> Process:
         """The process with ``pid``."""
