@@ -67,6 +67,11 @@ def bits(position: int, length: int, of: str = "unsigned long") -> TypeRef:
     return {"kind": "bitfield", "bit_position": position, "bit_length": length, "type": base(of)}
 
 
+def bitfields(of: str, offset: int, *members: tuple[str, int, int]) -> list[tuple[str, TypeRef, int]]:
+    """Fields sharing one integer of base type ``of`` at ``offset``: (name, first bit, bit count) each."""
+    return [(name, bits(position, length, of), offset) for name, position, length in members]
+
+
 def enum(name: str) -> TypeRef:
     """A reference to an enumeration by name."""
     return {"kind": "enum", "name": name}

@@ -9,7 +9,7 @@ those no plugin of the scenario reads are defined with no members.
 
 from __future__ import annotations
 
-from triage.testing.winmem.isf import SymbolTable, array, base, bits, enum, ptr, struct
+from triage.testing.winmem.isf import SymbolTable, array, base, bitfields, enum, ptr, struct
 
 U8, U16, U32, U64 = base("unsigned char"), base("unsigned short"), base("unsigned long"), base("unsigned long long")
 I64 = base("long long")
@@ -92,10 +92,8 @@ def kernel_types() -> SymbolTable:
     t.define(
         "_POOL_HEADER",
         [
-            ("PreviousSize", bits(0, 8, "unsigned short"), 0),
-            ("PoolIndex", bits(8, 8, "unsigned short"), 0),
-            ("BlockSize", bits(0, 8, "unsigned short"), 2),
-            ("PoolType", bits(8, 8, "unsigned short"), 2),
+            *bitfields("unsigned short", 0, ("PreviousSize", 0, 8), ("PoolIndex", 8, 8)),
+            *bitfields("unsigned short", 2, ("BlockSize", 0, 8), ("PoolType", 8, 8)),
             ("PoolTag", U32, 4),
             ("ProcessBilled", ptr(), 8),
         ],
@@ -218,10 +216,8 @@ def _handles(t: SymbolTable) -> None:
     t.define(
         "_HANDLE_TABLE_ENTRY",
         [
-            ("Unlocked", bits(0, 1, "unsigned long long"), 0),
-            ("RefCnt", bits(1, 16, "unsigned long long"), 0),
-            ("ObjectPointerBits", bits(20, 44, "unsigned long long"), 0),
-            ("GrantedAccessBits", bits(0, 25, "unsigned long"), 8),
+            *bitfields("unsigned long long", 0, ("Unlocked", 0, 1), ("RefCnt", 1, 16), ("ObjectPointerBits", 20, 44)),
+            *bitfields("unsigned long", 8, ("GrantedAccessBits", 0, 25)),
         ],
         size=16,
     )
@@ -232,12 +228,9 @@ def _vads(t: SymbolTable) -> None:
     node = struct("_RTL_BALANCED_NODE")
     t.define("_RTL_BALANCED_NODE", [("Left", ptr(node)), ("Right", ptr(node)), ("ParentValue", U64)])
     t.define("_RTL_AVL_TREE", [("Root", ptr(node))])
-    t.define(
-        "_MMVAD_FLAGS",
-        [("VadType", bits(0, 3), 0), ("Protection", bits(3, 5), 0), ("PrivateMemory", bits(15, 1), 0)],
-        size=4,
-    )
-    t.define("_MMVAD_FLAGS1", [("CommitCharge", bits(0, 31), 0), ("MemCommit", bits(31, 1), 0)], size=4)
+    flags = bitfields("unsigned long", 0, ("VadType", 0, 3), ("Protection", 3, 5), ("PrivateMemory", 15, 1))
+    t.define("_MMVAD_FLAGS", flags, size=4)
+    t.define("_MMVAD_FLAGS1", bitfields("unsigned long", 0, ("CommitCharge", 0, 31), ("MemCommit", 31, 1)), size=4)
     t.define("_MMVAD_SHORT_U", [("VadFlags", struct("_MMVAD_FLAGS"))])
     t.define("_MMVAD_SHORT_U1", [("VadFlags1", struct("_MMVAD_FLAGS1"))])
     t.define(
