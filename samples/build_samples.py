@@ -4,7 +4,10 @@ exchange-compromised/volume: Exchange 2016 CU19 installed at a non-default path 
 found only through MsiInstallPath in the SOFTWARE hive), a CVE-2021-27065-style web shell in
 aspnet_client, a ProxyLogon SSRF request in the HttpProxy ECP log, an lsass minidump in Windows\\Temp
 and a staging archive in ProgramData, with all hives; event logs telling the intrusion (triage.testing.eventlogs).
-exchange-compromised/memory/EXCH01-memory.raw: a small raw image with the intrusion's strings in it.
+exchange-compromised/memory/EXCH01-memory.raw: a synthetic Windows Server 2019 x64 memory image Volatility 3
+parses (triage.testing.winmem: w3wp.exe running cmd.exe and powershell.exe, procdump64 dumping lsass, a hidden
+process) with the intrusion's strings in free pages for the symbol-free scan; its made-up kernel's symbol table
+is exchange-compromised/memory/symbols (pass it with --symbols).
 exchange-clean/volume: the same server without the intrusion, at the default install path.
 """
 
@@ -15,6 +18,8 @@ import sys
 from pathlib import Path
 
 from triage.testing.volume import DEFAULT_INSTALL, VolumeSpec, build_volume, memory_image_bytes
+from triage.testing.winmem import build_image
+from triage.testing.winmem.image import iter_pages
 
 SAMPLES = {
     "exchange-compromised": VolumeSpec(
@@ -33,10 +38,13 @@ def build(out: Path) -> list[Path]:
         if target.exists():
             shutil.rmtree(target)
         made.append(build_volume(target, spec))
-    image = out / "exchange-compromised" / "memory" / "EXCH01-memory.raw"
-    image.parent.mkdir(parents=True, exist_ok=True)
-    image.write_bytes(memory_image_bytes())
-    made.append(image)
+    memory = out / "exchange-compromised" / "memory"
+    if (memory / "symbols").exists():
+        shutil.rmtree(memory / "symbols")
+    strings = memory_image_bytes()
+    plants = {off: strings[off : off + 0x1000] for off in iter_pages(strings)}
+    built = build_image(memory / "EXCH01-memory.raw", memory / "symbols", plants=plants)
+    made += [built.image, built.isf]
     return made
 
 

@@ -23,3 +23,5 @@ def test_bundled_samples_match_their_builder(tmp_path: Path) -> None:
         assert got == want, name
     image = "exchange-compromised/memory/EXCH01-memory.raw"
     assert (REPO / "samples" / image).read_bytes() == (tmp_path / image).read_bytes()
+    symbols = "exchange-compromised/memory/symbols"  # the synthetic kernel's ISF, passed by make demo
+    assert _files(REPO / "samples" / symbols) == _files(tmp_path / symbols) != {}

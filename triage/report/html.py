@@ -27,6 +27,7 @@ from triage.report.cells import visible_controls
 from triage.report.context import ReportContext
 from triage.report.hosts import VERDICT_COMPROMISED, VERDICT_INSUFFICIENT, VERDICT_SUSPICIOUS, HostSummary
 from triage.report.ledger import Ledger
+from triage.report.memtree import process_trees
 from triage.report.svg import timeline_svg
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -374,5 +375,6 @@ def render_html(
         "outputs": outputs,
         **run_tables(ctx),
         **manifest_tables(ctx),
+        "process_trees": process_trees(ctx.case_path) if ctx.case_path else [],
     }
     return _env().get_template("report.html.j2").render(**context)
