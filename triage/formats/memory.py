@@ -100,6 +100,8 @@ def inspect(path: Path | str) -> MemoryFormat:
     path = Path(path)
     rec = recognize_path(path)
     out = MemoryFormat(rec.format or "unknown", rec.description)
+    if rec.format is None and path.suffix.lower() == ".vmem":  # too small for the raw-memory rule, given as memory
+        out.format = "vmware_vmem"
     try:
         out.size = os.stat(path).st_size
         with open(path, "rb") as fh:

@@ -84,18 +84,20 @@ class PhysicalMemory:
 
 
 def sample_memory(pages: int = 64, hole_at: int = 16, hole_pages: int = 8) -> PhysicalMemory:
-    """Two runs with a hole between them; every page starts with a marker naming its physical address
-    (:func:`page_marker`), followed by binary filler (memory is not text)."""
-    filler = bytes(range(256)) * (PAGE // 256)
-
-    def page(addr: int) -> bytes:
-        marker = page_marker(addr)
-        return marker + filler[len(marker) :]
-
-    first = b"".join(page(i * PAGE) for i in range(hole_at))
+    """Two runs with a hole between them (``pages`` present in all); every page starts with a marker naming its
+    physical address (:func:`page_marker`), followed by binary filler (memory is not text)."""
     second_start = (hole_at + hole_pages) * PAGE
-    second = b"".join(page(second_start + i * PAGE) for i in range(pages - hole_at))
-    return PhysicalMemory(((0, first), (second_start, second)))
+    return PhysicalMemory(((0, marked_pages(0, hole_at)), (second_start, marked_pages(second_start, pages - hole_at))))
+
+
+def marked_pages(start: int, count: int) -> bytes:
+    """``count`` pages from physical address ``start``, each opening with its :func:`page_marker`."""
+    filler = bytes(range(256)) * (PAGE // 256)
+    out = bytearray()
+    for i in range(count):
+        marker = page_marker(start + i * PAGE)
+        out += marker + filler[len(marker) :]
+    return bytes(out)
 
 
 def page_marker(addr: int) -> bytes:
@@ -153,9 +155,7 @@ def dump_header64(
     return hdr
 
 
-def write_crash_full(
-    path: Path | str, memory: PhysicalMemory, *, dtb: int = 0, truncate_to: int | None = None
-) -> Path:
+def write_crash_full(path: Path | str, memory: PhysicalMemory, *, dtb: int = 0, truncate_to: int | None = None) -> Path:
     """A complete memory dump (DumpType 1): header pages, then each run's pages in order."""
     path = Path(path)
     size = DUMP_HEADER64_SIZE + memory.pages * PAGE
@@ -219,8 +219,8 @@ def write_hibernation(
     path: Path | str, memory: PhysicalMemory, *, signature: bytes = b"HIBR", system_time: datetime = DUMP_TIME
 ) -> Path:
     """A hibernation file: a PO_MEMORY_IMAGE header page, a page of zeros (the processor state on a real one),
-    then the pages in xpress blocks (16 pages each, literal-coded). Pages are compressed, so the raw bytes of
-    the file do not hold the memory's text."""
+    then the pages in xpress blocks (16 pages each). The blocks are literal-coded (valid xpress, but no
+    compression), so fragments of the memory stay visible; a real file's compressed pages hide them."""
     if signature not in HIBERNATION_SIGNATURES:
         raise ValueError(f"not a hibernation signature: {signature!r}")
     path = Path(path)
