@@ -99,7 +99,7 @@ def _plugin_job(
             last = exc
             continue
         except vol.VolatilityError as exc:
-            return {"status": "error", "plugin": name, "error": exc.as_dict()}
+            return {"status": "error", "plugin": name, "error": exc.as_dict(), "layer_cache": exc.layer_cache or {}}
         meta = {"plugin": table.plugin, "image": os.path.basename(image), "seconds": f"{time.monotonic() - t0:.3f}"}
         tables.write_table(Path(out_path), table.columns, table.rows, meta)
         return {
@@ -570,6 +570,7 @@ class MemoryAnalyzer(Analyzer):
                 kind=err.kind,
                 error=str(err),
                 seconds=outcome.duration_s,
+                layer_cache=outcome.value.get("layer_cache", {}),
             )
             kernel = isinstance(err, vol.Unsatisfied) and any(r.startswith("kernel") for r in err.requirements)
             if spec.table == "info" and (isinstance(err, vol.MissingSymbols | vol.NoWindowsKernel) or kernel):

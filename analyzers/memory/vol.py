@@ -55,6 +55,7 @@ class VolatilityError(Exception):
     """Volatility could not run a plugin; ``str(exc)`` is meant for the analyst."""
 
     kind = "error"
+    layer_cache: dict[str, Any] | None = None  # what the layer cache did before the error (LayerCache)
 
     def as_dict(self) -> dict[str, Any]:
         """A picklable description (the plugin runs in a child process)."""
@@ -443,7 +444,9 @@ def run_plugin(
         use = cache.store(ctx, f"{ppath}.{requirement}", location.as_uri(), use)
     unsatisfied = cls.unsatisfied(ctx, ppath)
     if unsatisfied:
-        raise _diagnose(image, cls.__name__, list(unsatisfied), _error_lines(errors), progress)
+        err = _diagnose(image, cls.__name__, list(unsatisfied), _error_lines(errors), progress)
+        err.layer_cache = use
+        raise err
     instance = cls(ctx, ppath, progress_callback=progress)
     instance.set_open_method(_file_handler())
     grid = instance.run()
@@ -698,9 +701,13 @@ class LayerCache:
         if "layer_name.class" not in config or len(config) <= len(use.get("reused", ())):
             return use
         summary = {
-            "layers": [v.rsplit(".", 1)[-1] for k, v in sorted(config.items()) if k.endswith(".class")],
+            "layers": [
+                v.rsplit(".", 1)[-1]
+                for k, v in sorted(config.items())
+                if k.startswith("layer_name") and k[-6:] == ".class"
+            ],
             "dtb": config.get("layer_name.page_map_offset"),
-            "kernel_offset": config.get("offset"),
+            "kernel_offset": config.get("offset", config.get("layer_name.kernel_virtual_offset")),
             "symbol_table": config.get("symbol_table_name.isf_url"),
         }
         entry = {
