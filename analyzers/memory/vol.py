@@ -168,6 +168,7 @@ class _State:
     search_path: list[str] = field(default_factory=list)
     import_failures: list[str] = field(default_factory=list)
     plugins_imported: bool = False
+    indexed: tuple[str, ...] = ()  # the symbol search path update_symbol_cache indexed (children inherit it)
 
 
 _STATE = _State()
@@ -271,6 +272,13 @@ def update_symbol_cache(progress: Progress | None = None) -> None:
             symbol_cache.SqliteCache(path).update(progress_callback=progress)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+    _STATE.indexed = _search_path()
+
+
+def _search_path() -> tuple[str, ...]:
+    import volatility3.symbols
+
+    return tuple(volatility3.symbols.__path__)
 
 
 def resolve_plugin(name: str) -> Any:
@@ -435,6 +443,11 @@ def run_plugin(
     if cache is not None and requirement:
         use = cache.apply(ctx, f"{ppath}.{requirement}", location.as_uri())
     magics = automagic.choose_automagic(automagic.available(ctx), cls)
+    if _STATE.indexed and _STATE.indexed == _search_path():
+        # indexed once by update_symbol_cache (in this process or the parent it was forked from): each plugin
+        # child re-listing every symbol file (a windows.zip pack holds thousands) would only find it up to date
+        magics = [m for m in magics if type(m).__name__ != "SymbolCacheMagic"]
+        use = use | {"symbol_index": "reused"}
     if use.get("status") == "hit" and "layer_name.class" in use.get("reused", ()):
         # the stacker would scan for the DTB again while anything (the symbols) is still missing
         magics = [m for m in magics if type(m).__name__ != "LayerStacker"]

@@ -116,3 +116,33 @@ def test_the_analyzer_records_the_cache_in_the_tables_index(tmp_path: Path) -> N
         seen.append(index["tables"]["info"]["layer_cache"])
     assert [s["status"] for s in seen] == ["miss", "hit"]
     assert seen[0]["key"] == seen[1]["key"] and seen[1]["dtb"] == DTB
+
+
+def test_plugin_children_reuse_the_symbol_index_the_parent_built(
+    tmp_path: Path, vol_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from volatility3.framework.automagic import symbol_cache
+
+    image = tmp_path / "img.raw"
+    image.write_bytes(x64_image(kernel=False))
+    updates: list[int] = []
+    original = symbol_cache.SqliteCache.update
+
+    def counting(self, *a, **k):  # type: ignore[no-untyped-def]
+        updates.append(1)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(symbol_cache.SqliteCache, "update", counting)
+    monkeypatch.setattr(vol._STATE, "indexed", ())
+    with pytest.raises(vol.NoWindowsKernel):
+        vol.run_plugin(image, "windows.info.Info", cache_dir=vol_cache)
+    assert len(updates) == 1  # no shared index yet: Volatility's own SymbolCacheMagic lists the symbol folders
+    vol.update_symbol_cache()
+    assert len(updates) == 2
+    with pytest.raises(vol.NoWindowsKernel) as caught:
+        vol.run_plugin(image, "windows.info.Info", cache_dir=vol_cache)
+    assert len(updates) == 2 and caught.value.layer_cache == {"status": "off", "symbol_index": "reused"}
+    vol.configure([tmp_path], vol_cache)  # another symbol set: the index must be brought up to date again
+    with pytest.raises(vol.NoWindowsKernel):
+        vol.run_plugin(image, "windows.info.Info", symbols=[tmp_path], cache_dir=vol_cache)
+    assert len(updates) == 3
