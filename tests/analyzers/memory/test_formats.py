@@ -139,7 +139,7 @@ def test_a_truncated_dump_says_how_much_is_missing(tmp_path: Path) -> None:
 def test_a_vmem_and_its_vmss_collected_together_stay_together(tmp_path: Path) -> None:
     src = tmp_path / "vm"
     src.mkdir()
-    vmem, vmss = mf.write_vmware(src / "EXCH01.vmem", MEM)
+    mf.write_vmware(src / "EXCH01.vmem", MEM)
     case = Case.create_or_open(tmp_path / "case", examiner="pytest", case_id="FMT-2")
     collect_files(case, open_source_path(str(src), "files"), host="EXCH01")
     stored = {Path(r.relpath or "").name: r for r in case.evidence()}

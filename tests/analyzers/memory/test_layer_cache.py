@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from memory_support import DTB, x64_image, write_isf_folder
+from memory_support import DTB, write_isf_folder, x64_image
 
 from analyzers.memory import settings, vol
 from collectors.collect import collect_files
