@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -55,16 +55,7 @@ class MemoryFormat:
 
     def as_dict(self) -> dict[str, object]:
         """For a finding's attributes and the run record."""
-        return {
-            "format": self.format,
-            "detail": self.detail,
-            "dump_type": self.dump_type,
-            "compressed": self.compressed,
-            "sidecar": str(self.sidecar) if self.sidecar else None,
-            "expected_size": self.expected_size,
-            "size": self.size,
-            "problems": list(self.problems),
-        }
+        return asdict(self) | {"sidecar": str(self.sidecar) if self.sidecar else None}
 
 
 def _read(fh: BinaryIO, offset: int, length: int) -> bytes:
