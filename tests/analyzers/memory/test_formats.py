@@ -151,3 +151,14 @@ def test_a_vmem_and_its_vmss_collected_together_stay_together(tmp_path: Path) ->
     findings, runs = _run(case, raw_scan=False)
     assert not {"MEM-FORMAT-PARTIAL", "MEM-FORMAT-UNREAD"} & set(findings.rule_id)
     assert runs["EXCH01.vmss"]["status"] in ("success", "no_findings")
+
+
+@pytest.mark.slow
+def test_a_refused_format_is_no_verdict(tmp_path: Path) -> None:
+    from triage.cli import main
+
+    src = mf.write_hibernation(tmp_path / "hiberfil.sys", MEM)
+    code = main(["run", str(src), "--case", str(tmp_path / "case"), "--host", "EXCH01", "-q"])
+    assert code == 4  # insufficient evidence: the only memory image was not read
+    ledger = (tmp_path / "case" / "report" / "ledger.json").read_text()
+    assert '"memory": "not examined"' in ledger
