@@ -681,7 +681,8 @@ class LayerCache:
     its automagic runs, so the DTB scan, the PDB scan and the symbol search happen once per image.
 
     Partial results are kept too (layers stacked but no symbols yet): automagic fills in what is missing. The
-    image's path is stored and replaced by the current one on reuse (the key is the image's hash).
+    image's path is stored and replaced by the current one on reuse (the key is the image's hash), and so is the
+    folder of files read beside it (a ``.vmss``).
     """
 
     def __init__(self, root: Path, key: LayerKey) -> None:
@@ -702,9 +703,12 @@ class LayerCache:
         entry = self._load()
         if entry is None:
             return {"status": "miss", "key": self.path.stem}
-        old = entry.get("image_uri")
+        old = str(entry.get("image_uri", ""))
+        old_dir, new_dir = old.rsplit("/", 1)[0] + "/", uri.rsplit("/", 1)[0] + "/"
         for k, v in entry["config"].items():
-            ctx.config[f"{path}.{k}"] = uri if v == old else v
+            if k.endswith(".location") and isinstance(v, str) and v.startswith(old_dir):  # the image, a .vmss
+                v = uri if v == old else new_dir + v[len(old_dir) :]
+            ctx.config[f"{path}.{k}"] = v
         return {"status": "hit", "key": self.path.stem, "reused": sorted(entry["config"]), **entry.get("summary", {})}
 
     def store(self, ctx: Any, path: str, uri: str, use: dict[str, Any]) -> dict[str, Any]:
