@@ -162,3 +162,15 @@ def test_a_refused_format_is_no_verdict(tmp_path: Path) -> None:
     assert code == 4  # insufficient evidence: the only memory image was not read
     ledger = (tmp_path / "case" / "report" / "ledger.json").read_text()
     assert '"memory": "not examined"' in ledger
+
+
+def test_a_vmem_and_its_vmss_given_as_two_sources_land_side_by_side(tmp_path: Path) -> None:
+    vmem, vmss = mf.write_vmware(tmp_path / "EXCH01.vmem", MEM)
+    assert vmss is not None
+    case = Case.create_or_open(tmp_path / "case", examiner="pytest", case_id="FMT-3")
+    for source in (vmem, vmss):
+        collect_files(case, open_source_path(str(source), "auto"), host="EXCH01")
+    rows = {Path(r.relpath or "").name: r for r in case.evidence()}
+    assert rows["EXCH01.vmem"].extra["format"] == "vmware_vmem"
+    assert rows["EXCH01.vmss"].extra["format"] == "vmware_state"
+    assert Path(rows["EXCH01.vmem"].relpath or "").with_suffix(".vmss") == Path(rows["EXCH01.vmss"].relpath or "")
