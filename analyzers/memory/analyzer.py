@@ -30,6 +30,7 @@ from analyzers.memory import derive, isolate, minidump, rawscan, settings, table
 from analyzers.yara.options import YARA_SETS
 from triage.errors import Skip
 from triage.finding import Finding
+from triage.formats import memory as memfmt
 from triage.indicators import rule_metas
 from triage.registry import Analyzer, Option, Unit, register
 
@@ -76,21 +77,38 @@ def _plugin_job(
     symbols: list[str],
     cache: str,
     progress: Callable[[float, str], None] | None = None,
+    layer_key: vol.LayerKey | None = None,
+    sidecar: str | None = None,
 ) -> dict[str, Any]:
     """Run in the child process: the first plugin name that exists, its table written to ``out_path``."""
     last: vol.VolatilityError | None = None
     for name in names:
         try:
             t0 = time.monotonic()
-            table = vol.run_plugin(image, name, symbols=symbols, cache_dir=cache, progress=progress, **options)
+            table = vol.run_plugin(
+                image,
+                name,
+                symbols=symbols,
+                cache_dir=cache,
+                progress=progress,
+                layer_key=layer_key,
+                sidecar=sidecar,
+                **options,
+            )
         except vol.UnknownPlugin as exc:
             last = exc
             continue
         except vol.VolatilityError as exc:
-            return {"status": "error", "plugin": name, "error": exc.as_dict()}
+            return {"status": "error", "plugin": name, "error": exc.as_dict(), "layer_cache": exc.layer_cache or {}}
         meta = {"plugin": table.plugin, "image": os.path.basename(image), "seconds": f"{time.monotonic() - t0:.3f}"}
         tables.write_table(Path(out_path), table.columns, table.rows, meta)
-        return {"status": "ok", "plugin": table.plugin, "rows": len(table.rows), "warnings": table.warnings[:10]}
+        return {
+            "status": "ok",
+            "plugin": table.plugin,
+            "rows": len(table.rows),
+            "warnings": table.warnings[:10],
+            "layer_cache": table.layer_cache,
+        }
     return {"status": "error", "plugin": names[0], "error": (last or vol.UnknownPlugin(names[0])).as_dict()}
 
 
@@ -199,11 +217,28 @@ class MemoryAnalyzer(Analyzer):
         store.reset()
         started = time.time()
         display = _Steps(unit, Path(unit.evidence.relpath or path.name).name)
+        fmt = memfmt.inspect(path) if not minidump.is_minidump(head) else None
+        refused = _refusal(fmt) if fmt is not None else ""
+        if fmt is not None:
+            yield from self._format_findings(unit, fmt, refused)
         if self.options.get("raw_scan", True):
-            yield from self._raw_scan(unit, path, store, display)
-        if not minidump.is_minidump(head) and self.options.get("volatility", True):
-            yield from self._volatility(unit, path, store, display)
-        index = store.write_index({"image": unit.evidence.relpath, "seconds": round(time.time() - started, 1)})
+            if fmt is not None and fmt.compressed:
+                unit.warn(
+                    f"raw YARA scan not run on {path.name}: a {fmt.format} keeps its pages compressed, so a byte "
+                    "scan would read compressed data, not memory"
+                )
+            else:
+                yield from self._raw_scan(unit, path, store, display)
+        volatility = fmt is not None and not refused and fmt.format != "vmware_state"
+        if volatility and fmt is not None and self.options.get("volatility", True):
+            yield from self._volatility(unit, path, store, display, fmt)
+        index = store.write_index(
+            {
+                "image": unit.evidence.relpath,
+                "seconds": round(time.time() - started, 1),
+                "format": fmt.as_dict() if fmt is not None else {"format": "minidump"},
+            }
+        )
         written = {k: v for k, v in store.entries.items() if v.get("status") == "ok"}
         if written:
             yield unit.finding(
@@ -397,8 +432,35 @@ class MemoryAnalyzer(Analyzer):
             },
         )
 
+    # -- formats ----------------------------------------------------------------------------------------
+    def _format_findings(self, unit: Unit, fmt: memfmt.MemoryFormat, refused: str) -> Iterator[Finding]:
+        """A format Volatility cannot read, or reads only in part, is said in a warning and a finding."""
+        name = Path(unit.evidence.relpath or unit.path.name).name
+        if refused:
+            unit.warn(f"{name}: {refused}")
+            yield unit.finding(
+                RULES["MEM-FORMAT-UNREAD"],
+                title=f"Memory image not analysed: {fmt.format}{f' ({fmt.detail})' if fmt.detail else ''}",
+                message=f"{name}: {refused}",
+                location="format",
+                attributes=fmt.as_dict(),
+            )
+            return
+        for problem in fmt.problems:
+            unit.warn(f"{name} ({fmt.format}): {problem}")
+        if fmt.problems:
+            yield unit.finding(
+                RULES["MEM-FORMAT-PARTIAL"],
+                title=f"Memory image read with a limit: {fmt.format}",
+                message=f"{name} ({fmt.format}): " + "; ".join(fmt.problems),
+                location="format",
+                attributes=fmt.as_dict(),
+            )
+
     # -- Volatility -------------------------------------------------------------------------------------
-    def _volatility(self, unit: Unit, path: Path, store: tables.TableStore, display: _Steps) -> Iterator[Finding]:
+    def _volatility(
+        self, unit: Unit, path: Path, store: tables.TableStore, display: _Steps, fmt: memfmt.MemoryFormat
+    ) -> Iterator[Finding]:
         symbols = settings.symbol_dirs(self.options)
         cache = settings.cache_dir(self.options)
         limit = settings.plugin_timeout(self.options)
@@ -418,6 +480,9 @@ class MemoryAnalyzer(Analyzer):
         if unknown:
             unit.warn(f"unknown memory plugin table(s) {', '.join(unknown)}; known: {', '.join(TABLE_NAMES)}")
         specs = [p for p in PLUGINS if p.table in wanted]
+        # the kernel's layers and symbols, found by the first plugin, reused by the others (vol.LayerCache)
+        image_hash = unit.evidence.sha256 or ""
+        layer_key = vol.LayerKey(image_hash, settings.tree_signature(symbols)) if image_hash else None
         rows: dict[str, list[dict[str, Any]]] = {}
         blocked: vol.VolatilityError | None = None
         with tempfile.TemporaryDirectory(prefix="triage-mem-", dir=cache) as scratch:
@@ -445,6 +510,8 @@ class MemoryAnalyzer(Analyzer):
                     str(cache),
                     timeout=limit,
                     on_progress=update,
+                    layer_key=layer_key,
+                    sidecar=str(fmt.sidecar) if fmt.format == "vmware_vmem" and fmt.sidecar else None,
                 )
                 done()
                 blocked = self._record_plugin(unit, store, spec, outcome, rows)
@@ -487,6 +554,7 @@ class MemoryAnalyzer(Analyzer):
                 rows=v["rows"],
                 seconds=outcome.duration_s,
                 warnings=v.get("warnings", []),
+                layer_cache=v.get("layer_cache", {}),
             )
             try:
                 rows[spec.table] = tables.read_rows(store.path(spec.table))
@@ -502,6 +570,7 @@ class MemoryAnalyzer(Analyzer):
                 kind=err.kind,
                 error=str(err),
                 seconds=outcome.duration_s,
+                layer_cache=outcome.value.get("layer_cache", {}),
             )
             kernel = isinstance(err, vol.Unsatisfied) and any(r.startswith("kernel") for r in err.requirements)
             if spec.table == "info" and (isinstance(err, vol.MissingSymbols | vol.NoWindowsKernel) or kernel):
@@ -546,6 +615,36 @@ class MemoryAnalyzer(Analyzer):
             location="volatility",
             attributes=attrs,
         )
+
+
+def _refusal(fmt: memfmt.MemoryFormat) -> str:
+    """Why Volatility cannot read this file at all ("" when it can try): a message naming the format and what is
+    missing, checked against the layers the installed Volatility has."""
+    if fmt.format == "vmware_state":
+        if fmt.sidecar is None:
+            return (
+                "a VMware state file (.vmss/.vmsn) without the .vmem of the same name beside it: the guest's "
+                "memory is in the .vmem; collect both together"
+            )
+        return ""  # the layout of the .vmem beside it: Volatility reads it with that image
+    try:
+        stackers = vol.format_stackers()
+    except vol.VolatilityUnavailable:
+        return ""  # the Volatility step says so itself
+    if fmt.format == "hibernation" and not any("hibern" in s.lower() for s in stackers):
+        return (
+            f"a hibernation file ({fmt.detail}): its pages are compressed and this Volatility has no hibernation "
+            "layer to decompress them; convert it to a raw image (a Volatility 3 release with a hibernation layer, "
+            "or hibr2bin) and give that as the source"
+        )
+    if fmt.format in ("crash_dump", "crash_dump_bitmap") and fmt.dump_type is not None:
+        supported = vol.crash_dump_types()
+        if supported and fmt.dump_type not in supported:
+            return (
+                f"a crash dump of DumpType {fmt.dump_type} ({fmt.detail}): Volatility's crash dump layer reads only "
+                f"DumpType {', '.join(map(str, supported))}; take a complete memory dump or a raw image"
+            )
+    return ""
 
 
 def _printable(data: bytes) -> str:

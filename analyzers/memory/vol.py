@@ -21,6 +21,7 @@ import datetime as _dt
 import fcntl
 import hashlib
 import io
+import json
 import logging
 import os
 import sys
@@ -54,6 +55,7 @@ class VolatilityError(Exception):
     """Volatility could not run a plugin; ``str(exc)`` is meant for the analyst."""
 
     kind = "error"
+    layer_cache: dict[str, Any] | None = None  # what the layer cache did before the error (LayerCache)
 
     def as_dict(self) -> dict[str, Any]:
         """A picklable description (the plugin runs in a child process)."""
@@ -166,6 +168,7 @@ class _State:
     search_path: list[str] = field(default_factory=list)
     import_failures: list[str] = field(default_factory=list)
     plugins_imported: bool = False
+    indexed: tuple[str, ...] = ()  # the symbol search path update_symbol_cache indexed (children inherit it)
 
 
 _STATE = _State()
@@ -269,6 +272,13 @@ def update_symbol_cache(progress: Progress | None = None) -> None:
             symbol_cache.SqliteCache(path).update(progress_callback=progress)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+    _STATE.indexed = _search_path()
+
+
+def _search_path() -> tuple[str, ...]:
+    import volatility3.symbols
+
+    return tuple(volatility3.symbols.__path__)
 
 
 def resolve_plugin(name: str) -> Any:
@@ -357,6 +367,7 @@ class PluginTable:
     columns: list[Column]
     rows: list[dict[str, Any]]
     warnings: list[str] = field(default_factory=list)
+    layer_cache: dict[str, Any] = field(default_factory=dict)  # what the layer cache did (LayerCache.apply/store)
 
 
 class _DiscardFile(io.BytesIO):
@@ -402,30 +413,53 @@ def run_plugin(
     symbols: Sequence[Path | str] = (),
     cache_dir: Path | str | None = None,
     progress: Progress | None = None,
+    layer_key: LayerKey | None = None,
+    sidecar: Path | str | None = None,
     **options: Any,
 ) -> PluginTable:
     """Run one Volatility plugin on ``image`` and return its whole table.
 
-    ``options`` are the plugin's own options (``pid=[4]``, ``yara_compiled_file=Path(...)``). Raises
-    :class:`MissingSymbols`, :class:`NoWindowsKernel`, :class:`Unsatisfied`, :class:`UnknownPlugin` or
-    :class:`VolatilityUnavailable`; anything the plugin itself raises propagates.
+    ``options`` are the plugin's own options (``pid=[4]``, ``yara_compiled_file=Path(...)``). ``layer_key``
+    (image hash and symbol set) turns on the layer cache: the kernel's stacked layers and symbol table found by
+    the first plugin are reused by the next (:class:`LayerCache`; the table's ``layer_cache`` says hit or miss).
+    ``sidecar`` is a VMware ``.vmss``/``.vmsn`` to read a ``.vmem`` with. Raises :class:`MissingSymbols`,
+    :class:`NoWindowsKernel`, :class:`Unsatisfied`, :class:`UnknownPlugin` or :class:`VolatilityUnavailable`;
+    anything the plugin itself raises propagates.
     """
     configure(symbols, cache_dir)
     from volatility3.framework import automagic, contexts
 
     image = Path(image).resolve()
+    location = _vmware_view(image, Path(sidecar)) if sidecar else image
     cls = resolve_plugin(plugin)
     ctx = contexts.Context()
-    ctx.config["automagic.LayerStacker.single_location"] = image.as_uri()
+    ctx.config["automagic.LayerStacker.single_location"] = location.as_uri()
     ppath = f"plugins.{cls.__name__}"
     for key, value in options.items():
         ctx.config[f"{ppath}.{key}"] = _option_value(value)
+    cache = LayerCache(_layer_cache_root(cache_dir), layer_key) if layer_key else None
+    requirement = _module_requirement(cls)
+    use: dict[str, Any] = {"status": "off"}
+    if cache is not None and requirement:
+        use = cache.apply(ctx, f"{ppath}.{requirement}", location.as_uri())
     magics = automagic.choose_automagic(automagic.available(ctx), cls)
+    if _STATE.indexed and _STATE.indexed == _search_path():
+        # indexed once by update_symbol_cache (in this process or the parent it was forked from): each plugin
+        # child re-listing every symbol file (a windows.zip pack holds thousands) would only find it up to date
+        magics = [m for m in magics if type(m).__name__ != "SymbolCacheMagic"]
+        use = use | {"symbol_index": "reused"}
+    if use.get("status") == "hit" and "layer_name.class" in use.get("reused", ()):
+        # the stacker would scan for the DTB again while anything (the symbols) is still missing
+        magics = [m for m in magics if type(m).__name__ != "LayerStacker"]
     # what volatility.framework.plugins.construct_plugin does, keeping the automagic errors for the diagnosis
     errors = automagic.run(magics, ctx, cls, "plugins", progress_callback=progress)
+    if cache is not None and requirement:
+        use = cache.store(ctx, f"{ppath}.{requirement}", location.as_uri(), use)
     unsatisfied = cls.unsatisfied(ctx, ppath)
     if unsatisfied:
-        raise _diagnose(image, cls.__name__, list(unsatisfied), _error_lines(errors), progress)
+        err = _diagnose(image, cls.__name__, list(unsatisfied), _error_lines(errors), progress)
+        err.layer_cache = use
+        raise err
     instance = cls(ctx, ppath, progress_callback=progress)
     instance.set_open_method(_file_handler())
     grid = instance.run()
@@ -441,7 +475,9 @@ def run_plugin(
         return acc
 
     grid.populate(visit, rows)
-    return PluginTable(plugin=_plugin_name(cls), columns=columns, rows=rows, warnings=_error_lines(errors))
+    return PluginTable(
+        plugin=_plugin_name(cls), columns=columns, rows=rows, warnings=_error_lines(errors), layer_cache=use
+    )
 
 
 def run_vol3(image: Path | str, plugin: str, **options: Any) -> Iterator[dict[str, Any]]:
@@ -517,3 +553,190 @@ def _diagnose(
         short,
         errors,
     )
+
+
+# -- layers: physical formats, and the kernel's layers and symbols found once per image ------------------------
+def format_stackers() -> list[str]:
+    """The acquisition-format layers this Volatility can stack (LimeStacker, WindowsCrashDumpStacker ...)."""
+    configure()
+    from volatility3 import framework
+    from volatility3.framework import interfaces
+
+    framework.import_files(sys.modules["volatility3.framework.layers"])
+    return [s.__name__ for s in _format_stacker_classes(framework, interfaces)]
+
+
+def crash_dump_types() -> list[int]:
+    """The crash dump DumpTypes Volatility's 64-bit crash layer reads."""
+    configure()
+    from volatility3.framework.layers import crash
+
+    return sorted(int(t) for t in getattr(crash.WindowsCrashDump64Layer, "supported_dumptypes", ()))
+
+
+def _format_stacker_classes(framework: Any, interfaces: Any) -> list[Any]:
+    # the stackers in volatility3.framework.layers turn a file into physical memory; the OS ones (DTB scans)
+    # live with the automagic
+    return [
+        s
+        for s in sorted(
+            framework.class_subclasses(interfaces.automagic.StackerLayerInterface), key=lambda x: x.stack_order
+        )
+        if s.__module__.startswith("volatility3.framework.layers")
+    ]
+
+
+@dataclass
+class PhysicalView:
+    """An image opened as physical memory through Volatility's format layers (no OS, no symbols)."""
+
+    layers: list[str]  # layer classes, top first (``["LimeLayer", "FileLayer"]``)
+    _layer: Any
+
+    @property
+    def layer_class(self) -> str:
+        """The class of the top layer: the format Volatility read the file as."""
+        return self.layers[0]
+
+    @property
+    def maximum_address(self) -> int:
+        """The highest physical address the layer maps."""
+        return int(self._layer.maximum_address)
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Physical memory at ``offset``; absent pages read as zeros."""
+        return bytes(self._layer.read(offset, length, pad=True))
+
+    def is_valid(self, offset: int, length: int = 1) -> bool:
+        """Whether the layer maps these physical addresses."""
+        return bool(self._layer.is_valid(offset, length))
+
+
+def open_physical(image: Path | str, sidecar: Path | str | None = None) -> PhysicalView:
+    """Stack Volatility's acquisition-format layers on a file, as its LayerStacker does before the DTB scan."""
+    configure()
+    from volatility3 import framework
+    from volatility3.framework import contexts, interfaces
+    from volatility3.framework.automagic import stacker
+    from volatility3.framework.layers import physical
+
+    framework.import_files(sys.modules["volatility3.framework.layers"])
+    image = Path(image).resolve()
+    location = _vmware_view(image, Path(sidecar)) if sidecar else image
+    ctx = contexts.Context()
+    ctx.config["physical.FileLayer.location"] = location.as_uri()
+    ctx.add_layer(physical.FileLayer(ctx, "physical.FileLayer", "FileLayer"))
+    names = stacker.LayerStacker.stack_layer(ctx, "FileLayer", _format_stacker_classes(framework, interfaces))
+    return PhysicalView([type(ctx.layers[n]).__name__ for n in names], ctx.layers[names[0]])
+
+
+def _vmware_view(image: Path, sidecar: Path) -> Path:
+    """A path Volatility's VMware stacker accepts: ``NAME.vmem`` with ``NAME.vmss``/``.vmsn`` beside it, made of
+    links in our cache when the case names them otherwise (letter case, a state file kept elsewhere)."""
+    suffix = sidecar.suffix.lower()
+    if image.name.endswith(".vmem") and sidecar.resolve() == image.with_suffix(suffix).resolve():
+        return image
+    base = Path(_STATE.cache or settings.cache_dir() / "volatility3") / "vmware-views"
+    d = base / hashlib.sha256(f"{image}\0{sidecar}".encode()).hexdigest()[:16]
+    d.mkdir(parents=True, exist_ok=True)
+    for target, name in ((image, "memory.vmem"), (sidecar.resolve(), "memory" + suffix)):
+        link = d / name
+        if not (link.is_symlink() and os.readlink(link) == str(target)):
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+            link.symlink_to(target)
+    return d / "memory.vmem"
+
+
+def _module_requirement(cls: Any) -> str | None:
+    """The name of the plugin's kernel requirement (``kernel`` in Volatility 2.x plugins), if it has one."""
+    from volatility3.framework.configuration import requirements
+
+    mods = [r.name for r in cls.get_requirements() if isinstance(r, requirements.ModuleRequirement)]
+    return "kernel" if "kernel" in mods else (mods[0] if mods else None)
+
+
+def _layer_cache_root(cache_dir: Path | str | None) -> Path:
+    return (Path(cache_dir).resolve() if cache_dir else settings.cache_dir()) / "layers"
+
+
+@dataclass(frozen=True)
+class LayerKey:
+    """What a cached layer configuration is valid for: the image's bytes and the symbol set searched."""
+
+    image_sha256: str
+    symbols: str  # settings.tree_signature of the symbol folders
+
+    def digest(self) -> str:
+        """The cache file's name."""
+        from volatility3.framework import constants
+
+        text = f"{self.image_sha256}\0{self.symbols}\0{constants.PACKAGE_VERSION}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class LayerCache:
+    """The kernel requirement's configuration found by automagic (stacked layers with the DTB, kernel offset,
+    symbol table), kept in ``<cache>/layers/<key>.json`` and merged into the next plugin's configuration before
+    its automagic runs, so the DTB scan, the PDB scan and the symbol search happen once per image.
+
+    Partial results are kept too (layers stacked but no symbols yet): automagic fills in what is missing. The
+    image's path is stored and replaced by the current one on reuse (the key is the image's hash), and so is the
+    folder of files read beside it (a ``.vmss``).
+    """
+
+    def __init__(self, root: Path, key: LayerKey) -> None:
+        self.key = key
+        self.path = root / f"{key.digest()}.json"
+
+    def _load(self) -> dict[str, Any] | None:
+        try:
+            with open(self.path, encoding="utf-8") as fh:
+                entry = json.load(fh)
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(entry, dict) and isinstance(entry.get("config"), dict)
+        return entry if ok and entry.get("image_sha256") == self.key.image_sha256 else None
+
+    def apply(self, ctx: Any, path: str, uri: str) -> dict[str, Any]:
+        """Merge a cached configuration under ``path``; what happened, for the record."""
+        entry = self._load()
+        if entry is None:
+            return {"status": "miss", "key": self.path.stem}
+        old = str(entry.get("image_uri", ""))
+        old_dir, new_dir = old.rsplit("/", 1)[0] + "/", uri.rsplit("/", 1)[0] + "/"
+        for k, v in entry["config"].items():
+            if k.endswith(".location") and isinstance(v, str) and v.startswith(old_dir):  # the image, a .vmss
+                v = uri if v == old else new_dir + v[len(old_dir) :]
+            ctx.config[f"{path}.{k}"] = v
+        return {"status": "hit", "key": self.path.stem, "reused": sorted(entry["config"]), **entry.get("summary", {})}
+
+    def store(self, ctx: Any, path: str, uri: str, use: dict[str, Any]) -> dict[str, Any]:
+        """Keep what automagic found under ``path`` when it is more than the cache held."""
+        branch = ctx.config.branch(path)
+        config = {k: branch[k] for k in branch.keys() if isinstance(branch[k], str | int | float | bool | list)}  # noqa: SIM118  (flattened keys)
+        if "layer_name.class" not in config or len(config) <= len(use.get("reused", ())):
+            return use
+        summary = {
+            "layers": [
+                v.rsplit(".", 1)[-1]
+                for k, v in sorted(config.items())
+                if k.startswith("layer_name") and k[-6:] == ".class"
+            ],
+            "dtb": config.get("layer_name.page_map_offset"),
+            "kernel_offset": config.get("offset", config.get("layer_name.kernel_virtual_offset")),
+            "symbol_table": config.get("symbol_table_name.isf_url"),
+        }
+        entry = {
+            "image_sha256": self.key.image_sha256,
+            "symbols": self.key.symbols,
+            "image_uri": uri,
+            "config": config,
+            "summary": summary,
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(entry, fh, indent=1, sort_keys=True)
+        os.replace(tmp, self.path)  # atomic: parallel children never see half a file
+        return use | {"stored": sorted(config), **summary}

@@ -327,6 +327,31 @@ def _probe_raw_memory(s: _Sample) -> bool:
     return not _is_text(s.head)
 
 
+def _probe_vmware_vmem(s: _Sample) -> bool:
+    # a .vmem has no header either: the raw memory rules, and the name
+    return s.name.endswith(".vmem") and _probe_raw_memory(s)
+
+
+def _probe_crash_dump_bitmap(s: _Sample) -> bool:
+    # a crash dump whose DumpType says bitmap and whose summary header (after the dump header pages) says so too
+    head = s.head
+    if head[:8] == b"PAGEDU64":
+        type_at, summary_at = 3992, 0x2000
+    elif head[:8] == b"PAGEDUMP":
+        type_at, summary_at = 3976, 0x1000
+    else:
+        return False
+    if len(head) < summary_at + 8 or struct.unpack_from("<I", head, type_at)[0] not in (5, 6, 7, 8):
+        return False
+    return head[summary_at + 4 : summary_at + 8] == b"DUMP"
+
+
+def _probe_elf_core(s: _Sample) -> bool:
+    # ELF64 little-endian with e_type ET_CORE: a program's ELF binary is not memory
+    head = s.head
+    return len(head) >= 64 and head[:5] == b"\x7fELF\x02" and struct.unpack_from("<H", head, 16)[0] == 4
+
+
 def _probe_raw_disk(s: _Sample) -> bool:
     head = s.head
     if len(head) < 1024:
@@ -354,8 +379,14 @@ PROBES: dict[str, Callable[[_Sample], bool]] = {
     "pe": _probe_pe,
     "server_page": _probe_server_page,
     "raw_memory": _probe_raw_memory,
+    "vmware_vmem": _probe_vmware_vmem,
+    "crash_dump_bitmap": _probe_crash_dump_bitmap,
+    "elf_core": _probe_elf_core,
     "raw_disk": _probe_raw_disk,
 }
+
+
+NAMED_PROBES = ("raw_memory", "vmware_vmem")  # formats without a header: decided by name and size
 
 
 # -- name rules: kinds within a format, and the old name-only filing for files without a signature ------------
@@ -383,7 +414,7 @@ def kind_by_name(name: str) -> str:
         return "registry_hive"
     if ext in (".log1", ".log2") and name.split(".")[0] in {n.split(".")[0] for n in HIVE_NAMES}:
         return "registry_hive"
-    if ext in (".raw", ".mem", ".vmem", ".dmp", ".lime", ".bin"):
+    if ext in (".raw", ".mem", ".vmem", ".dmp", ".lime", ".bin", ".vmss", ".vmsn"):
         return "memory_image"
     if re.match(r"^(u_)?(ex|nc|in)\d{6,8}(_x)?(_\d+)?\.log$", name):  # W3C/NCSA/IIS naming of IIS logs
         return "iis_log"
@@ -432,7 +463,7 @@ def recognize_bytes(
             hit = False
             error = error or f"{fmt.name} probe: {type(exc).__name__}: {exc}"
         if hit:
-            by = "name" if fmt.probe == "raw_memory" else "content"  # no header: the name and size decided
+            by = "name" if fmt.probe in NAMED_PROBES else "content"  # no header: the name and size decided
             return Recognition(fmt.name, _refine_kind(fmt, base), by, fmt.description, error=error)
     for fmt in formats:
         if fmt.only_names and any(fnmatch.fnmatchcase(base, p) for p in fmt.only_names):

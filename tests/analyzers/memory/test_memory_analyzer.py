@@ -153,6 +153,7 @@ def _fake_job(
     symbols: list[str],
     cache: str,
     progress: Any = None,
+    **_: Any,  # layer_key, sidecar: the layer cache and a VMware state file, unused by the fake
 ) -> dict[str, Any]:
     table = Path(out_path).name.lstrip(".").split(".")[0]  # a staging name: .<table>.parquet.tmp-<pid>
     if progress:
