@@ -456,6 +456,17 @@ def run_plugin(
     if cache is not None and requirement:
         use = cache.store(ctx, f"{ppath}.{requirement}", location.as_uri(), use)
     unsatisfied = cls.unsatisfied(ctx, ppath)
+    if unsatisfied and cache is not None and use.get("status") == "hit":
+        # a cached configuration that no longer builds (a moved symbol file, another Volatility's layout):
+        # forget it and let automagic find everything again, once
+        with contextlib.suppress(OSError):
+            cache.path.unlink()
+        table = run_plugin(
+            image, plugin, symbols=symbols, cache_dir=cache_dir, progress=progress, layer_key=layer_key,
+            sidecar=sidecar, **options,
+        )  # fmt: skip
+        table.layer_cache = {**table.layer_cache, "stale_entry_dropped": use["key"]}
+        return table
     if unsatisfied:
         err = _diagnose(image, cls.__name__, list(unsatisfied), _error_lines(errors), progress)
         err.layer_cache = use
@@ -706,6 +717,11 @@ class LayerCache:
         old = str(entry.get("image_uri", ""))
         old_dir, new_dir = old.rsplit("/", 1)[0] + "/", uri.rsplit("/", 1)[0] + "/"
         for k, v in entry["config"].items():
+            if f"{k}.class" in entry["config"]:
+                # the name of a constructed layer or table: with the name set but no such layer in this new
+                # context, Volatility calls the requirement unsatisfied without reading its class, so
+                # ConstructionMagic would build the outer layer before its memory layer (unmet dependencies)
+                continue
             if k.endswith(".location") and isinstance(v, str) and v.startswith(old_dir):  # the image, a .vmss
                 v = uri if v == old else new_dir + v[len(old_dir) :]
             ctx.config[f"{path}.{k}"] = v

@@ -221,3 +221,42 @@ def test_memory_analyzer_derives_the_scenario(win: WinMemImage, tmp_path: Path) 
     (tree,) = process_trees(case.path)
     assert [(r["depth"], r["pid"]) for r in tree["rows"]][:4] == [(0, 4), (1, 356), (2, 640), (3, sc.W3WP_PID)]
     assert [r["pid"] for r in tree["scan_only"]] == [hidden.pid]
+
+
+def test_layer_cache_serves_a_real_kernel_and_a_stale_entry_is_dropped(win: WinMemImage, tmp_path: Path) -> None:
+    """The kernel configuration cached by one plugin (layers, DTB, kernel offset, symbol table) builds the next
+    plugin's kernel with no stacker run, with the same rows; an entry that no longer builds is dropped once."""
+    key = vol.LayerKey("ab" * 32, "winmem")
+    cache = tmp_path / "cache"
+    first = vol.run_plugin(
+        win.image, "windows.pslist.PsList", symbols=[win.symbols_dir], cache_dir=cache, layer_key=key
+    )
+    assert first.layer_cache["status"] == "miss" and first.layer_cache["dtb"] == win.dtb
+    again = vol.run_plugin(
+        win.image, "windows.pslist.PsList", symbols=[win.symbols_dir], cache_dir=cache, layer_key=key
+    )
+    assert again.layer_cache["status"] == "hit"
+    assert [(r["PID"], r["ImageFileName"]) for r in again.rows] == [(r["PID"], r["ImageFileName"]) for r in first.rows]
+    cmd = vol.run_plugin(
+        win.image, "windows.cmdline.CmdLine", symbols=[win.symbols_dir], cache_dir=cache, layer_key=key
+    )
+    assert cmd.layer_cache["status"] == "hit"
+    assert {r["PID"] for r in cmd.rows} == {r["PID"] for r in first.rows}
+
+    entry_file = next((cache / "layers").glob("*.json"))
+    entry = json.loads(entry_file.read_text())
+    entry["config"]["symbol_table_name.isf_url"] = (tmp_path / "moved.json.xz").as_uri()  # the symbol file moved
+    entry_file.write_text(json.dumps(entry))
+    moved = vol.run_plugin(
+        win.image, "windows.pslist.PsList", symbols=[win.symbols_dir], cache_dir=cache, layer_key=key
+    )
+    assert moved.layer_cache["status"] == "hit" and len(moved.rows) == len(first.rows)  # automagic found it again
+
+    entry["config"]["layer_name.class"] = "volatility3.framework.layers.intel.NoSuchLayer"  # cannot be built
+    entry_file.write_text(json.dumps(entry))
+    healed = vol.run_plugin(
+        win.image, "windows.pslist.PsList", symbols=[win.symbols_dir], cache_dir=cache, layer_key=key
+    )
+    assert healed.layer_cache.get("stale_entry_dropped") == entry_file.stem
+    assert healed.layer_cache["status"] == "miss" and len(healed.rows) == len(first.rows)
+    assert json.loads(entry_file.read_text())["config"]["layer_name.class"].endswith("WindowsIntel32e")
