@@ -1,0 +1,409 @@
+"""memory_joins: memory tables joined with the web roots, event logs, web logs and minidumps of the same host.
+
+Every host here is built: a volume (``triage.testing.volume``) collected into a case, a Security log written by the
+EVTX writer, and Volatility tables written exactly as the memory analyzer writes them (``tables.write_table`` plus
+``index.json`` with each table's sha256). The memory analyzer itself is not run: its tables come from Volatility,
+which cannot analyse these images.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from analyzers.memory.tables import write_table
+from analyzers.memory.vol import Column
+from collectors.collect import collect_files, collect_volume
+from collectors.sources import open_source_path
+from triage.case import Case
+from triage.results import unit_records
+from triage.runner import analyze_case
+from triage.testing.evtx import Event
+from triage.testing.evtx import evtx_bytes as make_evtx
+from triage.testing.volume import OAB_SHELL, VolumeSpec, build_volume
+
+HOST = "EXCH01"
+SECURITY = ("Microsoft-Windows-Security-Auditing", "Security")
+W3WP, CMD, HIDDEN, PROCDUMP = 7312, 8120, 9044, 6120
+SHELL_ON_DISK = r"\inetpub\wwwroot\aspnet_client\system_web\Dk2jQ8ab.aspx"
+GONE = r"\inetpub\wwwroot\aspnet_client\system_web\errorEE.aspx"
+APP_WEB = r"\Windows\Microsoft.NET\Framework64\v4.0.30319\Temporary ASP.NET Files\owa\1a2b\3c4d\App_Web_k3lmn0pq.dll"
+EVIL_IP = "167.99.168.251"  # the HttpProxy log of the compromised volume holds a request from it
+
+
+def _t(hh: int, mm: int, ss: int = 0) -> datetime:
+    return datetime(2021, 3, 3, hh, mm, ss, tzinfo=UTC)
+
+
+def _4688(rid: int, when: datetime, pid: int, image: str, cmd: str) -> Event:
+    return Event(
+        4688,
+        *SECURITY,
+        time_created=when,
+        record_id=rid,
+        data={
+            "SubjectUserSid": "S-1-5-18",
+            "NewProcessId": hex(pid),
+            "NewProcessName": image,
+            "ProcessId": "0x4",
+            "CommandLine": cmd,
+            "ParentProcessName": r"C:\Windows\System32\services.exe",
+        },
+    )
+
+
+def security_log(*, cmd_event: bool, dump_event: bool) -> bytes:
+    """01:00 to 04:00 on 2021-03-03, process creation audited (4688s present)."""
+    events = [
+        Event(4624, *SECURITY, time_created=_t(1, 0), record_id=100, data={"TargetUserName": "SYSTEM"}),
+        _4688(101, _t(2, 0), W3WP, r"C:\Windows\System32\inetsrv\w3wp.exe", "w3wp.exe -ap MSExchangeOWAAppPool"),
+    ]
+    if cmd_event:
+        events.append(_4688(102, _t(2, 20, 1), CMD, r"C:\Windows\System32\cmd.exe", "cmd.exe /c whoami"))
+    if dump_event:
+        events.append(
+            _4688(
+                103,
+                _t(2, 33, 30),
+                PROCDUMP,
+                r"C:\root\procdump64.exe",
+                r"C:\root\procdump64.exe -accepteula -ma lsass.exe C:\windows\temp\lsass.dmp",
+            )
+        )
+    events.append(Event(4624, *SECURITY, time_created=_t(4, 0), record_id=104, data={"TargetUserName": "SYSTEM"}))
+    return make_evtx(events)
+
+
+PROC_COLS = [
+    Column(n, k)
+    for n, k in (
+        ("PID", "int"),
+        ("PPID", "int"),
+        ("ImageFileName", "str"),
+        ("Offset(V)", "hex"),
+        ("CreateTime", "datetime"),
+        ("ExitTime", "datetime"),
+    )
+]
+
+
+def _proc(pid: int, ppid: int, name: str, created: datetime) -> dict[str, Any]:
+    return {"PID": pid, "PPID": ppid, "ImageFileName": name, "Offset(V)": 0xFFFF_A000_0000 + pid, "CreateTime": created}
+
+
+def memory_tables(*, consistent: bool) -> dict[str, tuple[list[Column], list[dict[str, Any]]]]:
+    """The tables a Volatility run over the host's memory gives (the columns the plugins declare)."""
+    pslist = [
+        _proc(4, 0, "System", _t(0, 5)),
+        _proc(W3WP, 612, "w3wp.exe", _t(2, 0)),
+        _proc(CMD, W3WP, "cmd.exe", _t(2, 20)),
+    ]
+    psscan = [*pslist, _proc(HIDDEN, W3WP, "powershell.exe", _t(5, 0))]  # after the log's last record: not covered
+    files = [SHELL_ON_DISK, APP_WEB, r"\Program Files\Microsoft\Exchange Server\V15\Bin\ExSetup.exe"]
+    if not consistent:
+        files.append(GONE)
+    shell_code = 'eval(Request.Item["qx7Hz"],"unsafe")' if not consistent else 'eval(Request["triage_demo"],"unsafe")'
+    vad = [
+        {
+            "Offset": 0x1F0_0000 + i,
+            "PID": W3WP,
+            "ImageFileName": "w3wp.exe",
+            "Rule": "webshell_code.TRIAGE_MEM_WebShell_Chopper_Eval",
+            "Component": "$eval_unsafe",
+            "Value": shell_code.encode("utf-16-le"),
+        }
+        for i in range(2)
+    ]
+    remote = EVIL_IP if not consistent else "8.8.8.8"
+    net = [
+        {
+            "Offset": 1,
+            "Proto": "TCPv4",
+            "LocalAddr": "10.0.0.5",
+            "LocalPort": 443,
+            "ForeignAddr": remote,
+            "ForeignPort": 51234,
+            "State": "ESTABLISHED",
+            "PID": W3WP,
+            "Owner": "w3wp.exe",
+            "Created": _t(2, 13),
+        },
+        {
+            "Offset": 2,
+            "Proto": "TCPv4",
+            "LocalAddr": "10.0.0.5",
+            "LocalPort": 443,
+            "ForeignAddr": "10.0.0.20",
+            "ForeignPort": 50000,
+            "State": "ESTABLISHED",
+            "PID": W3WP,
+            "Owner": "w3wp.exe",
+            "Created": _t(1, 0),
+        },
+    ]
+    return {
+        "pslist": (PROC_COLS, pslist),
+        "psscan": (PROC_COLS, psscan),
+        "cmdline": (
+            [Column("PID", "int"), Column("Process", "str"), Column("Args", "str")],
+            [{"PID": CMD, "Process": "cmd.exe", "Args": "cmd.exe /c whoami"}],
+        ),
+        "filescan": (
+            [Column("Offset", "hex"), Column("Name", "str")],
+            [{"Offset": 0x8000 + i, "Name": f} for i, f in enumerate(files)],
+        ),
+        "vadyarascan": (
+            [
+                Column(n, k)
+                for n, k in (
+                    ("Offset", "hex"),
+                    ("PID", "int"),
+                    ("ImageFileName", "str"),
+                    ("Rule", "str"),
+                    ("Component", "str"),
+                    ("Value", "bytes"),
+                )
+            ],
+            vad,
+        ),
+        "netscan": (
+            [
+                Column(n, k)
+                for n, k in (
+                    ("Offset", "hex"),
+                    ("Proto", "str"),
+                    ("LocalAddr", "str"),
+                    ("LocalPort", "int"),
+                    ("ForeignAddr", "str"),
+                    ("ForeignPort", "int"),
+                    ("State", "str"),
+                    ("PID", "int"),
+                    ("Owner", "str"),
+                    ("Created", "datetime"),
+                )
+            ],
+            net,
+        ),
+    }
+
+
+def write_memory_tables(case: Case, evidence_id: str, tables: dict[str, tuple[list[Column], list[dict]]]) -> Path:
+    """Tables and index as the memory analyzer leaves them under results/memory/<evidence_id>/."""
+    folder = case.path / "results" / "memory" / evidence_id
+    entries = {}
+    for name, (cols, rows) in tables.items():
+        digest = write_table(folder / f"{name}.parquet", cols, rows, {"plugin": name})
+        entries[name] = {"status": "ok", "rows": len(rows), "file": f"{name}.parquet", "sha256": digest}
+    (folder / "index.json").write_text(json.dumps({"tables": entries}))
+    return folder
+
+
+def build_host(tmp_path: Path, *, consistent: bool, logs: bool = True, tables: bool = True) -> Case:
+    """A collected volume of EXCH01 (compromised unless consistent), its Security log and a memory image."""
+    extra = {}
+    if logs:
+        extra["Windows/System32/winevt/Logs/Security.evtx"] = security_log(
+            cmd_event=consistent, dump_event=not consistent
+        )
+    if consistent:  # memory and disk agree: the page w3wp ran is the one on disk
+        extra["inetpub/wwwroot/aspnet_client/system_web/Dk2jQ8ab.aspx"] = OAB_SHELL.encode()
+    vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=not consistent, extra_files=extra))
+    case = Case.create_or_open(tmp_path / "case", examiner="tester", case_id="CASE-JOIN")
+    src = open_source_path(str(vol))
+    try:
+        collect_volume(case, src, host=HOST)
+    finally:
+        src.close()
+    image = tmp_path / "exch01.mem"
+    image.write_bytes(b"\x00" * 8192)
+    msrc = open_source_path(str(image), "memory")
+    try:
+        collect_files(case, msrc, host=HOST)
+    finally:
+        msrc.close()
+    (mem,) = case.evidence(kinds={"memory_image"})
+    if tables:
+        write_memory_tables(case, mem.artifact_id, memory_tables(consistent=consistent))
+    return case
+
+
+def join_findings(case: Case) -> pd.DataFrame:
+    summary = analyze_case(case, only=("memory_joins",))
+    assert summary.statuses.get("error", 0) == 0, summary.errors
+    frames = [pd.read_parquet(p) for p in (case.path / "results" / "memory_joins").glob("*.parquet")]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["rule_id"])
+
+
+def _attrs(row: pd.Series) -> dict[str, Any]:
+    return json.loads(row["attributes"]) if isinstance(row["attributes"], str) else dict(row["attributes"])
+
+
+@pytest.fixture(scope="module")
+def inconsistent(tmp_path_factory: pytest.TempPathFactory) -> tuple[Case, pd.DataFrame]:
+    case = build_host(tmp_path_factory.mktemp("bad"), consistent=False)
+    return case, join_findings(case)
+
+
+def test_each_inconsistency_is_a_finding_with_both_pieces_of_evidence(inconsistent):
+    case, df = inconsistent
+    by_rule = {r: df[df.rule_id == r] for r in df.rule_id.unique()}
+    assert set(by_rule) == {
+        "MEM-JOIN-WEB-NOT-ON-DISK",
+        "MEM-JOIN-WEB-CODE-NOT-ON-DISK",
+        "MEM-JOIN-PROC-NO-EVENT",
+        "MEM-JOIN-NET-WEBLOG",
+        "MEM-JOIN-DUMP-LOG",
+        "MEM-JOIN-COVERAGE",
+    }
+    (mem,) = case.evidence(kinds={"memory_image"})
+    rows = {r.relpath: r for r in case.evidence()}
+
+    # a. the page the kernel had open is gone from its collected folder (the shell beside it is on disk: counted)
+    (gone,) = by_rule["MEM-JOIN-WEB-NOT-ON-DISK"].itertuples()
+    a = json.loads(gone.attributes)
+    assert gone.location == "file:" + GONE.lower()
+    assert gone.evidence_id == mem.artifact_id and gone.evidence_sha256 == mem.sha256
+    assert a["memory_path"] == GONE and a["memory_offset"] == 0x8003
+    assert a["disk_files_in_folder"] == ["C:/inetpub/wwwroot/aspnet_client/system_web/Dk2jQ8ab.aspx"]
+    # web shell code in w3wp that no collected file holds; the shell page on disk is named with its hash
+    (code,) = by_rule["MEM-JOIN-WEB-CODE-NOT-ON-DISK"].itertuples()
+    c = json.loads(code.attributes)
+    assert (c["pid"], c["process"], c["offsets"]) == (W3WP, "w3wp.exe", ["0x1f00000", "0x1f00001"])
+    shell = next(r for r in rows.values() if r.relpath.endswith("Dk2jQ8ab.aspx"))
+    assert {"path": SHELL_ON_DISK, "on_disk": True, "sha256": shell.sha256} in c["memory_pages"]
+    assert {"path": GONE, "on_disk": False, "sha256": None} in c["memory_pages"]
+
+    # b. cmd.exe started at 02:20 while the Security log (01:00-04:00, 4688s present) ran, with no 4688 for it
+    (proc,) = by_rule["MEM-JOIN-PROC-NO-EVENT"].itertuples()
+    p = json.loads(proc.attributes)
+    assert (proc.location, p["pid"], p["ppid"], p["process"], p["cmdline"]) == (
+        f"pid:{CMD}",
+        CMD,
+        W3WP,
+        "cmd.exe",
+        "cmd.exe /c whoami",
+    )
+    assert pd.Timestamp(proc.ts) == pd.Timestamp(_t(2, 20))
+    (span,) = p["logs"]
+    assert span["channel"] == "Security" and span["creation_events"] == 2
+    assert (span["first"], span["last"]) == (_t(1, 0).isoformat(), _t(4, 0).isoformat())
+    assert span["log"] == "C:/Windows/System32/winevt/Logs/Security.evtx"
+
+    # c. the HAFNIUM address w3wp holds a connection with is the client of the logged ProxyLogon request
+    (net,) = by_rule["MEM-JOIN-NET-WEBLOG"].itertuples()
+    n = json.loads(net.attributes)
+    assert (n["remote_address"], n["pid"], n["process"], n["requests"]) == (EVIL_IP, W3WP, "w3wp.exe", 1)
+    (req,) = n["first_requests"]
+    assert req["uri"] == "/ecp/y.js" and req["method"] == "POST" and req["log"].endswith("HttpProxy_2021030302-1.LOG")
+    assert (
+        isinstance(req["line"], int)
+        and req["sha256"] == rows[next(k for k in rows if k.endswith("HttpProxy_2021030302-1.LOG"))].sha256
+    )
+
+    # the lsass dump on disk and the 4688 of procdump that wrote it
+    (dump,) = by_rule["MEM-JOIN-DUMP-LOG"].itertuples()
+    d = json.loads(dump.attributes)
+    lsass = next(r for r in rows.values() if r.relpath.endswith("Temp/lsass.dmp"))
+    assert (dump.evidence_id, dump.evidence_sha256, d["sha256"]) == (lsass.artifact_id, lsass.sha256, lsass.sha256)
+    assert (d["process"], d["process_id"], d["tool"], d["holds_lsa_secrets"]) == ("lsass.exe", 644, "procdump", False)
+    (record,) = d["records"]
+    assert (record["record_id"], record["event_id"], record["pid"]) == (103, 4688, PROCDUMP)
+    assert dump.severity == "critical"
+
+
+def test_coverage_counts_matches_and_says_what_was_not_covered(inconsistent):
+    _case, df = inconsistent
+    (cov,) = df[df.rule_id == "MEM-JOIN-COVERAGE"].itertuples()
+    joins = json.loads(cov.attributes)["joins"]
+    assert joins["web_files"] | {"why": ""} == {
+        "status": "ran",
+        "matched": 1,
+        "in_memory_not_on_disk": 1,
+        "not_covered": 1,  # the App_Web assembly: Temporary ASP.NET Files were not collected
+        "why": "",
+    }
+    # w3wp has its 4688; the hidden powershell started at 05:00, after the last record: not covered, not reported
+    assert (joins["processes"]["matched"], joins["processes"]["no_event"], joins["processes"]["not_covered"]) == (
+        1,
+        1,
+        1,
+    )
+    assert "not covered" in joins["processes"]["why"]
+    assert joins["network"]["status"] == joins["minidumps"]["status"] == "ran"
+
+
+def test_consistent_host_gives_no_join_finding(tmp_path):
+    case = build_host(tmp_path, consistent=True)
+    df = join_findings(case)
+    assert list(df.rule_id) == ["MEM-JOIN-COVERAGE"]
+    joins = json.loads(df.iloc[0].attributes)["joins"]
+    assert joins["web_files"]["matched"] == 1 and joins["web_files"]["in_memory_not_on_disk"] == 0
+    assert joins["web_code"]["matched"] == 2  # the shell code in memory is the page's on disk (OAB_SHELL)
+    assert 'eval(Request["triage_demo"],"unsafe")' in OAB_SHELL
+    assert (joins["processes"]["matched"], joins["processes"]["no_event"]) == (2, 0)
+    assert joins["minidumps"] == {"status": "not run", "why": "no minidump on disk"}
+
+
+def test_missing_tables_and_logs_give_a_coverage_note_and_no_clean_claim(tmp_path):
+    case = build_host(tmp_path, consistent=False, logs=False, tables=False)
+    df = join_findings(case)
+    assert list(df.rule_id) == ["MEM-JOIN-COVERAGE"]
+    joins = json.loads(df.iloc[0].attributes)["joins"]
+    assert joins["tables"]["status"] == "missing"
+    for name in ("web_files", "web_code", "processes", "network"):
+        assert joins[name]["status"] == "not run", name
+    assert joins["processes"]["why"] == "no pslist or psscan table of a memory image"
+    assert joins["minidumps"] == {"status": "not run", "why": "no event log of this host"}
+    (rec,) = [r for _p, r in unit_records(case.path, ["memory_joins"])]
+    assert any("no readable index of memory tables" in w for w in rec.get("warnings", []))
+
+
+def test_tables_without_process_logs_are_not_covered(tmp_path):
+    case = build_host(tmp_path, consistent=False, logs=False)
+    df = join_findings(case)
+    assert "MEM-JOIN-PROC-NO-EVENT" not in set(df.rule_id)
+    (cov,) = df[df.rule_id == "MEM-JOIN-COVERAGE"].itertuples()
+    assert json.loads(cov.attributes)["joins"]["processes"]["status"] == "not covered"
+
+
+def test_a_table_changed_after_the_memory_run_is_left_out(tmp_path):
+    case = build_host(tmp_path, consistent=False)
+    (mem,) = case.evidence(kinds={"memory_image"})
+    folder = case.path / "results" / "memory" / mem.artifact_id
+    cols, rows = memory_tables(consistent=True)["pslist"]
+    write_table(folder / "pslist.parquet", cols, rows)  # not the bytes index.json vouches for
+    (folder / "psscan.parquet").unlink()
+    df = join_findings(case)
+    assert "MEM-JOIN-PROC-NO-EVENT" not in set(df.rule_id)
+    (rec,) = [r for _p, r in unit_records(case.path, ["memory_joins"])]
+    assert any("pslist.parquet differs from the hash its index records" in w for w in rec.get("warnings", []))
+
+
+def test_host_without_memory_or_dump_is_skipped_with_a_reason(tmp_path):
+    vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=False))
+    case = Case.create_or_open(tmp_path / "case", examiner="tester", case_id="CASE-JOIN")
+    src = open_source_path(str(vol))
+    try:
+        collect_volume(case, src, host=HOST)
+    finally:
+        src.close()
+    summary = analyze_case(case, only=("memory_joins",))
+    assert summary.statuses == {"skipped": 1}
+    (rec,) = [r for _p, r in unit_records(case.path, ["memory_joins"])]
+    assert "no memory image or minidump" in rec["message"]
+
+
+def test_rerun_after_new_memory_tables_redoes_the_join(tmp_path):
+    case = build_host(tmp_path, consistent=False)
+    first = analyze_case(case, only=("memory_joins",))
+    again = analyze_case(case, only=("memory_joins",))
+    assert (first.reused, again.reused) == (0, 1)
+    (mem,) = case.evidence(kinds={"memory_image"})
+    write_memory_tables(case, mem.artifact_id, memory_tables(consistent=True))  # the memory analyzer ran again
+    third = analyze_case(case, only=("memory_joins",))
+    assert third.reused == 0
