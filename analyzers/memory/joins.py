@@ -254,8 +254,7 @@ class MemoryJoinsAnalyzer(Analyzer):
         if not images and not dumps:
             raise Skip("no memory image or minidump of this host: nothing to join")
         coverage: dict[str, dict[str, Any]] = {}
-        memories = [self._memory(unit, row, coverage) for row in images]
-        memories = [m for m in memories if m is not None]
+        memories = [m for m in (self._memory(unit, row, coverage) for row in images) if m is not None]
         logs = read_logs(unit, [m for m in unit.members if m.kind in ("evtx", "event_json")])
         yield from self._web(unit, memories, coverage)
         yield from self._processes(unit, memories, logs, coverage)
@@ -541,12 +540,12 @@ class MemoryJoinsAnalyzer(Analyzer):
             return
         requests = _web_requests(unit, web_logs, set(conns))
         n = 0
-        for ip in sorted(conns):
-            rows = requests.get(ip)
+        for remote in sorted(conns):
+            rows = requests.get(remote)
             if not rows:
                 continue
             by_pid: dict[Any, list[tuple[Memory, dict[str, Any]]]] = defaultdict(list)
-            for mem, r in conns[ip]:
+            for mem, r in conns[remote]:
                 by_pid[r.get("PID")].append((mem, r))
             for pid, held in sorted(by_pid.items(), key=lambda kv: str(kv[0])):
                 n += 1
@@ -556,16 +555,17 @@ class MemoryJoinsAnalyzer(Analyzer):
                 owner = r.get("Owner") or "process"
                 yield unit.finding(
                     RULES["MEM-JOIN-NET-WEBLOG"],
-                    title=f"{ip} connected to {owner} (PID {pid}) and sent {len(rows)} logged web request(s)",
-                    message=f"Memory holds a connection from {owner} (PID {pid}) with {ip} "
-                    f"({r.get('LocalAddr')}:{r.get('LocalPort')} -> {ip}:{r.get('ForeignPort')}, {r.get('State')}); "
-                    f"the web logs hold {len(rows)} request(s) from {ip}, first {rows[0]['ts']}: "
+                    title=f"{remote} connected to {owner} (PID {pid}) and sent {len(rows)} logged web request(s)",
+                    message=f"Memory holds a connection from {owner} (PID {pid}) with {remote} "
+                    f"({r.get('LocalAddr')}:{r.get('LocalPort')} -> {remote}:{r.get('ForeignPort')}, "
+                    f"{r.get('State')}); "
+                    f"the web logs hold {len(rows)} request(s) from {remote}, first {rows[0]['ts']}: "
                     + "; ".join(f"{x['method']} {x['uri']} ({x['log']} line {x['line']})" for x in rows[:3])
                     + ". The web activity and this process are tied by that address.",
-                    location=f"ip:{ip}:pid:{pid}",
+                    location=f"ip:{remote}:pid:{pid}",
                     evidence=mem.row,
                     attributes={
-                        "remote_address": ip,
+                        "remote_address": remote,
                         "pid": pid,
                         "process": owner,
                         "connection": {
