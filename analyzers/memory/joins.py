@@ -245,7 +245,7 @@ class MemoryJoinsAnalyzer(Analyzer):
     scope = "host"
     after = ("memory",)  # reads the tables the memory analyzer stores
     consumes = ("memory_image", "evtx", "event_json", "web_file", *LOG_KINDS, *DUMP_KINDS)
-    rules = ("rulemeta/memory_joins.yaml",)
+    # rule metadata (signatures/rulemeta/memory_joins.yaml) only: the joins are code, with no rule files to load
     batch = False
 
     def analyze(self, unit: Unit) -> Iterator[Finding]:
