@@ -46,6 +46,10 @@ TABLES = ("pslist", "psscan", "cmdline", "netscan", "filescan", "vadyarascan", "
 # the creation events a log must hold for it to vouch for the processes started in its span
 CREATION_EVENTS = {("security", 4688), ("microsoft-windows-sysmon/operational", 1)}
 ACCESS_EVENTS = {("microsoft-windows-sysmon/operational", 10), ("microsoft-windows-sysmon/operational", 11)}
+# 4719 (system audit policy changed) for the Process Creation subcategory: success auditing removed / added
+POLICY_EVENT = ("security", 4719)
+PROCESS_CREATION_SUBCATEGORY = "{0cce922b-69ae-11d9-bed3-505054503030}"
+SUCCESS_REMOVED, SUCCESS_ADDED = "%%8448", "%%8449"
 CREATION_TOLERANCE = timedelta(seconds=60)  # EPROCESS CreateTime vs the event's time (clock steps, slow audit)
 # processes the kernel makes itself, with no creation event on any Windows version
 KERNEL_PROCESSES = frozenset({"system", "registry", "secure system", "memcompression", "memory compression"})
@@ -133,9 +137,15 @@ class Span:
     first: datetime | None
     last: datetime | None
     creations: int = 0
+    # times process creation auditing was switched off (4719) and back on (None: still off at the last record)
+    off: list[tuple[datetime, datetime | None]] = field(default_factory=list)
 
     def covers(self, ts: datetime) -> bool:
-        return bool(self.creations and self.first and self.last and self.first <= ts <= self.last)
+        """Whether the log vouches for a process started at ``ts``: it recorded process creation (it holds such
+        events), ``ts`` lies between its first and last record, and auditing was not switched off then."""
+        if not (self.creations and self.first and self.last and self.first <= ts <= self.last):
+            return False
+        return not any(a <= ts and (b is None or ts < b) for a, b in self.off)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -146,6 +156,7 @@ class Span:
             "first": _iso(self.first),
             "last": _iso(self.last),
             "creation_events": self.creations,
+            "auditing_off": [[_iso(a), _iso(b)] for a, b in self.off],
         }
 
 
@@ -180,28 +191,37 @@ class Logs:
 
 def read_logs(unit: Unit, rows: Iterable[ManifestRow]) -> Logs:
     """Process creation (4688, Sysmon 1) and access/file events (Sysmon 10, 11) of the host's event logs."""
+    import pandas as pd
+
     from analyzers.eventlog.reader import iter_events
     from triage.formats.evtx import ReadStats
 
     out = Logs()
-    wanted = CREATION_EVENTS | ACCESS_EVENTS
+    wanted = CREATION_EVENTS | ACCESS_EVENTS | {POLICY_EVENT}
     for row in rows:
         stats = ReadStats()
-        creations: dict[str, int] = defaultdict(int)
+        creations = 0
+        switches: list[tuple[datetime, bool]] = []  # (time, auditing on) from 4719 for Process Creation
         try:
             for df in iter_events(unit.member_path(row), row.kind, stats):
                 channel = df["Channel"].astype("string").str.lower().fillna("")
-                eid = df["EventID"].astype("Int64")
-                keep = [
-                    (c, int(e)) in wanted if e is not None and str(e) != "<NA>" else False
-                    for c, e in zip(channel, eid, strict=True)
-                ]
-                for rec in df[keep].to_dict("records"):
+                eid = df["EventID"].astype("Int64").fillna(-1)
+                keep = pd.Series(False, index=df.index)
+                for c, e in wanted:
+                    keep |= (channel == c) & (eid == e)
+                for rec in df[keep.to_numpy(dtype=bool)].to_dict("records"):
                     key = (str(rec.get("Channel") or "").lower(), int(rec["EventID"]))
-                    if key in CREATION_EVENTS:
-                        creations[str(rec.get("Channel"))] += 1
+                    creations += key in CREATION_EVENTS
                     ts = rec.get("TimeCreated")
-                    if ts is None or str(ts) == "NaT" or len(out.events) >= MAX_EVENTS:
+                    if ts is None or str(ts) == "NaT":
+                        continue
+                    if key == POLICY_EVENT:
+                        if _text(rec, "SubcategoryGuid").lower() == PROCESS_CREATION_SUBCATEGORY:
+                            changes = _text(rec, "AuditPolicyChanges")
+                            if SUCCESS_REMOVED in changes or SUCCESS_ADDED in changes:
+                                switches.append((ts.to_pydatetime(), SUCCESS_ADDED in changes))
+                        continue
+                    if len(out.events) >= MAX_EVENTS:
                         continue
                     sysmon = key[0].startswith("microsoft-windows-sysmon")
                     ev = Event(
@@ -230,7 +250,7 @@ def read_logs(unit: Unit, rows: Iterable[ManifestRow]) -> Logs:
         channel = max(stats.channels, key=lambda c: stats.channels[c]) if stats.channels else ""
         first = stats.first.to_pydatetime() if stats.first is not None else None
         last = stats.last.to_pydatetime() if stats.last is not None else None
-        out.spans.append(Span(row, channel, first, last, sum(creations.values())))
+        out.spans.append(Span(row, channel, first, last, creations, _off_intervals(switches)))
     if len(out.events) >= MAX_EVENTS:
         unit.warn(f"more than {MAX_EVENTS} process events: the rest were not joined")
     return out
@@ -652,6 +672,21 @@ class MemoryJoinsAnalyzer(Analyzer):
             "status": "ran",
             "why": f"{len(dumps)} minidump(s) compared with {len(logs.events)} process event(s); {tied_total} tied",
         }
+
+
+def _off_intervals(switches: list[tuple[datetime, bool]]) -> list[tuple[datetime, datetime | None]]:
+    """The times process creation auditing was off, from its 4719 switches in time order."""
+    out: list[tuple[datetime, datetime | None]] = []
+    off_since: datetime | None = None
+    for ts, on in sorted(switches, key=lambda x: x[0]):
+        if not on and off_since is None:
+            off_since = ts
+        elif on and off_since is not None:
+            out.append((off_since, ts))
+            off_since = None
+    if off_since is not None:
+        out.append((off_since, None))
+    return out
 
 
 def _is_minidump(path: Path) -> bool:

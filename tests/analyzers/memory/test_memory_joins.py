@@ -57,9 +57,27 @@ def _4688(rid: int, when: datetime, pid: int, image: str, cmd: str) -> Event:
     )
 
 
-def security_log(*, cmd_event: bool, dump_event: bool) -> bytes:
-    """01:00 to 04:00 on 2021-03-03, process creation audited (4688s present)."""
-    events = [
+def security_log(*, cmd_event: bool, dump_event: bool, auditing_off: datetime | None = None) -> bytes:
+    """01:00 to 04:00 on 2021-03-03, process creation audited (4688s present); ``auditing_off``: a 4719 that
+    removes success auditing of Process Creation at that time."""
+    events = []
+    if auditing_off is not None:
+        events.append(
+            Event(
+                4719,
+                *SECURITY,
+                time_created=auditing_off,
+                record_id=99,
+                data={
+                    "SubjectUserSid": "S-1-5-18",
+                    "CategoryId": "%%8274",
+                    "SubcategoryId": "%%13312",
+                    "SubcategoryGuid": "{0CCE922B-69AE-11D9-BED3-505054503030}",
+                    "AuditPolicyChanges": "%%8448",
+                },
+            )
+        )
+    events += [
         Event(4624, *SECURITY, time_created=_t(1, 0), record_id=100, data={"TargetUserName": "SYSTEM"}),
         _4688(101, _t(2, 0), W3WP, r"C:\Windows\System32\inetsrv\w3wp.exe", "w3wp.exe -ap MSExchangeOWAAppPool"),
     ]
@@ -203,12 +221,14 @@ def write_memory_tables(case: Case, evidence_id: str, tables: dict[str, tuple[li
     return folder
 
 
-def build_host(tmp_path: Path, *, consistent: bool, logs: bool = True, tables: bool = True) -> Case:
+def build_host(
+    tmp_path: Path, *, consistent: bool, logs: bool = True, tables: bool = True, auditing_off: datetime | None = None
+) -> Case:
     """A collected volume of EXCH01 (compromised unless consistent), its Security log and a memory image."""
     extra = {}
     if logs:
         extra["Windows/System32/winevt/Logs/Security.evtx"] = security_log(
-            cmd_event=consistent, dump_event=not consistent
+            cmd_event=consistent, dump_event=not consistent, auditing_off=auditing_off
         )
     if consistent:  # memory and disk agree: the page w3wp ran is the one on disk
         extra["inetpub/wwwroot/aspnet_client/system_web/Dk2jQ8ab.aspx"] = OAB_SHELL.encode()
@@ -407,3 +427,16 @@ def test_rerun_after_new_memory_tables_redoes_the_join(tmp_path):
     write_memory_tables(case, mem.artifact_id, memory_tables(consistent=True))  # the memory analyzer ran again
     third = analyze_case(case, only=("memory_joins",))
     assert third.reused == 0
+
+
+def test_process_started_while_auditing_was_off_is_not_covered(tmp_path):
+    """A 4719 removing success auditing of Process Creation at 02:10: cmd.exe at 02:20 has no event to miss."""
+    case = build_host(tmp_path, consistent=False, auditing_off=_t(2, 10))
+    df = join_findings(case)
+    assert "MEM-JOIN-PROC-NO-EVENT" not in set(df.rule_id)
+    (cov,) = df[df.rule_id == "MEM-JOIN-COVERAGE"].itertuples()
+    attrs = json.loads(cov.attributes)
+    (log,) = attrs["logs"]
+    assert log["auditing_off"] == [[_t(2, 10).isoformat(), None]]
+    procs = attrs["joins"]["processes"]
+    assert (procs["matched"], procs["no_event"], procs["not_covered"]) == (1, 0, 2)  # cmd.exe and the 05:00 one
