@@ -75,6 +75,21 @@ def path_key(path: str) -> str:
     return p if p.startswith("\\") else "\\" + p
 
 
+# trees collected whole, whose subfolders come and go (ASP.NET makes one per compilation): a file missing from
+# such a tree is missing even when its own subfolder is gone with it
+COLLECTED_TREES = ("\\temporary asp.net files\\",)
+
+
+def _tree(key: str) -> str:
+    """The collected-whole tree (and its application folder) ``key`` lies in, or ''."""
+    for marker in COLLECTED_TREES:
+        at = key.find(marker)
+        if at >= 0:
+            app = key[at + len(marker) :].split("\\", 1)[0]
+            return key[: at + len(marker)] + app
+    return ""
+
+
 def _parent(key: str) -> str:
     return key.rsplit("\\", 1)[0]
 
@@ -331,6 +346,7 @@ class MemoryJoinsAnalyzer(Analyzer):
             if lp and m.kind not in ("memory_image", "evtx", "event_json", *LOG_KINDS):
                 disk[path_key(lp)] = m
         folders = {(_parent(k), _ext(k)) for k in disk}
+        trees = {t for k in disk if (t := _tree(k))}
         web_ext = (*server_pages(), ".dll")
         have = [m for m in memories if "filescan" in m.tables]
         if not have:
@@ -350,7 +366,7 @@ class MemoryJoinsAnalyzer(Analyzer):
                     seen.add(key)
                     if key in disk:
                         matched += 1
-                    elif (_parent(key), _ext(key)) in folders:
+                    elif (_parent(key), _ext(key)) in folders or (_tree(key) or "\0") in trees:
                         missing += 1
                         if len(out) < MAX_FINDINGS:
                             out.append(self._not_on_disk(unit, mem, r, key, disk))

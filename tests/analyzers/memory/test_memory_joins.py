@@ -230,8 +230,12 @@ def build_host(
         extra["Windows/System32/winevt/Logs/Security.evtx"] = security_log(
             cmd_event=consistent, dump_event=not consistent, auditing_off=auditing_off
         )
-    if consistent:  # memory and disk agree: the page w3wp ran is the one on disk
+    temp = "Windows/Microsoft.NET/Framework64/v4.0.30319/Temporary ASP.NET Files/owa"
+    if consistent:  # memory and disk agree: the page w3wp ran is the one on disk, the assembly too
         extra["inetpub/wwwroot/aspnet_client/system_web/Dk2jQ8ab.aspx"] = OAB_SHELL.encode()
+        extra[f"{temp}/1a2b/3c4d/App_Web_k3lmn0pq.dll"] = b"MZ assembly"
+    else:  # another compilation's assembly survives; the one memory names is gone with its folder
+        extra[f"{temp}/9f9f/8e8e/App_Web_aaaaaaaa.dll"] = b"MZ assembly"
     vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=not consistent, extra_files=extra))
     case = Case.create_or_open(tmp_path / "case", examiner="tester", case_id="CASE-JOIN")
     src = open_source_path(str(vol))
@@ -284,7 +288,8 @@ def test_each_inconsistency_is_a_finding_with_both_pieces_of_evidence(inconsiste
     rows = {r.relpath: r for r in case.evidence()}
 
     # a. the page the kernel had open is gone from its collected folder (the shell beside it is on disk: counted)
-    (gone,) = by_rule["MEM-JOIN-WEB-NOT-ON-DISK"].itertuples()
+    gone, dll = sorted(by_rule["MEM-JOIN-WEB-NOT-ON-DISK"].itertuples(), key=lambda r: r.location)
+    assert dll.location == "file:" + APP_WEB.lower() and json.loads(dll.attributes)["memory_offset"] == 0x8001
     a = json.loads(gone.attributes)
     assert gone.location == "file:" + GONE.lower()
     assert gone.evidence_id == mem.artifact_id and gone.evidence_sha256 == mem.sha256
@@ -343,8 +348,8 @@ def test_coverage_counts_matches_and_says_what_was_not_covered(inconsistent):
     assert joins["web_files"] | {"why": ""} == {
         "status": "ran",
         "matched": 1,
-        "in_memory_not_on_disk": 1,
-        "not_covered": 1,  # the App_Web assembly: Temporary ASP.NET Files were not collected
+        "in_memory_not_on_disk": 2,
+        "not_covered": 0,
         "why": "",
     }
     # w3wp has its 4688; the hidden powershell started at 05:00, after the last record: not covered, not reported
@@ -362,7 +367,7 @@ def test_consistent_host_gives_no_join_finding(tmp_path):
     df = join_findings(case)
     assert list(df.rule_id) == ["MEM-JOIN-COVERAGE"]
     joins = json.loads(df.iloc[0].attributes)["joins"]
-    assert joins["web_files"]["matched"] == 1 and joins["web_files"]["in_memory_not_on_disk"] == 0
+    assert joins["web_files"]["matched"] == 2 and joins["web_files"]["in_memory_not_on_disk"] == 0
     assert joins["web_code"]["matched"] == 2  # the shell code in memory is the page's on disk (OAB_SHELL)
     assert 'eval(Request["triage_demo"],"unsafe")' in OAB_SHELL
     assert (joins["processes"]["matched"], joins["processes"]["no_event"]) == (2, 0)
