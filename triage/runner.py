@@ -265,12 +265,25 @@ def stages(selected: Sequence[type[Analyzer]]) -> list[list[type[Analyzer]]]:
     return out
 
 
+# the fields of an upstream unit's record that decide its results: not its times, worker or file layout (a batch
+# or a single file), so the same analysis gives the same digest on any executor
+_UPSTREAM_FIELDS = ("analyzer", "analyzer_version", "evidence_id", "evidence_sha256", "fingerprint", "status")
+
+
 def _upstream(case: Case, cls: type[Analyzer]) -> str:
-    """A digest of the results of the analyzers ``cls`` runs after (empty when it declares none)."""
+    """A digest of what the analyzers ``cls`` runs after have done (empty when it declares none): per unit record,
+    which evidence it analysed, with which rules and options, how it ended and the sha256 of each side table."""
     if not cls.after:
         return ""
-    hashes = case.result_hashes(sorted(cls.after))
-    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest() if hashes else "none"
+    rows = sorted(
+        json.dumps(
+            [rec.get(k) for k in _UPSTREAM_FIELDS]
+            + sorted(str(o.get("sha256")) for o in rec.get("outputs") or [] if isinstance(o, dict)),
+            default=str,
+        )
+        for _p, rec in unit_records(case.path, sorted(cls.after))
+    )
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest() if rows else "none"
 
 
 @dataclass

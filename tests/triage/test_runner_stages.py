@@ -86,7 +86,10 @@ def test_reader_runs_after_every_unit_it_reads_and_again_when_they_change(case: 
     df = load_findings(case)
     assert list(df[df.rule_id == "T-STAGE"].title) == [str(webs)]
     assert analyze_case(case, only=only, plugins=(plugin,), jobs=2).reused == webs + 1
-    # the upstream analyzer reruns (forced): its new records change what the reader read, so it runs again
+    # the same analysis again (forced) gives the same results: the reader's are still good
     analyze_case(case, only=("test_stage_first",), plugins=(plugin,), force=True)
+    assert analyze_case(case, only=("test_stage_reader",), plugins=(plugin,)).reused == 1
+    # the upstream analyzer with other options: other results, so the reader runs again
+    analyze_case(case, only=("test_stage_first",), plugins=(plugin,), options={"test_stage_first": {"x": 1}})
     again = analyze_case(case, only=("test_stage_reader",), plugins=(plugin,))
     assert again.reused == 0 and again.statuses["success"] == 1
