@@ -28,7 +28,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -509,7 +509,14 @@ class MemoryJoinsAnalyzer(Analyzer):
                 mem.tables.get("pslist", ()), mem.tables.get("psscan", ()), mem.tables.get("cmdline", ())
             )
             for p in sorted(procs, key=lambda p: (str(p.created), p.pid)):
-                if p.created is None or p.pid in (0, 4) or derive.base_name(p.name) in KERNEL_PROCESSES:
+                if isinstance(p.created, datetime) and p.created.tzinfo is None:
+                    p.created = p.created.replace(tzinfo=UTC)  # a table written without its zone: UTC, as Volatility
+                if (
+                    not isinstance(p.created, datetime)  # none, or text a damaged table kept
+                    or not isinstance(p.pid, int)
+                    or p.pid in (0, 4)
+                    or derive.base_name(p.name) in KERNEL_PROCESSES
+                ):
                     skipped += 1
                     continue
                 spans = [s for s in vouching if s.covers(p.created)]

@@ -8,6 +8,7 @@ which cannot analyse these images.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -446,3 +447,26 @@ def test_process_started_while_auditing_was_off_is_not_covered(tmp_path):
     assert log["auditing_off"] == [[_t(2, 10).isoformat(), None]]
     procs = attrs["joins"]["processes"]
     assert (procs["matched"], procs["no_event"], procs["not_covered"]) == (1, 0, 2)  # cmd.exe and the 05:00 one
+
+
+def test_damaged_tables_cost_only_themselves(tmp_path):
+    """A table whose times are text (the writer's fallback) and one that is not parquet at all, both with the
+    hashes the index records: the join warns, reads the rest and does not fail."""
+    case = build_host(tmp_path, consistent=False)
+    (mem,) = case.evidence(kinds={"memory_image"})
+    tables = memory_tables(consistent=False)
+    cols, rows = tables["pslist"]
+    tables["pslist"] = ([Column(c.name, "str") for c in cols], [{k: str(v) for k, v in r.items()} for r in rows])
+    tables["psscan"] = tables["pslist"]
+    folder = write_memory_tables(case, mem.artifact_id, tables)
+    (folder / "netscan.parquet").write_bytes(b"PAR1 not really")
+    index = json.loads((folder / "index.json").read_text())
+    index["tables"]["netscan"]["sha256"] = hashlib.sha256(b"PAR1 not really").hexdigest()
+    (folder / "index.json").write_text(json.dumps(index))
+    df = join_findings(case)
+    assert "MEM-JOIN-PROC-NO-EVENT" not in set(df.rule_id) and "MEM-JOIN-WEB-NOT-ON-DISK" in set(df.rule_id)
+    joins = json.loads(df[df.rule_id == "MEM-JOIN-COVERAGE"].iloc[0].attributes)["joins"]
+    assert joins["processes"]["kernel_or_untimed"] == 3 and joins["processes"]["no_event"] == 0
+    assert joins["network"] == {"status": "not run", "why": "no netscan table of a memory image"}
+    (rec,) = [r for _p, r in unit_records(case.path, ["memory_joins"])]
+    assert rec["status"] == "success" and any("netscan.parquet" in w for w in rec["warnings"])
