@@ -295,6 +295,8 @@ class MemoryJoinsAnalyzer(Analyzer):
         yield from self._processes(unit, memories, logs, coverage)
         yield from self._network(unit, memories, coverage)
         yield from self._dumps(unit, dumps, logs, coverage)
+        if "tables" in coverage:
+            coverage["tables"]["why"] = coverage["tables"]["why"].rstrip("; ")
         lines = [f"{name}: {c['status']}" + (f" ({c['why']})" if c.get("why") else "") for name, c in coverage.items()]
         yield unit.finding(
             RULES["MEM-JOIN-COVERAGE"],
