@@ -186,14 +186,6 @@ def _pid(value: Any) -> int | None:
         return None
 
 
-def _text(row: dict[str, Any], *names: str) -> str:
-    for n in names:
-        v = row.get(n)
-        if v is not None and str(v) not in ("", "<NA>", "nan"):
-            return str(v)
-    return ""
-
-
 @dataclass
 class Logs:
     """The host's process creation and access events, and the span each log file vouches for."""
@@ -224,32 +216,49 @@ def read_logs(unit: Unit, rows: Iterable[ManifestRow]) -> Logs:
                 keep = pd.Series(False, index=df.index)
                 for c, e in wanted:
                     keep |= (channel == c) & (eid == e)
-                for rec in df[keep.to_numpy(dtype=bool)].to_dict("records"):
-                    key = (str(rec.get("Channel") or "").lower(), int(rec["EventID"]))
+                sub = df.loc[keep.to_numpy(dtype=bool)]
+                if not len(sub):
+                    continue
+
+                def text(*names: str, sub: pd.DataFrame = sub) -> list[str]:
+                    """The first non-empty of ``names`` per row, as plain strings (columns as lists: cheap)."""
+                    got = pd.Series(pd.NA, index=sub.index, dtype="string")
+                    for n in names:
+                        if n in sub.columns:
+                            got = got.fillna(sub[n].astype("string").replace("", pd.NA))
+                    return [str(v) for v in got.fillna("").tolist()]
+
+                chans, ids = text("Channel"), [int(v) for v in sub["EventID"].tolist()]
+                times = sub["TimeCreated"].tolist()
+                rids = text("EventRecordID")
+                pids, npids = text("ProcessId"), text("NewProcessId")
+                images, cmds = text("Image", "NewProcessName", "SourceImage"), text("CommandLine")
+                parents, targets = text("ParentImage", "ParentProcessName"), text("TargetImage", "TargetFilename")
+                guids, changes = text("SubcategoryGuid"), text("AuditPolicyChanges")
+                for i, (chan, event_id, ts) in enumerate(zip(chans, ids, times, strict=True)):
+                    key = (chan.lower(), event_id)
                     creations += key in CREATION_EVENTS
-                    ts = rec.get("TimeCreated")
-                    if ts is None or str(ts) == "NaT":
+                    if ts is None or ts is pd.NaT:
                         continue
                     if key == POLICY_EVENT:
-                        if _text(rec, "SubcategoryGuid").lower() == PROCESS_CREATION_SUBCATEGORY:
-                            changes = _text(rec, "AuditPolicyChanges")
-                            if SUCCESS_REMOVED in changes or SUCCESS_ADDED in changes:
-                                switches.append((ts.to_pydatetime(), SUCCESS_ADDED in changes))
+                        on, off = SUCCESS_ADDED in changes[i], SUCCESS_REMOVED in changes[i]
+                        if guids[i].lower() == PROCESS_CREATION_SUBCATEGORY and (on or off):
+                            switches.append((ts.to_pydatetime(), on))
                         continue
                     if len(out.events) >= MAX_EVENTS:
                         continue
                     sysmon = key[0].startswith("microsoft-windows-sysmon")
                     ev = Event(
                         row=row,
-                        channel=str(rec.get("Channel")),
-                        event_id=key[1],
-                        record_id=int(rec.get("EventRecordID") or 0),
+                        channel=chan,
+                        event_id=event_id,
+                        record_id=int(rids[i]) if rids[i].isdigit() else 0,
                         ts=ts.to_pydatetime(),
-                        pid=_pid(rec.get("ProcessId") if sysmon else rec.get("NewProcessId")),
-                        image=_text(rec, "Image", "NewProcessName", "SourceImage"),
-                        cmdline=_text(rec, "CommandLine"),
-                        parent=_text(rec, "ParentImage", "ParentProcessName"),
-                        target=_text(rec, "TargetImage", "TargetFilename"),
+                        pid=_pid(pids[i] if sysmon else npids[i]),
+                        image=images[i],
+                        cmdline=cmds[i],
+                        parent=parents[i],
+                        target=targets[i],
                     )
                     out.events.append(ev)
                     if key in CREATION_EVENTS and ev.pid is not None:
