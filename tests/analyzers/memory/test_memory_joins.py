@@ -470,3 +470,78 @@ def test_damaged_tables_cost_only_themselves(tmp_path):
     assert joins["network"] == {"status": "not run", "why": "no netscan table of a memory image"}
     (rec,) = [r for _p, r in unit_records(case.path, ["memory_joins"])]
     assert rec["status"] == "success" and any("netscan.parquet" in w for w in rec["warnings"])
+
+
+SYSMON = ("Microsoft-Windows-Sysmon", "Microsoft-Windows-Sysmon/Operational")
+
+
+def _sysmon(event_id: int, rid: int, when: datetime, data: dict[str, Any]) -> Event:
+    return Event(event_id, *SYSMON, time_created=when, record_id=rid, data=data, version=5, user_sid="S-1-5-18")
+
+
+def test_sysmon_alone_vouches_and_ties_a_dump_by_process_access(tmp_path):
+    """No Security log: Sysmon 1 events match the memory processes; a Sysmon 10 of procdump opening lsass seconds
+    before the dump was written ties the dump on disk to its making."""
+    case = build_host(tmp_path, consistent=False, logs=False)
+    events = [
+        _sysmon(
+            1,
+            500,
+            _t(2, 0),
+            {
+                "ProcessId": W3WP,
+                "Image": r"C:\Windows\System32\inetsrv\w3wp.exe",
+                "CommandLine": "w3wp.exe -ap MSExchangeOWAAppPool",
+                "ParentProcessId": 612,
+            },
+        ),
+        _sysmon(
+            1,
+            501,
+            _t(2, 20),
+            {
+                "ProcessId": CMD,
+                "Image": r"C:\Windows\System32\cmd.exe",
+                "CommandLine": "cmd.exe /c whoami",
+                "ParentProcessId": W3WP,
+            },
+        ),
+        _sysmon(
+            10,
+            502,
+            _t(2, 33, 40),
+            {
+                "SourceProcessId": PROCDUMP,
+                "SourceImage": r"C:\root\procdump64.exe",
+                "TargetProcessId": 644,
+                "TargetImage": r"C:\Windows\system32\lsass.exe",
+                "GrantedAccess": "0x1fffff",
+            },
+        ),
+        _sysmon(
+            1,
+            503,
+            _t(4, 0),
+            {
+                "ProcessId": 7000,
+                "Image": r"C:\Windows\System32\conhost.exe",
+                "CommandLine": "conhost.exe",
+                "ParentProcessId": CMD,
+            },
+        ),
+    ]
+    path = tmp_path / "Microsoft-Windows-Sysmon%4Operational.evtx"
+    path.write_bytes(make_evtx(events))
+    src = open_source_path(str(path))
+    try:
+        collect_files(case, src, host=HOST)
+    finally:
+        src.close()
+    df = join_findings(case)
+    assert "MEM-JOIN-PROC-NO-EVENT" not in set(df.rule_id)
+    joins = json.loads(df[df.rule_id == "MEM-JOIN-COVERAGE"].iloc[0].attributes)["joins"]
+    assert (joins["processes"]["matched"], joins["processes"]["not_covered"]) == (2, 1)
+    (dump,) = df[df.rule_id == "MEM-JOIN-DUMP-LOG"].itertuples()
+    (record,) = json.loads(dump.attributes)["records"]
+    assert (record["record_id"], record["event_id"], record["channel"]) == (502, 10, SYSMON[1])
+    assert json.loads(dump.attributes)["tool"] == "procdump"
