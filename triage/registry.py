@@ -207,6 +207,9 @@ class Analyzer:
     version: ClassVar[str] = ""
     consumes: ClassVar[tuple[str, ...]] = ()
     rules: ClassVar[tuple[str, ...]] = ()  # files or folders under signatures/ this analyzer loads
+    # analyzers whose results this one reads (e.g. the memory tables a host join needs): the runner runs them first,
+    # and a host-scope unit of this one is redone when their results change (triage.runner: stages)
+    after: ClassVar[tuple[str, ...]] = ()
     # 'artifact': one unit per evidence item; 'host': one unit per host over all its consumed items
     # (for checks that join files, such as log age per folder or a request traced across logs)
     scope: ClassVar[str] = "artifact"
@@ -305,6 +308,8 @@ def register(cls: type[Analyzer]) -> type[Analyzer]:
     problems = [f"no {a}" for a in ("name", "version") if not getattr(cls, a)]
     if not cls.consumes:
         problems.append("no evidence kinds in 'consumes'")
+    if not isinstance(cls.after, tuple) or cls.name in cls.after:
+        problems.append("'after' must be a tuple of other analyzers' names")
     if cls.scope not in ("artifact", "host"):
         problems.append(f"scope must be 'artifact' or 'host', not {cls.scope!r}")
     if not (cls.__doc__ or "").strip():

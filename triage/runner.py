@@ -146,11 +146,14 @@ def _outputs_intact(case_dir: Path, rec: dict[str, Any], why: dict[str, str] | N
     return True
 
 
-def host_group(analyzer: str, host: str, members: list[ManifestRow]) -> ManifestRow:
-    """The stand-in evidence row of a host-scope unit: its hash covers every member's hash."""
+def host_group(analyzer: str, host: str, members: list[ManifestRow], upstream: str = "") -> ManifestRow:
+    """The stand-in evidence row of a host-scope unit: its hash covers every member's hash, and ``upstream`` (the
+    digest of the results it reads, for an analyzer that declares ``after``)."""
     digest = hashlib.sha256()
     for m in sorted(members, key=lambda r: r.artifact_id):
         digest.update(f"{m.artifact_id}:{m.sha256}\n".encode())
+    if upstream:
+        digest.update(f"after:{upstream}\n".encode())
     return ManifestRow(
         artifact_id="H" + hashlib.sha256(f"{analyzer}\x00{host}".encode()).hexdigest()[:15],
         kind="host",
@@ -240,6 +243,49 @@ def _drop_old(case: Case, analyzer: str, old: dict[str, tuple[Path, dict[str, An
             case.custody.append("result_superseded", analyzer=analyzer, record=rel, units=1, kept=0)
 
 
+def stages(selected: Sequence[type[Analyzer]]) -> list[list[type[Analyzer]]]:
+    """The selected analyzers in the order their ``after`` declarations ask for: each stage runs when the ones
+    before it are done. An ``after`` name that is not selected is not waited for (its results on disk are read
+    as they are); a ring of declarations is broken where it closes."""
+    by_name = {c.name: c for c in selected}
+    level: dict[str, int] = {}
+
+    def depth(name: str, seen: frozenset[str]) -> int:
+        if name in level:
+            return level[name]
+        deps = [d for d in by_name[name].after if d in by_name and d not in seen]
+        level[name] = 1 + max((depth(d, seen | {name}) for d in deps), default=-1)
+        return level[name]
+
+    for c in selected:
+        depth(c.name, frozenset())
+    out: list[list[type[Analyzer]]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    for c in selected:
+        out[level[c.name]].append(c)
+    return out
+
+
+# the fields of an upstream unit's record that decide its results: not its times, worker or file layout (a batch
+# or a single file), so the same analysis gives the same digest on any executor
+_UPSTREAM_FIELDS = ("analyzer", "analyzer_version", "evidence_id", "evidence_sha256", "fingerprint", "status")
+
+
+def _upstream(case: Case, cls: type[Analyzer]) -> str:
+    """A digest of what the analyzers ``cls`` runs after have done (empty when it declares none): per unit record,
+    which evidence it analysed, with which rules and options, how it ended and the sha256 of each side table."""
+    if not cls.after:
+        return ""
+    rows = sorted(
+        json.dumps(
+            [rec.get(k) for k in _UPSTREAM_FIELDS]
+            + sorted(str(o.get("sha256")) for o in rec.get("outputs") or [] if isinstance(o, dict)),
+            default=str,
+        )
+        for _p, rec in unit_records(case.path, sorted(cls.after))
+    )
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest() if rows else "none"
+
+
 @dataclass
 class _Planned:
     """One case's share of an analyze_cases call."""
@@ -261,8 +307,9 @@ def _plan(
     limits: UnitLimits,
     batching: BatchLimits,
     workers: int,
+    summary: AnalyzeSummary | None = None,
 ) -> _Planned:
-    summary = AnalyzeSummary(
+    summary = summary or AnalyzeSummary(
         run_id=f"run-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:6]}",
         started=utcnow(),
         limits=limits.as_dict(),
@@ -276,10 +323,11 @@ def _plan(
         units: list[tuple[ManifestRow, list[ManifestRow] | None]] = [(r, None) for r in rows if r.kind in cls.consumes]
         if cls.scope == "host":
             units = []
+            upstream = _upstream(case, cls)
             for host in sorted({r.source_host for r in rows}):
                 group = [r for r in rows if r.source_host == host and r.kind in cls.consumes]
                 if group:
-                    units.append((host_group(cls.name, host, group), group))
+                    units.append((host_group(cls.name, host, group, upstream), group))
         todo: list[tuple[ManifestRow, list[ManifestRow] | None]] = []
         for row, members in units:
             summary.planned += 1
@@ -397,21 +445,36 @@ def analyze_cases(
     selected = list(iter_selected(only, skip))
     plans: list[_Planned] = []
     by_case: dict[str, _Planned] = {}
-    for case in cases:
-        plan = _plan(
-            case,
-            selected,
-            force=force,
-            plugins=plugins,
-            options=options,
-            limits=limits,
-            batching=batching,
-            workers=workers,
-        )
-        plans.append(plan)
-        by_case[str(case.path.absolute())] = plan
-    tasks = [t for p in plans for t in p.tasks]
-    # progress counts artifacts (a batch reports all of its own)
+
+    def plan_stage(stage: list[type[Analyzer]]) -> list[UnitTask]:
+        """Plan one stage for every case (a later stage after the earlier ones ran: it reads their results)."""
+        new: list[UnitTask] = []
+        for case in cases:
+            key = str(case.path.absolute())
+            earlier = by_case.get(key)
+            plan = _plan(
+                case,
+                stage,
+                force=force,
+                plugins=plugins,
+                options=options,
+                limits=limits,
+                batching=batching,
+                workers=workers,
+                summary=earlier.summary if earlier else None,
+            )
+            if earlier is None:
+                plan.selected = selected
+                plans.append(plan)
+                by_case[key] = plan
+            else:
+                earlier.tasks.extend(plan.tasks)
+            new.extend(plan.tasks)
+        return new
+
+    ordered = stages(selected) or [[]]
+    tasks = plan_stage(ordered[0])
+    # progress counts artifacts (a batch reports all of its own); later stages add theirs when planned
     total, done = sum(len(t.spec.artifacts) for t in tasks), 0
     classes = {c.name: c for c in selected}
 
@@ -481,11 +544,22 @@ def analyze_cases(
     ex = executor if executor is not None else LocalPoolExecutor(jobs, limits)
     interrupted = False
     try:
-        if tasks:
-            ex.preflight(
-                [(str(p.case.path.absolute()), sha256_bytes((p.case.path / "case.json").read_bytes())) for p in plans],
-                plugins,
-            )
+        checked = False
+        for number in range(len(ordered)):
+            if number:  # the next stage, planned now that the results it reads are written
+                tasks = plan_stage(ordered[number])
+                total += sum(len(t.spec.artifacts) for t in tasks)
+            if not tasks:
+                continue
+            if not checked:
+                ex.preflight(
+                    [
+                        (str(p.case.path.absolute()), sha256_bytes((p.case.path / "case.json").read_bytes()))
+                        for p in plans
+                    ],
+                    plugins,
+                )
+                checked = True
             try:
                 ex.run(
                     tasks,
@@ -496,6 +570,7 @@ def analyze_cases(
                 )
             except KeyboardInterrupt:
                 interrupted = True
+                break
         described = ex.describe()
     finally:
         if own:

@@ -31,7 +31,7 @@ from analyzers.yara.options import YARA_SETS
 from triage.errors import Skip
 from triage.finding import Finding
 from triage.formats import memory as memfmt
-from triage.indicators import rule_metas
+from triage.indicators import indicator_list, rule_metas
 from triage.registry import Analyzer, Option, Unit, register
 
 log = logging.getLogger(__name__)
@@ -260,7 +260,9 @@ class MemoryAnalyzer(Analyzer):
             info = None
         for problem in info.problems if info is not None else ():  # damaged streams: in the run record too
             unit.warn(f"minidump {name}: {problem}")
+        tool = info.tool(indicator_list("dump_tools")) if info is not None else ""
         if info is not None and info.is_lsass:
+            held = info.lsa_coverage()
             yield unit.finding(
                 RULES["MEM-LSASS-DUMP-FILE"],
                 title=f"lsass memory dump: {unit.logical_path or name}",
@@ -269,11 +271,21 @@ class MemoryAnalyzer(Analyzer):
                 + (f", process started {info.process_created:%Y-%m-%d %H:%M:%S} UTC" if info.process_created else "")
                 + (f", written {info.timestamp:%Y-%m-%d %H:%M:%S} UTC" if info.timestamp else "")
                 + (", full memory" if info.full_memory else "")
-                + ": the credentials of every logged-on account are in it.",
+                + (f", written by {tool}" if tool else "")
+                + (
+                    f": its memory holds {', '.join(held)}, so the credentials of every logged-on account are in it."
+                    if info.holds_lsa_secrets
+                    else ": the credentials of every logged-on account may be in it"
+                    + (
+                        f" (its memory ranges hold only part of {', '.join(k for k, v in held.items() if v < 1.0)})."
+                        if held and not info.holds_lsa_secrets and info.ranges
+                        else "."
+                    )
+                ),
                 location=f"{unit.logical_path or name}",
                 ts=info.timestamp,
                 ts_desc="minidump written",
-                attributes=info.as_dict() | {"path": unit.logical_path},
+                attributes=info.as_dict() | {"path": unit.logical_path, "tool": tool},
             )
             return
         process = info.process_name if info else ""
@@ -294,7 +306,7 @@ class MemoryAnalyzer(Analyzer):
             location=f"{unit.logical_path or name}",
             ts=info.timestamp if info else None,
             ts_desc="minidump written" if info and info.timestamp else "",
-            attributes=(info.as_dict() if info else {}) | {"path": unit.logical_path},
+            attributes=(info.as_dict() if info else {}) | {"path": unit.logical_path, "tool": tool},
         )
 
     # -- raw YARA ---------------------------------------------------------------------------------------

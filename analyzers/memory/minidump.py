@@ -10,11 +10,12 @@ the header the time the dump was written.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PureWindowsPath
@@ -28,10 +29,15 @@ MODULE = struct.Struct("<QIIII52s8s8sQQ")  # MINIDUMP_MODULE, 108 bytes
 SYSTEM_INFO = struct.Struct("<HHHBBIIIIIHH")  # the first 32 bytes of MINIDUMP_SYSTEM_INFO
 MISC_INFO = struct.Struct("<IIIIII")  # MINIDUMP_MISC_INFO (the later versions only append fields)
 MODULE_LIST_STREAM, SYSTEM_INFO_STREAM, MEMORY64_LIST_STREAM, MISC_INFO_STREAM = 4, 7, 9, 15
+MEMORY_LIST_STREAM, COMMENT_A_STREAM, COMMENT_W_STREAM = 5, 10, 11
 MISC1_PROCESS_ID, MISC1_PROCESS_TIMES = 0x1, 0x2
 WITH_FULL_MEMORY = 0x2
 MAX_STREAMS = 4096
 MAX_MODULES = 8192
+MAX_RANGES = 1 << 20  # memory descriptors read per dump; a real lsass dump has a few thousand
+MAX_COMMENT = 4096  # bytes of a comment stream kept
+# the modules that hold the logon sessions' secrets: a dump that holds their memory holds the credentials
+LSA_MODULES = ("lsasrv.dll", "msv1_0.dll", "wdigest.dll", "kerberos.dll")
 ARCHITECTURES = {0: "x86", 5: "arm", 6: "ia64", 9: "x64", 12: "arm64"}
 
 
@@ -64,6 +70,9 @@ class MinidumpInfo:
     os_version: str = ""
     architecture: str = ""
     memory_ranges: int | None = None
+    # the memory the dump holds, as merged (start, end) virtual address ranges (MemoryList or Memory64List)
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+    comment: str = ""  # CommentStreamA/W: some dumping tools write their name or command line there
     parser: str = "triage"
     problems: list[str] = field(default_factory=list)
 
@@ -89,6 +98,31 @@ class MinidumpInfo:
         """Written with MiniDumpWithFullMemory (procdump -ma, comsvcs MiniDump ... full)."""
         return bool(self.flags & WITH_FULL_MEMORY)
 
+    def lsa_coverage(self) -> dict[str, float]:
+        """For each LSA module in the module list (``LSA_MODULES``): the share of its image the dump's memory
+        ranges hold (0.0 to 1.0)."""
+        out: dict[str, float] = {}
+        for m in self.modules:
+            name = PureWindowsPath(m.name).name.lower()
+            if name in LSA_MODULES and m.size > 0 and name not in out:
+                out[name] = round(covered(self.ranges, m.base, m.base + m.size) / m.size, 4)
+        return out
+
+    @property
+    def holds_lsa_secrets(self) -> bool:
+        """An lsass dump whose memory ranges hold every LSA module it lists, whole: the credentials are in it."""
+        cov = self.lsa_coverage()
+        return self.is_lsass and "lsasrv.dll" in cov and all(v >= 1.0 for v in cov.values())
+
+    def tool(self, names: Sequence[str]) -> str:
+        """The dumping tool the dump names in its comment stream or module list (one of ``names``), or ''."""
+        text = self.comment.lower()
+        for n in names:
+            if n.lower() in text:
+                return n
+        mods = [PureWindowsPath(m.name).name.lower() for m in self.modules[1:]]
+        return next((n for n in names if any(m.startswith(n.lower()) for m in mods)), "")
+
     def as_dict(self) -> dict[str, Any]:
         """Scalars and a short module list for a finding's attributes."""
         return {
@@ -105,9 +139,35 @@ class MinidumpInfo:
             "os_version": self.os_version,
             "architecture": self.architecture,
             "memory_ranges": self.memory_ranges,
+            "memory_bytes": sum(b - a for a, b in self.ranges),
+            "lsa_modules_held": self.lsa_coverage(),
+            "holds_lsa_secrets": self.holds_lsa_secrets,
+            "comment": self.comment[:500],
             "parser": self.parser,
             "problems": self.problems,
         }
+
+
+def covered(ranges: Sequence[tuple[int, int]], start: int, end: int) -> int:
+    """How many bytes of ``[start, end)`` the merged, sorted ``ranges`` hold."""
+    i = bisect.bisect_right(ranges, (start, 1 << 64)) - 1
+    total = 0
+    for a, b in ranges[max(i, 0) :]:
+        if a >= end:
+            break
+        total += max(0, min(b, end) - max(a, start))
+    return total
+
+
+def merge_ranges(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, non-overlapping ``(start, end)`` ranges (empty ones dropped)."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(r for r in ranges if r[1] > r[0]):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
 
 
 def _time(value: int | None) -> datetime | None:
@@ -159,10 +219,49 @@ def parse_reader(read: Reader, *, limit: int, offset: int = 0) -> MinidumpInfo:
                 if flags1 & MISC1_PROCESS_TIMES:
                     info.process_created = _time(created)
             elif stype == MEMORY64_LIST_STREAM and size >= 16:
+                info.ranges = merge_ranges(info.ranges + _memory64(get, rva, size, limit))
                 info.memory_ranges = struct.unpack("<Q", get(rva, 8))[0]
+            elif stype == MEMORY_LIST_STREAM and size >= 4:
+                info.ranges = merge_ranges(info.ranges + _memory32(get, rva, size))
+            elif stype in (COMMENT_A_STREAM, COMMENT_W_STREAM) and size:
+                raw = get(rva, min(size, MAX_COMMENT))
+                text = raw.decode("utf-16-le" if stype == COMMENT_W_STREAM else "latin-1", "replace")
+                info.comment = (info.comment + "\n" + text.rstrip("\x00")).strip()
         except MinidumpError as exc:  # one unreadable stream leaves the others
             info.problems.append(f"stream {stype}: {exc}")
     return info
+
+
+def _memory64(get: Callable[[int, int], bytes], rva: int, size: int, limit: int) -> list[tuple[int, int]]:
+    """MINIDUMP_MEMORY64_LIST: the count and base RVA, then (start, size) per range; the bytes of all ranges
+    follow from the base RVA, so a range whose bytes lie past the readable end is cut there (a truncated dump
+    holds less than it lists)."""
+    count, base_rva = struct.unpack("<QQ", get(rva, 16))
+    if count > MAX_RANGES or 16 + count * 16 > size:
+        raise MinidumpError(f"memory list of {count} ranges does not fit its {size} bytes")
+    table = get(rva + 16, count * 16)
+    out = []
+    data_at = base_rva
+    for i in range(count):
+        start, length = struct.unpack_from("<QQ", table, i * 16)
+        held = max(0, min(length, limit - data_at))  # bytes of this range actually in the file
+        if held and start + held <= 1 << 64:
+            out.append((start, start + held))
+        data_at += length
+    return out
+
+
+def _memory32(get: Callable[[int, int], bytes], rva: int, size: int) -> list[tuple[int, int]]:
+    """MINIDUMP_MEMORY_LIST: the count, then (start, data size, data RVA) per range."""
+    (count,) = struct.unpack("<I", get(rva, 4))
+    if count > MAX_RANGES or 4 + count * 16 > size:
+        raise MinidumpError(f"memory list of {count} ranges does not fit its {size} bytes")
+    table = get(rva + 4, count * 16)
+    return [
+        (start, start + length)
+        for start, length, _data_rva in (struct.unpack_from("<QII", table, i * 16) for i in range(count))
+        if length
+    ]
 
 
 def _modules(get: Callable[[int, int], bytes], rva: int, size: int) -> list[Module]:
@@ -321,6 +420,7 @@ def parse_file(path: Path | str) -> MinidumpInfo:
         return info
     if info is not None:
         second.problems = [*info.problems, *second.problems]
+        second.ranges, second.comment = second.ranges or info.ranges, second.comment or info.comment
     elif own_error:
         second.problems.append(f"own parser: {own_error}")
     return second

@@ -37,6 +37,7 @@ def minidump(
     flags: int = FULL_MEMORY_FLAGS,
     os_version: tuple[int, int, int] = (10, 0, 17763),
     memory: Sequence[tuple[int, bytes]] = (),
+    comment: str = "",
 ) -> bytes:
     """The bytes of a minidump holding ``modules`` (the first is the process image) and ``memory`` ranges."""
     streams: list[tuple[int, bytes | None]] = []  # (type, body); bodies placed after the directory
@@ -45,6 +46,8 @@ def minidump(
     misc_flags = (1 if pid is not None else 0) | (2 if created is not None else 0)
     misc = struct.pack("<IIIIII", 24, misc_flags, pid or 0, int(created.timestamp()) if created else 0, 3, 12)
     streams.append((15, misc))
+    if comment:  # CommentStreamW, as some dumping tools write their name and command line
+        streams.append((11, comment.encode("utf-16-le") + b"\x00\x00"))
     streams.append((4, None))  # module list: needs the string RVAs, built below
     if memory:
         streams.append((9, None))

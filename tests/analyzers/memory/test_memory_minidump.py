@@ -124,3 +124,60 @@ def test_as_dict_is_json_ready(lsass_dmp: Path) -> None:
     d = md.parse_file(lsass_dmp).as_dict()
     assert json.loads(json.dumps(d))["process"] == "lsass.exe"
     assert d["dump_written"] == datetime(2021, 3, 3, 4, 21, 7, tzinfo=UTC).isoformat()
+
+
+# -- memory ranges, LSA modules and the dumping tool -------------------------------------------------------
+LSA = [m for m in LSASS_MODULES if Path(m[0].replace("\\", "/")).name.lower() in md.LSA_MODULES]
+
+
+def _lsa_memory(cut: int = 0) -> list[tuple[int, bytes]]:
+    """Memory64 ranges holding each LSA module's image whole (the last ``cut`` bytes of lsasrv left out)."""
+    return [(base, bytes(size - (cut if "lsasrv" in name else 0))) for name, base, size in LSA]
+
+
+def test_full_dump_holding_the_lsa_modules(tmp_path: Path) -> None:
+    info = md.parse_bytes(minidump(memory=_lsa_memory(), comment="ProcDump v10.0 -ma lsass.exe"))
+    assert info.lsa_coverage() == {"lsasrv.dll": 1.0, "msv1_0.dll": 1.0, "wdigest.dll": 1.0, "kerberos.dll": 1.0}
+    assert info.holds_lsa_secrets and info.memory_ranges == 4
+    assert info.tool(("taskmgr", "procdump")) == "procdump"
+    assert info.comment == "ProcDump v10.0 -ma lsass.exe"
+    assert info.as_dict()["memory_bytes"] == sum(size for _n, _b, size in LSA)
+
+
+def test_partial_ranges_do_not_hold_the_secrets(tmp_path: Path) -> None:
+    info = md.parse_bytes(minidump(memory=_lsa_memory(cut=0x1000)))
+    cov = info.lsa_coverage()
+    assert 0.99 < cov["lsasrv.dll"] < 1.0 and cov["wdigest.dll"] == 1.0
+    assert not info.holds_lsa_secrets
+    assert info.tool(("procdump",)) == ""  # no comment, no tool module: not recorded
+    # a range list that names memory the file does not hold (cut short) counts only the bytes present
+    data = minidump(memory=_lsa_memory())
+    short = md.parse_bytes(data[: len(data) - 0x2000])
+    assert not short.holds_lsa_secrets and short.lsa_coverage()["kerberos.dll"] < 1.0
+
+
+def test_hostile_memory_lists_cost_only_their_stream(tmp_path: Path) -> None:
+    data = bytearray(minidump(memory=[(0x1000, b"\x00" * 64)]))
+    # find the Memory64List stream in the directory and claim 2**40 ranges
+    _sig, _ver, n, dir_rva, *_ = md.HEADER.unpack_from(data, 0)
+    for i in range(n):
+        stype, _size, rva = md.DIRECTORY.unpack_from(data, dir_rva + 12 * i)
+        if stype == md.MEMORY64_LIST_STREAM:
+            struct.pack_into("<Q", data, rva, 1 << 40)
+    path = tmp_path / "hostile.dmp"
+    path.write_bytes(bytes(data))
+    info = md.parse_file(path)
+    assert info.process_name == "lsass.exe" and info.ranges == [] and not info.holds_lsa_secrets
+    assert any("memory list" in p for p in info.problems)
+
+
+def test_comment_stream_past_the_end_is_a_problem_not_a_crash() -> None:
+    data = bytearray(minidump(comment="nanodump"))
+    _sig, _ver, n, dir_rva, *_ = md.HEADER.unpack_from(data, 0)
+    for i in range(n):
+        stype, _size, _rva = md.DIRECTORY.unpack_from(data, dir_rva + 12 * i)
+        if stype == md.COMMENT_W_STREAM:
+            struct.pack_into("<III", data, dir_rva + 12 * i, stype, 0xFFFF, len(data) + 10)
+    info = md.parse_bytes(bytes(data))
+    assert info.comment == "" and info.process_name == "lsass.exe"
+    assert any(p.startswith(f"stream {md.COMMENT_W_STREAM}") for p in info.problems)
