@@ -95,7 +95,7 @@ def test_report_in_chromium(browser_page, hostile_report, tmp_path: Path) -> Non
     page.screenshot(path=str(tmp_path / "report.png"), full_page=False)
     assert (tmp_path / "report.png").stat().st_size > 10_000
     assert page.locator("img").count() == 0 and page.locator("b").count() == 0
-    assert page.locator("script").count() == 2
+    assert page.locator("script").count() == 3  # two data blocks and our own script
     assert dialogs == [], f"a planted script ran: {dialogs}"
     errors = [m for m in console if m[0] in ("error", "pageerror")]
     assert errors == [], errors
