@@ -96,7 +96,7 @@ def cell_set(secs: np.ndarray, lanes: np.ndarray, sev: np.ndarray, start: int, e
         bins = b_rel // w  # sorted, as the distinct rows are ordered by time first
         if len(bins) and np.count_nonzero(np.diff(bins)) + 1 > MAX_CELLS:
             continue  # more bins than cells allowed: no need to count the cells
-        if _distinct(((bins * nl + b_lane) * ns + b_sev)) <= MAX_CELLS:
+        if _distinct((bins * nl + b_lane) * ns + b_sev) <= MAX_CELLS:
             width = w
             break
     origin = start - start % width  # bins aligned to the epoch, so every view and set agree on their edges

@@ -75,13 +75,21 @@ def test_timeline_focuses_on_detections_and_keeps_every_count() -> None:
     """The default view is the detections' window (not the whole span); cell counts add up to the dated findings."""
     ts = pd.Series(
         pd.to_datetime(
-            ["2019-05-01T00:00:00Z", "2021-03-03T02:13:51Z", "2021-03-03T02:20:05Z", "2021-03-03T03:02:00Z",
-             "2026-12-07T13:06:28Z", None],
-            utc=True, format="ISO8601",
+            [
+                "2019-05-01T00:00:00Z",
+                "2021-03-03T02:13:51Z",
+                "2021-03-03T02:20:05Z",
+                "2021-03-03T03:02:00Z",
+                "2026-12-07T13:06:28Z",
+                None,
+            ],
+            utc=True,
+            format="ISO8601",
         )
-    ).astype("datetime64[us, UTC]")  # fmt: skip
-    lanes = np.array([lane_of("registry_hive"), lane_of("exchange_log"), lane_of("evtx"), lane_of("evtx"),
-                      lane_of("web_file"), 0])  # fmt: skip
+    ).astype("datetime64[us, UTC]")
+    lanes = np.array(
+        [lane_of("registry_hive"), lane_of("exchange_log"), lane_of("evtx"), lane_of("evtx"), lane_of("web_file"), 0]
+    )
     sev = np.array([0, 4, 3, 3, 0, 4])
     det = np.array([False, True, True, True, False, True])
     tl = build_timeline(ts, lanes, sev, det)
@@ -108,7 +116,9 @@ def test_timeline_focuses_on_detections_and_keeps_every_count() -> None:
 
 
 def test_timeline_without_detections_shows_the_span() -> None:
-    ts = pd.Series(pd.to_datetime(["2021-03-01T08:00:00Z", "2021-03-02T08:00:00Z"], utc=True)).astype("datetime64[us, UTC]")
+    ts = pd.Series(pd.to_datetime(["2021-03-01T08:00:00Z", "2021-03-02T08:00:00Z"], utc=True)).astype(
+        "datetime64[us, UTC]"
+    )
     tl = build_timeline(ts, np.array([0, 1]), np.array([0, 1]), np.array([False, False]))
     assert tl.window is None and tl.default_range == tl.span
     empty = build_timeline(ts.iloc[:0], np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool))
@@ -147,19 +157,44 @@ def _narrative_case():
     """A host whose narrative walks all stages, the web log findings on the same lines, a later lsass dump."""
     log = "C:/Exchange/Logging/HttpProxy/Ecp/HttpProxy_2021030302-1.LOG"
     steps = [
-        {"ts": T.isoformat(), "method": "POST", "uri_stem": "/ecp/y.js", "backend": "EXCH01:444/ecp/proxyLogon.ecp#",
-         "rule_ids": ["TPL-CVE-2021-26855"], "labels": ["CVE-2021-26855 SSRF"], "sources": ["HttpProxy/Ecp"],
-         "locations": [f"{log}:7"]},
-        {"ts": (T + timedelta(seconds=20)).isoformat(), "method": "POST", "backend": "EXCH01:444/ecp/DDI/DDIService.svc",
-         "uri_stem": "/ecp/x.js", "uri_query": "msExchEcpCanary=abc", "sources": ["HttpProxy/Ecp"], "rule_ids": [],
-         "locations": [f"{log}:8"]},
-        {"ts": (T + timedelta(seconds=40)).isoformat(), "uri_stem": "/ecp/DDI/DDIService.svc/SetObject",
-         "cmd": "Set-OabVirtualDirectory -ExternalUrl http://f/<script>", "sources": ["ECP"], "rule_ids": [],
-         "locations": [f"{log}:9"]},
-        {"ts": (T + timedelta(minutes=3)).isoformat(), "method": "POST",
-         "uri_stem": "/aspnet_client/system_web/Dk2jQ8ab.aspx", "status": "200", "sources": ["IIS"], "rule_ids": [],
-         "locations": [f"{log}:10"]},
-    ]  # fmt: skip
+        {
+            "ts": T.isoformat(),
+            "method": "POST",
+            "uri_stem": "/ecp/y.js",
+            "backend": "EXCH01:444/ecp/proxyLogon.ecp#",
+            "rule_ids": ["TPL-CVE-2021-26855"],
+            "labels": ["CVE-2021-26855 SSRF"],
+            "sources": ["HttpProxy/Ecp"],
+            "locations": [f"{log}:7"],
+        },
+        {
+            "ts": (T + timedelta(seconds=20)).isoformat(),
+            "method": "POST",
+            "backend": "EXCH01:444/ecp/DDI/DDIService.svc",
+            "uri_stem": "/ecp/x.js",
+            "uri_query": "msExchEcpCanary=abc",
+            "sources": ["HttpProxy/Ecp"],
+            "rule_ids": [],
+            "locations": [f"{log}:8"],
+        },
+        {
+            "ts": (T + timedelta(seconds=40)).isoformat(),
+            "uri_stem": "/ecp/DDI/DDIService.svc/SetObject",
+            "cmd": "Set-OabVirtualDirectory -ExternalUrl http://f/<script>",
+            "sources": ["ECP"],
+            "rule_ids": [],
+            "locations": [f"{log}:9"],
+        },
+        {
+            "ts": (T + timedelta(minutes=3)).isoformat(),
+            "method": "POST",
+            "uri_stem": "/aspnet_client/system_web/Dk2jQ8ab.aspx",
+            "status": "200",
+            "sources": ["IIS"],
+            "rule_ids": [],
+            "locations": [f"{log}:10"],
+        },
+    ]
     attrs = {
         "client_ip": "167.99.168.251",
         "first": T.isoformat(),
@@ -167,9 +202,12 @@ def _narrative_case():
         "steps": steps,
         "shell_names": ["dk2jq8ab.aspx"],
         "host_events": [
-            {"ts": (T + timedelta(seconds=50)).isoformat(), "source": "C:/Windows/System32/winevt/Logs/App.evtx",
-             "what": "CVE-2021-26858 OAB generator wrote C:/inetpub/wwwroot/aspnet_client/system_web/Dk2jQ8ab.aspx"},
-        ],  # fmt: skip
+            {
+                "ts": (T + timedelta(seconds=50)).isoformat(),
+                "source": "C:/Windows/System32/winevt/Logs/App.evtx",
+                "what": "CVE-2021-26858 OAB generator wrote C:/inetpub/wwwroot/aspnet_client/system_web/Dk2jQ8ab.aspx",
+            },
+        ],
         "related_requests": [],
     }
     fs = [
@@ -177,11 +215,14 @@ def _narrative_case():
         finding("TRIAGE-EXW-013", "A1", severity="critical", ts=T, location=f"{log}:7", rule_title="SSRF cookie"),
         finding("TRIAGE-EXW-017", "A1", severity="critical", ts=T, location=f"{log}:9", rule_title="OAB vdir set"),
         finding("TRIAGE-EXW-010", "A1", severity="high", ts=T, location=f"{log}:10", rule_title="shell request"),
-        finding("S-26858", "A2", severity="high", ts=T + timedelta(seconds=50), location="App#3",
-                rule_title="OAB write"),
-        finding("MEM-LSASS-DUMP-FILE", "A3", severity="critical", ts=T + timedelta(minutes=20), rule_title="lsass dump"),
+        finding(
+            "S-26858", "A2", severity="high", ts=T + timedelta(seconds=50), location="App#3", rule_title="OAB write"
+        ),
+        finding(
+            "MEM-LSASS-DUMP-FILE", "A3", severity="critical", ts=T + timedelta(minutes=20), rule_title="lsass dump"
+        ),
         finding("TRIAGE-HOST-001", "A4", severity="info", ts=T + timedelta(minutes=21)),  # no indication
-    ]  # fmt: skip
+    ]
     for f in fs[1:4]:
         object.__setattr__(f, "evidence_path", f"evidence/EX1/exchange_log/{log[3:]}")
     object.__setattr__(fs[4], "evidence_path", "evidence/EX1/evtx/C/Windows/System32/winevt/Logs/App.evtx")
@@ -189,7 +230,7 @@ def _narrative_case():
 
 
 def test_narrative_stages_in_order_with_links() -> None:
-    ctx, fs = _narrative_case()
+    ctx, _ = _narrative_case()
     ids = {str(i) for i in ctx.findings["finding_id"]}
     (seq,) = narrative_sequences(ctx, ids)
     assert [s["name"] for s in seq["stages"]] == list(STAGES)
@@ -219,8 +260,9 @@ def test_report_timeline_lanes_from_evidence_kinds() -> None:
 
     arts = [art("A1", "exchange_log", "C:/x.LOG"), art("A2", "evtx", "C:/a.evtx"), art("A3", "memory_image", "m.raw")]
     ctx, _ = _narrative_case()
-    ctx2 = context(arts, [finding(r, e, severity="high", ts=T) for r, e in (("R1", "A1"), ("R2", "A2"), ("R3", "A3"))],
-                   [])  # fmt: skip
+    ctx2 = context(
+        arts, [finding(r, e, severity="high", ts=T) for r, e in (("R1", "A1"), ("R2", "A2"), ("R3", "A3"))], []
+    )
     tl = report_timeline(ctx2)
     lanes = sorted({int(v) for v in tl.sets[0].lane})
     assert lanes == [LANE_KEYS.index("evtx"), LANE_KEYS.index("web"), LANE_KEYS.index("memory")]
@@ -237,8 +279,10 @@ def page(hostile_report):
 
 def test_layout_puts_findings_right_after_the_verdicts(page) -> None:
     _, p = page
-    order = [p.position("section", s) for s in ("verdicts", "findings", "timeline", "narratives", "ledger",
-                                                "hosts", "manifest")]  # fmt: skip
+    order = [
+        p.position("section", s)
+        for s in ("verdicts", "findings", "timeline", "narratives", "ledger", "hosts", "manifest")
+    ]
     assert order == sorted(order)
     data = json.loads(p.blocks["findings-data"])
     assert [c[0] for c in data["columns"]] == ["severity", "ts", "host", "rule_title", "title", "evidence_path"]
@@ -269,7 +313,9 @@ def test_narrative_section_links_resolve_to_embedded_findings(page) -> None:
     _, p = page
     stages = [a["data-stage"] for a in p.find("li") if "stage" in a.get("class", "").split()]
     assert stages[: len(STAGES)] == list(STAGES)
-    ids = {r[json.loads(p.blocks["findings-data"])["fields"].index("finding_id")]
-           for r in json.loads(p.blocks["findings-data"])["rows"]}  # fmt: skip
+    ids = {
+        r[json.loads(p.blocks["findings-data"])["fields"].index("finding_id")]
+        for r in json.loads(p.blocks["findings-data"])["rows"]
+    }
     links = [a for t, a in p.tags if t == "a" and a.get("data-finding")]
     assert links and all(a["href"] == f"#f-{a['data-finding']}" and a["data-finding"] in ids for a in links)
