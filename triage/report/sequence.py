@@ -171,7 +171,7 @@ def narrative_sequences(ctx: ReportContext, shown: set[str]) -> list[dict[str, A
             used.update(hit)
             what = str(e.get("what") or "")
             stages[event_stage(what)].append(
-                {"ts": t, "what": f"[host event] {what[:300]}", "links": _links(ctx, hit, shown)}
+                {"ts": t, "what": f"[host event] {what[:180]}", "links": _links(ctx, hit, shown)}
             )
         for r in attrs.get("related_requests") or []:
             if isinstance(r, dict):

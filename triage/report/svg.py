@@ -197,7 +197,7 @@ def view_width(lo: int, hi: int, finest: int) -> int:
 
 
 def _label(sec: int, span: int) -> str:
-    fmt = "%Y-%m-%d %H:%M:%S" if span < 600 else "%Y-%m-%d %H:%M" if span < 4 * 86400 else "%Y-%m-%d"
+    fmt = "%Y-%m-%d %H:%M:%S" if span < 600 else "%Y-%m-%d %H:%M" if span < 30 * 86400 else "%Y-%m-%d"
     return pd.Timestamp(sec, unit="s", tz="UTC").strftime(fmt)
 
 

@@ -225,7 +225,7 @@
     function label(sec, span) {
       var d = new Date(sec * 1000);
       var day = d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate());
-      if (span >= 4 * 86400) { return day; }
+      if (span >= 30 * 86400) { return day; }
       var hm = day + " " + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes());
       return span < 600 ? hm + ":" + pad(d.getUTCSeconds()) : hm;
     }
