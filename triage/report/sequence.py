@@ -77,21 +77,21 @@ class _Index:
 
     def __init__(self, ctx: ReportContext, host: str, locations: set[str]) -> None:
         df = ctx.findings
-        on_host = (ctx.host_column == host).to_numpy()
-        self.rows = np.flatnonzero(on_host)
-        sub = df.iloc[self.rows]
+        self.rows = np.flatnonzero((ctx.host_column == host).to_numpy())
+        # vectorised: a host of a big case holds a million findings, a narrative a few dozen lines
+        loc = df["location"].iloc[self.rows]
+        hit = loc.isin(locations).fillna(False).to_numpy(dtype=bool)
         self.by_loc: dict[str, list[int]] = {}
-        for i, loc in zip(self.rows.tolist(), sub["location"].astype(object).tolist(), strict=True):
-            if isinstance(loc, str) and loc in locations:
-                self.by_loc.setdefault(loc, []).append(i)
-        self.ts = sub["ts"]
-        self.paths = sub["evidence_path"].fillna("").astype(str).str.replace("\\", "/").str.lower()
+        for i, value in zip(self.rows[hit].tolist(), loc[hit].astype(str).tolist(), strict=True):
+            self.by_loc.setdefault(value, []).append(i)
+        self.sec = df["ts"].iloc[self.rows].dt.tz_convert("UTC").dt.tz_localize(None).dt.floor("s").to_numpy()
+        self.paths = df["evidence_path"]
 
     def at(self, ts: pd.Timestamp, source: str) -> list[int]:
         """Findings of the same second whose evidence is ``source`` (an event's log file)."""
-        same = (self.ts.dt.floor("s") == ts.floor("s")).fillna(False).to_numpy(dtype=bool)
-        same = same & self.paths.str.endswith(_norm_path(source)).to_numpy(dtype=bool)
-        return [int(j) for j in self.rows[same]]
+        same = self.rows[self.sec == ts.tz_convert("UTC").tz_localize(None).floor("s").to_datetime64()]
+        paths = self.paths.iloc[same].fillna("").astype(str).str.replace("\\", "/").str.lower()
+        return [int(i) for i in same[paths.str.endswith(_norm_path(source)).to_numpy(dtype=bool)]]
 
 
 def _ts(value: Any) -> pd.Timestamp | None:
@@ -120,7 +120,10 @@ def _step_text(step: dict[str, Any]) -> str:
 def _links(ctx: ReportContext, rows: list[int], shown: set[str]) -> list[dict[str, Any]]:
     df = ctx.findings
     out = []
-    for i in sorted(set(rows), key=lambda j: -int(ctx.severity_codes[j]))[:6]:
+    picked = np.sort(np.asarray(rows, dtype=np.int64))
+    picked = picked[np.r_[True, np.diff(picked) != 0]] if len(picked) else picked  # distinct, by sorting
+    picked = picked[np.argsort(-ctx.severity_codes[picked], kind="stable")][:6]  # the most severe few
+    for i in picked.tolist():
         fid = str(df["finding_id"].iat[i])
         out.append(
             {
@@ -241,7 +244,7 @@ def _later(ctx: ReportContext, index: _Index, ind: np.ndarray, first: pd.Timesta
         return []
     rows = index.rows[ind[index.rows]]
     ts = ctx.findings["ts"].iloc[rows]
-    keep = ((ts >= first) & (ts <= first + FOLLOW_ON_WINDOW)).to_numpy()
-    picked = [int(j) for j in rows[keep] if int(j) not in used]
-    picked.sort(key=lambda j: ctx.findings["ts"].iat[j])
-    return picked[: MAX_FOLLOW_ON * 8]
+    keep = ((ts >= first) & (ts <= first + FOLLOW_ON_WINDOW)).fillna(False).to_numpy(dtype=bool)
+    keep = keep & ~np.isin(rows, np.fromiter(used, dtype=np.int64, count=len(used)))
+    picked, when = rows[keep], ts[keep].to_numpy()
+    return picked[np.argsort(when, kind="stable")][: MAX_FOLLOW_ON * 8].tolist()
