@@ -41,7 +41,7 @@ TEMPLATES = Path(__file__).parent / "templates"
 # the table shows what an analyst reads first: rule titles (the id on hover and in the detail), not rule ids
 SHOWN = [
     ("severity", "Severity", ""),
-    ("ts", "Time (UTC)", ""),
+    ("ts", "Time (UTC)", "nowrap"),
     ("host", "Host", ""),
     ("rule_title", "Rule", "wrap"),
     ("title", "Finding", "wrap"),

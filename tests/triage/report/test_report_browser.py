@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -225,4 +226,31 @@ def test_demo_report_shows_the_attack(browser_page, demo_report: Path, tmp_path:
     errors = [m for m in console if m[0] in ("error", "pageerror")]
     assert errors == [], errors
     assert set(requests) == {demo_report.as_uri()}, requests
+    page.close()
+
+
+@pytest.mark.slow
+def test_fleet_page_bar_charts(browser_page, demo_report: Path, tmp_path: Path) -> None:
+    """The demo host as a one-host fleet: the three bar charts render (no script on that page) with its counts."""
+    from triage.report.fleet import build_fleet_report
+
+    case_dir = demo_report.parents[1]
+    res = build_fleet_report(tmp_path / "fleet", {"EXCH01": case_dir}, fleet_id="FLEET-DEMO")
+    page = browser_page.new_page()
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(Path(res.html).as_uri())
+    for chart in ("chart-verdicts", "chart-severity", "chart-ledger"):
+        box = page.locator(f"#{chart}").bounding_box()
+        assert box and box["width"] > 300, chart
+    df = pd.read_parquet(case_dir / "report" / "findings.parquet")
+    for sev, n in df["severity"].astype(str).value_counts().items():
+        seg = page.locator(f'#chart-severity rect[data-segment="{sev}"]')
+        assert seg.get_attribute("data-count") == str(n) and seg.bounding_box()["width"] > 0
+    assert page.locator('#chart-verdicts rect[data-segment="compromised"]').get_attribute("data-count") == "1"
+    ledger = json.loads((case_dir / "report" / "ledger.json").read_text(encoding="utf-8"))
+    done = sum(1 for e in ledger["entries"] if e["status"] == "done")
+    assert page.locator('#chart-ledger rect[data-segment="done"]').get_attribute("data-count") == str(done)
+    page.locator("#charts").screenshot(path=str(tmp_path / "fleet-charts.png"))
+    print(f"screenshot: {tmp_path / 'fleet-charts.png'}")
+    assert page.locator("script").count() == 0
     page.close()
