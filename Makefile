@@ -18,7 +18,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	rm -rf $(DEMO_CASE)
-	$(VENV)/bin/triage run samples/exchange-compromised/volume samples/exchange-compromised/memory/EXCH01-memory.raw \
+	$(VENV)/bin/triage run samples/exchange-compromised/EXCH01-volume.zip samples/exchange-compromised/memory/EXCH01-memory.raw \
 		--symbols samples/exchange-compromised/memory/symbols \
 		--case $(DEMO_CASE) --examiner demo
 	$(VENV)/bin/triage verify $(DEMO_CASE)

@@ -161,6 +161,7 @@ def host_row(name: str, case_dir: Path, fleet_dir: Path, directive: Any = None) 
         "cves": [],
         "max_severity": "",
         "counts": {s: 0 for s in reversed(SEVERITIES)},
+        "severity_counts": {s: 0 for s in reversed(SEVERITIES)},
         "indications": 0,
         "findings": 0,
         "exchange": "",
@@ -243,6 +244,8 @@ def host_row(name: str, case_dir: Path, fleet_dir: Path, directive: Any = None) 
         top=s.top_findings[:TOP_FINDINGS],
         caveats=s.caveats,
     )
+    on_key = ctx.findings["severity"][(ctx.host_column == key).to_numpy()].astype(str).value_counts()
+    row["severity_counts"] = {sev: int(on_key.get(sev, 0)) for sev in reversed(SEVERITIES)}
     entries = [e for e in ledger.get("entries", []) if e.get("host") == key]
     by_status: dict[str, list[str]] = {}
     for e in entries:
@@ -414,6 +417,7 @@ def build_fleet_report(
             cisa=cisa_fleet_frame(totals).to_dict("records"),
             steps=steps,
             severities=list(reversed(SEVERITIES)),
+            charts=fleet_charts(rows, len(directive.steps)),
         )
     )
     files["fleet.html"].write_text(page, encoding="utf-8")
@@ -421,6 +425,55 @@ def build_fleet_report(
     res.hashes = {k: hash_file(v, ("sha256",))[1]["sha256"] for k, v in files.items()}
     res.html = str(files["fleet.html"])
     return res
+
+
+VERDICT_COLORS = {
+    "compromised": "#b3152e",
+    "suspicious": "#e0a100",
+    "insufficient evidence": "#7a5cc0",
+    "no indications found": "#1e7d3a",
+    "not triaged": "#8c96a3",
+}
+LEDGER_SEGMENTS = (
+    ("done", "steps_done", "#1e7d3a"),
+    ("not done", "steps_not_done", "#b3152e"),
+    ("not applicable", "steps_not_applicable", "#8c96a3"),
+    ("needs manual attestation", "steps_manual", "#7a5cc0"),
+)
+MAX_CHART_HOSTS = 200  # bars per chart; every host is in the tables and fleet.csv
+
+
+def fleet_charts(rows: list[dict[str, Any]], steps: int) -> dict[str, Any]:
+    """The fleet page's bar charts (inline SVG, no script): hosts by verdict, findings by severity per host,
+    ED 21-02 ledger completeness per host. Hosts are drawn worst first."""
+    from markupsafe import Markup
+
+    from triage.report.svg import COLORS, bar_chart_svg
+
+    worst = sorted(rows, key=lambda r: (_verdict_rank(r["verdict"]), -r.get("indications", 0), r["host"].lower()))
+    shown = worst[:MAX_CHART_HOSTS]
+    verdicts = [(v, [(v, sum(1 for r in rows if r["verdict"] == v), c)]) for v, c in VERDICT_COLORS.items()]
+    severity = [
+        (r["host"], [(s, int(r["severity_counts"].get(s, 0)), COLORS[s]) for s in reversed(SEVERITIES)]) for r in shown
+    ]
+    ledger = [(r["host"], [(name, int(r[key]), color) for name, key, color in LEDGER_SEGMENTS]) for r in shown]
+    return {
+        "verdicts": Markup(bar_chart_svg("chart-verdicts", verdicts, title="hosts by verdict", unit="host(s)")),
+        "severity": Markup(
+            bar_chart_svg("chart-severity", severity, title="findings by severity per host", unit="finding(s)")
+        ),
+        "ledger": Markup(
+            bar_chart_svg(
+                "chart-ledger", ledger, title="ED 21-02 ledger per host", unit="step(s)", scale_max=max(steps, 1)
+            )
+        ),
+        "hidden": max(0, len(rows) - len(shown)),
+    }  # built by svg.py with every text escaped
+
+
+def _verdict_rank(verdict: str) -> int:
+    order = list(VERDICT_COLORS)
+    return order.index(verdict) if verdict in order else len(order)
 
 
 def fleet_csp(css: str) -> str:

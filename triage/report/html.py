@@ -24,27 +24,36 @@ from markupsafe import Markup
 
 from triage.finding import SEVERITIES
 from triage.report.cells import visible_controls
-from triage.report.context import ReportContext
-from triage.report.hosts import VERDICT_COMPROMISED, VERDICT_INSUFFICIENT, VERDICT_SUSPICIOUS, HostSummary
+from triage.report.context import ReportContext, parse_attributes
+from triage.report.coverage import analyzer_scopes
+from triage.report.hosts import (
+    VERDICT_COMPROMISED,
+    VERDICT_INSUFFICIENT,
+    VERDICT_SUSPICIOUS,
+    HostSummary,
+    indication_mask,
+)
 from triage.report.ledger import Ledger
 from triage.report.memtree import process_trees
-from triage.report.svg import timeline_svg
+from triage.report.sequence import STAGES, narrative_sequences
+from triage.report.svg import FILES_LANE, LANES, Timeline, build_timeline, lane_of, timeline_svg, width_name
 
 TEMPLATES = Path(__file__).parent / "templates"
+# the table shows what an analyst reads first: rule titles (the id on hover and in the detail), not rule ids
 SHOWN = [
     ("severity", "Severity", ""),
-    ("ts", "Time (UTC)", ""),
+    ("ts", "Time (UTC)", "nowrap"),
     ("host", "Host", ""),
-    ("analyzer", "Analyzer", ""),
-    ("rule_id", "Rule", ""),
-    ("title", "Title", "wrap"),
+    ("rule_title", "Rule", "wrap"),
+    ("title", "Finding", "wrap"),
     ("evidence_path", "Evidence", "path"),
-    ("cve", "CVE", ""),
-    ("ed2102_steps", "Steps", ""),
 ]
 DETAIL = [
+    "rule_id",
+    "analyzer",
     "finding_id",
-    "rule_title",
+    "cve",
+    "ed2102_steps",
     "message",
     "location",
     "evidence_id",
@@ -59,6 +68,7 @@ DETAIL = [
 # every embedded field: the table columns, then the detail rows (one list, so the two cannot drift)
 FINDING_FIELDS = [name for name, _, _ in SHOWN] + DETAIL
 TEXT_LIMIT = 4000  # per embedded field; the full text is in the data files
+MAX_ATTRIBUTES = 60  # key/value rows per finding; the rest are counted
 STATUS_CLASS = {"done": "done", "not done": "notdone", "not applicable": "na", "needs manual attestation": "manual"}
 RUN_STATUSES = ("success", "no_findings", "skipped", "error")
 
@@ -124,6 +134,10 @@ def findings_payload(ctx: ReportContext) -> dict[str, Any]:
             vals = s.astype(str).tolist()
         elif name == "host":
             vals = ctx.host_column.head(len(df)).tolist()
+        elif name == "rule_title":  # a rule without a title shows its id
+            vals = [_clip(v) for v in s.where(s.fillna("") != "", df["rule_id"]).astype(object).tolist()]
+        elif name == "attributes":
+            vals = [attribute_rows(v) for v in s.astype(object).tolist()]
         else:
             vals = [_clip(v) for v in s.astype(object).where(s.notna(), None).tolist()]
         cols.append(vals)
@@ -135,6 +149,52 @@ def findings_payload(ctx: ReportContext) -> dict[str, Any]:
         "rows": rows,
         "total": len(ctx.findings),
     }
+
+
+def attribute_rows(value: Any) -> list[list[str]]:
+    """A finding's attributes as ``[key, text]`` rows (nested values as compact JSON), each text clipped."""
+    if not isinstance(value, str) or not value:
+        return []
+    attrs = parse_attributes(value)
+    if not attrs:
+        return [["(raw)", _clip(value)]]
+    rows = []
+    for key, v in list(attrs.items())[:MAX_ATTRIBUTES]:
+        text = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+        rows.append([_clip(str(key)), _clip(text)])
+    if len(attrs) > MAX_ATTRIBUTES:
+        rows.append(["...", f"{len(attrs) - MAX_ATTRIBUTES} more attributes in findings.jsonl"])
+    return rows
+
+
+def finding_lanes(ctx: ReportContext) -> np.ndarray:
+    """The timeline lane of every finding: its evidence's kind, else the first kind its analyzer consumes."""
+    n = len(ctx.findings)
+    if not n:
+        return np.zeros(0, dtype=np.int8)
+    ev_codes, ev_names = ctx.factorized("evidence_id")
+    kinds = ctx.kind_of
+    ev_lane = np.array([lane_of(kinds[e]) if e in kinds else -1 for e in ev_names] + [-1], dtype=np.int8)
+    an_codes, an_names = ctx.factorized("analyzer")
+    scopes = analyzer_scopes()
+    an_lane = np.array(
+        [lane_of(scopes[a][0][0]) if a in scopes and scopes[a][0] else FILES_LANE for a in an_names] + [FILES_LANE],
+        dtype=np.int8,
+    )
+    lanes = ev_lane[ev_codes]  # code -1 picks the appended -1: unknown
+    return np.where(lanes >= 0, lanes, an_lane[an_codes]).astype(np.int8)
+
+
+def report_timeline(ctx: ReportContext) -> Timeline:
+    """The timeline of the report: every dated finding in its lane; the attack window from the detections."""
+    detection = indication_mask(ctx) & (ctx.severity_codes >= SEVERITIES.index("medium"))
+    return build_timeline(
+        ctx.findings["ts"],
+        finding_lanes(ctx),
+        ctx.severity_codes if len(ctx.findings) else np.zeros(0, dtype=np.int8),
+        detection,
+        marker=(ctx.directive.window_start, "ED 21-02 window start"),
+    )
 
 
 def rule_table(ctx: ReportContext) -> list[dict[str, Any]]:
@@ -279,6 +339,10 @@ def manifest_tables(ctx: ReportContext) -> dict[str, Any]:
     }
 
 
+def _utc(sec: int) -> str:
+    return pd.Timestamp(sec, unit="s", tz="UTC").strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _verdict_class(verdict: str) -> str:
     return {
         VERDICT_COMPROMISED: "compromised",
@@ -318,6 +382,7 @@ def render_html(
         d = s.as_dict()
         d["verdict_class"] = _verdict_class(s.verdict)
         d["tally"] = tally.get(host, {})
+        d["ledger"] = ledger.completeness(host) if host in tally else None
         hosts.append(d)
     matrix = []
     servers = [h for h in ctx.servers if h in tally]
@@ -329,12 +394,10 @@ def render_html(
         matrix.append(
             {"step": step.id, "title": step.title, "category": step.category, "statuses": statuses, "cisa": step.cisa}
         )
-    chart = timeline_svg(
-        df["ts"],
-        ctx.severity_codes if len(df) else np.zeros(0, dtype=np.int8),
-        marker=ctx.directive.window_start,
-        marker_label="ED 21-02 window start",
-    )
+    timeline = report_timeline(ctx)
+    payload = findings_payload(ctx)
+    shown_ids = {str(r[FINDING_FIELDS.index("finding_id")]) for r in payload["rows"]}
+    window = timeline.window
     context = {
         "csp": content_security_policy(css, js),
         "css": Markup(css),  # our own file, hashed into the CSP
@@ -364,8 +427,18 @@ def render_html(
             "completeness": {h: ledger.completeness(h) for h in servers},
             "paragraphs": ledger.paragraphs,
         },
-        "chart": Markup(chart),  # built by svg.py with every text escaped
-        "findings_json": script_json(findings_payload(ctx)),
+        "chart": Markup(timeline_svg(timeline)),  # built by svg.py with every text escaped
+        "timeline": {
+            "json": script_json(timeline.as_json()),
+            "lanes": [label for _, label, _ in LANES],
+            "window": [_utc(t) for t in window] if window else None,
+            "detections": [_utc(t) for t in timeline.detections] if timeline.detections else None,
+            "span": [_utc(t) for t in timeline.span] if timeline.span else None,
+            "width": width_name(timeline.sets[0].width) if timeline.sets else "",
+        },
+        "narratives": narrative_sequences(ctx, shown_ids),
+        "stages": STAGES,
+        "findings_json": script_json(payload),
         "findings_truncated": len(df) > shown,
         "findings_shown": shown,
         "finding_columns": SHOWN,

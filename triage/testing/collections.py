@@ -14,7 +14,7 @@ import secrets
 import struct
 import tempfile
 import zipfile
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -23,15 +23,26 @@ from triage.testing.volume import T0, to_kape, to_velociraptor
 ZIP_TIME = (2021, 3, 4, 10, 0, 0)
 
 
-def zip_tree(tree: str | os.PathLike[str], out: str | os.PathLike[str], *, prefix: str = "") -> Path:
-    """Zip every file under ``tree`` (names relative to it, under ``prefix``), deflated, as ``zip -r`` does."""
+def zip_tree(
+    tree: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    prefix: str = "",
+    date_time: tuple[int, int, int, int, int, int] | None = ZIP_TIME,
+) -> Path:
+    """Zip every file under ``tree`` (names relative to it, under ``prefix``), deflated, as ``zip -r`` does.
+
+    Members get ``date_time``, or with ``None`` each file's own modification time (UTC, in even seconds as the zip
+    format stores them), which is how a zip of a volume records the volume's file times.
+    """
     tree, out = Path(tree), Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(tree.rglob("*")):
             if path.is_file() and not path.is_symlink():
                 name = prefix + path.relative_to(tree).as_posix()
-                zf.writestr(zipfile.ZipInfo(name, date_time=ZIP_TIME), path.read_bytes(), zipfile.ZIP_DEFLATED)
+                when = date_time or datetime.fromtimestamp(path.stat().st_mtime, UTC).timetuple()[:6]
+                zf.writestr(zipfile.ZipInfo(name, date_time=when), path.read_bytes(), zipfile.ZIP_DEFLATED)
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import html
+import html.parser
 import io
 import json
 import re
@@ -170,3 +171,67 @@ def test_builder_builds_match_the_build_table() -> None:
     for product, cu, build, status in BUILDS:
         v = assess(build, set(), table)
         assert (v.product, v.cu, v.status) == (product, cu, status), build
+
+
+class _Segments(html.parser.HTMLParser):
+    """``chart id -> [(row, segment, count)]`` of the fleet page's bar charts."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.charts: dict[str, list[tuple[str, str, int]]] = {}
+        self._chart = ""
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "svg" and "bars" in a.get("class", ""):
+            self._chart = a["id"]
+            self.charts[self._chart] = []
+        elif tag == "rect" and "data-segment" in a:
+            self.charts[self._chart].append((a["data-row"], a["data-segment"], int(a["data-count"])))
+
+
+def test_fleet_bar_charts_count_what_the_host_cases_hold(hostile) -> None:
+    """Hosts by verdict, findings by severity per host and ledger steps per host, each bar checked against the
+    host cases' own files (findings.parquet, ledger.json), read here independently."""
+    import pandas as pd
+
+    out: Path = hostile["out"]
+    charts = _Segments((out / "fleet" / "fleet.html").read_text(encoding="utf-8")).charts
+    assert set(charts) == {"chart-verdicts", "chart-severity", "chart-ledger"}
+    doc = json.loads((out / "fleet" / "fleet.json").read_text(encoding="utf-8"))
+    verdicts: dict[str, int] = {}
+    for r in doc["hosts"]:
+        verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
+    assert {seg: n for _, seg, n in charts["chart-verdicts"]} == verdicts
+    names = {r["host"]: r["computer_name"] for r in doc["hosts"]}
+    for host in names:
+        case = out / "hosts" / host
+        df = pd.read_parquet(case / "report" / "findings.parquet")
+        want = {str(k): int(v) for k, v in df["severity"].astype(str).value_counts().items()}
+        got = {seg: n for row, seg, n in charts["chart-severity"] if row == host}
+        assert got == want, host
+        ledger = json.loads((case / "report" / "ledger.json").read_text(encoding="utf-8"))
+        steps: dict[str, int] = {}
+        for e in ledger["entries"]:
+            steps[e["status"]] = steps.get(e["status"], 0) + 1
+        assert {seg: n for row, seg, n in charts["chart-ledger"] if row == host} == steps, host
+
+
+def test_fleet_charts_draw_the_worst_hosts_first_and_bounded() -> None:
+    from triage.report.fleet import MAX_CHART_HOSTS, fleet_charts
+
+    def row(host: str, verdict: str, indications: int) -> dict:
+        counts = {"critical": indications, "high": 0, "medium": 0, "low": 0, "info": 3}
+        steps = {"steps_done": 10, "steps_not_done": 1, "steps_not_applicable": 2, "steps_manual": 24}
+        return {"host": host, "verdict": verdict, "indications": indications, "severity_counts": counts, **steps}
+
+    rows = [row(f"clean{i:03d}", "no indications found", 0) for i in range(MAX_CHART_HOSTS + 5)]
+    rows.append(row("ZZ-bad", "compromised", 7))
+    charts = fleet_charts(rows, 37)
+    assert charts["hidden"] == 6
+    first = _Segments(str(charts["severity"])).charts["chart-severity"][0]
+    assert first == ("ZZ-bad", "critical", 7)
+    verdict_bars = _Segments(str(charts["verdicts"])).charts["chart-verdicts"]
+    assert ("compromised", "compromised", 1) in verdict_bars
+    assert ("no indications found", "no indications found", MAX_CHART_HOSTS + 5) in verdict_bars

@@ -11,14 +11,13 @@ from html.parser import HTMLParser
 from report_support import EVIL_HOST, SCRIPT, SHELL_NAME
 
 from triage.report.html import script_json
-from triage.report.svg import timeline_bins, timeline_svg
 
 # every element the template itself writes; a hostile string that became markup would add others
 OUR_TAGS = {
     "html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "h3", "div", "nav", "a", "main",
     "noscript", "p", "section", "span", "dl", "dt", "dd", "strong", "ul", "li", "table", "thead", "tbody", "tr",
     "th", "td", "details", "summary", "em", "br", "label", "input", "select", "option", "script", "pre",
-    "svg", "line", "text", "rect",
+    "svg", "line", "text", "rect", "g", "button", "ol",
 }  # fmt: skip
 
 
@@ -32,7 +31,7 @@ class Tags(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append((tag, dict(attrs)))
         if tag in ("script", "style"):
-            self._in = tag + (":json" if dict(attrs).get("type") == "application/json" else "")
+            self._in = tag + (f":{dict(attrs).get('id')}" if dict(attrs).get("type") == "application/json" else "")
 
     def handle_endtag(self, tag: str) -> None:
         self._in = None
@@ -40,6 +39,14 @@ class Tags(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._in:
             self.data.setdefault(self._in, []).append(data)
+
+
+def _strings(value: object):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
 
 
 def _page(hostile_report) -> str:
@@ -74,15 +81,16 @@ def test_hostile_strings_stay_text(hostile_report) -> None:
     p.feed(page)
     assert {t for t, _ in p.tags} <= OUR_TAGS  # no <img>, <b>, <iframe> ... made from evidence
     scripts = [a for t, a in p.tags if t == "script"]
-    assert len(scripts) == 2 and scripts[0].get("type") == "application/json"
+    # the data blocks (findings, timeline) and one script of our own, last
+    assert [a.get("type") for a in scripts] == ["application/json", "application/json", None]
     assert "<img src=x" not in page and SCRIPT not in page and "<b>EVIL" not in page
     assert "&lt;img src=x onerror=alert(1)&gt;.aspx" in page  # shown, escaped (manifest source path)
     assert "&lt;b&gt;EVIL&lt;/b&gt;&#34;&#39;" in page  # the hostile host name as a card and ledger column
     # the embedded data cannot end its block, and decodes back to the exact strings
-    (raw,) = p.data["script:json"]
+    (raw,) = p.data["script:findings-data"]
     assert "<" not in raw and ">" not in raw and "&" not in raw
     data = json.loads(raw)
-    values = {v for row in data["rows"] for v in row if isinstance(v, str)}
+    values = set(_strings(data["rows"]))  # attributes are [key, value] rows
     assert any(SCRIPT in v for v in values)
     assert any("</script><!--<script>" in v for v in values)
     assert EVIL_HOST in values
@@ -97,21 +105,9 @@ def test_script_json_is_inert() -> None:
 
 def test_sections_and_truncation_notice(hostile_report) -> None:
     page = _page(hostile_report)
-    for anchor in ("verdicts", "ledger", "timeline", "findings", "rules", "runs", "manifest", "provenance"):
+    for anchor in ("verdicts", "ledger", "timeline", "narratives", "findings", "rules", "hosts", "runs", "manifest",
+                   "provenance"):  # fmt: skip
         assert f'<section id="{anchor}">' in page
     assert '<span class="verdict verdict-compromised">compromised</span>' in page
     assert "Custody head" in page and "signatures (built in)" in page
     assert "ValueError: &lt;script&gt;" in page  # the failed unit's message, escaped
-
-
-def test_timeline_bins_and_svg() -> None:
-    import numpy as np
-    import pandas as pd
-
-    ts = pd.Series(pd.to_datetime(["2021-03-01T00:10Z", "2021-03-01T00:20Z", "2021-03-03T05:00Z", None], utc=True))
-    ts = ts.astype("datetime64[us, UTC]")
-    name, width, _starts, counts = timeline_bins(ts, np.array([4, 0, 2, 3]))
-    assert name == "hour" and width == 3600 and counts.sum() == 3 and counts[0].tolist() == [1, 0, 0, 0, 1]
-    svg = timeline_svg(ts, np.array([4, 0, 2, 3]), marker=pd.Timestamp("2021-03-02T00:00Z"), marker_label="<x>")
-    assert svg.startswith("<svg") and "&lt;x&gt;" in svg and "<x>" not in svg
-    assert "No dated findings" in timeline_svg(ts.iloc[3:], np.array([0]))
