@@ -142,6 +142,6 @@ def test_no_rule_fires_on_benign_traffic(tmp_path: Path) -> None:
 def test_rule_yaml_documents_its_lists() -> None:
     # the lists moved to the shared indicator files (signatures/indicators/actors.yaml)
     doc = yaml.safe_load(indicator_path("actors.yaml").read_text())
-    assert set(doc["lists"]) == {"hafnium_ips", "crawler_ua_parts", "ecp_tool_ua_parts", "shell_names"}
+    assert set(doc["lists"]) == {"hafnium_ips", "crawler_ua_parts", "ecp_tool_ua_parts", "shell_names", "dump_tools"}
     assert pd.Series(doc["lists"]["hafnium_ips"]).is_unique
     assert "lists" not in yaml.safe_load(signature_path("exchange/weblog_indicators.yaml").read_text())
