@@ -270,20 +270,22 @@ def stages(selected: Sequence[type[Analyzer]]) -> list[list[type[Analyzer]]]:
 _UPSTREAM_FIELDS = ("analyzer", "analyzer_version", "evidence_id", "evidence_sha256", "fingerprint", "status")
 
 
-def _upstream(case: Case, cls: type[Analyzer]) -> str:
-    """A digest of what the analyzers ``cls`` runs after have done (empty when it declares none): per unit record,
-    which evidence it analysed, with which rules and options, how it ended and the sha256 of each side table."""
+def _upstream(case: Case, cls: type[Analyzer]) -> dict[str, str]:
+    """Per host, a digest of what the analyzers ``cls`` runs after have done for that host (empty when it declares
+    none): per unit record, which evidence it analysed, with which rules and options, how it ended and the sha256 of
+    each side table. Per host, so that adding another host to the case changes nothing of this one's units."""
     if not cls.after:
-        return ""
-    rows = sorted(
-        json.dumps(
-            [rec.get(k) for k in _UPSTREAM_FIELDS]
-            + sorted(str(o.get("sha256")) for o in rec.get("outputs") or [] if isinstance(o, dict)),
-            default=str,
+        return {}
+    rows: dict[str, list[str]] = {}
+    for _p, rec in unit_records(case.path, sorted(cls.after)):
+        rows.setdefault(str(rec.get("host") or ""), []).append(
+            json.dumps(
+                [rec.get(k) for k in _UPSTREAM_FIELDS]
+                + sorted(str(o.get("sha256")) for o in rec.get("outputs") or [] if isinstance(o, dict)),
+                default=str,
+            )
         )
-        for _p, rec in unit_records(case.path, sorted(cls.after))
-    )
-    return hashlib.sha256("\n".join(rows).encode()).hexdigest() if rows else "none"
+    return {host: hashlib.sha256("\n".join(sorted(r)).encode()).hexdigest() for host, r in rows.items()}
 
 
 @dataclass
@@ -327,7 +329,8 @@ def _plan(
             for host in sorted({r.source_host for r in rows}):
                 group = [r for r in rows if r.source_host == host and r.kind in cls.consumes]
                 if group:
-                    units.append((host_group(cls.name, host, group, upstream), group))
+                    after = upstream.get(host, "none") if cls.after else ""
+                    units.append((host_group(cls.name, host, group, after), group))
         todo: list[tuple[ManifestRow, list[ManifestRow] | None]] = []
         for row, members in units:
             summary.planned += 1

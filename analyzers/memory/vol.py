@@ -456,9 +456,10 @@ def run_plugin(
     if cache is not None and requirement:
         use = cache.store(ctx, f"{ppath}.{requirement}", location.as_uri(), use)
     unsatisfied = cls.unsatisfied(ctx, ppath)
-    if unsatisfied and cache is not None and use.get("status") == "hit":
-        # a cached configuration that no longer builds (a moved symbol file, another Volatility's layout):
-        # forget it and let automagic find everything again, once
+    layer = ctx.config.get(f"{ppath}.{requirement}.layer_name") if requirement else None
+    if unsatisfied and cache is not None and use.get("status") == "hit" and layer not in ctx.layers:
+        # the cached layers no longer build (another Volatility's layout, a damaged entry): forget the entry and
+        # let automagic find everything again, once
         with contextlib.suppress(OSError):
             cache.path.unlink()
         table = run_plugin(

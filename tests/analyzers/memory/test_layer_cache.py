@@ -71,7 +71,9 @@ def test_second_plugin_reuses_layers_and_symbols_and_a_change_misses(
 
     second = _run(image, "windows.pslist.PsList", syms, vol_cache, key)
     assert second["status"] == "hit" and second["key"] == first["key"]
-    assert counted == {"dtb_scan": 1, "pdb_search": 1}  # neither scan ran again
+    # no second DTB scan; the kernel search runs again only because this type-less table cannot build a kernel
+    # (on a full kernel neither runs again: test_vol_synthetic.py::test_layer_cache_serves_a_real_kernel...)
+    assert counted["dtb_scan"] == 1
 
     moved = tmp_path / "copy" / "EXCH01.raw"  # the same bytes elsewhere: a hit, read at the new path
     moved.parent.mkdir()

@@ -223,9 +223,27 @@ def test_memory_analyzer_derives_the_scenario(win: WinMemImage, tmp_path: Path) 
     assert [r["pid"] for r in tree["scan_only"]] == [hidden.pid]
 
 
-def test_layer_cache_serves_a_real_kernel_and_a_stale_entry_is_dropped(win: WinMemImage, tmp_path: Path) -> None:
+def test_layer_cache_serves_a_real_kernel_and_a_stale_entry_is_dropped(
+    win: WinMemImage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The kernel configuration cached by one plugin (layers, DTB, kernel offset, symbol table) builds the next
-    plugin's kernel with no stacker run, with the same rows; an entry that no longer builds is dropped once."""
+    plugin's kernel with no DTB scan and no kernel search, with the same rows; an entry that no longer builds is
+    dropped once."""
+    from volatility3.framework.automagic import pdbscan, windows
+
+    scans = {"dtb": 0, "kernel": 0}
+    stack, determine = windows.WindowsIntelStacker.stack.__func__, pdbscan.KernelPDBScanner.determine_valid_kernel
+
+    def counting_stack(cls, *a, **k):  # type: ignore[no-untyped-def]
+        scans["dtb"] += 1
+        return stack(cls, *a, **k)
+
+    def counting_determine(self, *a, **k):  # type: ignore[no-untyped-def]
+        scans["kernel"] += 1
+        return determine(self, *a, **k)
+
+    monkeypatch.setattr(windows.WindowsIntelStacker, "stack", classmethod(counting_stack))
+    monkeypatch.setattr(pdbscan.KernelPDBScanner, "determine_valid_kernel", counting_determine)
     key = vol.LayerKey("ab" * 32, "winmem")
     cache = tmp_path / "cache"
     first = vol.run_plugin(
@@ -242,6 +260,7 @@ def test_layer_cache_serves_a_real_kernel_and_a_stale_entry_is_dropped(win: WinM
     )
     assert cmd.layer_cache["status"] == "hit"
     assert {r["PID"] for r in cmd.rows} == {r["PID"] for r in first.rows}
+    assert scans == {"dtb": 1, "kernel": 1}  # only the first plugin scanned
 
     entry_file = next((cache / "layers").glob("*.json"))
     entry = json.loads(entry_file.read_text())
