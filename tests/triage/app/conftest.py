@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from triage.app.progress import TransferCount
+
 
 @dataclass
 class RecordingProgress:
@@ -20,6 +22,7 @@ class RecordingProgress:
     messages: list[tuple[int, str, str]] = field(default_factory=list)  # (level, text, source)
     unit_reports: dict[str, list[tuple[float, float, str]]] = field(default_factory=dict)  # unit -> reports
     units_finished: list[str] = field(default_factory=list)
+    transfers: dict[str, TransferCount] = field(default_factory=dict)  # transfer bar -> its counts
 
     @contextlib.contextmanager
     def bytes(self, description: str) -> Iterator[Callable[[int], None]]:
@@ -39,6 +42,12 @@ class RecordingProgress:
             self.last_units[description] = (done, total)
 
         yield update
+
+    @contextlib.contextmanager
+    def transfer(self, description: str) -> Iterator[TransferCount]:
+        self.bars.append(("transfer", description))
+        self.transfers[description] = count = TransferCount()
+        yield count
 
     def message(self, level: int, text: str, source: str = "triage") -> None:
         self.messages.append((level, text, source))
