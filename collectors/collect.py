@@ -264,22 +264,42 @@ def _pattern_base(pattern: str) -> list[str]:
 
 class _Turns:
     """Steps run by several threads, finished in plan order: a step's thread copies at once, then waits for its
-    turn (:meth:`wait`, through ``Case.row_gate``) before it writes its row or counts anything."""
+    turn (:meth:`wait`, through ``Case.row_gate``) before it writes its row or counts anything. Each turn is
+    handed to the next step alone (one event per ticket), never to every waiting thread at once."""
 
     def __init__(self) -> None:
-        self.cond = threading.Condition()
+        self.lock = threading.Lock()
+        self.events: dict[int, threading.Event] = {}
         self.next = 0
         self.aborted = False
         self.local = threading.local()
+        self._event(0).set()
+
+    def _event(self, ticket: int) -> threading.Event:
+        with self.lock:
+            ev = self.events.get(ticket)
+            if ev is None:
+                ev = self.events[ticket] = threading.Event()
+                if self.aborted:
+                    ev.set()
+            return ev
+
+    def _turn(self, ticket: int) -> None:
+        self._event(ticket).wait()
+        if self.aborted:
+            raise _Aborted
+
+    def _advance(self) -> None:
+        with self.lock:
+            self.events.pop(self.next, None)
+            self.next += 1
+        self._event(self.next).set()
 
     def wait(self) -> None:
         ticket = getattr(self.local, "ticket", None)
         if ticket is None or self.local.holding:
             return
-        with self.cond:
-            self.cond.wait_for(lambda: self.next == ticket or self.aborted)
-            if self.aborted:
-                raise _Aborted
+        self._turn(ticket)
         self.local.holding = True
 
     def run(self, ticket: int, fn: Callable[..., None], args: tuple[object, ...], kw: dict[str, object]) -> None:
@@ -288,24 +308,25 @@ class _Turns:
             fn(*args, **kw)
             self.wait()  # a step that wrote no row (already collected) still ends in its turn
         finally:
+            held = self.local.holding
             self.local.ticket = None
-            with self.cond:
-                self.next += 1
-                self.cond.notify_all()
+            if held or not self.aborted:
+                if not held:  # it failed before its turn: the steps before it still finish first
+                    self._event(ticket).wait()
+                self._advance()
 
     def main_turn(self, ticket: int) -> None:
-        with self.cond:
-            self.cond.wait_for(lambda: self.next == ticket)
+        self._turn(ticket)
 
     def main_done(self) -> None:
-        with self.cond:
-            self.next += 1
-            self.cond.notify_all()
+        self._advance()
 
     def abort(self) -> None:
-        with self.cond:
+        with self.lock:
             self.aborted = True
-            self.cond.notify_all()
+            events = list(self.events.values())
+        for ev in events:
+            ev.set()
 
 
 class _Aborted(Exception):
@@ -537,6 +558,7 @@ def _collect_volume(
                             parallel=m.node.on_disk and m.node.streams_fn is None,
                         )
                 for err in errors:
+                    log.warning("%s", err)
                     plan.attempt(
                         host=host,
                         kind=fam.kind,

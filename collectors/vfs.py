@@ -436,6 +436,9 @@ class Match:
     parts: tuple[str, ...]
 
 
+MAX_FOLDER_DEPTH = 64  # Windows paths (260 characters by default) stop far sooner: deeper is a loop or hostile
+
+
 def glob(root: VNode, pattern: str, *, errors: list[str] | None = None) -> Iterator[Match]:
     """Yield nodes under ``root`` matching a ``/``-separated, case-insensitive pattern.
 
@@ -452,6 +455,11 @@ def _glob(node: VNode, segs: list[str], prefix: tuple[str, ...], errors: list[st
         yield Match(node, prefix)
         return
     seg, rest = segs[0], segs[1:]
+    if len(prefix) >= MAX_FOLDER_DEPTH and node.kind == DIR:
+        # a folder that holds itself (a bind mount, a corrupt image index) would otherwise be walked forever
+        why = f"nested {len(prefix)} folders deep (a loop?); not walked further"
+        errors.append(f"{node.source_path}: cannot list: {why}")
+        return
     try:
         kids = node.children()
     except OSError as exc:

@@ -133,3 +133,37 @@ def test_rows_are_written_in_batches_but_each_has_its_event(tmp_path: Path, monk
     assert len(rows) > nfiles  # missing declared paths have rows too
     assert max(writes) > 50  # a batch held many rows, not one write per row
     assert sum(writes) == len(rows)
+
+
+def test_a_folder_that_holds_itself_is_walked_to_a_bound_with_a_recorded_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import collectors.vfs
+    from collectors.collect import collect_volume
+    from collectors.sources import Source
+    from collectors.vfs import DIR, FILE, VNode
+
+    monkeypatch.setattr(collectors.vfs, "MAX_FOLDER_DEPTH", 12)  # the bound itself, lowered to keep this quick
+
+    def looped(path: str, name: str = "again") -> VNode:  # a folder listing itself again (a bind mount of itself)
+        return VNode(
+            name=name,
+            kind=DIR,
+            source_path=path,
+            lister=lambda: [looped(f"{path}/again"), VNode(name="x.aspx", kind=FILE, source_path=f"{path}/x.aspx")],
+        )
+
+    web = looped("loop:/inetpub/wwwroot", "wwwroot")
+    wwwroot = VNode(name="inetpub", kind=DIR, source_path="loop:/inetpub", lister=lambda: [web])
+    root = VNode(name="", kind=DIR, source_path="loop:", lister=lambda: [wwwroot])
+    source = Source(location="loop", source_type="volume", drives={"C": root})
+    case = Case.create_or_open(tmp_path / "case", examiner="t")
+    with case.writer(), caplog.at_level("WARNING"):
+        stats = collect_volume(case, source, host="H")
+    case.close()
+    rows = _rows(tmp_path / "case")
+    loops = [r for r in rows if r["outcome"] == "failure" and "a loop?" in r["details"]]
+    assert len(loops) >= 1 and stats.failures >= len(loops)
+    assert any("a loop?" in m for m in caplog.messages)
+    # the walk stopped at the bound: nothing deeper was planned, and the command did not hang or crash
+    assert max(r["source_path"].count("/again") for r in rows) <= 12
