@@ -18,6 +18,7 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
     TaskID,
     TextColumn,
@@ -40,20 +41,17 @@ class ConsoleLogHandler(logging.Handler):
             self.handleError(record)
 
 
+def _bytes_bar(enabled: bool, *middle: ProgressColumn, last: ProgressColumn) -> Progress:
+    """A transient bar on :data:`stderr` (none unless it is a terminal): spinner, description, ``middle``, bytes,
+    speed, ``last``."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), *middle, DownloadColumn(), TransferSpeedColumn())
+    return Progress(*columns, last, console=stderr, transient=True, disable=not (enabled and stderr.is_terminal))
+
+
 @contextlib.contextmanager
 def byte_progress(description: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """A bytes-copied counter with speed; yields an ``advance(n)`` callback."""
-    enabled = enabled and stderr.is_terminal
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeElapsedColumn(),
-        console=stderr,
-        transient=True,
-        disable=not enabled,
-    ) as prog:
+    with _bytes_bar(enabled, last=TimeElapsedColumn()) as prog:
         task = prog.add_task(description, total=None)
         yield lambda n: prog.advance(task, n)
 
@@ -94,19 +92,7 @@ class TransferBar:
 @contextlib.contextmanager
 def transfer_progress(description: str, enabled: bool = True) -> Iterator[TransferBar]:
     """Files and bytes of a planned copy with their totals, rate and time left; yields a :class:`TransferBar`."""
-    enabled = enabled and stderr.is_terminal
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[files]}"),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=stderr,
-        transient=True,
-        disable=not enabled,
-    ) as prog:
+    with _bytes_bar(enabled, BarColumn(), TextColumn("{task.fields[files]}"), last=TimeRemainingColumn()) as prog:
         bar = TransferBar(prog, prog.add_task(description, total=None, files=""))
         yield bar
         bar.push(force=True)

@@ -62,6 +62,23 @@ class RecordingProgress:
         return [t for lv, t, _ in self.messages if level is None or lv == level]
 
 
+@contextlib.contextmanager
+def console_logger(name: str) -> Iterator[logging.Logger]:
+    """A logger that prints through the bars' console only (:class:`triage.progress.ConsoleLogHandler`)."""
+    from triage.progress import ConsoleLogHandler
+
+    handler = ConsoleLogHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield logger
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
+
+
 @pytest.fixture
 def progress() -> RecordingProgress:
     return RecordingProgress()

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import io
-import logging
 import threading
 from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-import triage.progress
 from triage.cli import ConsoleProgress, main
 from triage.errors import ExitCode
 from triage.testing.volume import VolumeSpec, build_volume
 
-
-def _terminal(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
-    buf = io.StringIO()
-    monkeypatch.setattr(triage.progress, "stderr", Console(file=buf, force_terminal=True, width=160))
-    return buf
+from .conftest import console_logger
+from .test_unit_progress import _terminal
 
 
 def test_the_bar_shows_files_and_bytes_of_their_totals(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,12 +29,7 @@ def test_the_bar_shows_files_and_bytes_of_their_totals(monkeypatch: pytest.Monke
 
 def test_log_lines_from_copy_threads_print_whole_above_the_bar(monkeypatch: pytest.MonkeyPatch) -> None:
     err = _terminal(monkeypatch)
-    handler = triage.progress.ConsoleLogHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("triage.test_collect_progress")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
+    with console_logger("triage.test_collect_progress") as logger:
         with ConsoleProgress().transfer("collecting") as meter:
             meter.plan(4, 4096)
 
@@ -57,9 +45,6 @@ def test_log_lines_from_copy_threads_print_whole_above_the_bar(monkeypatch: pyte
         text = err.getvalue()
         for i in range(4):  # each line whole, on a line of its own
             assert f"WARNING triage.test_collect_progress: cannot read file{i}{'x' * 150}\n" in text
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
 
 
 def test_triage_collect_draws_totals_on_stderr_only(
