@@ -131,7 +131,10 @@ def row_digest(row: dict[str, Any]) -> str:
 def ts_from_epoch(value: float | None) -> str | None:
     if value is None:
         return None
-    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    when = datetime.fromtimestamp(value, UTC)
+    if when.year < 1000:  # strftime does not pad the year to four digits: the text stays as it always was
+        return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.isoformat(timespec="microseconds")[:-6] + "Z"  # the same text at a third of the cost
 
 
 _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
