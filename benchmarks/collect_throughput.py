@@ -1,13 +1,13 @@
 """Collection throughput: the ``triage collect`` command against ``cp -a`` + ``hashdeep -c md5,sha256 -r``.
 
-Builds a synthetic Exchange volume padded with many small web files (default 6,000) and a few 64 MiB
-logs, then runs, in alternating rounds, whole processes over it: the baseline (``cp -a`` of the tree,
-then ``hashdeep -c md5,sha256 -r`` over it; without hashdeep, ``md5sum`` and ``sha256sum``, the same
-two hashes) and ``triage collect VOL --case C`` (copy, both hashes, manifest, custody log, read-only,
-final sync). Per round the ratio baseline / triage is taken (above 1: triage is faster); the median is
-printed with the MB/s of each. The page cache is warm for both alike. Machines here are noisy: read
-ratios, not absolute times.
-Usage: python benchmarks/collect_throughput.py [--mib 256] [--small 6000] [--rounds 3]
+Two shapes of a synthetic Exchange volume, each timed in alternating rounds of whole processes: ``small``, a
+web root of many small files (default 6,000 of 1-16 KiB) beside a few IIS/HttpProxy logs, and ``big``, a few
+64 MiB logs. The baseline is ``cp -a`` of the tree, then ``hashdeep -c md5,sha256 -r`` over the copy (without
+hashdeep, ``md5sum`` and ``sha256sum``: the same two hashes); triage is ``triage collect VOL --case C`` (walk,
+copy, both hashes, manifest, custody log, read-only, final sync). Per round the ratio baseline / triage is
+taken (above 1: triage is faster); the median is printed with the MB/s of each. The page cache is warm for
+both alike. Machines here are noisy: read ratios, not absolute times.
+Usage: python benchmarks/collect_throughput.py [--shape small|big|both] [--small 6000] [--mib 256] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from triage.testing.volume import VolumeSpec, build_volume
 
 
 def pad_volume(vol: Path, mib: int, small: int, seed: int = 7) -> int:
+    """Add ``small`` web files of 1-16 KiB, then 64 MiB logs up to ``mib`` MiB in all; returns the bytes added."""
     rng = random.Random(seed)
     logs = vol / "Program Files/Microsoft/Exchange Server/V15/Logging/HttpProxy/Owa"
     web = vol / "inetpub/wwwroot/aspnet_client/system_web/4_0_30319"
@@ -38,7 +39,7 @@ def pad_volume(vol: Path, mib: int, small: int, seed: int = 7) -> int:
         data = rng.randbytes(rng.randint(1024, 16384))
         (web / f"f{i:05d}.js").write_bytes(data)
         total += len(data)
-    big = max(1, (mib << 20) - total)
+    big = max(0, (mib << 20) - total)
     per = 64 << 20
     i = 0
     while big > 0:  # 64 MiB log files
@@ -47,6 +48,20 @@ def pad_volume(vol: Path, mib: int, small: int, seed: int = 7) -> int:
         big -= n
         total += n
         i += 1
+    return total
+
+
+def shape_volume(vol: Path, shape: str, small: int = 6000, mib: int = 256) -> int:
+    """``small``: a web root of ``small`` files plus 8 IIS logs of 1 MiB; ``big``: ``mib`` MiB of 64 MiB logs."""
+    if shape == "big":
+        return pad_volume(vol, mib, 0)
+    total = pad_volume(vol, 0, small)
+    iis = vol / "inetpub/logs/LogFiles/W3SVC1"
+    iis.mkdir(parents=True, exist_ok=True)
+    for day in range(1, 9):
+        data = os.urandom(1 << 20)
+        (iis / f"u_ex21030{day}.log").write_bytes(data)
+        total += len(data)
     return total
 
 
@@ -111,22 +126,25 @@ def measure(vol: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mib", type=int, default=256)
-    ap.add_argument("--small", type=int, default=6000)
+    ap.add_argument("--shape", choices=("small", "big", "both"), default="both")
+    ap.add_argument("--small", type=int, default=6000, help="files of the small shape")
+    ap.add_argument("--mib", type=int, default=256, help="MiB of the big shape")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(prefix="triage-bench-", dir=os.environ.get("TMPDIR")) as tmp:
-        work = Path(tmp)
-        vol = build_volume(work / "vol", VolumeSpec(compromised=True))
-        size = pad_volume(vol, args.mib, args.small)
-        nfiles = sum(len(f) for _, _, f in os.walk(vol))
-        m = measure(vol, work, args.rounds)
-        mb = size / 1e6
-        print(f"tree: {nfiles} files, {mb:,.1f} MB; {args.rounds} alternating rounds")
-        print(f"  {m['baseline_label']:<28} {m['baseline_s']:8.2f} s {mb / m['baseline_s']:9.1f} MB/s")
-        print(f"  {'triage collect':<28} {m['triage_s']:8.2f} s {mb / m['triage_s']:9.1f} MB/s")
-        ratios = ", ".join(f"{x:.2f}" for x in m["rounds"]["ratio"])
-        print(f"ratio baseline / triage (median of per-round ratios): {m['ratio']:.2f}x ({ratios}); target >= 0.9x")
+    for shape in ("small", "big") if args.shape == "both" else (args.shape,):
+        with tempfile.TemporaryDirectory(prefix="triage-bench-", dir=os.environ.get("TMPDIR")) as tmp:
+            work = Path(tmp)
+            vol = build_volume(work / "vol", VolumeSpec(compromised=True))
+            shape_volume(vol, shape, args.small, args.mib)
+            nfiles = sum(len(f) for _, _, f in os.walk(vol))
+            size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(vol) for f in fs)
+            m = measure(vol, work, args.rounds)
+            mb = size / 1e6
+            print(f"{shape}: {nfiles} files, {mb:,.1f} MB; {args.rounds} alternating rounds")
+            print(f"  {m['baseline_label']:<28} {m['baseline_s']:8.2f} s {mb / m['baseline_s']:9.1f} MB/s")
+            print(f"  {'triage collect':<28} {m['triage_s']:8.2f} s {mb / m['triage_s']:9.1f} MB/s")
+            ratios = ", ".join(f"{x:.2f}" for x in m["rounds"]["ratio"])
+            print(f"  ratio baseline / triage (median of per-round ratios): {m['ratio']:.2f}x ({ratios}); target 0.9x")
     return 0
 
 

@@ -403,28 +403,32 @@ def bench_collect(s: Suite, args: argparse.Namespace, work: Path) -> None:
 
     from triage.testing.volume import VolumeSpec, build_volume
 
-    vol = build_volume(work / "collect-vol", VolumeSpec(compromised=True))
-    size = m.pad_volume(vol, args.collect_mib, args.collect_small)
-    nfiles = sum(len(f) for _, _, f in os.walk(vol))
-    s.log(f"collect: {nfiles} files, {size / 1e6:.0f} MB")
-    (work / "collect-scratch").mkdir()
-    r = m.measure(vol, work / "collect-scratch", max(1, args.repeat))
-    mb = size / 1e6
-    s.add(
-        Row(
-            "collect",
-            "triage collect (copy + sha256 + md5 + manifest + custody)",
-            mb / r["triage_s"],
-            "MB/s",
-            r["baseline_label"],
-            mb / r["baseline_s"],
-            r["ratio"],
-            target(r["ratio"], 0.9, ">= 0.9x"),
-            f"whole commands, median of per-round ratios; {nfiles} files, {mb:.0f} MB, warm page cache",
+    # two shapes: a web root of thousands of small files (per-file cost) and a few big logs (bytes per second)
+    for shape in ("small", "big"):
+        vol = build_volume(work / "collect-vol", VolumeSpec(compromised=True))
+        m.shape_volume(vol, shape, args.collect_small, args.collect_mib)
+        nfiles = sum(len(f) for _, _, f in os.walk(vol))
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(vol) for f in fs)
+        s.log(f"collect {shape}: {nfiles} files, {size / 1e6:.0f} MB")
+        (work / "collect-scratch").mkdir()
+        r = m.measure(vol, work / "collect-scratch", max(1, args.repeat))
+        mb = size / 1e6
+        s.add(
+            Row(
+                "collect",
+                f"triage collect, {'small files' if shape == 'small' else 'big files'} "
+                "(copy + sha256 + md5 + manifest + custody)",
+                mb / r["triage_s"],
+                "MB/s",
+                r["baseline_label"],
+                mb / r["baseline_s"],
+                r["ratio"],
+                target(r["ratio"], 0.9, ">= 0.9x"),
+                f"whole commands, median of per-round ratios; {nfiles} files, {mb:.0f} MB, warm page cache",
+            )
         )
-    )
-    shutil.rmtree(work / "collect-vol", ignore_errors=True)
-    shutil.rmtree(work / "collect-scratch", ignore_errors=True)
+        shutil.rmtree(work / "collect-vol", ignore_errors=True)
+        shutil.rmtree(work / "collect-scratch", ignore_errors=True)
 
 
 def bench_image(s: Suite, args: argparse.Namespace, work: Path) -> None:
@@ -926,8 +930,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--yara-mb", type=int, default=4, help="MiB of each of the 6 large files of the YARA scan")
     g.add_argument("--memory-mb", type=int, default=512, help="MiB of the raw memory image")
     g.add_argument("--findings", type=int, default=100_000, help="findings of the report benchmark")
-    g.add_argument("--collect-mib", type=int, default=64, help="MiB of the collected tree")
-    g.add_argument("--collect-small", type=int, default=6000, help="small files in the collected tree")
+    g.add_argument("--collect-mib", type=int, default=256, help="MiB of the big-files collection")
+    g.add_argument("--collect-small", type=int, default=6000, help="files of the small-files collection")
     g.add_argument("--image-mb", type=int, default=32, help="MiB of padding on the disk image's C: volume")
     g.add_argument("--image-formats", default="raw,e01", help="image formats: raw,e01,vhdx,vmdk")
     g.add_argument("--hosts", type=int, default=20, help="hosts of the synthetic fleet")

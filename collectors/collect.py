@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import os
 import re
 import stat
 import tempfile
+import threading
 import zipfile
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collectors.families import Family, load_families
 from collectors.hostinfo import computer_name, exchange_root
@@ -27,6 +31,9 @@ from triage.formats.recognize import (
     recognize_path,
 )
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, open_source
+
+if TYPE_CHECKING:
+    from triage.app.progress import Transfer
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +115,35 @@ def is_examinable(row: ManifestRow) -> bool:
     return row.kind not in NOT_EXAMINABLE_KINDS
 
 
-Progress = Callable[[int], None]
+PLAN_MAX = 100_000  # files planned at most before copying them: a huge tree is planned and copied in parts
+COPY_THREADS = int(os.environ.get("TRIAGE_COPY_THREADS", "4"))  # threads copying small files (1: one at a time)
+COPY_WINDOW = 256  # steps handed to the copy threads ahead of the one being finished
+PARALLEL_MAX = 4 << 20  # larger files are copied one at a time (their own hashing already runs in threads)
+
+
+def _advance(progress: Transfer | None) -> Callable[[int], None] | None:
+    return progress.advance if progress is not None else None
+
+
+def _done(progress: Transfer | None, skipped: int = 0) -> None:
+    """One planned file is over (``skipped``: its bytes, when an earlier run already stored it)."""
+    if progress is not None:
+        if skipped:
+            progress.advance(skipped)
+        progress.file_done()
+
+
+def _gate(case: Case) -> None:
+    """Wait for this step's turn when copies run in threads (rows and counts keep the plan's order)."""
+    if case.row_gate is not None:
+        case.row_gate()
+
+
+def _listed_size(path: str) -> int:
+    try:
+        return os.lstat(path).st_size
+    except OSError:  # gone since it was listed: its failure row says so when its turn comes
+        return 0
 
 
 def _store_node(
@@ -122,12 +157,14 @@ def _store_node(
     parts: tuple[str, ...],
     source: Source,
     stats: CollectStats,
-    progress: Progress | None,
+    progress: Transfer | None,
 ) -> None:
     if node.kind == FILE:
         prior = case.already_collected(host, node.source_path, node.size, node.mtime)
         if prior is not None:
+            _gate(case)
             stats.already(prior)
+            _done(progress, node.size or 0)  # planned, found done by an earlier run
             return
         extra = _node_extra(node) or {}
         record = source.tool_records.get((drive, "/".join(parts).casefold())) if source.tool_records else None
@@ -149,11 +186,14 @@ def _store_node(
             expected_size=node.size,
             extra=extra or None,
             algos=(*DEFAULT_ALGOS, "sha1") if record is not None and record.get("sha1") else DEFAULT_ALGOS,
-            progress=progress,
+            progress=_advance(progress),
         )
+        _done(progress)
         if node.streams_fn is not None:
             # alternate data streams (images only): each one its own artifact, ``name:stream``, kind 'file'
             for stream in node.streams_fn():
+                if progress is not None:  # found only now: the totals grow
+                    progress.plan(1, stream.size or 0)
                 _store_node(
                     case,
                     stream,
@@ -167,6 +207,7 @@ def _store_node(
                     progress=progress,
                 )
     else:
+        _done(progress)
         reason = node.detail or f"not a regular file ({node.kind})"
         if node.kind == UNSAFE:
             reason = node.detail
@@ -221,17 +262,191 @@ def _pattern_base(pattern: str) -> list[str]:
     return base
 
 
+class _Turns:
+    """Steps run by several threads, finished in plan order: a step's thread copies at once, then waits for its
+    turn (:meth:`wait`, through ``Case.row_gate``) before it writes its row or counts anything. Each turn is
+    handed to the next step alone (one event per ticket), never to every waiting thread at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.events: dict[int, threading.Event] = {}
+        self.next = 0
+        self.aborted = False
+        self.local = threading.local()
+        self._event(0).set()
+
+    def _event(self, ticket: int) -> threading.Event:
+        with self.lock:
+            ev = self.events.get(ticket)
+            if ev is None:
+                ev = self.events[ticket] = threading.Event()
+                if self.aborted:
+                    ev.set()
+            return ev
+
+    def _turn(self, ticket: int) -> None:
+        self._event(ticket).wait()
+        if self.aborted:
+            raise _Aborted
+
+    def _advance(self) -> None:
+        with self.lock:
+            self.events.pop(self.next, None)
+            self.next += 1
+        self._event(self.next).set()
+
+    def wait(self) -> None:
+        ticket = getattr(self.local, "ticket", None)
+        if ticket is None or self.local.holding:
+            return
+        self._turn(ticket)
+        self.local.holding = True
+
+    def run(self, ticket: int, fn: Callable[..., None], args: tuple[object, ...], kw: dict[str, object]) -> None:
+        self.local.ticket, self.local.holding = ticket, False
+        try:
+            fn(*args, **kw)
+            self.wait()  # a step that wrote no row (already collected) still ends in its turn
+        finally:
+            held = self.local.holding
+            self.local.ticket = None
+            if held or not self.aborted:
+                if not held:  # it failed before its turn: the steps before it still finish first
+                    self._event(ticket).wait()
+                self._advance()
+
+    def main_turn(self, ticket: int) -> None:
+        self._turn(ticket)
+
+    def main_done(self) -> None:
+        self._advance()
+
+    def abort(self) -> None:
+        with self.lock:
+            self.aborted = True
+            events = list(self.events.values())
+        for ev in events:
+            ev.set()
+
+
+class _Aborted(Exception):
+    """The plan stopped (an error or Ctrl-C in another step): a waiting step writes nothing."""
+
+
+class _Deferred:
+    """The progress of a step run by a worker thread: bytes are counted here and passed on in the step's turn."""
+
+    def __init__(self, progress: Transfer) -> None:
+        self.progress, self.pending = progress, 0
+
+    def plan(self, files: int, nbytes: int) -> None:
+        self.progress.plan(files, nbytes)
+
+    def advance(self, nbytes: int) -> None:
+        self.pending += nbytes
+
+    def file_done(self) -> None:
+        self.progress.advance(self.pending)
+        self.pending = 0
+        self.progress.file_done()
+
+
+class _Plan:
+    """A collection's steps in their order, walked before any is run, so the progress knows the files and bytes
+    to copy before the first copy (a tree of more than :data:`PLAN_MAX` files is planned and run in parts).
+
+    Small files of folders on disk are copied by :data:`COPY_THREADS` threads (the copy, the hashes and the
+    file system's create latency overlap); rows, custody events and counts are still written one by one in plan
+    order, so the manifest is the same as a sequential run's."""
+
+    def __init__(self, case: Case, stats: CollectStats, progress: Transfer | None) -> None:
+        self.case, self.stats, self.progress = case, stats, progress
+        self.steps: list[tuple[Callable[..., None], tuple[object, ...], dict[str, object], bool]] = []
+        self.files = self.bytes = 0
+
+    def copy(
+        self, size: int | None, fn: Callable[..., None], *args: object, parallel: bool = False, **kw: object
+    ) -> None:
+        """A file to copy (``size``: as listed; the copy records what it read); ``parallel``: safe in a thread."""
+        self.steps.append((fn, args, kw, parallel and (size or 0) < PARALLEL_MAX))
+        self.files += 1
+        self.bytes += size or 0
+        if self.files >= PLAN_MAX:
+            self.run()
+
+    def attempt(self, **kw: object) -> None:
+        """A row that stores nothing (missing, empty, failure), in its place among the copies."""
+        self.steps.append((self._attempt, (), kw, False))
+
+    def _attempt(self, **kw: object) -> None:
+        self.stats.add(self.case.record_attempt(**kw))  # type: ignore[arg-type]
+
+    def run(self) -> None:
+        steps, self.steps = self.steps, []
+        if self.progress is not None and self.files:
+            self.progress.plan(self.files, self.bytes)
+        self.files = self.bytes = 0
+        if COPY_THREADS < 2 or sum(1 for step in steps if step[3]) < 2:
+            for fn, args, kw, _ in steps:
+                fn(*args, **kw)
+            return
+        self.case.already_collected("", "", None, None)  # the indexes are built here, not in a worker
+        _stored_index(self.case)
+        turns = _Turns()
+        inflight: collections.deque[Future[None]] = collections.deque()
+        pool = ThreadPoolExecutor(COPY_THREADS, thread_name_prefix="triage-copy")
+        self.case.row_gate = turns.wait
+        try:
+            for ticket, (fn, args, kw, parallel) in enumerate(steps):
+                if parallel:
+                    if self.progress is not None:
+                        kw = {**kw, "progress": _Deferred(self.progress)}
+                    inflight.append(pool.submit(turns.run, ticket, fn, args, kw))
+                    while len(inflight) > COPY_WINDOW:
+                        inflight.popleft().result()
+                    continue
+                turns.main_turn(ticket)
+                while inflight:  # all done by now: their errors surface in order
+                    inflight.popleft().result()
+                try:
+                    fn(*args, **kw)
+                finally:
+                    turns.main_done()
+            while inflight:
+                inflight.popleft().result()
+        except BaseException:
+            turns.abort()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.case.row_gate = None
+
+
 def collect_volume(
     case: Case,
     source: Source,
     *,
     host: str | None,
     families: list[Family] | None = None,
-    progress: Progress | None = None,
+    progress: Transfer | None = None,
     stats: CollectStats | None = None,
 ) -> CollectStats:
-    """Collect every declared family from each drive of a volume-like source."""
+    """Collect every declared family from each drive of a volume-like source: the declared paths are walked
+    first (the plan: files and bytes to copy, missing and unreadable paths), then copied in that order."""
     stats = stats or CollectStats()
+    with case.batch():
+        return _collect_volume(case, source, host=host, families=families, progress=progress, stats=stats)
+
+
+def _collect_volume(
+    case: Case,
+    source: Source,
+    *,
+    host: str | None,
+    families: list[Family] | None,
+    progress: Transfer | None,
+    stats: CollectStats,
+) -> CollectStats:
     families = families if families is not None else load_families()
     if not source.drives:
         raise ValueError(f"{source.location}: no volume found in this source ({'; '.join(source.notes)})")
@@ -269,6 +484,7 @@ def collect_volume(
             )
     ex = None
     claimed: set[str] = set()
+    plan = _Plan(case, stats, progress)
     for fam in families:
         roots: list[tuple[str, VNode, str]] = []
         for pattern in fam.paths:
@@ -287,7 +503,7 @@ def collect_volume(
                         detail=ex.detail,
                     )
                 if ex.parts is None:
-                    row = case.record_attempt(
+                    plan.attempt(
                         host=host,
                         kind=fam.kind,
                         outcome="missing",
@@ -298,7 +514,6 @@ def collect_volume(
                         family=fam.name,
                         details=f"Exchange install root not found: {ex.detail}",
                     )
-                    stats.add(row)
                     continue
                 pattern = pattern.replace("%ExchangeInstallPath%", "/".join(ex.parts))
                 roots.append((ex.drive, source.drives[ex.drive], pattern))
@@ -327,7 +542,9 @@ def collect_volume(
                         if m.node.source_path in claimed:
                             continue
                         claimed.add(m.node.source_path)
-                        _store_node(
+                        plan.copy(
+                            m.node.size if m.node.kind == FILE else 0,
+                            _store_node,
                             case,
                             m.node,
                             host=host,
@@ -338,20 +555,20 @@ def collect_volume(
                             source=source,
                             stats=stats,
                             progress=progress,
+                            parallel=m.node.on_disk and m.node.streams_fn is None,
                         )
                 for err in errors:
-                    stats.add(
-                        case.record_attempt(
-                            host=host,
-                            kind=fam.kind,
-                            outcome="failure",
-                            source_path=err.split(": cannot list")[0],
-                            collector=COLLECTOR,
-                            collector_version=COLLECTOR_VERSION,
-                            details=err,
-                            source_type=source.source_type,
-                            family=fam.name,
-                        )
+                    log.warning("%s", err)
+                    plan.attempt(
+                        host=host,
+                        kind=fam.kind,
+                        outcome="failure",
+                        source_path=err.split(": cannot list")[0],
+                        collector=COLLECTOR,
+                        collector_version=COLLECTOR_VERSION,
+                        details=err,
+                        source_type=source.source_type,
+                        family=fam.name,
                     )
                 if not found and not errors and not optional:
                     base = _pattern_base(group[0])
@@ -359,19 +576,18 @@ def collect_volume(
                     exists = node is not None and node.kind == DIR and group[0].endswith("**")
                     outcome = "empty" if exists else "missing"
                     details = "folder exists but holds no files" if exists else "no file matches this path"
-                    stats.add(
-                        case.record_attempt(
-                            host=host,
-                            kind=fam.kind,
-                            outcome=outcome,
-                            source_path=f"{drive}:/{group[0]}",
-                            collector=COLLECTOR,
-                            collector_version=COLLECTOR_VERSION,
-                            details=details,
-                            source_type=source.source_type,
-                            family=fam.name,
-                        )
+                    plan.attempt(
+                        host=host,
+                        kind=fam.kind,
+                        outcome=outcome,
+                        source_path=f"{drive}:/{group[0]}",
+                        collector=COLLECTOR,
+                        collector_version=COLLECTOR_VERSION,
+                        details=details,
+                        source_type=source.source_type,
+                        family=fam.name,
                     )
+    plan.run()
     record_source_failures(case, source, host=host, stats=stats)
     return stats
 
@@ -422,9 +638,10 @@ def store_once(case: Case, opener: Callable[[], object], **kw: object) -> Manife
     if prior is not None and kw.get("storage", "copy") == "copy" and size is not None and prior.size == size:
         try:
             with opener() as fh:  # type: ignore[attr-defined]
-                _, digests = copy_hashing(fh, None, ("sha256",))
+                _, digests = copy_hashing(fh, None, ("sha256",), kw.get("progress"))  # type: ignore[arg-type]
         except OSError:
             digests = {}
+        _gate(case)
         if digests.get("sha256") == prior.sha256:
             extra = dict(kw.get("extra") or {})  # type: ignore[call-overload]
             extra["duplicate_of"] = prior.artifact_id
@@ -510,7 +727,7 @@ def _collect_nested(
     host: str | None,
     origin: str,
     link: str | None,
-    progress: Progress | None,
+    progress: Transfer | None,
     stats: CollectStats,
 ) -> bool:
     """Collect a container found among loose artifacts; True when the container itself should be kept too.
@@ -542,7 +759,7 @@ def collect_source(
     host: str | None,
     kind: str | None = None,
     link: str | None = None,
-    progress: Progress | None = None,
+    progress: Transfer | None = None,
     stats: CollectStats | None = None,
 ) -> CollectStats:
     """Collect whatever a source holds: drives (declared families), loose files, container members."""
@@ -578,13 +795,27 @@ def collect_files(
     host: str | None,
     kind: str | None = None,
     link: str | None = None,
-    progress: Progress | None = None,
+    progress: Transfer | None = None,
     stats: CollectStats | None = None,
 ) -> CollectStats:
     """Collect loose files, container members and memory images (``link``: None to copy, 'reference' or
     'hardlink'). Each file's kind comes from its bytes (``triage.formats.recognize``), its name breaking ties;
     containers among them (zips, disk images) are opened in place and collected like any source."""
     stats = stats or CollectStats()
+    with case.batch():
+        return _collect_files(case, source, host=host, kind=kind, link=link, progress=progress, stats=stats)
+
+
+def _collect_files(
+    case: Case,
+    source: Source,
+    *,
+    host: str | None,
+    kind: str | None,
+    link: str | None,
+    progress: Transfer | None,
+    stats: CollectStats,
+) -> CollectStats:
     # containers first: a volume or collection inside one names the host that the loose files then share
     given = host
     recs: dict[int, Recognition] = {}
@@ -631,6 +862,10 @@ def collect_files(
     for origin, rec, reason in failed:
         stats.add(_container_failure(case, host, origin, rec, reason, source))
     base = source.location if source.source_type == "files" and os.path.isdir(source.location) else None
+    if progress is not None:  # the totals before the first copy (the sources listed these files already)
+        files = [p for p in source.files if id(p) not in done]
+        members = [n for _, n in source.members if id(n) not in done and n.kind == FILE]
+        progress.plan(len(files) + len(members), sum(map(_listed_size, files)) + sum(n.size or 0 for n in members))
     for path in source.files:
         if id(path) in done:
             continue
@@ -648,6 +883,7 @@ def collect_files(
         if k == "container":  # not opened (--as files): kept as it is
             k = "suspicious_file"
         if problem:  # reading a fifo would block forever; links are never followed
+            _done(progress)
             row = case.record_attempt(
                 host=host,
                 kind=k,
@@ -664,6 +900,7 @@ def collect_files(
         prior = case.already_collected(host, path, st.st_size, st.st_mtime)
         if prior is not None:
             stats.already(prior)
+            _done(progress, st.st_size)
             continue
         storage = link or "copy"
         parts = ["memory" if k == "memory_image" else "loose", *Path(rel).parts]
@@ -684,8 +921,9 @@ def collect_files(
             storage=storage,
             reference_path=path if storage != "copy" else None,
             extra=loose_rec.as_extra() if loose_rec is not None else None,
-            progress=progress,
+            progress=_advance(progress),
         )
+        _done(progress)
         stats.add(row)
         source.stored_loose += 1
     for parts_in, node in source.members:
@@ -728,7 +966,7 @@ def _collect_member(
     host: str,
     kind: str | None,
     rec: Recognition | None,
-    progress: Progress | None,
+    progress: Transfer | None,
     stats: CollectStats,
 ) -> None:
     """One loose member of a container (a zip of loose artifacts)."""
@@ -750,6 +988,7 @@ def _collect_member(
     prior = case.already_collected(host, node.source_path, node.size, node.mtime)
     if prior is not None:
         stats.already(prior)
+        _done(progress, node.size or 0)
         return
     k = kind or (rec.kind if rec else guess_kind(node.name))
     if k == "container":
@@ -769,7 +1008,8 @@ def _collect_member(
         atime=node.atime,
         expected_size=node.size,
         extra=rec.as_extra() if rec is not None else None,
-        progress=progress,
+        progress=_advance(progress),
     )
+    _done(progress)
     stats.add(row)
     source.stored_loose += 1

@@ -46,6 +46,7 @@ class VNode:
     # image file systems only: facts for the manifest row (NTFS times, MFT entry) and alternate data streams
     extra_fn: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
     streams_fn: Callable[[], list[VNode]] | None = field(default=None, repr=False)
+    on_disk: bool = False  # a plain file of a folder on disk: opened by path, safe to copy from several threads
 
     def children(self) -> list[VNode]:
         """The entries of a directory (cached; listing errors surface as OSError)."""
@@ -84,7 +85,7 @@ def _disk_node(path: str, name: str, st: os.stat_result, decode: Callable[[str],
     if stat.S_ISDIR(mode):
         return VNode(kind=DIR, lister=lambda: _list_disk(path, decode), **common)
     if stat.S_ISREG(mode):
-        return VNode(kind=FILE, size=st.st_size, opener=lambda: open_source(path), **common)
+        return VNode(kind=FILE, size=st.st_size, opener=lambda: open_source(path), on_disk=True, **common)
     return VNode(kind=OTHER, detail="not a regular file (device, fifo or socket)", **common)
 
 
@@ -435,6 +436,9 @@ class Match:
     parts: tuple[str, ...]
 
 
+MAX_FOLDER_DEPTH = 64  # Windows paths (260 characters by default) stop far sooner: deeper is a loop or hostile
+
+
 def glob(root: VNode, pattern: str, *, errors: list[str] | None = None) -> Iterator[Match]:
     """Yield nodes under ``root`` matching a ``/``-separated, case-insensitive pattern.
 
@@ -451,6 +455,11 @@ def _glob(node: VNode, segs: list[str], prefix: tuple[str, ...], errors: list[st
         yield Match(node, prefix)
         return
     seg, rest = segs[0], segs[1:]
+    if len(prefix) >= MAX_FOLDER_DEPTH and node.kind == DIR:
+        # a folder that holds itself (a bind mount, a corrupt image index) would otherwise be walked forever
+        why = f"nested {len(prefix)} folders deep (a loop?); not walked further"
+        errors.append(f"{node.source_path}: cannot list: {why}")
+        return
     try:
         kids = node.children()
     except OSError as exc:

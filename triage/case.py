@@ -9,7 +9,6 @@ command; :meth:`Case.recover` cleans up after one that was killed.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import hashlib
 import json
@@ -17,6 +16,7 @@ import logging
 import os
 import re
 import stat
+import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from triage import TOOL_NAME, __version__
-from triage.custody import CustodyLog, canonical, kill_point, strict_json, utcnow
+from triage.custody import MAX_BATCH, CustodyLog, canonical, kill_point, strict_json, utcnow
 from triage.errors import CollectionFailed, IntegrityError, UsageError
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, hash_file, sha256_bytes
 from triage.results import unit_records
@@ -41,6 +41,13 @@ CASE_DIRS = ("evidence", "results", "report", "runs")
 WRITE_ERROR = "write error: "  # prefix of a failure row's details when the case, not the source, failed
 _CREATING = re.compile(r"^(\.lock|\.case\.json\.tmp-\d+)$")  # what a case being created holds at first
 _PART = re.compile(r"^\..*\.part-\d+$")
+READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
+# exclusive: never over an existing name, nor through a symlink planted there
+CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+BATCH_ROWS = MAX_BATCH  # rows (and custody events) held before a batch is written
+BATCH_BYTES = 1 << 20  # manifest bytes held before a batch is written
+BATCH_SECONDS = 1.0  # a batch is never older than this when the next row comes
+BIG_FILE = 16 << 20  # a copy this large first writes the batch held so far (its rows would wait for it)
 
 
 def _being_created(entry: Path) -> bool:
@@ -55,16 +62,19 @@ def _being_created(entry: Path) -> bool:
 
 
 class _CaseWriter:
-    """Wraps the evidence copy's file so an error writing to the case is told apart from a read error."""
+    """Writes the evidence copy to its descriptor, telling an error writing to the case apart from a read error."""
 
-    def __init__(self, fh: BinaryIO) -> None:
-        self.fh = fh
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
 
     def write(self, data: bytes | memoryview, /) -> object:
         try:
-            return self.fh.write(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view) :]
         except OSError as exc:
             raise _WriteFailed(exc) from exc
+        return len(data)
 
 
 class _WriteFailed(Exception):
@@ -121,7 +131,10 @@ def row_digest(row: dict[str, Any]) -> str:
 def ts_from_epoch(value: float | None) -> str | None:
     if value is None:
         return None
-    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    when = datetime.fromtimestamp(value, UTC)
+    if when.year < 1000:  # strftime does not pad the year to four digits: the text stays as it always was
+        return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.isoformat(timespec="microseconds")[:-6] + "Z"  # the same text at a third of the cost
 
 
 _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
@@ -180,6 +193,15 @@ class Case:
         self._manifest_fd: int | None = None
         self.write_failures: list[str] = []  # files this command could not write into the case
         self._folders: set[Path] = set()  # evidence folders this process made (or found) already
+        # rows written in batches inside batch(): (row, manifest line); flushed before any other custody event
+        self._pending: list[tuple[ManifestRow, bytes]] = []
+        self._pending_bytes = 0
+        self._pending_since = 0.0
+        self._batching = 0
+        self.custody.before_append = self.flush_rows
+        # set by a caller copying in several threads: store() calls it once the bytes are copied, before the row
+        # (it waits there for the thread's turn, so rows, events and counts keep the order of the plan)
+        self.row_gate: Callable[[], None] | None = None
 
     def sync(self) -> None:
         """Make everything written so far durable: evidence copies, manifest and custody log.
@@ -187,14 +209,18 @@ class Case:
         Copies are not fsynced one by one (that halves collection speed); one sync at the end of
         a command covers them, and ``verify`` catches anything a crash before it lost.
         """
+        self.flush_rows()
         if self._manifest_fd is not None:
             os.fsync(self._manifest_fd)
         os.sync()
         self.custody.sync()
 
     def __del__(self) -> None:
-        # a Case dropped without close() (tests, library use) still releases its handles; the data
-        # was flushed line by line, only the final fsync is skipped
+        # a Case dropped without close() (tests, library use) still releases its handles; rows held in a
+        # batch are written, only the final fsync is skipped
+        if getattr(self, "_pending", None):
+            with contextlib.suppress(Exception):
+                self.flush_rows()
         fd = getattr(self, "_manifest_fd", None)
         if fd is not None:
             os.close(fd)
@@ -425,6 +451,7 @@ class Case:
     def manifest_lines(self) -> Iterator[tuple[int, ManifestRow | None, str]]:
         """Every manifest line: (line number, row or None, why it is not a row). Strict: duplicated keys,
         unknown or missing fields, wrong types and a partial last line are errors."""
+        self.flush_rows()
         try:
             fh = open(self.manifest_path, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
@@ -471,13 +498,49 @@ class Case:
             }
         return self._manifest_index
 
-    def _write_row(self, row: ManifestRow) -> None:
-        """Append the row (one write on an O_APPEND descriptor), then its custody event.
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Write manifest rows and their custody events in batches while inside (a collection).
 
-        A failure here means the case cannot be written (full disk): CollectionFailed, counted.
+        Each row keeps its own chained custody event; a batch costs one manifest write, one custody write and
+        one head update. Rows are written before their events, and every batch before any other custody event,
+        so a kill at any point leaves what :meth:`recover` repairs and ``verify`` reports as incomplete: copies
+        without rows (removed and collected again on resume), rows without events (recorded then).
         """
-        as_dict = row.as_dict()
-        data = (json.dumps(as_dict, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8", "backslashreplace")
+        self._batching += 1
+        try:
+            yield
+        finally:
+            self._batching -= 1
+            if not self._batching:
+                self.flush_rows()
+
+    def _write_row(self, row: ManifestRow) -> None:
+        """Queue the row (manifest line, then its custody event); written now unless inside :meth:`batch`.
+
+        A failure writing means the case cannot be written (full disk): CollectionFailed, counted.
+        """
+        line = json.dumps(row.as_dict(), ensure_ascii=False, sort_keys=True) + "\n"
+        data = line.encode("utf-8", "backslashreplace")
+        if not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending.append((row, data))
+        self._pending_bytes += len(data)
+        if self._manifest_index is not None and row.outcome in ("success", "empty"):
+            self._manifest_index[(row.source_host, row.source_path)] = row
+        if (
+            not self._batching
+            or len(self._pending) >= BATCH_ROWS
+            or self._pending_bytes >= BATCH_BYTES
+            or time.monotonic() - self._pending_since >= BATCH_SECONDS
+        ):
+            self.flush_rows()
+
+    def flush_rows(self) -> None:
+        """Write the queued rows: one append to the manifest, then their custody events in one append."""
+        if not self._pending:
+            return
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
         try:
             with self.custody.locked():
                 if self._manifest_fd is None:
@@ -486,7 +549,7 @@ class Case:
                     self._manifest_fd = os.open(
                         self.manifest_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
                     )
-                view = memoryview(data)
+                view = memoryview(b"".join(data for _, data in pending))
                 try:
                     while view:
                         view = view[os.write(self._manifest_fd, view) :]
@@ -494,15 +557,15 @@ class Case:
                     os.close(self._manifest_fd)  # reopened (and the cut line removed) on the next row
                     self._manifest_fd = None
                     raise
-                kill_point("row")
-                self.custody.append("collect", **_collect_event(row))
+                for _ in pending:
+                    kill_point("row")
+                self.custody.append_many("collect", [_collect_event(row) for row, _ in pending])
         except OSError as exc:
-            self.write_failures.append(f"{row.source_path}: {exc.strerror or exc}")
+            self.write_failures.extend(f"{row.source_path}: {exc.strerror or exc}" for row, _ in pending)
             raise CollectionFailed(
-                f"cannot write to the case {self.path} ({exc.strerror or exc}) while recording {row.source_path}"
+                f"cannot write to the case {self.path} ({exc.strerror or exc}) while recording "
+                f"{pending[0][0].source_path}" + (f" and {len(pending) - 1} more" if len(pending) > 1 else "")
             ) from exc
-        if self._manifest_index is not None and row.outcome in ("success", "empty"):
-            self._manifest_index[(row.source_host, row.source_path)] = row
 
     @staticmethod
     def new_id(host: str, source_path: str, salt: str = "") -> str:
@@ -565,49 +628,37 @@ class Case:
                 return
             folder = folder.parent
 
-    def _place(self, tmp: Path, dest: Path) -> Path:
-        """Move the finished copy to ``dest`` without ever replacing a file (a hard link fails if the name
-        exists; another name is then chosen). File systems without hard links fall back to a rename
-        checked under the case lock."""
-        while True:
-            try:
-                os.link(tmp, dest, follow_symlinks=False)
-            except FileExistsError:
-                dest = self._dest_free(dest)
-                continue
-            except OSError as exc:
-                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
-                    raise
-                with self.custody.locked():
-                    dest = self._dest_free(dest)
-                    os.rename(tmp, dest)
-                return dest
-            os.unlink(tmp)
-            return dest
-
-    @staticmethod
-    def _dest_free(dest: Path) -> Path:
-        n, stem, suffix, cand = 1, dest.stem, dest.suffix, dest
-        while cand.exists() or cand.is_symlink():
-            n += 1
-            cand = dest.with_name(f"{stem}~{n}{suffix}")
-        return cand
-
-    def _dest(self, host: str, kind: str, logical_parts: list[str]) -> Path:
+    def _dest(self, host: str, kind: str, logical_parts: list[str], *, probe: bool = True) -> Path:
+        """Where an artifact goes; ``probe``: the first free name (``name~2.ext`` ...), else the name itself
+        (:meth:`_create` then finds a free one by creating it)."""
         parts = [safe_component(p) for p in logical_parts if p not in ("", ".")]
         if not parts:
             raise ValueError("empty logical path")
-        base = self.path / "evidence" / safe_host(host) / safe_component(kind)
-        dest = base.joinpath(*parts)
-        # the components are sanitised, but prove the result stays inside the case anyway
-        if os.path.commonpath([os.path.abspath(dest), os.path.abspath(base)]) != os.path.abspath(base):
+        # the components are sanitised (no separator, never . or ..): prove the result stays inside the case anyway
+        if any(p in ("", ".", "..") or "/" in p or "\0" in p for p in parts):
             raise ValueError(f"refusing path outside the case: {logical_parts!r}")
+        dest = self.path.joinpath("evidence", safe_host(host), safe_component(kind), *parts)
+        if not probe:
+            return dest
         n = 1
         stem, suffix = dest.stem, dest.suffix
         while os.path.lexists(dest):  # a dangling symlink counts as taken
             n += 1
             dest = dest.with_name(f"{stem}~{n}{suffix}")
         return dest
+
+    def _create(self, dest: Path) -> tuple[int, Path]:
+        """Create ``dest`` (or ``name~2.ext`` ... when taken) exclusively, read-only; (descriptor, path)."""
+        n, stem, suffix, cand = 1, dest.stem, dest.suffix, dest
+        while True:
+            try:
+                return os.open(cand, CREATE_FLAGS, READ_ONLY), cand
+            except FileExistsError:  # a file, a folder or a dangling symlink: never written through
+                n += 1
+                cand = dest.with_name(f"{stem}~{n}{suffix}")
+            except FileNotFoundError:  # the folder went away since it was made here: make it again
+                cand.parent.mkdir(parents=True, exist_ok=True)
+                return os.open(cand, CREATE_FLAGS, READ_ONLY), cand
 
     def store(
         self,
@@ -660,33 +711,40 @@ class Case:
         folder: Path | None = None
         case_side = True  # until the source is opened, an OSError is the case's (mkdir, temp file)
         try:
-            dest = self._dest(host, kind, logical_parts)
-            folder = dest.parent
-            if folder not in self._folders:  # made once per collection, not once per file
-                folder.mkdir(parents=True, exist_ok=True)
-                self._folders.add(folder)
             if storage == "copy":
-                tmp = dest.with_name(f".{dest.name[:200]}.part-{os.getpid()}")
-                try:
-                    out = open(tmp, "xb")  # noqa: SIM115 (closed by the with below)
-                except FileNotFoundError:  # the folder went away since it was made here: make it again
+                if expected_size is not None and expected_size >= BIG_FILE:
+                    self.flush_rows()  # the rows held so far are not kept waiting for a long copy
+                dest = self._dest(host, kind, logical_parts, probe=False)
+                folder = dest.parent
+                if folder not in self._folders:  # made once per collection, not once per file
                     folder.mkdir(parents=True, exist_ok=True)
-                    out = open(tmp, "xb")  # noqa: SIM115
-                with out:
+                    self._folders.add(folder)
+                # written under its final name, created exclusively (never over another file) and read-only from
+                # the start; a kill before its row leaves a copy that recover() removes and the resumed collect
+                # stores again under the same name
+                fd, dest = self._create(dest)
+                tmp = dest
+                try:
                     case_side = False
                     with opener() as src:
-                        size, digests = copy_hashing(src, _CaseWriter(out), algos, progress, expected_size)
+                        size, digests = copy_hashing(src, _CaseWriter(fd), algos, progress, expected_size)
                     case_side = True
-                kill_point("copy")
-                os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-                if mtime is not None:
-                    os.utime(tmp, (atime if atime is not None else mtime, mtime))
-                dest = self._place(tmp, dest)
+                    kill_point("copy")
+                    os.fchmod(fd, READ_ONLY)  # exact, whatever the umask
+                    if mtime is not None:
+                        os.utime(fd, (atime if atime is not None else mtime, mtime))
+                finally:
+                    os.close(fd)
                 tmp = None
                 kill_point("placed")
                 relpath = dest.relative_to(self.path).as_posix()
             elif storage in ("reference", "hardlink"):
                 assert reference_path is not None
+                dest = self._dest(host, kind, logical_parts)
+                folder = dest.parent
+                if folder not in self._folders:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    self._folders.add(folder)
                 if storage == "hardlink":
                     case_side = False  # EXDEV and friends say the mode does not fit, not that the case is full
                     os.link(reference_path, dest, follow_symlinks=False)
@@ -709,17 +767,16 @@ class Case:
                         )
                         + "\n"
                     )
-                    os.chmod(pointer, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+                    os.chmod(pointer, READ_ONLY)
                     base["extra"]["reference_path"] = reference_path
             else:
                 raise ValueError(f"unknown storage mode {storage!r}")
         except (OSError, ValueError, _WriteFailed) as exc:
-            if tmp is not None:
-                try:
-                    os.chmod(tmp, stat.S_IWUSR | stat.S_IRUSR)
+            if tmp is not None:  # the copy this call created, never another file
+                with contextlib.suppress(OSError):
                     tmp.unlink()
-                except OSError:
-                    pass
+            if self.row_gate is not None:
+                self.row_gate()
             if folder is not None:
                 self._prune_empty(folder)  # folders made for this copy alone: verify flags empty ones
             details = f"{type(exc).__name__}: {exc}"
@@ -731,6 +788,8 @@ class Case:
             row = ManifestRow(outcome="failure", details=details, **base)
             self._write_row(row)
             return row
+        if self.row_gate is not None:
+            self.row_gate()
         details = ""
         outcome = "success" if size else "empty"
         if expected_size is not None and size != expected_size:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from triage.app.attest import AttestSummary
+    from triage.app.progress import Transfer
     from triage.app.timeline import TimelineSummary
     from triage.progress import UnitBars
     from triage.report.fleet import FleetReport
@@ -352,6 +353,11 @@ class ConsoleProgress:
         from triage.progress import byte_progress
 
         return byte_progress(description, enabled=not self.quiet)
+
+    def transfer(self, description: str) -> AbstractContextManager[Transfer]:
+        from triage.progress import transfer_progress
+
+        return transfer_progress(description, enabled=not self.quiet)
 
     @contextlib.contextmanager
     def units(self, description: str) -> Iterator[Callable[[int, int], None]]:

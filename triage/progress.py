@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
@@ -17,10 +18,12 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
     TransferSpeedColumn,
 )
 
@@ -38,22 +41,61 @@ class ConsoleLogHandler(logging.Handler):
             self.handleError(record)
 
 
+def _bytes_bar(enabled: bool, *middle: ProgressColumn, last: ProgressColumn) -> Progress:
+    """A transient bar on :data:`stderr` (none unless it is a terminal): spinner, description, ``middle``, bytes,
+    speed, ``last``."""
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), *middle, DownloadColumn(), TransferSpeedColumn())
+    return Progress(*columns, last, console=stderr, transient=True, disable=not (enabled and stderr.is_terminal))
+
+
 @contextlib.contextmanager
 def byte_progress(description: str, enabled: bool = True) -> Iterator[Callable[[int], None]]:
     """A bytes-copied counter with speed; yields an ``advance(n)`` callback."""
-    enabled = enabled and stderr.is_terminal
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeElapsedColumn(),
-        console=stderr,
-        transient=True,
-        disable=not enabled,
-    ) as prog:
+    with _bytes_bar(enabled, last=TimeElapsedColumn()) as prog:
         task = prog.add_task(description, total=None)
         yield lambda n: prog.advance(task, n)
+
+
+class TransferBar:
+    """The :class:`triage.app.progress.Transfer` of a rich bar: files and bytes done of their totals, rate, time
+    left. Counts are pushed to the bar at most every 0.1 s (a collection of small files calls thousands of times)."""
+
+    def __init__(self, prog: Progress, task: TaskID) -> None:
+        self._prog, self._task = prog, task
+        self.files_total = self.bytes_total = self.files_done = self.bytes_done = 0
+        self._pushed = 0.0
+
+    def plan(self, files: int, nbytes: int) -> None:
+        self.files_total += files
+        self.bytes_total += nbytes
+        self.push(force=True)
+
+    def advance(self, nbytes: int) -> None:
+        self.bytes_done += nbytes
+        self.push()
+
+    def file_done(self) -> None:
+        self.files_done += 1
+        self.push()
+
+    def push(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._pushed < 0.1:
+            return
+        self._pushed = now
+        # the byte total never trails what was read (a file that grew while it was copied)
+        total = max(self.bytes_total, self.bytes_done)
+        files = f"{self.files_done:,}/{self.files_total:,} files"
+        self._prog.update(self._task, total=total or None, completed=self.bytes_done, files=files)
+
+
+@contextlib.contextmanager
+def transfer_progress(description: str, enabled: bool = True) -> Iterator[TransferBar]:
+    """Files and bytes of a planned copy with their totals, rate and time left; yields a :class:`TransferBar`."""
+    with _bytes_bar(enabled, BarColumn(), TextColumn("{task.fields[files]}"), last=TimeRemainingColumn()) as prog:
+        bar = TransferBar(prog, prog.add_task(description, total=None, files=""))
+        yield bar
+        bar.push(force=True)
 
 
 class UnitBars:

@@ -72,3 +72,48 @@ def test_removed_middle_event_and_garbage_line(tmp_path: Path) -> None:
     assert "2:chain broken" in text
     assert "sequence number 3 where 2 was expected" in text
     assert "4:line is not valid JSON" in text
+
+
+def _head_back_to(log: CustodyLog, event: dict) -> None:
+    """What a kill between a batch's write and its head update leaves: the head names the event before it."""
+    (log.path.parent / "custody.head").write_text(json.dumps({"seq": event["seq"], "hash": event["hash"]}).ljust(128))
+
+
+def test_a_batch_is_chained_event_by_event_in_one_write(tmp_path: Path) -> None:
+    log = _log(tmp_path, 2)
+    batch = log.append_many("collect", [{"artifact_id": f"B{i}"} for i in range(5)])
+    events = list(log.events())
+    assert [e["seq"] for e in events] == [1, 2, 3, 4, 5, 6, 7]
+    assert [e["details"]["artifact_id"] for e in events[2:]] == [f"B{i}" for i in range(5)] == [
+        e["details"]["artifact_id"] for e in batch
+    ]
+    assert log.verify() == (7, [])
+    assert json.loads((tmp_path / "custody.head").read_text())["seq"] == 7
+
+
+def test_head_behind_by_one_batch_is_caught_up(tmp_path: Path) -> None:
+    log = _log(tmp_path, 2)
+    before = list(log.events())[-1]
+    log.append_many("collect", [{"artifact_id": f"B{i}"} for i in range(6)])
+    log.close()
+    _head_back_to(log, before)
+    assert "custody.head names event 2" in log.verify()[1][0].problem
+    fresh = CustodyLog(tmp_path, actor="examiner2")
+    repairs = fresh.prepare()
+    assert [(r["what"], r["seq"]) for r in repairs] == [("head caught up with the last whole event", 8)]
+    count, problems = fresh.verify()
+    assert (count, problems) == (9, [])  # the 8 events and the repair event that records the catch-up
+    fresh.close()
+
+
+def test_head_behind_events_of_several_actions_is_left_for_verify(tmp_path: Path) -> None:
+    log = _log(tmp_path, 2)
+    before = list(log.events())[-1]
+    log.append_many("collect", [{"artifact_id": "B0"}, {"artifact_id": "B1"}])
+    log.append("collect_end")
+    log.close()
+    _head_back_to(log, before)  # three events, two actions: not one batch cut short, so never blessed
+    fresh = CustodyLog(tmp_path, actor="examiner2")
+    assert fresh.prepare() == []
+    assert "custody.head names event 2" in fresh.verify()[1][0].problem
+    fresh.close()

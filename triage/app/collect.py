@@ -158,7 +158,8 @@ def _collect_locked(
                 record_image(
                     case, src, host=request.host, verify=request.verify_image, stats=stats, progress=advance
                 )
-    with progress.bytes("collecting") as advance:
+    # the sources are walked before they are copied: the display shows files and bytes of their totals and an ETA
+    with progress.transfer("collecting") as meter, case.batch():
         for src in sources:
             progress.message(logging.INFO, f"collecting {src.location} ({src.source_type})")
             named = plan.host_for(src) or request.host  # HOST=PATH names this source's host
@@ -176,7 +177,7 @@ def _collect_locked(
                     progress.message(
                         logging.ERROR, f"{src.location}: nothing found in this {src.source_type} source ({why})"
                     )
-                collect_source(case, src, host=named, kind=request.kind, link=link, progress=advance, stats=stats)
+                collect_source(case, src, host=named, kind=request.kind, link=link, progress=meter, stats=stats)
             finally:
                 src.close()
     failures = len(case.write_failures)

@@ -13,6 +13,22 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 
+class Transfer(Protocol):
+    """A copy whose totals are known ahead (a collection walks its sources first): files and bytes done of total."""
+
+    def plan(self, files: int, nbytes: int) -> None:
+        """Add to the totals, before the copies they count start (called again when more is found)."""
+        ...
+
+    def advance(self, nbytes: int) -> None:
+        """Bytes copied (or found already collected)."""
+        ...
+
+    def file_done(self) -> None:
+        """One planned file is over, stored or not."""
+        ...
+
+
 class Progress(Protocol):
     """Progress bars and messages of one application-layer call."""
 
@@ -22,6 +38,11 @@ class Progress(Protocol):
 
     def units(self, description: str) -> AbstractContextManager[Callable[[int, int], None]]:
         """A done/total counter; the context yields ``update(done, total)``."""
+        ...
+
+    def transfer(self, description: str) -> AbstractContextManager[Transfer]:
+        """Files and bytes done of their planned totals, with rate and time left; the context yields a
+        :class:`Transfer`."""
         ...
 
     def message(self, level: int, text: str, source: str = "triage") -> None:
@@ -43,6 +64,23 @@ def unit_key(analyzer: str, evidence_id: str) -> str:
     return f"{analyzer} {evidence_id}"
 
 
+class TransferCount:
+    """A :class:`Transfer` that counts: totals and done so far (what a display shows, what tests check)."""
+
+    def __init__(self) -> None:
+        self.files_total = self.bytes_total = self.files_done = self.bytes_done = 0
+
+    def plan(self, files: int, nbytes: int) -> None:
+        self.files_total += files
+        self.bytes_total += nbytes
+
+    def advance(self, nbytes: int) -> None:
+        self.bytes_done += nbytes
+
+    def file_done(self) -> None:
+        self.files_done += 1
+
+
 class NullProgress:
     """Shows nothing and says nothing."""
 
@@ -53,6 +91,10 @@ class NullProgress:
     @contextlib.contextmanager
     def units(self, description: str) -> Iterator[Callable[[int, int], None]]:
         yield lambda done, total: None
+
+    @contextlib.contextmanager
+    def transfer(self, description: str) -> Iterator[Transfer]:
+        yield TransferCount()
 
     def message(self, level: int, text: str, source: str = "triage") -> None:
         pass

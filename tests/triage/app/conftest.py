@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from triage.app.progress import TransferCount
+
 
 @dataclass
 class RecordingProgress:
@@ -20,6 +22,7 @@ class RecordingProgress:
     messages: list[tuple[int, str, str]] = field(default_factory=list)  # (level, text, source)
     unit_reports: dict[str, list[tuple[float, float, str]]] = field(default_factory=dict)  # unit -> reports
     units_finished: list[str] = field(default_factory=list)
+    transfers: dict[str, TransferCount] = field(default_factory=dict)  # transfer bar -> its counts
 
     @contextlib.contextmanager
     def bytes(self, description: str) -> Iterator[Callable[[int], None]]:
@@ -40,6 +43,12 @@ class RecordingProgress:
 
         yield update
 
+    @contextlib.contextmanager
+    def transfer(self, description: str) -> Iterator[TransferCount]:
+        self.bars.append(("transfer", description))
+        self.transfers[description] = count = TransferCount()
+        yield count
+
     def message(self, level: int, text: str, source: str = "triage") -> None:
         self.messages.append((level, text, source))
 
@@ -51,6 +60,23 @@ class RecordingProgress:
 
     def texts(self, level: int | None = None) -> list[str]:
         return [t for lv, t, _ in self.messages if level is None or lv == level]
+
+
+@contextlib.contextmanager
+def console_logger(name: str) -> Iterator[logging.Logger]:
+    """A logger that prints through the bars' console only (:class:`triage.progress.ConsoleLogHandler`)."""
+    from triage.progress import ConsoleLogHandler
+
+    handler = ConsoleLogHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield logger
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
 
 
 @pytest.fixture

@@ -42,8 +42,10 @@ def test_collect_analyze_report_verify_through_the_app_layer(
     assert collected.case_id == "CASE-APP" and collected.stats.hosts == {"EXCH01"}
     assert dict(collected.stats.kinds) == KINDS
     assert collected.as_dict()["case"] == str(case) and collected.as_dict()["kinds"] == KINDS
-    assert ("bytes", "collecting") in progress.bars
-    assert progress.advanced["collecting"] == collected.stats.bytes > 0
+    assert ("transfer", "collecting") in progress.bars
+    meter = progress.transfers["collecting"]
+    assert meter.bytes_done == meter.bytes_total == collected.stats.bytes > 0
+    assert meter.files_done == meter.files_total == collected.stats.files
     assert f"collecting {vol} (volume)" in progress.texts(logging.INFO)
 
     analyzed = app.analyze(_analyze(case), progress)

@@ -17,7 +17,7 @@ from triage import app, registry
 from triage.cli import ConsoleProgress, main
 from triage.errors import ExitCode
 
-from .conftest import RecordingProgress
+from .conftest import RecordingProgress, console_logger
 
 PLUGIN = '''
 """pacer: a slow unit that says how far it is."""
@@ -137,12 +137,7 @@ def test_the_cli_shows_a_units_progress_on_stderr_only(
 
 def test_log_lines_go_through_the_bars_console(monkeypatch: pytest.MonkeyPatch) -> None:
     err = _terminal(monkeypatch)
-    handler = triage.progress.ConsoleLogHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    logger = logging.getLogger("triage.test_unit_progress")
-    logger.addHandler(handler)
-    logger.propagate = False
-    try:
+    with console_logger("triage.test_unit_progress") as logger:
         shown = ConsoleProgress()
         with shown.units("analyzing") as update:
             update(0, 2)
@@ -153,6 +148,3 @@ def test_log_lines_go_through_the_bars_console(monkeypatch: pytest.MonkeyPatch) 
         text = err.getvalue()
         assert "pacer w1: [bold]scan[/] 25%" in text
         assert f"WARNING triage.test_unit_progress: a [red]warning[/] {'x' * 200}\n" in text
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = True
