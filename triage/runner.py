@@ -30,7 +30,7 @@ from triage.custody import utcnow
 from triage.executors import Executor, LocalPoolExecutor, UnitLimits
 from triage.finding import storable_value
 from triage.hashing import hash_file, sha256_bytes
-from triage.registry import Analyzer, analyzers, discover, iter_selected
+from triage.registry import Analyzer, Declared, analyzers, declarations, iter_selected, load
 from triage.results import BATCH_SUFFIX, UNIT_SUFFIX, unit_records
 from triage.tasks import UnitSpec, UnitTask
 from triage.unitrun import (
@@ -246,14 +246,14 @@ class _Planned:
 
     case: Case
     summary: AnalyzeSummary
-    selected: list[type[Analyzer]]
+    selected: list[Declared]
     tasks: list[UnitTask]
     units: list[dict[str, Any]] = field(default_factory=list)  # per unit run now: who ran it
 
 
 def _plan(
     case: Case,
-    selected: list[type[Analyzer]],
+    selected: list[Declared],
     *,
     force: bool,
     plugins: tuple[str, ...],
@@ -269,17 +269,24 @@ def _plan(
     )
     rows = case.evidence()
     tasks: list[UnitTask] = []
-    for cls in selected:
+    for decl in selected:
+        units: list[tuple[ManifestRow, list[ManifestRow] | None]] = [(r, None) for r in rows if r.kind in decl.consumes]
+        if decl.scope == "host":
+            units = []
+            for host in sorted({r.source_host for r in rows}):
+                group = [r for r in rows if r.source_host == host and r.kind in decl.consumes]
+                if group:
+                    units.append((host_group(decl.name, host, group), group))
+        if not units:  # nothing it consumes: its module is not even imported
+            continue
+        try:
+            cls = load(decl.name, plugins)
+        except KeyError as exc:  # its module failed to import (recorded in import_failures), as before
+            log.warning("analyzer %s not run: %s", decl.name, exc)
+            continue
         planner = _instance(cls, options.get(cls.name, {}))
         old = _records_of(case.path, cls.name)
         hashes: dict[str, str] = {}
-        units: list[tuple[ManifestRow, list[ManifestRow] | None]] = [(r, None) for r in rows if r.kind in cls.consumes]
-        if cls.scope == "host":
-            units = []
-            for host in sorted({r.source_host for r in rows}):
-                group = [r for r in rows if r.source_host == host and r.kind in cls.consumes]
-                if group:
-                    units.append((host_group(cls.name, host, group), group))
         todo: list[tuple[ManifestRow, list[ManifestRow] | None]] = []
         for row, members in units:
             summary.planned += 1
@@ -393,8 +400,8 @@ def analyze_cases(
     workers = int((executor.describe().get("workers") if executor is not None else jobs) or jobs or 1)
     # plugin files by absolute path: dask workers import them with another working directory
     plugins = tuple(os.path.abspath(p) if p.endswith(".py") and os.path.isfile(p) else p for p in plugins)
-    discover(plugins)
-    selected = list(iter_selected(only, skip))
+    # declarations from the analyzer index: a module is imported only for an analyzer that has units
+    selected = list(iter_selected(only, skip, declarations(plugins)))
     plans: list[_Planned] = []
     by_case: dict[str, _Planned] = {}
     for case in cases:
@@ -413,7 +420,9 @@ def analyze_cases(
     tasks = [t for p in plans for t in p.tasks]
     # progress counts artifacts (a batch reports all of its own)
     total, done = sum(len(t.spec.artifacts) for t in tasks), 0
-    classes = {c.name: c for c in selected}
+
+    def classes(name: str) -> type[Analyzer]:
+        return load(name, plugins)
 
     def on_result(task: UnitTask, rec: dict[str, Any]) -> None:
         nonlocal done
@@ -447,7 +456,7 @@ def analyze_cases(
             on_unit_done(task.analyzer, task.evidence_id)  # the batch's own progress line
 
     def on_failed(task: UnitTask, why: str) -> None:
-        plan, cls = by_case[task.case_dir], classes[task.analyzer]
+        plan, cls = by_case[task.case_dir], classes(task.analyzer)
         rows = [
             _died_record(plan.case.path, cls, ManifestRow(**r), why, plan.summary.run_id) for r in task.spec.artifacts
         ]
@@ -455,7 +464,7 @@ def analyze_cases(
 
     def finished(task: UnitTask) -> dict[str, Any] | None:
         """The unit's (or batch's) record if this run already wrote it (any status), or it is reusable."""
-        plan, cls = by_case[task.case_dir], classes[task.analyzer]
+        plan, cls = by_case[task.case_dir], classes(task.analyzer)
         if task.spec.batch is not None:
             try:
                 body = json.loads(batch_paths(plan.case.path, cls.name, task.spec.batch_id)[1].read_text())
