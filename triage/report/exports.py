@@ -317,7 +317,9 @@ def _export_from_parquet(kind: str, parquet: Path, path: Path) -> tuple[int, str
     Returns the findings left out (Timesketch) and the written file's SHA-256, hashed here, in parallel.
     """
     from triage.hashing import hash_file
+    from triage.report.build import use_jemalloc
 
+    use_jemalloc()
     chunks = parquet_chunks(parquet)
     skipped = 0
     if kind == "csv":
