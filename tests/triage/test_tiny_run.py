@@ -6,12 +6,12 @@ memory bounds as a worker) and imports only the analyzers that consume an EVTX.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ from triage.executors import LocalPoolExecutor, UnitLimits
 from triage.registry import Analyzer, Unit, register
 from triage.report.build import load_findings
 from triage.runner import analyze_case
-from triage.testing.evtx import Event, write_evtx
 
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 PROBE = """
 import json, os, sys
 forks = []
@@ -36,17 +36,12 @@ print(json.dumps({"code": code, "forks": len(forks), "modules": sorted(sys.modul
 
 
 def _tiny_log(path: Path) -> Path:
-    events = [
-        Event(
-            event_id=4624,
-            provider="Microsoft-Windows-Security-Auditing",
-            channel="Security",
-            time_created=datetime(2021, 3, 3, 2, i, tzinfo=UTC),
-            data={"TargetUserName": "admin", "LogonType": 3},
-        )
-        for i in range(4)
-    ]
-    return write_evtx(path, events)
+    """The 4-event Security log the start-up benchmark times (``benchmarks/startup.py``)."""
+    spec = importlib.util.spec_from_file_location("triage_bench_startup", BENCHMARKS / "startup.py")
+    assert spec and spec.loader
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return Path(bench.tiny_evtx(path))
 
 
 def test_tiny_run_starts_no_worker_and_imports_only_analyzers_with_work(tmp_path: Path) -> None:
