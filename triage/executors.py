@@ -13,7 +13,8 @@ lost worker or a failed cluster never loses a finished result, and a rerun resum
     the rest run on as a new batch.
 
     With ``in_process_small`` (what the command line opens), a handful of small units runs in this process
-    instead: at most ``IN_PROCESS_UNITS`` units of built-in analyzers that batch (not memory images), holding
+    instead: at most ``IN_PROCESS_UNITS`` units of built-in analyzers that declare ``in_process`` (pure Python or
+    Rust parsers; not YARA, registry hives, memory images or plugins), holding
     at most ``IN_PROCESS_BYTES`` of evidence in all, no batch unit, on the main thread. Starting workers and
     importing the analyzers again in each costs more than such a run. The bounds are the same: each unit's time
     limit is a timer (SIGALRM) that ends the unit with an ``error`` record, its memory bound the same
@@ -429,7 +430,7 @@ def _small_run(tasks: Sequence[UnitTask]) -> bool:
     size = 0
     for t in tasks:
         decl = index.get(t.analyzer)
-        if decl is None or not decl.batch:  # a plugin, or an analyzer whose every unit is big (memory images)
+        if decl is None or not decl.in_process:  # a plugin, or an analyzer that drives a C engine
             return False
         size += sum(int(r.get("size") or 0) for r in (t.spec.members or [t.spec.evidence]))
     return size <= IN_PROCESS_BYTES

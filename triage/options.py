@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -124,6 +123,8 @@ def config_file() -> Path:
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
     """The parsed config file, or {} when there is none; a broken one is a usage error."""
+    import tomllib  # here, not at the top: the command line imports this module for every --help
+
     path = path or config_file()
     try:
         with open(path, "rb") as fh:

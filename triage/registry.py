@@ -213,6 +213,10 @@ class Analyzer:
     # whether the runner may run several small artifacts of this analyzer in one batch unit (one worker, one
     # result file; triage.runner). False for an analyzer whose every artifact is big or long (memory images)
     batch: ClassVar[bool] = True
+    # whether a handful of its small units may run in the command's own process (triage.executors, in_process_small)
+    # instead of a pool worker: only for code that cannot take the process down (pure Python, Rust parsers);
+    # an analyzer driving a C engine over hostile bytes (YARA, libyal, Volatility) keeps every unit in a worker
+    in_process: ClassVar[bool] = False
     # seconds one unit may take by default; None: the runner's default (an explicit --unit-time-limit wins)
     unit_time_limit: ClassVar[float | None] = None
     # which of its findings carry host facts (host name, OS and Exchange builds ...) under which attribute
@@ -419,6 +423,7 @@ class Declared:
     consumes: tuple[str, ...]
     scope: str = "artifact"
     batch: bool = True
+    in_process: bool = False
     unit_time_limit: float | None = None
     rule_option: str = ""
     rules: tuple[str, ...] = ()
@@ -436,6 +441,7 @@ class Declared:
             consumes=tuple(analyzer.consumes),
             scope=analyzer.scope,
             batch=bool(analyzer.batch),
+            in_process=bool(analyzer.in_process),
             unit_time_limit=analyzer.unit_time_limit,
             rule_option=analyzer.rule_option,
             rules=tuple(analyzer.rules),

@@ -138,6 +138,8 @@ def load_findings(case: Case, warnings: list[str] | None = None) -> pd.DataFrame
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from triage.report.exports import use_jemalloc
+
     use_jemalloc()
     canonical = _arrow_schema()
     tables = []
@@ -171,20 +173,6 @@ def load_findings(case: Case, warnings: list[str] | None = None) -> pd.DataFrame
 
 
 _SCHEMA: Any = None
-
-
-def use_jemalloc() -> None:
-    """Make Arrow's jemalloc pool this process's default (where the wheel has it).
-
-    The default mimalloc pool kept the read buffers of a 1M-finding report resident (about 350 MiB over the
-    findings themselves, measured); jemalloc hands them back.
-    """
-    import contextlib
-
-    import pyarrow as pa
-
-    with contextlib.suppress(NotImplementedError, pa.ArrowException):  # a build without jemalloc: the default
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
 
 
 def _arrow_schema() -> Any:
