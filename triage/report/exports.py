@@ -17,7 +17,15 @@ import orjson
 import pandas as pd
 
 from triage.finding import FINDING_COLUMNS
-from triage.report.cells import neutralise_series, visible_series, xlsx_series, xlsx_text, xlsx_value
+from triage.report.cells import (
+    neutralise_formulas,
+    neutralise_series,
+    visible_controls,
+    visible_series,
+    xlsx_series,
+    xlsx_text,
+    xlsx_value,
+)
 from triage.report.context import ReportContext
 
 TIMESKETCH_FIELDS = [
@@ -116,7 +124,11 @@ def _csv_table(df: pd.DataFrame) -> Any:
         elif isinstance(s.dtype, pd.CategoricalDtype):
             s = s.astype("string")
         elif pd.api.types.is_string_dtype(s) or s.dtype == object:
-            s = neutralise_series(visible_series(s.astype("string")))
+            if len(s) <= SMALL_SHEET:  # a few rows: cell by cell costs less than the column-wise passes
+                cells = [None if v is None else neutralise_formulas(visible_controls(str(v))) for v in _objects(s)]
+                s = pd.Series(cells, index=s.index, dtype="string")
+            else:
+                s = neutralise_series(visible_series(s.astype("string")))
         cols[str(col)] = s
     return pa.Table.from_pandas(pd.DataFrame(cols), preserve_index=False)
 
