@@ -57,7 +57,8 @@ def test_tiny_run_starts_no_worker_and_imports_only_analyzers_with_work(tmp_path
     assert index is not None
     idle = {d.module for d in index.values() if "evtx" not in d.consumes}
     assert idle and not idle & modules, sorted(idle & modules)
-    assert not {"yara", "yara_x", "volatility3"} & {m.split(".")[0] for m in modules}
+    assert not {"yara", "yara_x", "volatility3", "cryptography"} & {m.split(".")[0] for m in modules}
+    assert "triage.app.fleet" not in modules and "triage.verify" not in modules  # a single host's run
     assert "analyzers.eventlog" in modules  # the analyzer with work was imported, here, not in a worker
     run = json.loads(next((case_dir / "runs").glob("run-*.json")).read_text())
     assert run["executor"]["units_in_process"] == run["planned"] == 4
