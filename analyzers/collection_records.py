@@ -48,6 +48,7 @@ class CollectionRecords(Analyzer):
 
     name = "collection_records"
     version = "1.0"
+    in_process = True  # no C engine: a few small units may run in the command's process
     consumes = (
         "registry_hive",
         "evtx",

@@ -108,6 +108,7 @@ class NtfsTimestomp(Analyzer):
 
     name = "ntfs_timestomp"
     version = "1.0"
+    in_process = True  # no C engine: a few small units may run in the command's process
     consumes = ("web_file", "suspicious_file", "file")
 
     def analyze(self, unit: Unit) -> Iterator[Finding]:

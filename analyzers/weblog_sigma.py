@@ -82,6 +82,7 @@ class WebLogSigma(Analyzer):
 
     name = "weblog_sigma"
     version = "1.0"
+    in_process = True  # no C engine: a few small units may run in the command's process
     consumes = ("exchange_log", "iis_log")
     rules = ()
     # the same --sigma sets as eventlog: their webserver/proxy rules run here (eventlog records the rule load)

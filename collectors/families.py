@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from triage.errors import UsageError
+from triage.formats import yamldoc
 
 REQUIRED = ("name", "kind", "paths")
 
@@ -37,7 +38,7 @@ def load_families(path: str | Path | None = None) -> list[Family]:
         text = Path(path).read_text(encoding="utf-8")
         origin = str(path)
     try:
-        doc = yaml.safe_load(text)
+        doc = yamldoc.safe_load(text)
     except yaml.YAMLError as exc:
         raise UsageError(f"{origin}: not valid YAML: {exc}") from None
     out: list[Family] = []

@@ -692,8 +692,8 @@ def _run(args: argparse.Namespace, progress: ConsoleProgress) -> app.RunSummary 
         if not args.json:
             render_collect(exc.summary)
         raise
-    if isinstance(s, app.FleetRunSummary):
-        if not args.json:
+    if not isinstance(s, app.RunSummary):  # a fleet (app.RunSummary is loaded: asking for the fleet type would
+        if not args.json:  # load the fleet layer, verify and its crypto, which a single host's run never uses)
             render_fleet(s.fleet)
         return s
     if not args.json:

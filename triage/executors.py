@@ -12,6 +12,18 @@ lost worker or a failed cluster never loses a finished result, and a rerun resum
     bound) the finished rows are written as their own batch, the artifact in flight becomes a single unit and
     the rest run on as a new batch.
 
+    With ``in_process_small`` (what the command line opens), a handful of small units runs in this process
+    instead: at most ``IN_PROCESS_UNITS`` units of built-in analyzers that declare ``in_process`` (pure Python or
+    Rust parsers; not YARA, registry hives, memory images or plugins), holding
+    at most ``IN_PROCESS_BYTES`` of evidence in all, no batch unit, on the main thread. Starting workers and
+    importing the analyzers again in each costs more than such a run. The bounds are the same: each unit's time
+    limit is a timer (SIGALRM) that ends the unit with an ``error`` record, its memory bound the same
+    RLIMIT_DATA a worker sets (MemoryError: an ``error`` record, and the units left go to the pool). What
+    differs is a crash: a unit that kills its process (a native parser's segfault) ends the command instead of
+    only its unit; the rerun resumes, with that unit then run in a worker (a rerun has no record of it but
+    the crash; use ``--jobs`` with a dask cluster or the API's pool for full isolation of every unit). Ctrl-C
+    stops at once as with the pool: the unit in flight is recorded as an error and runs again on the rerun.
+
 ``DaskExecutor(address)`` / ``DaskExecutor(local_workers=N)``
     a ``distributed.Client`` on a running scheduler (``tcp://HOST:PORT``) or on a
     ``LocalCluster`` of N single-threaded worker processes. Workers must see the case folder at the
@@ -117,9 +129,9 @@ def _run_unit_bounded(spec: UnitSpec, limits: tuple[float, int] = (0.0, 0), time
 
     def failed(t: UnitTask, why: str) -> None:  # the unit's error records, as the local pool writes them
         from triage.case import ManifestRow
-        from triage.registry import analyzers, discover
+        from triage.registry import load
 
-        cls = analyzers().get(spec.analyzer) or discover(spec.plugins)[spec.analyzer]
+        cls = load(spec.analyzer, spec.plugins)
         for row in t.spec.artifacts:
             got.append(_died_record(Path(spec.case_dir), cls, ManifestRow(**row), why, spec.run_id, worker_id()))
 
@@ -399,6 +411,31 @@ def _signal_text(code: int | None) -> str:
     return f"exited with status {code}"
 
 
+IN_PROCESS_UNITS = 8  # a run of at most this many units ...
+IN_PROCESS_BYTES = 4 << 20  # ... and this much evidence runs in the command's own process (in_process_small)
+
+
+class UnitTimeLimit(BaseException):
+    """Raised in a unit run in-process when it passes its time limit (BaseException: analyzer code that catches
+    Exception does not swallow it)."""
+
+
+def _small_run(tasks: Sequence[UnitTask]) -> bool:
+    """Whether ``tasks`` are a handful of small units of built-in analyzers that may run in-process."""
+    if not tasks or len(tasks) > IN_PROCESS_UNITS or any(t.spec.batch is not None or t.spec.plugins for t in tasks):
+        return False
+    from triage.registry import read_index
+
+    index = read_index() or {}
+    size = 0
+    for t in tasks:
+        decl = index.get(t.analyzer)
+        if decl is None or not decl.in_process:  # a plugin, or an analyzer that drives a C engine
+            return False
+        size += sum(int(r.get("size") or 0) for r in (t.spec.members or [t.spec.evidence]))
+    return size <= IN_PROCESS_BYTES
+
+
 class LocalPoolExecutor(Executor):
     """Every unit in a child process, whatever ``jobs`` is: a persistent pool of forked workers.
 
@@ -412,14 +449,81 @@ class LocalPoolExecutor(Executor):
     kind = "local"
     batches = True  # a batch's worker death is split here: only the artifact in flight pays for it
 
-    def __init__(self, jobs: int = 1, limits: UnitLimits | None = None, *, label: str = "") -> None:
+    def __init__(
+        self, jobs: int = 1, limits: UnitLimits | None = None, *, label: str = "", in_process_small: bool = False
+    ) -> None:
         self.jobs = clamp_jobs(jobs)
         self.limits = limits or UnitLimits()
         self.label = label  # the worker name run records give (a dask worker's, for its units' children)
         self.workers_started = 0
+        self.in_process_small = in_process_small  # a handful of small units runs here (see the module doc)
+        self.units_in_process = 0
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "address": "", "workers": self.jobs, "isolated": True, **self.limits.as_dict()}
+        here = {"units_in_process": self.units_in_process} if self.units_in_process else {}
+        return {
+            "kind": self.kind,
+            "address": "",
+            "workers": self.jobs,
+            "isolated": not self.units_in_process,  # False: some units ran in the command's own process
+            **here,
+            **self.limits.as_dict(),
+        }
+
+    # -- a handful of small units, in this process -------------------------------------------------------
+    def _run_here(
+        self, tasks: Sequence[UnitTask], on_result: OnResult, on_failed: OnFailed, on_progress: OnProgress | None
+    ) -> list[UnitTask]:
+        """Run ``tasks`` one by one in this process under the pool's bounds; return those left for the pool
+        (after a MemoryError the heap may be fragmented: the rest run in workers)."""
+        from triage import tasks as unit_tasks
+
+        pending = deque(tasks)
+        interrupted: list[bool] = []
+
+        def on_alarm(_signum: int, _frame: Any) -> None:
+            raise UnitTimeLimit(f"exceeded the {limit:g} s time limit")
+
+        def on_int(_signum: int, _frame: Any) -> None:
+            interrupted.append(True)  # run_unit records the unit in flight as an error; the run stops after it
+            raise KeyboardInterrupt
+
+        old_alarm = signal.signal(signal.SIGALRM, on_alarm)
+        old_int = signal.signal(signal.SIGINT, on_int)
+        saved_memory = unit_tasks._UNIT_MEMORY
+        unit_tasks.set_worker(memory=self.limits.memory_bytes)  # run_unit's MemoryBound, as in a worker
+        try:
+            while pending:
+                t = pending.popleft()
+                limit = t.time_limit if t.time_limit >= 0 else self.limits.time_s
+                progress = None
+                if on_progress is not None:
+                    progress = lambda d, n, text, t=t: on_progress(t, d, n, text)  # noqa: E731
+                self.units_in_process += 1
+                try:
+                    if limit:
+                        signal.setitimer(signal.ITIMER_REAL, limit)
+                    rec = run_unit(t.spec, on_progress=progress)
+                except UnitTimeLimit as exc:  # outside the analyzer's own code (writing its files)
+                    self._clean(t, os.getpid())
+                    on_failed(t, str(exc))
+                    continue
+                except KeyboardInterrupt:
+                    self._clean(t, os.getpid())
+                    raise
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+                if interrupted:
+                    raise KeyboardInterrupt
+                on_result(t, rec)
+                if any("MemoryError" in str(r.get("message", "")) for r in record_rows(rec)):
+                    break
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old_alarm)
+            signal.signal(signal.SIGINT, old_int)
+            unit_tasks.set_worker(memory=saved_memory)
+        return list(pending)
 
     # -- workers ---------------------------------------------------------------------------------------
     def _start(self) -> _Slot:
@@ -481,6 +585,8 @@ class LocalPoolExecutor(Executor):
     ) -> None:
         from multiprocessing.connection import wait
 
+        if self.in_process_small and threading.current_thread() is threading.main_thread() and _small_run(tasks):
+            tasks = self._run_here(tasks, on_result, on_failed, on_progress)
         pending = deque(tasks)
         tries: dict[str, int] = {}
         slots: list[_Slot] = []
@@ -1030,6 +1136,7 @@ def open_executor(
     elif cluster:
         ex = DaskExecutor(local_workers=clamp_jobs(parse_cluster(cluster)))
     else:
-        return LocalPoolExecutor(jobs, limits)
+        # a command's pool: a handful of small units runs in the command's process (see LocalPoolExecutor)
+        return LocalPoolExecutor(jobs, limits, in_process_small=True)
     ex.limits = limits or UnitLimits()  # each unit runs in a child of its dask worker under these
     return ex

@@ -14,9 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from triage.finding import RuleMeta
+from triage.formats import yamldoc
 
 INDICATOR_DIR = "indicators"
 LIST_FILES = ("exchange_web.yaml", "actors.yaml")
@@ -36,7 +35,7 @@ def indicator_path(name: str) -> Path:
 
 @cache
 def _doc(name: str) -> dict[str, Any]:
-    doc = yaml.safe_load(indicator_path(name).read_text(encoding="utf-8")) or {}
+    doc = yamldoc.safe_load(indicator_path(name).read_text(encoding="utf-8")) or {}
     if not isinstance(doc, dict):
         raise IndicatorError(f"{name}: the top level must be a mapping")
     return doc
@@ -98,7 +97,7 @@ def hafnium_ips() -> frozenset[str]:
 def rule_metas(relative: str) -> dict[str, RuleMeta]:
     """The rule metadata of one data file under ``signatures/`` (a ``rules`` list of mappings), by rule id."""
     path = Path(str(resources.files("signatures").joinpath(relative)))
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    doc = yamldoc.safe_load(path.read_text(encoding="utf-8")) or {}
     out: dict[str, RuleMeta] = {}
     for i, raw in enumerate(doc.get("rules") or [] if isinstance(doc, dict) else []):
         if not isinstance(raw, dict) or not raw.get("id") or raw["id"] in out:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,9 +47,10 @@ def __getattr__(name: str) -> Any:
 
 def declared_options() -> dict[str, tuple[Option, ...]]:
     """Every registered analyzer's declared options, by analyzer name (built-ins, entry points, TRIAGE_PLUGINS)."""
-    from triage.registry import discover
+    from triage.registry import declarations
 
-    return {name: tuple(cls.options_declared) for name, cls in sorted(discover().items()) if cls.options_declared}
+    # read from the analyzer index: building the command line imports no analyzer module
+    return {name: d.options_declared for name, d in declarations().items() if d.options_declared}
 
 
 def _flags(declared: Mapping[str, tuple[Option, ...]]) -> dict[str, Option]:
@@ -123,6 +123,8 @@ def config_file() -> Path:
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
     """The parsed config file, or {} when there is none; a broken one is a usage error."""
+    import tomllib  # here, not at the top: the command line imports this module for every --help
+
     path = path or config_file()
     try:
         with open(path, "rb") as fh:
@@ -222,14 +224,15 @@ def preload_rules(
     then read) and records in the case what loaded and what was skipped. Returns the summaries keyed by the
     rule option (``{"sigma": {...}, "yara": {...}}``); an option shared by several analyzers is reported once.
     """
-    from triage.registry import discover
+    from triage.registry import declarations, load
 
-    registry = discover() if registry is None else registry
+    declared: Mapping[str, Any] = declarations() if registry is None else registry
     out: dict[str, dict[str, Any]] = {}
-    for name, cls in sorted(registry.items()):
-        key = cls.rule_option
+    for name, decl in sorted(declared.items()):
+        key = decl.rule_option
         if not key or key in out or not options.get(name, {}).get(key):
             continue
+        cls = load(name) if registry is None else decl  # only analyzers whose rule option is set are imported
         info = cls.preload_rules(case, dict(options[name]))
         if info is not None:
             out[key] = info

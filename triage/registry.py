@@ -216,6 +216,10 @@ class Analyzer:
     # whether the runner may run several small artifacts of this analyzer in one batch unit (one worker, one
     # result file; triage.runner). False for an analyzer whose every artifact is big or long (memory images)
     batch: ClassVar[bool] = True
+    # whether a handful of its small units may run in the command's own process (triage.executors, in_process_small)
+    # instead of a pool worker: only for code that cannot take the process down (pure Python, Rust parsers);
+    # an analyzer driving a C engine over hostile bytes (YARA, libyal, Volatility) keeps every unit in a worker
+    in_process: ClassVar[bool] = False
     # seconds one unit may take by default; None: the runner's default (an explicit --unit-time-limit wins)
     unit_time_limit: ClassVar[float | None] = None
     # which of its findings carry host facts (host name, OS and Exchange builds ...) under which attribute
@@ -354,15 +358,8 @@ def _record_walk_failure(name: str) -> None:
         log.warning("analyzer package %s failed to import", name)
 
 
-def discover(plugins: Iterable[str] = ()) -> dict[str, type[Analyzer]]:
-    """Import built-in analyzers, entry points and extra plugin modules; return the registry."""
-    import analyzers as pkg
-
-    # every module of every subpackage, so an analyzer may live anywhere below analyzers/ without an edit
-    # to a package __init__; a subpackage whose import fails is recorded once and its children skipped
-    for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".", onerror=_record_walk_failure):
-        if not any(part.startswith("_") for part in info.name.split(".")[1:]):
-            _import(info.name)
+def _import_plugins(plugins: Iterable[str]) -> None:
+    """Import the third-party analyzers: entry points, ``TRIAGE_PLUGINS`` and the ``--plugin`` modules given."""
     try:
         eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
     except Exception:  # pragma: no cover - broken metadata of some installed dist
@@ -372,7 +369,218 @@ def discover(plugins: Iterable[str] = ()) -> dict[str, type[Analyzer]]:
     env = os.environ.get("TRIAGE_PLUGINS", "")
     for name in [*plugins, *[p for p in env.split(os.pathsep) if p]]:
         _import(name)
+
+
+def discover(plugins: Iterable[str] = ()) -> dict[str, type[Analyzer]]:
+    """Import every built-in analyzer module, entry points and extra plugin modules; return the registry.
+
+    Commands that only need what analyzers declare use :func:`declarations` (no import of analyzer modules)
+    and :func:`load` (the one analyzer a unit runs); ``triage list`` and the conformance test import them all.
+    """
+    import analyzers as pkg
+
+    # every module of every subpackage, so an analyzer may live anywhere below analyzers/ without an edit
+    # to a package __init__; a subpackage whose import fails is recorded once and its children skipped
+    for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + ".", onerror=_record_walk_failure):
+        if not any(part.startswith("_") for part in info.name.split(".")[1:]):
+            _import(info.name)
+    _import_plugins(plugins)
     return dict(_REGISTRY)
+
+
+# -- declarations without imports --------------------------------------------------------------------------
+# ``analyzers/index.json`` holds what each built-in analyzer declares (name, module, version, consumes, scope,
+# options ...), generated from the classes (``python -m triage.registry --write-index``) with a digest of
+# every module's source. When the digest matches the installed sources, the command line, the planner and the
+# report read the declarations from it and import an analyzer's module only when a unit of it runs; when
+# it does not (a module edited without regenerating), every module is imported as before. A test keeps
+# the checked-in index equal to the classes.
+INDEX_NAME = "index.json"
+_TYPES: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": bool}
+_INDEX_CACHE: dict[str, Declared] | None = None
+_INDEX_READ = False
+
+
+def _type_name(t: Callable[[str], Any]) -> str:
+    for name, known in _TYPES.items():
+        if t is known:
+            return name
+    return f"{t.__module__}:{t.__qualname__}"
+
+
+def _type_of(name: str) -> Callable[[str], Any]:
+    if name in _TYPES:
+        return _TYPES[name]
+    module, _, qual = name.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qual.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What an analyzer class declares, readable without importing its module (same attribute names)."""
+
+    name: str
+    module: str
+    version: str
+    consumes: tuple[str, ...]
+    scope: str = "artifact"
+    batch: bool = True
+    in_process: bool = False
+    after: tuple[str, ...] = ()
+    unit_time_limit: float | None = None
+    rule_option: str = ""
+    rules: tuple[str, ...] = ()
+    options_declared: tuple[Option, ...] = ()
+    host_facts: tuple[FactSource, ...] = ()
+    doc: str = ""
+
+    @classmethod
+    def of(cls, analyzer: type[Analyzer]) -> Declared:
+        """The declarations of a registered class."""
+        return cls(
+            name=analyzer.name,
+            module=analyzer.__module__,
+            version=analyzer.version,
+            consumes=tuple(analyzer.consumes),
+            scope=analyzer.scope,
+            batch=bool(analyzer.batch),
+            in_process=bool(analyzer.in_process),
+            after=tuple(analyzer.after),
+            unit_time_limit=analyzer.unit_time_limit,
+            rule_option=analyzer.rule_option,
+            rules=tuple(analyzer.rules),
+            options_declared=tuple(analyzer.options_declared),
+            host_facts=tuple(analyzer.host_facts),
+            doc=analyzer.describe()["doc"],
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-able form (option types by name)."""
+        d = {k: v for k, v in self.__dict__.items() if k not in ("options_declared", "host_facts")}
+        d["options_declared"] = [{**o.__dict__, "type": _type_name(o.type)} for o in self.options_declared]
+        d["host_facts"] = [
+            {"rules": list(f.rules), "facts": {k: list(v) for k, v in f.facts.items()}} for f in self.host_facts
+        ]
+        return json.loads(json.dumps(d))
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Declared:
+        """Back from :meth:`as_json`."""
+        return cls(
+            **{k: v for k, v in d.items() if k not in ("options_declared", "host_facts", "consumes", "rules")},
+            consumes=tuple(d["consumes"]),
+            rules=tuple(d.get("rules", ())),
+            options_declared=tuple(Option(**{**o, "type": _type_of(o["type"])}) for o in d.get("options_declared", ())),
+            host_facts=tuple(
+                FactSource(tuple(f["rules"]), {k: tuple(v) for k, v in f["facts"].items()})
+                for f in d.get("host_facts", ())
+            ),
+        )
+
+
+def _package_dir() -> Path | None:
+    spec = importlib.util.find_spec("analyzers")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    return Path(locations[0]) if locations else None
+
+
+def source_digest(root: Path) -> str:
+    """SHA-256 over the relative path and bytes of every module below ``root`` (what the index describes)."""
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        if "__pycache__" in path.parts:
+            continue
+        h.update(path.relative_to(root).as_posix().encode() + b"\x00")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def build_index() -> dict[str, Any]:
+    """The index of the built-in analyzers, from their classes (imports every module)."""
+    discover()
+    root = _package_dir()
+    if root is None:
+        raise RuntimeError("the analyzers package is not installed")
+    builtin = {n: c for n, c in _REGISTRY.items() if c.__module__.split(".")[0] == "analyzers"}
+    return {
+        "digest": source_digest(root),
+        "analyzers": {n: Declared.of(c).as_json() for n, c in sorted(builtin.items())},
+    }
+
+
+def write_index() -> Path:
+    """Regenerate ``analyzers/index.json`` from the classes."""
+    root = _package_dir()
+    if root is None:
+        raise RuntimeError("the analyzers package is not installed")
+    path = root / INDEX_NAME
+    path.write_text(json.dumps(build_index(), indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def read_index() -> dict[str, Declared] | None:
+    """The built-in declarations from ``analyzers/index.json``; None when it is missing, unreadable or stale
+    (its digest is not that of the installed sources). Read once per process."""
+    global _INDEX_CACHE, _INDEX_READ
+    if _INDEX_READ:
+        return _INDEX_CACHE
+    _INDEX_READ = True
+    root = _package_dir()
+    try:
+        if root is None:
+            return None
+        data = json.loads((root / INDEX_NAME).read_text(encoding="utf-8"))
+        if data.get("digest") != source_digest(root):
+            log.debug("analyzers/%s is stale: importing every analyzer module", INDEX_NAME)
+            return None
+        _INDEX_CACHE = {n: Declared.from_json(d) for n, d in data["analyzers"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, ImportError) as exc:
+        log.debug("analyzer index not used: %s", exc)
+        _INDEX_CACHE = None
+    return _INDEX_CACHE
+
+
+def declarations(plugins: Iterable[str] = ()) -> dict[str, Declared]:
+    """Every analyzer's declarations by name, sorted: built-ins from the index (no module imported), plugins
+    (entry points, ``TRIAGE_PLUGINS``, ``plugins``) imported; classes already registered take precedence.
+    Without a usable index, every module is imported (:func:`discover`)."""
+    index = read_index()
+    if index is None:
+        discover(plugins)
+        index = {}
+    else:
+        _import_plugins(plugins)
+    out = dict(index)
+    out.update({n: Declared.of(c) for n, c in _REGISTRY.items()})
+    return dict(sorted(out.items()))
+
+
+def load(name: str, plugins: Iterable[str] = ()) -> type[Analyzer]:
+    """The class of analyzer ``name``, importing only its module when the index names it (else every module).
+
+    Raises KeyError when no module registers it (an import failure is in :func:`import_failures`).
+    """
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    index = read_index()
+    if index is not None and name in index:
+        _import(index[name].module)
+        if name in _REGISTRY:
+            return _REGISTRY[name]
+    discover(plugins)
+    if name not in _REGISTRY:
+        raise KeyError(
+            f"no analyzer named {name!r}"
+            + (
+                f" ({_IMPORT_FAILURES[index[name].module].strip().splitlines()[-1]})"
+                if index and name in index and index[name].module in _IMPORT_FAILURES
+                else ""
+            )
+        )
+    return _REGISTRY[name]
 
 
 def analyzers() -> dict[str, type[Analyzer]]:
@@ -383,18 +591,39 @@ def import_failures() -> dict[str, str]:
     return dict(_IMPORT_FAILURES)
 
 
-def iter_selected(only: Iterable[str] = (), skip: Iterable[str] = ()) -> Iterator[type[Analyzer]]:
-    """Analyzers after --only/--skip, sorted by name; unknown names are a usage error."""
+def iter_selected(
+    only: Iterable[str] = (), skip: Iterable[str] = (), declared: dict[str, Declared] | None = None
+) -> Iterator[Declared]:
+    """Analyzers after --only/--skip, sorted by name; unknown names are a usage error.
+
+    ``declared``: the declarations to choose from (default: :func:`declarations`).
+    """
     from triage.errors import UsageError
 
+    declared = declarations() if declared is None else declared
     only, skip = list(only), list(skip)
-    unknown = [n for n in [*only, *skip] if n not in _REGISTRY]
+    unknown = [n for n in [*only, *skip] if n not in declared]
     if unknown:
-        raise UsageError(f"unknown analyzer(s): {', '.join(unknown)}; known: {', '.join(sorted(_REGISTRY))}")
-    for name in sorted(_REGISTRY):
+        raise UsageError(f"unknown analyzer(s): {', '.join(unknown)}; known: {', '.join(sorted(declared))}")
+    for name in sorted(declared):
         if (not only or name in only) and name not in skip:
-            yield _REGISTRY[name]
+            yield declared[name]
 
 
 def registry_snapshot() -> str:
     return json.dumps({n: c.describe() for n, c in sorted(_REGISTRY.items())}, sort_keys=True)
+
+
+if __name__ == "__main__":  # python -m triage.registry [--write-index]
+    import argparse
+
+    from triage import registry as _registry  # the imported module: analyzers register there, not in __main__
+
+    ap = argparse.ArgumentParser(description="the analyzer index (analyzers/index.json)")
+    ap.add_argument("--write-index", action="store_true", help="regenerate it from the analyzer classes")
+    if ap.parse_args().write_index:
+        print(_registry.write_index())
+    else:
+        ok = _registry.read_index() is not None
+        print("analyzers/index.json is " + ("current" if ok else "missing or stale: run --write-index"))
+        sys.exit(0 if ok else 1)

@@ -30,7 +30,7 @@ from triage.custody import utcnow
 from triage.executors import Executor, LocalPoolExecutor, UnitLimits
 from triage.finding import storable_value
 from triage.hashing import hash_file, sha256_bytes
-from triage.registry import Analyzer, analyzers, discover, iter_selected
+from triage.registry import Analyzer, Declared, analyzers, declarations, iter_selected, load
 from triage.results import BATCH_SUFFIX, UNIT_SUFFIX, unit_records
 from triage.tasks import UnitSpec, UnitTask
 from triage.unitrun import (
@@ -243,7 +243,7 @@ def _drop_old(case: Case, analyzer: str, old: dict[str, tuple[Path, dict[str, An
             case.custody.append("result_superseded", analyzer=analyzer, record=rel, units=1, kept=0)
 
 
-def stages(selected: Sequence[type[Analyzer]]) -> list[list[type[Analyzer]]]:
+def stages(selected: Sequence[Declared]) -> list[list[Declared]]:
     """The selected analyzers in the order their ``after`` declarations ask for: each stage runs when the ones
     before it are done. An ``after`` name that is not selected is not waited for (its results on disk are read
     as they are); a ring of declarations is broken where it closes."""
@@ -259,7 +259,7 @@ def stages(selected: Sequence[type[Analyzer]]) -> list[list[type[Analyzer]]]:
 
     for c in selected:
         depth(c.name, frozenset())
-    out: list[list[type[Analyzer]]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
+    out: list[list[Declared]] = [[] for _ in range(max(level.values(), default=-1) + 1)]
     for c in selected:
         out[level[c.name]].append(c)
     return out
@@ -270,7 +270,7 @@ def stages(selected: Sequence[type[Analyzer]]) -> list[list[type[Analyzer]]]:
 _UPSTREAM_FIELDS = ("analyzer", "analyzer_version", "evidence_id", "evidence_sha256", "fingerprint", "status")
 
 
-def _upstream(case: Case, cls: type[Analyzer]) -> dict[str, str]:
+def _upstream(case: Case, cls: Declared | type[Analyzer]) -> dict[str, str]:
     """Per host, a digest of what the analyzers ``cls`` runs after have done for that host (empty when it declares
     none): per unit record, which evidence it analysed, with which rules and options, how it ended and the sha256 of
     each side table. Per host, so that adding another host to the case changes nothing of this one's units."""
@@ -294,14 +294,14 @@ class _Planned:
 
     case: Case
     summary: AnalyzeSummary
-    selected: list[type[Analyzer]]
+    selected: list[Declared]
     tasks: list[UnitTask]
     units: list[dict[str, Any]] = field(default_factory=list)  # per unit run now: who ran it
 
 
 def _plan(
     case: Case,
-    selected: list[type[Analyzer]],
+    selected: list[Declared],
     *,
     force: bool,
     plugins: tuple[str, ...],
@@ -318,19 +318,26 @@ def _plan(
     )
     rows = case.evidence()
     tasks: list[UnitTask] = []
-    for cls in selected:
+    for decl in selected:
+        units: list[tuple[ManifestRow, list[ManifestRow] | None]] = [(r, None) for r in rows if r.kind in decl.consumes]
+        if decl.scope == "host":
+            units = []
+            upstream = _upstream(case, decl)
+            for host in sorted({r.source_host for r in rows}):
+                group = [r for r in rows if r.source_host == host and r.kind in decl.consumes]
+                if group:
+                    after = upstream.get(host, "none") if decl.after else ""
+                    units.append((host_group(decl.name, host, group, after), group))
+        if not units:  # nothing it consumes: its module is not even imported
+            continue
+        try:
+            cls = load(decl.name, plugins)
+        except KeyError as exc:  # its module failed to import (recorded in import_failures), as before
+            log.warning("analyzer %s not run: %s", decl.name, exc)
+            continue
         planner = _instance(cls, options.get(cls.name, {}))
         old = _records_of(case.path, cls.name)
         hashes: dict[str, str] = {}
-        units: list[tuple[ManifestRow, list[ManifestRow] | None]] = [(r, None) for r in rows if r.kind in cls.consumes]
-        if cls.scope == "host":
-            units = []
-            upstream = _upstream(case, cls)
-            for host in sorted({r.source_host for r in rows}):
-                group = [r for r in rows if r.source_host == host and r.kind in cls.consumes]
-                if group:
-                    after = upstream.get(host, "none") if cls.after else ""
-                    units.append((host_group(cls.name, host, group, after), group))
         todo: list[tuple[ManifestRow, list[ManifestRow] | None]] = []
         for row, members in units:
             summary.planned += 1
@@ -444,12 +451,12 @@ def analyze_cases(
     workers = int((executor.describe().get("workers") if executor is not None else jobs) or jobs or 1)
     # plugin files by absolute path: dask workers import them with another working directory
     plugins = tuple(os.path.abspath(p) if p.endswith(".py") and os.path.isfile(p) else p for p in plugins)
-    discover(plugins)
-    selected = list(iter_selected(only, skip))
+    # declarations from the analyzer index: a module is imported only for an analyzer that has units
+    selected = list(iter_selected(only, skip, declarations(plugins)))
     plans: list[_Planned] = []
     by_case: dict[str, _Planned] = {}
 
-    def plan_stage(stage: list[type[Analyzer]]) -> list[UnitTask]:
+    def plan_stage(stage: list[Declared]) -> list[UnitTask]:
         """Plan one stage for every case (a later stage after the earlier ones ran: it reads their results)."""
         new: list[UnitTask] = []
         for case in cases:
@@ -479,7 +486,9 @@ def analyze_cases(
     tasks = plan_stage(ordered[0])
     # progress counts artifacts (a batch reports all of its own); later stages add theirs when planned
     total, done = sum(len(t.spec.artifacts) for t in tasks), 0
-    classes = {c.name: c for c in selected}
+
+    def classes(name: str) -> type[Analyzer]:
+        return load(name, plugins)
 
     def on_result(task: UnitTask, rec: dict[str, Any]) -> None:
         nonlocal done
@@ -513,7 +522,7 @@ def analyze_cases(
             on_unit_done(task.analyzer, task.evidence_id)  # the batch's own progress line
 
     def on_failed(task: UnitTask, why: str) -> None:
-        plan, cls = by_case[task.case_dir], classes[task.analyzer]
+        plan, cls = by_case[task.case_dir], classes(task.analyzer)
         rows = [
             _died_record(plan.case.path, cls, ManifestRow(**r), why, plan.summary.run_id) for r in task.spec.artifacts
         ]
@@ -521,7 +530,7 @@ def analyze_cases(
 
     def finished(task: UnitTask) -> dict[str, Any] | None:
         """The unit's (or batch's) record if this run already wrote it (any status), or it is reusable."""
-        plan, cls = by_case[task.case_dir], classes[task.analyzer]
+        plan, cls = by_case[task.case_dir], classes(task.analyzer)
         if task.spec.batch is not None:
             try:
                 body = json.loads(batch_paths(plan.case.path, cls.name, task.spec.batch_id)[1].read_text())

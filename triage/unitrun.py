@@ -27,7 +27,7 @@ from triage.case import Case, ManifestRow
 from triage.custody import utcnow
 from triage.errors import Skip
 from triage.finding import Finding, RunRecord, findings_frame
-from triage.registry import Analyzer, Unit, analyzers, discover
+from triage.registry import Analyzer, Unit, load
 from triage.results import BATCH_FORMAT, BATCH_SUFFIX, parse_records
 from triage.tasks import MemoryBound, ProgressSink, UnitSpec, memory_limit_text, worker_id
 
@@ -114,10 +114,7 @@ def run_unit(
 
 def _prepare(spec: UnitSpec) -> tuple[type[Analyzer], Analyzer, str]:
     """The analyzer class, this process's object of it (rules loaded once) and the run's fingerprint."""
-    registry = analyzers()
-    if spec.analyzer not in registry:
-        registry = discover(spec.plugins)
-    cls = registry[spec.analyzer]
+    cls = load(spec.analyzer, spec.plugins)  # only this analyzer's module is imported
     options = spec.options or {}
     analyzer = _instance(cls, options)
     fingerprint = analyzer.run_fingerprint(spec.run_id)

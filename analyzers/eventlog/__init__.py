@@ -121,6 +121,7 @@ class EventLogs(Analyzer):
 
     name = "eventlog"
     version = "1.0"
+    in_process = True  # no C engine: a few small units may run in the command's process
     consumes = ("evtx", "event_json")
     rules = (PACK,)
     options_declared = (

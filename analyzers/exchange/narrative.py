@@ -419,6 +419,7 @@ class AttackNarrative(Analyzer):
 
     name = "proxylogon_narrative"
     version = "1.0"
+    in_process = True  # no C engine: a few small units may run in the command's process
     consumes = ("exchange_log", "iis_log", "evtx")
     rules = (RULE_DIR,)
     scope = "host"

@@ -480,6 +480,7 @@ class ProxyLogonChecks(Analyzer):
 
     name = "proxylogon"
     version = "1.0"
+    in_process = True  # no C engine: a few small units may run in the command's process
     consumes = ("exchange_log", "evtx")
     scope = "host"
 

@@ -33,6 +33,7 @@ import yaml
 
 from analyzers.exchange.logs import NORMALIZED
 from triage.finding import SEVERITIES, RuleMeta
+from triage.formats import yamldoc
 from triage.indicators import lists as indicator_lists
 from triage.registry import signature_path
 
@@ -220,7 +221,7 @@ def load_rule_file(path: Path, into: RuleSet | None = None) -> RuleSet:
     rs = into or RuleSet()
     text = path.read_text(encoding="utf-8")
     try:
-        doc = yaml.safe_load(text) or {}
+        doc = yamldoc.safe_load(text) or {}
     except yaml.YAMLError as exc:
         rs.errors.append(f"{path.name}: not valid YAML: {exc}")
         return rs

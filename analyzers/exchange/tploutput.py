@@ -122,6 +122,7 @@ class TestProxyLogonOutput(Analyzer):
 
     name = "testproxylogon_output"
     version = "1.0"
+    in_process = True  # no C engine: a few small units may run in the command's process
     consumes = ("testproxylogon_csv",)
 
     def analyze(self, unit: Unit) -> Iterator[Finding]:

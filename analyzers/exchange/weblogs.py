@@ -99,6 +99,7 @@ class WebLogIndicators(Analyzer):
 
     name = "exchange_weblogs"
     version = "1.0"
+    in_process = True  # no C engine: a few small units may run in the command's process
     consumes = ("exchange_log", "iis_log")
     rules = (RULE_DIR,)
 

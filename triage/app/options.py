@@ -41,14 +41,14 @@ class RuleInputs:
 def analyzer_options(inputs: RuleInputs, config: Mapping[str, Any] | None = None) -> AnalyzerOptions:
     """Per-analyzer options; a named path that does not exist is a usage error (before anything runs)."""
     from triage.options import analyzer_options as declared_analyzer_options
-    from triage.registry import discover
+    from triage.registry import declarations
 
     # --plugin analyzers too (by absolute path, as the runner imports them): their config keys count
     plugins = [os.path.abspath(p) if p.endswith(".py") else p for p in inputs.plugins]
     missing = [p for p in inputs.plugins if p.endswith(".py") and not os.path.isfile(p)]
     if missing:
         raise UsageError(f"--plugin: no such file: {', '.join(missing)}")
-    discover(tuple(plugins))
+    declarations(tuple(plugins))  # imports the plugins (their options count); built-ins come from the index
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in inputs.values.items()}
     return declared_analyzer_options(values, config)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from triage.app.analyze import AnalyzeRequest, AnalyzeSummary, analyze_into, executor_for, options_of
 from triage.app.collect import (
@@ -16,12 +16,14 @@ from triage.app.collect import (
     precheck,
     set_credentials,
 )
-from triage.app.fleet import FleetRunSummary, run_fleet
 from triage.app.progress import Progress
 from triage.app.report import ReportRequest, ReportSummary, report_into
 from triage.errors import ExitCode
 from triage.executors import Executor
 from triage.fleet import is_fleet_folder, plan_sources
+
+if TYPE_CHECKING:
+    from triage.app.fleet import FleetRunSummary
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ def _run(request: RunRequest, progress: Progress, executor: Executor) -> RunSumm
     creq = request.collect
     plan = plan_sources(list(creq.sources), creq.as_type, host=creq.host)
     if plan.fleet or is_fleet_folder(creq.case):
+        # here, not at the top: a single host's run needs neither the fleet layer nor verify and its crypto
+        from triage.app.fleet import run_fleet
+
         return run_fleet(creq, request.analyze, request.report, plan, executor, progress)
     precheck(creq, plan)
     try:

@@ -27,8 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import yaml
-
+from triage.formats import yamldoc
 from triage.formats.eventjson import json_flavour, unwrap_export
 from triage.indicators import server_pages
 
@@ -121,7 +120,7 @@ def load_formats(path: str | None = None) -> tuple[Format, ...]:
 
         path = str(resources.files("signatures").joinpath("formats.yaml"))
     with open(path, encoding="utf-8") as fh:
-        doc = yaml.safe_load(fh)
+        doc = yamldoc.safe_load(fh)
     out: list[Format] = []
     for i, entry in enumerate((doc or {}).get("formats", [])):
         origin = f"{os.path.basename(path)} format #{i + 1} ({entry.get('name', '?')})"

@@ -127,49 +127,117 @@ def load_runs(case: Case) -> pd.DataFrame:
 
 
 def load_findings(case: Case, warnings: list[str] | None = None) -> pd.DataFrame:
-    """Every unit's findings, one typed frame, deduplicated by finding_id."""
-    frames = []
+    """Every unit's findings, one typed frame, deduplicated by finding_id, in report order.
+
+    The result files are read as Arrow tables (one whose columns or types are not the canonical ones, e.g.
+    written by an older version, goes through :func:`coerce_findings` first), concatenated without a copy,
+    deduplicated and ordered in Arrow, and handed to pandas column by column (the text columns without a
+    copy): a million findings are held about once, not two or three times over as a pandas concatenation
+    and reordering would.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from triage.report.exports import use_jemalloc
+
+    use_jemalloc()
+    canonical = _arrow_schema()
+    tables = []
     for path in sorted((case.path / "results").glob("*/*.parquet")):
         try:
-            frames.append(coerce_findings(pd.read_parquet(path)))
+            table = pq.read_table(path)
+            if not table.schema.remove_metadata().equals(canonical):
+                table = pa.Table.from_pandas(coerce_findings(table.to_pandas()), preserve_index=False)
+                table = table.replace_schema_metadata(None).cast(canonical)
+            tables.append(table.replace_schema_metadata(None))
         except Exception as exc:  # a damaged result file must not hide the others
             msg = f"unreadable result file {path.relative_to(case.path)}: {exc}"
             log.warning(msg)
             if warnings is not None:
                 warnings.append(msg)
-    frames = [f for f in frames if len(f)]
-    if not frames:
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
         return findings_frame([])
-    # column by column, each source column dropped once used: a million findings never sit in memory twice
-    # (frames are coerced alike, so the concatenation keeps the canonical dtypes)
-    columns = list(frames[0].columns)
-    df = pd.DataFrame({c: pd.concat([f.pop(c) for f in frames], ignore_index=True) for c in columns}, copy=False)
-    del frames
-    order = _report_order(df)
-    return pd.DataFrame({c: df.pop(c).take(order).reset_index(drop=True) for c in columns}, copy=False)
+    table = pa.concat_tables(tables)
+    del tables
+    order = _report_order(table)
+    names = table.column_names
+    columns: list[Any] = list(table.columns)
+    del table
+    out: dict[str, pd.Series] = {}
+    for i, name in enumerate(names):
+        # each column is taken in report order, then its unordered source is released before the next one
+        taken, columns[i] = columns[i].take(order), None
+        out[name] = _series(name, taken)
+    return pd.DataFrame(out, copy=False)
 
 
-def _report_order(df: pd.DataFrame) -> Any:
-    """Row positions of the report: first finding per ``finding_id``, most severe first, then by time,
-    analyzer, rule and location, missing values last, ties in input order (arrow's stable sort over the
-    key columns alone: no copy of the text)."""
+_SCHEMA: Any = None
+
+
+def _arrow_schema() -> Any:
+    """The Arrow schema of a canonical findings frame (what every current result file holds)."""
+    global _SCHEMA
+    if _SCHEMA is None:
+        import pyarrow as pa
+
+        _SCHEMA = pa.Schema.from_pandas(findings_frame([]), preserve_index=False).remove_metadata()
+    return _SCHEMA
+
+
+def _series(name: str, values: Any) -> pd.Series:
+    """One canonical findings column from an Arrow column (text wrapped without a copy)."""
+    from triage.finding import FINDING_DTYPES
+
+    dtype = FINDING_DTYPES[name]
+    if name == "ts":
+        return pd.Series(values.to_pandas(), name=name).astype(dtype)
+    if name == "severity":
+        return pd.Series(values.to_pandas(), name=name).astype(dtype)
+    return pd.Series(pd.array(values, dtype=dtype), name=name)
+
+
+def _first_of_each(ids: Any) -> Any:
+    """Positions of the first row of each distinct id, ascending (a missing id counts as one value, as pandas'
+    ``duplicated`` has it). By a stable sort and a look at neighbours: less memory than a hash of every id."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    keep = np.flatnonzero(~df["finding_id"].duplicated(keep="first").to_numpy())
-    codes = df["severity"].cat.codes.to_numpy()[keep]
+    n = len(ids)
+    by_id = pc.sort_indices(ids)  # stable: within equal ids, input order
+    ordered = ids.take(by_id)
+    if isinstance(ordered, pa.ChunkedArray):
+        ordered = ordered.combine_chunks()
+    head, tail = ordered.slice(0, n - 1), ordered.slice(1)
+    same = pc.or_(pc.fill_null(pc.equal(tail, head), False), pc.and_(pc.is_null(tail), pc.is_null(head))).to_numpy(
+        zero_copy_only=False
+    )
+    keep = np.ones(n, dtype=bool)
+    keep[by_id.to_numpy()[1:][same]] = False  # every later row of a run of equal ids
+    return np.flatnonzero(keep)
+
+
+def _report_order(table: Any) -> Any:
+    """Row positions of the report: first finding per ``finding_id``, most severe first, then by time,
+    analyzer, rule and location, missing values last, ties in input order (arrow's stable sort over the
+    key columns alone: no copy of the text)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keep = _first_of_each(table["finding_id"])
+    rows = pa.array(keep)
+    severity = pc.index_in(pc.cast(table["severity"].take(rows), pa.string()), value_set=pa.array(SEVERITIES))
     keys = pa.table(
         {
-            "severity": pa.array(codes, mask=codes < 0),
-            "ts": pa.array(df["ts"].iloc[keep], from_pandas=True),
-            **{c: pa.array(df[c].iloc[keep], from_pandas=True) for c in ("analyzer", "rule_id", "location")},
+            "severity": severity,
+            **{c: table[c].take(rows) for c in ("ts", "analyzer", "rule_id", "location")},
         }
     )
     sort_keys = [("severity", "descending", "at_end")]
     sort_keys += [(c, "ascending", "at_end") for c in ("ts", "analyzer", "rule_id", "location")]
     pos = pc.sort_indices(keys, sort_keys=sort_keys).to_numpy()
-    return keep[pos]
+    return pa.array(keep[pos])
 
 
 def report_context(
@@ -251,6 +319,7 @@ def build_report(
     """Write the report files and record them in the custody log."""
     from triage.report.cisa import cisa_frame, cisa_rows
     from triage.report.exports import (
+        CHUNK,
         PARALLEL_ROWS,
         run_aside,
         write_cisa_xlsx,
@@ -287,7 +356,8 @@ def build_report(
         return files[name]
 
     lap("load")
-    df.to_parquet(target("findings.parquet"), index=False)
+    # row groups of one export chunk: the writer buffers one group, the export workers read one at a time
+    df.to_parquet(target("findings.parquet"), index=False, row_group_size=CHUNK)
     lap("parquet")
     # CSV, JSONL and Timesketch: streamed in chunks, in parallel on large cases (from the parquet above)
     result.timesketch_skipped, hashed = write_finding_exports(

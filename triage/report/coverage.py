@@ -88,9 +88,9 @@ class FamilyCoverage:
 def analyzer_scopes() -> dict[str, tuple[tuple[str, ...], str]]:
     """``analyzer -> (consumes, scope)`` from the registry; empty when it cannot be loaded."""
     try:
-        from triage.registry import analyzers, discover
+        from triage.registry import declarations
 
-        reg = analyzers() or discover()
+        reg = declarations()  # what analyzers declare, without importing them
         return {name: (tuple(cls.consumes), str(getattr(cls, "scope", "artifact"))) for name, cls in reg.items()}
     except Exception as exc:  # the registry is optional for a report: host-scope runs then count for every kind
         log.warning("analyzer registry unavailable: %s", exc)

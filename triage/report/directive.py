@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from triage.finding import SEVERITIES
+from triage.formats import yamldoc
 
 DIRECTIVE_FILE = "ed2102.yaml"
 STATUSES = ("done", "not done", "not applicable", "needs manual attestation")
@@ -187,7 +187,7 @@ def load_directive(path: Path | None = None) -> Directive:
         from triage.registry import signature_path
 
         path = signature_path(DIRECTIVE_FILE)
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    doc = yamldoc.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     families = {
         str(name): _selector(raw, f"{path}: conventions.{name}") for name, raw in (doc.get("conventions") or {}).items()
     }

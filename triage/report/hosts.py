@@ -35,9 +35,9 @@ log = logging.getLogger(__name__)
 def declared_fact_sources() -> dict[str, tuple[FactSource, ...]]:
     """``analyzer -> its declared host-fact sources``, from the registry; empty when it cannot be loaded."""
     try:
-        from triage.registry import analyzers, discover
+        from triage.registry import declarations
 
-        reg = analyzers() or discover()
+        reg = declarations()  # what analyzers declare, without importing them
         return {name: tuple(cls.host_facts) for name, cls in reg.items() if cls.host_facts}
     except Exception as exc:  # the registry is optional for a report: the inventory is then left empty
         log.warning("analyzer registry unavailable, host facts not read: %s", exc)

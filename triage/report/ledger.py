@@ -279,9 +279,9 @@ class LedgerBuilder:
         self.indications = indication_mask(ctx)
         self.coverage_rows = self._family_rows("coverage")
         try:
-            from triage.registry import analyzers, discover
+            from triage.registry import declarations
 
-            reg = analyzers() or discover()
+            reg = declarations()  # what analyzers declare, without importing them
             self.consumes = {name: tuple(cls.consumes) for name, cls in reg.items()}
         except Exception as exc:  # the registry is optional for a report: host-scope runs then count less
             log.warning("analyzer registry unavailable: %s", exc)

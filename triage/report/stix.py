@@ -93,8 +93,10 @@ def is_sigma(text: str) -> bool:
     """Whether YAML text is a Sigma rule (its mandatory title, logsource and detection are there)."""
     import yaml
 
+    from triage.formats import yamldoc
+
     try:
-        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+        docs = [d for d in yamldoc.safe_load_all(text) if isinstance(d, dict)]
     except yaml.YAMLError:
         return False
     return bool(docs) and all(k in docs[0] for k in ("title", "logsource", "detection"))

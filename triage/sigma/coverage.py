@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from triage.formats import yamldoc
 
 SOURCE_KINDS = ("events", "registry", "weblog")
 
@@ -165,7 +165,7 @@ def load_coverage(paths: Iterable[Path] | Path) -> Coverage:
     cov = Coverage()
     seen: dict[str, str] = {}
     for path in paths:
-        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        doc = yamldoc.safe_load(Path(path).read_text(encoding="utf-8")) or {}
         where = Path(path).name
         if doc.get("version") != 1:
             raise CoverageError(f"{where}: version must be 1")

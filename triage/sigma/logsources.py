@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from triage.errors import TriageError
+from triage.formats import yamldoc
 
 DEFAULT_LOGSOURCES = "sigma/logsources.yaml"  # relative to the installed signatures/ folder
 _ENTRY_KEYS = {"product", "category", "service", "sources", "description"}
@@ -149,7 +150,7 @@ def load_logsources(path: str | Path | None = None) -> LogsourceMap:
     except OSError as exc:
         raise LogsourceError(f"{p}: cannot read logsource mapping: {exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yamldoc.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
