@@ -874,7 +874,11 @@ def read_together(paths: Sequence[str | Path], max_records: int = 4 * BATCH) -> 
     # each log's first row: the first kept record at or after its first text
     firsts = np.searchsorted(np.asarray(kept, dtype=np.int64), np.asarray([*starts, len(texts)], dtype=np.int64))
     out: list[LogPart | None] = []
-    envelope = frame[["TimeCreated", "Channel"]]
+    # what ReadStats.see counts, for every log from two whole-frame arrays (a pandas call per log costs ~4 ms)
+    codes, names = pd.factorize(frame["Channel"], use_na_sentinel=True)
+    times = frame["TimeCreated"].array
+    stamps = times.asi8 if len(times) else np.empty(0, dtype=np.int64)
+    timed = ~np.asarray(times.isna())
     joined = iter(range(len(starts)))
     for mine_stats in parts:
         if mine_stats is None:
@@ -882,7 +886,13 @@ def read_together(paths: Sequence[str | Path], max_records: int = 4 * BATCH) -> 
             continue
         j = next(joined)
         a, b = int(firsts[j]), int(firsts[j + 1])
-        if b > a:
-            mine_stats.see(envelope.iloc[a:b])
+        mine_stats.records = b - a
+        if timed[a:b].any():
+            when = stamps[a:b][timed[a:b]]
+            mine_stats.first = pd.Timestamp(int(when.min()), unit="us", tz="UTC")
+            mine_stats.last = pd.Timestamp(int(when.max()), unit="us", tz="UTC")
+        mine = codes[a:b]
+        for code, n in zip(*np.unique(mine[mine >= 0], return_counts=True), strict=True):
+            mine_stats.channels[str(names[code])] = int(n)
         out.append(LogPart(a, b, mine_stats))
     return LogsTogether(frame, out)
