@@ -74,7 +74,8 @@ def flat(node, out, prefix=""):
         if isinstance(value, dict):
             flat(value, out, prefix)
         else:
-            out[key] = value if isinstance(value, (int, float, str)) or value is None else json.dumps(value)
+            # text, as the JSON gave it (SQLite compares a TEXT column to a number literal as text)
+            out[key] = None if value is None else value if isinstance(value, str) else json.dumps(value)
 
 rows, names = [], {}
 for path in sys.stdin.read().splitlines():
