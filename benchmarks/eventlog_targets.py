@@ -153,6 +153,7 @@ class Shape:
     logs: list[Path]
     events: int = 0
     times: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[float]] = field(default_factory=dict)  # CPU seconds of each run (all its processes)
 
 
 def triage_cmd() -> list[str]:
@@ -283,14 +284,26 @@ def measure(
     if queries is not None:
         contenders["sqlite"] = lambda: run_sqlite(shape, queries)
     shape.times = {k: [] for k in contenders}
+    shape.cpu = {k: [] for k in contenders}
     for r in range(rounds):
         order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
         for name in order:
+            before = _children_cpu()
             shape.times[name].append(contenders[name]())
+            shape.cpu[name].append(_children_cpu() - before)
         if log:
-            now = ", ".join(f"{k} {v[-1]:.2f} s" for k, v in shape.times.items())
+            now = ", ".join(f"{k} {v[-1]:.2f} s ({shape.cpu[k][-1]:.2f} CPU s)" for k, v in shape.times.items())
             print(f"{shape.name} round {r + 1}: {now}", file=sys.stderr)
     return summarise(shape.times)
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of every finished child process (and theirs): on a machine shared with other
+    work, wall seconds swing with the load while CPU seconds show the work each command did."""
+    import resource
+
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return use.ru_utime + use.ru_stime
 
 
 def verdict(name: str, value: float) -> str:
@@ -365,6 +378,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shape, args.rounds, sigma, args.jobs or None, warm_up=not args.no_warm_up, queries=queries
             ))
     print(table(results))
+    for name, (shape, _) in results.items():  # the same ratios over CPU seconds (less sensitive to load)
+        cpu = summarise(shape.cpu)
+        print(f"{name} CPU: " + ", ".join(f"{k} {v:.2f}" + ("x" if "/" in k else " s") for k, v in cpu.items()))
     return 0
 
 
