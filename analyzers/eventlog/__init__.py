@@ -228,7 +228,7 @@ class EventLogs(Analyzer):
         """
         from triage.formats.evtx import read_together
 
-        self._together: dict[str, tuple[pd.DataFrame, LogPart, pd.DataFrame, dict[int, dict[str, Any]]]] = {}
+        self._together: dict[str, tuple[pd.DataFrame, pd.DataFrame, LogPart, pd.DataFrame, dict[int, dict]]] = {}
         logs = [u for u in units if u.evidence.kind == "evtx"]
         if len(logs) < 2:
             return
@@ -236,19 +236,25 @@ class EventLogs(Analyzer):
         if together is None:
             return
         frame = together.frame
+        envelope = frame[["TimeCreated", "EventRecordID"]]  # what coverage reads, sliced per log cheaply
         matches = self.ruleset.evaluate(frame)
-        rows = matches["row"].to_numpy(dtype=np.int64)
+        joined = [(unit, part) for unit, part in zip(logs, together.parts, strict=True) if part is not None]
+        # each match's log (logs' rows are contiguous and in order), then each log's matches in their own order
+        stops = np.asarray([part.stop for _, part in joined], dtype=np.int64)
+        owner = np.searchsorted(stops, matches["row"].to_numpy(dtype=np.int64), side="right")
+        order = np.argsort(owner, kind="stable")
+        bounds = np.searchsorted(owner[order], np.arange(len(joined) + 1))
+        silent = self._silent()
         prepared = []
         wanted: set[int] = set()
-        for unit, part in zip(logs, together.parts, strict=True):
-            if part is None:
-                continue
-            mine = matches[(rows >= part.start) & (rows < part.stop)]
+        for j, (unit, part) in enumerate(joined):
+            mine = matches.iloc[order[bounds[j] : bounds[j + 1]]]
             prepared.append((unit, part, mine))
-            wanted.update(_listed_rows(mine, self._silent()))
+            if len(mine):
+                wanted.update(_listed_rows(mine, silent))
         events = _events(frame, sorted(wanted))
         for unit, part, mine in prepared:
-            self._together[unit.evidence.artifact_id] = (frame, part, mine, events)
+            self._together[unit.evidence.artifact_id] = (frame, envelope, part, mine, events)
 
     def end_batch(self) -> None:
         """Free what :meth:`begin_batch` kept."""
@@ -270,10 +276,10 @@ class EventLogs(Analyzer):
                 matches = self.ruleset.evaluate(df)
                 yield from self._matched(unit, df, matches, corr, per_rule, None)
         else:  # read and evaluated with the rest of its batch: this log's rows of the shared frame
-            frame, part, matches, events = prepared
+            frame, envelope, part, matches, events = prepared
             stats = part.stats
             if part.stop > part.start:
-                cov.add(frame.iloc[part.start : part.stop][["TimeCreated", "EventRecordID"]])
+                cov.add(envelope.iloc[part.start : part.stop])
                 yield from self._matched(unit, frame, matches, corr, per_rule, events)
         yield from self._summaries(unit, per_rule)
         if corr:
