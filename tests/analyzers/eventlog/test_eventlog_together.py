@@ -82,6 +82,7 @@ def _findings(tmp_path: Path, logs: dict[str, bytes], batching: BatchLimits, nam
     return df[cols].astype(str).sort_values(cols).reset_index(drop=True)
 
 
+@pytest.mark.slow  # two volumes collected and analyzed (5-15 s on a shared machine)
 def test_a_batch_of_logs_gives_the_findings_of_each_log_alone(tmp_path: Path, logs: dict[str, bytes]) -> None:
     alone = _findings(tmp_path, logs, BatchLimits(count=1), "alone")
     together = _findings(tmp_path, logs, BatchLimits(count=64, per_worker=1), "together")

@@ -196,6 +196,7 @@ def _sample_rows() -> list[dict]:
     return rows
 
 
+@pytest.mark.slow  # the whole pack by full scan over every sample row (7-16 s on a shared machine)
 def test_the_index_never_skips_a_rule_that_could_match_a_sample(own_pack: RuleSet) -> None:
     """Every rule of the pack, through the index (plans, EventID gates) and by full scan, over every sample row of
     every sample file: the same (rule, row) matches, as one frame and as small frames (the Python string path)."""
