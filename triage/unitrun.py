@@ -102,14 +102,58 @@ def run_unit(
         return write_single(Path(spec.case_dir), rec, found, started=started)
     started, t0 = utcnow(), time.perf_counter()
     rows: list[tuple[dict[str, Any], list[Finding]]] = []
-    for ev in spec.batch:
-        if on_item is not None:
-            on_item(str(ev["artifact_id"]))
-        rec, found = _analyze_one(spec, cls, analyzer, fingerprint, ev, None, on_progress)
-        if on_row is not None:
-            on_row(rec, found)
-        rows.append((rec, found))
+    units = [_unit(spec, analyzer, ev, None, on_progress) for ev in spec.batch]
+    _begin_batch(analyzer, units)
+    try:
+        for ev, unit in zip(spec.batch, units, strict=True):
+            if on_item is not None:
+                on_item(str(ev["artifact_id"]))
+            rec, found = _analyze_one(spec, cls, analyzer, fingerprint, ev, None, on_progress, unit)
+            if on_row is not None:
+                on_row(rec, found)
+            rows.append((rec, found))
+    finally:
+        if hasattr(analyzer, "end_batch"):
+            analyzer.end_batch()
     return write_batch(spec, rows, started=started, duration=time.perf_counter() - t0)
+
+
+def _begin_batch(analyzer: Analyzer, units: list[Unit]) -> None:
+    """An analyzer's optional batch-wide step (``begin_batch(units)``: work shared by the batch's artifacts, such
+    as evaluating rules once over many small logs); if it fails, each artifact simply runs on its own."""
+    begin = getattr(analyzer, "begin_batch", None)
+    if begin is None:
+        return
+    try:
+        with MemoryBound():
+            begin(units)
+    except Exception:  # the artifacts still run one by one, each reporting its own problems
+        log.exception("batch step of %s", analyzer.name)
+        if hasattr(analyzer, "end_batch"):
+            analyzer.end_batch()
+
+
+def _unit(
+    spec: UnitSpec,
+    analyzer: Analyzer,
+    row: dict[str, Any],
+    members: list[dict[str, Any]] | None,
+    on_progress: ProgressSink | None,
+) -> Unit:
+    """The unit of one artifact (or host group, with ``members``) of a spec."""
+    evidence = ManifestRow(**row)
+    cdir = Path(spec.case_dir)
+    path = cdir if members is not None else Case(cdir, {"case_id": spec.case_id}).artifact_path(evidence)
+    return Unit(
+        case_id=spec.case_id,
+        case_dir=cdir,
+        host=evidence.source_host,
+        evidence=evidence,
+        path=path,
+        analyzer=analyzer,
+        members=[ManifestRow(**r) for r in members or []],
+        on_progress=on_progress,
+    )
 
 
 def _prepare(spec: UnitSpec) -> tuple[type[Analyzer], Analyzer, str]:
@@ -134,22 +178,12 @@ def _analyze_one(
     row: dict[str, Any],
     members: list[dict[str, Any]] | None,
     on_progress: ProgressSink | None,
+    unit: Unit | None = None,
 ) -> tuple[dict[str, Any], list[Finding]]:
     """The analyzer over one artifact (or host group): its run record (no result file yet) and findings."""
     started, t0 = utcnow(), time.perf_counter()
-    evidence = ManifestRow(**row)
-    cdir = Path(spec.case_dir)
-    path = cdir if members is not None else Case(cdir, {"case_id": spec.case_id}).artifact_path(evidence)
-    unit = Unit(
-        case_id=spec.case_id,
-        case_dir=cdir,
-        host=evidence.source_host,
-        evidence=evidence,
-        path=path,
-        analyzer=analyzer,
-        members=[ManifestRow(**r) for r in members or []],
-        on_progress=on_progress,
-    )
+    unit = unit or _unit(spec, analyzer, row, members, on_progress)
+    evidence = unit.evidence
     found: list[Finding] = []
     status, message, tb = "success", "", ""
     try:

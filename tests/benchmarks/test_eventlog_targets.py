@@ -66,3 +66,10 @@ def test_tiny_big_log_run_prints_own_over_parse(
     assert ratio > 0
     assert "sigma/own" not in out
     assert (tmp_path / "case-big" / "results" / "eventlog").is_dir()  # the analyze really ran on the case
+
+
+def test_sqlite_baseline_ratio_is_a_speed_up_to_reach(targets: ModuleType) -> None:
+    times = {"parse": [1.0, 1.0], "own": [2.0, 2.0], "sigma": [4.0, 2.0], "sqlite": [16.0, 4.0]}
+    s = targets.summarise(times)
+    assert s["sqlite/sigma"] == pytest.approx(3.0)  # per-round 4.0 and 2.0: the baseline over triage, median
+    assert targets.verdict("sqlite/sigma", 3.0) == "ok" and targets.verdict("sqlite/sigma", 2.9) == "MISSED"
