@@ -96,16 +96,18 @@ def run_unit(
     record (:mod:`triage.results`).
     """
     cls, analyzer, fingerprint = _prepare(spec)
+    # one Case object per unit or batch (it opens the custody log's settings): only artifact paths are asked of it
+    case = Case(Path(spec.case_dir), {"case_id": spec.case_id})
     if spec.batch is None:
         started = utcnow()
-        rec, found = _analyze_one(spec, cls, analyzer, fingerprint, spec.evidence, spec.members, on_progress)
+        rec, found = _analyze_one(spec, cls, analyzer, fingerprint, spec.evidence, spec.members, on_progress, case)
         return write_single(Path(spec.case_dir), rec, found, started=started)
     started, t0 = utcnow(), time.perf_counter()
     rows: list[tuple[dict[str, Any], list[Finding]]] = []
     for ev in spec.batch:
         if on_item is not None:
             on_item(str(ev["artifact_id"]))
-        rec, found = _analyze_one(spec, cls, analyzer, fingerprint, ev, None, on_progress)
+        rec, found = _analyze_one(spec, cls, analyzer, fingerprint, ev, None, on_progress, case)
         if on_row is not None:
             on_row(rec, found)
         rows.append((rec, found))
@@ -137,12 +139,13 @@ def _analyze_one(
     row: dict[str, Any],
     members: list[dict[str, Any]] | None,
     on_progress: ProgressSink | None,
+    case: Case,
 ) -> tuple[dict[str, Any], list[Finding]]:
     """The analyzer over one artifact (or host group): its run record (no result file yet) and findings."""
     started, t0 = utcnow(), time.perf_counter()
     evidence = ManifestRow(**row)
-    cdir = Path(spec.case_dir)
-    path = cdir if members is not None else Case(cdir, {"case_id": spec.case_id}).artifact_path(evidence)
+    cdir = case.path
+    path = cdir if members is not None else case.artifact_path(evidence)
     unit = Unit(
         case_id=spec.case_id,
         case_dir=cdir,
@@ -257,7 +260,8 @@ def write_batch(
         "result_sha256": digest,
         "units": units,
     }
-    _atomic_write(record, json.dumps(body, indent=1, ensure_ascii=False, default=str).encode())
+    # compact: an indent makes json use its pure-Python encoder, several times slower on a batch of rows
+    _atomic_write(record, json.dumps(body, ensure_ascii=False, default=str).encode())
     return body
 
 

@@ -171,6 +171,10 @@ class _Part:
     namespaces: list[str]
     rules: Any = None
     scanner: Any = None
+    # what the scanner was last given: set again only when it changes (six externals and a timeout per file
+    # otherwise cost more than scanning a small page)
+    timeout: int = -1
+    globals_: dict[str, str] = field(default_factory=dict)
 
 
 def _version(dist: str) -> str:
@@ -343,9 +347,15 @@ class CompiledRules:
             part.scanner = yara_x.Scanner(part.rules)
             part.scanner.max_matches_per_pattern(MAX_MATCHES_PER_PATTERN)
         sc = part.scanner
-        sc.set_timeout(timeout)
+        if timeout != part.timeout:
+            sc.set_timeout(timeout)
+            part.timeout = timeout
+        last = part.globals_
         for name in EXTERNALS:
-            sc.set_global(name, ext.get(name, ""))
+            value = ext.get(name, "")
+            if last.get(name) != value:
+                sc.set_global(name, value)
+                last[name] = value
         res = sc.scan(target) if isinstance(target, bytes | bytearray) else sc.scan_file(str(target))
         out = []
         for r in res.matching_rules:
