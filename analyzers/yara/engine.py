@@ -288,14 +288,17 @@ class CompiledRules:
         self.files = files
         self.cache = cache  # key, dir, hit, compile_s / load_s
         self._by_ns = {f.namespace: f for f in files}
+        # asked per scanned file: listed once (a signature-base set has hundreds of rule files)
+        self._compiled = [f for f in files if f.status == "compiled"]
+        self._skipped = [f for f in files if f.status == "skipped"]
 
     @property
     def compiled(self) -> list[FileStatus]:
-        return [f for f in self.files if f.status == "compiled"]
+        return self._compiled
 
     @property
     def skipped(self) -> list[FileStatus]:
-        return [f for f in self.files if f.status == "skipped"]
+        return self._skipped
 
     def file_of(self, namespace: str) -> FileStatus | None:
         """The rule file a namespace was compiled from."""
