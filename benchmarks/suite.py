@@ -306,6 +306,47 @@ def bench_yara(s: Suite, args: argparse.Namespace, work: Path) -> None:
             )
         )
     shutil.rmtree(work / "yara", ignore_errors=True)
+    bench_yara_command(s, args, work)
+
+
+def bench_yara_command(s: Suite, args: argparse.Namespace, work: Path) -> None:
+    """Issue 15's rows: ``triage analyze --only yara -j N`` against ``yara -r -p N``, same rules and files, per web
+    root (thousands of small files; a few hundred bigger ones) and rule set, with the engine alone beside it."""
+    import yara_scan as m
+
+    if not shutil.which("yara"):
+        s.log("yara command rows skipped: the yara CLI is not installed (apt-get install -y yara)")
+        return
+    old = os.environ.get("TRIAGE_YARA_CACHE")
+    os.environ["TRIAGE_YARA_CACHE"] = str(work / "yara-command" / "cache")
+    try:
+        with quiet_stdout():
+            rows = m.command_rows(
+                work / "yara-command", args.workers, max(3, args.repeat), args.yara_webroot, args.yara_big
+            )
+    finally:
+        if old is None:
+            os.environ.pop("TRIAGE_YARA_CACHE", None)
+        else:
+            os.environ["TRIAGE_YARA_CACHE"] = old
+    for r in rows:
+        ratio = r["ratio_median"]
+        s.add(
+            Row(
+                "yara",
+                f"analyze --only yara -j {args.workers}, {r['rules']} rules, {r['files']} {r['web root']}",
+                r["triage_s"],
+                "s",
+                f"yara -r -p {args.workers}",
+                r["yara_s"],
+                1 / ratio,
+                f"<= 1.0x: {ratio:.2f}x {'ok' if ratio <= 1.0 else 'BELOW'}",
+                f"{r['mib']:.0f} MiB; median of {len(r['ratios'])} alternating rounds; engine alone "
+                f"{r['engine_ratio_median']:.2f}x yara; same (file, rule) pairs: {r['same_pairs']} "
+                f"({r['triage_pairs']} / {r['cli_pairs']})",
+            )
+        )
+    shutil.rmtree(work / "yara-command", ignore_errors=True)
 
 
 def bench_memory(s: Suite, args: argparse.Namespace, work: Path) -> None:
@@ -928,6 +969,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--exchange-mb", type=int, default=64, help="MiB of HttpProxy logs")
     g.add_argument("--yara-pages", type=int, default=400, help="server pages for the YARA scan")
     g.add_argument("--yara-mb", type=int, default=4, help="MiB of each of the 6 large files of the YARA scan")
+    g.add_argument("--yara-webroot", type=int, default=6000, help="small files of the YARA whole-command web root")
+    g.add_argument("--yara-big", type=int, default=300, help="bigger files of the second YARA web root")
     g.add_argument("--memory-mb", type=int, default=512, help="MiB of the raw memory image")
     g.add_argument("--findings", type=int, default=100_000, help="findings of the report benchmark")
     g.add_argument("--collect-mib", type=int, default=256, help="MiB of the big-files collection")

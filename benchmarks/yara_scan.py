@@ -268,11 +268,18 @@ def _text_pool(rng: random.Random, tokens: tuple[str, ...], n: int, sep: str = "
     return sep.join(rng.choice(tokens) for _ in range(n)).encode()
 
 
-def make_webroot(root: Path, files: int = 6000, seed: int = 15) -> list[Path]:
+# a web root of a few hundred bigger files (bundles, big pages, images of 256 KiB - 8 MiB)
+BIG_SIZES = ((256, 30), (512, 25), (1024, 25), (2048, 12), (4096, 6), (8192, 2))
+
+
+def make_webroot(
+    root: Path, files: int = 6000, seed: int = 15, sizes: tuple[tuple[int, float], ...] = _SIZES
+) -> list[Path]:
     """A volume whose ``inetpub/wwwroot`` holds ``files`` web files plus the project's web shell family samples.
 
     Contents are minified-looking JavaScript, CSS, HTML and pages (sliced from generated pools, so making 300 MB
-    takes seconds) and random bytes behind a PNG header; the shells go to ``aspnet_client/system_web``.
+    takes seconds) and random bytes behind a PNG header; the shells go to ``aspnet_client/system_web``. ``sizes``:
+    (KiB, weight) classes of the file sizes (default: mostly a few KiB; :data:`BIG_SIZES` for bigger files).
     """
     from triage.testing.webshells import family_samples
 
@@ -286,7 +293,7 @@ def make_webroot(root: Path, files: int = 6000, seed: int = 15) -> list[Path]:
         ".txt": _text_pool(rng, WORDS, 150_000, " "),
     }
     pools[".aspx"] = pools[".ascx"] = pools[".config"] = pools[".html"][: len(js) // 2] + js[: len(js) // 2]
-    ks, kw = zip(*_SIZES, strict=True)
+    ks, kw = zip(*sizes, strict=True)
     es, ew = zip(*_EXTS, strict=True)
     out = []
     for i in range(files):
@@ -398,75 +405,158 @@ def _triage_analyze(case: Path, extra: list[str], jobs: int) -> int:
     return int(json.loads(out)["findings"])
 
 
-def _yara_cli(rule_files: list[RuleFile], target: Path, jobs: int) -> int:
+def triage_pairs(case: Path) -> set[tuple[str, str]]:
+    """(path below the volume root, rule) of every ``yara`` finding in the case (read after the timed rounds)."""
+    from triage.case import Case
+    from triage.report import load_findings
+
+    df = load_findings(Case.open(case))
+    out = set()
+    for attrs in df.loc[df["analyzer"] == "yara", "attributes"]:
+        a = json.loads(attrs)
+        out.add((a["path"].split(":/", 1)[-1].lstrip("/"), a["rule"]))
+    return out
+
+
+def _cli_cmd(rule_files: list[RuleFile], target: Path, jobs: int) -> list[str]:
     defines = [
         a for name in ("filename", "filepath", "extension", "filetype", "owner", "md5") for a in ("-d", f"{name}=")
     ]
     sources = [f"{f.namespace}:{f.path}" for f in rule_files]
-    cmd = ["yara", "-r", "-w", "-p", str(jobs), *defines, *sources, str(target)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-    return len(out.splitlines())
+    return ["yara", "-r", "-w", "-p", str(jobs), *defines, *sources, str(target)]
+
+
+def cli_pairs(rule_files: list[RuleFile], vol: Path, target: Path, jobs: int) -> set[tuple[str, str]]:
+    """(path below the volume root, rule) of every match ``yara -r`` reports."""
+    found = cli_matches(_cli_cmd(rule_files, target, jobs))
+    return {(Path(path).relative_to(vol).as_posix(), rule) for path, rule in found}
+
+
+def _engine_only(rule_files: list[RuleFile], vol: Path, files: list[Path], jobs: int) -> set[tuple[str, str]]:
+    """The engine alone: the compiled set from the cache in ``jobs`` forked processes, every file through
+    ``CompiledRules.scan`` (no case, no records): what is left of triage's time when the bookkeeping is gone."""
+    chunks = [files[i::jobs] for i in range(jobs)]
+    with ProcessPoolExecutor(jobs, mp_context=get_context("fork")) as ex:
+        parts = ex.map(_worker_scan, [(rule_files, YARA_X, RELAXED_FIRST, str(vol), c) for c in chunks])
+        found = set().union(*parts)
+    return {(Path(path).relative_to(vol).as_posix(), rule) for path, rule in found}
 
 
 def measure_command(
-    name: str, rule_files: list[RuleFile], extra: list[str], case: Path, target: Path, jobs: int, rounds: int
+    name: str,
+    rule_files: list[RuleFile],
+    extra: list[str],
+    case: Path,
+    vol: Path,
+    target: Path,
+    jobs: int,
+    rounds: int,
+    files: list[Path] | None = None,
 ) -> dict | None:
-    """``triage analyze --only yara -j N`` against ``yara -r -p N``: alternating rounds, ratio per round, median."""
+    """``triage analyze --only yara -j N`` against ``yara -r -p N``: alternating rounds, ratio per round, median.
+
+    With ``files`` an engine-only row runs in the same rounds (the compiled set in N forked processes, no case).
+    Checks that triage and ``yara`` report the same (file, rule) pairs; returns the medians and the check.
+    """
     if not shutil.which("yara"):
         print(f"  {name}: yara CLI not installed (apt-get install -y yara): row skipped")
         return None
-    n_triage = _triage_analyze(case, extra, jobs)  # warm-up: fills the compiled-rule cache, as a first run would
-    n_cli = _yara_cli(rule_files, target, jobs)
-    ratios, tw, cw = [], [], []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        n_cli = _yara_cli(rule_files, target, jobs)
-        c = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        n_triage = _triage_analyze(case, extra, jobs)
-        t = time.perf_counter() - t0
-        tw.append(t)
-        cw.append(c)
-        ratios.append(t / c)
-    med = statistics.median(ratios)
-    print(
-        f"  {name:<22} triage {statistics.median(tw):7.2f} s  yara -r -p {jobs} {statistics.median(cw):6.2f} s  "
-        f"triage/yara {med:5.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})  matches {n_triage} / {n_cli}"
-        + ("" if n_triage == n_cli else "  MATCH COUNTS DIFFER")
+    contenders = {
+        "yara": lambda: subprocess.run(_cli_cmd(rule_files, target, jobs), check=True, capture_output=True),
+        "triage": lambda: _triage_analyze(case, extra, jobs),
+    }
+    if files is not None:
+        contenders["engine only"] = lambda: _engine_only(rule_files, vol, files, jobs)
+    for fn in contenders.values():  # warm-up: fills the compiled-rule cache, as a first run would; page cache
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    for r in range(rounds):
+        for label in list(contenders) if r % 2 == 0 else list(reversed(contenders)):
+            t0 = time.perf_counter()
+            contenders[label]()
+            times[label].append(time.perf_counter() - t0)
+    ours, theirs = triage_pairs(case), cli_pairs(rule_files, vol, target, jobs)
+    ratios = [t / c for t, c in zip(times["triage"], times["yara"], strict=True)]
+    out = {
+        "ratio_median": statistics.median(ratios),
+        "ratios": ratios,
+        "triage_s": statistics.median(times["triage"]),
+        "yara_s": statistics.median(times["yara"]),
+        "triage_pairs": len(ours),
+        "cli_pairs": len(theirs),
+        "same_pairs": ours == theirs,
+        "differ": sorted(ours ^ theirs)[:10],
+    }
+    line = (
+        f"  {name:<22} triage {out['triage_s']:7.2f} s  yara -r -p {jobs} {out['yara_s']:6.2f} s  "
+        f"triage/yara {out['ratio_median']:5.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})"
     )
-    return {"ratio_median": med, "ratios": ratios, "triage_matches": n_triage, "cli_matches": n_cli}
+    if files is not None:
+        eng = [e / c for e, c in zip(times["engine only"], times["yara"], strict=True)]
+        out["engine_ratio_median"] = statistics.median(eng)
+        out["engine_s"] = statistics.median(times["engine only"])
+        line += f"  engine only/yara {out['engine_ratio_median']:5.2f}"
+    print(line + f"  (file, rule) pairs {len(ours)} / {len(theirs)}" + ("" if ours == theirs else "  PAIRS DIFFER"))
+    if ours != theirs:
+        print(f"    differing pairs (first 10): {out['differ']}")
+    return out
+
+
+def command_rows(
+    work: Path, jobs: int, rounds: int, small_files: int = 6000, big_files: int = 300, own_only: bool = False
+) -> list[dict]:
+    """The whole-command rows of issue 15: per web root (small files; bigger files) and rule set (own; own +
+    third-party), triage / ``yara -r -p N`` medians with the engine-only ratio and the pair check."""
+    rows = []
+    for label, count, sizes in (("small files", small_files, _SIZES), ("bigger files", big_files, BIG_SIZES)):
+        vol = work / label.replace(" ", "-")
+        files = make_webroot(vol, count, sizes=sizes)
+        target = vol / "inetpub" / "wwwroot"
+        total = sum(p.stat().st_size for p in files)
+        print(f"\nweb root, {label}: {len(files)} files, {total / 2**20:.0f} MiB")
+        case = work / f"case-{label.replace(' ', '-')}"
+        subprocess.run(
+            [str(TRIAGE), "collect", str(vol), "--case", str(case), "--as", "volume", "--host", "WEB01", "-q"],
+            check=True,
+            capture_output=True,
+        )
+        for name, rfs in rule_sets(own_only).items():
+            extra = [str(CORPUS_RULES)] if "corpus" in name else []
+            extra += [os.environ[SIGNATURE_BASE_ENV]] if "signature-base" in name else []
+            res = measure_command(name, rfs, extra, case, vol, target, jobs, rounds, files)
+            if res is not None:
+                rows.append(res | {"web root": label, "files": len(files), "mib": total / 2**20, "rules": name})
+        for dirpath, dirs, _ in os.walk(case):  # the collected case is read-only evidence: make it removable
+            for d in dirs:
+                os.chmod(os.path.join(dirpath, d), 0o755)
+    return rows
 
 
 def main_webroot(args: argparse.Namespace) -> int:
     """``--decide`` and ``--command``: the web root measurements."""
     with tempfile.TemporaryDirectory(prefix="triage-yara-webroot-", dir=os.environ.get("TMPDIR")) as tmp:
         tmpd = Path(tmp)
-        vol = tmpd / "vol"
-        files = make_webroot(vol, args.webroot_files)
-        target = vol / "inetpub" / "wwwroot"
-        total = sum(p.stat().st_size for p in files)
-        print(f"web root: {len(files)} files, {total / 2**20:.0f} MiB; engines {engine_versions()}")
         os.environ["TRIAGE_YARA_CACHE"] = str(tmpd / "cache")
-        sets = rule_sets(args.own_only)
+        print(f"engines {engine_versions()}")
         if args.decide:
+            vol = tmpd / "vol"
+            files = make_webroot(vol, args.webroot_files)
+            total = sum(p.stat().st_size for p in files)
+            print(f"web root: {len(files)} files, {total / 2**20:.0f} MiB")
             sample = [p for i, p in enumerate(files) if i % args.sample == 0 or "aspnet_client" in p.parts]
-            for name, rfs in sets.items():
+            for name, rfs in rule_sets(args.own_only).items():
                 decide(name, rfs, vol, sample)
         if args.command:
-            case = tmpd / "case"
-            subprocess.run(
-                [str(TRIAGE), "collect", str(vol), "--case", str(case), "--as", "volume", "--host", "WEB01", "-q"],
-                check=True,
-                capture_output=True,
-            )
             print(
                 f"\nwhole command, {args.rounds} alternating rounds, ratio per round (triage / yara; <= 1: triage "
                 "as fast or faster)"
             )
-            for name, rfs in sets.items():
-                extra = [str(CORPUS_RULES)] if "corpus" in name else []
-                extra += [os.environ[SIGNATURE_BASE_ENV]] if "signature-base" in name else []
-                measure_command(name, rfs, extra, case, target, args.jobs, args.rounds)
+            rows = command_rows(
+                tmpd / "command", args.jobs, args.rounds, args.webroot_files, args.big_files, args.own_only
+            )
+            if not all(r["same_pairs"] for r in rows):
+                print("the (file, rule) pairs of triage and yara differ (see above)")
+                return 1
         print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     return 0
 
@@ -482,6 +572,7 @@ def main() -> int:
     ap.add_argument("--decide", action="store_true", help="per rule file engine table on a generated web root")
     ap.add_argument("--command", action="store_true", help="whole-command rows: triage analyze vs yara -r -p N")
     ap.add_argument("--webroot-files", type=int, default=6000, help="files of the generated web root")
+    ap.add_argument("--big-files", type=int, default=300, help="--command: files of the web root of bigger files")
     ap.add_argument("--sample", type=int, default=6, help="--decide scans every Nth web root file (and the shells)")
     ap.add_argument("--rounds", type=int, default=3, help="--command: alternating rounds")
     args = ap.parse_args()

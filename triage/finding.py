@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,7 @@ RUN_STATUSES = ("success", "no_findings", "skipped", "error")
 # Lone surrogates: U+DC80..U+DCFF carry undecodable bytes (os.fsdecode, surrogateescape); others come from
 # JSON escapes or UTF-16 without its pair. No UTF-8 writer (parquet, JSON, HTML, XLSX) accepts any of them.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_PLAIN = (int, float, bool)  # JSON scalars that hold no text
 
 
 def raw_bytes(text: str) -> bytes:
@@ -51,6 +52,8 @@ def storable(text: str) -> str:
     The one place where evidence text becomes storable; where it changed anything, the raw bytes are
     kept alongside (see :func:`storable_value`), so nothing is lost.
     """
+    if text.isascii():  # constant time in CPython, and nearly every string is: no surrogate to look for
+        return text
     return _SURROGATE.sub(_escape_surrogate, text) if _SURROGATE.search(text) else text
 
 
@@ -60,15 +63,22 @@ def storable_value(value: Any, raw: dict[str, str] | None = None, where: str = "
     Each str that changed has its raw bytes put in ``raw`` as hex, keyed by its path (``where``, ``a.b[2]``).
     """
     if isinstance(value, str):
+        if value.isascii():
+            return value
         safe = storable(value)
         if safe is not value and safe != value and raw is not None:
             raw[where or "value"] = raw_bytes(value).hex()
         return safe
     if isinstance(value, dict):
-        return {
-            storable_value(str(k)): storable_value(v, raw, f"{where}.{storable(str(k))}" if where else storable(str(k)))
-            for k, v in value.items()
-        }
+        out = {}
+        for k, v in value.items():
+            key = storable(str(k))
+            # the path text is only needed where a str may change: plain values and ASCII text skip building it
+            if v is None or type(v) in _PLAIN or (type(v) is str and v.isascii()):
+                out[key] = v
+            else:
+                out[key] = storable_value(v, raw, f"{where}.{key}" if where else key)
+        return out
     if isinstance(value, list | tuple):
         return [storable_value(v, raw, f"{where}[{i}]") for i, v in enumerate(value)]
     return value
@@ -314,7 +324,9 @@ class RunRecord:
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data; evidence text made storable (raw bytes under ``raw_hex``)."""
         raw: dict[str, str] = {}
-        d = storable_value(asdict(self), raw)
+        # fields one level deep: storable_value copies the lists and dicts itself (asdict's deep copy would be a
+        # second copy, a large part of a small file's bookkeeping in a batch)
+        d = storable_value({f.name: getattr(self, f.name) for f in fields(self)}, raw)
         if raw:
             d["raw_hex"] = raw
         return d

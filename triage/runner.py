@@ -207,7 +207,9 @@ def _batches(rows: list[ManifestRow], limits: BatchLimits, workers: int) -> list
         size += r.size or 0
     if group:
         units.append(group)
-    return units
+    # the biggest first (by bytes): the pool's last tasks are then its smallest, and no worker idles while
+    # another finishes a big straggler (sorted is stable: equal sizes keep manifest order)
+    return sorted(units, key=lambda g: -sum(r.size or 0 for r in g))
 
 
 def _batch_id(analyzer: str, run_id: str, rows: list[ManifestRow]) -> str:

@@ -96,19 +96,21 @@ def run_unit(
     record (:mod:`triage.results`).
     """
     cls, analyzer, fingerprint = _prepare(spec)
+    # one Case object per unit or batch (it opens the custody log's settings): only artifact paths are asked of it
+    case = Case(Path(spec.case_dir), {"case_id": spec.case_id})
     if spec.batch is None:
         started = utcnow()
-        rec, found = _analyze_one(spec, cls, analyzer, fingerprint, spec.evidence, spec.members, on_progress)
+        rec, found = _analyze_one(spec, cls, analyzer, fingerprint, spec.evidence, spec.members, on_progress, case)
         return write_single(Path(spec.case_dir), rec, found, started=started)
     started, t0 = utcnow(), time.perf_counter()
     rows: list[tuple[dict[str, Any], list[Finding]]] = []
-    units = [_unit(spec, analyzer, ev, None, on_progress) for ev in spec.batch]
+    units = [_unit(spec, analyzer, ev, None, on_progress, case) for ev in spec.batch]
     _begin_batch(analyzer, units)
     try:
         for ev, unit in zip(spec.batch, units, strict=True):
             if on_item is not None:
                 on_item(str(ev["artifact_id"]))
-            rec, found = _analyze_one(spec, cls, analyzer, fingerprint, ev, None, on_progress, unit)
+            rec, found = _analyze_one(spec, cls, analyzer, fingerprint, ev, None, on_progress, case, unit)
             if on_row is not None:
                 on_row(rec, found)
             rows.append((rec, found))
@@ -139,11 +141,12 @@ def _unit(
     row: dict[str, Any],
     members: list[dict[str, Any]] | None,
     on_progress: ProgressSink | None,
+    case: Case,
 ) -> Unit:
-    """The unit of one artifact (or host group, with ``members``) of a spec."""
+    """The unit of one artifact (or host group, with ``members``) of a spec (``case``: one per unit or batch)."""
     evidence = ManifestRow(**row)
-    cdir = Path(spec.case_dir)
-    path = cdir if members is not None else Case(cdir, {"case_id": spec.case_id}).artifact_path(evidence)
+    cdir = case.path
+    path = cdir if members is not None else case.artifact_path(evidence)
     return Unit(
         case_id=spec.case_id,
         case_dir=cdir,
@@ -178,11 +181,12 @@ def _analyze_one(
     row: dict[str, Any],
     members: list[dict[str, Any]] | None,
     on_progress: ProgressSink | None,
+    case: Case,
     unit: Unit | None = None,
 ) -> tuple[dict[str, Any], list[Finding]]:
     """The analyzer over one artifact (or host group): its run record (no result file yet) and findings."""
     started, t0 = utcnow(), time.perf_counter()
-    unit = unit or _unit(spec, analyzer, row, members, on_progress)
+    unit = unit or _unit(spec, analyzer, row, members, on_progress, case)
     evidence = unit.evidence
     found: list[Finding] = []
     status, message, tb = "success", "", ""
@@ -288,7 +292,8 @@ def write_batch(
         "result_sha256": digest,
         "units": units,
     }
-    _atomic_write(record, json.dumps(body, indent=1, ensure_ascii=False, default=str).encode())
+    # compact: an indent makes json use its pure-Python encoder, several times slower on a batch of rows
+    _atomic_write(record, json.dumps(body, ensure_ascii=False, default=str).encode())
     return body
 
 

@@ -14,6 +14,7 @@ hash of the rule bytes, the engine versions, the externals and the fallback orde
 
 With ``fallback="relaxed-first"`` steps 2 and 3 swap: a file that strict yara-x rejects for libyara-style
 regular expressions then runs in yara-x too, which on the NSA web shell set scans about 3x faster than libyara.
+When relaxed yara-x takes every yara-x file, they are compiled as one relaxed part (one scan per file, not two).
 
 Compiled rules may therefore be held by up to three engine "parts"; a scan runs every part and merges the
 matches. Third-party rule sets (signature-base, the NSA web shell rules) load unmodified, with the externals
@@ -39,7 +40,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"  # 2: relaxed-first sets hold one yara-x part where relaxed yara-x takes every file
 EXTERNALS = ("filename", "filepath", "extension", "filetype", "owner", "md5")
 RULE_SUFFIXES = (".yar", ".yara")
 YARA_X = "yara-x"
@@ -171,6 +172,10 @@ class _Part:
     namespaces: list[str]
     rules: Any = None
     scanner: Any = None
+    # what the scanner was last given: set again only when it changes (six externals and a timeout per file
+    # otherwise cost more than scanning a small page)
+    timeout: int = -1
+    globals_: dict[str, str] = field(default_factory=dict)
 
 
 def _version(dist: str) -> str:
@@ -284,14 +289,17 @@ class CompiledRules:
         self.files = files
         self.cache = cache  # key, dir, hit, compile_s / load_s
         self._by_ns = {f.namespace: f for f in files}
+        # asked per scanned file: listed once (a signature-base set has hundreds of rule files)
+        self._compiled = [f for f in files if f.status == "compiled"]
+        self._skipped = [f for f in files if f.status == "skipped"]
 
     @property
     def compiled(self) -> list[FileStatus]:
-        return [f for f in self.files if f.status == "compiled"]
+        return self._compiled
 
     @property
     def skipped(self) -> list[FileStatus]:
-        return [f for f in self.files if f.status == "skipped"]
+        return self._skipped
 
     def file_of(self, namespace: str) -> FileStatus | None:
         """The rule file a namespace was compiled from."""
@@ -343,9 +351,15 @@ class CompiledRules:
             part.scanner = yara_x.Scanner(part.rules)
             part.scanner.max_matches_per_pattern(MAX_MATCHES_PER_PATTERN)
         sc = part.scanner
-        sc.set_timeout(timeout)
+        if timeout != part.timeout:
+            sc.set_timeout(timeout)
+            part.timeout = timeout
+        last = part.globals_
         for name in EXTERNALS:
-            sc.set_global(name, ext.get(name, ""))
+            value = ext.get(name, "")
+            if last.get(name) != value:
+                sc.set_global(name, value)
+                last[name] = value
         res = sc.scan(target) if isinstance(target, bytes | bytearray) else sc.scan_file(str(target))
         out = []
         for r in res.matching_rules:
@@ -395,6 +409,26 @@ def engine_order(engine: str = YARA_X, fallback: str = OTHER_ENGINE) -> tuple[st
     return (YARA_X, YARA_PYTHON, YARA_X_RELAXED)
 
 
+def _one_yara_x_part(parts: list[_Part], files: Sequence[RuleFile]) -> list[_Part]:
+    """A strict and a relaxed yara-x part as one relaxed part, when relaxed yara-x compiles every file of both.
+
+    Relaxed mode only widens the regular expressions it accepts, so the strict files' rules mean the same; one
+    part is one scan per file instead of two (own + corpus rules over a web root: 3.95 CPU s instead of 6.17,
+    same matches). Each file keeps the engine that judged it in its status; matches name the part's engine.
+    """
+    strict = [p for p in parts if p.engine == YARA_X]
+    relaxed = [p for p in parts if p.engine == YARA_X_RELAXED]
+    if not strict or not relaxed:
+        return parts
+    names = {ns for p in strict + relaxed for ns in p.namespaces}
+    batch = [f for f in files if f.namespace in names]
+    rules, errors, _ = _yx_compile(batch, relaxed=True)
+    if errors or rules is None:  # some strict file means something else to the relaxed parser: keep two parts
+        return parts
+    merged = _Part(YARA_X_RELAXED, [f.namespace for f in batch], rules)
+    return [p for p in parts if p.engine not in (YARA_X, YARA_X_RELAXED)] + [merged]
+
+
 def compile_rules(files: Sequence[RuleFile], engine: str = YARA_X, fallback: str = OTHER_ENGINE) -> CompiledRules:
     """Compile rule files with the engines of :func:`engine_order`, each file by the first that takes it."""
     order = engine_order(engine, fallback)
@@ -431,6 +465,8 @@ def compile_rules(files: Sequence[RuleFile], engine: str = YARA_X, fallback: str
     left = list(files)
     for eng in order:
         left = run(eng, left)
+    if fallback == RELAXED_FIRST:
+        parts = _one_yara_x_part(parts, files)
     statuses = [
         FileStatus(
             path=str(f.path),

@@ -405,17 +405,41 @@ class PageReport:
     hits: list[str] = field(default_factory=list)
 
 
+_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def _content_ext(name: str) -> str:
+    """The extension that decides how a file is read (lower case, with its dot)."""
+    ext = PurePosixPath(name.replace("\\", "/")).suffix.lower()
+    if ext == ".js" and "temporary asp.net files" in name.lower():
+        return ".cs"  # JScript.NET that ASP.NET generated from a page: server code throughout, like .cs/.vb
+    return ext
+
+
+def needs_content(head: bytes, name: str) -> bool:
+    """Whether :func:`inspect` reads a file past its first ``SNIFF_BYTES`` (``head``): its extension names a page,
+    source, config or compiled record, it is UTF-16, or its head looks like a server page. A bundle or an image
+    that is none of these is judged by its head alone (the cheap pre-filter of the heuristics)."""
+    ext = _content_ext(name)
+    return (
+        ext in PAGE_EXTS
+        or ext in SOURCE_EXTS
+        or ext in CONFIG_EXTS
+        or ext in COMPILED_EXTS
+        or head[:2] in _BOMS
+        or looks_like_page(head[:SNIFF_BYTES])
+    )
+
+
 def inspect(data: bytes, name: str) -> PageReport:
     """Measure one file by content: obfuscation, request-to-sink flows, configuration remaps, compiled records.
 
     ``name`` is only used for its extension; files of other extensions are analysed when they look like
     server pages (a directive, a code block or a server script), so a renamed page is still read.
     """
-    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # a UTF-16 page (ASP.NET reads it by its BOM): judge its text
+    if data[:2] in _BOMS:  # a UTF-16 page (ASP.NET reads it by its BOM): judge its text
         data = _text(data).encode("utf-8")
-    ext = PurePosixPath(name.replace("\\", "/")).suffix.lower()
-    if ext == ".js" and "temporary asp.net files" in name.lower():
-        ext = ".cs"  # JScript.NET that ASP.NET generated from a page: server code throughout, like .cs/.vb
+    ext = _content_ext(name)
     if ext in CONFIG_EXTS:
         return _inspect_config(data)
     if ext in COMPILED_EXTS:
@@ -469,11 +493,16 @@ class WebShellHeuristics(Analyzer):
         logical = unit.logical_path or ev.source_path
         ext = PurePosixPath(logical.replace("\\", "/")).suffix.lower()
         with open(unit.path, "rb") as fh:
-            data = fh.read(MAX_READ + 1)
+            data = fh.read(SNIFF_BYTES)
+            # read on (once, from where the head ended) only what can be a server page by name or content;
+            # anything else is judged by its head, as inspect() would judge it
+            page = len(data) < SNIFF_BYTES or needs_content(data, logical)
+            if page and len(data) == SNIFF_BYTES:
+                data += fh.read(MAX_READ + 1 - SNIFF_BYTES)
         if len(data) > MAX_READ:
             unit.warn(f"file larger than {MAX_READ} bytes: only the first {MAX_READ} bytes were measured")
             data = data[:MAX_READ]
-        rep = inspect(data, logical)
+        rep = inspect(data, logical) if page else PageReport("none")
         signals = rep.obfuscation
         written = ev.kind == "web_file" and ext in WINDOW_EXTS and in_window(ev.source_mtime)
         # in a stock tree (Exchange vdirs, rewritten by every update) the time alone is no pointer

@@ -210,6 +210,8 @@ def test_batches_are_sized_by_count_and_bytes() -> None:
     assert sorted(r.artifact_id for u in units for r in u) == sorted(r.artifact_id for r in rows)
     assert all(len(u) <= 30 and sum(r.size or 0 for r in u) <= 10_000 for u in units[1:])
     assert max(len(u) for u in units) == 10  # the byte bound decided
+    sizes = [sum(r.size or 0 for r in u) for u in units]
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 5000  # biggest first: no straggler at the end
     # few artifacts spread over the workers: about per_worker batches each
     few = _batches(rows[:16], BatchLimits(), workers=2)
     assert [len(u) for u in few] == [2] * 8
