@@ -470,9 +470,10 @@ class Declared:
     def from_json(cls, d: dict[str, Any]) -> Declared:
         """Back from :meth:`as_json`."""
         return cls(
-            **{k: v for k, v in d.items() if k not in ("options_declared", "host_facts", "consumes", "rules")},
+            **{k: v for k, v in d.items() if k not in ("options_declared", "host_facts", "consumes", "rules", "after")},
             consumes=tuple(d["consumes"]),
             rules=tuple(d.get("rules", ())),
+            after=tuple(d.get("after", ())),
             options_declared=tuple(Option(**{**o, "type": _type_of(o["type"])}) for o in d.get("options_declared", ())),
             host_facts=tuple(
                 FactSource(tuple(f["rules"]), {k: tuple(v) for k, v in f["facts"].items()})

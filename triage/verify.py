@@ -462,6 +462,11 @@ def _walk_tree(case: Case, report: VerifyReport, listed: set[str], known: set[st
             elif rel_dir == "" and d not in (*CASE_DIRS, SEAL_DIR) and d not in DERIVED_DIRS:
                 report.problem(d, "folder at the case root that triage does not write")
         if rel_dir and not dirs and not files and rel_dir not in CASE_DIRS:
+            if rel_dir.startswith("evidence/") and ledger.unfinished():
+                # a copy thread made the folder and was killed before its file was placed
+                why = "empty folder in evidence/, left by a collect that never finished"
+                report.incomplete.append({"where": rel_dir + "/", "problem": why})
+                continue
             where = "warnings" if rel_dir.startswith(("results/", "runs/", "report/")) else "problems"
             entry = {"where": rel_dir + "/", ("warning" if where == "warnings" else "problem"): "empty folder"}
             getattr(report, where).append(entry)

@@ -291,6 +291,9 @@ class MemoryJoinsAnalyzer(Analyzer):
     consumes = ("memory_image", "evtx", "event_json", "web_file", *LOG_KINDS, *DUMP_KINDS)
     # rule metadata (signatures/rulemeta/memory_joins.yaml) only: the joins are code, with no rule files to load
     batch = False
+    # pure Python over tables and our readers: a host of a few small files (no memory image, so a skip) needs no
+    # worker process; with an image the group is far past the in-process size bound and runs in the pool
+    in_process = True
 
     def analyze(self, unit: Unit) -> Iterator[Finding]:
         images = [m for m in unit.members if m.kind == "memory_image"]
