@@ -522,9 +522,11 @@ class MemoryJoinsAnalyzer(Analyzer):
             procs = derive.processes(
                 mem.tables.get("pslist", ()), mem.tables.get("psscan", ()), mem.tables.get("cmdline", ())
             )
-            for p in sorted(procs, key=lambda p: (str(p.created), p.pid)):
+            for p in procs:
                 if isinstance(p.created, datetime) and p.created.tzinfo is None:
                     p.created = p.created.replace(tzinfo=UTC)  # a table written without its zone: UTC, as Volatility
+            recording = _recording_since(procs, logs)
+            for p in sorted(procs, key=lambda p: (str(p.created), p.pid)):
                 if (
                     not isinstance(p.created, datetime)  # none, or text a damaged table kept
                     or not isinstance(p.pid, int)
@@ -534,7 +536,9 @@ class MemoryJoinsAnalyzer(Analyzer):
                     skipped += 1
                     continue
                 spans = [s for s in vouching if s.covers(p.created)]
-                if not spans:
+                if not spans or (recording is not None and p.created < recording - CREATION_TOLERANCE):
+                    # outside every log, or started after the boot before anything recorded a process creation
+                    # (smss, csrss, wininit, services, lsass start before the event log and Sysmon services)
                     uncovered += 1
                     continue
                 if any(_same_process(p, e) for e in logs.by_pid.get(p.pid, ())):
@@ -732,6 +736,18 @@ def _is_minidump(path: Path) -> bool:
             return minidump.is_minidump(fh.read(8))
     except OSError:
         return False
+
+
+def _recording_since(procs: Iterable[derive.Proc], logs: Logs) -> datetime | None:
+    """When the host's logs were first seen recording a process creation after the image's last boot (the start of
+    the System process): the boot itself, before the event log and Sysmon services ran, is never recorded. None
+    when memory gives no boot time (the logs' spans are taken as they are); ``datetime.max`` when nothing was
+    recorded since the boot (no process of this boot is covered)."""
+    boot = min((p.created for p in procs if p.pid == 4 and isinstance(p.created, datetime)), default=None)
+    if boot is None:
+        return None
+    after = [e.ts for e in logs.events if (e.channel.lower(), e.event_id) in CREATION_EVENTS and e.ts >= boot]
+    return min(after, default=datetime.max.replace(tzinfo=UTC))
 
 
 def _same_process(p: derive.Proc, e: Event) -> bool:

@@ -545,3 +545,25 @@ def test_sysmon_alone_vouches_and_ties_a_dump_by_process_access(tmp_path):
     (record,) = json.loads(dump.attributes)["records"]
     assert (record["record_id"], record["event_id"], record["channel"]) == (502, 10, SYSMON[1])
     assert json.loads(dump.attributes)["tool"] == "procdump"
+
+
+def test_boot_processes_before_the_first_recorded_creation_are_not_covered(tmp_path):
+    """A reboot inside the log's span: smss and lsass start before the event log service records anything, so no
+    log ever holds their creation; only processes after the first creation recorded since the boot count."""
+    case = build_host(tmp_path, consistent=True, tables=False)
+    tables = memory_tables(consistent=True)
+    boot = [
+        _proc(4, 0, "System", _t(1, 30)),
+        _proc(356, 4, "smss.exe", _t(1, 30, 5)),
+        _proc(652, 356, "lsass.exe", _t(1, 30, 20)),
+    ]
+    for name in ("pslist", "psscan"):
+        cols, rows = tables[name]
+        tables[name] = (cols, boot + [r for r in rows if r["PID"] != 4])
+    (mem,) = case.evidence(kinds={"memory_image"})
+    write_memory_tables(case, mem.artifact_id, tables)
+    df = join_findings(case)
+    assert "MEM-JOIN-PROC-NO-EVENT" not in set(df.rule_id)  # the first 4688 after the 01:30 boot is at 02:00
+    joins = json.loads(df[df.rule_id == "MEM-JOIN-COVERAGE"].iloc[0].attributes)["joins"]
+    assert (joins["processes"]["matched"], joins["processes"]["no_event"]) == (2, 0)
+    assert joins["processes"]["not_covered"] >= 2  # smss and lsass (and the late powershell)
