@@ -739,11 +739,13 @@ def _is_minidump(path: Path) -> bool:
 
 
 def _recording_since(procs: Iterable[derive.Proc], logs: Logs) -> datetime | None:
-    """When the host's logs were first seen recording a process creation after the image's last boot (the start of
-    the System process): the boot itself, before the event log and Sysmon services ran, is never recorded. None
-    when memory gives no boot time (the logs' spans are taken as they are); ``datetime.max`` when nothing was
-    recorded since the boot (no process of this boot is covered)."""
-    boot = min((p.created for p in procs if p.pid == 4 and isinstance(p.created, datetime)), default=None)
+    """When the host's logs were first seen recording a process creation after the image's last boot (the
+    start of the System process, else of the earliest process): the boot itself, before the event log and Sysmon
+    services ran, is never recorded. None when memory gives no boot time (the logs' spans are taken as they are);
+    ``datetime.max`` when nothing was recorded since the boot (no process of this boot is covered)."""
+    timed = [(p.pid, p.created) for p in procs if isinstance(p.created, datetime)]
+    # the System process starts at boot; when its time is unreadable, the earliest process (smss) is the boot
+    boot = min((t for pid, t in timed if pid == 4), default=None) or min((t for _, t in timed), default=None)
     if boot is None:
         return None
     after = [e.ts for e in logs.events if (e.channel.lower(), e.event_id) in CREATION_EVENTS and e.ts >= boot]

@@ -547,13 +547,15 @@ def test_sysmon_alone_vouches_and_ties_a_dump_by_process_access(tmp_path):
     assert json.loads(dump.attributes)["tool"] == "procdump"
 
 
-def test_boot_processes_before_the_first_recorded_creation_are_not_covered(tmp_path):
+@pytest.mark.parametrize("system_time", [True, False])
+def test_boot_processes_before_the_first_recorded_creation_are_not_covered(tmp_path, system_time):
     """A reboot inside the log's span: smss and lsass start before the event log service records anything, so no
-    log ever holds their creation; only processes after the first creation recorded since the boot count."""
+    log ever holds their creation; only processes after the first creation recorded since the boot count. Without
+    the System process's time the earliest process (smss) stands for the boot."""
     case = build_host(tmp_path, consistent=True, tables=False)
     tables = memory_tables(consistent=True)
     boot = [
-        _proc(4, 0, "System", _t(1, 30)),
+        _proc(4, 0, "System", _t(1, 30)) | ({} if system_time else {"CreateTime": None}),
         _proc(356, 4, "smss.exe", _t(1, 30, 5)),
         _proc(652, 356, "lsass.exe", _t(1, 30, 20)),
     ]
