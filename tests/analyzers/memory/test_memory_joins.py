@@ -222,6 +222,15 @@ def write_memory_tables(case: Case, evidence_id: str, tables: dict[str, tuple[li
     return folder
 
 
+def _collect(case: Case, path: Path, as_type: str = "auto", *, volume: bool = False) -> None:
+    """Collect ``path`` for HOST (a volume, or loose files/a memory image)."""
+    src = open_source_path(str(path), as_type)
+    try:
+        (collect_volume if volume else collect_files)(case, src, host=HOST)
+    finally:
+        src.close()
+
+
 def build_host(
     tmp_path: Path, *, consistent: bool, logs: bool = True, tables: bool = True, auditing_off: datetime | None = None
 ) -> Case:
@@ -239,18 +248,10 @@ def build_host(
         extra[f"{temp}/9f9f/8e8e/App_Web_aaaaaaaa.dll"] = b"MZ assembly"
     vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=not consistent, extra_files=extra))
     case = Case.create_or_open(tmp_path / "case", examiner="tester", case_id="CASE-JOIN")
-    src = open_source_path(str(vol))
-    try:
-        collect_volume(case, src, host=HOST)
-    finally:
-        src.close()
+    _collect(case, vol, volume=True)
     image = tmp_path / "exch01.mem"
     image.write_bytes(b"\x00" * 8192)
-    msrc = open_source_path(str(image), "memory")
-    try:
-        collect_files(case, msrc, host=HOST)
-    finally:
-        msrc.close()
+    _collect(case, image, "memory")
     (mem,) = case.evidence(kinds={"memory_image"})
     if tables:
         write_memory_tables(case, mem.artifact_id, memory_tables(consistent=consistent))
@@ -413,11 +414,7 @@ def test_a_table_changed_after_the_memory_run_is_left_out(tmp_path):
 def test_host_without_memory_or_dump_is_skipped_with_a_reason(tmp_path):
     vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=False))
     case = Case.create_or_open(tmp_path / "case", examiner="tester", case_id="CASE-JOIN")
-    src = open_source_path(str(vol))
-    try:
-        collect_volume(case, src, host=HOST)
-    finally:
-        src.close()
+    _collect(case, vol, volume=True)
     summary = analyze_case(case, only=("memory_joins",))
     assert summary.statuses == {"skipped": 1}
     (rec,) = [r for _p, r in unit_records(case.path, ["memory_joins"])]
@@ -532,11 +529,7 @@ def test_sysmon_alone_vouches_and_ties_a_dump_by_process_access(tmp_path):
     ]
     path = tmp_path / "Microsoft-Windows-Sysmon%4Operational.evtx"
     path.write_bytes(make_evtx(events))
-    src = open_source_path(str(path))
-    try:
-        collect_files(case, src, host=HOST)
-    finally:
-        src.close()
+    _collect(case, path)
     df = join_findings(case)
     assert "MEM-JOIN-PROC-NO-EVENT" not in set(df.rule_id)
     joins = json.loads(df[df.rule_id == "MEM-JOIN-COVERAGE"].iloc[0].attributes)["joins"]
