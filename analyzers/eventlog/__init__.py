@@ -17,15 +17,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from analyzers.eventlog.jsonexport import JsonLimits
 from analyzers.eventlog.reader import iter_events
 from triage.case import Case
 from triage.finding import Finding, RuleMeta
-from triage.formats.evtx import SYSTEM_COLUMNS, LogPart, ReadStats
+from triage.formats.evtx import SYSTEM_COLUMNS, SYSTEM_SET, LogPart, ReadStats
 from triage.indicators import rule_metas
 from triage.registry import Analyzer, Option, Unit, register, signature_path
-from triage.sigma.correlation import CorrelationRule, Correlator, describe
+from triage.sigma.correlation import CorrelationRule, Correlator, EventColumns, describe
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,11 @@ class Coverage:
         self.times.append(ts.to_numpy(dtype="datetime64[us]"))
         self.ids.append(df["EventRecordID"].dropna().to_numpy(dtype="int64"))
 
+    def add_arrays(self, times: np.ndarray, ids: np.ndarray) -> None:
+        """What :meth:`add` keeps, given as arrays already without missing values (``datetime64[us]``, int64)."""
+        self.times.append(times)
+        self.ids.append(ids)
+
     def summary(self) -> dict[str, Any]:
         times = np.sort(np.concatenate(self.times)) if self.times else np.array([], dtype="datetime64[us]")
         ids = np.unique(np.concatenate(self.ids)) if self.ids else np.array([], dtype="int64")
@@ -92,22 +98,108 @@ class Coverage:
         return out
 
 
-def _listed_rows(matches: pd.DataFrame, silent: frozenset[str]) -> set[int]:
-    """Rows of ``matches`` that can become findings: not a silent base rule's, within MAX_PER_RULE per rule."""
-    if silent:
-        matches = matches[~matches["rule_id"].isin(silent)]
-    rank = matches.groupby("rule_id", sort=False).cumcount()
-    return set(matches["row"][rank < MAX_PER_RULE].tolist())
+Matches = tuple[np.ndarray, np.ndarray]  # (rule id of each match as objects, its frame row as int64)
 
 
-def _events(df: pd.DataFrame, rows: list[int]) -> dict[int, dict[str, Any]]:
-    """Rows of ``df`` as dicts by position, in one step and without the columns none of them has a value in
-    (a shared frame of many logs has hundreds; a row lookup per match costs ~1 ms)."""
-    if not rows:
-        return {}
-    sub = df.iloc[rows]
-    sub = sub.loc[:, sub.notna().any().to_numpy() | sub.columns.isin(SYSTEM_COLUMNS)]
-    return dict(zip(rows, sub.to_dict("records"), strict=True))
+def _match_arrays(matches: pd.DataFrame) -> Matches:
+    """The evaluator's match frame as two arrays (rule ids, rows), the only columns findings read."""
+    return matches["rule_id"].to_numpy(dtype=object), matches["row"].to_numpy(dtype=np.int64)
+
+
+class _Envelope:
+    """Time and record number of every row of a batch frame, as arrays (what :class:`Coverage` reads)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        times = frame["TimeCreated"]
+        self.times = times.to_numpy(dtype="datetime64[us]") if len(times) else np.empty(0, "datetime64[us]")
+        self.timed = ~np.isnat(self.times)
+        ids = frame["EventRecordID"]
+        self.has_id = ids.notna().to_numpy(dtype=bool)
+        self.ids = ids.to_numpy(dtype="int64", na_value=0)
+
+    def part(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """One log's times and record numbers (rows ``[start, stop)``), without the missing ones."""
+        times, ids = self.times[start:stop], self.ids[start:stop]
+        return times[self.timed[start:stop]], ids[self.has_id[start:stop]]
+
+
+def _listed_rows(rule_ids: np.ndarray, rows: np.ndarray, silent: frozenset[str]) -> set[int]:
+    """Rows of the matches that can become findings: not a silent base rule's, within MAX_PER_RULE per rule."""
+    seen: dict[str, int] = {}
+    out: set[int] = set()
+    for rid, row in zip(rule_ids.tolist(), rows.tolist(), strict=True):
+        if rid in silent:
+            continue
+        n = seen.get(rid, 0)
+        if n < MAX_PER_RULE:
+            seen[rid] = n + 1
+            out.add(row)
+    return out
+
+
+class FrameRows:
+    """The matched rows of one event frame as dicts, built column by column (never a pandas row per match).
+
+    Each dict has the system columns (missing values as ``pd.NA``, a missing time as ``pd.NaT``) and the data
+    fields that have a value in that row, in the frame's column order. Also holds the frame's conversion for
+    correlation rules (:class:`EventColumns`), shared by every log of a batch frame.
+    """
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        self.df = df
+        self._correlation: EventColumns | None = None
+
+    @property
+    def correlation(self) -> EventColumns:
+        """The frame's columns as correlation rules read them (converted once)."""
+        if self._correlation is None:
+            self._correlation = EventColumns(self.df)
+        return self._correlation
+
+    def _values(self, name: str, idx: np.ndarray) -> list[Any] | None:
+        """The column's values at ``idx`` as Python objects (None where missing); None when all are missing."""
+        series = self.df[name]
+        array = series.array
+        dtype = series.dtype
+        if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+            chunked = pa.chunked_array(array._pa_array) if hasattr(array, "_pa_array") else pa.array(array)
+            taken = chunked.take(pa.array(idx, type=pa.int64()))
+            return None if taken.null_count == len(idx) else taken.to_pylist()
+        if isinstance(array, pd.arrays.IntegerArray):
+            mask = array._mask[idx]
+            if mask.all():
+                return None
+            data = array._data[idx].tolist()
+            return [None if m else int(v) for v, m in zip(data, mask.tolist(), strict=True)] if mask.any() else data
+        picked = series.iloc[idx]
+        missing = picked.isna().to_numpy(dtype=bool)
+        if missing.all():
+            return None
+        return [None if m else v for v, m in zip(picked.tolist(), missing.tolist(), strict=True)]
+
+    def rows(self, rows: list[int]) -> dict[int, dict[str, Any]]:
+        """Rows (frame positions) as dicts, by position."""
+        if not rows:
+            return {}
+        idx = np.asarray(rows, dtype=np.int64)
+        columns: list[tuple[str, list[Any] | None, Any]] = []
+        for name in self.df.columns:
+            values = self._values(name, idx)
+            if name in SYSTEM_SET:
+                columns.append((name, values, pd.NaT if name == "TimeCreated" else pd.NA))
+            elif values is not None:
+                columns.append((name, values, None))
+        out: dict[int, dict[str, Any]] = {}
+        for i, row in enumerate(rows):
+            event: dict[str, Any] = {}
+            for name, values, missing in columns:
+                value = None if values is None else values[i]
+                if value is not None:
+                    event[name] = value
+                elif missing is not None:
+                    event[name] = missing
+            out[row] = event
+        return out
 
 
 def sigma_meta(rule: Any) -> RuleMeta:
@@ -229,7 +321,7 @@ class EventLogs(Analyzer):
         """
         from triage.formats.evtx import read_together
 
-        self._together: dict[str, tuple[pd.DataFrame, pd.DataFrame, LogPart, pd.DataFrame, dict[int, dict]]] = {}
+        self._together: dict[str, tuple[FrameRows, LogPart, Matches, dict[int, dict[str, Any]], _Envelope]] = {}
         logs = [u for u in units if u.evidence.kind == "evtx"]
         if len(logs) < 2:
             return
@@ -237,25 +329,27 @@ class EventLogs(Analyzer):
         if together is None:
             return
         frame = together.frame
-        envelope = frame[["TimeCreated", "EventRecordID"]]  # what coverage reads, sliced per log cheaply
-        matches = self.ruleset.evaluate(frame)
+        view = FrameRows(frame)
+        envelope = _Envelope(frame)  # what coverage reads, converted once and sliced per log
+        rule_ids, rows = _match_arrays(self.ruleset.evaluate(frame))
         joined = [(unit, part) for unit, part in zip(logs, together.parts, strict=True) if part is not None]
         # each match's log (logs' rows are contiguous and in order), then each log's matches in their own order
         stops = np.asarray([part.stop for _, part in joined], dtype=np.int64)
-        owner = np.searchsorted(stops, matches["row"].to_numpy(dtype=np.int64), side="right")
+        owner = np.searchsorted(stops, rows, side="right")
         order = np.argsort(owner, kind="stable")
         bounds = np.searchsorted(owner[order], np.arange(len(joined) + 1))
         silent = self._silent()
         prepared = []
         wanted: set[int] = set()
         for j, (unit, part) in enumerate(joined):
-            mine = matches.iloc[order[bounds[j] : bounds[j + 1]]]
+            pick = order[bounds[j] : bounds[j + 1]]
+            mine = (rule_ids[pick], rows[pick])
             prepared.append((unit, part, mine))
-            if len(mine):
-                wanted.update(_listed_rows(mine, silent))
-        events = _events(frame, sorted(wanted))
+            if len(pick):
+                wanted.update(_listed_rows(*mine, silent))
+        events = view.rows(sorted(wanted))
         for unit, part, mine in prepared:
-            self._together[unit.evidence.artifact_id] = (frame, envelope, part, mine, events)
+            self._together[unit.evidence.artifact_id] = (view, part, mine, events, envelope)
 
     def end_batch(self) -> None:
         """Free what :meth:`begin_batch` kept."""
@@ -274,14 +368,14 @@ class EventLogs(Analyzer):
             stats = ReadStats()
             for df in iter_events(unit.path, unit.evidence.kind, stats, limits=self._json_limits()):
                 cov.add(df)
-                matches = self.ruleset.evaluate(df)
-                yield from self._matched(unit, df, matches, corr, per_rule, None)
+                matches = _match_arrays(self.ruleset.evaluate(df))
+                yield from self._matched(unit, FrameRows(df), matches, corr, per_rule, None)
         else:  # read and evaluated with the rest of its batch: this log's rows of the shared frame
-            frame, envelope, part, matches, events = prepared
+            view, part, matches, events, envelope = prepared
             stats = part.stats
             if part.stop > part.start:
-                cov.add(envelope.iloc[part.start : part.stop])
-                yield from self._matched(unit, frame, matches, corr, per_rule, events)
+                cov.add_arrays(*envelope.part(part.start, part.stop))
+                yield from self._matched(unit, view, matches, corr, per_rule, events)
         yield from self._summaries(unit, per_rule)
         if corr:
             yield from self._correlation_findings(unit, corr)
@@ -292,29 +386,32 @@ class EventLogs(Analyzer):
     def _matched(
         self,
         unit: Unit,
-        df: pd.DataFrame,
-        matches: pd.DataFrame,
+        view: FrameRows,
+        matches: Matches,
         corr: Correlator,
         per_rule: dict[str, int],
         events: dict[int, dict[str, Any]] | None,
     ) -> Iterator[Finding]:
         """The findings of one evaluated frame's matches (at most MAX_PER_RULE per rule and log, counted in
         ``per_rule``); ``events`` holds the matched rows as dicts when already built for the whole batch."""
+        rule_ids, rows = matches
         if corr:
             try:
-                corr.add(df, matches)
+                corr.add_rows(view.correlation, rule_ids, rows)
             except Exception as exc:  # a batch correlation cannot read costs only its correlation input
                 log.exception("correlation input of %s", unit.logical_path)
                 unit.warn(f"correlation rules could not read a batch of events: {type(exc).__name__}: {exc}")
-            matches = corr.visible(matches)
+            if corr.silent and len(rule_ids):
+                keep = np.fromiter((r not in corr.silent for r in rule_ids.tolist()), dtype=bool, count=len(rule_ids))
+                rule_ids, rows = rule_ids[keep], rows[keep]
         emit: list[tuple[str, int]] = []
-        for rule_id, row in zip(matches["rule_id"].tolist(), matches["row"].tolist(), strict=True):
+        for rule_id, row in zip(rule_ids.tolist(), rows.tolist(), strict=True):
             n = per_rule[rule_id] = per_rule.get(rule_id, 0) + 1
             if n <= MAX_PER_RULE:
                 emit.append((rule_id, row))
         if emit:
             if events is None:
-                events = _events(df, sorted({row for _, row in emit}))
+                events = view.rows(sorted({row for _, row in emit}))
             for rule_id, row in emit:
                 yield self._finding(unit, self._by_id[rule_id], self._metas[rule_id], events[row])
 

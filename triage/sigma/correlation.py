@@ -251,6 +251,53 @@ def _record_ids(series: pd.Series | None, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def _times(series: pd.Series) -> np.ndarray:
+    ts = pd.to_datetime(series, utc=True, errors="coerce")
+    return ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+
+
+class EventColumns:
+    """What correlations read of an event frame, converted once per frame (whole columns, not per match).
+
+    A frame shared by many logs is read by one :class:`Correlator` per log: converting the time, record and
+    group-by columns once and indexing them by row keeps each log's cost to its own matches.
+    """
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        self.df = df
+        self.n = len(df)
+        self.lower = {str(c).lower(): str(c) for c in df.columns}
+        self._strings: dict[str, np.ndarray | None] = {}
+        self._times: np.ndarray | None = None
+        self._records: np.ndarray | None = None
+
+    def times(self, rows: np.ndarray) -> np.ndarray:
+        """Nanoseconds since the epoch (UTC) of the rows; int64's minimum where there is no readable time."""
+        if self._times is None:
+            series = _column(self.df, "TimeCreated", self.lower)
+            if series is None:
+                self._times = np.full(self.n, np.iinfo(np.int64).min, dtype=np.int64)
+            elif not pd.api.types.is_datetime64_any_dtype(series.dtype):
+                return _times(series.iloc[rows])  # text: its format is inferred from the rows' own values
+            else:
+                self._times = _times(series)
+        return self._times[rows]
+
+    def records(self, rows: np.ndarray) -> np.ndarray:
+        """Record numbers of the rows (see :func:`_record_ids`)."""
+        if self._records is None:
+            self._records = _record_ids(_column(self.df, "EventRecordID", self.lower), np.arange(self.n))
+        return self._records[rows]
+
+    def strings(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """A field's values of the rows as text, :data:`NO_VALUE` where missing (or the frame lacks it)."""
+        if name not in self._strings:
+            series = _column(self.df, name, self.lower)
+            self._strings[name] = None if series is None else _strings(series, np.arange(self.n))
+        values = self._strings[name]
+        return np.full(len(rows), NO_VALUE, dtype=object) if values is None else values[rows]
+
+
 class Correlator:
     """Collects base-rule matches batch by batch and evaluates the ruleset's correlation rules at the end."""
 
@@ -277,26 +324,28 @@ class Correlator:
         """Keep, of this batch, the time, record id, group-by and counted values of each base-rule match."""
         if not self.correlations or matches.empty:
             return
-        wanted = matches[matches["rule_id"].isin(self._by_rule)]
-        if wanted.empty:
+        self.add_rows(
+            EventColumns(df), matches["rule_id"].to_numpy(dtype=object), matches["row"].to_numpy(dtype=np.int64)
+        )
+
+    def add_rows(self, events: EventColumns, rule_ids: np.ndarray, rows: np.ndarray) -> None:
+        """:meth:`add` for matches given as arrays (rule id and frame row of each) over a converted frame."""
+        if not self.correlations or not len(rows):
             return
-        lower = {str(c).lower(): str(c) for c in df.columns}
-        times = _column(df, "TimeCreated", lower)
-        records = _column(df, "EventRecordID", lower)
-        for rid, part in wanted.groupby("rule_id", sort=False):
-            rows = part["row"].to_numpy(dtype=np.int64)
-            if times is None:
-                t = np.full(len(rows), np.iinfo(np.int64).min, dtype=np.int64)
-            else:
-                ts = pd.to_datetime(times.iloc[rows], utc=True, errors="coerce")
-                t = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
-            rec = _record_ids(records, rows)
+        by_rule: dict[str, list[int]] = {}  # rules in order of first match, as a groupby without sorting
+        for position, rid in enumerate(rule_ids.tolist()):
+            if rid in self._by_rule:
+                by_rule.setdefault(rid, []).append(position)
+        for rid, positions in by_rule.items():
+            mine = rows[np.asarray(positions, dtype=np.int64)]
+            t = events.times(mine)
+            rec = events.records(mine)
             for corr in self._by_rule[str(rid)]:
-                data: dict[str, Any] = {"t": t, "rec": rec, "rule": np.full(len(rows), str(rid), dtype=object)}
+                data: dict[str, Any] = {"t": t, "rec": rec, "rule": np.full(len(mine), str(rid), dtype=object)}
                 for i, name in enumerate(corr.group_by):
-                    data[f"g{i}"] = _strings(_column(df, corr.field_for(name, str(rid)), lower), rows)
+                    data[f"g{i}"] = events.strings(corr.field_for(name, str(rid)), mine)
                 if corr.type == "value_count":
-                    data["v"] = _strings(_column(df, corr.field_for(corr.field, str(rid)), lower), rows)
+                    data["v"] = events.strings(corr.field_for(corr.field, str(rid)), mine)
                 self._parts[corr.id].append(pd.DataFrame(data))
 
     def finish(self) -> list[CorrelationHit]:

@@ -183,6 +183,23 @@ class FrameIndex:
         self._arrow: dict[str, pa.Array | None] = {}
         self._notna: dict[str, np.ndarray] = {}
         self._memo: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]], np.ndarray] = {}
+        # what every sub-frame asks of the column list, worked out once per frame (a frame of many small logs
+        # has hundreds of columns and dozens of sub-frames)
+        self.names = frozenset(df.columns)
+        self.by_lower = {c.lower(): c for c in df.columns if isinstance(c, str)}
+        self._text_names: list[str] | None = None
+
+    def text_names(self) -> list[str]:
+        """Columns keyword (field-less) detections search: string columns outside the envelope, in frame order."""
+        if self._text_names is None:
+            out = []
+            for name, dtype in self.df.dtypes.items():
+                if not isinstance(name, str) or name in ENVELOPE_COLUMNS:
+                    continue
+                if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
+                    out.append(name)
+            self._text_names = out
+        return self._text_names
 
     def arrow_strings(self, name: str) -> pa.Array | None:
         """A pyarrow-backed string column of the whole frame as one large_string array (None for other dtypes).
@@ -205,7 +222,11 @@ class FrameIndex:
     def notna(self, name: str) -> np.ndarray:
         """Presence mask of a whole-frame column (computed once)."""
         if name not in self._notna:
-            self._notna[name] = self.df[name].notna().to_numpy(dtype=bool)
+            arr = self.arrow_strings(name)
+            if arr is not None:  # Arrow's validity bitmap, without a pandas call
+                self._notna[name] = to_bool_array(pc.is_valid(arr))
+            else:
+                self._notna[name] = self.df[name].notna().to_numpy(dtype=bool)
         return self._notna[name]
 
     def _member(self, name: str, wanted: tuple[str, ...]) -> np.ndarray | None:
@@ -286,8 +307,11 @@ class SubFrame:
         self.shared = shared
         self.results: dict[Hashable, np.ndarray] = {}
         self._columns: dict[str, Column] = {}
-        self._by_lower = {c.lower(): c for c in df.columns if isinstance(c, str)}
-        self._names = frozenset(df.columns)
+        if index is not None:
+            self._by_lower, self._names = index.by_lower, index.names
+        else:
+            self._by_lower = {c.lower(): c for c in df.columns if isinstance(c, str)}
+            self._names = frozenset(df.columns)
         self._sorted: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._present: dict[str, bool] = {}
         self._gated: dict[tuple[str, tuple[float, ...]], np.ndarray | None] = {}
@@ -372,6 +396,13 @@ class SubFrame:
     def text_columns(self) -> list[Column]:
         """Columns searched by keyword (field-less) detections: string columns outside the envelope with values."""
         out = []
+        if self.index is not None:
+            for name in self.index.text_names():
+                present = self.index.notna(name)
+                # a column without a value in these rows is skipped before its views are built
+                if present.any() if self.positions is None else present[self.positions].any():
+                    out.append(self.column_by_name(name))
+            return out
         for name in self.df.columns:
             if not isinstance(name, str) or name in ENVELOPE_COLUMNS:
                 continue
