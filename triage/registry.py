@@ -216,6 +216,9 @@ class Analyzer:
     # whether the runner may run several small artifacts of this analyzer in one batch unit (one worker, one
     # result file; triage.runner). False for an analyzer whose every artifact is big or long (memory images)
     batch: ClassVar[bool] = True
+    # batches per worker under the default sizing (None: BatchLimits.per_worker): an analyzer whose batches carry
+    # a cost per batch (rules evaluated once per batch frame) asks for fewer, bigger ones
+    batch_per_worker: ClassVar[int | None] = None
     # whether a handful of its small units may run in the command's own process (triage.executors, in_process_small)
     # instead of a pool worker: only for code that cannot take the process down (pure Python, Rust parsers);
     # an analyzer driving a C engine over hostile bytes (YARA, libyal, Volatility) keeps every unit in a worker

@@ -386,7 +386,10 @@ def _plan(
         if cls.scope == "host" or not cls.batch:
             groups = [[row] for row, _ in todo]
         else:
-            groups = _batches([row for row, _ in todo], batching, workers)
+            sizing = batching
+            if cls.batch_per_worker and batching is DEFAULT_BATCHING:  # explicit sizings are kept as given
+                sizing = replace(batching, per_worker=cls.batch_per_worker)
+            groups = _batches([row for row, _ in todo], sizing, workers)
         members_of = {row.artifact_id: members for row, members in todo}
         batched = {r.artifact_id for g in groups if len(g) > 1 for r in g}
         # an artifact that runs again leaves the batch file that holds its old row (a single unit overwrites its own)

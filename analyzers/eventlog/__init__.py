@@ -232,6 +232,9 @@ class EventLogs(Analyzer):
     name = "eventlog"
     version = "1.0"
     in_process = True  # no C engine: a few small units may run in the command's process
+    # one batch per worker: each batch reads its logs into one frame and evaluates every rule over it once, so
+    # four smaller batches per worker cost a quarter more CPU over hundreds of small logs (measured, 400 logs)
+    batch_per_worker = 1
     consumes = ("evtx", "event_json")
     rules = (PACK,)
     options_declared = (
