@@ -88,3 +88,24 @@ def test_a_batch_of_logs_gives_the_findings_of_each_log_alone(tmp_path: Path, lo
     together = _findings(tmp_path, logs, BatchLimits(count=64, per_worker=1), "together")
     assert len(alone) >= 40 and alone["rule_id"].nunique() >= 15  # attack rules, coverage, the mixes
     pd.testing.assert_frame_equal(together, alone)
+
+
+@pytest.mark.slow  # one volume collected and analyzed twice (5-15 s on a shared machine)
+def test_default_sizing_gives_one_batch_of_logs_per_worker(tmp_path: Path, logs: dict[str, bytes]) -> None:
+    """Under the default sizing the event-log analyzer asks for one batch per worker (its rules run once per
+    batch frame); an explicit sizing is kept as given."""
+    from triage.results import BATCH_SUFFIX
+
+    vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=True, extra_files=logs))
+    case = Case.create_or_open(tmp_path / "case", examiner="t", case_id="CASE-SIZING")
+    collect_volume(case, open_source_path(str(vol)), host=None)
+    n = len(case.evidence(kinds={"evtx"}))
+    assert n >= 8
+    s = analyze_case(case, only=("eventlog",), jobs=2)
+    assert s.statuses == {"success": n}
+    batches = sorted((case.path / "results" / "eventlog").glob(f"*{BATCH_SUFFIX}"))
+    assert len(batches) == 2  # two workers, one batch each (four each before: eight batches)
+    s = analyze_case(case, only=("eventlog",), jobs=2, force=True, batching=BatchLimits(count=64, per_worker=4))
+    assert s.statuses == {"success": n}
+    per_batch = -(-n // 8)  # about four batches per worker of two, as asked
+    assert len(list((case.path / "results" / "eventlog").glob(f"*{BATCH_SUFFIX}"))) == -(-n // per_batch) > 2

@@ -291,3 +291,37 @@ def test_odd_record_numbers_and_times_cost_only_themselves(load):
     hits = c.finish()
     assert c.untimed == 1 and len(hits) == 1 and hits[0].events == 11
     assert hits[0].record_ids == tuple(range(4, 13))
+
+
+def test_shared_frame_rows_give_each_log_the_hits_of_its_own_frame(load):
+    """A batch frame of several logs, converted once (EventColumns), gives each log's correlator exactly the
+    hits that log's own frame gives."""
+    from triage.sigma.correlation import EventColumns
+
+    rs = load(BASE, corr(EC))
+    logs = [
+        events([(i * 3, 4625, {"IpAddress": "a"}) for i in range(12)]),
+        events([(i * 40, 4625, {"IpAddress": "b"}) for i in range(12)]),  # too slow for the window
+        events([(i, 4625, {"IpAddress": ip}) for i in range(30) for ip in ("c", "d")]),
+    ]
+    shared = pd.concat(logs, ignore_index=True)
+    view = EventColumns(shared)
+    matches = rs.evaluate(shared)
+    start = 0
+    for log in logs:
+        alone = Correlator(rs)
+        alone.add(log, rs.evaluate(log))
+        mine = matches[(matches["row"] >= start) & (matches["row"] < start + len(log))]
+        together = Correlator(rs)
+        together.add_rows(view, mine["rule_id"].to_numpy(dtype=object), mine["row"].to_numpy(dtype=np.int64))
+        start += len(log)
+        a, b = alone.finish(), together.finish()
+        assert [(h.group, h.first, h.last, h.events, h.record_ids) for h in a] == [
+            (h.group, h.first, h.last, h.events, h.record_ids) for h in b
+        ]
+    counts = []
+    for log in logs:
+        c = Correlator(rs)
+        c.add(log, rs.evaluate(log))
+        counts.append(sum(h.events for h in c.finish()))
+    assert counts == [12, 0, 60]
