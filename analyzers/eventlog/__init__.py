@@ -232,9 +232,11 @@ class EventLogs(Analyzer):
     name = "eventlog"
     version = "1.0"
     in_process = True  # no C engine: a few small units may run in the command's process
-    # one batch per worker: each batch reads its logs into one frame and evaluates every rule over it once, so
-    # four smaller batches per worker cost a quarter more CPU over hundreds of small logs (measured, 400 logs)
-    batch_per_worker = 1
+    # two batches per worker: each batch reads its logs into one frame and evaluates every rule over it once, so
+    # the default four per worker cost a quarter more CPU over hundreds of small logs, while one per worker
+    # leaves a worker idle behind the other (400 logs, 2 workers: 5.9 / 4.7 / 4.7 CPU s, 3.1 / 2.5 / 3.2 s on
+    # the busier worker, for 4 / 2 / 1 batches per worker)
+    batch_per_worker = 2
     consumes = ("evtx", "event_json")
     rules = (PACK,)
     options_declared = (
