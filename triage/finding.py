@@ -144,13 +144,14 @@ class Finding:
         raw: dict[str, str] = {}
         for name in _TEXT_FIELDS:
             value = getattr(self, name)
-            if isinstance(value, str) and _SURROGATE.search(value):
+            # isascii first: constant time, and a surrogate is never ASCII (nearly every field is)
+            if isinstance(value, str) and not value.isascii() and _SURROGATE.search(value):
                 object.__setattr__(self, name, storable_value(value, raw, name))
         for name in LIST_FIELDS:
             value = getattr(self, name)
             # joined first: the stored text, and its raw bytes under the field's own name, as before lists
             text = value if isinstance(value, str) else ",".join(str(v) for v in value)
-            if _SURROGATE.search(text):
+            if not text.isascii() and _SURROGATE.search(text):
                 text = storable_value(text, raw, name)
             object.__setattr__(self, name, tuple(text.split(",")) if text else ())
         attrs: Any = self.attributes

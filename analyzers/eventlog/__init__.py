@@ -433,6 +433,14 @@ class EventLogs(Analyzer):
                     attributes={"matches": n},
                 )
 
+    def _rule_file(self, rule: Any) -> str:
+        """The file name of a rule (a Path per finding costs more than the rest of its attributes)."""
+        names: dict[str, str] = self.__dict__.setdefault("_rule_files", {})
+        name = names.get(rule.path)
+        if name is None:
+            name = names[rule.path] = Path(rule.path).name
+        return name
+
     def _finding(self, unit: Unit, rule: Any, meta: RuleMeta, event: dict[str, Any]) -> Finding:
         fields = {
             k: _short(v, 2000)
@@ -456,7 +464,7 @@ class EventLogs(Analyzer):
             ts_desc="Event logged",
             attributes={
                 "event": fields,
-                "rule_file": Path(rule.path).name,
+                "rule_file": self._rule_file(rule),
                 "rule_sha256": rule.sha256,
                 "computer": event.get("Computer"),
             },
