@@ -373,6 +373,13 @@ class Correlator:
             frame = frame[~untimed]
         if frame.empty:
             return []
+        # no window holds more events or distinct values than the frame has, nor more base rules: a log whose
+        # matches are too few cannot meet an at-least condition (most logs of a batch, each finished on its own)
+        counted = corr.type in ("event_count", "value_count")
+        if counted and corr.op in ("gt", "gte") and not corr.satisfied(np.asarray([len(frame)]))[0]:
+            return []
+        if not counted and len(set(frame["rule"].tolist())) < len(set(corr.rule_ids)):
+            return []
         gcols = [f"g{i}" for i in range(len(corr.group_by))]
         if gcols:
             gcode = frame.groupby(gcols, sort=False, dropna=False).ngroup().to_numpy(dtype=np.int64)
