@@ -129,8 +129,11 @@ def _pandas_metadata() -> bytes:
                 meta = {"num_categories": len(SEVERITIES), "ordered": True}
                 return base | {"pandas_type": "categorical", "numpy_type": "int8", "metadata": meta}
             if name == "ts":
-                return base | {"pandas_type": "datetimetz", "numpy_type": "datetime64[us]",
-                               "metadata": {"timezone": "UTC"}}
+                return base | {
+                    "pandas_type": "datetimetz",
+                    "numpy_type": "datetime64[us]",
+                    "metadata": {"timezone": "UTC"},
+                }
             return base | {"pandas_type": "object", "numpy_type": "string", "metadata": None}
 
         try:
