@@ -442,6 +442,12 @@ def _engine_only(rule_files: list[RuleFile], vol: Path, files: list[Path], jobs:
     return {(Path(path).relative_to(vol).as_posix(), rule) for path, rule in found}
 
 
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's waited-for children so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def measure_command(
     name: str,
     rule_files: list[RuleFile],
@@ -470,11 +476,13 @@ def measure_command(
     for fn in contenders.values():  # warm-up: fills the compiled-rule cache, as a first run would; page cache
         fn()
     times: dict[str, list[float]] = {k: [] for k in contenders}
+    cpus: dict[str, list[float]] = {k: [] for k in contenders}  # CPU s of the processes it ran (load-proof-ish)
     for r in range(rounds):
         for label in list(contenders) if r % 2 == 0 else list(reversed(contenders)):
-            t0 = time.perf_counter()
+            c0, t0 = _children_cpu(), time.perf_counter()
             contenders[label]()
             times[label].append(time.perf_counter() - t0)
+            cpus[label].append(_children_cpu() - c0)
     ours, theirs = triage_pairs(case), cli_pairs(rule_files, vol, target, jobs)
     ratios = [t / c for t, c in zip(times["triage"], times["yara"], strict=True)]
     out = {
@@ -482,6 +490,10 @@ def measure_command(
         "ratios": ratios,
         "triage_s": statistics.median(times["triage"]),
         "yara_s": statistics.median(times["yara"]),
+        "triage_cpu_s": statistics.median(cpus["triage"]),
+        "yara_cpu_s": statistics.median(cpus["yara"]),
+        "cpu_ratio_median": statistics.median(t / c for t, c in zip(cpus["triage"], cpus["yara"], strict=True)),
+        "load_average": os.getloadavg()[0],
         "triage_pairs": len(ours),
         "cli_pairs": len(theirs),
         "same_pairs": ours == theirs,
@@ -489,7 +501,9 @@ def measure_command(
     }
     line = (
         f"  {name:<22} triage {out['triage_s']:7.2f} s  yara -r -p {jobs} {out['yara_s']:6.2f} s  "
-        f"triage/yara {out['ratio_median']:5.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+        f"triage/yara {out['ratio_median']:5.2f} (rounds {', '.join(f'{r:.2f}' for r in ratios)})  "
+        f"CPU s {out['triage_cpu_s']:.2f} / {out['yara_cpu_s']:.2f} = {out['cpu_ratio_median']:.2f}  "
+        f"load {out['load_average']:.1f}"
     )
     if files is not None:
         eng = [e / c for e, c in zip(times["engine only"], times["yara"], strict=True)]

@@ -122,6 +122,8 @@ class ManifestRow:
 
 
 _ROW_FIELDS = tuple(f.name for f in fields(ManifestRow))
+_ROW_FIELD_SET = frozenset(_ROW_FIELDS)
+_ROW_REQUIRED = frozenset(f.name for f in fields(ManifestRow) if f.default is MISSING and f.default_factory is MISSING)
 
 
 def row_digest(row: dict[str, Any]) -> str:
@@ -190,6 +192,7 @@ class Case:
         self.info = info
         self.custody = CustodyLog(path, actor=info.get("examiner"))
         self._manifest_index: dict[tuple[str, str], ManifestRow] | None = None
+        self._manifest_parsed: tuple[tuple[int, int, int], list[tuple[int, ManifestRow | None, str]]] | None = None
         self._manifest_fd: int | None = None
         self.write_failures: list[str] = []  # files this command could not write into the case
         self._folders: set[Path] = set()  # evidence folders this process made (or found) already
@@ -212,7 +215,7 @@ class Case:
         self.flush_rows()
         if self._manifest_fd is not None:
             os.fsync(self._manifest_fd)
-        os.sync()
+        _sync_filesystem(self.path)  # the case's own filesystem, not every writer on the machine (os.sync)
         self.custody.sync()
 
     def __del__(self) -> None:
@@ -329,11 +332,15 @@ class Case:
             size = self.manifest_path.stat().st_size
             os.truncate(self.manifest_path, size - tail)
             actions.append({"what": "partial last manifest line removed", "file": "manifest.jsonl", "bytes": tail})
-        recorded = {
-            ev["details"].get("artifact_id")
-            for ev in self.custody.events()
-            if ev.get("action") == "collect" and isinstance(ev.get("details"), dict)
-        }
+        recorded: set[Any] = set()
+        recorded_files: set[str] = set()
+        for ev in self.custody.events():  # one pass over the log (it holds an event per collected file)
+            details = ev.get("details")
+            if not isinstance(details, dict):
+                continue
+            if ev.get("action") == "collect":
+                recorded.add(details.get("artifact_id"))
+            recorded_files.update(v for k in ("run_record", "record", "file") if isinstance(v := details.get(k), str))
         listed: set[str] = set()
         for _lineno, row, _err in self.manifest_lines():
             if row is None:
@@ -351,11 +358,13 @@ class Case:
                 actions.append({"what": "manifest row without custody event recorded", "artifact_id": row.artifact_id})
         evidence = self.path / "evidence"
         for dirpath, _dirs, files in os.walk(evidence):
+            # per folder, not per file: a Path per stored file costs more than the rest of this check
+            folder = os.path.relpath(dirpath, self.path).replace(os.sep, "/") + "/"
             for name in files:
+                if folder + name in listed:
+                    continue
                 full = Path(dirpath, name)
                 rel = full.relative_to(self.path).as_posix()
-                if rel in listed:
-                    continue
                 if _PART.match(name):
                     what = "temporary copy of an interrupted collect removed"
                 elif name.endswith(".ref.json"):
@@ -371,23 +380,13 @@ class Case:
                     continue
                 self._prune_empty(full.parent)
                 actions.append({"what": what, "file": rel, "size": size, "sha256": digest})
-        actions += self._recover_outputs(recorded_files=self._recorded_files())
+        actions += self._recover_outputs(recorded_files=recorded_files)
         for action in actions:
             log.warning("recovered: %s%s", action["what"], f" ({action['file']})" if "file" in action else "")
             self.custody.append("recover", **action)
         if actions:
             self._manifest_index = None
         return actions
-
-    def _recorded_files(self) -> set[str]:
-        out: set[str] = set()
-        for ev in self.custody.events():
-            details = ev.get("details")
-            d = details if isinstance(details, dict) else {}
-            for key in ("run_record", "record", "file"):
-                if isinstance(d.get(key), str):
-                    out.add(d[key])
-        return out
 
     def _recover_outputs(self, recorded_files: set[str]) -> list[dict[str, Any]]:
         """Temporary files a killed analyze or report left are removed; a run record written just before
@@ -450,24 +449,39 @@ class Case:
     # -- manifest ------------------------------------------------------------------------------
     def manifest_lines(self) -> Iterator[tuple[int, ManifestRow | None, str]]:
         """Every manifest line: (line number, row or None, why it is not a row). Strict: duplicated keys,
-        unknown or missing fields, wrong types and a partial last line are errors."""
+        unknown or missing fields, wrong types and a partial last line are errors.
+
+        While this process holds the writer lock, the parsed lines are kept for as long as the file is the same
+        (inode, size, modification time): a command reads the manifest several times (recover, planning)."""
         self.flush_rows()
         try:
             fh = open(self.manifest_path, "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
             return
         with fh:
-            for lineno, raw in enumerate(fh, 1):
-                if not raw.strip():
-                    yield lineno, None, "blank line"
-                    continue
-                if not raw.endswith(b"\n"):
-                    yield lineno, None, "partial last line (a write was cut short)"
-                    continue
-                try:
-                    yield lineno, parse_row(raw.decode("utf-8", "surrogateescape")), ""
-                except ValueError as exc:
-                    yield lineno, None, str(exc)
+            st = os.fstat(fh.fileno())
+            key = (st.st_ino, st.st_size, st.st_mtime_ns)
+            cached = self._manifest_parsed
+            if cached is not None and cached[0] == key and self.custody.is_held:
+                yield from cached[1]
+                return
+            lines = list(self._parse_manifest(fh))
+            self._manifest_parsed = (key, lines) if self.custody.is_held else None
+        yield from lines
+
+    @staticmethod
+    def _parse_manifest(fh: BinaryIO) -> Iterator[tuple[int, ManifestRow | None, str]]:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                yield lineno, None, "blank line"
+                continue
+            if not raw.endswith(b"\n"):
+                yield lineno, None, "partial last line (a write was cut short)"
+                continue
+            try:
+                yield lineno, parse_row(raw.decode("utf-8", "surrogateescape")), ""
+            except ValueError as exc:
+                yield lineno, None, str(exc)
 
     def manifest(self) -> Iterator[ManifestRow]:
         """The manifest rows; IntegrityError on the first line that is not one."""
@@ -851,6 +865,24 @@ _ROW_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def _sync_filesystem(path: Path) -> None:
+    """Flush the filesystem holding ``path`` (Linux ``syncfs``: every file written there, directory entries too);
+    ``os.sync()`` where there is none (it also waits for the writers of every other filesystem)."""
+    try:
+        import ctypes
+
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
 def parse_row(line: str) -> ManifestRow:
     """One manifest line as a row; ValueError (with the reason) for anything triage would not write."""
     try:
@@ -859,9 +891,8 @@ def parse_row(line: str) -> ManifestRow:
         raise ValueError(f"not a manifest row ({str(exc)[:80]})") from None
     if not isinstance(data, dict):
         raise ValueError("not a manifest row (not a JSON object)")
-    unknown = set(data) - set(_ROW_FIELDS)
-    required = {f.name for f in fields(ManifestRow) if f.default is MISSING and f.default_factory is MISSING}
-    missing = required - set(data)
+    unknown = data.keys() - _ROW_FIELD_SET
+    missing = _ROW_REQUIRED - data.keys()
     if unknown or missing:
         raise ValueError(f"not a manifest row (unknown fields {sorted(unknown)}, missing {sorted(missing)})")
     for name, value in data.items():

@@ -8,9 +8,10 @@ lost worker or a failed cluster never loses a finished result, and a rerun resum
 ``LocalPoolExecutor(jobs)``
     a pool of forked worker processes (one even when ``jobs <= 1``). A unit whose worker dies is tried once more
     on a fresh worker, then recorded as an ``error``. It also runs batch units (several small artifacts in one
-    task): the worker reports each artifact as it starts and each finished row, so when it dies (or passes a
-    bound) the finished rows are written as their own batch, the artifact in flight becomes a single unit and
-    the rest run on as a new batch.
+    task): the worker marks each artifact as it starts in a few bytes of memory it shares with this process, and
+    appends each finished row to a spool file, so when it dies (or passes a bound) the finished rows are written
+    as their own batch, the artifact in flight becomes a single unit and the rest run on as a new batch. Nothing
+    per artifact crosses the pipe: a batch sends one message when it starts and one with its record.
 
     With ``in_process_small`` (what the command line opens), a handful of small units runs in this process
     instead: at most ``IN_PROCESS_UNITS`` units of built-in analyzers that declare ``in_process`` (pure Python or
@@ -43,11 +44,14 @@ import contextlib
 import hashlib
 import json
 import logging
+import mmap
 import multiprocessing
 import os
+import pickle
 import re
 import signal
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -316,16 +320,98 @@ def _progress_sender(conn: Any, key: str) -> ProgressSink:
     return send
 
 
-def _item_sender(conn: Any, key: str) -> Callable[[str], None]:
-    return lambda eid: conn.send(("item", key, eid))
+class _Cell:
+    """What a pool worker shares with its parent about the batch it runs, without a message per artifact.
+
+    ``mem``: a few bytes of shared memory, the artifact running now and since when, written by the worker as each
+    artifact starts and ends (no system call) and read by the parent when it checks the bounds or the worker died;
+    the start time is written before the index, each an aligned 8-byte store, so an index read is never newer than
+    its start time. ``fd``: an anonymous file (memfd, else an unlinked temporary file) the worker appends each
+    finished row to and the parent reads back only when the worker died. Both are made before the fork and have no
+    name, so nothing is left in the case or anywhere else when the whole command is killed."""
+
+    def __init__(self) -> None:
+        self.mem = mmap.mmap(-1, 16)  # anonymous and shared: the forked worker sees the same page
+        memfd = getattr(os, "memfd_create", None)
+        if memfd is not None:
+            self.fd = memfd("triage-rows", getattr(os, "MFD_CLOEXEC", 0))
+        else:  # pragma: no cover - Linux has memfd_create
+            import tempfile
+
+            self.fd, name = tempfile.mkstemp(prefix="triage-rows-")
+            os.unlink(name)
+        self.pos = 0  # the worker's write position in ``fd``
+
+    def begin(self, index: int) -> None:
+        struct.pack_into("<d", self.mem, 8, time.monotonic())
+        struct.pack_into("<q", self.mem, 0, index + 1)
+
+    def end(self) -> None:
+        struct.pack_into("<q", self.mem, 0, 0)
+
+    def read(self) -> tuple[int, float]:
+        """(index of the running artifact or -1 between artifacts, its start on the monotonic clock)."""
+        index = struct.unpack_from("<q", self.mem, 0)[0] - 1
+        return index, struct.unpack_from("<d", self.mem, 8)[0]
+
+    def clear(self) -> None:
+        """No rows and no artifact: the parent, before it sends a batch to the (idle) worker; the worker too."""
+        os.ftruncate(self.fd, 0)
+        self.pos = 0
+        self.end()
+
+    def append(self, row: tuple[dict[str, Any], list[Any]]) -> None:
+        """One finished row, length-prefixed pickle, in one ``pwrite``: a worker that dies right after has lost
+        none of the rows it finished (the file outlives the process; the parent holds it open)."""
+        data = pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
+        view = memoryview(len(data).to_bytes(8, "little") + data)
+        while view:
+            n = os.pwrite(self.fd, view, self.pos)
+            self.pos += n
+            view = view[n:]
+
+    def rows(self) -> list[tuple[dict[str, Any], list[Any]]]:
+        """The whole rows written since the last :meth:`clear` (a row cut short by a death is not one)."""
+        try:
+            data = os.pread(self.fd, os.fstat(self.fd).st_size, 0)
+        except OSError:
+            return []
+        out, pos = [], 0
+        while pos + 8 <= len(data):
+            size = int.from_bytes(data[pos : pos + 8], "little")
+            if pos + 8 + size > len(data):
+                break
+            try:
+                out.append(pickle.loads(data[pos + 8 : pos + 8 + size]))
+            except Exception:  # a damaged row ends what can be trusted
+                break
+            pos += 8 + size
+        return out
+
+    def __del__(self) -> None:  # the slot is dropped when its worker is gone: its descriptor goes with it
+        with contextlib.suppress(OSError, AttributeError):
+            os.close(self.fd)
 
 
-def _row_sender(conn: Any, key: str) -> Callable[[dict[str, Any], list[Any]], None]:
-    return lambda rec, found: conn.send(("row", key, rec, found))
+class _Spool:
+    """A worker's hooks for one batch: each artifact marked in the cell as it starts, each finished row appended."""
+
+    def __init__(self, spec: UnitSpec, cell: _Cell) -> None:
+        self.index = {str(ev["artifact_id"]): i for i, ev in enumerate(spec.batch or [])}
+        self.cell = cell
+        cell.clear()
+
+    def item(self, evidence_id: str) -> None:
+        self.cell.begin(self.index.get(evidence_id, -1))
+
+    def row(self, rec: dict[str, Any], found: list[Any]) -> None:
+        self.cell.append((rec, found))
+        self.cell.end()
 
 
-def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "") -> None:
-    """A pool worker: run units sent over ``conn`` until told to stop, one at a time."""
+def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell: _Cell | None = None) -> None:
+    """A pool worker: run units sent over ``conn`` until told to stop, one at a time (``cell``: shared with the
+    parent, the artifact of a batch running now)."""
     die_with_parent(parent_pid)
     set_worker(label=label)
     with contextlib.suppress(OSError):
@@ -342,14 +428,22 @@ def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "") -> No
             return
         key, spec = msg
         conn.send(("start", key))  # from here on, a death or a limit is this unit's
+        spool = None
         try:
-            # a batch: the parent learns which artifact runs (a death or a limit is that one's) and keeps the
-            # finished rows, so a death costs only the artifact in flight
-            progress, item, row = _progress_sender(conn, key), _item_sender(conn, key), _row_sender(conn, key)
-            rec = run_unit(spec, on_progress=progress, on_item=item, on_row=row)
+            # a batch: the parent can tell which artifact runs (a death or a limit is that one's) and read the
+            # finished rows back, so a death costs only the artifact in flight
+            progress = _progress_sender(conn, key)
+            if spec.batch is not None and cell is not None:
+                spool = _Spool(spec, cell)
+                rec = run_unit(spec, on_progress=progress, on_item=spool.item, on_row=spool.row)
+            else:
+                rec = run_unit(spec, on_progress=progress)
         except BaseException as exc:  # run_unit records analyzer errors; this is its own failure
             conn.send(("failed", key, f"{type(exc).__name__}: {exc}", True))
             return
+        finally:
+            if spool is not None:
+                spool.cell.end()
         retire = any("MemoryError" in str(r.get("message", "")) for r in record_rows(rec))
         conn.send(("done", key, rec, retire))
         if retire:  # its heap may be fragmented or half-freed: the pool starts a fresh worker
@@ -391,14 +485,14 @@ class _Slot:
 
     proc: Any
     conn: Any
+    cell: _Cell = field(default_factory=_Cell)
     queue: deque[UnitTask] = field(default_factory=deque)
     running: bool = False  # the first unit of the queue has started
     started: float = 0.0
     baseline: int = 0  # anonymous memory when the unit started
     time_limit: float = 0.0
     sent: int = 0
-    item: str = ""  # a batch: the artifact running now ("" between artifacts)
-    rows: list[tuple[dict[str, Any], list[Any]]] = field(default_factory=list)  # a batch: its finished rows
+    item: int = -1  # a batch: the index of the artifact whose bounds are being watched (-1: none yet)
 
 
 def _signal_text(code: int | None) -> str:
@@ -529,10 +623,11 @@ class LocalPoolExecutor(Executor):
     def _start(self) -> _Slot:
         ctx = multiprocessing.get_context("fork")
         ours, theirs = _Duplex.pair(ctx)
+        cell = _Cell()
         # not a daemon: a unit may start children of its own (the memory analyzer isolates plugins)
         proc = ctx.Process(
             target=_worker_main,
-            args=(theirs, os.getpid(), self.limits.memory_bytes, self.label),
+            args=(theirs, os.getpid(), self.limits.memory_bytes, self.label, cell),
             name="triage-worker",
         )
         proc.start()
@@ -541,7 +636,7 @@ class LocalPoolExecutor(Executor):
             with contextlib.suppress(OSError):
                 os.setpgid(proc.pid, proc.pid)  # also here: no race with a kill right after the start
         self.workers_started += 1
-        return _Slot(proc, ours)
+        return _Slot(proc, ours, cell)
 
     @staticmethod
     def _kill(slot: _Slot) -> None:
@@ -607,6 +702,8 @@ class LocalPoolExecutor(Executor):
                     if rec is not None:
                         on_result(t, rec)
                         continue
+                if t.spec.batch is not None:  # the worker is idle (see above): its rows start empty
+                    slot.cell.clear()
                 try:
                     slot.conn.send((t.key, t.spec))
                 except OSError:  # the worker is gone; the unit waits for the next one
@@ -634,11 +731,16 @@ class LocalPoolExecutor(Executor):
         def lost(slot: _Slot, why: str, retry: bool) -> None:
             """The worker died, or is killed here past a bound: record or retry its running unit."""
             t = slot.queue[0] if slot.running else None
-            item, rows = slot.item, slot.rows
             retire(slot, kill=True)
             if t is None:  # it died between units: nothing to blame, the queued units run elsewhere
                 log.warning("a worker ended between units (%s)", why)
                 return
+            item, rows = "", []
+            if t.spec.batch is not None:  # which artifact ran, and the rows finished before it
+                index = slot.cell.read()[0]
+                item = str(t.spec.batch[index]["artifact_id"]) if 0 <= index < len(t.spec.batch) else ""
+                by_id = {str(r["artifact_id"]) for r in t.spec.batch}
+                rows = [r for r in slot.cell.rows() if str(r[0].get("evidence_id")) in by_id]
             self._clean(t, slot.proc.pid)
             if t.spec.batch is not None and (item or rows):
                 whole = _recorded(t.spec)  # it died after writing the whole batch
@@ -666,6 +768,8 @@ class LocalPoolExecutor(Executor):
             an error past a bound), the artifacts not started run on as a new batch."""
             by_id = {str(r["artifact_id"]): r for r in t.spec.artifacts}
             done = [str(rec["evidence_id"]) for rec, _ in rows]
+            if item in done:  # it died after spooling the row, before marking the artifact over
+                item = ""
             rest = [r for eid, r in by_id.items() if eid not in done and eid != item]
             if rest:
                 pending.appendleft(t.part(rest, "r"))
@@ -703,18 +807,10 @@ class LocalPoolExecutor(Executor):
                     slot.running, slot.started = True, time.monotonic()
                     slot.time_limit = head.time_limit if head.time_limit >= 0 else self.limits.time_s
                     slot.baseline = _anon_rss(slot.proc.pid) or 0
-                    slot.item, slot.rows = "", []
-                    continue
-                if msg[0] == "item":  # a batch's next artifact: the time and memory bounds are per artifact
-                    slot.item, slot.started = msg[2], time.monotonic()
-                    slot.baseline = _anon_rss(slot.proc.pid) or 0
-                    continue
-                if msg[0] == "row":
-                    slot.rows.append((msg[2], msg[3]))
-                    slot.item = ""
+                    slot.item = -1
                     continue
                 t = slot.queue.popleft()
-                slot.running, slot.item, slot.rows = False, "", []
+                slot.running, slot.item = False, -1
                 if msg[0] == "done":
                     on_result(t, msg[2])
                 else:
@@ -734,6 +830,13 @@ class LocalPoolExecutor(Executor):
         def check_bounds(slot: _Slot) -> None:
             if not slot.running:
                 return
+            if slot.queue[0].spec.batch is not None:  # the bounds are per artifact: the one the worker marked
+                index, started = slot.cell.read()
+                if index < 0:  # between artifacts
+                    return
+                if index != slot.item:  # a new artifact since the last check: its memory is measured from here
+                    slot.item, slot.started = index, started
+                    slot.baseline = _anon_rss(slot.proc.pid) or 0
             if slot.time_limit and time.monotonic() - slot.started > slot.time_limit:
                 lost(slot, f"exceeded the {slot.time_limit:g} s time limit", retry=False)
                 return

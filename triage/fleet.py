@@ -28,11 +28,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from collectors.sources import Source, open_source_path
 from triage.case import safe_host
 from triage.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from collectors.sources import Source
 
 INDEX = Path("fleet") / "index.json"
 
@@ -72,6 +74,8 @@ class SourcePlan:
 
 def open_sources(args: list[str], as_type: str) -> SourcePlan:
     """Recognise every source (``HOST=PATH`` allowed); usage errors before anything is written."""
+    from collectors.sources import open_source_path  # here: analyze and report only ask is_fleet_folder
+
     plan = SourcePlan([])
     try:
         for arg in args:

@@ -123,7 +123,7 @@ def analyze_into(
             on_unit_progress=unit_progress_to(progress),
             on_unit_done=unit_done_to(progress),
         )
-    case.sync()
+    # the durable point is the case's close() (syncfs of its filesystem, then the custody log): one per command
     for err in summary.errors[:20]:
         progress.message(
             logging.ERROR, f"analyzer {err['analyzer']} failed on {err['evidence_id']}: {err['message']}"
