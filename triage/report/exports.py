@@ -438,42 +438,27 @@ def write_json(obj: Any, path: Path) -> None:
 
 # -- XLSX -----------------------------------------------------------------------------------------
 class XlsxWriter:
-    """A streaming workbook (openpyxl write-only) where every cell goes through :func:`xlsx_value`."""
+    """A workbook (:mod:`triage.report.xlsx`) where every cell goes through :func:`xlsx_value`."""
 
     def __init__(self) -> None:
-        from openpyxl import Workbook
+        from triage.report.xlsx import Workbook
 
-        self.wb = Workbook(write_only=True)
+        self.wb = Workbook()
         self.names: set[str] = set()
 
     def sheet(self, title: str, header: list[str], widths: dict[int, int] | None = None) -> Any:
-        from openpyxl.cell import WriteOnlyCell
-        from openpyxl.styles import Font, PatternFill
-
         name = _sheet_name(title)
         base, n = name, 2
         while name.lower() in self.names:
             name = f"{base[:28]}~{n}"
             n += 1
         self.names.add(name.lower())
-        ws = self.wb.create_sheet(title=name)
-        for i, w in (widths or {}).items():
-            ws.column_dimensions[_col_letter(i)].width = w
-        ws.freeze_panes = "A2"
-        bold, fill = Font(bold=True), PatternFill("solid", fgColor="DDE3EA")
-        cells = []
-        for h in header:
-            c = WriteOnlyCell(ws, value=xlsx_value(h))
-            c.font, c.fill = bold, fill
-            cells.append(c)
-        ws.append(cells)
-        return ws
+        return self.wb.sheet(name, [xlsx_value(h) for h in header], widths)
 
     @staticmethod
     def rows(ws: Any, rows: Iterable[Iterable[Any]], *, safe: bool = False) -> None:
         """Append rows; ``safe``: the values went through :func:`xlsx_series` already."""
-        for r in rows:
-            ws.append(list(r) if safe else [xlsx_value(v) for v in r])
+        ws.rows(rows if safe else ([xlsx_value(v) for v in r] for r in rows))
 
     def frame(self, title: str, df: pd.DataFrame, widths: dict[int, int] | None = None) -> Any:
         ws = self.sheet(title, [str(c) for c in df.columns], widths)
@@ -485,27 +470,29 @@ class XlsxWriter:
 
 
 def _col_letter(i: int) -> str:
-    from openpyxl.utils import get_column_letter
+    from triage.report.xlsx import column_letter
 
-    return get_column_letter(i)
+    return column_letter(i)
 
 
 FINDING_SHEET_COLUMNS = [c for c in FINDING_COLUMNS if c != "case_id"]
 SMALL_SHEET = 200
 
 
-def _finding_rows(df: pd.DataFrame) -> Iterable[tuple[Any, ...]]:
-    """Finding rows made XLSX-safe column by column (vectorised: these sheets are the big ones)."""
+def _finding_rows(ws: Any, df: pd.DataFrame) -> None:
+    """Finding rows made XLSX-safe column by column and written as whole columns (these sheets are the big ones)."""
+    import pyarrow as pa
+
     part = df[FINDING_SHEET_COLUMNS].copy()
     part["ts"] = _ts_text(part["ts"])
     part["severity"] = part["severity"].astype("string")
     if len(part) <= SMALL_SHEET:  # a few rows: cell by cell costs less than two dozen column passes
         cols = [_objects(part[c]) for c in part.columns]
-        return [tuple(None if v is None else xlsx_text(str(v)) for v in row) for row in zip(*cols, strict=True)]
-    for col in part.columns:
-        part[col] = xlsx_series(part[col].astype("string"))
-    part = part.astype(object).where(part.notna(), None)
-    return part.itertuples(index=False, name=None)
+        ws.rows([tuple(None if v is None else xlsx_text(str(v)) for v in row) for row in zip(*cols, strict=True)])
+        return
+    ws.text_columns(
+        [pa.array(xlsx_series(part[c].astype("string")), type=pa.large_string(), from_pandas=True) for c in part]
+    )
 
 
 def write_xlsx(
@@ -543,7 +530,7 @@ def write_xlsx(
     for area in area_names:
         rows = np.flatnonzero(areas == area)[:cap]  # frame is in report order: the most severe first
         ws = xw.sheet(area, FINDING_SHEET_COLUMNS, widths)
-        xw.rows(ws, _finding_rows(df.iloc[rows]), safe=True)
+        _finding_rows(ws, df.iloc[rows])
         written[area] = len(rows)
     m = ctx.manifest.drop(columns=["extra"], errors="ignore")
     xw.frame("Manifest", m, {2: 14, 3: 16, 6: 70, 9: 66})
@@ -560,16 +547,14 @@ def write_xlsx(
 
 def _dropdowns(ws: Any, cisa: pd.DataFrame) -> None:
     """The template's dropdown lists on the two triage columns, as in CISA's own sheet."""
-    from openpyxl.worksheet.datavalidation import DataValidation
-
     from triage.report.cisa import DROPDOWN, MSERT_COL, TPL_COL
 
     n = max(len(cisa), 1) + 1
-    dv = DataValidation(type="list", formula1='"' + ",".join(DROPDOWN) + '"', allow_blank=True)
+    ranges = []
     for col in (MSERT_COL, TPL_COL):
         letter = _col_letter(list(cisa.columns).index(col) + 1)
-        dv.add(f"{letter}2:{letter}{n}")
-    ws.data_validations.append(dv)
+        ranges.append(f"{letter}2:{letter}{n}")
+    ws.dropdown(DROPDOWN, ranges)
 
 
 def write_cisa_xlsx(cisa: pd.DataFrame, path: Path) -> None:
