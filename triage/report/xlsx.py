@@ -81,6 +81,7 @@ class Sheet:
         letters: list[str] = []
         for row in rows:
             values = list(row)
+            self.ncols = max(self.ncols, len(values))
             while len(letters) < len(values):
                 letters.append(column_letter(len(letters) + 1))
             n = self.next_row
@@ -139,6 +140,7 @@ class Sheet:
         """The worksheet's XML, in pieces."""
         yield (
             _HEAD + f'<worksheet xmlns="{_MAIN}" xmlns:r="{_REL}">'
+            f'<dimension ref="A1:{column_letter(max(self.ncols, 1))}{self.next_row - 1}"/>'
             '<sheetViews><sheetView workbookViewId="0">'
             '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
             '<selection pane="bottomLeft" activeCell="A2" sqref="A2"/></sheetView></sheetViews>'
