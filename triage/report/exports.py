@@ -223,7 +223,15 @@ def _json_cells(values: pd.Series, *, nested: bool = False) -> Any:
     if pd.api.types.is_integer_dtype(values) and not values.isna().any():
         return pc.cast(pa.array(values.to_numpy()), big)
     if not (pd.api.types.is_string_dtype(values) or isinstance(values.dtype, pd.CategoricalDtype)):
-        return pa.array([orjson.dumps(v).decode() for v in _objects(values)], big)
+        # rows often share one value object (the Timesketch tag lists): each object is serialised once
+        seen: dict[int, str] = {}
+        cells = []
+        for v in _objects(values):
+            text = seen.get(id(v))
+            if text is None:
+                text = seen[id(v)] = orjson.dumps(v).decode()
+            cells.append(text)
+        return pa.array(cells, big)
     arr = pa.array(values.astype("string"), from_pandas=True)
     if isinstance(arr, pa.ChunkedArray):  # a concatenated frame's columns come in pieces
         arr = arr.combine_chunks()
@@ -301,11 +309,14 @@ def timesketch_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     for col in TIMESKETCH_FIELDS:
         if col != "tags":  # a string field Timesketch does not read as tags: ``tag`` below
             out[col] = dated[col].astype("string")
-    cols = [dated[c].astype("string").fillna("").tolist() for c in ("rule_id", "tags")]
-    out["tag"] = [
+    # one list per distinct (rule, severity, tags): a case has few of them, and every row of one shares it
+    keys = pd.DataFrame({"r": dated["rule_id"], "s": sev, "t": dated["tags"]}).astype("string").fillna("")
+    codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
+    lists = [
         list(dict.fromkeys(t for t in ("triage", rule, level, *(p.strip() for p in own.split(","))) if t))
-        for rule, level, own in zip(cols[0], sev.fillna("").tolist(), cols[1], strict=True)
+        for rule, level, own in uniques
     ]
+    out["tag"] = [lists[c] for c in codes.tolist()]
     out["details"] = dated["message"].astype("string")
     out["attributes"] = dated["attributes"].astype("string")
     return out, skipped
