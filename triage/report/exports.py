@@ -18,10 +18,9 @@ import pandas as pd
 
 from triage.finding import FINDING_COLUMNS
 from triage.report.cells import (
+    csv_series,
     neutralise_formulas,
-    neutralise_series,
     visible_controls,
-    visible_series,
     xlsx_series,
     xlsx_text,
     xlsx_value,
@@ -128,7 +127,7 @@ def _csv_table(df: pd.DataFrame) -> Any:
                 cells = [None if v is None else neutralise_formulas(visible_controls(str(v))) for v in _objects(s)]
                 s = pd.Series(cells, index=s.index, dtype="string")
             else:
-                s = neutralise_series(visible_series(s.astype("string")))
+                s = csv_series(s)
         cols[str(col)] = s
     return pa.Table.from_pandas(pd.DataFrame(cols), preserve_index=False)
 
