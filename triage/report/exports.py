@@ -366,32 +366,55 @@ def _export_from_parquet(kind: str, parquet: Path, path: Path) -> tuple[int, str
     return skipped, hash_file(path, ("sha256",))[1]["sha256"]
 
 
-def write_finding_exports(
-    df: pd.DataFrame, parquet: Path, csv: Path, jsonl: Path, timesketch: Path
-) -> tuple[int, dict[str, str]]:
-    """The three text exports of the findings (``parquet``: the same findings, already written).
+class ExportsJob:
+    """The text exports under way (:func:`start_finding_exports`); :meth:`result` waits for them."""
 
-    Small cases are written here in turn; large ones in parallel, the CSV and Timesketch files by two
-    worker processes reading ``parquet`` in chunks (each hashes its file when done). Returns the findings
-    left out of the Timesketch file and the SHA-256 of the files hashed so far, by file name.
+    def __init__(self, value: tuple[int, dict[str, str]] | None = None, pool: Any = None, jobs: Any = None) -> None:
+        self._value, self._pool, self._jobs = value, pool, jobs
+
+    def result(self) -> tuple[int, dict[str, str]]:
+        """The findings left out of the Timesketch file and the SHA-256 of each file, by file name."""
+        if self._value is None:
+            try:
+                hashes: dict[str, str] = {}
+                skipped = 0
+                for name, job in self._jobs.items():
+                    left_out, hashes[name] = job.result()
+                    skipped += left_out
+                self._value = (skipped, hashes)
+            finally:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+        return self._value
+
+
+def start_finding_exports(df: pd.DataFrame, parquet: Path, csv: Path, jsonl: Path, timesketch: Path) -> ExportsJob:
+    """Begin the three text exports of the findings (``parquet``: the same findings, already written).
+
+    Small cases are written here and now, in turn. Large ones are written by three worker processes, each
+    reading ``parquet`` in chunks and hashing its file when done, while this process goes on with the ledger,
+    workbooks and page: the exports then overlap everything else on a machine with more than one core.
     """
     if len(df) < PARALLEL_ROWS:
         write_findings_csv(df, csv)
         write_findings_jsonl(df, jsonl)
-        return write_timesketch(df, timesketch), {}
+        return ExportsJob((write_timesketch(df, timesketch), {}))
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from triage.hashing import hash_file
+    pool = ProcessPoolExecutor(max_workers=3, mp_context=multiprocessing.get_context("spawn"))
+    jobs = {
+        path.name: pool.submit(_export_from_parquet, kind, parquet, path)
+        for kind, path in (("timesketch", timesketch), ("jsonl", jsonl), ("csv", csv))
+    }
+    return ExportsJob(pool=pool, jobs=jobs)
 
-    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        csv_job = pool.submit(_export_from_parquet, "csv", parquet, csv)
-        ts_job = pool.submit(_export_from_parquet, "timesketch", parquet, timesketch)
-        write_findings_jsonl(df, jsonl)
-        hashes = {jsonl.name: hash_file(jsonl, ("sha256",))[1]["sha256"]}
-        hashes[csv.name] = csv_job.result()[1]
-        skipped, hashes[timesketch.name] = ts_job.result()
-    return skipped, hashes
+
+def write_finding_exports(
+    df: pd.DataFrame, parquet: Path, csv: Path, jsonl: Path, timesketch: Path
+) -> tuple[int, dict[str, str]]:
+    """The three text exports, written before returning (see :func:`start_finding_exports`). Returns the
+    findings left out of the Timesketch file and the SHA-256 of the files hashed so far, by file name."""
+    return start_finding_exports(df, parquet, csv, jsonl, timesketch).result()
 
 
 class Aside:
