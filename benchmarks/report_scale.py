@@ -186,8 +186,9 @@ def _triage() -> list[str]:
     return [sys.executable, "-c", "import sys; from triage.cli import main; sys.exit(main())"]
 
 
-def run_process(cmd: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, float]:
-    """Wall seconds and peak RSS in MiB (the largest process of the command's tree) of one command."""
+def run_process(cmd: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS in MiB (the largest process of the command's tree) and CPU seconds (user + system
+    of the whole tree: on a shared machine the wall time follows the CPU share, the CPU time does not)."""
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
@@ -197,18 +198,22 @@ def run_process(cmd: list[str], ok: tuple[int, ...] = (0,)) -> tuple[float, floa
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in ok:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
-    return took, usage.ru_maxrss / 1024
+    return took, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def measure(case_dir: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
     """``triage report`` against the parquet-to-CSV baseline, alternating; medians and per-round ratios."""
     report = [*_triage(), "report", str(case_dir), "-q", "--examiner", "bench"]
     base = [sys.executable, "-c", BASELINE, str(case_dir), str(work / "floor.csv")]
-    rows: dict[str, list[float]] = {"triage": [], "triage_rss": [], "baseline": [], "baseline_rss": [], "ratio": []}
+    rows: dict[str, list[float]] = {
+        k: [] for k in ("triage", "triage_rss", "triage_cpu", "baseline", "baseline_rss", "baseline_cpu", "ratio")
+    }
     for _ in range(rounds):
-        b, b_rss = run_process(base)
+        b, b_rss, b_cpu = run_process(base)
         # exit 4: the synthetic case lacks evidence for a verdict; the report is written all the same
-        t, t_rss = run_process(report, (0, 1, 4))
+        t, t_rss, t_cpu = run_process(report, (0, 1, 4))
+        rows["baseline_cpu"].append(b_cpu)
+        rows["triage_cpu"].append(t_cpu)
         rows["baseline"].append(b)
         rows["baseline_rss"].append(b_rss)
         rows["triage"].append(t)
@@ -219,6 +224,8 @@ def measure(case_dir: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
         "baseline_s": statistics.median(rows["baseline"]),
         "ratio": statistics.median(rows["ratio"]),
         "triage_rss_mib": max(rows["triage_rss"]),
+        "triage_cpu_s": statistics.median(rows["triage_cpu"]),
+        "baseline_cpu_s": statistics.median(rows["baseline_cpu"]),
         "baseline_rss_mib": max(rows["baseline_rss"]),
         "rounds": rows,
     }
@@ -247,6 +254,9 @@ def main() -> int:
             f"triage report: {m['triage_s']:.1f} s, peak RSS {m['triage_rss_mib']:,.0f} MiB; "
             f"baseline (pandas parquet -> one CSV): {m['baseline_s']:.1f} s, peak RSS {m['baseline_rss_mib']:,.0f} MiB"
         )
+        cpu = f"triage {m['triage_cpu_s']:.1f}, baseline {m['baseline_cpu_s']:.1f}"
+        print(f"CPU seconds (whole process tree, median): {cpu}")
+        print(f"load average at the end: {os.getloadavg()[0]:.1f}")
         ratios = ", ".join(f"{r:.2f}" for r in m["rounds"]["ratio"])
         print(f"ratio baseline / triage, median of {args.rounds} alternating rounds: {m['ratio']:.2f} ({ratios})")
         out = case_dir / "report"

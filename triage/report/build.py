@@ -322,8 +322,8 @@ def build_report(
         CHUNK,
         PARALLEL_ROWS,
         run_aside,
+        start_finding_exports,
         write_cisa_xlsx,
-        write_finding_exports,
         write_frame_csv,
         write_json,
         write_xlsx,
@@ -359,8 +359,28 @@ def build_report(
     # row groups of one export chunk: the writer buffers one group, the export workers read one at a time
     df.to_parquet(target("findings.parquet"), index=False, row_group_size=CHUNK)
     lap("parquet")
-    # CSV, JSONL and Timesketch: streamed in chunks, in parallel on large cases (from the parquet above)
-    result.timesketch_skipped, hashed = write_finding_exports(
+    prov = provenance(case, ctx)
+    lap("provenance")
+    stix_job = None
+    if stix:
+        from triage.report.stix import build_bundle
+
+        roots = [Path(r["path"]) for r in prov["rule_sets"] if r.get("path")]
+        # computed once here, shared with the forked child, which would otherwise compute them for itself
+        _ = (ctx.host_column, ctx.hosts, ctx.kind_of, ctx.severity_codes, ctx.combos)
+
+        def write_stix(path: Path) -> dict[str, int]:
+            bundle, counts = build_bundle(ctx, roots)
+            path.write_text(bundle.serialize(pretty=False), encoding="utf-8")
+            return counts
+
+        # on a large case the bundle is built by a forked copy of this process (forked before any worker pool
+        # or thread exists) while this one writes the rest
+        stix_job = run_aside(write_stix, out / "findings.stix.json", aside=len(df) >= PARALLEL_ROWS)
+        lap("stix")
+    # CSV, JSONL and Timesketch: streamed in chunks; on large cases by worker processes reading the parquet
+    # above while this process writes the rest (they are waited for before the outputs are hashed)
+    exports_job = start_finding_exports(
         df, files["findings.parquet"], target("findings.csv"), target("findings.jsonl"), target("timesketch.jsonl")
     )
     lap("text exports")
@@ -373,23 +393,8 @@ def build_report(
     cisa = cisa_frame(cisa_rows(ctx.case_id, summaries, ledger, df))
     write_frame_csv(cisa, target("cisa_template.csv"))
     lap("ledger")
-    prov = provenance(case, ctx)
-    lap("provenance")
-
-    stix_job = None
     if stix:
-        from triage.report.stix import build_bundle
-
-        roots = [Path(r["path"]) for r in prov["rule_sets"] if r.get("path")]
-
-        def write_stix(path: Path) -> dict[str, int]:
-            bundle, counts = build_bundle(ctx, roots)
-            path.write_text(bundle.serialize(pretty=False), encoding="utf-8")
-            return counts
-
-        # on a large case the bundle is built by a forked copy of this process while this one writes the XLSX
-        stix_job = run_aside(write_stix, target("findings.stix.json"), aside=len(df) >= PARALLEL_ROWS)
-        lap("stix")
+        target("findings.stix.json")  # begun above; listed here, in the order of the outputs
     counts = df["severity"].value_counts()
     result.findings = len(df)
     result.by_severity = {s: int(counts.get(s, 0)) for s in reversed(SEVERITIES)}
@@ -420,7 +425,7 @@ def build_report(
             ("Findings", len(df)),
             *((f"Findings {s}", n) for s, n in result.by_severity.items()),
             *((f"Host {h}", f"{s.verdict}; CVEs: {', '.join(s.cves) or '-'}") for h, s in summaries.items()),
-            ("Timesketch: findings without a time (left out)", result.timesketch_skipped),
+            ("Timesketch: findings without a time (left out)", int(df["ts"].isna().sum())),
             ("Full data", "findings.parquet (canonical), findings.csv, findings.jsonl"),
         ]
         write_xlsx(
@@ -443,6 +448,8 @@ def build_report(
                 f"{ctx.options.stix_max_observed} were left out (all are in findings.parquet)"
             )
 
+    result.timesketch_skipped, hashed = exports_job.result()
+    lap("text exports (wait)")
     # the large exports were hashed by the processes that wrote them (hashed: name -> sha256)
     hashes = {name: hashed.get(name) or hash_file(p, ("sha256",))[1]["sha256"] for name, p in files.items()}
     if html:

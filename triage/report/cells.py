@@ -78,6 +78,40 @@ def visible_series(s: pd.Series) -> pd.Series:
     return out
 
 
+# one pass finds every cell that :func:`csv_text` would change: a bidi control, a formula start, or a formula
+# start after a separator (RE2 syntax, for Arrow)
+_CSV_SUSPECT = (
+    "[" + "".join(f"\\x{{{ord(c):04x}}}" for c in BIDI_CONTROLS) + "]" + "|^[=+@\\t\\r\\n-]|[,;\\t\\r\\n][ \\t]*[=+@-]"
+)
+
+
+def csv_text(value: str) -> str:
+    """A CSV cell: bidi controls shown, formulas neutralised (:func:`visible_controls`, :func:`neutralise_formulas`)."""
+    result = neutralise_formulas(visible_controls(value))
+    assert isinstance(result, str)
+    return result
+
+
+def csv_series(s: pd.Series) -> pd.Series:
+    """:func:`csv_text` over a text column: one Arrow regex pass over the column flags the few cells that need
+    a change, and only those pass through Python (the same result as :func:`visible_series` then
+    :func:`neutralise_series`, at a fraction of their three passes)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(s.astype("string"), type=pa.large_string(), from_pandas=True)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    flagged = pc.fill_null(pc.match_substring_regex(arr, _CSV_SUSPECT), False)
+    if not pc.any(flagged).as_py():
+        return s.astype("string")
+    rows = np.flatnonzero(flagged.to_numpy(zero_copy_only=False))
+    fixed = pa.array([csv_text(v) for v in arr.take(pa.array(rows)).to_pylist()], pa.large_string())
+    out = pc.replace_with_mask(arr, flagged, fixed)
+    return pd.Series(pd.array(out, dtype="string"), index=s.index, name=s.name)
+
+
 def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``df`` with every text column neutralised."""
     out = df.copy()

@@ -18,10 +18,9 @@ import pandas as pd
 
 from triage.finding import FINDING_COLUMNS
 from triage.report.cells import (
+    csv_series,
     neutralise_formulas,
-    neutralise_series,
     visible_controls,
-    visible_series,
     xlsx_series,
     xlsx_text,
     xlsx_value,
@@ -128,7 +127,7 @@ def _csv_table(df: pd.DataFrame) -> Any:
                 cells = [None if v is None else neutralise_formulas(visible_controls(str(v))) for v in _objects(s)]
                 s = pd.Series(cells, index=s.index, dtype="string")
             else:
-                s = neutralise_series(visible_series(s.astype("string")))
+                s = csv_series(s)
         cols[str(col)] = s
     return pa.Table.from_pandas(pd.DataFrame(cols), preserve_index=False)
 
@@ -223,7 +222,15 @@ def _json_cells(values: pd.Series, *, nested: bool = False) -> Any:
     if pd.api.types.is_integer_dtype(values) and not values.isna().any():
         return pc.cast(pa.array(values.to_numpy()), big)
     if not (pd.api.types.is_string_dtype(values) or isinstance(values.dtype, pd.CategoricalDtype)):
-        return pa.array([orjson.dumps(v).decode() for v in _objects(values)], big)
+        # rows often share one value object (the Timesketch tag lists): each object is serialised once
+        seen: dict[int, str] = {}
+        cells = []
+        for v in _objects(values):
+            text = seen.get(id(v))
+            if text is None:
+                text = seen[id(v)] = orjson.dumps(v).decode()
+            cells.append(text)
+        return pa.array(cells, big)
     arr = pa.array(values.astype("string"), from_pandas=True)
     if isinstance(arr, pa.ChunkedArray):  # a concatenated frame's columns come in pieces
         arr = arr.combine_chunks()
@@ -301,11 +308,14 @@ def timesketch_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     for col in TIMESKETCH_FIELDS:
         if col != "tags":  # a string field Timesketch does not read as tags: ``tag`` below
             out[col] = dated[col].astype("string")
-    cols = [dated[c].astype("string").fillna("").tolist() for c in ("rule_id", "tags")]
-    out["tag"] = [
+    # one list per distinct (rule, severity, tags): a case has few of them, and every row of one shares it
+    keys = pd.DataFrame({"r": dated["rule_id"], "s": sev, "t": dated["tags"]}).astype("string").fillna("")
+    codes, uniques = pd.MultiIndex.from_frame(keys).factorize()
+    lists = [
         list(dict.fromkeys(t for t in ("triage", rule, level, *(p.strip() for p in own.split(","))) if t))
-        for rule, level, own in zip(cols[0], sev.fillna("").tolist(), cols[1], strict=True)
+        for rule, level, own in uniques
     ]
+    out["tag"] = [lists[c] for c in codes.tolist()]
     out["details"] = dated["message"].astype("string")
     out["attributes"] = dated["attributes"].astype("string")
     return out, skipped
@@ -356,32 +366,55 @@ def _export_from_parquet(kind: str, parquet: Path, path: Path) -> tuple[int, str
     return skipped, hash_file(path, ("sha256",))[1]["sha256"]
 
 
-def write_finding_exports(
-    df: pd.DataFrame, parquet: Path, csv: Path, jsonl: Path, timesketch: Path
-) -> tuple[int, dict[str, str]]:
-    """The three text exports of the findings (``parquet``: the same findings, already written).
+class ExportsJob:
+    """The text exports under way (:func:`start_finding_exports`); :meth:`result` waits for them."""
 
-    Small cases are written here in turn; large ones in parallel, the CSV and Timesketch files by two
-    worker processes reading ``parquet`` in chunks (each hashes its file when done). Returns the findings
-    left out of the Timesketch file and the SHA-256 of the files hashed so far, by file name.
+    def __init__(self, value: tuple[int, dict[str, str]] | None = None, pool: Any = None, jobs: Any = None) -> None:
+        self._value, self._pool, self._jobs = value, pool, jobs
+
+    def result(self) -> tuple[int, dict[str, str]]:
+        """The findings left out of the Timesketch file and the SHA-256 of each file, by file name."""
+        if self._value is None:
+            try:
+                hashes: dict[str, str] = {}
+                skipped = 0
+                for name, job in self._jobs.items():
+                    left_out, hashes[name] = job.result()
+                    skipped += left_out
+                self._value = (skipped, hashes)
+            finally:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+        return self._value
+
+
+def start_finding_exports(df: pd.DataFrame, parquet: Path, csv: Path, jsonl: Path, timesketch: Path) -> ExportsJob:
+    """Begin the three text exports of the findings (``parquet``: the same findings, already written).
+
+    Small cases are written here and now, in turn. Large ones are written by three worker processes, each
+    reading ``parquet`` in chunks and hashing its file when done, while this process goes on with the ledger,
+    workbooks and page: the exports then overlap everything else on a machine with more than one core.
     """
     if len(df) < PARALLEL_ROWS:
         write_findings_csv(df, csv)
         write_findings_jsonl(df, jsonl)
-        return write_timesketch(df, timesketch), {}
+        return ExportsJob((write_timesketch(df, timesketch), {}))
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from triage.hashing import hash_file
+    pool = ProcessPoolExecutor(max_workers=3, mp_context=multiprocessing.get_context("spawn"))
+    jobs = {
+        path.name: pool.submit(_export_from_parquet, kind, parquet, path)
+        for kind, path in (("timesketch", timesketch), ("jsonl", jsonl), ("csv", csv))
+    }
+    return ExportsJob(pool=pool, jobs=jobs)
 
-    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        csv_job = pool.submit(_export_from_parquet, "csv", parquet, csv)
-        ts_job = pool.submit(_export_from_parquet, "timesketch", parquet, timesketch)
-        write_findings_jsonl(df, jsonl)
-        hashes = {jsonl.name: hash_file(jsonl, ("sha256",))[1]["sha256"]}
-        hashes[csv.name] = csv_job.result()[1]
-        skipped, hashes[timesketch.name] = ts_job.result()
-    return skipped, hashes
+
+def write_finding_exports(
+    df: pd.DataFrame, parquet: Path, csv: Path, jsonl: Path, timesketch: Path
+) -> tuple[int, dict[str, str]]:
+    """The three text exports, written before returning (see :func:`start_finding_exports`). Returns the
+    findings left out of the Timesketch file and the SHA-256 of the files hashed so far, by file name."""
+    return start_finding_exports(df, parquet, csv, jsonl, timesketch).result()
 
 
 class Aside:
@@ -438,42 +471,27 @@ def write_json(obj: Any, path: Path) -> None:
 
 # -- XLSX -----------------------------------------------------------------------------------------
 class XlsxWriter:
-    """A streaming workbook (openpyxl write-only) where every cell goes through :func:`xlsx_value`."""
+    """A workbook (:mod:`triage.report.xlsx`) where every cell goes through :func:`xlsx_value`."""
 
     def __init__(self) -> None:
-        from openpyxl import Workbook
+        from triage.report.xlsx import Workbook
 
-        self.wb = Workbook(write_only=True)
+        self.wb = Workbook()
         self.names: set[str] = set()
 
     def sheet(self, title: str, header: list[str], widths: dict[int, int] | None = None) -> Any:
-        from openpyxl.cell import WriteOnlyCell
-        from openpyxl.styles import Font, PatternFill
-
         name = _sheet_name(title)
         base, n = name, 2
         while name.lower() in self.names:
             name = f"{base[:28]}~{n}"
             n += 1
         self.names.add(name.lower())
-        ws = self.wb.create_sheet(title=name)
-        for i, w in (widths or {}).items():
-            ws.column_dimensions[_col_letter(i)].width = w
-        ws.freeze_panes = "A2"
-        bold, fill = Font(bold=True), PatternFill("solid", fgColor="DDE3EA")
-        cells = []
-        for h in header:
-            c = WriteOnlyCell(ws, value=xlsx_value(h))
-            c.font, c.fill = bold, fill
-            cells.append(c)
-        ws.append(cells)
-        return ws
+        return self.wb.sheet(name, [xlsx_value(h) for h in header], widths)
 
     @staticmethod
     def rows(ws: Any, rows: Iterable[Iterable[Any]], *, safe: bool = False) -> None:
         """Append rows; ``safe``: the values went through :func:`xlsx_series` already."""
-        for r in rows:
-            ws.append(list(r) if safe else [xlsx_value(v) for v in r])
+        ws.rows(rows if safe else ([xlsx_value(v) for v in r] for r in rows))
 
     def frame(self, title: str, df: pd.DataFrame, widths: dict[int, int] | None = None) -> Any:
         ws = self.sheet(title, [str(c) for c in df.columns], widths)
@@ -485,27 +503,29 @@ class XlsxWriter:
 
 
 def _col_letter(i: int) -> str:
-    from openpyxl.utils import get_column_letter
+    from triage.report.xlsx import column_letter
 
-    return get_column_letter(i)
+    return column_letter(i)
 
 
 FINDING_SHEET_COLUMNS = [c for c in FINDING_COLUMNS if c != "case_id"]
 SMALL_SHEET = 200
 
 
-def _finding_rows(df: pd.DataFrame) -> Iterable[tuple[Any, ...]]:
-    """Finding rows made XLSX-safe column by column (vectorised: these sheets are the big ones)."""
+def _finding_rows(ws: Any, df: pd.DataFrame) -> None:
+    """Finding rows made XLSX-safe column by column and written as whole columns (these sheets are the big ones)."""
+    import pyarrow as pa
+
     part = df[FINDING_SHEET_COLUMNS].copy()
     part["ts"] = _ts_text(part["ts"])
     part["severity"] = part["severity"].astype("string")
     if len(part) <= SMALL_SHEET:  # a few rows: cell by cell costs less than two dozen column passes
         cols = [_objects(part[c]) for c in part.columns]
-        return [tuple(None if v is None else xlsx_text(str(v)) for v in row) for row in zip(*cols, strict=True)]
-    for col in part.columns:
-        part[col] = xlsx_series(part[col].astype("string"))
-    part = part.astype(object).where(part.notna(), None)
-    return part.itertuples(index=False, name=None)
+        ws.rows([tuple(None if v is None else xlsx_text(str(v)) for v in row) for row in zip(*cols, strict=True)])
+        return
+    ws.text_columns(
+        [pa.array(xlsx_series(part[c].astype("string")), type=pa.large_string(), from_pandas=True) for c in part]
+    )
 
 
 def write_xlsx(
@@ -543,7 +563,7 @@ def write_xlsx(
     for area in area_names:
         rows = np.flatnonzero(areas == area)[:cap]  # frame is in report order: the most severe first
         ws = xw.sheet(area, FINDING_SHEET_COLUMNS, widths)
-        xw.rows(ws, _finding_rows(df.iloc[rows]), safe=True)
+        _finding_rows(ws, df.iloc[rows])
         written[area] = len(rows)
     m = ctx.manifest.drop(columns=["extra"], errors="ignore")
     xw.frame("Manifest", m, {2: 14, 3: 16, 6: 70, 9: 66})
@@ -560,16 +580,14 @@ def write_xlsx(
 
 def _dropdowns(ws: Any, cisa: pd.DataFrame) -> None:
     """The template's dropdown lists on the two triage columns, as in CISA's own sheet."""
-    from openpyxl.worksheet.datavalidation import DataValidation
-
     from triage.report.cisa import DROPDOWN, MSERT_COL, TPL_COL
 
     n = max(len(cisa), 1) + 1
-    dv = DataValidation(type="list", formula1='"' + ",".join(DROPDOWN) + '"', allow_blank=True)
+    ranges = []
     for col in (MSERT_COL, TPL_COL):
         letter = _col_letter(list(cisa.columns).index(col) + 1)
-        dv.add(f"{letter}2:{letter}{n}")
-    ws.data_validations.append(dv)
+        ranges.append(f"{letter}2:{letter}{n}")
+    ws.dropdown(DROPDOWN, ranges)
 
 
 def write_cisa_xlsx(cisa: pd.DataFrame, path: Path) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,8 @@ from triage.report.ledger import Ledger
 from triage.report.memtree import process_trees
 from triage.report.sequence import STAGES, narrative_sequences
 from triage.report.svg import FILES_LANE, LANES, Timeline, build_timeline, lane_of, timeline_svg, width_name
+
+log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).parent / "templates"
 # the table shows what an analyst reads first: rule titles (the id on hover and in the detail), not rule ids
@@ -100,7 +104,34 @@ def _stclass(value: Any) -> str:
     return STATUS_CLASS.get(str(value), "na")
 
 
+_ENV: Environment | None = None
+
+
+def template_cache_dir() -> Path:
+    """Where compiled templates are kept (``$TRIAGE_CACHE_DIR/jinja``, else ``~/.cache/triage/jinja``)."""
+    base = os.environ.get("TRIAGE_CACHE_DIR")
+    return (Path(base) if base else Path.home() / ".cache" / "triage") / "jinja"
+
+
+def _bytecode_cache() -> Any:
+    """Jinja's bytecode cache in the user cache folder (a template is compiled once, not per command; jinja
+    keys each entry by the template's source checksum and its own bytecode version), or none where the folder
+    cannot be made."""
+    from jinja2 import FileSystemBytecodeCache
+
+    folder = template_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.debug("no template cache at %s: %s", folder, exc)
+        return None
+    return FileSystemBytecodeCache(str(folder))
+
+
 def _env() -> Environment:
+    global _ENV
+    if _ENV is not None:
+        return _ENV
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES)),
         autoescape=True,  # every template, whatever its name
@@ -108,9 +139,11 @@ def _env() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         finalize=visible_controls,  # bidi controls shown as <U+202E>, never applied to the page
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters["sevclass"] = _sevclass
     env.filters["stclass"] = _stclass
+    _ENV = env
     return env
 
 

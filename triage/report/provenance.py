@@ -20,7 +20,7 @@ from triage.hashing import hash_file
 from triage.report.context import ReportContext, parse_attributes
 
 log = logging.getLogger(__name__)
-LIBRARIES = ("pandas", "pyarrow", "openpyxl", "stix2", "jinja2", "regipy", "PyYAML")
+LIBRARIES = ("pandas", "pyarrow", "orjson", "jinja2", "regipy", "PyYAML")  # what the report is written with
 # keys of analyzer options (in run records that carry them) that name extra rule files or folders
 RULE_OPTION_KEYS = ("sigma", "yara", "rules", "rule_dirs")
 

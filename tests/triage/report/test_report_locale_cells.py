@@ -93,3 +93,17 @@ def test_bidi_in_the_html_page() -> None:
 
     page = _env().from_string("<p>{{ name }}</p>").render(name="shell\u202egpj.aspx<b>")
     assert page == "<p>shell&lt;U+202E&gt;gpj.aspx&lt;b&gt;</p>"
+
+
+def test_csv_series_is_visible_then_neutralised_cell_for_cell() -> None:
+    import random
+
+    from triage.report.cells import BIDI_CONTROLS, csv_series, neutralise_series, visible_series
+
+    rng = random.Random(7)
+    alphabet = [*"ab ,;\t\r\n=+-@'\"x", *BIDI_CONTROLS, "é", "\u2028"]
+    values = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8))) for _ in range(20_000)] + [None]
+    s = pd.Series(values, dtype="string")
+    fast, slow = csv_series(s), neutralise_series(visible_series(s)).astype("string")
+    assert fast.fillna("<missing>").tolist() == slow.fillna("<missing>").tolist()
+    assert fast.isna().sum() == 1 and (fast != s).fillna(False).sum() > 1000  # many cells did need a change
