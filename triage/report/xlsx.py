@@ -11,7 +11,7 @@ makes them valid XML.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
@@ -67,7 +67,7 @@ def _cell(ref: str, value: Any) -> str:
 class Sheet:
     """One worksheet being written: the header row first, then rows or whole columns."""
 
-    def __init__(self, title: str, header: Sequence[str], widths: dict[int, float] | None) -> None:
+    def __init__(self, title: str, header: Sequence[str], widths: Mapping[int, float] | None) -> None:
         self.title = title
         self.ncols = len(header)
         self.widths = widths or {}
@@ -171,7 +171,7 @@ class Workbook:
     def __init__(self) -> None:
         self.sheets: list[Sheet] = []
 
-    def sheet(self, title: str, header: Sequence[str], widths: dict[int, float] | None = None) -> Sheet:
+    def sheet(self, title: str, header: Sequence[str], widths: Mapping[int, float] | None = None) -> Sheet:
         ws = Sheet(title, header, widths)
         self.sheets.append(ws)
         return ws
