@@ -147,6 +147,52 @@ def _py_fragment(kind: str, text: str) -> str:
 # Below this many rows a test runs in Python on the values: Arrow's per-call cost (RE2 compiles the
 # pattern on every call) dominates tiny sub-frames, the shape of many small logs.
 SMALL_ROWS = 64
+# Up to this many distinct values a column's test runs in Python on them (see :func:`distinct_hits`).
+SMALL_DISTINCT = 128
+_PY_REGEX: dict[str, Any] = {}  # pattern -> compiled search, once per process (re's own cache holds 512)
+
+
+def _py_regex(pattern: str) -> Any:
+    found = _PY_REGEX.get(pattern)
+    if found is None:
+        found = _PY_REGEX[pattern] = re.compile(pattern, re.DOTALL).search
+    return found
+
+
+def _distinct(col: Any, cased: bool) -> tuple[np.ndarray, list[str | None] | None, pa.Array]:
+    """A column's distinct raw or folded values: (row -> value index, -1 for null; the values as Python strings
+    when there are at most ``SMALL_DISTINCT``, else None; as Arrow).
+
+    Kept on the column (one encoding per sub-frame column), so every test of every rule on it runs over the
+    distinct values only: event logs repeat the same images, users and paths many times.
+    """
+    slot = "_distinct_raw" if cased else "_distinct_folded"
+    found = col.__dict__.get(slot)
+    if found is None:
+        encoded = pc.dictionary_encode(col.strings(cased, None))
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        values = encoded.dictionary
+        small = values.to_pylist() if len(values) <= SMALL_DISTINCT else None
+        found = col.__dict__[slot] = (codes, small, values)
+    return found
+
+
+def distinct_hits(col: Any, test: StringTest) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, hit)``: ``hit[codes]`` is the test's result per row (``hit`` ends with False for nulls).
+
+    The result per distinct value is kept on the column by the test's key: rules testing the same field with
+    the same values (common in large rule sets) share one evaluation per sub-frame, whatever rows they select.
+    """
+    memo = col.__dict__.setdefault("_hits", {})
+    key = (test.cased, test.key)
+    hit = memo.get(key)
+    codes, values, arr = _distinct(col, test.cased)
+    if hit is None:
+        res = test.run_values(values) if test.small_ok and values is not None else test.run(arr)
+        hit = memo[key] = np.append(res, False)
+    return codes, hit
 
 
 def _arrow_regex_ok(pattern: str) -> bool:
@@ -214,18 +260,27 @@ class StringTest:
         ops = self.__dict__.get("_py_ops_cache")
         if ops is None:
             spec = self._py_spec or ()
-            eqs = frozenset(text for kind, text in spec if kind == "eq")
-            rest = [(kind, text) for kind, text in spec if kind not in ("eq", "any")]
-            ops = [("isin", eqs)] if eqs else []
-            if len(rest) == 1 and rest[0][0] in ("startswith", "endswith"):
-                ops.append(rest[0])
-            elif rest:
-                ops.append(("regex", re.compile("|".join(_py_fragment(k, t) for k, t in rest), re.DOTALL).search))
+            by_kind: dict[str, list[str]] = {}
+            for kind, text in spec:
+                by_kind.setdefault(kind, []).append(text)
+            # literals as str operations (compiling thousands of Python regexes per process cost more than the
+            # tests); only true wildcards become one regex, compiled once per process for every rule using it
+            ops = []
+            if "eq" in by_kind:
+                ops.append(("isin", frozenset(by_kind["eq"])))
+            if "startswith" in by_kind:
+                ops.append(("startswith", tuple(by_kind["startswith"])))
+            if "endswith" in by_kind:
+                ops.append(("endswith", tuple(by_kind["endswith"])))
+            if "contains" in by_kind:
+                ops.append(("contains", tuple(by_kind["contains"])))
+            if "wildcard" in by_kind:
+                ops.append(("regex", _py_regex("|".join(_py_fragment("wildcard", t) for t in by_kind["wildcard"]))))
             self.__dict__["_py_ops_cache"] = ops
         return ops
 
     def run_values(self, values: Sequence[str | None]) -> np.ndarray:
-        """The same matches as :meth:`run`, over Python strings (for a few rows; see ``small_ok``)."""
+        """The same matches as :meth:`run`, over Python strings (for a few values; see ``small_ok``)."""
         if self.any:
             return np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
         out = np.zeros(len(values), dtype=bool)
@@ -240,6 +295,8 @@ class StringTest:
                     hit = v.startswith(arg)
                 elif kind == "endswith":
                     hit = v.endswith(arg)
+                elif kind == "contains":
+                    hit = any(t in v for t in arg)
                 else:
                     hit = arg(v) is not None
                 if hit:
@@ -331,7 +388,8 @@ class StrLeaf(Leaf):
             return ctx.zeros(sel)
         if self.test.small_ok and (ctx.n if sel is None else len(sel)) <= SMALL_ROWS:
             return self.test.run_values(col.values(self.test.cased, sel))
-        return self.test.run(col.strings(self.test.cased, sel))
+        codes, hit = distinct_hits(col, self.test)
+        return hit[codes if sel is None else codes[sel]]
 
 
 class KeywordLeaf(Leaf):
@@ -350,7 +408,8 @@ class KeywordLeaf(Leaf):
             if small:
                 out |= self.test.run_values(col.values(self.test.cased, sel))
             else:
-                out |= self.test.run(col.strings(self.test.cased, sel))
+                codes, hit = distinct_hits(col, self.test)
+                out |= hit[codes if sel is None else codes[sel]]
         return out
 
 
