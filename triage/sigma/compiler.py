@@ -256,53 +256,52 @@ class StringTest:
         """Whether :meth:`run_values` can evaluate this test (not for ``|re``, whose dialect is RE2's)."""
         return self._py_spec is not None
 
-    def _py_ops(self) -> list[tuple[str, Any]]:
-        ops = self.__dict__.get("_py_ops_cache")
-        if ops is None:
+    def _py_test(self) -> Any:
+        """One predicate over a (non-null) string doing every test of the spec, built once per process."""
+        pred = self.__dict__.get("_py_pred")
+        if pred is None:
             spec = self._py_spec or ()
             by_kind: dict[str, list[str]] = {}
             for kind, text in spec:
                 by_kind.setdefault(kind, []).append(text)
             # literals as str operations (compiling thousands of Python regexes per process cost more than the
             # tests); only true wildcards become one regex, compiled once per process for every rule using it
-            ops = []
-            if "eq" in by_kind:
-                ops.append(("isin", frozenset(by_kind["eq"])))
-            if "startswith" in by_kind:
-                ops.append(("startswith", tuple(by_kind["startswith"])))
-            if "endswith" in by_kind:
-                ops.append(("endswith", tuple(by_kind["endswith"])))
-            if "contains" in by_kind:
-                ops.append(("contains", tuple(by_kind["contains"])))
-            if "wildcard" in by_kind:
-                ops.append(("regex", _py_regex("|".join(_py_fragment("wildcard", t) for t in by_kind["wildcard"]))))
-            self.__dict__["_py_ops_cache"] = ops
-        return ops
+            eqs = frozenset(by_kind.get("eq", ()))
+            starts = tuple(by_kind.get("startswith", ()))
+            ends = tuple(by_kind.get("endswith", ()))
+            contains = tuple(by_kind.get("contains", ()))
+            wild = by_kind.get("wildcard")
+            search = _py_regex("|".join(_py_fragment("wildcard", t) for t in wild)) if wild else None
+            checks: list[Any] = []
+            if eqs:
+                checks.append(eqs.__contains__)
+            if starts:
+                checks.append(lambda v: v.startswith(starts))
+            if ends:
+                checks.append(lambda v: v.endswith(ends))
+            if len(contains) == 1:
+                needle = contains[0]
+                checks.append(lambda v: needle in v)
+            elif contains:
+                checks.append(lambda v: any(t in v for t in contains))
+            if search is not None:
+                checks.append(lambda v: search(v) is not None)
+            if len(checks) == 1:
+                pred = checks[0]
+            elif len(checks) == 2:
+                first, second = checks
+                pred = lambda v: first(v) or second(v)  # noqa: E731
+            else:
+                pred = lambda v: any(check(v) for check in checks)  # noqa: E731
+            self.__dict__["_py_pred"] = pred
+        return pred
 
     def run_values(self, values: Sequence[str | None]) -> np.ndarray:
         """The same matches as :meth:`run`, over Python strings (for a few values; see ``small_ok``)."""
         if self.any:
             return np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
-        out = np.zeros(len(values), dtype=bool)
-        ops = self._py_ops()
-        for i, v in enumerate(values):
-            if v is None:
-                continue
-            for kind, arg in ops:
-                if kind == "isin":
-                    hit = v in arg
-                elif kind == "startswith":
-                    hit = v.startswith(arg)
-                elif kind == "endswith":
-                    hit = v.endswith(arg)
-                elif kind == "contains":
-                    hit = any(t in v for t in arg)
-                else:
-                    hit = arg(v) is not None
-                if hit:
-                    out[i] = True
-                    break
-        return out
+        pred = self._py_test()
+        return np.fromiter((v is not None and bool(pred(v)) for v in values), dtype=bool, count=len(values))
 
     def run(self, arr: pa.Array) -> np.ndarray:
         """Boolean matches over ``arr`` (nulls never match)."""
