@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import re
 import string
+from bisect import bisect_right
 from collections.abc import Hashable, Iterator, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -159,13 +161,55 @@ def _py_regex(pattern: str) -> Any:
     return found
 
 
-def _distinct(col: Any, cased: bool) -> tuple[np.ndarray, list[str | None] | None, pa.Array]:
-    """A column's distinct raw or folded values: (row -> value index, -1 for null; the values as Python strings
-    when there are at most ``SMALL_DISTINCT``, else None; as Arrow).
+class DistinctValues:
+    """A sub-frame column's distinct values (raw or folded), and what tests over them need, each built once.
 
-    Kept on the column (one encoding per sub-frame column), so every test of every rule on it runs over the
-    distinct values only: event logs repeat the same images, users and paths many times.
+    ``codes`` maps each row to its value (-1 for null). Literal tests do not loop over the values in Python:
+    the values are joined by NUL into one text and each needle is found with ``str.find`` (C speed), at most
+    once per value it occurs in; equality is a dictionary lookup per needle.
     """
+
+    def __init__(self, codes: np.ndarray, arr: pa.Array) -> None:
+        self.codes = codes
+        self.arr = arr
+        self.n = len(arr)
+
+    @cached_property
+    def items(self) -> list[str]:
+        """The values as Python strings (a dictionary has no nulls)."""
+        return self.arr.to_pylist()
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Value -> its position."""
+        return {v: i for i, v in enumerate(self.items)}
+
+    @cached_property
+    def joined(self) -> tuple[str, list[int]] | None:
+        """``NUL + v0 + NUL + v1 ... + NUL`` and each value's start in it; None when a value holds a NUL."""
+        text = "\0" + "\0".join(self.items) + "\0"
+        if text.count("\0") != self.n + 1:
+            return None
+        lengths = pc.utf8_length(self.arr).to_numpy(zero_copy_only=False).astype(np.int64)
+        starts = (np.cumsum(lengths + 1) - lengths).tolist()  # value i starts after i + 1 NULs and the values before
+        return text, [*starts, len(text) + 1]
+
+    def mark(self, pattern: str, offset: int, hit: np.ndarray) -> None:
+        """Set ``hit`` for every value holding ``pattern`` (found at its start + ``offset``): contains, or with
+        a NUL before (startswith) or after (endswith) the needle."""
+        text, starts = self.joined  # type: ignore[misc]
+        find = text.find
+        pos = find(pattern)
+        while pos >= 0:
+            i = bisect_right(starts, pos + offset) - 1
+            hit[i] = True
+            pos = find(pattern, starts[i + 1] - 1)  # on from the next value: each value is marked once
+
+
+def _distinct(col: Any, cased: bool) -> DistinctValues:
+    """A column's distinct raw or folded values (kept on the column: one encoding per sub-frame column), so
+    every test of every rule on it runs over the distinct values only: event logs repeat the same images,
+    users and paths many times."""
     slot = "_distinct_raw" if cased else "_distinct_folded"
     found = col.__dict__.get(slot)
     if found is None:
@@ -173,9 +217,7 @@ def _distinct(col: Any, cased: bool) -> tuple[np.ndarray, list[str | None] | Non
         if isinstance(encoded, pa.ChunkedArray):
             encoded = encoded.combine_chunks()
         codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        values = encoded.dictionary
-        small = values.to_pylist() if len(values) <= SMALL_DISTINCT else None
-        found = col.__dict__[slot] = (codes, small, values)
+        found = col.__dict__[slot] = DistinctValues(codes, encoded.dictionary)
     return found
 
 
@@ -188,11 +230,15 @@ def distinct_hits(col: Any, test: StringTest) -> tuple[np.ndarray, np.ndarray]:
     memo = col.__dict__.setdefault("_hits", {})
     key = (test.cased, test.key)
     hit = memo.get(key)
-    codes, values, arr = _distinct(col, test.cased)
+    values = _distinct(col, test.cased)
     if hit is None:
-        res = test.run_values(values) if test.small_ok and values is not None else test.run(arr)
+        res = test.run_distinct(values) if test.small_ok else None
+        if res is None and test.small_ok and values.n <= SMALL_DISTINCT:
+            res = test.run_values(values.items)
+        elif res is None:
+            res = test.run(values.arr)
         hit = memo[key] = np.append(res, False)
-    return codes, hit
+    return values.codes, hit
 
 
 def _arrow_regex_ok(pattern: str) -> bool:
@@ -295,6 +341,37 @@ class StringTest:
                 pred = lambda v: any(check(v) for check in checks)  # noqa: E731
             self.__dict__["_py_pred"] = pred
         return pred
+
+    def run_distinct(self, values: DistinctValues) -> np.ndarray | None:
+        """The same matches as :meth:`run` over a column's distinct values, literals found in their joined text;
+        None when this test cannot run that way (a wildcard over many values, a value holding a NUL)."""
+        if self.any:
+            return np.ones(values.n, dtype=bool)
+        spec = self._py_spec or ()
+        wild = [text for kind, text in spec if kind == "wildcard"]
+        if (wild and values.n > SMALL_DISTINCT) or values.joined is None:
+            return None
+        hit = np.zeros(values.n, dtype=bool)
+        for kind, text in spec:
+            if kind == "eq":
+                i = values.index.get(text)
+                if i is not None:
+                    hit[i] = True
+            elif not text and kind in ("contains", "startswith", "endswith"):
+                hit[:] = True
+            elif kind == "contains":
+                values.mark(text, 0, hit)
+            elif kind == "startswith":
+                values.mark("\0" + text, 1, hit)
+            elif kind == "endswith":
+                values.mark(text + "\0", 0, hit)
+        if wild:
+            search = _py_regex("|".join(_py_fragment("wildcard", t) for t in wild))
+            items = values.items
+            for i in np.flatnonzero(~hit).tolist():
+                if search(items[i]) is not None:
+                    hit[i] = True
+        return hit
 
     def run_values(self, values: Sequence[str | None]) -> np.ndarray:
         """The same matches as :meth:`run`, over Python strings (for a few values; see ``small_ok``)."""

@@ -42,6 +42,7 @@ def _tests() -> list[StringTest]:
         ["*\\temp\\*", "c:\\tools\\*"],
         ["*run3.exe", "*run5*", "x*cmd.exe"],
         ["*"],
+        ["", "*\\system32\\*"],  # the empty value, and a needle inside values
     ]
     out = [
         StringTest([classify(SigmaString(p), cased) for p in spec], cased=cased)
@@ -53,9 +54,10 @@ def _tests() -> list[StringTest]:
     return out
 
 
-@pytest.mark.parametrize("n_distinct", [5, SMALL_DISTINCT + 40])  # Python and Arrow paths over the distinct values
-def test_distinct_value_evaluation_equals_row_by_row(n_distinct: int) -> None:
-    values = _values(n_distinct, 900, seed=n_distinct)
+@pytest.mark.parametrize("n_distinct", [5, SMALL_DISTINCT + 40])  # few and many distinct values
+@pytest.mark.parametrize("nul", [False, True])  # a value holding a NUL cannot be searched in the joined text
+def test_distinct_value_evaluation_equals_row_by_row(n_distinct: int, nul: bool) -> None:
+    values = _values(n_distinct, 900, seed=n_distinct) + (["C:\\x\x00\\cmd.exe"] if nul else [])
     df = pd.DataFrame({"Image": pd.array(values, dtype="str")})
     ctx = SubFrame(df, None, {})
     sel = np.arange(0, len(df), 3)
@@ -77,8 +79,9 @@ def test_a_test_shared_by_rules_runs_once_per_column(monkeypatch: pytest.MonkeyP
     calls = []
     first = StringTest([classify(SigmaString("*\\cmd.exe"), False)])
     same = StringTest([classify(SigmaString("*\\cmd.exe"), False)])  # another rule's identical test
-    orig = StringTest.run_values
-    monkeypatch.setattr(StringTest, "run_values", lambda self, v: calls.append(1) or orig(self, v))
+    for name in ("run_distinct", "run_values", "run"):  # whichever way the test runs, it runs once
+        orig = getattr(StringTest, name)
+        monkeypatch.setattr(StringTest, name, lambda self, v, orig=orig: calls.append(1) or orig(self, v))
     a = StrLeaf("Image", first).match(ctx, None)
     b = StrLeaf("Image", same).match(ctx, np.arange(100))  # more rows than SMALL_ROWS: the shared path
     assert len(calls) == 1 and np.array_equal(a[:100], b) and a.sum() > 0
