@@ -145,7 +145,11 @@ def test_rules_skipped_by_their_cover_match_exactly_what_the_full_scan_matches(l
     ]
     rows += [{"Channel": "Security", "EventID": 4624, "TargetUserName": "lsass"}] * 3  # another source
     df = frame(rows)
-    for part in (df, df.iloc[:40].reset_index(drop=True)):  # a big sub-frame and one under SMALL_ROWS
+    # where only one side of an OR holds anywhere, the cover must still let the rule run
+    no_ofn = frame([r for r in rows if r.get("OriginalFileName") != "RUNDLL32.EXE"])
+    no_image = frame([r for r in rows if not str(r.get("Image", "")).endswith("rundll32.exe")])
+    assert len(rs.evaluate(no_ofn)) and len(rs.evaluate(no_image))
+    for part in (df, df.iloc[:40].reset_index(drop=True), no_ofn, no_image):  # big, under SMALL_ROWS, one-sided
         full = rs.evaluate(part, indexed=False)
         fast = rs.evaluate(part, indexed=True)
         assert fast[["rule_id", "row"]].values.tolist() == full[["rule_id", "row"]].values.tolist()
