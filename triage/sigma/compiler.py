@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import re
 import string
+from bisect import bisect_right
 from collections.abc import Hashable, Iterator, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -147,6 +149,96 @@ def _py_fragment(kind: str, text: str) -> str:
 # Below this many rows a test runs in Python on the values: Arrow's per-call cost (RE2 compiles the
 # pattern on every call) dominates tiny sub-frames, the shape of many small logs.
 SMALL_ROWS = 64
+# Up to this many distinct values a column's test runs in Python on them (see :func:`distinct_hits`).
+SMALL_DISTINCT = 128
+_PY_REGEX: dict[str, Any] = {}  # pattern -> compiled search, once per process (re's own cache holds 512)
+
+
+def _py_regex(pattern: str) -> Any:
+    found = _PY_REGEX.get(pattern)
+    if found is None:
+        found = _PY_REGEX[pattern] = re.compile(pattern, re.DOTALL).search
+    return found
+
+
+class DistinctValues:
+    """A sub-frame column's distinct values (raw or folded), and what tests over them need, each built once.
+
+    ``codes`` maps each row to its value (-1 for null). Literal tests do not loop over the values in Python:
+    the values are joined by NUL into one text and each needle is found with ``str.find`` (C speed), at most
+    once per value it occurs in; equality is a dictionary lookup per needle.
+    """
+
+    def __init__(self, codes: np.ndarray, arr: pa.Array) -> None:
+        self.codes = codes
+        self.arr = arr
+        self.n = len(arr)
+
+    @cached_property
+    def items(self) -> list[str]:
+        """The values as Python strings (a dictionary has no nulls)."""
+        return self.arr.to_pylist()
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        """Value -> its position."""
+        return {v: i for i, v in enumerate(self.items)}
+
+    @cached_property
+    def joined(self) -> tuple[str, list[int]] | None:
+        """``NUL + v0 + NUL + v1 ... + NUL`` and each value's start in it; None when a value holds a NUL."""
+        text = "\0" + "\0".join(self.items) + "\0"
+        if text.count("\0") != self.n + 1:
+            return None
+        lengths = pc.utf8_length(self.arr).to_numpy(zero_copy_only=False).astype(np.int64)
+        starts = (np.cumsum(lengths + 1) - lengths).tolist()  # value i starts after i + 1 NULs and the values before
+        return text, [*starts, len(text) + 1]
+
+    def mark(self, pattern: str, offset: int, hit: np.ndarray) -> None:
+        """Set ``hit`` for every value holding ``pattern`` (found at its start + ``offset``): contains, or with
+        a NUL before (startswith) or after (endswith) the needle."""
+        text, starts = self.joined  # type: ignore[misc]
+        find = text.find
+        pos = find(pattern)
+        while pos >= 0:
+            i = bisect_right(starts, pos + offset) - 1
+            hit[i] = True
+            pos = find(pattern, starts[i + 1] - 1)  # on from the next value: each value is marked once
+
+
+def _distinct(col: Any, cased: bool) -> DistinctValues:
+    """A column's distinct raw or folded values (kept on the column: one encoding per sub-frame column), so
+    every test of every rule on it runs over the distinct values only: event logs repeat the same images,
+    users and paths many times."""
+    slot = "_distinct_raw" if cased else "_distinct_folded"
+    found = col.__dict__.get(slot)
+    if found is None:
+        encoded = pc.dictionary_encode(col.strings(cased, None))
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        found = col.__dict__[slot] = DistinctValues(codes, encoded.dictionary)
+    return found
+
+
+def distinct_hits(col: Any, test: StringTest) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, hit)``: ``hit[codes]`` is the test's result per row (``hit`` ends with False for nulls).
+
+    The result per distinct value is kept on the column by the test's key: rules testing the same field with
+    the same values (common in large rule sets) share one evaluation per sub-frame, whatever rows they select.
+    """
+    memo = col.__dict__.setdefault("_hits", {})
+    key = (test.cased, test.key)
+    hit = memo.get(key)
+    values = _distinct(col, test.cased)
+    if hit is None:
+        res = test.run_distinct(values) if test.small_ok else None
+        if res is None and test.small_ok and values.n <= SMALL_DISTINCT:
+            res = test.run_values(values.items)
+        elif res is None:
+            res = test.run(values.arr)
+        hit = memo[key] = np.append(res, False)
+    return values.codes, hit
 
 
 def _arrow_regex_ok(pattern: str) -> bool:
@@ -210,42 +302,83 @@ class StringTest:
         """Whether :meth:`run_values` can evaluate this test (not for ``|re``, whose dialect is RE2's)."""
         return self._py_spec is not None
 
-    def _py_ops(self) -> list[tuple[str, Any]]:
-        ops = self.__dict__.get("_py_ops_cache")
-        if ops is None:
+    def _py_test(self) -> Any:
+        """One predicate over a (non-null) string doing every test of the spec, built once per process."""
+        pred = self.__dict__.get("_py_pred")
+        if pred is None:
             spec = self._py_spec or ()
-            eqs = frozenset(text for kind, text in spec if kind == "eq")
-            rest = [(kind, text) for kind, text in spec if kind not in ("eq", "any")]
-            ops = [("isin", eqs)] if eqs else []
-            if len(rest) == 1 and rest[0][0] in ("startswith", "endswith"):
-                ops.append(rest[0])
-            elif rest:
-                ops.append(("regex", re.compile("|".join(_py_fragment(k, t) for k, t in rest), re.DOTALL).search))
-            self.__dict__["_py_ops_cache"] = ops
-        return ops
+            by_kind: dict[str, list[str]] = {}
+            for kind, text in spec:
+                by_kind.setdefault(kind, []).append(text)
+            # literals as str operations (compiling thousands of Python regexes per process cost more than the
+            # tests); only true wildcards become one regex, compiled once per process for every rule using it
+            eqs = frozenset(by_kind.get("eq", ()))
+            starts = tuple(by_kind.get("startswith", ()))
+            ends = tuple(by_kind.get("endswith", ()))
+            contains = tuple(by_kind.get("contains", ()))
+            wild = by_kind.get("wildcard")
+            search = _py_regex("|".join(_py_fragment("wildcard", t) for t in wild)) if wild else None
+            checks: list[Any] = []
+            if eqs:
+                checks.append(eqs.__contains__)
+            if starts:
+                checks.append(lambda v: v.startswith(starts))
+            if ends:
+                checks.append(lambda v: v.endswith(ends))
+            if len(contains) == 1:
+                needle = contains[0]
+                checks.append(lambda v: needle in v)
+            elif contains:
+                checks.append(lambda v: any(t in v for t in contains))
+            if search is not None:
+                checks.append(lambda v: search(v) is not None)
+            if len(checks) == 1:
+                pred = checks[0]
+            elif len(checks) == 2:
+                first, second = checks
+                pred = lambda v: first(v) or second(v)  # noqa: E731
+            else:
+                pred = lambda v: any(check(v) for check in checks)  # noqa: E731
+            self.__dict__["_py_pred"] = pred
+        return pred
+
+    def run_distinct(self, values: DistinctValues) -> np.ndarray | None:
+        """The same matches as :meth:`run` over a column's distinct values, literals found in their joined text;
+        None when this test cannot run that way (a wildcard over many values, a value holding a NUL)."""
+        if self.any:
+            return np.ones(values.n, dtype=bool)
+        spec = self._py_spec or ()
+        wild = [text for kind, text in spec if kind == "wildcard"]
+        if (wild and values.n > SMALL_DISTINCT) or values.joined is None:
+            return None
+        hit = np.zeros(values.n, dtype=bool)
+        for kind, text in spec:
+            if kind == "eq":
+                i = values.index.get(text)
+                if i is not None:
+                    hit[i] = True
+            elif not text and kind in ("contains", "startswith", "endswith"):
+                hit[:] = True
+            elif kind == "contains":
+                values.mark(text, 0, hit)
+            elif kind == "startswith":
+                values.mark("\0" + text, 1, hit)
+            elif kind == "endswith":
+                values.mark(text + "\0", 0, hit)
+        if wild:
+            search = _py_regex("|".join(_py_fragment("wildcard", t) for t in wild))
+            items = values.items
+            for i in np.flatnonzero(~hit).tolist():
+                if search(items[i]) is not None:
+                    hit[i] = True
+        return hit
 
     def run_values(self, values: Sequence[str | None]) -> np.ndarray:
-        """The same matches as :meth:`run`, over Python strings (for a few rows; see ``small_ok``)."""
+        """The same matches as :meth:`run`, over Python strings (for a few values; see ``small_ok``)."""
         if self.any:
             return np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
-        out = np.zeros(len(values), dtype=bool)
-        ops = self._py_ops()
-        for i, v in enumerate(values):
-            if v is None:
-                continue
-            for kind, arg in ops:
-                if kind == "isin":
-                    hit = v in arg
-                elif kind == "startswith":
-                    hit = v.startswith(arg)
-                elif kind == "endswith":
-                    hit = v.endswith(arg)
-                else:
-                    hit = arg(v) is not None
-                if hit:
-                    out[i] = True
-                    break
-        return out
+        pred = self._py_test()
+        return np.fromiter((v is not None and bool(pred(v)) for v in values), dtype=bool, count=len(values))
 
     def run(self, arr: pa.Array) -> np.ndarray:
         """Boolean matches over ``arr`` (nulls never match)."""
@@ -331,7 +464,8 @@ class StrLeaf(Leaf):
             return ctx.zeros(sel)
         if self.test.small_ok and (ctx.n if sel is None else len(sel)) <= SMALL_ROWS:
             return self.test.run_values(col.values(self.test.cased, sel))
-        return self.test.run(col.strings(self.test.cased, sel))
+        codes, hit = distinct_hits(col, self.test)
+        return hit[codes if sel is None else codes[sel]]
 
 
 class KeywordLeaf(Leaf):
@@ -350,7 +484,8 @@ class KeywordLeaf(Leaf):
             if small:
                 out |= self.test.run_values(col.values(self.test.cased, sel))
             else:
-                out |= self.test.run(col.strings(self.test.cased, sel))
+                codes, hit = distinct_hits(col, self.test)
+                out |= hit[codes if sel is None else codes[sel]]
         return out
 
 

@@ -39,12 +39,15 @@ from triage.sigma.compiler import (
     BoolLeaf,
     CidrLeaf,
     FieldRefLeaf,
+    KeywordLeaf,
+    Leaf,
     Node,
     NumLeaf,
     Or,
     StrLeaf,
     UnsupportedRule,
     compile_rule,
+    distinct_hits,
 )
 from triage.sigma.frame import FrameIndex, SubFrame
 from triage.sigma.logsources import (
@@ -126,8 +129,12 @@ class CompiledRule:
     modified: str = ""
     warnings: tuple[str, ...] = ()
     meta: RuleMeta = field(init=False, repr=False)  # what every finding of the rule shares, built at load time
+    # where the rule can match (required columns, EventID gate, cover), derived once at compile time and kept in
+    # the compiled cache with the rule, so no process walks 2,400 matcher trees again
+    plan: RulePlan = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.plan = rule_plan(self.matcher)
         self.meta = RuleMeta(
             id=self.id,
             title=self.title,
@@ -226,7 +233,7 @@ class RuleSet:
         index = _Index(
             key=key,
             groups=[(variant, rules, _shared_keys(rules)) for variant, rules in groups.items()],
-            plans={id(r): rule_plan(r.matcher) for r in self.loaded},
+            plans={id(r): r.plan for r in self.loaded},
         )
         self.__dict__["_rule_index"] = index
         return index
@@ -260,6 +267,8 @@ class RuleSet:
                     plan = plans.plans[id(rule)]
                     if not all(ctx.field_has_values(f) for f in plan.required):
                         continue  # a test on a missing or all-null column never matches, and one must
+                    if plan.cover is not None and not any(_leaf_hits_any(ctx, leaf) for leaf in plan.cover):
+                        continue  # none of the tests one of which any match needs holds on any row here
                     if plan.gate is not None:
                         sel = ctx.rows_with_numbers(*plan.gate)
                         if sel is not None and sel.size == 0:
@@ -319,10 +328,33 @@ class RulePlan(NamedTuple):
             a missing column or a null value, so without them the rule cannot match anywhere).
         gate: ``(field, numbers)`` when the rule can only match rows whose field equals one of the numbers
             (typically ``EventID``); None when no such constraint is implied.
+        cover: string tests (field or keyword leaves of the rule's own tree) at least one of which holds on
+            every row the rule matches; when none holds on any row of a sub-frame the rule is not run there.
+            None when the tree implies no such set (a NOT above every string test, say).
     """
 
     required: frozenset[str]
     gate: tuple[str, tuple[float, ...]] | None
+    cover: tuple[Leaf, ...] | None = None
+
+
+def _leaf_hits_any(ctx: SubFrame, leaf: Leaf) -> bool:
+    """Whether a cover leaf (string test of a field or keyword) matches any row of the sub-frame.
+
+    Tested on the column's distinct values (shared with the leaves' own evaluation) and remembered per
+    sub-frame, so a cover test costs each sub-frame one evaluation however many rules share it.
+    """
+    memo: dict[Hashable, bool] = ctx.__dict__.setdefault("_cover_any", {})
+    found = memo.get(leaf.key)
+    if found is None:
+        if isinstance(leaf, StrLeaf):
+            col = ctx.column(leaf.field)
+            found = col is not None and bool(distinct_hits(col, leaf.test)[1].any())
+        else:
+            assert isinstance(leaf, KeywordLeaf)
+            found = any(bool(distinct_hits(col, leaf.test)[1].any()) for col in ctx.text_columns)
+        memo[leaf.key] = found
+    return found
 
 
 @dataclass
@@ -333,9 +365,28 @@ class _Index:
 
 
 def rule_plan(node: Node) -> RulePlan:
-    """The row constraints a matcher tree implies: required columns and a numeric equality gate."""
+    """The row constraints a matcher tree implies: required columns, a numeric equality gate, a cover."""
     gate = _gate(node)
-    return RulePlan(_required(node), None if gate is None else (gate[0], tuple(sorted(gate[1]))))
+    return RulePlan(_required(node), None if gate is None else (gate[0], tuple(sorted(gate[1]))), _cover(node))
+
+
+def _cover(node: Node) -> tuple[Leaf, ...] | None:
+    """Leaves one of which matches wherever ``node`` matches (see :class:`RulePlan`), or None."""
+    if isinstance(node, (StrLeaf, KeywordLeaf)):
+        return (node,)
+    if isinstance(node, And):  # every child holds where the AND does: any one child's cover will do
+        covers = [c for c in map(_cover, node.children) if c is not None]
+        # the fewest and cheapest tests first: each sub-frame evaluates the cover for every rule
+        return min(covers, key=lambda c: (len(c), sum(leaf.cost for leaf in c))) if covers else None
+    if isinstance(node, Or):  # some child holds: the union of the children's covers, if each has one
+        out: dict[Hashable, Leaf] = {}
+        for child in node.children:
+            c = _cover(child)
+            if c is None:
+                return None
+            out.update((leaf.key, leaf) for leaf in c)
+        return tuple(out.values())
+    return None  # NOT, and tests of other kinds (numbers, null, exists ...): no string cover
 
 
 def _required(node: Node) -> frozenset[str]:
@@ -425,8 +476,11 @@ def iter_rule_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             )
         else:
             candidates = [p]
+        base = p.resolve() if p.is_dir() else None
         for f in candidates:
-            key = f.resolve()
+            # the folder is resolved once (resolving each of 2,400 files cost more than reading them); a file
+            # that is itself a link is resolved, so a rule linked into a folder given too is still loaded once
+            key = base / f.relative_to(p) if base is not None and not f.is_symlink() else f.resolve()
             if key not in seen:
                 seen.add(key)
                 yield f

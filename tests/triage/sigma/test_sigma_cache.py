@@ -122,3 +122,50 @@ def test_small_sets_and_own_logsource_maps_are_not_cached(rules: Path, tmp_path:
     monkeypatch.setattr(cache, "MIN_FILES", 10)
     load_rules([rules])
     assert not (tmp_path / "cache" / "sigma").exists()
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    compiled: list[Path] = []
+    real = engine._load_file
+    monkeypatch.setattr(engine, "_load_file", lambda path, *a: (compiled.append(path), real(path, *a))[1])
+    return compiled
+
+
+def test_a_new_engine_version_compiles_again(rules: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import triage
+
+    key = cache.ruleset_key(sorted(rules.glob("*.yml")), engine.default_logsources_path())
+    load_rules([rules])
+    monkeypatch.setattr(triage, "__version__", triage.__version__ + ".post1")
+    assert cache.ruleset_key(sorted(rules.glob("*.yml")), engine.default_logsources_path()) != key
+    compiled = _counting(monkeypatch)
+    assert len(load_rules([rules]).loaded) == 3
+    assert len(compiled) == 3  # compiled, not taken from the entry of the other version
+    assert len(list((tmp_path / "cache" / "sigma").glob("*.pickle"))) == 2
+
+
+def test_a_garbled_rule_costs_only_itself_also_from_the_cache(rules: Path, monkeypatch: pytest.MonkeyPatch):
+    (rules / "r3.yml").write_bytes(b"title: [unclosed\n\xff\xfe detection: {{{\n")
+    first = load_rules([rules])
+    assert len(first.loaded) == 3
+    ((path, _title, reason, _id),) = first.skipped
+    assert path.endswith("r3.yml") and "UTF-8" in reason
+    cache._LOADED.clear()
+    monkeypatch.setattr(engine, "_load_file", _no_compiling)
+    cached = load_rules([rules])  # another process: the skip and its reason come with the compiled set
+    assert len(cached.loaded) == 3 and cached.skipped == first.skipped
+    monkeypatch.undo()
+    monkeypatch.setattr(cache, "MIN_FILES", 2)
+    (rules / "r3.yml").write_text(RULE.format(n=3))  # repaired: a new key, compiled again
+    assert len(load_rules([rules]).loaded) == 4
+
+
+def test_rule_plans_come_with_the_cached_rules(rules: Path, monkeypatch: pytest.MonkeyPatch):
+    load_rules([rules])
+    cache._LOADED.clear()
+    monkeypatch.setattr(engine, "rule_plan", lambda *_: pytest.fail("plan derived again after a cache load"))
+    monkeypatch.setattr(engine, "_load_file", _no_compiling)
+    ruleset = load_rules([rules])
+    for rule in ruleset.loaded:  # the cover's leaves are the rule's own (one pickle: shared objects stay shared)
+        assert rule.plan.cover and all(any(leaf is own for own in rule.matcher.leaves()) for leaf in rule.plan.cover)
+    assert ruleset.evaluate(_events())["rule_id"].tolist() == ["3f0e1d2c-4b5a-4968-8776-a5b4c3d2e101"]
