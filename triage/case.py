@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from triage import TOOL_NAME, __version__
-from triage.custody import MAX_BATCH, CustodyLog, canonical, canonical_fast, kill_point, strict_json, utcnow
+from triage.custody import KILL_ENV, MAX_BATCH, CustodyLog, canonical, canonical_fast, kill_point, strict_json, utcnow
 from triage.errors import CollectionFailed, IntegrityError, UsageError
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, hash_file, sha256_bytes
 from triage.results import unit_records
@@ -153,6 +153,8 @@ def ts_from_epoch(value: float | None) -> str | None:
 
 
 _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
+# ASCII names made of these characters only come out of safe_component unchanged (no %, no special, <= NAME_MAX)
+_SAFE_AS_IS = re.compile(r"[A-Za-z0-9 ._~+,;=!@#$&'()\[\]{}^-]{1,240}")  # 240: NAME_MAX
 
 
 @functools.lru_cache(maxsize=1 << 14)  # pure; a collection names the same folders thousands of times
@@ -164,6 +166,8 @@ def safe_component(name: str) -> str:
     common Windows names keep their look (``Microsoft-Windows-Sysmon%4Operational.evtx``);
     ``.``/``..`` never survive; over-long names keep a hash.
     """
+    if _SAFE_AS_IS.fullmatch(name) and name not in (".", ".."):  # most names: nothing to encode (same result)
+        return name
     raw = os.fsencode(name)
     try:
         text = raw.decode("utf-8")
@@ -191,6 +195,7 @@ def safe_component(name: str) -> str:
     return result
 
 
+@functools.lru_cache(maxsize=256)  # pure; called several times per collected file with the same host
 def safe_host(host: str) -> str:
     host = unicodedata.normalize("NFC", host).strip()
     cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", host).strip(".") or "unknown-host"
@@ -578,8 +583,9 @@ class Case:
                     os.close(self._manifest_fd)  # reopened (and the cut line removed) on the next row
                     self._manifest_fd = None
                     raise
-                for _ in pending:
-                    kill_point("row")
+                if os.environ.get(KILL_ENV):  # tests only; read once per batch
+                    for _ in pending:
+                        kill_point("row")
                 self.custody.append_many("collect", [_collect_event(row, digest) for row, _, digest in pending])
         except OSError as exc:
             self.write_failures.extend(f"{row.source_path}: {exc.strerror or exc}" for row, _, _ in pending)
@@ -744,6 +750,7 @@ class Case:
         )
         tmp: str | None = None
         folder: Path | None = None
+        where: str | None = None  # the copy's folder, as text
         case_side = True  # until the source is opened, an OSError is the case's (mkdir, temp file)
         try:
             if storage == "copy":
@@ -753,7 +760,6 @@ class Case:
                 comps = self._components(host, kind, logical_parts)
                 rel_folder = "/".join(comps[:-1])
                 where = f"{self._root}/{rel_folder}"
-                folder = Path(where)
                 if where not in self._folders:  # made once per collection, not once per file
                     os.makedirs(where, exist_ok=True)
                     self._folders.add(where)
@@ -817,6 +823,8 @@ class Case:
                     os.unlink(tmp)
             if self.row_gate is not None:
                 self.row_gate()
+            if folder is None and where is not None:
+                folder = Path(where)  # as a Path only when a copy failed
             if folder is not None:
                 self._prune_empty(folder)  # folders made for this copy alone: verify flags empty ones
             details = f"{type(exc).__name__}: {exc}"

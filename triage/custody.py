@@ -79,9 +79,15 @@ def _plain(obj: Any) -> bool:
     if t in _PLAIN:
         return True
     if t is dict:
-        return all(type(k) is str and _plain(v) for k, v in obj.items())
+        for k, v in obj.items():  # noqa: SIM110 - a loop, not all() over a generator: this runs per row and event
+            if type(k) is not str or (type(v) not in _PLAIN and not _plain(v)):
+                return False
+        return True
     if t is list or t is tuple:
-        return all(_plain(v) for v in obj)
+        for v in obj:  # noqa: SIM110
+            if type(v) not in _PLAIN and not _plain(v):
+                return False
+        return True
     return False  # floats (repr differs), enums, datetimes, subclasses: json's text, through default=str
 
 
@@ -411,13 +417,14 @@ class CustodyLog:
             last = self._last if self._last is not None and self._unchanged() else None
             seq, prev = last if last is not None else self.head()
             tool = f"{TOOL_NAME} {__version__}"
+            now = utcnow()  # the events of one batch are written in one write: one time for all
             events: list[dict[str, Any]] = []
             lines: list[str] = []
             for details in many:
                 seq += 1
                 event = {
                     "seq": seq,
-                    "ts": utcnow(),
+                    "ts": now,
                     "action": action,
                     "actor": self.actor,
                     "workstation": self._workstation,
@@ -431,8 +438,9 @@ class CustodyLog:
             data = "".join(lines).encode("utf-8", "backslashreplace")  # a lone surrogate becomes its JSON escape
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            for _ in events:
-                kill_point("append")
+            if os.environ.get(KILL_ENV):  # tests only; read once per batch, not twice per event
+                for _ in events:
+                    kill_point("append")
             try:
                 view = memoryview(data)
                 while view:
@@ -443,8 +451,9 @@ class CustodyLog:
                 self._clean_size = None
                 self._last = None
                 raise
-            for _ in events:
-                kill_point("head")
+            if os.environ.get(KILL_ENV):
+                for _ in events:
+                    kill_point("head")
             self._last = None
             self._write_head(seq, prev)
             self._clean_size = os.fstat(self._fd).st_size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import uuid
@@ -39,8 +40,7 @@ class CollectRequest:
     def __repr__(self) -> str:  # the password never reaches a log line or traceback
         hidden = "***" if self.password else None
         return (
-            f"CollectRequest(sources={self.sources!r}, case={str(self.case)!r}, host={self.host!r}, "
-            f"password={hidden})"
+            f"CollectRequest(sources={self.sources!r}, case={str(self.case)!r}, host={self.host!r}, password={hidden})"
         )
 
 
@@ -155,9 +155,10 @@ def _collect_locked(
             from collectors.images.record import record_image
 
             with progress.bytes(f"verifying {Path(src.location).name}") as advance:
-                record_image(
-                    case, src, host=request.host, verify=request.verify_image, stats=stats, progress=advance
-                )
+                record_image(case, src, host=request.host, verify=request.verify_image, stats=stats, progress=advance)
+    # what is loaded so far lives as long as the command: the collector's garbage collections skip it (they
+    # scanned every module's objects again and again while thousands of rows were made)
+    gc.freeze()
     # the sources are walked before they are copied: the display shows files and bytes of their totals and an ETA
     with progress.transfer("collecting") as meter, case.batch():
         for src in sources:
