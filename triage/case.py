@@ -223,6 +223,7 @@ class Case:
         # set by a caller copying in several threads: store() calls it once the bytes are copied, before the row
         # (it waits there for the thread's turn, so rows, events and counts keep the order of the plan)
         self.row_gate: Callable[[], None] | None = None
+        self._kill_at = os.environ.get(KILL_ENV)  # tests only (kill_point): read once, not twice per copy
         self.copies_written = 0  # evidence files this process wrote since the last sync (sync() makes them durable)
 
     def sync(self) -> None:
@@ -774,14 +775,16 @@ class Case:
                     with opener() as src:
                         size, digests = copy_hashing(src, _CaseWriter(fd), algos, progress, expected_size)
                     case_side = True
-                    kill_point("copy")
+                    if self._kill_at:
+                        kill_point("copy")
                     os.fchmod(fd, READ_ONLY)  # exact, whatever the umask
                     if mtime is not None:
                         os.utime(fd, (atime if atime is not None else mtime, mtime))
                 finally:
                     os.close(fd)
                 tmp = None
-                kill_point("placed")
+                if self._kill_at:
+                    kill_point("placed")
                 relpath = f"{rel_folder}/{name}"
             elif storage in ("reference", "hardlink"):
                 assert reference_path is not None

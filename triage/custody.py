@@ -70,6 +70,7 @@ def utcnow() -> str:
 
 
 _PLAIN = frozenset((str, int, bool, type(None)))
+_STR = frozenset((str,))
 _LINE = json.JSONEncoder(ensure_ascii=False, default=str, sort_keys=True)  # a custody line (json.dumps' own)
 
 
@@ -78,16 +79,12 @@ def _plain(obj: Any) -> bool:
     t = type(obj)
     if t in _PLAIN:
         return True
-    if t is dict:
-        for k, v in obj.items():  # noqa: SIM110 - a loop, not all() over a generator: this runs per row and event
-            if type(k) is not str or (type(v) not in _PLAIN and not _plain(v)):
-                return False
-        return True
+    if t is dict:  # the common flat cases are answered by set operations, without a Python loop
+        if not _STR.issuperset(map(type, obj)):
+            return False
+        return _PLAIN.issuperset(map(type, obj.values())) or all(map(_plain, obj.values()))
     if t is list or t is tuple:
-        for v in obj:  # noqa: SIM110
-            if type(v) not in _PLAIN and not _plain(v):
-                return False
-        return True
+        return _PLAIN.issuperset(map(type, obj)) or all(map(_plain, obj))
     return False  # floats (repr differs), enums, datetimes, subclasses: json's text, through default=str
 
 
