@@ -224,21 +224,19 @@ class Case:
         # (it waits there for the thread's turn, so rows, events and counts keep the order of the plan)
         self.row_gate: Callable[[], None] | None = None
         self._kill_at = os.environ.get(KILL_ENV)  # tests only (kill_point): read once, not twice per copy
-        self.copies_written = 0  # evidence files this process wrote since the last sync (sync() makes them durable)
 
-    def sync(self) -> None:
-        """Make everything this command wrote durable: evidence copies, manifest, custody log and head.
+    def sync(self, *, files: bool = True) -> None:
+        """Make what this command wrote durable: evidence copies and other case files, manifest, custody log, head.
 
-        Copies are not fsynced one by one (a journal commit per file); when this process stored any, one
-        ``syncfs`` of the case's file system writes them all at the end of the command, and ``verify`` catches
-        anything a crash before it lost. It waits for that file system only, where ``os.sync()`` waited for
-        every mounted one. A command that stored no copy (``analyze`` fsyncs its own results as it writes them)
-        only fsyncs the manifest and the custody log and head.
+        Copies are not fsynced one by one (that was a flush per file); one ``syncfs`` of the case's file system
+        at the end of the command writes them all, and ``verify`` catches anything a crash before it lost. It
+        waits for that file system only, where ``os.sync()`` waited for every mounted one (and for every other
+        program's writes to them). ``files=False``: only the manifest and the custody log and head are fsynced,
+        for a caller that fsynced every other file it wrote itself.
         """
         self.flush_rows()
-        if self.copies_written:
+        if files:
             _syncfs(self.path)
-            self.copies_written = 0
         if self._manifest_fd is not None:
             os.fsync(self._manifest_fd)
         self.custody.sync()
@@ -769,7 +767,6 @@ class Case:
                 # stores again under the same name
                 fd, name = self._create_in(where, comps[-1])
                 tmp = f"{where}/{name}"
-                self.copies_written += 1
                 try:
                     case_side = False
                     with opener() as src:
@@ -793,7 +790,6 @@ class Case:
                 if str(folder) not in self._folders:
                     folder.mkdir(parents=True, exist_ok=True)
                     self._folders.add(str(folder))
-                self.copies_written += 1  # a link or a pointer file: made durable with the copies
                 if storage == "hardlink":
                     case_side = False  # EXDEV and friends say the mode does not fit, not that the case is full
                     os.link(reference_path, dest, follow_symlinks=False)

@@ -1,5 +1,6 @@
 """The collection's fast paths give the bytes the slow ones give: canonical JSON through orjson, manifest lines in
-canonical form, names that need no encoding, and the end-of-command sync (one ``syncfs``, only after copies)."""
+canonical form, names that need no encoding; the end-of-command sync is one ``syncfs`` of the case, never
+``os.sync()``."""
 
 from __future__ import annotations
 
@@ -134,9 +135,7 @@ def _store(case: Case, name: str, data: bytes) -> ManifestRow:
     )
 
 
-def test_sync_after_copies_is_one_syncfs_of_the_case_and_never_os_sync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sync_is_one_syncfs_of_the_case_and_never_os_sync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[Path] = []
     real = case_mod._syncfs
     monkeypatch.setattr(case_mod, "_syncfs", lambda folder: (calls.append(folder), real(folder)))
@@ -147,10 +146,11 @@ def test_sync_after_copies_is_one_syncfs_of_the_case_and_never_os_sync(
         assert [r.outcome for r in rows] == ["success"] * 3
         case.sync()
         assert calls == [case.path]  # one call for the three copies
-        case.custody.append("note", note="no copy since")
-        case.sync()
-        assert calls == [case.path]  # nothing copied since: the logs are fsynced, the file system is not synced
+        case.custody.append("note", note="the logs only")
+        case.sync(files=False)
+        assert calls == [case.path]  # the manifest and custody log fsynced, the file system not synced
     case.close()
+    assert calls == [case.path, case.path]  # close() syncs everything
     stored = case.path / rows[0].relpath  # type: ignore[operator]
     assert stored.read_bytes() == b"\x00" and stored.stat().st_mode & 0o777 == 0o444
     assert stored.stat().st_mtime == 1614737647.0
