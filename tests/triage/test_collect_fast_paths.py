@@ -161,3 +161,23 @@ def test_syncfs_writes_the_case_file_system(tmp_path: Path) -> None:
     case_mod._syncfs(tmp_path)  # returns (raises OSError on failure); the fallback is os.sync()
     with pytest.raises(OSError):
         case_mod._syncfs(tmp_path / "missing")
+
+
+def test_evidence_folder_is_a_top_of_folder_trees_where_the_file_system_has_the_flag(tmp_path: Path) -> None:
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    if not case_mod._mark_topdir(probe):
+        pytest.skip("this file system has no 'top of directory hierarchy' flag (not ext2/3/4 on Linux)")
+    case = Case.create_or_open(tmp_path / "case", examiner="t")
+    with case.writer():
+        assert _store(case, "a.js", b"x").outcome == "success"
+    case.close()
+    import fcntl
+    import struct
+
+    fd = os.open(case.path / "evidence", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = struct.unpack_from("<I", fcntl.ioctl(fd, case_mod._FS_IOC_GETFLAGS, bytes(8)))[0]
+    finally:
+        os.close(fd)
+    assert flags & case_mod._FS_TOPDIR_FL
