@@ -4,9 +4,13 @@ Two shapes of a synthetic Exchange volume, each timed in alternating rounds of w
 web root of many small files (default 6,000 of 1-16 KiB) beside a few IIS/HttpProxy logs, and ``big``, a few
 64 MiB logs. The baseline is ``cp -a`` of the tree, then ``hashdeep -c md5,sha256 -r`` over the copy (without
 hashdeep, ``md5sum`` and ``sha256sum``: the same two hashes); triage is ``triage collect VOL --case C`` (walk,
-copy, both hashes, manifest, custody log, read-only, final sync). Per round the ratio baseline / triage is
-taken (above 1: triage is faster); the median is printed with the MB/s of each. The page cache is warm for
-both alike. Machines here are noisy: read ratios, not absolute times.
+copy, both hashes, manifest, custody log, read-only, and at its end a ``syncfs`` of the case's file system: the
+copies are on disk when it returns). So a second baseline row adds ``sync -f`` of the copy (the same flush) to
+the first, timed right after it; the issue's row stays the one without. Per round the ratio baseline / triage is
+taken (above 1: triage is faster); the median is printed with the MB/s of each, and the CPU seconds (user +
+system, children included) beside the wall times, since wall ratios scatter on a shared machine. The page
+cache is warm for both alike. Python byte code is compiled first (as an installed package has it), so no run
+pays for compiling ``triage`` (with ``PYTHONDONTWRITEBYTECODE`` set, every run would).
 Usage: python benchmarks/collect_throughput.py [--shape small|big|both] [--small 6000] [--mib 256] [--rounds 3]
 """
 
@@ -81,13 +85,27 @@ def _triage() -> list[str]:
     return [sys.executable, "-c", "import sys; from triage.cli import main; sys.exit(main())"]
 
 
-def _timed_run(cmd: list[str] | str, shell: bool = False, ok: tuple[int, ...] = (0,)) -> float:
+def _timed_run(cmd: list[str] | str, shell: bool = False, ok: tuple[int, ...] = (0,)) -> tuple[float, float]:
+    """(wall seconds, CPU seconds: user + system of the process and the children it waited for)."""
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    proc = subprocess.Popen(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    err = proc.stderr.read()  # small: a failing command's message
+    _pid, status, usage = os.wait4(proc.pid, 0)
     took = time.perf_counter() - t0
-    if r.returncode not in ok:
-        raise RuntimeError(f"{cmd} exited {r.returncode}: {r.stderr.decode(errors='replace')[-2000:]}")
-    return took
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.stderr.close()
+    if proc.returncode not in ok:
+        raise RuntimeError(f"{cmd} exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
+    return took, usage.ru_utime + usage.ru_stime
+
+
+def compile_bytecode() -> None:
+    """Byte code for triage's packages, as an installed package has it (a run would compile them otherwise)."""
+    root = Path(__file__).resolve().parent.parent
+    dirs = [str(root / d) for d in ("triage", "collectors", "analyzers") if (root / d).is_dir()]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *dirs], env=env, stdout=subprocess.DEVNULL, check=False)
 
 
 def _rm_case(case_dir: Path) -> None:
@@ -98,12 +116,15 @@ def _rm_case(case_dir: Path) -> None:
 
 
 def measure(vol: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
-    """Seconds of the baseline and of ``triage collect`` per round, the per-round ratios and their median.
+    """Seconds of the baseline (with and without a final ``sync -f``) and of ``triage collect`` per round, the
+    per-round ratios and their medians, and the CPU seconds of each.
 
     Each run writes into a fresh folder and nothing is deleted until every round is done, and the page cache is
     synced before each run, so neither contender pays for deleting or flushing the other's copy (measured on ext4
     here: ``cp -a`` of 6,000 files took 2.4 s once and 5.4 s right after a deletion). The order alternates per round."""
-    times: dict[str, list[float]] = {"baseline": [], "triage collect": [], "ratio": []}
+    keys = ("baseline", "baseline+sync", "triage collect", "ratio", "ratio_sync")
+    times: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {"baseline": [], "triage collect": []}
     label = ""
     made: list[Path] = []
     try:
@@ -124,13 +145,22 @@ def measure(vol: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
                 "bench",
             ]
             made += [dst, case_dir]
-            got: dict[str, float] = {}
+            got: dict[str, tuple[float, float]] = {}
             for name in ("baseline", "triage") if r % 2 == 0 else ("triage", "baseline"):
                 os.sync()  # the other contender's pending writes are not this one's cost
-                got[name] = _timed_run(cmd, shell=True) if name == "baseline" else _timed_run(tri)
-            times["baseline"].append(got["baseline"])
-            times["triage collect"].append(got["triage"])
-            times["ratio"].append(got["baseline"] / got["triage"])
+                if name == "baseline":
+                    got["baseline"] = _timed_run(cmd, shell=True)
+                    got["sync"] = _timed_run(["sync", "-f", str(dst)])  # the flush triage does at its end
+                else:
+                    got["triage"] = _timed_run(tri)
+            base, flushed, tri_s = got["baseline"][0], got["baseline"][0] + got["sync"][0], got["triage"][0]
+            times["baseline"].append(base)
+            times["baseline+sync"].append(flushed)
+            times["triage collect"].append(tri_s)
+            times["ratio"].append(base / tri_s)
+            times["ratio_sync"].append(flushed / tri_s)
+            cpu["baseline"].append(got["baseline"][1])
+            cpu["triage collect"].append(got["triage"][1])
     finally:
         for path in made:
             if path.exists():
@@ -138,8 +168,12 @@ def measure(vol: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
     return {
         "baseline_label": label,
         "baseline_s": statistics.median(times["baseline"]),
+        "baseline_sync_s": statistics.median(times["baseline+sync"]),
         "triage_s": statistics.median(times["triage collect"]),
         "ratio": statistics.median(times["ratio"]),
+        "ratio_sync": statistics.median(times["ratio_sync"]),
+        "cpu_baseline_s": statistics.median(cpu["baseline"]),
+        "cpu_triage_s": statistics.median(cpu["triage collect"]),
         "rounds": times,
     }
 
@@ -151,6 +185,7 @@ def main() -> int:
     ap.add_argument("--mib", type=int, default=256, help="MiB of the big shape")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    compile_bytecode()
     for shape in ("small", "big") if args.shape == "both" else (args.shape,):
         with tempfile.TemporaryDirectory(prefix="triage-bench-", dir=os.environ.get("TMPDIR")) as tmp:
             work = Path(tmp)
@@ -160,11 +195,18 @@ def main() -> int:
             size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(vol) for f in fs)
             m = measure(vol, work, args.rounds)
             mb = size / 1e6
-            print(f"{shape}: {nfiles} files, {mb:,.1f} MB; {args.rounds} alternating rounds")
-            print(f"  {m['baseline_label']:<28} {m['baseline_s']:8.2f} s {mb / m['baseline_s']:9.1f} MB/s")
-            print(f"  {'triage collect':<28} {m['triage_s']:8.2f} s {mb / m['triage_s']:9.1f} MB/s")
-            ratios = ", ".join(f"{x:.2f}" for x in m["rounds"]["ratio"])
-            print(f"  ratio baseline / triage (median of per-round ratios): {m['ratio']:.2f}x ({ratios}); target 0.9x")
+            load = os.getloadavg()[0]
+            print(f"{shape}: {nfiles} files, {mb:,.1f} MB; {args.rounds} alternating rounds; load {load:.2f} after")
+            rows = (
+                (m["baseline_label"], m["baseline_s"], f"CPU {m['cpu_baseline_s']:.2f} s"),
+                (m["baseline_label"] + " + sync", m["baseline_sync_s"], ""),
+                ("triage collect", m["triage_s"], f"CPU {m['cpu_triage_s']:.2f} s"),
+            )
+            for name, secs, extra in rows:
+                print(f"  {name:<36} {secs:8.2f} s {mb / secs:9.1f} MB/s  {extra}")
+            for key, what in (("ratio", "baseline"), ("ratio_sync", "baseline + sync")):
+                per = ", ".join(f"{x:.2f}" for x in m["rounds"][key])
+                print(f"  ratio {what} / triage (median of per-round ratios): {m[key]:.2f}x ({per}); target 0.9x")
     return 0
 
 

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from triage import TOOL_NAME, __version__
 from triage.errors import IntegrityError, UsageError
 from triage.hashing import sha256_bytes
@@ -50,7 +52,7 @@ def kill_point(stage: str) -> None:
     Lets the suite SIGKILL a real ``triage`` process at a chosen write (stages: ``copy``, ``placed``,
     ``row`` in :meth:`Case.store`; ``append`` before and ``head`` after a custody line is written).
     """
-    want = os.environ.get(KILL_ENV)
+    want = os.environ.get(KILL_ENV)  # read each time: a forked worker sees what the test set after import
     if not want:
         return
     name, _, nth = want.partition(":")
@@ -67,8 +69,44 @@ def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")[:-6] + "Z"
 
 
+_PLAIN = frozenset((str, int, bool, type(None)))
+_STR = frozenset((str,))
+_LINE = json.JSONEncoder(ensure_ascii=False, default=str, sort_keys=True)  # a custody line (json.dumps' own)
+
+
+def _plain(obj: Any) -> bool:
+    """Only exact str/int/bool/None, lists and str-keyed dicts: where orjson's bytes are json's, byte for byte."""
+    t = type(obj)
+    if t in _PLAIN:
+        return True
+    if t is dict:  # the common flat cases are answered by set operations, without a Python loop
+        if not _STR.issuperset(map(type, obj)):
+            return False
+        return _PLAIN.issuperset(map(type, obj.values())) or all(map(_plain, obj.values()))
+    if t is list or t is tuple:
+        return _PLAIN.issuperset(map(type, obj)) or all(map(_plain, obj))
+    return False  # floats (repr differs), enums, datetimes, subclasses: json's text, through default=str
+
+
+def canonical_fast(obj: Any) -> bytes | None:
+    """:func:`canonical` through orjson (a tenth of the time), or None where its bytes could differ from json's.
+
+    For plain values (:func:`_plain`) orjson with sorted keys writes what ``json.dumps(sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False)`` writes (the same escapes for every code point; tested); lone
+    surrogates, integers beyond 64 bits and deep nesting make it raise, and json's text is used then."""
+    if not _plain(obj):
+        return None
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError: a lone surrogate, a huge integer, nesting too deep
+        return None
+
+
 def canonical(obj: Any) -> bytes:
     """The one byte form that event hashes are computed over."""
+    fast = canonical_fast(obj)
+    if fast is not None:
+        return fast
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return text.encode("utf-8", "surrogatepass")  # undecodable source names travel as lone surrogates
 
@@ -376,13 +414,14 @@ class CustodyLog:
             last = self._last if self._last is not None and self._unchanged() else None
             seq, prev = last if last is not None else self.head()
             tool = f"{TOOL_NAME} {__version__}"
+            now = utcnow()  # the events of one batch are written in one write: one time for all
             events: list[dict[str, Any]] = []
             lines: list[str] = []
             for details in many:
                 seq += 1
                 event = {
                     "seq": seq,
-                    "ts": utcnow(),
+                    "ts": now,
                     "action": action,
                     "actor": self.actor,
                     "workstation": self._workstation,
@@ -390,14 +429,15 @@ class CustodyLog:
                     "details": details,
                     "prev": prev,
                 }
-                prev = event["hash"] = event_hash(event)
+                prev = event["hash"] = sha256_bytes(canonical(event))  # the body: no "hash" key yet
                 events.append(event)
-                lines.append(json.dumps(event, ensure_ascii=False, default=str, sort_keys=True) + "\n")
+                lines.append(_LINE.encode(event) + "\n")
             data = "".join(lines).encode("utf-8", "backslashreplace")  # a lone surrogate becomes its JSON escape
             if self._fd is None:
                 self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            for _ in events:
-                kill_point("append")
+            if os.environ.get(KILL_ENV):  # tests only; read once per batch, not twice per event
+                for _ in events:
+                    kill_point("append")
             try:
                 view = memoryview(data)
                 while view:
@@ -408,8 +448,9 @@ class CustodyLog:
                 self._clean_size = None
                 self._last = None
                 raise
-            for _ in events:
-                kill_point("head")
+            if os.environ.get(KILL_ENV):
+                for _ in events:
+                    kill_point("head")
             self._last = None
             self._write_head(seq, prev)
             self._clean_size = os.fstat(self._fd).st_size

@@ -41,6 +41,8 @@ def open_source(path: str | os.PathLike[str]) -> BinaryIO:
     return os.fdopen(open_readonly(path), "rb", buffering=0)
 
 
+SMALL_READ = 1 << 16  # the least a read asks for (a file grown since it was listed is read in such steps)
+_CTORS = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}  # hashlib.new() costs more per file
 _POOL: tuple[int, ThreadPoolExecutor] | None = None
 PIPELINE_MIN = 4 * CHUNK  # below this, threads cost more than they save
 
@@ -65,14 +67,16 @@ def copy_hashing(
     Large inputs run the digests in threads (hashlib releases the GIL) while the next chunk is read
     and the current one written, with two buffers alternating; small inputs go sequentially.
     """
-    hashers = [hashlib.new(name) for name in algos]
     names = list(algos)
+    hashers = [_CTORS[name]() if name in _CTORS else hashlib.new(name) for name in names]
     readinto = getattr(src, "readinto", None)
     threaded = readinto is not None and (size_hint is None or size_hint >= PIPELINE_MIN)
     size = 0
     if not threaded or readinto is None:  # (threaded implies readinto; the test tells the type checker)
+        # a small file is read in one call of its own size (+1 to see the end), not into a fresh 1 MiB buffer
+        want = CHUNK if size_hint is None else min(CHUNK, max(size_hint + 1, SMALL_READ))
         while True:
-            data = src.read(CHUNK)
+            data = src.read(want)
             if not data:
                 break
             for h in hashers:

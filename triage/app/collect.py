@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import uuid
@@ -158,6 +159,34 @@ def _collect_locked(
                 record_image(
                     case, src, host=request.host, verify=request.verify_image, stats=stats, progress=advance
                 )
+    # what is loaded so far lives as long as the command: the collector's garbage collections skip it (they
+    # scanned every module's objects again and again while thousands of rows were made)
+    gc.freeze()
+    try:
+        _collect_sources(case, request, plan, sources, progress, stats, collect_id, link)
+    finally:
+        gc.unfreeze()  # a library caller's later garbage is collected as before
+    failures = len(case.write_failures)
+    case.custody.append("collect_end", collect_id=collect_id, write_failures=failures, **stats.as_dict())
+    case.sync()
+    if failures:
+        raise CollectionFailed(
+            f"{failures} files could not be written into {case.path} (first: {case.write_failures[0]}); "
+            "free space and rerun the same collect to resume"
+        )
+    return CollectSummary(case=case.path, case_id=case.case_id, stats=stats)
+
+
+def _collect_sources(
+    case: Case,
+    request: CollectRequest,
+    plan: SourcePlan,
+    sources: list[Source],
+    progress: Progress,
+    stats: CollectStats,
+    collect_id: str,
+    link: str | None,
+) -> None:
     # the sources are walked before they are copied: the display shows files and bytes of their totals and an ETA
     with progress.transfer("collecting") as meter, case.batch():
         for src in sources:
@@ -180,15 +209,6 @@ def _collect_locked(
                 collect_source(case, src, host=named, kind=request.kind, link=link, progress=meter, stats=stats)
             finally:
                 src.close()
-    failures = len(case.write_failures)
-    case.custody.append("collect_end", collect_id=collect_id, write_failures=failures, **stats.as_dict())
-    case.sync()
-    if failures:
-        raise CollectionFailed(
-            f"{failures} files could not be written into {case.path} (first: {case.write_failures[0]}); "
-            "free space and rerun the same collect to resume"
-        )
-    return CollectSummary(case=case.path, case_id=case.case_id, stats=stats)
 
 
 def check_collection(request: CollectRequest, summary: CollectSummary, progress: Progress) -> CollectSummary:
