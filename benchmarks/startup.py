@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 PARSE = "import sys, evtx\nfor r in evtx.PyEvtxParser(sys.argv[1]).records_json():\n    pass\n"
@@ -30,19 +29,9 @@ PARSE = "import sys, evtx\nfor r in evtx.PyEvtxParser(sys.argv[1]).records_json(
 
 def tiny_evtx(path: Path, events: int = 4) -> Path:
     """A Security log of a few logons (the shape of the issue's 4-event file)."""
-    from triage.testing.evtx import Event, write_evtx
+    from triage.testing.evtx import logon_log
 
-    evs = [
-        Event(
-            event_id=4624,
-            provider="Microsoft-Windows-Security-Auditing",
-            channel="Security",
-            time_created=datetime(2021, 3, 3, 2, i, tzinfo=UTC),
-            data={"TargetUserName": "admin", "LogonType": 3},
-        )
-        for i in range(events)
-    ]
-    return write_evtx(path, evs)
+    return logon_log(path, events)
 
 
 def _triage() -> list[str]:

@@ -653,6 +653,23 @@ def write_evtx(
     return target
 
 
+def logon_log(path: str | os.PathLike[str], events: int = 4) -> Path:
+    """A Security log of ``events`` network logons a minute apart (the tiny file of start-up measurements)."""
+    return write_evtx(
+        path,
+        [
+            Event(
+                event_id=4624,
+                provider="Microsoft-Windows-Security-Auditing",
+                channel="Security",
+                time_created=datetime(2021, 3, 3, 2, i, tzinfo=UTC),
+                data={"TargetUserName": "admin", "LogonType": 3},
+            )
+            for i in range(events)
+        ],
+    )
+
+
 def corrupt_chunk(data: bytes, chunk_index: int) -> bytes:
     """Return a copy of an EVTX file image whose chunk ``chunk_index`` has its signature destroyed."""
     start = FILE_HEADER_SIZE + chunk_index * CHUNK_SIZE

@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
 
 from triage.report import html
-from triage.testing.evtx import Event, write_evtx
+from triage.testing.evtx import logon_log
 
 PROBE = """
 import json, sys
@@ -22,19 +21,7 @@ print(json.dumps({"code": code, "loaded": sorted(m for m in ("stix2", "openpyxl"
 
 
 def test_tiny_run_report_imports_neither_stix2_nor_openpyxl(tmp_path) -> None:
-    log = write_evtx(
-        tmp_path / "Security.evtx",
-        [
-            Event(
-                event_id=4624,
-                provider="Microsoft-Windows-Security-Auditing",
-                channel="Security",
-                time_created=datetime(2021, 3, 3, 2, i, tzinfo=UTC),
-                data={"TargetUserName": "admin", "LogonType": 3},
-            )
-            for i in range(4)
-        ],
-    )
+    log = logon_log(tmp_path / "Security.evtx")
     case = tmp_path / "case"
     env = {"TRIAGE_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
