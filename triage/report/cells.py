@@ -20,10 +20,10 @@ from typing import Any
 
 import pandas as pd
 
+from triage.report.xlsx import ILLEGAL_XML, shown_illegal
+
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 XLSX_CELL_MAX = 32_767
-# the characters XML 1.0 (and so XLSX) cannot carry; shown as \xNN instead
-_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 # a formula start right after a separator some locale or reader splits cells at (optionally after blanks)
 _SEGMENT_FORMULA = re.compile(r"([,;\t\r\n][ \t]*)([=+\-@])")
 _SEGMENT_FORMULA_ANY = re.compile(r"[,;\t\r\n][ \t]*[=+\-@]")
@@ -122,7 +122,7 @@ def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
 
 def xlsx_text(value: str, limit: int = XLSX_CELL_MAX) -> str:
     """Text that an XLSX cell can hold and that no spreadsheet evaluates."""
-    text = _ILLEGAL_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", str(visible_controls(value)))
+    text = shown_illegal(str(visible_controls(value)))
     if len(text) > limit - 1:
         text = text[: limit - 40] + " ... [truncated, see findings.jsonl]"
     result = neutralise_formulas(text)
@@ -133,7 +133,7 @@ def xlsx_text(value: str, limit: int = XLSX_CELL_MAX) -> str:
 def xlsx_series(s: pd.Series) -> pd.Series:
     """:func:`xlsx_text` over a whole text column."""
     text = visible_series(s.astype("string")).astype("string")
-    text = text.str.replace(_ILLEGAL_XML, lambda m: f"\\x{ord(m.group()):02x}", regex=True)
+    text = text.str.replace(ILLEGAL_XML, lambda m: f"\\x{ord(m.group()):02x}", regex=True)
     long = text.str.len().fillna(0) > XLSX_CELL_MAX - 1
     if long.any():
         text[long] = text[long].str.slice(0, XLSX_CELL_MAX - 40) + " ... [truncated, see findings.jsonl]"

@@ -10,6 +10,8 @@ makes them valid XML.
 
 from __future__ import annotations
 
+import math
+import re
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -22,6 +24,8 @@ _PKG_REL = "http://schemas.openxmlformats.org/package/2006/relationships"
 _HEAD = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
 # a CR would read back as LF (XML end-of-line handling): written as a character reference it stays a CR
 _TEXT_ENTITIES = {"\r": "&#13;"}
+# the characters XML 1.0 (and so XLSX) cannot carry: a workbook holding one does not open at all
+ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _STYLES = (
     _HEAD + f'<styleSheet xmlns="{_MAIN}">'
     '<fonts count="2"><font><sz val="11"/><name val="Calibri"/></font>'
@@ -48,8 +52,14 @@ def column_letter(i: int) -> str:
     return out
 
 
+def shown_illegal(text: str) -> str:
+    """``text`` with each character XML cannot carry shown as ``\\xNN``."""
+    return ILLEGAL_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _text_cell(ref: str, text: str, style: int = 0) -> str:
     s = f' s="{style}"' if style else ""
+    text = shown_illegal(text)  # values arrive safe; a caller that forgot must not make the workbook unreadable
     return f'<c r="{ref}" t="inlineStr"{s}><is><t xml:space="preserve">{escape(text, _TEXT_ENTITIES)}</t></is></c>'
 
 
@@ -59,7 +69,7 @@ def _cell(ref: str, value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return f'<c r="{ref}" t="b"><v>{int(value)}</v></c>'
-    if isinstance(value, int | float):
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
         return f'<c r="{ref}"><v>{value!r}</v></c>'
     return _text_cell(ref, str(value))
 

@@ -37,6 +37,17 @@ def test_workbook_reads_back_with_openpyxl(tmp_path) -> None:
     assert [dv.formula1 for dv in sheet.data_validations.dataValidation] == ['"Yes,No"']
 
 
+def test_unsafe_values_still_give_a_workbook_that_opens(tmp_path) -> None:
+    openpyxl = pytest.importorskip("openpyxl")
+    wb = Workbook()
+    ws = wb.sheet("Raw", ["head\x01er"])
+    ws.rows([["nul\x00 and esc\x1b", float("inf"), float("-inf"), 3]])
+    wb.save(tmp_path / "raw.xlsx")
+    sheet = openpyxl.load_workbook(tmp_path / "raw.xlsx")["Raw"]
+    assert sheet["A1"].value == "head\\x01er"
+    assert [c.value for c in sheet[2]] == ["nul\\x00 and esc\\x1b", "inf", "-inf", 3]
+
+
 def test_column_letters() -> None:
     assert [column_letter(i) for i in (1, 26, 27, 52, 703)] == ["A", "Z", "AA", "AZ", "AAA"]
 
