@@ -1041,6 +1041,11 @@ def run(argv: list[str] | None = None) -> tuple[list[Row], dict[str, Any]]:
     loads: dict[str, float] = {}  # at the start of each section: other work on the machine skews times
     for noisy in ("distributed", "regipy", "pyarrow"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # an installed copy has its modules byte-compiled; a checkout run with PYTHONDONTWRITEBYTECODE set would
+    # otherwise compile every module in every timed command (about 0.7 s each)
+    from startup import compile_project
+
+    compile_project()
     with tempfile.TemporaryDirectory(prefix="triage-suite-", dir=os.environ.get("TMPDIR")) as tmp:
         for i, name in enumerate(chosen, 1):
             loads[name] = round(os.getloadavg()[0], 2)
