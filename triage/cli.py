@@ -685,13 +685,21 @@ def _collect(args: argparse.Namespace, progress: ConsoleProgress) -> app.Collect
 
 
 def _run(args: argparse.Namespace, progress: ConsoleProgress) -> app.RunSummary | app.FleetRunSummary:
-    request = app.RunRequest.of(_collect_request(args), _analyze_request(args), _report_request(args))
+    from triage.app.reportproc import ReportProcess
+
+    # first, while this process has no thread: the report's imports (pandas) are done in a forked process
+    # while this one collects and analyzes
+    report_process = ReportProcess.start()
     try:
-        s = app.run(request, progress)
+        request = app.RunRequest.of(_collect_request(args), _analyze_request(args), _report_request(args))
+        s = app.run(request, progress, report_process=report_process)
     except app.NothingExaminable as exc:
         if not args.json:
             render_collect(exc.summary)
         raise
+    finally:
+        if report_process is not None:
+            report_process.discard()
     if not isinstance(s, app.RunSummary):  # a fleet (app.RunSummary is loaded: asking for the fleet type would
         if not args.json:  # load the fleet layer, verify and its crypto, which a single host's run never uses)
             render_fleet(s.fleet)
@@ -769,7 +777,6 @@ def _timeline(args: argparse.Namespace, progress: ConsoleProgress) -> TimelineSu
             stdout.print(f"{name}: {path} sha256 {res.hashes[name]}", markup=False)
     _exit_reason(s.exit_code, s.exit_reason)
     return s
-
 
 
 def _dispatch(args: argparse.Namespace, progress: ConsoleProgress) -> Summary:
