@@ -63,7 +63,8 @@ def _run(tmp: Path, name: str, *extra: str, env: dict[str, str] | None = None) -
     lines = r.stdout.strip().splitlines()
     probe = json.loads(lines[-1])
     summary = json.loads("\n".join(lines[:-1])) if len(lines) > 1 else {}
-    return {"code": probe["code"], "modules": set(probe["modules"]), "summary": summary, "stderr": r.stderr, "case": case}
+    modules = set(probe["modules"])
+    return {"code": probe["code"], "modules": modules, "summary": summary, "stderr": r.stderr, "case": case}
 
 
 def _verify(case: Path) -> int:
@@ -95,7 +96,8 @@ def _comparable(case: Path) -> dict[str, Any]:
 
 def _strip_volatile(d: Any) -> Any:
     """The ``--json`` summary without times, ids and paths that differ from run to run."""
-    volatile = {"seconds", "timings", "run_id", "case", "case_id", "outputs", "html", "started", "finished", "hash", "generated", "artifact_id"}
+    volatile = {"seconds", "timings", "run_id", "case", "case_id", "outputs", "html", "started", "finished", "hash"}
+    volatile |= {"generated", "artifact_id"}
     if isinstance(d, dict):
         return {k: _strip_volatile(v) for k, v in d.items() if k not in volatile}
     if isinstance(d, list):
