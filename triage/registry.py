@@ -363,6 +363,7 @@ def _record_walk_failure(name: str) -> None:
 
 _EP_MODULES: list[str] | None = None  # this process's answer of entry_point_modules()
 _EP_CACHE = "entry_points.json"
+_EP_CACHE_ENTRIES = 8
 
 
 def _cache_dir() -> Path:
@@ -404,13 +405,16 @@ def entry_point_modules() -> list[str]:
         return list(_EP_MODULES)
     key = _installed_key()
     path = _cache_dir() / _EP_CACHE
+    entries: list[dict[str, Any]] = []
     try:
-        cached = json.loads(path.read_bytes())
-        if cached.get("key") == key and isinstance(cached.get("modules"), list):
-            _EP_MODULES = [str(m) for m in cached["modules"]]
-            return list(_EP_MODULES)
+        # one entry per recent key: the console script, ``python -m`` and ``python -c`` see different sys.paths
+        entries = [e for e in json.loads(path.read_bytes()).get("entries", []) if isinstance(e, dict)]
+        for entry in entries:
+            if entry.get("key") == key and isinstance(entry.get("modules"), list):
+                _EP_MODULES = [str(m) for m in entry["modules"]]
+                return list(_EP_MODULES)
     except (OSError, ValueError, AttributeError):
-        pass
+        entries = []
     from importlib import metadata
 
     try:
@@ -421,7 +425,8 @@ def entry_point_modules() -> list[str]:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{_EP_CACHE}.{os.getpid()}")
-        tmp.write_text(json.dumps({"key": key, "modules": _EP_MODULES}), encoding="utf-8")
+        keep = [{"key": key, "modules": _EP_MODULES}, *entries[: _EP_CACHE_ENTRIES - 1]]
+        tmp.write_text(json.dumps({"entries": keep}), encoding="utf-8")
         os.replace(tmp, path)
     except OSError as exc:
         log.debug("entry point cache not written: %s", exc)

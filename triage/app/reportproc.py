@@ -27,6 +27,7 @@ import signal
 import struct
 import sys
 import threading
+import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -100,10 +101,16 @@ def _child(requests: int, replies: int, parent: int) -> None:
         for name in WARM_MODULES:
             with contextlib.suppress(Exception):
                 importlib.import_module(name)
+        warm_cpu, idle_since = time.process_time(), time.perf_counter()
         message = _read_all(requests)
         if message is None:  # the parent needs no report (a fleet, an error before it): nothing to do
             os._exit(0)
         case_path, actor, request = pickle.loads(message)
+        log.debug(
+            "report process: imports took %.2f CPU s, then it waited %.2f s for the case",
+            warm_cpu,
+            time.perf_counter() - idle_since,
+        )
         try:
             answer: tuple[str, Any, str] = ("ok", _report(case_path, actor, request), "")
         except BaseException as exc:
@@ -170,7 +177,10 @@ class ReportProcess:
 
     def report(self, case: Case, request: ReportRequest) -> ReportSummary:
         """The report of ``case`` (open, its writer lock held by this process), built by the child if it lives."""
+        log.debug("case ready for the report process after %.2f CPU s here", time.process_time())
+        asked = time.perf_counter()
         answer = self._ask((os.fspath(case.path), case.custody.actor, request))
+        log.debug("report process answered in %.2f s", time.perf_counter() - asked)
         if answer is None:
             # the child died before it answered; it may have written part of a report (as a killed report does)
             case.custody.others_wrote()
