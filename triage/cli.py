@@ -689,6 +689,8 @@ def _run(args: argparse.Namespace, progress: ConsoleProgress) -> app.RunSummary 
 
     # first, while this process has no thread: the report's imports (pandas) are done in a forked process
     # while this one collects and analyzes
+    for stream in (sys.stdout, sys.stderr):  # nothing buffered here is written twice
+        stream.flush()
     report_process = ReportProcess.start()
     try:
         request = app.RunRequest.of(_collect_request(args), _analyze_request(args), _report_request(args))

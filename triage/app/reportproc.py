@@ -149,14 +149,14 @@ class ReportProcess:
 
     @classmethod
     def start(cls) -> ReportProcess | None:
-        """Fork the report process; None (build the report in this process) when forking is not safe or off."""
+        """Fork the report process; None (build the report in this process) when forking is not safe or off.
+
+        The caller flushes what it buffered for stdout and stderr first (the child would hold a copy of it).
+        """
         if os.environ.get(ENV, "1") == "0" or not sys.platform.startswith("linux") or not hasattr(os, "fork"):
             return None
         if threading.active_count() != 1:  # fork only a single-threaded process: a lock held by a thread stays held
             return None
-        for stream in (sys.stdout, sys.stderr):  # nothing buffered twice
-            with contextlib.suppress(Exception):
-                stream.flush()
         requests, to_child = os.pipe()
         from_child, replies = os.pipe()
         parent = os.getpid()
