@@ -39,7 +39,7 @@ def _triage() -> list[str]:
     exe = Path(sys.executable).with_name("triage")
     if exe.exists():
         return [str(exe)]
-    return [sys.executable, "-c", "import sys; from triage.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from triage.cli import console; sys.exit(console())"]
 
 
 CPU: dict[str, list[float]] = {}  # command -> CPU seconds (user + system) of its whole process tree, per round

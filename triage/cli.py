@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import errno
 import json
@@ -10,6 +11,7 @@ import logging
 import os
 import shlex
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -948,4 +950,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(ExitCode.INTERNAL)
 
 
-__all__ = ["ConsoleProgress", "UsageError", "build_parser", "main"]
+def console() -> int:
+    """The ``triage`` console script and ``python -m triage``: :func:`main` over ``sys.argv``, then the exit.
+
+    The exit skips tearing the interpreter down (freeing every module and object: pandas, pyarrow, compiled
+    rule sets), which cost a tiny run about 0.3 CPU s. Exit handlers still run (logging flushed, worker pools
+    joined, temporary folders removed) and both streams are flushed; the case needs nothing more (every command
+    closes and syncs it). With another thread still running, or a stream that cannot be flushed, the process
+    exits the usual way (the code is returned for ``sys.exit``).
+    """
+    code = main()
+    if threading.active_count() != 1:
+        return code
+    try:
+        atexit._run_exitfuncs()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BaseException:  # e.g. stdout a closed pipe: Python's own exit reports it
+        return code
+    os._exit(code)
+
+
+__all__ = ["ConsoleProgress", "UsageError", "build_parser", "console", "main"]
