@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,9 @@ def misbehaving(*args):
         raise IntegrityError("the report could not be written (test)")
     if how == "internal":
         raise ZeroDivisionError("a bug in the report (test)")
+    if how.startswith("slow:"):  # says who it is, then takes its time
+        open(how[5:], "w").write(str(os.getpid()))
+        __import__("time").sleep(60)
     return report(*args)
 reportproc._report = misbehaving
 from triage.cli import main
@@ -170,3 +174,37 @@ def test_no_report_process_in_a_threaded_process_or_when_turned_off(monkeypatch:
         t.join()
     monkeypatch.setenv("TRIAGE_REPORT_PROCESS", "0")
     assert ReportProcess.start() is None
+
+
+def _dead(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")  # a zombie nobody reaped yet is dead
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.slow
+def test_the_report_process_dies_with_the_command(tmp_path: Path) -> None:
+    # kill -9 of the command while its report process works: no helper is left writing into the unlocked case
+    log = logon_log(tmp_path / "Security.evtx", 4)
+    marker = tmp_path / "child.pid"
+    argv = ["run", str(log), "--case", str(tmp_path / "case"), "--examiner", "t", "-q"]
+    env = {**os.environ, "TRIAGE_CACHE_DIR": str(tmp_path / "cache"), "TEST_CHILD": f"slow:{marker}"}
+    parent = subprocess.Popen([sys.executable, "-c", SCRIPT, *argv], env=env, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not marker.exists() or not marker.read_text():
+            assert parent.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        child = int(marker.read_text())
+        assert not _dead(child)
+        parent.kill()
+        parent.wait(30)
+        deadline = time.monotonic() + 10
+        while not _dead(child):
+            assert time.monotonic() < deadline, "the report process outlived the command"
+            time.sleep(0.05)
+    finally:
+        parent.kill()
+        parent.wait(30)
