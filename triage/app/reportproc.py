@@ -111,8 +111,10 @@ def _child(requests: int, replies: int, parent: int) -> None:
             warm_cpu,
             time.perf_counter() - idle_since,
         )
+        started = time.process_time()
         try:
             answer: tuple[str, Any, str] = ("ok", _report(case_path, actor, request), "")
+            log.debug("report process: report built in %.2f CPU s", time.process_time() - started)
         except BaseException as exc:
             answer = ("error", exc, traceback.format_exc())
         try:
