@@ -137,7 +137,10 @@ def _report(case_path: str, actor: str, request: ReportRequest) -> ReportSummary
     case.custody.actor = actor  # the parent's examiner, whatever case.json says
     with case.custody.hold_for_parent():
         summary = report_into(case, request)
-    case.close()  # the report files, log and head durable before the parent goes on
+    # written, not synced: the parent's close syncs the case's file system once, as after an in-process report
+    # (a second syncfs here would wait for every other writer's data too)
+    case.flush_rows()
+    case.custody.abandon()
     return summary
 
 
