@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -105,7 +106,9 @@ def _child(requests: int, replies: int, parent: int) -> None:
         message = _read_all(requests)
         if message is None:  # the parent needs no report (a fleet, an error before it): nothing to do
             os._exit(0)
-        case_path, actor, request = pickle.loads(message)
+        case_path, actor, request, setup = pickle.loads(message)
+        if setup is not None:
+            setup()
         log.debug(
             "report process: imports took %.2f CPU s, then it waited %.2f s for the case",
             warm_cpu,
@@ -151,6 +154,9 @@ class ReportProcess:
         self.pid = pid
         self._requests: int | None = requests
         self._replies: int | None = replies
+        # a picklable callable the child runs before the report: set up after the fork (the command line's
+        # logging), it is sent with the request
+        self.setup: Callable[[], None] | None = None
 
     @classmethod
     def start(cls) -> ReportProcess | None:
@@ -184,7 +190,7 @@ class ReportProcess:
         """The report of ``case`` (open, its writer lock held by this process), built by the child if it lives."""
         log.debug("case ready for the report process after %.2f CPU s here", time.process_time())
         asked = time.perf_counter()
-        answer = self._ask((os.fspath(case.path), case.custody.actor, request))
+        answer = self._ask((os.fspath(case.path), case.custody.actor, request, self.setup))
         log.debug("report process answered in %.2f s", time.perf_counter() - asked)
         if answer is None:
             # the child died before it answered; it may have written part of a report (as a killed report does)
@@ -200,7 +206,7 @@ class ReportProcess:
             value.add_note(f"in the report process:\n{child_tb.rstrip()}")
         raise value
 
-    def _ask(self, message: tuple[str, str, ReportRequest]) -> tuple[str, Any, str] | None:
+    def _ask(self, message: tuple[Any, ...]) -> tuple[str, Any, str] | None:
         assert self._requests is not None and self._replies is not None, "one report per process"
         try:
             with contextlib.suppress(BrokenPipeError):  # the child is gone: its status says why
