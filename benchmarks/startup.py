@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -38,13 +39,21 @@ def _triage() -> list[str]:
     exe = Path(sys.executable).with_name("triage")
     if exe.exists():
         return [str(exe)]
-    return [sys.executable, "-c", "import sys; from triage.cli import main; sys.exit(main())"]
+    return [sys.executable, "-c", "import sys; from triage.cli import console; sys.exit(console())"]
 
 
-def _time(cmd: list[str], ok: tuple[int, ...] = (0,)) -> float:
+CPU: dict[str, list[float]] = {}  # command -> CPU seconds (user + system) of its whole process tree, per round
+
+
+def _time(cmd: list[str], ok: tuple[int, ...] = (0,), name: str = "") -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     took = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # a process's reaped children count in it
+    if name:
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        CPU.setdefault(name, []).append(cpu)
     if r.returncode not in ok:
         raise RuntimeError(f"{' '.join(cmd)} exited {r.returncode}")
     return took
@@ -68,13 +77,14 @@ def measure(work: Path, rounds: int = 5) -> dict[str, dict[str, float]]:
     tri = _triage()
     times: dict[str, list[float]] = {k: [] for k in ("pass", "help", "version", "parse", "run")}
     for r in range(rounds):
-        times["pass"].append(_time([sys.executable, "-c", "pass"]))
-        times["help"].append(_time([*tri, "--help"]))
-        times["version"].append(_time([*tri, "--version"]))
-        times["parse"].append(_time([sys.executable, "-c", PARSE, str(log)]))
+        times["pass"].append(_time([sys.executable, "-c", "pass"], name="pass"))
+        times["help"].append(_time([*tri, "--help"], name="help"))
+        times["version"].append(_time([*tri, "--version"], name="version"))
+        times["parse"].append(_time([sys.executable, "-c", PARSE, str(log)], name="parse"))
         case = work / f"case{r}"
         # exit 4: a lone event log is insufficient evidence for a verdict; the run itself succeeded
-        times["run"].append(_time([*tri, "run", str(log), "--case", str(case), "--examiner", "bench", "-q"], (0, 4)))
+        run = [*tri, "run", str(log), "--case", str(case), "--examiner", "bench", "-q"]
+        times["run"].append(_time(run, (0, 4), name="run"))
         shutil.rmtree(case, ignore_errors=True)
     base = {"help": "pass", "version": "pass", "run": "parse"}
     out: dict[str, dict[str, float]] = {}
@@ -84,6 +94,9 @@ def measure(work: Path, rounds: int = 5) -> dict[str, dict[str, float]]:
             "seconds": statistics.median(times[name]),
             "baseline_seconds": statistics.median(times[b]),
             "ratio": statistics.median(ratios),
+            "cpu_seconds": statistics.median(CPU[name]),
+            "baseline_cpu_seconds": statistics.median(CPU[b]),
+            "rounds": times[name],
         }
     return out
 
@@ -116,10 +129,15 @@ def main() -> int:
         "version": ("triage --version", "python -c pass"),
         "run": ("triage run, 4-event EVTX", "evtx parse-only"),
     }
-    print(f"{args.rounds} alternating rounds, median of per-round ratios (load {os.getloadavg()[0]:.1f})")
+    print(f"{args.rounds} alternating rounds, median of per-round ratios (load {os.getloadavg()[0]:.1f} at the end)")
+    print("  (CPU: user + system seconds of the command's whole process tree, median)")
     for key, (what, base) in labels.items():
         m = res[key]
-        print(f"  {what:28s} {m['seconds']:6.2f} s   {base:16s} {m['baseline_seconds']:6.3f} s   {m['ratio']:6.1f}x")
+        print(
+            f"  {what:28s} {m['seconds']:6.2f} s (CPU {m['cpu_seconds']:5.2f})   {base:16s} "
+            f"{m['baseline_seconds']:6.3f} s (CPU {m['baseline_cpu_seconds']:5.2f})   {m['ratio']:6.1f}x   "
+            f"rounds: {', '.join(f'{t:.2f}' for t in m['rounds'])}"
+        )
     if args.importtime:
         print("slowest imports of triage --help (cumulative µs):")
         for us, name in slowest_imports():

@@ -2,6 +2,6 @@ from __future__ import annotations
 
 import sys
 
-from triage.cli import main
+from triage.cli import console
 
-sys.exit(main())
+sys.exit(console())

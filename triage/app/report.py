@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from triage.case import Case
 from triage.errors import ExitCode
-from triage.report import ReportOptions, build_report
-from triage.report.build import ReportResult, outcome
+
+if TYPE_CHECKING:  # pandas and the report modules load with the first report, not with the request types
+    from triage.case import Case
+    from triage.report import ReportOptions
+    from triage.report.build import ReportResult
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,8 @@ class ReportSummary:
 
 def report(request: ReportRequest) -> ReportSummary:
     """Build the report of the request's case."""
+    from triage.case import Case
+
     case = Case.open(request.case)
     with case.writer():  # one writer at a time
         summary = report_into(case, request)
@@ -48,11 +52,16 @@ def report(request: ReportRequest) -> ReportSummary:
 
 
 def report_options(request: ReportRequest) -> ReportOptions:
+    from triage.report import ReportOptions
+
     return ReportOptions(command_line=request.command_line, rule_dirs=request.rule_dirs)
 
 
 def report_into(case: Case, request: ReportRequest) -> ReportSummary:
     """Report an open case whose writer lock the caller holds."""
+    from triage.report import build_report
+    from triage.report.build import outcome
+
     res = build_report(case, report_options(request))
     code, reason = outcome([res.as_dict()], request.fail_on)
     return ReportSummary(case=case.path, case_id=case.case_id, result=res, exit_code=code, exit_reason=reason)

@@ -24,6 +24,7 @@ from triage.fleet import is_fleet_folder, plan_sources
 
 if TYPE_CHECKING:
     from triage.app.fleet import FleetRunSummary
+    from triage.app.reportproc import ReportProcess
 
 
 @dataclass(frozen=True)
@@ -69,24 +70,39 @@ class RunSummary:
         return {"collect": self.collect.as_dict(), "analyze": self.analyze.as_dict(), "report": self.report.as_dict()}
 
 
-def run(request: RunRequest, progress: Progress, executor: Executor | None = None) -> RunSummary | FleetRunSummary:
+def run(
+    request: RunRequest,
+    progress: Progress,
+    executor: Executor | None = None,
+    report_process: ReportProcess | None = None,
+) -> RunSummary | FleetRunSummary:
     """Collect, analyze and report; sources of several hosts (or a fleet folder) make one case per host.
 
+    ``report_process``: a :class:`~triage.app.reportproc.ReportProcess` the caller started (before any thread)
+    that builds a single host's report with its imports already done; it is ended in every other case.
     Raises :class:`~triage.app.collect.NothingExaminable` (exit 4) when a single host's sources hold
     nothing examinable.
     """
-    set_credentials(request.collect)
-    options_of(request.analyze)  # bad --sigma/--yara/--plugin paths are usage errors before anything runs
-    if executor is None:
-        with executor_for(request.analyze.execution) as ex:
-            return _run(request, progress, ex)
-    return _run(request, progress, executor)
+    try:
+        set_credentials(request.collect)
+        options_of(request.analyze)  # bad --sigma/--yara/--plugin paths are usage errors before anything runs
+        if executor is None:
+            with executor_for(request.analyze.execution) as ex:
+                return _run(request, progress, ex, report_process)
+        return _run(request, progress, executor, report_process)
+    finally:
+        if report_process is not None:
+            report_process.discard()  # a no-op once it reported
 
 
-def _run(request: RunRequest, progress: Progress, executor: Executor) -> RunSummary | FleetRunSummary:
+def _run(
+    request: RunRequest, progress: Progress, executor: Executor, report_process: ReportProcess | None
+) -> RunSummary | FleetRunSummary:
     creq = request.collect
     plan = plan_sources(list(creq.sources), creq.as_type, host=creq.host)
     if plan.fleet or is_fleet_folder(creq.case):
+        if report_process is not None:
+            report_process.discard()  # each host's report is the fleet layer's
         # here, not at the top: a single host's run needs neither the fleet layer nor verify and its crypto
         from triage.app.fleet import run_fleet
 
@@ -102,6 +118,9 @@ def _run(request: RunRequest, progress: Progress, executor: Executor) -> RunSumm
         collected = collect_into(case, creq, plan, progress)
         check_collection(creq, collected, progress)
         analyzed = analyze_into(case, request.analyze, options_of(request.analyze), executor, progress)
-        reported = report_into(case, request.report)
+        if report_process is not None:
+            reported = report_process.report(case, request.report)
+        else:
+            reported = report_into(case, request.report)
     case.close()
     return RunSummary(collected, analyzed, reported)

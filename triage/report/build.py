@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,11 @@ from typing import Any
 import pandas as pd
 
 from triage.case import Case
-from triage.errors import ExitCode
 from triage.finding import SEVERITIES, coerce_findings, findings_frame
 from triage.hashing import hash_file
 from triage.report.cells import FORMULA_START, neutralise_formulas
 from triage.report.context import ReportContext, ReportOptions, manifest_frame
+from triage.report.result import ReportResult, outcome  # pandas-free: a report's summary crosses processes
 from triage.results import unit_records
 
 log = logging.getLogger(__name__)
@@ -60,52 +59,6 @@ OUTPUT_WHAT = {
     "cisa_template.xlsx": "rows for CISA's ED 21-02 template, with dropdowns",
     "findings.xlsx": "workbook: summary, ledger, CISA rows, areas, manifest, runs",
 }
-
-
-@dataclass
-class ReportResult:
-    """Where the report went and what it holds."""
-
-    outputs: dict[str, str] = field(default_factory=dict)
-    findings: int = 0
-    by_severity: dict[str, int] = field(default_factory=dict)
-    by_analyzer: dict[str, int] = field(default_factory=dict)
-    runs: dict[str, dict[str, int]] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    max_severity: str | None = None
-    hosts: dict[str, dict[str, Any]] = field(default_factory=dict)  # host -> verdict, cves, ledger tally
-    ledger: dict[str, dict[str, int]] = field(default_factory=dict)  # host -> status -> steps
-    timesketch_skipped: int = 0
-    stix: dict[str, int] = field(default_factory=dict)
-    html: str = ""
-    seconds: float = 0.0
-    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
-
-    def as_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
-
-
-def outcome(reports: list[dict[str, Any]], fail_on: str | None) -> tuple[ExitCode, str]:
-    """The exit code of ``run``/``report`` over one or more host reports, and a one-line reason.
-
-    Precedence: findings at or above ``fail_on`` first (exit 1: the evidence read already answers),
-    then any host whose verdict is "insufficient evidence" (exit 4), else 0.
-    """
-    if fail_on:
-        for rep in reports:
-            worst = rep.get("max_severity")
-            if worst and SEVERITIES.index(worst) >= SEVERITIES.index(fail_on):
-                return ExitCode.FINDINGS, f"findings at or above {fail_on} (worst: {worst})"
-    lacking = [
-        f"{host}: {'; '.join(h.get('missing') or []) or 'no evidence examined'}"
-        for rep in reports
-        for host, h in (rep.get("hosts") or {}).items()
-        if h.get("verdict") == "insufficient evidence"
-    ]
-    if lacking:
-        more = f" (and {len(lacking) - 1} more hosts)" if len(lacking) > 1 else ""
-        return ExitCode.INSUFFICIENT, f"insufficient evidence for a verdict on {lacking[0]}{more}"
-    return ExitCode.OK, ""
 
 
 def load_runs(case: Case) -> pd.DataFrame:

@@ -23,7 +23,8 @@ print(json.dumps({"code": code, "loaded": sorted(m for m in ("stix2", "openpyxl"
 def test_tiny_run_report_imports_neither_stix2_nor_openpyxl(tmp_path) -> None:
     log = logon_log(tmp_path / "Security.evtx")
     case = tmp_path / "case"
-    env = {"TRIAGE_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    # the report in the command's own process, where the probe sees its imports (run forks it off otherwise)
+    env = {"TRIAGE_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "TRIAGE_REPORT_PROCESS": "0"}
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(log), str(case)], capture_output=True, text=True, env=env, timeout=120
     )
