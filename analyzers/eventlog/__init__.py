@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -26,7 +27,17 @@ import pyarrow as pa
 
 from triage.case import Case
 from triage.finding import Finding, RuleMeta
-from triage.formats.evtx import SYSTEM_COLUMNS, SYSTEM_SET, LogPart, ReadStats, iter_evtx, time_arrays, valid_bits
+from triage.formats.evtx import (
+    SYSTEM_COLUMNS,
+    SYSTEM_SET,
+    LogPart,
+    ReadStats,
+    iter_evtx,
+    iter_evtx_range,
+    time_arrays,
+    valid_bits,
+    whole_chunks,
+)
 from triage.indicators import rule_metas
 from triage.registry import Analyzer, Option, Unit, register, signature_path
 from triage.sigma.correlation import CorrelationRule, Correlator, EventColumns, describe
@@ -39,6 +50,9 @@ log = logging.getLogger(__name__)
 ED_WINDOW_START = datetime(2021, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MISSING = "<NA>"  # how a missing system value reads in a finding's title and location
+# a log of at least this many 64 KiB chunks (8 MiB) is read in two halves at once, the second by a helper process
+SPLIT_CHUNKS = 128
+SPLIT_KEEP_BYTES = 256 << 20  # matched rows one half may hold for the merge; beyond, the log is read in one pass
 PACK = "sigma/ed2102"
 RULES = rule_metas("rulemeta/eventlog.yaml")
 MAX_PER_RULE = 1000  # individual findings per rule and log; the rest are counted in one summary finding
@@ -140,6 +154,76 @@ def _match_arrays(ruleset: Any, frame: Any) -> Matches:
         return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
     counts = np.fromiter((len(r) for r in found), dtype=np.int64, count=len(found))
     return np.asarray(ids, dtype=object)[np.repeat(np.arange(len(ids)), counts)], np.concatenate(found).astype(np.int64)
+
+
+Evaluated = tuple[Any, Matches, "tuple[np.ndarray, np.ndarray] | None"]  # table, its matches, coverage arrays
+
+
+def _reduced(table: pa.Table, matches: Matches) -> Evaluated:
+    """An evaluated batch kept for later: its matched rows only (matches renumbered into them), and the times and
+    record numbers coverage reads. Findings and correlations read nothing else of a batch."""
+    stamps, timed = time_arrays(table)
+    ids = _whole(table.column("EventRecordID"))
+    cov = (stamps[timed].astype("datetime64[us]"), ids.drop_null().to_numpy(zero_copy_only=False).astype("int64"))
+    rule_ids, rows = matches
+    keep = np.unique(rows)
+    small = table.take(pa.array(keep, type=pa.int64()))
+    return small, (rule_ids, np.searchsorted(keep, rows).astype(np.int64)), cov
+
+
+def _read_range(ruleset: Any, path: str, first: int, last: int, stats: ReadStats) -> list[Evaluated] | None:
+    """Chunks ``[first, last)`` of a log read and evaluated, kept as :func:`_reduced` batches; None when that would
+    hold more than SPLIT_KEEP_BYTES."""
+    out: list[Evaluated] = []
+    held = 0
+    for table in iter_evtx_range(path, stats, first, last):
+        part = _reduced(table, _match_arrays(ruleset, table))
+        held += part[0].nbytes
+        if held > SPLIT_KEEP_BYTES:
+            return None
+        out.append(part)
+    return out
+
+
+def _helper_main(ruleset: Any, path: str, first: int, last: int, conn: Any) -> None:
+    """The helper process of a split log: reads its half and sends ``(stats, batches)`` (None when it gave up)."""
+    _die_with_parent()
+    try:
+        stats = ReadStats()
+        parts = _read_range(ruleset, path, first, last, stats)
+        conn.send(None if parts is None else (stats, parts))
+    except Exception as exc:  # any failure here only costs the split: the worker reads the log in one pass
+        conn.send(None)
+        log.warning("helper reading %s chunks %d-%d: %s", path, first, last, exc)
+    finally:
+        conn.close()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to end this process when its parent ends (a killed worker leaves no helper behind)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # another OS: the helper still ends with its work
+        pass
+
+
+def _clean(stats: ReadStats) -> bool:
+    return not (stats.warnings or stats.bad_records or stats.bad_chunks or stats.bad_values or stats.truncated)
+
+
+def _merge_stats(into: ReadStats, parts: list[ReadStats]) -> None:
+    """The stats of a log read in parts, as one pass over it gives them (parts without problems, in order)."""
+    into.backend = "evtx"
+    for part in parts:
+        into.records += part.records
+        if part.first is not None:
+            into.first = part.first if into.first is None or part.first < into.first else into.first
+            into.last = part.last if into.last is None or part.last > into.last else into.last
+        for channel, n in part.channels.items():
+            into.channels[channel] = into.channels.get(channel, 0) + n
 
 
 class _Envelope:
@@ -339,6 +423,61 @@ class EventLogs(Analyzer):
         )
         return info | {"message": message}
 
+    def _evaluated(self, unit: Unit, stats: ReadStats) -> Iterator[Evaluated]:
+        """A log's batches with their matches (and coverage arrays when a batch was kept reduced).
+
+        A big EVTX log of whole chunks is read in two halves at once: this process reads and evaluates the first,
+        a forked helper the second (EVTX chunks are independent). Both keep only their matched rows; the batches
+        then come in chunk order, so findings, the per-rule limit, correlations and coverage are exactly those of
+        one pass. When either half warns, fails, or would hold too much, the log is read in one pass instead
+        (every warning then says what it says for a whole read).
+        """
+        chunks = whole_chunks(unit.path) if unit.evidence.kind == "evtx" else None
+        if chunks is not None and chunks >= SPLIT_CHUNKS and not multiprocessing.current_process().daemon:
+            parts = self._split_read(str(unit.path), chunks)
+            if parts is not None:
+                halves, batches = parts
+                _merge_stats(stats, halves)
+                yield from batches
+                return
+        for df in self._batches(unit, stats):
+            yield df, _match_arrays(self.ruleset, df), None
+
+    def _split_read(self, path: str, chunks: int) -> tuple[list[ReadStats], list[Evaluated]] | None:
+        """Both halves of a log read at once (see :meth:`_evaluated`); None to read it in one pass."""
+        half = chunks // 2
+        ctx = multiprocessing.get_context("fork")
+        receive, send = ctx.Pipe(duplex=False)
+        try:
+            helper = ctx.Process(target=_helper_main, args=(self.ruleset, path, half, chunks, send), daemon=True)
+            helper.start()
+        except (OSError, AssertionError, ValueError) as exc:  # no process to spare: one pass
+            log.info("no helper for %s: %s", path, exc)
+            receive.close()
+            send.close()
+            return None
+        send.close()
+        mine = ReadStats()
+        first: list[Evaluated] | None = None
+        theirs = None
+        try:
+            first = _read_range(self.ruleset, path, 0, half, mine)
+            if first is not None and _clean(mine):
+                theirs = receive.recv()
+        except (EOFError, OSError):  # the helper died: one pass
+            theirs = None
+        finally:
+            receive.close()
+            if theirs is None:
+                helper.kill()  # its half is not wanted (or it is gone already)
+            helper.join(timeout=5)
+            if helper.is_alive():
+                helper.kill()
+                helper.join()
+        if first is None or theirs is None or not _clean(mine) or not _clean(theirs[0]):
+            return None
+        return [mine, theirs[0]], [*first, *theirs[1]]
+
     def _batches(self, unit: Unit, stats: ReadStats) -> Iterator[Any]:
         """A log's batches: Arrow tables from an EVTX file, pandas frames from a JSON export."""
         if unit.evidence.kind == "evtx":
@@ -411,9 +550,11 @@ class EventLogs(Analyzer):
         corr = Correlator(self.ruleset)  # correlation rules see every batch; their base rules may stay silent
         if prepared is None:
             stats = ReadStats()
-            for df in self._batches(unit, stats):
-                cov.add(df)
-                matches = _match_arrays(self.ruleset, df)
+            for df, matches, arrays in self._evaluated(unit, stats):
+                if arrays is None:
+                    cov.add(df)
+                else:
+                    cov.add_arrays(*arrays)
                 yield from self._matched(unit, FrameRows(df), matches, corr, per_rule, None)
         else:  # read and evaluated with the rest of its batch: this log's rows of the shared frame
             view, part, matches, events, envelope = prepared

@@ -477,6 +477,8 @@ def _scatter(pieces: list[tuple[np.ndarray, pa.Array]], n: int) -> pa.Array:
 
 
 _ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"  # what the evtx package writes
+# finer than microseconds, after 1970 (where cutting digits and pandas' flooring of the epoch count agree)
+_ISO_UTC_FINE = r"^(19[7-9]\d|[2-9]\d{3})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"
 _TIME = pa.timestamp("us", tz="UTC")
 
 
@@ -486,14 +488,20 @@ def _time_array(values: Sequence[Any]) -> pa.Array:
     The evtx package's own form (``2021-03-02T10:00:00.123456Z``) is converted by Arrow; any other value sends
     the batch through pandas' ISO 8601 parser, the reference for every other shape.
     """
+    texts = values
+    if not all(v is None or type(v) is str for v in values):  # as pandas' string conversion renders them
+        texts = [None if v is None else str(v) for v in values]
     try:
-        arr = pa.array(values, type=_LARGE_STRING, from_pandas=False)
+        arr = pa.array(texts, type=_LARGE_STRING, from_pandas=False)
     except (pa.ArrowException, ValueError, TypeError):
         arr = None
     if arr is not None:
         valid = arr.drop_null()
         if not len(valid) or pc.all(pc.match_substring_regex(valid, _ISO_UTC)).as_py():
             return arr.cast(_TIME)
+        if pc.all(pc.match_substring_regex(valid, _ISO_UTC_FINE)).as_py():
+            # 100 ns (Windows) or ns digits: cut to microseconds, as pandas' conversion to microseconds does
+            return pc.replace_substring_regex(arr, r"(\.\d{6})\d{1,3}Z$", r"\1Z").cast(_TIME)
     import pandas as pd
 
     ts = pd.Series(values, dtype=object).astype("string")
@@ -509,9 +517,33 @@ def _int_array(values: tuple[Any, ...], col: str, stats: ReadStats | None) -> pa
         arr = None
     if arr is not None and (pa.types.is_int64(arr.type) or pa.types.is_null(arr.type)):
         return arr.cast(pa.int64())
+    numbers = _whole_numbers(values)
+    if numbers is not None:
+        return pa.array(numbers, type=pa.int64())
     import pandas as pd
 
     return pa.array(_int64_column(pd.Series(list(values)), col, stats).array, type=pa.int64())
+
+
+_DIGITS = re.compile(r"[+-]?\d+", re.ASCII)
+
+
+def _whole_numbers(values: Sequence[Any]) -> list[int | None] | None:
+    """Ints and decimal integer texts (blanks around allowed) as ints within int64, as pandas' ``to_numeric``
+    reads them; None when any value needs its general conversion (another form, or beyond int64)."""
+    out: list[int | None] = []
+    for value in values:
+        kind = type(value)
+        if value is None or kind is int:
+            number = value
+        elif kind is str and _DIGITS.fullmatch(text := value.strip(" \t\n\r\f\v")):
+            number = int(text)
+        else:
+            return None
+        if number is not None and not _INT64_MIN <= number <= _INT64_MAX:
+            return None
+        out.append(number)
+    return out
 
 
 def _system_strings(values: Sequence[Any]) -> pa.Array:
@@ -519,9 +551,12 @@ def _system_strings(values: Sequence[Any]) -> pa.Array:
     try:
         return pa.array(values, type=_LARGE_STRING, from_pandas=False)
     except (pa.ArrowException, ValueError, TypeError):
-        import pandas as pd
+        pass
+    if all(v is None or type(v) in (str, int) for v in values):  # numbers among texts: as pandas writes them
+        return pa.array([v if v is None or type(v) is str else str(v) for v in values], type=_LARGE_STRING)
+    import pandas as pd
 
-        return pa.array(pd.Series(list(values)).astype(pd.StringDtype("pyarrow")).array, type=_LARGE_STRING)
+    return pa.array(pd.Series(list(values)).astype(pd.StringDtype("pyarrow")).array, type=_LARGE_STRING)
 
 
 def table_to_frame(table: pa.Table) -> pd.DataFrame:
@@ -953,6 +988,93 @@ def _warn_truncated(stats: ReadStats, tail: int, recovered: int, before: int) ->
         f"file is truncated: it ends {tail} bytes into a {CHUNK_SIZE}-byte chunk; "
         f"{recovered} records recovered from that partial chunk (after {before} from whole chunks)"
     )
+
+
+# -- a log read in chunk ranges (a big log split between processes) ------------------------------------------
+def whole_chunks(path: str | Path) -> int | None:
+    """The number of chunks of an EVTX file that is its header and whole chunks; None for any other size."""
+    size = Path(path).stat().st_size
+    if size <= FILE_HEADER or (size - FILE_HEADER) % CHUNK_SIZE:
+        return None
+    return (size - FILE_HEADER) // CHUNK_SIZE
+
+
+class ChunkRange(io.RawIOBase):
+    """A read-only view of an EVTX file as its header followed by chunks ``[first, last)`` only.
+
+    EVTX chunks are independent 64 KiB units (their own string and template tables), so the parser reads such a
+    view as a log of those chunks: the same records, with the same record numbers, as the whole file gives there.
+    """
+
+    def __init__(self, path: str | Path, first: int, last: int) -> None:
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed with this view
+        self._header = self._file.read(FILE_HEADER)
+        self._first = first
+        self._size = FILE_HEADER + (last - first) * CHUNK_SIZE
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._size - self._pos)
+        if want <= 0:
+            return 0
+        if self._pos < FILE_HEADER:
+            n = min(want, FILE_HEADER - self._pos)
+            view[:n] = self._header[self._pos : self._pos + n]
+        else:
+            self._file.seek(self._first * CHUNK_SIZE + self._pos)
+            n = self._file.readinto(view[:want]) or 0
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def iter_evtx_range(
+    path: str | Path, stats: ReadStats, first: int, last: int, batch: int = BATCH
+) -> Iterator[pa.Table]:
+    """Arrow batches of the records in chunks ``[first, last)`` of a log of whole chunks (see :func:`whole_chunks`).
+
+    Rows are those :func:`iter_evtx` gives for these chunks; problems are warnings in ``stats`` (the parser numbers
+    chunks from ``first`` there), never raised.
+    """
+    stats.backend = "evtx"
+    pending: list[tuple[Any, str]] = []
+
+    def take() -> pa.Table | None:
+        table = table_from_json(pending, stats)
+        pending.clear()
+        if table is not None:
+            stats.see(table)
+        return table
+
+    with ChunkRange(path, first, last) as view:
+        try:
+            for item in _parse_rust_json(view, stats, first_chunk=first):  # type: ignore[arg-type]
+                pending.append(item)
+                if len(pending) >= batch and (table := take()) is not None:
+                    yield table
+        except (RuntimeError, OSError, ValueError) as exc:
+            stats.warn(f"evtx stopped after {stats.records + len(pending)} records of chunks {first}-{last}: {exc}")
+        if (table := take()) is not None:
+            yield table
 
 
 # -- several small logs in one frame -------------------------------------------------------------------------
