@@ -438,6 +438,12 @@ def _system_row(system: dict[str, Any]) -> tuple[Any, ...]:
 
 def _text_array(values: Sequence[Any]) -> pa.Array | None:
     """Data values (text, int or None) as one Arrow string array; None when another type is among them."""
+    first = next((v for v in values if v is not None), None)
+    if type(first) is str:  # the common case, converted without Arrow's type inference (several times slower)
+        try:
+            return pa.array(values, type=_LARGE_STRING, from_pandas=False)
+        except (pa.ArrowException, OverflowError, ValueError, TypeError):
+            pass  # other types among the texts: inferred below
     try:
         arr = pa.array(values, from_pandas=False)
     except (pa.ArrowException, OverflowError, ValueError, TypeError):
@@ -466,14 +472,37 @@ def _bad_value_rows(values: Sequence[Any]) -> list[int]:
 
 
 def _scatter(pieces: list[tuple[np.ndarray, pa.Array]], n: int) -> pa.Array:
-    """One column of ``n`` rows from pieces ``(row positions, values)``; rows in no piece are null."""
+    """One string column of ``n`` rows from pieces ``(row positions, values)``; rows in no piece are null.
+
+    Built from the values' own buffers (offsets spread over the rows with numpy, the character data shared), not
+    with a gather of ``n`` positions: a frame of many logs has hundreds of columns, most with a value in few rows.
+    """
     if len(pieces) == 1 and len(pieces[0][0]) == n and (n == 0 or pieces[0][0][-1] == n - 1):
         return pieces[0][1]  # one shape covering every row in order: no copy
     rows = np.concatenate([p[0] for p in pieces])
-    values = pa.concat_arrays([p[1] for p in pieces])
-    where = np.full(n, -1, dtype=np.int64)
-    where[rows] = np.arange(len(rows), dtype=np.int64)
-    return values.take(pa.array(where, mask=where < 0))
+    values = pa.concat_arrays([p[1] for p in pieces]) if len(pieces) > 1 else pieces[0][1]
+    if len(rows) > 1 and not (np.diff(rows) > 0).all():  # pieces of several templates interleave: row order
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        values = values.take(_index_array(order))
+    buffers = values.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
+    lengths = np.zeros(n + 1, dtype=np.int64)
+    lengths[rows + 1] = np.diff(offsets)
+    spread = np.cumsum(lengths)
+    spread += offsets[0] if len(offsets) else 0
+    valid = np.zeros(n, dtype=bool)
+    valid[rows] = valid_bits(values)
+    data = buffers[2] if buffers[2] is not None else pa.py_buffer(b"")
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    nulls = n - int(valid.sum())
+    return pa.Array.from_buffers(_LARGE_STRING, n, [bitmap, pa.py_buffer(spread), data], null_count=nulls)
+
+
+def _index_array(positions: np.ndarray) -> pa.Array:
+    """int64 positions as an Arrow array (from the numpy buffer, without a conversion call)."""
+    data = np.ascontiguousarray(positions, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(data), [None, pa.py_buffer(data)])
 
 
 _ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"  # what the evtx package writes
