@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import multiprocessing
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -191,10 +192,9 @@ def _helper_main(ruleset: Any, path: str, first: int, last: int, conn: Any) -> N
     try:
         stats = ReadStats()
         parts = _read_range(ruleset, path, first, last, stats)
-        conn.send(None if parts is None else (stats, parts))
+        conn.send(("too much to hold", None) if parts is None else (stats, parts))
     except Exception as exc:  # any failure here only costs the split: the worker reads the log in one pass
-        conn.send(None)
-        log.warning("helper reading %s chunks %d-%d: %s", path, first, last, exc)
+        conn.send((f"{type(exc).__name__}: {exc}", None))  # said by the parent: nothing is logged from here
     finally:
         conn.close()
 
@@ -433,7 +433,9 @@ class EventLogs(Analyzer):
         (every warning then says what it says for a whole read).
         """
         chunks = whole_chunks(unit.path) if unit.evidence.kind == "evtx" else None
-        if chunks is not None and chunks >= SPLIT_CHUNKS and not multiprocessing.current_process().daemon:
+        # forked only from a process of one thread (a pool worker): a fork copies no other thread's held locks
+        alone = threading.active_count() == 1 and not multiprocessing.current_process().daemon
+        if chunks is not None and chunks >= SPLIT_CHUNKS and alone:
             parts = self._split_read(str(unit.path), chunks)
             if parts is not None:
                 halves, batches = parts
@@ -474,6 +476,9 @@ class EventLogs(Analyzer):
             if helper.is_alive():
                 helper.kill()
                 helper.join()
+        if theirs is not None and theirs[1] is None:
+            log.info("helper for %s gave up (%s): read in one pass", path, theirs[0])
+            theirs = None
         if first is None or theirs is None or not _clean(mine) or not _clean(theirs[0]):
             return None
         return [mine, theirs[0]], [*first, *theirs[1]]
