@@ -878,8 +878,9 @@ def iter_evtx(
     def done(table: pa.Table | None) -> Any:
         if table is None:
             return None
-        stats.see(table)
-        return table if arrow else table_to_frame(table)
+        batch = table if arrow else table_to_frame(table)
+        stats.see(batch)  # a pandas caller keeps pandas times in its stats (first, last), as before
+        return batch
 
     def take() -> Any:
         table = table_from_json(pending, stats)
