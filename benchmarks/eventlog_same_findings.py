@@ -4,9 +4,12 @@
 files and prints what only one of them has (a location is ``Channel#record`` for a rule match, so the comparison
 is rule ids x record ids per log). Exit 1 when they differ.
 
+With ``--full`` each finding is compared whole: also its severity, title, message, time and attributes (the
+matched event's fields, coverage counts, correlation bursts), so a change of reading path must give the same text.
+
 Usage::
 
-    python benchmarks/eventlog_same_findings.py save CASE before.json
+    python benchmarks/eventlog_same_findings.py save [--full] CASE before.json
     python benchmarks/eventlog_same_findings.py compare before.json after.json
 """
 
@@ -18,27 +21,31 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+KEY = ["evidence_id", "rule_id", "location"]
+FULL = [*KEY, "severity", "title", "message", "ts", "attributes"]
 
-def findings_of(case: Path) -> list[tuple[str, str, str]]:
-    """Every event-log finding of the case as ``(evidence_id, rule_id, location)``, sorted."""
+
+def findings_of(case: Path, full: bool = False) -> list[tuple[str, ...]]:
+    """Every event-log finding of the case as ``(evidence_id, rule_id, location)`` (with ``full``: and its
+    severity, title, message, time and attributes as text), sorted."""
     import pandas as pd
 
-    out: list[tuple[str, str, str]] = []
+    out: list[tuple[str, ...]] = []
     for f in sorted((case / "results" / "eventlog").glob("*.parquet")):
-        df = pd.read_parquet(f, columns=["evidence_id", "rule_id", "location"])
-        out += [tuple(map(str, t)) for t in df.itertuples(index=False)]  # type: ignore[misc]
+        df = pd.read_parquet(f, columns=FULL if full else KEY)
+        out += [tuple(map(str, t)) for t in df.itertuples(index=False)]
     return sorted(out)
 
 
-def compare(before: list[tuple[str, str, str]], after: list[tuple[str, str, str]]) -> dict[str, object]:
+def compare(before: list[tuple[str, ...]], after: list[tuple[str, ...]]) -> dict[str, object]:
     """Counts and the differences (as multisets: a finding given twice counts twice)."""
     a, b = Counter(map(tuple, before)), Counter(map(tuple, after))
     gone, new = a - b, b - a
     return {
         "before": sum(a.values()),
         "after": sum(b.values()),
-        "rules_before": len({r for _, r, _ in a}),
-        "rules_after": len({r for _, r, _ in b}),
+        "rules_before": len({t[1] for t in a}),
+        "rules_after": len({t[1] for t in b}),
         "only_before": sorted(gone.elements())[:50],
         "only_after": sorted(new.elements())[:50],
         "same": not gone and not new,
@@ -47,8 +54,10 @@ def compare(before: list[tuple[str, str, str]], after: list[tuple[str, str, str]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    full = "--full" in args
+    args = [a for a in args if a != "--full"]
     if len(args) == 3 and args[0] == "save":
-        Path(args[2]).write_text(json.dumps(findings_of(Path(args[1]))))
+        Path(args[2]).write_text(json.dumps(findings_of(Path(args[1]), full)))
         return 0
     if len(args) == 3 and args[0] == "compare":
         result = compare(json.loads(Path(args[1]).read_text()), json.loads(Path(args[2]).read_text()))

@@ -4,33 +4,60 @@ One unit is one log file. Records stream in batches (memory stays bounded on mul
 batch is matched against the ED 21-02 Sigma pack and any rule sets given with ``--sigma``. Each log
 also gives a coverage finding (first and last event, record count, missing record numbers) and a
 finding when it does not reach back to the start of the directive's window, 2021-01-01.
+
+EVTX logs are read as Arrow tables and everything from the rules to the findings works on arrays, without
+pandas (its import alone costs a worker more than reading a hundred small logs); JSON exports are read as pandas
+frames, which the same code accepts.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import multiprocessing
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
-from analyzers.eventlog.jsonexport import JsonLimits
-from analyzers.eventlog.reader import iter_events
 from triage.case import Case
 from triage.finding import Finding, RuleMeta
-from triage.formats.evtx import SYSTEM_COLUMNS, SYSTEM_SET, LogPart, ReadStats
+from triage.formats.evtx import (
+    SYSTEM_COLUMNS,
+    SYSTEM_SET,
+    LogPart,
+    ReadStats,
+    iter_evtx,
+    iter_evtx_range,
+    time_arrays,
+    valid_bits,
+    whole_chunks,
+)
 from triage.indicators import rule_metas
 from triage.registry import Analyzer, Option, Unit, register, signature_path
 from triage.sigma.correlation import CorrelationRule, Correlator, EventColumns, describe
 
+if TYPE_CHECKING:
+    from analyzers.eventlog.jsonexport import JsonLimits
+
 log = logging.getLogger(__name__)
 
-ED_WINDOW_START = pd.Timestamp("2021-01-01T00:00:00Z")
+# pyarrow imports pandas (when installed) on its first conversion of Python values, whoever calls it: done here,
+# in the process that plans the run, every forked worker and a big log's helper share that one import
+pa.array([], type=pa.int64())
+
+ED_WINDOW_START = datetime(2021, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MISSING = "<NA>"  # how a missing system value reads in a finding's title and location
+# a log of at least this many 64 KiB chunks (8 MiB) is read in two halves at once, the second by a helper process
+SPLIT_CHUNKS = 128
+SPLIT_KEEP_BYTES = 256 << 20  # matched rows one half may hold for the merge; beyond, the log is read in one pass
 PACK = "sigma/ed2102"
 RULES = rule_metas("rulemeta/eventlog.yaml")
 MAX_PER_RULE = 1000  # individual findings per rule and log; the rest are counted in one summary finding
@@ -56,8 +83,21 @@ KEY_FIELDS = (
 
 
 def _short(value: object, limit: int = 300) -> str:
-    text = "" if value is None or value is pd.NA else str(value)
+    text = "" if value is None else str(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _utc_text(stamp: np.datetime64) -> str:
+    """A ``datetime64[us]`` (UTC) in ISO 8601 with its offset (as pandas' ``Timestamp.isoformat``)."""
+    return (_EPOCH + timedelta(microseconds=int(stamp.astype("datetime64[us]").astype(np.int64)))).isoformat()
+
+
+def _is_table(df: Any) -> bool:
+    return isinstance(df, pa.Table)
+
+
+def _whole(col: Any) -> pa.Array:
+    return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
 
 
 class Coverage:
@@ -67,7 +107,14 @@ class Coverage:
         self.times: list[np.ndarray] = []
         self.ids: list[np.ndarray] = []
 
-    def add(self, df: pd.DataFrame) -> None:
+    def add(self, df: Any) -> None:
+        """One batch (an Arrow table or a pandas frame)."""
+        if _is_table(df):
+            stamps, timed = time_arrays(df)
+            ids = _whole(df.column("EventRecordID"))
+            self.times.append(stamps[timed].astype("datetime64[us]"))
+            self.ids.append(ids.drop_null().to_numpy(zero_copy_only=False).astype("int64", copy=False))
+            return
         ts = df["TimeCreated"].dropna()
         self.times.append(ts.to_numpy(dtype="datetime64[us]"))
         self.ids.append(df["EventRecordID"].dropna().to_numpy(dtype="int64"))
@@ -82,13 +129,13 @@ class Coverage:
         ids = np.unique(np.concatenate(self.ids)) if self.ids else np.array([], dtype="int64")
         out: dict[str, Any] = {"events_with_time": len(times), "record_ids": len(ids)}
         if len(times):
-            out["first"] = pd.Timestamp(times[0], tz="UTC").isoformat()
-            out["last"] = pd.Timestamp(times[-1], tz="UTC").isoformat()
+            out["first"] = _utc_text(times[0])
+            out["last"] = _utc_text(times[-1])
             if len(times) > 1:
                 gaps = np.diff(times)
                 i = int(np.argmax(gaps))
                 out["largest_gap_hours"] = round(float(gaps[i] / np.timedelta64(1, "h")), 2)
-                out["largest_gap_from"] = pd.Timestamp(times[i], tz="UTC").isoformat()
+                out["largest_gap_from"] = _utc_text(times[i])
         if len(ids):
             lo, hi = int(ids[0]), int(ids[-1])
             out.update(first_record_id=lo, last_record_id=hi, missing_record_ids=int(hi - lo + 1 - len(ids)))
@@ -101,21 +148,97 @@ class Coverage:
 Matches = tuple[np.ndarray, np.ndarray]  # (rule id of each match as objects, its frame row as int64)
 
 
-def _match_arrays(matches: pd.DataFrame) -> Matches:
-    """The evaluator's match frame as two arrays (rule ids, rows), the only columns findings read."""
-    return matches["rule_id"].to_numpy(dtype=object), matches["row"].to_numpy(dtype=np.int64)
+def _match_arrays(ruleset: Any, frame: Any) -> Matches:
+    """Every match of the rules over a frame as two arrays (rule ids, rows), in load order then row."""
+    ids: list[str] = []
+    found: list[np.ndarray] = []
+    for rule, rows in ruleset.iter_matches(frame):
+        ids.append(rule.id)
+        found.append(rows)
+    if not ids:
+        return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
+    counts = np.fromiter((len(r) for r in found), dtype=np.int64, count=len(found))
+    return np.asarray(ids, dtype=object)[np.repeat(np.arange(len(ids)), counts)], np.concatenate(found).astype(np.int64)
+
+
+Evaluated = tuple[Any, Matches, "tuple[np.ndarray, np.ndarray] | None"]  # table, its matches, coverage arrays
+
+
+def _reduced(table: pa.Table, matches: Matches) -> Evaluated:
+    """An evaluated batch kept for later: its matched rows only (matches renumbered into them), and the times and
+    record numbers coverage reads. Findings and correlations read nothing else of a batch."""
+    stamps, timed = time_arrays(table)
+    ids = _whole(table.column("EventRecordID"))
+    cov = (stamps[timed].astype("datetime64[us]"), ids.drop_null().to_numpy(zero_copy_only=False).astype("int64"))
+    rule_ids, rows = matches
+    keep = np.unique(rows)
+    small = table.take(pa.array(keep, type=pa.int64()))
+    return small, (rule_ids, np.searchsorted(keep, rows).astype(np.int64)), cov
+
+
+def _read_range(ruleset: Any, path: str, first: int, last: int, stats: ReadStats) -> list[Evaluated] | None:
+    """Chunks ``[first, last)`` of a log read and evaluated, kept as :func:`_reduced` batches; None when that would
+    hold more than SPLIT_KEEP_BYTES."""
+    out: list[Evaluated] = []
+    held = 0
+    for table in iter_evtx_range(path, stats, first, last):
+        part = _reduced(table, _match_arrays(ruleset, table))
+        held += part[0].nbytes
+        if held > SPLIT_KEEP_BYTES:
+            return None
+        out.append(part)
+    return out
+
+
+def _helper_main(ruleset: Any, path: str, first: int, last: int, conn: Any) -> None:
+    """The helper process of a split log: reads its half and sends ``(stats, batches)`` (None when it gave up)."""
+    _die_with_parent()
+    try:
+        stats = ReadStats()
+        parts = _read_range(ruleset, path, first, last, stats)
+        conn.send(("too much to hold", None) if parts is None else (stats, parts))
+    except Exception as exc:  # any failure here only costs the split: the worker reads the log in one pass
+        conn.send((f"{type(exc).__name__}: {exc}", None))  # said by the parent: nothing is logged from here
+    finally:
+        conn.close()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to end this process when its parent ends (a killed worker leaves no helper behind)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # another OS: the helper still ends with its work
+        pass
+
+
+def _clean(stats: ReadStats) -> bool:
+    return not (stats.warnings or stats.bad_records or stats.bad_chunks or stats.bad_values or stats.truncated)
+
+
+def _merge_stats(into: ReadStats, parts: list[ReadStats]) -> None:
+    """The stats of a log read in parts, as one pass over it gives them (parts without problems, in order)."""
+    into.backend = "evtx"
+    for part in parts:
+        into.records += part.records
+        if part.first is not None:
+            into.first = part.first if into.first is None or part.first < into.first else into.first
+            into.last = part.last if into.last is None or part.last > into.last else into.last
+        for channel, n in part.channels.items():
+            into.channels[channel] = into.channels.get(channel, 0) + n
 
 
 class _Envelope:
-    """Time and record number of every row of a batch frame, as arrays (what :class:`Coverage` reads)."""
+    """Time and record number of every row of a batch table, as arrays (what :class:`Coverage` reads)."""
 
-    def __init__(self, frame: pd.DataFrame) -> None:
-        times = frame["TimeCreated"]
-        self.times = times.to_numpy(dtype="datetime64[us]") if len(times) else np.empty(0, "datetime64[us]")
-        self.timed = ~np.isnat(self.times)
-        ids = frame["EventRecordID"]
-        self.has_id = ids.notna().to_numpy(dtype=bool)
-        self.ids = ids.to_numpy(dtype="int64", na_value=0)
+    def __init__(self, frame: pa.Table) -> None:
+        stamps, self.timed = time_arrays(frame)
+        self.times = stamps.astype("datetime64[us]")
+        ids = _whole(frame.column("EventRecordID"))
+        self.has_id = valid_bits(ids)
+        self.ids = ids.fill_null(0).to_numpy(zero_copy_only=False).astype("int64", copy=False)
 
     def part(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """One log's times and record numbers (rows ``[start, stop)``), without the missing ones."""
@@ -138,14 +261,15 @@ def _listed_rows(rule_ids: np.ndarray, rows: np.ndarray, silent: frozenset[str])
 
 
 class FrameRows:
-    """The matched rows of one event frame as dicts, built column by column (never a pandas row per match).
+    """The matched rows of one event table as dicts, built column by column (never a row object per match).
 
-    Each dict has the system columns (missing values as ``pd.NA``, a missing time as ``pd.NaT``) and the data
-    fields that have a value in that row, in the frame's column order. Also holds the frame's conversion for
-    correlation rules (:class:`EventColumns`), shared by every log of a batch frame.
+    Each dict has the system columns (None where missing; ``TimeCreated`` a UTC datetime) and the data fields
+    that have a value in that row, in the table's column order. Also holds the table's conversion for
+    correlation rules (:class:`EventColumns`), shared by every log of a batch table. Takes an Arrow table or a
+    pandas frame (JSON exports).
     """
 
-    def __init__(self, df: pd.DataFrame) -> None:
+    def __init__(self, df: Any) -> None:
         self.df = df
         self._correlation: EventColumns | None = None
 
@@ -156,48 +280,42 @@ class FrameRows:
             self._correlation = EventColumns(self.df)
         return self._correlation
 
-    def _values(self, name: str, idx: np.ndarray) -> list[Any] | None:
-        """The column's values at ``idx`` as Python objects (None where missing); None when all are missing."""
-        series = self.df[name]
-        array = series.array
-        dtype = series.dtype
-        if isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
-            chunked = pa.chunked_array(array._pa_array) if hasattr(array, "_pa_array") else pa.array(array)
-            taken = chunked.take(pa.array(idx, type=pa.int64()))
-            return None if taken.null_count == len(idx) else taken.to_pylist()
-        if isinstance(array, pd.arrays.IntegerArray):
-            mask = array._mask[idx]
-            if mask.all():
-                return None
-            data = array._data[idx].tolist()
-            return [None if m else int(v) for v, m in zip(data, mask.tolist(), strict=True)] if mask.any() else data
-        picked = series.iloc[idx]
-        missing = picked.isna().to_numpy(dtype=bool)
-        if missing.all():
-            return None
-        return [None if m else v for v, m in zip(picked.tolist(), missing.tolist(), strict=True)]
+    def _columns(self) -> list[tuple[str, Any]]:
+        if _is_table(self.df):
+            return list(zip(self.df.column_names, self.df.columns, strict=True))
+        out = []
+        for name in self.df.columns:  # a pandas frame (JSON exports): its columns as Arrow, each once
+            array = self.df[name].array
+            typed = pa.timestamp("us", tz="UTC") if name == "TimeCreated" else None
+            out.append((name, pa.array(array, type=typed)))
+        return out
 
     def rows(self, rows: list[int]) -> dict[int, dict[str, Any]]:
         """Rows (frame positions) as dicts, by position."""
         if not rows:
             return {}
-        idx = np.asarray(rows, dtype=np.int64)
-        columns: list[tuple[str, list[Any] | None, Any]] = []
-        for name in self.df.columns:
-            values = self._values(name, idx)
-            if name in SYSTEM_SET:
-                columns.append((name, values, pd.NaT if name == "TimeCreated" else pd.NA))
-            elif values is not None:
-                columns.append((name, values, None))
+        idx = pa.array(np.asarray(rows, dtype=np.int64), type=pa.int64())
+        columns: list[tuple[str, list[Any] | None, bool]] = []
+        for name, col in self._columns():
+            taken = col.take(idx)
+            system = name in SYSTEM_SET
+            if taken.null_count == len(rows):
+                if system:
+                    columns.append((name, None, True))
+                continue
+            if name == "TimeCreated":  # as UTC datetimes (Arrow gives a zone object of its own choosing)
+                micros = taken.cast(pa.int64()).to_pylist()
+                values = [None if m is None else _EPOCH + timedelta(microseconds=m) for m in micros]
+            else:
+                values = taken.to_pylist()
+            columns.append((name, values, system))
         out: dict[int, dict[str, Any]] = {}
         for i, row in enumerate(rows):
             event: dict[str, Any] = {}
-            for name, values, missing in columns:
+            for name, values, system in columns:
                 value = None if values is None else values[i]
-                if value is not None:
+                if value is not None or system:
                     event[name] = value
-                elif missing is not None:
-                    event[name] = missing
             out[row] = event
         return out
 
@@ -309,9 +427,79 @@ class EventLogs(Analyzer):
         )
         return info | {"message": message}
 
+    def _evaluated(self, unit: Unit, stats: ReadStats) -> Iterator[Evaluated]:
+        """A log's batches with their matches (and coverage arrays when a batch was kept reduced).
+
+        A big EVTX log of whole chunks is read in two halves at once: this process reads and evaluates the first,
+        a forked helper the second (EVTX chunks are independent). Both keep only their matched rows; the batches
+        then come in chunk order, so findings, the per-rule limit, correlations and coverage are exactly those of
+        one pass. When either half warns, fails, or would hold too much, the log is read in one pass instead
+        (every warning then says what it says for a whole read).
+        """
+        chunks = whole_chunks(unit.path) if unit.evidence.kind == "evtx" else None
+        # forked only from a process of one thread (a pool worker): a fork copies no other thread's held locks
+        alone = threading.active_count() == 1 and not multiprocessing.current_process().daemon
+        if chunks is not None and chunks >= SPLIT_CHUNKS and alone:
+            parts = self._split_read(str(unit.path), chunks)
+            if parts is not None:
+                halves, batches = parts
+                _merge_stats(stats, halves)
+                yield from batches
+                return
+        for df in self._batches(unit, stats):
+            yield df, _match_arrays(self.ruleset, df), None
+
+    def _split_read(self, path: str, chunks: int) -> tuple[list[ReadStats], list[Evaluated]] | None:
+        """Both halves of a log read at once (see :meth:`_evaluated`); None to read it in one pass."""
+        half = chunks // 2
+        ctx = multiprocessing.get_context("fork")
+        receive, send = ctx.Pipe(duplex=False)
+        try:
+            helper = ctx.Process(target=_helper_main, args=(self.ruleset, path, half, chunks, send), daemon=True)
+            helper.start()
+        except (OSError, AssertionError, ValueError) as exc:  # no process to spare: one pass
+            log.info("no helper for %s: %s", path, exc)
+            receive.close()
+            send.close()
+            return None
+        send.close()
+        mine = ReadStats()
+        first: list[Evaluated] | None = None
+        theirs = None
+        try:
+            first = _read_range(self.ruleset, path, 0, half, mine)
+            if first is not None and _clean(mine):
+                theirs = receive.recv()
+        except (EOFError, OSError):  # the helper died: one pass
+            theirs = None
+        finally:
+            receive.close()
+            if theirs is None:
+                helper.kill()  # its half is not wanted (or it is gone already)
+            helper.join(timeout=5)
+            if helper.is_alive():
+                helper.kill()
+                helper.join()
+        if theirs is not None and theirs[1] is None:
+            log.info("helper for %s gave up (%s): read in one pass", path, theirs[0])
+            theirs = None
+        if first is None or theirs is None or not _clean(mine) or not _clean(theirs[0]):
+            return None
+        return [mine, theirs[0]], [*first, *theirs[1]]
+
+    def _batches(self, unit: Unit, stats: ReadStats) -> Iterator[Any]:
+        """A log's batches: Arrow tables from an EVTX file, pandas frames from a JSON export."""
+        if unit.evidence.kind == "evtx":
+            return iter_evtx(unit.path, stats, arrow=True)
+        from analyzers.eventlog.reader import iter_events
+
+        return iter_events(unit.path, unit.evidence.kind, stats, limits=self._json_limits())
+
     def _json_limits(self) -> JsonLimits:
         """Reading bounds for JSON exports; options ``json_max_expanded_bytes``, ``json_max_ratio``,
         ``json_max_record_chars`` override the defaults."""
+        from analyzers.eventlog.jsonexport import JsonLimits
+
         keys = {"json_max_expanded_bytes": "max_expanded_bytes", "json_max_ratio": "max_ratio"}
         keys["json_max_record_chars"] = "max_record_chars"
         return JsonLimits(**{field: self.options[opt] for opt, field in keys.items() if opt in self.options})
@@ -336,7 +524,7 @@ class EventLogs(Analyzer):
         frame = together.frame
         view = FrameRows(frame)
         envelope = _Envelope(frame)  # what coverage reads, converted once and sliced per log
-        rule_ids, rows = _match_arrays(self.ruleset.evaluate(frame))
+        rule_ids, rows = _match_arrays(self.ruleset, frame)
         joined = [(unit, part) for unit, part in zip(logs, together.parts, strict=True) if part is not None]
         # each match's log (logs' rows are contiguous and in order), then each log's matches in their own order
         stops = np.asarray([part.stop for _, part in joined], dtype=np.int64)
@@ -371,9 +559,11 @@ class EventLogs(Analyzer):
         corr = Correlator(self.ruleset)  # correlation rules see every batch; their base rules may stay silent
         if prepared is None:
             stats = ReadStats()
-            for df in iter_events(unit.path, unit.evidence.kind, stats, limits=self._json_limits()):
-                cov.add(df)
-                matches = _match_arrays(self.ruleset.evaluate(df))
+            for df, matches, arrays in self._evaluated(unit, stats):
+                if arrays is None:
+                    cov.add(df)
+                else:
+                    cov.add_arrays(*arrays)
                 yield from self._matched(unit, FrameRows(df), matches, corr, per_rule, None)
         else:  # read and evaluated with the rest of its batch: this log's rows of the shared frame
             view, part, matches, events, envelope = prepared
@@ -445,28 +635,30 @@ class EventLogs(Analyzer):
         fields = {
             k: _short(v, 2000)
             for k, v in event.items()
-            if v is not None and v is not pd.NA and not (isinstance(v, float) and np.isnan(v)) and k != "TimeCreated"
+            if v is not None and not (isinstance(v, float) and math.isnan(v)) and k != "TimeCreated"
         }
         context = "; ".join(
-            f"{k}={_short(event.get(k), 160)}"
+            f"{k}={_short(value, 160)}"
             for k in KEY_FIELDS
-            if k in event and not pd.isna(event.get(k)) and str(event.get(k))
+            if (value := event.get(k)) is not None and str(value)
         )
         rid: Any = event.get("EventRecordID")
         created: Any = event.get("TimeCreated")
-        rid_text = "?" if pd.isna(rid) else str(int(rid))
+        rid_text = "?" if rid is None else str(int(rid))
+        channel, eid = event.get("Channel"), event.get("EventID")
+        channel = MISSING if channel is None else channel
         return unit.finding(
             meta,
-            title=f"{rule.title} ({event.get('Channel')} {event.get('EventID')}, record {rid_text})",
+            title=f"{rule.title} ({channel} {MISSING if eid is None else eid}, record {rid_text})",
             message=f"{rule.description.strip()} {context}".strip(),
-            location=f"{event.get('Channel')}#{rid_text}",
-            ts=None if pd.isna(created) else created.to_pydatetime(),
+            location=f"{channel}#{rid_text}",
+            ts=created,
             ts_desc="Event logged",
             attributes={
                 "event": fields,
                 "rule_file": self._rule_file(rule),
                 "rule_sha256": rule.sha256,
-                "computer": event.get("Computer"),
+                "computer": MISSING if (computer := event.get("Computer")) is None else computer,
             },
         )
 
@@ -486,7 +678,7 @@ class EventLogs(Analyzer):
                 title=f"{rule.title}: {describe(hit)}",
                 message=f"{rule.description.strip()} {describe(hit)}.".strip(),
                 location=f"correlation:{group or 'all'}@{hit.first.isoformat()}",
-                ts=hit.first.to_pydatetime(),
+                ts=hit.first,
                 ts_desc="First event of the burst",
                 attributes={
                     "correlation_type": rule.type,
@@ -521,7 +713,7 @@ class EventLogs(Analyzer):
             "compression": stats.compression,
             "encoding": stats.encoding,
             "channels": stats.channels,
-            "reaches_window_start": bool(cov.get("first") and pd.Timestamp(cov["first"]) <= ED_WINDOW_START),
+            "reaches_window_start": bool(cov.get("first") and datetime.fromisoformat(cov["first"]) <= ED_WINDOW_START),
         }
         name = Path(unit.logical_path).name
         first = cov.get("first")
@@ -535,7 +727,7 @@ class EventLogs(Analyzer):
             ts_desc="First event in log",
             attributes=attrs,
         )
-        if stats.records and first and pd.Timestamp(first) > ED_WINDOW_START:
+        if stats.records and first and datetime.fromisoformat(first) > ED_WINDOW_START:
             yield unit.finding(
                 RULES["TRIAGE-EVT-COV-001"],
                 title=f"{name} starts {first[:10]}, after the directive window began (2021-01-01)",

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
-
 from triage.formats.evtx import BATCH, Batcher, ReadStats, iter_evtx
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from analyzers.eventlog.jsonexport import JsonLimits
 
 

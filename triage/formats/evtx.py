@@ -1,4 +1,4 @@
-"""EVTX files as typed pandas batches of Windows event records: the one EVTX reader of the product.
+"""EVTX files as typed batches of Windows event records (Arrow tables or pandas frames): the one EVTX reader.
 
 Backends: the Rust ``evtx`` package (fast; told to skip bad chunks, which it reports as warnings), and
 ``python-evtx`` as the fallback for files the first cannot open (it walks every chunk whose magic checks,
@@ -7,6 +7,10 @@ becomes a column under its own name, as Sigma's Windows field names expect, and 
 ``Message`` column. A system value that does not fit int64 is dropped with a warning; its record stays.
 The record model here (:class:`ReadStats`, :func:`flatten_event`, :func:`to_frame`) is shared with the
 event-log analyzer's reader of JSON exports (``analyzers.eventlog.reader``).
+
+Batches are built as Arrow tables (:func:`table_from_json`); the pandas frames callers know are those tables
+wrapped without copying (:func:`table_to_frame`). pandas is imported only when a pandas frame is asked for or a
+rare value needs its general conversion, so the event-log analyzer's Arrow path runs without it.
 """
 
 from __future__ import annotations
@@ -19,14 +23,18 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from triage.tasks import paused_gc
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +64,15 @@ SYSTEM_COLUMNS = (
     "EventSourceName",
 )
 INT_COLUMNS = ("EventRecordID", "EventID", "Level", "Task", "Opcode", "ProcessID", "ThreadID", "Version", "Qualifiers")
-STRING = pd.StringDtype("pyarrow")
 SYSTEM_SET = frozenset(SYSTEM_COLUMNS)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "STRING":  # the pandas string dtype of every text column (pandas imported on first use)
+        import pandas as pd
+
+        return pd.StringDtype("pyarrow")
+    raise AttributeError(name)
 
 
 @dataclass
@@ -69,8 +84,8 @@ class ReadStats:
     bad_records: int = 0
     bad_chunks: int = 0
     warnings: list[str] = field(default_factory=list)
-    first: pd.Timestamp | None = None
-    last: pd.Timestamp | None = None
+    first: Any = None  # earliest and latest event time (pd.Timestamp, or a UTC datetime from an Arrow table)
+    last: Any = None
     channels: dict[str, int] = field(default_factory=dict)
     truncated: bool = False
     bad_values: int = 0  # values dropped (out of range) or repaired, records kept
@@ -84,7 +99,10 @@ class ReadStats:
         elif len(self.warnings) == 200:
             self.warnings.append("(further warnings not recorded)")
 
-    def see(self, frame: pd.DataFrame) -> None:
+    def see(self, frame: pd.DataFrame | pa.Table) -> None:
+        if isinstance(frame, pa.Table):
+            self._see_table(frame)
+            return
         self.records += len(frame)
         ts = frame["TimeCreated"].dropna()
         if len(ts):
@@ -93,6 +111,52 @@ class ReadStats:
             self.last = hi if self.last is None or hi > self.last else self.last
         for ch, n in frame["Channel"].value_counts().items():
             self.channels[str(ch)] = self.channels.get(str(ch), 0) + int(n)
+
+    def _see_table(self, table: pa.Table) -> None:
+        """:meth:`see` over an Arrow table (no pandas): the same counts, times as UTC datetimes."""
+        self.records += table.num_rows
+        stamps, timed = time_arrays(table)
+        if timed.any():
+            when = stamps[timed]
+            lo, hi = _utc(int(when.min())), _utc(int(when.max()))
+            self.first = lo if self.first is None or lo < self.first else self.first
+            self.last = hi if self.last is None or hi > self.last else self.last
+        counts = channel_counts(table, 0, table.num_rows)
+        for ch, n in sorted(counts.items(), key=lambda item: -item[1]):  # most frequent first, as pandas counts
+            self.channels[ch] = self.channels.get(ch, 0) + n
+
+
+def _utc(micros: int) -> datetime:
+    """Microseconds since the epoch as a UTC datetime."""
+    return datetime.fromtimestamp(0, UTC) + np.timedelta64(micros, "us").item()
+
+
+def time_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """``TimeCreated`` of a table as (microseconds since the epoch as int64, True where the time is known)."""
+    col = table.column("TimeCreated")
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    if not len(arr):
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=bool)
+    stamps = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    return stamps, valid_bits(arr)
+
+
+def valid_bits(arr: pa.Array) -> np.ndarray:
+    """True where an Arrow array has a value."""
+    if not arr.null_count:
+        return np.ones(len(arr), dtype=bool)
+    return np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def channel_counts(table: pa.Table, start: int, stop: int) -> dict[str, int]:
+    """Events per channel in rows ``[start, stop)`` of a table (what :meth:`ReadStats.see` counts)."""
+    col = table.column("Channel").slice(start, stop - start)
+    counts = pc.value_counts(col.combine_chunks() if col.num_chunks != 1 else col.chunk(0))
+    out: dict[str, int] = {}
+    for item in counts.to_pylist():
+        if item["values"] is not None:
+            out[str(item["values"])] = int(item["counts"])
+    return out
 
 
 # -- flattening ---------------------------------------------------------------------------------------
@@ -244,6 +308,8 @@ def to_frame(rows: list[dict[str, Any]], stats: ReadStats | None = None) -> pd.D
     A system value that is not a number in int64's range (a corrupt record, a hostile export) is
     dropped with a warning; the record stays.
     """
+    import pandas as pd
+
     df = pd.DataFrame.from_records(rows)
     for col in SYSTEM_COLUMNS:
         if col not in df.columns:
@@ -254,7 +320,7 @@ def to_frame(rows: list[dict[str, Any]], stats: ReadStats | None = None) -> pd.D
         df[col] = _int64_column(df[col], col, stats)
     data_cols = [c for c in df.columns if c not in SYSTEM_COLUMNS]
     for col in [*data_cols, "Provider", "Channel", "Computer", "Keywords", "UserID", "EventSourceName"]:
-        df[col] = df[col].astype(STRING)
+        df[col] = df[col].astype(pd.StringDtype("pyarrow"))
     return df[[*SYSTEM_COLUMNS, *sorted(data_cols)]]
 
 
@@ -263,6 +329,8 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 def _int64_column(values: pd.Series, col: str, stats: ReadStats | None) -> pd.Series:
     """A column as nullable Int64; values out of range or not numbers become NA (counted, warned)."""
+    import pandas as pd
+
     if values.dtype == "int64":
         return values.astype("Int64")
     try:
@@ -370,6 +438,12 @@ def _system_row(system: dict[str, Any]) -> tuple[Any, ...]:
 
 def _text_array(values: Sequence[Any]) -> pa.Array | None:
     """Data values (text, int or None) as one Arrow string array; None when another type is among them."""
+    first = next((v for v in values if v is not None), None)
+    if type(first) is str:  # the common case, converted without Arrow's type inference (several times slower)
+        try:
+            return pa.array(values, type=_LARGE_STRING, from_pandas=False)
+        except (pa.ArrowException, OverflowError, ValueError, TypeError):
+            pass  # other types among the texts: inferred below
     try:
         arr = pa.array(values, from_pandas=False)
     except (pa.ArrowException, OverflowError, ValueError, TypeError):
@@ -398,30 +472,138 @@ def _bad_value_rows(values: Sequence[Any]) -> list[int]:
 
 
 def _scatter(pieces: list[tuple[np.ndarray, pa.Array]], n: int) -> pa.Array:
-    """One column of ``n`` rows from pieces ``(row positions, values)``; rows in no piece are null."""
+    """One string column of ``n`` rows from pieces ``(row positions, values)``; rows in no piece are null.
+
+    Built from the values' own buffers (offsets spread over the rows with numpy, the character data shared), not
+    with a gather of ``n`` positions: a frame of many logs has hundreds of columns, most with a value in few rows.
+    """
     if len(pieces) == 1 and len(pieces[0][0]) == n and (n == 0 or pieces[0][0][-1] == n - 1):
         return pieces[0][1]  # one shape covering every row in order: no copy
     rows = np.concatenate([p[0] for p in pieces])
-    values = pa.concat_arrays([p[1] for p in pieces])
-    where = np.full(n, -1, dtype=np.int64)
-    where[rows] = np.arange(len(rows), dtype=np.int64)
-    return values.take(pa.array(where, mask=where < 0))
+    values = pa.concat_arrays([p[1] for p in pieces]) if len(pieces) > 1 else pieces[0][1]
+    if len(rows) > 1 and not (np.diff(rows) > 0).all():  # pieces of several templates interleave: row order
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        values = values.take(_index_array(order))
+    buffers = values.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
+    lengths = np.zeros(n + 1, dtype=np.int64)
+    lengths[rows + 1] = np.diff(offsets)
+    spread = np.cumsum(lengths)
+    spread += offsets[0] if len(offsets) else 0
+    valid = np.zeros(n, dtype=bool)
+    valid[rows] = valid_bits(values)
+    data = buffers[2] if buffers[2] is not None else pa.py_buffer(b"")
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
+    nulls = n - int(valid.sum())
+    return pa.Array.from_buffers(_LARGE_STRING, n, [bitmap, pa.py_buffer(spread), data], null_count=nulls)
 
 
-def _string_array(arr: pa.Array) -> Any:
-    return pd.arrays.ArrowStringArray(pa.chunked_array([arr], type=_LARGE_STRING))
+def _index_array(positions: np.ndarray) -> pa.Array:
+    """int64 positions as an Arrow array (from the numpy buffer, without a conversion call)."""
+    data = np.ascontiguousarray(positions, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(data), [None, pa.py_buffer(data)])
 
 
-def _int_array(values: tuple[Any, ...], col: str, stats: ReadStats | None) -> Any:
+_ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$"  # what the evtx package writes
+# finer than microseconds, after 1970 (where cutting digits and pandas' flooring of the epoch count agree)
+_ISO_UTC_FINE = r"^(19[7-9]\d|[2-9]\d{3})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$"
+_TIME = pa.timestamp("us", tz="UTC")
+
+
+def _time_array(values: Sequence[Any]) -> pa.Array:
+    """``SystemTime`` texts as UTC microsecond times; what is not a time becomes null (as pandas' coercion).
+
+    The evtx package's own form (``2021-03-02T10:00:00.123456Z``) is converted by Arrow; any other value sends
+    the batch through pandas' ISO 8601 parser, the reference for every other shape.
+    """
+    texts = values
+    if not all(v is None or type(v) is str for v in values):  # as pandas' string conversion renders them
+        texts = [None if v is None else str(v) for v in values]
+    try:
+        arr = pa.array(texts, type=_LARGE_STRING, from_pandas=False)
+    except (pa.ArrowException, ValueError, TypeError):
+        arr = None
+    if arr is not None:
+        valid = arr.drop_null()
+        if not len(valid) or pc.all(pc.match_substring_regex(valid, _ISO_UTC)).as_py():
+            return arr.cast(_TIME)
+        if pc.all(pc.match_substring_regex(valid, _ISO_UTC_FINE)).as_py():
+            # 100 ns (Windows) or ns digits: cut to microseconds, as pandas' conversion to microseconds does
+            return pc.replace_substring_regex(arr, r"(\.\d{6})\d{1,3}Z$", r"\1Z").cast(_TIME)
+    import pandas as pd
+
+    ts = pd.Series(values, dtype=object).astype("string")
+    when = pd.to_datetime(ts, utc=True, format="ISO8601", errors="coerce").astype("datetime64[us, UTC]")
+    return pa.array(when.array, type=_TIME)
+
+
+def _int_array(values: tuple[Any, ...], col: str, stats: ReadStats | None) -> pa.Array:
+    """System numbers as int64 (null where missing); other values through pandas' conversion (:func:`to_frame`'s)."""
     try:
         arr = pa.array(values, from_pandas=False)
     except (pa.ArrowException, OverflowError, ValueError, TypeError):
         arr = None
     if arr is not None and (pa.types.is_int64(arr.type) or pa.types.is_null(arr.type)):
-        mask = arr.is_null().to_numpy(zero_copy_only=False)
-        data = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
-        return pd.arrays.IntegerArray(data, mask)
-    return _int64_column(pd.Series(list(values)), col, stats).array  # the general conversion, as to_frame's
+        return arr.cast(pa.int64())
+    numbers = _whole_numbers(values)
+    if numbers is not None:
+        return pa.array(numbers, type=pa.int64())
+    import pandas as pd
+
+    return pa.array(_int64_column(pd.Series(list(values)), col, stats).array, type=pa.int64())
+
+
+_DIGITS = re.compile(r"[+-]?\d+", re.ASCII)
+
+
+def _whole_numbers(values: Sequence[Any]) -> list[int | None] | None:
+    """Ints and decimal integer texts (blanks around allowed) as ints within int64, as pandas' ``to_numeric``
+    reads them; None when any value needs its general conversion (another form, or beyond int64)."""
+    out: list[int | None] = []
+    for value in values:
+        kind = type(value)
+        if value is None or kind is int:
+            number = value
+        elif kind is str and _DIGITS.fullmatch(text := value.strip(" \t\n\r\f\v")):
+            number = int(text)
+        else:
+            return None
+        if number is not None and not _INT64_MIN <= number <= _INT64_MAX:
+            return None
+        out.append(number)
+    return out
+
+
+def _system_strings(values: Sequence[Any]) -> pa.Array:
+    """System text values as a large string array (pandas' string conversion when not all are text)."""
+    try:
+        return pa.array(values, type=_LARGE_STRING, from_pandas=False)
+    except (pa.ArrowException, ValueError, TypeError):
+        pass
+    if all(v is None or type(v) in (str, int) for v in values):  # numbers among texts: as pandas writes them
+        return pa.array([v if v is None or type(v) is str else str(v) for v in values], type=_LARGE_STRING)
+    import pandas as pd
+
+    return pa.array(pd.Series(list(values)).astype(pd.StringDtype("pyarrow")).array, type=_LARGE_STRING)
+
+
+def table_to_frame(table: pa.Table) -> pd.DataFrame:
+    """A batch table as the typed pandas frame (:func:`to_frame`'s dtypes), columns wrapped without copying."""
+    import pandas as pd
+
+    out: dict[str, Any] = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        if name == "TimeCreated":
+            out[name] = col.to_pandas().astype("datetime64[us, UTC]").array
+        elif name in INT_COLUMNS:
+            arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+            mask = ~valid_bits(arr)
+            data = arr.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+            out[name] = pd.arrays.IntegerArray(data, mask)
+        else:
+            out[name] = pd.arrays.ArrowStringArray(pa.chunked_array(col.chunks, type=_LARGE_STRING))
+    return pd.DataFrame(out, index=pd.RangeIndex(table.num_rows), copy=False)
 
 
 def frame_from_json(
@@ -429,16 +611,27 @@ def frame_from_json(
 ) -> pd.DataFrame | None:
     """Records as the evtx package renders them (``(record number, JSON text)``) to the typed frame.
 
-    The same frame as :func:`to_frame` over :func:`flatten_event` rows, built column by column: the texts are
-    parsed one by one, records are grouped by the names of their EventData fields (one group per event
-    template) and each group's values become Arrow string arrays without a per-record row dict. A record of
-    another shape (UserData, classic unnamed data, non-text values, JSON of another tool) is flattened by
-    :func:`flatten_event`; a record that cannot be parsed costs only itself (counted, warned). ``keep``
-    filters the flat system row (a dict of system columns) of each record. None when no record is left.
+    The same frame as :func:`to_frame` over :func:`flatten_event` rows: :func:`table_from_json` wrapped as pandas.
     """
-    with paused_gc():  # the batch's objects all live until the frame is built: collections would only rescan them
-        return _frame_from_json(texts, stats, keep)
+    table = table_from_json(texts, stats, keep)
+    return None if table is None else table_to_frame(table)
 
+
+def table_from_json(
+    texts: Sequence[tuple[Any, str]], stats: ReadStats | None = None, keep: Callable[[Any], bool] | None = None
+) -> pa.Table | None:
+    """Records as the evtx package renders them (``(record number, JSON text)``) to an Arrow table.
+
+    Built column by column: the texts are parsed one by one, records are grouped by the names of their
+    EventData fields (one group per event template) and each group's values become Arrow string arrays without
+    a per-record row dict. A record of another shape (UserData, classic unnamed data, non-text values, JSON of
+    another tool) is flattened by :func:`flatten_event`; a record that cannot be parsed costs only itself
+    (counted, warned). ``keep`` filters the flat system row (a dict of system columns) of each record. Columns:
+    the system columns (``TimeCreated`` UTC microseconds, the numbers int64, the rest large strings), then the
+    data fields (large strings) by name. None when no record is left.
+    """
+    with paused_gc():  # the batch's objects all live until the table is built: collections would only rescan them
+        return _frame_from_json(texts, stats, keep)
 
 
 def _frame_from_json(
@@ -446,8 +639,8 @@ def _frame_from_json(
     stats: ReadStats | None,
     keep: Callable[[Any], bool] | None,
     kept: list[int] | None = None,
-) -> pd.DataFrame | None:
-    """:func:`frame_from_json`; ``kept`` (when given) receives the position in ``texts`` of each row's record."""
+) -> pa.Table | None:
+    """:func:`table_from_json`; ``kept`` (when given) receives the position in ``texts`` of each row's record."""
     docs: list[Any] = []
     for number, text in texts:
         try:
@@ -540,23 +733,20 @@ def _frame_from_json(
                 arr = pa.array([None if v is None else str(v) for v in values], type=_LARGE_STRING)
             pieces.setdefault(name, []).append((np.asarray(rows, dtype=np.int64), arr))
     system = list(zip(*system_rows, strict=True))
-    # columns as arrays, not Series: a frame from Series aligns every index, a third of a small log's read
-    out: dict[str, Any] = {}
+    names: list[str] = []
+    arrays: list[pa.Array] = []
     for col, values in zip(SYSTEM_COLUMNS, system, strict=True):
         if col == "TimeCreated":
-            ts = pd.Series(values, dtype=object).astype("string")
-            when = pd.to_datetime(ts, utc=True, format="ISO8601", errors="coerce")
-            out[col] = when.astype("datetime64[us, UTC]").array
+            arrays.append(_time_array(values))
         elif col in _STRING_SYSTEM:
-            try:
-                out[col] = _string_array(pa.array(values, type=_LARGE_STRING, from_pandas=False))
-            except (pa.ArrowException, ValueError, TypeError):
-                out[col] = pd.Series(list(values)).astype(STRING).array
+            arrays.append(_system_strings(values))
         else:
-            out[col] = _int_array(values, col, stats)
+            arrays.append(_int_array(values, col, stats))
+        names.append(col)
     for name in sorted(pieces):
-        out[name] = _string_array(_scatter(pieces[name], n))
-    return pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)
+        names.append(name)
+        arrays.append(_scatter(pieces[name], n))
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 def _general_row(system_row: tuple[Any, ...], keys: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
@@ -668,27 +858,34 @@ class Batcher:
 
 
 def iter_evtx(
-    path: str | Path, stats: ReadStats, batch: int = BATCH, *, columnar: bool = True
-) -> Iterator[pd.DataFrame]:
-    """Batches of events from an EVTX file, keeping every readable record.
+    path: str | Path, stats: ReadStats, batch: int = BATCH, *, columnar: bool = True, arrow: bool = False
+) -> Iterator[Any]:
+    """Batches of events from an EVTX file, keeping every readable record: pandas frames, or with ``arrow``
+    the same batches as Arrow tables (:func:`table_from_json`; no pandas on the evtx package's path).
 
     ``columnar`` (the default) builds each batch's columns straight from the parser's JSON
     (:func:`frame_from_json`); ``columnar=False`` is the record-by-record reference path (:func:`flatten_event`
     rows into :func:`to_frame`), kept to prove both give the same frames.
     """
     if not columnar:
-        yield from _iter_evtx_rows(Path(path), stats, batch)
+        frames = _iter_evtx_rows(Path(path), stats, batch)
+        yield from (map(frame_to_table, frames) if arrow else frames)
         return
     path = Path(path)
     stats.backend = "evtx"
     pending: list[tuple[Any, str]] = []
 
-    def take() -> pd.DataFrame | None:
-        frame = frame_from_json(pending, stats)
+    def done(table: pa.Table | None) -> Any:
+        if table is None:
+            return None
+        batch = table if arrow else table_to_frame(table)
+        stats.see(batch)  # a pandas caller keeps pandas times in its stats (first, last), as before
+        return batch
+
+    def take() -> Any:
+        table = table_from_json(pending, stats)
         pending.clear()
-        if frame is not None:
-            stats.see(frame)
-        return frame
+        return done(table)
 
     try:
         for item in _parse_rust_json(str(path), stats, first_chunk=0):
@@ -699,7 +896,8 @@ def iter_evtx(
         if stats.records or pending:
             stats.warn(f"evtx stopped after {stats.records + len(pending)} records: {exc}")
         else:
-            yield from _python_fallback(path, stats, batch, exc)
+            frames = _python_fallback(path, stats, batch, exc)
+            yield from (map(frame_to_table, frames) if arrow else frames)
             return
     if (frame := take()) is not None:
         yield frame
@@ -707,10 +905,19 @@ def iter_evtx(
     if tail is not None:
         before = stats.records
         texts, size = tail
-        if (frame := frame_from_json(texts, stats, keep=_cut_record(stats))) is not None:
-            stats.see(frame)
+        if (frame := done(table_from_json(texts, stats, keep=_cut_record(stats)))) is not None:
             yield frame
         _warn_truncated(stats, size, stats.records - before, before)
+
+
+def frame_to_table(frame: pd.DataFrame) -> pa.Table:
+    """A typed batch frame (:func:`to_frame`) as the Arrow table :func:`table_from_json` gives."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    fields = [
+        pa.field(f.name, _TIME if f.name == "TimeCreated" else pa.int64() if f.name in INT_COLUMNS else _LARGE_STRING)
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
 
 
 def _python_fallback(path: Path, stats: ReadStats, batch: int, exc: BaseException) -> Iterator[pd.DataFrame]:
@@ -813,6 +1020,93 @@ def _warn_truncated(stats: ReadStats, tail: int, recovered: int, before: int) ->
     )
 
 
+# -- a log read in chunk ranges (a big log split between processes) ------------------------------------------
+def whole_chunks(path: str | Path) -> int | None:
+    """The number of chunks of an EVTX file that is its header and whole chunks; None for any other size."""
+    size = Path(path).stat().st_size
+    if size <= FILE_HEADER or (size - FILE_HEADER) % CHUNK_SIZE:
+        return None
+    return (size - FILE_HEADER) // CHUNK_SIZE
+
+
+class ChunkRange(io.RawIOBase):
+    """A read-only view of an EVTX file as its header followed by chunks ``[first, last)`` only.
+
+    EVTX chunks are independent 64 KiB units (their own string and template tables), so the parser reads such a
+    view as a log of those chunks: the same records, with the same record numbers, as the whole file gives there.
+    """
+
+    def __init__(self, path: str | Path, first: int, last: int) -> None:
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed with this view
+        self._header = self._file.read(FILE_HEADER)
+        self._first = first
+        self._size = FILE_HEADER + (last - first) * CHUNK_SIZE
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._size - self._pos)
+        if want <= 0:
+            return 0
+        if self._pos < FILE_HEADER:
+            n = min(want, FILE_HEADER - self._pos)
+            view[:n] = self._header[self._pos : self._pos + n]
+        else:
+            self._file.seek(self._first * CHUNK_SIZE + self._pos)
+            n = self._file.readinto(view[:want]) or 0
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def iter_evtx_range(
+    path: str | Path, stats: ReadStats, first: int, last: int, batch: int = BATCH
+) -> Iterator[pa.Table]:
+    """Arrow batches of the records in chunks ``[first, last)`` of a log of whole chunks (see :func:`whole_chunks`).
+
+    Rows are those :func:`iter_evtx` gives for these chunks; problems are warnings in ``stats`` (the parser numbers
+    chunks from ``first`` there), never raised.
+    """
+    stats.backend = "evtx"
+    pending: list[tuple[Any, str]] = []
+
+    def take() -> pa.Table | None:
+        table = table_from_json(pending, stats)
+        pending.clear()
+        if table is not None:
+            stats.see(table)
+        return table
+
+    with ChunkRange(path, first, last) as view:
+        try:
+            for item in _parse_rust_json(view, stats, first_chunk=first):  # type: ignore[arg-type]
+                pending.append(item)
+                if len(pending) >= batch and (table := take()) is not None:
+                    yield table
+        except (RuntimeError, OSError, ValueError) as exc:
+            stats.warn(f"evtx stopped after {stats.records + len(pending)} records of chunks {first}-{last}: {exc}")
+        if (table := take()) is not None:
+            yield table
+
+
 # -- several small logs in one frame -------------------------------------------------------------------------
 @dataclass
 class LogPart:
@@ -831,7 +1125,7 @@ class LogsTogether:
     open, a truncated one, one with any reading warning, or one past the record budget.
     """
 
-    frame: pd.DataFrame
+    frame: pa.Table
     parts: list[LogPart | None]
 
 
@@ -866,19 +1160,24 @@ def read_together(paths: Sequence[str | Path], max_records: int = 4 * BATCH) -> 
     shared = ReadStats()
     kept: list[int] = []
     with paused_gc():
-        frame = _frame_from_json(texts, shared, None, kept)
+        frame = _frame_from_json(texts, shared, None, kept)  # an Arrow table: no pandas on this path
     if shared.warnings or shared.bad_records or shared.bad_values:
         return None
     if frame is None:  # every joined log is empty
-        frame = to_frame([])
+        frame = pa.Table.from_arrays(
+            [pa.array([], type=_TIME if c == "TimeCreated" else pa.int64() if c in INT_COLUMNS else _LARGE_STRING)
+             for c in SYSTEM_COLUMNS],
+            names=list(SYSTEM_COLUMNS),
+        )
     # each log's first row: the first kept record at or after its first text
     firsts = np.searchsorted(np.asarray(kept, dtype=np.int64), np.asarray([*starts, len(texts)], dtype=np.int64))
     out: list[LogPart | None] = []
-    # what ReadStats.see counts, for every log from two whole-frame arrays (a pandas call per log costs ~4 ms)
-    codes, names = pd.factorize(frame["Channel"], use_na_sentinel=True)
-    times = frame["TimeCreated"].array
-    stamps = times.asi8 if len(times) else np.empty(0, dtype=np.int64)
-    timed = ~np.asarray(times.isna())
+    # what ReadStats.see counts, for every log from whole-table arrays (a call per log would cost more)
+    channel = frame.column("Channel")
+    encoded = pc.dictionary_encode(channel.combine_chunks() if channel.num_chunks != 1 else channel.chunk(0))
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    names = encoded.dictionary.to_pylist()
+    stamps, timed = time_arrays(frame)
     joined = iter(range(len(starts)))
     for mine_stats in parts:
         if mine_stats is None:
@@ -889,8 +1188,8 @@ def read_together(paths: Sequence[str | Path], max_records: int = 4 * BATCH) -> 
         mine_stats.records = b - a
         if timed[a:b].any():
             when = stamps[a:b][timed[a:b]]
-            mine_stats.first = pd.Timestamp(int(when.min()), unit="us", tz="UTC")
-            mine_stats.last = pd.Timestamp(int(when.max()), unit="us", tz="UTC")
+            mine_stats.first = _utc(int(when.min()))
+            mine_stats.last = _utc(int(when.max()))
         mine = codes[a:b]
         for code, n in zip(*np.unique(mine[mine >= 0], return_counts=True), strict=True):
             mine_stats.channels[str(names[code])] = int(n)

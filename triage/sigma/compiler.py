@@ -22,7 +22,6 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from sigma.conditions import (
@@ -386,6 +385,8 @@ class StringTest:
             return to_bool_array(pc.is_valid(arr))
         out: np.ndarray | None = None
         if self.py_regex is not None:
+            import pandas as pd  # only for patterns RE2 cannot run (the event-log path stays free of pandas)
+
             series = pd.Series(arr.to_numpy(zero_copy_only=False), dtype=object)
             out = series.str.contains(self.py_regex, regex=True, na=False).to_numpy(dtype=bool)
         for kind, arg in self.ops:

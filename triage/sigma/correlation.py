@@ -25,12 +25,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+
+from triage.formats.evtx import valid_bits
 
 if TYPE_CHECKING:
+    import pandas as pd
     from sigma.correlations import SigmaCorrelationRule
 
     from triage.sigma.engine import RuleSet
@@ -102,8 +106,8 @@ class CorrelationHit:
 
     rule: CorrelationRule
     group: dict[str, str]
-    first: pd.Timestamp
-    last: pd.Timestamp
+    first: datetime  # UTC
+    last: datetime
     events: int  # base-rule events in the burst
     peak: int  # the highest window value (event count, distinct values or distinct rules) in the burst
     values: tuple[str, ...] = ()  # value_count: distinct values seen (first 20); temporal: base rule ids
@@ -227,75 +231,141 @@ def silent_rule_ids(correlations: Iterable[CorrelationRule]) -> frozenset[str]:
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
-def _column(df: pd.DataFrame, name: str, lower: dict[str, str]) -> pd.Series | None:
-    col = name if name in df.columns else lower.get(name.lower())
-    return None if col is None else df[col]
+_NAT = np.iinfo(np.int64).min
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+Events = dict[str, np.ndarray]  # the matched events of one correlation: equal-length columns t, rec, rule, g0.., v
 
 
-def _strings(series: pd.Series | None, rows: np.ndarray) -> np.ndarray:
-    if series is None:
-        return np.full(len(rows), NO_VALUE, dtype=object)
-    values = series.iloc[rows]
-    out = values.astype("string").fillna(NO_VALUE).to_numpy(dtype=object)
-    return out
+def _utc(ns: int) -> datetime:
+    """Nanoseconds since the epoch as a UTC datetime (event times carry microseconds)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
-def _record_ids(series: pd.Series | None, rows: np.ndarray) -> np.ndarray:
-    """Record numbers of the rows as int64; -1 where missing, not a number or beyond int64."""
-    out = np.full(len(rows), -1, dtype=np.int64)
-    if series is None:
-        return out
-    num = pd.to_numeric(series.iloc[rows], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    ok = np.isfinite(num) & (np.abs(num) < 2**62)
-    out[ok] = num[ok].astype(np.int64)
-    return out
+def _codes(values: np.ndarray) -> np.ndarray:
+    """Each value's number in order of first appearance (as ``pandas.factorize``)."""
+    seen: dict[Any, int] = {}
+    return np.fromiter((seen.setdefault(x, len(seen)) for x in values.tolist()), dtype=np.int64, count=len(values))
 
 
-def _times(series: pd.Series) -> np.ndarray:
-    ts = pd.to_datetime(series, utc=True, errors="coerce")
-    return ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
+def _group_codes(columns: list[np.ndarray], n: int) -> np.ndarray:
+    """Group number of each row over several key columns, in order of first appearance (an unsorted groupby)."""
+    if not columns:
+        return np.zeros(n, dtype=np.int64)
+    if len(columns) == 1:
+        return _codes(columns[0])
+    seen: dict[tuple[Any, ...], int] = {}
+    keys = zip(*(c.tolist() for c in columns), strict=True)
+    return np.fromiter((seen.setdefault(k, len(seen)) for k in keys), dtype=np.int64, count=n)
+
+
+def _distinct_per_group(g: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """For each row, how many distinct codes its group has."""
+    if not len(g):
+        return np.zeros(0, dtype=np.int64)
+    pairs = np.unique(np.stack([g, codes], axis=1), axis=0)
+    per_group = np.bincount(pairs[:, 0], minlength=int(g.max()) + 1)
+    return per_group[g].astype(np.int64)
+
+
+def _first_seen(values: np.ndarray) -> list[Any]:
+    """Distinct values in order of first appearance (as ``pandas.unique``)."""
+    return list(dict.fromkeys(values.tolist()))
 
 
 class EventColumns:
-    """What correlations read of an event frame, converted once per frame (whole columns, not per match).
+    """What correlations read of an event table, converted once per table (whole columns, not per match).
 
-    A frame shared by many logs is read by one :class:`Correlator` per log: converting the time, record and
-    group-by columns once and indexing them by row keeps each log's cost to its own matches.
+    A table shared by many logs is read by one :class:`Correlator` per log: converting the time, record and
+    group-by columns once and indexing them by row keeps each log's cost to its own matches. Takes an Arrow
+    table (the event-log path, no pandas) or a pandas frame.
     """
 
-    def __init__(self, df: pd.DataFrame) -> None:
+    def __init__(self, df: Any) -> None:
         self.df = df
         self.n = len(df)
-        self.lower = {str(c).lower(): str(c) for c in df.columns}
+        self.table = df if isinstance(df, pa.Table) else None
+        names = df.column_names if self.table is not None else df.columns
+        self.lower = {str(c).lower(): str(c) for c in names}
+        self._names = frozenset(names)
         self._strings: dict[str, np.ndarray | None] = {}
         self._times: np.ndarray | None = None
         self._records: np.ndarray | None = None
 
+    def _name(self, name: str) -> str | None:
+        return name if name in self._names else self.lower.get(name.lower())
+
+    def _arrow(self, name: str) -> pa.Array:
+        col = self.table.column(name)  # type: ignore[union-attr]
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+
     def times(self, rows: np.ndarray) -> np.ndarray:
         """Nanoseconds since the epoch (UTC) of the rows; int64's minimum where there is no readable time."""
         if self._times is None:
-            series = _column(self.df, "TimeCreated", self.lower)
-            if series is None:
-                self._times = np.full(self.n, np.iinfo(np.int64).min, dtype=np.int64)
-            elif not pd.api.types.is_datetime64_any_dtype(series.dtype):
-                return _times(series.iloc[rows])  # text: its format is inferred from the rows' own values
+            name = self._name("TimeCreated")
+            if name is None:
+                self._times = np.full(self.n, _NAT, dtype=np.int64)
+            elif self.table is not None and pa.types.is_timestamp(self._arrow(name).type):
+                arr = self._arrow(name)
+                unit = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1000, "ns": 1}[arr.type.unit]
+                raw = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+                # a time beyond what nanoseconds since the epoch can hold (years past 2262) has no place in a window
+                fits = valid_bits(arr) & (np.abs(raw) < np.iinfo(np.int64).max // unit)
+                self._times = np.where(fits, raw * unit, _NAT)
             else:
-                self._times = _times(series)
+                import pandas as pd
+
+                series = self._series(name)
+                if not pd.api.types.is_datetime64_any_dtype(series.dtype):
+                    return _pandas_times(series.iloc[rows])  # text: its format is inferred from the rows' own values
+                self._times = _pandas_times(series)
         return self._times[rows]
 
+    def _series(self, name: str) -> pd.Series:
+        if self.table is not None:
+            return self._arrow(name).to_pandas()
+        return self.df[name]
+
     def records(self, rows: np.ndarray) -> np.ndarray:
-        """Record numbers of the rows (see :func:`_record_ids`)."""
+        """Record numbers of the rows as int64; -1 where missing, not a number or beyond int64."""
         if self._records is None:
-            self._records = _record_ids(_column(self.df, "EventRecordID", self.lower), np.arange(self.n))
+            out = np.full(self.n, -1, dtype=np.int64)
+            name = self._name("EventRecordID")
+            if name is not None:
+                if self.table is not None and pa.types.is_integer(self._arrow(name).type):
+                    num = self._arrow(name).cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+                else:
+                    import pandas as pd
+
+                    num = pd.to_numeric(self._series(name), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+                ok = np.isfinite(num) & (np.abs(num) < 2**62)
+                out[ok] = num[ok].astype(np.int64)
+            self._records = out
         return self._records[rows]
 
     def strings(self, name: str, rows: np.ndarray) -> np.ndarray:
         """A field's values of the rows as text, :data:`NO_VALUE` where missing (or the frame lacks it)."""
         if name not in self._strings:
-            series = _column(self.df, name, self.lower)
-            self._strings[name] = None if series is None else _strings(series, np.arange(self.n))
+            column = self._name(name)
+            self._strings[name] = None if column is None else self._text(column)
         values = self._strings[name]
         return np.full(len(rows), NO_VALUE, dtype=object) if values is None else values[rows]
+
+    def _text(self, name: str) -> np.ndarray:
+        if self.table is not None:
+            arr = self._arrow(name)
+            if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) or pa.types.is_integer(arr.type):
+                text = arr.cast(pa.large_string()).fill_null(NO_VALUE)
+                return np.asarray(text.to_pylist(), dtype=object)
+        series = self._series(name)
+        return series.astype("string").fillna(NO_VALUE).to_numpy(dtype=object)
+
+
+def _pandas_times(series: pd.Series) -> np.ndarray:
+    import pandas as pd
+
+    ts = pd.to_datetime(series, utc=True, errors="coerce")
+    return ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]").view(np.int64)
 
 
 class Correlator:
@@ -304,7 +374,7 @@ class Correlator:
     def __init__(self, ruleset: RuleSet) -> None:
         self.correlations: list[CorrelationRule] = list(getattr(ruleset, "correlations", []) or [])
         self.silent = silent_rule_ids(self.correlations)
-        self._parts: dict[str, list[pd.DataFrame]] = {c.id: [] for c in self.correlations}
+        self._parts: dict[str, list[Events]] = {c.id: [] for c in self.correlations}
         self._by_rule: dict[str, list[CorrelationRule]] = {}
         for corr in self.correlations:
             for rid in corr.rule_ids:
@@ -320,7 +390,7 @@ class Correlator:
             return matches
         return matches[~matches["rule_id"].isin(self.silent)]
 
-    def add(self, df: pd.DataFrame, matches: pd.DataFrame) -> None:
+    def add(self, df: Any, matches: pd.DataFrame) -> None:
         """Keep, of this batch, the time, record id, group-by and counted values of each base-rule match."""
         if not self.correlations or matches.empty:
             return
@@ -341,12 +411,12 @@ class Correlator:
             t = events.times(mine)
             rec = events.records(mine)
             for corr in self._by_rule[str(rid)]:
-                data: dict[str, Any] = {"t": t, "rec": rec, "rule": np.full(len(mine), str(rid), dtype=object)}
+                data: Events = {"t": t, "rec": rec, "rule": np.full(len(mine), str(rid), dtype=object)}
                 for i, name in enumerate(corr.group_by):
                     data[f"g{i}"] = events.strings(corr.field_for(name, str(rid)), mine)
                 if corr.type == "value_count":
                     data["v"] = events.strings(corr.field_for(corr.field, str(rid)), mine)
-                self._parts[corr.id].append(pd.DataFrame(data))
+                self._parts[corr.id].append(data)
 
     def finish(self) -> list[CorrelationHit]:
         """Evaluate every correlation over everything added; one hit per (rule, group, burst)."""
@@ -355,7 +425,7 @@ class Correlator:
             parts = self._parts[corr.id]
             if not parts:
                 continue
-            frame = pd.concat(parts, ignore_index=True)
+            frame = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
             self._parts[corr.id] = []
             # in time order, then by group: the same hits whatever order the events came in
             found = sorted(self._evaluate(corr, frame), key=lambda h: (h.first, sorted(h.group.items())))
@@ -365,29 +435,25 @@ class Correlator:
                 hits.extend(found)
         return hits
 
-    def _evaluate(self, corr: CorrelationRule, frame: pd.DataFrame) -> list[CorrelationHit]:
-        nat = np.iinfo(np.int64).min
-        untimed = frame["t"].to_numpy() == nat
+    def _evaluate(self, corr: CorrelationRule, frame: Events) -> list[CorrelationHit]:
+        untimed = frame["t"] == _NAT
         if untimed.any():
             self.untimed += int(untimed.sum())
-            frame = frame[~untimed]
-        if frame.empty:
+            frame = {k: v[~untimed] for k, v in frame.items()}
+        n = len(frame["t"])
+        if not n:
             return []
         # no window holds more events or distinct values than the frame has, nor more base rules: a log whose
         # matches are too few cannot meet an at-least condition (most logs of a batch, each finished on its own)
         counted = corr.type in ("event_count", "value_count")
-        if counted and corr.op in ("gt", "gte") and not corr.satisfied(np.asarray([len(frame)]))[0]:
+        if counted and corr.op in ("gt", "gte") and not corr.satisfied(np.asarray([n]))[0]:
             return []
         if not counted and len(set(frame["rule"].tolist())) < len(set(corr.rule_ids)):
             return []
-        gcols = [f"g{i}" for i in range(len(corr.group_by))]
-        if gcols:
-            gcode = frame.groupby(gcols, sort=False, dropna=False).ngroup().to_numpy(dtype=np.int64)
-        else:
-            gcode = np.zeros(len(frame), dtype=np.int64)
-        t = frame["t"].to_numpy(dtype=np.int64)
-        order = np.lexsort((frame["rec"].to_numpy(), t, gcode))
-        frame = frame.iloc[order].reset_index(drop=True)
+        gcode = _group_codes([frame[f"g{i}"] for i in range(len(corr.group_by))], n)
+        t = frame["t"].astype(np.int64, copy=False)
+        order = np.lexsort((frame["rec"], t, gcode))
+        frame = {k: v[order] for k, v in frame.items()}
         g, t = gcode[order], t[order]
         span = int(corr.timespan * 1e9)
         starts = window_starts(g, t, span)
@@ -396,15 +462,15 @@ class Correlator:
             covered_from = starts
             ok = corr.satisfied(value)
         elif corr.type == "value_count":
-            value = distinct_in_windows(g, frame["v"].to_numpy(dtype=object), starts, corr)
+            value = distinct_in_windows(g, frame["v"], starts, corr)
             covered_from = starts
             ok = corr.satisfied(value)
         elif corr.type == "temporal":
-            value = distinct_in_windows(g, frame["rule"].to_numpy(dtype=object), starts, corr, need=len(corr.rule_ids))
+            value = distinct_in_windows(g, frame["rule"], starts, corr, need=len(corr.rule_ids))
             covered_from = starts
             ok = value >= len(corr.rule_ids)
         else:
-            ok, covered_from = ordered_chains(g, t, frame["rule"].to_numpy(dtype=object), corr.rule_ids, span)
+            ok, covered_from = ordered_chains(g, t, frame["rule"], corr.rule_ids, span)
             value = np.where(ok, len(corr.rule_ids), 0)
         if not ok.any():
             return []
@@ -412,10 +478,10 @@ class Correlator:
         return _bursts(corr, frame, g, t, covered, value, ok, span)
 
 
-def _hits_as_events(outer: CorrelationRule, inner_id: str, hits: list[CorrelationHit]) -> pd.DataFrame:
+def _hits_as_events(outer: CorrelationRule, inner_id: str, hits: list[CorrelationHit]) -> Events:
     """Bursts of a correlation as events of one naming it: each at the time its burst ends."""
-    data: dict[str, Any] = {
-        "t": np.array([h.last.value for h in hits], dtype=np.int64),
+    data: Events = {
+        "t": np.array([_ns(h.last) for h in hits], dtype=np.int64),
         "rec": np.array([h.record_ids[0] if h.record_ids else -1 for h in hits], dtype=np.int64),
         "rule": np.full(len(hits), inner_id, dtype=object),
     }
@@ -425,7 +491,13 @@ def _hits_as_events(outer: CorrelationRule, inner_id: str, hits: list[Correlatio
     if outer.type == "value_count":
         key = outer.field_for(outer.field, inner_id)
         data["v"] = np.array([h.group.get(key, NO_VALUE) for h in hits], dtype=object)
-    return pd.DataFrame(data)
+    return data
+
+
+def _ns(when: datetime) -> int:
+    """A UTC datetime as nanoseconds since the epoch."""
+    delta = when - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 def window_starts(g: np.ndarray, t: np.ndarray, span: int) -> np.ndarray:
@@ -457,10 +529,9 @@ def distinct_in_windows(
     temporal ``need``); others get their total, which is an upper bound that fails the condition anyway.
     """
     n = len(v)
-    codes = pd.factorize(pd.Series(v, dtype=object))[0].astype(np.int64)
+    codes = _codes(v)
     out = np.zeros(n, dtype=np.int64)
-    frame = pd.DataFrame({"g": g, "c": codes})
-    totals = frame.groupby("g", sort=False)["c"].transform("nunique").to_numpy(dtype=np.int64)
+    totals = _distinct_per_group(g, codes)
     threshold = need if need is not None else (corr.count + (1 if corr.op == "gt" else 0))
     prefilter = need is not None or corr.op in ("gt", "gte")
     # a window holds at most as many distinct values as events: a group is scanned only when one of its
@@ -544,7 +615,7 @@ def cover(n: int, starts: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 def _bursts(
     corr: CorrelationRule,
-    frame: pd.DataFrame,
+    frame: Events,
     g: np.ndarray,
     t: np.ndarray,
     covered: np.ndarray,
@@ -563,27 +634,31 @@ def _bursts(
         hi = bounds[b + 1] if b + 1 < len(bounds) else len(idx)
         rows = idx[lo:hi]
         first_row = int(rows[0])
-        group = {name: str(frame.iloc[first_row][f"g{i}"]) for i, name in enumerate(corr.group_by)}
+        group = {name: str(frame[f"g{i}"][first_row]) for i, name in enumerate(corr.group_by)}
         window_vals = value[rows][ok[rows]]
-        rule_counts = frame["rule"].iloc[rows].value_counts().to_dict()
+        rules = frame["rule"][rows].tolist()
+        rule_counts: dict[str, int] = {}
+        for rid in rules:
+            rule_counts[str(rid)] = rule_counts.get(str(rid), 0) + 1
         if corr.type == "value_count":
-            values = tuple(str(x) for x in pd.unique(frame["v"].iloc[rows])[:SAMPLE_RECORDS])
+            values = tuple(str(x) for x in _first_seen(frame["v"][rows])[:SAMPLE_RECORDS])
         elif corr.type.startswith("temporal"):
-            values = tuple(str(x) for x in pd.unique(frame["rule"].iloc[rows]))
+            values = tuple(str(x) for x in dict.fromkeys(rules))
         else:
             values = ()
-        recs = frame["rec"].iloc[rows].to_numpy()
+        recs = frame["rec"][rows]
         hits.append(
             CorrelationHit(
                 rule=corr,
                 group=group,
-                first=pd.Timestamp(int(t[rows[0]]), tz="UTC"),
-                last=pd.Timestamp(int(t[rows[-1]]), tz="UTC"),
+                first=_utc(int(t[rows[0]])),
+                last=_utc(int(t[rows[-1]])),
                 events=len(rows),
                 peak=int(window_vals.max()) if len(window_vals) else 0,
                 values=values,
                 record_ids=tuple(int(r) for r in recs[recs >= 0][:SAMPLE_RECORDS]),
-                rule_counts={str(k): int(v) for k, v in rule_counts.items()},
+                # most frequent first (as a count table reads); stored as JSON with sorted keys
+                rule_counts=dict(sorted(rule_counts.items(), key=lambda item: -item[1])),
             )
         )
     return hits

@@ -20,10 +20,9 @@ from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 import yaml
 from sigma.collection import SigmaCollection
 from sigma.correlations import SigmaCorrelationRule
@@ -59,6 +58,9 @@ from triage.sigma.logsources import (
     logsource_label,
 )
 from triage.sigma.tags import parse_tags
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +297,8 @@ class RuleSet:
         comma-joined. Ordered by rule load order, then row. ``indexed=False`` runs every rule over every row of
         its source (the reference the indexed path is tested against).
         """
+        import pandas as pd  # only here: the event-log path reads iter_matches and never imports pandas
+
         rules: list[CompiledRule] = []
         rows: list[np.ndarray] = []
         for rule, positions in self.iter_matches(df, indexed=indexed):
@@ -424,6 +428,8 @@ def _gate(node: Node) -> tuple[str, frozenset[float]] | None:
 
 
 def _empty_matches() -> pd.DataFrame:
+    import pandas as pd
+
     data: dict[str, pd.Series] = {c: pd.Series([], dtype="str") for c in MATCH_COLUMNS[:-1]}
     data["row"] = pd.Series([], dtype="int64")
     return pd.DataFrame(data)

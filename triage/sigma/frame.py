@@ -4,20 +4,30 @@ A :class:`SubFrame` holds the row positions one logsource source selects and con
 touches once: to an Arrow string array (``raw``), its lower-case form (``folded``, for Sigma's default
 case-insensitive matching), a float view (numbers and numeric-looking strings, ``0x`` hex included) and a
 parsed-IP view for ``|cidr``. All rules of that source share these views.
+
+The event table is an Arrow table (the event-log analyzer's path, no pandas) or a pandas frame (tests, other
+callers); both give the same views.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 from collections.abc import Hashable, Mapping
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from triage.sigma.logsources import SourceVariant
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Table = Any  # a pyarrow.Table or a pandas.DataFrame of events
 
 # Envelope columns left out of keyword (field-less) matching: they describe the record, not its content.
 ENVELOPE_COLUMNS = frozenset(
@@ -65,8 +75,57 @@ def valid_mask(arr: pa.Array) -> np.ndarray:
     return _bits(validity, arr.offset, len(arr))
 
 
+# what pandas' ``to_numeric`` reads as a number: ASCII decimal, optional fraction and exponent, blanks around
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_INFINITE = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf, "infinity": math.inf, "+infinity": math.inf}
+_INFINITE["-infinity"] = -math.inf
+
+
+def text_number(text: str | None) -> float:
+    """A text as pandas' ``to_numeric(errors="coerce")`` reads it (NaN when it is not a number)."""
+    if text is None:
+        return math.nan
+    text = text.strip(" \t\n\r\f\v")
+    if _DECIMAL.fullmatch(text):
+        return float(text)
+    return _INFINITE.get(text.lower(), math.nan)
+
+
+def text_numbers(arr: pa.Array) -> np.ndarray:
+    """A string array as float64 (:func:`text_number`, once per distinct value)."""
+    if not len(arr):
+        return np.empty(0, dtype="float64")
+    encoded = pc.dictionary_encode(arr)
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    values = np.asarray([text_number(v) for v in encoded.dictionary.to_pylist()] + [math.nan], dtype="float64")
+    return values[encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
+
+
+def is_table(df: Table) -> bool:
+    """Whether the event table is an Arrow table (else a pandas frame)."""
+    return isinstance(df, pa.Table)
+
+
+def _whole(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        return col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    return col
+
+
+def _typed_strings(arr: pa.Array) -> pa.Array:
+    """A non-string Arrow column as the strings its pandas column gives (``astype("str")``)."""
+    if pa.types.is_integer(arr.type) or pa.types.is_null(arr.type):
+        return arr.cast(pa.large_string())
+    import pandas as pd  # times and other types: pandas' rendering is the reference (no rule of the pack reads them)
+
+    return _arrow_strings(pd.Series(arr.to_pandas()))
+
+
 def _arrow_strings(series: pd.Series) -> pa.Array:
     """The column as an Arrow (large) string array; non-string values are rendered with ``str``."""
+    import pandas as pd
+
     if not isinstance(series.dtype, pd.StringDtype):
         series = series.astype("str")
     arr = pa.array(series)
@@ -84,15 +143,20 @@ def _positions(sel: np.ndarray | None) -> pa.Array | None:
 class Column:
     """Lazily computed views of one column restricted to a sub-frame's rows."""
 
-    def __init__(self, series: pd.Series | None, name: str, raw: pa.Array | None = None) -> None:
-        self.series = series  # None for a string column given as its Arrow array (``raw``)
+    def __init__(
+        self, series: pd.Series | None, name: str, raw: pa.Array | None = None, typed: pa.Array | None = None
+    ) -> None:
+        self.series = series  # None for a column given as Arrow: strings as ``raw``, other types as ``typed``
         self.name = name
+        self.typed = typed
         if raw is not None:
             self.__dict__["raw"] = raw
 
     @cached_property
     def raw(self) -> pa.Array:
         """Values as strings, original case."""
+        if self.typed is not None:
+            return _typed_strings(self.typed)
         return _arrow_strings(self.series)
 
     @cached_property
@@ -103,6 +167,8 @@ class Column:
     @cached_property
     def notna(self) -> np.ndarray:
         """True where the value is present."""
+        if self.typed is not None:
+            return valid_mask(self.typed)
         if self.series is None:
             return valid_mask(self.raw)
         return self.series.notna().to_numpy(dtype=bool)
@@ -139,13 +205,19 @@ class Column:
     def numeric(self) -> np.ndarray:
         """Values as float64 (NaN where not a number); decimal and ``0x`` hex strings are parsed."""
         s = self.series
-        if s is not None and pd.api.types.is_bool_dtype(s.dtype):
-            return s.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
-        if s is not None and pd.api.types.is_numeric_dtype(s.dtype):
-            return s.to_numpy(dtype="float64", na_value=np.nan)
-        num = pd.to_numeric(pd.Series(self.raw.to_numpy(zero_copy_only=False)), errors="coerce").to_numpy(
-            dtype="float64", na_value=np.nan
-        )
+        typed = self.typed
+        if typed is not None and (pa.types.is_integer(typed.type) or pa.types.is_floating(typed.type)):
+            return np.asarray(typed.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype="float64")
+        if typed is not None and pa.types.is_timestamp(typed.type):
+            return np.full(len(typed), np.nan)  # a time's text is never a number
+        if s is not None:
+            import pandas as pd
+
+            if pd.api.types.is_bool_dtype(s.dtype):
+                return s.astype("float64").to_numpy(dtype="float64", na_value=np.nan)
+            if pd.api.types.is_numeric_dtype(s.dtype):
+                return s.to_numpy(dtype="float64", na_value=np.nan)
+        num = text_numbers(self.raw)
         hexmask = np.isnan(num) & to_bool_array(pc.match_substring_regex(self.folded, _HEX))
         if hexmask.any():
             num = np.array(num, dtype="float64")  # writable copy
@@ -159,9 +231,12 @@ class Column:
     def booleans(self) -> tuple[np.ndarray, np.ndarray]:
         """(is_true, is_false) masks: real booleans, 'true'/'false' strings, or 1/0 numbers."""
         s = self.series
-        if s is not None and pd.api.types.is_bool_dtype(s.dtype):
-            filled = s.astype("boolean")
-            return (filled.eq(True).fillna(False).to_numpy(bool), filled.eq(False).fillna(False).to_numpy(bool))
+        if s is not None:
+            import pandas as pd
+
+            if pd.api.types.is_bool_dtype(s.dtype):
+                filled = s.astype("boolean")
+                return (filled.eq(True).fillna(False).to_numpy(bool), filled.eq(False).fillna(False).to_numpy(bool))
         num = self.numeric
         is_true = to_bool_array(pc.equal(self.folded, "true")) | (num == 1)
         is_false = to_bool_array(pc.equal(self.folded, "false")) | (num == 0)
@@ -206,8 +281,9 @@ def _parse_ip(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address
 class FrameIndex:
     """Whole-frame views used to select the rows of each logsource source (computed once per frame)."""
 
-    def __init__(self, df: pd.DataFrame) -> None:
+    def __init__(self, df: Table) -> None:
         self.df = df
+        self.table = df if is_table(df) else None
         self.n = len(df)
         self._columns: dict[str, Column] = {}
         self._codes: dict[str, tuple[np.ndarray, list[str | None]]] = {}
@@ -216,14 +292,24 @@ class FrameIndex:
         self._memo: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]], np.ndarray] = {}
         # what every sub-frame asks of the column list, worked out once per frame (a frame of many small logs
         # has hundreds of columns and dozens of sub-frames)
-        self.names = frozenset(df.columns)
-        self.by_lower = {c.lower(): c for c in df.columns if isinstance(c, str)}
+        columns = df.column_names if self.table is not None else df.columns
+        self.names = frozenset(columns)
+        self.by_lower = {c.lower(): c for c in columns if isinstance(c, str)}
         self._text_names: list[str] | None = None
 
     def text_names(self) -> list[str]:
         """Columns keyword (field-less) detections search: string columns outside the envelope, in frame order."""
         if self._text_names is None:
             out = []
+            if self.table is not None:
+                for f in self.table.schema:
+                    text = pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                    if text and f.name not in ENVELOPE_COLUMNS:
+                        out.append(f.name)
+                self._text_names = out
+                return out
+            import pandas as pd
+
             for name, dtype in self.df.dtypes.items():
                 if not isinstance(name, str) or name in ENVELOPE_COLUMNS:
                     continue
@@ -239,6 +325,17 @@ class FrameIndex:
         the small sub-frames of many small logs).
         """
         if name not in self._arrow:
+            if self.table is not None:
+                col = _whole(self.table.column(name))
+                if pa.types.is_large_string(col.type):
+                    self._arrow[name] = col
+                elif pa.types.is_string(col.type):
+                    self._arrow[name] = col.cast(pa.large_string())
+                else:
+                    self._arrow[name] = None
+                return self._arrow[name]
+            import pandas as pd
+
             series = self.df[name]
             arr = None
             if isinstance(series.dtype, pd.StringDtype) and series.dtype.storage == "pyarrow":
@@ -256,6 +353,8 @@ class FrameIndex:
             arr = self.arrow_strings(name)
             if arr is not None:  # Arrow's validity bitmap, without a pandas call
                 self._notna[name] = valid_mask(arr)
+            elif self.table is not None:
+                self._notna[name] = valid_mask(_whole(self.table.column(name)))
             else:
                 self._notna[name] = self.df[name].notna().to_numpy(dtype=bool)
         return self._notna[name]
@@ -277,11 +376,25 @@ class FrameIndex:
         return hit[codes]
 
     def _column(self, name: str) -> Column | None:
-        if name not in self.df.columns:
+        if name not in self.names:
             return None
         if name not in self._columns:
-            self._columns[name] = Column(self.df[name], name)
+            self._columns[name] = self.whole_column(name)
         return self._columns[name]
+
+    def whole_column(self, name: str, positions: np.ndarray | None = None) -> Column:
+        """Views of a column (of the rows at ``positions``, all when None)."""
+        if self.table is None:
+            series = self.df[name]
+            if positions is not None:
+                series = series.take(positions).reset_index(drop=True)
+            return Column(series, name)
+        take = None if positions is None else pa.array(positions, type=pa.int64())
+        strings = self.arrow_strings(name)
+        if strings is not None:
+            return Column(None, name, raw=strings if take is None else strings.take(take))
+        typed = _whole(self.table.column(name))
+        return Column(None, name, typed=typed if take is None else typed.take(take))
 
     def positions(self, variant: SourceVariant) -> np.ndarray:
         """Row positions (sorted) that the source's channel/provider/EventID conditions select."""
@@ -324,7 +437,7 @@ class SubFrame:
 
     def __init__(
         self,
-        df: pd.DataFrame,
+        df: Table,
         positions: np.ndarray | None,
         aliases: Mapping[str, str],
         shared: frozenset[Hashable] = frozenset(),
@@ -338,6 +451,8 @@ class SubFrame:
         self.shared = shared
         self.results: dict[Hashable, np.ndarray] = {}
         self._columns: dict[str, Column] = {}
+        if index is None and is_table(df):
+            index = self.index = FrameIndex(df)  # an Arrow table is always read through its index
         if index is not None:
             self._by_lower, self._names = index.by_lower, index.names
         else:
@@ -411,6 +526,9 @@ class SubFrame:
         """Views of a table column (which must exist) restricted to this sub-frame."""
         col = self._columns.get(name)
         if col is None and self.index is not None:
+            if self.index.table is not None:
+                col = self._columns[name] = self.index.whole_column(name, self.positions)
+                return col
             arr = self.index.arrow_strings(name)
             if arr is not None:
                 if self.positions is not None:
@@ -434,6 +552,8 @@ class SubFrame:
                 if present.any() if self.positions is None else present[self.positions].any():
                     out.append(self.column_by_name(name))
             return out
+        import pandas as pd
+
         for name in self.df.columns:
             if not isinstance(name, str) or name in ENVELOPE_COLUMNS:
                 continue

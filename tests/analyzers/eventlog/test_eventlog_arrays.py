@@ -1,16 +1,18 @@
-"""The event-log analyzer's column-wise building of matched rows gives what pandas' row dicts give."""
+"""The event-log analyzer's column-wise building of matched rows (from the Arrow table, or a pandas frame of a JSON
+export) gives what pandas' row dicts give."""
 
 from __future__ import annotations
 
 import random
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from analyzers.eventlog import FrameRows
-from triage.formats.evtx import SYSTEM_SET, read_together
+from triage.formats.evtx import SYSTEM_SET, read_together, table_to_frame
 from triage.testing.eventlogs import event_log_files
 from triage.testing.evtx import evtx_bytes
 
@@ -36,18 +38,21 @@ def test_matched_rows_are_the_rows_pandas_gives(tmp_path: Path) -> None:
         paths.append(tmp_path / name)
     together = read_together(paths)
     assert together is not None
-    frame = together.frame
+    table = together.frame
+    frame = table_to_frame(table)
     assert frame.shape[1] > 40 and frame["Qualifiers"].isna().any()  # many columns, system values missing
     rng = random.Random(7)
     for k in (1, 5, 60, len(frame)):
         rows = sorted(rng.sample(range(len(frame)), k))
-        got = FrameRows(frame).rows(rows)
         reference = frame.iloc[rows].to_dict("records")
-        assert list(got) == rows
-        for row, expected in zip(rows, reference, strict=True):
-            event = got[row]
-            assert _normal(event) == _normal(expected)
-            assert list(event) == [c for c in expected if c in event]  # the frame's column order
-            assert set(SYSTEM_SET) <= set(event)
-            assert isinstance(event["TimeCreated"], pd.Timestamp) and type(event["EventRecordID"]) is int
-    assert FrameRows(frame).rows([]) == {}
+        for source in (table, frame):
+            got = FrameRows(source).rows(rows)
+            assert list(got) == rows
+            for row, expected in zip(rows, reference, strict=True):
+                event = got[row]
+                assert _normal(event) == _normal(expected)
+                assert list(event) == [c for c in expected if c in event]  # the frame's column order
+                assert set(SYSTEM_SET) <= set(event)
+                when = event["TimeCreated"]
+                assert type(when) is datetime and when.tzinfo is UTC and type(event["EventRecordID"]) is int
+    assert FrameRows(table).rows([]) == {}

@@ -11,7 +11,7 @@ import pytest
 from collectors.collect import collect_volume
 from collectors.sources import open_source_path
 from triage.case import Case
-from triage.formats.evtx import CHUNK_SIZE, ReadStats, iter_evtx, read_together
+from triage.formats.evtx import CHUNK_SIZE, ReadStats, iter_evtx, read_together, table_to_frame
 from triage.report import load_findings
 from triage.runner import BatchLimits, analyze_case
 from triage.testing.eventlogs import LOGS, event_log_files
@@ -53,12 +53,20 @@ def test_read_together_gives_each_log_its_own_rows(tmp_path: Path, logs: dict[st
     by_name = dict(zip((p.name for p in paths), together.parts, strict=True))
     assert by_name["cut.evtx"] is None  # a truncated log is read alone (its partial chunk is recovered there)
     joined = 0
+    shared = table_to_frame(together.frame)
     for p, part in zip(paths, together.parts, strict=True):
         if part is None:
             continue
         alone_stats = ReadStats()
         alone = pd.concat(list(iter_evtx(p, alone_stats)), ignore_index=True)
-        mine = together.frame.iloc[part.start : part.stop].reset_index(drop=True)
+        arrow_stats = ReadStats()  # the analyzer's own read of a log alone: Arrow tables, the same rows and counts
+        tables = list(iter_evtx(p, arrow_stats, arrow=True))
+        arrow = pd.concat([table_to_frame(t) for t in tables], ignore_index=True)
+        pd.testing.assert_frame_equal(arrow, alone, check_dtype=True)
+        assert (arrow_stats.records, arrow_stats.first, arrow_stats.last, arrow_stats.channels) == (
+            alone_stats.records, alone_stats.first, alone_stats.last, alone_stats.channels
+        )
+        mine = shared.iloc[part.start : part.stop].reset_index(drop=True)
         mine = mine.loc[:, mine.notna().any().to_numpy() | mine.columns.isin(alone.columns)]
         pd.testing.assert_frame_equal(mine[list(alone.columns)], alone, check_dtype=True)
         assert set(mine.columns) == set(alone.columns), p.name

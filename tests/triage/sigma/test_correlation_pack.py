@@ -91,7 +91,7 @@ def test_scenario_through_real_evtx(pack: RuleSet, tmp_path: Path, rule_id: str,
         assert len(mine) == 1, f"{stem}: {scenario['name']}: {len(mine)} hits"
         hit = mine[0]
         times = sorted(r["TimeCreated"] for r in rows)
-        assert times[0] <= hit.first.to_pydatetime() <= hit.last.to_pydatetime() <= times[-1]
+        assert times[0] <= hit.first <= hit.last <= times[-1]
         assert hit.events >= hit.rule.count and hit.record_ids
     else:
         assert mine == [], f"{stem}: benign scenario {scenario['name']!r} raised {[h.group for h in mine]}"
