@@ -99,6 +99,7 @@ class ReportContext:
     options: ReportOptions = field(default_factory=ReportOptions)
     warnings: list[str] = field(default_factory=list)
     case_path: str = ""
+    table: Any = None  # the findings as an Arrow table, in the frame's order (None: only the frame is known)
 
     @cached_property
     def host_column(self) -> pd.Series:
