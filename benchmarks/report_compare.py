@@ -62,11 +62,9 @@ def _workbook(path: Path) -> list[tuple[str, list[tuple[Any, ...]]]]:
 
 
 def _rows_without_generated(sheets: list[tuple[str, list[tuple[Any, ...]]]]) -> list[Any]:
-    # the summary's "Generated" row and the provenance's times are the run's own
-    return [
-        (t, [r for r in rows if not (r and str(r[0]).lower().startswith(("generated", "started", "custody")))])
-        for t, rows in sheets
-    ]
+    # the summary's "Generated" row and the provenance's times, command line and custody head are the run's own
+    own = ("generated", "started", "custody", "command_line")
+    return [(t, [r for r in rows if not (r and str(r[0]).lower().startswith(own))]) for t, rows in sheets]
 
 
 def compare(before: Path, after: Path) -> list[tuple[str, str]]:

@@ -82,16 +82,25 @@ def load_runs(case: Case) -> pd.DataFrame:
 def load_findings(case: Case, warnings: list[str] | None = None) -> pd.DataFrame:
     """Every unit's findings, one typed frame, deduplicated by finding_id, in report order.
 
+    The frame of :func:`load_findings_table` (its text columns wrapped without a copy).
+    """
+    table = load_findings_table(case, warnings)
+    return findings_frame([]) if table is None else findings_frame_of(table)
+
+
+def load_findings_table(case: Case, warnings: list[str] | None = None) -> Any:
+    """Every unit's findings as one canonical Arrow table, deduplicated by finding_id, in report order (None
+    when there are none).
+
     The result files are read as Arrow tables (one whose columns or types are not the canonical ones, e.g.
     written by an older version, goes through :func:`coerce_findings` first), concatenated without a copy,
-    deduplicated and ordered in Arrow, and handed to pandas column by column (the text columns without a
-    copy): a million findings are held about once, not two or three times over as a pandas concatenation
-    and reordering would.
+    deduplicated and ordered in Arrow: each column is taken in report order and its unordered source
+    released before the next, so a million findings are held about once.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from triage.report.exports import use_jemalloc
+    from triage.report.arrowmem import use_jemalloc
 
     use_jemalloc()
     canonical = _arrow_schema()
@@ -110,19 +119,34 @@ def load_findings(case: Case, warnings: list[str] | None = None) -> pd.DataFrame
                 warnings.append(msg)
     tables = [t for t in tables if t.num_rows]
     if not tables:
-        return findings_frame([])
+        return None
     table = pa.concat_tables(tables)
     del tables
     order = _report_order(table)
     names = table.column_names
     columns: list[Any] = list(table.columns)
     del table
-    out: dict[str, pd.Series] = {}
-    for i, name in enumerate(names):
-        # each column is taken in report order, then its unordered source is released before the next one
+
+    out = []
+    for i in range(len(names)):
+        # one column at a time (two in threads measured +70 MiB of peak at 1M findings, at the 1 GiB limit):
+        # taken in report order, then the unordered source is released
         taken, columns[i] = columns[i].take(order), None
-        out[name] = _series(name, taken)
-    return pd.DataFrame(out, copy=False)
+        out.append(taken)
+    return pa.table(out, schema=canonical)
+
+
+def findings_frame_of(table: Any) -> pd.DataFrame:
+    """The canonical findings frame of a findings table (text columns wrapped without a copy)."""
+    return pd.DataFrame({name: _series(name, table[name]) for name in table.column_names}, copy=False)
+
+
+def parquet_schema() -> Any:
+    """The canonical findings schema with the pandas metadata ``DataFrame.to_parquet`` writes (read back, the
+    file gives the same typed frame)."""
+    import pyarrow as pa
+
+    return pa.Schema.from_pandas(findings_frame([]), preserve_index=False)
 
 
 _SCHEMA: Any = None
@@ -200,11 +224,13 @@ def report_context(
     from triage.report.directive import load_directive
 
     warnings = warnings if warnings is not None else []
-    df = load_findings(case, warnings)
+    table = load_findings_table(case, warnings)
+    df = findings_frame([]) if table is None else findings_frame_of(table)
     return ReportContext(
         case_id=case.case_id,
         case_info=dict(case.info),
         findings=df,
+        table=table,
         manifest=manifest_frame(list(case.manifest())),
         runs=load_runs(case),
         directive=load_directive(),
@@ -310,7 +336,12 @@ def build_report(
 
     lap("load")
     # row groups of one export chunk: the writer buffers one group, the export workers read one at a time
-    df.to_parquet(target("findings.parquet"), index=False, row_group_size=CHUNK)
+    if ctx.table is not None:  # written from the Arrow table itself (the bytes DataFrame.to_parquet writes)
+        import pyarrow.parquet as pq
+
+        pq.write_table(ctx.table.cast(parquet_schema()), target("findings.parquet"), row_group_size=CHUNK)
+    else:
+        df.to_parquet(target("findings.parquet"), index=False, row_group_size=CHUNK)
     lap("parquet")
     prov = provenance(case, ctx)
     lap("provenance")
@@ -334,7 +365,11 @@ def build_report(
     # CSV, JSONL and Timesketch: streamed in chunks; on large cases by worker processes reading the parquet
     # above while this process writes the rest (they are waited for before the outputs are hashed)
     exports_job = start_finding_exports(
-        df, files["findings.parquet"], target("findings.csv"), target("findings.jsonl"), target("timesketch.jsonl")
+        df if ctx.table is None else ctx.table,
+        files["findings.parquet"],
+        target("findings.csv"),
+        target("findings.jsonl"),
+        target("timesketch.jsonl"),
     )
     lap("text exports")
 

@@ -16,11 +16,12 @@ JSONL keep the bytes).
 from __future__ import annotations
 
 import re
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from triage.report.xlsx import ILLEGAL_XML, shown_illegal
+
+if TYPE_CHECKING:  # pandas loads on first use: the text-export workers write from Arrow without it
+    import pandas as pd
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 XLSX_CELL_MAX = 32_767
@@ -50,6 +51,8 @@ def neutralise_formulas(value: object) -> object:
 
 def neutralise_series(s: pd.Series) -> pd.Series:
     """Vectorised :func:`neutralise_formulas` over a text column (non-text columns come back unchanged)."""
+    import pandas as pd
+
     if not (pd.api.types.is_string_dtype(s) or s.dtype == object):
         return s
     text = s.astype("string")
@@ -67,6 +70,8 @@ def neutralise_series(s: pd.Series) -> pd.Series:
 
 def visible_series(s: pd.Series) -> pd.Series:
     """Vectorised :func:`visible_controls` over a text column (non-text columns come back unchanged)."""
+    import pandas as pd
+
     if not (pd.api.types.is_string_dtype(s) or s.dtype == object):
         return s
     text = s.astype("string")
@@ -80,7 +85,7 @@ def visible_series(s: pd.Series) -> pd.Series:
 
 # one pass finds every cell that :func:`csv_text` would change: a bidi control, a formula start, or a formula
 # start after a separator (RE2 syntax, for Arrow)
-_CSV_SUSPECT = (
+CSV_SUSPECT = (
     "[" + "".join(f"\\x{{{ord(c):04x}}}" for c in BIDI_CONTROLS) + "]" + "|^[=+@\\t\\r\\n-]|[,;\\t\\r\\n][ \\t]*[=+@-]"
 )
 
@@ -97,13 +102,14 @@ def csv_series(s: pd.Series) -> pd.Series:
     a change, and only those pass through Python (the same result as :func:`visible_series` then
     :func:`neutralise_series`, at a fraction of their three passes)."""
     import numpy as np
+    import pandas as pd
     import pyarrow as pa
     import pyarrow.compute as pc
 
     arr = pa.array(s.astype("string"), type=pa.large_string(), from_pandas=True)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    flagged = pc.fill_null(pc.match_substring_regex(arr, _CSV_SUSPECT), False)
+    flagged = pc.fill_null(pc.match_substring_regex(arr, CSV_SUSPECT), False)
     if not pc.any(flagged).as_py():
         return s.astype("string")
     rows = np.flatnonzero(flagged.to_numpy(zero_copy_only=False))
@@ -142,6 +148,8 @@ def xlsx_series(s: pd.Series) -> pd.Series:
 
 def xlsx_value(value: Any) -> Any:
     """A Python value as an XLSX cell value: numbers and booleans stay, the rest becomes safe text."""
+    import pandas as pd
+
     if value is None or value is pd.NA:
         return None
     if isinstance(value, bool):

@@ -99,6 +99,7 @@ class ReportContext:
     options: ReportOptions = field(default_factory=ReportOptions)
     warnings: list[str] = field(default_factory=list)
     case_path: str = ""
+    table: Any = None  # the findings as an Arrow table, in the frame's order (None: only the frame is known)
 
     @cached_property
     def host_column(self) -> pd.Series:
@@ -186,6 +187,8 @@ class ReportContext:
 
     def take(self, column: str, rows: np.ndarray | list[int]) -> list[Any]:
         """Python values of ``column`` at ``rows`` (for short row lists)."""
+        if not len(rows):  # most ledger steps of most hosts: no pandas call for nothing
+            return []
         s = self.findings[column].iloc[np.asarray(rows, dtype=np.int64)]
         return [None if pd.isna(v) else v for v in s.tolist()]
 

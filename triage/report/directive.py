@@ -50,19 +50,28 @@ class Selector:
     tags: tuple[str, ...] = ()
 
     def mask(self, df: pd.DataFrame, step_sets: pd.Series | None = None) -> pd.Series:
-        """Boolean mask over a findings frame (``step_sets``: each row's ed2102 steps as a frozenset)."""
-        m = pd.Series(False, index=df.index)
-        if self.rule_prefixes:
-            m |= df["rule_id"].fillna("").str.startswith(self.rule_prefixes)
-        if self.tags:
-            tag_sets = _split_sets(df["tags"])
+        """Boolean mask over a findings frame (``step_sets``: each row's ed2102 steps as a frozenset).
+
+        Callers pass the distinct (host, rule, tags, steps, analyzer) rows (``ReportContext.combos``: few), and
+        ask for dozens of selectors over the same frame: its columns are read once (:func:`_parsed`) and each
+        mask is one plain-Python pass, not a handful of pandas calls (~0.1-1 ms each whatever the size).
+        """
+        import numpy as np
+
+        n = len(df)
+        hit = np.zeros(n, dtype=bool)
+        if n and self.rule_prefixes:
+            rules = _parsed(df, "rule_id", texts=True)
+            prefixes = self.rule_prefixes
+            hit |= np.fromiter((r.startswith(prefixes) for r in rules), dtype=bool, count=n)
+        if n and self.tags:
             wanted = set(self.tags)
-            m |= tag_sets.map(lambda s: not wanted.isdisjoint(s)).astype(bool)
-        if self.steps:
-            sets = step_sets if step_sets is not None else _split_sets(df["ed2102_steps"])
+            hit |= np.fromiter((not wanted.isdisjoint(t) for t in _parsed(df, "tags")), dtype=bool, count=n)
+        if n and self.steps:
+            sets = step_sets.tolist() if step_sets is not None else _parsed(df, "ed2102_steps")
             wanted_steps = set(self.steps)
-            m |= sets.map(lambda s: not wanted_steps.isdisjoint(s)).astype(bool)
-        return m
+            hit |= np.fromiter((not wanted_steps.isdisjoint(t) for t in sets), dtype=bool, count=n)
+        return pd.Series(hit, index=df.index)
 
     def __or__(self, other: Selector) -> Selector:
         return Selector(
@@ -77,6 +86,29 @@ def _split_sets(col: pd.Series) -> pd.Series:
     col = col.fillna("").astype(str)
     uniq = {v: frozenset(p.strip() for p in v.split(",") if p.strip()) for v in col.unique()}
     return col.map(uniq)
+
+
+# the columns of the last frames masks were asked over: (frame, column, texts) -> values. Held with the frame
+# itself (a small one: ReportContext.combos), so an id is never reused while its entry lives.
+_PARSED: dict[tuple[int, str, bool], tuple[pd.DataFrame, list[Any]]] = {}
+
+
+def _parsed(df: pd.DataFrame, column: str, texts: bool = False) -> list[Any]:
+    """A column of ``df`` as Python values: text (missing as ""), or comma-separated parts as frozensets."""
+    key = (id(df), column, texts)
+    hit = _PARSED.get(key)
+    if hit is not None and hit[0] is df:
+        return hit[1]
+    values = [v if isinstance(v, str) else "" if v is None or pd.isna(v) else str(v) for v in df[column].tolist()]
+    if not texts:
+        sets: dict[str, frozenset[str]] = {}
+        values = [
+            sets.get(v) or sets.setdefault(v, frozenset(p.strip() for p in v.split(",") if p.strip())) for v in values
+        ]
+    if len(_PARSED) >= 32:
+        _PARSED.clear()
+    _PARSED[key] = (df, values)
+    return values
 
 
 @dataclass(frozen=True)

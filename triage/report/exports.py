@@ -10,13 +10,13 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
-import orjson
 import pandas as pd
 
 from triage.finding import FINDING_COLUMNS
+from triage.report import arrowmem, textexports
 from triage.report.cells import (
     csv_series,
     neutralise_formulas,
@@ -27,26 +27,7 @@ from triage.report.cells import (
 )
 from triage.report.context import ReportContext
 
-TIMESKETCH_FIELDS = [
-    "finding_id",
-    "host",
-    "severity",
-    "confidence",
-    "analyzer",
-    "analyzer_version",
-    "rule_id",
-    "rule_title",
-    "title",
-    "evidence_id",
-    "evidence_path",
-    "evidence_sha256",
-    "location",
-    "mitre",
-    "cve",
-    "ed2102_steps",
-    "tags",
-    "case_id",
-]
+TIMESKETCH_FIELDS = textexports.TIMESKETCH_FIELDS
 # Sheets by area: the first matching area wins; anything else gets a sheet named after its analyzer.
 # Matching uses only generic fields (analyzer name, rule-id prefix, tags, directive families).
 AREAS: list[tuple[str, dict[str, Any]]] = [
@@ -101,14 +82,11 @@ def _ts_text(s: pd.Series, suffix: str = "Z") -> pd.Series:
 
 
 # -- CSV / JSONL ----------------------------------------------------------------------------------
-# Text exports stream in chunks: memory stays bounded whatever the case holds. The JSONL lines are put
-# together column-wise in arrow (C++), not row by row: only cells that need JSON escapes (quotes,
-# backslashes, control characters) and nested attributes pass through orjson one by one, so the bytes
-# are orjson's own. Over PARALLEL_ROWS findings the CSV and Timesketch exports run in worker processes
-# that read findings.parquet themselves, alongside the JSONL in this one.
-CHUNK = 65_536
+# The findings' text exports are written from Arrow record batches by triage.report.textexports (bounded
+# memory, no pandas). Over PARALLEL_ROWS findings they run in worker processes that read findings.parquet
+# themselves while this one writes the rest.
+CHUNK = textexports.CHUNK
 PARALLEL_ROWS = 250_000
-_JSON_ESCAPED = r'[\x00-\x1f"\\]'
 
 
 def _csv_table(df: pd.DataFrame) -> Any:
@@ -144,46 +122,30 @@ def write_frame_csv(df: pd.DataFrame, path: Path) -> None:
     pacsv.write_csv(_csv_table(df), path, pacsv.WriteOptions(quoting_style="needed"))
 
 
-def write_findings_csv(df: pd.DataFrame | Iterable[pd.DataFrame], path: Path, chunk: int = CHUNK) -> None:
-    """All findings (``ts`` and ``severity`` are typed, never attacker text), written chunk by chunk.
+def write_findings_csv(df: Any, path: Path, chunk: int = CHUNK) -> None:
+    """All findings (``ts`` and ``severity`` are typed, never attacker text), written batch by batch from Arrow
+    (:func:`triage.report.textexports.write_csv`).
 
-    ``df`` is the findings frame or its chunks in order (:func:`parquet_chunks`); the bytes are those of
-    :func:`write_frame_csv` over the whole frame.
+    ``df`` is the findings frame, an Arrow table of them, or their chunks in order (:func:`parquet_chunks`); the
+    bytes are those of :func:`write_frame_csv` over the whole frame.
     """
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    parts = iter(_chunks(df, chunk)) if isinstance(df, pd.DataFrame) else iter(df)
-    first = next(parts, None)
-    if first is None or not len(first):  # the header alone, as the whole-frame writer makes it
-        write_frame_csv(first if first is not None else _empty_findings(), path)
-        return
-    table = _csv_table(first)
-    # every chunk gets the first one's column types: a column that is all empty in some chunk must still
-    # be written as text (arrow quotes text cells, not null-typed ones)
-    schema = pa.schema([f.with_type(pa.large_string()) if pa.types.is_null(f.type) else f for f in table.schema])
-    with pacsv.CSVWriter(str(path), schema, write_options=pacsv.WriteOptions(quoting_style="needed")) as w:
-        w.write_table(table.cast(schema))
-        for part in parts:
-            if len(part):
-                w.write_table(_csv_table(part).cast(schema))
+    textexports.write_csv(df, path, chunk)
 
 
-def _empty_findings() -> pd.DataFrame:
-    from triage.finding import findings_frame
+def write_findings_jsonl(df: Any, path: Path, chunk: int = CHUNK) -> None:
+    """One JSON object per finding; ``attributes`` nested as an object. Bounded memory (Arrow batches)."""
+    textexports.write_jsonl(df, path, chunk)
 
-    return findings_frame([])
+
+def write_timesketch(df: Any, path: Path, chunk: int = CHUNK) -> int:
+    """Write the Timesketch JSONL (the rows :func:`timesketch_frame` describes); returns how many findings
+    were left out for lack of a time."""
+    return textexports.write_timesketch_jsonl(df, path, chunk)[0]
 
 
-def _json_attributes(value: Any) -> Any:
-    """Attributes as a JSON object; text that is not one is kept as text, never spliced into the line."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return value
-    return parsed if isinstance(parsed, dict) else value
+_json_attributes = textexports.json_attributes
+_export_from_parquet = textexports.export_from_parquet
+use_jemalloc = arrowmem.use_jemalloc
 
 
 def _chunks(df: pd.DataFrame, chunk: int) -> Iterable[pd.DataFrame]:
@@ -205,83 +167,6 @@ def parquet_chunks(path: Path, chunk: int = CHUNK) -> Iterator[pd.DataFrame]:
 
 def _objects(values: pd.Series) -> list[Any]:
     return values.to_numpy(dtype=object, na_value=None).tolist()
-
-
-def _json_cells(values: pd.Series, *, nested: bool = False) -> Any:
-    """Each value of a column as JSON text (an arrow array; ``null`` for missing), byte for byte orjson's.
-
-    ``nested``: text holding a JSON object is written as that object (see :func:`_json_attributes`).
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    big = pa.large_string()
-    if nested:
-        cells = [None if v is None else orjson.dumps(_json_attributes(v)).decode() for v in _objects(values)]
-        return pc.fill_null(pa.array(cells, big), "null")
-    if pd.api.types.is_integer_dtype(values) and not values.isna().any():
-        return pc.cast(pa.array(values.to_numpy()), big)
-    if not (pd.api.types.is_string_dtype(values) or isinstance(values.dtype, pd.CategoricalDtype)):
-        # rows often share one value object (the Timesketch tag lists): each object is serialised once
-        seen: dict[int, str] = {}
-        cells = []
-        for v in _objects(values):
-            text = seen.get(id(v))
-            if text is None:
-                text = seen[id(v)] = orjson.dumps(v).decode()
-            cells.append(text)
-        return pa.array(cells, big)
-    arr = pa.array(values.astype("string"), from_pandas=True)
-    if isinstance(arr, pa.ChunkedArray):  # a concatenated frame's columns come in pieces
-        arr = arr.combine_chunks()
-    arr = pc.cast(arr, big)
-    quote = pa.scalar('"', big)
-    out = pc.binary_join_element_wise(quote, arr, quote, pa.scalar("", big))
-    escaped = pc.fill_null(pc.match_substring_regex(arr, _JSON_ESCAPED), False)
-    if pc.any(escaped).as_py():  # rare: quotes, backslashes or control characters; orjson escapes them
-        rows = np.flatnonzero(escaped.to_numpy(zero_copy_only=False))
-        exact = [orjson.dumps(v).decode() for v in arr.take(pa.array(rows)).to_pylist()]
-        out = pc.replace_with_mask(out, escaped, pa.array(exact, big))
-    return pc.fill_null(out, "null")
-
-
-def _write_json_lines(fh: BinaryIO, frame: pd.DataFrame, nested: tuple[str, ...] = ()) -> None:
-    """One JSON object per row of ``frame`` (keys in column order), as ``orjson.dumps`` writes the row's dict."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if not len(frame):
-        return
-    big = pa.large_string()
-    parts: list[Any] = []
-    for i, col in enumerate(frame.columns):
-        parts.append(pa.scalar(("{" if i == 0 else ",") + orjson.dumps(str(col)).decode() + ":", big))
-        parts.append(_json_cells(frame[col], nested=col in nested))
-    parts.append(pa.scalar("}\n", big))
-    lines = pc.binary_join_element_wise(*parts, pa.scalar("", big))
-    if isinstance(lines, pa.ChunkedArray):
-        lines = lines.combine_chunks()
-    # the lines are one contiguous buffer: written as it is, no per-row copy
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
-    start, end = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
-    data = lines.buffers()[2]
-    if data is not None and end > start:
-        fh.write(memoryview(data)[start:end])
-
-
-def _jsonl_part(part: pd.DataFrame) -> pd.DataFrame:
-    part = part.copy()
-    part["ts"] = _ts_text(part["ts"])
-    part["severity"] = part["severity"].astype("string")
-    return part
-
-
-def write_findings_jsonl(df: pd.DataFrame | Iterable[pd.DataFrame], path: Path, chunk: int = CHUNK) -> None:
-    """One JSON object per finding; ``attributes`` nested as an object. Bounded memory (chunks)."""
-    parts = _chunks(df, chunk) if isinstance(df, pd.DataFrame) else df
-    with open(path, "wb") as fh:
-        for part in parts:
-            _write_json_lines(fh, _jsonl_part(part), nested=("attributes",))
 
 
 def timesketch_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -321,51 +206,6 @@ def timesketch_frame(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return out, skipped
 
 
-def write_timesketch(df: pd.DataFrame | Iterable[pd.DataFrame], path: Path, chunk: int = CHUNK) -> int:
-    """Write the Timesketch JSONL; returns how many findings were left out for lack of a time."""
-    skipped_total = 0
-    parts = _chunks(df, chunk) if isinstance(df, pd.DataFrame) else df
-    with open(path, "wb") as fh:
-        for part in parts:
-            rows, skipped = timesketch_frame(part)
-            skipped_total += skipped
-            _write_json_lines(fh, rows)
-    return skipped_total
-
-
-def use_jemalloc() -> None:
-    """Make Arrow's jemalloc pool this process's default (where the wheel has it).
-
-    The default mimalloc pool kept the read buffers of a 1M-finding report resident (about 350 MiB over the
-    findings themselves, measured); jemalloc hands them back.
-    """
-    import contextlib
-
-    import pyarrow as pa
-
-    with contextlib.suppress(NotImplementedError, pa.ArrowException):  # a build without jemalloc: the default
-        pa.set_memory_pool(pa.jemalloc_memory_pool())
-
-
-def _export_from_parquet(kind: str, parquet: Path, path: Path) -> tuple[int, str]:
-    """One text export written from ``findings.parquet`` read in chunks (runs in a worker process).
-
-    Returns the findings left out (Timesketch) and the written file's SHA-256, hashed here, in parallel.
-    """
-    from triage.hashing import hash_file
-
-    use_jemalloc()
-    chunks = parquet_chunks(parquet)
-    skipped = 0
-    if kind == "csv":
-        write_findings_csv(chunks, path)
-    elif kind == "timesketch":
-        skipped = write_timesketch(chunks, path)
-    else:
-        write_findings_jsonl(chunks, path)
-    return skipped, hash_file(path, ("sha256",))[1]["sha256"]
-
-
 class ExportsJob:
     """The text exports under way (:func:`start_finding_exports`); :meth:`result` waits for them."""
 
@@ -387,30 +227,30 @@ class ExportsJob:
         return self._value
 
 
-def start_finding_exports(df: pd.DataFrame, parquet: Path, csv: Path, jsonl: Path, timesketch: Path) -> ExportsJob:
-    """Begin the three text exports of the findings (``parquet``: the same findings, already written).
+def start_finding_exports(df: Any, parquet: Path, csv: Path, jsonl: Path, timesketch: Path) -> ExportsJob:
+    """Begin the three text exports of the findings (``df``: their frame or Arrow table; ``parquet``: the same
+    findings, already written).
 
     Small cases are written here and now, in turn. Large ones are written by three worker processes, each
-    reading ``parquet`` in chunks and hashing its file when done, while this process goes on with the ledger,
-    workbooks and page: the exports then overlap everything else on a machine with more than one core.
+    reading ``parquet`` in Arrow batches, while this process goes on with the ledger,
+    workbooks and page: the exports then overlap everything else on a machine with more than one core. Every
+    file is hashed as it is written.
     """
     if len(df) < PARALLEL_ROWS:
-        write_findings_csv(df, csv)
-        write_findings_jsonl(df, jsonl)
-        return ExportsJob((write_timesketch(df, timesketch), {}))
+        return ExportsJob(textexports.write_all(df, csv, jsonl, timesketch))
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(max_workers=3, mp_context=multiprocessing.get_context("spawn"))
     jobs = {
-        path.name: pool.submit(_export_from_parquet, kind, parquet, path)
+        path.name: pool.submit(textexports.export_from_parquet, kind, parquet, path)
         for kind, path in (("timesketch", timesketch), ("jsonl", jsonl), ("csv", csv))
     }
     return ExportsJob(pool=pool, jobs=jobs)
 
 
 def write_finding_exports(
-    df: pd.DataFrame, parquet: Path, csv: Path, jsonl: Path, timesketch: Path
+    df: Any, parquet: Path, csv: Path, jsonl: Path, timesketch: Path
 ) -> tuple[int, dict[str, str]]:
     """The three text exports, written before returning (see :func:`start_finding_exports`). Returns the
     findings left out of the Timesketch file and the SHA-256 of the files hashed so far, by file name."""

@@ -1,7 +1,8 @@
 """The text exports stream: their peak memory stays far below the size of what they write.
 
 Each export runs in a fresh interpreter over a ``findings.parquet`` of wide findings (about 1.3 KiB each),
-in chunks, and its peak resident memory above the imports is compared with the size of the file it wrote.
+read in Arrow batches as the export workers read it, and its peak resident memory above the imports is
+compared with the size of the file it wrote.
 """
 
 from __future__ import annotations
@@ -23,18 +24,17 @@ CHUNK = 4_096
 PROBE = """
 import json, resource, sys
 from pathlib import Path
-from triage.report import exports
-kind, parquet, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
-chunks = exports.parquet_chunks(parquet, int(sys.argv[4]))
-next(exports.parquet_chunks(parquet, 16))  # the libraries are loaded before the baseline is taken
+from triage.report import textexports
+kind, parquet, out, chunk = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+textexports.write_jsonl(parquet, out, 16)  # the libraries are loaded before the baseline is taken
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 skipped = 0
 if kind == "csv":
-    exports.write_findings_csv(chunks, out)
+    textexports.write_csv(parquet, out, chunk)
 elif kind == "jsonl":
-    exports.write_findings_jsonl(chunks, out)
+    textexports.write_jsonl(parquet, out, chunk)
 else:
-    skipped = exports.write_timesketch(chunks, out)
+    skipped = textexports.write_timesketch_jsonl(parquet, out, chunk)[0]
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"grew": peak - base, "skipped": skipped}))
 """
