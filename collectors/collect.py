@@ -22,6 +22,7 @@ from collectors.families import Family, load_families
 from collectors.hostinfo import computer_name, exchange_root
 from collectors.sources import Source, recognize_node
 from collectors.vfs import DIR, FILE, UNSAFE, VNode, expand_braces, glob, resolve
+from triage import copyhelper
 from triage.case import Case, ManifestRow, safe_component, safe_host
 from triage.custody import utcnow
 from triage.formats.recognize import (
@@ -121,6 +122,9 @@ PLAN_MAX = 100_000  # files planned at most before copying them: a huge tree is 
 # wall time, since each thread's many short system calls wait for the GIL the other holds (futex hand-offs)
 COPY_THREADS = int(os.environ.get("TRIAGE_COPY_THREADS", "1"))
 COPY_WINDOW = 256  # steps handed to the copy threads ahead of the one being finished
+# small files of folders on disk are copied by a helper process (triage.copyhelper) when a plan holds this many
+HELPER_MIN = int(os.environ.get("TRIAGE_COPY_HELPER_MIN", "256"))
+HELPER_WINDOW = 256  # copies asked for ahead of the step being run
 PARALLEL_MAX = 4 << 20  # larger files are copied one at a time (their own hashing already runs in threads)
 
 
@@ -390,6 +394,9 @@ class _Plan:
             self.progress.plan(self.files, self.bytes)
         self.files = self.bytes = 0
         if COPY_THREADS < 2 or sum(1 for step in steps if step[3]) < 2:
+            if sum(1 for step in steps if step[3]) >= HELPER_MIN and copyhelper.enabled():
+                self._run_with_helper(steps)
+                return
             for fn, args, kw, _ in steps:
                 fn(*args, **kw)
             return
@@ -423,6 +430,65 @@ class _Plan:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             self.case.row_gate = None
+
+    def _run_with_helper(
+        self, steps: list[tuple[Callable[..., None], tuple[object, ...], dict[str, object], bool]]
+    ) -> None:
+        """Run the steps in order while a helper process makes the copies of the next :data:`HELPER_WINDOW` small
+        files (:mod:`triage.copyhelper`): its copies overlap the rows and custody events of the ones before."""
+        case = self.case
+        helper = copyhelper.CopyHelper()
+        case.copier = helper
+        asked: set[str] = set()  # logical keys asked for in this plan: a second one may be a duplicate, not a copy
+        ahead = 0
+        try:
+            for i, (fn, args, kw, _parallel) in enumerate(steps):
+                while ahead < len(steps) and ahead <= i + HELPER_WINDOW:
+                    step = steps[ahead]
+                    if step[3] and step[0] is _store_node:
+                        _ask_helper(case, helper, asked, *step[1], **step[2])
+                    ahead += 1
+                fn(*args, **kw)
+        finally:
+            case.copier = None
+            for path in helper.close():  # asked for, never taken (the plan stopped): removed, as recover() would
+                case._prune_empty(Path(path).parent)
+
+
+def _ask_helper(
+    case: Case,
+    helper: copyhelper.CopyHelper,
+    asked: set[str],
+    _case: Case,
+    node: VNode,
+    *,
+    host: str,
+    kind: str,
+    drive: str,
+    parts: tuple[str, ...],
+    source: Source,
+    **_kw: object,
+) -> None:
+    """Ask the helper for the copy :func:`_store_node` will store, when it is a plain copy (not already collected,
+    not a possible duplicate of a stored file); else the step copies in this process as before."""
+    if node.kind != FILE or case.already_collected(host, node.source_path, node.size, node.mtime) is not None:
+        return
+    safe = safe_host(host)
+    logical = [drive, *parts]
+    key = "/".join(safe_component(p) for p in logical if p not in ("", "."))
+    key = f"evidence/{safe}/{safe_component(kind)}/{key}".casefold()
+    if key in asked or key in _stored_index(case):
+        return
+    try:
+        comps = case._components(safe, kind, logical)
+        where = f"{case._root}/{'/'.join(comps[:-1])}"
+        case.ensure_folder(where)
+    except (OSError, ValueError):  # the step meets the same error itself and records it
+        return
+    asked.add(key)
+    record = source.tool_records.get((drive, "/".join(parts).casefold())) if source.tool_records else None
+    algos = (*DEFAULT_ALGOS, "sha1") if record is not None and record.get("sha1") else DEFAULT_ALGOS
+    helper.ask(node.source_path, where, comps[-1], node.atime, node.mtime, node.size, algos)
 
 
 def collect_volume(

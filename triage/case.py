@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from triage import TOOL_NAME, __version__
+from triage.copyhelper import CopyError, CopyHelper
 from triage.custody import KILL_ENV, MAX_BATCH, CustodyLog, canonical, canonical_fast, kill_point, strict_json, utcnow
 from triage.errors import CollectionFailed, IntegrityError, UsageError
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, hash_file, sha256_bytes
@@ -226,6 +227,9 @@ class Case:
         # set by a caller copying in several threads: store() calls it once the bytes are copied, before the row
         # (it waits there for the thread's turn, so rows, events and counts keep the order of the plan)
         self.row_gate: Callable[[], None] | None = None
+        # set by a collection that copies small files in a helper process (triage.copyhelper): store() takes the
+        # helper's copy of a source asked for there instead of copying it
+        self.copier: CopyHelper | None = None
         self._kill_at = os.environ.get(KILL_ENV)  # tests only (kill_point): read once, not twice per copy
 
     def sync(self, *, files: bool = True) -> None:
@@ -705,6 +709,14 @@ class Case:
         evidence.mkdir(exist_ok=True)
         _mark_topdir(evidence)
 
+    def ensure_folder(self, where: str) -> None:
+        """Make the evidence folder ``where`` (absolute, as text) once per collection, not once per file."""
+        if where not in self._folders:
+            if not self._folders:
+                self._spread_evidence()
+            os.makedirs(where, exist_ok=True)
+            self._folders.add(where)
+
     def _create_in(self, folder: str, name: str) -> tuple[int, str]:
         """Create ``folder/name`` exclusively, read-only; (descriptor, name created): the common case as text,
         a name already taken through :meth:`_create` (``name~2.ext`` ...)."""
@@ -786,29 +798,33 @@ class Case:
                 comps = self._components(host, kind, logical_parts)
                 rel_folder = "/".join(comps[:-1])
                 where = f"{self._root}/{rel_folder}"
-                if where not in self._folders:  # made once per collection, not once per file
-                    if not self._folders:
-                        self._spread_evidence()
-                    os.makedirs(where, exist_ok=True)
-                    self._folders.add(where)
-                # written under its final name, created exclusively (never over another file) and read-only from
-                # the start; a kill before its row leaves a copy that recover() removes and the resumed collect
-                # stores again under the same name
-                fd, name = self._create_in(where, comps[-1])
-                tmp = f"{where}/{name}"
-                try:
-                    case_side = False
-                    with opener() as src:
-                        size, digests = copy_hashing(src, _CaseWriter(fd), algos, progress, expected_size)
-                    case_side = True
+                self.ensure_folder(where)
+                if self.copier is not None and source_path in self.copier:
+                    # copied by the helper process while earlier rows were written (the same copy, see copyhelper)
+                    _where, name, size, digests = self.copier.take(source_path)
+                    if progress is not None and size:
+                        progress(size)
                     if self._kill_at:
                         kill_point("copy")
-                    os.fchmod(fd, READ_ONLY)  # exact, whatever the umask
-                    if mtime is not None:
-                        os.utime(fd, (atime if atime is not None else mtime, mtime))
-                finally:
-                    os.close(fd)
-                tmp = None
+                else:
+                    # written under its final name, created exclusively (never over another file) and read-only
+                    # from the start; a kill before its row leaves a copy that recover() removes and the resumed
+                    # collect stores again under the same name
+                    fd, name = self._create_in(where, comps[-1])
+                    tmp = f"{where}/{name}"
+                    try:
+                        case_side = False
+                        with opener() as src:
+                            size, digests = copy_hashing(src, _CaseWriter(fd), algos, progress, expected_size)
+                        case_side = True
+                        if self._kill_at:
+                            kill_point("copy")
+                        os.fchmod(fd, READ_ONLY)  # exact, whatever the umask
+                        if mtime is not None:
+                            os.utime(fd, (atime if atime is not None else mtime, mtime))
+                    finally:
+                        os.close(fd)
+                    tmp = None
                 if self._kill_at:
                     kill_point("placed")
                 relpath = f"{rel_folder}/{name}"
@@ -845,7 +861,7 @@ class Case:
                     base["extra"]["reference_path"] = reference_path
             else:
                 raise ValueError(f"unknown storage mode {storage!r}")
-        except (OSError, ValueError, _WriteFailed) as exc:
+        except (OSError, ValueError, _WriteFailed, CopyError) as exc:
             if tmp is not None:  # the copy this call created, never another file
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -855,6 +871,15 @@ class Case:
                 folder = Path(where)  # as a Path only when a copy failed
             if folder is not None:
                 self._prune_empty(folder)  # folders made for this copy alone: verify flags empty ones
+            if isinstance(exc, CopyError):  # the helper's copy failed (and was removed): the same words
+                details = f"{exc.type_name}: {exc.text}"
+                if exc.case_side:
+                    details = f"{WRITE_ERROR}{details}"
+                    self.write_failures.append(f"{source_path}: {exc.strerror or exc.text}")
+                    log.error("cannot write %s into the case: %s", source_path, exc.strerror or exc.text)
+                row = ManifestRow(outcome="failure", details=details, **base)
+                self._write_row(row)
+                return row
             details = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, _WriteFailed) or (isinstance(exc, OSError) and case_side):
                 cause = exc.exc if isinstance(exc, _WriteFailed) else exc
