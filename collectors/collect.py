@@ -473,14 +473,12 @@ def _ask_helper(
     not a possible duplicate of a stored file); else the step copies in this process as before."""
     if node.kind != FILE or case.already_collected(host, node.source_path, node.size, node.mtime) is not None:
         return
-    safe = safe_host(host)
     logical = [drive, *parts]
-    key = "/".join(safe_component(p) for p in logical if p not in ("", "."))
-    key = f"evidence/{safe}/{safe_component(kind)}/{key}".casefold()
+    key = _store_key(host, kind, logical)
     if key in asked or key in _stored_index(case):
         return
     try:
-        comps = case._components(safe, kind, logical)
+        comps = case._components(safe_host(host), kind, logical)
         where = f"{case._root}/{'/'.join(comps[:-1])}"
         case.ensure_folder(where)
     except (OSError, ValueError):  # the step meets the same error itself and records it
@@ -488,7 +486,7 @@ def _ask_helper(
     asked.add(key)
     record = source.tool_records.get((drive, "/".join(parts).casefold())) if source.tool_records else None
     algos = (*DEFAULT_ALGOS, "sha1") if record is not None and record.get("sha1") else DEFAULT_ALGOS
-    helper.ask(node.source_path, where, comps[-1], node.atime, node.mtime, node.size, algos)
+    helper.ask(node.source_path, where, comps[-1], node.atime, node.mtime, node.size, algos, key=key)
 
 
 def collect_volume(
@@ -691,6 +689,12 @@ def _stored_index(case: Case) -> dict[str, ManifestRow]:
     return held[1]
 
 
+def _store_key(host: str, kind: str, logical_parts: list[str]) -> str:
+    """The logical path of an artifact in the case, as :func:`_stored_index` keys it."""
+    parts = "/".join(safe_component(str(p)) for p in logical_parts if p not in ("", "."))
+    return f"evidence/{safe_host(host)}/{safe_component(kind)}/{parts}".casefold()
+
+
 def store_once(case: Case, opener: Callable[[], object], **kw: object) -> ManifestRow:
     """``Case.store``, unless the same host already has identical bytes at the same logical path.
 
@@ -698,10 +702,15 @@ def store_once(case: Case, opener: Callable[[], object], **kw: object) -> Manife
     once: the second source gets a ``duplicate`` row naming the stored artifact, so the manifest records both
     sources and the analyzers read (and report) the file once.
     """
-    host, kind = safe_host(str(kw["host"])), str(kw["kind"])
-    parts = [safe_component(str(p)) for p in kw["logical_parts"] if p not in ("", ".")]  # type: ignore[attr-defined]
-    key = f"evidence/{host}/{safe_component(kind)}/{'/'.join(parts)}".casefold()
     index = _stored_index(case)
+    copier = case.copier
+    if copier is not None and (key := copier.keys.get(str(kw["source_path"]))) is not None:
+        # asked of the helper process: no stored file has this logical path (checked when asked)
+        row = case.store(opener, **kw)  # type: ignore[arg-type]
+        if row.outcome in ("success", "empty") and row.relpath:
+            index.setdefault(key, row)
+        return row
+    key = _store_key(str(kw["host"]), str(kw["kind"]), kw["logical_parts"])  # type: ignore[arg-type]
     prior = index.get(key)
     size = kw.get("expected_size")
     if prior is not None and kw.get("storage", "copy") == "copy" and size is not None and prior.size == size:
@@ -712,6 +721,7 @@ def store_once(case: Case, opener: Callable[[], object], **kw: object) -> Manife
             digests = {}
         _gate(case)
         if digests.get("sha256") == prior.sha256:
+            host, kind = safe_host(str(kw["host"])), str(kw["kind"])
             extra = dict(kw.get("extra") or {})  # type: ignore[call-overload]
             extra["duplicate_of"] = prior.artifact_id
             row = ManifestRow(

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import stat
@@ -138,7 +139,7 @@ def row_line(row: ManifestRow) -> tuple[bytes, str]:
     instead of two); a row whose canonical form needs json's own text (a lone surrogate from an undecodable name,
     a float in ``extra``) is written as before, its escapes readable, and hashed through :func:`canonical`.
     Readers parse the JSON either way."""
-    d = row.as_dict()
+    d = row.__dict__  # the fields in their order (a dataclass without slots): as_dict() without the copy
     fast = canonical_fast(d)
     if fast is not None:
         return fast + b"\n", sha256_bytes(fast)
@@ -146,9 +147,33 @@ def row_line(row: ManifestRow) -> tuple[bytes, str]:
     return line.encode("utf-8", "backslashreplace"), row_digest(d)
 
 
+_DAYS: dict[int, str] = {}  # days since 1970 -> "YYYY-MM-DD" (a collection's files share few days)
+_FAST_EPOCH = (-30610224000, 253402300800)  # 1000-01-01 .. 10000-01-01: four-digit years
+
+
 def ts_from_epoch(value: float | None) -> str | None:
+    """A POSIX time as ISO 8601 UTC with microseconds and a Z: the text of ``datetime.fromtimestamp(value, UTC)``.
+
+    Computed here for four-digit years: the fraction rounded to microseconds half to even, as datetime does
+    (compared with datetime over random and edge values in the tests), the date formatted once per day."""
     if value is None:
         return None
+    if type(value) is float and _FAST_EPOCH[0] <= value < _FAST_EPOCH[1]:
+        frac, whole = math.modf(value)
+        us = round(frac * 1e6)
+        if us >= 1_000_000:
+            us -= 1_000_000
+            whole += 1.0
+        elif us < 0:
+            us += 1_000_000
+            whole -= 1.0
+        days, secs = divmod(int(whole), 86400)
+        day = _DAYS.get(days)
+        if day is None:
+            day = _DAYS[days] = datetime.fromtimestamp(days * 86400, UTC).strftime("%Y-%m-%d")
+        hours, secs = divmod(secs, 3600)
+        minutes, secs = divmod(secs, 60)
+        return f"{day}T{hours:02d}:{minutes:02d}:{secs:02d}.{us:06d}Z"
     when = datetime.fromtimestamp(value, UTC)
     if when.year < 1000:  # strftime does not pad the year to four digits: the text stays as it always was
         return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -794,19 +819,22 @@ class Case:
             if storage == "copy":
                 if expected_size is not None and expected_size >= BIG_FILE:
                     self.flush_rows()  # the rows held so far are not kept waiting for a long copy
-                # paths as text: pathlib cost more per file than the copy of a small one
-                comps = self._components(host, kind, logical_parts)
-                rel_folder = "/".join(comps[:-1])
-                where = f"{self._root}/{rel_folder}"
-                self.ensure_folder(where)
                 if self.copier is not None and source_path in self.copier:
-                    # copied by the helper process while earlier rows were written (the same copy, see copyhelper)
+                    # copied by the helper process while earlier rows were written (the same copy, see copyhelper),
+                    # into the folder of its components, made when it was asked for
+                    where = self.copier.folder(source_path)
+                    rel_folder = where[len(self._root) + 1 :]
                     _where, name, size, digests = self.copier.take(source_path)
                     if progress is not None and size:
                         progress(size)
                     if self._kill_at:
                         kill_point("copy")
                 else:
+                    # paths as text: pathlib cost more per file than the copy of a small one
+                    comps = self._components(host, kind, logical_parts)
+                    rel_folder = "/".join(comps[:-1])
+                    where = f"{self._root}/{rel_folder}"
+                    self.ensure_folder(where)
                     # written under its final name, created exclusively (never over another file) and read-only
                     # from the start; a kill before its row leaves a copy that recover() removes and the resumed
                     # collect stores again under the same name

@@ -58,6 +58,7 @@ class CopyHelper:
         self._queued: list[tuple[Any, ...]] = []  # asked, not yet sent
         self._asked: dict[int, tuple[str, str]] = {}  # ticket -> (source, folder), until taken
         self._tickets: dict[str, int] = {}  # source path -> ticket, asked and not yet taken
+        self.keys: dict[str, str] = {}  # source path -> the caller's key of its copy, asked and not yet taken
         self._answers: dict[int, tuple[Any, ...]] = {}  # ticket -> answer, received and not yet taken
         self._next = 0
         self._received = 0
@@ -76,19 +77,28 @@ class CopyHelper:
         mtime: float | None,
         size: int | None,
         algos: tuple[str, ...],
+        *,
+        key: str = "",
     ) -> None:
-        """Queue the copy of ``source`` into ``folder`` (which exists) as ``name``, hashed with ``algos``."""
+        """Queue the copy of ``source`` into ``folder`` (which exists) as ``name``, hashed with ``algos``;
+        ``key``: the caller's name for the copy (:attr:`keys` maps each source asked for and not taken to it)."""
         ticket = self._next
         self._next += 1
         self._tickets[source] = ticket
+        self.keys[source] = key
         self._asked[ticket] = (source, folder)
         self._queued.append((ticket, source, folder, name, atime, mtime, size, algos))
         if len(self._queued) >= BATCH:
             self._send()
 
+    def folder(self, source: str) -> str:
+        """The folder the copy of ``source`` (asked for, not yet taken) goes to."""
+        return self._asked[self._tickets[source]][1]
+
     def take(self, source: str) -> tuple[str, str, int, dict[str, str]]:
         """(folder, name created, size, hex digests) of the copy of ``source``; :class:`CopyError` if it failed."""
         ticket = self._tickets.pop(source)
+        self.keys.pop(source, None)
         if self._queued and self._queued[0][0] <= ticket:
             self._send()
         while ticket not in self._answers:
@@ -159,6 +169,7 @@ class CopyHelper:
         self._answers.clear()
         self._asked.clear()
         self._tickets.clear()
+        self.keys.clear()
         with contextlib.suppress(OSError):
             self.proc.stdin.close()  # type: ignore[union-attr]
         try:
