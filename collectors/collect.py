@@ -13,7 +13,6 @@ import threading
 import zipfile
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +33,8 @@ from triage.formats.recognize import (
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, open_source
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from triage.app.progress import Transfer
 
 log = logging.getLogger(__name__)
@@ -400,6 +401,8 @@ class _Plan:
             for fn, args, kw, _ in steps:
                 fn(*args, **kw)
             return
+        from concurrent.futures import ThreadPoolExecutor  # loaded by a threaded collection only
+
         self.case.already_collected("", "", None, None)  # the indexes are built here, not in a worker
         _stored_index(self.case)
         turns = _Turns()
@@ -473,15 +476,17 @@ def _ask_helper(
     not a possible duplicate of a stored file); else the step copies in this process as before."""
     if node.kind != FILE or case.already_collected(host, node.source_path, node.size, node.mtime) is not None:
         return
-    logical = [drive, *parts]
-    key = _store_key(host, kind, logical)
+    try:
+        comps = case._components(host, kind, [drive, *parts])
+    except ValueError:  # the step meets the same error itself and records it
+        return
+    key = "/".join(comps).casefold()  # what _store_key gives, from the same sanitised components
     if key in asked or key in _stored_index(case):
         return
+    where = f"{case._root}/{'/'.join(comps[:-1])}"
     try:
-        comps = case._components(safe_host(host), kind, logical)
-        where = f"{case._root}/{'/'.join(comps[:-1])}"
         case.ensure_folder(where)
-    except (OSError, ValueError):  # the step meets the same error itself and records it
+    except OSError:
         return
     asked.add(key)
     record = source.tool_records.get((drive, "/".join(parts).casefold())) if source.tool_records else None
