@@ -440,7 +440,13 @@ class _Plan:
         """Run the steps in order while a helper process makes the copies of the next :data:`HELPER_WINDOW` small
         files (:mod:`triage.copyhelper`): its copies overlap the rows and custody events of the ones before."""
         case = self.case
-        helper = copyhelper.CopyHelper()
+        try:
+            helper = copyhelper.CopyHelper()
+        except OSError as exc:  # no process could be started (limits): every copy in this process, as before
+            log.warning("copy helper process not started (%s); copying in this process", exc)
+            for fn, args, kw, _ in steps:
+                fn(*args, **kw)
+            return
         case.copier = helper
         asked: set[str] = set()  # logical keys asked for in this plan: a second one may be a duplicate, not a copy
         ahead = 0

@@ -30,7 +30,8 @@ HELPER_ENV = "TRIAGE_COPY_HELPER"  # "0": every copy in this process, as before
 
 def enabled() -> bool:
     """Whether collections may use the helper process (``TRIAGE_COPY_HELPER=0`` turns it off)."""
-    return os.environ.get(HELPER_ENV, "1") != "0"
+    # POSIX only: select() on pipes, PR_SET_PDEATHSIG; an interpreter to start is needed too (not embedded)
+    return os.environ.get(HELPER_ENV, "1") != "0" and os.name == "posix" and bool(sys.executable)
 
 
 class CopyError(Exception):
@@ -172,11 +173,7 @@ class CopyHelper:
         self.keys.clear()
         with contextlib.suppress(OSError):
             self.proc.stdin.close()  # type: ignore[union-attr]
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self.proc.wait()  # every answer is in (or the helper is gone): it ends at the closed pipe, at once
         with contextlib.suppress(OSError):
             self.proc.stdout.close()  # type: ignore[union-attr]
         return removed

@@ -78,6 +78,51 @@ def test_helper_copies_make_the_case_an_in_process_collect_makes(
     assert collected == [r["artifact_id"] for r in rows]
 
 
+def test_a_source_swapped_for_a_link_after_the_walk_fails_in_the_same_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vol = _volume(tmp_path, 40)
+    victim = vol / "inetpub/wwwroot/aspnet_client/system_web/page0005.js"
+    real_run = collect_mod._Plan.run
+
+    def swap_then_run(self: collect_mod._Plan) -> None:  # listed as a file, a link when it is copied
+        if victim.is_file() and not victim.is_symlink():
+            victim.unlink()
+            victim.symlink_to(vol / "inetpub/wwwroot/aspnet_client/system_web/page0006.js")
+        real_run(self)
+
+    monkeypatch.setattr(collect_mod._Plan, "run", swap_then_run)
+    monkeypatch.setattr(collect_mod, "HELPER_MIN", 1)
+    rows = {}
+    for mode in ("0", "1"):
+        monkeypatch.setenv("TRIAGE_COPY_HELPER", mode)
+        if victim.is_symlink():
+            victim.unlink()
+            victim.write_bytes(b"restored")
+        case = tmp_path / f"case{mode}"
+        summary = collect(CollectRequest(sources=(str(vol),), case=case, examiner="t"), NullProgress())
+        assert summary.stats.failures == 1
+        (row,) = [r for r in _rows(case) if r["source_path"] == str(victim)]
+        assert row["outcome"] == "failure" and not row["relpath"]
+        rows[mode] = row
+    assert rows["0"]["details"] == rows["1"]["details"]
+    assert "symbolic link" in rows["1"]["details"] and not rows["1"]["details"].startswith("write error")
+
+
+def test_a_helper_that_dies_fails_the_collect_loudly(tmp_path: Path) -> None:
+    from triage.errors import CollectionFailed
+
+    src = tmp_path / "s.txt"
+    src.write_bytes(b"x")
+    helper = CopyHelper()
+    helper.proc.kill()
+    helper.proc.wait()
+    with pytest.raises(CollectionFailed, match="copy helper process ended unexpectedly"):
+        helper.ask(str(src), str(tmp_path), "copy.txt", None, None, 1, ("sha256",))
+        helper.take(str(src))
+    helper.close()
+
+
 def test_helper_copy_failures_read_as_in_process_ones(tmp_path: Path) -> None:
     folder = tmp_path / "dst"
     folder.mkdir()
