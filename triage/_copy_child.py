@@ -28,6 +28,7 @@ READ_ONLY = 0o444
 CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 SOURCE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 CTORS = {"md5": hashlib.md5, "sha1": hashlib.sha1, "sha256": hashlib.sha256}
+_MASKED = [True]  # the umask takes read bits off a new file: each copy then gets its mode set (read in main)
 _noatime = [getattr(os, "O_NOATIME", 0)]  # dropped after the first EPERM (not the owner): as open_readonly does
 
 
@@ -100,7 +101,8 @@ def copy_one(req: tuple) -> tuple:  # type: ignore[type-arg]
             finally:
                 os.close(src)
             case_side = True
-            os.fchmod(fd, READ_ONLY)  # exact, whatever the umask
+            if _MASKED[0]:
+                os.fchmod(fd, READ_ONLY)  # exact, whatever the umask (created 0444 as it is when nothing is masked)
             if mtime is not None:
                 os.utime(fd, (atime if atime is not None else mtime, mtime))
         finally:
@@ -127,6 +129,9 @@ def _read_exact(fd: int, n: int) -> bytes:
 
 def main() -> int:
     _die_with_parent()
+    mask = os.umask(0o022)
+    os.umask(mask)
+    _MASKED[0] = bool(mask & READ_ONLY)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it closes the pipe
     fin, fout = sys.stdin.fileno(), sys.stdout.fileno()
     while True:

@@ -186,3 +186,19 @@ def test_a_collect_killed_while_the_helper_copies_resumes_clean(stage: str, tmp_
     assert len(stored) == len(set(stored)) >= 151 and not [r for r in stored if "~2" in r]
     on_disk = {os.path.relpath(os.path.join(d, f), case) for d, _, fs in os.walk(case / "evidence") for f in fs}
     assert on_disk == set(stored)  # every copy the helper made before the kill was removed or has its row
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o277])
+def test_helper_copies_are_read_only_whatever_the_umask(umask: int, tmp_path: Path) -> None:
+    src = tmp_path / "s.txt"
+    src.write_bytes(b"evidence")
+    old = os.umask(umask)
+    try:
+        helper = CopyHelper()  # the helper inherits the umask, as a collect's would
+    finally:
+        os.umask(old)
+    helper.ask(str(src), str(tmp_path), "copy.txt", None, 1.6e9, 8, ("sha256",))
+    assert helper.take(str(src))[1:3] == ("copy.txt", 8)
+    helper.close()
+    st = (tmp_path / "copy.txt").stat()
+    assert st.st_mode & 0o777 == 0o444 and st.st_mtime == 1.6e9
