@@ -148,6 +148,7 @@ def row_line(row: ManifestRow) -> tuple[bytes, str]:
 
 
 _DAYS: dict[int, str] = {}  # days since 1970 -> "YYYY-MM-DD" (a collection's files share few days)
+_SECONDS: dict[float, str] = {}  # whole second -> its text up to the dot (a file's atime and mtime often share one)
 _FAST_EPOCH = (-30610224000, 253402300800)  # 1000-01-01 .. 10000-01-01: four-digit years
 
 
@@ -167,13 +168,18 @@ def ts_from_epoch(value: float | None) -> str | None:
         elif us < 0:
             us += 1_000_000
             whole -= 1.0
-        days, secs = divmod(int(whole), 86400)
-        day = _DAYS.get(days)
-        if day is None:
-            day = _DAYS[days] = datetime.fromtimestamp(days * 86400, UTC).strftime("%Y-%m-%d")
-        hours, secs = divmod(secs, 3600)
-        minutes, secs = divmod(secs, 60)
-        return f"{day}T{hours:02d}:{minutes:02d}:{secs:02d}.{us:06d}Z"
+        second = _SECONDS.get(whole)
+        if second is None:
+            days, secs = divmod(int(whole), 86400)
+            day = _DAYS.get(days)
+            if day is None:
+                day = _DAYS[days] = datetime.fromtimestamp(days * 86400, UTC).strftime("%Y-%m-%d")
+            hours, secs = divmod(secs, 3600)
+            minutes, secs = divmod(secs, 60)
+            if len(_SECONDS) >= 4096:
+                _SECONDS.clear()
+            second = _SECONDS[whole] = f"{day}T{hours:02d}:{minutes:02d}:{secs:02d}."
+        return f"{second}{us:06d}Z"
     when = datetime.fromtimestamp(value, UTC)
     if when.year < 1000:  # strftime does not pad the year to four digits: the text stays as it always was
         return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
