@@ -293,9 +293,10 @@ class Case:
         if custody is not None:
             custody.abandon()
 
-    def close(self) -> None:
+    def close(self, *, files: bool = True) -> None:
+        """Sync (:meth:`sync`, ``files`` as there) and release the case's handles."""
         try:
-            self.sync()
+            self.sync(files=files)
         finally:
             if self._manifest_fd is not None:
                 os.close(self._manifest_fd)
