@@ -13,7 +13,6 @@ import threading
 import zipfile
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ from collectors.families import Family, load_families
 from collectors.hostinfo import computer_name, exchange_root
 from collectors.sources import Source, recognize_node
 from collectors.vfs import DIR, FILE, UNSAFE, VNode, expand_braces, glob, resolve
+from triage import copyhelper
 from triage.case import Case, ManifestRow, safe_component, safe_host
 from triage.custody import utcnow
 from triage.formats.recognize import (
@@ -33,6 +33,8 @@ from triage.formats.recognize import (
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, open_source
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from triage.app.progress import Transfer
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,9 @@ PLAN_MAX = 100_000  # files planned at most before copying them: a huge tree is 
 # wall time, since each thread's many short system calls wait for the GIL the other holds (futex hand-offs)
 COPY_THREADS = int(os.environ.get("TRIAGE_COPY_THREADS", "1"))
 COPY_WINDOW = 256  # steps handed to the copy threads ahead of the one being finished
+# small files of folders on disk are copied by a helper process (triage.copyhelper) when a plan holds this many
+HELPER_MIN = int(os.environ.get("TRIAGE_COPY_HELPER_MIN", "256"))
+HELPER_WINDOW = 256  # copies asked for ahead of the step being run
 PARALLEL_MAX = 4 << 20  # larger files are copied one at a time (their own hashing already runs in threads)
 
 
@@ -390,9 +395,14 @@ class _Plan:
             self.progress.plan(self.files, self.bytes)
         self.files = self.bytes = 0
         if COPY_THREADS < 2 or sum(1 for step in steps if step[3]) < 2:
+            if sum(1 for step in steps if step[3]) >= HELPER_MIN and copyhelper.enabled():
+                self._run_with_helper(steps)
+                return
             for fn, args, kw, _ in steps:
                 fn(*args, **kw)
             return
+        from concurrent.futures import ThreadPoolExecutor  # loaded by a threaded collection only
+
         self.case.already_collected("", "", None, None)  # the indexes are built here, not in a worker
         _stored_index(self.case)
         turns = _Turns()
@@ -423,6 +433,71 @@ class _Plan:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             self.case.row_gate = None
+
+    def _run_with_helper(
+        self, steps: list[tuple[Callable[..., None], tuple[object, ...], dict[str, object], bool]]
+    ) -> None:
+        """Run the steps in order while a helper process makes the copies of the next :data:`HELPER_WINDOW` small
+        files (:mod:`triage.copyhelper`): its copies overlap the rows and custody events of the ones before."""
+        case = self.case
+        try:
+            helper = copyhelper.CopyHelper()
+        except OSError as exc:  # no process could be started (limits): every copy in this process, as before
+            log.warning("copy helper process not started (%s); copying in this process", exc)
+            for fn, args, kw, _ in steps:
+                fn(*args, **kw)
+            return
+        case.copier = helper
+        asked: set[str] = set()  # logical keys asked for in this plan: a second one may be a duplicate, not a copy
+        ahead = 0
+        try:
+            for i, (fn, args, kw, _parallel) in enumerate(steps):
+                while ahead < len(steps) and ahead <= i + HELPER_WINDOW:
+                    step = steps[ahead]
+                    if step[3] and step[0] is _store_node:
+                        _ask_helper(case, helper, asked, *step[1], **step[2])
+                    ahead += 1
+                fn(*args, **kw)
+        finally:
+            case.copier = None
+            for path in helper.close():  # asked for, never taken (the plan stopped): removed, as recover() would
+                case._prune_empty(Path(path).parent)
+
+
+def _ask_helper(
+    case: Case,
+    helper: copyhelper.CopyHelper,
+    asked: set[str],
+    _case: Case,
+    node: VNode,
+    *,
+    host: str,
+    kind: str,
+    drive: str,
+    parts: tuple[str, ...],
+    source: Source,
+    **_kw: object,
+) -> None:
+    """Ask the helper for the copy :func:`_store_node` will store, when it is a plain copy (not already collected,
+    not a possible duplicate of a stored file); else the step copies in this process as before."""
+    if node.kind != FILE or case.already_collected(host, node.source_path, node.size, node.mtime) is not None:
+        return
+    try:
+        comps = case._components(host, kind, [drive, *parts])
+    except ValueError:  # the step meets the same error itself and records it
+        return
+    key = "/".join(comps).casefold()  # what _store_key gives, from the same sanitised components
+    if key in asked or key in _stored_index(case):
+        return
+    where = f"{case._root}/{'/'.join(comps[:-1])}"
+    try:
+        case.ensure_folder(where)
+    except OSError:
+        return
+    asked.add(key)
+    record = source.tool_records.get((drive, "/".join(parts).casefold())) if source.tool_records else None
+    algos = (*DEFAULT_ALGOS, "sha1") if record is not None and record.get("sha1") else DEFAULT_ALGOS
+    helper.ask(node.source_path, where, comps[-1], node.atime, node.mtime, node.size, algos, key=key)
 
 
 def collect_volume(
@@ -625,6 +700,12 @@ def _stored_index(case: Case) -> dict[str, ManifestRow]:
     return held[1]
 
 
+def _store_key(host: str, kind: str, logical_parts: list[str]) -> str:
+    """The logical path of an artifact in the case, as :func:`_stored_index` keys it."""
+    parts = "/".join(safe_component(str(p)) for p in logical_parts if p not in ("", "."))
+    return f"evidence/{safe_host(host)}/{safe_component(kind)}/{parts}".casefold()
+
+
 def store_once(case: Case, opener: Callable[[], object], **kw: object) -> ManifestRow:
     """``Case.store``, unless the same host already has identical bytes at the same logical path.
 
@@ -632,10 +713,15 @@ def store_once(case: Case, opener: Callable[[], object], **kw: object) -> Manife
     once: the second source gets a ``duplicate`` row naming the stored artifact, so the manifest records both
     sources and the analyzers read (and report) the file once.
     """
-    host, kind = safe_host(str(kw["host"])), str(kw["kind"])
-    parts = [safe_component(str(p)) for p in kw["logical_parts"] if p not in ("", ".")]  # type: ignore[attr-defined]
-    key = f"evidence/{host}/{safe_component(kind)}/{'/'.join(parts)}".casefold()
     index = _stored_index(case)
+    copier = case.copier
+    if copier is not None and (key := copier.keys.get(str(kw["source_path"]))) is not None:
+        # asked of the helper process: no stored file has this logical path (checked when asked)
+        row = case.store(opener, **kw)  # type: ignore[arg-type]
+        if row.outcome in ("success", "empty") and row.relpath:
+            index.setdefault(key, row)
+        return row
+    key = _store_key(str(kw["host"]), str(kw["kind"]), kw["logical_parts"])  # type: ignore[arg-type]
     prior = index.get(key)
     size = kw.get("expected_size")
     if prior is not None and kw.get("storage", "copy") == "copy" and size is not None and prior.size == size:
@@ -646,6 +732,7 @@ def store_once(case: Case, opener: Callable[[], object], **kw: object) -> Manife
             digests = {}
         _gate(case)
         if digests.get("sha256") == prior.sha256:
+            host, kind = safe_host(str(kw["host"])), str(kw["kind"])
             extra = dict(kw.get("extra") or {})  # type: ignore[call-overload]
             extra["duplicate_of"] = prior.artifact_id
             row = ManifestRow(

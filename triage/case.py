@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import stat
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from triage import TOOL_NAME, __version__
+from triage.copyhelper import CopyError, CopyHelper
 from triage.custody import KILL_ENV, MAX_BATCH, CustodyLog, canonical, canonical_fast, kill_point, strict_json, utcnow
 from triage.errors import CollectionFailed, IntegrityError, UsageError
 from triage.hashing import DEFAULT_ALGOS, copy_hashing, hash_file, sha256_bytes
@@ -137,7 +139,7 @@ def row_line(row: ManifestRow) -> tuple[bytes, str]:
     instead of two); a row whose canonical form needs json's own text (a lone surrogate from an undecodable name,
     a float in ``extra``) is written as before, its escapes readable, and hashed through :func:`canonical`.
     Readers parse the JSON either way."""
-    d = row.as_dict()
+    d = row.__dict__  # the fields in their order (a dataclass without slots): as_dict() without the copy
     fast = canonical_fast(d)
     if fast is not None:
         return fast + b"\n", sha256_bytes(fast)
@@ -145,9 +147,39 @@ def row_line(row: ManifestRow) -> tuple[bytes, str]:
     return line.encode("utf-8", "backslashreplace"), row_digest(d)
 
 
+_DAYS: dict[int, str] = {}  # days since 1970 -> "YYYY-MM-DD" (a collection's files share few days)
+_SECONDS: dict[float, str] = {}  # whole second -> its text up to the dot (a file's atime and mtime often share one)
+_FAST_EPOCH = (-30610224000, 253402300800)  # 1000-01-01 .. 10000-01-01: four-digit years
+
+
 def ts_from_epoch(value: float | None) -> str | None:
+    """A POSIX time as ISO 8601 UTC with microseconds and a Z: the text of ``datetime.fromtimestamp(value, UTC)``.
+
+    Computed here for four-digit years: the fraction rounded to microseconds half to even, as datetime does
+    (compared with datetime over random and edge values in the tests), the date formatted once per day."""
     if value is None:
         return None
+    if type(value) is float and _FAST_EPOCH[0] <= value < _FAST_EPOCH[1]:
+        frac, whole = math.modf(value)
+        us = round(frac * 1e6)
+        if us >= 1_000_000:
+            us -= 1_000_000
+            whole += 1.0
+        elif us < 0:
+            us += 1_000_000
+            whole -= 1.0
+        second = _SECONDS.get(whole)
+        if second is None:
+            days, secs = divmod(int(whole), 86400)
+            day = _DAYS.get(days)
+            if day is None:
+                day = _DAYS[days] = datetime.fromtimestamp(days * 86400, UTC).strftime("%Y-%m-%d")
+            hours, secs = divmod(secs, 3600)
+            minutes, secs = divmod(secs, 60)
+            if len(_SECONDS) >= 4096:
+                _SECONDS.clear()
+            second = _SECONDS[whole] = f"{day}T{hours:02d}:{minutes:02d}:{secs:02d}."
+        return f"{second}{us:06d}Z"
     when = datetime.fromtimestamp(value, UTC)
     if when.year < 1000:  # strftime does not pad the year to four digits: the text stays as it always was
         return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -226,6 +258,9 @@ class Case:
         # set by a caller copying in several threads: store() calls it once the bytes are copied, before the row
         # (it waits there for the thread's turn, so rows, events and counts keep the order of the plan)
         self.row_gate: Callable[[], None] | None = None
+        # set by a collection that copies small files in a helper process (triage.copyhelper): store() takes the
+        # helper's copy of a source asked for there instead of copying it
+        self.copier: CopyHelper | None = None
         self._kill_at = os.environ.get(KILL_ENV)  # tests only (kill_point): read once, not twice per copy
 
     def sync(self, *, files: bool = True) -> None:
@@ -258,9 +293,10 @@ class Case:
         if custody is not None:
             custody.abandon()
 
-    def close(self) -> None:
+    def close(self, *, files: bool = True) -> None:
+        """Sync (:meth:`sync`, ``files`` as there) and release the case's handles."""
         try:
-            self.sync()
+            self.sync(files=files)
         finally:
             if self._manifest_fd is not None:
                 os.close(self._manifest_fd)
@@ -705,6 +741,14 @@ class Case:
         evidence.mkdir(exist_ok=True)
         _mark_topdir(evidence)
 
+    def ensure_folder(self, where: str) -> None:
+        """Make the evidence folder ``where`` (absolute, as text) once per collection, not once per file."""
+        if where not in self._folders:
+            if not self._folders:
+                self._spread_evidence()
+            os.makedirs(where, exist_ok=True)
+            self._folders.add(where)
+
     def _create_in(self, folder: str, name: str) -> tuple[int, str]:
         """Create ``folder/name`` exclusively, read-only; (descriptor, name created): the common case as text,
         a name already taken through :meth:`_create` (``name~2.ext`` ...)."""
@@ -782,33 +826,40 @@ class Case:
             if storage == "copy":
                 if expected_size is not None and expected_size >= BIG_FILE:
                     self.flush_rows()  # the rows held so far are not kept waiting for a long copy
-                # paths as text: pathlib cost more per file than the copy of a small one
-                comps = self._components(host, kind, logical_parts)
-                rel_folder = "/".join(comps[:-1])
-                where = f"{self._root}/{rel_folder}"
-                if where not in self._folders:  # made once per collection, not once per file
-                    if not self._folders:
-                        self._spread_evidence()
-                    os.makedirs(where, exist_ok=True)
-                    self._folders.add(where)
-                # written under its final name, created exclusively (never over another file) and read-only from
-                # the start; a kill before its row leaves a copy that recover() removes and the resumed collect
-                # stores again under the same name
-                fd, name = self._create_in(where, comps[-1])
-                tmp = f"{where}/{name}"
-                try:
-                    case_side = False
-                    with opener() as src:
-                        size, digests = copy_hashing(src, _CaseWriter(fd), algos, progress, expected_size)
-                    case_side = True
+                if self.copier is not None and source_path in self.copier:
+                    # copied by the helper process while earlier rows were written (the same copy, see copyhelper),
+                    # into the folder of its components, made when it was asked for
+                    where = self.copier.folder(source_path)
+                    rel_folder = where[len(self._root) + 1 :]
+                    _where, name, size, digests = self.copier.take(source_path)
+                    if progress is not None and size:
+                        progress(size)
                     if self._kill_at:
                         kill_point("copy")
-                    os.fchmod(fd, READ_ONLY)  # exact, whatever the umask
-                    if mtime is not None:
-                        os.utime(fd, (atime if atime is not None else mtime, mtime))
-                finally:
-                    os.close(fd)
-                tmp = None
+                else:
+                    # paths as text: pathlib cost more per file than the copy of a small one
+                    comps = self._components(host, kind, logical_parts)
+                    rel_folder = "/".join(comps[:-1])
+                    where = f"{self._root}/{rel_folder}"
+                    self.ensure_folder(where)
+                    # written under its final name, created exclusively (never over another file) and read-only
+                    # from the start; a kill before its row leaves a copy that recover() removes and the resumed
+                    # collect stores again under the same name
+                    fd, name = self._create_in(where, comps[-1])
+                    tmp = f"{where}/{name}"
+                    try:
+                        case_side = False
+                        with opener() as src:
+                            size, digests = copy_hashing(src, _CaseWriter(fd), algos, progress, expected_size)
+                        case_side = True
+                        if self._kill_at:
+                            kill_point("copy")
+                        os.fchmod(fd, READ_ONLY)  # exact, whatever the umask
+                        if mtime is not None:
+                            os.utime(fd, (atime if atime is not None else mtime, mtime))
+                    finally:
+                        os.close(fd)
+                    tmp = None
                 if self._kill_at:
                     kill_point("placed")
                 relpath = f"{rel_folder}/{name}"
@@ -845,7 +896,7 @@ class Case:
                     base["extra"]["reference_path"] = reference_path
             else:
                 raise ValueError(f"unknown storage mode {storage!r}")
-        except (OSError, ValueError, _WriteFailed) as exc:
+        except (OSError, ValueError, _WriteFailed, CopyError) as exc:
             if tmp is not None:  # the copy this call created, never another file
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
@@ -855,6 +906,15 @@ class Case:
                 folder = Path(where)  # as a Path only when a copy failed
             if folder is not None:
                 self._prune_empty(folder)  # folders made for this copy alone: verify flags empty ones
+            if isinstance(exc, CopyError):  # the helper's copy failed (and was removed): the same words
+                details = f"{exc.type_name}: {exc.text}"
+                if exc.case_side:
+                    details = f"{WRITE_ERROR}{details}"
+                    self.write_failures.append(f"{source_path}: {exc.strerror or exc.text}")
+                    log.error("cannot write %s into the case: %s", source_path, exc.strerror or exc.text)
+                row = ManifestRow(outcome="failure", details=details, **base)
+                self._write_row(row)
+                return row
             details = f"{type(exc).__name__}: {exc}"
             if isinstance(exc, _WriteFailed) or (isinstance(exc, OSError) and case_side):
                 cause = exc.exc if isinstance(exc, _WriteFailed) else exc

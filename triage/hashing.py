@@ -6,8 +6,10 @@ import errno
 import hashlib
 import os
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+
+if TYPE_CHECKING:  # the pool is made (and concurrent.futures loaded) by the first large file only
+    from concurrent.futures import ThreadPoolExecutor
 
 CHUNK = 1 << 20  # 1 MiB: large enough for disk throughput, small enough for bounded memory
 DEFAULT_ALGOS = ("sha256", "md5")
@@ -51,6 +53,8 @@ def _hash_pool() -> ThreadPoolExecutor:
     # one pool per process: a pool inherited through fork has no threads behind it
     global _POOL
     if _POOL is None or _POOL[0] != os.getpid():
+        from concurrent.futures import ThreadPoolExecutor
+
         _POOL = (os.getpid(), ThreadPoolExecutor(max_workers=3, thread_name_prefix="triage-hash"))
     return _POOL[1]
 
@@ -89,7 +93,7 @@ def copy_hashing(
         return size, {n: h.hexdigest() for n, h in zip(names, hashers, strict=True)}
     pool = _hash_pool()
     views = [memoryview(bytearray(CHUNK)), memoryview(bytearray(CHUNK))]
-    pending: list[Future[None]] = []
+    pending: list[Any] = []  # futures of the digests of the buffer before
     i = 0
     try:
         while True:

@@ -181,3 +181,72 @@ def test_evidence_folder_is_a_top_of_folder_trees_where_the_file_system_has_the_
     finally:
         os.close(fd)
     assert flags & case_mod._FS_TOPDIR_FL
+
+
+def _reference_ts(value: float) -> str:
+    """What ts_from_epoch wrote before its own arithmetic: datetime's text."""
+    from datetime import UTC, datetime
+
+    when = datetime.fromtimestamp(value, UTC)
+    if when.year < 1000:
+        return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return when.isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def _outcome(fn: Any, value: float) -> str:
+    try:
+        return fn(value)
+    except (ValueError, OverflowError, OSError) as exc:
+        return type(exc).__name__
+
+
+def test_source_times_are_datetimes_text_to_the_microsecond_and_its_rounding() -> None:
+    rng = random.Random(15)
+    edges = [0.0, -0.5, -1e-7, 0.9999995, 1.0000005, 2.5e-6, 1.5e-6, -1.5e-6, 1614556800.0000005, 1614556800.9999995]
+    edges += [253402300799.999, 253402300799.9999995, -30610224000.0, -30610224000.0000005, -30610224001.0, 1e12]
+    values = edges + [rng.uniform(-3.2e10, 2.6e11) for _ in range(20000)]
+    values += [rng.randint(0, 2**31) + (rng.randint(0, 10**6) + 0.5) / 1e6 for _ in range(20000)]  # ties
+    values += [rng.randint(0, 2**31) + rng.randint(0, 10**7) / 1e7 for _ in range(20000)]
+    for value in values:
+        assert _outcome(case_mod.ts_from_epoch, value) == _outcome(_reference_ts, value), repr(value)
+
+
+def test_utcnow_is_datetime_now_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    import triage.custody as custody_mod
+
+    for ns in (1_700_000_000_123_456_789, 1_700_000_000_999_999_999, 1_700_000_001_000_000_000, 86_400 * 10**9):
+        monkeypatch.setattr(custody_mod.time, "time_ns", lambda ns=ns: ns)
+        when = datetime.fromtimestamp(ns // 10**9, UTC).replace(microsecond=(ns % 10**9) // 1000)
+        assert custody_mod.utcnow() == when.isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+def test_collect_events_written_compact_are_the_events_verify_checks(tmp_path: Path) -> None:
+    from triage.custody import CustodyLog, event_hash
+
+    rng = random.Random(3)
+    alphabet = string.printable + '"\\\x00\x1f\x7f\u2028é中\U0001f600'
+    many: list[dict[str, Any]] = []
+    for i in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        many.append({"source_path": text, "size": rng.choice([None, 0, 2**63 - 1, -5]), "relpath": None, "n": i})
+    many += [{"source_path": "bad \udcff name"}, {"ratio": 0.1}, {"when": enum.Enum("E", "A").A}]  # the json path
+    log = CustodyLog(tmp_path, actor='exam"iner\\')
+    written = log.append_many("collect", many)
+    log.append("note", text="a spaced line")
+    log.close()
+    lines = (tmp_path / "custody.jsonl").read_bytes().splitlines()
+    assert len(lines) == len(many) + 1
+    for raw, event in zip(lines, written, strict=False):
+        parsed = json.loads(raw)
+        assert parsed["hash"] == event["hash"] == event_hash(parsed)
+        if event is written[-1] or "bad" in str(event["details"]) or "ratio" in event["details"]:
+            continue
+        if "when" not in event["details"]:
+            assert parsed == event
+            body = {k: v for k, v in parsed.items() if k != "hash"}
+            assert raw == canonical(parsed) and hashlib.sha256(canonical(body)).hexdigest() == event["hash"]
+    assert b'"action": "note"' in lines[-1]  # other actions keep json's spaced line
+    count, problems = CustodyLog(tmp_path).verify()
+    assert count == len(lines) and not problems

@@ -124,7 +124,7 @@ def collect(request: CollectRequest, progress: Progress, plan: SourcePlan | None
         raise
     with case.writer():  # one writer at a time; a second collect waits for this one
         summary = collect_into(case, request, plan, progress)
-    case.close()
+    case.close(files=False)  # _collect_locked ended with the case's syncfs; a second one waited for others' writes
     return check_collection(request, summary, progress)
 
 

@@ -1,0 +1,179 @@
+"""Copies of small files made by a helper process while this one writes the rows of the copies before them.
+
+Profiled on 6,000 small files, a collect spent most of its time in the kernel creating, writing and closing the
+copies and the rest in Python writing their rows and custody events, one after the other on one core. A thread
+could not overlap them (its many short system calls wait for the lock the Python side holds); a process can. The
+helper (:mod:`triage._copy_child`, standard library only) is asked for copies ahead of the one whose row is being
+written; :meth:`Case.store` then takes the answer of its own copy instead of copying, and writes its row as before.
+What a copy is does not change: created exclusively and read-only under the name ``store`` would give it, hashed
+while copied, the source's times set on its descriptor; a failure is the row ``store`` would write. Answers come
+back in the order asked. Copies asked for and never taken (the plan stopped) are removed when the helper closes;
+a kill leaves copies without rows, which ``recover`` removes on the next collect, as it always did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import marshal
+import os
+import select
+import subprocess
+import sys
+from typing import Any
+
+from triage.errors import CollectionFailed
+
+_CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_copy_child.py")
+BATCH = 32  # requests sent in one frame (one write, one answer frame)
+HELPER_ENV = "TRIAGE_COPY_HELPER"  # "0": every copy in this process, as before
+
+
+def enabled() -> bool:
+    """Whether collections may use the helper process (``TRIAGE_COPY_HELPER=0`` turns it off)."""
+    # POSIX only: select() on pipes, PR_SET_PDEATHSIG; an interpreter to start is needed too (not embedded)
+    return os.environ.get(HELPER_ENV, "1") != "0" and os.name == "posix" and bool(sys.executable)
+
+
+class CopyError(Exception):
+    """A copy the helper could not make, with what :meth:`Case.store` needs to write its failure row."""
+
+    def __init__(self, case_side: bool, type_name: str, text: str, strerror: str | None) -> None:
+        super().__init__(text)
+        self.case_side, self.type_name, self.text, self.strerror = case_side, type_name, text, strerror
+
+
+class CopyHelper:
+    """One helper process; :meth:`ask` queues a copy, :meth:`take` returns its answer (in the order asked)."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", _CHILD],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._out = self.proc.stdin.fileno()
+        self._in = self.proc.stdout.fileno()
+        os.set_blocking(self._out, False)  # a request frame is written while answers are read: never a deadlock
+        self._queued: list[tuple[Any, ...]] = []  # asked, not yet sent
+        self._asked: dict[int, tuple[str, str]] = {}  # ticket -> (source, folder), until taken
+        self._tickets: dict[str, int] = {}  # source path -> ticket, asked and not yet taken
+        self.keys: dict[str, str] = {}  # source path -> the caller's key of its copy, asked and not yet taken
+        self._answers: dict[int, tuple[Any, ...]] = {}  # ticket -> answer, received and not yet taken
+        self._next = 0
+        self._received = 0
+        self._inbuf = bytearray()
+        self._outbuf = bytearray()
+
+    def __contains__(self, source: str) -> bool:
+        return source in self._tickets
+
+    def ask(
+        self,
+        source: str,
+        folder: str,
+        name: str,
+        atime: float | None,
+        mtime: float | None,
+        size: int | None,
+        algos: tuple[str, ...],
+        *,
+        key: str = "",
+    ) -> None:
+        """Queue the copy of ``source`` into ``folder`` (which exists) as ``name``, hashed with ``algos``;
+        ``key``: the caller's name for the copy (:attr:`keys` maps each source asked for and not taken to it)."""
+        ticket = self._next
+        self._next += 1
+        self._tickets[source] = ticket
+        self.keys[source] = key
+        self._asked[ticket] = (source, folder)
+        self._queued.append((ticket, source, folder, name, atime, mtime, size, algos))
+        if len(self._queued) >= BATCH:
+            self._send()
+
+    def folder(self, source: str) -> str:
+        """The folder the copy of ``source`` (asked for, not yet taken) goes to."""
+        return self._asked[self._tickets[source]][1]
+
+    def take(self, source: str) -> tuple[str, str, int, dict[str, str]]:
+        """(folder, name created, size, hex digests) of the copy of ``source``; :class:`CopyError` if it failed."""
+        ticket = self._tickets.pop(source)
+        self.keys.pop(source, None)
+        if self._queued and self._queued[0][0] <= ticket:
+            self._send()
+        while ticket not in self._answers:
+            self._pump()
+        _ticket, name, size, digests, error = self._answers.pop(ticket)
+        _source, folder = self._asked.pop(ticket)
+        if error is not None:
+            raise CopyError(*error)
+        return folder, name, size, digests
+
+    def _send(self) -> None:
+        body = marshal.dumps(self._queued)
+        self._queued = []
+        self._outbuf += len(body).to_bytes(4, "little") + body
+        while self._outbuf:
+            self._pump()
+
+    def _pump(self) -> None:
+        """Write what is pending and read what has come, waiting for either (a dead helper ends the wait)."""
+        readable, writable, _ = select.select([self._in], [self._out] if self._outbuf else [], [])
+        if writable:
+            try:
+                n = os.write(self._out, self._outbuf)
+            except BlockingIOError:
+                n = 0
+            except BrokenPipeError:
+                self._dead()
+            del self._outbuf[:n]
+        if readable:
+            chunk = os.read(self._in, 1 << 20)
+            if not chunk:
+                self._dead()
+            self._inbuf += chunk
+            self._parse()
+
+    def _parse(self) -> None:
+        while len(self._inbuf) >= 4:
+            n = int.from_bytes(self._inbuf[:4], "little")
+            if len(self._inbuf) < 4 + n:
+                return
+            answers = marshal.loads(bytes(self._inbuf[4 : 4 + n]))
+            del self._inbuf[: 4 + n]
+            for answer in answers:
+                self._answers[answer[0]] = answer
+            self._received += len(answers)
+
+    def _dead(self) -> None:
+        code = self.proc.poll()
+        raise CollectionFailed(
+            f"the copy helper process ended unexpectedly (exit {code}); rerun the same collect to resume "
+            "(copies without rows are removed first)"
+        )
+
+    def close(self) -> list[str]:
+        """Stop the helper; copies it made that were never taken are removed. Returns their paths."""
+        removed: list[str] = []
+        with contextlib.suppress(CollectionFailed, OSError):
+            if self._queued:
+                self._send()
+            while self._received < self._next:
+                self._pump()
+        for ticket, (_ticket, name, _size, _digests, error) in self._answers.items():
+            folder = self._asked[ticket][1]
+            if error is None:
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{folder}/{name}")
+                    removed.append(f"{folder}/{name}")
+        self._answers.clear()
+        self._asked.clear()
+        self._tickets.clear()
+        self.keys.clear()
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()  # type: ignore[union-attr]
+        self.proc.wait()  # every answer is in (or the helper is gone): it ends at the closed pipe, at once
+        with contextlib.suppress(OSError):
+            self.proc.stdout.close()  # type: ignore[union-attr]
+        return removed
