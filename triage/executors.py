@@ -73,6 +73,7 @@ from triage.unitrun import (
     write_batch,
     write_single,
 )
+from triage.unitrun import warm as warm_analyzers
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,11 @@ class Executor:
     def describe(self) -> dict[str, Any]:
         """Executor kind, scheduler address and worker count, for the run record and custody log."""
         return {"kind": self.kind, "address": "", "workers": 0}
+
+    def warm(self, analyzers: Sequence[str], plugins: Sequence[str], options: dict[str, dict[str, Any]]) -> bool:
+        """Start the workers now and have each prepare these analyzers (module, rules, the findings writer) while
+        the caller still plans; True when it did. Executors that cannot (dask) do nothing."""
+        return False
 
     def close(self) -> None:
         """Release the pool or cluster connection (idempotent)."""
@@ -409,6 +415,9 @@ class _Spool:
         self.cell.end()
 
 
+_WARM = "warm"  # the first element of the message that starts a worker's preparation (unit keys start "triage-")
+
+
 def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell: _Cell | None = None) -> None:
     """A pool worker: run units sent over ``conn`` until told to stop, one at a time (``cell``: shared with the
     parent, the artifact of a batch running now)."""
@@ -426,6 +435,9 @@ def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell:
             return
         if msg is None:
             return
+        if msg[0] == _WARM:  # before the first unit: load what the units will need (LocalPoolExecutor.warm)
+            warm_analyzers(*msg[1:])
+            continue
         key, spec = msg
         conn.send(("start", key))  # from here on, a death or a limit is this unit's
         spool = None
@@ -552,6 +564,28 @@ class LocalPoolExecutor(Executor):
         self.workers_started = 0
         self.in_process_small = in_process_small  # a handful of small units runs here (see the module doc)
         self.units_in_process = 0
+        self._warm: list[_Slot] = []  # workers started by warm() that no run has taken yet
+
+    def warm(self, analyzers: Sequence[str], plugins: Sequence[str], options: dict[str, dict[str, Any]]) -> bool:
+        """Fork the pool's workers now; each imports ``analyzers``, loads their rules (from the compiled-rule
+        cache, or the objects this process already holds, inherited by the fork) and the findings writer, while
+        this process recovers and plans. The next :meth:`run` takes them instead of starting its own."""
+        if self._warm or not analyzers:
+            return False
+        for _ in range(self.jobs):
+            slot = self._start()
+            try:
+                slot.conn.send((_WARM, tuple(analyzers), tuple(plugins), dict(options)))
+            except OSError:  # it died at once: run() starts another
+                self._kill(slot)
+                continue
+            self._warm.append(slot)
+        return bool(self._warm)
+
+    def close(self) -> None:
+        """Stop the warmed workers no run took (idempotent)."""
+        while self._warm:
+            self._stop(self._warm.pop())
 
     def describe(self) -> dict[str, Any]:
         here = {"units_in_process": self.units_in_process} if self.units_in_process else {}
@@ -714,7 +748,7 @@ class LocalPoolExecutor(Executor):
 
         def refill() -> None:
             while pending and len(slots) < want:
-                slot = self._start()
+                slot = self._warm.pop(0) if self._warm else self._start()
                 slots.append(slot)
                 feed(slot)
 

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from triage.custody import utcnow
 from triage.errors import Skip
 from triage.finding import Finding, RunRecord
 from triage.registry import Analyzer, Unit, load
-from triage.results import BATCH_FORMAT, BATCH_SUFFIX, findings_parquet, parse_records
+from triage.results import BATCH_FORMAT, BATCH_SUFFIX, findings_parquet, load_writer, parse_records
 from triage.tasks import MemoryBound, ProgressSink, UnitSpec, memory_limit_text, worker_id
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,27 @@ def drop_instances() -> int:
     return len(mine)
 
 
+def warm(analyzers: Sequence[str], plugins: Sequence[str], options: dict[str, dict[str, Any]]) -> list[str]:
+    """In a pool worker before its first unit: import these analyzers, make this process's object of each (with
+    the options its units will carry) and load its rules, then import the findings writer, so that the work is
+    done while the parent still plans (it would be done by the first unit otherwise). A failure is left for that
+    unit to meet and record; returns the analyzers that could not be prepared."""
+    failed = []
+    for name in analyzers:
+        try:
+            analyzer = _instance(load(name, tuple(plugins)), dict(options.get(name) or {}))
+            _ = analyzer.ruleset  # compiled rules come from the cache (or the parent's object, inherited)
+            prepare = getattr(analyzer, "warm", None)
+            if prepare is not None:
+                prepare()
+        except Exception:  # the unit that needs it fails with the real error, on its own row
+            log.debug("warming analyzer %s failed", name, exc_info=True)
+            failed.append(name)
+    with contextlib.suppress(ImportError):
+        load_writer()
+    return failed
+
+
 # a worker's per-artifact hooks: an artifact of a batch starts (its id); one finished (its record and findings)
 ItemSink = Callable[[str], None]
 RowSink = Callable[[dict[str, Any], list[Finding]], None]
@@ -105,19 +126,26 @@ def run_unit(
     started, t0 = utcnow(), time.perf_counter()
     rows: list[tuple[dict[str, Any], list[Finding]]] = []
     units = [_unit(spec, analyzer, ev, None, on_progress, case) for ev in spec.batch]
+    worker = worker_id()  # asked once per batch: it is the same for every row
     _begin_batch(analyzer, units)
     try:
-        for ev, unit in zip(spec.batch, units, strict=True):
-            if on_item is not None:
-                on_item(str(ev["artifact_id"]))
-            rec, found = _analyze_one(spec, cls, analyzer, fingerprint, ev, None, on_progress, case, unit)
-            if on_row is not None:
-                on_row(rec, found)
-            rows.append((rec, found))
+        # the memory bound is set once for the batch (a system call and a /proc read per artifact cost more than
+        # a small file's scan): each artifact may add the unit bound over what the worker held when the batch
+        # began; a MemoryError still fails only the artifact that raised it (caught in _analyze_one)
+        with MemoryBound():
+            for ev, unit in zip(spec.batch, units, strict=True):
+                if on_item is not None:
+                    on_item(str(ev["artifact_id"]))
+                rec, found = _analyze_one(
+                    spec, cls, analyzer, fingerprint, ev, None, on_progress, case, unit, bounded=False, worker=worker
+                )
+                if on_row is not None:
+                    on_row(rec, found)
+                rows.append((rec, found))
     finally:
         if hasattr(analyzer, "end_batch"):
             analyzer.end_batch()
-    return write_batch(spec, rows, started=started, duration=time.perf_counter() - t0)
+    return write_batch(spec, rows, started=started, duration=time.perf_counter() - t0, worker=worker)
 
 
 def _begin_batch(analyzer: Analyzer, units: list[Unit]) -> None:
@@ -183,15 +211,19 @@ def _analyze_one(
     on_progress: ProgressSink | None,
     case: Case,
     unit: Unit | None = None,
+    *,
+    bounded: bool = True,
+    worker: str = "",
 ) -> tuple[dict[str, Any], list[Finding]]:
-    """The analyzer over one artifact (or host group): its run record (no result file yet) and findings."""
+    """The analyzer over one artifact (or host group): its run record (no result file yet) and findings.
+    ``bounded``: set the memory bound here (a batch sets it once around all its artifacts)."""
     started, t0 = utcnow(), time.perf_counter()
     unit = unit or _unit(spec, analyzer, row, members, on_progress, case)
     evidence = unit.evidence
     found: list[Finding] = []
     status, message, tb = "success", "", ""
     try:
-        with MemoryBound():  # in a pool worker: the private memory this unit may add
+        with MemoryBound() if bounded else contextlib.nullcontext():  # the private memory this unit may add
             for f in analyzer.analyze(unit):
                 found.append(f)
     except Skip as exc:
@@ -219,7 +251,7 @@ def _analyze_one(
         message=message,
         traceback=tb,
         fingerprint=fingerprint,
-        worker=worker_id(),
+        worker=worker or worker_id(),
         run_id=spec.run_id,
         outputs=[{"path": k, "sha256": v} for k, v in sorted(unit.outputs.items())],
     )
@@ -258,7 +290,12 @@ def batch_paths(case_dir: Path, analyzer: str, batch_id: str) -> tuple[Path, Pat
 
 
 def write_batch(
-    spec: UnitSpec, rows: list[tuple[dict[str, Any], list[Finding]]], *, started: str = "", duration: float = 0.0
+    spec: UnitSpec,
+    rows: list[tuple[dict[str, Any], list[Finding]]],
+    *,
+    started: str = "",
+    duration: float = 0.0,
+    worker: str = "",
 ) -> dict[str, Any]:
     """One batch's files: all its findings in ``<batch_id>.parquet`` (none: no file), then its record with a row
     per artifact (``<batch_id>.batch.json``). Each is written to a temporary file, fsync'd once, renamed."""
@@ -282,7 +319,7 @@ def write_batch(
         "analyzer": spec.analyzer,
         "analyzer_version": first.get("analyzer_version", ""),
         "run_id": spec.run_id,
-        "worker": worker_id(),
+        "worker": worker or worker_id(),
         "started": started or first.get("started", ""),
         "finished": utcnow(),
         "duration_s": round(duration, 6),

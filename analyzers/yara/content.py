@@ -312,7 +312,11 @@ def report_rule_load(case: Any, dirs: list[str], options: dict[str, Any] | None 
     ``rules_loaded`` custody event; returns the summary. The compiled set lands in the cache, so the
     analysis workers only load it.
     """
-    analyzer = YaraScan({**(options or {}), "yara": list(dirs)})
+    from triage.unitrun import _instance
+
+    # the process's object for these options (the one units use): pool workers forked after this inherit the
+    # loaded set instead of reading it from the cache again
+    analyzer = _instance(YaraScan, {**(options or {}), "yara": list(dirs)})
     compiled: CompiledRules = analyzer.ruleset
     rep = compiled.report()
     out = case.path / "runs" / "yara-rules.json"
