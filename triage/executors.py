@@ -71,6 +71,7 @@ from triage.unitrun import (
     result_paths,
     run_unit,
     write_batch,
+    write_deferred,
     write_single,
 )
 from triage.unitrun import warm as warm_analyzers
@@ -447,7 +448,8 @@ def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell:
             progress = _progress_sender(conn, key)
             if spec.batch is not None and cell is not None:
                 spool = _Spool(spec, cell)
-                rec = run_unit(spec, on_progress=progress, on_item=spool.item, on_row=spool.row)
+                # a batch with findings comes back unwritten: the parent writes it (no pyarrow in the workers)
+                rec = run_unit(spec, on_progress=progress, on_item=spool.item, on_row=spool.row, write_findings=False)
             else:
                 rec = run_unit(spec, on_progress=progress)
         except BaseException as exc:  # run_unit records analyzer errors; this is its own failure
@@ -846,7 +848,12 @@ class LocalPoolExecutor(Executor):
                 t = slot.queue.popleft()
                 slot.running, slot.item = False, -1
                 if msg[0] == "done":
-                    on_result(t, msg[2])
+                    try:
+                        rec = write_deferred(t.spec, msg[2])  # a batch with findings: its files are written here
+                    except OSError as exc:
+                        on_failed(t, f"the batch's results could not be written: {exc}")
+                    else:
+                        on_result(t, rec)
                 else:
                     on_failed(t, f"the unit failed in its worker: {msg[2]}")
                 if msg[3]:  # the worker retires after this unit

@@ -221,13 +221,6 @@ def findings_table(found: list[Any]) -> Any:
     return table.replace_schema_metadata({b"pandas": _pandas_metadata()})
 
 
-def load_writer() -> None:
-    """Import what :func:`findings_parquet` needs (pyarrow): a pool worker does it while it waits for its first
-    unit, not in the middle of one."""
-    import pyarrow
-    import pyarrow.parquet  # noqa: F401
-
-
 def findings_parquet(found: list[Any]) -> bytes:
     """The findings as the bytes of one parquet file (what a unit or batch writes as its result)."""
     import pyarrow as pa

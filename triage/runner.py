@@ -456,7 +456,16 @@ def warm_pool(
     if getattr(executor, "in_process_small", False) and sum(counts.values()) <= IN_PROCESS_UNITS:
         return []
     names = [name for name, n in counts.items() if n]
-    return names if executor.warm(names, plugins, options or {}) else []
+    options = options or {}
+    for name in names:  # imported here, before the fork: the workers share the modules instead of each importing
+        try:
+            cls = load(name, plugins)
+            # and the rules, loaded once here (from the cache) instead of once per worker
+            if getattr(cls, "rules_fork_safe", False):
+                _ = _instance(cls, options.get(name, {})).ruleset
+        except Exception:  # the units meet the same failure and record it on their own rows
+            log.debug("preparing analyzer %s before the fork failed", name, exc_info=True)
+    return names if executor.warm(names, plugins, options) else []
 
 
 def analyze_cases(

@@ -28,7 +28,7 @@ from triage.custody import utcnow
 from triage.errors import Skip
 from triage.finding import Finding, RunRecord
 from triage.registry import Analyzer, Unit, load
-from triage.results import BATCH_FORMAT, BATCH_SUFFIX, findings_parquet, load_writer, parse_records
+from triage.results import BATCH_FORMAT, BATCH_SUFFIX, findings_parquet, parse_records
 from triage.tasks import MemoryBound, ProgressSink, UnitSpec, memory_limit_text, worker_id
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,10 @@ def drop_instances() -> int:
 
 
 def warm(analyzers: Sequence[str], plugins: Sequence[str], options: dict[str, dict[str, Any]]) -> list[str]:
-    """In a pool worker before its first unit: import these analyzers, make this process's object of each (with
-    the options its units will carry) and load its rules, then import the findings writer, so that the work is
-    done while the parent still plans (it would be done by the first unit otherwise). A failure is left for that
-    unit to meet and record; returns the analyzers that could not be prepared."""
+    """In a pool worker before its first unit: import these analyzers (already imported when the parent did it
+    before the fork), make this process's object of each (with the options its units will carry) and load its
+    rules, so that the work is done while the parent still plans (the first unit would do it otherwise). A
+    failure is left for that unit to meet and record; returns the analyzers that could not be prepared."""
     failed = []
     for name in analyzers:
         try:
@@ -93,8 +93,6 @@ def warm(analyzers: Sequence[str], plugins: Sequence[str], options: dict[str, di
         except Exception:  # the unit that needs it fails with the real error, on its own row
             log.debug("warming analyzer %s failed", name, exc_info=True)
             failed.append(name)
-    with contextlib.suppress(ImportError):
-        load_writer()
     return failed
 
 
@@ -103,18 +101,27 @@ ItemSink = Callable[[str], None]
 RowSink = Callable[[dict[str, Any], list[Finding]], None]
 
 
+# the key of what a pool worker returns for a batch with findings when the pool's parent writes its files
+DEFERRED = "deferred_batch"
+
+
 def run_unit(
     spec: UnitSpec,
     on_progress: ProgressSink | None = None,
     on_item: ItemSink | None = None,
     on_row: RowSink | None = None,
+    *,
+    write_findings: bool = True,
 ) -> dict[str, Any]:
     """Run one unit (or a batch) and write its results; never raises for analyzer errors. Picklable entry point.
 
     ``on_progress(done, total, text)`` receives the unit's own progress reports (:meth:`Unit.progress`). For a
     batch, ``on_item(evidence_id)`` is told as each artifact starts and ``on_row(record, findings)`` as each one
     ends, so a pool can keep the finished rows of a batch whose worker dies; the return value is then the batch
-    record (:mod:`triage.results`).
+    record (:mod:`triage.results`). ``write_findings=False`` (a pool worker): a batch that has findings is not
+    written here but returned as ``{DEFERRED: ...}`` for :func:`write_deferred` in the pool's parent, so the
+    workers never import the parquet writer (pyarrow and numpy, more CPU than a worker's share of a small scan);
+    a batch without findings is written here as before.
     """
     cls, analyzer, fingerprint = _prepare(spec)
     # one Case object per unit or batch (it opens the custody log's settings): only artifact paths are asked of it
@@ -145,7 +152,21 @@ def run_unit(
     finally:
         if hasattr(analyzer, "end_batch"):
             analyzer.end_batch()
-    return write_batch(spec, rows, started=started, duration=time.perf_counter() - t0, worker=worker)
+    duration = time.perf_counter() - t0
+    if not write_findings and any(found for _, found in rows):
+        return {DEFERRED: {"rows": rows, "started": started, "duration": duration, "worker": worker}}
+    return write_batch(spec, rows, started=started, duration=duration, worker=worker)
+
+
+def write_deferred(spec: UnitSpec, rec: dict[str, Any]) -> dict[str, Any]:
+    """The batch record of what :func:`run_unit` returned: a deferred batch's files written now (parquet, then its
+    record, as the worker would have), anything else as it is."""
+    deferred = rec.get(DEFERRED)
+    if deferred is None:
+        return rec
+    return write_batch(
+        spec, deferred["rows"], started=deferred["started"], duration=deferred["duration"], worker=deferred["worker"]
+    )
 
 
 def _begin_batch(analyzer: Analyzer, units: list[Unit]) -> None:
@@ -369,6 +390,8 @@ def rewrite_batch(case_dir: Path, record: Path, drop: set[str]) -> int:
 
 def record_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
     """The per-artifact rows of what a unit returned: a batch record's rows, or the single unit's record."""
+    if DEFERRED in rec:  # not written yet (run_unit with write_findings=False): its rows as they will be written
+        return [row for row, _ in rec[DEFERRED]["rows"]]
     units = rec.get("units")
     return list(units) if isinstance(units, list) else [rec]
 

@@ -173,6 +173,9 @@ class YaraScan(Analyzer):
         YARA_SETS,
     )
     rule_option = "yara"
+    # the compiled set is plain data (no threads, no open handles): the runner loads it before forking the pool's
+    # workers (triage.runner.warm_pool), which share it instead of each reading the cache again
+    rules_fork_safe = True
 
     def extra_paths(self) -> list[Path]:
         """Rule files and folders given with ``--yara``."""
