@@ -447,7 +447,7 @@ def warm_pool(
     evidence in these cases (module, rules, findings writer), so that work overlaps recovery and planning here
     instead of delaying each worker's first unit. Not when the run may stay in this process (a handful of small
     units). Returns the analyzers warmed (none: the executor starts its workers when it runs)."""
-    if not hasattr(executor, "warm"):
+    if type(executor).warm is Executor.warm:  # it cannot start workers early (dask: they run elsewhere)
         return []
     plugins = tuple(os.path.abspath(p) if p.endswith(".py") and os.path.isfile(p) else p for p in plugins)
     first = (stages(list(iter_selected(only, skip, declarations(plugins)))) or [[]])[0]
@@ -455,9 +455,12 @@ def warm_pool(
     counts = {d.name: sum(kinds[k] for k in d.consumes) for d in first}
     if getattr(executor, "in_process_small", False) and sum(counts.values()) <= IN_PROCESS_UNITS:
         return []
-    names = [name for name, n in counts.items() if n]
+    # the workers prepare an analyzer only when each of them will surely run some of its units (a batch per
+    # worker and more); the parent imports every analyzer with units (planning would import it anyway)
+    workers = max(1, int(getattr(executor, "jobs", 1) or 1))
+    names = [name for name, n in counts.items() if n >= workers * DEFAULT_BATCHING.per_worker]
     options = options or {}
-    for name in names:  # imported here, before the fork: the workers share the modules instead of each importing
+    for name in [name for name, n in counts.items() if n]:  # before the fork: the workers share the modules
         try:
             cls = load(name, plugins)
             # and the rules, loaded once here (from the cache) instead of once per worker

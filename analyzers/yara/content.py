@@ -161,6 +161,24 @@ def _read_excerpts(source: Path | bytes, match: Match, limit: int = 64) -> list[
     return out
 
 
+def _read_small(path: Path) -> bytes:
+    """A small file's bytes in one read sized by ``fstat`` (no buffered file object: its setup costs more than the
+    read of a few KiB page); a file that grew since is read to its end."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        while len(data) > size:  # more than fstat said: it grew since, read on to its end
+            more = os.read(fd, 1 << 20)
+            if not more:
+                break
+            data += more
+            size = len(data) - 1
+        return data
+    finally:
+        os.close(fd)
+
+
 @register
 class YaraScan(Analyzer):
     """YARA rules (the project's and --yara sets) over web, staging and loose files and Exchange/IIS logs."""
@@ -241,8 +259,7 @@ class YaraScan(Analyzer):
         # these bytes (most of a web root is a few KiB); a bigger one is scanned by path (the engines map it)
         target: Path | bytes
         if size <= READ_WHOLE:
-            with open(unit.path, "rb") as fh:
-                target = fh.read()  # sized by fstat; a fixed big read size would allocate that much per file
+            target = _read_small(unit.path)
             head = target[:16]
         else:
             target = unit.path
