@@ -850,8 +850,9 @@ class LocalPoolExecutor(Executor):
                 if msg[0] == "done":
                     try:
                         rec = write_deferred(t.spec, msg[2])  # a batch with findings: its files are written here
-                    except OSError as exc:
-                        on_failed(t, f"the batch's results could not be written: {exc}")
+                    except Exception as exc:  # as a worker's failure to write: this batch's rows only
+                        log.warning("%s: writing batch %s failed: %s", t.analyzer, t.spec.batch_id, exc)
+                        on_failed(t, f"the batch's results could not be written: {type(exc).__name__}: {exc}")
                     else:
                         on_result(t, rec)
                 else:
