@@ -71,8 +71,10 @@ from triage.unitrun import (
     result_paths,
     run_unit,
     write_batch,
+    write_deferred,
     write_single,
 )
+from triage.unitrun import warm as warm_analyzers
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +182,11 @@ class Executor:
     def describe(self) -> dict[str, Any]:
         """Executor kind, scheduler address and worker count, for the run record and custody log."""
         return {"kind": self.kind, "address": "", "workers": 0}
+
+    def warm(self, analyzers: Sequence[str], plugins: Sequence[str], options: dict[str, dict[str, Any]]) -> bool:
+        """Start the workers now and have each prepare these analyzers (module, rules, the findings writer) while
+        the caller still plans; True when it did. Executors that cannot (dask) do nothing."""
+        return False
 
     def close(self) -> None:
         """Release the pool or cluster connection (idempotent)."""
@@ -409,6 +416,9 @@ class _Spool:
         self.cell.end()
 
 
+_WARM = "warm"  # the first element of the message that starts a worker's preparation (unit keys start "triage-")
+
+
 def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell: _Cell | None = None) -> None:
     """A pool worker: run units sent over ``conn`` until told to stop, one at a time (``cell``: shared with the
     parent, the artifact of a batch running now)."""
@@ -426,6 +436,9 @@ def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell:
             return
         if msg is None:
             return
+        if msg[0] == _WARM:  # before the first unit: load what the units will need (LocalPoolExecutor.warm)
+            warm_analyzers(*msg[1:])
+            continue
         key, spec = msg
         conn.send(("start", key))  # from here on, a death or a limit is this unit's
         spool = None
@@ -435,7 +448,8 @@ def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell:
             progress = _progress_sender(conn, key)
             if spec.batch is not None and cell is not None:
                 spool = _Spool(spec, cell)
-                rec = run_unit(spec, on_progress=progress, on_item=spool.item, on_row=spool.row)
+                # a batch with findings comes back unwritten: the parent writes it (no pyarrow in the workers)
+                rec = run_unit(spec, on_progress=progress, on_item=spool.item, on_row=spool.row, write_findings=False)
             else:
                 rec = run_unit(spec, on_progress=progress)
         except BaseException as exc:  # run_unit records analyzer errors; this is its own failure
@@ -552,6 +566,28 @@ class LocalPoolExecutor(Executor):
         self.workers_started = 0
         self.in_process_small = in_process_small  # a handful of small units runs here (see the module doc)
         self.units_in_process = 0
+        self._warm: list[_Slot] = []  # workers started by warm() that no run has taken yet
+
+    def warm(self, analyzers: Sequence[str], plugins: Sequence[str], options: dict[str, dict[str, Any]]) -> bool:
+        """Fork the pool's workers now; each imports ``analyzers``, loads their rules (from the compiled-rule
+        cache, or the objects this process already holds, inherited by the fork) and the findings writer, while
+        this process recovers and plans. The next :meth:`run` takes them instead of starting its own."""
+        if self._warm or not analyzers:
+            return False
+        for _ in range(self.jobs):
+            slot = self._start()
+            try:
+                slot.conn.send((_WARM, tuple(analyzers), tuple(plugins), dict(options)))
+            except OSError:  # it died at once: run() starts another
+                self._kill(slot)
+                continue
+            self._warm.append(slot)
+        return bool(self._warm)
+
+    def close(self) -> None:
+        """Stop the warmed workers no run took (idempotent)."""
+        while self._warm:
+            self._stop(self._warm.pop())
 
     def describe(self) -> dict[str, Any]:
         here = {"units_in_process": self.units_in_process} if self.units_in_process else {}
@@ -714,7 +750,7 @@ class LocalPoolExecutor(Executor):
 
         def refill() -> None:
             while pending and len(slots) < want:
-                slot = self._start()
+                slot = self._warm.pop(0) if self._warm else self._start()
                 slots.append(slot)
                 feed(slot)
 
@@ -812,7 +848,13 @@ class LocalPoolExecutor(Executor):
                 t = slot.queue.popleft()
                 slot.running, slot.item = False, -1
                 if msg[0] == "done":
-                    on_result(t, msg[2])
+                    try:
+                        rec = write_deferred(t.spec, msg[2])  # a batch with findings: its files are written here
+                    except Exception as exc:  # as a worker's failure to write: this batch's rows only
+                        log.warning("%s: writing batch %s failed: %s", t.analyzer, t.spec.batch_id, exc)
+                        on_failed(t, f"the batch's results could not be written: {type(exc).__name__}: {exc}")
+                    else:
+                        on_result(t, rec)
                 else:
                     on_failed(t, f"the unit failed in its worker: {msg[2]}")
                 if msg[3]:  # the worker retires after this unit

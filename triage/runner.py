@@ -27,7 +27,7 @@ from typing import Any
 
 from triage.case import Case, ManifestRow
 from triage.custody import utcnow
-from triage.executors import Executor, LocalPoolExecutor, UnitLimits
+from triage.executors import IN_PROCESS_UNITS, Executor, LocalPoolExecutor, UnitLimits
 from triage.finding import storable_value
 from triage.hashing import hash_file, sha256_bytes
 from triage.registry import Analyzer, Declared, analyzers, declarations, iter_selected, load
@@ -54,6 +54,7 @@ __all__ = [
     "host_group",
     "result_paths",
     "run_unit",
+    "warm_pool",
 ]
 
 log = logging.getLogger(__name__)
@@ -219,22 +220,42 @@ def _batch_id(analyzer: str, run_id: str, rows: list[ManifestRow]) -> str:
     return "B" + digest.hexdigest()[:15]
 
 
-def _records_of(case_dir: Path, analyzer: str) -> dict[str, tuple[Path, dict[str, Any]]]:
+class _Old(dict[str, tuple[Path, dict[str, Any]]]):
+    """The record of each artifact that has one in an analyzer's folder, by evidence id; ``held``: the artifacts
+    each record file holds a row of."""
+
+    held: dict[Path, set[str]]
+
+
+def _records_of(case_dir: Path, analyzer: str) -> _Old:
     """The record of each artifact that has one in the analyzer's folder (single or batch), by evidence id."""
-    return {str(rec.get("evidence_id")): (path, rec) for path, rec in unit_records(case_dir, [analyzer])}
+    out = _Old()
+    out.held = {}
+    for path, rec in unit_records(case_dir, [analyzer]):
+        eid = str(rec.get("evidence_id"))
+        out[eid] = (path, rec)
+        out.held.setdefault(path, set()).add(eid)
+    return out
 
 
-def _drop_old(case: Case, analyzer: str, old: dict[str, tuple[Path, dict[str, Any]]], ids: set[str]) -> None:
+def _drop_old(case: Case, analyzer: str, old: _Old, ids: set[str]) -> None:
     """Before artifacts run again: their rows leave the batch files that hold them, so each artifact keeps one
     record (a batch whose rows all go is removed; the others are rewritten without them, atomically). A single
     unit's files are replaced by the unit itself, or removed here when it now runs in a batch."""
     by_file: dict[Path, set[str]] = {}
+    held = old.held
     for eid in ids:
         if eid in old:
             by_file.setdefault(old[eid][0], set()).add(eid)
     for path, gone in sorted(by_file.items()):
         rel = path.relative_to(case.path).as_posix()
-        if path.name.endswith(BATCH_SUFFIX):
+        if path.name.endswith(BATCH_SUFFIX) and held[path] <= gone:  # every row goes (--force): no need to read it
+            parquet = path.with_name(path.name[: -len(BATCH_SUFFIX)] + ".parquet")
+            for f in (path, parquet):  # the record first: a findings file without one is never read as a result
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+            case.custody.append("result_superseded", analyzer=analyzer, record=rel, units=len(gone), kept=0)
+        elif path.name.endswith(BATCH_SUFFIX):
             kept = rewrite_batch(case.path, path, gone)
             case.custody.append("result_superseded", analyzer=analyzer, record=rel, units=len(gone), kept=kept)
         else:  # a single unit's record (and findings) of an artifact that now runs in a batch
@@ -411,6 +432,43 @@ def _plan(
             key = f"triage-{cls.name}-{bid}-{summary.run_id}"
             tasks.append(UnitTask(key=key, spec=batch_spec, time_limit=time_limit))
     return _Planned(case, summary, selected, tasks)
+
+
+def warm_pool(
+    executor: Executor,
+    cases: Sequence[Case],
+    *,
+    only: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
+    plugins: tuple[str, ...] = (),
+    options: dict[str, dict[str, Any]] | None = None,
+) -> list[str]:
+    """Start the executor's workers before planning, each preparing the first stage's analyzers that have
+    evidence in these cases (module, rules, findings writer), so that work overlaps recovery and planning here
+    instead of delaying each worker's first unit. Not when the run may stay in this process (a handful of small
+    units). Returns the analyzers warmed (none: the executor starts its workers when it runs)."""
+    if type(executor).warm is Executor.warm:  # it cannot start workers early (dask: they run elsewhere)
+        return []
+    plugins = tuple(os.path.abspath(p) if p.endswith(".py") and os.path.isfile(p) else p for p in plugins)
+    first = (stages(list(iter_selected(only, skip, declarations(plugins)))) or [[]])[0]
+    kinds = Counter(r.kind for case in cases for r in case.evidence())
+    counts = {d.name: sum(kinds[k] for k in d.consumes) for d in first}
+    if getattr(executor, "in_process_small", False) and sum(counts.values()) <= IN_PROCESS_UNITS:
+        return []
+    # the workers prepare an analyzer only when each of them will surely run some of its units (a batch per
+    # worker and more); the parent imports every analyzer with units (planning would import it anyway)
+    workers = max(1, int(getattr(executor, "jobs", 1) or 1))
+    names = [name for name, n in counts.items() if n >= workers * DEFAULT_BATCHING.per_worker]
+    options = options or {}
+    for name in [name for name, n in counts.items() if n]:  # before the fork: the workers share the modules
+        try:
+            cls = load(name, plugins)
+            # and the rules, loaded once here (from the cache) instead of once per worker
+            if getattr(cls, "rules_fork_safe", False):
+                _ = _instance(cls, options.get(name, {})).ruleset
+        except Exception:  # the units meet the same failure and record it on their own rows
+            log.debug("preparing analyzer %s before the fork failed", name, exc_info=True)
+    return names if executor.warm(names, plugins, options) else []
 
 
 def analyze_cases(

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,9 +77,32 @@ def drop_instances() -> int:
     return len(mine)
 
 
+def warm(analyzers: Sequence[str], plugins: Sequence[str], options: dict[str, dict[str, Any]]) -> list[str]:
+    """In a pool worker before its first unit: import these analyzers (already imported when the parent did it
+    before the fork), make this process's object of each (with the options its units will carry) and load its
+    rules, so that the work is done while the parent still plans (the first unit would do it otherwise). A
+    failure is left for that unit to meet and record; returns the analyzers that could not be prepared."""
+    failed = []
+    for name in analyzers:
+        try:
+            analyzer = _instance(load(name, tuple(plugins)), dict(options.get(name) or {}))
+            _ = analyzer.ruleset  # compiled rules come from the cache (or the parent's object, inherited)
+            prepare = getattr(analyzer, "warm", None)
+            if prepare is not None:
+                prepare()
+        except Exception:  # the unit that needs it fails with the real error, on its own row
+            log.debug("warming analyzer %s failed", name, exc_info=True)
+            failed.append(name)
+    return failed
+
+
 # a worker's per-artifact hooks: an artifact of a batch starts (its id); one finished (its record and findings)
 ItemSink = Callable[[str], None]
 RowSink = Callable[[dict[str, Any], list[Finding]], None]
+
+
+# the key of what a pool worker returns for a batch with findings when the pool's parent writes its files
+DEFERRED = "deferred_batch"
 
 
 def run_unit(
@@ -87,13 +110,18 @@ def run_unit(
     on_progress: ProgressSink | None = None,
     on_item: ItemSink | None = None,
     on_row: RowSink | None = None,
+    *,
+    write_findings: bool = True,
 ) -> dict[str, Any]:
     """Run one unit (or a batch) and write its results; never raises for analyzer errors. Picklable entry point.
 
     ``on_progress(done, total, text)`` receives the unit's own progress reports (:meth:`Unit.progress`). For a
     batch, ``on_item(evidence_id)`` is told as each artifact starts and ``on_row(record, findings)`` as each one
     ends, so a pool can keep the finished rows of a batch whose worker dies; the return value is then the batch
-    record (:mod:`triage.results`).
+    record (:mod:`triage.results`). ``write_findings=False`` (a pool worker): a batch that has findings is not
+    written here but returned as ``{DEFERRED: ...}`` for :func:`write_deferred` in the pool's parent, so the
+    workers never import the parquet writer (pyarrow and numpy, more CPU than a worker's share of a small scan);
+    a batch without findings is written here as before.
     """
     cls, analyzer, fingerprint = _prepare(spec)
     # one Case object per unit or batch (it opens the custody log's settings): only artifact paths are asked of it
@@ -105,19 +133,40 @@ def run_unit(
     started, t0 = utcnow(), time.perf_counter()
     rows: list[tuple[dict[str, Any], list[Finding]]] = []
     units = [_unit(spec, analyzer, ev, None, on_progress, case) for ev in spec.batch]
+    worker = worker_id()  # asked once per batch: it is the same for every row
     _begin_batch(analyzer, units)
     try:
-        for ev, unit in zip(spec.batch, units, strict=True):
-            if on_item is not None:
-                on_item(str(ev["artifact_id"]))
-            rec, found = _analyze_one(spec, cls, analyzer, fingerprint, ev, None, on_progress, case, unit)
-            if on_row is not None:
-                on_row(rec, found)
-            rows.append((rec, found))
+        # the memory bound is set once for the batch (a system call and a /proc read per artifact cost more than
+        # a small file's scan): each artifact may add the unit bound over what the worker held when the batch
+        # began; a MemoryError still fails only the artifact that raised it (caught in _analyze_one)
+        with MemoryBound():
+            for ev, unit in zip(spec.batch, units, strict=True):
+                if on_item is not None:
+                    on_item(str(ev["artifact_id"]))
+                rec, found = _analyze_one(
+                    spec, cls, analyzer, fingerprint, ev, None, on_progress, case, unit, bounded=False, worker=worker
+                )
+                if on_row is not None:
+                    on_row(rec, found)
+                rows.append((rec, found))
     finally:
         if hasattr(analyzer, "end_batch"):
             analyzer.end_batch()
-    return write_batch(spec, rows, started=started, duration=time.perf_counter() - t0)
+    duration = time.perf_counter() - t0
+    if not write_findings and any(found for _, found in rows):
+        return {DEFERRED: {"rows": rows, "started": started, "duration": duration, "worker": worker}}
+    return write_batch(spec, rows, started=started, duration=duration, worker=worker)
+
+
+def write_deferred(spec: UnitSpec, rec: dict[str, Any]) -> dict[str, Any]:
+    """The batch record of what :func:`run_unit` returned: a deferred batch's files written now (parquet, then its
+    record, as the worker would have), anything else as it is."""
+    deferred = rec.get(DEFERRED)
+    if deferred is None:
+        return rec
+    return write_batch(
+        spec, deferred["rows"], started=deferred["started"], duration=deferred["duration"], worker=deferred["worker"]
+    )
 
 
 def _begin_batch(analyzer: Analyzer, units: list[Unit]) -> None:
@@ -183,15 +232,19 @@ def _analyze_one(
     on_progress: ProgressSink | None,
     case: Case,
     unit: Unit | None = None,
+    *,
+    bounded: bool = True,
+    worker: str = "",
 ) -> tuple[dict[str, Any], list[Finding]]:
-    """The analyzer over one artifact (or host group): its run record (no result file yet) and findings."""
+    """The analyzer over one artifact (or host group): its run record (no result file yet) and findings.
+    ``bounded``: set the memory bound here (a batch sets it once around all its artifacts)."""
     started, t0 = utcnow(), time.perf_counter()
     unit = unit or _unit(spec, analyzer, row, members, on_progress, case)
     evidence = unit.evidence
     found: list[Finding] = []
     status, message, tb = "success", "", ""
     try:
-        with MemoryBound():  # in a pool worker: the private memory this unit may add
+        with MemoryBound() if bounded else contextlib.nullcontext():  # the private memory this unit may add
             for f in analyzer.analyze(unit):
                 found.append(f)
     except Skip as exc:
@@ -219,7 +272,7 @@ def _analyze_one(
         message=message,
         traceback=tb,
         fingerprint=fingerprint,
-        worker=worker_id(),
+        worker=worker or worker_id(),
         run_id=spec.run_id,
         outputs=[{"path": k, "sha256": v} for k, v in sorted(unit.outputs.items())],
     )
@@ -258,7 +311,12 @@ def batch_paths(case_dir: Path, analyzer: str, batch_id: str) -> tuple[Path, Pat
 
 
 def write_batch(
-    spec: UnitSpec, rows: list[tuple[dict[str, Any], list[Finding]]], *, started: str = "", duration: float = 0.0
+    spec: UnitSpec,
+    rows: list[tuple[dict[str, Any], list[Finding]]],
+    *,
+    started: str = "",
+    duration: float = 0.0,
+    worker: str = "",
 ) -> dict[str, Any]:
     """One batch's files: all its findings in ``<batch_id>.parquet`` (none: no file), then its record with a row
     per artifact (``<batch_id>.batch.json``). Each is written to a temporary file, fsync'd once, renamed."""
@@ -282,7 +340,7 @@ def write_batch(
         "analyzer": spec.analyzer,
         "analyzer_version": first.get("analyzer_version", ""),
         "run_id": spec.run_id,
-        "worker": worker_id(),
+        "worker": worker or worker_id(),
         "started": started or first.get("started", ""),
         "finished": utcnow(),
         "duration_s": round(duration, 6),
@@ -332,6 +390,8 @@ def rewrite_batch(case_dir: Path, record: Path, drop: set[str]) -> int:
 
 def record_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
     """The per-artifact rows of what a unit returned: a batch record's rows, or the single unit's record."""
+    if DEFERRED in rec:  # not written yet (run_unit with write_findings=False): its rows as they will be written
+        return [row for row, _ in rec[DEFERRED]["rows"]]
     units = rec.get("units")
     return list(units) if isinstance(units, list) else [rec]
 

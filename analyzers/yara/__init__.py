@@ -5,6 +5,8 @@ staging and loose files and Exchange/IIS logs, through the engine adapter in :mo
 yara-python as the fallback per rule file, compiled sets cached on disk). ``webshell_heuristics``
 (:mod:`.heuristics`, :mod:`.behaviour`) follows request input into dangerous calls, reads ``web.config`` remaps and
 compilation records, and flags obfuscated code and pages written in the directive window.
-"""
 
-from analyzers.yara import content, heuristics  # noqa: F401  (importing registers the analyzers)
+The package imports none of its modules: the registry imports the one module an analyzer lives in (the index
+names it; ``discover`` walks every module), so a ``yara`` run does not load the heuristics' behaviour rules, and
+the memory analyzer's use of :mod:`.engine` does not import either analyzer.
+"""

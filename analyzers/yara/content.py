@@ -161,6 +161,24 @@ def _read_excerpts(source: Path | bytes, match: Match, limit: int = 64) -> list[
     return out
 
 
+def _read_small(path: Path) -> bytes:
+    """A small file's bytes in one read sized by ``fstat`` (no buffered file object: its setup costs more than the
+    read of a few KiB page); a file that grew since is read to its end."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        data = os.read(fd, size + 1)
+        while len(data) > size:  # more than fstat said: it grew since, read on to its end
+            more = os.read(fd, 1 << 20)
+            if not more:
+                break
+            data += more
+            size = len(data) - 1
+        return data
+    finally:
+        os.close(fd)
+
+
 @register
 class YaraScan(Analyzer):
     """YARA rules (the project's and --yara sets) over web, staging and loose files and Exchange/IIS logs."""
@@ -173,6 +191,9 @@ class YaraScan(Analyzer):
         YARA_SETS,
     )
     rule_option = "yara"
+    # the compiled set is plain data (no threads, no open handles): the runner loads it before forking the pool's
+    # workers (triage.runner.warm_pool), which share it instead of each reading the cache again
+    rules_fork_safe = True
 
     def extra_paths(self) -> list[Path]:
         """Rule files and folders given with ``--yara``."""
@@ -238,8 +259,7 @@ class YaraScan(Analyzer):
         # these bytes (most of a web root is a few KiB); a bigger one is scanned by path (the engines map it)
         target: Path | bytes
         if size <= READ_WHOLE:
-            with open(unit.path, "rb") as fh:
-                target = fh.read()  # sized by fstat; a fixed big read size would allocate that much per file
+            target = _read_small(unit.path)
             head = target[:16]
         else:
             target = unit.path
@@ -312,7 +332,11 @@ def report_rule_load(case: Any, dirs: list[str], options: dict[str, Any] | None 
     ``rules_loaded`` custody event; returns the summary. The compiled set lands in the cache, so the
     analysis workers only load it.
     """
-    analyzer = YaraScan({**(options or {}), "yara": list(dirs)})
+    from triage.unitrun import _instance
+
+    # the process's object for these options (the one units use): pool workers forked after this inherit the
+    # loaded set instead of reading it from the cache again
+    analyzer = _instance(YaraScan, {**(options or {}), "yara": list(dirs)})
     compiled: CompiledRules = analyzer.ruleset
     rep = compiled.report()
     out = case.path / "runs" / "yara-rules.json"

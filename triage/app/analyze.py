@@ -109,6 +109,10 @@ def analyze_into(
     case.custody.prepare()
     case.recover()  # leftovers of a killed command, each recorded
     loaded = preload_rules(case, options, progress)
+    if executor is not None:  # workers start now and load analyzers and rules while this process plans
+        runner.warm_pool(
+            executor, [case], only=request.only, skip=request.skip, plugins=request.rules.plugins, options=options
+        )
     with progress.units("analyzing") as update:
         summary = runner.analyze_case(
             case,
