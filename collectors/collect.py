@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from collectors.families import Family, load_families
 from collectors.hostinfo import computer_name, exchange_root
@@ -455,7 +455,8 @@ class _Plan:
                 while ahead < len(steps) and ahead <= i + HELPER_WINDOW:
                     step = steps[ahead]
                     if step[3] and step[0] is _store_node:
-                        _ask_helper(case, helper, asked, *step[1], **step[2])
+                        ask_args, ask_kw = cast("tuple[Any, ...]", step[1]), cast("dict[str, Any]", step[2])
+                        _ask_helper(case, helper, asked, *ask_args, **ask_kw)
                     ahead += 1
                 fn(*args, **kw)
         finally:

@@ -70,7 +70,7 @@ def _create(folder: str, name: str) -> tuple[int, str]:
             os.makedirs(folder, exist_ok=True)
 
 
-def copy_one(req: tuple) -> tuple:  # type: ignore[type-arg]
+def copy_one(req: tuple) -> tuple:
     """One request ``(ticket, source, folder, name, atime, mtime, size_hint, algos)``; the answer
     ``(ticket, name, size, digests, error)``, ``error`` None or ``(case_side, type name, text, strerror)``."""
     ticket, source, folder, name, atime, mtime, hint, algos = req

@@ -303,6 +303,7 @@ class FrameRows:
                 if system:
                     columns.append((name, None, True))
                 continue
+            values: list[Any]
             if name == "TimeCreated":  # as UTC datetimes (Arrow gives a zone object of its own choosing)
                 micros = taken.cast(pa.int64()).to_pylist()
                 values = [None if m is None else _EPOCH + timedelta(microseconds=m) for m in micros]
@@ -312,8 +313,8 @@ class FrameRows:
         out: dict[int, dict[str, Any]] = {}
         for i, row in enumerate(rows):
             event: dict[str, Any] = {}
-            for name, values, system in columns:
-                value = None if values is None else values[i]
+            for name, held, system in columns:
+                value = None if held is None else held[i]
                 if value is not None or system:
                     event[name] = value
             out[row] = event

@@ -207,7 +207,7 @@ class ReportProcess:
         case.custody.others_wrote()
         kind, value, child_tb = answer
         if kind == "ok":
-            return value  # type: ignore[no-any-return]
+            return value
         if child_tb and isinstance(value, BaseException) and not isinstance(value, KeyboardInterrupt):
             value.add_note(f"in the report process:\n{child_tb.rstrip()}")
         raise value
@@ -228,7 +228,7 @@ class ReportProcess:
         status = self._reap(kill=False)
         if data is not None:
             with contextlib.suppress(Exception):
-                return pickle.loads(data)  # type: ignore[no-any-return]
+                return pickle.loads(data)
         log.warning(
             "the report process %s before it answered; building the report in this process", _status_text(status)
         )

@@ -733,8 +733,8 @@ def _frame_from_json(
                 arr = pa.array([None if v is None else str(v) for v in values], type=_LARGE_STRING)
             pieces.setdefault(name, []).append((np.asarray(rows, dtype=np.int64), arr))
     system = list(zip(*system_rows, strict=True))
-    names: list[str] = []
-    arrays: list[pa.Array] = []
+    names = []  # the table's columns from here on: System ones first, then the pieces
+    arrays = []
     for col, values in zip(SYSTEM_COLUMNS, system, strict=True):
         if col == "TimeCreated":
             arrays.append(_time_array(values))

@@ -99,7 +99,9 @@ def _parsed(df: pd.DataFrame, column: str, texts: bool = False) -> list[Any]:
     hit = _PARSED.get(key)
     if hit is not None and hit[0] is df:
         return hit[1]
-    values = [v if isinstance(v, str) else "" if v is None or pd.isna(v) else str(v) for v in df[column].tolist()]
+    values: list[Any] = [
+        v if isinstance(v, str) else "" if v is None or pd.isna(v) else str(v) for v in df[column].tolist()
+    ]
     if not texts:
         sets: dict[str, frozenset[str]] = {}
         values = [

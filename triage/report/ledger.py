@@ -510,8 +510,8 @@ class LedgerBuilder:
         head = arts.iloc[:cap]
         cols = [head[c].tolist() for c in ("artifact_id", "kind", "source_path", "sha256", "size")]
         e.artifacts = [
-            _artifact(*r, examined=None if flags is None else bool(flags[i]))
-            for i, r in enumerate(zip(*cols, strict=True))
+            _artifact(aid, kind, path, sha, size, examined=None if flags is None else bool(flags[i]))
+            for i, (aid, kind, path, sha, size) in enumerate(zip(*cols, strict=True))
         ]
 
     def _finding_artifacts(self, rows: np.ndarray) -> pd.DataFrame:
