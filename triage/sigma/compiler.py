@@ -206,6 +206,58 @@ class DistinctValues:
             pos = find(pattern, starts[i + 1] - 1)  # on from the next value: each value is marked once
 
 
+def joined_needles(test: StringTest) -> tuple[list[str], str | None] | None:
+    """What to look for in a column's NUL-joined distinct values (:attr:`DistinctValues.joined`) to learn
+    whether some value passes ``test``: ``(needles, regex)``, found when one needle is a substring of the text
+    or the regex (its wildcards, kept inside one value) is found in it. Exact for values holding no NUL, when
+    there is at least one value.
+
+    The cover pass looks for the needles of every rule testing a column in one sweep of the text, instead of
+    one test call per rule. None for a test with no such form (a ``|re`` regex, whose own anchors and dots
+    would see the whole text).
+    """
+    if test.any:
+        return [""], None
+    if test._py_spec is None:
+        return None
+    needles, wild = [], []
+    for kind, text in test._py_spec:
+        if kind == "eq":
+            needles.append("\0" + text + "\0")
+        elif kind == "contains":
+            needles.append(text)
+        elif kind == "startswith":
+            needles.append("\0" + text)
+        elif kind == "endswith":
+            needles.append(text + "\0")
+        elif kind == "wildcard":  # "^body$" of escaped literals, ".*" and "."
+            wild.append("\\x00" + _joined_wildcard(text[1:-1]) + "\\x00")
+        else:
+            return None
+    return needles, "|".join(wild) if wild else None
+
+
+def _joined_wildcard(body: str) -> str:
+    """A wildcard regex body from :func:`classify` with its dots kept inside one value."""
+    out, i, n = [], 0, len(body)
+    while i < n:
+        ch = body[i]
+        if ch == "\\":  # an escape of regex_escape: "\\xNN" or "\\<punctuation>"
+            step = 4 if body[i + 1] == "x" else 2
+            out.append(body[i : i + step])
+            i += step
+        elif body.startswith(".*", i):
+            out.append("[^\\x00]*")
+            i += 2
+        elif ch == ".":
+            out.append("[^\\x00]")
+            i += 1
+        else:
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
 def _distinct(col: Any, cased: bool) -> DistinctValues:
     """A column's distinct raw or folded values (kept on the column: one encoding per sub-frame column), so
     every test of every rule on it runs over the distinct values only: event logs repeat the same images,

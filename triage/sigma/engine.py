@@ -46,8 +46,11 @@ from triage.sigma.compiler import (
     Or,
     StrLeaf,
     UnsupportedRule,
+    _distinct,
+    _py_regex,
     compile_rule,
     distinct_hits,
+    joined_needles,
 )
 from triage.sigma.frame import FrameIndex, SubFrame
 from triage.sigma.logsources import (
@@ -232,14 +235,14 @@ class RuleSet:
                 groups[variant].append(rule)
         index = _Index(
             key=key,
-            groups=[(variant, rules, _shared_keys(rules)) for variant, rules in groups.items()],
+            groups=[(v, rules, _shared_keys(rules), _CoverSets(rules)) for v, rules in groups.items()],
             plans={id(r): r.plan for r in self.loaded},
         )
         self.__dict__["_rule_index"] = index
         return index
 
     def _groups(self) -> dict[SourceVariant, list[CompiledRule]]:
-        return {variant: rules for variant, rules, _ in self._index().groups}
+        return {variant: rules for variant, rules, _, _ in self._index().groups}
 
     def iter_matches(self, df: pd.DataFrame, *, indexed: bool = True) -> Iterator[tuple[CompiledRule, np.ndarray]]:
         """Yield ``(rule, row positions)`` for every rule with at least one match, in load order.
@@ -256,7 +259,7 @@ class RuleSet:
         index = FrameIndex(df)
         plans = self._index()
         hits: dict[int, list[np.ndarray]] = defaultdict(list)
-        for variant, rules, shared in plans.groups:
+        for variant, rules, shared, covers in plans.groups:
             pos = index.positions(variant)
             if pos.size == 0:
                 continue
@@ -267,7 +270,7 @@ class RuleSet:
                     plan = plans.plans[id(rule)]
                     if not all(ctx.field_has_values(f) for f in plan.required):
                         continue  # a test on a missing or all-null column never matches, and one must
-                    if plan.cover is not None and not any(_leaf_hits_any(ctx, leaf) for leaf in plan.cover):
+                    if plan.cover is not None and not covers.any_holds(ctx, plan.cover):
                         continue  # none of the tests one of which any match needs holds on any row here
                     if plan.gate is not None:
                         sel = ctx.rows_with_numbers(*plan.gate)
@@ -357,10 +360,141 @@ def _leaf_hits_any(ctx: SubFrame, leaf: Leaf) -> bool:
     return found
 
 
+class _Bucket:
+    """The cover tests of one group's rules on one field (or every text column, for keywords) and case, all
+    looked for in one sweep per sub-frame: each test's needles (and wildcard regex) searched in the column's
+    NUL-joined distinct values (see :func:`joined_needles`), with no per-test Python call.
+
+    Needles are looked for one ``in`` at a time until that has cost about as much as building an Aho-Corasick
+    automaton (``pyahocorasick``) of them would, then through the automaton, in one pass of the text: thousands
+    of command-line needles over a big batch, or a megabyte of script blocks, pay for it at once; a bucket only
+    ever swept over a few short values never builds one.
+    """
+
+    # estimated seconds: an ``in`` per needle (call plus scan per character), building per needle
+    IN_CALL, IN_CHAR, BUILD = 1e-7, 5e-10, 1.5e-5
+
+    def __init__(self, field: str | None, cased: bool) -> None:
+        self.field = field
+        self.cased = cased
+        self.leaves: list[Leaf] = []
+        self.owners: dict[str, list[Hashable]] = {}  # needle -> keys of the leaves it belongs to
+        self.regexes: list[tuple[Hashable, str]] = []  # (leaf key, regex over the joined text)
+        self._automaton: Any = None
+        self._swept = 0.0  # estimated seconds spent on ``in`` sweeps so far
+
+    def add(self, leaf: Leaf, needles: list[str], regex: str | None) -> None:
+        self.leaves.append(leaf)
+        for needle in needles:
+            self.owners.setdefault(needle, []).append(leaf.key)
+        if regex is not None:
+            self.regexes.append((leaf.key, regex))
+
+    def run(self, ctx: SubFrame, memo: dict[Hashable, bool]) -> None:
+        """Record in ``memo`` whether each of the bucket's leaves holds on some row of the sub-frame."""
+        if self.field is None:
+            columns = ctx.text_columns
+        else:
+            col = ctx.column(self.field)
+            columns = [] if col is None else [col]
+        held: set[Hashable] = set()
+        for col in columns:
+            values = _distinct(col, self.cased)
+            if values.n == 0:
+                continue
+            joined = values.joined
+            if joined is None:  # a value holding a NUL: each test on its own, exactly
+                for leaf in self.leaves:
+                    memo[leaf.key] = _leaf_hits_any(ctx, leaf)
+                return
+            text = joined[0]
+            automaton = self._automaton_for(len(text))
+            if automaton:
+                found = {keys_id for _, keys_id in automaton.iter(text)}
+                for keys_id in found:
+                    held.update(self._keys[keys_id])
+                if "" in self.owners:  # an empty needle is in any text (the automaton holds no empty word)
+                    held.update(self.owners[""])
+            else:
+                for needle, keys in self.owners.items():
+                    if needle in text:
+                        held.update(keys)
+            for key, regex in self.regexes:
+                if key not in held and _py_regex(regex)(text) is not None:
+                    held.add(key)
+        for leaf in self.leaves:
+            memo[leaf.key] = leaf.key in held
+
+    def _automaton_for(self, size: int) -> Any:
+        """The bucket's automaton once the sweeps would have paid for it (False when not available)."""
+        if self._automaton is None:
+            n = len(self.owners)
+            self._swept += n * (self.IN_CALL + self.IN_CHAR * size)
+            if self._swept > n * self.BUILD:
+                self._automaton = self._build()
+        return self._automaton
+
+    def _build(self) -> Any:
+        try:
+            import ahocorasick
+        except ImportError:  # optional: without it every needle is looked for on its own (same result)
+            return False
+        automaton = ahocorasick.Automaton()
+        self._keys = list(self.owners.values())
+        for i, needle in enumerate(self.owners):
+            if needle:
+                automaton.add_word(needle, i)
+        if not len(automaton):
+            return False
+        automaton.make_automaton()
+        return automaton
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__ | {"_automaton": None}  # built again where it is needed
+
+
+class _CoverSets:
+    """A group's cover tests by field and case (see :class:`_Bucket`); ``|re`` tests run one by one."""
+
+    def __init__(self, rules: list[CompiledRule]) -> None:
+        self.by_leaf: dict[Hashable, _Bucket] = {}
+        buckets: dict[tuple[str | None, bool], _Bucket] = {}
+        for rule in rules:
+            for leaf in rule.plan.cover or ():
+                if leaf.key in self.by_leaf:
+                    continue
+                test = leaf.test  # type: ignore[attr-defined]
+                found = joined_needles(test)
+                if found is None:
+                    continue
+                where = (leaf.field if isinstance(leaf, StrLeaf) else None, test.cased)
+                bucket = buckets.get(where)
+                if bucket is None:
+                    bucket = buckets[where] = _Bucket(*where)
+                bucket.add(leaf, *found)
+                self.by_leaf[leaf.key] = bucket
+
+    def any_holds(self, ctx: SubFrame, cover: tuple[Leaf, ...]) -> bool:
+        """Whether some leaf of ``cover`` holds on some row of the sub-frame (results kept per sub-frame)."""
+        memo: dict[Hashable, bool] = ctx.__dict__.setdefault("_cover_any", {})
+        for leaf in cover:
+            found = memo.get(leaf.key)
+            if found is None:
+                bucket = self.by_leaf.get(leaf.key)
+                if bucket is None:
+                    found = _leaf_hits_any(ctx, leaf)
+                else:
+                    bucket.run(ctx, memo)
+                    found = memo[leaf.key]
+            if found:
+                return True
+        return False
+
+
 @dataclass
 class _Index:
     key: tuple[int, ...]
-    groups: list[tuple[SourceVariant, list[CompiledRule], frozenset[Hashable]]]
+    groups: list[tuple[SourceVariant, list[CompiledRule], frozenset[Hashable], _CoverSets]]
     plans: dict[int, RulePlan]
 
 
