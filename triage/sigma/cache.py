@@ -21,6 +21,7 @@ import logging
 import os
 import pickle
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 CACHE_ENV = "TRIAGE_CACHE_DIR"
 MIN_FILES = 200
-_FORMAT = b"triage-sigma-cache-2"
+_FORMAT = b"triage-sigma-cache-3"
 _LOADED: dict[str, Any] = {}  # key -> rule set, this process's loads (a few sets at most)
 _MAX_LOADED = 4
 
@@ -55,14 +56,52 @@ def ruleset_key(files: Iterable[Path], logsources: Path) -> str:
     """The cache key of compiling ``files`` with the logsource map at ``logsources`` (hex SHA-256)."""
     h = hashlib.sha256(_engine_digest())
     h.update(logsources.read_bytes())
-    for f in files:
-        h.update(str(f).encode() + b"\0")
-        try:
-            h.update(f.read_bytes())
-        except OSError as exc:  # an unreadable rule: part of the key, so the set reloads once it reads
-            h.update(f"unreadable:{exc.errno}".encode())
-        h.update(b"\0")
+    files = list(files)
+    for f, digest in zip(files, file_digests(files), strict=True):
+        # an unreadable rule is part of the key as such, so the set reloads once it reads
+        h.update(str(f).encode() + b"\0" + (digest if digest is not None else b"unreadable") + b"\0")
     return h.hexdigest()
+
+
+# path -> (stat signature, SHA-256 of the bytes): what this process (or the one it was forked from) read
+_DIGESTS: dict[str, tuple[tuple[int, int, int, int], bytes]] = {}
+# a file changed this recently may change again within the same timestamp: its digest is not remembered
+_RACY_NS = 2_000_000_000
+
+
+def file_digests(files: Iterable[str | os.PathLike[str]]) -> list[bytes | None]:
+    """SHA-256 of each file's bytes (None when it cannot be read), in order.
+
+    Each file is read and hashed once per process while its size, times and inode stay the same (workers
+    forked after the main process loaded a rule set inherit its digests): the cache key, the analyzer's
+    fingerprint and the loaded set's provenance all need the digests of the same thousands of rule files. A
+    file modified within the last two seconds is hashed again on every call, so a change made within one
+    timestamp tick of the last read is never missed.
+    """
+    now = time.time_ns()
+    out: list[bytes | None] = []
+    for f in files:
+        key = os.fspath(f)
+        try:
+            st = os.stat(key)
+        except OSError:
+            out.append(None)
+            continue
+        sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        known = _DIGESTS.get(key)
+        if known is not None and known[0] == sig:
+            out.append(known[1])
+            continue
+        try:
+            with open(key, "rb") as fh:
+                digest = hashlib.sha256(fh.read()).digest()
+        except OSError:
+            out.append(None)
+            continue
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+            _DIGESTS[key] = (sig, digest)
+        out.append(digest)
+    return out
 
 
 def cached_load(files: list[Path], logsources: Path, compile_: Callable[[], Any], folder: Path | None = None) -> Any:
@@ -115,4 +154,4 @@ def _write_entry(folder: Path, key: str, ruleset: Any) -> None:
         log.warning("sigma: could not store the compiled rule set in %s (%s)", folder, exc)
 
 
-__all__ = ["CACHE_ENV", "MIN_FILES", "cache_dir", "cached_load", "ruleset_key"]
+__all__ = ["CACHE_ENV", "MIN_FILES", "cache_dir", "cached_load", "file_digests", "ruleset_key"]

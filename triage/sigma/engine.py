@@ -15,23 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import pandas as pd
-import yaml
-from sigma.collection import SigmaCollection
-from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError, SigmaRuleLocation
-from sigma.policy.profiles import TrustedPolicy
-from sigma.rule import SigmaLevel, SigmaRule, SigmaStatus
-from sigma.rule.detection import EmptySigmaDetections
-from sigma.rule.logsource import EmptyLogSource
 
 from triage.finding import RuleMeta
 from triage.sigma.compiler import (
@@ -48,7 +41,6 @@ from triage.sigma.compiler import (
     UnsupportedRule,
     _distinct,
     _py_regex,
-    compile_rule,
     distinct_hits,
     joined_needles,
 )
@@ -62,6 +54,12 @@ from triage.sigma.logsources import (
     logsource_label,
 )
 from triage.sigma.tags import parse_tags
+
+if TYPE_CHECKING:  # pandas, PyYAML and pySigma are imported where used: not on a compiled set's evaluation path
+    import pandas as pd
+    import yaml
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.rule import SigmaRule
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +296,8 @@ class RuleSet:
         comma-joined. Ordered by rule load order, then row. ``indexed=False`` runs every rule over every row of
         its source (the reference the indexed path is tested against).
         """
+        import pandas as pd
+
         rules: list[CompiledRule] = []
         rows: list[np.ndarray] = []
         for rule, positions in self.iter_matches(df, indexed=indexed):
@@ -558,6 +558,8 @@ def _gate(node: Node) -> tuple[str, frozenset[float]] | None:
 
 
 def _empty_matches() -> pd.DataFrame:
+    import pandas as pd
+
     data: dict[str, pd.Series] = {c: pd.Series([], dtype="str") for c in MATCH_COLUMNS[:-1]}
     data["row"] = pd.Series([], dtype="int64")
     return pd.DataFrame(data)
@@ -572,49 +574,68 @@ def _shared_keys(rules: list[CompiledRule]) -> frozenset[Hashable]:
 
 
 # ---------------------------------------------------------------------------------------------- loading
-class _RuleYAMLLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Safe YAML loader that rejects duplicate mapping keys, reporting their line (merge keys ``<<`` allowed)."""
+@cache
+def _yaml_loader() -> type:
+    """The YAML loader of rule files (built on first use: PyYAML is only needed to compile rules)."""
+    import yaml
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
-                )
-        return super().construct_mapping(node, deep)
+    class _RuleYAMLLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        """Safe YAML loader that rejects duplicate mapping keys, reporting their line (merge keys ``<<`` allowed)."""
+
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+            return super().construct_mapping(node, deep)
+
+    return _RuleYAMLLoader
 
 
 def iter_rule_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     """Expand files and directories (recursively, ``*.yml``/``*.yaml``) into rule files, each once, sorted
-    within a directory. Hidden directories (``.git`` ...) are not entered.
+    within a directory (by path components). Hidden directories (``.git`` ...) are not entered, nor are
+    links to directories.
     """
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            candidates = sorted(
-                f
-                for f in p.rglob("*")
-                if f.suffix.lower() in RULE_SUFFIXES
-                and f.is_file()
-                and not any(part.startswith(".") for part in f.relative_to(p).parts[:-1])
-            )
+            base = os.path.realpath(p)  # resolved once (resolving each of 2,400 files cost more than reading them)
+            found: list[tuple[tuple[str, ...], str, bool]] = []
+            for root, dirs, names in os.walk(p):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                rel = os.path.relpath(root, p)
+                parts = () if rel == "." else tuple(rel.split(os.sep))
+                for name in names:
+                    if os.path.splitext(name)[1].lower() not in RULE_SUFFIXES:
+                        continue
+                    full = os.path.join(root, name)
+                    link = os.path.islink(full)
+                    if os.path.isfile(full):
+                        found.append(((*parts, name), full, link))
+            found.sort()
+            # a file that is itself a link is resolved, so a rule linked into a folder given too loads once
+            candidates = [
+                (Path(full), os.path.realpath(full) if link else os.path.join(base, *key))
+                for key, full, link in found
+            ]
         else:
-            candidates = [p]
-        base = p.resolve() if p.is_dir() else None
-        for f in candidates:
-            # the folder is resolved once (resolving each of 2,400 files cost more than reading them); a file
-            # that is itself a link is resolved, so a rule linked into a folder given too is still loaded once
-            key = base / f.relative_to(p) if base is not None and not f.is_symlink() else f.resolve()
+            candidates = [(p, os.path.realpath(p))]
+        for f, key in candidates:
             if key not in seen:
                 seen.add(key)
                 yield f
@@ -660,6 +681,8 @@ def load_rules(paths: Iterable[str | Path], *, logsources: LogsourceMap | None =
 
 
 def _error_text(exc: BaseException) -> str:
+    from sigma.exceptions import SigmaRuleLocation
+
     text = str(exc.args[0]) if getattr(exc, "args", None) else str(exc)
     source = getattr(exc, "source", None)
     if isinstance(source, SigmaRuleLocation) and source.line is not None:
@@ -682,6 +705,13 @@ def _with_line(reason: str, text: str, needle: str | None) -> str:
 
 
 def _load_file(path: Path, ruleset: RuleSet, ids: dict[str, str]) -> None:
+    import yaml
+    from sigma.collection import SigmaCollection
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.exceptions import SigmaRuleLocation
+    from sigma.policy.profiles import TrustedPolicy
+    from sigma.rule import SigmaRule
+
     spath = str(path)
     try:
         data = path.read_bytes()
@@ -696,7 +726,7 @@ def _load_file(path: Path, ruleset: RuleSet, ids: dict[str, str]) -> None:
         ruleset.skipped.append(SkippedRule(spath, "", f"file is not UTF-8: {exc}"))
         return
     try:
-        docs = [d for d in yaml.load_all(text, Loader=_RuleYAMLLoader) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=_yaml_loader()) if d is not None]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -819,6 +849,13 @@ def _rule_id(rule: Any) -> str:
 
 
 def _compile(rule: SigmaRule, path: str, sha: str, text: str, n: int, ruleset: RuleSet) -> CompiledRule | None:
+    from sigma.exceptions import SigmaError
+    from sigma.rule import SigmaLevel, SigmaStatus
+    from sigma.rule.detection import EmptySigmaDetections
+    from sigma.rule.logsource import EmptyLogSource
+
+    from triage.sigma.translate import compile_rule
+
     title = rule.title or Path(path).stem
     rid = _rule_id(rule)
 
