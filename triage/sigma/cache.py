@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import logging
 import os
 import pickle
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +66,12 @@ def ruleset_key(files: Iterable[Path], logsources: Path) -> str:
     return h.hexdigest()
 
 
-# path -> (stat signature, SHA-256 of the bytes): what this process (or the one it was forked from) read
+# path -> (stat signature, SHA-256 of the bytes): what this process (or the one it was forked from) read, and
+# what earlier processes recorded in the cache folder's digest file
 _DIGESTS: dict[str, tuple[tuple[int, int, int, int], bytes]] = {}
+_DIGEST_FILES_READ: set[Path] = set()
+_DIGESTS_FORMAT = "triage-sigma-digests-1"
+_MAX_DIGESTS = 100_000
 # a file changed this recently may change again within the same timestamp: its digest is not remembered
 _RACY_NS = 2_000_000_000
 
@@ -73,16 +79,20 @@ _RACY_NS = 2_000_000_000
 def file_digests(files: Iterable[str | os.PathLike[str]]) -> list[bytes | None]:
     """SHA-256 of each file's bytes (None when it cannot be read), in order.
 
-    Each file is read and hashed once per process while its size, times and inode stay the same (workers
-    forked after the main process loaded a rule set inherit its digests): the cache key, the analyzer's
-    fingerprint and the loaded set's provenance all need the digests of the same thousands of rule files. A
-    file modified within the last two seconds is hashed again on every call, so a change made within one
-    timestamp tick of the last read is never missed.
+    A file is read and hashed again only when its size, modification or change time or inode differ from
+    when it was last hashed (the same test git makes of its work tree): the cache key, the analyzer's
+    fingerprint and the loaded set's provenance all need the digests of the same thousands of rule files. The
+    digests are kept in memory (forked workers inherit them) and in ``digests.json`` of the cache folder, so a
+    new command stats the files instead of reading them. A file modified within two seconds of being hashed is
+    not remembered, so a change made within one timestamp tick of a read is never missed.
     """
+    folder = cache_dir()
+    _read_digests(folder)
     now = time.time_ns()
     out: list[bytes | None] = []
+    added = False
     for f in files:
-        key = os.fspath(f)
+        key = os.path.abspath(f)
         try:
             st = os.stat(key)
         except OSError:
@@ -101,41 +111,86 @@ def file_digests(files: Iterable[str | os.PathLike[str]]) -> list[bytes | None]:
             continue
         if now - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
             _DIGESTS[key] = (sig, digest)
+            added = True
         out.append(digest)
+    if added:
+        _write_digests(folder)
     return out
+
+
+def _read_digests(folder: Path) -> None:
+    """Merge the folder's digest file into this process's digests (once per folder and process)."""
+    if folder in _DIGEST_FILES_READ:
+        return
+    _DIGEST_FILES_READ.add(folder)
+    try:
+        data = json.loads((folder / "digests.json").read_bytes())
+        if data.get("format") != _DIGESTS_FORMAT:
+            return
+        for path, (size, mtime, ctime, ino, digest) in data["files"].items():
+            _DIGESTS.setdefault(path, ((int(size), int(mtime), int(ctime), int(ino)), bytes.fromhex(digest)))
+    except FileNotFoundError:
+        return
+    except Exception as exc:  # damaged: every file is read again (and the file rewritten)
+        log.warning("sigma: ignoring unusable digest file in %s (%s)", folder, exc)
+
+
+def _write_digests(folder: Path) -> None:
+    if len(_DIGESTS) > _MAX_DIGESTS:  # many rule folders over time: start again from this process's
+        for path in list(_DIGESTS)[: len(_DIGESTS) - _MAX_DIGESTS]:
+            del _DIGESTS[path]
+    files = {path: [*sig, digest.hex()] for path, (sig, digest) in _DIGESTS.items()}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"format": _DIGESTS_FORMAT, "files": files}, fh)
+        os.replace(tmp, folder / "digests.json")
+    except OSError as exc:  # read-only home: the digests stay in memory
+        log.debug("sigma: could not store rule file digests in %s (%s)", folder, exc)
 
 
 def cached_load(files: list[Path], logsources: Path, compile_: Callable[[], Any], folder: Path | None = None) -> Any:
     """Return the rule set compiled from ``files``: from this process's loads, else the on-disk cache, else
     ``compile_()`` (then stored)."""
     if len(files) < MIN_FILES:
-        with paused_gc():
-            ruleset = compile_()
-        gc.freeze()
-        return ruleset
+        with _settled():
+            return compile_()
     folder = folder or cache_dir()
     key = ruleset_key(files, logsources)
     if key in _LOADED:
         return _LOADED[key]
     ruleset = _read_entry(folder / f"{key}.pickle", key)
     if ruleset is None:
-        with paused_gc():
+        with _settled():
             ruleset = compile_()
         _write_entry(folder, key, ruleset)
-    # the set's objects (about 150,000 for SigmaHQ's) live as long as the process: out of the collector's
-    # generations, where every full collection during evaluation scanned them again (0.3-0.9 s each); forked
-    # workers inherit them frozen
-    gc.freeze()
     if len(_LOADED) >= _MAX_LOADED:
         _LOADED.pop(next(iter(_LOADED)))
     _LOADED[key] = ruleset
     return ruleset
 
 
+@contextmanager
+def _settled() -> Iterator[None]:
+    """Build a rule set with the cyclic collector paused, then freeze what was built (gc.freeze).
+
+    A set's objects (about 150,000 for SigmaHQ's) all stay alive as long as the process. Left in the
+    collector's generations, the first allocation after the pause would scan all of them as new objects, and
+    every full collection during evaluation again (0.3-0.9 s each); frozen, they are never scanned, and forked
+    workers inherit them frozen.
+    """
+    with paused_gc():
+        try:
+            yield
+        finally:
+            gc.freeze()
+
+
 def _read_entry(entry: Path, key: str) -> Any:
     """The rule set stored under ``entry``, or None (absent; unusable ones are warned about)."""
     try:
-        with entry.open("rb") as fh, paused_gc():
+        with entry.open("rb") as fh, _settled():
             payload = pickle.load(fh)
     except FileNotFoundError:
         return None

@@ -239,6 +239,14 @@ class RuleSet:
         self.__dict__["_rule_index"] = index
         return index
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # an index stored with the set (see load_rules) belongs to these rules: re-key it to their new ids
+        self.__dict__.update(state)
+        index = state.get("_rule_index")
+        if index is not None:
+            index.key = tuple(id(r) for r in self.loaded)
+            index.plans = {id(r): r.plan for r in self.loaded}
+
     def _groups(self) -> dict[SourceVariant, list[CompiledRule]]:
         return {variant: rules for variant, rules, _, _ in self._index().groups}
 
@@ -270,6 +278,8 @@ class RuleSet:
                         continue  # a test on a missing or all-null column never matches, and one must
                     if plan.cover is not None and not covers.any_holds(ctx, plan.cover):
                         continue  # none of the tests one of which any match needs holds on any row here
+                    if plan.clauses and not all(covers.any_holds(ctx, clause) for clause in plan.clauses):
+                        continue  # the same for another part every match needs
                     if plan.gate is not None:
                         sel = ctx.rows_with_numbers(*plan.gate)
                         if sel is not None and sel.size == 0:
@@ -334,11 +344,15 @@ class RulePlan(NamedTuple):
         cover: string tests (field or keyword leaves of the rule's own tree) at least one of which holds on
             every row the rule matches; when none holds on any row of a sub-frame the rule is not run there.
             None when the tree implies no such set (a NOT above every string test, say).
+        clauses: further covers, one per child of a top-level AND that has one (``cover`` is the cheapest):
+            each must hold on some row of a sub-frame for the rule to run there, so a rule whose first test
+            holds but whose second cannot is not run either.
     """
 
     required: frozenset[str]
     gate: tuple[str, tuple[float, ...]] | None
     cover: tuple[Leaf, ...] | None = None
+    clauses: tuple[tuple[Leaf, ...], ...] = ()
 
 
 def _leaf_hits_any(ctx: SubFrame, leaf: Leaf) -> bool:
@@ -460,7 +474,7 @@ class _CoverSets:
         self.by_leaf: dict[Hashable, _Bucket] = {}
         buckets: dict[tuple[str | None, bool], _Bucket] = {}
         for rule in rules:
-            for leaf in rule.plan.cover or ():
+            for leaf in (leaf for clause in (rule.plan.cover or (), *rule.plan.clauses) for leaf in clause):
                 if leaf.key in self.by_leaf:
                     continue
                 test = leaf.test  # type: ignore[attr-defined]
@@ -501,7 +515,14 @@ class _Index:
 def rule_plan(node: Node) -> RulePlan:
     """The row constraints a matcher tree implies: required columns, a numeric equality gate, a cover."""
     gate = _gate(node)
-    return RulePlan(_required(node), None if gate is None else (gate[0], tuple(sorted(gate[1]))), _cover(node))
+    cover = _cover(node)
+    clauses: tuple[tuple[Leaf, ...], ...] = ()
+    if isinstance(node, And):  # every child holds where the AND does: each child's cover is a clause
+        others = {tuple(leaf.key for leaf in c): c for c in map(_cover, node.children) if c is not None}
+        others.pop(tuple(leaf.key for leaf in cover or ()), None)
+        clauses = tuple(sorted(others.values(), key=lambda c: (len(c), sum(leaf.cost for leaf in c))))
+    gate_spec = None if gate is None else (gate[0], tuple(sorted(gate[1])))
+    return RulePlan(_required(node), gate_spec, cover, clauses)
 
 
 def _cover(node: Node) -> tuple[Leaf, ...] | None:
@@ -616,17 +637,7 @@ def iter_rule_files(paths: Iterable[str | Path]) -> Iterator[Path]:
         if p.is_dir():
             base = os.path.realpath(p)  # resolved once (resolving each of 2,400 files cost more than reading them)
             found: list[tuple[tuple[str, ...], str, bool]] = []
-            for root, dirs, names in os.walk(p):
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
-                rel = os.path.relpath(root, p)
-                parts = () if rel == "." else tuple(rel.split(os.sep))
-                for name in names:
-                    if os.path.splitext(name)[1].lower() not in RULE_SUFFIXES:
-                        continue
-                    full = os.path.join(root, name)
-                    link = os.path.islink(full)
-                    if os.path.isfile(full):
-                        found.append(((*parts, name), full, link))
+            _scan_rules(os.fspath(p), (), found)
             found.sort()
             # a file that is itself a link is resolved, so a rule linked into a folder given too loads once
             candidates = [
@@ -639,6 +650,21 @@ def iter_rule_files(paths: Iterable[str | Path]) -> Iterator[Path]:
             if key not in seen:
                 seen.add(key)
                 yield f
+
+
+def _scan_rules(folder: str, parts: tuple[str, ...], found: list[tuple[tuple[str, ...], str, bool]]) -> None:
+    """Rule files under ``folder`` as (path components, path, is a link), from directory entries (no stat per
+    file); hidden directories and links to directories are not entered."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            if not entry.name.startswith("."):
+                _scan_rules(entry.path, (*parts, entry.name), found)
+        elif os.path.splitext(entry.name)[1].lower() in RULE_SUFFIXES and entry.is_file():
+            found.append(((*parts, entry.name), entry.path, entry.is_symlink()))
 
 
 def load_rules(paths: Iterable[str | Path], *, logsources: LogsourceMap | None = None) -> RuleSet:
@@ -671,6 +697,7 @@ def load_rules(paths: Iterable[str | Path], *, logsources: LogsourceMap | None =
 
         for corr, reason in resolve_correlations(ruleset):
             ruleset.skipped.append(SkippedRule(corr.path, corr.title, reason, corr.id))
+        ruleset._index()  # built once and kept in the compiled cache, not again in every worker
         return ruleset
 
     if logsources is not None:  # a caller's own map: compile directly
