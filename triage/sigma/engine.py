@@ -299,6 +299,20 @@ class RuleSet:
             if found:
                 yield rule, (found[0] if len(found) == 1 else np.unique(np.concatenate(found)))
 
+    def match_arrays(self, df: Any, *, indexed: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """All matches as two arrays, without pandas: the rule id of each match (objects) and its row (int64),
+        in :meth:`evaluate`'s order (rule load order, then row); what findings need of the matches."""
+        ids: list[str] = []
+        rows: list[np.ndarray] = []
+        for rule, positions in self.iter_matches(df, indexed=indexed):
+            ids.append(rule.id)
+            rows.append(positions)
+        if not ids:
+            return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
+        counts = np.array([len(r) for r in rows])
+        rule_ids = np.repeat(np.asarray(ids, dtype=object), counts)
+        return rule_ids, np.concatenate(rows).astype(np.int64, copy=False)
+
     def evaluate(self, df: pd.DataFrame, *, indexed: bool = True) -> pd.DataFrame:
         """All matches as a frame: ``rule_id, rule_title, level, tags, rule_path, row``.
 

@@ -214,3 +214,21 @@ def test_no_module_level_pandas_import(module: str) -> None:
             assert not any(a.name.split(".")[0] == "pandas" for a in node.names), module
         elif isinstance(node, ast.ImportFrom):
             assert (node.module or "").split(".")[0] != "pandas", module
+
+
+def test_match_arrays_equal_the_match_frame(load_texts) -> None:  # type: ignore[no-untyped-def]
+    rs = load_texts(
+        rule_text("a:\n  Image|endswith: '\\cmd.exe'\ncondition: a", title="cmd"),
+        rule_text("a:\n  CommandLine|contains: 'vssadmin'\ncondition: a", title="vss"),
+        rule_text("a:\n  Image|endswith: '\\nothere.exe'\ncondition: a", title="none"),
+    )
+    df = frame(
+        [{"Image": "C:\\Windows\\cmd.exe", "CommandLine": c} for c in ("vssadmin delete", "dir", "vssadmin list")]
+        + [{"Image": "C:\\x.exe", "CommandLine": "vssadmin"}]
+    )
+    ids, rows = rs.match_arrays(df)
+    m = rs.evaluate(df)
+    assert ids.tolist() == m["rule_id"].tolist() and rows.tolist() == m["row"].tolist()
+    assert rows.dtype == "int64" and len(rows) == 6
+    empty_ids, empty_rows = rs.match_arrays(df.iloc[:0])
+    assert len(empty_ids) == 0 and empty_rows.dtype == "int64"
