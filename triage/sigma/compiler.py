@@ -722,16 +722,3 @@ def _any_of(children: Sequence[Node]) -> Node:
 
 def _all_of(children: Sequence[Node]) -> Node:
     return children[0] if len(children) == 1 else And(children)
-
-
-# the translation from pySigma's rule objects (imported only when rules are compiled, not when a compiled set
-# is loaded from the cache): see triage.sigma.translate
-_TRANSLATE = frozenset({"UnsupportedRule", "classify", "compile_item", "compile_detection", "compile_rule"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _TRANSLATE - {"UnsupportedRule"}:
-        from triage.sigma import translate
-
-        return getattr(translate, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

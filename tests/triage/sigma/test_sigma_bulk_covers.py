@@ -20,9 +20,10 @@ from sigma_support import frame, rule_text
 import triage.sigma.cache as cache
 import triage.sigma.engine as engine
 from triage.sigma import load_rules
-from triage.sigma.compiler import KeywordLeaf, StringTest, StrLeaf, classify, joined_needles
+from triage.sigma.compiler import KeywordLeaf, StringTest, StrLeaf, joined_needles
 from triage.sigma.engine import _Bucket
 from triage.sigma.frame import SubFrame
+from triage.sigma.translate import classify
 
 VALUES = [
     "C:\\Windows\\System32\\cmd.exe",
