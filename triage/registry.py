@@ -254,12 +254,12 @@ class Analyzer:
         """
         h = hashlib.sha256(f"{self.name}\x00{self.version}\x00".encode())
         h.update(json.dumps(self.options, sort_keys=True, default=str).encode())
-        for p in self.rule_paths():
+        from triage.sigma.cache import file_digests  # each rule file read once per process, not per use
+
+        paths = self.rule_paths()
+        for p, digest in zip(paths, file_digests(paths), strict=True):
             h.update(str(p.name).encode() + b"\x00")
-            try:
-                h.update(hashlib.sha256(p.read_bytes()).digest())
-            except OSError:
-                h.update(b"unreadable")
+            h.update(digest if digest is not None else b"unreadable")
         return h.hexdigest()[:32]
 
     def run_fingerprint(self, run_id: str) -> str:

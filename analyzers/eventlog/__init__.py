@@ -375,9 +375,9 @@ class EventLogs(Analyzer):
 
     def rule_paths(self) -> list[Path]:
         paths = super().rule_paths()
-        for extra in self.options.get("sigma", []):
-            p = Path(extra)
-            paths.extend(sorted(q for q in p.rglob("*.y*ml")) if p.is_dir() else [p])
+        from triage.sigma import iter_rule_files  # the files load_rules reads, listed without pathlib's rglob
+
+        paths.extend(iter_rule_files(self.options.get("sigma", [])))
         return paths
 
     def load_rules(self) -> Any:

@@ -34,8 +34,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from triage.formats import yamldoc
-
 SOURCE_KINDS = ("events", "registry", "weblog")
 
 
@@ -162,6 +160,8 @@ def load_coverage(paths: Iterable[Path] | Path) -> Coverage:
         paths = (
             sorted(paths.glob("*.yaml"), key=lambda p: (p.name != "ed2102.yaml", p.name)) if paths.is_dir() else [paths]
         )
+    from triage.formats import yamldoc  # PyYAML only where a coverage file is read
+
     cov = Coverage()
     seen: dict[str, str] = {}
     for path in paths:

@@ -15,22 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
-import yaml
-from sigma.collection import SigmaCollection
-from sigma.correlations import SigmaCorrelationRule
-from sigma.exceptions import SigmaError, SigmaRuleLocation
-from sigma.policy.profiles import TrustedPolicy
-from sigma.rule import SigmaLevel, SigmaRule, SigmaStatus
-from sigma.rule.detection import EmptySigmaDetections
-from sigma.rule.logsource import EmptyLogSource
 
 from triage.finding import RuleMeta
 from triage.sigma.compiler import (
@@ -45,8 +39,10 @@ from triage.sigma.compiler import (
     Or,
     StrLeaf,
     UnsupportedRule,
-    compile_rule,
+    _distinct,
+    _py_regex,
     distinct_hits,
+    joined_needles,
 )
 from triage.sigma.frame import FrameIndex, SubFrame
 from triage.sigma.logsources import (
@@ -59,8 +55,11 @@ from triage.sigma.logsources import (
 )
 from triage.sigma.tags import parse_tags
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pandas, PyYAML and pySigma are imported where used: not on a compiled set's evaluation path
     import pandas as pd
+    import yaml
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.rule import SigmaRule
 
 log = logging.getLogger(__name__)
 
@@ -234,14 +233,22 @@ class RuleSet:
                 groups[variant].append(rule)
         index = _Index(
             key=key,
-            groups=[(variant, rules, _shared_keys(rules)) for variant, rules in groups.items()],
+            groups=[(v, rules, _shared_keys(rules), _CoverSets(rules)) for v, rules in groups.items()],
             plans={id(r): r.plan for r in self.loaded},
         )
         self.__dict__["_rule_index"] = index
         return index
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # an index stored with the set (see load_rules) belongs to these rules: re-key it to their new ids
+        self.__dict__.update(state)
+        index = state.get("_rule_index")
+        if index is not None:
+            index.key = tuple(id(r) for r in self.loaded)
+            index.plans = {id(r): r.plan for r in self.loaded}
+
     def _groups(self) -> dict[SourceVariant, list[CompiledRule]]:
-        return {variant: rules for variant, rules, _ in self._index().groups}
+        return {variant: rules for variant, rules, _, _ in self._index().groups}
 
     def iter_matches(self, df: pd.DataFrame, *, indexed: bool = True) -> Iterator[tuple[CompiledRule, np.ndarray]]:
         """Yield ``(rule, row positions)`` for every rule with at least one match, in load order.
@@ -258,7 +265,7 @@ class RuleSet:
         index = FrameIndex(df)
         plans = self._index()
         hits: dict[int, list[np.ndarray]] = defaultdict(list)
-        for variant, rules, shared in plans.groups:
+        for variant, rules, shared, covers in plans.groups:
             pos = index.positions(variant)
             if pos.size == 0:
                 continue
@@ -269,8 +276,10 @@ class RuleSet:
                     plan = plans.plans[id(rule)]
                     if not all(ctx.field_has_values(f) for f in plan.required):
                         continue  # a test on a missing or all-null column never matches, and one must
-                    if plan.cover is not None and not any(_leaf_hits_any(ctx, leaf) for leaf in plan.cover):
+                    if plan.cover is not None and not covers.any_holds(ctx, plan.cover):
                         continue  # none of the tests one of which any match needs holds on any row here
+                    if plan.clauses and not all(covers.any_holds(ctx, clause) for clause in plan.clauses):
+                        continue  # the same for another part every match needs
                     if plan.gate is not None:
                         sel = ctx.rows_with_numbers(*plan.gate)
                         if sel is not None and sel.size == 0:
@@ -289,6 +298,20 @@ class RuleSet:
             found = hits.get(id(rule))
             if found:
                 yield rule, (found[0] if len(found) == 1 else np.unique(np.concatenate(found)))
+
+    def match_arrays(self, df: Any, *, indexed: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """All matches as two arrays, without pandas: the rule id of each match (objects) and its row (int64),
+        in :meth:`evaluate`'s order (rule load order, then row); what findings need of the matches."""
+        ids: list[str] = []
+        rows: list[np.ndarray] = []
+        for rule, positions in self.iter_matches(df, indexed=indexed):
+            ids.append(rule.id)
+            rows.append(positions)
+        if not ids:
+            return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
+        counts = np.array([len(r) for r in rows])
+        rule_ids = np.repeat(np.asarray(ids, dtype=object), counts)
+        return rule_ids, np.concatenate(rows).astype(np.int64, copy=False)
 
     def evaluate(self, df: pd.DataFrame, *, indexed: bool = True) -> pd.DataFrame:
         """All matches as a frame: ``rule_id, rule_title, level, tags, rule_path, row``.
@@ -335,11 +358,15 @@ class RulePlan(NamedTuple):
         cover: string tests (field or keyword leaves of the rule's own tree) at least one of which holds on
             every row the rule matches; when none holds on any row of a sub-frame the rule is not run there.
             None when the tree implies no such set (a NOT above every string test, say).
+        clauses: further covers, one per child of a top-level AND that has one (``cover`` is the cheapest):
+            each must hold on some row of a sub-frame for the rule to run there, so a rule whose first test
+            holds but whose second cannot is not run either.
     """
 
     required: frozenset[str]
     gate: tuple[str, tuple[float, ...]] | None
     cover: tuple[Leaf, ...] | None = None
+    clauses: tuple[tuple[Leaf, ...], ...] = ()
 
 
 def _leaf_hits_any(ctx: SubFrame, leaf: Leaf) -> bool:
@@ -361,17 +388,155 @@ def _leaf_hits_any(ctx: SubFrame, leaf: Leaf) -> bool:
     return found
 
 
+class _Bucket:
+    """The cover tests of one group's rules on one field (or every text column, for keywords) and case, all
+    looked for in one sweep per sub-frame: each test's needles (and wildcard regex) searched in the column's
+    NUL-joined distinct values (see :func:`joined_needles`), with no per-test Python call.
+
+    Needles are looked for one ``in`` at a time until that has cost about as much as building an Aho-Corasick
+    automaton (``pyahocorasick``) of them would, then through the automaton, in one pass of the text: thousands
+    of command-line needles over a big batch, or a megabyte of script blocks, pay for it at once; a bucket only
+    ever swept over a few short values never builds one.
+    """
+
+    # estimated seconds: an ``in`` per needle (call plus scan per character), building per needle
+    IN_CALL, IN_CHAR, BUILD = 1e-7, 5e-10, 1.5e-5
+
+    def __init__(self, field: str | None, cased: bool) -> None:
+        self.field = field
+        self.cased = cased
+        self.leaves: list[Leaf] = []
+        self.owners: dict[str, list[Hashable]] = {}  # needle -> keys of the leaves it belongs to
+        self.regexes: list[tuple[Hashable, str]] = []  # (leaf key, regex over the joined text)
+        self._automaton: Any = None
+        self._swept = 0.0  # estimated seconds spent on ``in`` sweeps so far
+
+    def add(self, leaf: Leaf, needles: list[str], regex: str | None) -> None:
+        self.leaves.append(leaf)
+        for needle in needles:
+            self.owners.setdefault(needle, []).append(leaf.key)
+        if regex is not None:
+            self.regexes.append((leaf.key, regex))
+
+    def run(self, ctx: SubFrame, memo: dict[Hashable, bool]) -> None:
+        """Record in ``memo`` whether each of the bucket's leaves holds on some row of the sub-frame."""
+        if self.field is None:
+            columns = ctx.text_columns
+        else:
+            col = ctx.column(self.field)
+            columns = [] if col is None else [col]
+        held: set[Hashable] = set()
+        for col in columns:
+            values = _distinct(col, self.cased)
+            if values.n == 0:
+                continue
+            joined = values.joined
+            if joined is None:  # a value holding a NUL: each test on its own, exactly
+                for leaf in self.leaves:
+                    memo[leaf.key] = _leaf_hits_any(ctx, leaf)
+                return
+            text = joined[0]
+            automaton = self._automaton_for(len(text))
+            if automaton:
+                found = {keys_id for _, keys_id in automaton.iter(text)}
+                for keys_id in found:
+                    held.update(self._keys[keys_id])
+                if "" in self.owners:  # an empty needle is in any text (the automaton holds no empty word)
+                    held.update(self.owners[""])
+            else:
+                for needle, keys in self.owners.items():
+                    if needle in text:
+                        held.update(keys)
+            for key, regex in self.regexes:
+                if key not in held and _py_regex(regex)(text) is not None:
+                    held.add(key)
+        for leaf in self.leaves:
+            memo[leaf.key] = leaf.key in held
+
+    def _automaton_for(self, size: int) -> Any:
+        """The bucket's automaton once the sweeps would have paid for it (False when not available)."""
+        if self._automaton is None:
+            n = len(self.owners)
+            self._swept += n * (self.IN_CALL + self.IN_CHAR * size)
+            if self._swept > n * self.BUILD:
+                self._automaton = self._build()
+        return self._automaton
+
+    def _build(self) -> Any:
+        try:
+            import ahocorasick
+        except ImportError:  # optional: without it every needle is looked for on its own (same result)
+            return False
+        automaton = ahocorasick.Automaton()
+        self._keys = list(self.owners.values())
+        for i, needle in enumerate(self.owners):
+            if needle:
+                automaton.add_word(needle, i)
+        if not len(automaton):
+            return False
+        automaton.make_automaton()
+        return automaton
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.__dict__ | {"_automaton": None}  # built again where it is needed
+
+
+class _CoverSets:
+    """A group's cover tests by field and case (see :class:`_Bucket`); ``|re`` tests run one by one."""
+
+    def __init__(self, rules: list[CompiledRule]) -> None:
+        self.by_leaf: dict[Hashable, _Bucket] = {}
+        buckets: dict[tuple[str | None, bool], _Bucket] = {}
+        for rule in rules:
+            for leaf in (leaf for clause in (rule.plan.cover or (), *rule.plan.clauses) for leaf in clause):
+                if leaf.key in self.by_leaf:
+                    continue
+                test = leaf.test  # type: ignore[attr-defined]
+                found = joined_needles(test)
+                if found is None:
+                    continue
+                where = (leaf.field if isinstance(leaf, StrLeaf) else None, test.cased)
+                bucket = buckets.get(where)
+                if bucket is None:
+                    bucket = buckets[where] = _Bucket(*where)
+                bucket.add(leaf, *found)
+                self.by_leaf[leaf.key] = bucket
+
+    def any_holds(self, ctx: SubFrame, cover: tuple[Leaf, ...]) -> bool:
+        """Whether some leaf of ``cover`` holds on some row of the sub-frame (results kept per sub-frame)."""
+        memo: dict[Hashable, bool] = ctx.__dict__.setdefault("_cover_any", {})
+        for leaf in cover:
+            found = memo.get(leaf.key)
+            if found is None:
+                bucket = self.by_leaf.get(leaf.key)
+                if bucket is None:
+                    found = _leaf_hits_any(ctx, leaf)
+                else:
+                    bucket.run(ctx, memo)
+                    found = memo[leaf.key]
+            if found:
+                return True
+        return False
+
+
 @dataclass
 class _Index:
     key: tuple[int, ...]
-    groups: list[tuple[SourceVariant, list[CompiledRule], frozenset[Hashable]]]
+    groups: list[tuple[SourceVariant, list[CompiledRule], frozenset[Hashable], _CoverSets]]
     plans: dict[int, RulePlan]
 
 
 def rule_plan(node: Node) -> RulePlan:
     """The row constraints a matcher tree implies: required columns, a numeric equality gate, a cover."""
     gate = _gate(node)
-    return RulePlan(_required(node), None if gate is None else (gate[0], tuple(sorted(gate[1]))), _cover(node))
+    cover = _cover(node)
+    clauses: tuple[tuple[Leaf, ...], ...] = ()
+    if isinstance(node, And):  # every child holds where the AND does: each child's cover is a clause
+        others = {tuple(leaf.key for leaf in c): c for c in map(_cover, node.children) if c is not None}
+        others.pop(tuple(leaf.key for leaf in cover or ()), None)
+        clauses = tuple(sorted(others.values(), key=lambda c: (len(c), sum(leaf.cost for leaf in c))))
+    gate_spec = None if gate is None else (gate[0], tuple(sorted(gate[1])))
+    return RulePlan(_required(node), gate_spec, cover, clauses)
 
 
 def _cover(node: Node) -> tuple[Leaf, ...] | None:
@@ -444,52 +609,76 @@ def _shared_keys(rules: list[CompiledRule]) -> frozenset[Hashable]:
 
 
 # ---------------------------------------------------------------------------------------------- loading
-class _RuleYAMLLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Safe YAML loader that rejects duplicate mapping keys, reporting their line (merge keys ``<<`` allowed)."""
+@cache
+def _yaml_loader() -> type:
+    """The YAML loader of rule files (built on first use: PyYAML is only needed to compile rules)."""
+    import yaml
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
-                )
-        return super().construct_mapping(node, deep)
+    class _RuleYAMLLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+        """Safe YAML loader that rejects duplicate mapping keys, reporting their line (merge keys ``<<`` allowed)."""
+
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+            return super().construct_mapping(node, deep)
+
+    return _RuleYAMLLoader
 
 
 def iter_rule_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     """Expand files and directories (recursively, ``*.yml``/``*.yaml``) into rule files, each once, sorted
-    within a directory. Hidden directories (``.git`` ...) are not entered.
+    within a directory (by path components). Hidden directories (``.git`` ...) are not entered, nor are
+    links to directories.
     """
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            candidates = sorted(
-                f
-                for f in p.rglob("*")
-                if f.suffix.lower() in RULE_SUFFIXES
-                and f.is_file()
-                and not any(part.startswith(".") for part in f.relative_to(p).parts[:-1])
-            )
+            base = os.path.realpath(p)  # resolved once (resolving each of 2,400 files cost more than reading them)
+            found: list[tuple[tuple[str, ...], str, bool]] = []
+            _scan_rules(os.fspath(p), (), found)
+            found.sort()
+            # a file that is itself a link is resolved, so a rule linked into a folder given too loads once
+            candidates = [
+                (Path(full), os.path.realpath(full) if link else os.path.join(base, *key))
+                for key, full, link in found
+            ]
         else:
-            candidates = [p]
-        base = p.resolve() if p.is_dir() else None
-        for f in candidates:
-            # the folder is resolved once (resolving each of 2,400 files cost more than reading them); a file
-            # that is itself a link is resolved, so a rule linked into a folder given too is still loaded once
-            key = base / f.relative_to(p) if base is not None and not f.is_symlink() else f.resolve()
+            candidates = [(p, os.path.realpath(p))]
+        for f, key in candidates:
             if key not in seen:
                 seen.add(key)
                 yield f
+
+
+def _scan_rules(folder: str, parts: tuple[str, ...], found: list[tuple[tuple[str, ...], str, bool]]) -> None:
+    """Rule files under ``folder`` as (path components, path, is a link), from directory entries (no stat per
+    file); hidden directories and links to directories are not entered."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            if not entry.name.startswith("."):
+                _scan_rules(entry.path, (*parts, entry.name), found)
+        elif os.path.splitext(entry.name)[1].lower() in RULE_SUFFIXES and entry.is_file():
+            found.append(((*parts, entry.name), entry.path, entry.is_symlink()))
 
 
 def load_rules(paths: Iterable[str | Path], *, logsources: LogsourceMap | None = None) -> RuleSet:
@@ -522,6 +711,7 @@ def load_rules(paths: Iterable[str | Path], *, logsources: LogsourceMap | None =
 
         for corr, reason in resolve_correlations(ruleset):
             ruleset.skipped.append(SkippedRule(corr.path, corr.title, reason, corr.id))
+        ruleset._index()  # built once and kept in the compiled cache, not again in every worker
         return ruleset
 
     if logsources is not None:  # a caller's own map: compile directly
@@ -532,6 +722,8 @@ def load_rules(paths: Iterable[str | Path], *, logsources: LogsourceMap | None =
 
 
 def _error_text(exc: BaseException) -> str:
+    from sigma.exceptions import SigmaRuleLocation
+
     text = str(exc.args[0]) if getattr(exc, "args", None) else str(exc)
     source = getattr(exc, "source", None)
     if isinstance(source, SigmaRuleLocation) and source.line is not None:
@@ -554,6 +746,13 @@ def _with_line(reason: str, text: str, needle: str | None) -> str:
 
 
 def _load_file(path: Path, ruleset: RuleSet, ids: dict[str, str]) -> None:
+    import yaml
+    from sigma.collection import SigmaCollection
+    from sigma.correlations import SigmaCorrelationRule
+    from sigma.exceptions import SigmaRuleLocation
+    from sigma.policy.profiles import TrustedPolicy
+    from sigma.rule import SigmaRule
+
     spath = str(path)
     try:
         data = path.read_bytes()
@@ -568,7 +767,7 @@ def _load_file(path: Path, ruleset: RuleSet, ids: dict[str, str]) -> None:
         ruleset.skipped.append(SkippedRule(spath, "", f"file is not UTF-8: {exc}"))
         return
     try:
-        docs = [d for d in yaml.load_all(text, Loader=_RuleYAMLLoader) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=_yaml_loader()) if d is not None]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -691,6 +890,13 @@ def _rule_id(rule: Any) -> str:
 
 
 def _compile(rule: SigmaRule, path: str, sha: str, text: str, n: int, ruleset: RuleSet) -> CompiledRule | None:
+    from sigma.exceptions import SigmaError
+    from sigma.rule import SigmaLevel, SigmaStatus
+    from sigma.rule.detection import EmptySigmaDetections
+    from sigma.rule.logsource import EmptyLogSource
+
+    from triage.sigma.translate import compile_rule
+
     title = rule.title or Path(path).stem
     rid = _rule_id(rule)
 

@@ -13,10 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from triage.errors import TriageError
-from triage.formats import yamldoc
 
 DEFAULT_LOGSOURCES = "sigma/logsources.yaml"  # relative to the installed signatures/ folder
 _ENTRY_KEYS = {"product", "category", "service", "sources", "description"}
@@ -144,6 +141,10 @@ def load_logsources(path: str | Path | None = None) -> LogsourceMap:
     Raises:
         LogsourceError: unreadable file, YAML syntax error (with line), or an invalid entry.
     """
+    import yaml  # only to read a map: a compiled rule set carries its own
+
+    from triage.formats import yamldoc
+
     p = Path(path) if path is not None else default_logsources_path()
     try:
         text = p.read_text(encoding="utf-8")

@@ -18,8 +18,9 @@ from sigma_support import rule_text
 from triage.formats.evtx import ReadStats, iter_evtx
 from triage.registry import signature_path
 from triage.sigma import load_rules
-from triage.sigma.compiler import SMALL_ROWS, StringTest, classify
+from triage.sigma.compiler import SMALL_ROWS, StringTest
 from triage.sigma.engine import RuleSet, rule_plan
+from triage.sigma.translate import classify
 from triage.testing.eventlogs import event_log_files
 from triage.testing.evtx import write_evtx
 

@@ -11,9 +11,10 @@ import pyarrow as pa
 import pytest
 from sigma_support import SYSMON, frame, rule_text
 
-from triage.sigma.compiler import SMALL_DISTINCT, KeywordLeaf, StringTest, StrLeaf, classify, distinct_hits
+from triage.sigma.compiler import SMALL_DISTINCT, KeywordLeaf, StringTest, StrLeaf, distinct_hits
 from triage.sigma.engine import rule_plan
 from triage.sigma.frame import SubFrame
+from triage.sigma.translate import classify
 
 IMAGES = [
     "C:\\Windows\\System32\\cmd.exe",
