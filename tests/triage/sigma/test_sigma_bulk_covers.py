@@ -24,6 +24,7 @@ from triage.sigma.compiler import KeywordLeaf, StringTest, StrLeaf, joined_needl
 from triage.sigma.engine import _Bucket
 from triage.sigma.frame import SubFrame
 from triage.sigma.translate import classify
+from triage.testing.imports import hide_package
 
 VALUES = [
     "C:\\Windows\\System32\\cmd.exe",
@@ -181,15 +182,8 @@ def test_a_damaged_digest_file_costs_only_a_reread(rules: Path, tmp_path: Path, 
 # ------------------------------------------------------------------------------------------------- imports
 # pandas hidden as if not installed: pyarrow imports pandas by itself on its first conversion of Python values
 # whenever pandas is installed, so its presence in sys.modules says nothing; a load that needs it fails here
-LOAD = """
+LOAD = hide_package("pandas") + """
 import json, sys
-
-class NoPandas:
-    def find_spec(self, name, path=None, target=None):
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError(f"No module named {name!r}")
-
-sys.meta_path.insert(0, NoPandas())
 import triage.sigma.frame, triage.sigma.correlation
 before = sorted(m for m in ("yaml",) if m in sys.modules)
 import triage.sigma.cache as cache
