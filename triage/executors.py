@@ -52,6 +52,7 @@ import re
 import signal
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -419,6 +420,25 @@ class _Spool:
 _WARM = "warm"  # the first element of the message that starts a worker's preparation (unit keys start "triage-")
 
 
+def _writes_findings() -> bool:
+    """Whether this pool worker writes the findings file of a batch itself.
+
+    Yes once pyarrow is imported here (an analyzer that works in Arrow, the event logs): the worker then writes in
+    parallel with the others, where sending the findings back would pickle them here, unpickle them in the parent
+    and make the parent write every batch one after the other. No otherwise (YARA): the parent writes them, so no
+    worker pays the pyarrow import for a few findings."""
+    return "pyarrow" in sys.modules
+
+
+def _warm_findings_writer() -> None:
+    """After the analyzers are warmed: when this worker will write its findings, load the parquet writer now
+    (an empty findings file, thrown away), while the parent still plans."""
+    if _writes_findings():
+        from triage.results import findings_parquet
+
+        findings_parquet([])
+
+
 def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell: _Cell | None = None) -> None:
     """A pool worker: run units sent over ``conn`` until told to stop, one at a time (``cell``: shared with the
     parent, the artifact of a batch running now)."""
@@ -438,6 +458,8 @@ def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell:
             return
         if msg[0] == _WARM:  # before the first unit: load what the units will need (LocalPoolExecutor.warm)
             warm_analyzers(*msg[1:])
+            with contextlib.suppress(Exception):  # a unit that needs it meets the same failure on its own row
+                _warm_findings_writer()
             continue
         key, spec = msg
         conn.send(("start", key))  # from here on, a death or a limit is this unit's
@@ -448,8 +470,10 @@ def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell:
             progress = _progress_sender(conn, key)
             if spec.batch is not None and cell is not None:
                 spool = _Spool(spec, cell)
-                # a batch with findings comes back unwritten: the parent writes it (no pyarrow in the workers)
-                rec = run_unit(spec, on_progress=progress, on_item=spool.item, on_row=spool.row, write_findings=False)
+                # a batch with findings comes back unwritten unless this worker has pyarrow: the parent writes it
+                rec = run_unit(
+                    spec, on_progress=progress, on_item=spool.item, on_row=spool.row, write_findings=_writes_findings()
+                )
             else:
                 rec = run_unit(spec, on_progress=progress)
         except BaseException as exc:  # run_unit records analyzer errors; this is its own failure

@@ -29,7 +29,21 @@ PLUGIN = textwrap.dedent('''
     from __future__ import annotations
     import os, sys
     from pathlib import Path
+    import triage.unitrun
     from triage.registry import Analyzer, register
+
+    if os.environ.get("PROBE_PYARROW") == "1":
+        import pyarrow  # an analyzer that works in Arrow (the event logs): its workers have pyarrow
+
+    _write = triage.unitrun.findings_parquet
+
+    def _logged(found):  # which process writes each findings file (inherited by the forked workers)
+        if found:
+            with open(Path(os.environ["PROBE_OUT"]) / "writes.log", "a") as fh:
+                fh.write(f"{os.getpid()}\\n")
+        return _write(found)
+
+    triage.unitrun.findings_parquet = _logged
 
     @register
     class WarmProbe(Analyzer):
@@ -91,11 +105,16 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _run(template: Path, tmp_path: Path, fork_safe: bool) -> dict:
+def _run(template: Path, tmp_path: Path, fork_safe: bool, pyarrow: bool = False) -> dict:
     import shutil
 
     shutil.copytree(template / "case", tmp_path / "case")
-    env = {**os.environ, "PROBE_FORK_SAFE": "1" if fork_safe else "0"}
+    env = {
+        **os.environ,
+        "PROBE_FORK_SAFE": "1" if fork_safe else "0",
+        "PROBE_PYARROW": "1" if pyarrow else "0",
+        "PROBE_OUT": str(tmp_path),
+    }
     out = subprocess.run(
         [sys.executable, "-c", RUN, str(tmp_path / "case"), str(template / "plugin.py"), str(tmp_path)],
         check=True,
@@ -130,6 +149,7 @@ def test_warmed_workers_run_the_batches_without_pyarrow_and_share_the_parents_ru
     assert {a["rules_from"] for a in attrs} == {got["parent"]} and got["parent"] not in {a["worker"] for a in attrs}
     # no worker imported pyarrow: the parent wrote the batches that had findings (it imported pyarrow for them)
     assert not any(a["pyarrow"] for a in attrs) and got["pyarrow_in_parent"]
+    assert set((tmp_path / "writes.log").read_text().split()) == {str(got["parent"])}
     case = Case.open(tmp_path / "case")
     rows = [rec for _, rec in unit_records(case.path, ["test_warm_probe"])]
     assert len(rows) == pages and all(r["fingerprint"] for r in rows)
@@ -151,3 +171,24 @@ def test_rules_that_are_not_fork_safe_load_in_each_worker(template: Path, tmp_pa
     assert str(got["parent"]) not in loads and len(loads) == len(set(loads)) and 1 <= len(loads) <= 2
     attrs = [json.loads(a) for a in _findings(tmp_path / "case")["attributes"]]
     assert all(a["rules_from"] == a["worker"] for a in attrs)
+
+
+def test_workers_that_have_pyarrow_write_their_own_findings(template: Path, tmp_path: Path) -> None:
+    """An analyzer that imports pyarrow itself (the event logs): each worker writes its batches' findings files
+    (nothing is sent back to the parent to write), with the same records, findings and verify as before."""
+    got = _run(template, tmp_path, fork_safe=True, pyarrow=True)
+    hits = sum("hit" in n for n in NAMES)
+    pages = len(Case.open(tmp_path / "case").evidence(kinds={"web_file"}))
+    assert got["findings"] == hits and got["statuses"] == {"success": hits, "no_findings": pages - hits}
+    df = _findings(tmp_path / "case")
+    attrs = [json.loads(a) for a in df["attributes"]]
+    assert sorted(df["message"]) == sorted(n for n in NAMES if "hit" in n)
+    workers = {str(a["worker"]) for a in attrs}
+    writers = (tmp_path / "writes.log").read_text().split()
+    assert str(got["parent"]) not in writers and set(writers) <= workers and all(a["pyarrow"] for a in attrs)
+    case = Case.open(tmp_path / "case")
+    for path, rec in unit_records(case.path, ["test_warm_probe"]):
+        assert path.name.endswith(BATCH_SUFFIX)
+        assert bool(rec["result_path"]) == bool(rec["findings"]) == bool(rec["result_sha256"])
+    rep = verify_case(case)
+    assert rep.ok and rep.problems == [], rep.problems
