@@ -49,6 +49,11 @@ class _Stdout:
             self._console = Console(highlight=False, soft_wrap=True)
         self._console.print(*objects, **kw)
 
+    def line(self, text: str) -> None:
+        """A line the command composed from its own values (no markup, tabs or control characters, which rich
+        would change): the same text, without loading rich for it (a quiet ``analyze`` loads it for nothing else)."""
+        print(text, flush=True)
+
 
 stdout = _Stdout()
 
@@ -490,7 +495,7 @@ def render_collect(s: app.CollectSummary) -> None:
 
 def render_analyze(s: app.AnalyzeSummary) -> None:
     r = s.run
-    stdout.print(
+    stdout.line(
         f"analyze {r.run_id}: {r.planned} units planned, {r.reused} already done, "
         f"statuses {dict(r.statuses)}, {r.findings} findings"
     )

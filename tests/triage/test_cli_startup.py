@@ -101,3 +101,37 @@ def test_help_costs_little_beyond_the_interpreter():
     bare = [sys.executable, "-c", "pass"]
     extra = sorted(_cpu(triage) - _cpu(bare) for _ in range(3))[1]
     assert extra < 0.15, f"--help costs {extra:.3f} CPU s more than the bare interpreter"
+
+
+def test_quiet_analyze_that_logs_nothing_loads_no_rich(tmp_path):
+    # rich is loaded to draw a bar or print a log line; a quiet analyze of a clean log does neither, and its
+    # summary line is the same text
+    from triage.testing.evtx import logon_log
+
+    src = tmp_path / "src"
+    src.mkdir()
+    logon_log(src / "Security.evtx", 4)
+    case = tmp_path / "case"
+    code, modules, _ = _probe("collect", "-q", "--json", "--case", str(case), "--as", "files", str(src))
+    assert code == 0
+    code, modules, out = _probe("analyze", "-q", "--only", "eventlog", str(case))
+    assert code == 0 and "rich" not in modules
+    line = out.splitlines()[0]
+    assert line.startswith("analyze run-") and line.endswith(": 1 units planned, 0 already done, statuses "
+                                                               "{'success': 1}, 2 findings"), line
+
+
+LOG_PROBE = """
+import logging, sys
+from triage.progress import ConsoleLogHandler
+logging.getLogger().addHandler(ConsoleLogHandler())
+before = "rich" in sys.modules
+logging.getLogger("x").warning("a warning\\tafter a tab\\x07")
+print(before, "rich" in sys.modules)
+"""
+
+
+def test_a_log_line_loads_rich_and_prints_through_the_console():
+    r = subprocess.run([sys.executable, "-c", LOG_PROBE], capture_output=True, text=True, timeout=60, check=True)
+    assert r.stdout.split() == ["False", "True"]
+    assert r.stderr == "a warning       after a tab\n"  # rich's own treatment: tab expanded, bell dropped
