@@ -1041,16 +1041,17 @@ _ROW_TYPES: dict[str, tuple[type, ...]] = {
     "extra": (dict,),
     **{n: (str, type(None)) for n in ("relpath", "sha256", "md5", "sha1", "source_mtime", "source_atime")},
 }
+_ROW_TYPE_PAIRS = frozenset((n, t) for n in _ROW_FIELDS for t in _ROW_TYPES.get(n, (str,)))
 
 
 def _row_json(line: str | bytes) -> Any:
     """The JSON value of a manifest line; ValueError for text that is not JSON or repeats a key.
 
-    A line triage wrote is the canonical form of its row (:func:`row_line`): when orjson's parse of it, put back
-    in canonical form, gives the line's own bytes, no key can be repeated (a repeated key would be bytes the
-    canonical form lacks), and the value is the one the strict parser gives, at a fraction of its cost (it runs
-    a Python hook per object). Any other line (floats, escapes, spacing, undecodable bytes) goes to the strict
-    parser, as before."""
+    A line triage wrote is compact JSON (:func:`row_line`): when orjson's parse of it, written back by orjson,
+    gives the line's own bytes, no key can be repeated (the parse keeps one of them: the bytes of the other would
+    be missing) and the value is the one the strict parser gives, at a fraction of its cost (it runs a Python
+    hook per object). Any other line (spacing, escapes orjson writes otherwise, numbers beyond 64 bits, bytes
+    that are not UTF-8) goes to the strict parser, as before."""
     raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
     body = raw[:-1] if raw.endswith(b"\n") else raw
     try:
@@ -1058,7 +1059,7 @@ def _row_json(line: str | bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     else:
-        if canonical_fast(data) == body:
+        if orjson.dumps(data) == body:
             return data
     text = line if isinstance(line, str) else line.decode("utf-8", "surrogateescape")
     return strict_json(text)
@@ -1076,10 +1077,12 @@ def parse_row(line: str | bytes) -> ManifestRow:
     missing = _ROW_REQUIRED - data.keys()
     if unknown or missing:
         raise ValueError(f"not a manifest row (unknown fields {sorted(unknown)}, missing {sorted(missing)})")
-    for name, value in data.items():
-        allowed = _ROW_TYPES.get(name, (str,))
-        if not isinstance(value, allowed) or (isinstance(value, bool) and name == "size"):
-            raise ValueError(f"not a manifest row (field {name!r} has type {type(value).__name__})")
+    # every (field, exact type) pair allowed, in one set operation (a JSON value's type is exact: bool is no int)
+    if not _ROW_TYPE_PAIRS.issuperset(zip(data, map(type, data.values()), strict=True)):
+        for name, value in data.items():
+            allowed = _ROW_TYPES.get(name, (str,))
+            if not isinstance(value, allowed) or (isinstance(value, bool) and name == "size"):
+                raise ValueError(f"not a manifest row (field {name!r} has type {type(value).__name__})")
     if data["outcome"] not in OUTCOMES:
         raise ValueError(f"not a manifest row (outcome {data['outcome']!r})")
     relpath = data.get("relpath")
