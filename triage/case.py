@@ -113,8 +113,10 @@ class ManifestRow:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        # shallow and fast: rows are flat but for the small 'extra' mapping
-        return {name: getattr(self, name) for name in _ROW_FIELDS}
+        # shallow and fast: rows are flat but for the small 'extra' mapping; the instance's own dict holds exactly
+        # the fields, in their order (a dataclass without slots), unless something set another attribute on it
+        d = self.__dict__.copy()
+        return d if len(d) == len(_ROW_FIELDS) else {name: getattr(self, name) for name in _ROW_FIELDS}
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), ensure_ascii=False, sort_keys=True)
