@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import pkgutil
+import stat
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -375,15 +376,18 @@ def _cache_dir() -> Path:
 def _installed_key() -> list[list[Any]]:
     """What the installed distributions' metadata is now: every ``*.dist-info``/``*.egg-info`` on ``sys.path``
     with its modification time (installing, removing or reinstalling a distribution changes it), and the
-    entries themselves. Cheaper than the scan it stands for, which reads every distribution's metadata."""
+    entries themselves (a file entry, a zip or an egg, with its modification time). Cheaper than the scan it stands
+    for, which reads every distribution's metadata. A folder's own time is left out: it changes with any file made
+    in it (the current folder of ``python -m triage``), while its distributions are listed one by one."""
     key: list[list[Any]] = []
     for entry in sys.path:
         where = entry or os.getcwd()
         try:
             st = os.stat(where)
-            key.append([where, st.st_mtime_ns])
-            if not os.path.isdir(where):
+            if not stat.S_ISDIR(st.st_mode):
+                key.append([where, st.st_mtime_ns])
                 continue
+            key.append([where, "dir"])
             with os.scandir(where) as it:
                 metas = sorted(e.name for e in it if e.name.endswith((".dist-info", ".egg-info", ".egg-link")))
             for name in metas:

@@ -56,3 +56,18 @@ def test_removal_is_seen_and_a_broken_cache_is_ignored(fresh: Path, monkeypatch:
     monkeypatch.setattr(registry, "_EP_MODULES", None)
     assert "acme_triage_plugin" not in registry.entry_point_modules()
     assert cache.read_text().startswith('{"entries"')  # rewritten whole
+
+
+def test_files_made_in_a_folder_on_the_path_do_not_cost_a_rescan(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `python -m triage` puts the current folder on sys.path, and commands make files there (cases, reports)
+    _install(fresh, "acme-triage", "acme_triage_plugin")
+    assert "acme_triage_plugin" in registry.entry_point_modules()
+    (fresh / "a-case-folder").mkdir()
+    (fresh / "notes.txt").write_text("x")
+
+    def no_scan(**kw: object) -> object:
+        raise AssertionError("scanned although no distribution changed")
+
+    monkeypatch.setattr(registry, "_EP_MODULES", None)
+    monkeypatch.setattr(metadata, "entry_points", no_scan)
+    assert "acme_triage_plugin" in registry.entry_point_modules()
