@@ -341,6 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
     ap.add_argument("--no-warm-up", action="store_true", help="skip the warm-up runs (rule cache already filled)")
     args = ap.parse_args(argv)
+    sys.path.insert(0, str(HERE))
+    from startup import compile_project
+
+    compile_project()  # as an installed copy has it: no run pays for compiling triage (PYTHONDONTWRITEBYTECODE)
     sigma = sigmahq_windows(args.sigma)
     if sigma is None:
         print("no SigmaHQ folder (--sigma or TRIAGE_SIGMAHQ): sigma/own is not measured", file=sys.stderr)
@@ -352,7 +356,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         results: dict[str, tuple[Shape, dict[str, float]]] = {}
         for name in shapes:
             if name == "big":
-                sys.path.insert(0, str(HERE))
                 import evtx_throughput
 
                 log = work / "big" / "Sysmon.evtx"
