@@ -67,6 +67,7 @@ from triage.unitrun import (
     _died_record,
     batch_paths,
     drop_instances,
+    preload_writer,
     record_rows,
     result_paths,
     run_unit,
@@ -847,6 +848,8 @@ class LocalPoolExecutor(Executor):
                     continue
                 t = slot.queue.popleft()
                 slot.running, slot.item = False, -1
+                if not msg[3]:  # its next unit first: it runs while this process writes and records this one
+                    feed(slot)
                 if msg[0] == "done":
                     try:
                         rec = write_deferred(t.spec, msg[2])  # a batch with findings: its files are written here
@@ -890,6 +893,8 @@ class LocalPoolExecutor(Executor):
 
         try:
             refill()
+            if any(t.spec.batch is not None for t in tasks):  # their findings are written here (write_deferred)
+                preload_writer()
             while slots:
                 busy = {s.conn: s for s in slots}
                 ready = set(wait([*busy, *(s.proc.sentinel for s in busy.values())], timeout=_POLL))
