@@ -41,6 +41,7 @@ lost worker or a failed cluster never loses a finished result, and a rerun resum
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -491,7 +492,21 @@ class _Duplex:
     def pair(cls, ctx: Any) -> tuple[_Duplex, _Duplex]:
         down_r, down_w = ctx.Pipe(duplex=False)
         up_r, up_w = ctx.Pipe(duplex=False)
+        for end in (down_w, up_w):
+            _widen(end.fileno())
         return cls(up_r, down_w), cls(down_r, up_w)
+
+
+_PIPE_BYTES = 1 << 20
+
+
+def _widen(fd: int) -> None:
+    """A pipe that holds a whole batch message (a 256-artifact batch pickles to about 125 KiB): with the default
+    64 KiB the parent's send waited for the worker to read it, and the other workers' results waited with it."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setsize is not None:
+        with contextlib.suppress(OSError):  # over the system's pipe-max-size: the default size, as before
+            fcntl.fcntl(fd, setsize, _PIPE_BYTES)
 
 
 @dataclass

@@ -113,6 +113,10 @@ _WRITER_STARTED: list[bool] = []
 def _import_writer() -> None:
     try:
         import pyarrow.parquet  # noqa: F401
+
+        from triage.results import _pandas_metadata
+
+        _pandas_metadata()  # its package-version look-up too (tens of ms, paid by the first findings file)
     except Exception:  # a broken install fails where the writer is used, with its real error
         pass
     finally:
