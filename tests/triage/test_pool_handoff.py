@@ -1,0 +1,142 @@
+"""The pool's parent never keeps a worker waiting while it writes: the next batch goes out before the last one's
+findings are written, a batch message is sent without waiting for the worker to read it, and the findings writer
+is imported in the background (finished before any fork).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import triage.executors as executors
+from collectors.collect import collect_volume
+from collectors.sources import open_source_path
+from triage.case import Case
+from triage.executors import LocalPoolExecutor, _Duplex
+from triage.results import BATCH_SUFFIX, unit_records
+from triage.runner import BatchLimits, analyze_case
+from triage.testing.volume import VolumeSpec, build_volume
+from triage.verify import verify_case
+
+PLUGIN = textwrap.dedent('''
+    from __future__ import annotations
+    from triage.registry import Analyzer, register
+
+    @register
+    class HandoffProbe(Analyzer):
+        """A finding on every page: each batch comes back to the parent to be written."""
+        name = "test_handoff_probe"
+        version = "1"
+        consumes = ("web_file",)
+
+        def analyze(self, unit):
+            name = unit.logical_path.rsplit("/", 1)[-1]
+            yield unit.finding(rule_id="T-H", rule_title="probe", severity="low", title="page", message=name,
+                               location=unit.logical_path)
+''')
+WEB = "inetpub/wwwroot/aspnet_client/app"
+PAGES = 24
+WRITE_DELAY = 1.0  # seconds the parent takes to write each batch (patched): far above a worker's hand-off
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("handoff-template")
+    files = {f"{WEB}/p{i:02d}.aspx": b"<%@ Page %>" + bytes([65 + i]) * (i + 1) for i in range(PAGES)}
+    vol = build_volume(root / "vol", VolumeSpec(compromised=False, extra_files=files))
+    case = Case.create_or_open(root / "case", examiner="tester", case_id="CASE-HANDOFF")
+    collect_volume(case, open_source_path(str(vol)), host=None)
+    case.close()
+    (root / "plugin.py").write_text(PLUGIN)
+    return root
+
+
+def _ts(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_worker_gets_its_next_batch_before_the_parent_writes_the_last(
+    template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copytree(template / "case", tmp_path / "case")
+    case = Case.open(tmp_path / "case")
+    pages = len(case.evidence(kinds={"web_file"}))  # ours and the volume's own web files
+    assert pages >= PAGES
+    written: list[float] = []
+    real = executors.write_deferred
+
+    def slow_write(spec: Any, rec: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(WRITE_DELAY)  # a slow disk, or the first findings file paying the writer's import
+        out = real(spec, rec)
+        written.append(time.time())
+        return out
+
+    monkeypatch.setattr(executors, "write_deferred", slow_write)
+    plugin = str(template / "plugin.py")
+    ex = LocalPoolExecutor(1)  # one worker: every batch after the first waits for the parent's hand-off
+    try:
+        with case.writer():
+            summary = analyze_case(
+                case, executor=ex, only=("test_handoff_probe",), plugins=(plugin,),
+                batching=BatchLimits(count=8, per_worker=3),
+            )
+    finally:
+        ex.close()
+    case.close()
+
+    assert summary.findings == pages and dict(summary.statuses) == {"success": pages}
+    batches = sorted((tmp_path / "case" / "results" / "test_handoff_probe").glob(f"*{BATCH_SUFFIX}"))
+    assert len(batches) == len(written) == -(-pages // 8) >= 3
+    starts = sorted(_ts(json.loads(p.read_text())["started"]) for p in batches)
+    # each later batch began in the worker while the parent was still writing the one before it
+    for write_end, next_start in zip(sorted(written), starts[1:], strict=False):
+        assert next_start < write_end - WRITE_DELAY / 2
+    # the same results as ever: a row per page with its findings, all verified
+    rows = [rec for _, rec in unit_records(tmp_path / "case", ["test_handoff_probe"])]
+    assert len(rows) == pages and {r["findings"] for r in rows} == {1}
+    assert verify_case(Case.open(tmp_path / "case")).ok
+
+
+def test_a_batch_message_is_sent_without_waiting_for_the_worker() -> None:
+    ours, theirs = _Duplex.pair(multiprocessing.get_context("fork"))
+    message = ("triage-key", [{"artifact_id": f"A{i:015d}", "relpath": f"{i:05d}/" + "x" * 400} for i in range(256)])
+    try:
+        sender = threading.Thread(target=ours.send, args=(message,), daemon=True)
+        sender.start()
+        sender.join(10)  # nobody reads yet: through a 64 KiB pipe the send waits for the reader
+        waited = sender.is_alive()
+        got = theirs.recv()  # the reader (a worker taking the batch) ends the send either way
+        sender.join()
+        assert not waited and got == message
+    finally:
+        for end in (ours.reader, ours.writer, theirs.reader, theirs.writer):
+            end.close()
+
+
+PRELOAD = textwrap.dedent("""
+    import os, sys
+    from triage.unitrun import preload_writer
+    assert "pyarrow" not in sys.modules
+    preload_writer()
+    pid = os.fork()
+    if pid == 0:  # the fork waited for the background import: the child has it whole
+        os._exit(0 if "pyarrow.parquet" in sys.modules else 7)
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), "pyarrow.parquet" in sys.modules)
+""")
+
+
+def test_the_findings_writer_is_imported_in_the_background_and_whole_before_a_fork() -> None:
+    out = subprocess.run([sys.executable, "-c", PRELOAD], check=True, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["0", "True"]
