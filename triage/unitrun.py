@@ -95,6 +95,10 @@ def warm(analyzers: Sequence[str], plugins: Sequence[str], options: dict[str, di
         except Exception:  # the unit that needs it fails with the real error, on its own row
             log.debug("warming analyzer %s failed", name, exc_info=True)
             failed.append(name)
+    # what the worker holds now (inherited from the parent, and the rules) lives as long as it does: its garbage
+    # collections skip it instead of scanning it again and again while thousands of rows are made, and leave
+    # the pages it shares with the parent unwritten
+    gc.freeze()
     return failed
 
 
