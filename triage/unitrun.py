@@ -89,12 +89,12 @@ def warm(analyzers: Sequence[str], plugins: Sequence[str], options: dict[str, di
         try:
             analyzer = _instance(load(name, tuple(plugins)), dict(options.get(name) or {}))
             _ = analyzer.ruleset  # compiled rules come from the cache (or the parent's object, inherited)
-            # the rule files' digests (the fingerprint's inputs; their cache file is read once per process) are
-            # read now, not in the first unit
-            analyzer.fingerprint()
             prepare = getattr(analyzer, "warm", None)
             if prepare is not None:
                 prepare()
+            # the rule files' digests (the fingerprint's inputs; their cache file is read once per process) are
+            # read now, not in the first unit
+            analyzer.fingerprint()
         except Exception:  # the unit that needs it fails with the real error, on its own row
             log.debug("warming analyzer %s failed", name, exc_info=True)
             failed.append(name)
