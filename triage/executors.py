@@ -405,9 +405,10 @@ class _Cell:
 class _Spool:
     """A worker's hooks for one batch: each artifact marked in the cell as it starts, each finished row appended."""
 
-    def __init__(self, spec: UnitSpec, cell: _Cell) -> None:
+    def __init__(self, spec: UnitSpec, cell: _Cell, on_findings: Callable[[], None] | None = None) -> None:
         self.index = {str(ev["artifact_id"]): i for i, ev in enumerate(spec.batch or [])}
         self.cell = cell
+        self.on_findings = on_findings  # told once, at the batch's first artifact with findings
         cell.clear()
 
     def item(self, evidence_id: str) -> None:
@@ -416,6 +417,28 @@ class _Spool:
     def row(self, rec: dict[str, Any], found: list[Any]) -> None:
         self.cell.append((rec, found))
         self.cell.end()
+        if found and self.on_findings is not None:
+            self.on_findings()
+            self.on_findings = None
+
+
+# a worker's note to the pool's parent: a batch of it has findings, which the parent will write (write_deferred)
+_FINDINGS = "findings"
+_TOLD: list[bool] = []  # in a worker: the parent was told once (it prepares its writer on the first note)
+
+
+def _tell_findings(conn: Any, key: str) -> Callable[[], None] | None:
+    """The hook that tells the parent, once per worker, that findings will come back to be written."""
+    if _TOLD:
+        return None
+
+    def tell() -> None:
+        if not _TOLD:
+            _TOLD.append(True)
+            with contextlib.suppress(OSError):
+                conn.send((_FINDINGS, key))
+
+    return tell
 
 
 _WARM = "warm"  # the first element of the message that starts a worker's preparation (unit keys start "triage-")
@@ -449,7 +472,7 @@ def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell:
             # finished rows back, so a death costs only the artifact in flight
             progress = _progress_sender(conn, key)
             if spec.batch is not None and cell is not None:
-                spool = _Spool(spec, cell)
+                spool = _Spool(spec, cell, _tell_findings(conn, key))
                 # a batch with findings comes back unwritten: the parent writes it (no pyarrow in the workers)
                 rec = run_unit(spec, on_progress=progress, on_item=spool.item, on_row=spool.row, write_findings=False)
             else:
@@ -854,6 +877,9 @@ class LocalPoolExecutor(Executor):
                     if on_progress is not None and slot.queue:
                         on_progress(slot.queue[0], msg[2], msg[3], msg[4])
                     continue
+                if msg[0] == _FINDINGS:  # its batch will come back with findings: the writer is imported meanwhile
+                    preload_writer()
+                    continue
                 if msg[0] == "start":
                     head = slot.queue[0]
                     slot.running, slot.started = True, time.monotonic()
@@ -908,8 +934,6 @@ class LocalPoolExecutor(Executor):
 
         try:
             refill()
-            if any(t.spec.batch is not None for t in tasks):  # their findings are written here (write_deferred)
-                preload_writer()
             while slots:
                 busy = {s.conn: s for s in slots}
                 ready = set(wait([*busy, *(s.proc.sentinel for s in busy.values())], timeout=_POLL))

@@ -131,11 +131,11 @@ def _import_writer() -> None:
 
 
 def preload_writer() -> None:
-    """In a pool's parent as its workers start: import the findings writer (pyarrow, about 0.2 CPU s) in a
-    background thread while this process waits for results. Imported on the first batch with findings instead,
-    it held up the loop that hands the other workers their next batch (they sat idle for the whole import). A bare
-    thread: ``threading.Thread.start`` waits until the new thread runs, which on a loaded machine held the loop
-    up too."""
+    """In a pool's parent when a worker says a batch has findings (they come back to be written here): import the
+    findings writer (pyarrow, about 0.2 CPU s) in a background thread while this process waits for results.
+    Imported when that batch came back instead, it held up the loop that hands the workers their next batch
+    (they sat idle for the whole import). A bare thread: ``threading.Thread.start`` waits until the new thread
+    runs, which on a loaded machine held the loop up too."""
     if _WRITER_STARTED or "pyarrow.parquet" in sys.modules:
         return
     _WRITER_STARTED.append(True)

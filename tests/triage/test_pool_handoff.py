@@ -35,13 +35,15 @@ PLUGIN = textwrap.dedent('''
 
     @register
     class HandoffProbe(Analyzer):
-        """A finding on every page: each batch comes back to the parent to be written."""
+        """A finding on every page (none with the option 'clean'): each batch comes back to be written."""
         name = "test_handoff_probe"
         version = "1"
         consumes = ("web_file",)
 
         def analyze(self, unit):
             name = unit.logical_path.rsplit("/", 1)[-1]
+            if self.options.get("clean"):
+                return
             yield unit.finding(rule_id="T-H", rule_title="probe", severity="low", title="page", message=name,
                                location=unit.logical_path)
 ''')
@@ -140,3 +142,41 @@ PRELOAD = textwrap.dedent("""
 def test_the_findings_writer_is_imported_in_the_background_and_whole_before_a_fork() -> None:
     out = subprocess.run([sys.executable, "-c", PRELOAD], check=True, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["0", "True"]
+
+
+RUN = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    from triage.case import Case
+    from triage.executors import LocalPoolExecutor
+    from triage.runner import BatchLimits, analyze_case
+    case_dir, plugin, clean = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+    case = Case.open(Path(case_dir))
+    ex = LocalPoolExecutor(2)
+    with case.writer():
+        s = analyze_case(case, executor=ex, only=("test_handoff_probe",), plugins=(plugin,),
+                         options={"test_handoff_probe": {"clean": clean}}, batching=BatchLimits(count=8, per_worker=1))
+    ex.close()
+    case.close()
+    print(json.dumps({"findings": s.findings, "statuses": dict(s.statuses), "pyarrow": "pyarrow" in sys.modules}))
+""")
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_the_parent_imports_the_findings_writer_only_when_a_batch_has_findings(
+    template: Path, tmp_path: Path, clean: bool
+) -> None:
+    # a fresh interpreter: this test process has pyarrow imported, and forked workers would inherit it
+    shutil.copytree(template / "case", tmp_path / "case")
+    pages = len(Case.open(tmp_path / "case").evidence(kinds={"web_file"}))
+    out = subprocess.run(
+        [sys.executable, "-c", RUN, str(tmp_path / "case"), str(template / "plugin.py"), "1" if clean else "0"],
+        check=True, capture_output=True, text=True, timeout=120,
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    if clean:  # a clean web root: no findings file, so no parquet writer (0.2 CPU s) in any process
+        assert got == {"findings": 0, "statuses": {"no_findings": pages}, "pyarrow": False}
+    else:
+        assert got == {"findings": pages, "statuses": {"success": pages}, "pyarrow": True}
+        assert len(list((tmp_path / "case" / "results" / "test_handoff_probe").glob("*.parquet"))) == -(-pages // 8)
+    assert verify_case(Case.open(tmp_path / "case")).ok
