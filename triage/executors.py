@@ -889,8 +889,6 @@ class LocalPoolExecutor(Executor):
                     continue
                 t = slot.queue.popleft()
                 slot.running, slot.item = False, -1
-                if not msg[3]:  # its next unit first: it runs while this process writes and records this one
-                    feed(slot)
                 if msg[0] == "done":
                     try:
                         rec = write_deferred(t.spec, msg[2])  # a batch with findings: its files are written here
