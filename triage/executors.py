@@ -41,6 +41,7 @@ lost worker or a failed cluster never loses a finished result, and a rerun resum
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -68,6 +69,7 @@ from triage.unitrun import (
     _died_record,
     batch_paths,
     drop_instances,
+    preload_writer,
     record_rows,
     result_paths,
     run_unit,
@@ -404,9 +406,10 @@ class _Cell:
 class _Spool:
     """A worker's hooks for one batch: each artifact marked in the cell as it starts, each finished row appended."""
 
-    def __init__(self, spec: UnitSpec, cell: _Cell) -> None:
+    def __init__(self, spec: UnitSpec, cell: _Cell, on_findings: Callable[[], None] | None = None) -> None:
         self.index = {str(ev["artifact_id"]): i for i, ev in enumerate(spec.batch or [])}
         self.cell = cell
+        self.on_findings = on_findings  # told once, at the batch's first artifact with findings
         cell.clear()
 
     def item(self, evidence_id: str) -> None:
@@ -415,6 +418,28 @@ class _Spool:
     def row(self, rec: dict[str, Any], found: list[Any]) -> None:
         self.cell.append((rec, found))
         self.cell.end()
+        if found and self.on_findings is not None:
+            self.on_findings()
+            self.on_findings = None
+
+
+# a worker's note to the pool's parent: a batch of it has findings, which the parent will write (write_deferred)
+_FINDINGS = "findings"
+_TOLD: list[bool] = []  # in a worker: the parent was told once (it prepares its writer on the first note)
+
+
+def _tell_findings(conn: Any, key: str) -> Callable[[], None] | None:
+    """The hook that tells the parent, once per worker, that findings will come back to be written."""
+    if _TOLD:
+        return None
+
+    def tell() -> None:
+        if not _TOLD:
+            _TOLD.append(True)
+            with contextlib.suppress(OSError):
+                conn.send((_FINDINGS, key))
+
+    return tell
 
 
 _WARM = "warm"  # the first element of the message that starts a worker's preparation (unit keys start "triage-")
@@ -469,11 +494,11 @@ def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell:
             # finished rows back, so a death costs only the artifact in flight
             progress = _progress_sender(conn, key)
             if spec.batch is not None and cell is not None:
-                spool = _Spool(spec, cell)
-                # a batch with findings comes back unwritten unless this worker has pyarrow: the parent writes it
-                rec = run_unit(
-                    spec, on_progress=progress, on_item=spool.item, on_row=spool.row, write_findings=_writes_findings()
-                )
+                writes = _writes_findings()
+                # a batch with findings comes back unwritten unless this worker has pyarrow: the parent writes it,
+                # told at the first finding so it prepares its writer meanwhile
+                spool = _Spool(spec, cell, None if writes else _tell_findings(conn, key))
+                rec = run_unit(spec, on_progress=progress, on_item=spool.item, on_row=spool.row, write_findings=writes)
             else:
                 rec = run_unit(spec, on_progress=progress)
         except BaseException as exc:  # run_unit records analyzer errors; this is its own failure
@@ -514,7 +539,21 @@ class _Duplex:
     def pair(cls, ctx: Any) -> tuple[_Duplex, _Duplex]:
         down_r, down_w = ctx.Pipe(duplex=False)
         up_r, up_w = ctx.Pipe(duplex=False)
+        for end in (down_w, up_w):
+            _widen(end.fileno())
         return cls(up_r, down_w), cls(down_r, up_w)
+
+
+_PIPE_BYTES = 1 << 20
+
+
+def _widen(fd: int) -> None:
+    """A pipe that holds a whole batch message (a 256-artifact batch pickles to about 125 KiB): with the default
+    64 KiB the parent's send waited for the worker to read it, and the other workers' results waited with it."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setsize is not None:
+        with contextlib.suppress(OSError):  # over the system's pipe-max-size: the default size, as before
+            fcntl.fcntl(fd, setsize, _PIPE_BYTES)
 
 
 @dataclass
@@ -861,6 +900,9 @@ class LocalPoolExecutor(Executor):
                 if msg[0] == "progress":  # the running unit's own report (Unit.progress)
                     if on_progress is not None and slot.queue:
                         on_progress(slot.queue[0], msg[2], msg[3], msg[4])
+                    continue
+                if msg[0] == _FINDINGS:  # its batch will come back with findings: the writer is imported meanwhile
+                    preload_writer()
                     continue
                 if msg[0] == "start":
                     head = slot.queue[0]

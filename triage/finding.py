@@ -327,7 +327,10 @@ class RunRecord:
         raw: dict[str, str] = {}
         # fields one level deep: storable_value copies the lists and dicts itself (asdict's deep copy would be a
         # second copy, a large part of a small file's bookkeeping in a batch)
-        d = storable_value({f.name: getattr(self, f.name) for f in fields(self)}, raw)
+        d = storable_value({name: getattr(self, name) for name in _RUN_FIELDS}, raw)
         if raw:
             d["raw_hex"] = raw
         return d
+
+
+_RUN_FIELDS = tuple(f.name for f in fields(RunRecord))  # to_dict runs per artifact: not fields() each time

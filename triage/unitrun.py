@@ -9,6 +9,7 @@ temporary file, one fsync and an atomic rename, so a unit killed half way leaves
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import gc
 import hashlib
@@ -16,6 +17,7 @@ import io
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -90,9 +92,16 @@ def warm(analyzers: Sequence[str], plugins: Sequence[str], options: dict[str, di
             prepare = getattr(analyzer, "warm", None)
             if prepare is not None:
                 prepare()
+            # the rule files' digests (the fingerprint's inputs; their cache file is read once per process) are
+            # read now, not in the first unit
+            analyzer.fingerprint()
         except Exception:  # the unit that needs it fails with the real error, on its own row
             log.debug("warming analyzer %s failed", name, exc_info=True)
             failed.append(name)
+    # what the worker holds now (inherited from the parent, and the rules) lives as long as it does: its garbage
+    # collections skip it instead of scanning it again and again while thousands of rows are made, and leave
+    # the pages it shares with the parent unwritten
+    gc.freeze()
     return failed
 
 
@@ -103,6 +112,49 @@ RowSink = Callable[[dict[str, Any], list[Finding]], None]
 
 # the key of what a pool worker returns for a batch with findings when the pool's parent writes its files
 DEFERRED = "deferred_batch"
+
+_WRITER_IMPORT = _thread.allocate_lock()  # held while the findings writer is imported in the background
+_WRITER_STARTED: list[bool] = []
+
+
+def _import_writer() -> None:
+    try:
+        import pyarrow.parquet  # noqa: F401
+
+        from triage.results import _pandas_metadata
+
+        _pandas_metadata()  # its package-version look-up too (tens of ms, paid by the first findings file)
+    except Exception:  # a broken install fails where the writer is used, with its real error
+        pass
+    finally:
+        _WRITER_IMPORT.release()
+
+
+def preload_writer() -> None:
+    """In a pool's parent when a worker says a batch has findings (they come back to be written here): import the
+    findings writer (pyarrow, about 0.2 CPU s) in a background thread while this process waits for results.
+    Imported when that batch came back instead, it held up the loop that hands the workers their next batch
+    (they sat idle for the whole import). A bare thread: ``threading.Thread.start`` waits until the new thread
+    runs, which on a loaded machine held the loop up too."""
+    if _WRITER_STARTED or "pyarrow.parquet" in sys.modules:
+        return
+    _WRITER_STARTED.append(True)
+    _WRITER_IMPORT.acquire()
+    try:
+        _thread.start_new_thread(_import_writer, ())
+    except RuntimeError:  # no thread to be had: the first batch with findings imports it
+        _WRITER_IMPORT.release()
+
+
+def _writer_imported() -> None:
+    """Before a fork: the background import is over, so no child starts with an import lock held by a thread
+    it does not have."""
+    if _WRITER_STARTED:
+        with _WRITER_IMPORT:
+            pass
+
+
+os.register_at_fork(before=_writer_imported)
 
 
 def run_unit(
