@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from array import array
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -175,8 +176,12 @@ def _arrow(kind: Any, values: list[Any], data: list[bytes]) -> Any:
 
 
 def _text_array(values: list[Any], large: bool = True) -> Any:
-    """Text values (None: null) as an Arrow (large) string array, from its buffers."""
+    """Text values (None: null) as an Arrow (large) string array, from its buffers (Arrow's own conversion when
+    pandas is loaded already: then it costs no import, and it is several times faster than the loop below)."""
     import pyarrow as pa
+
+    if "pandas" in sys.modules:
+        return pa.array(values, type=pa.large_string() if large else pa.string(), from_pandas=False)
 
     encoded = [v.encode("utf-8") if v is not None else b"" for v in values]
     offsets = array("q" if large else "i", [0])

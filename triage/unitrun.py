@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import sys
 import threading
 import time
 import traceback
@@ -121,7 +122,8 @@ def run_unit(
     record (:mod:`triage.results`). ``write_findings=False`` (a pool worker): a batch that has findings is not
     written here but returned as ``{DEFERRED: ...}`` for :func:`write_deferred` in the pool's parent, so the
     workers never import the parquet writer (pyarrow and numpy, more CPU than a worker's share of a small scan);
-    a batch without findings is written here as before.
+    a batch without findings, or one whose worker has pyarrow loaded already (its analyzer reads with it), is
+    written here: sending its findings to the parent would cost a pickle each way and the parent's serial time.
     """
     cls, analyzer, fingerprint = _prepare(spec)
     # one Case object per unit or batch (it opens the custody log's settings): only artifact paths are asked of it
@@ -153,7 +155,7 @@ def run_unit(
         if hasattr(analyzer, "end_batch"):
             analyzer.end_batch()
     duration = time.perf_counter() - t0
-    if not write_findings and any(found for _, found in rows):
+    if not write_findings and "pyarrow" not in sys.modules and any(found for _, found in rows):
         return {DEFERRED: {"rows": rows, "started": started, "duration": duration, "worker": worker}}
     return write_batch(spec, rows, started=started, duration=duration, worker=worker)
 
