@@ -173,21 +173,34 @@ class Unit:
         ``rule`` fills rule id and title, severity, confidence and the list fields; keywords given here
         (``rule_id=``, ``tags=`` ...) take precedence. Without a rule, ``rule_id``, ``rule_title`` and
         ``severity`` are keywords."""
+        fields = self.finding_fields(rule, title=title, message=message, location=location, evidence=evidence, **kw)
+        return Finding(**fields)
+
+    def finding_fields(
+        self,
+        rule: RuleMeta | None = None,
+        *,
+        title: str,
+        message: str,
+        location: str = "",
+        evidence: ManifestRow | None = None,
+        **kw: Any,
+    ) -> dict[str, Any]:
+        """The keywords :meth:`finding` gives :class:`Finding` (for :class:`triage.results.FindingColumns`)."""
         ev = evidence or self.evidence
         common = rule.fields() if rule is not None else {}
-        return Finding(
-            analyzer=self.analyzer.name,
-            analyzer_version=self.analyzer.version,
-            title=title,
-            message=message,
-            evidence_id=ev.artifact_id,
-            evidence_path=ev.relpath or ev.source_path,  # a host group: "N artifacts of HOST"
-            evidence_sha256=ev.sha256 or "",
-            location=location,
-            host=self.host,
-            case_id=self.case_id,
-            **(common | kw),
-        )
+        return {
+            "analyzer": self.analyzer.name,
+            "analyzer_version": self.analyzer.version,
+            "title": title,
+            "message": message,
+            "evidence_id": ev.artifact_id,
+            "evidence_path": ev.relpath or ev.source_path,  # a host group: "N artifacts of HOST"
+            "evidence_sha256": ev.sha256 or "",
+            "location": location,
+            "host": self.host,
+            "case_id": self.case_id,
+        } | common | kw
 
 
 def logical_path(row: ManifestRow) -> str:

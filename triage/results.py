@@ -197,9 +197,78 @@ def _text_array(values: list[Any], large: bool = True) -> Any:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+class FindingColumns:
+    """Findings held column by column in their stored form (the values of :meth:`Finding.storable`, a list per
+    column of :data:`triage.finding.FINDING_COLUMNS`), built without a :class:`Finding` object each.
+
+    An analyzer that gives thousands of findings at once (the event-log rules over a batch of logs) may yield one
+    of these among its findings when :func:`triage.unitrun.run_unit` runs it; it counts as ``len()`` findings
+    (:func:`count_findings`) and is written in its place, in order (:func:`findings_table`). Rows come from
+    :meth:`add`, which gives exactly the row a :class:`Finding` of the same fields stores."""
+
+    __slots__ = ("_defaults", "columns")
+
+    def __init__(self) -> None:
+        from triage.finding import FINDING_COLUMNS
+
+        self.columns: dict[str, list[Any]] = {name: [] for name in FINDING_COLUMNS}
+        self._defaults: dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.columns["finding_id"])
+
+    def __getstate__(self) -> dict[str, list[Any]]:
+        return self.columns
+
+    def __setstate__(self, state: dict[str, list[Any]]) -> None:
+        self.columns, self._defaults = state, None
+
+    def add(self, fields: dict[str, Any]) -> None:
+        """One finding from the keywords a :class:`Finding` takes (what :meth:`Unit.finding_fields` gives).
+
+        Plain text takes the direct way: list fields joined, the id computed, ``attributes`` (a dict) as JSON text
+        with sorted keys, ``ts`` in UTC. Anything :class:`Finding` would change or refuse (text with lone
+        surrogates, a severity outside the scale, attributes that are not a dict) goes through a Finding, so the
+        row is the one it stores, whatever the input."""
+        from dataclasses import MISSING
+        from dataclasses import fields as dataclass_fields
+
+        from triage.finding import LIST_FIELDS, SEVERITIES, Finding, _json_default, _utc, finding_id, storable
+
+        defaults = self._defaults
+        if defaults is None:
+            given = dataclass_fields(Finding)
+            defaults = self._defaults = {f.name: f.default for f in given if f.default is not MISSING}
+        row = defaults | fields
+        # every field given once and known, a valid severity, attributes as a dict, no id of its own
+        plain = row.keys() == self.columns.keys() and row["severity"] in SEVERITIES and not row["finding_id"]
+        attrs = row.get("attributes")
+        plain = plain and type(attrs) is dict
+        if plain:
+            for name in LIST_FIELDS:
+                value = row[name]
+                row[name] = value if isinstance(value, str) else ",".join(str(v) for v in value)
+            # as Finding writes a dict's JSON; a text it would escape (a lone surrogate) takes its way below
+            row["attributes"] = json.dumps(attrs, sort_keys=True, default=_json_default, ensure_ascii=False)
+            plain = all(type(v) is not str or v.isascii() or storable(v) is v for v in row.values())
+        if not plain:
+            row = Finding(**(defaults | fields)).storable()
+        else:
+            row["ts"] = _utc(row["ts"])
+            row["finding_id"] = finding_id(row["analyzer"], row["rule_id"], row["evidence_sha256"], row["location"])
+        for name, column in self.columns.items():
+            column.append(row[name])
+
+
+def count_findings(found: Iterable[Any]) -> int:
+    """How many findings a unit's list holds (a :class:`FindingColumns` counts its rows)."""
+    return sum(len(f) if isinstance(f, FindingColumns) else 1 for f in found)
+
+
 def findings_table(found: list[Any]) -> Any:
-    """The findings (:class:`triage.finding.Finding`) as the Arrow table of the canonical findings frame: the same
-    columns, types and pandas metadata as ``findings_frame(found)`` gives.
+    """The findings (:class:`triage.finding.Finding` objects and :class:`FindingColumns`, in order) as the Arrow
+    table of the canonical findings frame: the same columns, types and pandas metadata as ``findings_frame(found)``
+    gives.
 
     Built from Arrow buffers: ``pyarrow.array`` over Python values imports pandas (to ask whether they are pandas
     objects), which a worker writing a few findings would pay for with about 0.7 CPU s."""
@@ -207,10 +276,25 @@ def findings_table(found: list[Any]) -> Any:
 
     from triage.finding import FINDING_COLUMNS, SEVERITIES
 
-    rows = [f.storable() for f in found]
+    columns: dict[str, list[Any]] = {name: [] for name in FINDING_COLUMNS}
+    rows: list[dict[str, Any]] = []  # stored rows of the Finding objects since the last block
+
+    def flush() -> None:
+        for name, column in columns.items():
+            column.extend([r[name] for r in rows])
+        rows.clear()
+
+    for f in found:
+        if isinstance(f, FindingColumns):
+            flush()
+            for name, column in columns.items():
+                column.extend(f.columns[name])
+        else:
+            rows.append(f.storable())
+    flush()
     arrays = []
     for name in FINDING_COLUMNS:
-        values = [r[name] for r in rows]
+        values = columns[name]
         if name == "severity":
             index = {s: i for i, s in enumerate(SEVERITIES)}
             codes = [index.get(v) if v is not None else None for v in values]

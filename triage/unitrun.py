@@ -29,7 +29,7 @@ from triage.custody import utcnow
 from triage.errors import Skip
 from triage.finding import Finding, RunRecord
 from triage.registry import Analyzer, Unit, load
-from triage.results import BATCH_FORMAT, BATCH_SUFFIX, findings_parquet, parse_records
+from triage.results import BATCH_FORMAT, BATCH_SUFFIX, count_findings, findings_parquet, parse_records
 from triage.tasks import MemoryBound, ProgressSink, UnitSpec, memory_limit_text, worker_id
 
 log = logging.getLogger(__name__)
@@ -269,7 +269,7 @@ def _analyze_one(
         started=started,
         finished=utcnow(),
         duration_s=round(time.perf_counter() - t0, 6),
-        findings=len(found),
+        findings=count_findings(found),
         warnings=unit.warnings,
         message=message,
         traceback=tb,

@@ -41,6 +41,7 @@ from triage.formats.evtx import (
 )
 from triage.indicators import rule_metas
 from triage.registry import Analyzer, Option, Unit, register, signature_path
+from triage.results import FindingColumns
 from triage.sigma.correlation import CorrelationRule, Correlator, EventColumns, describe
 
 if TYPE_CHECKING:
@@ -605,11 +606,18 @@ class EventLogs(Analyzer):
             n = per_rule[rule_id] = per_rule.get(rule_id, 0) + 1
             if n <= MAX_PER_RULE:
                 emit.append((rule_id, row))
-        if emit:
-            if events is None:
-                events = view.rows(sorted({row for _, row in emit}))
+        if not emit:
+            return
+        if events is None:
+            events = view.rows(sorted({row for _, row in emit}))
             for rule_id, row in emit:
-                yield self._finding(unit, self._by_id[rule_id], self._metas[rule_id], events[row])
+                yield Finding(**self._finding(unit, self._by_id[rule_id], self._metas[rule_id], events[row]))
+            return
+        # a batch (begin_batch: only run_unit calls it) writes one block of rows, not a Finding object per match
+        block = FindingColumns()
+        for rule_id, row in emit:
+            block.add(self._finding(unit, self._by_id[rule_id], self._metas[rule_id], events[row]))
+        yield block  # type: ignore[misc]
 
     def _summaries(self, unit: Unit, per_rule: dict[str, int]) -> Iterator[Finding]:
         for rule_id, n in per_rule.items():
@@ -632,7 +640,8 @@ class EventLogs(Analyzer):
             name = names[rule.path] = Path(rule.path).name
         return name
 
-    def _finding(self, unit: Unit, rule: Any, meta: RuleMeta, event: dict[str, Any]) -> Finding:
+    def _finding(self, unit: Unit, rule: Any, meta: RuleMeta, event: dict[str, Any]) -> dict[str, Any]:
+        """The fields of the finding of one rule's match of one event (:meth:`Unit.finding_fields`)."""
         fields = {
             k: _short(v, 2000)
             for k, v in event.items()
@@ -648,7 +657,7 @@ class EventLogs(Analyzer):
         rid_text = "?" if rid is None else str(int(rid))
         channel, eid = event.get("Channel"), event.get("EventID")
         channel = MISSING if channel is None else channel
-        return unit.finding(
+        return unit.finding_fields(
             meta,
             title=f"{rule.title} ({channel} {MISSING if eid is None else eid}, record {rid_text})",
             message=f"{rule.description.strip()} {context}".strip(),
