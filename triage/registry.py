@@ -158,23 +158,9 @@ class Unit:
         """The artifact's path on the source host (``C:/inetpub/...``), from the manifest."""
         return logical_path(self.evidence)
 
-    def finding(
-        self,
-        rule: RuleMeta | None = None,
-        *,
-        title: str,
-        message: str,
-        location: str = "",
-        evidence: ManifestRow | None = None,
-        **kw: Any,
-    ) -> Finding:
-        """A finding with the analyzer and evidence fields filled in (``evidence``: a member artifact).
-
-        ``rule`` fills rule id and title, severity, confidence and the list fields; keywords given here
-        (``rule_id=``, ``tags=`` ...) take precedence. Without a rule, ``rule_id``, ``rule_title`` and
-        ``severity`` are keywords."""
-        fields = self.finding_fields(rule, title=title, message=message, location=location, evidence=evidence, **kw)
-        return Finding(**fields)
+    def finding(self, rule: RuleMeta | None = None, **kw: Any) -> Finding:
+        """A finding with the analyzer and evidence fields filled in: :meth:`finding_fields` made a Finding."""
+        return Finding(**self.finding_fields(rule, **kw))
 
     def finding_fields(
         self,
@@ -186,10 +172,15 @@ class Unit:
         evidence: ManifestRow | None = None,
         **kw: Any,
     ) -> dict[str, Any]:
-        """The keywords :meth:`finding` gives :class:`Finding` (for :class:`triage.results.FindingColumns`)."""
+        """The keywords of a :class:`Finding` with the analyzer and evidence fields filled in (``evidence``: a
+        member artifact); :meth:`finding` makes it, :class:`triage.results.FindingColumns` stores it as a row.
+
+        ``rule`` fills rule id and title, severity, confidence and the list fields; keywords given here
+        (``rule_id=``, ``tags=`` ...) take precedence. Without a rule, ``rule_id``, ``rule_title`` and
+        ``severity`` are keywords."""
         ev = evidence or self.evidence
         common = rule.fields() if rule is not None else {}
-        return {
+        fixed = {
             "analyzer": self.analyzer.name,
             "analyzer_version": self.analyzer.version,
             "title": title,
@@ -200,7 +191,11 @@ class Unit:
             "location": location,
             "host": self.host,
             "case_id": self.case_id,
-        } | common | kw
+        }
+        given = common | kw
+        if not fixed.keys().isdisjoint(given):  # as a keyword given twice: these are the unit's to fill
+            raise TypeError(f"finding fields filled by the unit: {sorted(fixed.keys() & given.keys())}")
+        return fixed | given
 
 
 def logical_path(row: ManifestRow) -> str:
