@@ -224,40 +224,60 @@ class FindingColumns:
         self.columns, self._defaults = state, None
 
     def add(self, fields: dict[str, Any]) -> None:
-        """One finding from the keywords a :class:`Finding` takes (what :meth:`Unit.finding_fields` gives).
+        """One finding from the keywords a :class:`Finding` takes (what :meth:`Unit.finding_fields` gives)."""
+        self.add_many(fields, ({},))
 
-        Plain text takes the direct way: list fields joined, the id computed, ``attributes`` (a dict) as JSON text
-        with sorted keys, ``ts`` in UTC. Anything :class:`Finding` would change or refuse (text with lone
-        surrogates, a severity outside the scale, attributes that are not a dict) goes through a Finding, so the
-        row is the one it stores, whatever the input."""
-        from dataclasses import MISSING
-        from dataclasses import fields as dataclass_fields
+    def add_many(self, common: dict[str, Any], varying: Iterable[dict[str, Any]]) -> None:
+        """Findings that share the ``common`` keywords, each with its own on top (title, message, time ...).
 
-        from triage.finding import LIST_FIELDS, SEVERITIES, Finding, _json_default, _utc, finding_id, storable
+        Plain text takes the direct way: list fields joined (once for all), the id computed, ``attributes`` (a
+        dict) as JSON text with sorted keys, ``ts`` in UTC. Anything :class:`Finding` would change or refuse (text
+        with lone surrogates, a severity outside the scale, an unknown field, attributes that are not a dict)
+        goes through a Finding, so each row is the one it stores, whatever the input."""
+        from triage.finding import LIST_FIELDS, SEVERITIES, Finding, _json_default, _utc, finding_id
 
         defaults = self._defaults
         if defaults is None:
+            from dataclasses import MISSING
+            from dataclasses import fields as dataclass_fields
+
             given = dataclass_fields(Finding)
             defaults = self._defaults = {f.name: f.default for f in given if f.default is not MISSING}
-        row = defaults | fields
-        # every field given once and known, a valid severity, attributes as a dict, no id of its own
-        plain = row.keys() == self.columns.keys() and row["severity"] in SEVERITIES and not row["finding_id"]
-        attrs = row.get("attributes")
-        plain = plain and type(attrs) is dict
-        if plain:
+        columns = self.columns
+        own = {"severity", "finding_id", *LIST_FIELDS}  # checked once, in the shared part: a row may not set them
+        base = defaults | common
+        # what every row shares, checked once: known fields, a valid severity, no id of its own, plain text
+        shared = base.keys() <= columns.keys() and base["severity"] in SEVERITIES and not base["finding_id"]
+        if shared:
             for name in LIST_FIELDS:
-                value = row[name]
-                row[name] = value if isinstance(value, str) else ",".join(str(v) for v in value)
-            # as Finding writes a dict's JSON; a text it would escape (a lone surrogate) takes its way below
-            row["attributes"] = json.dumps(attrs, sort_keys=True, default=_json_default, ensure_ascii=False)
-            plain = all(type(v) is not str or v.isascii() or storable(v) is v for v in row.values())
-        if not plain:
-            row = Finding(**(defaults | fields)).storable()
-        else:
-            row["ts"] = _utc(row["ts"])
-            row["finding_id"] = finding_id(row["analyzer"], row["rule_id"], row["evidence_sha256"], row["location"])
-        for name, column in self.columns.items():
-            column.append(row[name])
+                value = base[name]
+                base[name] = value if isinstance(value, str) else ",".join(str(v) for v in value)
+            shared = _plain(base.values())
+        for fields in varying:
+            row = base | fields
+            attrs = row.get("attributes")
+            if shared and type(attrs) is dict and row.keys() == columns.keys() and own.isdisjoint(fields):
+                # as Finding writes a dict's JSON; a text it would escape (a lone surrogate) takes its way below
+                text = json.dumps(attrs, sort_keys=True, default=_json_default, ensure_ascii=False)
+                if _plain((text, *fields.values())):
+                    row["attributes"] = text
+                    row["ts"] = _utc(row["ts"])
+                    row["finding_id"] = finding_id(
+                        row["analyzer"], row["rule_id"], row["evidence_sha256"], row["location"]
+                    )
+                    for name, column in columns.items():
+                        column.append(row[name])
+                    continue
+            stored = Finding(**(defaults | common | fields)).storable()
+            for name, column in columns.items():
+                column.append(stored[name])
+
+
+def _plain(values: Iterable[Any]) -> bool:
+    """Whether no text among the values is one :class:`Finding` would escape (a lone surrogate)."""
+    from triage.finding import storable
+
+    return all(type(v) is not str or v.isascii() or storable(v) is v for v in values)
 
 
 def count_findings(found: Iterable[Any]) -> int:

@@ -614,12 +614,21 @@ class EventLogs(Analyzer):
         if events is None:
             events = view.rows(sorted({row for _, row in emit}))
             for rule_id, row in emit:
-                yield Finding(**self._finding(unit, self._by_id[rule_id], self._metas[rule_id], events[row]))
+                yield unit.finding(self._metas[rule_id], **self._finding(self._by_id[rule_id], events[row]))
             return
-        # a batch (begin_batch: only run_unit calls it) writes one block of rows, not a Finding object per match
+        # a batch (begin_batch: only run_unit calls it) writes one block of rows, not a Finding object per match;
+        # a rule's matches are consecutive here (load order, then row): what they share is filled in once
         block = FindingColumns()
-        for rule_id, row in emit:
-            block.add(self._finding(unit, self._by_id[rule_id], self._metas[rule_id], events[row]))
+        start = 0
+        while start < len(emit):
+            rule_id = emit[start][0]
+            stop = start + 1
+            while stop < len(emit) and emit[stop][0] == rule_id:
+                stop += 1
+            rule = self._by_id[rule_id]
+            common = unit.finding_fields(self._metas[rule_id], title="", message="")
+            block.add_many(common, [self._finding(rule, events[row]) for _, row in emit[start:stop]])
+            start = stop
         yield block  # type: ignore[misc]
 
     def _summaries(self, unit: Unit, per_rule: dict[str, int]) -> Iterator[Finding]:
@@ -643,8 +652,9 @@ class EventLogs(Analyzer):
             name = names[rule.path] = Path(rule.path).name
         return name
 
-    def _finding(self, unit: Unit, rule: Any, meta: RuleMeta, event: dict[str, Any]) -> dict[str, Any]:
-        """The fields of the finding of one rule's match of one event (:meth:`Unit.finding_fields`)."""
+    def _finding(self, rule: Any, event: dict[str, Any]) -> dict[str, Any]:
+        """What the finding of one rule's match of one event has of its own (title, message, location, time,
+        attributes), on top of the rule's and the unit's fields (:meth:`Unit.finding_fields`)."""
         fields = {
             k: _short(v, 2000)
             for k, v in event.items()
@@ -660,8 +670,7 @@ class EventLogs(Analyzer):
         rid_text = "?" if rid is None else str(int(rid))
         channel, eid = event.get("Channel"), event.get("EventID")
         channel = MISSING if channel is None else channel
-        return unit.finding_fields(
-            meta,
+        return dict(
             title=f"{rule.title} ({channel} {MISSING if eid is None else eid}, record {rid_text})",
             message=f"{rule.description.strip()} {context}".strip(),
             location=f"{channel}#{rid_text}",

@@ -158,3 +158,25 @@ def test_a_file_of_findings_and_blocks_is_the_file_of_findings_alone() -> None:
     mixed = [objects[0], pickle.loads(pickle.dumps(first)), objects[3], objects[4], second]
     assert count_findings(mixed) == len(cases)
     assert findings_parquet(mixed) == findings_parquet(objects)
+
+
+def test_rows_sharing_fields_store_what_findings_store() -> None:
+    """add_many: the shared part checked once, each row on its own (a row that escapes text, sets its own severity
+    or tags, or has no dict of attributes takes the Finding way), rows in order."""
+    common = {k: v for k, v in _fields(0).items() if k not in ("title", "location", "ts", "attributes")}
+    common |= {"title": "", "location": ""}
+    rows: list[dict[str, object]] = [
+        {"title": "plain", "location": "Security#1", "ts": datetime(2021, 3, 3, tzinfo=UTC), "attributes": {"a": 1}},
+        {"title": "lone \udcff", "location": "Security#2", "attributes": {"b": "x"}},
+        {"title": "t", "location": "Security#3", "attributes": {"event": {"Data": "\ud83d"}}},
+        {"title": "t", "location": "Security#4", "severity": "critical", "tags": ("own",), "attributes": {}},
+        {"title": "t", "location": "Security#5", "attributes": "[1, 2]"},
+        {"title": "t", "location": "Security#6", "ts": "2021-03-03T01:02:03+02:00", "attributes": {"c": None}},
+    ]
+    block = FindingColumns()
+    block.add_many(common, rows)
+    block.add_many(common | {"message": "shared \udcfe"}, rows[:1])  # the shared part escapes: every row too
+    expected = [Finding(**(common | row)).storable() for row in rows]  # type: ignore[arg-type]
+    expected.append(Finding(**(common | {"message": "shared \udcfe"} | rows[0])).storable())  # type: ignore[arg-type]
+    got = [{name: block.columns[name][i] for name in FINDING_COLUMNS} for i in range(len(block))]
+    assert got == expected
