@@ -346,7 +346,7 @@ def write_batch(
         "started": started or first.get("started", ""),
         "finished": utcnow(),
         "duration_s": round(duration, 6),
-        "findings": len(found),
+        "findings": count_findings(found),
         "result_path": rel,
         "result_sha256": digest,
         "units": units,
