@@ -158,11 +158,7 @@ class Unit:
         """The artifact's path on the source host (``C:/inetpub/...``), from the manifest."""
         return logical_path(self.evidence)
 
-    def finding(self, rule: RuleMeta | None = None, **kw: Any) -> Finding:
-        """A finding with the analyzer and evidence fields filled in: :meth:`finding_fields` made a Finding."""
-        return Finding(**self.finding_fields(rule, **kw))
-
-    def finding_fields(
+    def finding(
         self,
         rule: RuleMeta | None = None,
         *,
@@ -171,24 +167,29 @@ class Unit:
         location: str = "",
         evidence: ManifestRow | None = None,
         **kw: Any,
-    ) -> dict[str, Any]:
-        """The keywords of a :class:`Finding` with the analyzer and evidence fields filled in (``evidence``: a
-        member artifact); :meth:`finding` makes it, :class:`triage.results.FindingColumns` stores it as a row.
+    ) -> Finding:
+        """A finding with the analyzer and evidence fields filled in (``evidence``: a member artifact).
 
         ``rule`` fills rule id and title, severity, confidence and the list fields; keywords given here
         (``rule_id=``, ``tags=`` ...) take precedence. Without a rule, ``rule_id``, ``rule_title`` and
         ``severity`` are keywords."""
-        ev = evidence or self.evidence
+        fields = self.finding_fields(rule, title=title, message=message, location=location, evidence=evidence, **kw)
+        return Finding(**fields)
+
+    def finding_fields(self, rule: RuleMeta | None = None, **kw: Any) -> dict[str, Any]:
+        """The keywords :meth:`finding` (same arguments) gives :class:`Finding`, as a dict: what
+        :class:`triage.results.FindingColumns` stores as a row without making the Finding."""
+        ev = kw.pop("evidence", None) or self.evidence
         common = rule.fields() if rule is not None else {}
         fixed = {
             "analyzer": self.analyzer.name,
             "analyzer_version": self.analyzer.version,
-            "title": title,
-            "message": message,
+            "title": kw.pop("title"),
+            "message": kw.pop("message"),
             "evidence_id": ev.artifact_id,
             "evidence_path": ev.relpath or ev.source_path,  # a host group: "N artifacts of HOST"
             "evidence_sha256": ev.sha256 or "",
-            "location": location,
+            "location": kw.pop("location", ""),
             "host": self.host,
             "case_id": self.case_id,
         }
