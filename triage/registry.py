@@ -174,21 +174,30 @@ class Unit:
         ``rule`` fills rule id and title, severity, confidence and the list fields; keywords given here
         (``rule_id=``, ``tags=`` ...) take precedence. Without a rule, ``rule_id``, ``rule_title`` and
         ``severity`` are keywords."""
-        ev = evidence or self.evidence
+        fields = self.finding_fields(rule, title=title, message=message, location=location, evidence=evidence, **kw)
+        return Finding(**fields)
+
+    def finding_fields(self, rule: RuleMeta | None = None, **kw: Any) -> dict[str, Any]:
+        """The keywords :meth:`finding` (same arguments) gives :class:`Finding`, as a dict: what
+        :class:`triage.results.FindingColumns` stores as a row without making the Finding."""
+        ev = kw.pop("evidence", None) or self.evidence
         common = rule.fields() if rule is not None else {}
-        return Finding(
-            analyzer=self.analyzer.name,
-            analyzer_version=self.analyzer.version,
-            title=title,
-            message=message,
-            evidence_id=ev.artifact_id,
-            evidence_path=ev.relpath or ev.source_path,  # a host group: "N artifacts of HOST"
-            evidence_sha256=ev.sha256 or "",
-            location=location,
-            host=self.host,
-            case_id=self.case_id,
-            **(common | kw),
-        )
+        fixed = {
+            "analyzer": self.analyzer.name,
+            "analyzer_version": self.analyzer.version,
+            "title": kw.pop("title"),
+            "message": kw.pop("message"),
+            "evidence_id": ev.artifact_id,
+            "evidence_path": ev.relpath or ev.source_path,  # a host group: "N artifacts of HOST"
+            "evidence_sha256": ev.sha256 or "",
+            "location": kw.pop("location", ""),
+            "host": self.host,
+            "case_id": self.case_id,
+        }
+        given = common | kw
+        if not fixed.keys().isdisjoint(given):  # as a keyword given twice: these are the unit's to fill
+            raise TypeError(f"finding fields filled by the unit: {sorted(fixed.keys() & given.keys())}")
+        return fixed | given
 
 
 def logical_path(row: ManifestRow) -> str:

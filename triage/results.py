@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from array import array
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -175,8 +176,12 @@ def _arrow(kind: Any, values: list[Any], data: list[bytes]) -> Any:
 
 
 def _text_array(values: list[Any], large: bool = True) -> Any:
-    """Text values (None: null) as an Arrow (large) string array, from its buffers."""
+    """Text values (None: null) as an Arrow (large) string array, from its buffers (Arrow's own conversion when
+    pandas is loaded already: then it costs no import, and it is several times faster than the loop below)."""
     import pyarrow as pa
+
+    if "pandas" in sys.modules:
+        return pa.array(values, type=pa.large_string() if large else pa.string(), from_pandas=False)
 
     encoded = [v.encode("utf-8") if v is not None else b"" for v in values]
     offsets = array("q" if large else "i", [0])
@@ -192,9 +197,98 @@ def _text_array(values: list[Any], large: bool = True) -> Any:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+class FindingColumns:
+    """Findings held column by column in their stored form (the values of :meth:`Finding.storable`, a list per
+    column of :data:`triage.finding.FINDING_COLUMNS`), built without a :class:`Finding` object each.
+
+    An analyzer that gives thousands of findings at once (the event-log rules over a batch of logs) may yield one
+    of these among its findings when :func:`triage.unitrun.run_unit` runs it; it counts as ``len()`` findings
+    (:func:`count_findings`) and is written in its place, in order (:func:`findings_table`). Rows come from
+    :meth:`add`, which gives exactly the row a :class:`Finding` of the same fields stores."""
+
+    __slots__ = ("_defaults", "columns")
+
+    def __init__(self) -> None:
+        from triage.finding import FINDING_COLUMNS
+
+        self.columns: dict[str, list[Any]] = {name: [] for name in FINDING_COLUMNS}
+        self._defaults: dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.columns["finding_id"])
+
+    def __getstate__(self) -> dict[str, list[Any]]:
+        return self.columns
+
+    def __setstate__(self, state: dict[str, list[Any]]) -> None:
+        self.columns, self._defaults = state, None
+
+    def add(self, fields: dict[str, Any]) -> None:
+        """One finding from the keywords a :class:`Finding` takes (what :meth:`Unit.finding_fields` gives)."""
+        self.add_many(fields, ({},))
+
+    def add_many(self, common: dict[str, Any], varying: Iterable[dict[str, Any]]) -> None:
+        """Findings that share the ``common`` keywords, each with its own on top (title, message, time ...).
+
+        Plain text takes the direct way: list fields joined (once for all), the id computed, ``attributes`` (a
+        dict) as JSON text with sorted keys, ``ts`` in UTC. Anything :class:`Finding` would change or refuse (text
+        with lone surrogates, a severity outside the scale, an unknown field, attributes that are not a dict)
+        goes through a Finding, so each row is the one it stores, whatever the input."""
+        from triage.finding import LIST_FIELDS, SEVERITIES, Finding, _json_default, _utc, finding_id
+
+        defaults = self._defaults
+        if defaults is None:
+            from dataclasses import MISSING
+            from dataclasses import fields as dataclass_fields
+
+            given = dataclass_fields(Finding)
+            defaults = self._defaults = {f.name: f.default for f in given if f.default is not MISSING}
+        columns = self.columns
+        own = {"severity", "finding_id", *LIST_FIELDS}  # checked once, in the shared part: a row may not set them
+        base = defaults | common
+        # what every row shares, checked once: known fields, a valid severity, no id of its own, plain text
+        shared = base.keys() <= columns.keys() and base["severity"] in SEVERITIES and not base["finding_id"]
+        if shared:
+            for name in LIST_FIELDS:
+                value = base[name]
+                base[name] = value if isinstance(value, str) else ",".join(str(v) for v in value)
+            shared = _plain(base.values())
+        for fields in varying:
+            row = base | fields
+            attrs = row.get("attributes")
+            if shared and type(attrs) is dict and row.keys() == columns.keys() and own.isdisjoint(fields):
+                # as Finding writes a dict's JSON; a text it would escape (a lone surrogate) takes its way below
+                text = json.dumps(attrs, sort_keys=True, default=_json_default, ensure_ascii=False)
+                if _plain((text, *fields.values())):
+                    row["attributes"] = text
+                    row["ts"] = _utc(row["ts"])
+                    row["finding_id"] = finding_id(
+                        row["analyzer"], row["rule_id"], row["evidence_sha256"], row["location"]
+                    )
+                    for name, column in columns.items():
+                        column.append(row[name])
+                    continue
+            stored = Finding(**(defaults | common | fields)).storable()
+            for name, column in columns.items():
+                column.append(stored[name])
+
+
+def _plain(values: Iterable[Any]) -> bool:
+    """Whether no text among the values is one :class:`Finding` would escape (a lone surrogate)."""
+    from triage.finding import storable
+
+    return all(type(v) is not str or v.isascii() or storable(v) is v for v in values)
+
+
+def count_findings(found: Iterable[Any]) -> int:
+    """How many findings a unit's list holds (a :class:`FindingColumns` counts its rows)."""
+    return sum(len(f) if isinstance(f, FindingColumns) else 1 for f in found)
+
+
 def findings_table(found: list[Any]) -> Any:
-    """The findings (:class:`triage.finding.Finding`) as the Arrow table of the canonical findings frame: the same
-    columns, types and pandas metadata as ``findings_frame(found)`` gives.
+    """The findings (:class:`triage.finding.Finding` objects and :class:`FindingColumns`, in order) as the Arrow
+    table of the canonical findings frame: the same columns, types and pandas metadata as ``findings_frame(found)``
+    gives.
 
     Built from Arrow buffers: ``pyarrow.array`` over Python values imports pandas (to ask whether they are pandas
     objects), which a worker writing a few findings would pay for with about 0.7 CPU s."""
@@ -202,10 +296,25 @@ def findings_table(found: list[Any]) -> Any:
 
     from triage.finding import FINDING_COLUMNS, SEVERITIES
 
-    rows = [f.storable() for f in found]
+    columns: dict[str, list[Any]] = {name: [] for name in FINDING_COLUMNS}
+    rows: list[dict[str, Any]] = []  # stored rows of the Finding objects since the last block
+
+    def flush() -> None:
+        for name, column in columns.items():
+            column.extend([r[name] for r in rows])
+        rows.clear()
+
+    for f in found:
+        if isinstance(f, FindingColumns):
+            flush()
+            for name, column in columns.items():
+                column.extend(f.columns[name])
+        else:
+            rows.append(f.storable())
+    flush()
     arrays = []
     for name in FINDING_COLUMNS:
-        values = [r[name] for r in rows]
+        values = columns[name]
         if name == "severity":
             index = {s: i for i, s in enumerate(SEVERITIES)}
             codes = [index.get(v) if v is not None else None for v in values]

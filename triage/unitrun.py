@@ -30,7 +30,7 @@ from triage.custody import utcnow
 from triage.errors import Skip
 from triage.finding import Finding, RunRecord
 from triage.registry import Analyzer, Unit, load
-from triage.results import BATCH_FORMAT, BATCH_SUFFIX, findings_parquet, parse_records
+from triage.results import BATCH_FORMAT, BATCH_SUFFIX, count_findings, findings_parquet, parse_records
 from triage.tasks import MemoryBound, ProgressSink, UnitSpec, memory_limit_text, worker_id
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,8 @@ def run_unit(
     record (:mod:`triage.results`). ``write_findings=False`` (a pool worker): a batch that has findings is not
     written here but returned as ``{DEFERRED: ...}`` for :func:`write_deferred` in the pool's parent, so the
     workers never import the parquet writer (pyarrow and numpy, more CPU than a worker's share of a small scan);
-    a batch without findings is written here as before.
+    a batch without findings, or one whose worker has pyarrow loaded already (its analyzer reads with it), is
+    written here: sending its findings to the parent would cost a pickle each way and the parent's serial time.
     """
     cls, analyzer, fingerprint = _prepare(spec)
     # one Case object per unit or batch (it opens the custody log's settings): only artifact paths are asked of it
@@ -205,7 +206,7 @@ def run_unit(
         if hasattr(analyzer, "end_batch"):
             analyzer.end_batch()
     duration = time.perf_counter() - t0
-    if not write_findings and any(found for _, found in rows):
+    if not write_findings and "pyarrow" not in sys.modules and any(found for _, found in rows):
         return {DEFERRED: {"rows": rows, "started": started, "duration": duration, "worker": worker}}
     return write_batch(spec, rows, started=started, duration=duration, worker=worker)
 
@@ -319,7 +320,7 @@ def _analyze_one(
         started=started,
         finished=utcnow(),
         duration_s=round(time.perf_counter() - t0, 6),
-        findings=len(found),
+        findings=count_findings(found),
         warnings=unit.warnings,
         message=message,
         traceback=tb,
@@ -396,7 +397,7 @@ def write_batch(
         "started": started or first.get("started", ""),
         "finished": utcnow(),
         "duration_s": round(duration, 6),
-        "findings": len(found),
+        "findings": count_findings(found),
         "result_path": rel,
         "result_sha256": digest,
         "units": units,

@@ -487,15 +487,16 @@ def _scatter(pieces: list[tuple[np.ndarray, pa.Array]], n: int) -> pa.Array:
         values = values.take(_index_array(order))
     buffers = values.buffers()
     offsets = np.frombuffer(buffers[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
-    lengths = np.zeros(n + 1, dtype=np.int64)
-    lengths[rows + 1] = np.diff(offsets)
-    spread = np.cumsum(lengths)
-    spread += offsets[0] if len(offsets) else 0
+    # row p's offset is that of the first value at a row >= p: each value's offset repeated over the rows from
+    # the one after the previous value's row to its own (one pass, no per-row lengths to add up)
+    bounds = np.empty(len(rows) + 2, dtype=np.int64)
+    bounds[0], bounds[1:-1], bounds[-1] = -1, rows, n
+    spread = np.repeat(offsets, np.diff(bounds))
     valid = np.zeros(n, dtype=bool)
-    valid[rows] = valid_bits(values)
+    valid[rows] = valid_bits(values) if values.null_count else True
     data = buffers[2] if buffers[2] is not None else pa.py_buffer(b"")
     bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
-    nulls = n - int(valid.sum())
+    nulls = n - len(rows) + values.null_count
     return pa.Array.from_buffers(_LARGE_STRING, n, [bitmap, pa.py_buffer(spread), data], null_count=nulls)
 
 

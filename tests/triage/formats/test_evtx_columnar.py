@@ -192,3 +192,33 @@ def test_corpus_logs_read_identically() -> None:
     assert files
     for path in files:
         _assert_same(path, batch=500)
+
+
+def test_sparse_columns_are_scattered_to_their_rows() -> None:
+    """A data column built from the values of some rows (several templates, interleaved, nulls among them) holds
+    each value at its row and null elsewhere: what a list of the rows gives."""
+    import numpy as np
+    import pyarrow as pa
+
+    from triage.formats.evtx import _scatter
+
+    n = 11
+    first = (np.array([1, 4, 5, 9], dtype=np.int64), pa.array(["a", None, "", "d\u00e9"], type=pa.large_string()))
+    second = (np.array([0, 7], dtype=np.int64), pa.array(["x", "y"], type=pa.large_string()))
+    cases = [
+        [first],
+        [first, second],  # interleaved: sorted by row
+        [(np.array([0, 1], dtype=np.int64), pa.array(["p", "q"], type=pa.large_string()))],  # ends early
+        [(np.array([n - 1], dtype=np.int64), pa.array(["z"], type=pa.large_string()))],  # only the last row
+        [(np.arange(n, dtype=np.int64), pa.array([str(i) for i in range(n)], type=pa.large_string()))],
+        [(np.array([2, 3], dtype=np.int64), pa.array(["skip", "s", "t"], type=pa.large_string()).slice(1))],
+    ]
+    for pieces in cases:
+        expected: list[str | None] = [None] * n
+        for rows, values in pieces:
+            for row, value in zip(rows.tolist(), values.to_pylist(), strict=True):
+                expected[row] = value
+        got = _scatter(pieces, n)
+        got.validate(full=True)
+        assert got.to_pylist() == expected
+        assert got.null_count == expected.count(None)
