@@ -53,7 +53,6 @@ import re
 import signal
 import socket
 import struct
-import sys
 import threading
 import time
 from collections import deque
@@ -76,6 +75,7 @@ from triage.unitrun import (
     write_batch,
     write_deferred,
     write_single,
+    writes_own_findings,
 )
 from triage.unitrun import warm as warm_analyzers
 
@@ -445,20 +445,10 @@ def _tell_findings(conn: Any, key: str) -> Callable[[], None] | None:
 _WARM = "warm"  # the first element of the message that starts a worker's preparation (unit keys start "triage-")
 
 
-def _writes_findings() -> bool:
-    """Whether this pool worker writes the findings file of a batch itself.
-
-    Yes once pyarrow is imported here (an analyzer that works in Arrow, the event logs): the worker then writes in
-    parallel with the others, where sending the findings back would pickle them here, unpickle them in the parent
-    and make the parent write every batch one after the other. No otherwise (YARA): the parent writes them, so no
-    worker pays the pyarrow import for a few findings."""
-    return "pyarrow" in sys.modules
-
-
 def _warm_findings_writer() -> None:
     """After the analyzers are warmed: when this worker will write its findings, load the parquet writer now
     (an empty findings file, thrown away), while the parent still plans."""
-    if _writes_findings():
+    if writes_own_findings():
         from triage.results import findings_parquet
 
         findings_parquet([])
@@ -494,11 +484,11 @@ def _worker_main(conn: Any, parent_pid: int, memory: int, label: str = "", cell:
             # finished rows back, so a death costs only the artifact in flight
             progress = _progress_sender(conn, key)
             if spec.batch is not None and cell is not None:
-                writes = _writes_findings()
-                # a batch with findings comes back unwritten unless this worker has pyarrow: the parent writes it,
-                # told at the first finding so it prepares its writer meanwhile
-                spool = _Spool(spec, cell, None if writes else _tell_findings(conn, key))
-                rec = run_unit(spec, on_progress=progress, on_item=spool.item, on_row=spool.row, write_findings=writes)
+                # a batch with findings comes back unwritten unless this worker has pyarrow (run_unit decides): the
+                # parent writes it, told at the first finding so it prepares its writer meanwhile
+                tell = None if writes_own_findings() else _tell_findings(conn, key)
+                spool = _Spool(spec, cell, tell)
+                rec = run_unit(spec, on_progress=progress, on_item=spool.item, on_row=spool.row, write_findings=False)
             else:
                 rec = run_unit(spec, on_progress=progress)
         except BaseException as exc:  # run_unit records analyzer errors; this is its own failure

@@ -157,6 +157,14 @@ def _writer_imported() -> None:
 os.register_at_fork(before=_writer_imported)
 
 
+def writes_own_findings() -> bool:
+    """Whether a pool worker writes the findings file of its batches itself: yes once pyarrow is imported in it
+    (an analyzer that works in Arrow, the event logs), where sending them back would pickle them both ways and
+    make the parent write every batch one after the other; no otherwise (YARA), so no worker pays the pyarrow
+    import for a few findings."""
+    return "pyarrow" in sys.modules
+
+
 def run_unit(
     spec: UnitSpec,
     on_progress: ProgressSink | None = None,
@@ -206,7 +214,7 @@ def run_unit(
         if hasattr(analyzer, "end_batch"):
             analyzer.end_batch()
     duration = time.perf_counter() - t0
-    if not write_findings and "pyarrow" not in sys.modules and any(found for _, found in rows):
+    if not write_findings and not writes_own_findings() and any(found for _, found in rows):
         return {DEFERRED: {"rows": rows, "started": started, "duration": duration, "worker": worker}}
     return write_batch(spec, rows, started=started, duration=duration, worker=worker)
 
