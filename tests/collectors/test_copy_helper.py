@@ -83,15 +83,16 @@ def test_a_source_swapped_for_a_link_after_the_walk_fails_in_the_same_words(
 ) -> None:
     vol = _volume(tmp_path, 40)
     victim = vol / "inetpub/wwwroot/aspnet_client/system_web/page0005.js"
-    real_run = collect_mod._Plan.run
+    real_copy = collect_mod._Plan.copy
 
-    def swap_then_run(self: collect_mod._Plan) -> None:  # listed as a file, a link when it is copied
-        if victim.is_file() and not victim.is_symlink():
+    def swap_then_plan(self: collect_mod._Plan, size: int | None, fn: object, *args: object, **kw: object) -> None:
+        # listed as a file by the walk, a link by the time it is copied (the helper starts copying during the walk)
+        if any(getattr(a, "source_path", None) == str(victim) for a in args) and not victim.is_symlink():
             victim.unlink()
             victim.symlink_to(vol / "inetpub/wwwroot/aspnet_client/system_web/page0006.js")
-        real_run(self)
+        real_copy(self, size, fn, *args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(collect_mod._Plan, "run", swap_then_run)
+    monkeypatch.setattr(collect_mod._Plan, "copy", swap_then_plan)
     monkeypatch.setattr(collect_mod, "HELPER_MIN", 1)
     rows = {}
     for mode in ("0", "1"):
