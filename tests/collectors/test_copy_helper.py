@@ -35,6 +35,19 @@ def _volume(root: Path, n: int = 120) -> Path:
     return vol
 
 
+def _record_helpers(monkeypatch: pytest.MonkeyPatch) -> list[CopyHelper]:
+    """The helpers the collections started from now on."""
+    spawned: list[CopyHelper] = []
+    real_init = CopyHelper.__init__
+
+    def counting(self: CopyHelper, count: int | None = None) -> None:
+        real_init(self, count)
+        spawned.append(self)
+
+    monkeypatch.setattr(CopyHelper, "__init__", counting)
+    return spawned
+
+
 def _rows(case: Path) -> list[dict]:
     return [json.loads(line) for line in (case / "manifest.jsonl").read_text().splitlines()]
 
@@ -49,13 +62,7 @@ def test_helper_copies_make_the_case_an_in_process_collect_makes(
     monkeypatch.setenv("TRIAGE_COPY_HELPER", "1")
     monkeypatch.setenv("TRIAGE_COPY_HELPERS", helpers)
     monkeypatch.setattr(collect_mod, "HELPER_MIN", 1)
-    spawned: list[CopyHelper] = []
-    real_init = CopyHelper.__init__
-
-    def counting(self: CopyHelper, count: int | None = None) -> None:
-        real_init(self, count)
-        spawned.append(self)
-
+    spawned = _record_helpers(monkeypatch)
     started_before_run: list[bool] = []
     real_run = collect_mod._Plan.run
 
@@ -63,7 +70,6 @@ def test_helper_copies_make_the_case_an_in_process_collect_makes(
         started_before_run.append(self.helper is not None)
         real_run(self)
 
-    monkeypatch.setattr(CopyHelper, "__init__", counting)
     monkeypatch.setattr(collect_mod._Plan, "run", run)
     collect(CollectRequest(sources=(str(vol),), case=tmp_path / "helper", examiner="t"), NullProgress())
     assert spawned and all(c.proc.returncode == 0 for h in spawned for c in h._children)  # ended with the plan
@@ -164,13 +170,7 @@ def test_a_walk_that_stops_leaves_no_helper_and_no_copy_without_its_row(
 ) -> None:
     vol = _volume(tmp_path, 150)
     monkeypatch.setattr(collect_mod, "HELPER_MIN", 1)
-    spawned: list[CopyHelper] = []
-    real_init = CopyHelper.__init__
-
-    def counting(self: CopyHelper, count: int | None = None) -> None:
-        real_init(self, count)
-        spawned.append(self)
-
+    spawned = _record_helpers(monkeypatch)
     real_copy = collect_mod._Plan.copy
     planned = [0]
 
@@ -187,7 +187,6 @@ def test_a_walk_that_stops_leaves_no_helper_and_no_copy_without_its_row(
         removed.extend(real_close(self))
         return removed
 
-    monkeypatch.setattr(CopyHelper, "__init__", counting)
     monkeypatch.setattr(CopyHelper, "close", close)
     monkeypatch.setattr(collect_mod._Plan, "copy", copy_until)
     case = tmp_path / "case"
