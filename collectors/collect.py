@@ -376,6 +376,7 @@ class _Plan:
         self.helper: copyhelper.CopyHelper | None = None  # copying self.steps[:self.offered] that it was asked for
         self.offered = 0  # steps looked at for the helper (asked of it, or left to copy in this process)
         self.asked: set[str] = set()  # logical keys asked for: a second one may be a duplicate, not a copy
+        self.folders: dict[tuple[str, str, str, tuple[str, ...]], str] = {}  # (host, kind, drive, folder) -> stored
         self.no_helper = COPY_THREADS >= 2 or not copyhelper.enabled()
 
     def copy(
@@ -410,7 +411,7 @@ class _Plan:
         steps, helper, case = self.steps, self.helper, self.case
         for fn, args, kw, parallel in steps[self.offered : upto]:
             if parallel and fn is _store_node:
-                _ask_helper(case, helper, self.asked, *args, **kw)  # type: ignore[arg-type]
+                _ask_helper(case, helper, self.asked, self.folders, *args, **kw)  # type: ignore[arg-type]
         self.offered = upto
 
     def close(self) -> None:
@@ -499,6 +500,7 @@ def _ask_helper(
     case: Case,
     helper: copyhelper.CopyHelper,
     asked: set[str],
+    folders: dict[tuple[str, str, str, tuple[str, ...]], str],
     _case: Case,
     node: VNode,
     *,
@@ -513,14 +515,26 @@ def _ask_helper(
     not a possible duplicate of a stored file); else the step copies in this process as before."""
     if node.kind != FILE or case.already_collected(host, node.source_path, node.size, node.mtime) is not None:
         return
-    try:
-        comps = case._components(host, kind, [drive, *parts])
-    except ValueError:  # the step meets the same error itself and records it
-        return
-    key = "/".join(comps).casefold()  # what _store_key gives, from the same sanitised components
+    # the folder's components are Case._components' for every file of one folder: sanitised once per folder
+    last = parts[-1] if parts else ""
+    held = folders.get((host, kind, drive, parts[:-1])) if last not in ("", ".") else None
+    if held is not None:
+        name = safe_component(last)
+        if name in ("", ".", "..") or "/" in name or "\0" in name:  # as Case._components refuses it
+            return
+        folder = held
+    else:
+        try:
+            comps = case._components(host, kind, [drive, *parts])
+        except ValueError:  # the step meets the same error itself and records it
+            return
+        folder, name = "/".join(comps[:-1]), comps[-1]
+        if last not in ("", "."):  # a dropped last part would make another component the name
+            folders[(host, kind, drive, parts[:-1])] = folder
+    key = f"{folder}/{name}".casefold()  # what _store_key gives, from the same sanitised components
     if key in asked or key in _stored_index(case):
         return
-    where = f"{case._root}/{'/'.join(comps[:-1])}"
+    where = f"{case._root}/{folder}"
     try:
         case.ensure_folder(where)
     except OSError:
@@ -528,7 +542,7 @@ def _ask_helper(
     asked.add(key)
     record = source.tool_records.get((drive, "/".join(parts).casefold())) if source.tool_records else None
     algos = (*DEFAULT_ALGOS, "sha1") if record is not None and record.get("sha1") else DEFAULT_ALGOS
-    helper.ask(node.source_path, where, comps[-1], node.atime, node.mtime, node.size, algos, key=key)
+    helper.ask(node.source_path, where, name, node.atime, node.mtime, node.size, algos, key=key)
 
 
 def collect_volume(
