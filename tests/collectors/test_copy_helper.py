@@ -25,13 +25,17 @@ from triage.testing.volume import VolumeSpec, build_volume
 TRIAGE = str(Path(sys.executable).with_name("triage"))
 
 
-def _volume(root: Path, n: int = 120) -> Path:
+def _volume(root: Path, n: int = 120, *, hostile: bool = False) -> Path:
     vol = build_volume(root / "vol", VolumeSpec())
     web = vol / "inetpub/wwwroot/aspnet_client/system_web"
     web.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         (web / f"page{i:04d}.js").write_bytes(os.urandom(100 + i * 37))
     (web / "empty.js").write_bytes(b"")
+    if hostile:  # names the case stores encoded (special characters, undecodable bytes, too long), in one folder
+        for name in (b"colon:star*.js", b"pct%41 and %zz.js", b"bad\xff\xfe.js", b"x" * 250 + b".js", b"Case.js"):
+            with open(os.path.join(os.fsencode(web), name), "wb") as fh:
+                fh.write(name)
     return vol
 
 
@@ -56,7 +60,7 @@ def _rows(case: Path) -> list[dict]:
 def test_helper_copies_make_the_case_an_in_process_collect_makes(
     helpers: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    vol = _volume(tmp_path)
+    vol = _volume(tmp_path, hostile=True)
     monkeypatch.setenv("TRIAGE_COPY_HELPER", "0")
     collect(CollectRequest(sources=(str(vol),), case=tmp_path / "inproc", examiner="t"), NullProgress())
     monkeypatch.setenv("TRIAGE_COPY_HELPER", "1")
@@ -81,7 +85,9 @@ def test_helper_copies_make_the_case_an_in_process_collect_makes(
     assert a == b
     rows = _rows(tmp_path / "helper")
     stored = [r for r in rows if r["outcome"] in ("success", "empty")]
-    assert len(stored) >= 121 and any(r["outcome"] == "empty" for r in stored)
+    assert len(stored) >= 126 and any(r["outcome"] == "empty" for r in stored)
+    encoded = [r["relpath"] for r in stored if "%" in r["relpath"].rsplit("/", 1)[-1] or "~" in r["relpath"]]
+    assert len(encoded) >= 4  # the hostile names went through the helper's per-folder components too
     for r in stored[:: max(1, len(stored) // 25)]:  # the bytes are the source's, hashed as recorded, read-only
         copy = tmp_path / "helper" / r["relpath"]
         size, digests = hash_file(copy, ("md5", "sha256"))
