@@ -68,10 +68,13 @@ class _Child:
         self.inbuf = bytearray()
         self.outbuf = bytearray()
 
-    def close(self) -> None:
+    def end(self) -> None:
+        """Close its request pipe: it ends at once (every answer is in, or it is gone)."""
         with contextlib.suppress(OSError):
             self.proc.stdin.close()  # type: ignore[union-attr]
-        self.proc.wait()  # every answer is in (or the helper is gone): it ends at the closed pipe, at once
+
+    def reap(self) -> None:
+        self.proc.wait()
         with contextlib.suppress(OSError):
             self.proc.stdout.close()  # type: ignore[union-attr]
 
@@ -218,6 +221,8 @@ class CopyHelper:
         self._asked.clear()
         self._tickets.clear()
         self.keys.clear()
+        for child in self._children:  # all told first, then waited for: they end side by side
+            child.end()
         for child in self._children:
-            child.close()
+            child.reap()
         return removed
