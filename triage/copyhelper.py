@@ -17,7 +17,6 @@ did.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import marshal
 import os
 import select
@@ -62,8 +61,10 @@ class _Child:
         self.out = self.proc.stdin.fileno()
         self.inp = self.proc.stdout.fileno()
         os.set_blocking(self.out, False)  # a request frame is written while answers are read: never a deadlock
-        for fd in (self.out, self.inp):  # room for many frames each way: neither side waits on a full pipe
-            with contextlib.suppress(OSError, AttributeError):  # Linux only; the default 64 KiB works, in step
+        with contextlib.suppress(OSError, AttributeError, ImportError):  # Linux only; 64 KiB pipes work, in step
+            import fcntl
+
+            for fd in (self.out, self.inp):  # room for many frames each way: neither side waits on a full pipe
                 fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
         self.inbuf = bytearray()
         self.outbuf = bytearray()
@@ -81,7 +82,10 @@ class _Child:
 
 def helpers() -> int:
     """How many helper processes a collection starts (``TRIAGE_COPY_HELPERS``, default: one per core, at most 2)."""
-    return max(1, int(os.environ.get(HELPERS_ENV) or min(2, os.cpu_count() or 1)))
+    try:
+        return max(1, int(os.environ.get(HELPERS_ENV) or min(2, os.cpu_count() or 1)))
+    except ValueError:  # not a number: the default
+        return min(2, os.cpu_count() or 1)
 
 
 class CopyHelper:
