@@ -289,3 +289,15 @@ def test_helper_copies_are_read_only_whatever_the_umask(umask: int, tmp_path: Pa
     helper.close()
     st = (tmp_path / "copy.txt").stat()
     assert st.st_mode & 0o777 == 0o444 and st.st_mtime == 1.6e9
+
+
+def test_helper_count_comes_from_the_environment_within_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from triage.copyhelper import helpers
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    for value, count in (("3", 3), ("0", 1), ("many", 2), ("", 2)):
+        monkeypatch.setenv("TRIAGE_COPY_HELPERS", value)
+        assert helpers() == count
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    monkeypatch.delenv("TRIAGE_COPY_HELPERS")
+    assert helpers() == 1  # one core: one helper beside the command
