@@ -8,7 +8,8 @@ copy, both hashes, manifest, custody log, read-only, and at its end a ``syncfs``
 copies are on disk when it returns). So a second baseline row adds ``sync -f`` of the copy (the same flush) to
 the first, timed right after it; the issue's row stays the one without. Per round the ratio baseline / triage is
 taken (above 1: triage is faster); the median is printed with the MB/s of each, and the CPU seconds (user +
-system, children included) beside the wall times, since wall ratios scatter on a shared machine. The page
+system, children included; the system part in brackets) beside the wall times, since wall ratios scatter on a
+shared machine, and a high system part means the kernel's inode allocator stalled (see the README). The page
 cache is warm for both alike. Python byte code is compiled first (as an installed package has it), so no run
 pays for compiling ``triage`` (with ``PYTHONDONTWRITEBYTECODE`` set, every run would).
 Usage: python benchmarks/collect_throughput.py [--shape small|big|both] [--small 6000] [--mib 256] [--rounds 3]
@@ -85,8 +86,9 @@ def _triage() -> list[str]:
     return [sys.executable, "-c", "import sys; from triage.cli import main; sys.exit(main())"]
 
 
-def _timed_run(cmd: list[str] | str, shell: bool = False, ok: tuple[int, ...] = (0,)) -> tuple[float, float]:
-    """(wall seconds, CPU seconds: user + system of the process and the children it waited for)."""
+def _timed_run(cmd: list[str] | str, shell: bool = False, ok: tuple[int, ...] = (0,)) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds: user + system of the process and the children it waited for, and the system
+    part alone: on ext4 without a journal, creating files beside recently deleted ones shows there)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
@@ -97,7 +99,7 @@ def _timed_run(cmd: list[str] | str, shell: bool = False, ok: tuple[int, ...] = 
     proc.stderr.close()
     if proc.returncode not in ok:
         raise RuntimeError(f"{cmd} exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
-    return took, usage.ru_utime + usage.ru_stime
+    return took, usage.ru_utime + usage.ru_stime, usage.ru_stime
 
 
 def compile_bytecode() -> None:
@@ -125,6 +127,7 @@ def measure(vol: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
     keys = ("baseline", "baseline+sync", "triage collect", "ratio", "ratio_sync")
     times: dict[str, list[float]] = {k: [] for k in keys}
     cpu: dict[str, list[float]] = {"baseline": [], "triage collect": []}
+    system: dict[str, list[float]] = {"baseline": [], "triage collect": []}
     label = ""
     made: list[Path] = []
     try:
@@ -145,7 +148,7 @@ def measure(vol: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
                 "bench",
             ]
             made += [dst, case_dir]
-            got: dict[str, tuple[float, float]] = {}
+            got: dict[str, tuple[float, float, float]] = {}
             for name in ("baseline", "triage") if r % 2 == 0 else ("triage", "baseline"):
                 os.sync()  # the other contender's pending writes are not this one's cost
                 if name == "baseline":
@@ -161,6 +164,8 @@ def measure(vol: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
             times["ratio_sync"].append(flushed / tri_s)
             cpu["baseline"].append(got["baseline"][1])
             cpu["triage collect"].append(got["triage"][1])
+            system["baseline"].append(got["baseline"][2])
+            system["triage collect"].append(got["triage"][2])
     finally:
         for path in made:
             if path.exists():
@@ -174,6 +179,8 @@ def measure(vol: Path, work: Path, rounds: int = 3) -> dict[str, Any]:
         "ratio_sync": statistics.median(times["ratio_sync"]),
         "cpu_baseline_s": statistics.median(cpu["baseline"]),
         "cpu_triage_s": statistics.median(cpu["triage collect"]),
+        "sys_baseline_s": statistics.median(system["baseline"]),
+        "sys_triage_s": statistics.median(system["triage collect"]),
         "rounds": times,
     }
 
@@ -197,10 +204,12 @@ def main() -> int:
             mb = size / 1e6
             load = os.getloadavg()[0]
             print(f"{shape}: {nfiles} files, {mb:,.1f} MB; {args.rounds} alternating rounds; load {load:.2f} after")
+            base_cpu = f"CPU {m['cpu_baseline_s']:.2f} s (system {m['sys_baseline_s']:.2f})"
+            tri_cpu = f"CPU {m['cpu_triage_s']:.2f} s (system {m['sys_triage_s']:.2f})"
             rows = (
-                (m["baseline_label"], m["baseline_s"], f"CPU {m['cpu_baseline_s']:.2f} s"),
+                (m["baseline_label"], m["baseline_s"], base_cpu),
                 (m["baseline_label"] + " + sync", m["baseline_sync_s"], ""),
-                ("triage collect", m["triage_s"], f"CPU {m['cpu_triage_s']:.2f} s"),
+                ("triage collect", m["triage_s"], tri_cpu),
             )
             for name, secs, extra in rows:
                 print(f"  {name:<36} {secs:8.2f} s {mb / secs:9.1f} MB/s  {extra}")

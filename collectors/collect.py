@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from collectors.families import Family, load_families
 from collectors.hostinfo import computer_name, exchange_root
@@ -123,9 +123,10 @@ PLAN_MAX = 100_000  # files planned at most before copying them: a huge tree is 
 # wall time, since each thread's many short system calls wait for the GIL the other holds (futex hand-offs)
 COPY_THREADS = int(os.environ.get("TRIAGE_COPY_THREADS", "1"))
 COPY_WINDOW = 256  # steps handed to the copy threads ahead of the one being finished
-# small files of folders on disk are copied by a helper process (triage.copyhelper) when a plan holds this many
+# small files of folders on disk are copied by a helper process (triage.copyhelper) when a plan holds this many;
+# it is started as the walk finds the HELPER_MIN-th one and copies while the walk goes on
 HELPER_MIN = int(os.environ.get("TRIAGE_COPY_HELPER_MIN", "256"))
-HELPER_WINDOW = 256  # copies asked for ahead of the step being run
+HELPER_WINDOW = 2048  # copies asked for ahead of the step being run (or, during the walk, not yet run)
 PARALLEL_MAX = 4 << 20  # larger files are copied one at a time (their own hashing already runs in threads)
 
 
@@ -371,16 +372,57 @@ class _Plan:
         self.case, self.stats, self.progress = case, stats, progress
         self.steps: list[tuple[Callable[..., None], tuple[object, ...], dict[str, object], bool]] = []
         self.files = self.bytes = 0
+        self.parallel = 0  # steps of self.steps that may be copied elsewhere (a thread, the helper process)
+        self.helper: copyhelper.CopyHelper | None = None  # copying self.steps[:self.offered] that it was asked for
+        self.offered = 0  # steps looked at for the helper (asked of it, or left to copy in this process)
+        self.asked: set[str] = set()  # logical keys asked for: a second one may be a duplicate, not a copy
+        self.folders: dict[tuple[str, str, str, tuple[str, ...]], str] = {}  # (host, kind, drive, folder) -> stored
+        self.no_helper = COPY_THREADS >= 2 or not copyhelper.enabled()
 
     def copy(
         self, size: int | None, fn: Callable[..., None], *args: object, parallel: bool = False, **kw: object
     ) -> None:
         """A file to copy (``size``: as listed; the copy records what it read); ``parallel``: safe in a thread."""
-        self.steps.append((fn, args, kw, parallel and (size or 0) < PARALLEL_MAX))
+        parallel = parallel and (size or 0) < PARALLEL_MAX
+        self.steps.append((fn, args, kw, parallel))
         self.files += 1
         self.bytes += size or 0
+        if parallel:
+            self.parallel += 1
+            if not self.no_helper and self.parallel >= HELPER_MIN:
+                self._offer(HELPER_WINDOW)  # copies start while the walk goes on
         if self.files >= PLAN_MAX:
             self.run()
+
+    def _offer(self, upto: int) -> None:
+        """Ask the helper (started now if need be) for the copies of the steps before ``upto`` not yet asked."""
+        upto = min(upto, len(self.steps))
+        if self.offered >= upto:
+            return
+        if self.helper is None:
+            if self.no_helper:
+                return
+            try:
+                self.helper = copyhelper.CopyHelper()
+            except OSError as exc:  # no process could be started (limits): every copy in this process, as before
+                log.warning("copy helper process not started (%s); copying in this process", exc)
+                self.no_helper = True
+                return
+        steps, helper, case = self.steps, self.helper, self.case
+        for fn, args, kw, parallel in steps[self.offered : upto]:
+            if parallel and fn is _store_node:
+                _ask_helper(case, helper, self.asked, self.folders, *args, **kw)  # type: ignore[arg-type]
+        self.offered = upto
+
+    def close(self) -> None:
+        """Stop the helper, if one was started; copies it made and no step took are removed, as recover() would."""
+        helper, self.helper = self.helper, None
+        self.offered = 0
+        self.asked = set()
+        if helper is not None:
+            self.case.copier = None
+            for path in helper.close():
+                self.case._prune_empty(Path(path).parent)
 
     def attempt(self, **kw: object) -> None:
         """A row that stores nothing (missing, empty, failure), in its place among the copies."""
@@ -390,14 +432,17 @@ class _Plan:
         self.stats.add(self.case.record_attempt(**kw))  # type: ignore[arg-type]
 
     def run(self) -> None:
+        if self.helper is not None:
+            try:
+                self._run_with_helper()
+            finally:
+                self.close()
+            return
         steps, self.steps = self.steps, []
         if self.progress is not None and self.files:
             self.progress.plan(self.files, self.bytes)
-        self.files = self.bytes = 0
+        self.files = self.bytes = self.parallel = 0
         if COPY_THREADS < 2 or sum(1 for step in steps if step[3]) < 2:
-            if sum(1 for step in steps if step[3]) >= HELPER_MIN and copyhelper.enabled():
-                self._run_with_helper(steps)
-                return
             for fn, args, kw, _ in steps:
                 fn(*args, **kw)
             return
@@ -434,41 +479,28 @@ class _Plan:
             pool.shutdown(wait=True, cancel_futures=True)
             self.case.row_gate = None
 
-    def _run_with_helper(
-        self, steps: list[tuple[Callable[..., None], tuple[object, ...], dict[str, object], bool]]
-    ) -> None:
-        """Run the steps in order while a helper process makes the copies of the next :data:`HELPER_WINDOW` small
-        files (:mod:`triage.copyhelper`): its copies overlap the rows and custody events of the ones before."""
-        case = self.case
-        try:
-            helper = copyhelper.CopyHelper()
-        except OSError as exc:  # no process could be started (limits): every copy in this process, as before
-            log.warning("copy helper process not started (%s); copying in this process", exc)
-            for fn, args, kw, _ in steps:
-                fn(*args, **kw)
-            return
-        case.copier = helper
-        asked: set[str] = set()  # logical keys asked for in this plan: a second one may be a duplicate, not a copy
-        ahead = 0
+    def _run_with_helper(self) -> None:
+        """Run the steps in order while the helper process makes the copies of the next :data:`HELPER_WINDOW`
+        small files (:mod:`triage.copyhelper`): its copies overlap the rows and custody events of the ones before."""
+        steps = self.steps
+        if self.progress is not None and self.files:
+            self.progress.plan(self.files, self.bytes)
+        self.files = self.bytes = self.parallel = 0
+        self.case.copier = self.helper
         try:
             for i, (fn, args, kw, _parallel) in enumerate(steps):
-                while ahead < len(steps) and ahead <= i + HELPER_WINDOW:
-                    step = steps[ahead]
-                    if step[3] and step[0] is _store_node:
-                        ask_args, ask_kw = cast("tuple[Any, ...]", step[1]), cast("dict[str, Any]", step[2])
-                        _ask_helper(case, helper, asked, *ask_args, **ask_kw)
-                    ahead += 1
+                if self.offered <= i + HELPER_WINDOW // 2:  # asked in slices: each a few request frames
+                    self._offer(i + HELPER_WINDOW)
                 fn(*args, **kw)
         finally:
-            case.copier = None
-            for path in helper.close():  # asked for, never taken (the plan stopped): removed, as recover() would
-                case._prune_empty(Path(path).parent)
+            self.steps = []
 
 
 def _ask_helper(
     case: Case,
     helper: copyhelper.CopyHelper,
     asked: set[str],
+    folders: dict[tuple[str, str, str, tuple[str, ...]], str],
     _case: Case,
     node: VNode,
     *,
@@ -483,14 +515,26 @@ def _ask_helper(
     not a possible duplicate of a stored file); else the step copies in this process as before."""
     if node.kind != FILE or case.already_collected(host, node.source_path, node.size, node.mtime) is not None:
         return
-    try:
-        comps = case._components(host, kind, [drive, *parts])
-    except ValueError:  # the step meets the same error itself and records it
-        return
-    key = "/".join(comps).casefold()  # what _store_key gives, from the same sanitised components
+    # the folder's components are Case._components' for every file of one folder: sanitised once per folder
+    last = parts[-1] if parts else ""
+    held = folders.get((host, kind, drive, parts[:-1])) if last not in ("", ".") else None
+    if held is not None:
+        name = safe_component(last)
+        if name in ("", ".", "..") or "/" in name or "\0" in name:  # as Case._components refuses it
+            return
+        folder = held
+    else:
+        try:
+            comps = case._components(host, kind, [drive, *parts])
+        except ValueError:  # the step meets the same error itself and records it
+            return
+        folder, name = "/".join(comps[:-1]), comps[-1]
+        if last not in ("", "."):  # a dropped last part would make another component the name
+            folders[(host, kind, drive, parts[:-1])] = folder
+    key = f"{folder}/{name}".casefold()  # what _store_key gives, from the same sanitised components
     if key in asked or key in _stored_index(case):
         return
-    where = f"{case._root}/{'/'.join(comps[:-1])}"
+    where = f"{case._root}/{folder}"
     try:
         case.ensure_folder(where)
     except OSError:
@@ -498,7 +542,7 @@ def _ask_helper(
     asked.add(key)
     record = source.tool_records.get((drive, "/".join(parts).casefold())) if source.tool_records else None
     algos = (*DEFAULT_ALGOS, "sha1") if record is not None and record.get("sha1") else DEFAULT_ALGOS
-    helper.ask(node.source_path, where, comps[-1], node.atime, node.mtime, node.size, algos, key=key)
+    helper.ask(node.source_path, where, name, node.atime, node.mtime, node.size, algos, key=key)
 
 
 def collect_volume(
@@ -561,9 +605,32 @@ def _collect_volume(
                     source_type=source.source_type,
                 )
             )
+    plan = _Plan(case, stats, progress)
+    try:
+        _plan_families(case, plan, source, families, host=host, sysdrive=sysdrive, stats=stats, progress=progress)
+        plan.run()
+    finally:
+        plan.close()  # a walk or a run that stopped (an error, Ctrl-C) leaves no helper behind
+    record_source_failures(case, source, host=host, stats=stats)
+    return stats
+
+
+def _plan_families(
+    case: Case,
+    plan: _Plan,
+    source: Source,
+    families: list[Family],
+    *,
+    host: str,
+    sysdrive: str,
+    stats: CollectStats,
+    progress: Transfer | None,
+) -> None:
+    """Walk every declared family's paths on the source's drives into ``plan``: files to copy, missing paths,
+    folders that cannot be listed."""
+    sysroot = source.drives[sysdrive]
     ex = None
     claimed: set[str] = set()
-    plan = _Plan(case, stats, progress)
     for fam in families:
         roots: list[tuple[str, VNode, str]] = []
         for pattern in fam.paths:
@@ -666,9 +733,6 @@ def _collect_volume(
                         source_type=source.source_type,
                         family=fam.name,
                     )
-    plan.run()
-    record_source_failures(case, source, host=host, stats=stats)
-    return stats
 
 
 def guess_kind(path: str) -> str:
