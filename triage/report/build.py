@@ -424,20 +424,24 @@ def build_report(
     lap("provenance")
     stix_job = None
     if stix:
-        from triage.report.stix import build_bundle
+        from triage.report.arrowmem import release_columns
+        from triage.report.stix import STIX_COLUMNS, build_bundle
 
         roots = [Path(r["path"]) for r in prov["rule_sets"] if r.get("path")]
         # computed once here, shared with the forked child, which would otherwise compute them for itself
         _ = (ctx.host_column, ctx.hosts, ctx.kind_of, ctx.severity_codes, ctx.combos)
 
-        def write_stix(path: Path) -> dict[str, int]:
+        def write_stix(path: Path, forked: bool) -> dict[str, int]:
+            if forked:  # this copy gives back, at once, the finding columns the bundle never reads
+                release_columns(ctx.findings, keep=STIX_COLUMNS)
             bundle, counts = build_bundle(ctx, roots)
             path.write_text(bundle.serialize(pretty=False), encoding="utf-8")
             return counts
 
         # on a large case the bundle is built by a forked copy of this process (forked before any worker pool
         # or thread exists) while this one writes the rest
-        stix_job = run_aside(write_stix, out / "findings.stix.json", aside=len(df) >= PARALLEL_ROWS)
+        aside = len(df) >= PARALLEL_ROWS
+        stix_job = run_aside(write_stix, out / "findings.stix.json", aside, aside=aside)
         lap("stix")
     # CSV, JSONL and Timesketch: streamed in chunks; on large cases by worker processes reading the parquet
     # above while this process writes the rest (they are waited for before the outputs are hashed)
