@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 def use_jemalloc() -> None:
     """Make Arrow's jemalloc pool this process's default (where the wheel has it).
@@ -15,3 +18,22 @@ def use_jemalloc() -> None:
 
     with contextlib.suppress(NotImplementedError, pa.ArrowException):  # a build without jemalloc: the default
         pa.set_memory_pool(pa.jemalloc_memory_pool())
+
+
+def release_columns(frame: Any, keep: Iterable[str]) -> None:
+    """Drop every column of ``frame`` (in place) but ``keep``, and hand the memory they held back to the system at
+    once.
+
+    Meant for a forked copy of the report process: its pages are shared with the parent's, yet each counts in
+    its own resident size until it lets go of them (the parent keeps its own).
+    """
+    import contextlib
+
+    import pyarrow as pa
+
+    kept = set(keep)
+    for name in [c for c in frame.columns if c not in kept]:
+        del frame[name]
+    with contextlib.suppress(NotImplementedError, pa.ArrowException):
+        pa.jemalloc_set_decay_ms(0)  # freed pages go back now, not after a second of decay
+    pa.default_memory_pool().release_unused()

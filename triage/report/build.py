@@ -88,14 +88,39 @@ def load_findings(case: Case, warnings: list[str] | None = None) -> pd.DataFrame
     return findings_frame([]) if table is None else findings_frame_of(table)
 
 
-def load_findings_table(case: Case, warnings: list[str] | None = None) -> Any:
+# Text columns whose values repeat across findings (a few rules, hosts, artifacts): the report process holds each
+# as shared Python strings, one per distinct value, and 8 bytes per finding (a million findings: ~240 MiB less
+# than their Arrow text). Columns that differ per finding (ids, titles, messages, locations, attributes) stay Arrow.
+SHARED_TEXT = (
+    "case_id",
+    "host",
+    "analyzer",
+    "analyzer_version",
+    "rule_id",
+    "rule_title",
+    "confidence",
+    "ts_desc",
+    "evidence_id",
+    "evidence_path",
+    "evidence_sha256",
+    "mitre",
+    "cve",
+    "ed2102_steps",
+    "tags",
+    "references",
+)
+
+
+def load_findings_table(case: Case, warnings: list[str] | None = None, *, shared: bool = False) -> Any:
     """Every unit's findings as one canonical Arrow table, deduplicated by finding_id, in report order (None
     when there are none).
 
     The result files are read as Arrow tables (one whose columns or types are not the canonical ones, e.g.
     written by an older version, goes through :func:`coerce_findings` first), concatenated without a copy,
     deduplicated and ordered in Arrow: each column is taken in report order and its unordered source
-    released before the next, so a million findings are held about once.
+    released before the next, so a million findings are held about once. ``shared``: the columns of
+    :data:`SHARED_TEXT` are read and kept as dictionary arrays (their text is never expanded; see
+    :func:`findings_frame_of` and :func:`write_findings_parquet`).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -104,13 +129,20 @@ def load_findings_table(case: Case, warnings: list[str] | None = None) -> Any:
 
     use_jemalloc()
     canonical = _arrow_schema()
+    as_dict = list(SHARED_TEXT) if shared else []
     tables = []
     for path in sorted((case.path / "results").glob("*/*.parquet")):
         try:
-            table = pq.read_table(path)
-            if not table.schema.remove_metadata().equals(canonical):
+            if pq.read_schema(path).remove_metadata().equals(canonical):
+                table = pq.read_table(path, read_dictionary=as_dict)
+            else:
+                table = pq.read_table(path)
                 table = pa.Table.from_pandas(coerce_findings(table.to_pandas()), preserve_index=False)
                 table = table.replace_schema_metadata(None).cast(canonical)
+                for name in as_dict:
+                    table = table.set_column(
+                        table.schema.get_field_index(name), name, table[name].cast(pa.string()).dictionary_encode()
+                    )
             tables.append(table.replace_schema_metadata(None))
         except Exception as exc:  # a damaged result file must not hide the others
             msg = f"unreadable result file {path.relative_to(case.path)}: {exc}"
@@ -131,14 +163,30 @@ def load_findings_table(case: Case, warnings: list[str] | None = None) -> Any:
     for i in range(len(names)):
         # one column at a time (two in threads measured +70 MiB of peak at 1M findings, at the 1 GiB limit):
         # taken in report order, then the unordered source is released
-        taken, columns[i] = columns[i].take(order), None
-        out.append(taken)
-    return pa.table(out, schema=canonical)
+        source, columns[i] = columns[i], None
+        if names[i] in as_dict:  # one dictionary for all files: the take then moves indices only
+            source = source.unify_dictionaries()
+        out.append(source.take(order))
+        del source
+    return pa.table(out, names=names)
 
 
 def findings_frame_of(table: Any) -> pd.DataFrame:
-    """The canonical findings frame of a findings table (text columns wrapped without a copy)."""
+    """The canonical findings frame of a findings table (text columns wrapped without a copy; dictionary columns
+    as shared Python strings)."""
     return pd.DataFrame({name: _series(name, table[name]) for name in table.column_names}, copy=False)
+
+
+def write_findings_parquet(table: Any, path: Path, row_group: int) -> None:
+    """``findings.parquet`` from a findings table: the bytes ``DataFrame.to_parquet`` writes (canonical schema
+    with its pandas metadata), in row groups of ``row_group`` findings. Written group by group, so a dictionary
+    column is expanded to text one group at a time."""
+    import pyarrow.parquet as pq
+
+    schema = parquet_schema()
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, max(table.num_rows, 1), row_group):
+            writer.write_table(table.slice(start, row_group).cast(schema), row_group_size=row_group)
 
 
 def parquet_schema() -> Any:
@@ -164,6 +212,8 @@ def _arrow_schema() -> Any:
 
 def _series(name: str, values: Any) -> pd.Series:
     """One canonical findings column from an Arrow column (text wrapped without a copy)."""
+    import pyarrow as pa
+
     from triage.finding import FINDING_DTYPES
 
     dtype = FINDING_DTYPES[name]
@@ -171,7 +221,25 @@ def _series(name: str, values: Any) -> pd.Series:
         return pd.Series(values.to_pandas(), name=name).astype(dtype)
     if name == "severity":
         return pd.Series(values.to_pandas(), name=name).astype(dtype)
+    if pa.types.is_dictionary(values.type):
+        return pd.Series(_shared_strings(values), name=name, copy=False)
     return pd.Series(pd.array(values, dtype=dtype), name=name)
+
+
+def _shared_strings(values: Any) -> Any:
+    """A dictionary column as a pandas string array of Python strings, one object per distinct value (the
+    values and missing cells a ``string`` column of the same text has)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks else pa.array([], values.type)
+    words = values.dictionary.to_pylist()
+    pool = np.empty(len(words) + 1, dtype=object)
+    pool[: len(words)] = words
+    pool[len(words)] = pd.NA  # a missing cell
+    codes = values.indices.fill_null(len(words)).to_numpy(zero_copy_only=False)
+    return pd.arrays.StringArray(pool[codes], dtype=pd.StringDtype("python"))
 
 
 def _first_of_each(ids: Any) -> Any:
@@ -195,6 +263,13 @@ def _first_of_each(ids: Any) -> Any:
     return np.flatnonzero(keep)
 
 
+def _plain(values: Any) -> Any:
+    """A dictionary column as its text (sort keys compare values, not dictionary positions)."""
+    import pyarrow as pa
+
+    return values.cast(pa.large_string()) if pa.types.is_dictionary(values.type) else values
+
+
 def _report_order(table: Any) -> Any:
     """Row positions of the report: first finding per ``finding_id``, most severe first, then by time,
     analyzer, rule and location, missing values last, ties in input order (arrow's stable sort over the
@@ -208,7 +283,7 @@ def _report_order(table: Any) -> Any:
     keys = pa.table(
         {
             "severity": severity,
-            **{c: table[c].take(rows) for c in ("ts", "analyzer", "rule_id", "location")},
+            **{c: _plain(table[c].take(rows)) for c in ("ts", "analyzer", "rule_id", "location")},
         }
     )
     sort_keys = [("severity", "descending", "at_end")]
@@ -224,7 +299,7 @@ def report_context(
     from triage.report.directive import load_directive
 
     warnings = warnings if warnings is not None else []
-    table = load_findings_table(case, warnings)
+    table = load_findings_table(case, warnings, shared=True)
     df = findings_frame([]) if table is None else findings_frame_of(table)
     return ReportContext(
         case_id=case.case_id,
@@ -337,35 +412,42 @@ def build_report(
     lap("load")
     # row groups of one export chunk: the writer buffers one group, the export workers read one at a time
     if ctx.table is not None:  # written from the Arrow table itself (the bytes DataFrame.to_parquet writes)
-        import pyarrow.parquet as pq
-
-        pq.write_table(ctx.table.cast(parquet_schema()), target("findings.parquet"), row_group_size=CHUNK)
+        write_findings_parquet(ctx.table, target("findings.parquet"), CHUNK)
+        # the frame holds what the rest reads; the text exports read the file just written
+        ctx.table = None
+        exports_src: Any = files["findings.parquet"]
     else:
         df.to_parquet(target("findings.parquet"), index=False, row_group_size=CHUNK)
+        exports_src = df
     lap("parquet")
     prov = provenance(case, ctx)
     lap("provenance")
     stix_job = None
     if stix:
-        from triage.report.stix import build_bundle
+        from triage.report.arrowmem import release_columns
+        from triage.report.stix import STIX_COLUMNS, build_bundle
 
         roots = [Path(r["path"]) for r in prov["rule_sets"] if r.get("path")]
         # computed once here, shared with the forked child, which would otherwise compute them for itself
         _ = (ctx.host_column, ctx.hosts, ctx.kind_of, ctx.severity_codes, ctx.combos)
 
-        def write_stix(path: Path) -> dict[str, int]:
+        def write_stix(path: Path, forked: bool) -> dict[str, int]:
+            if forked:  # this copy gives back, at once, the finding columns the bundle never reads
+                release_columns(ctx.findings, keep=STIX_COLUMNS)
             bundle, counts = build_bundle(ctx, roots)
             path.write_text(bundle.serialize(pretty=False), encoding="utf-8")
             return counts
 
         # on a large case the bundle is built by a forked copy of this process (forked before any worker pool
         # or thread exists) while this one writes the rest
-        stix_job = run_aside(write_stix, out / "findings.stix.json", aside=len(df) >= PARALLEL_ROWS)
+        aside = len(df) >= PARALLEL_ROWS
+        stix_job = run_aside(write_stix, out / "findings.stix.json", aside, aside=aside)
         lap("stix")
     # CSV, JSONL and Timesketch: streamed in chunks; on large cases by worker processes reading the parquet
     # above while this process writes the rest (they are waited for before the outputs are hashed)
     exports_job = start_finding_exports(
-        df if ctx.table is None else ctx.table,
+        exports_src,
+        len(df),
         files["findings.parquet"],
         target("findings.csv"),
         target("findings.jsonl"),

@@ -227,16 +227,16 @@ class ExportsJob:
         return self._value
 
 
-def start_finding_exports(df: Any, parquet: Path, csv: Path, jsonl: Path, timesketch: Path) -> ExportsJob:
-    """Begin the three text exports of the findings (``df``: their frame or Arrow table; ``parquet``: the same
-    findings, already written).
+def start_finding_exports(df: Any, rows: int, parquet: Path, csv: Path, jsonl: Path, timesketch: Path) -> ExportsJob:
+    """Begin the three text exports of the findings (``df``: their frame, Arrow table or ``findings.parquet``;
+    ``rows``: how many; ``parquet``: the same findings, already written).
 
     Small cases are written here and now, in turn. Large ones are written by three worker processes, each
     reading ``parquet`` in Arrow batches, while this process goes on with the ledger,
     workbooks and page: the exports then overlap everything else on a machine with more than one core. Every
     file is hashed as it is written.
     """
-    if len(df) < PARALLEL_ROWS:
+    if rows < PARALLEL_ROWS:
         return ExportsJob(textexports.write_all(df, csv, jsonl, timesketch))
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -254,7 +254,7 @@ def write_finding_exports(
 ) -> tuple[int, dict[str, str]]:
     """The three text exports, written before returning (see :func:`start_finding_exports`). Returns the
     findings left out of the Timesketch file and the SHA-256 of the files hashed so far, by file name."""
-    return start_finding_exports(df, parquet, csv, jsonl, timesketch).result()
+    return start_finding_exports(df, len(df), parquet, csv, jsonl, timesketch).result()
 
 
 class Aside:

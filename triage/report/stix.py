@@ -209,6 +209,28 @@ def _split(values: Any) -> list[str]:
     return out
 
 
+# the finding columns build_bundle reads, itself or through the context's derived views (a forked copy that only
+# writes the bundle lets go of the others)
+STIX_COLUMNS = (
+    "host",
+    "tags",
+    "ed2102_steps",
+    "severity",
+    "ts",
+    "evidence_id",
+    "rule_id",
+    "rule_title",
+    "analyzer",
+    "location",
+    "evidence_path",
+    "evidence_sha256",
+    "attributes",
+    "cve",
+    "mitre",
+    "references",
+)
+
+
 def build_bundle(ctx: ReportContext, rule_roots: list[Path] | None = None) -> tuple[Bundle, dict[str, int]]:
     """The bundle and counts of what is in it (``observed_omitted``: file observations over the cap)."""
     df = ctx.findings
