@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import string
 from bisect import bisect_right
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Container, Hashable, Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -106,6 +106,16 @@ class DistinctValues:
         self.codes = codes
         self.arr = arr
         self.n = len(arr)
+        # what cover sweeps learnt of the joined text: (needles looked for, those found), see :meth:`absent`
+        self.sweeps: list[tuple[Container[str], Container[str]]] = []
+
+    def absent(self, needle: str) -> bool:
+        """Whether a cover sweep over the joined text already found ``needle`` in no value (then a test needs
+        no scan of the text for it: most needles of a big rule set occur nowhere)."""
+        for looked, found in self.sweeps:
+            if needle in looked:
+                return needle not in found
+        return False
 
     @cached_property
     def items(self) -> list[str]:
@@ -130,6 +140,8 @@ class DistinctValues:
     def mark(self, pattern: str, offset: int, hit: np.ndarray) -> None:
         """Set ``hit`` for every value holding ``pattern`` (found at its start + ``offset``): contains, or with
         a NUL before (startswith) or after (endswith) the needle."""
+        if self.sweeps and self.absent(pattern):
+            return
         text, starts = self.joined  # type: ignore[misc]
         find = text.find
         pos = find(pattern)

@@ -394,13 +394,14 @@ class _Bucket:
     NUL-joined distinct values (see :func:`joined_needles`), with no per-test Python call.
 
     Needles are looked for one ``in`` at a time until that has cost about as much as building an Aho-Corasick
-    automaton (``pyahocorasick``) of them would, then through the automaton, in one pass of the text: thousands
-    of command-line needles over a big batch, or a megabyte of script blocks, pay for it at once; a bucket only
-    ever swept over a few short values never builds one.
+    automaton (``pyahocorasick``) of them would, then through the automaton, in one pass of the text, whenever
+    that pass costs less than the ``in`` sweep would: thousands of command-line needles over a big batch pay for
+    it at once; a bucket of a few needles keeps its ``in`` sweep over a megabyte of script blocks.
     """
 
-    # estimated seconds: an ``in`` per needle (call plus scan per character), building per needle
-    IN_CALL, IN_CHAR, BUILD = 1e-7, 5e-10, 1.5e-5
+    # estimated seconds (measured: pyahocorasick 2.x, CPython 3.11): an ``in`` per needle (call, then scan per
+    # character), adding a needle to an automaton, and the automaton's pass per character of text
+    IN_CALL, IN_CHAR, BUILD, PASS_CHAR = 1e-7, 2.5e-10, 1.5e-6, 1e-8
 
     def __init__(self, field: str | None, cased: bool) -> None:
         self.field = field
@@ -437,16 +438,20 @@ class _Bucket:
                 return
             text = joined[0]
             automaton = self._automaton_for(len(text))
+            found: set[str] = set()
             if automaton:
-                found = {keys_id for _, keys_id in automaton.iter(text)}
-                for keys_id in found:
-                    held.update(self._keys[keys_id])
+                needles = self._needles
+                found = {needles[i] for i in {i for _, i in automaton.iter(text)}}
                 if "" in self.owners:  # an empty needle is in any text (the automaton holds no empty word)
-                    held.update(self.owners[""])
+                    found.add("")
+                for needle in found:
+                    held.update(self.owners[needle])
             else:
                 for needle, keys in self.owners.items():
                     if needle in text:
+                        found.add(needle)
                         held.update(keys)
+            values.sweeps.append((self.owners, found))  # the leaves' own tests then skip the absent needles
             for key, regex in self.regexes:
                 if key not in held and _py_regex(regex)(text) is not None:
                     held.add(key)
@@ -454,12 +459,17 @@ class _Bucket:
             memo[leaf.key] = leaf.key in held
 
     def _automaton_for(self, size: int) -> Any:
-        """The bucket's automaton once the sweeps would have paid for it (False when not available)."""
+        """The automaton to sweep ``size`` characters with, or None (False) for the ``in`` sweep: it is built
+        once the ``in`` sweeps have cost what building it costs, and used where its pass is the cheaper."""
+        n = len(self.owners)
+        sweep = n * (self.IN_CALL + self.IN_CHAR * size)
+        if self.PASS_CHAR * size >= sweep:
+            return None
         if self._automaton is None:
-            n = len(self.owners)
-            self._swept += n * (self.IN_CALL + self.IN_CHAR * size)
-            if self._swept > n * self.BUILD:
-                self._automaton = self._build()
+            self._swept += sweep
+            if self._swept <= n * self.BUILD:
+                return None
+            self._automaton = self._build()
         return self._automaton
 
     def _build(self) -> Any:
@@ -468,8 +478,8 @@ class _Bucket:
         except ImportError:  # optional: without it every needle is looked for on its own (same result)
             return False
         automaton = ahocorasick.Automaton()
-        self._keys = list(self.owners.values())
-        for i, needle in enumerate(self.owners):
+        self._needles = list(self.owners)
+        for i, needle in enumerate(self._needles):
             if needle:
                 automaton.add_word(needle, i)
         if not len(automaton):

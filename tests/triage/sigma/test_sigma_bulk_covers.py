@@ -20,7 +20,7 @@ from sigma_support import frame, rule_text
 import triage.sigma.cache as cache
 import triage.sigma.engine as engine
 from triage.sigma import load_rules
-from triage.sigma.compiler import KeywordLeaf, StringTest, StrLeaf, joined_needles
+from triage.sigma.compiler import KeywordLeaf, StringTest, StrLeaf, _distinct, joined_needles
 from triage.sigma.engine import _Bucket
 from triage.sigma.frame import SubFrame
 from triage.sigma.translate import classify
@@ -65,8 +65,9 @@ def _tests() -> list[StringTest]:
 @pytest.mark.parametrize("automaton", [False, True])
 @pytest.mark.parametrize("values", [VALUES, VALUES[:3], ["C:\\x\x00\\cmd.exe", *VALUES]], ids=["all", "few", "nul"])
 def test_bulk_pass_equals_row_by_row(values: list[str], automaton: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    # BUILD 0: the automaton from the first sweep on; huge: never (the ``in`` sweep)
+    # BUILD 0 and a free pass: the automaton from the first sweep on; huge: never (the ``in`` sweep)
     monkeypatch.setattr(_Bucket, "BUILD", 0.0 if automaton else 1e9)
+    monkeypatch.setattr(_Bucket, "PASS_CHAR", 0.0 if automaton else 1e9)
     df = frame([{"Image": v, "CommandLine": v.upper()} for v in values] + [{"Image": None}])
     ctx = SubFrame(df, None, {})
     leaves = [StrLeaf("Image", t) for t in _tests()] + [KeywordLeaf(t) for t in _tests()]
@@ -78,11 +79,42 @@ def test_bulk_pass_equals_row_by_row(values: list[str], automaton: bool, monkeyp
     memo: dict = {}
     for bucket in buckets.values():
         bucket.run(ctx, memo)
-    expected = {leaf.key: bool(leaf.match(ctx, None).any()) for leaf in leaves}
+    fresh = SubFrame(df, None, {})  # no sweep has run on its columns: every test scans the values itself
+    rows = {leaf.key: leaf.match(fresh, None).tolist() for leaf in leaves}
+    expected = {key: any(hits) for key, hits in rows.items()}
     assert memo == expected
     assert any(expected.values()) and not all(expected.values())  # the comparison means something
+    # after the sweeps, the leaves' own tests skip the needles found nowhere: the same rows
+    assert {leaf.key: leaf.match(ctx, None).tolist() for leaf in leaves} == rows
     if automaton and "\x00" not in "".join(values):
         assert any(b._automaton for b in buckets.values())
+
+
+def test_sweeps_tell_which_needles_occur_nowhere() -> None:
+    df = frame([{"Image": v} for v in VALUES])
+    ctx = SubFrame(df, None, {})
+    bucket = _Bucket("Image", False)
+    tests = [StringTest([("contains", "\\system32\\")]), StringTest([("contains", "nothere")])]
+    for t in tests:
+        bucket.add(StrLeaf("Image", t), *joined_needles(t))  # type: ignore[misc]
+    bucket.run(ctx, {})
+    values = _distinct(ctx.column("Image"), False)  # type: ignore[arg-type]
+    assert values.absent("nothere") and not values.absent("\\system32\\")
+    assert not values.absent("cmd")  # not looked for: unknown, so scanned
+    assert not StrLeaf("Image", tests[1]).match(ctx, None).any()
+
+
+def test_automaton_only_where_it_pays() -> None:
+    few, many = _Bucket("Image", False), _Bucket("CommandLine", False)
+    for n in range(3):
+        few.owners[f"needle{n}"] = []
+    for n in range(5000):
+        many.owners[f"needle{n}"] = []
+    assert few._automaton_for(10_000_000) is None  # three ``in`` scans cost less than one automaton pass
+    assert few._automaton is None
+    # thousands of needles over a short text: ``in`` sweeps until they have cost what building would
+    built = [bool(many._automaton_for(1_000)) for _ in range(10)]
+    assert not built[0] and built[-1] and many._automaton is not None
 
 
 def test_regex_tests_have_no_joined_form() -> None:
