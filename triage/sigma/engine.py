@@ -231,9 +231,16 @@ class RuleSet:
         for rule in self.loaded:
             for variant in rule.entry.sources:
                 groups[variant].append(rule)
+        # sources of one logsource (Sysmon's and Security's process creation) hold the same rules: one set of
+        # cover buckets for both, so each automaton is built once per process, not once per source
+        covers: dict[tuple[int, ...], tuple[frozenset[Hashable], _CoverSets]] = {}
+        for rules in groups.values():
+            same = tuple(map(id, rules))
+            if same not in covers:
+                covers[same] = (_shared_keys(rules), _CoverSets(rules))
         index = _Index(
             key=key,
-            groups=[(v, rules, _shared_keys(rules), _CoverSets(rules)) for v, rules in groups.items()],
+            groups=[(v, rules, *covers[tuple(map(id, rules))]) for v, rules in groups.items()],
             plans={id(r): r.plan for r in self.loaded},
         )
         self.__dict__["_rule_index"] = index
