@@ -232,10 +232,98 @@ def distinct_hits(col: Any, test: StringTest) -> tuple[np.ndarray, np.ndarray]:
         res = test.run_distinct(values) if test.small_ok else None
         if res is None and test.small_ok and values.n <= SMALL_DISTINCT:
             res = test.run_values(values.items)
+        elif res is None and test.factors is not None and _none_found(col, *test.factors):
+            res = np.zeros(values.n, dtype=bool)  # a regex none of whose required literals is in any value
         elif res is None:
             res = test.run(values.arr)
         hit = memo[key] = np.append(res, False)
     return values.codes, hit
+
+
+def _none_found(col: Any, needles: tuple[str, ...], folded: bool) -> bool:
+    """Whether no distinct value of the column (folded ones for ``folded``) holds any of ``needles``: one ``in``
+    each over the joined text. False when that cannot be told: a value holding a NUL, or folded values holding
+    a character a case-insensitive regex equates with an ASCII letter that lower-casing leaves alone."""
+    values = _distinct(col, not folded)
+    joined = values.joined if values.n else None
+    if joined is None:
+        return False
+    text = joined[0]
+    if folded and any(ch in text for ch in _FOLD_STRAYS):
+        return False
+    return not any(needle in text for needle in needles)
+
+
+# characters a case-insensitive regex (RE2 or Python's re) matches to an ASCII letter while lower-casing keeps
+# them apart: LATIN SMALL LETTER LONG S (~ s), DOTLESS I (~ i in Python's re); KELVIN SIGN lower-cases to k
+_FOLD_STRAYS = ("\u017f", "\u0131")
+_MIN_FACTOR = 3  # a shorter required literal occurs in almost every text: not worth looking for
+
+
+def regex_factors(pattern: str) -> tuple[tuple[str, ...], bool] | None:
+    """Literals one of which every match of ``pattern`` contains, and whether they are to be looked for in
+    lower-cased text (a case-insensitive pattern): when none is in a column's values, the regex cannot match
+    any of them and need not run. None when the pattern yields no such set (or uses syntax whose meaning could
+    differ between RE2 and Python's parser, which reads it here).
+
+    Sound by construction: a literal run is taken only from consecutive literal characters of one sequence, a
+    group or a repeat of at least one contributes what its body requires, an alternation the union of its
+    branches' (each branch must yield some), anything else only separates runs.
+    """
+    if any(mark in pattern for mark in ("[:", "\\Q", "\\p", "\\P", "\\C", "\\z")):
+        return None  # POSIX classes, quoting, Unicode classes, bytes: RE2 only
+    import warnings
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+
+    try:
+        with warnings.catch_warnings():  # "possible nested set" and the like: the parse is only read here
+            warnings.simplefilter("ignore")
+            parsed = sre_parse.parse(pattern)
+    except Exception:  # not Python syntax: no prefilter, the regex runs as before
+        return None
+    folded = bool(parsed.state.flags & re.IGNORECASE)
+    found = _required(parsed.data, folded)
+    if not found or min(map(len, found)) < _MIN_FACTOR:
+        return None
+    return tuple(sorted(found)), folded
+
+
+def _required(items: Any, folded: bool) -> frozenset[str] | None:
+    """What a sequence of parsed regex items requires (see :func:`regex_factors`), or None."""
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    choices: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            choices.append(frozenset({"".join(run)}))
+            run.clear()
+
+    for op, av in items:
+        if op is c.LITERAL and (not folded or chr(av).isascii()):
+            run.append(chr(av).lower() if folded else chr(av))
+            continue
+        flush()
+        inner: frozenset[str] | None = None
+        if op is c.SUBPATTERN and not (av[1] or av[2]):  # a group without flags of its own
+            inner = _required(av[3], folded)
+        elif op is c.ATOMIC_GROUP:
+            inner = _required(av, folded)
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT) and av[0] >= 1:
+            inner = _required(av[2], folded)
+        elif op is c.BRANCH:
+            branches = [_required(branch, folded) for branch in av[1]]
+            if branches and all(branches):
+                inner = frozenset().union(*branches)  # type: ignore[arg-type]
+        if inner:
+            choices.append(inner)
+    flush()
+    choices = [choice for choice in choices if "" not in choice]
+    if not choices:
+        return None
+    # the most telling set: its shortest literal longest, then the fewest literals
+    return max(choices, key=lambda choice: (min(map(len, choice)), -len(choice)))
 
 
 def _arrow_regex_ok(pattern: str) -> bool:
@@ -293,6 +381,14 @@ class StringTest:
             self.ops.append(("regex", "(?s)" + "|".join(_fragment(kind, text) for kind, text in rest)))
         weights = {"eq": 1.0, "isin": 1.0, "startswith": 2.0, "endswith": 2.0}
         self.cost = sum(weights.get(k, 8.0) for k, _ in self.ops) + 0.1 * len(rest)
+
+    @property
+    def factors(self) -> tuple[tuple[str, ...], bool] | None:
+        """For a ``|re`` test: literals one of which any match holds (see :func:`regex_factors`); else None."""
+        if "_factors" not in self.__dict__:
+            pattern = self.key[1] if self._py_spec is None and isinstance(self.key, tuple) else None
+            self.__dict__["_factors"] = None if pattern is None else regex_factors(pattern)
+        return self.__dict__["_factors"]
 
     @property
     def small_ok(self) -> bool:
