@@ -176,10 +176,32 @@ def joined_needles(test: StringTest) -> tuple[list[str], str | None] | None:
         elif kind == "endswith":
             needles.append(text + "\0")
         elif kind == "wildcard":  # "^body$" of escaped literals, ".*" and "."
-            wild.append("\\x00" + _joined_wildcard(text[1:-1]) + "\\x00")
+            wild.append(wildcard_regex(text))
         else:
             return None
     return needles, "|".join(wild) if wild else None
+
+
+def wildcard_regex(text: str) -> str:
+    """The regex finding a wildcard pattern (``^body$`` from :func:`classify`) in NUL-joined values."""
+    return "\\x00" + _joined_wildcard(text[1:-1]) + "\\x00"
+
+
+_WILD_FACTORS: dict[str, tuple[tuple[str, ...], bool] | None] = {}  # joined regex -> its literals, per process
+
+
+def wildcard_factors(regex: str) -> tuple[str, ...]:
+    """Literals one of which any match of a joined-text regex holds (none: no such set)."""
+    if regex not in _WILD_FACTORS:
+        _WILD_FACTORS[regex] = regex_factors(regex)
+    found = _WILD_FACTORS[regex]
+    return found[0] if found is not None else ()
+
+
+def _wildcard_absent(text: str, values: DistinctValues) -> bool:
+    """Whether a sweep of the values' joined text found none of the literals the wildcard needs."""
+    needles = wildcard_factors(wildcard_regex(text))
+    return bool(needles) and all(values.absent(needle) for needle in needles)
 
 
 def _joined_wildcard(body: str) -> str:
@@ -442,6 +464,8 @@ class StringTest:
             return np.ones(values.n, dtype=bool)
         spec = self._py_spec or ()
         wild = [text for kind, text in spec if kind == "wildcard"]
+        if wild and values.sweeps:  # wildcards a cover sweep showed cannot match (a literal of each is nowhere)
+            wild = [text for text in wild if not _wildcard_absent(text, values)]
         if (wild and values.n > SMALL_DISTINCT) or values.joined is None:
             return None
         hit = np.zeros(values.n, dtype=bool)

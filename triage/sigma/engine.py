@@ -43,6 +43,7 @@ from triage.sigma.compiler import (
     _py_regex,
     distinct_hits,
     joined_needles,
+    wildcard_factors,
 )
 from triage.sigma.frame import FrameIndex, SubFrame
 from triage.sigma.logsources import (
@@ -415,7 +416,8 @@ class _Bucket:
         self.cased = cased
         self.leaves: list[Leaf] = []
         self.owners: dict[str, list[Hashable]] = {}  # needle -> keys of the leaves it belongs to
-        self.regexes: list[tuple[Hashable, str]] = []  # (leaf key, regex over the joined text)
+        # (leaf key, regex over the joined text, literals one of which it needs: the regex runs where one is)
+        self.regexes: list[tuple[Hashable, str, tuple[str, ...]]] = []
         self._automaton: Any = None
         self._swept = 0.0  # estimated seconds spent on ``in`` sweeps so far
 
@@ -424,7 +426,11 @@ class _Bucket:
         for needle in needles:
             self.owners.setdefault(needle, []).append(leaf.key)
         if regex is not None:
-            self.regexes.append((leaf.key, regex))
+            # the wildcards' literals, swept with the needles: the regex runs only where one of them is found
+            hints = wildcard_factors(regex)  # none: a wildcard without a literal, the regex always runs
+            for needle in hints:
+                self.owners.setdefault(needle, [])
+            self.regexes.append((leaf.key, regex, hints))
 
     def run(self, ctx: SubFrame, memo: dict[Hashable, bool]) -> None:
         """Record in ``memo`` whether each of the bucket's leaves holds on some row of the sub-frame."""
@@ -459,8 +465,10 @@ class _Bucket:
                         found.add(needle)
                         held.update(keys)
             values.sweeps.append((self.owners, found))  # the leaves' own tests then skip the absent needles
-            for key, regex in self.regexes:
-                if key not in held and _py_regex(regex)(text) is not None:
+            for key, regex, hints in self.regexes:
+                if key in held or (hints and found.isdisjoint(hints)):
+                    continue
+                if _py_regex(regex)(text) is not None:
                     held.add(key)
         for leaf in self.leaves:
             memo[leaf.key] = leaf.key in held

@@ -104,6 +104,30 @@ def test_sweeps_tell_which_needles_occur_nowhere() -> None:
     assert not StrLeaf("Image", tests[1]).match(ctx, None).any()
 
 
+def test_a_wildcard_runs_only_where_one_of_its_literals_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sigma.types import SigmaString
+
+    ran: list[str] = []
+    real = engine._py_regex
+    monkeypatch.setattr(engine, "_py_regex", lambda pattern: (ran.append(pattern), real(pattern))[1])
+    df = frame([{"Image": v} for v in VALUES])
+    ctx = SubFrame(df, None, {})
+    bucket = _Bucket("Image", False)
+    patterns = ("*\\\\nothere\\\\*.exe", "c:*\\\\temp\\\\*")
+    absent, present = (StringTest([classify(SigmaString(p), False)]) for p in patterns)
+    for t in (absent, present):
+        bucket.add(StrLeaf("Image", t), *joined_needles(t))  # type: ignore[misc]
+    memo: dict = {}
+    bucket.run(ctx, memo)
+    assert memo == {StrLeaf("Image", absent).key: False, StrLeaf("Image", present).key: True}
+    assert ran == [joined_needles(present)[1]]  # type: ignore[index]
+    # the leaf's own test skips the wildcard too, with the same rows as a fresh scan
+    assert not StrLeaf("Image", absent).match(ctx, None).any()
+    assert StrLeaf("Image", present).match(ctx, None).tolist() == StrLeaf("Image", present).match(
+        SubFrame(df, None, {}), None
+    ).tolist()
+
+
 def test_automaton_only_where_it_pays() -> None:
     few, many = _Bucket("Image", False), _Bucket("CommandLine", False)
     for n in range(3):
