@@ -348,6 +348,16 @@ def _required(items: Any, folded: bool) -> frozenset[str] | None:
     return max(choices, key=lambda choice: (min(map(len, choice)), -len(choice)))
 
 
+_VALUE_SETS: dict[tuple[str, ...], pa.Array] = {}  # equality values -> their Arrow array, once per process
+
+
+def _value_set(values: tuple[str, ...]) -> pa.Array:
+    found = _VALUE_SETS.get(values)
+    if found is None:
+        found = _VALUE_SETS[values] = pa.array(values, type=pa.large_string())
+    return found
+
+
 def _arrow_regex_ok(pattern: str) -> bool:
     try:
         pc.match_substring_regex(_EMPTY, pattern)
@@ -396,7 +406,9 @@ class StringTest:
         eqs = [text for kind, text in uniq if kind == "eq"]
         rest = [(kind, text) for kind, text in uniq if kind not in ("eq", "any")]
         if eqs:
-            self.ops.append(("eq", eqs[0]) if len(eqs) == 1 else ("isin", pa.array(eqs, type=pa.large_string())))
+            # the value set as a tuple, made an Arrow array on first use: thousands of small Arrow arrays made
+            # unpickling a compiled set a third slower
+            self.ops.append(("eq", eqs[0]) if len(eqs) == 1 else ("isin", tuple(eqs)))
         if len(rest) == 1 and rest[0][0] in ("startswith", "endswith"):
             self.ops.append(rest[0])
         elif rest:
@@ -511,7 +523,7 @@ class StringTest:
             if kind == "eq":
                 res = pc.equal(arr, arg)
             elif kind == "isin":
-                res = pc.is_in(arr, value_set=arg)
+                res = pc.is_in(arr, value_set=_value_set(arg))
             elif kind == "startswith":
                 res = pc.starts_with(arr, arg)
             elif kind == "endswith":

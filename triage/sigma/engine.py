@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -673,27 +674,62 @@ def iter_rule_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     seen: set[str] = set()
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
-            base = os.path.realpath(p)  # resolved once (resolving each of 2,400 files cost more than reading them)
-            found: list[tuple[tuple[str, ...], str, bool]] = []
-            _scan_rules(os.fspath(p), (), found)
-            found.sort()
-            # a file that is itself a link is resolved, so a rule linked into a folder given too loads once
-            candidates = [
-                (Path(full), os.path.realpath(full) if link else os.path.join(base, *key))
-                for key, full, link in found
-            ]
-        else:
-            candidates = [(p, os.path.realpath(p))]
+        candidates = _folder_rules(p) if p.is_dir() else [(p, os.path.realpath(p))]
         for f, key in candidates:
             if key not in seen:
                 seen.add(key)
                 yield f
 
 
-def _scan_rules(folder: str, parts: tuple[str, ...], found: list[tuple[tuple[str, ...], str, bool]]) -> None:
+# folder as given -> (its real path, (directory, stat signature) of every directory listed, the rule files): a
+# command lists the same folder in its main process and again in each worker (load, fingerprint, rule paths)
+_LISTINGS: dict[str, tuple[str, list[tuple[str, tuple[int, int]]], list[tuple[Path, str]]]] = {}
+
+
+def _folder_rules(p: Path) -> list[tuple[Path, str]]:
+    """The rule files of a folder with their real paths, sorted by path components; listed again only when one
+    of its directories changed (an entry added, removed or renamed changes the directory's modification time)."""
+    folder = os.fspath(p)
+    base = os.path.realpath(p)  # resolved once (resolving each of 2,400 files cost more than reading them)
+    known = _LISTINGS.get(folder)
+    if known is not None and known[0] == base and all(_dir_signature(d) == sig for d, sig in known[1]):
+        return known[2]
+    found: list[tuple[tuple[str, ...], str, bool]] = []
+    dirs: list[tuple[str, tuple[int, int]]] = []
+    _scan_rules(folder, (), found, dirs)
+    found.sort()
+    # a file that is itself a link is resolved, so a rule linked into a folder given too loads once
+    candidates = [
+        (Path(full), os.path.realpath(full) if link else os.path.join(base, *key)) for key, full, link in found
+    ]
+    from triage.sigma.cache import RACY_NS
+
+    now = time.time_ns()
+    # not kept when a link's target could change unseen, or a directory changed within one timestamp tick
+    if not any(link for _, _, link in found) and all(now - sig[0] > RACY_NS for _, sig in dirs):
+        _LISTINGS[folder] = (base, dirs, candidates)
+    return candidates
+
+
+def _dir_signature(folder: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ino
+
+
+def _scan_rules(
+    folder: str,
+    parts: tuple[str, ...],
+    found: list[tuple[tuple[str, ...], str, bool]],
+    dirs: list[tuple[str, tuple[int, int]]],
+) -> None:
     """Rule files under ``folder`` as (path components, path, is a link), from directory entries (no stat per
-    file); hidden directories and links to directories are not entered."""
+    file); hidden directories and links to directories are not entered. ``dirs`` gets each directory listed
+    with its signature, taken before it is read (a change while it is read shows as a changed signature)."""
+    # no signature (not readable): one no directory has, so the folder is listed again next time
+    dirs.append((folder, _dir_signature(folder) or (0, -1)))
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -701,7 +737,7 @@ def _scan_rules(folder: str, parts: tuple[str, ...], found: list[tuple[tuple[str
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             if not entry.name.startswith("."):
-                _scan_rules(entry.path, (*parts, entry.name), found)
+                _scan_rules(entry.path, (*parts, entry.name), found, dirs)
         elif os.path.splitext(entry.name)[1].lower() in RULE_SUFFIXES and entry.is_file():
             found.append(((*parts, entry.name), entry.path, entry.is_symlink()))
 

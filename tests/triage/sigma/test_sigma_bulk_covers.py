@@ -179,7 +179,7 @@ def rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(cache, "_DIGESTS", {})
     monkeypatch.setattr(cache, "_DIGEST_FILES_READ", set())
     # files as if written long ago (their digests are remembered); a change below comes a clock tick later
-    monkeypatch.setattr(cache, "_RACY_NS", -1)
+    monkeypatch.setattr(cache, "RACY_NS", -1)
     folder = tmp_path / "rules"
     folder.mkdir()
     for n in range(3):
@@ -214,7 +214,7 @@ def test_a_byte_change_recompiles_though_size_and_mtime_are_kept(rules: Path, tm
 
 
 def test_a_file_just_written_is_never_taken_from_memory(rules: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache, "_RACY_NS", 2_000_000_000)
+    monkeypatch.setattr(cache, "RACY_NS", 2_000_000_000)
     fresh = rules / "r9.yml"
     fresh.write_text(RULE.format(n=9))
     (digest,) = cache.file_digests([fresh])
