@@ -221,7 +221,7 @@ class RuleSet:
 
     # ------------------------------------------------------------------------------------------ evaluation
     def _index(self) -> _Index:
-        """Rules grouped by logsource source, with their shared leaf keys and per-rule plans.
+        """Rules grouped by logsource source, with their shared leaf keys and cover buckets.
 
         Computed once per rule list (load time, or after the list changed) instead of on every frame.
         """
@@ -243,7 +243,6 @@ class RuleSet:
         index = _Index(
             key=key,
             groups=[(v, rules, *covers[tuple(map(id, rules))]) for v, rules in groups.items()],
-            plans={id(r): r.plan for r in self.loaded},
         )
         self.__dict__["_rule_index"] = index
         return index
@@ -254,7 +253,6 @@ class RuleSet:
         index = state.get("_rule_index")
         if index is not None:
             index.key = tuple(id(r) for r in self.loaded)
-            index.plans = {id(r): r.plan for r in self.loaded}
 
     def _groups(self) -> dict[SourceVariant, list[CompiledRule]]:
         return {variant: rules for variant, rules, _, _ in self._index().groups}
@@ -279,15 +277,17 @@ class RuleSet:
             if pos.size == 0:
                 continue
             ctx = SubFrame(df, None if pos.size == len(df) else pos, variant.alias_map, shared, index)
+            # looked up once per sub-frame: this loop runs for every rule of a big set
+            has_values, holds, memo = ctx.field_has_values, covers.holds, _cover_memo(ctx)
             for rule in rules:
                 sel: np.ndarray | None = None
                 if indexed:
-                    plan = plans.plans[id(rule)]
-                    if not all(ctx.field_has_values(f) for f in plan.required):
+                    plan = rule.plan
+                    if plan.required and not all(map(has_values, plan.required)):
                         continue  # a test on a missing or all-null column never matches, and one must
-                    if plan.cover is not None and not covers.any_holds(ctx, plan.cover):
+                    if plan.cover is not None and not holds(ctx, memo, plan.cover):
                         continue  # none of the tests one of which any match needs holds on any row here
-                    if plan.clauses and not all(covers.any_holds(ctx, clause) for clause in plan.clauses):
+                    if plan.clauses and not all(holds(ctx, memo, clause) for clause in plan.clauses):
                         continue  # the same for another part every match needs
                     if plan.gate is not None:
                         sel = ctx.rows_with_numbers(*plan.gate)
@@ -378,13 +378,19 @@ class RulePlan(NamedTuple):
     clauses: tuple[tuple[Leaf, ...], ...] = ()
 
 
+def _cover_memo(ctx: SubFrame) -> dict[Hashable, bool]:
+    """Cover leaf key -> whether it holds on some row of the sub-frame, kept on the sub-frame."""
+    memo: dict[Hashable, bool] = ctx.__dict__.setdefault("_cover_any", {})
+    return memo
+
+
 def _leaf_hits_any(ctx: SubFrame, leaf: Leaf) -> bool:
     """Whether a cover leaf (string test of a field or keyword) matches any row of the sub-frame.
 
     Tested on the column's distinct values (shared with the leaves' own evaluation) and remembered per
     sub-frame, so a cover test costs each sub-frame one evaluation however many rules share it.
     """
-    memo: dict[Hashable, bool] = ctx.__dict__.setdefault("_cover_any", {})
+    memo = _cover_memo(ctx)
     found = memo.get(leaf.key)
     if found is None:
         if isinstance(leaf, StrLeaf):
@@ -530,7 +536,10 @@ class _CoverSets:
 
     def any_holds(self, ctx: SubFrame, cover: tuple[Leaf, ...]) -> bool:
         """Whether some leaf of ``cover`` holds on some row of the sub-frame (results kept per sub-frame)."""
-        memo: dict[Hashable, bool] = ctx.__dict__.setdefault("_cover_any", {})
+        return self.holds(ctx, _cover_memo(ctx), cover)
+
+    def holds(self, ctx: SubFrame, memo: dict[Hashable, bool], cover: tuple[Leaf, ...]) -> bool:
+        """:meth:`any_holds` with the sub-frame's results given (see :func:`_cover_memo`)."""
         for leaf in cover:
             found = memo.get(leaf.key)
             if found is None:
@@ -549,7 +558,6 @@ class _CoverSets:
 class _Index:
     key: tuple[int, ...]
     groups: list[tuple[SourceVariant, list[CompiledRule], frozenset[Hashable], _CoverSets]]
-    plans: dict[int, RulePlan]
 
 
 def rule_plan(node: Node) -> RulePlan:
