@@ -289,6 +289,8 @@ class RuleSet:
                         continue  # none of the tests one of which any match needs holds on any row here
                     if plan.clauses and not all(holds(ctx, memo, clause) for clause in plan.clauses):
                         continue  # the same for another part every match needs
+                    if plan.need is not None and not _can_hold(plan.need, holds, ctx, memo):
+                        continue  # no branch of an OR can match: a part of each holds nowhere
                     if plan.gate is not None:
                         sel = ctx.rows_with_numbers(*plan.gate)
                         if sel is not None and sel.size == 0:
@@ -370,12 +372,17 @@ class RulePlan(NamedTuple):
         clauses: further covers, one per child of a top-level AND that has one (``cover`` is the cheapest):
             each must hold on some row of a sub-frame for the rule to run there, so a rule whose first test
             holds but whose second cannot is not run either.
+        need: for a tree with an AND below an OR (``a and b or c and d``), what must hold somewhere for some
+            branch to match, as nested ``("&" | "|", parts)`` over string leaves (see :func:`_need`): the rule
+            does not run where ``a`` and ``c`` hold but neither ``b`` nor ``d`` does. None when ``cover`` and
+            ``clauses`` already say as much.
     """
 
     required: frozenset[str]
     gate: tuple[str, tuple[float, ...]] | None
     cover: tuple[Leaf, ...] | None = None
     clauses: tuple[tuple[Leaf, ...], ...] = ()
+    need: Any = None
 
 
 def _cover_memo(ctx: SubFrame) -> dict[Hashable, bool]:
@@ -520,7 +527,9 @@ class _CoverSets:
         self.by_leaf: dict[Hashable, _Bucket] = {}
         buckets: dict[tuple[str | None, bool], _Bucket] = {}
         for rule in rules:
-            for leaf in (leaf for clause in (rule.plan.cover or (), *rule.plan.clauses) for leaf in clause):
+            plan = rule.plan
+            tested = [leaf for clause in (plan.cover or (), *plan.clauses) for leaf in clause]
+            for leaf in (*tested, *_need_leaves(plan.need)):
                 if leaf.key in self.by_leaf:
                     continue
                 test = leaf.test  # type: ignore[attr-defined]
@@ -570,7 +579,51 @@ def rule_plan(node: Node) -> RulePlan:
         others.pop(tuple(leaf.key for leaf in cover or ()), None)
         clauses = tuple(sorted(others.values(), key=lambda c: (len(c), sum(leaf.cost for leaf in c))))
     gate_spec = None if gate is None else (gate[0], tuple(sorted(gate[1])))
-    return RulePlan(_required(node), gate_spec, cover, clauses)
+    need = _need(node)
+    return RulePlan(_required(node), gate_spec, cover, clauses, need if _and_below_or(need, False) else None)
+
+
+def _need(node: Node) -> Any:
+    """What must hold on some row of a sub-frame for ``node`` to match there: a string leaf (it holds somewhere),
+    ``("&", parts)`` (each part does) or ``("|", parts)`` (some part does); None when nothing is known (a NOT,
+    tests of other kinds). Sound as :func:`_cover` is: where ``node`` matches a row, its need holds."""
+    if isinstance(node, (StrLeaf, KeywordLeaf)):
+        return node
+    if isinstance(node, And):  # every child matches that row: each child's need holds
+        parts = [n for n in map(_need, node.children) if n is not None]
+        return None if not parts else parts[0] if len(parts) == 1 else ("&", tuple(parts))
+    if isinstance(node, Or):  # some child matches it: its need holds, unknown as soon as one child's is
+        alts = [_need(child) for child in node.children]
+        return None if any(a is None for a in alts) else alts[0] if len(alts) == 1 else ("|", tuple(alts))
+    return None
+
+
+def _and_below_or(need: Any, in_or: bool) -> bool:
+    """Whether a need has an AND under an OR (only then does it say more than a cover and clauses)."""
+    if not isinstance(need, tuple):
+        return False
+    op, parts = need
+    if op == "&" and in_or:
+        return True
+    return any(_and_below_or(part, in_or or op == "|") for part in parts)
+
+
+def _need_leaves(need: Any) -> Iterator[Leaf]:
+    if isinstance(need, tuple):
+        for part in need[1]:
+            yield from _need_leaves(part)
+    elif need is not None:
+        yield need
+
+
+def _can_hold(need: Any, holds: Any, ctx: SubFrame, memo: dict[Hashable, bool]) -> bool:
+    """Whether a need (see :func:`_need`) holds on the sub-frame, its leaves looked up like cover leaves."""
+    if not isinstance(need, tuple):
+        return bool(holds(ctx, memo, (need,)))
+    op, parts = need
+    if op == "&":
+        return all(_can_hold(part, holds, ctx, memo) for part in parts)
+    return any(_can_hold(part, holds, ctx, memo) for part in parts)
 
 
 def _cover(node: Node) -> tuple[Leaf, ...] | None:

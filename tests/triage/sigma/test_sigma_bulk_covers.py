@@ -165,6 +165,29 @@ def test_a_rule_runs_only_where_every_and_part_can_hold(load_texts, monkeypatch:
     assert rs.evaluate(df)["row"].tolist() == [0]
 
 
+def test_an_or_of_ands_runs_only_where_some_branch_can_hold(load_texts, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    det = (
+        "a:\n  Image|endswith: '\\cmd.exe'\nb:\n  CommandLine|contains: 'vssadmin'\n"
+        "c:\n  Image|endswith: '\\wmic.exe'\nd:\n  CommandLine|contains: 'shadowcopy'\n"
+        "condition: (a and b) or (c and d)"
+    )
+    rs = load_texts(rule_text(det))
+    (rule,) = rs.loaded
+    assert rule.plan.need is not None and not rule.plan.clauses
+    calls: list[int] = []
+    real = type(rule.matcher).eval
+    monkeypatch.setattr(type(rule.matcher), "eval", lambda self, ctx, sel: (calls.append(1), real(self, ctx, sel))[1])
+    # a and c hold, b and d nowhere: the cover (a or c) holds, yet no branch can match: not run
+    df = frame([{"Image": "C:\\Windows\\cmd.exe", "CommandLine": "x"}, {"Image": "C:\\wmic.exe", "CommandLine": "y"}])
+    assert rs.evaluate(df).empty and calls == []
+    assert rs.evaluate(df, indexed=False).empty and calls == [1]
+    # the second branch can hold (c and d, on different rows): run, and it matches nothing, as the full scan
+    df = frame([{"Image": "C:\\wmic.exe", "CommandLine": "y"}, {"Image": "z", "CommandLine": "shadowcopy delete"}])
+    assert rs.evaluate(df).empty and len(calls) == 2
+    df = frame([{"Image": "C:\\wmic.exe", "CommandLine": "shadowcopy delete"}, {"Image": "C:\\cmd.exe"}])
+    assert rs.evaluate(df)["row"].tolist() == [0] == rs.evaluate(df, indexed=False)["row"].tolist()
+
+
 # ------------------------------------------------------------------------------------------ rule file digests
 RULE = rule_text(
     "a:\n  Image|endswith: '\\cmd{n}.exe'\ncondition: a", rule_id="3f0e1d2c-4b5a-4968-8776-a5b4c3d2e1{n:02d}"
