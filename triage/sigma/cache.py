@@ -60,9 +60,13 @@ def ruleset_key(files: Iterable[Path], logsources: Path) -> str:
     h = hashlib.sha256(_engine_digest())
     h.update(logsources.read_bytes())
     files = list(files)
-    for f, digest in zip(files, file_digests(files), strict=True):
-        # an unreadable rule is part of the key as such, so the set reloads once it reads
-        h.update(str(f).encode() + b"\0" + (digest if digest is not None else b"unreadable") + b"\0")
+    # an unreadable rule is part of the key as such, so the set reloads once it reads
+    h.update(
+        b"".join(
+            os.fsencode(f) + b"\0" + (digest if digest is not None else b"unreadable") + b"\0"
+            for f, digest in zip(files, file_digests(files), strict=True)
+        )
+    )
     return h.hexdigest()
 
 
@@ -73,7 +77,7 @@ _DIGEST_FILES_READ: set[Path] = set()
 _DIGESTS_FORMAT = "triage-sigma-digests-1"
 _MAX_DIGESTS = 100_000
 # a file changed this recently may change again within the same timestamp: its digest is not remembered
-_RACY_NS = 2_000_000_000
+RACY_NS = 2_000_000_000
 
 
 def file_digests(files: Iterable[str | os.PathLike[str]]) -> list[bytes | None]:
@@ -92,7 +96,8 @@ def file_digests(files: Iterable[str | os.PathLike[str]]) -> list[bytes | None]:
     out: list[bytes | None] = []
     added = False
     for f in files:
-        key = os.path.abspath(f)
+        name = os.fspath(f)
+        key = _ABSOLUTE.get(name) or _absolute(name)
         try:
             st = os.stat(key)
         except OSError:
@@ -109,13 +114,23 @@ def file_digests(files: Iterable[str | os.PathLike[str]]) -> list[bytes | None]:
         except OSError:
             out.append(None)
             continue
-        if now - max(st.st_mtime_ns, st.st_ctime_ns) > _RACY_NS:
+        if now - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
             _DIGESTS[key] = (sig, digest)
             added = True
         out.append(digest)
     if added:
         _write_digests(folder)
     return out
+
+
+_ABSOLUTE: dict[str, str] = {}  # absolute path as given -> normalised (what abspath gives whatever the cwd)
+
+
+def _absolute(name: str) -> str:
+    found = os.path.abspath(name)
+    if os.path.isabs(name) and len(_ABSOLUTE) < _MAX_DIGESTS:
+        _ABSOLUTE[name] = found
+    return found
 
 
 def _read_digests(folder: Path) -> None:

@@ -17,8 +17,9 @@ from __future__ import annotations
 import re
 import string
 from bisect import bisect_right
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Container, Hashable, Iterator, Mapping, Sequence
 from functools import cached_property
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -106,6 +107,16 @@ class DistinctValues:
         self.codes = codes
         self.arr = arr
         self.n = len(arr)
+        # what cover sweeps learnt of the joined text: (needles looked for, those found), see :meth:`absent`
+        self.sweeps: list[tuple[Container[str], Container[str]]] = []
+
+    def absent(self, needle: str) -> bool:
+        """Whether a cover sweep over the joined text already found ``needle`` in no value (then a test needs
+        no scan of the text for it: most needles of a big rule set occur nowhere)."""
+        for looked, found in self.sweeps:
+            if needle in looked:
+                return needle not in found
+        return False
 
     @cached_property
     def items(self) -> list[str]:
@@ -130,6 +141,8 @@ class DistinctValues:
     def mark(self, pattern: str, offset: int, hit: np.ndarray) -> None:
         """Set ``hit`` for every value holding ``pattern`` (found at its start + ``offset``): contains, or with
         a NUL before (startswith) or after (endswith) the needle."""
+        if self.sweeps and self.absent(pattern):
+            return
         text, starts = self.joined  # type: ignore[misc]
         find = text.find
         pos = find(pattern)
@@ -164,10 +177,31 @@ def joined_needles(test: StringTest) -> tuple[list[str], str | None] | None:
         elif kind == "endswith":
             needles.append(text + "\0")
         elif kind == "wildcard":  # "^body$" of escaped literals, ".*" and "."
-            wild.append("\\x00" + _joined_wildcard(text[1:-1]) + "\\x00")
+            wild.append(wildcard_regex(text))
         else:
             return None
     return needles, "|".join(wild) if wild else None
+
+
+def wildcard_regex(text: str) -> str:
+    """The regex finding a wildcard pattern (``^body$`` from :func:`classify`) in NUL-joined values."""
+    return "\\x00" + _joined_wildcard(text[1:-1]) + "\\x00"
+
+
+_WILD_FACTORS: dict[str, tuple[tuple[str, ...], bool] | None] = {}  # joined regex -> its literals, per process
+
+
+def wildcard_factors(regex: str) -> tuple[str, ...]:
+    """Literals one of which any match of a joined-text regex holds (none: no such set)."""
+    if regex not in _WILD_FACTORS:
+        _WILD_FACTORS[regex] = regex_factors(regex)
+    found = _WILD_FACTORS[regex]
+    return found[0] if found is not None else ()
+
+
+def _all_absent(needles: tuple[str, ...], values: DistinctValues) -> bool:
+    """Whether a sweep of the values' joined text found none of ``needles`` (none given: not known)."""
+    return bool(needles) and all(values.absent(needle) for needle in needles)
 
 
 def _joined_wildcard(body: str) -> str:
@@ -220,10 +254,108 @@ def distinct_hits(col: Any, test: StringTest) -> tuple[np.ndarray, np.ndarray]:
         res = test.run_distinct(values) if test.small_ok else None
         if res is None and test.small_ok and values.n <= SMALL_DISTINCT:
             res = test.run_values(values.items)
+        elif res is None and test.factors is not None and _none_found(col, *test.factors):
+            res = np.zeros(values.n, dtype=bool)  # a regex none of whose required literals is in any value
         elif res is None:
             res = test.run(values.arr)
         hit = memo[key] = np.append(res, False)
     return values.codes, hit
+
+
+def _none_found(col: Any, needles: tuple[str, ...], folded: bool) -> bool:
+    """Whether no distinct value of the column (folded ones for ``folded``) holds any of ``needles``: one ``in``
+    each over the joined text. False when that cannot be told: a value holding a NUL, or folded values holding
+    a character a case-insensitive regex equates with an ASCII letter that lower-casing leaves alone."""
+    values = _distinct(col, not folded)
+    joined = values.joined if values.n else None
+    if joined is None:
+        return False
+    text = joined[0]
+    if folded and any(ch in text for ch in _FOLD_STRAYS):
+        return False
+    return not any(needle in text for needle in needles)
+
+
+# characters a case-insensitive regex (RE2 or Python's re) matches to an ASCII letter while lower-casing keeps
+# them apart: LATIN SMALL LETTER LONG S (~ s), DOTLESS I (~ i in Python's re); KELVIN SIGN lower-cases to k
+_FOLD_STRAYS = ("\u017f", "\u0131")
+_MIN_FACTOR = 3  # a shorter required literal occurs in almost every text: not worth looking for
+
+
+def regex_factors(pattern: str) -> tuple[tuple[str, ...], bool] | None:
+    """Literals one of which every match of ``pattern`` contains, and whether they are to be looked for in
+    lower-cased text (a case-insensitive pattern): when none is in a column's values, the regex cannot match
+    any of them and need not run. None when the pattern yields no such set (or uses syntax whose meaning could
+    differ between RE2 and Python's parser, which reads it here).
+
+    Sound by construction: a literal run is taken only from consecutive literal characters of one sequence, a
+    group or a repeat of at least one contributes what its body requires, an alternation the union of its
+    branches' (each branch must yield some), anything else only separates runs.
+    """
+    if any(mark in pattern for mark in ("[:", "\\Q", "\\p", "\\P", "\\C", "\\z")):
+        return None  # POSIX classes, quoting, Unicode classes, bytes: RE2 only
+    import warnings
+    from re import _parser as sre_parse  # type: ignore[attr-defined]
+
+    try:
+        with warnings.catch_warnings():  # "possible nested set" and the like: the parse is only read here
+            warnings.simplefilter("ignore")
+            parsed = sre_parse.parse(pattern)
+    except Exception:  # not Python syntax: no prefilter, the regex runs as before
+        return None
+    folded = bool(parsed.state.flags & re.IGNORECASE)
+    found = _required(parsed.data, folded)
+    if not found or min(map(len, found)) < _MIN_FACTOR:
+        return None
+    return tuple(sorted(found)), folded
+
+
+def _required(items: Any, folded: bool) -> frozenset[str] | None:
+    """What a sequence of parsed regex items requires (see :func:`regex_factors`), or None."""
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    choices: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            choices.append(frozenset({"".join(run)}))
+            run.clear()
+
+    for op, av in items:
+        if op is c.LITERAL and (not folded or chr(av).isascii()):
+            run.append(chr(av).lower() if folded else chr(av))
+            continue
+        flush()
+        inner: frozenset[str] | None = None
+        if op is c.SUBPATTERN and not (av[1] or av[2]):  # a group without flags of its own
+            inner = _required(av[3], folded)
+        elif op is c.ATOMIC_GROUP:
+            inner = _required(av, folded)
+        elif op in (c.MAX_REPEAT, c.MIN_REPEAT, c.POSSESSIVE_REPEAT) and av[0] >= 1:
+            inner = _required(av[2], folded)
+        elif op is c.BRANCH:
+            branches = [_required(branch, folded) for branch in av[1]]
+            if branches and all(branches):
+                inner = frozenset().union(*branches)  # type: ignore[arg-type]
+        if inner:
+            choices.append(inner)
+    flush()
+    choices = [choice for choice in choices if "" not in choice]
+    if not choices:
+        return None
+    # the most telling set: its shortest literal longest, then the fewest literals
+    return max(choices, key=lambda choice: (min(map(len, choice)), -len(choice)))
+
+
+_VALUE_SETS: dict[tuple[str, ...], pa.Array] = {}  # equality values -> their Arrow array, once per process
+
+
+def _value_set(values: tuple[str, ...]) -> pa.Array:
+    found = _VALUE_SETS.get(values)
+    if found is None:
+        found = _VALUE_SETS[values] = pa.array(values, type=pa.large_string())
+    return found
 
 
 def _arrow_regex_ok(pattern: str) -> bool:
@@ -241,6 +373,11 @@ class StringTest:
     merged into one RE2 alternation (one pass over the data). A ``|re`` regex RE2 cannot compile (look-around,
     back-references) falls back to Python ``re`` through pandas' string accessor.
     """
+
+    # |re: literals one of which any match holds (see regex_factors); wildcards: the literals each needs (see
+    # wildcard_factors); both derived at compile time and kept in the compiled cache with the test
+    factors: tuple[tuple[str, ...], bool] | None = None
+    wild_needles: Mapping[str, tuple[str, ...]] = MappingProxyType({})
 
     def __init__(
         self,
@@ -267,14 +404,20 @@ class StringTest:
                     raise UnsupportedRule(f"invalid regular expression {regex!r}: {exc}") from exc
             self.key: Hashable = ("re", pattern)
             self.cost = 8.0 if self.py_regex is None else 80.0
+            self.factors = regex_factors(pattern)
             return
         uniq = sorted(set(patterns))
         self._py_spec = tuple(uniq)  # generated patterns only: these have an exact Python equivalent
+        wild = {text: wildcard_factors(wildcard_regex(text)) for kind, text in uniq if kind == "wildcard"}
+        if wild:  # only then an attribute of its own (the class's empty default is shared: 11,000 fewer dicts)
+            self.wild_needles = wild
         self.key = ("str", self.cased, tuple(uniq))
         eqs = [text for kind, text in uniq if kind == "eq"]
         rest = [(kind, text) for kind, text in uniq if kind not in ("eq", "any")]
         if eqs:
-            self.ops.append(("eq", eqs[0]) if len(eqs) == 1 else ("isin", pa.array(eqs, type=pa.large_string())))
+            # the value set as a tuple, made an Arrow array on first use: thousands of small Arrow arrays made
+            # unpickling a compiled set a third slower
+            self.ops.append(("eq", eqs[0]) if len(eqs) == 1 else ("isin", tuple(eqs)))
         if len(rest) == 1 and rest[0][0] in ("startswith", "endswith"):
             self.ops.append(rest[0])
         elif rest:
@@ -334,6 +477,8 @@ class StringTest:
             return np.ones(values.n, dtype=bool)
         spec = self._py_spec or ()
         wild = [text for kind, text in spec if kind == "wildcard"]
+        if wild and values.sweeps:  # wildcards a cover sweep showed cannot match (a literal of each is nowhere)
+            wild = [text for text in wild if not _all_absent(self.wild_needles.get(text, ()), values)]
         if (wild and values.n > SMALL_DISTINCT) or values.joined is None:
             return None
         hit = np.zeros(values.n, dtype=bool)
@@ -379,7 +524,7 @@ class StringTest:
             if kind == "eq":
                 res = pc.equal(arr, arg)
             elif kind == "isin":
-                res = pc.is_in(arr, value_set=arg)
+                res = pc.is_in(arr, value_set=_value_set(arg))
             elif kind == "startswith":
                 res = pc.starts_with(arr, arg)
             elif kind == "endswith":

@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import re
+import time
 from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from triage.sigma.compiler import (
     _py_regex,
     distinct_hits,
     joined_needles,
+    wildcard_factors,
 )
 from triage.sigma.frame import FrameIndex, SubFrame
 from triage.sigma.logsources import (
@@ -219,7 +221,7 @@ class RuleSet:
 
     # ------------------------------------------------------------------------------------------ evaluation
     def _index(self) -> _Index:
-        """Rules grouped by logsource source, with their shared leaf keys and per-rule plans.
+        """Rules grouped by logsource source, with their shared leaf keys and cover buckets.
 
         Computed once per rule list (load time, or after the list changed) instead of on every frame.
         """
@@ -231,10 +233,16 @@ class RuleSet:
         for rule in self.loaded:
             for variant in rule.entry.sources:
                 groups[variant].append(rule)
+        # sources of one logsource (Sysmon's and Security's process creation) hold the same rules: one set of
+        # cover buckets for both, so each automaton is built once per process, not once per source
+        covers: dict[tuple[int, ...], tuple[frozenset[Hashable], _CoverSets]] = {}
+        for rules in groups.values():
+            same = tuple(map(id, rules))
+            if same not in covers:
+                covers[same] = (_shared_keys(rules), _CoverSets(rules))
         index = _Index(
             key=key,
-            groups=[(v, rules, _shared_keys(rules), _CoverSets(rules)) for v, rules in groups.items()],
-            plans={id(r): r.plan for r in self.loaded},
+            groups=[(v, rules, *covers[tuple(map(id, rules))]) for v, rules in groups.items()],
         )
         self.__dict__["_rule_index"] = index
         return index
@@ -245,7 +253,6 @@ class RuleSet:
         index = state.get("_rule_index")
         if index is not None:
             index.key = tuple(id(r) for r in self.loaded)
-            index.plans = {id(r): r.plan for r in self.loaded}
 
     def _groups(self) -> dict[SourceVariant, list[CompiledRule]]:
         return {variant: rules for variant, rules, _, _ in self._index().groups}
@@ -270,16 +277,20 @@ class RuleSet:
             if pos.size == 0:
                 continue
             ctx = SubFrame(df, None if pos.size == len(df) else pos, variant.alias_map, shared, index)
+            # looked up once per sub-frame: this loop runs for every rule of a big set
+            has_values, holds, memo = ctx.field_has_values, covers.holds, _cover_memo(ctx)
             for rule in rules:
                 sel: np.ndarray | None = None
                 if indexed:
-                    plan = plans.plans[id(rule)]
-                    if not all(ctx.field_has_values(f) for f in plan.required):
+                    plan = rule.plan
+                    if plan.required and not all(map(has_values, plan.required)):
                         continue  # a test on a missing or all-null column never matches, and one must
-                    if plan.cover is not None and not covers.any_holds(ctx, plan.cover):
+                    if plan.cover is not None and not holds(ctx, memo, plan.cover):
                         continue  # none of the tests one of which any match needs holds on any row here
-                    if plan.clauses and not all(covers.any_holds(ctx, clause) for clause in plan.clauses):
+                    if plan.clauses and not all(holds(ctx, memo, clause) for clause in plan.clauses):
                         continue  # the same for another part every match needs
+                    if plan.need is not None and not _can_hold(plan.need, holds, ctx, memo):
+                        continue  # no branch of an OR can match: a part of each holds nowhere
                     if plan.gate is not None:
                         sel = ctx.rows_with_numbers(*plan.gate)
                         if sel is not None and sel.size == 0:
@@ -361,12 +372,23 @@ class RulePlan(NamedTuple):
         clauses: further covers, one per child of a top-level AND that has one (``cover`` is the cheapest):
             each must hold on some row of a sub-frame for the rule to run there, so a rule whose first test
             holds but whose second cannot is not run either.
+        need: for a tree with an AND below an OR (``a and b or c and d``), what must hold somewhere for some
+            branch to match, as nested ``("&" | "|", parts)`` over string leaves (see :func:`_need`): the rule
+            does not run where ``a`` and ``c`` hold but neither ``b`` nor ``d`` does. None when ``cover`` and
+            ``clauses`` already say as much.
     """
 
     required: frozenset[str]
     gate: tuple[str, tuple[float, ...]] | None
     cover: tuple[Leaf, ...] | None = None
     clauses: tuple[tuple[Leaf, ...], ...] = ()
+    need: Any = None
+
+
+def _cover_memo(ctx: SubFrame) -> dict[Hashable, bool]:
+    """Cover leaf key -> whether it holds on some row of the sub-frame, kept on the sub-frame."""
+    memo: dict[Hashable, bool] = ctx.__dict__.setdefault("_cover_any", {})
+    return memo
 
 
 def _leaf_hits_any(ctx: SubFrame, leaf: Leaf) -> bool:
@@ -375,7 +397,7 @@ def _leaf_hits_any(ctx: SubFrame, leaf: Leaf) -> bool:
     Tested on the column's distinct values (shared with the leaves' own evaluation) and remembered per
     sub-frame, so a cover test costs each sub-frame one evaluation however many rules share it.
     """
-    memo: dict[Hashable, bool] = ctx.__dict__.setdefault("_cover_any", {})
+    memo = _cover_memo(ctx)
     found = memo.get(leaf.key)
     if found is None:
         if isinstance(leaf, StrLeaf):
@@ -394,20 +416,22 @@ class _Bucket:
     NUL-joined distinct values (see :func:`joined_needles`), with no per-test Python call.
 
     Needles are looked for one ``in`` at a time until that has cost about as much as building an Aho-Corasick
-    automaton (``pyahocorasick``) of them would, then through the automaton, in one pass of the text: thousands
-    of command-line needles over a big batch, or a megabyte of script blocks, pay for it at once; a bucket only
-    ever swept over a few short values never builds one.
+    automaton (``pyahocorasick``) of them would, then through the automaton, in one pass of the text, whenever
+    that pass costs less than the ``in`` sweep would: thousands of command-line needles over a big batch pay for
+    it at once; a bucket of a few needles keeps its ``in`` sweep over a megabyte of script blocks.
     """
 
-    # estimated seconds: an ``in`` per needle (call plus scan per character), building per needle
-    IN_CALL, IN_CHAR, BUILD = 1e-7, 5e-10, 1.5e-5
+    # estimated seconds (measured: pyahocorasick 2.x, CPython 3.11): an ``in`` per needle (call, then scan per
+    # character), adding a needle to an automaton, and the automaton's pass per character of text
+    IN_CALL, IN_CHAR, BUILD, PASS_CHAR = 1e-7, 2.5e-10, 1.5e-6, 1e-8
 
     def __init__(self, field: str | None, cased: bool) -> None:
         self.field = field
         self.cased = cased
         self.leaves: list[Leaf] = []
         self.owners: dict[str, list[Hashable]] = {}  # needle -> keys of the leaves it belongs to
-        self.regexes: list[tuple[Hashable, str]] = []  # (leaf key, regex over the joined text)
+        # (leaf key, regex over the joined text, literals one of which it needs: the regex runs where one is)
+        self.regexes: list[tuple[Hashable, str, tuple[str, ...]]] = []
         self._automaton: Any = None
         self._swept = 0.0  # estimated seconds spent on ``in`` sweeps so far
 
@@ -416,7 +440,11 @@ class _Bucket:
         for needle in needles:
             self.owners.setdefault(needle, []).append(leaf.key)
         if regex is not None:
-            self.regexes.append((leaf.key, regex))
+            # the wildcards' literals, swept with the needles: the regex runs only where one of them is found
+            hints = wildcard_factors(regex)  # none: a wildcard without a literal, the regex always runs
+            for needle in hints:
+                self.owners.setdefault(needle, [])
+            self.regexes.append((leaf.key, regex, hints))
 
     def run(self, ctx: SubFrame, memo: dict[Hashable, bool]) -> None:
         """Record in ``memo`` whether each of the bucket's leaves holds on some row of the sub-frame."""
@@ -437,29 +465,40 @@ class _Bucket:
                 return
             text = joined[0]
             automaton = self._automaton_for(len(text))
+            found: set[str] = set()
             if automaton:
-                found = {keys_id for _, keys_id in automaton.iter(text)}
-                for keys_id in found:
-                    held.update(self._keys[keys_id])
+                needles = self._needles
+                found = {needles[i] for i in {i for _, i in automaton.iter(text)}}
                 if "" in self.owners:  # an empty needle is in any text (the automaton holds no empty word)
-                    held.update(self.owners[""])
+                    found.add("")
+                for needle in found:
+                    held.update(self.owners[needle])
             else:
                 for needle, keys in self.owners.items():
                     if needle in text:
+                        found.add(needle)
                         held.update(keys)
-            for key, regex in self.regexes:
-                if key not in held and _py_regex(regex)(text) is not None:
+            values.sweeps.append((self.owners, found))  # the leaves' own tests then skip the absent needles
+            for key, regex, hints in self.regexes:
+                if key in held or (hints and found.isdisjoint(hints)):
+                    continue
+                if _py_regex(regex)(text) is not None:
                     held.add(key)
         for leaf in self.leaves:
             memo[leaf.key] = leaf.key in held
 
     def _automaton_for(self, size: int) -> Any:
-        """The bucket's automaton once the sweeps would have paid for it (False when not available)."""
+        """The automaton to sweep ``size`` characters with, or None (False) for the ``in`` sweep: it is built
+        once the ``in`` sweeps have cost what building it costs, and used where its pass is the cheaper."""
+        n = len(self.owners)
+        sweep = n * (self.IN_CALL + self.IN_CHAR * size)
+        if self.PASS_CHAR * size >= sweep:
+            return None
         if self._automaton is None:
-            n = len(self.owners)
-            self._swept += n * (self.IN_CALL + self.IN_CHAR * size)
-            if self._swept > n * self.BUILD:
-                self._automaton = self._build()
+            self._swept += sweep
+            if self._swept <= n * self.BUILD:
+                return None
+            self._automaton = self._build()
         return self._automaton
 
     def _build(self) -> Any:
@@ -468,8 +507,8 @@ class _Bucket:
         except ImportError:  # optional: without it every needle is looked for on its own (same result)
             return False
         automaton = ahocorasick.Automaton()
-        self._keys = list(self.owners.values())
-        for i, needle in enumerate(self.owners):
+        self._needles = list(self.owners)
+        for i, needle in enumerate(self._needles):
             if needle:
                 automaton.add_word(needle, i)
         if not len(automaton):
@@ -488,7 +527,9 @@ class _CoverSets:
         self.by_leaf: dict[Hashable, _Bucket] = {}
         buckets: dict[tuple[str | None, bool], _Bucket] = {}
         for rule in rules:
-            for leaf in (leaf for clause in (rule.plan.cover or (), *rule.plan.clauses) for leaf in clause):
+            plan = rule.plan
+            tested = [leaf for clause in (plan.cover or (), *plan.clauses) for leaf in clause]
+            for leaf in (*tested, *_need_leaves(plan.need)):
                 if leaf.key in self.by_leaf:
                     continue
                 test = leaf.test  # type: ignore[attr-defined]
@@ -504,7 +545,10 @@ class _CoverSets:
 
     def any_holds(self, ctx: SubFrame, cover: tuple[Leaf, ...]) -> bool:
         """Whether some leaf of ``cover`` holds on some row of the sub-frame (results kept per sub-frame)."""
-        memo: dict[Hashable, bool] = ctx.__dict__.setdefault("_cover_any", {})
+        return self.holds(ctx, _cover_memo(ctx), cover)
+
+    def holds(self, ctx: SubFrame, memo: dict[Hashable, bool], cover: tuple[Leaf, ...]) -> bool:
+        """:meth:`any_holds` with the sub-frame's results given (see :func:`_cover_memo`)."""
         for leaf in cover:
             found = memo.get(leaf.key)
             if found is None:
@@ -523,7 +567,6 @@ class _CoverSets:
 class _Index:
     key: tuple[int, ...]
     groups: list[tuple[SourceVariant, list[CompiledRule], frozenset[Hashable], _CoverSets]]
-    plans: dict[int, RulePlan]
 
 
 def rule_plan(node: Node) -> RulePlan:
@@ -536,7 +579,51 @@ def rule_plan(node: Node) -> RulePlan:
         others.pop(tuple(leaf.key for leaf in cover or ()), None)
         clauses = tuple(sorted(others.values(), key=lambda c: (len(c), sum(leaf.cost for leaf in c))))
     gate_spec = None if gate is None else (gate[0], tuple(sorted(gate[1])))
-    return RulePlan(_required(node), gate_spec, cover, clauses)
+    need = _need(node)
+    return RulePlan(_required(node), gate_spec, cover, clauses, need if _and_below_or(need, False) else None)
+
+
+def _need(node: Node) -> Any:
+    """What must hold on some row of a sub-frame for ``node`` to match there: a string leaf (it holds somewhere),
+    ``("&", parts)`` (each part does) or ``("|", parts)`` (some part does); None when nothing is known (a NOT,
+    tests of other kinds). Sound as :func:`_cover` is: where ``node`` matches a row, its need holds."""
+    if isinstance(node, (StrLeaf, KeywordLeaf)):
+        return node
+    if isinstance(node, And):  # every child matches that row: each child's need holds
+        parts = [n for n in map(_need, node.children) if n is not None]
+        return None if not parts else parts[0] if len(parts) == 1 else ("&", tuple(parts))
+    if isinstance(node, Or):  # some child matches it: its need holds, unknown as soon as one child's is
+        alts = [_need(child) for child in node.children]
+        return None if any(a is None for a in alts) else alts[0] if len(alts) == 1 else ("|", tuple(alts))
+    return None
+
+
+def _and_below_or(need: Any, in_or: bool) -> bool:
+    """Whether a need has an AND under an OR (only then does it say more than a cover and clauses)."""
+    if not isinstance(need, tuple):
+        return False
+    op, parts = need
+    if op == "&" and in_or:
+        return True
+    return any(_and_below_or(part, in_or or op == "|") for part in parts)
+
+
+def _need_leaves(need: Any) -> Iterator[Leaf]:
+    if isinstance(need, tuple):
+        for part in need[1]:
+            yield from _need_leaves(part)
+    elif need is not None:
+        yield need
+
+
+def _can_hold(need: Any, holds: Any, ctx: SubFrame, memo: dict[Hashable, bool]) -> bool:
+    """Whether a need (see :func:`_need`) holds on the sub-frame, its leaves looked up like cover leaves."""
+    if not isinstance(need, tuple):
+        return bool(holds(ctx, memo, (need,)))
+    op, parts = need
+    if op == "&":
+        return all(_can_hold(part, holds, ctx, memo) for part in parts)
+    return any(_can_hold(part, holds, ctx, memo) for part in parts)
 
 
 def _cover(node: Node) -> tuple[Leaf, ...] | None:
@@ -648,27 +735,62 @@ def iter_rule_files(paths: Iterable[str | Path]) -> Iterator[Path]:
     seen: set[str] = set()
     for raw in paths:
         p = Path(raw)
-        if p.is_dir():
-            base = os.path.realpath(p)  # resolved once (resolving each of 2,400 files cost more than reading them)
-            found: list[tuple[tuple[str, ...], str, bool]] = []
-            _scan_rules(os.fspath(p), (), found)
-            found.sort()
-            # a file that is itself a link is resolved, so a rule linked into a folder given too loads once
-            candidates = [
-                (Path(full), os.path.realpath(full) if link else os.path.join(base, *key))
-                for key, full, link in found
-            ]
-        else:
-            candidates = [(p, os.path.realpath(p))]
+        candidates = _folder_rules(p) if p.is_dir() else [(p, os.path.realpath(p))]
         for f, key in candidates:
             if key not in seen:
                 seen.add(key)
                 yield f
 
 
-def _scan_rules(folder: str, parts: tuple[str, ...], found: list[tuple[tuple[str, ...], str, bool]]) -> None:
+# folder as given -> (its real path, (directory, stat signature) of every directory listed, the rule files): a
+# command lists the same folder in its main process and again in each worker (load, fingerprint, rule paths)
+_LISTINGS: dict[str, tuple[str, list[tuple[str, tuple[int, int]]], list[tuple[Path, str]]]] = {}
+
+
+def _folder_rules(p: Path) -> list[tuple[Path, str]]:
+    """The rule files of a folder with their real paths, sorted by path components; listed again only when one
+    of its directories changed (an entry added, removed or renamed changes the directory's modification time)."""
+    folder = os.fspath(p)
+    base = os.path.realpath(p)  # resolved once (resolving each of 2,400 files cost more than reading them)
+    known = _LISTINGS.get(folder)
+    if known is not None and known[0] == base and all(_dir_signature(d) == sig for d, sig in known[1]):
+        return known[2]
+    found: list[tuple[tuple[str, ...], str, bool]] = []
+    dirs: list[tuple[str, tuple[int, int]]] = []
+    _scan_rules(folder, (), found, dirs)
+    found.sort()
+    # a file that is itself a link is resolved, so a rule linked into a folder given too loads once
+    candidates = [
+        (Path(full), os.path.realpath(full) if link else os.path.join(base, *key)) for key, full, link in found
+    ]
+    from triage.sigma.cache import RACY_NS
+
+    now = time.time_ns()
+    # not kept when a link's target could change unseen, or a directory changed within one timestamp tick
+    if not any(link for _, _, link in found) and all(now - sig[0] > RACY_NS for _, sig in dirs):
+        _LISTINGS[folder] = (base, dirs, candidates)
+    return candidates
+
+
+def _dir_signature(folder: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_ino
+
+
+def _scan_rules(
+    folder: str,
+    parts: tuple[str, ...],
+    found: list[tuple[tuple[str, ...], str, bool]],
+    dirs: list[tuple[str, tuple[int, int]]],
+) -> None:
     """Rule files under ``folder`` as (path components, path, is a link), from directory entries (no stat per
-    file); hidden directories and links to directories are not entered."""
+    file); hidden directories and links to directories are not entered. ``dirs`` gets each directory listed
+    with its signature, taken before it is read (a change while it is read shows as a changed signature)."""
+    # no signature (not readable): one no directory has, so the folder is listed again next time
+    dirs.append((folder, _dir_signature(folder) or (0, -1)))
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -676,7 +798,7 @@ def _scan_rules(folder: str, parts: tuple[str, ...], found: list[tuple[tuple[str
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             if not entry.name.startswith("."):
-                _scan_rules(entry.path, (*parts, entry.name), found)
+                _scan_rules(entry.path, (*parts, entry.name), found, dirs)
         elif os.path.splitext(entry.name)[1].lower() in RULE_SUFFIXES and entry.is_file():
             found.append(((*parts, entry.name), entry.path, entry.is_symlink()))
 

@@ -20,7 +20,7 @@ from sigma_support import frame, rule_text
 import triage.sigma.cache as cache
 import triage.sigma.engine as engine
 from triage.sigma import load_rules
-from triage.sigma.compiler import KeywordLeaf, StringTest, StrLeaf, joined_needles
+from triage.sigma.compiler import KeywordLeaf, StringTest, StrLeaf, _distinct, joined_needles
 from triage.sigma.engine import _Bucket
 from triage.sigma.frame import SubFrame
 from triage.sigma.translate import classify
@@ -65,8 +65,9 @@ def _tests() -> list[StringTest]:
 @pytest.mark.parametrize("automaton", [False, True])
 @pytest.mark.parametrize("values", [VALUES, VALUES[:3], ["C:\\x\x00\\cmd.exe", *VALUES]], ids=["all", "few", "nul"])
 def test_bulk_pass_equals_row_by_row(values: list[str], automaton: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    # BUILD 0: the automaton from the first sweep on; huge: never (the ``in`` sweep)
+    # BUILD 0 and a free pass: the automaton from the first sweep on; huge: never (the ``in`` sweep)
     monkeypatch.setattr(_Bucket, "BUILD", 0.0 if automaton else 1e9)
+    monkeypatch.setattr(_Bucket, "PASS_CHAR", 0.0 if automaton else 1e9)
     df = frame([{"Image": v, "CommandLine": v.upper()} for v in values] + [{"Image": None}])
     ctx = SubFrame(df, None, {})
     leaves = [StrLeaf("Image", t) for t in _tests()] + [KeywordLeaf(t) for t in _tests()]
@@ -78,11 +79,66 @@ def test_bulk_pass_equals_row_by_row(values: list[str], automaton: bool, monkeyp
     memo: dict = {}
     for bucket in buckets.values():
         bucket.run(ctx, memo)
-    expected = {leaf.key: bool(leaf.match(ctx, None).any()) for leaf in leaves}
+    fresh = SubFrame(df, None, {})  # no sweep has run on its columns: every test scans the values itself
+    rows = {leaf.key: leaf.match(fresh, None).tolist() for leaf in leaves}
+    expected = {key: any(hits) for key, hits in rows.items()}
     assert memo == expected
     assert any(expected.values()) and not all(expected.values())  # the comparison means something
+    # after the sweeps, the leaves' own tests skip the needles found nowhere: the same rows
+    assert {leaf.key: leaf.match(ctx, None).tolist() for leaf in leaves} == rows
     if automaton and "\x00" not in "".join(values):
         assert any(b._automaton for b in buckets.values())
+
+
+def test_sweeps_tell_which_needles_occur_nowhere() -> None:
+    df = frame([{"Image": v} for v in VALUES])
+    ctx = SubFrame(df, None, {})
+    bucket = _Bucket("Image", False)
+    tests = [StringTest([("contains", "\\system32\\")]), StringTest([("contains", "nothere")])]
+    for t in tests:
+        bucket.add(StrLeaf("Image", t), *joined_needles(t))  # type: ignore[misc]
+    bucket.run(ctx, {})
+    values = _distinct(ctx.column("Image"), False)  # type: ignore[arg-type]
+    assert values.absent("nothere") and not values.absent("\\system32\\")
+    assert not values.absent("cmd")  # not looked for: unknown, so scanned
+    assert not StrLeaf("Image", tests[1]).match(ctx, None).any()
+
+
+def test_a_wildcard_runs_only_where_one_of_its_literals_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sigma.types import SigmaString
+
+    ran: list[str] = []
+    real = engine._py_regex
+    monkeypatch.setattr(engine, "_py_regex", lambda pattern: (ran.append(pattern), real(pattern))[1])
+    df = frame([{"Image": v} for v in VALUES])
+    ctx = SubFrame(df, None, {})
+    bucket = _Bucket("Image", False)
+    patterns = ("*\\\\nothere\\\\*.exe", "c:*\\\\temp\\\\*")
+    absent, present = (StringTest([classify(SigmaString(p), False)]) for p in patterns)
+    for t in (absent, present):
+        bucket.add(StrLeaf("Image", t), *joined_needles(t))  # type: ignore[misc]
+    memo: dict = {}
+    bucket.run(ctx, memo)
+    assert memo == {StrLeaf("Image", absent).key: False, StrLeaf("Image", present).key: True}
+    assert ran == [joined_needles(present)[1]]  # type: ignore[index]
+    # the leaf's own test skips the wildcard too, with the same rows as a fresh scan
+    assert not StrLeaf("Image", absent).match(ctx, None).any()
+    assert StrLeaf("Image", present).match(ctx, None).tolist() == StrLeaf("Image", present).match(
+        SubFrame(df, None, {}), None
+    ).tolist()
+
+
+def test_automaton_only_where_it_pays() -> None:
+    few, many = _Bucket("Image", False), _Bucket("CommandLine", False)
+    for n in range(3):
+        few.owners[f"needle{n}"] = []
+    for n in range(5000):
+        many.owners[f"needle{n}"] = []
+    assert few._automaton_for(10_000_000) is None  # three ``in`` scans cost less than one automaton pass
+    assert few._automaton is None
+    # thousands of needles over a short text: ``in`` sweeps until they have cost what building would
+    built = [bool(many._automaton_for(1_000)) for _ in range(10)]
+    assert not built[0] and built[-1] and many._automaton is not None
 
 
 def test_regex_tests_have_no_joined_form() -> None:
@@ -109,6 +165,29 @@ def test_a_rule_runs_only_where_every_and_part_can_hold(load_texts, monkeypatch:
     assert rs.evaluate(df)["row"].tolist() == [0]
 
 
+def test_an_or_of_ands_runs_only_where_some_branch_can_hold(load_texts, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    det = (
+        "a:\n  Image|endswith: '\\cmd.exe'\nb:\n  CommandLine|contains: 'vssadmin'\n"
+        "c:\n  Image|endswith: '\\wmic.exe'\nd:\n  CommandLine|contains: 'shadowcopy'\n"
+        "condition: (a and b) or (c and d)"
+    )
+    rs = load_texts(rule_text(det))
+    (rule,) = rs.loaded
+    assert rule.plan.need is not None and not rule.plan.clauses
+    calls: list[int] = []
+    real = type(rule.matcher).eval
+    monkeypatch.setattr(type(rule.matcher), "eval", lambda self, ctx, sel: (calls.append(1), real(self, ctx, sel))[1])
+    # a and c hold, b and d nowhere: the cover (a or c) holds, yet no branch can match: not run
+    df = frame([{"Image": "C:\\Windows\\cmd.exe", "CommandLine": "x"}, {"Image": "C:\\wmic.exe", "CommandLine": "y"}])
+    assert rs.evaluate(df).empty and calls == []
+    assert rs.evaluate(df, indexed=False).empty and calls == [1]
+    # the second branch can hold (c and d, on different rows): run, and it matches nothing, as the full scan
+    df = frame([{"Image": "C:\\wmic.exe", "CommandLine": "y"}, {"Image": "z", "CommandLine": "shadowcopy delete"}])
+    assert rs.evaluate(df).empty and len(calls) == 2
+    df = frame([{"Image": "C:\\wmic.exe", "CommandLine": "shadowcopy delete"}, {"Image": "C:\\cmd.exe"}])
+    assert rs.evaluate(df)["row"].tolist() == [0] == rs.evaluate(df, indexed=False)["row"].tolist()
+
+
 # ------------------------------------------------------------------------------------------ rule file digests
 RULE = rule_text(
     "a:\n  Image|endswith: '\\cmd{n}.exe'\ncondition: a", rule_id="3f0e1d2c-4b5a-4968-8776-a5b4c3d2e1{n:02d}"
@@ -123,7 +202,7 @@ def rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(cache, "_DIGESTS", {})
     monkeypatch.setattr(cache, "_DIGEST_FILES_READ", set())
     # files as if written long ago (their digests are remembered); a change below comes a clock tick later
-    monkeypatch.setattr(cache, "_RACY_NS", -1)
+    monkeypatch.setattr(cache, "RACY_NS", -1)
     folder = tmp_path / "rules"
     folder.mkdir()
     for n in range(3):
@@ -158,7 +237,7 @@ def test_a_byte_change_recompiles_though_size_and_mtime_are_kept(rules: Path, tm
 
 
 def test_a_file_just_written_is_never_taken_from_memory(rules: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cache, "_RACY_NS", 2_000_000_000)
+    monkeypatch.setattr(cache, "RACY_NS", 2_000_000_000)
     fresh = rules / "r9.yml"
     fresh.write_text(RULE.format(n=9))
     (digest,) = cache.file_digests([fresh])
