@@ -590,6 +590,11 @@ def main() -> int:
     ap.add_argument("--sample", type=int, default=6, help="--decide scans every Nth web root file (and the shells)")
     ap.add_argument("--rounds", type=int, default=3, help="--command: alternating rounds")
     args = ap.parse_args()
+    if args.command:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from startup import compile_project
+
+        compile_project()  # as an installed copy has it: no triage run pays for compiling (PYTHONDONTWRITEBYTECODE)
     if args.decide or args.command:
         return main_webroot(args)
 
