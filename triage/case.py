@@ -20,7 +20,7 @@ import stat
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
@@ -473,19 +473,24 @@ class Case:
                         actions.append({"what": what, "file": rel, "sha256": digest, "kept": True})
         return actions
 
-    def result_hashes(self, analyzers: list[str]) -> dict[str, str]:
+    def result_hashes(
+        self, analyzers: list[str], written: Mapping[Path, list[dict[str, Any]]] | None = None
+    ) -> dict[str, str]:
         """sha256 of every result file of these analyzers, for the run record (which custody hashes).
 
         A unit's (or batch's) parquet is listed with the hash its record gives (the worker hashed it while
         writing), so a file replaced since its unit ran is never blessed by a later run, and thousands of results
         are not read again; other files (the records themselves, side tables) are hashed. Temporary files are
-        left out.
+        left out. ``written``: the rows of record files this command wrote and still holds (by path), used
+        instead of parsing those files again (megabytes for a run over thousands of small files); a record
+        file not on disk any more is not listed, whatever ``written`` says.
         """
         out: dict[str, str] = {}
+        written = written or {}
         for name in analyzers:
             root = self.path / "results" / name
             recorded: dict[str, str] = {}
-            for _path, rec in unit_records(self.path, [name]):
+            for _path, rec in unit_records(self.path, [name], known=written):
                 rel, digest = rec.get("result_path"), rec.get("result_sha256")
                 if isinstance(rel, str) and isinstance(digest, str) and rel and digest:
                     recorded[rel] = digest

@@ -22,7 +22,7 @@ import json
 import logging
 import sys
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -70,14 +70,20 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 def unit_records(
-    case_dir: Path, analyzers: Iterable[str] | None = None, problems: list[tuple[Path, str]] | None = None
+    case_dir: Path,
+    analyzers: Iterable[str] | None = None,
+    problems: list[tuple[Path, str]] | None = None,
+    known: Mapping[Path, list[dict[str, Any]]] | None = None,
 ) -> Iterator[tuple[Path, dict[str, Any]]]:
     """``(record file, per-artifact record)`` for every artifact with a record, single and batch layouts alike.
 
-    Unreadable record files are skipped (logged, and listed in ``problems`` when given)."""
+    Unreadable record files are skipped (logged, and listed in ``problems`` when given). ``known``: rows of
+    record files the caller wrote itself in this command, by path, taken instead of reading those files (only
+    for files that are still there)."""
+    known = known or {}
     for path in record_files(case_dir, analyzers):
         try:
-            recs = read_records(path)
+            recs = known[path] if path in known else read_records(path)
         except (OSError, ValueError) as exc:
             log.warning("unreadable run record %s: %s", path, exc)
             if problems is not None:

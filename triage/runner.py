@@ -31,7 +31,7 @@ from triage.executors import IN_PROCESS_UNITS, Executor, LocalPoolExecutor, Unit
 from triage.finding import storable_value
 from triage.hashing import hash_file, sha256_bytes
 from triage.registry import Analyzer, Declared, analyzers, declarations, iter_selected, load
-from triage.results import BATCH_SUFFIX, UNIT_SUFFIX, unit_records
+from triage.results import BATCH_FORMAT, BATCH_SUFFIX, UNIT_SUFFIX, unit_records
 from triage.tasks import UnitSpec, UnitTask
 from triage.unitrun import (
     _atomic_write,
@@ -320,6 +320,8 @@ class _Planned:
     selected: list[Declared]
     tasks: list[UnitTask]
     units: list[dict[str, Any]] = field(default_factory=list)  # per unit run now: who ran it
+    # the rows of each batch record this run wrote, by its path: the run's result hashes need not parse them again
+    written: dict[Path, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _plan(
@@ -557,6 +559,11 @@ def analyze_cases(
         nonlocal done
         plan = by_case[task.case_dir]
         summary = plan.summary
+        units = rec.get("units")
+        # the body written to this batch's record (by the worker or here): kept for the run's result hashes
+        written = rec.get("format") == BATCH_FORMAT and rec.get("run_id") == summary.run_id
+        if task.spec.batch is not None and written and isinstance(units, list):
+            plan.written[batch_paths(plan.case.path, task.analyzer, task.spec.batch_id)[1]] = units
         for row in record_rows(rec):
             done += 1
             summary.statuses[row["status"]] += 1
@@ -675,7 +682,7 @@ def _write_run(
         "options": options,  # e.g. extra --sigma/--yara folders, for the report's provenance
         "executor": executor,
         "units": sorted(plan.units, key=lambda u: (u["analyzer"], u["evidence_id"])),
-        "results": case.result_hashes(sorted(analyzers_run)),  # verify checks results/ against these
+        "results": case.result_hashes(sorted(analyzers_run), plan.written),  # verify checks results/ against these
     }
     # error messages and options may quote evidence names: made storable here; the unit rows and result names
     # come from records the workers made storable already (a pass over thousands of them costs more than the rest)

@@ -263,3 +263,30 @@ def test_single_unit_layout_still_reads(case: Case, template: Path, tmp_path: Pa
     assert all(not (case.path / "results" / "test_batch_probe" / f"{e}{UNIT_SUFFIX}").exists() for e in booms)
     assert verify_case(case).problems == []
     assert len(load_findings(case)) == 8 and len(load_runs(case)) == len(web)
+
+
+def test_the_run_record_hashes_what_its_batches_wrote_without_reading_them_again(
+    case: Case, template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import triage.results as results
+
+    read: list[Path] = []
+    real = results.read_records
+
+    def counted(path: Path) -> list[dict[str, Any]]:
+        read.append(path)
+        return real(path)
+
+    monkeypatch.setattr(results, "read_records", counted)
+    web = _web(case)
+    # a worker dies on the 'die' pages: the rows before it are written here, the rest run again (new batch ids)
+    s = _run(case, template, tmp_path, jobs=2, opts={"die": True}, batching=BatchLimits(count=8, per_worker=1))
+    assert sum(s.statuses.values()) == len(web)
+    run = json.loads((case.path / "runs" / f"{s.run_id}.json").read_text())
+    batches = [p for p in (case.path / "results" / "test_batch_probe").iterdir() if p.name.endswith(BATCH_SUFFIX)]
+    assert batches and not set(batches) & set(read)  # the run's result hashes came from the bodies it held
+    monkeypatch.setattr(results, "read_records", real)
+    # the same as reading every record back from disk: each batch's parquet with the hash its record gives
+    assert run["results"] == case.result_hashes(["test_batch_probe"])
+    assert sorted(k.rsplit("/", 1)[1] for k in run["results"]) == _files(case)
+    assert verify_case(case).problems == []
