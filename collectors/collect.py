@@ -389,8 +389,9 @@ class _Plan:
         self.bytes += size or 0
         if parallel:
             self.parallel += 1
-            if not self.no_helper and self.parallel >= HELPER_MIN:
-                self._offer(HELPER_WINDOW)  # copies start while the walk goes on
+            if self.parallel >= HELPER_MIN and self.offered < HELPER_WINDOW and not self.no_helper:
+                # copies start while the walk goes on; once the first window is asked for, no call per file
+                self._offer(HELPER_WINDOW)
         if self.files >= PLAN_MAX:
             self.run()
 

@@ -103,9 +103,10 @@ def _plain(obj: Any) -> bool:
     types = set(map(type, values))
     if _PLAIN.issuperset(types):
         return True
-    # only the nested containers are looked into (a row's 'extra', an event's 'details')
+    # only the nested containers are looked into (a row's 'extra', an event's 'details'); an empty one is plain
+    # (its truth is tested only once every type is known to be an exact plain one or container: no user hook)
     # floats (repr differs), enums, datetimes, subclasses: json's text, through default=str
-    return _NESTED.issuperset(types) and all(_plain(v) for v in values if type(v) not in _PLAIN)
+    return _NESTED.issuperset(types) and all(_plain(v) for v in values if v and type(v) not in _PLAIN)
 
 
 def canonical_fast(obj: Any) -> bytes | None:

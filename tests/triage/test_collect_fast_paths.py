@@ -48,6 +48,15 @@ def test_orjson_canonical_matches_on_nested_plain_values() -> None:
     assert canonical(obj) == _json_canonical(obj)
 
 
+def test_empty_containers_are_plain_and_their_non_empty_siblings_still_looked_into() -> None:
+    # a row's empty 'extra' is not looked into; a non-empty container beside it still is
+    assert canonical_fast({"extra": {}, "l": [], "t": (), "s": "x"}) == _json_canonical(
+        {"extra": {}, "l": [], "t": (), "s": "x"}
+    )
+    assert canonical_fast({"extra": {}, "more": {"f": 0.5}}) is None
+    assert canonical_fast([[], {}, (), [1.5]]) is None
+
+
 class _Colour(enum.Enum):
     RED = 1
 
