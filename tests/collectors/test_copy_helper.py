@@ -298,6 +298,7 @@ def test_helper_count_comes_from_the_environment_within_bounds(monkeypatch: pyte
     for value, count in (("3", 3), ("0", 1), ("many", 2), ("", 2)):
         monkeypatch.setenv("TRIAGE_COPY_HELPERS", value)
         assert helpers() == count
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
     monkeypatch.delenv("TRIAGE_COPY_HELPERS")
-    assert helpers() == 1  # one core: one helper beside the command
+    for cores, count in ((1, 1), (2, 1), (3, 2), (8, 2)):  # the command keeps a core of its own where there are 2
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert helpers() == count
