@@ -22,7 +22,7 @@ from collectors.hostinfo import computer_name, exchange_root
 from collectors.sources import Source, recognize_node
 from collectors.vfs import DIR, FILE, UNSAFE, VNode, expand_braces, glob, resolve
 from triage import copyhelper
-from triage.case import Case, ManifestRow, safe_component, safe_host
+from triage.case import Case, ManifestRow, escapes_folder, safe_component, safe_host
 from triage.custody import utcnow
 from triage.formats.recognize import (
     MEMORY_MIN,
@@ -521,7 +521,7 @@ def _ask_helper(
     held = folders.get((host, kind, drive, parts[:-1])) if last not in ("", ".") else None
     if held is not None:
         name = safe_component(last)
-        if name in ("", ".", "..") or "/" in name or "\0" in name:  # as Case._components refuses it
+        if escapes_folder(name):  # as Case._components refuses it
             return
         folder = held
     else:

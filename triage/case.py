@@ -196,6 +196,12 @@ _SAFE_AS_IS = re.compile(r"[A-Za-z0-9 ._~+,;=!@#$&'()\[\]{}^-]{1,240}")  # 240: 
 
 
 @functools.lru_cache(maxsize=1 << 14)  # pure; a collection names the same folders thousands of times
+def escapes_folder(component: str) -> bool:
+    """Whether a sanitised path component could name something outside its folder (empty, ``.``, ``..``, a
+    separator or a NUL): :meth:`Case._components` refuses such a path."""
+    return component in ("", ".", "..") or "/" in component or "\0" in component
+
+
 def safe_component(name: str) -> str:
     """Make one path component safe to create on the examiner's file system.
 
@@ -720,7 +726,7 @@ class Case:
         if not parts:
             raise ValueError("empty logical path")
         # the components are sanitised (no separator, never . or ..): prove the result stays inside the case anyway
-        if any(p in ("", ".", "..") or "/" in p or "\0" in p for p in parts):
+        if any(map(escapes_folder, parts)):
             raise ValueError(f"refusing path outside the case: {logical_parts!r}")
         return ["evidence", safe_host(host), safe_component(kind), *parts]
 
