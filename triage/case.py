@@ -195,13 +195,13 @@ _HEX2 = re.compile(r"[0-9A-Fa-f]{2}")
 _SAFE_AS_IS = re.compile(r"[A-Za-z0-9 ._~+,;=!@#$&'()\[\]{}^-]{1,240}")  # 240: NAME_MAX
 
 
-@functools.lru_cache(maxsize=1 << 14)  # pure; a collection names the same folders thousands of times
 def escapes_folder(component: str) -> bool:
     """Whether a sanitised path component could name something outside its folder (empty, ``.``, ``..``, a
     separator or a NUL): :meth:`Case._components` refuses such a path."""
     return component in ("", ".", "..") or "/" in component or "\0" in component
 
 
+@functools.lru_cache(maxsize=1 << 14)  # pure; a collection names the same folders thousands of times
 def safe_component(name: str) -> str:
     """Make one path component safe to create on the examiner's file system.
 
