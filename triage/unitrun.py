@@ -121,7 +121,10 @@ def _import_writer() -> None:
     try:
         import pyarrow.parquet  # noqa: F401
 
+        from triage.arrowlite import arrow_without_pandas
         from triage.results import _pandas_metadata
+
+        arrow_without_pandas()  # findings are written from Arrow arrays: no pandas import (0.3 CPU s) for them
 
         _pandas_metadata()  # its package-version look-up too (tens of ms, paid by the first findings file)
     except Exception:  # a broken install fails where the writer is used, with its real error

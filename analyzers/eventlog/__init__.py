@@ -49,9 +49,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# pyarrow imports pandas (when installed) on its first conversion of Python values, whoever calls it: done here,
-# in the process that plans the run, every forked worker and a big log's helper share that one import
-pa.array([], type=pa.int64())
+# pyarrow imports pandas (when installed) on its first conversion to numpy, whoever calls it (its C++ side keeps
+# pandas' missing-value markers, and cannot be told later that pandas came): done here, in the process that plans
+# the run, every forked worker and a big log's helper share that one import
+pa.array([0], type=pa.int64()).to_numpy()
 
 ED_WINDOW_START = datetime(2021, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

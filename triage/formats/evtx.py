@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from triage.arrowlite import valid_bits
 from triage.tasks import paused_gc
 
 if TYPE_CHECKING:
@@ -139,13 +140,6 @@ def time_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=bool)
     stamps = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
     return stamps, valid_bits(arr)
-
-
-def valid_bits(arr: pa.Array) -> np.ndarray:
-    """True where an Arrow array has a value."""
-    if not arr.null_count:
-        return np.ones(len(arr), dtype=bool)
-    return np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def channel_counts(table: pa.Table, start: int, stop: int) -> dict[str, int]:
@@ -436,23 +430,30 @@ def _system_row(system: dict[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def _ints_or_none(values: Sequence[Any]) -> bool:
+    """Whether every value is a Python int (not a bool) or None: what Arrow may take as int64 unchanged (it would
+    also truncate floats)."""
+    return all(v is None or type(v) is int for v in values)
+
+
 def _text_array(values: Sequence[Any]) -> pa.Array | None:
     """Data values (text, int or None) as one Arrow string array; None when another type is among them."""
+    # each type given, never inferred: Arrow's inference is several times slower, and it imports pandas
     first = next((v for v in values if v is not None), None)
-    if type(first) is str:  # the common case, converted without Arrow's type inference (several times slower)
+    if first is None:
+        return pa.nulls(len(values), _LARGE_STRING)
+    if type(first) is str:  # the common case
         try:
             return pa.array(values, type=_LARGE_STRING, from_pandas=False)
         except (pa.ArrowException, OverflowError, ValueError, TypeError):
-            pass  # other types among the texts: inferred below
-    try:
-        arr = pa.array(values, from_pandas=False)
-    except (pa.ArrowException, OverflowError, ValueError, TypeError):
-        arr = None  # mixed text and numbers, or an int beyond int64: value by value below
-    if arr is not None:
-        if pa.types.is_large_string(arr.type):
-            return arr
-        if pa.types.is_string(arr.type) or pa.types.is_integer(arr.type) or pa.types.is_null(arr.type):
-            return arr.cast(_LARGE_STRING)  # Arrow writes integers as str() does
+            pass  # other types among the texts: value by value below
+    elif type(first) is int:
+        if _ints_or_none(values):
+            try:
+                return pa.array(values, type=pa.int64(), from_pandas=False).cast(_LARGE_STRING)  # as str() writes
+            except (pa.ArrowException, OverflowError, ValueError, TypeError):
+                pass  # an int beyond int64: value by value below
+    else:
         return None
     out: list[str | None] = []
     for value in values:
@@ -541,12 +542,11 @@ def _time_array(values: Sequence[Any]) -> pa.Array:
 
 def _int_array(values: tuple[Any, ...], col: str, stats: ReadStats | None) -> pa.Array:
     """System numbers as int64 (null where missing); other values through pandas' conversion (:func:`to_frame`'s)."""
-    try:
-        arr = pa.array(values, from_pandas=False)
-    except (pa.ArrowException, OverflowError, ValueError, TypeError):
-        arr = None
-    if arr is not None and (pa.types.is_int64(arr.type) or pa.types.is_null(arr.type)):
-        return arr.cast(pa.int64())
+    if _ints_or_none(values):  # the type given, not inferred (slower, and it imports pandas)
+        try:
+            return pa.array(values, type=pa.int64(), from_pandas=False)
+        except (pa.ArrowException, OverflowError, ValueError, TypeError):
+            pass  # beyond int64
     numbers = _whole_numbers(values)
     if numbers is not None:
         return pa.array(numbers, type=pa.int64())

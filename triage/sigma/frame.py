@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from triage.arrowlite import bits as _bits
+from triage.arrowlite import to_bool_array
 from triage.sigma.logsources import SourceVariant
 
 if TYPE_CHECKING:
@@ -34,35 +36,6 @@ ENVELOPE_COLUMNS = frozenset(
     {"EventRecordID", "TimeCreated", "EventID", "Provider", "Channel", "Computer", "Level", "UserID"}
 )
 _HEX = r"^\s*0x[0-9a-f]+\s*$"
-
-
-def _bits(buffer: pa.Buffer, offset: int, n: int) -> np.ndarray:
-    """Bits ``offset .. offset + n`` of an Arrow bitmap (least significant bit first) as a writable bool array."""
-    packed = np.frombuffer(buffer, dtype=np.uint8)
-    return np.unpackbits(packed, count=offset + n, bitorder="little")[offset:].astype(bool)
-
-
-def to_bool_array(result: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """An Arrow boolean result as a numpy bool array, nulls as False.
-
-    Read from the array's bitmaps with numpy: Arrow's ``fill_null`` and ``to_numpy`` cost a few hundred
-    microseconds a call, and every field test of every rule ends here.
-    """
-    if isinstance(result, pa.ChunkedArray):
-        result = result.chunk(0) if result.num_chunks == 1 else result.combine_chunks()
-    n = len(result)
-    buffers = result.buffers() if pa.types.is_boolean(result.type) else []
-    if n and len(buffers) == 2 and buffers[1] is not None:
-        out = _bits(buffers[1], result.offset, n)
-        if result.null_count and buffers[0] is not None:
-            out &= _bits(buffers[0], result.offset, n)
-        elif result.null_count:  # no validity bitmap but nulls: all of them
-            out[:] = False
-        return out
-    filled = pc.fill_null(result, False)
-    if isinstance(filled, pa.ChunkedArray):
-        filled = filled.combine_chunks()
-    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def valid_mask(arr: pa.Array) -> np.ndarray:
