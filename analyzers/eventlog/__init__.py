@@ -297,13 +297,17 @@ class FrameRows:
         if not rows:
             return {}
         idx = pa.array(np.asarray(rows, dtype=np.int64), type=pa.int64())
-        columns: list[tuple[str, list[Any] | None, bool]] = []
+        events: list[dict[str, Any]] = [{} for _ in rows]
+        # column by column, each dict filled in the table's column order; a data column is visited only at the
+        # rows where it has a value (a frame of many logs has hundreds of columns, each set in few rows)
         for name, col in self._columns():
             taken = col.take(idx)
+            nulls = taken.null_count
             system = name in SYSTEM_SET
-            if taken.null_count == len(rows):
+            if nulls == len(rows):
                 if system:
-                    columns.append((name, None, True))
+                    for event in events:
+                        event[name] = None
                 continue
             values: list[Any]
             if name == "TimeCreated":  # as UTC datetimes (Arrow gives a zone object of its own choosing)
@@ -311,16 +315,13 @@ class FrameRows:
                 values = [None if m is None else _EPOCH + timedelta(microseconds=m) for m in micros]
             else:
                 values = taken.to_pylist()
-            columns.append((name, values, system))
-        out: dict[int, dict[str, Any]] = {}
-        for i, row in enumerate(rows):
-            event: dict[str, Any] = {}
-            for name, held, system in columns:
-                value = None if held is None else held[i]
-                if value is not None or system:
+            if system or not nulls:
+                for event, value in zip(events, values, strict=True):
                     event[name] = value
-            out[row] = event
-        return out
+            else:
+                for i in np.flatnonzero(valid_bits(taken)).tolist():
+                    events[i][name] = values[i]
+        return dict(zip(rows, events, strict=True))
 
 
 def sigma_meta(rule: Any) -> RuleMeta:
