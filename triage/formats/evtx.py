@@ -433,7 +433,10 @@ def _system_row(system: dict[str, Any]) -> tuple[Any, ...]:
 def _ints_or_none(values: Sequence[Any]) -> bool:
     """Whether every value is a Python int (not a bool) or None: what Arrow may take as int64 unchanged (it would
     also truncate floats)."""
-    return all(v is None or type(v) is int for v in values)
+    return _INT_OR_NONE.issuperset(map(type, values))  # the types looked at in C, not by a generator
+
+
+_INT_OR_NONE = frozenset({int, type(None)})
 
 
 def _text_array(values: Sequence[Any]) -> pa.Array | None:
@@ -642,20 +645,21 @@ def _frame_from_json(
     kept: list[int] | None = None,
 ) -> pa.Table | None:
     """:func:`table_from_json`; ``kept`` (when given) receives the position in ``texts`` of each row's record."""
-    docs: list[Any] = []
-    for number, text in texts:
-        try:
-            docs.append(_loads(text))
-        except (ValueError, TypeError) as exc:
-            docs.append(None)
-            if stats is not None:
-                stats.bad_records += 1
-                stats.warn(f"record {number}: cannot flatten: {exc}")
     system_rows: list[tuple[Any, ...]] = []
     groups: dict[tuple[str, ...], tuple[list[int], list[tuple[Any, ...]]]] = {}
     general: list[tuple[int, dict[str, Any]]] = []
-    for t, ((number, _), doc) in enumerate(zip(texts, docs, strict=True)):
-        if doc is None:
+    # one pass: each record parsed, taken apart and dropped before the next is parsed (its objects freed while
+    # still in the cache, the memory reused by the next record: parsing all first, then walking them, cost a
+    # fifth more); warnings of records that cannot be taken apart come after those of unparseable ones, as before
+    flatten_warnings: list[str] = []
+    loads, system_row = _loads, _system_row
+    for t, (number, text) in enumerate(texts):
+        try:
+            doc = loads(text)
+        except (ValueError, TypeError) as exc:
+            if stats is not None:
+                stats.bad_records += 1
+                stats.warn(f"record {number}: cannot flatten: {exc}")
             continue
         i = len(system_rows)
         try:
@@ -667,7 +671,7 @@ def _frame_from_json(
                 and not isinstance(event.get("UserData"), dict)
                 and (data is None or (type(data) is dict and "Data" not in data))
             ):
-                row = _system_row(system)
+                row = system_row(system)
                 if keep is not None and not keep(dict(zip(SYSTEM_COLUMNS, row, strict=True))):
                     continue
                 system_rows.append(row)
@@ -684,7 +688,7 @@ def _frame_from_json(
         except Exception as exc:  # any shape of hostile record costs only itself
             if stats is not None:
                 stats.bad_records += 1
-                stats.warn(f"record {number}: cannot flatten: {type(exc).__name__}: {exc}")
+                flatten_warnings.append(f"record {number}: cannot flatten: {type(exc).__name__}: {exc}")
             continue
         if keep is not None and not keep(flat):
             continue
@@ -692,6 +696,9 @@ def _frame_from_json(
         if kept is not None:
             kept.append(t)
         general.append((i, flat))
+    if stats is not None:
+        for message in flatten_warnings:
+            stats.warn(message)
     n = len(system_rows)
     if not n:
         return None

@@ -177,6 +177,18 @@ def test_hostile_json_costs_only_the_record() -> None:
     assert pd.isna(frame.loc[3, "EventRecordID"]) and frame.loc[3, "A"] == reference.loc[3, "A"]
 
 
+def test_one_pass_keeps_the_warning_order() -> None:
+    """Records are parsed and taken apart in one pass; still, warnings of unparseable records come first, then
+    those of records that cannot be taken apart, each kind in record order (what the reader always said)."""
+    good = json.dumps({"Event": {"System": _system(), "EventData": {"A": "x"}}})
+    texts = [(1, "[1, 2]"), (2, good), (3, '{"Event": '), (4, "7"), (5, "{")]
+    stats = ReadStats()
+    frame = frame_from_json(texts, stats)
+    assert frame is not None and list(frame["A"]) == ["x"]
+    assert stats.bad_records == 4
+    assert [w.split(":")[0] for w in stats.warnings] == ["record 3", "record 5", "record 1", "record 4"]
+
+
 def test_keep_filters_and_empty_batches() -> None:
     texts = [(i, json.dumps({"Event": {"System": _system(EventRecordID=i)}})) for i in range(3)]
     frame = frame_from_json(texts, ReadStats(), keep=lambda row: row["EventRecordID"] != 0)
