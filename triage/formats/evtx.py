@@ -476,32 +476,77 @@ def _bad_value_rows(values: Sequence[Any]) -> list[int]:
 
 
 def _scatter(pieces: list[tuple[np.ndarray, pa.Array]], n: int) -> pa.Array:
-    """One string column of ``n`` rows from pieces ``(row positions, values)``; rows in no piece are null.
+    """One string column of ``n`` rows from pieces ``(row positions, values)``; rows in no piece are null."""
+    return _scatter_columns([pieces], n)[0]
+
+
+_SCATTER_SLOTS = 1 << 22  # rows x columns built in one go (bounds the temporaries: 32 MiB per int64 array)
+
+
+def _scatter_columns(columns: list[list[tuple[np.ndarray, pa.Array]]], n: int) -> list[pa.Array]:
+    """String columns of ``n`` rows, each from its pieces ``(row positions, values)`` (see :func:`_scatter`).
 
     Built from the values' own buffers (offsets spread over the rows with numpy, the character data shared), not
     with a gather of ``n`` positions: a frame of many logs has hundreds of columns, most with a value in few rows.
+    Columns are built many at once (the numpy and Arrow calls made once per group of columns, not per column).
     """
-    if len(pieces) == 1 and len(pieces[0][0]) == n and (n == 0 or pieces[0][0][-1] == n - 1):
-        return pieces[0][1]  # one shape covering every row in order: no copy
-    rows = np.concatenate([p[0] for p in pieces])
-    values = pa.concat_arrays([p[1] for p in pieces]) if len(pieces) > 1 else pieces[0][1]
-    if len(rows) > 1 and not (np.diff(rows) > 0).all():  # pieces of several templates interleave: row order
-        order = np.argsort(rows, kind="stable")
-        rows = rows[order]
+    out: list[pa.Array | None] = [None] * len(columns)
+    todo: list[int] = []
+    for c, pieces in enumerate(columns):
+        if len(pieces) == 1 and len(pieces[0][0]) == n and (n == 0 or pieces[0][0][-1] == n - 1):
+            out[c] = pieces[0][1]  # one shape covering every row in order: no copy
+        else:
+            todo.append(c)
+    per = max(1, _SCATTER_SLOTS // max(n, 1))
+    for k in range(0, len(todo), per):
+        part = todo[k : k + per]
+        for c, arr in zip(part, _scatter_some([columns[c] for c in part], n), strict=True):
+            out[c] = arr
+    return [arr for arr in out if arr is not None]  # every column, filled above
+
+
+def _scatter_some(columns: list[list[tuple[np.ndarray, pa.Array]]], n: int) -> list[pa.Array]:
+    """:func:`_scatter_columns` of a group of columns: their rows numbered as one space (column * n + row)."""
+    count = len(columns)
+    rows_list: list[np.ndarray] = []
+    values_list: list[pa.Array] = []
+    sizes: list[int] = []
+    for pieces in columns:
+        sizes.append(sum(len(rows) for rows, _ in pieces))
+        for rows, values in pieces:
+            rows_list.append(rows)
+            values_list.append(values)
+    key = np.concatenate(rows_list) + np.repeat(np.arange(count, dtype=np.int64) * n, sizes)
+    values = pa.concat_arrays(values_list) if len(values_list) > 1 else values_list[0]
+    if len(key) > 1 and not (np.diff(key) > 0).all():  # pieces of several templates interleave: row order
+        order = np.argsort(key, kind="stable")
+        key = key[order]
         values = values.take(_index_array(order))
     buffers = values.buffers()
     offsets = np.frombuffer(buffers[1], dtype=np.int64)[values.offset : values.offset + len(values) + 1]
-    # row p's offset is that of the first value at a row >= p: each value's offset repeated over the rows from
-    # the one after the previous value's row to its own (one pass, no per-row lengths to add up)
-    bounds = np.empty(len(rows) + 2, dtype=np.int64)
-    bounds[0], bounds[1:-1], bounds[-1] = -1, rows, n
+    # slot p's offset is that of the first value at a slot >= p: each value's offset repeated over the slots from
+    # the one after the previous value's slot to its own (one pass, no per-row lengths to add up); column c's
+    # offsets are slots c * n .. c * n + n, made relative to its first
+    bounds = np.empty(len(key) + 2, dtype=np.int64)
+    bounds[0], bounds[1:-1], bounds[-1] = -1, key, count * n
     spread = np.repeat(offsets, np.diff(bounds))
-    valid = np.zeros(n, dtype=bool)
-    valid[rows] = valid_bits(values) if values.null_count else True
+    view = np.lib.stride_tricks.as_strided(spread, shape=(count, n + 1), strides=(n * 8, 8), writeable=False)
+    base = view[:, 0].copy()
+    relative = view - base[:, None]
+    flat = np.zeros(count * n, dtype=bool)
+    flat[key] = valid_bits(values) if values.null_count else True
+    valid = flat.reshape(count, n)
+    packed = np.packbits(valid, axis=1, bitorder="little")
+    bitmaps = np.zeros((count, -(-n // 64) * 8), dtype=np.uint8)  # rows padded to 8 bytes: each bitmap aligned
+    bitmaps[:, : packed.shape[1]] = packed
+    nulls = n - valid.sum(axis=1)
     data = buffers[2] if buffers[2] is not None else pa.py_buffer(b"")
-    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
-    nulls = n - len(rows) + values.null_count
-    return pa.Array.from_buffers(_LARGE_STRING, n, [bitmap, pa.py_buffer(spread), data], null_count=nulls)
+    out = []
+    for c in range(count):
+        lo, size = int(base[c]), int(relative[c, n])
+        buffers_c = [pa.py_buffer(bitmaps[c]), pa.py_buffer(relative[c]), data.slice(lo, size)]
+        out.append(pa.Array.from_buffers(_LARGE_STRING, n, buffers_c, null_count=int(nulls[c])))
+    return out
 
 
 def _index_array(positions: np.ndarray) -> pa.Array:
@@ -751,9 +796,9 @@ def _frame_from_json(
         else:
             arrays.append(_int_array(values, col, stats))
         names.append(col)
-    for name in sorted(pieces):
-        names.append(name)
-        arrays.append(_scatter(pieces[name], n))
+    data_names = sorted(pieces)
+    names.extend(data_names)
+    arrays.extend(_scatter_columns([pieces[name] for name in data_names], n))
     return pa.Table.from_arrays(arrays, names=names)
 
 

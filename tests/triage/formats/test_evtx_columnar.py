@@ -234,3 +234,38 @@ def test_sparse_columns_are_scattered_to_their_rows() -> None:
         got.validate(full=True)
         assert got.to_pylist() == expected
         assert got.null_count == expected.count(None)
+
+
+@pytest.mark.parametrize("slots", [1, 23, 1 << 22])
+def test_many_sparse_columns_built_together(monkeypatch: pytest.MonkeyPatch, slots: int) -> None:
+    """Columns built many at once (in groups of about ``slots`` row slots) are each the column built alone: values
+    at their rows, nulls elsewhere, each column's buffers its own (sizes and slices as if built alone)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from triage.formats import evtx
+
+    monkeypatch.setattr(evtx, "_SCATTER_SLOTS", slots)
+    n = 9
+    text = pa.large_string()
+    columns = [
+        [(np.array([8], dtype=np.int64), pa.array(["last"], type=text))],
+        [(np.arange(n, dtype=np.int64), pa.array([f"v{i}" for i in range(n)], type=text))],  # every row: as given
+        [
+            (np.array([2, 6], dtype=np.int64), pa.array(["\u00e9t\u00e9", None], type=text)),
+            (np.array([0, 3], dtype=np.int64), pa.array(["", "x" * 70], type=text)),
+        ],
+        [(np.array([1, 4, 5], dtype=np.int64), pa.array(["drop", "a", "b", "c"], type=text).slice(1))],
+        [(np.array([0], dtype=np.int64), pa.array([None], type=text))],
+    ]
+    got = evtx._scatter_columns(columns, n)
+    assert got[1] is columns[1][0][1]
+    for pieces, arr in zip(columns, got, strict=True):
+        expected: list[str | None] = [None] * n
+        for rows, values in pieces:
+            for row, value in zip(rows.tolist(), values.to_pylist(), strict=True):
+                expected[row] = value
+        arr.validate(full=True)
+        assert arr.to_pylist() == expected
+        assert arr.null_count == expected.count(None)
+        assert arr.buffers()[2].size == sum(len(v.encode()) for v in expected if v is not None)
