@@ -671,7 +671,7 @@ class EventLogs(Analyzer):
         """What the finding of one rule's match of one event has of its own (title, message, location, time,
         attributes), on top of the rule's and the unit's fields (:meth:`Unit.finding_fields`)."""
         fields = {
-            k: _short(v, 2000)
+            k: v if type(v) is str and len(v) <= 2000 else _short(v, 2000)  # most values: text kept as it is
             for k, v in event.items()
             if v is not None and not (isinstance(v, float) and math.isnan(v)) and k != "TimeCreated"
         }

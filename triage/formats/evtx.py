@@ -597,7 +597,10 @@ def _int_array(values: tuple[Any, ...], col: str, stats: ReadStats | None) -> pa
             pass  # beyond int64
     numbers = _whole_numbers(values)
     if numbers is not None:
-        return pa.array(numbers, type=pa.int64())
+        try:
+            return pa.array(numbers, type=pa.int64(), from_pandas=False)
+        except (pa.ArrowException, OverflowError, ValueError, TypeError):
+            pass  # beyond int64: the general conversion drops the value, with a warning
     import pandas as pd
 
     return pa.array(_int64_column(pd.Series(list(values)), col, stats).array, type=pa.int64())
@@ -607,21 +610,21 @@ _DIGITS = re.compile(r"[+-]?\d+", re.ASCII)
 
 
 def _whole_numbers(values: Sequence[Any]) -> list[int | None] | None:
-    """Ints and decimal integer texts (blanks around allowed) as ints within int64, as pandas' ``to_numeric``
-    reads them; None when any value needs its general conversion (another form, or beyond int64)."""
-    out: list[int | None] = []
-    for value in values:
-        kind = type(value)
-        if value is None or kind is int:
-            number = value
-        elif kind is str and _DIGITS.fullmatch(text := value.strip(" \t\n\r\f\v")):
-            number = int(text)
-        else:
+    """Ints and decimal integer texts (blanks around allowed) as ints, as pandas' ``to_numeric`` reads them; None
+    when any value needs its general conversion (another form; the caller sends ints beyond int64 there too)."""
+    out = list(values)
+    if not _MIXED_NUMBERS.issuperset(map(type, out)):
+        return None
+    # only the texts converted (the ints, most of a column, stay as they are)
+    for i in [i for i, kind in enumerate(map(type, out)) if kind is str]:
+        text = out[i].strip(" \t\n\r\f\v")
+        if not _DIGITS.fullmatch(text):
             return None
-        if number is not None and not _INT64_MIN <= number <= _INT64_MAX:
-            return None
-        out.append(number)
+        out[i] = int(text)
     return out
+
+
+_MIXED_NUMBERS = frozenset({int, str, type(None)})
 
 
 def _system_strings(values: Sequence[Any]) -> pa.Array:

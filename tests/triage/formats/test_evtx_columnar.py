@@ -269,3 +269,26 @@ def test_many_sparse_columns_built_together(monkeypatch: pytest.MonkeyPatch, slo
         assert arr.to_pylist() == expected
         assert arr.null_count == expected.count(None)
         assert arr.buffers()[2].size == sum(len(v.encode()) for v in expected if v is not None)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        (1, " 2 ", None, "+3", "-4", "0"),  # ints with decimal texts among them: the texts converted
+        (1, str(1 << 63), None),  # a text beyond int64: dropped, warned
+        (1 << 63, 5),  # an int beyond int64
+        (1, "0x10", None, "7"),  # a form only the general conversion reads
+        (True, 2),  # a bool is not a number here
+        (None, None),
+    ],
+)
+def test_system_numbers_as_the_general_conversion(values: tuple[object, ...]) -> None:
+    """System numbers given as ints and texts mixed (records of other shapes in a batch) become what pandas'
+    conversion of the column gives (the record-by-record reader's), with the same warnings."""
+    from triage.formats.evtx import _int64_column, _int_array
+
+    fast, general = ReadStats(), ReadStats()
+    got = _int_array(values, "ProcessID", fast).to_pylist()
+    expected = _int64_column(pd.Series(list(values)), "ProcessID", general)
+    assert got == [None if pd.isna(v) else int(v) for v in expected]
+    assert (fast.bad_values, fast.warnings) == (general.bad_values, general.warnings)
