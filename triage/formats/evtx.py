@@ -480,7 +480,7 @@ def _scatter(pieces: list[tuple[np.ndarray, pa.Array]], n: int) -> pa.Array:
     return _scatter_columns([pieces], n)[0]
 
 
-_SCATTER_SLOTS = 1 << 22  # rows x columns built in one go (bounds the temporaries: 32 MiB per int64 array)
+_SCATTER_SLOTS = 1 << 20  # rows x columns built in one go (bounds the temporaries: 8 MiB per int64 array)
 
 
 def _scatter_columns(columns: list[list[tuple[np.ndarray, pa.Array]]], n: int) -> list[pa.Array]:
