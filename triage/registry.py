@@ -349,19 +349,27 @@ def _import(name: str) -> None:
     if name in _DISCOVERED:
         return
     _DISCOVERED.add(name)
+    from triage.lazyimport import settled_imports
+
     try:
-        if name.endswith(".py") and os.path.exists(name):
-            mod_name = f"triage_plugin_{Path(name).stem}"
-            spec = importlib.util.spec_from_file_location(mod_name, name)
-            assert spec and spec.loader
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[mod_name] = module
-            spec.loader.exec_module(module)
-        else:
-            importlib.import_module(name)
+        with settled_imports():
+            _import_module(name)
     except Exception:  # a broken plugin must not stop the others
         _IMPORT_FAILURES[name] = traceback.format_exc(limit=5)
         log.warning("analyzer module %s failed to import: %s", name, _IMPORT_FAILURES[name].strip().splitlines()[-1])
+
+
+def _import_module(name: str) -> None:
+    """Import an analyzer module by name, or a plugin file by path."""
+    if name.endswith(".py") and os.path.exists(name):
+        mod_name = f"triage_plugin_{Path(name).stem}"
+        spec = importlib.util.spec_from_file_location(mod_name, name)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+    else:
+        importlib.import_module(name)
 
 
 def _record_walk_failure(name: str) -> None:

@@ -33,3 +33,23 @@ def test_a_missing_name_raises_attribute_error() -> None:
         pass
     else:
         raise AssertionError("a name the module lacks must raise AttributeError")
+
+
+def test_settled_imports_freeze_what_they_built_and_restore_the_collector() -> None:
+    import gc
+
+    from triage.lazyimport import settled_imports
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        with settled_imports():
+            assert not gc.isenabled()  # no collection while importing
+            with settled_imports():  # nested: the outer one turns it back on
+                pass
+            assert not gc.isenabled()
+            made = [[i] for i in range(1000)]  # what an import builds and keeps
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= frozen + len(made)  # out of later collections
+    finally:
+        gc.unfreeze()
