@@ -390,12 +390,19 @@ def _cache_dir() -> Path:
     return Path(base) if base else Path.home() / ".cache" / "triage"
 
 
+# what the metadata scan reads in a folder on sys.path (an .egg folder's metadata is its EGG-INFO)
+_METADATA = (".dist-info", ".egg-info", ".egg-link", ".egg")
+
+
 def _installed_key() -> list[list[Any]]:
     """What the installed distributions' metadata is now: every ``*.dist-info``/``*.egg-info`` on ``sys.path``
     with its modification time (installing, removing or reinstalling a distribution changes it), and the
     entries themselves (a file entry, a zip or an egg, with its modification time). Cheaper than the scan it stands
     for, which reads every distribution's metadata. A folder's own time is left out: it changes with any file made
-    in it (the current folder of ``python -m triage``), while its distributions are listed one by one."""
+    in it (the current folder of ``python -m triage``), while its distributions are listed one by one. A folder
+    that holds no distribution, or a missing entry, adds nothing: it changes no answer, and the folders that
+    differ from one process to the next (each dask worker's scratch folder, a test's folder) would otherwise
+    each make a key of their own and push the command line's out of the cache."""
     key: list[list[Any]] = []
     for entry in sys.path:
         where = entry or os.getcwd()
@@ -404,13 +411,14 @@ def _installed_key() -> list[list[Any]]:
             if not stat.S_ISDIR(st.st_mode):
                 key.append([where, st.st_mtime_ns])
                 continue
-            key.append([where, "dir"])
             with os.scandir(where) as it:
-                metas = sorted(e.name for e in it if e.name.endswith((".dist-info", ".egg-info", ".egg-link")))
+                metas = sorted(e.name for e in it if e.name.endswith(_METADATA) or e.name == "EGG-INFO")
+            if metas:
+                key.append([where, "dir"])
             for name in metas:
                 key.append([name, os.stat(os.path.join(where, name)).st_mtime_ns])
         except OSError:
-            key.append([where, None])
+            continue  # nothing the scan could read either
     return key
 
 
