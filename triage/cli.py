@@ -43,17 +43,20 @@ class _Stdout:
     _console: Console | None = None
 
     def print(self, *objects: Any, **kw: Any) -> None:
-        self.load()
-        assert self._console is not None
-        self._console.print(*objects, **kw)
+        self._get().print(*objects, **kw)
 
     def load(self) -> None:
-        """Make the console and load rich's table (what every summary prints with)."""
+        """Make the console and load rich's table (what the summaries print with) ahead of the first print."""
+        import rich.table  # noqa: F401
+
+        self._get()
+
+    def _get(self) -> Console:
         if self._console is None:
-            import rich.table  # noqa: F401  (loaded here, not on the first table)
             from rich.console import Console
 
             self._console = Console(highlight=False, soft_wrap=True)
+        return self._console
 
     def line(self, text: str) -> None:
         """A line the command composed from its own values (no markup, tabs or control characters, which rich

@@ -216,3 +216,32 @@ def test_the_report_process_dies_with_the_command(tmp_path: Path) -> None:
     finally:
         parent.kill()
         parent.wait(30)
+
+
+# a stand-in for the report process: answers the request it reads with the request's first item
+ECHO_CHILD = """
+import pickle, sys
+from triage.app.reportproc import _read_all, _write_all
+requests, replies = int(sys.argv[1]), int(sys.argv[2])
+_write_all(replies, pickle.dumps(("ok", pickle.loads(_read_all(requests))[0], "")))
+"""
+
+
+def test_meanwhile_runs_while_the_child_reports_and_cannot_fail_the_command() -> None:
+    to_child, requests = os.pipe()  # the child reads what this process writes
+    replies_read, replies = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-c", ECHO_CHILD, str(to_child), str(replies)], pass_fds=(to_child, replies)
+    )
+    os.close(to_child)
+    os.close(replies)
+    proc = ReportProcess(child.pid, requests, replies_read)
+    calls: list[bool] = []
+
+    def meanwhile() -> None:
+        calls.append(proc._requests is None)  # the request is sent before
+        raise RuntimeError("a renderer that cannot load")
+
+    proc.meanwhile = meanwhile
+    assert proc._ask(("the summary",)) == ("ok", "the summary", "")
+    assert calls == [True]
