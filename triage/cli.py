@@ -43,11 +43,20 @@ class _Stdout:
     _console: Console | None = None
 
     def print(self, *objects: Any, **kw: Any) -> None:
+        self._get().print(*objects, **kw)
+
+    def load(self) -> None:
+        """Make the console and load rich's table (what the summaries print with) ahead of the first print."""
+        import rich.table  # noqa: F401
+
+        self._get()
+
+    def _get(self) -> Console:
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(highlight=False, soft_wrap=True)
-        self._console.print(*objects, **kw)
+        return self._console
 
     def line(self, text: str) -> None:
         """A line the command composed from its own values (no markup, tabs or control characters, which rich
@@ -938,6 +947,8 @@ def _main(argv: list[str], report_process: ReportProcess | None) -> int:
     _setup_logging(args)
     if report_process is not None:  # its log lines as this process's
         report_process.setup = functools.partial(_configure_logging, args.quiet, args.verbose)
+        if not args.json:  # the summary's renderer loaded while the child reports, not after
+            report_process.meanwhile = stdout.load
     if getattr(args, "password", None) or getattr(args, "key", None):
         sys.argv[:] = _redacted_argv(sys.argv)  # reports and fleet files record the command line
 

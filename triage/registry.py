@@ -349,19 +349,27 @@ def _import(name: str) -> None:
     if name in _DISCOVERED:
         return
     _DISCOVERED.add(name)
+    from triage.lazyimport import settled_imports
+
     try:
-        if name.endswith(".py") and os.path.exists(name):
-            mod_name = f"triage_plugin_{Path(name).stem}"
-            spec = importlib.util.spec_from_file_location(mod_name, name)
-            assert spec and spec.loader
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[mod_name] = module
-            spec.loader.exec_module(module)
-        else:
-            importlib.import_module(name)
+        with settled_imports():
+            _import_module(name)
     except Exception:  # a broken plugin must not stop the others
         _IMPORT_FAILURES[name] = traceback.format_exc(limit=5)
         log.warning("analyzer module %s failed to import: %s", name, _IMPORT_FAILURES[name].strip().splitlines()[-1])
+
+
+def _import_module(name: str) -> None:
+    """Import an analyzer module by name, or a plugin file by path."""
+    if name.endswith(".py") and os.path.exists(name):
+        mod_name = f"triage_plugin_{Path(name).stem}"
+        spec = importlib.util.spec_from_file_location(mod_name, name)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[mod_name] = module
+        spec.loader.exec_module(module)
+    else:
+        importlib.import_module(name)
 
 
 def _record_walk_failure(name: str) -> None:
@@ -382,12 +390,19 @@ def _cache_dir() -> Path:
     return Path(base) if base else Path.home() / ".cache" / "triage"
 
 
+# what the metadata scan reads in a folder on sys.path (an .egg folder's metadata is its EGG-INFO)
+_METADATA = (".dist-info", ".egg-info", ".egg-link", ".egg")
+
+
 def _installed_key() -> list[list[Any]]:
     """What the installed distributions' metadata is now: every ``*.dist-info``/``*.egg-info`` on ``sys.path``
     with its modification time (installing, removing or reinstalling a distribution changes it), and the
     entries themselves (a file entry, a zip or an egg, with its modification time). Cheaper than the scan it stands
     for, which reads every distribution's metadata. A folder's own time is left out: it changes with any file made
-    in it (the current folder of ``python -m triage``), while its distributions are listed one by one."""
+    in it (the current folder of ``python -m triage``), while its distributions are listed one by one. A folder
+    that holds no distribution, or a missing entry, adds nothing: it changes no answer, and the folders that
+    differ from one process to the next (each dask worker's scratch folder, a test's folder) would otherwise
+    each make a key of their own and push the command line's out of the cache."""
     key: list[list[Any]] = []
     for entry in sys.path:
         where = entry or os.getcwd()
@@ -396,13 +411,14 @@ def _installed_key() -> list[list[Any]]:
             if not stat.S_ISDIR(st.st_mode):
                 key.append([where, st.st_mtime_ns])
                 continue
-            key.append([where, "dir"])
             with os.scandir(where) as it:
-                metas = sorted(e.name for e in it if e.name.endswith((".dist-info", ".egg-info", ".egg-link")))
+                metas = sorted(e.name for e in it if e.name.endswith(_METADATA) or e.name == "EGG-INFO")
+            if metas:
+                key.append([where, "dir"])
             for name in metas:
                 key.append([name, os.stat(os.path.join(where, name)).st_mtime_ns])
         except OSError:
-            key.append([where, None])
+            continue  # nothing the scan could read either
     return key
 
 

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from analyzers.exchange.logs import UNKNOWN, ParseStats, log_type, sniff_log_type
 from triage.case import ManifestRow
+from triage.lazyimport import lazy_module
 from triage.registry import Unit, logical_path
 
-ED_WINDOW_START = pd.Timestamp("2021-01-01T00:00:00Z")
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # loaded on first use: a host whose evidence gives this module no work skips without them
+    pd = lazy_module("pandas")
+
+# a datetime, not a pandas Timestamp (which importing this module would load pandas for); both compare alike
+ED_WINDOW_START = datetime(2021, 1, 1, tzinfo=UTC)
 MAX_PER_CHECK = 500  # individual findings per check (or rule) and unit; the rest go into one overflow finding
 MAX_UNIT_WARNINGS = 300
 TPL_REFERENCE = "https://github.com/microsoft/CSS-Exchange/blob/main/Security/src/Test-ProxyLogon.ps1"

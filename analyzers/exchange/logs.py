@@ -26,13 +26,23 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
+from triage.lazyimport import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+else:  # loaded on first use: a host whose evidence gives this module no work skips without them
+    np = lazy_module("numpy")
+    pd = lazy_module("pandas")
+    pa = lazy_module("pyarrow")
+    pc = lazy_module("pyarrow.compute")
+    pacsv = lazy_module("pyarrow.csv")
+
 
 HTTPPROXY = "httpproxy"
 ECP = "ecp"
@@ -896,18 +906,17 @@ SOURCE_COLUMNS = {
 }
 _CAFE_REQ = r"(?i)cafeReqId=(?P<v>[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
 _IPV4_PORT = r"^(\d{1,3}(?:\.\d{1,3}){3}):\d+$"
-_STR = pa.large_string()
 
 
 def _col(df: pd.DataFrame, name: str) -> pa.Array:
     """A frame column as an Arrow string array with nulls as ''."""
     if name in df.columns:
-        return pc.fill_null(pa.array(df[name], type=_STR, from_pandas=True), "")
+        return pc.fill_null(pa.array(df[name], type=pa.large_string(), from_pandas=True), "")
     return _const("", len(df))
 
 
 def _const(value: str, n: int) -> pa.Array:
-    return pa.repeat(pa.scalar(value, _STR), n)
+    return pa.repeat(pa.scalar(value, pa.large_string()), n)
 
 
 def _extract(arr: pa.Array, pattern: str) -> pa.Array:
@@ -949,8 +958,8 @@ def normalize(df: pd.DataFrame, logtype: str, logical_path: str = "", date_heade
         norm["protocol"] = _const(iis_site(logical_path), n)
         date = _col(df, "date")
         if date_header:  # rows of a field list without 'date' take the day of the #Date header
-            date = pc.if_else(pc.equal(date, ""), pa.scalar(date_header[:10], _STR), date)
-        ts_text = pc.binary_join_element_wise(date, _col(df, "time"), pa.scalar(" ", _STR))
+            date = pc.if_else(pc.equal(date, ""), pa.scalar(date_header[:10], pa.large_string()), date)
+        ts_text = pc.binary_join_element_wise(date, _col(df, "time"), pa.scalar(" ", pa.large_string()))
     elif logtype == ECP:
         data = _col(df, "EventData")
         norm["event_data"] = data

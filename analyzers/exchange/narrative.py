@@ -21,9 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 from analyzers.exchange.common import LogFile, file_failed, iso, short, unit_files
 from analyzers.exchange.logs import ECP, HTTPPROXY, IIS, SOURCE_COLUMNS, LogReader, normalize
@@ -39,13 +38,19 @@ from analyzers.exchange.rules import RULE_DIR, RuleSet, load_rules, match_frame
 from triage.errors import Skip
 from triage.finding import SEVERITIES, Finding
 from triage.indicators import indicator_list, rule_metas
+from triage.lazyimport import lazy_module
 from triage.registry import Analyzer, Unit, register
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # loaded on first use: a host whose evidence gives this module no work skips without them
+    pd = lazy_module("pandas")
 
 _CANARY = r"(?i)msExchEcpCanary=([^&#;\s']+)"
 _SHELL_PAGE = re.compile(r"(?i)^/(owa/auth|ecp/auth|aspnet_client)/.*\.as[hp]x$")
 # the stock pages of owa/auth and ecp/auth (signatures/indicators/exchange_web.yaml)
 _STOCK = re.compile("(?i)^(?:" + "|".join(re.escape(p) for p in indicator_list("stock_auth_paths")) + ")$")
-HOST_EVENT_WINDOW = pd.Timedelta(hours=1)
+HOST_EVENT_WINDOW = timedelta(hours=1)
 MAX_STEPS = 1000
 MAX_RELATED = 200
 RULES = rule_metas("rulemeta/proxylogon_narrative.yaml")
@@ -396,7 +401,8 @@ def build_narratives(
                     }
                 )
         if n.first is not None:
-            lo, hi = n.first - HOST_EVENT_WINDOW, n.last + HOST_EVENT_WINDOW
+            window = pd.Timedelta(HOST_EVENT_WINDOW)
+            lo, hi = n.first - window, n.last + window
             near = [e for e in events if e["_ts"] is not None and not pd.isna(e["_ts"])]
             near = [e for e in near if lo <= pd.Timestamp(e["_ts"]) <= hi]
             n.host_events = [{k: v for k, v in e.items() if k != "_ts"} for e in sorted(near, key=lambda e: e["_ts"])]

@@ -27,9 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from analyzers.exchange.common import (
     ED_WINDOW_START,
@@ -57,10 +55,17 @@ from analyzers.exchange.logs import (
 from triage.errors import Skip
 from triage.finding import Finding, RuleMeta
 from triage.indicators import rule_metas
+from triage.lazyimport import lazy_module
 from triage.registry import Analyzer, Unit, register
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:  # loaded on first use: a host whose evidence gives this module no work skips without them
+    pd = lazy_module("pandas")
 
 # id, title, level, CVEs, steps, tags and references of each finding (data: one RuleMeta per rule)
 RULES = rule_metas("rulemeta/proxylogon.yaml")
+NOTHING_TO_CHECK = "no Exchange logs and no CVE-2021-26857 events on this host"
 
 TPL_COLUMNS = (
     "DateTime", "RequestId", "ClientIpAddress", "UrlHost", "UrlStem", "RoutingHint", "UserAgent", "AnchorMailbox",
@@ -287,6 +292,10 @@ def check_27065_set(
     return out
 
 
+def _application_log(f: LogFile) -> bool:
+    return f.kind == "evtx" and f.logical.lower().endswith("application.evtx")
+
+
 def check_26857(files: Iterable[LogFile], warnings: list[str] | None = None) -> pd.DataFrame:
     """CVE-2021-26857: UM errors with InvalidCastException in the Application event log(s)."""
     from triage.formats.evtx import SYSTEM_COLUMNS, ReadStats, iter_evtx
@@ -294,7 +303,7 @@ def check_26857(files: Iterable[LogFile], warnings: list[str] | None = None) -> 
     cols = ["TimeCreated", "MachineName", "Message", "EventID", "EventRecordID", "Provider", "Level", "file"]
     found: list[pd.DataFrame] = []
     for f in files:
-        if f.kind != "evtx" or not f.logical.lower().endswith("application.evtx"):
+        if not _application_log(f):
             continue
         rs = ReadStats()
         try:
@@ -488,6 +497,10 @@ class ProxyLogonChecks(Analyzer):
         """Every check over the host's logs and Application event log; hits, log age, a summary."""
         files = unit_files(unit)
         has_exchange = any(f.kind == "exchange_log" for f in files)
+        if not has_exchange and not any(f.logtype in (HTTPPROXY, OAB, ECP) or _application_log(f) for f in files):
+            # no file any check reads (a host with only a Security.evtx): the skip below, without the checks
+            # (and the libraries they load)
+            raise Skip(NOTHING_TO_CHECK)
         result = test_proxylogon(files)
         report_parse_problems(unit, result.stats.items())
         for w in result.warnings:
@@ -495,7 +508,7 @@ class ProxyLogonChecks(Analyzer):
         if result.http.skipped:
             unit.warn(f"{len(result.http.skipped)} HttpProxy files not named *.log were not read (as the script)")
         if not has_exchange and not len(result.cve26857):
-            raise Skip("no Exchange logs and no CVE-2021-26857 events on this host")
+            raise Skip(NOTHING_TO_CHECK)
         yield from self._26855(unit, result)
         yield from self._reset(unit, result)
         yield from self._set(unit, result)

@@ -25,13 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 import yaml
 
-from analyzers.exchange.logs import NORMALIZED
+# numpy, pandas and pyarrow as the readers bind them: loaded on first use
+from analyzers.exchange.logs import NORMALIZED, np, pa, pc, pd
 from triage.finding import SEVERITIES, RuleMeta
 from triage.formats import yamldoc
 from triage.indicators import lists as indicator_lists

@@ -30,14 +30,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from analyzers.memory import derive, minidump
 from triage.case import ManifestRow
 from triage.errors import Skip
 from triage.finding import Finding
 from triage.indicators import indicator_list, rule_metas, server_pages
+from triage.lazyimport import lazy_module
 from triage.registry import Analyzer, Unit, logical_path, register
+
+if TYPE_CHECKING:
+    from analyzers.memory import derive, minidump
+else:  # loaded on first use: every host with an event log plans this analyzer, most have no memory to join
+    derive = lazy_module("analyzers.memory.derive")
+    minidump = lazy_module("analyzers.memory.minidump")
 
 log = logging.getLogger(__name__)
 

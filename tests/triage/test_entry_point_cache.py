@@ -71,3 +71,23 @@ def test_files_made_in_a_folder_on_the_path_do_not_cost_a_rescan(fresh: Path, mo
     monkeypatch.setattr(registry, "_EP_MODULES", None)
     monkeypatch.setattr(metadata, "entry_points", no_scan)
     assert "acme_triage_plugin" in registry.entry_point_modules()
+
+
+def test_folders_without_distributions_share_the_key(
+    fresh: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # each dask worker puts its own scratch folder on sys.path: one key per worker would push the command
+    # line's answer out of the cache, and each command would scan again
+    _install(fresh, "acme-triage", "acme_triage_plugin")
+    assert "acme_triage_plugin" in registry.entry_point_modules()
+    scratch = tmp_path / "dask-scratch-space" / "worker-1"
+    scratch.mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(scratch))
+    monkeypatch.syspath_prepend(str(tmp_path / "not-there"))
+
+    def no_scan(**kw: object) -> object:
+        raise AssertionError("scanned although no distribution changed")
+
+    monkeypatch.setattr(registry, "_EP_MODULES", None)
+    monkeypatch.setattr(metadata, "entry_points", no_scan)
+    assert "acme_triage_plugin" in registry.entry_point_modules()

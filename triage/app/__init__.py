@@ -145,7 +145,10 @@ def __getattr__(name: str) -> Any:
     where = _WHERE.get(name)
     if where is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(where), name)
+    from triage.lazyimport import settled_imports
+
+    with settled_imports():
+        value = getattr(importlib.import_module(where), name)
     globals()[name] = value
     return value
 

@@ -52,6 +52,7 @@ WARM_MODULES = (
     "triage.report.provenance",
     "triage.report.cisa",
     "jinja2",
+    "pyarrow.dataset",  # what reading the results imports on first use
 )
 _LEN = struct.Struct("<Q")
 _PR_SET_PDEATHSIG = 1
@@ -95,6 +96,29 @@ def _die_with_parent(parent: int) -> None:
         os._exit(0)
 
 
+def _warm_up() -> None:
+    """Import the report's modules and do the first-use work of every report that depends on no case (each
+    step best effort: whatever fails here is done, or fails, in the report as before)."""
+    for name in WARM_MODULES:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    import platform
+
+    from triage.registry import read_index
+    from triage.report import build, html, provenance
+
+    steps: tuple[Callable[[], object], ...] = (
+        build.arrow_schema,  # derived from an empty pandas frame once per process
+        read_index,  # the analyzers' declared host facts, read once per process
+        html.template,  # the compiled template (jinja checks the file's time again when it is used)
+        platform.platform,  # runs `uname -p` once per process
+        provenance.library_versions,
+    )
+    for step in steps:
+        with contextlib.suppress(Exception):
+            step()
+
+
 def _child(requests: int, replies: int, parent: int) -> None:
     """The forked process: warm up, wait for the case, report it, answer; never returns."""
     code = 0
@@ -103,9 +127,7 @@ def _child(requests: int, replies: int, parent: int) -> None:
         # no cycle collection while importing (each pass walks every object the imports made so far: ~10% of
         # their time); what they made is then frozen out of later passes, the report's own garbage is collected
         gc.disable()
-        for name in WARM_MODULES:
-            with contextlib.suppress(Exception):
-                importlib.import_module(name)
+        _warm_up()
         gc.freeze()
         gc.enable()
         warm_cpu, idle_since = time.process_time(), time.perf_counter()
@@ -163,6 +185,9 @@ class ReportProcess:
         # a picklable callable the child runs before the report: set up after the fork (the command line's
         # logging), it is sent with the request
         self.setup: Callable[[], None] | None = None
+        # what this process does while the child builds the report (the command line loads its renderer),
+        # best effort: an error in it is ignored
+        self.meanwhile: Callable[[], None] | None = None
 
     @classmethod
     def start(cls) -> ReportProcess | None:
@@ -219,6 +244,9 @@ class ReportProcess:
                 _write_all(self._requests, pickle.dumps(message))
             os.close(self._requests)
             self._requests = None
+            if self.meanwhile is not None:
+                with contextlib.suppress(Exception):
+                    self.meanwhile()
             data = _read_all(self._replies)
         except BaseException:  # Ctrl-C (or worse) here: the child stops too, before the lock is released
             with contextlib.suppress(ProcessLookupError):

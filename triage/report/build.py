@@ -128,7 +128,7 @@ def load_findings_table(case: Case, warnings: list[str] | None = None, *, shared
     from triage.report.arrowmem import use_jemalloc
 
     use_jemalloc()
-    canonical = _arrow_schema()
+    canonical = arrow_schema()
     as_dict = list(SHARED_TEXT) if shared else []
     tables = []
     for path in sorted((case.path / "results").glob("*/*.parquet")):
@@ -200,7 +200,7 @@ def parquet_schema() -> Any:
 _SCHEMA: Any = None
 
 
-def _arrow_schema() -> Any:
+def arrow_schema() -> Any:
     """The Arrow schema of a canonical findings frame (what every current result file holds)."""
     global _SCHEMA
     if _SCHEMA is None:

@@ -147,6 +147,11 @@ def _env() -> Environment:
     return env
 
 
+def template() -> Any:
+    """The report page's compiled template (compiled once per process; jinja reloads it when the file changes)."""
+    return _env().get_template("report.html.j2")
+
+
 def _clip(value: Any) -> Any:
     if value is None or value is pd.NA:
         return None
@@ -483,4 +488,4 @@ def render_html(
         **manifest_tables(ctx),
         "process_trees": process_trees(ctx.case_path) if ctx.case_path else [],
     }
-    return _env().get_template("report.html.j2").render(**context)
+    return template().render(**context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,7 +27,14 @@ RULE_OPTION_KEYS = ("sigma", "yara", "rules", "rule_dirs")
 
 
 def hash_tree(root: Path) -> dict[str, Any]:
-    """sha256 of every file under ``root`` (caches left out) and one hash over the list."""
+    """sha256 of every file under ``root`` (caches left out) and one hash over the list.
+
+    The digests come from :func:`triage.sigma.cache.file_digests`, which reads a file again only when its size,
+    times or inode changed since it was hashed (by this process, the analysis, or an earlier command): the
+    report of a small case then stats the 600 built-in rule files instead of hashing them.
+    """
+    from triage.sigma.cache import file_digests
+
     files = []
     if root.is_file():
         paths = [root]
@@ -35,15 +43,31 @@ def hash_tree(root: Path) -> dict[str, Any]:
         paths = sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
         base = root
     agg = hashlib.sha256()
-    for p in paths:
-        try:
-            digest = hash_file(p, ("sha256",))[1]["sha256"]
-        except OSError as exc:
-            digest = f"unreadable: {exc}"
+    for p, known in zip(paths, file_digests(paths), strict=True):
+        if known is not None:
+            digest = known.hex()
+        else:  # unreadable: hashed here for the reason
+            try:
+                digest = hash_file(p, ("sha256",))[1]["sha256"]
+            except OSError as exc:
+                digest = f"unreadable: {exc}"
         rel = p.relative_to(base).as_posix()
         files.append({"path": rel, "sha256": digest, "size": p.stat().st_size if p.exists() else None})
         agg.update(f"{rel}\0{digest}\n".encode("utf-8", "surrogateescape"))
     return {"path": str(root), "files": files, "count": len(files), "sha256": agg.hexdigest()}
+
+
+@functools.cache
+def library_versions() -> dict[str, str | None]:
+    """The installed version of each library the report is written with (read once per process: the
+    libraries a running process writes with do not change under it)."""
+    libs: dict[str, str | None] = {}
+    for lib in LIBRARIES:
+        try:
+            libs[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            libs[lib] = None
+    return libs
 
 
 def _signatures_dir() -> Path | None:
@@ -136,12 +160,7 @@ def provenance(case: Case, ctx: ReportContext) -> dict[str, Any]:
             rule_sets.append({"name": f"extra rules {p.name}", **hash_tree(p)})
         else:
             rule_sets.append({"name": f"extra rules {p.name}", "path": d, "files": [], "count": 0, "sha256": None})
-    libs: dict[str, str | None] = {}
-    for lib in LIBRARIES:
-        try:
-            libs[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            libs[lib] = None
+    libs = library_versions()
     analyzers: dict[str, dict[str, Any]] = {}
     if len(ctx.runs):
         for r in ctx.runs.itertuples(index=False):
@@ -158,7 +177,7 @@ def provenance(case: Case, ctx: ReportContext) -> dict[str, Any]:
         "tool_version": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "libraries": libs,
+        "libraries": dict(libs),
         "command_line": ctx.options.command_line or shlex.join(sys.argv),
         "generated": ctx.generated,
         "case": {

@@ -41,7 +41,6 @@ _LOADED: dict[str, Any] = {}  # key -> rule set, this process's loads (a few set
 _MAX_LOADED = 4
 
 
-
 def cache_dir() -> Path:
     """Where compiled rule sets are kept (``$TRIAGE_CACHE_DIR/sigma``, else ``~/.cache/triage/sigma``)."""
     base = os.environ.get(CACHE_ENV)
@@ -71,13 +70,23 @@ def ruleset_key(files: Iterable[Path], logsources: Path) -> str:
 
 
 # path -> (stat signature, SHA-256 of the bytes): what this process (or the one it was forked from) read, and
-# what earlier processes recorded in the cache folder's digest file
+# what earlier processes recorded in the cache folder's digest files
 _DIGESTS: dict[str, tuple[tuple[int, int, int, int], bytes]] = {}
-_DIGEST_FILES_READ: set[Path] = set()
-_DIGESTS_FORMAT = "triage-sigma-digests-1"
+_DIGEST_FILES_READ: set[tuple[Path, str]] = set()  # (cache folder, rule directory) pairs merged into _DIGESTS
+_DIGESTS_FORMAT = "triage-sigma-digests-2"
 _MAX_DIGESTS = 100_000
 # a file changed this recently may change again within the same timestamp: its digest is not remembered
 RACY_NS = 2_000_000_000
+
+
+def digest_file(folder: Path, directory: str) -> Path:
+    """Where the digests of the files directly in ``directory`` (an absolute path) are kept under ``folder``.
+
+    One small file per rule directory: a command reads the digests of the directories it uses, never those of
+    every rule folder it ever met (one ``--sigma`` run of SigmaHQ's folder would otherwise add 2,400 entries
+    that every later command parses).
+    """
+    return folder / "digests" / f"{hashlib.sha256(os.fsencode(directory)).hexdigest()[:32]}.json"
 
 
 def file_digests(files: Iterable[str | os.PathLike[str]]) -> list[bytes | None]:
@@ -86,18 +95,24 @@ def file_digests(files: Iterable[str | os.PathLike[str]]) -> list[bytes | None]:
     A file is read and hashed again only when its size, modification or change time or inode differ from
     when it was last hashed (the same test git makes of its work tree): the cache key, the analyzer's
     fingerprint and the loaded set's provenance all need the digests of the same thousands of rule files. The
-    digests are kept in memory (forked workers inherit them) and in ``digests.json`` of the cache folder, so a
-    new command stats the files instead of reading them. A file modified within two seconds of being hashed is
-    not remembered, so a change made within one timestamp tick of a read is never missed.
+    digests are kept in memory (forked workers inherit them) and in the cache folder, one file per directory
+    (:func:`digest_file`), so a new command stats the files instead of reading them. A file modified within two
+    seconds of being hashed is not remembered, so a change made within one timestamp tick of a read is never
+    missed.
     """
     folder = cache_dir()
-    _read_digests(folder)
     now = time.time_ns()
     out: list[bytes | None] = []
-    added = False
+    changed: set[str] = set()
+    last_dir = ""
     for f in files:
         name = os.fspath(f)
         key = _ABSOLUTE.get(name) or _absolute(name)
+        directory = os.path.dirname(key)
+        if directory != last_dir:
+            last_dir = directory
+            if (folder, directory) not in _DIGEST_FILES_READ:
+                _read_digests(folder, directory)
         try:
             st = os.stat(key)
         except OSError:
@@ -116,10 +131,10 @@ def file_digests(files: Iterable[str | os.PathLike[str]]) -> list[bytes | None]:
             continue
         if now - max(st.st_mtime_ns, st.st_ctime_ns) > RACY_NS:
             _DIGESTS[key] = (sig, digest)
-            added = True
+            changed.add(directory)
         out.append(digest)
-    if added:
-        _write_digests(folder)
+    if changed:
+        _write_digests(folder, changed)
     return out
 
 
@@ -133,34 +148,40 @@ def _absolute(name: str) -> str:
     return found
 
 
-def _read_digests(folder: Path) -> None:
-    """Merge the folder's digest file into this process's digests (once per folder and process)."""
-    if folder in _DIGEST_FILES_READ:
-        return
-    _DIGEST_FILES_READ.add(folder)
+def _read_digests(folder: Path, directory: str) -> None:
+    """Merge the digests recorded for ``directory`` into this process's (once per directory and process)."""
+    _DIGEST_FILES_READ.add((folder, directory))
+    path = digest_file(folder, directory)
     try:
-        data = json.loads((folder / "digests.json").read_bytes())
-        if data.get("format") != _DIGESTS_FORMAT:
-            return
-        for path, (size, mtime, ctime, ino, digest) in data["files"].items():
-            _DIGESTS.setdefault(path, ((int(size), int(mtime), int(ctime), int(ino)), bytes.fromhex(digest)))
+        data = json.loads(path.read_bytes())
+        if data.get("format") != _DIGESTS_FORMAT or data.get("directory") != directory:
+            return  # another layout, or (unlikely) another directory's name hashing alike: hashed again
+        for name, (size, mtime, ctime, ino, digest) in data["files"].items():
+            _DIGESTS.setdefault(
+                os.path.join(directory, name), ((int(size), int(mtime), int(ctime), int(ino)), bytes.fromhex(digest))
+            )
     except FileNotFoundError:
         return
-    except Exception as exc:  # damaged: every file is read again (and the file rewritten)
-        log.warning("sigma: ignoring unusable digest file in %s (%s)", folder, exc)
+    except Exception as exc:  # damaged: the directory's files are read again (and the file rewritten)
+        log.warning("sigma: ignoring unusable digest file %s (%s)", path, exc)
 
 
-def _write_digests(folder: Path) -> None:
-    if len(_DIGESTS) > _MAX_DIGESTS:  # many rule folders over time: start again from this process's
+def _write_digests(folder: Path, directories: set[str]) -> None:
+    if len(_DIGESTS) > _MAX_DIGESTS:  # many rule folders in one process: keep the latest
         for path in list(_DIGESTS)[: len(_DIGESTS) - _MAX_DIGESTS]:
             del _DIGESTS[path]
-    files = {path: [*sig, digest.hex()] for path, (sig, digest) in _DIGESTS.items()}
+    files: dict[str, dict[str, list[Any]]] = {d: {} for d in directories}
+    for path, (sig, digest) in _DIGESTS.items():
+        directory, name = os.path.split(path)
+        if directory in files:
+            files[directory][name] = [*sig, digest.hex()]
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"format": _DIGESTS_FORMAT, "files": files}, fh)
-        os.replace(tmp, folder / "digests.json")
+        (folder / "digests").mkdir(parents=True, exist_ok=True)
+        for directory, entries in files.items():
+            fd, tmp = tempfile.mkstemp(dir=folder / "digests", prefix=".tmp-", suffix=".json")
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"format": _DIGESTS_FORMAT, "directory": directory, "files": entries}, fh)
+            os.replace(tmp, digest_file(folder, directory))
     except OSError as exc:  # read-only home: the digests stay in memory
         log.debug("sigma: could not store rule file digests in %s (%s)", folder, exc)
 
@@ -231,4 +252,4 @@ def _write_entry(folder: Path, key: str, ruleset: Any) -> None:
         log.warning("sigma: could not store the compiled rule set in %s (%s)", folder, exc)
 
 
-__all__ = ["CACHE_ENV", "MIN_FILES", "cache_dir", "cached_load", "file_digests", "ruleset_key"]
+__all__ = ["CACHE_ENV", "MIN_FILES", "cache_dir", "cached_load", "digest_file", "file_digests", "ruleset_key"]

@@ -125,11 +125,19 @@ def test_report_process_gives_the_same_case_as_an_in_process_report(tmp_path: Pa
     assert _verify(here["case"]) == _verify(aside["case"]) == 0
 
 
-def test_parent_of_a_tiny_run_imports_no_pandas(tmp_path: Path) -> None:
-    # an analyzer that reads its evidence without pandas: then nothing in the command's process imports it
-    r = _run(tmp_path, "case", "--only", "collection_records")
+# every analyzer of a host with a Security.evtx but the event log's own: the Exchange ones (they skip a host
+# without Exchange logs or an Application log), the memory joins, the collection records
+HOST_ANALYZERS = "collection_records,memory_joins,proxylogon,proxylogon_narrative"
+
+
+@pytest.mark.parametrize("only", ["collection_records", HOST_ANALYZERS])
+def test_parent_of_a_tiny_run_imports_no_pandas(tmp_path: Path, only: str) -> None:
+    # analyzers that read the evidence without pandas: then nothing in the command's process imports it
+    r = _run(tmp_path, "case", "--only", only)
     assert r["code"] == 4, r["stderr"]
     assert not r["modules"] & set(QUIET), sorted(r["modules"] & set(QUIET))
+    records = [json.loads(p.read_text()) for p in sorted((r["case"] / "results").glob("*/*.run.json"))]
+    assert sorted((rec["analyzer"], rec["status"]) for rec in records) == [(a, "skipped") for a in only.split(",")]
     assert (r["case"] / "report" / "findings.parquet").exists() and (r["case"] / "report" / "report.html").exists()
     assert _actions(r["case"])[-2:] == ["report_begin", "report"]
     assert r["summary"]["report"]["ledger"], "the summary came back whole from the report process"
@@ -208,3 +216,32 @@ def test_the_report_process_dies_with_the_command(tmp_path: Path) -> None:
     finally:
         parent.kill()
         parent.wait(30)
+
+
+# a stand-in for the report process: answers the request it reads with the request's first item
+ECHO_CHILD = """
+import pickle, sys
+from triage.app.reportproc import _read_all, _write_all
+requests, replies = int(sys.argv[1]), int(sys.argv[2])
+_write_all(replies, pickle.dumps(("ok", pickle.loads(_read_all(requests))[0], "")))
+"""
+
+
+def test_meanwhile_runs_while_the_child_reports_and_cannot_fail_the_command() -> None:
+    to_child, requests = os.pipe()  # the child reads what this process writes
+    replies_read, replies = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-c", ECHO_CHILD, str(to_child), str(replies)], pass_fds=(to_child, replies)
+    )
+    os.close(to_child)
+    os.close(replies)
+    proc = ReportProcess(child.pid, requests, replies_read)
+    calls: list[bool] = []
+
+    def meanwhile() -> None:
+        calls.append(proc._requests is None)  # the request is sent before
+        raise RuntimeError("a renderer that cannot load")
+
+    proc.meanwhile = meanwhile
+    assert proc._ask(("the summary",)) == ("ok", "the summary", "")
+    assert calls == [True]

@@ -224,7 +224,7 @@ def _same_size_edit(path: Path) -> None:
 def test_a_byte_change_recompiles_though_size_and_mtime_are_kept(rules: Path, tmp_path: Path, process: str) -> None:
     first = load_rules([rules])
     assert {r.level for r in first.loaded} == {"high"}
-    assert (tmp_path / "cache" / "sigma" / "digests.json").is_file()  # remembered for the next command
+    assert cache.digest_file(tmp_path / "cache" / "sigma", str(rules)).is_file()  # remembered for the next command
     _same_size_edit(rules / "r1.yml")
     if process == "new":  # another command: only the digest file and the compiled entry remain
         cache._LOADED.clear()
@@ -248,14 +248,14 @@ def test_a_file_just_written_is_never_taken_from_memory(rules: Path, monkeypatch
 
 def test_a_damaged_digest_file_costs_only_a_reread(rules: Path, tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
     first = load_rules([rules])
-    (tmp_path / "cache" / "sigma" / "digests.json").write_text("{not json")
+    cache.digest_file(tmp_path / "cache" / "sigma", str(rules)).write_text("{not json")
     cache._LOADED.clear()
     cache._DIGESTS.clear()
     cache._DIGEST_FILES_READ.clear()
     again = load_rules([rules])
     assert [r.id for r in again.loaded] == [r.id for r in first.loaded]
     assert any("digest file" in r.getMessage() for r in caplog.records)
-    assert json.loads((tmp_path / "cache" / "sigma" / "digests.json").read_text())["format"]  # rewritten
+    assert json.loads(cache.digest_file(tmp_path / "cache" / "sigma", str(rules)).read_text())["format"]  # rewritten
 
 
 # ------------------------------------------------------------------------------------------------- imports

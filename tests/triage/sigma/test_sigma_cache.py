@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import pickle
 from pathlib import Path
@@ -169,3 +170,33 @@ def test_rule_plans_come_with_the_cached_rules(rules: Path, monkeypatch: pytest.
     for rule in ruleset.loaded:  # the cover's leaves are the rule's own (one pickle: shared objects stay shared)
         assert rule.plan.cover and all(any(leaf is own for own in rule.matcher.leaves()) for leaf in rule.plan.cover)
     assert ruleset.evaluate(_events())["rule_id"].tolist() == ["3f0e1d2c-4b5a-4968-8776-a5b4c3d2e101"]
+
+
+def test_rule_file_digests_are_kept_per_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A command reads the recorded digests of the rule directories it uses, not those of every folder met."""
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setattr(cache, "_DIGESTS", {})
+    monkeypatch.setattr(cache, "_DIGEST_FILES_READ", set())
+    monkeypatch.setattr(cache, "RACY_NS", -1)  # files as if written long ago: their digests are remembered
+    folders = {}
+    for name in ("own", "third"):
+        folders[name] = tmp_path / name
+        folders[name].mkdir()
+        for n in range(3):
+            (folders[name] / f"r{n}.yml").write_text(RULE.format(n=n) + name)
+    own = sorted(folders["own"].iterdir())
+    first = cache.file_digests(own)
+    assert first == [hashlib.sha256(p.read_bytes()).digest() for p in own]
+    cache.file_digests(sorted(folders["third"].iterdir()))
+    stored = {name: cache.digest_file(tmp_path / "cache" / "sigma", str(f)) for name, f in folders.items()}
+    assert all(p.is_file() for p in stored.values()) and stored["own"] != stored["third"]
+
+    cache._DIGESTS.clear()  # a new command: only the digest files remain
+    cache._DIGEST_FILES_READ.clear()
+
+    def unread(*args: object, **kw: object) -> None:
+        raise AssertionError("a rule file was read again although its digest was recorded")
+
+    monkeypatch.setattr(cache, "open", unread, raising=False)
+    assert cache.file_digests(own) == first
+    assert {Path(p).parent for p in cache._DIGESTS} == {folders["own"]}  # the other folder's digests not parsed
