@@ -117,10 +117,10 @@ def to_bool_array(result: Any) -> np.ndarray:
         elif result.null_count:  # no validity bitmap but nulls: all of them
             out[:] = False
         return out
-    filled = pc.fill_null(result, False)
+    filled = pc.fill_null(result.cast(pa.bool_()), False)
     if isinstance(filled, pa.ChunkedArray):
         filled = filled.combine_chunks()
-    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
+    return to_bool_array(filled) if len(filled) else np.zeros(0, dtype=bool)
 
 
 def valid_bits(arr: Any) -> np.ndarray:
@@ -128,3 +128,42 @@ def valid_bits(arr: Any) -> np.ndarray:
     if not arr.null_count:
         return np.ones(len(arr), dtype=bool)
     return to_bool_array(arr.is_valid())
+
+
+def numbers(arr: Any, fill: int | float = 0) -> np.ndarray:
+    """The values of an Arrow array of numbers or times (array or chunked array) as numpy, nulls as ``fill``.
+
+    Read from the array's data buffer with numpy (Arrow's ``to_numpy`` would import pandas, see above); a time is
+    its count of units since the epoch (int64). Booleans come as :func:`to_bool_array` gives them. A new array
+    when there were nulls, else a read-only view of Arrow's memory.
+    """
+    import pyarrow as pa
+
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+    kind = arr.type
+    if pa.types.is_boolean(kind):
+        return to_bool_array(arr)
+    dtype: np.dtype[Any]
+    if pa.types.is_timestamp(kind) or pa.types.is_duration(kind) or pa.types.is_date64(kind):
+        dtype = np.dtype(np.int64)
+    elif pa.types.is_date32(kind):
+        dtype = np.dtype(np.int32)
+    elif pa.types.is_integer(kind):
+        dtype = np.dtype(f"{'i' if pa.types.is_signed_integer(kind) else 'u'}{kind.bit_width // 8}")
+    elif pa.types.is_floating(kind):
+        dtype = np.dtype(f"f{kind.bit_width // 8}")
+    elif pa.types.is_null(kind):
+        return np.full(len(arr), fill)
+    else:
+        raise TypeError(f"not an array of numbers: {kind}")
+    n = len(arr)
+    buffers = arr.buffers()
+    if not n or buffers[1] is None:
+        return np.full(n, fill, dtype=dtype)
+    data = np.frombuffer(buffers[1], dtype=dtype, count=arr.offset + n)[arr.offset :]
+    if arr.null_count:
+        data = data.copy()
+        data[~valid_bits(arr)] = fill
+    return data
+

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from triage.arrowlite import arrow_without_pandas, numbers
 from triage.case import Case
 from triage.finding import Finding, RuleMeta
 from triage.formats.evtx import (
@@ -49,10 +50,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# pyarrow imports pandas (when installed) on its first conversion to numpy, whoever calls it (its C++ side keeps
-# pandas' missing-value markers, and cannot be told later that pandas came): done here, in the process that plans
-# the run, every forked worker and a big log's helper share that one import
-pa.array([0], type=pa.int64()).to_numpy()
+# EVTX logs never meet pandas: pyarrow is told not to look for it (a JSON export's reader imports it when needed);
+# the path reads Arrow's buffers itself and gives every type (see triage.arrowlite), so nothing else loads it
+arrow_without_pandas()
 
 ED_WINDOW_START = datetime(2021, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -115,7 +115,7 @@ class Coverage:
             stamps, timed = time_arrays(df)
             ids = _whole(df.column("EventRecordID"))
             self.times.append(stamps[timed].astype("datetime64[us]"))
-            self.ids.append(ids.drop_null().to_numpy(zero_copy_only=False).astype("int64", copy=False))
+            self.ids.append(numbers(ids.drop_null()).astype("int64", copy=False))
             return
         ts = df["TimeCreated"].dropna()
         self.times.append(ts.to_numpy(dtype="datetime64[us]"))
@@ -171,7 +171,7 @@ def _reduced(table: pa.Table, matches: Matches) -> Evaluated:
     record numbers coverage reads. Findings and correlations read nothing else of a batch."""
     stamps, timed = time_arrays(table)
     ids = _whole(table.column("EventRecordID"))
-    cov = (stamps[timed].astype("datetime64[us]"), ids.drop_null().to_numpy(zero_copy_only=False).astype("int64"))
+    cov = (stamps[timed].astype("datetime64[us]"), numbers(ids.drop_null()).astype("int64"))
     rule_ids, rows = matches
     keep = np.unique(rows)
     small = table.take(pa.array(keep, type=pa.int64()))
@@ -240,7 +240,7 @@ class _Envelope:
         self.times = stamps.astype("datetime64[us]")
         ids = _whole(frame.column("EventRecordID"))
         self.has_id = valid_bits(ids)
-        self.ids = ids.fill_null(0).to_numpy(zero_copy_only=False).astype("int64", copy=False)
+        self.ids = numbers(ids, 0).astype("int64", copy=False)
 
     def part(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """One log's times and record numbers (rows ``[start, stop)``), without the missing ones."""

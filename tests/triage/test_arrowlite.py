@@ -8,8 +8,9 @@ import sys
 
 import numpy as np
 import pyarrow as pa
+import pytest
 
-from triage.arrowlite import to_bool_array, valid_bits
+from triage.arrowlite import numbers, to_bool_array, valid_bits
 
 # conversions whose result depends on pyarrow knowing pandas: printed the same with and without the switch
 PANDAS_CONVERSIONS = """
@@ -88,3 +89,25 @@ def test_bool_and_validity_bits_match_arrow() -> None:
     assert valid_bits(texts).tolist() == [False, True]
     assert valid_bits(pa.nulls(3, pa.large_string())).dtype == np.bool_
     assert not valid_bits(pa.nulls(3, pa.large_string())).any()
+
+
+def test_numbers_read_from_buffers_match_arrow() -> None:
+    ints = pa.array([5, None, -7, 2**40, None, 3], type=pa.int64())
+    for arr in (ints, ints.slice(2), ints.slice(1, 3)):
+        want = [0 if v is None else v for v in arr.to_pylist()]
+        assert numbers(arr).tolist() == want and numbers(arr).dtype == np.int64
+    assert numbers(ints, -1).tolist() == [5, -1, -7, 2**40, -1, 3]
+    floats = pa.array([1.5, None, -2.0], type=pa.float64())
+    got = numbers(floats, np.nan)
+    assert got[0] == 1.5 and np.isnan(got[1]) and got[2] == -2.0
+    assert numbers(pa.array([1, None, 3], type=pa.int32()), -1).tolist() == [1, -1, 3]
+    assert numbers(pa.array([1, 2], type=pa.uint8())).dtype == np.uint8
+    assert numbers(pa.array([1.0], type=pa.float32())).dtype == np.float32
+    stamps = pa.array([1_600_000_000_000_000, None], type=pa.timestamp("us", tz="UTC"))
+    assert numbers(stamps).tolist() == [1_600_000_000_000_000, 0]
+    assert numbers(pa.chunked_array([ints.slice(0, 2), ints.slice(2)]), 9).tolist() == [5, 9, -7, 2**40, 9, 3]
+    assert numbers(pa.nulls(2), 4).tolist() == [4, 4]
+    assert numbers(pa.array([], type=pa.int64())).tolist() == []
+    assert numbers(pa.array([True, None], type=pa.bool_())).tolist() == [True, False]
+    with pytest.raises(TypeError):
+        numbers(pa.array(["1"], type=pa.large_string()))

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from triage.arrowlite import valid_bits
+from triage.arrowlite import numbers, valid_bits
 from triage.tasks import paused_gc
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def time_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
     if not len(arr):
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=bool)
-    stamps = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False)
+    stamps = numbers(arr.cast(pa.int64()), 0)
     return stamps, valid_bits(arr)
 
 
@@ -1231,7 +1231,7 @@ def read_together(paths: Sequence[str | Path], max_records: int = 4 * BATCH) -> 
     # what ReadStats.see counts, for every log from whole-table arrays (a call per log would cost more)
     channel = frame.column("Channel")
     encoded = pc.dictionary_encode(channel.combine_chunks() if channel.num_chunks != 1 else channel.chunk(0))
-    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+    codes = numbers(encoded.indices, -1)
     names = encoded.dictionary.to_pylist()
     stamps, timed = time_arrays(frame)
     joined = iter(range(len(starts)))
@@ -1246,8 +1246,8 @@ def read_together(paths: Sequence[str | Path], max_records: int = 4 * BATCH) -> 
             when = stamps[a:b][timed[a:b]]
             mine_stats.first = _utc(int(when.min()))
             mine_stats.last = _utc(int(when.max()))
-        mine = codes[a:b]
-        for code, n in zip(*np.unique(mine[mine >= 0], return_counts=True), strict=True):
+        chan = codes[a:b]
+        for code, n in zip(*np.unique(chan[chan >= 0], return_counts=True), strict=True):
             mine_stats.channels[str(names[code])] = int(n)
         out.append(LogPart(a, b, mine_stats))
     return LogsTogether(frame, out)

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from triage.arrowlite import numbers
 from triage.sigma.frame import SubFrame, to_bool_array
 
 _PUNCT = frozenset(string.punctuation)
@@ -134,7 +135,7 @@ class DistinctValues:
         text = "\0" + "\0".join(self.items) + "\0"
         if text.count("\0") != self.n + 1:
             return None
-        lengths = pc.utf8_length(self.arr).to_numpy(zero_copy_only=False).astype(np.int64)
+        lengths = numbers(pc.utf8_length(self.arr), 0).astype(np.int64)
         starts = (np.cumsum(lengths + 1) - lengths).tolist()  # value i starts after i + 1 NULs and the values before
         return text, [*starts, len(text) + 1]
 
@@ -235,7 +236,7 @@ def _distinct(col: Any, cased: bool) -> DistinctValues:
         encoded = pc.dictionary_encode(col.strings(cased, None))
         if isinstance(encoded, pa.ChunkedArray):
             encoded = encoded.combine_chunks()
-        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        codes = numbers(encoded.indices, -1).astype(np.int64)
         found = col.__dict__[slot] = DistinctValues(codes, encoded.dictionary)
     return found
 
@@ -521,8 +522,8 @@ class StringTest:
             series = pd.Series(arr.to_numpy(zero_copy_only=False), dtype=object)
             out = series.str.contains(self.py_regex, regex=True, na=False).to_numpy(dtype=bool)
         for kind, arg in self.ops:
-            if kind == "eq":
-                res = pc.equal(arr, arg)
+            if kind == "eq":  # a typed scalar: a bare Python one would make Arrow infer its type (and import pandas)
+                res = pc.equal(arr, pa.scalar(arg, arr.type) if isinstance(arg, str) else arg)
             elif kind == "isin":
                 res = pc.is_in(arr, value_set=_value_set(arg))
             elif kind == "startswith":
@@ -772,7 +773,7 @@ class FieldRefLeaf(Leaf):
 
 
 def _numpy_strings(arr: pa.Array) -> np.ndarray:
-    return pc.fill_null(arr, "").to_numpy(zero_copy_only=False).astype(np.dtypes.StringDType())
+    return np.array(pc.fill_null(arr, "").to_pylist(), dtype=np.dtypes.StringDType())
 
 
 class And(Node):

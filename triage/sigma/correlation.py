@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from triage.arrowlite import numbers
 from triage.formats.evtx import valid_bits
 
 if TYPE_CHECKING:
@@ -308,7 +309,7 @@ class EventColumns:
             elif self.table is not None and pa.types.is_timestamp(self._arrow(name).type):
                 arr = self._arrow(name)
                 unit = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1000, "ns": 1}[arr.type.unit]
-                raw = arr.cast(pa.int64()).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+                raw = numbers(arr.cast(pa.int64()), 0).astype(np.int64)
                 # a time beyond what nanoseconds since the epoch can hold (years past 2262) has no place in a window
                 fits = valid_bits(arr) & (np.abs(raw) < np.iinfo(np.int64).max // unit)
                 self._times = np.where(fits, raw * unit, _NAT)
@@ -333,7 +334,7 @@ class EventColumns:
             name = self._name("EventRecordID")
             if name is not None:
                 if self.table is not None and pa.types.is_integer(self._arrow(name).type):
-                    num = self._arrow(name).cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+                    num = numbers(self._arrow(name).cast(pa.float64()), np.nan)
                 else:
                     import pandas as pd
 

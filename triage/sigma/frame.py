@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from triage.arrowlite import bits as _bits
-from triage.arrowlite import to_bool_array
+from triage.arrowlite import numbers, to_bool_array
 from triage.sigma.logsources import SourceVariant
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ def text_numbers(arr: pa.Array) -> np.ndarray:
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
     values = np.asarray([text_number(v) for v in encoded.dictionary.to_pylist()] + [math.nan], dtype="float64")
-    return values[encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)]
+    return values[numbers(encoded.indices, -1)]
 
 
 def is_table(df: Table) -> bool:
@@ -149,7 +149,7 @@ class Column:
     @cached_property
     def empty(self) -> np.ndarray:
         """True where the value is present but the empty string."""
-        return to_bool_array(pc.equal(self.raw, ""))
+        return to_bool_array(pc.equal(self.raw, pa.scalar("", self.raw.type)))
 
     @cached_property
     def has_values(self) -> bool:
@@ -180,7 +180,7 @@ class Column:
         s = self.series
         typed = self.typed
         if typed is not None and (pa.types.is_integer(typed.type) or pa.types.is_floating(typed.type)):
-            return np.asarray(typed.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype="float64")
+            return numbers(typed.cast(pa.float64()), np.nan)
         if typed is not None and pa.types.is_timestamp(typed.type):
             return np.full(len(typed), np.nan)  # a time's text is never a number
         if s is not None:
@@ -197,7 +197,7 @@ class Column:
             idx = np.flatnonzero(hexmask)
             encoded = pc.dictionary_encode(self.folded.take(pa.array(idx)))
             uniq = [float(int(v.strip(), 16)) for v in encoded.dictionary.to_pylist()]  # per distinct value
-            num[idx] = np.asarray(uniq, dtype="float64")[encoded.indices.to_numpy(zero_copy_only=False)]
+            num[idx] = np.asarray(uniq, dtype="float64")[numbers(encoded.indices)]
         return num
 
     @cached_property
@@ -211,8 +211,9 @@ class Column:
                 filled = s.astype("boolean")
                 return (filled.eq(True).fillna(False).to_numpy(bool), filled.eq(False).fillna(False).to_numpy(bool))
         num = self.numeric
-        is_true = to_bool_array(pc.equal(self.folded, "true")) | (num == 1)
-        is_false = to_bool_array(pc.equal(self.folded, "false")) | (num == 0)
+        # typed scalars: a bare Python one would make Arrow infer its type (and import pandas)
+        is_true = to_bool_array(pc.equal(self.folded, pa.scalar("true", self.folded.type))) | (num == 1)
+        is_false = to_bool_array(pc.equal(self.folded, pa.scalar("false", self.folded.type))) | (num == 0)
         return is_true, is_false
 
     @cached_property
@@ -222,7 +223,7 @@ class Column:
         Addresses are parsed once per distinct value; IPv4-mapped IPv6 counts as IPv4.
         """
         encoded = pc.dictionary_encode(self.raw)
-        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        codes = numbers(encoded.indices, -1).astype(np.int64)
         values = encoded.dictionary.to_pylist()
         ver = np.zeros(len(values), dtype=np.int8)
         hi = np.zeros(len(values), dtype=np.uint64)
@@ -341,7 +342,7 @@ class FrameIndex:
             encoded = pc.dictionary_encode(col.folded)
             if isinstance(encoded, pa.ChunkedArray):
                 encoded = encoded.combine_chunks()
-            codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+            codes = numbers(encoded.indices, -1).astype(np.int64)
             self._codes[name] = (codes, encoded.dictionary.to_pylist())
         codes, distinct = self._codes[name]
         wanted_set = set(wanted)

@@ -1,8 +1,8 @@
 """The event-log command path needs no pandas: EVTX logs are read, evaluated and turned into findings from Arrow.
 
-pyarrow itself imports pandas on its first array conversion when pandas is installed, so "not imported" cannot be
-checked in a normal process; instead the command runs in a subprocess where pandas cannot be imported at all (as
-if not installed): every log must still be analyzed, with the findings of a normal run.
+The command runs in a subprocess where pandas cannot be imported at all (as if not installed): every log must
+still be analyzed, with the findings of a normal run. Then with pandas installed: pyarrow would import it on its
+own (see triage.arrowlite), and no process of the command may ask for it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,24 @@ sys.exit(code)
 """
 
 
+# a finder that notes every import of pandas asked for (with where from) and lets it go on
+WATCH = """
+import os, sys, traceback
+
+_ASKED = sys.argv[2]
+
+
+class _Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas":
+            with open(_ASKED, "a") as out:
+                out.write(f"pid {os.getpid()}:\\n" + "".join(traceback.format_stack(limit=15)))
+        return None
+
+sys.meta_path.insert(0, _Watch())
+"""
+
+
 def _keys(case: Case) -> list[tuple[str, str, str, str]]:
     df = load_findings(case)
     df = df[df["analyzer"] == "eventlog"]
@@ -50,7 +68,12 @@ def test_event_logs_are_analyzed_without_pandas(tmp_path: Path) -> None:
     assert f"statuses {{'success': {n}}}" in done.stdout + done.stderr, done.stderr[-3000:]
     assert "eventlog failed" not in done.stderr and "batch step of eventlog" not in done.stderr
     without = _keys(Case.create_or_open(case.path, examiner="t"))
-    done = subprocess.run([*cmd[:2], COMMAND, str(case.path)], capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0 and "pandas was imported" in done.stderr  # with pandas there, pyarrow loads it
+    # with pandas installed, no process of the command imports it either (the forked workers inherit the watch)
+    asked = tmp_path / "pandas-asked"
+    done = subprocess.run(
+        [*cmd[:2], WATCH + COMMAND, str(case.path), str(asked)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert not asked.exists(), asked.read_text()[-3000:]
     with_pandas = _keys(Case.create_or_open(case.path, examiner="t"))
     assert len(without) > 20 and without == with_pandas
