@@ -242,9 +242,14 @@ def _shared_strings(values: Any) -> Any:
     return pd.arrays.StringArray(pool[codes], dtype=pd.StringDtype("python"))
 
 
-def _first_of_each(ids: Any) -> Any:
+def _first_of_each(ids: Any, paths: Any = None) -> Any:
     """Positions of the first row of each distinct id, ascending (a missing id counts as one value, as pandas'
-    ``duplicated`` has it). By a stable sort and a look at neighbours: less memory than a hash of every id."""
+    ``duplicated`` has it). By a stable sort and a look at neighbours: less memory than a hash of every id.
+
+    With ``paths`` (the rows' evidence paths), of the rows sharing an id the one with the first path is kept:
+    the same finding in copies of one file (same bytes, so the same id) is then told under the same artifact in
+    every report of the case, whichever result file the run happened to write first.
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -259,7 +264,23 @@ def _first_of_each(ids: Any) -> Any:
         zero_copy_only=False
     )
     keep = np.ones(n, dtype=bool)
-    keep[by_id.to_numpy()[1:][same]] = False  # every later row of a run of equal ids
+    order = by_id.to_numpy()
+    keep[order[1:][same]] = False  # every later row of a run of equal ids
+    if paths is not None and same.any():
+        # runs of equal ids (rare: copies of a file): the row with the first path, ties to the first row
+        run = np.cumsum(np.concatenate([[True], ~same]))
+        dup = np.concatenate([[False], same]) | np.concatenate([same, [False]])
+        rows = order[dup]
+        where = paths.take(pa.array(rows, type=pa.int64()))
+        if pa.types.is_dictionary(where.type):
+            where = where.cast(pa.large_string())
+        best: dict[int, tuple[str, int]] = {}
+        for r, group, path in zip(rows.tolist(), run[dup].tolist(), where.to_pylist(), strict=True):
+            key = (path if path is not None else "\uffff", r)  # a missing path last
+            if group not in best or key < best[group]:
+                best[group] = key
+        keep[rows] = False
+        keep[[r for _, r in best.values()]] = True
     return np.flatnonzero(keep)
 
 
@@ -277,7 +298,7 @@ def _report_order(table: Any) -> Any:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    keep = _first_of_each(table["finding_id"])
+    keep = _first_of_each(table["finding_id"], table["evidence_path"])
     rows = pa.array(keep)
     severity = pc.index_in(pc.cast(table["severity"].take(rows), pa.string()), value_set=pa.array(SEVERITIES))
     keys = pa.table(

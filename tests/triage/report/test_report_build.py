@@ -40,3 +40,19 @@ def test_report_writes_parquet_and_safe_csv(case: Case) -> None:
     csv = (case.path / "report" / "findings.csv").read_text()
     assert "'=cmd|' /C calc'!A0" in csv and ",=cmd" not in csv
     assert list(case.custody.events())[-1]["action"] == "report"
+
+
+def test_copies_of_one_file_report_their_finding_under_the_first_path() -> None:
+    import pyarrow as pa
+
+    from triage.report.build import _first_of_each
+
+    ids = pa.chunked_array([["a", "b"], ["a", "c", "b", None, None]])
+    paths = pa.chunked_array([["evidence/z", "evidence/y"], ["evidence/x", "evidence/w", None, "p", "o"]])
+    assert _first_of_each(ids).tolist() == [0, 1, 3, 5]  # no paths: the first row of each id
+    # a: x before z; b: y before a missing path; the missing ids count as one value: o before p
+    assert _first_of_each(ids, paths).tolist() == [1, 2, 3, 6]
+    assert _first_of_each(ids, paths.cast(pa.dictionary(pa.int32(), pa.string()))).tolist() == [1, 2, 3, 6]
+    # whichever result file came first: the same rows in another order keep the same paths
+    flipped = _first_of_each(pa.array(["a", "a", "b"]), pa.array(["evidence/2", "evidence/1", "evidence/3"]))
+    assert flipped.tolist() == [1, 2]
