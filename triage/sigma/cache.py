@@ -88,10 +88,15 @@ def file_digests(files: Iterable[str | os.PathLike[str]]) -> list[bytes | None]:
     fingerprint and the loaded set's provenance all need the digests of the same thousands of rule files. The
     digests are kept in memory (forked workers inherit them) and in ``digests.json`` of the cache folder, so a
     new command stats the files instead of reading them. A file modified within two seconds of being hashed is
-    not remembered, so a change made within one timestamp tick of a read is never missed.
+    not remembered, so a change made within one timestamp tick of a read is never missed. Fewer than
+    :data:`MIN_FILES` files (an analyzer's own rules) are hashed without the digest file, which holds the
+    digests of every big set used on this machine: parsing it cost each process more than reading a few files.
     """
+    files = list(files)
     folder = cache_dir()
-    _read_digests(folder)
+    shared = len(files) >= MIN_FILES or folder in _DIGEST_FILES_READ
+    if shared:
+        _read_digests(folder)
     now = time.time_ns()
     out: list[bytes | None] = []
     added = False
@@ -118,7 +123,7 @@ def file_digests(files: Iterable[str | os.PathLike[str]]) -> list[bytes | None]:
             _DIGESTS[key] = (sig, digest)
             added = True
         out.append(digest)
-    if added:
+    if added and shared:  # written only when merged with what the file held (not to lose other sets' digests)
         _write_digests(folder)
     return out
 
