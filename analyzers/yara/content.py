@@ -194,10 +194,6 @@ class YaraScan(Analyzer):
     # the compiled set is plain data (no threads, no open handles): the runner loads it before forking the pool's
     # workers (triage.runner.warm_pool), which share it instead of each reading the cache again
     rules_fork_safe = True
-    # its work per file is independent of the batch (no per-batch rule pass): more, smaller batches cost only a
-    # record each, and shorten the tail where one worker finishes its last batch while the other idles (338
-    # files of 0.25-8 MiB, 2 workers: 4 batches each left one idle for up to a quarter of its share)
-    batch_per_worker = 8
 
     def extra_paths(self) -> list[Path]:
         """Rule files and folders given with ``--yara``."""
