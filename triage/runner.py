@@ -275,7 +275,8 @@ def _discard(paths: list[Path]) -> list[Path]:
     re-run over 6,000 pages, serial before the first batch could start."""
     out = []
     for path in paths:
-        aside = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        # ".old": never the temporary name a writer uses for a new file of the same name (_atomic_write)
+        aside = path.with_name(f".{path.name}.old.tmp-{os.getpid()}")
         try:
             os.replace(path, aside)
         except FileNotFoundError:

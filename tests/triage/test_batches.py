@@ -317,7 +317,7 @@ def test_a_forced_rerun_removes_the_old_batch_files_in_the_background(
     monkeypatch.setattr(runner, "_delete_later", lambda paths: None)
     _run(case, template, tmp_path, jobs=1, force=True, batching=BatchLimits(count=8, per_worker=1))
     aside = [n for n in _files(case) if n.startswith(".")]
-    assert sorted(name[1:].split(".tmp-")[0] for name in aside) == before  # every file of the run before
+    assert sorted(name[1:].split(".old.tmp-")[0] for name in aside) == before  # every file of the run before
     assert len(list(unit_records(case.path, ["test_batch_probe"]))) == n
     monkeypatch.undo()
     again = Case.open(case.path)
