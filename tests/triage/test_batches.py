@@ -290,3 +290,38 @@ def test_the_run_record_hashes_what_its_batches_wrote_without_reading_them_again
     assert run["results"] == case.result_hashes(["test_batch_probe"])
     assert sorted(k.rsplit("/", 1)[1] for k in run["results"]) == _files(case)
     assert verify_case(case).problems == []
+
+
+def test_a_forced_rerun_removes_the_old_batch_files_in_the_background(
+    case: Case, template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--force: the old batch files are moved aside at once (a dot name no reader takes) and deleted by a
+    background thread, waited for before the run record; a file left aside by a killed command is removed by the
+    next command's recovery, with its event."""
+    import triage.runner as runner
+
+    first = _run(case, template, tmp_path, jobs=1, batching=BatchLimits(count=8, per_worker=1))
+    old = sorted(p.name for p in (case.path / "results" / "test_batch_probe").glob(f"*{BATCH_SUFFIX}"))
+    n = len(list(unit_records(case.path, ["test_batch_probe"])))
+    assert len(old) >= 3 and n >= 24
+    forced = _run(case, template, tmp_path, jobs=1, force=True, batching=BatchLimits(count=8, per_worker=1))
+    names = _files(case)
+    assert not set(old) & set(names) and not [n for n in names if n.startswith(".")]
+    assert sorted(r["run_id"] for _, r in unit_records(case.path, ["test_batch_probe"])) == [forced.run_id] * n
+    superseded = [e for e in case.custody.events() if e["action"] == "result_superseded"]
+    assert sorted(Path(e["details"]["record"]).name for e in superseded) == old
+    assert {e["details"]["kept"] for e in superseded} == {0} and first.run_id != forced.run_id
+    assert verify_case(case).problems == []
+    # a kill before the deletion: the files stay aside (never read as results) until the next command
+    before = _files(case)
+    monkeypatch.setattr(runner, "_delete_later", lambda paths: None)
+    _run(case, template, tmp_path, jobs=1, force=True, batching=BatchLimits(count=8, per_worker=1))
+    aside = [n for n in _files(case) if n.startswith(".")]
+    assert sorted(name[1:].split(".old.tmp-")[0] for name in aside) == before  # every file of the run before
+    assert len(list(unit_records(case.path, ["test_batch_probe"]))) == n
+    monkeypatch.undo()
+    again = Case.open(case.path)
+    with again.writer():
+        actions = again.recover()
+    assert sorted(a["file"].rsplit("/", 1)[-1] for a in actions) == sorted(aside)
+    assert not [n for n in _files(again) if n.startswith(".")]
