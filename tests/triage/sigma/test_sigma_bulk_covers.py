@@ -7,7 +7,6 @@ lose findings.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -257,27 +256,6 @@ def test_a_damaged_digest_file_costs_only_a_reread(rules: Path, tmp_path: Path, 
     assert [r.id for r in again.loaded] == [r.id for r in first.loaded]
     assert any("digest file" in r.getMessage() for r in caplog.records)
     assert json.loads(cache.digest_file(tmp_path / "cache" / "sigma", str(rules)).read_text())["format"]  # rewritten
-
-
-
-def test_a_few_files_are_hashed_without_the_shared_digest_file(rules: Path, tmp_path: Path) -> None:
-    """An analyzer's handful of own rule files (fewer than MIN_FILES) is hashed directly: the digest file, which
-    holds every big set's digests (megabytes), is neither parsed nor rewritten for it."""
-    load_rules([rules])  # a set of MIN_FILES or more: its digests are stored in the file
-    stored = tmp_path / "cache" / "sigma" / "digests.json"
-    before = stored.read_bytes()
-    cache._DIGESTS.clear()
-    cache._DIGEST_FILES_READ.clear()
-    few = sorted(rules.glob("*.yml"))[:1]
-    assert len(few) < cache.MIN_FILES
-    assert cache.file_digests(few) == [hashlib.sha256(few[0].read_bytes()).digest()]
-    assert not cache._DIGEST_FILES_READ  # not parsed
-    assert stored.read_bytes() == before  # not rewritten with only this process's digests
-    assert cache.file_digests(sorted(rules.glob("*.yml"))) == [
-        hashlib.sha256(p.read_bytes()).digest() for p in sorted(rules.glob("*.yml"))
-    ]  # a big set still goes through it
-    read = cache._DIGEST_FILES_READ
-    assert read == {tmp_path / "cache" / "sigma"}
 
 
 # ------------------------------------------------------------------------------------------------- imports
