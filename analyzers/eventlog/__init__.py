@@ -313,14 +313,15 @@ class FrameRows:
             if name == "TimeCreated":  # as UTC datetimes (Arrow gives a zone object of its own choosing)
                 micros = taken.cast(pa.int64()).to_pylist()
                 values = [None if m is None else _EPOCH + timedelta(microseconds=m) for m in micros]
-            else:
+            elif system or not nulls:
                 values = taken.to_pylist()
-            if system or not nulls:
-                for event, value in zip(events, values, strict=True):
-                    event[name] = value
-            else:
-                for i in np.flatnonzero(valid_bits(taken)).tolist():
-                    events[i][name] = values[i]
+            else:  # a sparse data column: only its values become Python objects, not its nulls
+                present = np.flatnonzero(valid_bits(taken)).tolist()
+                for i, value in zip(present, taken.drop_null().to_pylist(), strict=True):
+                    events[i][name] = value
+                continue
+            for event, value in zip(events, values, strict=True):
+                event[name] = value
         return dict(zip(rows, events, strict=True))
 
 

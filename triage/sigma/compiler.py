@@ -226,11 +226,15 @@ def _joined_wildcard(body: str) -> str:
     return "".join(out)
 
 
+# where a column keeps its distinct values (see :func:`_distinct`): folded, raw
+_DISTINCT_SLOTS = ("_distinct_folded", "_distinct_raw")
+
+
 def _distinct(col: Any, cased: bool) -> DistinctValues:
     """A column's distinct raw or folded values (kept on the column: one encoding per sub-frame column), so
     every test of every rule on it runs over the distinct values only: event logs repeat the same images,
     users and paths many times."""
-    slot = "_distinct_raw" if cased else "_distinct_folded"
+    slot = _DISTINCT_SLOTS[cased]
     found = col.__dict__.get(slot)
     if found is None:
         encoded = pc.dictionary_encode(col.strings(cased, None))
@@ -239,6 +243,16 @@ def _distinct(col: Any, cased: bool) -> DistinctValues:
         codes = numbers(encoded.indices, -1).astype(np.int64)
         found = col.__dict__[slot] = DistinctValues(codes, encoded.dictionary)
     return found
+
+
+def _row_values(col: Any, cased: bool, sel: np.ndarray | None) -> list[str | None]:
+    """The selected rows' raw or folded strings as Python values (``Column.values``), read through the column's
+    distinct values when a cover sweep has built them: a few rows then cost no conversion of the whole column."""
+    values = col.__dict__.get(_DISTINCT_SLOTS[cased])
+    if values is None:
+        return col.values(cased, sel)
+    items = values.items
+    return [items[c] if c >= 0 else None for c in (values.codes if sel is None else values.codes[sel]).tolist()]
 
 
 def distinct_hits(col: Any, test: StringTest) -> tuple[np.ndarray, np.ndarray]:
@@ -596,7 +610,7 @@ class StrLeaf(Leaf):
         if col is None:
             return ctx.zeros(sel)
         if self.test.small_ok and (ctx.n if sel is None else len(sel)) <= SMALL_ROWS:
-            return self.test.run_values(col.values(self.test.cased, sel))
+            return self.test.run_values(_row_values(col, self.test.cased, sel))
         codes, hit = distinct_hits(col, self.test)
         return hit[codes if sel is None else codes[sel]]
 
@@ -615,7 +629,7 @@ class KeywordLeaf(Leaf):
         small = self.test.small_ok and len(out) <= SMALL_ROWS
         for col in ctx.text_columns:
             if small:
-                out |= self.test.run_values(col.values(self.test.cased, sel))
+                out |= self.test.run_values(_row_values(col, self.test.cased, sel))
             else:
                 codes, hit = distinct_hits(col, self.test)
                 out |= hit[codes if sel is None else codes[sel]]
