@@ -91,6 +91,12 @@ def arrow_without_pandas() -> bool:
     return "pandas" not in sys.modules
 
 
+def converts_without_pandas() -> bool:
+    """Whether ``pa.array`` over Python values (with a type given) imports no pandas in this thread now: pandas
+    is loaded already, or :func:`arrow_without_pandas` has switched its import off."""
+    return "pandas" in sys.modules or any(isinstance(f, _Gate) for f in sys.meta_path)
+
+
 def bits(buffer: Any, offset: int, n: int) -> np.ndarray:
     """Bits ``offset .. offset + n`` of an Arrow bitmap (least significant bit first) as a writable bool array."""
     packed = np.frombuffer(buffer, dtype=np.uint8)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
@@ -182,11 +181,14 @@ def _arrow(kind: Any, values: list[Any], data: list[bytes]) -> Any:
 
 
 def _text_array(values: list[Any], large: bool = True) -> Any:
-    """Text values (None: null) as an Arrow (large) string array, from its buffers (Arrow's own conversion when
-    pandas is loaded already: then it costs no import, and it is several times faster than the loop below)."""
+    """Text values (None: null) as an Arrow (large) string array: Arrow's own conversion when it imports no pandas
+    (pandas loaded, or its import switched off as in a worker writing findings; several times faster than the
+    loop below), else built from its buffers."""
     import pyarrow as pa
 
-    if "pandas" in sys.modules:
+    from triage.arrowlite import converts_without_pandas
+
+    if converts_without_pandas():
         return pa.array(values, type=pa.large_string() if large else pa.string(), from_pandas=False)
 
     encoded = [v.encode("utf-8") if v is not None else b"" for v in values]

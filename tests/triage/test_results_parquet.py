@@ -86,6 +86,29 @@ def test_writing_findings_does_not_import_pandas() -> None:
     assert out.stdout == findings_parquet(_findings())
 
 
+def test_findings_written_after_the_pandas_switch_are_the_same_bytes() -> None:
+    """A worker (pandas' import switched off) builds text columns with Arrow's conversion: no pandas, same file."""
+    code = (
+        "import sys\n"
+        "from triage.arrowlite import arrow_without_pandas, converts_without_pandas\n"
+        "from tests.triage.test_results_parquet import _findings\n"
+        "from triage.results import findings_parquet\n"
+        "before = converts_without_pandas()\n"
+        "arrow_without_pandas()\n"
+        "sys.stdout.buffer.write(findings_parquet(_findings()))\n"
+        "sys.stderr.write(f\"{before} {converts_without_pandas()} {'pandas' in sys.modules}\")\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert out.stderr.decode().split()[-3:] == ["False", "True", "False"]
+    assert out.stdout == findings_parquet(_findings())
+
+
 def _fields(i: int, **kw: object) -> dict[str, object]:
     base: dict[str, object] = {
         "analyzer": "eventlog",
