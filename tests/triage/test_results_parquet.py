@@ -64,6 +64,17 @@ def test_arrow_built_findings_file_equals_the_frame_file() -> None:
     assert ours["ts"].isna().sum() == 1
 
 
+def _in_checkout(code: str) -> subprocess.CompletedProcess[bytes]:
+    """``code`` run by a fresh interpreter in the checkout (its own imports, its own pandas state)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        timeout=60,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
 def test_writing_findings_does_not_import_pandas() -> None:
     """Without pandas the text columns are built from buffers, with it by Arrow's conversion: the same bytes."""
     code = (
@@ -73,13 +84,7 @@ def test_writing_findings_does_not_import_pandas() -> None:
         "sys.stdout.buffer.write(findings_parquet(_findings()))\n"
         "sys.stderr.write(str('pandas' in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        timeout=60,
-        check=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    out = _in_checkout(code)
     assert out.stderr.decode().strip().endswith("False")
     assert "pandas" in sys.modules  # here: the other path
     assert out.stdout[:4] == b"PAR1"
@@ -98,13 +103,7 @@ def test_findings_written_after_the_pandas_switch_are_the_same_bytes() -> None:
         "sys.stdout.buffer.write(findings_parquet(_findings()))\n"
         "sys.stderr.write(f\"{before} {converts_without_pandas()} {'pandas' in sys.modules}\")\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        timeout=60,
-        check=True,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    out = _in_checkout(code)
     assert out.stderr.decode().split()[-3:] == ["False", "True", "False"]
     assert out.stdout == findings_parquet(_findings())
 
