@@ -283,9 +283,14 @@ class FindingColumns:
 
 def _plain(values: Iterable[Any]) -> bool:
     """Whether no text among the values is one :class:`Finding` would escape (a lone surrogate)."""
+    return all(type(v) is not str or v.isascii() or _kept(v) for v in values)
+
+
+def _kept(text: str) -> bool:
+    """Whether :class:`Finding` stores ``text`` as it is (imported here: asked only of non-ASCII text, not per row)."""
     from triage.finding import storable
 
-    return all(type(v) is not str or v.isascii() or storable(v) is v for v in values)
+    return storable(text) is text
 
 
 def count_findings(found: Iterable[Any]) -> int:
