@@ -88,6 +88,26 @@ def test_a_test_shared_by_rules_runs_once_per_column(monkeypatch: pytest.MonkeyP
     assert len(calls) == 1 and np.array_equal(a[:100], b) and a.sum() > 0
 
 
+@pytest.mark.parametrize("swept_first", [False, True])
+def test_a_few_rows_read_through_distinct_values_match_row_by_row(swept_first: bool) -> None:
+    """A leaf over at most SMALL_ROWS rows reads their values through the column's distinct values once those
+    exist (a cover sweep built them): the same matches, and no Python list of the whole column."""
+    values = _values(30, 600, seed=7)
+    df = pd.DataFrame({"Image": pd.array(values, dtype="str")})
+    raw = pa.array(values, type=pa.large_string())
+    picks = [np.array([0, 5, 6, 599]), np.arange(0, 600, 15)]
+    for test in [t for t in _tests() if t.small_ok]:  # regexes (|re) have no few-rows path
+        ctx = SubFrame(df, None, {})
+        col = ctx.column("Image")
+        if swept_first:
+            distinct_hits(col, test)
+        rows = test.run(raw if test.cased else pa.compute.utf8_lower(raw))
+        for sel in picks:
+            assert np.array_equal(StrLeaf("Image", test).match(ctx, sel), rows[sel]), test.key
+            assert np.array_equal(KeywordLeaf(test).match(ctx, sel), rows[sel]), test.key
+        assert ("_raw_list" in col.__dict__ or "_folded_list" in col.__dict__) is not swept_first
+
+
 # ---------------------------------------------------------------------------------------------------- covers
 def _plan(load_texts, detection: str):  # type: ignore[no-untyped-def]
     rs = load_texts(rule_text(detection))
