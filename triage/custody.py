@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -165,6 +166,25 @@ def strict_json(text: str) -> Any:
         return out
 
     return json.loads(text, object_pairs_hook=pairs)
+
+
+# 19 digits in a row: a number orjson could read otherwise than json (beyond 64 bits it gives a float)
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def event_json(line: str) -> Any:
+    """``json.loads(line)``, through orjson where its value is the same (a third of the time).
+
+    orjson and json read every JSON text alike (the same value, the last of repeated keys, the same errors)
+    except numbers: orjson refuses NaN and Infinity and those beyond a float (json reads them), and reads
+    integers beyond 64 bits as floats. A refused text, and any line with 19 digits in a row (rare: a hash's hex
+    digits), is read by json. ValueError for what json refuses, as ``json.loads``."""
+    if _LONG_DIGITS.search(line) is None:
+        try:
+            return orjson.loads(line)
+        except orjson.JSONDecodeError:
+            pass  # json decides (its value, or its error): NaN, lone surrogates, nesting beyond orjson's limit
+    return json.loads(line)
 
 
 def parse_head(raw: bytes) -> tuple[int, str]:
@@ -573,7 +593,7 @@ class CustodyLog:
                 if not line.endswith("\n") or not line.strip():
                     continue
                 try:
-                    ev = json.loads(line)
+                    ev = event_json(line)
                 except ValueError:
                     continue
                 if isinstance(ev, dict):
