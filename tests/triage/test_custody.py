@@ -139,28 +139,44 @@ def test_event_json_reads_every_line_as_json_does() -> None:
         ' {"spaced" : 1 }\n',
     ]
     for line in lines:
-        got = event_json(line)
-        assert got == json.loads(line) or repr(got) == repr(json.loads(line))
-        assert [type(v) for v in got.values()] == [type(v) for v in json.loads(line).values()]
-    assert event_json(lines[1])["n"] == 123456789012345678901234567890
+        got, want = event_json(line.encode()), json.loads(line)
+        assert repr(got) == repr(want)
+        assert [type(v) for v in got.values()] == [type(v) for v in want.values()]
+    assert event_json(lines[1].encode())["n"] == 123456789012345678901234567890
+    assert event_json(b'{"p": "caf\xe9"}') == {"p": "caf\udce9"}  # not UTF-8: as the text reading decoded it
     for bad in ('{"a": 1,}', '{"a": "x\x01"}', "[1, 2", "\ufeff{}", '{"a": 1} {"b": 2}'):
         with pytest.raises(ValueError):
             json.loads(bad)
         with pytest.raises(ValueError):
-            event_json(bad)
+            event_json(bad.encode())
 
 
-def test_events_skip_damaged_lines_and_keep_huge_numbers(tmp_path: Path) -> None:
-    """Reading the log: a damaged line is skipped (verify reports it), an event with an integer beyond 64 bits
-    keeps it exactly."""
+def test_events_are_what_reading_the_log_as_text_gave(tmp_path: Path) -> None:
+    """Damaged, blank and cut lines are skipped (verify reports them); carriage returns end lines as text reading
+    ends them; huge numbers stay exact: the same events as ``json.loads`` of each text line."""
     log = CustodyLog(tmp_path, actor="examiner1")
-    (tmp_path / "custody.jsonl").write_text(
-        '{"action": "create", "details": {"size": 123456789012345678901234567890}}\n'
-        "{not json\n"
-        '{"action": "collect", "details": {"artifact_id": "a1"}}\n'
-        "[1, 2]\n",
-        encoding="utf-8",
+    raw = (
+        b'{"action": "create", "details": {"size": 123456789012345678901234567890}}\n'
+        b"{not json\n"
+        b"\n"
+        b'{"action": "collect", "details": {"artifact_id": "a1"}}\r\n'
+        b'{"action": "one"}\r{"action": "two"}\n'
+        b'{"action": "caf\xe9", "x": NaN}\n'
+        b"[1, 2]\n"
+        b'{"action": "cut"'
     )
-    events = list(log.events())
-    assert [e["action"] for e in events] == ["create", "collect"]
-    assert events[0]["details"]["size"] == 123456789012345678901234567890
+    (tmp_path / "custody.jsonl").write_bytes(raw)
+    want = []
+    with open(tmp_path / "custody.jsonl", encoding="utf-8", errors="surrogateescape") as fh:
+        for line in fh:
+            if line.endswith("\n") and line.strip():
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(ev, dict):
+                    want.append(ev)
+    got = list(log.events())
+    assert repr(got) == repr(want)
+    assert [e["action"] for e in got] == ["create", "collect", "one", "two", "caf\udce9"]
+    assert got[0]["details"]["size"] == 123456789012345678901234567890
