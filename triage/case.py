@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import operator
 import os
 import re
 import stat
@@ -129,6 +130,8 @@ class ManifestRow:
 
 _ROW_FIELDS = tuple(f.name for f in fields(ManifestRow))
 _ROW_FIELD_SET = frozenset(_ROW_FIELDS)
+_row_values = operator.itemgetter(*_ROW_FIELDS)  # a row's values in field order
+_new_row = object.__new__
 _ROW_REQUIRED = frozenset(f.name for f in fields(ManifestRow) if f.default is MISSING and f.default_factory is MISSING)
 
 
@@ -1101,6 +1104,10 @@ def parse_row(line: str | bytes) -> ManifestRow:
     relpath = data.get("relpath")
     if relpath and (relpath.startswith("/") or ".." in relpath.split("/") or not relpath.startswith("evidence/")):
         raise ValueError(f"not a manifest row (relpath {relpath!r} outside evidence/)")
+    if len(data) == len(_ROW_FIELDS):  # every field (as triage writes rows): what __init__ sets, in its order
+        row = _new_row(ManifestRow)
+        row.__dict__.update(zip(_ROW_FIELDS, _row_values(data), strict=True))
+        return row
     return ManifestRow(**data)
 
 

@@ -360,6 +360,35 @@ def _configure_logging(quiet: bool, verbose: int) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+class _MeanwhileOnPlan:
+    """A transfer meter that runs ``meanwhile`` in a thread when the first copies are planned: a collection's
+    command process then mostly waits for its copy helper, so what it loads there (the summary's renderer) is
+    not paid after the last copy. Joined when the transfer ends: nothing else runs it concurrently."""
+
+    def __init__(self, meter: Transfer, meanwhile: Callable[[], None]) -> None:
+        self._meter = meter
+        self._meanwhile: Callable[[], None] | None = meanwhile
+        self._thread: threading.Thread | None = None
+
+    def plan(self, files: int, nbytes: int) -> None:
+        if self._meanwhile is not None:
+            self._thread = threading.Thread(target=self._meanwhile, name="triage-meanwhile", daemon=True)
+            self._meanwhile = None
+            self._thread.start()
+        self._meter.plan(files, nbytes)
+
+    def advance(self, nbytes: int) -> None:
+        self._meter.advance(nbytes)
+
+    def file_done(self) -> None:
+        self._meter.file_done()
+
+    def join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+
 class ConsoleProgress:
     """The command line's :class:`triage.app.Progress`: rich bars on stderr, messages through logging.
 
@@ -367,19 +396,31 @@ class ConsoleProgress:
     (removed when the unit is over); quiet shows no bar and no line.
     """
 
-    def __init__(self, quiet: bool = False) -> None:
+    def __init__(self, quiet: bool = False, meanwhile: Callable[[], None] | None = None) -> None:
         self.quiet = quiet
         self._open: list[UnitBars] = []  # units bars open now, innermost last
+        # loaded in a thread once a transfer's copies start (the command then mostly waits for its copy helper)
+        self.meanwhile = meanwhile
 
     def bytes(self, description: str) -> AbstractContextManager[Callable[[int], None]]:
         from triage.progress import byte_progress
 
         return byte_progress(description, enabled=not self.quiet)
 
-    def transfer(self, description: str) -> AbstractContextManager[Transfer]:
+    @contextlib.contextmanager
+    def transfer(self, description: str) -> Iterator[Transfer]:
         from triage.progress import transfer_progress
 
-        return transfer_progress(description, enabled=not self.quiet)
+        with transfer_progress(description, enabled=not self.quiet) as meter:
+            if self.meanwhile is None:
+                yield meter
+                return
+            meanwhile, self.meanwhile = self.meanwhile, None
+            loading = _MeanwhileOnPlan(meter, meanwhile)
+            try:
+                yield loading
+            finally:
+                loading.join()
 
     @contextlib.contextmanager
     def units(self, description: str) -> Iterator[Callable[[int, int], None]]:
@@ -953,7 +994,9 @@ def _main(argv: list[str], report_process: ReportProcess | None) -> int:
         sys.argv[:] = _redacted_argv(sys.argv)  # reports and fleet files record the command line
 
     try:
-        summary = _dispatch(args, ConsoleProgress(quiet=args.quiet), report_process)
+        # a collection's summary renderer is loaded while its copies run (a run's, while its report child works)
+        meanwhile = stdout.load if args.command == "collect" and not args.json else None
+        summary = _dispatch(args, ConsoleProgress(quiet=args.quiet, meanwhile=meanwhile), report_process)
         code = summary.exit_code
         out = summary.as_dict()
         head = _report_head(args)

@@ -16,6 +16,7 @@ import errno
 import fcntl
 import getpass
 import hashlib
+import io
 import json
 import logging
 import os
@@ -23,11 +24,11 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -165,6 +166,51 @@ def strict_json(text: str) -> Any:
         return out
 
     return json.loads(text, object_pairs_hook=pairs)
+
+
+# 19 digits in a row: a number orjson could read otherwise than json (beyond 64 bits it gives a float)
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_NUMBER = b"0" * 19
+
+
+def event_json(raw: bytes) -> Any:
+    """``json.loads`` of a line's text (undecodable bytes as surrogates), through orjson where its value is the
+    same (about twice as fast).
+
+    orjson and json read every JSON text alike (the same value, the last of repeated keys, the same errors)
+    except numbers: orjson refuses NaN, Infinity and numbers beyond a float (json reads them) and reads integers
+    beyond 64 bits as floats. A line it refuses, and any line with 19 digits in a row (rare: a hash's hex digits
+    can have them), is read by json. ValueError for what json refuses, as ``json.loads``."""
+    if _LONG_NUMBER not in raw.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # json decides (its value or its error): NaN, bytes not UTF-8, lone surrogates, deep nesting
+    return json.loads(raw.decode("utf-8", "surrogateescape"))
+
+
+def _text_lines(fh: BinaryIO) -> Iterator[bytes]:
+    """The lines of a file as reading it as text splits them: a carriage return ends a line there too (and is
+    read as a line feed); such lines are split as text splits them, every other line is its own bytes."""
+    for raw in fh:
+        if b"\r" in raw:
+            for line in io.StringIO(raw.decode("utf-8", "surrogateescape"), newline=None):
+                yield line.encode("utf-8", "surrogateescape")
+        else:
+            yield raw
+
+
+def _events_of(lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+    """The events of whole lines (a blank or damaged one, or a cut last line, is skipped: verify reports it)."""
+    for raw in lines:
+        if not raw.endswith(b"\n") or not raw.strip():
+            continue
+        try:
+            ev = event_json(raw)
+        except ValueError:
+            continue
+        if isinstance(ev, dict):
+            yield ev
 
 
 def parse_head(raw: bytes) -> tuple[int, str]:
@@ -568,16 +614,8 @@ class CustodyLog:
         """Every whole, parseable event in order (damaged lines are verify's to report)."""
         if not self.path.exists():
             return
-        with open(self.path, encoding="utf-8", errors="surrogateescape") as fh:
-            for line in fh:
-                if not line.endswith("\n") or not line.strip():
-                    continue
-                try:
-                    ev = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(ev, dict):
-                    yield ev
+        with open(self.path, "rb") as fh:
+            yield from _events_of(_text_lines(fh))
 
     def verify(self, anchor: str | None = None) -> tuple[int, list[ChainProblem]]:
         """Walk the chain. Returns (events checked, problems).

@@ -47,3 +47,26 @@ def test_a_repeated_key_is_refused_even_in_canonical_form() -> None:
         parse_row(twice)
     spaced = json.dumps(body, sort_keys=True, indent=1).replace("\n", " ") + "\n"  # not canonical: strict path
     assert parse_row(spaced.encode()) == _row()
+
+
+def test_a_read_row_is_the_row_init_makes_with_or_without_its_optional_fields() -> None:
+    """A line with every field (as triage writes it) makes the very row ``ManifestRow(**fields)`` makes: the same
+    attributes in field order (what ``as_dict`` and the row digest read); a line without the optional fields
+    (an older manifest) gets their defaults; a line that is not a row is refused either way."""
+    row = _row(md5="1" * 32, family="web_files", details="note")
+    data, digest = row_line(row)
+    got = parse_row(data)
+    assert got == row and type(got) is ManifestRow
+    assert list(vars(got).items()) == list(vars(row).items())
+    assert got.as_dict() == row.as_dict() and list(got.as_dict()) == [f.name for f in dataclasses.fields(row)]
+    assert got.digest == digest
+    required = {f.name for f in dataclasses.fields(row) if f.default is dataclasses.MISSING} - {"extra"}
+    short = {k: v for k, v in row.as_dict().items() if k in required}
+    older = parse_row(json.dumps(short, separators=(",", ":"), sort_keys=True) + "\n")
+    assert older == ManifestRow(**short)
+    assert (older.storage, older.extra, older.relpath, older.family) == ("copy", {}, None, "")
+    assert list(vars(older)) == [f.name for f in dataclasses.fields(row)]
+    bad = json.loads(data)
+    bad["size"] = True  # a bool is not a size, whichever way the row is made
+    with pytest.raises(ValueError, match="field 'size'"):
+        parse_row(json.dumps(bad, separators=(",", ":"), sort_keys=True) + "\n")

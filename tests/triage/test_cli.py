@@ -157,3 +157,45 @@ def test_attest_cli_exit_codes(tmp_path: Path, capsys) -> None:
     (att,) = out["attestations"]
     assert (att["host"], att["step"], att["status"], att["by"]) == ("ex02", "24", "done", "J. Doe")
     assert att["files"][0]["name"] == "fw.txt" and out["files_stored"] == 1 and out["custody_head"]["seq"] > 0
+
+
+def test_transfer_runs_meanwhile_once_while_copies_run_and_joins_it() -> None:
+    """``meanwhile`` (a collection's summary renderer) starts in a thread at the first planned copies, runs once,
+    and is over when the transfer ends; the meter still counts what it is told."""
+    import threading
+
+    from triage.cli import ConsoleProgress
+
+    ran: list[str] = []
+    release = threading.Event()
+
+    def meanwhile() -> None:
+        release.wait(5)
+        ran.append(threading.current_thread().name)
+
+    progress = ConsoleProgress(quiet=True, meanwhile=meanwhile)
+    with progress.transfer("collecting") as meter:
+        assert ran == []  # nothing before copies are planned
+        meter.plan(3, 300)
+        meter.plan(1, 10)  # planned again: still one run
+        meter.advance(300)
+        meter.file_done()
+        release.set()
+    assert ran == ["triage-meanwhile"]
+    with progress.transfer("collecting again") as meter:  # once per command
+        meter.plan(1, 1)
+    assert ran == ["triage-meanwhile"]
+
+
+def test_collect_summary_same_with_the_renderer_loaded_meanwhile(tmp_path: Path, capsys) -> None:
+    """The collect summary on stdout names every kind collected, with and without --quiet (the renderer is
+    loaded while the copies run either way)."""
+    vol = build_volume(tmp_path / "vol", VolumeSpec(compromised=True))
+    outs = []
+    for i, quiet in enumerate(([], ["-q"])):
+        rc = main(["collect", str(vol), "--case", str(tmp_path / f"case{i}"), "--host", "EX01", *quiet])
+        assert rc == ExitCode.OK
+        outs.append(capsys.readouterr().out)
+    assert "Collected into" in outs[1] and "outcomes:" in outs[1]
+    # the same table but for the case folder's name
+    assert outs[0].replace("case0", "caseN") == outs[1].replace("case1", "caseN")

@@ -4,6 +4,8 @@ import itertools
 import json
 from pathlib import Path
 
+import pytest
+
 from triage.custody import GENESIS, CustodyLog, event_hash
 
 
@@ -84,9 +86,11 @@ def test_a_batch_is_chained_event_by_event_in_one_write(tmp_path: Path) -> None:
     batch = log.append_many("collect", [{"artifact_id": f"B{i}"} for i in range(5)])
     events = list(log.events())
     assert [e["seq"] for e in events] == [1, 2, 3, 4, 5, 6, 7]
-    assert [e["details"]["artifact_id"] for e in events[2:]] == [f"B{i}" for i in range(5)] == [
-        e["details"]["artifact_id"] for e in batch
-    ]
+    assert (
+        [e["details"]["artifact_id"] for e in events[2:]]
+        == [f"B{i}" for i in range(5)]
+        == [e["details"]["artifact_id"] for e in batch]
+    )
     assert log.verify() == (7, [])
     assert json.loads((tmp_path / "custody.head").read_text())["seq"] == 7
 
@@ -117,3 +121,62 @@ def test_head_behind_events_of_several_actions_is_left_for_verify(tmp_path: Path
     assert fresh.prepare() == []
     assert "custody.head names event 2" in fresh.verify()[1][0].problem
     fresh.close()
+
+
+def test_event_json_reads_every_line_as_json_does() -> None:
+    """The orjson path of event reading gives json's value, or json's error, line for line: numbers orjson would
+    read otherwise (beyond 64 bits, NaN, overflow) and texts it refuses go to json."""
+    from triage.custody import event_json
+
+    lines = [
+        '{"a": 1, "b": [true, null, "x"], "a": 3}',  # repeated key: the last value, at the first key's place
+        '{"n": 123456789012345678901234567890}',  # beyond 64 bits: json's int, not orjson's float
+        '{"n": -9223372036854775809, "m": 18446744073709551616}',
+        '{"f": NaN, "g": Infinity, "h": 1e400}',
+        '{"s": "\\ud800 lone", "t": "\\u2028"}',
+        '{"f": 0.30000000000000004, "z": -0.0, "e": 5e-324}',
+        '{"sha256": "1234567890123456789012345678901234567890123456789012345678901234"}',
+        ' {"spaced" : 1 }\n',
+    ]
+    for line in lines:
+        got, want = event_json(line.encode()), json.loads(line)
+        assert repr(got) == repr(want)
+        assert [type(v) for v in got.values()] == [type(v) for v in want.values()]
+    assert event_json(lines[1].encode())["n"] == 123456789012345678901234567890
+    assert event_json(b'{"p": "caf\xe9"}') == {"p": "caf\udce9"}  # not UTF-8: as the text reading decoded it
+    for bad in ('{"a": 1,}', '{"a": "x\x01"}', "[1, 2", "\ufeff{}", '{"a": 1} {"b": 2}'):
+        with pytest.raises(ValueError):
+            json.loads(bad)
+        with pytest.raises(ValueError):
+            event_json(bad.encode())
+
+
+def test_events_are_what_reading_the_log_as_text_gave(tmp_path: Path) -> None:
+    """Damaged, blank and cut lines are skipped (verify reports them); carriage returns end lines as text reading
+    ends them; huge numbers stay exact: the same events as ``json.loads`` of each text line."""
+    log = CustodyLog(tmp_path, actor="examiner1")
+    raw = (
+        b'{"action": "create", "details": {"size": 123456789012345678901234567890}}\n'
+        b"{not json\n"
+        b"\n"
+        b'{"action": "collect", "details": {"artifact_id": "a1"}}\r\n'
+        b'{"action": "one"}\r{"action": "two"}\n'
+        b'{"action": "caf\xe9", "x": NaN}\n'
+        b"[1, 2]\n"
+        b'{"action": "cut"'
+    )
+    (tmp_path / "custody.jsonl").write_bytes(raw)
+    want = []
+    with open(tmp_path / "custody.jsonl", encoding="utf-8", errors="surrogateescape") as fh:
+        for line in fh:
+            if line.endswith("\n") and line.strip():
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(ev, dict):
+                    want.append(ev)
+    got = list(log.events())
+    assert repr(got) == repr(want)
+    assert [e["action"] for e in got] == ["create", "collect", "one", "two", "caf\udce9"]
+    assert got[0]["details"]["size"] == 123456789012345678901234567890
