@@ -154,6 +154,15 @@ def event_hash(event: dict[str, Any]) -> str:
     return sha256_bytes(canonical(body))
 
 
+def load_json(text: str | bytes) -> Any:
+    """``json.loads`` of a case file's text. Nesting too deep for the parser is a ValueError like any other
+    unreadable text (json raises RecursionError for it), so a crafted file costs only itself."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
+
+
 def strict_json(text: str) -> Any:
     """``json.loads`` that rejects an object with a repeated key (a reader would see one, a human the other)."""
 
@@ -165,7 +174,10 @@ def strict_json(text: str) -> Any:
             out[k] = v
         return out
 
-    return json.loads(text, object_pairs_hook=pairs)
+    try:
+        return json.loads(text, object_pairs_hook=pairs)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
 
 
 # 19 digits in a row: a number orjson could read otherwise than json (beyond 64 bits it gives a float)
@@ -186,7 +198,7 @@ def event_json(raw: bytes) -> Any:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass  # json decides (its value or its error): NaN, bytes not UTF-8, lone surrogates, deep nesting
-    return json.loads(raw.decode("utf-8", "surrogateescape"))
+    return load_json(raw.decode("utf-8", "surrogateescape"))
 
 
 def _text_lines(fh: BinaryIO) -> Iterator[bytes]:
@@ -311,7 +323,7 @@ class CustodyLog:
     def holder(self) -> str:
         """Who holds the case lock, as the holder wrote it (best effort)."""
         try:
-            info = json.loads(self.lock_path.read_text() or "{}")
+            info = load_json(self.lock_path.read_text() or "{}")
             return f"pid {info.get('pid')}, {info.get('command')!s}, since {info.get('since')}"
         except (OSError, ValueError, AttributeError):
             return "unknown process"
@@ -417,7 +429,7 @@ class CustodyLog:
         actions: set[object] = set()
         for raw in reversed(lines):  # back from the end to the head's event: each must link to the one after it
             try:
-                ev = json.loads(raw.decode("utf-8", "surrogateescape"))
+                ev = event_json(raw)
             except ValueError:
                 return None
             if not isinstance(ev, dict) or ev.get("hash") != event_hash(ev) or not isinstance(ev.get("seq"), int):

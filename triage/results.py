@@ -26,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from triage.custody import load_json
+
 log = logging.getLogger(__name__)
 
 UNIT_SUFFIX = ".run.json"
@@ -65,7 +67,7 @@ def parse_records(path: Path, body: Any) -> list[dict[str, Any]]:
 
 def read_records(path: Path) -> list[dict[str, Any]]:
     """The per-artifact records of one record file; OSError or ValueError when unreadable."""
-    return parse_records(path, json.loads(path.read_text(encoding="utf-8")))
+    return parse_records(path, load_json(path.read_text(encoding="utf-8")))
 
 
 def unit_records(
@@ -95,7 +97,7 @@ def unit_records(
 def record_run_id(path: Path) -> str | None:
     """The analyze run that wrote a record file ("" for records of older versions; None when unreadable)."""
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
+        body = load_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return str(body.get("run_id") or "") if isinstance(body, dict) else None

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from triage.case import Case, ManifestRow
-from triage.custody import utcnow
+from triage.custody import load_json, utcnow
 from triage.executors import IN_PROCESS_UNITS, Executor, LocalPoolExecutor, UnitLimits
 from triage.finding import storable_value
 from triage.hashing import hash_file, sha256_bytes
@@ -104,7 +104,7 @@ def _finished(
     parquet, run = result_paths(case_dir, analyzer.name, row.artifact_id)
     if rec is None:
         try:
-            rec = json.loads(run.read_text())
+            rec = load_json(run.read_text())
         except (OSError, ValueError):
             return False
     if not isinstance(rec, dict) or not (
@@ -660,13 +660,13 @@ def analyze_cases(
         plan, cls = by_case[task.case_dir], classes(task.analyzer)
         if task.spec.batch is not None:
             try:
-                body = json.loads(batch_paths(plan.case.path, cls.name, task.spec.batch_id)[1].read_text())
+                body = load_json(batch_paths(plan.case.path, cls.name, task.spec.batch_id)[1].read_text())
             except (OSError, ValueError):
                 return None
             return dict(body) if isinstance(body, dict) and body.get("run_id") == plan.summary.run_id else None
         row = ManifestRow(**task.spec.evidence)
         try:
-            rec = json.loads(result_paths(plan.case.path, cls.name, row.artifact_id)[1].read_text())
+            rec = load_json(result_paths(plan.case.path, cls.name, row.artifact_id)[1].read_text())
         except (OSError, ValueError):
             return None
         if rec.get("run_id") == plan.summary.run_id or _finished(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from triage.case import Case, ManifestRow
-from triage.custody import utcnow
+from triage.custody import load_json, utcnow
 from triage.errors import Skip
 from triage.finding import Finding, RunRecord
 from triage.registry import Analyzer, Unit, load
@@ -421,7 +421,7 @@ def write_batch(
 def rewrite_batch(case_dir: Path, record: Path, drop: set[str]) -> int:
     """A batch without the rows (and findings) of the artifacts in ``drop``, rewritten in place atomically (removed
     when no row is left); the number of rows kept. Used before those artifacts run again."""
-    body = json.loads(record.read_text(encoding="utf-8"))
+    body = load_json(record.read_text(encoding="utf-8"))
     rows = parse_records(record, body)
     kept = [r for r in rows if str(r.get("evidence_id")) not in drop]
     parquet = record.with_name(record.name[: -len(BATCH_SUFFIX)] + ".parquet")

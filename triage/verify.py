@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from triage.case import CASE_DIRS, CASE_FILES, WRITE_ERROR, Case, ManifestRow, row_digest
-from triage.custody import is_readonly_error
+from triage.custody import is_readonly_error, load_json
 from triage.errors import ExitCode, IntegrityError
 from triage.hashing import hash_file
 from triage.results import is_record_name, read_records, record_files, record_run_id
@@ -355,7 +355,7 @@ def _verify(
     results: dict[str, str] = {}
     for rel in ledger.run_records:
         try:
-            body = json.loads((case.path / rel).read_text(encoding="utf-8"))
+            body = load_json((case.path / rel).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # reported below as missing or changed
         if not isinstance(body, dict):
@@ -512,7 +512,7 @@ def _results_recorded(case: Case, ledger: _Ledger) -> bool:
     """Whether this case's run records list result hashes (records by older versions do not)."""
     for rel in ledger.run_records:
         try:
-            body = json.loads((case.path / rel).read_text(encoding="utf-8"))
+            body = load_json((case.path / rel).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if isinstance(body, dict) and isinstance(body.get("results"), dict):

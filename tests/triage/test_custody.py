@@ -180,3 +180,22 @@ def test_events_are_what_reading_the_log_as_text_gave(tmp_path: Path) -> None:
     assert repr(got) == repr(want)
     assert [e["action"] for e in got] == ["create", "collect", "one", "two", "caf\udce9"]
     assert got[0]["details"]["size"] == 123456789012345678901234567890
+
+
+def test_a_line_nested_too_deeply_is_a_damaged_line_not_a_crash(tmp_path: Path) -> None:
+    """json raises RecursionError (not ValueError) for deep nesting: a crafted line must cost only itself."""
+    from triage.custody import load_json
+    from triage.results import record_run_id
+
+    log = _log(tmp_path)
+    deep = "[" * 200_000 + "]" * 200_000
+    with log.path.open("a") as fh:
+        fh.write(deep + "\n")
+    assert [e["seq"] for e in log.events()] == [1, 2, 3, 4]  # the line is skipped, as any damaged line
+    count, problems = log.verify()
+    assert count == 4 and any(p.line == 5 and "not valid JSON" in p.problem for p in problems)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        load_json(deep)
+    record = tmp_path / "deep.batch.json"
+    record.write_text('{"run_id": ' + deep + "}")
+    assert record_run_id(record) is None  # an unreadable record, as a damaged one
