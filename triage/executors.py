@@ -43,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import logging
 import mmap
 import multiprocessing
@@ -62,6 +61,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from triage.custody import load_json
 from triage.errors import UsageError
 from triage.tasks import ProgressSink, UnitSpec, UnitTask, set_worker, worker_id
 from triage.unitrun import (
@@ -107,7 +107,7 @@ def _recorded(spec: UnitSpec) -> dict[str, Any] | None:
         else result_paths(case_dir, spec.analyzer, spec.evidence_id)[1]
     )
     try:
-        rec = json.loads(path.read_text())
+        rec = load_json(path.read_text())
     except (OSError, ValueError):
         return None
     return dict(rec) if isinstance(rec, dict) and spec.run_id and rec.get("run_id") == spec.run_id else None

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from triage import TOOL_NAME, __version__
+from triage.custody import load_json
 from triage.errors import IntegrityError, UsageError
 from triage.seal import READ_ONLY_ACTIONS, SEAL_DIR
 
@@ -72,7 +73,7 @@ def custody_cut(log: Path) -> tuple[int, dict[str, Any] | None]:
             if not line.endswith(b"\n"):
                 break
             try:
-                ev = json.loads(line)
+                ev = load_json(line)
             except ValueError:
                 keep = pos  # a damaged line is never silently dropped (verify refuses such a case anyway)
                 continue

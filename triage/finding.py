@@ -156,8 +156,10 @@ class Finding:
             object.__setattr__(self, name, tuple(text.split(",")) if text else ())
         attrs: Any = self.attributes
         if isinstance(attrs, str) and (raw or _SURROGATE.search(attrs) or "\\ud" in attrs.lower()):
+            from triage.custody import load_json
+
             try:  # JSON text may also carry lone surrogates as \\udcxx escapes
-                attrs = json.loads(attrs) if attrs.strip() else {}
+                attrs = load_json(attrs) if attrs.strip() else {}
             except ValueError:  # not JSON: keep it as one escaped string
                 attrs = {"text": attrs}
         if not isinstance(attrs, str):

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 
 from triage import TOOL_NAME, __version__
-from triage.custody import utcnow
+from triage.custody import load_json, utcnow
 from triage.errors import UsageError
 from triage.hashing import hash_file, sha256_bytes
 from triage.seal_names import PASSPHRASE_ENV  # re-exported: the CLI reads it without importing cryptography
@@ -649,7 +649,7 @@ def _check_sealed_state(case_path: Path, doc: dict[str, Any], later: list[dict[s
         accounted.update(_hashes_in(d))
         if ev.get("action") == "analyze" and isinstance(d.get("run_record"), str):
             with contextlib.suppress(OSError, ValueError, AttributeError):
-                body = json.loads((case_path / d["run_record"]).read_text(encoding="utf-8"))
+                body = load_json((case_path / d["run_record"]).read_text(encoding="utf-8"))
                 accounted.update(_hashes_in(body.get("results")))
     sealed = {rel: v for rel, v in _obj(doc.get("files")).items() if _inside(rel, SEALED_DIRS)}
     if len(sealed) != len(_obj(doc.get("files"))):

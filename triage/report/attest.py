@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import os
 import stat
 import uuid
@@ -32,6 +31,7 @@ import yaml
 
 from triage import __version__
 from triage.case import Case
+from triage.custody import load_json
 from triage.errors import CollectionFailed, UsageError
 from triage.hashing import open_readonly, sha256_bytes
 from triage.report.directive import Directive
@@ -129,7 +129,7 @@ def read_attestations(case_path: str | os.PathLike[str]) -> list[Attestation]:
             if marker not in line or not line.endswith("\n"):
                 continue
             try:
-                ev = json.loads(line)
+                ev = load_json(line)
             except ValueError:
                 continue  # a damaged line is verify's to report
             att = _from_event(ev)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from triage.case import ManifestRow
+from triage.custody import load_json
 from triage.finding import SEVERITIES, storable_value
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def parse_attributes(value: object) -> dict[str, Any]:
     if not isinstance(value, str) or not value:
         return {}
     try:
-        out = json.loads(value)
+        out = load_json(value)
     except ValueError:
         return {}
     return out if isinstance(out, dict) else {}

@@ -4,10 +4,11 @@ found (psscan rows the process list does not hold) listed after it."""
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
+
+from triage.custody import load_json
 
 log = logging.getLogger(__name__)
 MAX_ROWS = 500  # a busy server runs a few hundred processes; the full table stays in the parquet file
@@ -31,7 +32,7 @@ def process_trees(case_path: str | Path) -> list[dict[str, Any]]:
     out = []
     for index in sorted(Path(case_path, "results", "memory").glob("*/index.json")):
         try:
-            meta = json.loads(index.read_text(encoding="utf-8"))
+            meta = load_json(index.read_text(encoding="utf-8"))
             tables = meta.get("tables", {})
             tree = _table(index.parent, "pstree", tables)
             scan = _table(index.parent, "psscan", tables)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import logging
 import platform
 import shlex
@@ -17,6 +16,7 @@ import pandas as pd
 
 from triage import TOOL_NAME, __version__
 from triage.case import Case
+from triage.custody import load_json
 from triage.hashing import hash_file
 from triage.report.context import ReportContext, parse_attributes
 
@@ -84,7 +84,7 @@ def custody_head(case_path: Path) -> dict[str, Any]:
     """The custody chain's newest event (sequence number and hash) before this report was recorded."""
     try:
         raw = (case_path / "custody.head").read_bytes().strip()
-        head = json.loads(raw) if raw else {}
+        head = load_json(raw) if raw else {}
         return {"seq": head.get("seq"), "hash": head.get("hash")}
     except (OSError, ValueError):
         return {"seq": None, "hash": None}
@@ -94,7 +94,7 @@ def _run_records(case_path: Path) -> list[dict[str, Any]]:
     out = []
     for p in sorted((case_path / "runs").glob("*.json")):
         try:
-            rec = json.loads(p.read_text())
+            rec = load_json(p.read_text())
         except (OSError, ValueError):
             continue
         rec["_file"] = p.name
