@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from triage.case import safe_host
+from triage.custody import load_json
 from triage.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ def host_cases(root: Path) -> dict[str, Path]:
     """Host name -> host case folder, from the index (and any host case folder not in it)."""
     out: dict[str, Path] = {}
     try:
-        index = json.loads((root / INDEX).read_text(encoding="utf-8"))
+        index = load_json((root / INDEX).read_text(encoding="utf-8"))
         for host, rel in index.get("hosts", {}).items():
             out[str(host)] = root / rel
     except (OSError, ValueError):
@@ -229,7 +230,7 @@ def write_index(root: Path, index: dict[str, Any]) -> None:
 def fleet_id_of(root: Path) -> str:
     """The fleet id recorded in the index ("" when there is none)."""
     try:
-        return str(json.loads((root / INDEX).read_text(encoding="utf-8")).get("fleet_id", ""))
+        return str(load_json((root / INDEX).read_text(encoding="utf-8")).get("fleet_id", ""))
     except (OSError, ValueError):
         return ""
 

@@ -199,3 +199,20 @@ def test_a_line_nested_too_deeply_is_a_damaged_line_not_a_crash(tmp_path: Path) 
     record = tmp_path / "deep.batch.json"
     record.write_text('{"run_id": ' + deep + "}")
     assert record_run_id(record) is None  # an unreadable record, as a damaged one
+
+
+def test_deeply_nested_ledger_or_fleet_index_is_unreadable_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from triage.fleet import INDEX, fleet_id_of, host_cases
+    from triage.report.summary import main as summary
+
+    deep = "[" * 200_000 + "]" * 200_000
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "ledger.json").write_text(deep)
+    assert summary([str(tmp_path)]) == 1
+    assert "nested too deeply" in capsys.readouterr().err
+    (tmp_path / INDEX).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / INDEX).write_text(deep)
+    assert fleet_id_of(tmp_path) == ""
+    assert isinstance(host_cases(tmp_path), dict)

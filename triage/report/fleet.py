@@ -23,7 +23,6 @@ disconnected by this rule. A host whose build cannot be placed in the table is "
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -36,6 +35,7 @@ from typing import Any
 import pandas as pd
 
 from triage.case import Case
+from triage.custody import load_json
 from triage.finding import SEVERITIES, coerce_findings
 from triage.hashing import hash_file
 from triage.report.context import UNKNOWN_HOST, ReportContext, manifest_frame, parse_attributes
@@ -200,7 +200,7 @@ def host_row(name: str, case_dir: Path, fleet_dir: Path, directive: Any = None) 
     row["case_id"] = case.case_id
     try:
         ctx = _host_context(case, directive)
-        ledger = json.loads((case_dir / "report" / "ledger.json").read_text(encoding="utf-8"))
+        ledger = load_json((case_dir / "report" / "ledger.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         row["problems"].append(f"no complete report (run `triage report` on the fleet folder): {exc}")
         row["verdict"] = "not triaged"

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from triage.custody import load_json
 
 MAX_HOSTS = 20
 ORDER = ("done", "not done", "needs manual attestation", "not applicable")
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     path = Path(args[0]) / "report" / "ledger.json"
     try:
-        ledger = json.loads(path.read_text(encoding="utf-8"))
+        ledger = load_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         print(f"no ledger at {path}: {exc}", file=sys.stderr)
         return 1
